@@ -1,0 +1,117 @@
+"""Resolve the target database, connect to it, and find the client programs that match it.
+
+One rule for every entry point: an explicit URL, else $DATABASE_URL, else the embedded server.
+"""
+
+import os
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from . import embedded
+from .errors import TargetError
+
+_PASSWORD_IN_URL = re.compile(r"(://[^:/@?]*:)[^@/]*@")
+_PASSWORD_PARAM = re.compile(r"(password=)[^&\s]*", re.IGNORECASE)
+
+
+def mask_url(url: str) -> str:
+    """`url` with any password replaced by ***."""
+    return _PASSWORD_PARAM.sub(r"\1***", _PASSWORD_IN_URL.sub(r"\1***@", url))
+
+
+def _parse(url: str):
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise TargetError(f"not a database URL: {mask_url(url)} (expected postgresql://user:password@host:port/database)") from None
+    if parsed.get_backend_name() != "postgresql":
+        raise TargetError(f"not a PostgreSQL URL: {mask_url(url)} (prep-ops works on PostgreSQL only)")
+    return parsed
+
+
+@dataclass(frozen=True)
+class Target:
+    """A database to work on: its libpq URL and whether it lives on the embedded server."""
+
+    url: str
+    embedded: bool
+
+    @property
+    def masked_url(self) -> str:
+        return mask_url(self.url)
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        """The URL with the psycopg 3 driver named, for SQLAlchemy and the %sql magic."""
+        return _parse(self.url).set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
+
+    @property
+    def scratch(self) -> bool:
+        """True where defaults may change things: the embedded server, or a server $PREP_OPS_SCRATCH=1 declares throwaway (CI)."""
+        return self.embedded or os.environ.get("PREP_OPS_SCRATCH") == "1"
+
+    @property
+    def database(self) -> str:
+        return _parse(self.url).database or ""
+
+    def with_database(self, name: str) -> "Target":
+        """The same server and credentials, another database."""
+        url = _parse(self.url).set(database=name).render_as_string(hide_password=False)
+        return Target(url, self.embedded)
+
+
+def resolve_target(database_url: str | None = None) -> Target:
+    """The target: `database_url`, else $DATABASE_URL, else the embedded server (started if needed)."""
+    url = database_url or os.environ.get("DATABASE_URL")
+    if url:
+        parsed = _parse(url)
+        libpq = parsed.set(drivername="postgresql").render_as_string(hide_password=False)
+        return Target(libpq, embedded=False)
+    return Target(embedded.ensure_database(), embedded=True)
+
+
+def _explain(exc: psycopg.Error, target: Target) -> str:
+    first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    password = _parse(target.url).password
+    if password:
+        first_line = first_line.replace(password, "***")
+    return f"cannot connect to {target.masked_url}: {first_line}"
+
+
+def connect(target: Target, *, autocommit: bool = False, connect_timeout: int = 10) -> psycopg.Connection:
+    """An open psycopg connection to `target`; a bad URL, password or stopped server raises TargetError."""
+    try:
+        return psycopg.connect(target.url, autocommit=autocommit, connect_timeout=connect_timeout)
+    except psycopg.Error as exc:
+        raise TargetError(_explain(exc, target)) from None
+
+
+def server_version(conn: psycopg.Connection) -> int:
+    """The server's major version, e.g. 18."""
+    return conn.info.server_version // 10000
+
+
+def client_program(name: str, target: Target, major: int | None = None) -> Path:
+    """The path of a PostgreSQL client program (pg_dump, psql, ...) suited to `target`.
+
+    The embedded install's copy for the embedded server; for another server, the newest
+    embedded copy when it is not older than the server (pg_dump can dump older servers),
+    else the one on PATH or in /usr/lib/postgresql/<major>/bin.
+    """
+    if target.embedded:
+        return embedded.bin_dir() / name
+    for version in sorted(embedded.SUPPORTED_VERSIONS, reverse=True):
+        if major is None or version >= major:
+            candidate = embedded.bin_dir(version) / name
+            if candidate.exists():
+                return candidate
+    for candidate in (Path(f"/usr/lib/postgresql/{major}/bin/{name}"), shutil.which(name)):
+        if candidate and Path(candidate).exists():
+            return Path(candidate)
+    raise TargetError(f"no {name} found for a PostgreSQL {major} server (install the PostgreSQL client programs)")

@@ -1,0 +1,25 @@
+"""The exceptions prep_ops raises for things a user can fix: one sentence each, no traceback."""
+
+
+class PrepOpsError(Exception):
+    """Base class: the CLI prints `error: <message>` and exits non-zero."""
+
+
+class TargetError(PrepOpsError):
+    """The database cannot be reached: bad URL, wrong password, stopped server."""
+
+
+class MigrationError(PrepOpsError):
+    """A migration failed, was edited after it was applied, or cannot be found."""
+
+
+class ParameterError(PrepOpsError):
+    """A parameter has the wrong name, type or value."""
+
+
+class ConfirmationRequired(PrepOpsError):
+    """A step would change or destroy data and was not confirmed."""
+
+
+class CheckFailed(PrepOpsError):
+    """A must-hold check in a runbook failed."""

@@ -1,0 +1,233 @@
+"""Deterministic, realistic sample data for the school, generated in chunks of columns.
+
+Everything here is pure computation (no database): `seed.py` loads it with COPY and
+`write_csv` writes the small sample committed in data/. The same seed gives the same rows,
+whatever the chunking, because every chunk draws from its own generator keyed by
+(seed, table, chunk number).
+"""
+
+import json
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+import numpy as np
+
+INSTRUMENTS = ("piano", "violin", "voice", "guitar", "cello", "flute", "clarinet",
+               "trumpet", "percussion", "viola", "saxophone", "double bass")
+INSTRUMENT_SHARE = (0.27, 0.16, 0.11, 0.10, 0.07, 0.06, 0.05, 0.04, 0.04, 0.04, 0.03, 0.03)
+LEVELS = ("beginner", "intermediate", "advanced", "pre-college")
+LEVEL_SHARE = (0.44, 0.31, 0.18, 0.07)
+# Tuition per course and term, by level (US$); summer terms are half.
+TUITION = (420.00, 520.00, 640.00, 780.00)
+TERMS = ("2024-fall", "2025-spring", "2025-summer", "2025-fall", "2026-spring", "2026-fall")
+CURRENT_TERM = TERMS[-1]
+TERM_START = {t: date(int(t[:4]), {"spring": 1, "summer": 6, "fall": 8}[t[5:]], 15) for t in TERMS}
+METHODS = ("card", "check", "cash", "transfer", "scholarship")
+METHOD_SHARE = (0.55, 0.15, 0.05, 0.20, 0.05)
+FIRST = ("Ava", "Liam", "Sofia", "Mateo", "Isabella", "Noah", "Camila", "Diego", "Maya", "Elijah",
+         "Lucia", "Gabriel", "Olivia", "Santiago", "Emma", "Aiden", "Valeria", "Ethan", "Amara", "Leo",
+         "Chloe", "Julian", "Nora", "Adrian", "Zoe", "Miguel", "Aria", "Daniel", "Elena", "Samuel",
+         "Naomi", "Luca", "Rosa", "Kai", "Grace", "Tomas", "Lily", "Isaac", "Mia", "Hana")
+LAST = ("Garcia", "Martinez", "Chavez", "Lopez", "Romero", "Sanchez", "Baca", "Trujillo", "Smith",
+        "Johnson", "Montoya", "Lucero", "Gallegos", "Begay", "Yazzie", "Nguyen", "Kim", "Patel",
+        "Brown", "Miller", "Anderson", "Archuleta", "Sandoval", "Vigil", "Padilla", "Jaramillo",
+        "Tsosie", "Benally", "Wilson", "Moore", "Clark", "Lee", "Herrera", "Ortiz", "Castillo",
+        "Maestas", "Apodaca", "Tafoya", "Armijo", "Duran")
+DOMAINS = ("gmail.com", "unm.edu", "yahoo.com", "outlook.com", "comcast.net", "icloud.com")
+DAYS = ("mon", "tue", "wed", "thu", "fri", "sat")
+ADMINS = 2
+STUDENTS_PER_TEACHER = 25
+CHUNK_STUDENTS = 20_000
+
+# Column order of each table as loaded (COPY) and written (CSV).
+COLUMNS = {
+    "users": ("id", "username", "email", "role", "created_at", "full_name"),
+    "teachers": ("id", "user_id", "specialization", "availability"),
+    "courses": ("id", "name", "description", "level", "teacher_id"),
+    "students": ("id", "user_id", "level", "instrument", "start_date", "date_of_birth",
+                 "guardian", "audition_recording"),
+    "enrollments": ("student_id", "course_id", "term", "status", "enrolled_at"),
+    "tuition_payments": ("student_id", "term", "amount", "method", "paid_at"),
+}
+LOAD_ORDER = ("users", "teachers", "courses", "students", "enrollments", "tuition_payments")
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The sizes that follow from a number of students."""
+
+    students: int
+    seed: int
+
+    @property
+    def teachers(self) -> int:
+        return max(len(INSTRUMENTS), -(-self.students // STUDENTS_PER_TEACHER))
+
+    @property
+    def courses(self) -> int:
+        return self.teachers * len(LEVELS)
+
+    def student_user_id(self, student_id: int) -> int:
+        return ADMINS + self.teachers + student_id
+
+    def chunks(self) -> list[tuple[int, int]]:
+        """Half-open ranges of student ids, one per chunk."""
+        return [(start, min(start + CHUNK_STUDENTS, self.students + 1))
+                for start in range(1, self.students + 1, CHUNK_STUDENTS)]
+
+
+def _rng(seed: int, *key: int) -> np.random.Generator:
+    return np.random.default_rng([seed, *key])
+
+
+def _people(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
+    return rng.integers(0, len(FIRST), n), rng.integers(0, len(LAST), n)
+
+
+def _timestamps(days: np.ndarray, rng: np.random.Generator) -> list[str]:
+    seconds = rng.integers(8 * 3600, 20 * 3600, len(days))
+    base = np.datetime64("2019-01-01T00:00:00")
+    stamps = base + days.astype("timedelta64[D]") + seconds.astype("timedelta64[s]")
+    return [str(s).replace("T", " ") for s in stamps]
+
+
+def _users(rng, ids: np.ndarray, role: str, days: np.ndarray) -> dict:
+    first, last = _people(rng, len(ids))
+    domain = rng.integers(0, len(DOMAINS), len(ids))
+    usernames = [f"{FIRST[f].lower()}.{LAST[s].lower()}.{i}" for f, s, i in zip(first, last, ids.tolist())]
+    emails = [f"{u}@{DOMAINS[d]}" for u, d in zip(usernames, domain)]
+    names = [f"{FIRST[f]} {LAST[s]}" for f, s in zip(first, last)]
+    return {"id": ids, "username": usernames, "email": emails, "role": [role] * len(ids),
+            "created_at": _timestamps(days, rng), "full_name": names}
+
+
+def staff(plan: Plan) -> dict[str, dict]:
+    """Admins, teachers (with weekly availability) and their courses: one course per level each."""
+    rng = _rng(plan.seed, 0)
+    t = plan.teachers
+    admin_ids = np.arange(1, ADMINS + 1)
+    teacher_user_ids = np.arange(ADMINS + 1, ADMINS + t + 1)
+    admins = _users(rng, admin_ids, "admin", np.zeros(ADMINS, dtype=int))
+    teachers_u = _users(rng, teacher_user_ids, "teacher", rng.integers(0, 365, t))
+    users = {k: np.concatenate([admins[k], teachers_u[k]]).tolist() if k == "id" else admins[k] + teachers_u[k]
+             for k in admins}
+    # every instrument has a teacher; the rest follow demand
+    instrument = np.concatenate([np.arange(len(INSTRUMENTS)),
+                                 rng.choice(len(INSTRUMENTS), t - len(INSTRUMENTS), p=INSTRUMENT_SHARE)])
+    availability = []
+    for _ in range(t):
+        days = sorted(rng.choice(len(DAYS), rng.integers(2, 6), replace=False).tolist())
+        slots = []
+        for d in days:
+            start = int(rng.integers(13, 17))
+            slots.append({"day": DAYS[d], "start": f"{start}:00", "end": f"{start + int(rng.integers(2, 5))}:00"})
+        hours = sum(int(s["end"][:-3]) - int(s["start"][:-3]) for s in slots)
+        availability.append(json.dumps({"weekly_hours": hours, "slots": slots}, separators=(",", ":")))
+    teacher_ids = np.arange(1, t + 1)
+    teachers = {"id": teacher_ids.tolist(), "user_id": teacher_user_ids.tolist(),
+                "specialization": [INSTRUMENTS[i] for i in instrument], "availability": availability}
+    course_teacher = np.repeat(teacher_ids, len(LEVELS))
+    course_level = np.tile(np.arange(len(LEVELS)), t)
+    last_names = [n.split(" ")[1] for n in teachers_u["full_name"]]
+    courses = {
+        "id": list(range(1, plan.courses + 1)),
+        "name": [f"{INSTRUMENTS[instrument[ct - 1]].title()} {LEVELS[lv].title()} ({last_names[ct - 1]} studio)"
+                 for ct, lv in zip(course_teacher.tolist(), course_level.tolist())],
+        "description": [f"Weekly {LEVELS[lv]} {INSTRUMENTS[instrument[ct - 1]]} lessons and studio class"
+                        for ct, lv in zip(course_teacher.tolist(), course_level.tolist())],
+        "level": [LEVELS[lv] for lv in course_level.tolist()],
+        "teacher_id": course_teacher.tolist(),
+    }
+    return {"users": users, "teachers": teachers, "courses": courses, "_instrument": instrument}
+
+
+def course_index(teacher_instrument: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For choosing a course by (instrument, level): course ids sorted by group, group starts, group sizes."""
+    course_ids = np.arange(1, len(teacher_instrument) * len(LEVELS) + 1)
+    group = np.repeat(teacher_instrument, len(LEVELS)) * len(LEVELS) + np.tile(np.arange(len(LEVELS)), len(teacher_instrument))
+    order = np.argsort(group, kind="stable")
+    counts = np.bincount(group, minlength=len(INSTRUMENTS) * len(LEVELS))
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    return course_ids[order], starts, counts
+
+
+def students_chunk(plan: Plan, start: int, stop: int, courses: tuple) -> dict[str, dict]:
+    """Users, students, enrollments and payments for student ids start..stop-1."""
+    rng = _rng(plan.seed, 1, start)
+    ids = np.arange(start, stop)
+    n = len(ids)
+    instrument = rng.choice(len(INSTRUMENTS), n, p=INSTRUMENT_SHARE)
+    level = rng.choice(len(LEVELS), n, p=LEVEL_SHARE)
+    start_days = rng.integers(0, (date(2026, 9, 1) - date(2019, 1, 1)).days, n)
+    user_ids = ids + ADMINS + plan.teachers
+    users = _users(rng, user_ids, "student", start_days)
+    start_dates = [str(d) for d in (np.datetime64("2019-01-01") + start_days.astype("timedelta64[D]"))]
+    age_days = rng.integers(5 * 365, 18 * 365, n) + 2 * level * 365
+    dob = [str(d) for d in (np.datetime64("2026-09-01") - age_days.astype("timedelta64[D]"))]
+    g_first, g_last = _people(rng, n)
+    phone = rng.integers(2_000_000, 9_999_999, n)
+    guardian = [json.dumps({"name": f"{FIRST[f]} {LAST[s]}", "phone": f"505-{p // 10000:03d}-{p % 10000:04d}",
+                            "email": f"{FIRST[f].lower()}.{LAST[s].lower()}@{DOMAINS[s % len(DOMAINS)]}"},
+                           separators=(",", ":"))
+                for f, s, p in zip(g_first, g_last, phone.tolist())]
+    has_audition = rng.random(n) < 0.1
+    audition = [rng.bytes(48) if has else None for has in has_audition]
+    students = {"id": ids.tolist(), "user_id": user_ids.tolist(), "level": [LEVELS[i] for i in level],
+                "instrument": [INSTRUMENTS[i] for i in instrument], "start_date": start_dates,
+                "date_of_birth": dob, "guardian": guardian, "audition_recording": audition}
+
+    # enrollments: 1-4 per student, in distinct terms, in a course of the student's instrument and level
+    per_student = np.minimum(1 + rng.binomial(3, 0.45, n), len(TERMS))
+    who = np.repeat(np.arange(n), per_student)
+    term_rank = np.argsort(rng.random((n, len(TERMS))), axis=1)
+    slot = np.arange(len(who)) - np.repeat(np.cumsum(per_student) - per_student, per_student)
+    term = term_rank[who, slot]
+    # the current term is busier: move a third of the picks there, then keep one per student and term
+    term = np.where(rng.random(len(who)) < 0.35, len(TERMS) - 1, term)
+    key = who * len(TERMS) + term
+    _, first_index = np.unique(key, return_index=True)
+    keep = np.sort(first_index)
+    who, term = who[keep], term[keep]
+    sorted_ids, group_start, group_size = courses
+    group = instrument[who] * len(LEVELS) + level[who]
+    course = sorted_ids[group_start[group] + (rng.random(len(who)) * group_size[group]).astype(int)]
+    current = term == len(TERMS) - 1
+    roll = rng.random(len(who))
+    status = np.where(current,
+                      np.select([roll < 0.80, roll < 0.92], [0, 1], 2),   # enrolled, waitlisted, dropped
+                      np.select([roll < 0.86], [3], 2))                   # completed, dropped
+    status_names = np.array(["enrolled", "waitlisted", "dropped", "completed"])[status]
+    term_start_days = np.array([(TERM_START[t] - date(2019, 1, 1)).days for t in TERMS])
+    enrolled_days = term_start_days[term] - rng.integers(3, 60, len(who))
+    enrollments = {"student_id": ids[who].tolist(), "course_id": course.tolist(),
+                   "term": [TERMS[t] for t in term], "status": status_names.tolist(),
+                   "enrolled_at": _timestamps(enrolled_days, rng)}
+
+    # payments: enrolled and completed enrollments pay, dropped ones half the time; a quarter in two parts
+    pays = (status != 1) & ((status != 2) | (rng.random(len(who)) < 0.5))
+    p_who, p_term, p_level = who[pays], term[pays], level[who[pays]]
+    fee = np.array(TUITION)[p_level] * np.where(np.char.endswith(np.array(TERMS)[p_term], "summer"), 0.5, 1.0)
+    fee = np.where(rng.random(len(p_who)) < 0.08, fee * 0.5, fee)  # partial scholarships
+    parts = np.where(rng.random(len(p_who)) < 0.25, 2, 1)
+    row = np.repeat(np.arange(len(p_who)), parts)
+    amount_cents = np.round(fee[row] * 100 / parts[row]).astype(np.int64)
+    method = rng.choice(len(METHODS), len(row), p=METHOD_SHARE)
+    second = np.arange(len(row)) - np.repeat(np.cumsum(parts) - parts, parts)
+    paid_days = term_start_days[p_term[row]] + rng.integers(-20, 10, len(row)) + second * 45
+    payments = {"student_id": ids[p_who[row]].tolist(), "term": [TERMS[t] for t in p_term[row]],
+                "amount": [f"{c // 100}.{c % 100:02d}" for c in amount_cents.tolist()],
+                "method": [METHODS[m] for m in method], "paid_at": _timestamps(paid_days, rng)}
+    return {"users": users, "students": students, "enrollments": enrollments, "tuition_payments": payments}
+
+
+def copy_text(table: str, columns: dict) -> bytes:
+    """Rows in PostgreSQL's COPY text format (values here never hold tabs, newlines or backslashes)."""
+    cols = []
+    for name in COLUMNS[table]:
+        values = columns[name]
+        if name == "audition_recording":
+            cols.append(["\\\\x" + v.hex() if v is not None else "\\N" for v in values])
+        else:
+            cols.append(list(map(str, values)))
+    lines = "\n".join(map("\t".join, zip(*cols)))
+    return (lines + "\n").encode() if lines else b""
