@@ -115,3 +115,13 @@ def client_program(name: str, target: Target, major: int | None = None) -> Path:
         if candidate and Path(candidate).exists():
             return Path(candidate)
     raise TargetError(f"no {name} found for a PostgreSQL {major} server (install the PostgreSQL client programs)")
+
+
+def fetch_frame(conn: psycopg.Connection, query: str, params: dict | tuple | None = None):
+    """The rows of `query` (with bound `params`) as a pandas DataFrame."""
+    import pandas as pd
+
+    with conn.cursor() as cur:
+        cur.execute(query, params)
+        columns = [d.name for d in cur.description] if cur.description else []
+        return pd.DataFrame(cur.fetchall(), columns=columns)

@@ -44,10 +44,11 @@ def _check_students(students: int) -> None:
 
 
 def row_counts(target: Target) -> dict[str, int]:
-    """Exact row counts of the school's tables."""
+    """Exact row counts of the school's tables that exist."""
     with connect(target, autocommit=True) as conn:
+        present = [t for t in TABLES if conn.execute("SELECT to_regclass(%s)", (f"public.{t}",)).fetchone()[0]]
         return {t: conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(t))).fetchone()[0]
-                for t in TABLES}
+                for t in present}
 
 
 def _generate(plan: sample.Plan, start: int, stop: int, courses: tuple) -> dict[str, tuple[bytes, int]]:
@@ -94,7 +95,7 @@ def seed(target: Target, students: int = 2000, seed: int = 42, *, replace: bool 
     existing = row_counts(target)
     if any(existing.values()) and not replace:
         raise ConfirmationRequired(
-            f"{target.database} already holds data ({existing['students']:,} students); "
+            f"{target.database} already holds data ({existing.get('students', 0):,} students); "
             "seeding replaces it: pass confirm (--confirm) to go ahead"
         )
     result = SeedResult(students, seed)

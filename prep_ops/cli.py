@@ -1,0 +1,193 @@
+"""The `prep-ops` command: argument parsing and errors to exit codes; the work is in the package."""
+
+import os
+import sys
+
+import click
+from tabulate import tabulate
+
+from . import embedded, migrate, runner, seed
+from .db import Target, resolve_target
+from .errors import ConfirmationRequired, PrepOpsError
+
+
+def _target(ctx: click.Context) -> Target:
+    return resolve_target(ctx.obj.get("database_url"))
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--database-url", metavar="URL", help="Target database (default: $DATABASE_URL, else the embedded server).")
+@click.pass_context
+def cli(ctx: click.Context, database_url: str | None) -> None:
+    """Operations runbooks for the UNM Music Preparatory Division database.
+
+    Example: prep-ops run --all
+    """
+    ctx.ensure_object(dict)
+    ctx.obj["database_url"] = database_url
+    if database_url:  # notebook kernels started by `run` inherit it
+        os.environ["DATABASE_URL"] = database_url
+
+
+# --- db ---------------------------------------------------------------------------------------
+@cli.group()
+def db() -> None:
+    """Start, stop and locate the embedded PostgreSQL server."""
+
+
+@db.command("start")
+def db_start() -> None:
+    """Start the embedded server (initialising it on first use). Example: prep-ops db start"""
+    state = embedded.start()
+    embedded.ensure_database()
+    click.echo(f"running: PostgreSQL {state.version}, pid {state.pid}, data in {state.data_dir}")
+
+
+@db.command("stop")
+def db_stop() -> None:
+    """Stop the embedded server. Example: prep-ops db stop"""
+    click.echo("stopped" if embedded.stop() else "not running")
+
+
+@db.command("status")
+def db_status() -> None:
+    """Say whether the embedded server runs; exit 1 when it does not. Example: prep-ops db status"""
+    state = embedded.status()
+    if state.running:
+        click.echo(f"running: PostgreSQL {state.version}, pid {state.pid}, since {state.started_at}, data in {state.data_dir}")
+    else:
+        click.echo(f"not running: data in {state.data_dir}")
+        sys.exit(1)
+
+
+@db.command("url")
+@click.pass_context
+def db_url(ctx: click.Context) -> None:
+    """Print the target's URL, password masked. Example: export DATABASE_URL=$(prep-ops db url)"""
+    click.echo(_target(ctx).masked_url)
+
+
+# --- migrate ----------------------------------------------------------------------------------
+@cli.group(invoke_without_command=True)
+@click.option("--to", "to", type=click.IntRange(min=0), help="Version to migrate to, up or down (default: latest).")
+@click.option("--confirm", is_flag=True, help="Allow a down migration that drops tables holding data.")
+@click.pass_context
+def migrate_cmd(ctx: click.Context, to: int | None, confirm: bool) -> None:
+    """Migrate the schema to the latest version, or up or down to --to N.
+
+    Example: prep-ops migrate --to 3
+    """
+    if ctx.invoked_subcommand:
+        return
+    target = _target(ctx)
+    steps = migrate.plan(target, to)
+    if any(s.direction == "down" for s in steps) and not confirm:
+        counts = seed.row_counts(target)
+        if any(counts.values()):
+            raise ConfirmationRequired(
+                f"migrating down may drop data ({sum(counts.values()):,} rows in the school's tables); "
+                "pass --confirm to go ahead")
+    done = migrate.apply(target, to)
+    for step in done:
+        click.echo(f"{step.direction:4} {step.version:04d}_{step.name}")
+    click.echo(f"schema at version {migrate.current_version(target)}" + ("" if done else " (nothing to do)"))
+
+
+cli.add_command(migrate_cmd, "migrate")
+
+
+@migrate_cmd.command("status")
+@click.pass_context
+def migrate_status(ctx: click.Context) -> None:
+    """List migrations and whether each is applied. Example: prep-ops migrate status"""
+    rows = [(s.version, s.name, "applied" if s.applied else "pending",
+             s.applied_at.isoformat(sep=" ", timespec="seconds") if s.applied_at else "",
+             "CHANGED since applied" if s.changed else "")
+            for s in migrate.status(_target(ctx.parent))]
+    click.echo(tabulate(rows, headers=["version", "name", "state", "applied at", "note"]))
+
+
+@migrate_cmd.command("plan")
+@click.option("--to", "to", type=click.IntRange(min=0), help="Version to plan for (default: latest).")
+@click.pass_context
+def migrate_plan(ctx: click.Context, to: int | None) -> None:
+    """Print the SQL that `migrate` would run; changes nothing. Example: prep-ops migrate plan --to 0"""
+    steps = migrate.plan(_target(ctx.parent), to)
+    if not steps:
+        click.echo("-- nothing to do")
+    for step in steps:
+        click.echo(f"-- {step.direction} {step.version:04d}_{step.name}\n{step.sql.strip()}\n")
+
+
+# --- seed -------------------------------------------------------------------------------------
+@cli.command("seed")
+@click.option("--students", default=2000, show_default=True, type=int, help="Number of students to generate.")
+@click.option("--seed", "seed_value", default=42, show_default=True, type=int, help="Random seed; same seed, same data.")
+@click.option("--confirm", is_flag=True, help="Replace data that is already there.")
+@click.pass_context
+def seed_cmd(ctx: click.Context, students: int, seed_value: int, confirm: bool) -> None:
+    """Load generated sample data. Example: prep-ops seed --students 100000 --seed 7"""
+    result = seed.seed(_target(ctx), students, seed_value, replace=confirm, progress=sys.stderr.isatty())
+    click.echo(tabulate(result.rows.items(), headers=["table", "rows"], intfmt=","))
+    click.echo(f"loaded {result.total_rows:,} rows in {result.seconds:.1f} s "
+               f"({result.total_rows / max(result.seconds, 1e-9):,.0f} rows/s)")
+
+
+# --- run, list --------------------------------------------------------------------------------
+def _show_run(result: runner.NotebookRun) -> None:
+    passed = sum(c["passed"] for c in result.checks)
+    word = "ok  " if result.ok else "FAIL"
+    line = f"{word} {result.notebook:32} {result.seconds:6.1f} s  {passed}/{len(result.checks)} checks passed"
+    click.echo(line + (f"  {result.error}" if result.error else ""))
+
+
+@cli.command("run")
+@click.argument("notebooks", nargs=-1)
+@click.option("-p", "--parameter", "params", nargs=2, multiple=True, metavar="NAME VALUE",
+              help="Set a notebook parameter (repeatable).")
+@click.option("--all", "run_all", is_flag=True, help="Run every runbook in notebooks/.")
+def run_cmd(notebooks: tuple[str, ...], params: tuple[tuple[str, str], ...], run_all: bool) -> None:
+    """Execute runbooks with papermill into runs/<timestamp>/; exit 1 if any failed.
+
+    Example: prep-ops run 02_enrollment_exploration -p term 2026-fall
+    """
+    out_dir, results = runner.run(list(notebooks), dict(params), run_all=run_all, on_done=_show_run)
+    rows = [(r.notebook, c["name"], "PASS" if c["passed"] else ("FAIL" if c["must_hold"] else "WARN"), c["detail"][:70])
+            for r in results for c in r.checks]
+    if rows:
+        click.echo("\n" + tabulate(rows, headers=["notebook", "check", "result", "detail"]))
+    click.echo(f"\nexecuted notebooks and summary.json in {out_dir}")
+    if not all(r.ok for r in results):
+        sys.exit(1)
+
+
+@cli.command("list")
+def list_cmd() -> None:
+    """Show the runbooks with their parameters and defaults. Example: prep-ops list"""
+    for notebook in runner.available():
+        click.echo(notebook.stem)
+        for name, p in runner.parameters(notebook).items():
+            click.echo(f"    {name} = {p['default']}  ({p['inferred_type_name']}) {p['help']}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: user errors become one `error:` line and exit code 1, never a traceback."""
+    import psycopg
+
+    try:
+        code = cli.main(args=argv, prog_name="prep-ops", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        code = 130
+    except click.ClickException as exc:
+        exc.show()
+        code = exc.exit_code
+    except PrepOpsError as exc:
+        click.echo(f"error: {exc}", err=True)
+        code = 1
+    except psycopg.Error as exc:
+        from .db import mask_url
+
+        click.echo(f"error: database error: {mask_url(str(exc).strip().splitlines()[0])}", err=True)
+        code = 1
+    sys.exit(code or 0)

@@ -1,0 +1,133 @@
+"""What a runbook calls: `setup()` to connect and load %sql, `check()` per step, `summary()` at the end.
+
+Each check is shown as one line (`PASS ...` / `FAIL ... — fix`) and also emitted with the MIME
+type CHECK_MIME, which `prep-ops run` reads back from the executed notebook to print a
+summary table for a whole run, even when the notebook stopped half way.
+"""
+
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+
+import pandas as pd
+import sqlalchemy
+
+from .db import Target, connect, mask_url, resolve_target, server_version
+from .errors import CheckFailed
+
+CHECK_MIME = "application/vnd.prep-ops.check+json"
+SUMMARY_MIME = "application/vnd.prep-ops.summary+json"
+
+
+@dataclass
+class CheckResult:
+    name: str
+    passed: bool
+    detail: str = ""
+    must_hold: bool = True
+    fix: str = ""
+    at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+
+    @property
+    def line(self) -> str:
+        if self.passed:
+            return f"PASS {self.name}" + (f": {self.detail}" if self.detail else "")
+        word = "FAIL" if self.must_hold else "WARN"
+        return f"{word} {self.name}" + (f": {self.detail}" if self.detail else "") + (f" — {self.fix}" if self.fix else "")
+
+
+_checks: list[CheckResult] = []
+
+
+@dataclass
+class Session:
+    """What a runbook works with after `setup()`."""
+
+    target: Target
+    engine: sqlalchemy.Engine
+    server_version: int
+
+    def query(self, sql: str, **params) -> pd.DataFrame:
+        """The result of one SQL statement with bound parameters, as a DataFrame."""
+        with self.engine.connect() as conn:
+            return pd.read_sql_query(sqlalchemy.text(sql), conn, params=params)
+
+    def __repr__(self) -> str:
+        kind = "embedded" if self.target.embedded else "external"
+        return f"<prep-ops session: {self.target.masked_url} (PostgreSQL {self.server_version}, {kind})>"
+
+
+def _load_sql_magic(target: Target) -> None:
+    """Load ipython-sql into the running IPython, connected to `target`, failing loudly."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return
+    shell = get_ipython()
+    if shell is None:
+        return
+    import prettytable
+
+    shell.run_line_magic("load_ext", "sql")
+    # ipython-sql 0.5 looks the style up by name; prettytable 3.12 renamed DEFAULT
+    style = "DEFAULT" if "DEFAULT" in vars(prettytable) else "_DEPRECATED_DEFAULT"
+    shell.run_line_magic("config", f"SqlMagic.style = '{style}'")
+    # by default a failing %sql only prints, and the cell passes: make it raise
+    shell.run_line_magic("config", "SqlMagic.short_errors = False")
+    # the connection string is never shown (it may carry a password)
+    shell.run_line_magic("config", "SqlMagic.displaycon = False")
+    shell.run_line_magic("config", "SqlMagic.feedback = False")
+    shell.run_line_magic("sql", target.sqlalchemy_url)
+
+
+def setup(database_url: str | None = None, *, sql_magic: bool = True) -> Session:
+    """Connect to the target (checking it answers), load the %sql magic, and return a Session."""
+    _checks.clear()
+    target = resolve_target(database_url)
+    with connect(target) as conn:
+        version = server_version(conn)
+    engine = sqlalchemy.create_engine(target.sqlalchemy_url, pool_pre_ping=True)
+    if sql_magic:
+        _load_sql_magic(target)
+    return Session(target, engine, version)
+
+
+def _emit(result: CheckResult) -> None:
+    try:
+        from IPython.display import display
+    except ImportError:
+        print(result.line)
+        return
+    display({"text/plain": result.line, CHECK_MIME: asdict(result)}, raw=True)
+
+
+def check(name: str, passed: bool, detail: str = "", *, must_hold: bool = True, fix: str = "") -> CheckResult:
+    """Record and show one check; a failed must-hold check raises CheckFailed, stopping the run."""
+    result = CheckResult(name, bool(passed), str(detail), must_hold, fix)
+    _checks.append(result)
+    _emit(result)
+    if must_hold and not result.passed:
+        raise CheckFailed(result.line)
+    return result
+
+
+def checks() -> pd.DataFrame:
+    """The checks recorded since `setup()`."""
+    return pd.DataFrame([asdict(c) for c in _checks], columns=["name", "passed", "detail", "must_hold", "fix", "at"])
+
+
+def summary(title: str = "") -> pd.DataFrame:
+    """The closing summary: every check of this run, also recorded in the executed notebook."""
+    frame = checks()
+    failed = int((~frame["passed"] & frame["must_hold"]).sum()) if len(frame) else 0
+    payload = {"title": title, "checks": len(frame), "failed": failed,
+               "at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    try:
+        from IPython.display import display
+
+        display({"text/plain": f"{title}: {len(frame)} checks, {failed} failed", SUMMARY_MIME: payload}, raw=True)
+    except ImportError:
+        pass
+    return frame
+
+
+__all__ = ["setup", "check", "checks", "summary", "Session", "CheckResult", "mask_url"]

@@ -1,0 +1,158 @@
+"""Run runbooks headless with papermill into runs/<timestamp>/ and summarise their checks."""
+
+import ast
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import nbformat
+
+from .errors import ParameterError
+from .notebook import CHECK_MIME
+from .paths import notebooks_dir, runs_dir
+
+
+@dataclass
+class NotebookRun:
+    notebook: str
+    output: str
+    ok: bool
+    seconds: float
+    error: str = ""
+    checks: list[dict] = field(default_factory=list)
+
+    @property
+    def failed_checks(self) -> list[dict]:
+        return [c for c in self.checks if not c["passed"] and c["must_hold"]]
+
+
+def available() -> list[Path]:
+    """The runbooks in notebooks/, in order."""
+    return sorted(notebooks_dir().glob("[0-9][0-9]_*.ipynb"))
+
+
+def find(name: str) -> Path:
+    """The runbook called `name`: a path, a file name, a stem like 01_schema_setup, or its number."""
+    path = Path(name)
+    if path.suffix == ".ipynb" and path.exists():
+        return path.resolve()
+    for candidate in available():
+        if name in (candidate.name, candidate.stem, candidate.stem.split("_")[0]):
+            return candidate
+    names = ", ".join(p.stem for p in available()) or "none"
+    raise ParameterError(f"no runbook named {name!r}; available: {names}")
+
+
+def parameters(notebook: Path) -> dict[str, dict]:
+    """The notebook's parameters with their inferred type, default and help (from papermill)."""
+    import papermill
+
+    return dict(papermill.inspect_notebook(str(notebook)))
+
+
+def _coerce(raw: str):
+    try:
+        return ast.literal_eval(raw)
+    except (ValueError, SyntaxError):
+        lowered = raw.lower()
+        if lowered in ("true", "false"):
+            return lowered == "true"
+        if lowered in ("none", "null"):
+            return None
+        return raw
+
+
+_TYPES = {"int": (int,), "float": (int, float), "bool": (bool,), "str": (str,), "list": (list,), "dict": (dict,)}
+
+
+def validate(notebook: Path, given: dict[str, str]) -> dict:
+    """Parsed values for the `-p NAME VALUE` pairs given, or ParameterError naming the first bad one."""
+    declared = parameters(notebook)
+    values = {}
+    for name, raw in given.items():
+        if name not in declared:
+            known = ", ".join(declared) or "none"
+            raise ParameterError(f"{notebook.stem} has no parameter {name!r}; its parameters: {known}")
+        value = _coerce(raw) if isinstance(raw, str) else raw
+        type_name = declared[name]["inferred_type_name"].split(" ")[0].replace("Optional[", "").rstrip("]")
+        allowed = _TYPES.get(type_name)
+        ok = allowed is None or value is None or (isinstance(value, allowed) and not (
+            isinstance(value, bool) and bool not in allowed))
+        if not ok:
+            if str in allowed:  # a string parameter given a number-looking value
+                value = str(raw)
+            else:
+                raise ParameterError(f"{notebook.stem}: parameter {name} must be {type_name}, not {raw!r}")
+        values[name] = value
+    return values
+
+
+def _checks_of(output: Path) -> list[dict]:
+    if not output.exists():
+        return []
+    nb = nbformat.read(output, as_version=4)
+    found = []
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            data = out.get("data", {})
+            if CHECK_MIME in data:
+                found.append(dict(data[CHECK_MIME]))
+    return found
+
+
+def _error_of(exc: Exception) -> str:
+    from papermill.exceptions import PapermillExecutionError
+
+    if isinstance(exc, PapermillExecutionError):
+        return f"cell {exc.exec_count}: {exc.ename}: {str(exc.evalue).splitlines()[0] if exc.evalue else ''}"
+    return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+
+
+def run_one(notebook: Path, out_dir: Path, values: dict, *, timeout: int | None = 1800) -> NotebookRun:
+    """Execute one runbook with papermill; never raises for a failure inside the notebook."""
+    import papermill
+
+    output = out_dir / notebook.name
+    began = time.perf_counter()
+    error = ""
+    try:
+        papermill.execute_notebook(str(notebook), str(output), parameters=values, kernel_name="python3",
+                                   cwd=str(notebook.parent), progress_bar=False, execution_timeout=timeout)
+    except Exception as exc:  # papermill raises for any failing cell; the run records it
+        error = _error_of(exc)
+    run = NotebookRun(notebook.stem, str(output), not error, time.perf_counter() - began, error, _checks_of(output))
+    if run.failed_checks:
+        run.ok = False
+    return run
+
+
+def run(names: list[str], given: dict[str, str] | None = None, *, run_all: bool = False,
+        out_dir: Path | None = None, on_done=None) -> tuple[Path, list[NotebookRun]]:
+    """Run the named runbooks (or all) into runs/<timestamp>/; returns the folder and each run.
+
+    Every name and parameter is checked before anything runs. Parameters go to each notebook
+    that declares them; a parameter that no chosen notebook declares is an error.
+    """
+    given = given or {}
+    notebooks = available() if run_all else [find(n) for n in names]
+    if not notebooks:
+        raise ParameterError("name at least one runbook, or pass --all")
+    declared = {nb: parameters(nb) for nb in notebooks}
+    for name in given:
+        if not any(name in d for d in declared.values()):
+            raise ParameterError(f"no chosen runbook has a parameter {name!r}")
+    plans = [(nb, validate(nb, {k: v for k, v in given.items() if k in declared[nb]})) for nb in notebooks]
+    out_dir = out_dir or runs_dir() / datetime.now().strftime("%Y%m%d-%H%M%S")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    results = []
+    for notebook, values in plans:
+        result = run_one(notebook, out_dir, values)
+        results.append(result)
+        if on_done:
+            on_done(result)
+    summary = {"started": out_dir.name, "ok": all(r.ok for r in results),
+               "notebooks": [asdict(r) for r in results]}
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    return out_dir, results
