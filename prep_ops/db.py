@@ -28,7 +28,7 @@ def mask_url(url: str) -> str:
 def _parse(url: str):
     try:
         parsed = make_url(url)
-    except ArgumentError:
+    except (ArgumentError, ValueError):
         raise TargetError(f"not a database URL: {mask_url(url)} (expected postgresql://user:password@host:port/database)") from None
     if parsed.get_backend_name() != "postgresql":
         raise TargetError(f"not a PostgreSQL URL: {mask_url(url)} (prep-ops works on PostgreSQL only)")

@@ -95,7 +95,9 @@ def start() -> ServerStatus:
     pgdata = data_dir()
     pgdata.parent.mkdir(parents=True, exist_ok=True)
     try:
-        get_server(pgdata, cleanup_mode=None, postgres_version=pg_version())
+        # start=False then start(): get_server caches its handle per process, and a cached
+        # handle whose server was stopped meanwhile would otherwise not be started again
+        get_server(pgdata, cleanup_mode=None, postgres_version=pg_version(), start=False).start()
     except Exception as exc:  # pgserver raises bare subprocess/runtime errors
         log = pgdata / "log"
         hint = f"; see {log}" if log.exists() else ""
