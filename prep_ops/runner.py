@@ -64,27 +64,28 @@ def _coerce(raw: str):
         return raw
 
 
-_TYPES = {"int": (int,), "float": (int, float), "bool": (bool,), "str": (str,), "list": (list,), "dict": (dict,)}
-
-
 def validate(notebook: Path, given: dict[str, str]) -> dict:
-    """Parsed values for the `-p NAME VALUE` pairs given, or ParameterError naming the first bad one."""
+    """Parsed values for the `-p NAME VALUE` pairs given, or ParameterError naming the first bad one.
+
+    A value must have the type of the parameter's default (an int default wants an int; a float
+    default takes an int too; a str default takes any text); a None default takes anything.
+    """
     declared = parameters(notebook)
     values = {}
     for name, raw in given.items():
         if name not in declared:
             known = ", ".join(declared) or "none"
             raise ParameterError(f"{notebook.stem} has no parameter {name!r}; its parameters: {known}")
+        default = _coerce(declared[name]["default"])
         value = _coerce(raw) if isinstance(raw, str) else raw
-        type_name = declared[name]["inferred_type_name"].split(" ")[0].replace("Optional[", "").rstrip("]")
-        allowed = _TYPES.get(type_name)
-        ok = allowed is None or value is None or (isinstance(value, allowed) and not (
-            isinstance(value, bool) and bool not in allowed))
-        if not ok:
-            if str in allowed:  # a string parameter given a number-looking value
-                value = str(raw)
-            else:
-                raise ParameterError(f"{notebook.stem}: parameter {name} must be {type_name}, not {raw!r}")
+        if isinstance(default, str):
+            value = raw if isinstance(raw, str) else str(raw)
+        elif default is not None and value is not None:
+            wanted = (int, float) if isinstance(default, float) else (type(default),)
+            if not isinstance(value, wanted) or (isinstance(value, bool) and not isinstance(default, bool)):
+                kind = type(default).__name__
+                raise ParameterError(f"{notebook.stem}: parameter {name} must be {kind} like its default "
+                                     f"{declared[name]['default']}, not {raw!r}")
         values[name] = value
     return values
 

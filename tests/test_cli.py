@@ -1,0 +1,114 @@
+"""The prep-ops command as a user runs it: a real process, a real server."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+from conftest import cli_env
+
+from prep_ops import migrate
+
+
+def prep_ops(*args, env=None, timeout=600):
+    return subprocess.run([sys.executable, "-m", "prep_ops", *args], capture_output=True, text=True,
+                          env=env, timeout=timeout)
+
+
+def assert_one_error_line(result, *needles):
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(("error:", "Error:")), result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    for needle in needles:
+        assert needle in lines[0]
+
+
+def test_db_status_and_url_of_the_embedded_server():
+    env = cli_env()
+    env.pop("DATABASE_URL", None)
+    url = prep_ops("db", "url", env=env)
+    assert url.returncode == 0 and "host=" in url.stdout
+    status = prep_ops("db", "status", env=env)
+    assert status.returncode == 0 and status.stdout.startswith("running: PostgreSQL")
+
+
+def test_migrate_status_plan_apply_and_down_with_confirm(scratch):
+    env = cli_env(scratch)
+    plan = prep_ops("migrate", "plan", env=env)
+    assert plan.returncode == 0 and "CREATE TABLE users" in plan.stdout
+    assert migrate.current_version(scratch) == 0  # plan changed nothing
+    up = prep_ops("migrate", env=env)
+    assert up.returncode == 0 and "schema at version 5" in up.stdout
+    status = prep_ops("migrate", "status", env=env)
+    assert status.stdout.count("applied") >= 5
+    seeded = prep_ops("seed", "--students", "50", env=env)
+    assert seeded.returncode == 0 and "students" in seeded.stdout
+    refused = prep_ops("migrate", "--to", "0", env=env)
+    assert_one_error_line(refused, "--confirm")
+    assert migrate.current_version(scratch) == 5
+    down = prep_ops("migrate", "--to", "0", "--confirm", env=env)
+    assert down.returncode == 0 and migrate.current_version(scratch) == 0
+
+
+def test_wrong_url_is_one_line_without_password():
+    result = prep_ops("--database-url", "postgresql://admin:hunter2@127.0.0.1:1/unm_prep", "migrate", "status")
+    assert_one_error_line(result, "cannot connect", "admin:***@")
+    assert "hunter2" not in result.stderr + result.stdout
+
+
+def test_stopped_embedded_server_starts_on_demand_or_says_why(tmp_path):
+    env = cli_env(PREP_OPS_DATA_DIR=str(tmp_path / "pgdata"))
+    env.pop("DATABASE_URL", None)
+    assert prep_ops("db", "status", env=env).returncode == 1  # not running yet: says so, exit 1
+    started = prep_ops("db", "start", env=env)
+    assert started.returncode == 0 and "running" in started.stdout
+    assert prep_ops("db", "stop", env=env).stdout.strip() == "stopped"
+    assert prep_ops("db", "stop", env=env).stdout.strip() == "not running"
+
+
+@pytest.mark.parametrize("args, needle", [
+    (("seed", "--students", "-5"), "students must be between"),
+    (("run", "no_such_notebook"), "no runbook named"),
+    (("run", "02", "-p", "no_such_param", "1"), "no chosen runbook has a parameter"),
+    (("run", "01", "-p", "students", "many"), "students must be int"),
+    (("run",), "name at least one runbook"),
+    (("migrate", "--to", "99"), "no migration 99"),
+])
+def test_bad_input_is_one_clear_line(args, needle, scratch):
+    result = prep_ops(*args, env=cli_env(scratch))
+    assert_one_error_line(result, needle)
+
+
+def test_list_shows_parameters_and_defaults():
+    result = prep_ops("list")
+    assert result.returncode == 0
+    assert "01_schema_setup" in result.stdout and "students = 2000" in result.stdout
+
+
+def test_run_all_on_a_scratch_database(migrated, tmp_path):
+    env = cli_env(migrated, PREP_OPS_HOME=str(tmp_path))
+    # PREP_OPS_HOME moves runs/ into tmp_path; the runbooks come from the checkout
+    import shutil
+
+    from prep_ops.paths import PACKAGE_DIR
+
+    shutil.copytree(PACKAGE_DIR.parent / "notebooks", tmp_path / "notebooks")
+    result = prep_ops("run", "--all", "-p", "confirm", "True", "-p", "students", "300", env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "ok   01_schema_setup" in result.stdout and "ok   02_enrollment_exploration" in result.stdout
+    summaries = list((tmp_path / "runs").glob("*/summary.json"))
+    assert len(summaries) == 1 and json.loads(summaries[0].read_text())["ok"] is True
+
+
+def test_run_without_confirm_leaves_an_external_database_alone(scratch, tmp_path):
+    env = cli_env(scratch, PREP_OPS_HOME=str(tmp_path))
+    env.pop("PREP_OPS_SCRATCH", None)
+    import shutil
+
+    from prep_ops.paths import PACKAGE_DIR
+
+    shutil.copytree(PACKAGE_DIR.parent / "notebooks", tmp_path / "notebooks")
+    result = prep_ops("run", "01", env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "WARN" in result.stdout and migrate.current_version(scratch) == 0

@@ -1,0 +1,31 @@
+import pytest
+
+from prep_ops import notebook
+from prep_ops.errors import CheckFailed
+
+
+def test_passing_check_is_recorded():
+    notebook._checks.clear()
+    result = notebook.check("backup exists", True, "3 files")
+    assert result.line == "PASS backup exists: 3 files"
+    assert list(notebook.checks()["name"]) == ["backup exists"]
+
+
+def test_failing_must_hold_check_raises_with_the_fix():
+    with pytest.raises(CheckFailed, match="FAIL rows match: 3 differ — restore again"):
+        notebook.check("rows match", False, "3 differ", fix="restore again")
+
+
+def test_failing_advisory_check_warns_and_goes_on():
+    result = notebook.check("drop rate", False, "25%", must_hold=False)
+    assert result.line.startswith("WARN drop rate")
+
+
+def test_summary_counts_failed_must_hold_checks():
+    notebook._checks.clear()
+    notebook.check("a", True)
+    notebook.check("b", False, must_hold=False)
+    with pytest.raises(CheckFailed):
+        notebook.check("c", False)
+    frame = notebook.summary("t")
+    assert len(frame) == 3 and int((~frame["passed"] & frame["must_hold"]).sum()) == 1

@@ -1,0 +1,66 @@
+"""papermill runs of small fixture notebooks, one per outcome."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from prep_ops import runner
+from prep_ops.errors import ParameterError
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def test_finds_runbooks_by_number_stem_and_file():
+    assert runner.find("01").stem == "01_schema_setup"
+    assert runner.find("02_enrollment_exploration").name == "02_enrollment_exploration.ipynb"
+    assert runner.find(str(FIXTURES / "91_passes.ipynb")).name == "91_passes.ipynb"
+
+
+def test_unknown_runbook_names_the_choices():
+    with pytest.raises(ParameterError, match="no runbook named 'nope'.*01_schema_setup"):
+        runner.find("nope")
+
+
+def test_parameters_are_typed_from_their_defaults():
+    nb = FIXTURES / "91_passes.ipynb"
+    assert runner.validate(nb, {"count": "3", "label": "7", "ratio": "2", "flag": "true"}) == \
+        {"count": 3, "label": "7", "ratio": 2, "flag": True}
+
+
+@pytest.mark.parametrize("given, message", [
+    ({"cuont": "3"}, "has no parameter 'cuont'"),
+    ({"count": "many"}, "count must be int"),
+    ({"flag": "3"}, "flag must be bool"),
+])
+def test_bad_parameters_are_refused_before_running(given, message):
+    with pytest.raises(ParameterError, match=message):
+        runner.validate(FIXTURES / "91_passes.ipynb", given)
+
+
+def test_passing_notebook_reports_its_checks(tmp_path):
+    result = runner.run_one(FIXTURES / "91_passes.ipynb", tmp_path, {"count": 3})
+    assert result.ok and [c["name"] for c in result.checks] == ["x 0", "x 1", "x 2"]
+    assert (tmp_path / "91_passes.ipynb").exists()
+
+
+def test_failed_check_stops_the_notebook_and_fails_the_run(tmp_path):
+    result = runner.run_one(FIXTURES / "92_failing_check.ipynb", tmp_path, {})
+    assert not result.ok
+    assert "CheckFailed" in result.error and "cell" in result.error
+    assert [c["name"] for c in result.checks] == ["first", "must hold"]
+    assert result.failed_checks[0]["fix"] == "do something"
+
+
+def test_error_names_the_cell(tmp_path):
+    result = runner.run_one(FIXTURES / "93_error.ipynb", tmp_path, {})
+    assert not result.ok and "ZeroDivisionError" in result.error
+    assert [c["name"] for c in result.checks] == ["before the error"]
+
+
+def test_run_writes_a_summary(tmp_path):
+    out, results = runner.run([str(FIXTURES / "91_passes.ipynb"), str(FIXTURES / "93_error.ipynb")],
+                              {"database_url": "x"}, out_dir=tmp_path / "run")
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["ok"] is False
+    assert [n["ok"] for n in summary["notebooks"]] == [True, False]

@@ -1,0 +1,81 @@
+import filecmp
+
+import pytest
+from conftest import table_checksum
+
+from prep_ops import migrate, sample, seed
+from prep_ops.errors import ConfirmationRequired, MigrationError, ParameterError
+from prep_ops.paths import project_dir
+
+
+def test_loads_every_table_and_honours_constraints(seeded):
+    counts = seed.row_counts(seeded)
+    assert counts["students"] == 300
+    assert counts["teachers"] == sample.Plan(300, 7).teachers
+    assert counts["users"] == 300 + counts["teachers"] + sample.ADMINS
+    assert counts["enrollments"] > 300 and counts["tuition_payments"] > 0
+
+
+def test_statuses_include_waitlisted_and_dropped(seeded):
+    from prep_ops import explore
+
+    statuses = set(explore.by_term(seeded).columns)
+    assert {"enrolled", "waitlisted", "dropped", "completed"} <= statuses
+
+
+def test_same_seed_same_data_other_seed_other_data(migrated):
+    seed.seed(migrated, students=120, seed=5)
+    first = {t: table_checksum(migrated, t) for t in seed.TABLES}
+    seed.seed(migrated, students=120, seed=5, replace=True)
+    assert {t: table_checksum(migrated, t) for t in seed.TABLES} == first
+    seed.seed(migrated, students=120, seed=6, replace=True)
+    assert table_checksum(migrated, "students") != first["students"]
+
+
+def test_chunking_does_not_change_the_data(monkeypatch):
+    plan = sample.Plan(250, 3)
+    staff = sample.staff(plan)
+    courses = sample.course_index(staff["_instrument"])
+
+    def generate():
+        return [sample.copy_text(t, cols) for a, b in plan.chunks()
+                for t, cols in sample.students_chunk(plan, a, b, courses).items() if t == "students"]
+
+    whole = b"".join(generate())
+    monkeypatch.setattr(sample, "CHUNK_STUDENTS", 40)
+    assert len(plan.chunks()) > 1
+    assert b"".join(generate()) == whole
+
+
+def test_several_chunks_load_through_the_worker(migrated, monkeypatch):
+    monkeypatch.setattr(sample, "CHUNK_STUDENTS", 100)
+    result = seed.seed(migrated, students=350, seed=9)
+    assert result.rows["students"] == 350 == seed.row_counts(migrated)["students"]
+
+
+def test_refuses_to_replace_data_without_confirm(seeded):
+    before = table_checksum(seeded, "students")
+    with pytest.raises(ConfirmationRequired, match="already holds data"):
+        seed.seed(seeded, students=10)
+    assert table_checksum(seeded, "students") == before
+
+
+@pytest.mark.parametrize("students", [-5, 10**9, 2.5, "many"])
+def test_rejects_bad_student_counts(students, scratch):
+    with pytest.raises(ParameterError):
+        seed.seed(scratch, students=students)
+
+
+def test_refuses_a_schema_that_is_not_migrated(scratch):
+    migrate.apply(scratch, to=2)
+    with pytest.raises(MigrationError, match="prep-ops migrate"):
+        seed.seed(scratch, students=10)
+
+
+def test_committed_sample_csv_is_what_the_generator_makes(tmp_path):
+    committed = project_dir() / "data" / "sample"
+    seed.write_csv(tmp_path, students=100, seed=42)
+    names = sorted(p.name for p in committed.glob("*.csv"))
+    assert names == sorted(f"{t}.csv" for t in sample.LOAD_ORDER)
+    match, mismatch, errors = filecmp.cmpfiles(committed, tmp_path, names, shallow=False)
+    assert mismatch == [] and errors == []

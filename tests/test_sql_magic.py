@@ -1,0 +1,37 @@
+"""The %sql magic in a real IPython shell against the real server: works, and fails loudly."""
+
+import pytest
+from IPython.testing.globalipapp import start_ipython
+
+from prep_ops import notebook
+
+
+@pytest.fixture(scope="module")
+def shell():
+    return start_ipython()
+
+
+def test_sql_magic_returns_rows(shell, seeded):
+    notebook.setup(seeded.url)
+    result = shell.run_line_magic("sql", "SELECT count(*) AS n FROM students")
+    assert result.DataFrame()["n"][0] == 300
+    assert "300" in str(result)  # the prettytable rendering works (no KeyError: 'DEFAULT')
+
+
+def test_failing_sql_magic_raises(shell, seeded):
+    notebook.setup(seeded.url)
+    with pytest.raises(Exception, match="no_such_table"):
+        shell.run_line_magic("sql", "SELECT * FROM no_such_table")
+
+
+def test_failing_sql_cell_fails_the_cell(shell, seeded):
+    notebook.setup(seeded.url)
+    outcome = shell.run_cell("%sql SELECT * FROM no_such_table")
+    assert not outcome.success
+
+
+def test_setup_session_queries_with_bound_parameters(seeded):
+    session = notebook.setup(seeded.url, sql_magic=False)
+    frame = session.query("SELECT count(*) AS n FROM students WHERE instrument = :i", i="piano'; DROP TABLE students; --")
+    assert frame["n"][0] == 0
+    assert session.query("SELECT count(*) AS n FROM students")["n"][0] == 300
