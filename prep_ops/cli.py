@@ -167,7 +167,7 @@ def list_cmd() -> None:
     for notebook in runner.available():
         click.echo(notebook.stem)
         for name, p in runner.parameters(notebook).items():
-            click.echo(f"    {name} = {p['default']}  ({p['inferred_type_name']}) {p['help']}")
+            click.echo(f"    {name} = {p['default']}  ({runner.kind_of(p['default'])})  {p['help']}")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -64,6 +64,12 @@ def _coerce(raw: str):
         return raw
 
 
+def kind_of(default: str) -> str:
+    """The type a parameter takes, from its default's source text: int, float, bool, str, or any."""
+    value = _coerce(default)
+    return "any" if value is None else type(value).__name__
+
+
 def validate(notebook: Path, given: dict[str, str]) -> dict:
     """Parsed values for the `-p NAME VALUE` pairs given, or ParameterError naming the first bad one.
 
