@@ -126,7 +126,9 @@ def run_one(notebook: Path, out_dir: Path, values: dict, *, timeout: int | None 
     error = ""
     try:
         papermill.execute_notebook(str(notebook), str(output), parameters=values, kernel_name="python3",
-                                   cwd=str(notebook.parent), progress_bar=False, execution_timeout=timeout)
+                                   cwd=str(notebook.parent), progress_bar=False, execution_timeout=timeout,
+                                   # the kernel's start-up warnings are noise in a run's output
+                                   extra_arguments=["--IPKernelApp.log_level=ERROR"])
     except Exception as exc:  # papermill raises for any failing cell; the run records it
         error = _error_of(exc)
     run = NotebookRun(notebook.stem, str(output), not error, time.perf_counter() - began, error, _checks_of(output))
