@@ -2,8 +2,8 @@
 
 Everything here is pure computation (no database): `seed.py` loads it with COPY and
 `write_csv` writes the small sample committed in data/. The same seed gives the same rows,
-whatever the chunking, because every chunk draws from its own generator keyed by
-(seed, table, chunk number).
+whatever the chunking: students are drawn in fixed blocks of BLOCK_STUDENTS, each from its own
+generator keyed by (seed, block start), and a chunk is a whole number of blocks.
 """
 
 import json
@@ -37,7 +37,8 @@ DOMAINS = ("gmail.com", "unm.edu", "yahoo.com", "outlook.com", "comcast.net", "i
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat")
 ADMINS = 2
 STUDENTS_PER_TEACHER = 25
-CHUNK_STUDENTS = 20_000
+BLOCK_STUDENTS = 1_000  # the unit of randomness: changing it changes the data
+CHUNK_STUDENTS = 20_000  # the unit of work handed to a generator process (rounded to whole blocks)
 
 # Column order of each table as loaded (COPY) and written (CSV).
 COLUMNS = {
@@ -71,9 +72,9 @@ class Plan:
         return ADMINS + self.teachers + student_id
 
     def chunks(self) -> list[tuple[int, int]]:
-        """Half-open ranges of student ids, one per chunk."""
-        return [(start, min(start + CHUNK_STUDENTS, self.students + 1))
-                for start in range(1, self.students + 1, CHUNK_STUDENTS)]
+        """Half-open ranges of student ids, one per chunk, each a whole number of blocks."""
+        size = max(BLOCK_STUDENTS, CHUNK_STUDENTS // BLOCK_STUDENTS * BLOCK_STUDENTS)
+        return [(start, min(start + size, self.students + 1)) for start in range(1, self.students + 1, size)]
 
 
 def _rng(seed: int, *key: int) -> np.random.Generator:
@@ -152,7 +153,18 @@ def course_index(teacher_instrument: np.ndarray) -> tuple[np.ndarray, np.ndarray
 
 
 def students_chunk(plan: Plan, start: int, stop: int, courses: tuple) -> dict[str, dict]:
-    """Users, students, enrollments and payments for student ids start..stop-1."""
+    """Users, students, enrollments and payments for student ids start..stop-1 (start on a block boundary)."""
+    if (start - 1) % BLOCK_STUDENTS:
+        raise ValueError(f"a chunk must start on a block of {BLOCK_STUDENTS} students, not at {start}")
+    blocks = [_students_block(plan, b, min(b + BLOCK_STUDENTS, stop), courses)
+              for b in range(start, stop, BLOCK_STUDENTS)]
+    if len(blocks) == 1:
+        return blocks[0]
+    return {table: {column: [v for block in blocks for v in block[table][column]] for column in blocks[0][table]}
+            for table in blocks[0]}
+
+
+def _students_block(plan: Plan, start: int, stop: int, courses: tuple) -> dict[str, dict]:
     rng = _rng(plan.seed, 1, start)
     ids = np.arange(start, stop)
     n = len(ids)

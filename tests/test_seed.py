@@ -33,7 +33,7 @@ def test_same_seed_same_data_other_seed_other_data(migrated):
 
 
 def test_chunking_does_not_change_the_data(monkeypatch):
-    plan = sample.Plan(250, 3)
+    plan = sample.Plan(2500, 3)
     staff = sample.staff(plan)
     courses = sample.course_index(staff["_instrument"])
 
@@ -42,15 +42,16 @@ def test_chunking_does_not_change_the_data(monkeypatch):
                 for t, cols in sample.students_chunk(plan, a, b, courses).items() if t == "students"]
 
     whole = b"".join(generate())
-    monkeypatch.setattr(sample, "CHUNK_STUDENTS", 40)
-    assert len(plan.chunks()) > 1
+    assert len(plan.chunks()) == 1
+    monkeypatch.setattr(sample, "CHUNK_STUDENTS", 1000)
+    assert len(plan.chunks()) == 3
     assert b"".join(generate()) == whole
 
 
 def test_several_chunks_load_through_the_worker(migrated, monkeypatch):
-    monkeypatch.setattr(sample, "CHUNK_STUDENTS", 100)
-    result = seed.seed(migrated, students=350, seed=9)
-    assert result.rows["students"] == 350 == seed.row_counts(migrated)["students"]
+    monkeypatch.setattr(sample, "CHUNK_STUDENTS", 1000)
+    result = seed.seed(migrated, students=2500, seed=9)
+    assert result.rows["students"] == 2500 == seed.row_counts(migrated)["students"]
 
 
 def test_refuses_to_replace_data_without_confirm(seeded):
