@@ -1,0 +1,270 @@
+"""Query plans: run EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON), flatten the plan into a DataFrame of
+nodes, and compute findings the way PEV2, pgMustard and explain.depesz do.
+
+Every EXPLAIN runs inside a transaction that is rolled back, so EXPLAIN ANALYZE of a statement
+that changes data changes nothing. The query goes to the server through the extended protocol,
+which accepts exactly one statement: a string with several is refused by the server itself.
+"""
+
+import json
+import time
+from dataclasses import dataclass, field
+
+import pandas as pd
+import psycopg
+
+from .db import Target, connect, fetch_frame, server_version
+from .errors import ParameterError
+from .paths import PACKAGE_DIR
+from .sqlfiles import load
+
+# Thresholds of the findings, as the plan analysers use them.
+MISESTIMATE_FACTOR = 10  # estimated vs actual rows, either way
+MISESTIMATE_MIN_ROWS = 100  # ignore misestimates where both sides are tiny
+LARGE_TABLE_ROWS = 10_000  # a sequential scan matters from this many rows
+SEQ_SCAN_REMOVED_SHARE = 0.9  # ... when its filter throws away this share of what it reads
+NESTED_LOOP_LOOPS = 1_000  # inner side executed this many times
+HEAP_FETCH_SHARE = 0.1  # index-only scan visiting the heap for this share of rows
+HEAP_FETCH_MIN = 1_000
+STALE_STATS_SHARE = 0.1  # rows changed since the last ANALYZE, as a share of the table
+
+CATALOGUE_DIR = PACKAGE_DIR / "sql" / "catalogue"
+
+
+@dataclass
+class Plan:
+    """One EXPLAIN result: the raw JSON, its nodes as a DataFrame, and timing."""
+
+    query: str
+    raw: dict
+    nodes: pd.DataFrame
+    analyzed: bool
+    planning_ms: float | None
+    execution_ms: float | None
+    server_version: int
+    relation_stats: pd.DataFrame = field(default_factory=pd.DataFrame)
+    wall_ms: float = 0.0
+
+    @property
+    def total_ms(self) -> float | None:
+        if self.execution_ms is None:
+            return None
+        return (self.planning_ms or 0.0) + self.execution_ms
+
+
+@dataclass(frozen=True)
+class Finding:
+    node_id: int
+    node: str
+    kind: str
+    why: str
+    what_to_try: str
+
+
+def catalogue() -> dict[str, str]:
+    """The named queries this database serves: name -> SQL with %(name)s parameters."""
+    return {p.stem: p.read_text() for p in sorted(CATALOGUE_DIR.glob("*.sql"))}
+
+
+def catalogue_params(target: Target, term: str = "2026-fall") -> dict:
+    """Parameter values for the catalogue queries that exist in the target's data."""
+    with connect(target, autocommit=True) as conn:
+        row = fetch_frame(conn, load("plans", "defaults"), {"term": term}).iloc[0].to_dict()
+    params = {k: (int(v) if k.endswith("_id") and v is not None and not pd.isna(v) else v) for k, v in row.items()}
+    return {"role": "student", "term": term, **params}
+
+
+def resolve_query(query: str) -> str:
+    """A catalogue name becomes its SQL; anything else is taken as SQL."""
+    return catalogue().get(query, query)
+
+
+def _node_label(node: dict) -> str:
+    label = node["Node Type"]
+    if node.get("Join Type") and "Join" in label or label == "Nested Loop":
+        label = f"{label} ({node.get('Join Type', '')})".replace(" ()", "")
+    if node.get("Relation Name"):
+        label += f" on {node['Relation Name']}"
+    if node.get("Index Name"):
+        label += f" using {node['Index Name']}"
+    return label
+
+
+def _walk(node: dict, parent: int | None, depth: int, rows: list, analyzed: bool, processes: int = 1) -> float:
+    """Append node rows in pre-order; returns the node's inclusive time (all loops) in ms.
+
+    Below a Gather, loops count the parallel processes too, and they run at the same time:
+    time is divided by the number of processes, as explain.depesz and PEV2 do.
+    """
+    node_id = len(rows)
+    loops = node.get("Actual Loops", 1) or 1
+    if node["Node Type"] in ("Gather", "Gather Merge") and node.get("Workers Launched") is not None:
+        child_processes = node["Workers Launched"] + 1
+    else:
+        child_processes = processes
+    row = {
+        "id": node_id, "parent": parent, "depth": depth, "node": _node_label(node),
+        "node_type": node["Node Type"], "relation": node.get("Relation Name"), "alias": node.get("Alias"),
+        "index": node.get("Index Name"), "estimated_rows": node.get("Plan Rows"),
+        "actual_rows": node.get("Actual Rows", float("nan")) * loops if analyzed else float("nan"),
+        "loops": loops if analyzed else float("nan"), "cost": node.get("Total Cost"),
+        "rows_removed_by_filter": node.get("Rows Removed by Filter", 0) * loops if analyzed else 0,
+        "filter": node.get("Filter") or node.get("Index Cond") or node.get("Hash Cond") or node.get("Join Filter"),
+        "hash_cond": node.get("Hash Cond"), "join_filter": node.get("Join Filter"),
+        "heap_fetches": node.get("Heap Fetches", 0),
+        "shared_hit": node.get("Shared Hit Blocks", 0), "shared_read": node.get("Shared Read Blocks", 0),
+        "temp_read": node.get("Temp Read Blocks", 0), "temp_written": node.get("Temp Written Blocks", 0),
+        "sort_space_type": node.get("Sort Space Type"), "hash_batches": node.get("Hash Batches", 1),
+        "parent_relationship": node.get("Parent Relationship"),
+    }
+    rows.append(row)
+    inclusive = node.get("Actual Total Time", 0.0) * loops / processes if analyzed else 0.0
+    children = sum(_walk(child, node_id, depth + 1, rows, analyzed, child_processes) for child in node.get("Plans", []))
+    row["inclusive_ms"] = inclusive if analyzed else float("nan")
+    row["self_ms"] = max(inclusive - children, 0.0) if analyzed else float("nan")
+    return inclusive
+
+
+def nodes_frame(raw: dict, analyzed: bool) -> pd.DataFrame:
+    """The plan's nodes in pre-order, one row each."""
+    rows: list[dict] = []
+    _walk(raw["Plan"], None, 0, rows, analyzed)
+    return pd.DataFrame(rows)
+
+
+def _validated_settings(conn: psycopg.Connection, settings: dict | None) -> None:
+    for name, value in (settings or {}).items():
+        known = conn.execute("SELECT 1 FROM pg_settings WHERE name = %s", (name,)).fetchone()
+        if not known:
+            raise ParameterError(f"unknown server setting {name!r}")
+        conn.execute("SELECT set_config(%s, %s, true)", (name, str(value)))
+
+
+def explain(target: Target, query: str, params: dict | None = None, *, analyze: bool = True,
+            settings: dict | None = None) -> Plan:
+    """EXPLAIN a query (a catalogue name or SQL with %(name)s parameters); ANALYZE runs it, in a
+    transaction that is rolled back. `settings` are set for this transaction only (e.g. work_mem)."""
+    text = resolve_query(query).strip().rstrip(";")
+    if not text:
+        raise ParameterError("the query is empty")
+    options = "ANALYZE, BUFFERS, FORMAT JSON" if analyze else "FORMAT JSON"
+    with connect(target) as conn:
+        version = server_version(conn)
+        try:
+            _validated_settings(conn, settings)
+            began = time.perf_counter()
+            # the query is the payload being analysed; it is sent as one statement with bound
+            # parameters, so the server refuses a second statement hidden in it
+            cur = conn.execute(f"EXPLAIN ({options}) {text}", params or {}, prepare=False)  # noqa: S608
+            raw = cur.fetchone()[0]
+            wall = (time.perf_counter() - began) * 1000
+        except psycopg.errors.SyntaxError as exc:
+            if "multiple commands" in str(exc):
+                raise ParameterError("the query holds more than one statement; EXPLAIN takes exactly one") from None
+            raise ParameterError(f"the query is not valid SQL: {str(exc).splitlines()[0]}") from None
+        except (psycopg.errors.UndefinedTable, psycopg.errors.UndefinedColumn, psycopg.errors.UndefinedFunction,
+                psycopg.ProgrammingError) as exc:
+            raise ParameterError(f"the query cannot run: {str(exc).splitlines()[0]}") from None
+        finally:
+            conn.rollback()
+        result = raw[0] if isinstance(raw, list) else json.loads(raw)[0]
+        nodes = nodes_frame(result, analyze)
+        relations = sorted({r for r in nodes["relation"].dropna()})
+        stats = fetch_frame(conn, load("plans", "relation_stats"), {"relations": relations})
+        conn.rollback()
+    return Plan(text, result, nodes, analyze, result.get("Planning Time"), result.get("Execution Time"),
+                version, stats, wall)
+
+
+def _finding(row, kind: str, why: str, what: str) -> Finding:
+    return Finding(int(row["id"]), row["node"], kind, why, what)
+
+
+def findings(plan: Plan) -> list[Finding]:
+    """What a plan analyser would point out in this plan, each with why it matters and what to try."""
+    found: list[Finding] = []
+    nodes = plan.nodes
+    stats = plan.relation_stats.set_index("relation") if len(plan.relation_stats) else pd.DataFrame()
+    for _, row in nodes.iterrows():
+        est, actual = row["estimated_rows"] or 0, row["actual_rows"]
+        loops = row["loops"] if plan.analyzed else 1
+        if plan.analyzed and max(est * loops, actual) >= MISESTIMATE_MIN_ROWS:
+            ratio = max(actual, 1) / max(est * loops, 1)
+            if ratio >= MISESTIMATE_FACTOR or ratio <= 1 / MISESTIMATE_FACTOR:
+                found.append(_finding(row, "row misestimate",
+                                      f"estimated {est * loops:,.0f} rows, got {actual:,.0f} ({max(ratio, 1 / ratio):,.0f}× "
+                                      f"{'under' if ratio > 1 else 'over'}): the planner chose joins and scans for the wrong size",
+                                      "ANALYZE the table; for correlated columns CREATE STATISTICS; raise the column's statistics target"))
+        if row["node_type"] == "Seq Scan" and plan.analyzed:
+            read = actual + row["rows_removed_by_filter"]
+            if read >= LARGE_TABLE_ROWS and row["rows_removed_by_filter"] / max(read, 1) >= SEQ_SCAN_REMOVED_SHARE:
+                found.append(_finding(row, "selective sequential scan",
+                                      f"read {read:,.0f} rows of {row['relation']} to keep {actual:,.0f} "
+                                      f"({row['rows_removed_by_filter'] / read:.0%} thrown away by the filter)",
+                                      f"an index on the filtered columns of {row['relation']} ({row['filter']})"))
+        if row["sort_space_type"] == "Disk" or (row["hash_batches"] or 1) > 1 or (
+                row["node_type"] in ("Sort", "Hash", "HashAggregate", "Aggregate") and row["temp_written"] > 0):
+            found.append(_finding(row, "spill to disk",
+                                  f"{row['node_type']} wrote {row['temp_written']:,} temp blocks "
+                                  f"({row['hash_batches']} hash batches, sort space {row['sort_space_type'] or 'n/a'})",
+                                  "raise work_mem for this query (SET LOCAL work_mem) or sort/hash fewer rows"))
+        if row["node_type"] == "Nested Loop" and plan.analyzed:
+            inner = nodes[(nodes["parent"] == row["id"]) & (nodes["parent_relationship"] == "Inner")]
+            if len(inner) and inner["loops"].max() >= NESTED_LOOP_LOOPS:
+                found.append(_finding(row, "nested loop with many loops",
+                                      f"the inner side ran {inner['loops'].max():,.0f} times",
+                                      "an index for the inner side's join condition, or let a hash join do it (check estimates)"))
+        if row["node_type"] == "Index Only Scan" and plan.analyzed:
+            fetches = row["heap_fetches"] or 0
+            if fetches >= HEAP_FETCH_MIN and fetches >= HEAP_FETCH_SHARE * max(actual, 1):
+                found.append(_finding(row, "index-only scan visiting the heap",
+                                      f"{fetches:,} heap fetches for {actual:,.0f} rows: the visibility map is behind",
+                                      f"VACUUM {row['relation']} (and check autovacuum keeps up)"))
+    for relation, stat in stats.iterrows() if len(stats) else []:
+        live = max(stat["n_live_tup"] or 0, stat["estimated_rows"] or 0, 1)
+        changed = stat["n_mod_since_analyze"] or 0
+        never = pd.isna(stat["last_analyzed"])
+        if (never and live >= LARGE_TABLE_ROWS) or changed / live >= STALE_STATS_SHARE and changed >= MISESTIMATE_MIN_ROWS:
+            node = nodes[nodes["relation"] == relation].iloc[0]
+            found.append(_finding(node, "stale statistics",
+                                  f"{relation}: {'never analyzed' if never else f'{changed:,} rows changed since the last ANALYZE'}",
+                                  f"ANALYZE {relation}"))
+    return found
+
+
+def findings_frame(plan: Plan) -> pd.DataFrame:
+    """`findings(plan)` as a DataFrame."""
+    return pd.DataFrame([f.__dict__ for f in findings(plan)], columns=["node_id", "node", "kind", "why", "what_to_try"])
+
+
+def compare(before: Plan, after: Plan) -> pd.DataFrame:
+    """Two plans of the same query side by side: per table, how it was read and how long it took,
+    plus a total row; `speedup` > 1 means `after` is faster."""
+
+    def per_relation(plan: Plan) -> pd.DataFrame:
+        scans = plan.nodes[plan.nodes["relation"].notna()]
+        return scans.groupby("relation").agg(
+            access=("node", lambda s: "; ".join(dict.fromkeys(s))),
+            rows=("actual_rows", "sum"), ms=("inclusive_ms", "sum"),
+            buffers=("shared_hit", "sum"))
+
+    left, right = per_relation(before), per_relation(after)
+    table = left.join(right, how="outer", lsuffix="_before", rsuffix="_after")
+    table.loc["(whole query)", ["ms_before", "ms_after"]] = [before.total_ms, after.total_ms]
+    table.loc["(whole query)", ["access_before", "access_after"]] = [before.nodes["node"][0], after.nodes["node"][0]]
+    table["speedup"] = table["ms_before"] / table["ms_after"].where(table["ms_after"] > 0)
+    return table[["access_before", "access_after", "rows_before", "rows_after", "ms_before", "ms_after", "speedup"]]
+
+
+def catalogue_report(target: Target, params: dict | None = None) -> pd.DataFrame:
+    """EXPLAIN ANALYZE every catalogue query: time, top node and findings per query."""
+    params = params or catalogue_params(target)
+    rows = []
+    for name in catalogue():
+        plan = explain(target, name, params)
+        kinds = [f.kind for f in findings(plan)]
+        slowest = plan.nodes.sort_values("self_ms", ascending=False).iloc[0]["node"]
+        rows.append({"query": name, "ms": plan.total_ms, "rows": plan.nodes["actual_rows"][0],
+                     "slowest node": slowest, "findings": len(kinds), "kinds": ", ".join(sorted(set(kinds)))})
+    return pd.DataFrame(rows)
+
