@@ -104,6 +104,10 @@ def _keep_first(a, b) -> bool:
            (b["is_primary"], b["backs_constraint"], b["is_unique"], -len(b["index_name"]))
 
 
+def _text(value) -> str:
+    return "" if value is None or pd.isna(value) else str(value)
+
+
 def duplicates(target: Target, indexes: pd.DataFrame | None = None) -> list[Advice]:
     """Duplicate indexes (same method, columns, operator classes, predicate) and redundant ones
     (their columns a leading prefix of another's, with the same operator classes and predicate)."""
@@ -114,7 +118,7 @@ def duplicates(target: Target, indexes: pd.DataFrame | None = None) -> list[Advi
         for _, b in valid.iterrows():
             if a["index_name"] == b["index_name"] or a["table_name"] != b["table_name"] or a["method"] != b["method"]:
                 continue
-            if (a["predicate"] or "") != (b["predicate"] or ""):
+            if _text(a["predicate"]) != _text(b["predicate"]):
                 continue
             n = len(a["columns"])
             same_prefix = list(a["columns"]) == list(b["columns"][:n]) and list(a["opclasses"]) == list(b["opclasses"][:n])

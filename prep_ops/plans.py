@@ -80,13 +80,16 @@ def resolve_query(query: str) -> str:
 
 
 def _node_label(node: dict) -> str:
-    label = node["Node Type"]
+    label = node["Node Type"] if node["Node Type"] != "ModifyTable" else node.get("Operation", "ModifyTable")
     if node.get("Join Type") and "Join" in label or label == "Nested Loop":
         label = f"{label} ({node.get('Join Type', '')})".replace(" ()", "")
     if node.get("Relation Name"):
         label += f" on {node['Relation Name']}"
     if node.get("Index Name"):
         label += f" using {node['Index Name']}"
+    elif node["Node Type"] == "Bitmap Heap Scan":
+        used = [child["Index Name"] for child in node.get("Plans", []) if child.get("Index Name")]
+        label += f" using {', '.join(used)}" if used else ""
     return label
 
 
@@ -153,9 +156,9 @@ def explain(target: Target, query: str, params: dict | None = None, *, analyze: 
         try:
             _validated_settings(conn, settings)
             began = time.perf_counter()
-            # the query is the payload being analysed; it is sent as one statement with bound
-            # parameters, so the server refuses a second statement hidden in it
-            cur = conn.execute(f"EXPLAIN ({options}) {text}", params or {}, prepare=False)  # noqa: S608
+            # the query is the payload being analysed; prepared (extended protocol, bound
+            # parameters), so the server itself refuses a second statement hidden in it
+            cur = conn.execute(f"EXPLAIN ({options}) {text}", params or None, prepare=True)  # noqa: S608
             raw = cur.fetchone()[0]
             wall = (time.perf_counter() - began) * 1000
         except psycopg.errors.SyntaxError as exc:
