@@ -31,3 +31,91 @@ def teacher_load(load: pd.DataFrame, term: str):
     ax.legend(loc="upper left")
     fig.tight_layout()
     return fig
+
+
+def plan_self_time(nodes: pd.DataFrame, title: str):
+    """Self time per plan node, slowest at the top: where the query spends its time."""
+    data = nodes.assign(label=nodes["id"].astype(str) + " " + nodes["node"]).sort_values("self_ms")
+    fig, ax = plt.subplots(figsize=(9, 0.35 * len(data) + 1.5))
+    ax.barh(data["label"], data["self_ms"], color="tab:orange")
+    ax.set_title(title)
+    ax.set_xlabel("self time (ms)")
+    fig.tight_layout()
+    return fig
+
+
+def before_after(ms_before: pd.Series, ms_after: pd.Series, title: str):
+    """Time before and after a change, side by side per item."""
+    frame = pd.DataFrame({"before": ms_before, "after": ms_after})
+    fig, ax = plt.subplots(figsize=(8, 4))
+    frame.plot(kind="bar", ax=ax, color=["tab:red", "tab:green"])
+    ax.set_title(title)
+    ax.set_ylabel("time (ms)")
+    ax.tick_params(axis="x", rotation=20)
+    fig.tight_layout()
+    return fig
+
+
+def cache_hit_ratio(ratios: pd.DataFrame, warn: float = 0.99):
+    """Per table, the share of block requests served from memory, for the table and for its indexes."""
+    shown = ratios.set_index("table_name")[["table_hit_ratio", "index_hit_ratio"]].astype(float) * 100
+    shown.columns = ["table", "indexes"]
+    fig, ax = plt.subplots(figsize=(8, 1.5 + 0.35 * max(len(shown), 3)))
+    if shown.notna().any().any():
+        shown.iloc[::-1].plot(kind="barh", ax=ax, width=0.8)
+        ax.set_xlim(max(0, min(shown.min().min(), warn * 100) - 5), 100)
+    else:
+        ax.set_xlim(0, 100)
+        ax.set_yticks([])
+        ax.text(0.5, 0.5, "no blocks requested yet", transform=ax.transAxes, ha="center", va="center")
+    ax.axvline(warn * 100, color="tab:red", linestyle="--", linewidth=1, label=f"warn below {warn:.0%}")
+    ax.set_title("Cache hit ratio by table (since statistics reset)")
+    ax.set_xlabel("block requests served from memory (%)")
+    ax.set_ylabel("table")
+    ax.legend(bbox_to_anchor=(1.01, 1), loc="upper left")
+    fig.tight_layout()
+    return fig
+
+
+def table_sizes(sizes: pd.DataFrame):
+    """The largest tables on disk, split into table data, indexes and the rest (TOAST, free space map)."""
+    mib = 1024 * 1024
+    table = sizes["table_bytes"].astype(float).fillna(0)
+    indexes = sizes["index_bytes"].astype(float).fillna(0)
+    parts = pd.DataFrame({"table": table / mib, "indexes": indexes / mib,
+                          "other": (sizes["total_bytes"].astype(float) - table - indexes).clip(lower=0) / mib})
+    parts.index = sizes["table_name"]
+    fig, ax = plt.subplots(figsize=(8, 1.5 + 0.35 * max(len(parts), 3)))
+    if len(parts):
+        parts.iloc[::-1].plot(kind="barh", stacked=True, ax=ax, width=0.8)
+        ax.legend(bbox_to_anchor=(1.01, 1), loc="upper left")
+    else:
+        ax.set_yticks([])
+        ax.text(0.5, 0.5, "no tables", transform=ax.transAxes, ha="center", va="center")
+    ax.set_title("Largest tables by size on disk")
+    ax.set_xlabel("size (MiB)")
+    ax.set_ylabel("table")
+    fig.tight_layout()
+    return fig
+
+
+def estimated_bloat(bloat: pd.DataFrame):
+    """Estimated wasted space per table, split into the table itself and its indexes (an estimate from statistics)."""
+    known = bloat.dropna(subset=["estimated_bloat_pct"])
+    parts = known.pivot_table(index="table_name", columns="kind", values="estimated_wasted_bytes",
+                              aggfunc="sum", fill_value=0).reindex(columns=["table", "index"], fill_value=0)
+    parts = parts.rename(columns={"index": "indexes"}).astype(float)
+    mib = parts.to_numpy().max(initial=0) >= 1024 * 1024
+    parts = parts / (1024 * 1024 if mib else 1024)
+    fig, ax = plt.subplots(figsize=(8, 1.5 + 0.35 * max(len(parts), 3)))
+    if len(parts):
+        parts.loc[parts.sum(axis=1).sort_values().index].plot(kind="barh", stacked=True, ax=ax, width=0.8)
+        ax.legend(bbox_to_anchor=(1.01, 1), loc="upper left")
+    else:
+        ax.set_yticks([])
+        ax.text(0.5, 0.5, "no tables with statistics", transform=ax.transAxes, ha="center", va="center")
+    ax.set_title("Estimated bloat per table (from statistics, not measured)")
+    ax.set_xlabel(f"estimated wasted space ({'MiB' if mib else 'KiB'})")
+    ax.set_ylabel("table")
+    fig.tight_layout()
+    return fig

@@ -1,5 +1,6 @@
 """The `prep-ops` command: argument parsing and errors to exit codes; the work is in the package."""
 
+import json
 import os
 import sys
 
@@ -131,6 +132,27 @@ def seed_cmd(ctx: click.Context, students: int, seed_value: int, confirm: bool) 
     click.echo(tabulate(result.rows.items(), headers=["table", "rows"], intfmt=","))
     click.echo(f"loaded {result.total_rows:,} rows in {result.seconds:.1f} s "
                f"({result.total_rows / max(result.seconds, 1e-9):,.0f} rows/s)")
+
+
+# --- indexes ----------------------------------------------------------------------------------
+@cli.command("indexes")
+@click.option("--json", "as_json", is_flag=True, help="Print the advice as JSON.")
+@click.pass_context
+def indexes_cmd(ctx: click.Context, as_json: bool) -> None:
+    """Index advice: missing foreign-key, invalid, duplicate and unused indexes, with the statements
+    to fix them (proposed, never run). Example: prep-ops indexes --json"""
+    from . import indexes
+
+    items = indexes.advice(_target(ctx))
+    if as_json:
+        click.echo(json.dumps([{**i.__dict__, "columns": list(i.columns)} for i in items], indent=2))
+        return
+    if not items:
+        click.echo("no index advice: every foreign key is indexed, nothing duplicate, unused or invalid")
+        return
+    click.echo(tabulate([(i.kind, i.table, i.index, i.why[:70]) for i in items],
+                        headers=["advice", "table", "index", "why"]))
+    click.echo("\n-- statements (not run):\n" + "\n".join(f"{i.statement};" for i in items))
 
 
 # --- run, list --------------------------------------------------------------------------------

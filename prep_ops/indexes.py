@@ -151,8 +151,10 @@ def invalid(target: Target, indexes: pd.DataFrame | None = None) -> list[Advice]
 def advice(target: Target) -> list[Advice]:
     """All standing advice for the database: missing FK indexes, invalid, duplicate, unused."""
     indexes = existing(target)
-    return (missing_foreign_key_indexes(target, indexes) + invalid(target, indexes)
-            + duplicates(target, indexes) + unused(target, indexes))
+    doubled = duplicates(target, indexes)
+    reported = {a.index for a in doubled}
+    return (missing_foreign_key_indexes(target, indexes) + invalid(target, indexes) + doubled
+            + [a for a in unused(target, indexes) if a.index not in reported])
 
 
 _QUOTED = re.compile(r"'(?:[^']|'')*'")

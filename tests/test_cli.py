@@ -112,3 +112,13 @@ def test_run_without_confirm_leaves_an_external_database_alone(scratch, tmp_path
     result = prep_ops("run", "01", env=env)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "WARN" in result.stdout and migrate.current_version(scratch) == 0
+
+
+def test_indexes_prints_advice_as_table_and_json(migrated):
+    env = cli_env(migrated)
+    table = prep_ops("indexes", env=env)
+    assert table.returncode == 0
+    assert "idx_enrollments_course_id" in table.stdout and "CREATE INDEX CONCURRENTLY" in table.stdout
+    advice = json.loads(prep_ops("indexes", "--json", env=env).stdout)
+    assert {"kind": "duplicate", "index": "idx_users_email"}.items() <= next(
+        a for a in advice if a["index"] == "idx_users_email").items()
