@@ -1,0 +1,231 @@
+"""Backups with pg_dump (full, schema-only, data-only; plain, custom or directory format), each
+with a JSON manifest beside it: versions, times, size, SHA-256 of every file, and per-table row
+counts and content checksums taken in the same snapshot as the dump.
+
+Consistency: one REPEATABLE READ transaction exports its snapshot, pg_dump runs with
+`--snapshot` on it, and the same transaction computes the checksums while pg_dump works, so the
+manifest describes exactly the data in the dump.
+"""
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+from sqlalchemy.engine import make_url
+
+from .db import Target, client_program, connect, server_version
+from .errors import ParameterError, PrepOpsError
+from .paths import project_dir
+from .sqlfiles import load
+
+KINDS = {"full": [], "schema": ["--schema-only"], "data": ["--data-only"]}
+FORMATS = {"plain": ("p", ".sql"), "custom": ("c", ".dump"), "directory": ("d", ".dir")}
+MANIFEST_SUFFIX = ".manifest.json"
+
+
+class BackupError(PrepOpsError):
+    """pg_dump or pg_restore failed, or a backup is not where it should be."""
+
+
+@dataclass
+class Backup:
+    path: Path
+    manifest: dict
+
+    @property
+    def manifest_path(self) -> Path:
+        return manifest_path(self.path)
+
+
+def backups_dir() -> Path:
+    """Where backups go by default: $PREP_OPS_BACKUP_DIR, else backups/ in the project (git-ignored)."""
+    return Path(os.environ.get("PREP_OPS_BACKUP_DIR") or project_dir() / "backups")
+
+
+def manifest_path(path: Path) -> Path:
+    """The manifest that sits beside a backup file or directory."""
+    return path.with_name(path.name + MANIFEST_SUFFIX)
+
+
+def libpq_env(target: Target) -> tuple[str, dict]:
+    """A URL without the password, and an environment carrying it (PGPASSWORD), for client programs:
+    a password on a command line shows in the process list."""
+    parsed = make_url(target.url)
+    env = dict(os.environ)
+    if parsed.password:
+        env["PGPASSWORD"] = parsed.password
+    return parsed.set(password=None).render_as_string(hide_password=False), env
+
+
+def tables(conn: psycopg.Connection) -> list[tuple[str, str]]:
+    """(schema, table) of every user table."""
+    return [tuple(r) for r in conn.execute(load("backup", "tables")).fetchall()]
+
+
+def table_checksums(conn: psycopg.Connection) -> dict[str, dict]:
+    """{"schema.table": {"rows": n, "checksum": "..."}} for every user table, in the current snapshot."""
+    result = {}
+    for schema, table in tables(conn):
+        query = sql.SQL(load("backup", "table_checksum")).format(table=sql.Identifier(schema, table))
+        rows, checksum = conn.execute(query).fetchone()
+        result[f"{schema}.{table}"] = {"rows": rows, "checksum": checksum}
+    return result
+
+
+def schema_summary(conn: psycopg.Connection) -> dict:
+    """Tables with their columns and types, constraints and indexes by name: what a restore must recreate."""
+    summary: dict[str, dict] = {f"{s}.{t}": {"columns": {}, "constraint": {}, "index": {}} for s, t in tables(conn)}
+    for table, column, data_type, not_null in conn.execute(load("backup", "columns")).fetchall():
+        summary.setdefault(table, {"columns": {}, "constraint": {}, "index": {}})["columns"][column] = \
+            data_type + (" not null" if not_null else "")
+    for table, kind, name, definition in conn.execute(load("backup", "constraints")).fetchall():
+        summary.setdefault(table, {"columns": {}, "constraint": {}, "index": {}})[kind][name] = definition
+    return summary
+
+
+def identity(conn: psycopg.Connection) -> dict:
+    """What tells this database apart from every other: cluster system identifier and name."""
+    try:
+        with conn.transaction():
+            row = conn.execute(load("backup", "identity")).fetchone()
+    except psycopg.errors.InsufficientPrivilege:
+        row = (None, *conn.execute("SELECT current_database(), inet_server_addr()::text, inet_server_port()").fetchone())
+    return {"system_identifier": row[0], "database": row[1], "address": row[2], "port": row[3]}
+
+
+def same_database(a: dict, b: dict) -> bool:
+    """Whether two identities name the same database of the same cluster."""
+    if a["database"] != b["database"]:
+        return False
+    if a.get("system_identifier") and b.get("system_identifier"):
+        return a["system_identifier"] == b["system_identifier"]
+    return (a.get("address"), a.get("port")) == (b.get("address"), b.get("port"))
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def file_hashes(path: Path) -> dict[str, dict]:
+    """{relative name: {"bytes": n, "sha256": hex}} of a backup file or every file of a directory."""
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    base = path if path.is_dir() else path.parent
+    return {str(p.relative_to(base)): {"bytes": p.stat().st_size, "sha256": sha256_of(p)} for p in files}
+
+
+def _tool_version(program: Path) -> str:
+    out = subprocess.run([str(program), "--version"], capture_output=True, text=True, check=True).stdout
+    return out.strip().split()[-1]
+
+
+def _name(database: str, kind: str, fmt: str, at: datetime) -> str:
+    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", database)
+    return f"{safe}-{at:%Y%m%d-%H%M%S}-{kind}{FORMATS[fmt][1]}"
+
+
+def backup(target: Target, kind: str = "full", fmt: str = "custom", *, directory: Path | None = None,
+           jobs: int = 2, keep: int | None = None) -> Backup:
+    """Dump the target with pg_dump and write the manifest beside the dump; returns both.
+
+    `jobs` parallel dump jobs apply to the directory format. `keep` removes all but the newest
+    `keep` backups of this database and kind from the folder afterwards.
+    """
+    if kind not in KINDS:
+        raise ParameterError(f"backup kind must be one of {', '.join(KINDS)}, not {kind!r}")
+    if fmt not in FORMATS:
+        raise ParameterError(f"backup format must be one of {', '.join(FORMATS)}, not {fmt!r}")
+    if keep is not None and keep < 1:
+        raise ParameterError(f"keep must be 1 or more, not {keep}")
+    directory = Path(directory) if directory else backups_dir()
+    directory.mkdir(parents=True, exist_ok=True)
+    started = datetime.now(timezone.utc)
+    path = directory / _name(target.database, kind, fmt, started.astimezone())
+    url, env = libpq_env(target)
+    with connect(target) as conn:
+        major = server_version(conn)
+        pg_dump = client_program("pg_dump", target, major)
+        source = identity(conn)
+        conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        snapshot = conn.execute("SELECT pg_export_snapshot()").fetchone()[0]
+        command = [str(pg_dump), "--format", FORMATS[fmt][0], "--file", str(path), "--snapshot", snapshot,
+                   "--no-password", *KINDS[kind], "--dbname", url]
+        if fmt == "directory" and jobs > 1:
+            command += ["--jobs", str(jobs)]
+        dump = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        try:  # the checksums read the same snapshot while pg_dump works
+            checksums = table_checksums(conn)
+            summary = schema_summary(conn)
+            versions = dict(conn.execute("SELECT version, description FROM schema_version").fetchall()) \
+                if any(t == ("public", "schema_version") for t in tables(conn)) else {}
+        finally:
+            _, stderr = dump.communicate()
+            conn.rollback()
+    if dump.returncode != 0:
+        shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+        raise BackupError(f"pg_dump failed: {stderr.strip().splitlines()[-1] if stderr.strip() else dump.returncode}")
+    manifest = {
+        "prep_ops_manifest": 1, "kind": kind, "format": fmt, "database": target.database,
+        "source": source, "source_url": target.masked_url, "server_version": major,
+        "pg_dump": str(pg_dump), "pg_dump_version": _tool_version(pg_dump),
+        "started": started.isoformat(), "finished": datetime.now(timezone.utc).isoformat(),
+        "schema_versions": {str(k): v for k, v in versions.items()},
+        "files": file_hashes(path), "tables": checksums, "schema": summary,
+    }
+    manifest["bytes"] = sum(f["bytes"] for f in manifest["files"].values())
+    manifest_path(path).write_text(json.dumps(manifest, indent=2, default=str))
+    if keep:
+        prune(directory, target.database, kind, keep)
+    return Backup(path, manifest)
+
+
+def read_manifest(path: Path) -> dict:
+    """The manifest of the backup at `path`, or BackupError naming what is missing."""
+    path = Path(path)
+    if path.name.endswith(MANIFEST_SUFFIX):
+        path = path.with_name(path.name[: -len(MANIFEST_SUFFIX)])
+    mpath = manifest_path(path)
+    if not mpath.exists():
+        raise BackupError(f"no manifest beside {path} (expected {mpath.name}); was it made by prep-ops backup?")
+    try:
+        return json.loads(mpath.read_text())
+    except json.JSONDecodeError as exc:
+        raise BackupError(f"the manifest {mpath} is not valid JSON ({exc.msg}, line {exc.lineno})") from None
+
+
+def listing(directory: Path | None = None) -> list[Backup]:
+    """Backups in `directory` that have a manifest, newest first."""
+    directory = Path(directory) if directory else backups_dir()
+    found = []
+    for mpath in directory.glob(f"*{MANIFEST_SUFFIX}"):
+        path = mpath.with_name(mpath.name[: -len(MANIFEST_SUFFIX)])
+        try:
+            found.append(Backup(path, json.loads(mpath.read_text())))
+        except json.JSONDecodeError:
+            continue
+    return sorted(found, key=lambda b: b.manifest.get("started", ""), reverse=True)
+
+
+def prune(directory: Path, database: str, kind: str, keep: int) -> list[Path]:
+    """Remove all but the newest `keep` backups of `database` and `kind`; returns what was removed."""
+    mine = [b for b in listing(directory) if b.manifest.get("database") == database and b.manifest.get("kind") == kind]
+    removed = []
+    for old in mine[keep:]:
+        if old.path.is_dir():
+            shutil.rmtree(old.path)
+        else:
+            old.path.unlink(missing_ok=True)
+        old.manifest_path.unlink(missing_ok=True)
+        removed.append(old.path)
+    return removed

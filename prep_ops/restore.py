@@ -1,0 +1,138 @@
+"""Restore a prep-ops backup into a database, and the guide's restores into a named target.
+
+pg_dump 17 and newer write `SET transaction_timeout = 0;`, which servers before 17 reject. Into
+such a server, that one line (and nothing else) is dropped from plain dumps before psql reads
+them, and for custom/directory dumps pg_restore's errors are read: the restore passes only when
+every error it reports is that line.
+"""
+
+import re
+import subprocess
+from pathlib import Path
+
+from psycopg import sql
+
+from . import backup as backups
+from .db import Target, client_program, connect, server_version
+from .errors import ConfirmationRequired
+
+TRANSACTION_TIMEOUT = "SET transaction_timeout = 0;"
+_ERROR = re.compile(r"^pg_restore: error: (.*)$", re.MULTILINE)
+_IGNORED = re.compile(r"errors ignored on restore: (\d+)")
+
+
+def _restore_plain(path: Path, target: Target, major: int) -> None:
+    url, env = backups.libpq_env(target)
+    psql = client_program("psql", target, major)
+    command = [str(psql), "--no-psqlrc", "--quiet", "-v", "ON_ERROR_STOP=1", "--single-transaction",
+               "--dbname", url, "--output", "/dev/null"]
+    if major >= 17:
+        result = subprocess.run(command + ["--file", str(path)], env=env, capture_output=True, text=True)
+    else:
+        process = subprocess.Popen(command, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE)
+        with path.open("rb") as dump:
+            try:
+                for line in dump:
+                    if line.rstrip(b"\r\n") != TRANSACTION_TIMEOUT.encode():
+                        process.stdin.write(line)
+            except BrokenPipeError:
+                pass  # psql stopped on an error: its stderr says which
+            finally:
+                try:
+                    process.stdin.close()
+                except BrokenPipeError:
+                    pass
+        _, err = process.communicate()
+        result = subprocess.CompletedProcess(command, process.returncode, "", err.decode(errors="replace"))
+    if result.returncode != 0:
+        raise backups.BackupError(f"restore of {path.name} failed: {_first_error(result.stderr)}")
+
+
+def _first_error(stderr: str) -> str:
+    lines = [line for line in stderr.strip().splitlines() if "ERROR" in line or "error" in line]
+    return (lines[0] if lines else stderr.strip().splitlines()[-1] if stderr.strip() else "unknown error")[:300]
+
+
+def _restore_archive(path: Path, target: Target, major: int, jobs: int) -> None:
+    url, env = backups.libpq_env(target)
+    pg_restore = client_program("pg_restore", target, major)  # the newest: older ones cannot read newer dumps
+    command = [str(pg_restore), "--no-owner", "--dbname", url, str(path)]
+    if jobs > 1:
+        command[1:1] = ["--jobs", str(jobs)]
+    if major >= 17:
+        command.insert(1, "--exit-on-error")
+    result = subprocess.run(command, env=env, capture_output=True, text=True)
+    if result.returncode == 0:
+        return
+    errors = _ERROR.findall(result.stderr)
+    harmless = [e for e in errors if "transaction_timeout" in e]
+    ignored = _IGNORED.search(result.stderr)
+    # pg_restore prints "could not execute query: ERROR: unrecognized ... transaction_timeout"
+    # followed by the command; accept only when that is every error it counted
+    if major < 17 and ignored and int(ignored.group(1)) == len(harmless) and len(harmless) == len(errors):
+        return
+    raise backups.BackupError(f"restore of {path.name} failed: {_first_error(result.stderr)}")
+
+
+def restore_into(path: Path, target: Target, manifest: dict, *, jobs: int = 2) -> None:
+    """Restore the backup at `path` into `target` (schema must already exist for data-only dumps)."""
+    with connect(target) as conn:
+        major = server_version(conn)
+    if manifest["format"] == "plain":
+        _restore_plain(path, target, major)
+    else:
+        _restore_archive(path, target, major, jobs if manifest["format"] in ("directory", "custom") else 1)
+
+
+def is_empty(target: Target) -> bool:
+    """Whether the database holds no user tables at all."""
+    with connect(target) as conn:
+        return not backups.tables(conn)
+
+
+def _has_rows(target: Target) -> bool:
+    with connect(target) as conn:
+        return any(conn.execute(sql.SQL("SELECT EXISTS (SELECT 1 FROM {})").format(sql.Identifier(s, t))).fetchone()[0]
+                   for s, t in backups.tables(conn))
+
+
+def _clear(target: Target, kind: str) -> None:
+    with connect(target, autocommit=True) as conn:
+        if kind == "data":
+            names = [sql.Identifier(s, t) for s, t in backups.tables(conn)]
+            if names:
+                conn.execute(sql.SQL("TRUNCATE {} CASCADE").format(sql.SQL(", ").join(names)))
+            return
+        schemas = [r[0] for r in conn.execute(
+            "SELECT nspname FROM pg_namespace WHERE nspname NOT IN ('pg_catalog', 'information_schema') "
+            "AND nspname NOT LIKE 'pg_%'").fetchall()]
+        for schema in schemas:
+            conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
+        conn.execute("CREATE SCHEMA IF NOT EXISTS public")
+
+
+def restore(path: Path, target: Target, *, confirm: bool = False, safety_dir: Path | None = None) -> dict:
+    """The guide's restore of a backup (full, schema or data) into the named `target`.
+
+    A target that holds tables (full/schema) or rows (data) is only touched with `confirm=True`,
+    and then a safety backup of it is taken first. Returns what was done.
+    """
+    path = Path(path)
+    manifest = backups.read_manifest(path)
+    with connect(target) as conn:
+        if backups.same_database(backups.identity(conn), manifest["source"]) and not confirm:
+            raise ConfirmationRequired(f"{target.database} is the database this backup was taken from; "
+                                       "restoring over it needs confirm=True")
+    occupied = _has_rows(target) if manifest["kind"] == "data" else not is_empty(target)
+    safety = None
+    if occupied:
+        if not confirm:
+            what = "rows" if manifest["kind"] == "data" else "tables"
+            raise ConfirmationRequired(f"{target.database} already holds {what}; restoring replaces them: "
+                                       "pass confirm=True (a safety backup is taken first)")
+        safety = backups.backup(target, "full", "custom", directory=safety_dir)
+        _clear(target, manifest["kind"])
+    restore_into(path, target, manifest)
+    return {"restored": str(path), "into": target.masked_url, "kind": manifest["kind"],
+            "safety_backup": str(safety.path) if safety else None}

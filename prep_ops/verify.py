@@ -1,0 +1,186 @@
+"""Prove a backup restores: check its files against the manifest, restore it into an isolated
+scratch database, and compare schema, row counts and content checksums object by object.
+
+The restore target is a throwaway prep_ops_verify_* database, on the embedded server by default or
+on a given server; it is refused, in code, when it is the database the backup was taken from.
+"""
+
+import re
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pandas as pd
+
+from . import backup as backups
+from . import embedded, migrate, scratch
+from .db import Target, connect
+from .errors import ParameterError
+from .restore import restore_into
+
+
+@dataclass
+class Verification:
+    backup: Path
+    ok: bool
+    report: pd.DataFrame
+    scratch_database: str | None
+    seconds: float
+
+    @property
+    def failures(self) -> pd.DataFrame:
+        return self.report[~self.report["passed"]]
+
+
+def _row(rows: list, obj: str, check: str, expected, actual, passed: bool) -> None:
+    rows.append({"object": obj, "check": check, "expected": expected, "actual": actual, "passed": bool(passed)})
+
+
+def check_files(path: Path, manifest: dict, rows: list) -> bool:
+    """Every file of the manifest present, of the recorded size and SHA-256; adds report rows."""
+    base = path if manifest["format"] == "directory" else path.parent
+    ok = True
+    if manifest["format"] == "directory" and not path.is_dir() or manifest["format"] != "directory" and not path.exists():
+        _row(rows, path.name, "backup present", "present", "missing", False)
+        return False
+    for name, recorded in manifest["files"].items():
+        file = base / name
+        if not file.exists():
+            _row(rows, name, "file present", "present", "missing", False)
+            ok = False
+            continue
+        size = file.stat().st_size
+        if size != recorded["bytes"]:
+            _row(rows, name, "file size", recorded["bytes"], size, False)
+            ok = False
+            continue
+        digest = backups.sha256_of(file)
+        _row(rows, name, "sha256", recorded["sha256"][:16], digest[:16], digest == recorded["sha256"])
+        ok &= digest == recorded["sha256"]
+    return ok
+
+
+_CAST = re.compile(r"::(character varying|timestamp without time zone|timestamp with time zone|"
+                   r"time without time zone|double precision|bit varying|\"?[a-z_][a-z0-9_]*\"?)(\[\])?")
+
+
+def _normal(definition: str | None) -> str | None:
+    """A constraint or index definition without casts, parentheses and spaces: PostgreSQL deparses
+    a CHECK (x IN (...)) differently after a dump and restore, with the same meaning."""
+    if definition is None:
+        return None
+    return re.sub(r"[()\s]", "", _CAST.sub("", definition))
+
+
+def _same_table(want: dict, got: dict) -> bool:
+    return want["columns"] == got["columns"] and all(
+        {k: _normal(v) for k, v in want[kind].items()} == {k: _normal(v) for k, v in got[kind].items()}
+        for kind in ("constraint", "index"))
+
+
+def compare(restored: Target, manifest: dict, rows: list) -> None:
+    """Schema, row counts and checksums of the restored database against the manifest."""
+    with connect(restored) as conn:
+        summary = backups.schema_summary(conn)
+        checksums = backups.table_checksums(conn)
+        conn.rollback()
+    expected = manifest["schema"]
+    for table in sorted(set(expected) | set(summary)):
+        want, got = expected.get(table), summary.get(table)
+        if want is None or got is None:
+            _row(rows, table, "table present", "present" if want else "absent", "present" if got else "absent", False)
+            continue
+        for column in sorted(set(want["columns"]) | set(got["columns"])):
+            a, b = want["columns"].get(column), got["columns"].get(column)
+            if a != b:
+                _row(rows, f"{table}.{column}", "column type", a or "absent", b or "absent", False)
+        for kind in ("constraint", "index"):
+            for name in sorted(set(want[kind]) | set(got[kind])):
+                a, b = want[kind].get(name), got[kind].get(name)
+                if _normal(a) != _normal(b):
+                    _row(rows, f"{table} {kind} {name}", kind, a or "absent", b or "absent", False)
+        _row(rows, table, "schema", f"{len(want['columns'])} columns", f"{len(got['columns'])} columns",
+             _same_table(want, got))
+    if manifest["kind"] == "schema":
+        for table, got in sorted(checksums.items()):
+            _row(rows, table, "rows (schema-only: none)", 0, got["rows"], got["rows"] == 0)
+        return
+    for table, want in sorted(manifest["tables"].items()):
+        got = checksums.get(table)
+        if got is None:
+            continue  # reported as a missing table above
+        _row(rows, table, "row count", want["rows"], got["rows"], want["rows"] == got["rows"])
+        _row(rows, table, "content checksum", want["checksum"], got["checksum"], want["checksum"] == got["checksum"])
+
+
+def _prepare_for_data(target: Target, manifest: dict) -> None:
+    """A data-only dump needs the schema: migrate the scratch database to the backup's version."""
+    versions = [int(v) for v in manifest.get("schema_versions", {})]
+    if not versions:
+        raise ParameterError("a data-only backup without schema_version cannot be verified: "
+                             "take a full backup, or restore the schema first")
+    migrate.apply(target, max(versions))
+    with connect(target, autocommit=True) as conn:
+        names = [f'"{s}"."{t}"' for s, t in backups.tables(conn)]
+    from .restore import _clear
+
+    if names:
+        _clear(target, "data")
+
+
+def scratch_server() -> Target:
+    """The embedded server's maintenance database: the default home of verification restores."""
+    return Target(embedded.server_url("postgres"), embedded=True)
+
+
+def verify(path: Path, *, server: Target | None = None, keep_scratch: bool = False) -> Verification:
+    """Check, restore into a scratch database and compare one backup; returns the report."""
+    began = time.perf_counter()
+    path = Path(path)
+    manifest = backups.read_manifest(path)
+    rows: list[dict] = []
+    server = server or scratch_server()
+    name = f"prep_ops_verify_{uuid.uuid4().hex[:10]}"
+    if not check_files(path, manifest, rows):
+        _row(rows, path.name, "restore", "restored", "not tried: the files do not match the manifest", False)
+        return Verification(path, False, pd.DataFrame(rows), None, time.perf_counter() - began)
+    target = scratch.recreate(server, name, confirm=True)
+    try:
+        with connect(target) as conn:
+            if backups.same_database(backups.identity(conn), manifest["source"]):
+                raise ParameterError("the restore target is the backup's source database; refusing")
+        if manifest["kind"] == "data":
+            _prepare_for_data(target, manifest)
+        try:
+            restore_into(path, target, manifest)
+            _row(rows, path.name, "restore", "restored", "restored", True)
+            compare(target, manifest, rows)
+        except backups.BackupError as exc:
+            _row(rows, path.name, "restore", "restored", str(exc), False)
+    finally:
+        if not keep_scratch:
+            scratch.drop(server, name)
+    report = pd.DataFrame(rows)
+    return Verification(path, bool(report["passed"].all()), report, name if keep_scratch else None,
+                        time.perf_counter() - began)
+
+
+def verify_latest(directory: Path | None = None, *, database: str | None = None, max_age_hours: float = 26,
+                  min_bytes: int = 1, server: Target | None = None, keep_scratch: bool = False) -> Verification:
+    """Verify the newest backup in `directory`; also fail when it is older than `max_age_hours` or
+    smaller than `min_bytes` (as Barman's check does), so backups that silently stopped are noticed."""
+    found = [b for b in backups.listing(directory) if database is None or b.manifest.get("database") == database]
+    if not found:
+        raise backups.BackupError(f"no backups in {directory or backups.backups_dir()}"
+                                  + (f" for database {database}" if database else ""))
+    newest = found[0]
+    result = verify(newest.path, server=server, keep_scratch=keep_scratch)
+    age = (datetime.now(timezone.utc) - datetime.fromisoformat(newest.manifest["finished"])).total_seconds() / 3600
+    extra = [{"object": newest.path.name, "check": "age", "expected": f"≤ {max_age_hours} h", "actual": f"{age:.1f} h",
+              "passed": age <= max_age_hours},
+             {"object": newest.path.name, "check": "size", "expected": f"≥ {min_bytes:,} bytes",
+              "actual": f"{newest.manifest['bytes']:,} bytes", "passed": newest.manifest["bytes"] >= min_bytes}]
+    report = pd.concat([pd.DataFrame(extra), result.report], ignore_index=True)
+    return Verification(result.backup, bool(report["passed"].all()), report, result.scratch_database, result.seconds)
