@@ -82,7 +82,8 @@ def restore_into(path: Path, target: Target, manifest: dict, *, jobs: int = 2) -
     if manifest["format"] == "plain":
         _restore_plain(path, target, major)
     else:
-        _restore_archive(path, target, major, jobs if manifest["format"] in ("directory", "custom") else 1)
+        # a data-only restore must load tables in foreign-key order: no parallel jobs
+        _restore_archive(path, target, major, 1 if manifest["kind"] == "data" else jobs)
 
 
 def is_empty(target: Target) -> bool:

@@ -130,6 +130,14 @@ def _prepare_for_data(target: Target, manifest: dict) -> None:
         _clear(target, "data")
 
 
+def refuse_source(target: Target, manifest: dict) -> None:
+    """Raise when `target` is the database the backup was taken from: a verification never
+    restores over its source."""
+    with connect(target) as conn:
+        if backups.same_database(backups.identity(conn), manifest["source"]):
+            raise ParameterError(f"{target.database} is the backup's source database; refusing to restore into it")
+
+
 def scratch_server() -> Target:
     """The embedded server's maintenance database: the default home of verification restores."""
     return Target(embedded.server_url("postgres"), embedded=True)
@@ -148,9 +156,7 @@ def verify(path: Path, *, server: Target | None = None, keep_scratch: bool = Fal
         return Verification(path, False, pd.DataFrame(rows), None, time.perf_counter() - began)
     target = scratch.recreate(server, name, confirm=True)
     try:
-        with connect(target) as conn:
-            if backups.same_database(backups.identity(conn), manifest["source"]):
-                raise ParameterError("the restore target is the backup's source database; refusing")
+        refuse_source(target, manifest)
         if manifest["kind"] == "data":
             _prepare_for_data(target, manifest)
         try:
