@@ -119,3 +119,17 @@ def estimated_bloat(bloat: pd.DataFrame):
     ax.set_ylabel("table")
     fig.tight_layout()
     return fig
+
+
+def row_counts(report: pd.DataFrame, title: str):
+    """Rows per table in the source (from the manifest) and in the restored copy."""
+    counts = report[report["check"] == "row count"].set_index("object")[["expected", "actual"]].astype(float)
+    counts.columns = ["source", "restored"]
+    fig, ax = plt.subplots(figsize=(8, 4))
+    counts.plot(kind="bar", ax=ax, color=["tab:blue", "tab:green"])
+    ax.set_title(title)
+    ax.set_ylabel("rows (count)")
+    ax.set_xlabel("table")
+    ax.tick_params(axis="x", rotation=30)
+    fig.tight_layout()
+    return fig

@@ -27,6 +27,9 @@ class CheckResult:
     fix: str = ""
     at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
 
+    def _ipython_display_(self) -> None:
+        """Shown once already by check(): a check as a cell's last line displays nothing more."""
+
     @property
     def line(self) -> str:
         if self.passed:

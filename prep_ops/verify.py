@@ -190,3 +190,12 @@ def verify_latest(directory: Path | None = None, *, database: str | None = None,
               "actual": f"{newest.manifest['bytes']:,} bytes", "passed": newest.manifest["bytes"] >= min_bytes}]
     report = pd.concat([pd.DataFrame(extra), result.report], ignore_index=True)
     return Verification(result.backup, bool(report["passed"].all()), report, result.scratch_database, result.seconds)
+
+
+def rows_lost(target: Target, manifest: dict) -> dict[str, tuple[int, int | None]]:
+    """Tables of the backup that now hold fewer rows in `target` (or are gone): {table: (then, now)}."""
+    with connect(target) as conn:
+        now = backups.table_checksums(conn)
+        conn.rollback()
+    return {table: (then["rows"], now.get(table, {}).get("rows")) for table, then in manifest["tables"].items()
+            if now.get(table, {}).get("rows", -1) < then["rows"]}

@@ -122,3 +122,35 @@ def test_indexes_prints_advice_as_table_and_json(migrated):
     advice = json.loads(prep_ops("indexes", "--json", env=env).stdout)
     assert {"kind": "duplicate", "index": "idx_users_email"}.items() <= next(
         a for a in advice if a["index"] == "idx_users_email").items()
+
+
+def test_backup_prints_its_path_last_and_verify_passes(seeded, tmp_path):
+    env = cli_env(seeded)
+    made = prep_ops("backup", "--kind", "full", "--format", "plain", "--dir", str(tmp_path), env=env)
+    assert made.returncode == 0, made.stderr
+    path = made.stdout.strip().splitlines()[-1]
+    assert path.endswith("-full.sql") and (tmp_path / path.split("/")[-1]).exists()
+    checked = prep_ops("verify", path, env=env)
+    assert checked.returncode == 0 and checked.stdout.startswith("PASS")
+    latest = prep_ops("verify", "--latest", "--dir", str(tmp_path), "--min-size", str(10**12), env=env)
+    assert latest.returncode == 1 and "size" in latest.stdout
+
+
+def test_verify_fails_on_a_damaged_backup(seeded, tmp_path):
+    env = cli_env(seeded)
+    path = prep_ops("backup", "--dir", str(tmp_path), env=env).stdout.strip().splitlines()[-1]
+    with open(path, "r+b") as handle:
+        handle.seek(100)
+        byte = handle.read(1)
+        handle.seek(100)
+        handle.write(bytes([byte[0] ^ 0xFF]))
+    result = prep_ops("verify", path, env=env)
+    assert result.returncode == 1 and "sha256" in result.stdout
+
+
+def test_restore_needs_confirm_for_a_database_with_tables(seeded, migrated, tmp_path):
+    path = prep_ops("backup", "--dir", str(tmp_path), env=cli_env(seeded)).stdout.strip().splitlines()[-1]
+    refused = prep_ops("restore", path, env=cli_env(migrated, PREP_OPS_BACKUP_DIR=str(tmp_path / "safety")))
+    assert_one_error_line(refused, "confirm")
+    done = prep_ops("restore", path, "--confirm", env=cli_env(migrated, PREP_OPS_BACKUP_DIR=str(tmp_path / "safety")))
+    assert done.returncode == 0 and "safety backup" in done.stdout
