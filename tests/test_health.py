@@ -1,0 +1,274 @@
+"""The health check on a real server: real locks, real idle transactions, no mocks."""
+
+import ast
+import dataclasses
+import threading
+import time
+import uuid
+
+import psycopg
+import pytest
+from psycopg import sql
+from sqlalchemy.engine import make_url
+
+from prep_ops import db, health, runner
+from prep_ops.errors import ParameterError
+
+# The server log is shared with everything else running on the server (other suites provoke
+# errors on purpose), so tests that want a clean bill of health do not count its errors.
+IGNORE_LOG = {"log_errors_warn": 10**9}
+
+
+def _by_name(checks: list[health.HealthCheck]) -> dict[str, health.HealthCheck]:
+    return {c.name: c for c in checks}
+
+
+def _wait_for(target: db.Target, pid: int, condition: str, seconds: float = 10.0) -> None:
+    """Poll pg_stat_activity until session `pid` meets `condition` (SQL over its row)."""
+    query = sql.SQL("SELECT {} FROM pg_stat_activity WHERE pid = %s").format(sql.SQL(condition))
+    deadline = time.monotonic() + seconds
+    with db.connect(target, autocommit=True) as conn:
+        while not conn.execute(query, (pid,)).fetchone()[0]:
+            assert time.monotonic() < deadline, f"session {pid} never got to {condition}"
+            time.sleep(0.05)
+
+
+@pytest.fixture
+def rooms(scratch):
+    """A scratch database with a one-row table to lock."""
+    with db.connect(scratch, autocommit=True) as conn:
+        conn.execute("CREATE TABLE lesson_rooms (id int PRIMARY KEY, name text)")
+        conn.execute("INSERT INTO lesson_rooms VALUES (1, 'Keller Hall')")
+    return scratch
+
+
+@pytest.mark.parametrize("hold", ["UPDATE lesson_rooms SET name = 'Room 101' WHERE id = 1",
+                                  "LOCK TABLE lesson_rooms IN ACCESS EXCLUSIVE MODE"], ids=["row", "table"])
+def test_blocked_session_is_reported_with_both_pids(rooms, hold):
+    failures = []
+    with db.connect(rooms) as holder, db.connect(rooms, autocommit=True) as waiter:
+        blocked, blocker = waiter.info.backend_pid, holder.info.backend_pid
+        holder.execute(hold)  # not autocommit: the transaction, and its lock, stay open
+        waiter.execute("SET statement_timeout = '20s'")  # nothing hangs, whatever happens below
+
+        def wait_for_the_lock():
+            try:
+                waiter.execute("UPDATE lesson_rooms SET name = 'Room 102' WHERE id = 1")
+            except psycopg.Error as exc:
+                failures.append(exc)
+
+        thread = threading.Thread(target=wait_for_the_lock)
+        thread.start()
+        try:
+            _wait_for(rooms, blocked, "wait_event_type = 'Lock'")
+            began = time.perf_counter()
+            critical = _by_name(health.run_checks(rooms, health.Thresholds(blocked_warn_seconds=0,
+                                                                           blocked_critical_seconds=0)))
+            seconds = time.perf_counter() - began
+            warn = _by_name(health.run_checks(rooms, health.Thresholds(blocked_warn_seconds=0)))
+            pairs = health.blocking(rooms)
+        finally:
+            holder.rollback()
+            thread.join(30)
+    check = critical["blocked sessions"]
+    assert check.status == "critical" and f"pid {blocked} " in check.detail and f"pid {blocker} " in check.detail
+    assert warn["blocked sessions"].status == "warn"
+    assert pairs[["blocked_pid", "blocking_pid"]].values.tolist() == [[blocked, blocker]]
+    assert "Room 102" in pairs["blocked_query"][0] and pairs["wait_seconds"][0] >= 0
+    # measuring table sizes must not queue behind the ACCESS EXCLUSIVE lock
+    assert seconds < 2 and critical["database size"].status == "ok", critical["database size"].detail
+    assert not thread.is_alive() and not failures
+
+
+def test_idle_transaction_past_its_threshold_warns_with_its_pid(scratch):
+    thresholds = health.Thresholds(idle_in_transaction_warn_seconds=1, idle_in_transaction_critical_seconds=60)
+    with db.connect(scratch) as idle:
+        idle.execute("SELECT 'left open' AS lesson")  # opens a transaction and leaves it open
+        time.sleep(1.3)
+        check = _by_name(health.run_checks(scratch, thresholds))["idle in transaction"]
+        found = health.sessions(scratch)
+        pid = idle.info.backend_pid
+    assert check.status == "warn" and f"pid {pid} " in check.detail and check.value >= 1
+    assert found.loc[found["pid"] == pid, "state"].tolist() == ["idle in transaction"]
+
+
+def test_long_running_statement_past_its_threshold_warns(scratch):
+    thresholds = health.Thresholds(long_query_warn_seconds=1, long_query_critical_seconds=600)
+    with db.connect(scratch, autocommit=True) as busy:
+        busy.execute("SET statement_timeout = '20s'")
+        pid = busy.info.backend_pid
+        outcome = []
+
+        def run_long():
+            try:
+                busy.execute("SELECT pg_sleep(15) AS long_lesson")
+            except psycopg.Error as exc:
+                outcome.append(exc)
+
+        thread = threading.Thread(target=run_long)
+        thread.start()
+        try:
+            _wait_for(scratch, pid, "state = 'active' AND now() - query_start > interval '1.2 s'")
+            check = _by_name(health.run_checks(scratch, thresholds))["long-running queries"]
+        finally:
+            with db.connect(scratch, autocommit=True) as admin:
+                admin.execute("SELECT pg_cancel_backend(%s)", (pid,))
+            thread.join(30)
+    assert check.status == "warn" and f"pid {pid} " in check.detail and "long_lesson" in check.detail
+    assert [type(exc) for exc in outcome] == [psycopg.errors.QueryCanceled]  # cancelled by us, not finished
+
+
+def test_the_checking_session_never_reports_itself(scratch):
+    zero = health.Thresholds(long_query_warn_seconds=0, long_query_critical_seconds=0,
+                             idle_in_transaction_warn_seconds=0, idle_in_transaction_critical_seconds=0,
+                             blocked_warn_seconds=0, blocked_critical_seconds=0)
+    checks = _by_name(health.run_checks(scratch, zero))
+    for name in ("long-running queries", "idle in transaction", "blocked sessions"):
+        assert checks[name].status == "ok", checks[name].detail
+    assert health.sessions(scratch).empty  # nobody else uses a fresh scratch database
+
+
+def test_a_quiet_migrated_database_is_healthy(migrated):
+    checks = health.run_checks(migrated, health.Thresholds(**IGNORE_LOG))
+    assert [c.name for c in checks] == list(health.CHECK_NAMES)
+    assert {c.name: c.detail for c in checks if c.status != "ok"} == {}
+    assert health.worst(checks) == "ok"
+
+
+def test_thresholds_decide_the_status(scratch):
+    strict = health.Thresholds(connections_warn=0, connections_critical=0, xid_age_warn=0, **IGNORE_LOG)
+    checks = _by_name(health.run_checks(scratch, strict))
+    assert checks["connections"].status == "critical"  # the checking session is one connection
+    assert checks["transaction ID wraparound"].status == "warn"
+    assert checks["transaction ID wraparound"].value >= 0
+
+
+def test_run_checks_on_the_seeded_database_is_quick_and_tabulates(seeded):
+    began = time.perf_counter()
+    checks = health.run_checks(seeded)
+    assert time.perf_counter() - began < 2  # the real speed target (1M students) is a benchmark
+    frame = health.as_frame(checks)
+    assert list(frame.columns) == ["name", "status", "value", "threshold", "detail", "fix"]
+    assert list(frame["name"]) == list(health.CHECK_NAMES)
+    assert frame["status"].isin(health.STATUSES).all() and (frame["detail"].str.len() > 0).all()
+    assert "largest: " in _by_name(checks)["database size"].detail
+
+
+def test_table_sizes_list_the_school_tables_largest_first(seeded):
+    sizes = health.table_sizes(seeded, limit=20)
+    assert {"students", "enrollments", "tuition_payments"} <= set(sizes["table_name"])
+    assert sizes["total_bytes"].is_monotonic_decreasing and (sizes["total_bytes"] > 0).all()
+    assert len(health.table_sizes(seeded, limit=2)) == 2
+
+
+def test_cache_hit_ratio_waits_for_enough_reads(seeded):
+    with db.connect(seeded) as conn:
+        conn.execute("SELECT count(*) FROM students").fetchone()
+    ratios = health.cache_hit_ratios(seeded)
+    assert ratios["table_hit_ratio"].between(0, 1).any()
+    check = _by_name(health.run_checks(seeded, health.Thresholds(cache_min_blocks=10**12)))["cache hit ratio"]
+    assert check.status == "ok" and "too few to judge" in check.detail
+
+
+def test_worst_is_the_most_severe_status():
+    def check(status):
+        return health.HealthCheck("example", status, None, "", "")
+
+    assert health.worst([]) == "ok"
+    assert health.worst([check("ok"), check("warn")]) == "warn"
+    assert health.worst([check("warn"), check("critical"), check("ok")]) == "critical"
+    assert health.as_frame([]).empty and list(health.as_frame([check("ok")])["status"]) == ["ok"]
+
+
+def test_thresholds_refuse_nonsense_and_pick_notebook_parameters():
+    with pytest.raises(ParameterError, match="connections_warn"):
+        health.Thresholds(connections_warn=1.5)
+    with pytest.raises(ParameterError, match="must not exceed"):
+        health.Thresholds(long_query_warn_seconds=600, long_query_critical_seconds=60)
+    with pytest.raises(ParameterError, match="blocked_warn_seconds"):
+        health.Thresholds(blocked_warn_seconds="soon")
+    picked = health.Thresholds.pick({"database_url": None, "blocked_warn_seconds": 1.0, "cache_min_blocks": 5})
+    assert picked == health.Thresholds(blocked_warn_seconds=1.0, cache_min_blocks=5)
+
+
+def test_the_runbook_parameters_default_to_the_thresholds_in_code():
+    notebook = runner.find("08_health_check")
+    defaults = {name: ast.literal_eval(p["default"]) for name, p in runner.parameters(notebook).items()}
+    assert defaults.pop("database_url") is None
+    assert health.Thresholds(**defaults) == health.Thresholds()
+    assert set(defaults) == {f.name for f in dataclasses.fields(health.Thresholds)}
+
+
+def _pg_stat_statements(target: db.Target) -> tuple[bool, bool]:
+    """Whether the server offers pg_stat_statements, and whether it is preloaded (so its view answers)."""
+    with db.connect(target) as conn:
+        available = conn.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'pg_stat_statements'").fetchone()
+        preloaded = "pg_stat_statements" in conn.execute("SHOW shared_preload_libraries").fetchone()[0]
+    return bool(available), preloaded
+
+
+def test_top_queries_fall_back_to_active_statements_without_pg_stat_statements(scratch):
+    check = _by_name(health.run_checks(scratch))["top queries"]
+    frame = health.top_queries(scratch)
+    assert check.status == "ok" and check.value is None
+    assert "pg_stat_statements unavailable (not installed in this database)" in check.detail
+    assert "pg_stat_activity" in check.detail
+    assert frame.attrs["source"] == "pg_stat_activity" and "unavailable" in frame.attrs["note"]
+
+
+def test_installed_but_not_preloaded_pg_stat_statements_falls_back(scratch):
+    available, preloaded = _pg_stat_statements(scratch)
+    if not available or preloaded:
+        pytest.skip("needs pg_stat_statements available but not in shared_preload_libraries")
+    with db.connect(scratch, autocommit=True) as conn:
+        conn.execute("CREATE EXTENSION pg_stat_statements")
+    check = _by_name(health.run_checks(scratch))["top queries"]
+    assert check.status == "ok" and "shared_preload_libraries" in check.detail
+    assert health.top_queries(scratch).attrs["source"] == "pg_stat_activity"
+
+
+def test_top_queries_come_from_pg_stat_statements_when_it_is_loaded(scratch):
+    available, preloaded = _pg_stat_statements(scratch)
+    if not (available and preloaded):
+        pytest.skip("needs pg_stat_statements in shared_preload_libraries")
+    with db.connect(scratch, autocommit=True) as conn:
+        conn.execute("CREATE EXTENSION pg_stat_statements")
+        for n in range(5):
+            conn.execute("SELECT count(*) AS practice_minutes FROM generate_series(1, %s)", (1000 + n,))
+    frame = health.top_queries(scratch)
+    assert frame.attrs["source"] == "pg_stat_statements" and not frame.attrs["note"]
+    assert frame["query"].str.contains("practice_minutes").any() and (frame["total_ms"] >= 0).all()
+    slow = _by_name(health.run_checks(scratch, health.Thresholds(slow_query_mean_ms=0, slow_query_min_calls=5)))
+    assert slow["top queries"].status == "warn" and "frequent statement" in slow["top queries"].detail
+
+
+def test_recent_errors_come_from_the_server_log_when_readable(scratch):
+    with db.connect(scratch, autocommit=True) as conn:
+        with pytest.raises(psycopg.errors.DivisionByZero):
+            conn.execute("SELECT 1 / 0 AS lessons_per_teacher")
+    errors = health.recent_errors(scratch, minutes=5)
+    if errors.attrs["note"] and not scratch.embedded:
+        pytest.skip(f"this server's log cannot be read: {errors.attrs['note']}")
+    assert errors["message"].str.contains("division by zero").any()
+    check = _by_name(health.run_checks(scratch, health.Thresholds(log_errors_warn=1)))["server log errors"]
+    assert check.status == "warn" and check.value >= 1
+
+
+@pytest.fixture
+def unprivileged(scratch):
+    """The scratch database reached as a new login role without any privilege beyond CONNECT."""
+    role, password = f"prep_ops_test_{uuid.uuid4().hex[:10]}", uuid.uuid4().hex
+    with db.connect(scratch, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(sql.Identifier(role), sql.Literal(password)))
+    url = make_url(scratch.url).set(username=role, password=password).render_as_string(hide_password=False)
+    yield db.Target(url, scratch.embedded)
+    with db.connect(scratch, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+
+
+def test_an_unprivileged_role_gets_every_check_and_a_reason_for_the_log(unprivileged):
+    checks = _by_name(health.run_checks(unprivileged))
+    assert list(checks) == list(health.CHECK_NAMES)
+    log = checks["server log errors"]
+    assert log.status == "ok" and log.value is None and log.detail.startswith("server log not readable: ")
+    assert health.recent_errors(unprivileged).attrs["note"].startswith("server log not readable")
