@@ -156,6 +156,30 @@ def indexes_cmd(ctx: click.Context, as_json: bool) -> None:
     click.echo("\n-- statements (not run):\n" + "\n".join(f"{i.statement};" for i in items))
 
 
+# --- health -------------------------------------------------------------------------------------
+@cli.command("health")
+@click.option("--json", "as_json", is_flag=True, help="Print the checks as JSON, for monitoring systems.")
+@click.pass_context
+def health_cmd(ctx: click.Context, as_json: bool) -> None:
+    """Run the health checks (connections, long queries, idle transactions, locks, cache hit ratio,
+    wraparound, sizes, top queries, log errors); exit 2 when any is critical.
+
+    Example: prep-ops health --json
+    """
+    from dataclasses import asdict
+
+    from . import health
+
+    checks = health.run_checks(_target(ctx))
+    if as_json:
+        click.echo(json.dumps({"status": health.worst(checks), "checks": [asdict(c) for c in checks]}, indent=2))
+    else:
+        click.echo(tabulate([(c.status.upper(), c.name, c.detail[:80]) for c in checks],
+                            headers=["status", "check", "detail"]))
+    if health.worst(checks) == "critical":
+        sys.exit(2)
+
+
 # --- backup, verify, restore -------------------------------------------------------------------
 @cli.command("backup")
 @click.option("--kind", type=click.Choice(["full", "schema", "data"]), default="full", show_default=True)

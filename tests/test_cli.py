@@ -154,3 +154,12 @@ def test_restore_needs_confirm_for_a_database_with_tables(seeded, migrated, tmp_
     assert_one_error_line(refused, "confirm")
     done = prep_ops("restore", path, "--confirm", env=cli_env(migrated, PREP_OPS_BACKUP_DIR=str(tmp_path / "safety")))
     assert done.returncode == 0 and "safety backup" in done.stdout
+
+
+def test_health_table_json_and_exit_code(migrated):
+    env = cli_env(migrated)
+    table = prep_ops("health", env=env)
+    assert table.returncode in (0, 2) and "cache hit ratio" in table.stdout.lower()
+    report = json.loads(prep_ops("health", "--json", env=env).stdout)
+    assert report["status"] in ("ok", "warn", "critical") and len(report["checks"]) >= 8
+    assert (report["status"] == "critical") == (table.returncode == 2)
