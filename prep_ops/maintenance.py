@@ -1,0 +1,296 @@
+"""VACUUM, ANALYZE and REINDEX, the guide's "Maintenance" section, with the statistics to see what they did.
+
+The guide runs `VACUUM ANALYZE; REINDEX TABLE users; ANALYZE users;`. `maintain()` runs the same for
+the chosen tables (or the whole database), between two snapshots of `table_status()`; `plan()` shows
+the statements first. VACUUM and REINDEX CONCURRENTLY cannot run inside a transaction block, so every
+statement runs on an autocommit connection, one at a time. Table names are checked against the
+catalog and quoted with psycopg.sql.Identifier, schema-qualified, never pasted into SQL.
+"""
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+import pandas as pd
+import psycopg
+from psycopg import sql
+
+from .db import Target, connect, fetch_frame, server_version
+from .errors import ConfirmationRequired, ParameterError, PrepOpsError
+from .sqlfiles import load
+
+SCHEMA = "public"
+REINDEX_DEFAULT = ("users",)  # the guide's `REINDEX TABLE users`
+CONCURRENT_REINDEX_SINCE = 12  # REINDEX ... CONCURRENTLY exists since PostgreSQL 12
+BLOAT_NOTE = ("estimated from statistics (pg_stats widths, reltuples and relpages as of the last VACUUM or "
+              "ANALYZE), not measured: a guide to what VACUUM FULL or REINDEX could give back")
+_TIMESTAMPS = ["last_vacuum", "last_autovacuum", "last_analyze", "last_autoanalyze"]
+
+
+@dataclass
+class Executed:
+    """One statement that ran: its SQL, how long it took, and the notices and warnings the server sent."""
+
+    statement: str
+    seconds: float
+    notices: list[str] = field(default_factory=list)
+
+
+@dataclass
+class MaintenanceResult:
+    """What `maintain()` did: the tables' status before and after, and each statement with its time."""
+
+    tables: list[str]
+    before: pd.DataFrame
+    after: pd.DataFrame
+    statements: list[Executed]
+    database_bytes_before: int
+    database_bytes_after: int
+
+    @property
+    def seconds(self) -> float:
+        return sum(step.seconds for step in self.statements)
+
+    @property
+    def log(self) -> pd.DataFrame:
+        """The statements as a table: statement, seconds, notices."""
+        return pd.DataFrame([(s.statement, round(s.seconds, 3), "; ".join(s.notices)) for s in self.statements],
+                            columns=["statement", "seconds", "notices"])
+
+    @property
+    def not_vacuumed(self) -> list[str]:
+        """Chosen tables whose vacuum count did not go up (e.g. skipped for lack of ownership)."""
+        return _unchanged(self.before, self.after, "vacuum_count")
+
+    @property
+    def dead_tuples_grew(self) -> list[str]:
+        """Chosen tables with more dead rows after than before (writes during the run, or a long transaction)."""
+        both = self.before.merge(self.after, on="table_name", suffixes=("_before", "_after"))
+        return list(both.loc[both["dead_tuples_after"] > both["dead_tuples_before"], "table_name"])
+
+
+def table_names(target: Target) -> list[str]:
+    """The tables of the public schema."""
+    with connect(target, autocommit=True) as conn:
+        return _table_names(conn)
+
+
+def _table_names(conn: psycopg.Connection) -> list[str]:
+    return [row[0] for row in conn.execute(load("maintenance", "tables")).fetchall()]
+
+
+def _status(conn: psycopg.Connection) -> pd.DataFrame:
+    frame = fetch_frame(conn, load("maintenance", "table_status"))
+    for column in _TIMESTAMPS:
+        frame[column] = pd.to_datetime(frame[column], utc=True)
+    frame["dead_ratio"] = frame["dead_ratio"].astype(float)
+    return frame
+
+
+def table_status(target: Target) -> pd.DataFrame:
+    """Per table of the public schema: live and dead rows, dead ratio, last (auto)vacuum and (auto)analyze,
+    rows modified since the last analyze, and table, index and total size in bytes.
+
+    From the statistics views only; the counts are the server's running estimates.
+    """
+    with connect(target, autocommit=True) as conn:
+        return _status(conn)
+
+
+def bloat(target: Target) -> pd.DataFrame:
+    """Estimated wasted space per table and per btree index of the public schema: bytes (relpages ×
+    block size), estimated_wasted_bytes, estimated_bloat_pct and a note.
+
+    An estimate from statistics, never a scan (see BLOAT_NOTE): a table or index without statistics
+    gets no estimate and the note "no statistics: run ANALYZE".
+    """
+    with connect(target, autocommit=True) as conn:
+        frames = [fetch_frame(conn, load("maintenance", name)) for name in ("table_bloat", "index_bloat")]
+    frame = pd.concat(frames, ignore_index=True)
+    frame["estimated_bloat_pct"] = frame["estimated_bloat_pct"].astype(float)
+    return frame
+
+
+def _chosen(conn: psycopg.Connection, tables: str | Iterable[str] | None) -> list[str] | None:
+    """`tables` checked against the catalog, duplicates dropped; None stays None (the whole database)."""
+    if tables is None:
+        return None
+    names = [tables] if isinstance(tables, str) else list(tables)
+    if not names:
+        raise ParameterError("no tables named; pass None for the whole database")
+    known = _table_names(conn)
+    for name in names:
+        if not isinstance(name, str) or name not in known:
+            listed = ", ".join(known) if known else "none (the public schema is empty: run `prep-ops migrate`)"
+            raise ParameterError(f"unknown table {name!r}; tables of the public schema are: {listed}")
+    return list(dict.fromkeys(names))
+
+
+def _table(name: str) -> sql.Composed:
+    return sql.Identifier(SCHEMA, name)
+
+
+def _vacuum(tables: list[str] | None, analyze: bool, full: bool) -> list[sql.Composable]:
+    options = [word for word, wanted in (("FULL", full), ("ANALYZE", analyze)) if wanted]
+    head = sql.SQL("VACUUM")
+    if options:
+        head = sql.SQL("VACUUM ({})").format(sql.SQL(", ").join(map(sql.SQL, options)))
+    if tables is None:
+        return [head]
+    return [sql.SQL("{} {}").format(head, _table(name)) for name in tables]
+
+
+def _analyze(tables: list[str] | None) -> list[sql.Composable]:
+    if tables is None:
+        return [sql.SQL("ANALYZE")]
+    return [sql.SQL("ANALYZE {}").format(_table(name)) for name in tables]
+
+
+def _concurrently(conn: psycopg.Connection, concurrently: bool | None) -> bool:
+    major = server_version(conn)
+    if concurrently and major < CONCURRENT_REINDEX_SINCE:
+        raise ParameterError(f"REINDEX CONCURRENTLY needs PostgreSQL {CONCURRENT_REINDEX_SINCE} or newer; "
+                             f"this server is {major}: pass concurrently=False")
+    return major >= CONCURRENT_REINDEX_SINCE if concurrently is None else concurrently
+
+
+def _reindex(tables: list[str], concurrently: bool) -> list[sql.Composable]:
+    head = sql.SQL("REINDEX TABLE CONCURRENTLY" if concurrently else "REINDEX TABLE")
+    return [sql.SQL("{} {}").format(head, _table(name)) for name in tables]
+
+
+def _maintenance_statements(conn: psycopg.Connection, tables, reindex: bool,
+                            concurrently: bool | None) -> tuple[list[str] | None, list[sql.Composable]]:
+    """The guide's actions: VACUUM (ANALYZE) the chosen tables (or the database), then REINDEX and
+    ANALYZE them (or, with no tables chosen, the guide's `users` when it exists)."""
+    chosen = _chosen(conn, tables)
+    statements = _vacuum(chosen, analyze=True, full=False)
+    if reindex:
+        existing = _table_names(conn)
+        to_reindex = chosen if chosen is not None else [name for name in REINDEX_DEFAULT if name in existing]
+        # REINDEX leaves the statistics as they were; the guide follows it with ANALYZE
+        statements += _reindex(to_reindex, _concurrently(conn, concurrently)) + _analyze(to_reindex or [])
+    return chosen, statements
+
+
+def _run(conn: psycopg.Connection, statements: list[sql.Composable],
+         on_progress: Callable[[Executed, int, int], None] | None = None) -> list[Executed]:
+    """Run each statement on the autocommit connection `conn`, timing it and keeping its notices; a
+    statement the server refuses (not the owner, lock timeout, ...) raises PrepOpsError naming it."""
+    notices: list[str] = []
+    conn.add_notice_handler(lambda diag: notices.append(f"{diag.severity}: {diag.message_primary}"))
+    done = []
+    for statement in statements:
+        notices.clear()
+        text, began = statement.as_string(conn), time.perf_counter()
+        try:
+            conn.execute(statement)
+        except psycopg.Error as exc:
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise PrepOpsError(f"{text} failed after {len(done)} of {len(statements)} statements ran: {reason}") from None
+        done.append(Executed(text, time.perf_counter() - began, list(notices)))
+        if on_progress:
+            on_progress(done[-1], len(done), len(statements))
+    return done
+
+
+def _execute(target: Target, build) -> list[Executed]:
+    with connect(target, autocommit=True) as conn:
+        return _run(conn, build(conn))
+
+
+def vacuum(target: Target, tables: str | Iterable[str] | None = None, analyze: bool = True,
+           full: bool = False) -> list[Executed]:
+    """Run VACUUM (ANALYZE by default; FULL rewrites each table under an exclusive lock) on each of
+    `tables`, or once on the whole database when None; returns the statements with their times."""
+    return _execute(target, lambda conn: _vacuum(_chosen(conn, tables), analyze, full))
+
+
+def analyze(target: Target, tables: str | Iterable[str] | None = None) -> list[Executed]:
+    """Run ANALYZE on each of `tables`, or on the whole database when None; returns the statements with their times."""
+    return _execute(target, lambda conn: _analyze(_chosen(conn, tables)))
+
+
+def reindex(target: Target, tables: str | Iterable[str] | None = None,
+            concurrently: bool | None = None) -> list[Executed]:
+    """Run REINDEX TABLE on each of `tables` (None: the guide's `users`); returns the statements with their times.
+
+    `concurrently` None uses CONCURRENTLY when the server has it (PostgreSQL 12+): the indexes are
+    built anew beside the old ones, so reads and writes go on meanwhile. A failed concurrent
+    reindex can leave an invalid index named `*_ccnew`; drop it and run again.
+    """
+    def build(conn):
+        return _reindex(_chosen(conn, REINDEX_DEFAULT if tables is None else tables), _concurrently(conn, concurrently))
+    return _execute(target, build)
+
+
+def plan(target: Target, tables: str | Iterable[str] | None = None, reindex: bool = False, *,
+         concurrently: bool | None = None) -> list[str]:
+    """The statements `maintain()` would run, in order; runs nothing (a dry run)."""
+    with connect(target, autocommit=True) as conn:
+        return [statement.as_string(conn) for statement in _maintenance_statements(conn, tables, reindex, concurrently)[1]]
+
+
+def _database_bytes(conn: psycopg.Connection) -> int:
+    return conn.execute("SELECT pg_database_size(current_database())").fetchone()[0]
+
+
+def _snapshot(conn: psycopg.Connection, chosen: list[str] | None) -> pd.DataFrame:
+    status = _status(conn)
+    if chosen is None:
+        return status
+    return status.set_index("table_name").loc[chosen].reset_index()
+
+
+def _after(conn: psycopg.Connection, chosen: list[str] | None, before: pd.DataFrame) -> pd.DataFrame:
+    after = _snapshot(conn, chosen)
+    # before PostgreSQL 15 the statistics collector takes up to half a second to report a VACUUM
+    deadline = time.monotonic() + 2
+    while server_version(conn) < 15 and time.monotonic() < deadline and _unchanged(before, after, "vacuum_count"):
+        time.sleep(0.1)
+        after = _snapshot(conn, chosen)
+    return after
+
+
+def _unchanged(before: pd.DataFrame, after: pd.DataFrame, column: str) -> list[str]:
+    both = before.merge(after, on="table_name", suffixes=("_before", "_after"))
+    return list(both.loc[both[f"{column}_after"] <= both[f"{column}_before"], "table_name"])
+
+
+def maintain(target: Target, tables: str | Iterable[str] | None = None, reindex: bool = False,
+             confirm: bool = False, on_progress: Callable[[Executed, int, int], None] | None = None, *,
+             concurrently: bool | None = None) -> MaintenanceResult:
+    """Run the guide's maintenance between two snapshots of `table_status()`; returns both and each
+    statement with its time.
+
+    `VACUUM (ANALYZE)` on each of `tables` (None: the whole database); with `reindex`, then
+    `REINDEX TABLE` and `ANALYZE` on them (None: the guide's `users`). On a database that is not
+    scratch it runs only with `confirm=True`; `plan()` shows the statements without running them.
+    `on_progress(executed, done, total)` is called after each statement.
+    """
+    with connect(target, autocommit=True) as conn:
+        chosen, statements = _maintenance_statements(conn, tables, reindex, concurrently)
+        if not (target.scratch or confirm):
+            raise ConfirmationRequired(
+                f"{target.masked_url} is not a scratch database and maintenance takes locks and I/O there; "
+                "pass confirm (--confirm) to run it, or look at plan() first")
+        before, bytes_before = _snapshot(conn, chosen), _database_bytes(conn)
+        executed = _run(conn, statements, on_progress)
+        after, bytes_after = _after(conn, chosen, before), _database_bytes(conn)
+    names = chosen if chosen is not None else list(before["table_name"])
+    return MaintenanceResult(names, before, after, executed, bytes_before, bytes_after)
+
+
+def before_after(result: MaintenanceResult) -> pd.DataFrame:
+    """Per chosen table: dead rows and table, index and total size (bytes) before and after, and the
+    last vacuum and analyze after."""
+    measures = ["dead_tuples", "table_bytes", "index_bytes", "total_bytes"]
+    both = result.before[["table_name", *measures]].merge(
+        result.after[["table_name", *measures, "last_vacuum", "last_analyze"]],
+        on="table_name", suffixes=("_before", "_after"))
+    columns = ["table_name"] + [f"{m}_{when}" for m in measures for when in ("before", "after")]
+    return both[columns + ["last_vacuum", "last_analyze"]]
+
+
+__all__ = ["Executed", "MaintenanceResult", "BLOAT_NOTE", "REINDEX_DEFAULT", "table_names", "table_status",
+           "bloat", "vacuum", "analyze", "reindex", "plan", "maintain", "before_after"]

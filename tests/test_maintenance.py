@@ -1,0 +1,212 @@
+import time
+
+import pandas as pd
+import pytest
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
+
+from prep_ops import db, maintenance
+from prep_ops.errors import ConfirmationRequired, ParameterError, PrepOpsError
+
+HOSTILE = "users; DROP TABLE students; --"
+ODD = 'Odd "name"; here'
+
+
+def _execute(target, *statements):
+    """Run `statements` on one autocommit connection, make its statistics visible to other sessions,
+    and let older snapshots in the database end (see `_settle`)."""
+    with db.connect(target, autocommit=True) as conn:
+        for statement in statements:
+            conn.execute(statement)
+        if db.server_version(conn) >= 15:
+            # counts reach shared statistics when the session goes idle, at most once a second; force it
+            conn.execute("SELECT pg_stat_force_next_flush()")
+        else:
+            time.sleep(1)  # the statistics collector reports every 500 ms
+        _settle(conn)
+
+
+def _settle(conn, seconds=10):
+    """Wait until no other session in the database holds a snapshot older than now: an autovacuum
+    worker analysing the catalogs of a new database may, and VACUUM and REINDEX keep the rows it may see."""
+    now = conn.execute("SELECT pg_current_xact_id()::text").fetchone()[0]
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND pid <> pg_backend_pid() AND age(backend_xmin) > age(%s::xid)", (now,)).fetchone()[0]:
+        time.sleep(0.1)
+
+
+def _scalar(target, query, *params):
+    with db.connect(target) as conn:
+        return conn.execute(query, params).fetchone()[0]
+
+
+def _scores(target, table="scores", rows=10_000):
+    """A table of `rows` rows with a primary key, autovacuum off so that only the test vacuums it."""
+    name = sql.Identifier(table)
+    _execute(target,
+             sql.SQL("CREATE TABLE {} (id int PRIMARY KEY, points int, label text) "
+                     "WITH (autovacuum_enabled = false)").format(name),
+             sql.SQL("INSERT INTO {} SELECT g, g % 100, 'row ' || g FROM generate_series(1, {}) g")
+             .format(name, sql.Literal(rows)))
+
+
+def _status(target, table="scores"):
+    status = maintenance.table_status(target)
+    return status.set_index("table_name").loc[table]
+
+
+def _index_file(target, index):
+    return _scalar(target, "SELECT pg_relation_filenode(%s::regclass)", index)
+
+
+def test_table_status_counts_dead_tuples(scratch):
+    _scores(scratch)
+    _execute(scratch, "UPDATE scores SET points = points + 1", "DELETE FROM scores WHERE id <= 2000")
+    row = _status(scratch)
+    assert row["live_tuples"] == 8000
+    assert row["dead_tuples"] >= 2000 and 0 < row["dead_ratio"] < 1
+    assert row["table_bytes"] > 0 and row["index_bytes"] > 0 and row["total_bytes"] >= row["table_bytes"] + row["index_bytes"]
+    assert row["modified_since_analyze"] >= 12_000 and row["vacuum_count"] == 0
+    assert row[["last_vacuum", "last_autovacuum", "last_analyze"]].isna().all()
+
+
+def test_maintain_removes_dead_tuples_and_sets_last_vacuum(scratch):
+    _scores(scratch)
+    _execute(scratch, "DELETE FROM scores WHERE id % 2 = 0")
+    progress = []
+    result = maintenance.maintain(scratch, ["scores"], on_progress=lambda *args: progress.append(args))
+    changes = maintenance.before_after(result).set_index("table_name").loc["scores"]
+    assert changes["dead_tuples_before"] >= 5000 and changes["dead_tuples_after"] == 0
+    assert pd.notna(changes["last_vacuum"]) and pd.notna(changes["last_analyze"])
+    assert result.not_vacuumed == [] and result.dead_tuples_grew == []
+    assert [step.statement for step in result.statements] == ['VACUUM (ANALYZE) "public"."scores"']
+    assert [(done, total) for _, done, total in progress] == [(1, 1)] and progress[0][0].seconds > 0
+    assert _status(scratch)["vacuum_count"] == 1
+
+
+def test_maintain_with_defaults_runs_the_guides_statements(seeded):
+    expected = ["VACUUM (ANALYZE)", 'REINDEX TABLE CONCURRENTLY "public"."users"', 'ANALYZE "public"."users"']
+    assert maintenance.plan(seeded, reindex=True) == expected
+    _execute(seeded, "UPDATE users SET role = role WHERE id % 3 = 0")
+    users_email = _index_file(seeded, "idx_users_email")
+    result = maintenance.maintain(seeded, reindex=True)
+    assert [step.statement for step in result.statements] == expected
+    assert set(result.tables) >= {"users", "students", "enrollments", "tuition_payments"}
+    assert result.not_vacuumed == []
+    assert maintenance.before_after(result).set_index("table_name").loc["users", "dead_tuples_after"] == 0
+    assert _index_file(seeded, "idx_users_email") != users_email
+
+
+@pytest.mark.parametrize("concurrently", [True, False])
+def test_reindex_rebuilds_a_bloated_index(scratch, concurrently):
+    _scores(scratch)
+    # every row moves to a new page (no room on full pages for a HOT update): the primary key doubles
+    _execute(scratch, "UPDATE scores SET points = points + 1")
+    size, file = _scalar(scratch, "SELECT pg_relation_size('scores_pkey')"), _index_file(scratch, "scores_pkey")
+    executed = maintenance.reindex(scratch, ["scores"], concurrently=concurrently)
+    assert [step.statement for step in executed] == [
+        f'REINDEX TABLE {"CONCURRENTLY " if concurrently else ""}"public"."scores"']
+    assert _scalar(scratch, "SELECT pg_relation_size('scores_pkey')") < 0.75 * size
+    assert _index_file(scratch, "scores_pkey") != file
+
+
+def test_reindex_is_concurrent_by_default_where_the_server_has_it(scratch):
+    _scores(scratch)
+    statements = maintenance.plan(scratch, "scores", reindex=True)
+    assert statements[1] == 'REINDEX TABLE CONCURRENTLY "public"."scores"'
+    assert maintenance.plan(scratch, "scores", reindex=True, concurrently=False)[1] == 'REINDEX TABLE "public"."scores"'
+
+
+def test_vacuum_and_analyze_run_what_they_are_asked(scratch):
+    _scores(scratch)
+    assert [s.statement for s in maintenance.analyze(scratch, "scores")] == ['ANALYZE "public"."scores"']
+    assert pd.notna(_status(scratch)["last_analyze"]) and pd.isna(_status(scratch)["last_vacuum"])
+    assert [s.statement for s in maintenance.vacuum(scratch, ["scores"], analyze=False)] == ['VACUUM "public"."scores"']
+    assert [s.statement for s in maintenance.vacuum(scratch)] == ["VACUUM (ANALYZE)"]
+    row = _status(scratch)
+    assert row["vacuum_count"] == 2 and row["analyze_count"] == 2
+
+
+def test_hostile_table_name_is_refused_and_nothing_runs(migrated):
+    calls = [maintenance.plan, maintenance.vacuum, maintenance.analyze, maintenance.reindex, maintenance.maintain]
+    for call in calls:
+        with pytest.raises(ParameterError, match=r"unknown table .*students.*users"):
+            call(migrated, [HOSTILE])
+    assert _scalar(migrated, "SELECT to_regclass('public.students') IS NOT NULL")
+    assert _status(migrated, "students")["vacuum_count"] == 0
+
+
+def test_table_name_with_quotes_and_spaces_is_quoted(scratch):
+    _scores(scratch, ODD, rows=2000)
+    _execute(scratch, sql.SQL("DELETE FROM {} WHERE id <= 1000").format(sql.Identifier(ODD)))
+    quoted = '"public"."Odd ""name""; here"'
+    assert maintenance.plan(scratch, [ODD], reindex=True) == [
+        f"VACUUM (ANALYZE) {quoted}", f"REINDEX TABLE CONCURRENTLY {quoted}", f"ANALYZE {quoted}"]
+    result = maintenance.maintain(scratch, [ODD], reindex=True)
+    assert result.tables == [ODD] and result.not_vacuumed == []
+    assert result.after.set_index("table_name").loc[ODD, "dead_tuples"] == 0
+    assert len(maintenance.reindex(scratch, ODD, concurrently=False) + maintenance.analyze(scratch, ODD)) == 2
+
+
+def test_unknown_table_error_lists_the_valid_tables(migrated):
+    with pytest.raises(ParameterError) as error:
+        maintenance.maintain(migrated, ["pupils"])
+    message = str(error.value)
+    assert message.startswith("unknown table 'pupils'") and "enrollments" in message and "\n" not in message
+    with pytest.raises(ParameterError, match="None for the whole database"):
+        maintenance.vacuum(migrated, [])
+
+
+def test_a_refused_statement_is_one_clear_error(scratch):
+    _scores(scratch)
+    impatient = db.Target(make_conninfo(scratch.url, options="-c lock_timeout=100"), scratch.embedded)
+    with db.connect(scratch) as holder:
+        holder.execute("LOCK TABLE scores IN SHARE UPDATE EXCLUSIVE MODE")  # as another VACUUM would
+        with pytest.raises(PrepOpsError, match=r'^VACUUM \(ANALYZE\) "public"."scores" failed after 0 of 1 statements ran: '
+                                               r'canceling statement due to lock timeout$'):
+            maintenance.maintain(impatient, "scores")
+
+
+def test_confirm_is_required_on_a_database_that_is_not_scratch(scratch, monkeypatch):
+    monkeypatch.delenv("PREP_OPS_SCRATCH", raising=False)
+    production = db.Target(scratch.url, embedded=False)
+    _scores(production)
+    with pytest.raises(ConfirmationRequired, match="pass confirm"):
+        maintenance.maintain(production, reindex=True)
+    assert _status(production)["vacuum_count"] == 0
+    assert maintenance.plan(production, "scores")  # the dry run needs no confirm
+    result = maintenance.maintain(production, "scores", confirm=True)
+    assert result.not_vacuumed == [] and _status(production)["vacuum_count"] == 1
+
+
+def test_bloat_estimate_finds_a_mass_update_and_vacuum_full_gives_it_back(scratch):
+    _scores(scratch)
+    _execute(scratch, "ANALYZE scores")
+    fresh = maintenance.bloat(scratch)
+    _execute(scratch, "UPDATE scores SET points = points + 1", "ANALYZE scores")
+    bloated = maintenance.bloat(scratch)
+    for frame in (fresh, bloated):
+        assert (frame["estimated_wasted_bytes"] >= 0).all() and frame["estimated_bloat_pct"].between(0, 100).all()
+    table = bloated.set_index("kind").loc["table"]
+    index = bloated.set_index("index_name").loc["scores_pkey"]
+    assert table["estimated_bloat_pct"] > 30 > fresh.set_index("kind").loc["table", "estimated_bloat_pct"]
+    assert index["estimated_wasted_bytes"] > 0
+    executed = maintenance.vacuum(scratch, "scores", full=True)
+    assert executed[0].statement == 'VACUUM (FULL, ANALYZE) "public"."scores"'
+    assert maintenance.bloat(scratch).set_index("kind").loc["table", "estimated_bloat_pct"] < 30
+
+
+def test_bloat_says_when_there_are_no_statistics(scratch):
+    _scores(scratch, rows=1000)
+    row = maintenance.bloat(scratch).set_index("kind").loc["table"]
+    assert row["note"] == "no statistics: run ANALYZE" and row.isna()["estimated_bloat_pct"]
+
+
+def test_an_empty_database_has_little_to_do(scratch):
+    assert maintenance.table_status(scratch).empty and maintenance.bloat(scratch).empty
+    assert maintenance.plan(scratch, reindex=True) == ["VACUUM (ANALYZE)"]
+    result = maintenance.maintain(scratch, reindex=True)
+    assert result.tables == [] and len(result.statements) == 1
+    assert maintenance.before_after(result).empty and result.not_vacuumed == []
