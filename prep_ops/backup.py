@@ -169,6 +169,8 @@ def backup(target: Target, kind: str = "full", fmt: str = "custom", *, directory
             summary = schema_summary(conn)
             versions = dict(conn.execute("SELECT version, description FROM schema_version").fetchall()) \
                 if any(t == ("public", "schema_version") for t in tables(conn)) else {}
+            roles = [r[0] for r in conn.execute(
+                "SELECT rolname FROM pg_roles WHERE rolname !~ '^pg_' ORDER BY 1").fetchall()]
         finally:
             _, stderr = dump.communicate()
             conn.rollback()
@@ -180,7 +182,7 @@ def backup(target: Target, kind: str = "full", fmt: str = "custom", *, directory
         "source": source, "source_url": target.masked_url, "server_version": major,
         "pg_dump": str(pg_dump), "pg_dump_version": _tool_version(pg_dump),
         "started": started.isoformat(), "finished": datetime.now(timezone.utc).isoformat(),
-        "schema_versions": {str(k): v for k, v in versions.items()},
+        "schema_versions": {str(k): v for k, v in versions.items()}, "roles": roles,
         "files": file_hashes(path), "tables": checksums, "schema": summary,
     }
     manifest["bytes"] = sum(f["bytes"] for f in manifest["files"].values())

@@ -138,6 +138,22 @@ def refuse_source(target: Target, manifest: dict) -> None:
             raise ParameterError(f"{target.database} is the backup's source database; refusing to restore into it")
 
 
+def create_missing_roles(server: Target, manifest: dict) -> list[str]:
+    """Create, as NOLOGIN roles without privileges, the source's roles that the restore server lacks:
+    a dump's GRANT and OWNER statements name them, and a restore fails on an unknown role.
+    Roles are cluster-wide, so these stay on the (scratch) server after the verification."""
+    from psycopg import sql
+
+    created = []
+    with connect(server, autocommit=True) as conn:
+        present = {r[0] for r in conn.execute("SELECT rolname FROM pg_roles").fetchall()}
+        for role in manifest.get("roles", []):
+            if role not in present:
+                conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(role)))
+                created.append(role)
+    return created
+
+
 def scratch_server() -> Target:
     """The embedded server's maintenance database: the default home of verification restores."""
     return Target(embedded.server_url("postgres"), embedded=True)
@@ -157,6 +173,7 @@ def verify(path: Path, *, server: Target | None = None, keep_scratch: bool = Fal
     target = scratch.recreate(server, name, confirm=True)
     try:
         refuse_source(target, manifest)
+        create_missing_roles(server, manifest)
         if manifest["kind"] == "data":
             _prepare_for_data(target, manifest)
         try:
