@@ -133,3 +133,33 @@ def row_counts(report: pd.DataFrame, title: str):
     ax.tick_params(axis="x", rotation=30)
     fig.tight_layout()
     return fig
+
+
+def privilege_heatmap(matrix: pd.DataFrame, levels: pd.DataFrame,
+                      title: str = "Who can do what: access per role and object"):
+    """Roles (columns) × objects (rows), coloured by access level (none, read, write, change or own)
+    and labelled with PostgreSQL's privilege letters (r=SELECT a=INSERT w=UPDATE d=DELETE ...)."""
+    from matplotlib.colors import BoundaryNorm, ListedColormap
+
+    names = ("none", "read", "write", "change or own")
+    colours = ListedColormap(["#f2f2f2", "#a6d96a", "#fdae61", "#d7191c"])
+    fig, ax = plt.subplots(figsize=(max(7.0, 4.5 + 1.1 * len(matrix.columns)), 1.5 + 0.38 * max(len(matrix), 3)))
+    if matrix.empty:
+        ax.text(0.5, 0.5, "no objects", transform=ax.transAxes, ha="center", va="center")
+        ax.set_xticks([])
+        ax.set_yticks([])
+    else:
+        image = ax.imshow(levels.to_numpy(dtype=float), cmap=colours, norm=BoundaryNorm([-0.5, 0.5, 1.5, 2.5, 3.5], 4),
+                          aspect="auto")
+        for (i, j), text in pd.DataFrame(matrix.to_numpy()).stack().items():
+            ax.text(j, i, text, ha="center", va="center", fontsize=8)
+        ax.set_xticks(range(len(matrix.columns)), matrix.columns, rotation=30, ha="right")
+        ax.set_yticks(range(len(matrix)), matrix.index)
+        bar = fig.colorbar(image, ax=ax, ticks=range(4), fraction=0.04)
+        bar.ax.set_yticklabels(names)
+        bar.set_label("access level")
+    ax.set_title(title)
+    ax.set_xlabel("role")
+    ax.set_ylabel("object")
+    fig.tight_layout()
+    return fig

@@ -156,6 +156,56 @@ def indexes_cmd(ctx: click.Context, as_json: bool) -> None:
     click.echo("\n-- statements (not run):\n" + "\n".join(f"{i.statement};" for i in items))
 
 
+# --- roles, audit -------------------------------------------------------------------------------
+@cli.group("roles")
+def roles_group() -> None:
+    """The guide's roles as code: readonly, reporter, analyst, app, dba.
+
+    Passwords come from PREP_OPS_<ROLE>_PASSWORD and are never printed.
+    """
+
+
+@roles_group.command("plan")
+@click.pass_context
+def roles_plan(ctx: click.Context) -> None:
+    """Print the statements `roles apply` would run (passwords elided). Example: prep-ops roles plan"""
+    from . import roles
+
+    steps = roles.plan(_target(ctx.parent))
+    click.echo("\n".join(f"{step};" for step in steps) if steps else "-- roles are in place: nothing to do")
+
+
+@roles_group.command("apply")
+@click.option("--confirm", is_flag=True, help="Needed outside the embedded (scratch) server.")
+@click.pass_context
+def roles_apply(ctx: click.Context, confirm: bool) -> None:
+    """Create or update the roles and grants; applying twice changes nothing. Example: prep-ops roles apply"""
+    from . import roles
+
+    done = roles.apply(_target(ctx.parent), confirm=confirm)
+    click.echo(f"{len(done)} statement(s) run" if done else "roles already in place: nothing changed")
+
+
+@cli.command("audit")
+@click.pass_context
+def audit_cmd(ctx: click.Context) -> None:
+    """Security audit of roles, privileges and server settings; exit 1 on high severity.
+
+    Example: prep-ops audit
+    """
+    from . import security_audit
+
+    found = security_audit.findings(_target(ctx))
+    frame = security_audit.as_frame(found)
+    if frame.empty:
+        click.echo("no findings")
+    else:
+        click.echo(tabulate(frame[["severity", "check", "subject", "detail"]].astype(str).map(lambda v: v[:70]).values,
+                            headers=["severity", "check", "subject", "detail"]))
+    if security_audit.has_high(found):
+        sys.exit(1)
+
+
 # --- health -------------------------------------------------------------------------------------
 @cli.command("health")
 @click.option("--json", "as_json", is_flag=True, help="Print the checks as JSON, for monitoring systems.")

@@ -163,3 +163,15 @@ def test_health_table_json_and_exit_code(migrated):
     report = json.loads(prep_ops("health", "--json", env=env).stdout)
     assert report["status"] in ("ok", "warn", "critical") and len(report["checks"]) >= 8
     assert (report["status"] == "critical") == (table.returncode == 2)
+
+
+def test_roles_plan_elides_passwords_and_audit_prints_findings(migrated):
+    import uuid
+
+    secret = f"Pw-{uuid.uuid4().hex}"
+    env = cli_env(migrated, PREP_OPS_REPORTER_PASSWORD=secret)
+    plan = prep_ops("roles", "plan", env=env)
+    assert plan.returncode == 0 and secret not in plan.stdout + plan.stderr
+    assert "reporter" in plan.stdout or "nothing to do" in plan.stdout
+    audit = prep_ops("audit", env=env)
+    assert audit.returncode in (0, 1) and "severity" in audit.stdout and "Traceback" not in audit.stderr

@@ -1,0 +1,174 @@
+"""The audit log: who changed which row of the tables holding personal or financial data, when, how,
+and the values before and after (pgaudit's idea of an audit trail, kept in the database).
+
+`enable()` installs schema `audit` (the append-only table `audit.log` and its trigger function) and
+puts a row trigger and a TRUNCATE trigger on each table; enabling or disabling twice changes nothing.
+The trigger function runs as the log's owner, so the roles it watches hold no privilege on the log:
+they can neither read nor change it. Binary columns (audition recordings) are left out of the
+logged values; a change to one still shows in `changed_columns`.
+"""
+
+import secrets
+from collections.abc import Iterable
+
+import pandas as pd
+import psycopg
+from psycopg import sql
+
+from .db import Target, connect, fetch_frame
+from .errors import ConfirmationRequired, ParameterError, PrepOpsError
+from .sqlfiles import load
+
+SCHEMA = "audit"
+DEFAULT_TABLES = ("users", "students", "tuition_payments")  # personal and financial data
+ROW_TRIGGER, TRUNCATE_TRIGGER = "audit_log_row", "audit_log_truncate"
+_LOCK = 0x61756474  # advisory lock key ("audt")
+
+
+class AuditLogError(PrepOpsError):
+    """The audit log could not be installed, enabled or read."""
+
+
+def _tables(tables: str | Iterable[str]) -> list[str]:
+    names = [tables] if isinstance(tables, str) else list(tables)
+    if not names or not all(isinstance(n, str) and n for n in names):
+        raise ParameterError(f"tables must be one or more table names, not {tables!r}")
+    return names
+
+
+def _array_literal(names: list[str]) -> str:
+    """A text[] literal of `names`, every element double-quoted, for a trigger argument."""
+    quoted = ('"' + n.replace("\\", "\\\\").replace('"', '\\"') + '"' for n in names)
+    return "{" + ",".join(quoted) + "}"
+
+
+def _install(conn: psycopg.Connection, readers: Iterable[str]) -> None:
+    conn.execute(load("audit_log", "install"))
+    for reader in readers:
+        conn.execute(sql.SQL("GRANT USAGE ON SCHEMA audit TO {}").format(sql.Identifier(reader)))
+        conn.execute(sql.SQL("GRANT SELECT ON audit.log TO {}").format(sql.Identifier(reader)))
+
+
+def _enabled(conn: psycopg.Connection, schema: str | None = None) -> dict[tuple[str, str], tuple[str, ...]]:
+    """(schema, table) → trigger arguments of each logged table."""
+    if conn.execute("SELECT to_regprocedure('audit.log_change()')").fetchone()[0] is None:
+        return {}
+    rows = conn.execute(load("audit_log", "enabled")).fetchall()
+    return {(s, n): tuple(a.decode() for a in bytes(args).split(b"\x00")[:-1])
+            for s, n, args in rows if schema is None or s == schema}
+
+
+def _arguments(conn: psycopg.Connection, qualified: sql.Composable, table: str) -> tuple[str, str]:
+    try:
+        with conn.transaction():
+            columns = conn.execute(load("audit_log", "columns"), {"table": qualified.as_string(conn)}).fetchall()
+    except psycopg.errors.UndefinedTable:
+        raise ParameterError(f"no table {table!r} to audit") from None
+    keys = [name for name, in_key, _ in columns if in_key]
+    left_out = [name for name, _, binary in columns if binary]
+    return _array_literal(keys), _array_literal(left_out)
+
+
+def _guarded(action: str, target: Target, confirm: bool) -> None:
+    if not (target.scratch or confirm):
+        raise ConfirmationRequired(f"{action} on {target.masked_url} needs confirm=True")
+
+
+def enable(target: Target, tables: str | Iterable[str] = DEFAULT_TABLES, *, readers: Iterable[str] = (),
+           schema: str = "public", confirm: bool = False) -> list[str]:
+    """Log every change to `tables` (installing the audit schema first); returns the tables whose
+    triggers were created or updated, so a second call returns []. `readers` get SELECT on the log.
+    Outside a scratch database, needs `confirm`."""
+    names = _tables(tables)
+    _guarded("enabling the audit log", target, confirm)
+    changed = []
+    with connect(target) as conn:
+        try:
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK,))
+            _install(conn, readers)
+            current = _enabled(conn, schema)
+            for table in names:
+                qualified = sql.Identifier(schema, table)
+                keys, left_out = _arguments(conn, qualified, table)
+                if current.get((schema, table)) == (keys, left_out):
+                    continue
+                conn.execute(sql.SQL("CREATE OR REPLACE TRIGGER {} AFTER INSERT OR UPDATE OR DELETE ON {} "
+                                     "FOR EACH ROW EXECUTE FUNCTION audit.log_change({}, {})").format(
+                    sql.Identifier(ROW_TRIGGER), qualified, sql.Literal(keys), sql.Literal(left_out)))
+                conn.execute(sql.SQL("CREATE OR REPLACE TRIGGER {} AFTER TRUNCATE ON {} "
+                                     "FOR EACH STATEMENT EXECUTE FUNCTION audit.log_change()").format(
+                    sql.Identifier(TRUNCATE_TRIGGER), qualified))
+                changed.append(table)
+            conn.commit()
+        except psycopg.Error as exc:
+            conn.rollback()
+            raise AuditLogError(f"enabling the audit log failed, nothing changed: {_first_line(exc)}") from None
+    return changed
+
+
+def disable(target: Target, tables: str | Iterable[str] = DEFAULT_TABLES, *, schema: str = "public",
+            confirm: bool = False) -> list[str]:
+    """Stop logging changes to `tables` (the log keeps what it holds); returns the tables that were
+    logged, so a second call returns []. Outside a scratch database, needs `confirm`."""
+    names = _tables(tables)
+    _guarded("disabling the audit log", target, confirm)
+    changed = []
+    with connect(target) as conn:
+        try:
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK,))
+            current = _enabled(conn, schema)
+            for table in names:
+                if (schema, table) not in current:
+                    continue
+                for trigger in (ROW_TRIGGER, TRUNCATE_TRIGGER):
+                    conn.execute(sql.SQL("DROP TRIGGER IF EXISTS {} ON {}").format(
+                        sql.Identifier(trigger), sql.Identifier(schema, table)))
+                changed.append(table)
+            conn.commit()
+        except psycopg.Error as exc:
+            conn.rollback()
+            raise AuditLogError(f"disabling the audit log failed, nothing changed: {_first_line(exc)}") from None
+    return changed
+
+
+def enabled(target: Target) -> list[str]:
+    """The tables whose changes are logged, as schema.table (public tables by name alone)."""
+    with connect(target, autocommit=True) as conn:
+        return [name if schema == "public" else f"{schema}.{name}" for schema, name in _enabled(conn)]
+
+
+def entries(target: Target, table: str | None = None, limit: int = 50) -> pd.DataFrame:
+    """The latest `limit` entries of the audit log, newest first (optionally of one table)."""
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise ParameterError(f"limit must be a positive whole number, not {limit!r}")
+    with connect(target, autocommit=True) as conn:
+        if conn.execute("SELECT to_regclass('audit.log')").fetchone()[0] is None:
+            raise AuditLogError("there is no audit log in this database yet: enable it first (audit_log.enable)")
+        return fetch_frame(conn, load("audit_log", "entries"), {"table": table, "limit": limit})
+
+
+def probe_change(login_target: Target) -> str:
+    """As the logged-in role, make, change and remove one user row in one transaction (the table ends
+    as it began), so the log shows an INSERT, an UPDATE and a DELETE; returns the probe's username."""
+    username = f"audit-probe-{secrets.token_hex(4)}"
+    with connect(login_target) as conn:
+        try:
+            row_id = conn.execute(load("audit_log", "probe"), {"username": username}).fetchone()[0]
+            conn.execute("UPDATE users SET full_name = 'Audit Probe (changed)' WHERE id = %s", (row_id,))
+            conn.execute("DELETE FROM users WHERE id = %s", (row_id,))
+            conn.commit()
+        except psycopg.Error as exc:
+            conn.rollback()
+            raise AuditLogError(f"the probe change failed: {_first_line(exc)}") from None
+    return username
+
+
+def probe_entries(target: Target, username: str) -> pd.DataFrame:
+    """The log entries of one probe change (see `probe_change`), oldest first."""
+    with connect(target, autocommit=True) as conn:
+        return fetch_frame(conn, load("audit_log", "probe_entries"), {"username": username})
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -1,0 +1,165 @@
+"""The audit log on a real server: real changes by real roles, recorded with old and new values,
+and a log that the roles it watches cannot touch."""
+
+import secrets
+import uuid
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from prep_ops import audit_log, db, roles
+from prep_ops.errors import ConfirmationRequired, ParameterError
+
+HOSTILE = 'we"ird; DROP TABLE users; --'
+
+
+@pytest.fixture
+def watched(migrated):
+    """A migrated database with a few rows, its own roles, and the audit log on the default tables."""
+    rs = roles.RoleSet.with_prefix(f"t{uuid.uuid4().hex[:8]}_")
+    passwords = {kind: secrets.token_urlsafe(16) for kind in roles.LOGIN_KINDS}
+    with db.connect(migrated) as conn:
+        conn.execute("INSERT INTO users (username, email, role, full_name) VALUES "
+                     "('rosa.vigil', 'rosa.vigil@unm.edu', 'student', 'Rosa Vigil')")
+        conn.execute("INSERT INTO students (user_id, level, instrument, start_date, guardian, audition_recording) "
+                     "VALUES (1, 'beginner', 'violin', '2025-01-10', '{\"name\": \"Ana Vigil\"}', '\\x0102')")
+        conn.execute("INSERT INTO tuition_payments (student_id, term, amount, method) VALUES (1, '2026-fall', 420.00, 'card')")
+    roles.apply(migrated, rs, passwords)
+    audit_log.enable(migrated, readers=[rs.dba])
+    yield migrated, rs, passwords
+    roles.drop(migrated, rs)
+
+
+def _login(watched, kind):
+    target, rs, passwords = watched
+    return roles.login(target, rs.names[kind], passwords.get(kind))
+
+
+def test_an_update_is_recorded_with_who_old_and_new_values(watched):
+    target, rs, _ = watched
+    with db.connect(_login(watched, "app")) as conn:
+        conn.execute("UPDATE students SET level = 'intermediate' WHERE id = 1")
+    [entry] = audit_log.entries(target, "students").to_dict("records")
+    assert entry["operation"] == "UPDATE" and entry["table_name"] == "students" and entry["schema_name"] == "public"
+    assert entry["login_role"] == rs.app and entry["acting_role"] == rs.app
+    assert entry["row_key"] == {"id": 1}
+    assert entry["old_values"]["level"] == "beginner" and entry["new_values"]["level"] == "intermediate"
+    assert entry["changed_columns"] == ["level"]
+    assert entry["at"] is not None and entry["transaction_id"] > 0
+
+
+def test_insert_update_delete_and_truncate_are_recorded(watched):
+    target, rs, _ = watched
+    probe = audit_log.probe_change(_login(watched, "app"))
+    trail = audit_log.probe_entries(target, probe)
+    assert list(trail["operation"]) == ["INSERT", "UPDATE", "DELETE"]
+    insert, update, delete = trail.to_dict("records")
+    assert insert["old_values"] is None and insert["new_values"]["username"] == probe
+    assert update["old_values"]["full_name"] == "Audit Probe" and update["new_values"]["full_name"] == "Audit Probe (changed)"
+    assert delete["new_values"] is None and delete["old_values"]["full_name"] == "Audit Probe (changed)"
+    assert len({r["transaction_id"] for r in trail.to_dict("records")}) == 1
+    with db.connect(target) as conn:
+        assert conn.execute("SELECT count(*) FROM users WHERE username = %s", (probe,)).fetchone()[0] == 0
+        conn.execute("TRUNCATE tuition_payments")
+    [truncate] = audit_log.entries(target, "tuition_payments").to_dict("records")
+    assert truncate["operation"] == "TRUNCATE" and truncate["row_key"] is None
+
+
+def test_set_role_is_recorded_as_the_acting_role(watched):
+    target, rs, _ = watched
+    with db.connect(target) as conn:
+        me = conn.execute("SELECT current_user").fetchone()[0]
+        conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(rs.app)))
+        conn.execute("UPDATE users SET full_name = 'Rosa M. Vigil' WHERE id = 1")
+    [entry] = audit_log.entries(target, "users").to_dict("records")
+    assert entry["login_role"] == me and entry["acting_role"] == rs.app
+
+
+def test_binary_columns_are_left_out_but_their_change_shows(watched):
+    target, _, _ = watched
+    with db.connect(_login(watched, "app")) as conn:
+        conn.execute("UPDATE students SET audition_recording = '\\x0a0b0c' WHERE id = 1")
+    [entry] = audit_log.entries(target, "students").to_dict("records")
+    assert entry["changed_columns"] == ["audition_recording"]
+    assert "audition_recording" not in entry["old_values"] and "audition_recording" not in entry["new_values"]
+    assert entry["new_values"]["guardian"] == {"name": "Ana Vigil"}
+
+
+def test_watched_roles_cannot_change_the_log(watched):
+    target, rs, _ = watched
+    with db.connect(_login(watched, "app")) as conn:
+        conn.execute("UPDATE users SET role = 'staff' WHERE id = 1")  # something to delete
+    for kind in ("app", "reporter", "analyst", "dba"):
+        with db.connect(_login(watched, kind)) as conn:
+            for statement in ("DELETE FROM audit.log", "UPDATE audit.log SET operation = 'INSERT'", "TRUNCATE audit.log",
+                              "INSERT INTO audit.log (acting_role, schema_name, table_name, operation) "
+                              "VALUES ('x', 'public', 'users', 'INSERT')",
+                              "DROP TABLE audit.log", "DROP TRIGGER audit_log_row ON users",
+                              "ALTER TABLE users DISABLE TRIGGER audit_log_row"):
+                with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                    with conn.transaction():
+                        conn.execute(statement)
+    assert not roles.try_access(_login(watched, "app"), "log", schema="audit")["allowed"].any()
+    with db.connect(_login(watched, "dba")) as conn:  # the reader reads
+        assert conn.execute("SELECT count(*) FROM audit.log").fetchone()[0] == 1
+    with db.connect(target) as conn:  # and even the owner cannot rewrite it: append-only
+        for statement in ("DELETE FROM audit.log", "UPDATE audit.log SET operation = 'INSERT'", "TRUNCATE audit.log"):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege, match="append-only"):
+                with conn.transaction():
+                    conn.execute(statement)
+    assert len(audit_log.entries(target)) == 1
+
+
+def test_enable_and_disable_are_idempotent(watched):
+    target, rs, _ = watched
+    assert audit_log.enabled(target) == sorted(audit_log.DEFAULT_TABLES)
+    assert audit_log.enable(target, readers=[rs.dba]) == []
+    assert audit_log.disable(target, "tuition_payments") == ["tuition_payments"]
+    assert audit_log.disable(target, "tuition_payments") == []
+    with db.connect(target) as conn:
+        conn.execute("UPDATE tuition_payments SET amount = 400")
+    assert audit_log.entries(target, "tuition_payments").empty
+    assert audit_log.enable(target, "tuition_payments") == ["tuition_payments"]
+    assert audit_log.enable(target, "tuition_payments") == []
+    with db.connect(target) as conn:
+        conn.execute("UPDATE tuition_payments SET amount = 410")
+    assert list(audit_log.entries(target, "tuition_payments")["operation"]) == ["UPDATE"]
+
+
+def test_hostile_table_name(migrated):
+    with db.connect(migrated) as conn:
+        conn.execute(sql.SQL('CREATE TABLE {} ({} serial PRIMARY KEY, note text, clip bytea)').format(
+            sql.Identifier(HOSTILE), sql.Identifier('key "a", b')))
+    assert audit_log.enable(migrated, HOSTILE) == [HOSTILE]
+    assert audit_log.enable(migrated, HOSTILE) == []
+    with db.connect(migrated) as conn:
+        conn.execute(sql.SQL("INSERT INTO {} (note, clip) VALUES ('hello', '\\x00')").format(sql.Identifier(HOSTILE)))
+        assert conn.execute("SELECT to_regclass('public.users')").fetchone()[0] is not None
+    [entry] = audit_log.entries(migrated, HOSTILE).to_dict("records")
+    assert entry["table_name"] == HOSTILE and entry["row_key"] == {'key "a", b': 1}
+    assert entry["new_values"] == {'key "a", b': 1, "note": "hello"}
+    assert HOSTILE in audit_log.enabled(migrated)
+    assert audit_log.disable(migrated, HOSTILE) == [HOSTILE]
+
+
+def test_unknown_tables_and_bad_limits_are_refused(migrated):
+    with pytest.raises(ParameterError, match="no table"):
+        audit_log.enable(migrated, "no_such_table")
+    with pytest.raises(ParameterError):
+        audit_log.enable(migrated, [])
+    with pytest.raises(audit_log.AuditLogError, match="enable it first"):
+        audit_log.entries(migrated)
+    audit_log.enable(migrated, "users")
+    with pytest.raises(ParameterError, match="limit"):
+        audit_log.entries(migrated, limit=0)
+
+
+def test_changes_outside_a_scratch_database_need_confirm(migrated, monkeypatch):
+    monkeypatch.delenv("PREP_OPS_SCRATCH", raising=False)
+    real = db.Target(migrated.url, embedded=False)
+    with pytest.raises(ConfirmationRequired):
+        audit_log.enable(real)
+    with pytest.raises(ConfirmationRequired):
+        audit_log.disable(real)
+    assert audit_log.enable(real, confirm=True) == list(audit_log.DEFAULT_TABLES)

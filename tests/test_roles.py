@@ -1,0 +1,395 @@
+"""Roles as code on a real server: each role logs in and shows what it can and cannot do.
+
+Roles are cluster-wide, so every test makes its own uniquely named set and drops it afterwards.
+"""
+
+import json
+import logging
+import os
+import secrets
+import traceback
+import uuid
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from prep_ops import audit_log, db, embedded, masking, roles
+from prep_ops.errors import ConfirmationRequired, ParameterError, TargetError
+
+HOSTILE = 'we"ird; DROP TABLE users; --'
+HOSTILE_PASSWORD = "pa'ss\"; word\\ with spaces; DROP ROLE x; --"
+
+
+def _prefix() -> str:
+    return f"t{uuid.uuid4().hex[:8]}_"
+
+
+@pytest.fixture
+def role_set(migrated):
+    """A private set of the five roles, dropped after the test."""
+    rs = roles.RoleSet.with_prefix(_prefix())
+    yield rs
+    roles.drop(migrated, rs)
+
+
+@pytest.fixture
+def passwords():
+    return {kind: secrets.token_urlsafe(16) for kind in roles.LOGIN_KINDS}
+
+
+@pytest.fixture
+def applied(migrated, role_set, passwords):
+    roles.apply(migrated, role_set, passwords)
+    return migrated
+
+
+def _as(target, role_set, kind, passwords):
+    return roles.login(target, role_set.names[kind], passwords.get(kind))
+
+
+def _allowed(frame) -> set[str]:
+    return set(frame.loc[frame["allowed"], "operation"])
+
+
+def _snapshot(target, role_set) -> list:
+    names = list(role_set.names.values())
+    with db.connect(target) as conn:
+        return [
+            conn.execute("SELECT rolname, rolsuper, rolcanlogin, rolcreaterole, rolcreatedb, rolinherit "
+                         "FROM pg_roles WHERE rolname = ANY(%s) ORDER BY 1", (names,)).fetchall(),
+            conn.execute("SELECT rolname, rolpassword FROM pg_authid WHERE rolname = ANY(%s) ORDER BY 1", (names,)).fetchall(),
+            conn.execute("SELECT c.relname, c.relacl::text FROM pg_class c WHERE c.relnamespace = 'public'::regnamespace "
+                         "ORDER BY 1").fetchall(),
+            conn.execute("SELECT defaclobjtype, defaclacl::text FROM pg_default_acl ORDER BY 1").fetchall(),
+            conn.execute("SELECT r.rolname, m.rolname FROM pg_auth_members a JOIN pg_roles r ON r.oid = a.roleid "
+                         "JOIN pg_roles m ON m.oid = a.member WHERE m.rolname = ANY(%s) ORDER BY 1, 2", (names,)).fetchall(),
+        ]
+
+
+# --- plan and apply -----------------------------------------------------------------------------
+def test_plan_prints_statements_with_passwords_elided(migrated, role_set, passwords):
+    steps = roles.plan(migrated, role_set, passwords)
+    text = "\n".join(map(str, steps))
+    assert f'CREATE ROLE "{role_set.reporter}" WITH' in text and "PASSWORD '***'" in text
+    assert f'GRANT SELECT ON ALL TABLES IN SCHEMA "public" TO "{role_set.readonly}"' in text
+    assert f'GRANT "{role_set.readonly}" TO "{role_set.reporter}"' in text
+    assert "ALTER DEFAULT PRIVILEGES" in text
+    for password in passwords.values():
+        assert password not in text and password not in repr(steps)
+    assert "SCRAM-SHA-256" not in text and "SCRAM-SHA-256" not in repr(steps)
+    with db.connect(migrated) as conn:  # a plan changes nothing
+        assert conn.execute("SELECT count(*) FROM pg_roles WHERE rolname = %s", (role_set.reporter,)).fetchone()[0] == 0
+
+
+def test_apply_twice_changes_nothing(migrated, role_set, passwords):
+    first = roles.apply(migrated, role_set, passwords)
+    assert len(first) > 10
+    assert roles.plan(migrated, role_set, passwords) == []
+    before = _snapshot(migrated, role_set)
+    assert roles.apply(migrated, role_set, passwords) == []
+    assert _snapshot(migrated, role_set) == before
+
+
+def test_reporter_reads_but_cannot_write_or_change_the_schema(applied, role_set, passwords):
+    reporter = _as(applied, role_set, "reporter", passwords)
+    for table in ("users", "students", "tuition_payments"):
+        attempts = roles.try_access(reporter, table)
+        assert _allowed(attempts) == {"SELECT"}, attempts.to_string()
+        denied = attempts[~attempts["allowed"]]["detail"]
+        assert denied.str.contains("permission denied|must be owner").all()
+
+
+def test_readonly_cannot_log_in_and_cannot_write(applied, role_set, passwords):
+    # NOLOGIN: refused (over scram-sha-256 already for want of a password)
+    with pytest.raises(TargetError, match="not permitted to log in|password authentication failed"):
+        db.connect(roles.login(applied, role_set.readonly, "anything")).close()
+    reporter = _as(applied, role_set, "reporter", passwords)
+    with db.connect(reporter) as conn:
+        conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(role_set.readonly)))
+        assert conn.execute("SELECT count(*) FROM users").fetchone()[0] >= 0
+        for statement in ("INSERT INTO users (username, email, role) VALUES ('x', 'x@x.org', 'staff')",
+                          "UPDATE users SET role = 'admin'", "DELETE FROM users", "CREATE TABLE public.t (id int)",
+                          "DROP TABLE users", "ALTER TABLE users ADD COLUMN x int"):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                with conn.transaction():
+                    conn.execute(statement)
+
+
+def test_reporter_reads_tables_created_later(applied, role_set, passwords):
+    with db.connect(applied) as conn:  # as the owner that runs migrations
+        conn.execute("CREATE TABLE rooms (id serial PRIMARY KEY, name text)")
+        conn.execute("INSERT INTO rooms (name) VALUES ('Keller Hall')")
+    with db.connect(_as(applied, role_set, "reporter", passwords)) as conn:
+        assert conn.execute("SELECT name FROM rooms").fetchall() == [("Keller Hall",)]
+    with db.connect(_as(applied, role_set, "app", passwords)) as conn:  # and the app writes them, sequence included
+        conn.execute("INSERT INTO rooms (name) VALUES ('Recital Hall')")
+    assert roles.plan(applied, role_set, passwords) == []
+
+
+def test_app_reads_and_writes_but_cannot_change_the_schema(applied, role_set, passwords):
+    app = _as(applied, role_set, "app", passwords)
+    attempts = roles.try_access(app, "students")
+    assert _allowed(attempts) == {"SELECT", "INSERT", "UPDATE", "DELETE"}, attempts.to_string()
+    with db.connect(app) as conn:
+        user_id = conn.execute("INSERT INTO users (username, email, role) VALUES ('app.made', 'app.made@unm.edu', 'staff') "
+                               "RETURNING id").fetchone()[0]
+        conn.execute("UPDATE users SET full_name = 'Made By App' WHERE id = %s", (user_id,))
+        conn.execute("DELETE FROM users WHERE id = %s", (user_id,))
+        for statement in ("INSERT INTO schema_version (version, description) VALUES (99, 'forged')",
+                          "DELETE FROM prep_ops_migrations", "DROP TABLE users", "TRUNCATE enrollments"):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                with conn.transaction():
+                    conn.execute(statement)
+        assert conn.execute("SELECT count(*) FROM schema_version").fetchone()[0] == 5  # reading history is fine
+
+
+def test_dba_creates_tables_and_monitors(applied, role_set, passwords):
+    dba = _as(applied, role_set, "dba", passwords)
+    attempts = roles.try_access(dba, "enrollments")
+    assert {"SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "CREATE TABLE"} <= _allowed(attempts)
+    with db.connect(dba) as conn:
+        assert conn.execute("SELECT pg_has_role(current_user, 'pg_monitor', 'USAGE')").fetchone()[0]
+        assert not conn.execute("SELECT rolsuper OR rolcreaterole OR rolcreatedb FROM pg_roles "
+                                "WHERE rolname = current_user").fetchone()[0]
+
+
+def test_analyst_reads_no_table_at_all(applied, role_set, passwords):
+    analyst = _as(applied, role_set, "analyst", passwords)
+    for table, column in (("users", "email"), ("users", "full_name"), ("students", "date_of_birth"),
+                          ("students", "guardian"), ("students", "audition_recording"), ("tuition_payments", "amount")):
+        attempts = roles.try_access(analyst, table, column=column)
+        assert _allowed(attempts) == set(), attempts.to_string()
+
+
+def test_drifted_grants_are_revoked(applied, role_set, passwords):
+    with db.connect(applied) as conn:
+        conn.execute(sql.SQL("GRANT INSERT, DELETE ON users TO {}").format(sql.Identifier(role_set.readonly)))
+        conn.execute(sql.SQL("ALTER ROLE {} CREATEDB").format(sql.Identifier(role_set.app)))
+    texts = [str(s) for s in roles.plan(applied, role_set, passwords)]
+    assert f'REVOKE INSERT, DELETE ON ALL TABLES IN SCHEMA "public" FROM "{role_set.readonly}"' in texts
+    assert f'ALTER ROLE "{role_set.app}" WITH NOCREATEDB' in texts
+    roles.apply(applied, role_set, passwords)
+    assert _allowed(roles.try_access(_as(applied, role_set, "reporter", passwords), "users")) == {"SELECT"}
+
+
+# --- passwords ------------------------------------------------------------------------------------
+def test_passwords_are_stored_as_scram_verifiers(applied, role_set, passwords):
+    with db.connect(applied) as conn:
+        stored = dict(conn.execute("SELECT rolname, rolpassword FROM pg_authid WHERE rolname = ANY(%s)",
+                                   (list(role_set.names.values()),)).fetchall())
+    assert stored[role_set.readonly] is None  # NOLOGIN: no password
+    for kind in roles.LOGIN_KINDS:
+        assert stored[role_set.names[kind]].startswith("SCRAM-SHA-256$4096:")
+        assert roles.verifier_matches(passwords[kind], stored[role_set.names[kind]])
+        assert not roles.verifier_matches(passwords[kind] + "x", stored[role_set.names[kind]])
+
+
+@pytest.mark.parametrize("password", ["plain-ascii-123", "pässwörd ﬁne", "ＰＡＳＳ\u00a0word", HOSTILE_PASSWORD])
+def test_verifier_agrees_with_the_server(migrated, password):
+    """The server hashes a clear password itself; our check must accept it (SASLprep included)."""
+    name = f"{_prefix()}hash"
+    with db.connect(migrated, autocommit=True) as conn:
+        conn.execute("SET password_encryption = 'scram-sha-256'")
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(sql.Identifier(name), sql.Literal(password)))
+        try:
+            stored = conn.execute("SELECT rolpassword FROM pg_authid WHERE rolname = %s", (name,)).fetchone()[0]
+        finally:
+            conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(name)))
+    assert roles.verifier_matches(password, stored)
+    assert not roles.verifier_matches(password + "!", stored)
+    mine = roles.scram_verifier(password, salt=b"0123456789abcdef")
+    assert roles.verifier_matches(password, mine) and mine.startswith("SCRAM-SHA-256$4096:MDEyMzQ1Njc4OWFiY2RlZg==$")
+
+
+def test_server_accepts_our_verifier_for_login(migrated, role_set):
+    """Over TCP with scram-sha-256 (the CI server) the password works and a wrong one does not;
+    the embedded server trusts its socket, so there any password gets in."""
+    passwords = {kind: "pässwörd-" + secrets.token_hex(4) for kind in roles.LOGIN_KINDS}
+    roles.apply(migrated, role_set, passwords)
+    with db.connect(roles.login(migrated, role_set.reporter, passwords["reporter"])) as conn:
+        assert conn.execute("SELECT current_user").fetchone()[0] == role_set.reporter
+    if not migrated.embedded:
+        with pytest.raises(TargetError, match="password authentication failed") as failed:
+            db.connect(roles.login(migrated, role_set.reporter, "wrong-" + passwords["reporter"]))
+        assert passwords["reporter"] not in str(failed.value)
+
+
+def test_password_from_the_environment(migrated, role_set, monkeypatch):
+    monkeypatch.setenv("PREP_OPS_REPORTER_PASSWORD", "from-the-environment-42")
+    roles.apply(migrated, role_set)  # no passwords given: the environment's
+    with db.connect(migrated) as conn:
+        stored = conn.execute("SELECT rolpassword FROM pg_authid WHERE rolname = %s", (role_set.reporter,)).fetchone()[0]
+    assert roles.verifier_matches("from-the-environment-42", stored)
+    assert roles.plan(migrated, role_set) == []  # and it stays as it is
+
+
+def test_a_new_password_is_one_statement(applied, role_set, passwords):
+    changed = dict(passwords, app="another-" + secrets.token_hex(6))
+    steps = roles.plan(applied, role_set, changed)
+    assert [str(s) for s in steps] == [f"ALTER ROLE \"{role_set.app}\" PASSWORD '***'"]
+    roles.apply(applied, role_set, changed)
+    assert roles.plan(applied, role_set, changed) == []
+
+
+def test_resolve_passwords(monkeypatch):
+    for kind in roles.LOGIN_KINDS:
+        monkeypatch.delenv(roles.password_variable(kind), raising=False)
+    monkeypatch.setenv("PREP_OPS_APP_PASSWORD", "app-env")
+    found = roles.resolve_passwords({"reporter": "given"})
+    assert {k: v.reveal() for k, v in found.items()} == {"reporter": "given", "app": "app-env"}
+    generated = roles.resolve_passwords(generate=True)
+    assert set(generated) == set(roles.LOGIN_KINDS) and len(generated["dba"].reveal()) >= 24
+    assert generated["dba"].reveal() != roles.resolve_passwords(generate=True)["dba"].reveal()
+    with pytest.raises(ParameterError, match="per kind"):
+        roles.resolve_passwords({"root": "x"})
+
+
+def test_secrets_never_show():
+    secret = roles.Secret("hunter2-very-secret")
+    for shown in (repr(secret), str(secret), f"{secret}", repr({"app": secret}), repr([secret])):
+        assert "hunter2" not in shown
+    assert secret.reveal() == "hunter2-very-secret"
+
+
+def test_no_password_in_errors(applied, role_set, passwords):
+    """Applying as a role that may not create roles fails with a one-line error and no password."""
+    other = roles.RoleSet.with_prefix(_prefix())
+    new_passwords = {kind: f"leak-{kind}-" + secrets.token_hex(6) for kind in roles.LOGIN_KINDS}
+    reporter = _as(applied, role_set, "reporter", passwords)
+    with pytest.raises(roles.RoleError) as failed:
+        roles.apply(reporter, other, new_passwords, confirm=True)
+    shown = "".join(traceback.format_exception(failed.value))
+    assert "permission denied" in str(failed.value) and "nothing changed" in str(failed.value)
+    for password in list(new_passwords.values()) + list(passwords.values()):
+        assert password not in shown
+    assert "SCRAM-SHA-256$" not in shown
+    assert failed.value.__cause__ is None and failed.value.__suppress_context__
+
+
+def test_masking_of_error_text():
+    assert roles._masked("bad 'pw1' and SCRAM-SHA-256$4096:abc", ["pw1", "SCRAM-SHA-256$4096:abc"]) == "bad '***' and ***"
+
+
+def test_no_password_in_python_logs(migrated, role_set, passwords, caplog):
+    with caplog.at_level(logging.DEBUG):
+        roles.plan(migrated, role_set, passwords)
+        roles.apply(migrated, role_set, passwords)
+        roles.try_access(_as(migrated, role_set, "reporter", passwords), "users")
+    for password in passwords.values():
+        assert password not in caplog.text
+
+
+def test_no_password_in_the_server_log(migrated, role_set, passwords):
+    """Even with every statement logged, the server sees a SCRAM verifier, never the password."""
+    log = embedded.data_dir() / "log"
+    if not migrated.embedded or not log.exists():
+        pytest.skip("reads the embedded server's log file")
+    with db.connect(migrated, autocommit=True) as conn:
+        conn.execute(sql.SQL("ALTER DATABASE {} SET log_statement = 'all'").format(sql.Identifier(migrated.database)))
+    start = log.stat().st_size
+    roles.apply(migrated, role_set, passwords)
+    written = log.read_bytes()[start:].decode(errors="replace")
+    assert f"CREATE ROLE \"{role_set.reporter}\"" in written  # the statements were logged...
+    for password in passwords.values():
+        assert password not in written  # ...without the passwords
+
+
+# --- names and guards -------------------------------------------------------------------------------
+def test_hostile_role_table_and_password(migrated):
+    uid = uuid.uuid4().hex[:6]
+    hostile = roles.RoleSet(readonly=f"{HOSTILE} ro {uid}", reporter=f"{HOSTILE}{uid}", analyst=f"{HOSTILE} an {uid}",
+                            app=f"{HOSTILE} app {uid}", dba=f"{HOSTILE} dba {uid}")
+    passwords = dict.fromkeys(roles.LOGIN_KINDS, HOSTILE_PASSWORD)
+    with db.connect(migrated) as conn:
+        conn.execute(sql.SQL("CREATE TABLE {} (id serial PRIMARY KEY, note text)").format(sql.Identifier(HOSTILE)))
+        conn.execute(sql.SQL("INSERT INTO {} (note) VALUES ('still here')").format(sql.Identifier(HOSTILE)))
+    try:
+        steps = roles.plan(migrated, hostile, passwords)
+        assert HOSTILE_PASSWORD not in "\n".join(map(str, steps))
+        roles.apply(migrated, hostile, passwords)
+        assert roles.plan(migrated, hostile, passwords) == []
+        reporter = roles.login(migrated, hostile.reporter, HOSTILE_PASSWORD)
+        with db.connect(reporter) as conn:
+            assert conn.execute("SELECT current_user").fetchone()[0] == hostile.reporter
+            assert conn.execute(sql.SQL("SELECT note FROM {}").format(sql.Identifier(HOSTILE))).fetchall() == [("still here",)]
+        assert _allowed(roles.try_access(reporter, HOSTILE)) == {"SELECT"}
+        assert HOSTILE_PASSWORD not in reporter.masked_url
+        assert masking.apply(migrated, hostile)  # the analyst's grants, quoted
+        analyst = roles.login(migrated, hostile.analyst, HOSTILE_PASSWORD)
+        assert list(masking.preview(analyst, "courses").columns) == ["id", "name", "description", "level", "teacher_id"]
+        assert audit_log.enable(migrated, HOSTILE, readers=[hostile.dba]) == [HOSTILE]
+        with db.connect(roles.login(migrated, hostile.dba, HOSTILE_PASSWORD)) as conn:
+            assert conn.execute("SELECT count(*) FROM audit.log").fetchone()[0] == 0
+        with db.connect(migrated) as conn:
+            assert conn.execute("SELECT to_regclass('public.users')").fetchone()[0] is not None
+    finally:
+        assert set(roles.drop(migrated, hostile)) == set(hostile.names.values())
+
+
+def test_role_names_are_checked():
+    with pytest.raises(ParameterError, match="63 bytes"):
+        roles.RoleSet(readonly="r" * 64)
+    with pytest.raises(ParameterError, match="reserved"):
+        roles.RoleSet(dba="pg_dba")
+    with pytest.raises(ParameterError, match="five different names"):
+        roles.RoleSet(app="dba")
+    assert roles.RoleSet.with_prefix("staging_").reporter == "staging_reporter"
+    assert roles.RoleSet().names == {k: k for k in roles.KINDS}
+
+
+def test_changes_outside_a_scratch_database_need_confirm(migrated, role_set, monkeypatch):
+    monkeypatch.delenv("PREP_OPS_SCRATCH", raising=False)
+    real = db.Target(migrated.url, embedded=False)
+    with pytest.raises(ConfirmationRequired, match="confirm=True"):
+        roles.apply(real, role_set)
+    with pytest.raises(ConfirmationRequired):
+        roles.drop(real, role_set)
+    assert roles.plan(real, role_set)  # planning is always allowed
+    assert roles.apply(real, role_set, confirm=True)
+
+
+def test_drop_removes_roles_and_their_grants(migrated, passwords):
+    rs = roles.RoleSet.with_prefix(_prefix())
+    roles.apply(migrated, rs, passwords)
+    assert set(roles.drop(migrated, rs)) == set(rs.names.values())
+    assert roles.drop(migrated, rs) == []
+    with db.connect(migrated) as conn:
+        assert conn.execute("SELECT count(*) FROM pg_roles WHERE rolname = ANY(%s)", (list(rs.names.values()),)).fetchone()[0] == 0
+
+
+def test_unknown_owner_is_refused(migrated, role_set):
+    with pytest.raises(ParameterError, match="owner role"):
+        roles.plan(migrated, role_set, owner=f"{_prefix()}nobody")
+
+
+# --- the runbook ------------------------------------------------------------------------------------
+def test_runbook_output_holds_no_password(seeded, tmp_path):
+    """Runbook 06 with passwords in the environment: none of them appears anywhere in the executed notebook."""
+    import papermill
+
+    prefix = _prefix()
+    passwords = {kind: f"nb-{kind}-" + secrets.token_hex(8) for kind in roles.LOGIN_KINDS}
+    env = {roles.password_variable(kind): value for kind, value in passwords.items()}
+    notebook = Path(__file__).parent.parent / "notebooks" / "06_access_control_audit.ipynb"
+    out = tmp_path / "06.ipynb"
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        papermill.execute_notebook(str(notebook), str(out), kernel_name="python3", progress_bar=False,
+                                   cwd=str(notebook.parent),
+                                   parameters={"database_url": seeded.url, "role_prefix": prefix, "confirm": True})
+    finally:
+        for key, value in saved.items():
+            os.environ.pop(key) if value is None else os.environ.__setitem__(key, value)
+        roles.drop(seeded, roles.RoleSet.with_prefix(prefix))
+    text = out.read_text()
+    for password in passwords.values():
+        assert password not in text
+    outputs = json.dumps([c.get("outputs", []) for c in json.loads(text)["cells"]])
+    assert "PASS reporter is read-only" in outputs and "FAIL" not in outputs
+    assert "SCRAM-SHA-256$" not in outputs
+    if seeded.url.count(":") > 1 and "@" in seeded.url:  # the server's own password (CI) is not shown either
+        server_password = db._parse(seeded.url).password
+        assert not server_password or server_password not in outputs

@@ -1,0 +1,242 @@
+"""The privilege audit on a real server: each finding is provoked, found with its severity, and its fix works."""
+
+import secrets
+import uuid
+
+import pytest
+from psycopg import sql
+
+from prep_ops import db, roles, security_audit
+from prep_ops.security_audit import Finding
+
+HOSTILE = 'we"ird; DROP TABLE users; --'
+
+
+def _name() -> str:
+    return f"t{uuid.uuid4().hex[:8]}_audit"
+
+
+@pytest.fixture
+def role_set(migrated):
+    rs = roles.RoleSet.with_prefix(f"t{uuid.uuid4().hex[:8]}_")
+    yield rs
+    roles.drop(migrated, rs)
+
+
+@pytest.fixture
+def passwords():
+    return {kind: secrets.token_urlsafe(16) for kind in roles.LOGIN_KINDS}
+
+
+@pytest.fixture
+def temporary_role(server):
+    """Make a role for one test (cluster-wide, so dropped right after)."""
+    made = []
+
+    def make(options: str, password: str | None = None) -> str:
+        name = _name()
+        statement = sql.SQL("CREATE ROLE {} " + options).format(sql.Identifier(name))
+        if password is not None:
+            statement += sql.SQL(" PASSWORD {}").format(sql.Literal(password))
+        with db.connect(server, autocommit=True) as conn:
+            conn.execute(statement)
+        made.append(name)
+        return name
+
+    yield make
+    with db.connect(server, autocommit=True) as conn:
+        for name in made:
+            conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(name)))
+
+
+def _about(found: list[Finding], check: str, subject: str | None = None) -> list[Finding]:
+    return [f for f in found if f.check == check and (subject is None or f.subject == subject)]
+
+
+# --- the privilege table and matrix ---------------------------------------------------------------
+def test_privileges_say_who_can_do_what_and_how(migrated, role_set, passwords):
+    roles.apply(migrated, role_set, passwords)
+    frame = security_audit.privileges(migrated, [*role_set.names.values(), "PUBLIC"])
+    users = frame[(frame["schema"] == "public") & (frame["object"] == "users")]
+
+    def held(role):
+        rows = users[users["role"] == role]
+        return dict(zip(rows["privilege"], rows["via"]))
+
+    assert held(role_set.readonly) == {"SELECT": "granted"}
+    assert held(role_set.reporter) == {"SELECT": f"member of {role_set.readonly}"}
+    assert held(role_set.app) == {p: "granted" for p in ("SELECT", "INSERT", "UPDATE", "DELETE")}
+    assert held(role_set.analyst) == {} and held("PUBLIC") == {}
+    database = frame[(frame["kind"] == "database") & (frame["role"] == "PUBLIC")]
+    assert set(database["privilege"]) == {"CONNECT", "TEMPORARY"} and set(database["via"]) == {"PUBLIC"}
+
+
+def test_superusers_show_as_superuser(migrated):
+    with db.connect(migrated) as conn:
+        me = conn.execute("SELECT current_user").fetchone()[0]
+    frame = security_audit.privileges(migrated, [me])
+    assert set(frame["via"]) == {"superuser"} and "DELETE" in set(frame["privilege"])
+
+
+def test_matrix_letters_and_access_levels(migrated, role_set, passwords):
+    roles.apply(migrated, role_set, passwords)
+    matrix = security_audit.privilege_matrix(security_audit.privileges(migrated, [*role_set.names.values(), "PUBLIC"]))
+    assert matrix.loc["public.users", role_set.readonly] == "r"
+    assert matrix.loc["public.users", role_set.app] == "rawd"
+    assert matrix.loc["public.schema_version", role_set.app] == "r"
+    assert matrix.loc["public.users", role_set.analyst] == ""
+    assert matrix.loc["schema public", role_set.dba] == "UC"
+    levels = security_audit.access_levels(matrix)
+    assert levels.loc["public.users", role_set.readonly] == 1
+    assert levels.loc["public.users", role_set.app] == 2
+    assert levels.loc["schema public", role_set.dba] == 3
+    assert levels.loc["public.users", "PUBLIC"] == 0
+    assert [security_audit.access_level(c) for c in ("", "r", "rw", "owner", "superuser", "UC")] == [0, 1, 2, 3, 3, 3]
+
+
+def test_heatmap_draws(migrated, role_set, passwords):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from prep_ops import charts
+
+    roles.apply(migrated, role_set, passwords)
+    matrix = security_audit.privilege_matrix(security_audit.privileges(migrated, [*role_set.names.values(), "PUBLIC"]))
+    fig = charts.privilege_heatmap(matrix, security_audit.access_levels(matrix))
+    ax = fig.axes[0]
+    assert ax.get_title() and [t.get_text() for t in ax.get_xticklabels()] == list(matrix.columns)
+    assert len(ax.get_yticklabels()) == len(matrix)
+
+
+# --- findings --------------------------------------------------------------------------------------
+def test_a_second_superuser_is_high_and_createrole_medium(migrated, temporary_role):
+    superuser = temporary_role("SUPERUSER NOLOGIN")
+    creator = temporary_role("CREATEROLE CREATEDB NOLOGIN")
+    found = security_audit.findings(migrated)
+    [high] = _about(found, "superuser", superuser)
+    assert high.severity == "high" and high.fix == f'ALTER ROLE "{superuser}" NOSUPERUSER'
+    [medium] = _about(found, "powerful role attributes", creator)
+    assert medium.severity == "medium" and medium.fix == f'ALTER ROLE "{creator}" NOCREATEROLE NOCREATEDB'
+    assert security_audit.has_high(found)
+    bootstrap = [f for f in _about(found, "superuser") if "bootstrap" in f.detail]
+    assert len(bootstrap) == 1 and bootstrap[0].severity == "low"
+
+
+def test_logins_without_password_or_with_md5_are_found(migrated, temporary_role):
+    no_password = temporary_role("LOGIN")
+    md5 = temporary_role("LOGIN", password="md5" + "0123456789abcdef" * 2)  # a pre-hashed md5 password
+    scram = temporary_role("LOGIN", password=roles.scram_verifier("good one"))
+    found = security_audit.findings(migrated)
+    [missing] = _about(found, "login without a password", no_password)
+    assert missing.severity in ("low", "medium")
+    [weak] = _about(found, "password not SCRAM-hashed", md5)
+    assert weak.severity == "high" and "md5" in weak.detail and "0123456789abcdef" not in weak.detail + weak.fix
+    assert not [f for f in found if f.subject == scram]
+
+
+def test_create_on_public_schema_for_public_is_high_and_fixable(migrated):
+    with db.connect(migrated) as conn:
+        conn.execute("GRANT CREATE ON SCHEMA public TO PUBLIC")
+    [finding] = _about(security_audit.findings(migrated), "CREATE on a schema for PUBLIC", "public")
+    assert finding.severity == "high"
+    with db.connect(migrated) as conn:
+        conn.execute(finding.fix)
+    assert not _about(security_audit.findings(migrated), "CREATE on a schema for PUBLIC")
+
+
+def test_public_table_privileges_are_found(migrated):
+    with db.connect(migrated) as conn:
+        conn.execute("GRANT SELECT ON courses TO PUBLIC")
+        conn.execute("GRANT SELECT, DELETE ON users TO PUBLIC")
+    found = security_audit.findings(migrated)
+    assert [f.severity for f in _about(found, "privileges for PUBLIC", "public.courses")] == ["medium"]
+    [users] = _about(found, "privileges for PUBLIC", "public.users")
+    assert users.severity == "high" and users.fix == 'REVOKE ALL ON "public"."users" FROM PUBLIC'
+
+
+def test_read_only_gaps_are_found(migrated, role_set, passwords):
+    found = security_audit.findings(migrated, role_set)
+    assert [f.severity for f in _about(found, "read-only role", role_set.readonly)] == ["medium"]
+    roles.apply(migrated, role_set, passwords)
+    found = security_audit.findings(migrated, role_set)
+    assert not [f for f in found if f.subject == role_set.readonly]
+    with db.connect(migrated) as conn:
+        conn.execute(sql.SQL("REVOKE SELECT ON enrollments FROM {}").format(sql.Identifier(role_set.readonly)))
+        conn.execute(sql.SQL("ALTER DEFAULT PRIVILEGES IN SCHEMA public REVOKE SELECT ON TABLES FROM {}").format(
+            sql.Identifier(role_set.readonly)))
+    found = security_audit.findings(migrated, role_set)
+    [tables] = _about(found, "tables the read-only role cannot read", role_set.readonly)
+    assert "enrollments" in tables.detail and tables.severity == "medium"
+    [defaults] = _about(found, "no default privileges for the read-only role", role_set.readonly)
+    assert defaults.fix.startswith("ALTER DEFAULT PRIVILEGES FOR ROLE")
+    with db.connect(migrated) as conn:
+        conn.execute(tables.fix)
+        conn.execute(defaults.fix)
+    assert not [f for f in security_audit.findings(migrated, role_set) if f.subject == role_set.readonly]
+
+
+def test_security_definer_without_search_path_is_high_and_fixable(migrated):
+    with db.connect(migrated) as conn:
+        conn.execute(sql.SQL("CREATE FUNCTION {}(n integer, label text) RETURNS integer LANGUAGE sql SECURITY DEFINER "
+                             "AS 'SELECT n'").format(sql.Identifier("public", HOSTILE)))
+        conn.execute("CREATE FUNCTION safe() RETURNS integer LANGUAGE sql SECURITY DEFINER "
+                     "SET search_path = pg_catalog, pg_temp AS 'SELECT 1'")
+    found = _about(security_audit.findings(migrated), "SECURITY DEFINER without a fixed search_path")
+    assert [f.subject for f in found] == [f"public.{HOSTILE}(n integer, label text)"]
+    assert found[0].severity == "high"
+    with db.connect(migrated) as conn:
+        conn.execute(found[0].fix)
+        assert conn.execute("SELECT to_regclass('public.users')").fetchone()[0] is not None
+    assert not _about(security_audit.findings(migrated), "SECURITY DEFINER without a fixed search_path")
+
+
+def test_trust_rules_are_graded_by_where_the_server_listens(migrated):
+    found = security_audit.findings(migrated)
+    trust = _about(found, "trust without a password")
+    local = [f for f in trust if "socket" in f.detail]
+    assert local, "both test servers trust their socket"
+    if migrated.embedded:
+        assert {f.severity for f in local} == {"low"} and "embedded server trusts its private socket" in local[0].detail
+        assert {f.severity for f in trust if f not in local} <= {"info"}  # host rules, but no TCP listener
+    else:
+        assert {f.severity for f in local} == {"medium"}
+    assert all("pg_hba.conf line" in f.subject and "scram-sha-256" in f.fix for f in trust)
+
+
+def test_settings_are_graded_by_exposure():
+    findings = security_audit._setting_findings
+    by_check = lambda items: {f.check: f.severity for f in items}  # noqa: E731
+    settings = {"ssl": "off", "password_encryption": "md5", "data_checksums": "off"}
+    assert by_check(findings(settings, "network")) == {"connection encryption": "high", "password encryption": "high",
+                                                      "data checksums": "medium"}
+    assert by_check(findings(settings, "loopback"))["connection encryption"] == "low"
+    assert by_check(findings(settings, "none"))["connection encryption"] == "info"
+    assert findings({"ssl": "on", "password_encryption": "scram-sha-256", "data_checksums": "on"}, "network") == []
+    assert security_audit._listening({"listen_addresses": ""}) == "none"
+    assert security_audit._listening({"listen_addresses": "localhost, ::1"}) == "loopback"
+    assert security_audit._listening({"listen_addresses": "*"}) == "network"
+    assert security_audit._listening({}) == "unknown"
+
+
+def test_the_test_servers_settings(migrated):
+    found = security_audit.findings(migrated)
+    encryption = _about(found, "connection encryption")
+    assert all(f.severity in ("info", "low") for f in encryption)  # embedded: socket only; CI: loopback
+    assert not _about(found, "password encryption")  # both default to scram-sha-256
+
+
+def test_without_superuser_the_audit_says_what_it_could_not_check(migrated, role_set, passwords):
+    roles.apply(migrated, role_set, passwords)
+    found = security_audit.findings(roles.login(migrated, role_set.reporter, passwords["reporter"]), role_set)
+    info = {f.check: f.detail for f in found if f.severity == "info"}
+    assert "needs superuser" in info["password storage"] and "needs superuser" in info["pg_hba.conf"]
+
+
+def test_findings_frame_and_order(migrated, temporary_role):
+    temporary_role("SUPERUSER NOLOGIN")
+    found = security_audit.findings(migrated)
+    frame = security_audit.as_frame(found)
+    assert list(frame.columns) == ["check", "severity", "subject", "detail", "fix"]
+    ranks = [security_audit.SEVERITIES.index(s) for s in frame["severity"]]
+    assert ranks == sorted(ranks) and frame["severity"].iloc[0] == "high"
+    assert not security_audit.has_high([f for f in found if f.severity != "high"])
