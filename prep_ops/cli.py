@@ -206,6 +206,32 @@ def audit_cmd(ctx: click.Context) -> None:
         sys.exit(1)
 
 
+# --- maintain -----------------------------------------------------------------------------------
+@cli.command("maintain")
+@click.option("--tables", "tables", multiple=True, help="Tables to maintain (repeatable; default: the whole database).")
+@click.option("--reindex", is_flag=True, help="Also REINDEX (CONCURRENTLY where supported); default table: users.")
+@click.option("--confirm", is_flag=True, help="Needed outside the embedded (scratch) server.")
+@click.option("--plan", "dry_run", is_flag=True, help="Print the statements only.")
+@click.pass_context
+def maintain_cmd(ctx, tables, reindex, confirm, dry_run) -> None:
+    """The guide's maintenance: VACUUM (ANALYZE), REINDEX TABLE users, ANALYZE users; with before/after.
+
+    Example: prep-ops maintain --tables enrollments --reindex
+    """
+    from . import maintenance
+
+    target = _target(ctx)
+    chosen = list(tables) or None
+    if dry_run:
+        click.echo("\n".join(f"{s};" for s in maintenance.plan(target, chosen, reindex)))
+        return
+    result = maintenance.maintain(target, chosen, reindex, confirm=confirm)
+    for row in result.log.itertuples():
+        click.echo(f"{row.seconds:7.2f} s  {row.statement}")
+    table = maintenance.before_after(result)
+    click.echo("\n" + tabulate(table.values.tolist(), headers=list(table.columns)))
+
+
 # --- health -------------------------------------------------------------------------------------
 @cli.command("health")
 @click.option("--json", "as_json", is_flag=True, help="Print the checks as JSON, for monitoring systems.")

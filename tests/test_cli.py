@@ -175,3 +175,12 @@ def test_roles_plan_elides_passwords_and_audit_prints_findings(migrated):
     assert "reporter" in plan.stdout or "nothing to do" in plan.stdout
     audit = prep_ops("audit", env=env)
     assert audit.returncode in (0, 1) and "severity" in audit.stdout and "Traceback" not in audit.stderr
+
+
+def test_maintain_plan_run_and_bad_table(migrated):
+    env = cli_env(migrated)
+    plan = prep_ops("maintain", "--plan", "--reindex", env=env)
+    assert plan.returncode == 0 and 'REINDEX TABLE' in plan.stdout and '"users"' in plan.stdout
+    done = prep_ops("maintain", "--tables", "enrollments", env=env)
+    assert done.returncode == 0 and 'VACUUM (ANALYZE) "public"."enrollments"' in done.stdout
+    assert_one_error_line(prep_ops("maintain", "--tables", "users; DROP TABLE x", env=env), "unknown table")
