@@ -181,6 +181,8 @@ def test_maintain_plan_run_and_bad_table(migrated):
     env = cli_env(migrated)
     plan = prep_ops("maintain", "--plan", "--reindex", env=env)
     assert plan.returncode == 0 and 'REINDEX TABLE' in plan.stdout and '"users"' in plan.stdout
-    done = prep_ops("maintain", "--tables", "enrollments", env=env)
+    env.pop("PREP_OPS_SCRATCH", None)
+    assert_one_error_line(prep_ops("maintain", "--tables", "enrollments", env=env), "--confirm")
+    done = prep_ops("maintain", "--tables", "enrollments", "--confirm", env=env)
     assert done.returncode == 0 and 'VACUUM (ANALYZE) "public"."enrollments"' in done.stdout
     assert_one_error_line(prep_ops("maintain", "--tables", "users; DROP TABLE x", env=env), "unknown table")
