@@ -18,6 +18,7 @@ from .errors import ConfirmationRequired
 
 TRANSACTION_TIMEOUT = "SET transaction_timeout = 0;"
 _ERROR = re.compile(r"^pg_restore: error: (.*)$", re.MULTILINE)
+_COMMAND = re.compile(r"^Command was: (.*)$", re.MULTILINE)
 _IGNORED = re.compile(r"errors ignored on restore: (\d+)")
 
 
@@ -29,7 +30,7 @@ def _restore_plain(path: Path, target: Target, major: int) -> None:
     if major >= 17:
         result = subprocess.run(command + ["--file", str(path)], env=env, capture_output=True, text=True)
     else:
-        process = subprocess.Popen(command, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        process = subprocess.Popen(command, env=env, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
                                    stderr=subprocess.PIPE)
         with path.open("rb") as dump:
             try:
@@ -43,7 +44,8 @@ def _restore_plain(path: Path, target: Target, major: int) -> None:
                     process.stdin.close()
                 except BrokenPipeError:
                     pass
-        _, err = process.communicate()
+        err = process.stderr.read()
+        process.wait()
         result = subprocess.CompletedProcess(command, process.returncode, "", err.decode(errors="replace"))
     if result.returncode != 0:
         raise backups.BackupError(f"restore of {path.name} failed: {_first_error(result.stderr)}")
@@ -66,11 +68,13 @@ def _restore_archive(path: Path, target: Target, major: int, jobs: int) -> None:
     if result.returncode == 0:
         return
     errors = _ERROR.findall(result.stderr)
-    harmless = [e for e in errors if "transaction_timeout" in e]
+    commands = _COMMAND.findall(result.stderr)
     ignored = _IGNORED.search(result.stderr)
-    # pg_restore prints "could not execute query: ERROR: unrecognized ... transaction_timeout"
-    # followed by the command; accept only when that is every error it counted
-    if major < 17 and ignored and int(ignored.group(1)) == len(harmless) and len(harmless) == len(errors):
+    # pg_restore prints "could not execute query: ERROR: unrecognized ... transaction_timeout" and
+    # "Command was: SET transaction_timeout = 0;" (once per parallel worker, while its count of
+    # ignored errors may be lower): accept only when every error and every command is that one
+    if (major < 17 and ignored and errors and all("transaction_timeout" in e for e in errors)
+            and commands and all(c.strip() == TRANSACTION_TIMEOUT for c in commands)):
         return
     raise backups.BackupError(f"restore of {path.name} failed: {_first_error(result.stderr)}")
 
