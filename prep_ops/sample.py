@@ -39,6 +39,7 @@ ADMINS = 2
 STUDENTS_PER_TEACHER = 25
 BLOCK_STUDENTS = 1_000  # the unit of randomness: changing it changes the data
 CHUNK_STUDENTS = 20_000  # the unit of work handed to a generator process (rounded to whole blocks)
+CHUNK_TEACHERS = 5_000  # teachers per part of `staff_chunks` (any size gives the same data)
 
 # Column order of each table as loaded (COPY) and written (CSV).
 COLUMNS = {
@@ -81,65 +82,129 @@ def _rng(seed: int, *key: int) -> np.random.Generator:
     return np.random.default_rng([seed, *key])
 
 
+def _json(text: str) -> str:
+    """`text` escaped for inside a JSON string, as json.dumps escapes it."""
+    return json.dumps(text)[1:-1]
+
+
+# Per-row strings are built from these (f-strings over pre-escaped pieces are several times
+# faster than json.dumps and str.lower per row, and give the same text).
+_FIRST_LOWER = tuple(n.lower() for n in FIRST)
+_LAST_LOWER = tuple(n.lower() for n in LAST)
+_FIRST_JSON = tuple(map(_json, FIRST))
+_LAST_JSON = tuple(map(_json, LAST))
+_FIRST_LOWER_JSON = tuple(map(_json, _FIRST_LOWER))
+_LAST_LOWER_JSON = tuple(map(_json, _LAST_LOWER))
+_DOMAINS_JSON = tuple(map(_json, DOMAINS))
+
+
 def _people(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
     return rng.integers(0, len(FIRST), n), rng.integers(0, len(LAST), n)
 
 
+def _day_strings(days: np.ndarray) -> list[str]:
+    """'YYYY-MM-DD' for datetime64[D] values."""
+    return np.datetime_as_string(days, unit="D").tolist()
+
+
+def _stamp_strings(days: np.ndarray, seconds: np.ndarray) -> list[str]:
+    """'YYYY-MM-DD HH:MM:SS' for days and seconds after 2019-01-01 00:00."""
+    stamps = np.datetime64("2019-01-01T00:00:00") + days.astype("timedelta64[D]") + seconds.astype("timedelta64[s]")
+    text = np.datetime_as_string(stamps, unit="s")
+    if len(text):
+        text.view("U1").reshape(len(text), -1)[:, 10] = " "  # the ISO "T"
+    return text.tolist()
+
+
 def _timestamps(days: np.ndarray, rng: np.random.Generator) -> list[str]:
-    seconds = rng.integers(8 * 3600, 20 * 3600, len(days))
-    base = np.datetime64("2019-01-01T00:00:00")
-    stamps = base + days.astype("timedelta64[D]") + seconds.astype("timedelta64[s]")
-    return [str(s).replace("T", " ") for s in stamps]
+    return _stamp_strings(days, rng.integers(8 * 3600, 20 * 3600, len(days)))
 
 
-def _users(rng, ids: np.ndarray, role: str, days: np.ndarray) -> dict:
-    first, last = _people(rng, len(ids))
-    domain = rng.integers(0, len(DOMAINS), len(ids))
-    usernames = [f"{FIRST[f].lower()}.{LAST[s].lower()}.{i}" for f, s, i in zip(first, last, ids.tolist())]
+def _user_draws(rng: np.random.Generator, n: int) -> tuple[np.ndarray, ...]:
+    """What `_user_rows` needs from the generator, drawn in its fixed order."""
+    first, last = _people(rng, n)
+    domain = rng.integers(0, len(DOMAINS), n)
+    return first, last, domain, rng.integers(8 * 3600, 20 * 3600, n)
+
+
+def _user_rows(ids, role: str, days: np.ndarray, draws: tuple[np.ndarray, ...]) -> dict:
+    first, last, domain = (d.tolist() for d in draws[:3])
+    usernames = [f"{_FIRST_LOWER[f]}.{_LAST_LOWER[s]}.{i}" for f, s, i in zip(first, last, np.asarray(ids).tolist())]
     emails = [f"{u}@{DOMAINS[d]}" for u, d in zip(usernames, domain)]
     names = [f"{FIRST[f]} {LAST[s]}" for f, s in zip(first, last)]
-    return {"id": ids, "username": usernames, "email": emails, "role": [role] * len(ids),
-            "created_at": _timestamps(days, rng), "full_name": names}
+    return {"id": ids, "username": usernames, "email": emails, "role": [role] * len(usernames),
+            "created_at": _stamp_strings(days, draws[3]), "full_name": names}
+
+
+def _availability(rng: np.random.Generator) -> str:
+    """One teacher's weekly availability as JSON: 2-5 days, an afternoon slot on each."""
+    days = sorted(rng.choice(len(DAYS), rng.integers(2, 6), replace=False).tolist())
+    slots, hours = [], 0
+    for d in days:
+        start = int(rng.integers(13, 17))
+        end = start + int(rng.integers(2, 5))
+        slots.append(f'{{"day":"{DAYS[d]}","start":"{start}:00","end":"{end}:00"}}')
+        hours += end - start
+    return f'{{"weekly_hours":{hours},"slots":[{",".join(slots)}]}}'
+
+
+def _staff_draws(plan: Plan):
+    """The staff's generator (next, it draws the availabilities) and its vectorised draws:
+    admins, teachers' start days, teachers, instruments."""
+    rng = _rng(plan.seed, 0)
+    t = plan.teachers
+    admins = _user_draws(rng, ADMINS)
+    teacher_days = rng.integers(0, 365, t)
+    teachers = _user_draws(rng, t)
+    # every instrument has a teacher; the rest follow demand
+    instrument = np.concatenate([np.arange(len(INSTRUMENTS)),
+                                 rng.choice(len(INSTRUMENTS), t - len(INSTRUMENTS), p=INSTRUMENT_SHARE)])
+    return rng, admins, teacher_days, teachers, instrument
+
+
+def teacher_instruments(plan: Plan) -> np.ndarray:
+    """Each teacher's instrument (an index into INSTRUMENTS), as `staff` draws it."""
+    return _staff_draws(plan)[-1]
+
+
+def staff_chunks(plan: Plan, teachers_per_chunk: int | None = None):
+    """Yield `staff(plan)` in parts of `teachers_per_chunk` (default CHUNK_TEACHERS) teachers: users,
+    teachers and courses, the admins in the first part; a large staff never sits in memory whole."""
+    teachers_per_chunk = teachers_per_chunk or CHUNK_TEACHERS
+    rng, admins, teacher_days, teachers, instrument = _staff_draws(plan)
+    for lo in range(0, plan.teachers, teachers_per_chunk):
+        hi = min(lo + teachers_per_chunk, plan.teachers)
+        availability = [_availability(rng) for _ in range(lo, hi)]  # draws in teacher order, part after part
+        teacher_ids = list(range(lo + 1, hi + 1))
+        user_ids = [ADMINS + i for i in teacher_ids]
+        draws = tuple(d[lo:hi] for d in teachers)
+        users = _user_rows(user_ids, "teacher", teacher_days[lo:hi], draws)
+        if lo == 0:
+            first = _user_rows(list(range(1, ADMINS + 1)), "admin", np.zeros(ADMINS, dtype=int), admins)
+            users = {k: first[k] + users[k] for k in users}
+        part_instruments = instrument[lo:hi].tolist()
+        teachers_part = {"id": teacher_ids, "user_id": user_ids,
+                         "specialization": [INSTRUMENTS[i] for i in part_instruments], "availability": availability}
+        course_teacher = [i for i in teacher_ids for _ in LEVELS]
+        course_level = list(range(len(LEVELS))) * (hi - lo)
+        course_instrument = [INSTRUMENTS[i] for i in part_instruments for _ in LEVELS]
+        last_names = [LAST[s] for s in draws[1].tolist() for _ in LEVELS]
+        courses = {
+            "id": list(range(lo * len(LEVELS) + 1, hi * len(LEVELS) + 1)),
+            "name": [f"{i.title()} {LEVELS[lv].title()} ({n} studio)"
+                     for i, lv, n in zip(course_instrument, course_level, last_names)],
+            "description": [f"Weekly {LEVELS[lv]} {i} lessons and studio class" for i, lv in zip(course_instrument, course_level)],
+            "level": [LEVELS[lv] for lv in course_level],
+            "teacher_id": course_teacher,
+        }
+        yield {"users": users, "teachers": teachers_part, "courses": courses}
 
 
 def staff(plan: Plan) -> dict[str, dict]:
     """Admins, teachers (with weekly availability) and their courses: one course per level each."""
-    rng = _rng(plan.seed, 0)
-    t = plan.teachers
-    admin_ids = np.arange(1, ADMINS + 1)
-    teacher_user_ids = np.arange(ADMINS + 1, ADMINS + t + 1)
-    admins = _users(rng, admin_ids, "admin", np.zeros(ADMINS, dtype=int))
-    teachers_u = _users(rng, teacher_user_ids, "teacher", rng.integers(0, 365, t))
-    users = {k: np.concatenate([admins[k], teachers_u[k]]).tolist() if k == "id" else admins[k] + teachers_u[k]
-             for k in admins}
-    # every instrument has a teacher; the rest follow demand
-    instrument = np.concatenate([np.arange(len(INSTRUMENTS)),
-                                 rng.choice(len(INSTRUMENTS), t - len(INSTRUMENTS), p=INSTRUMENT_SHARE)])
-    availability = []
-    for _ in range(t):
-        days = sorted(rng.choice(len(DAYS), rng.integers(2, 6), replace=False).tolist())
-        slots = []
-        for d in days:
-            start = int(rng.integers(13, 17))
-            slots.append({"day": DAYS[d], "start": f"{start}:00", "end": f"{start + int(rng.integers(2, 5))}:00"})
-        hours = sum(int(s["end"][:-3]) - int(s["start"][:-3]) for s in slots)
-        availability.append(json.dumps({"weekly_hours": hours, "slots": slots}, separators=(",", ":")))
-    teacher_ids = np.arange(1, t + 1)
-    teachers = {"id": teacher_ids.tolist(), "user_id": teacher_user_ids.tolist(),
-                "specialization": [INSTRUMENTS[i] for i in instrument], "availability": availability}
-    course_teacher = np.repeat(teacher_ids, len(LEVELS))
-    course_level = np.tile(np.arange(len(LEVELS)), t)
-    last_names = [n.split(" ")[1] for n in teachers_u["full_name"]]
-    courses = {
-        "id": list(range(1, plan.courses + 1)),
-        "name": [f"{INSTRUMENTS[instrument[ct - 1]].title()} {LEVELS[lv].title()} ({last_names[ct - 1]} studio)"
-                 for ct, lv in zip(course_teacher.tolist(), course_level.tolist())],
-        "description": [f"Weekly {LEVELS[lv]} {INSTRUMENTS[instrument[ct - 1]]} lessons and studio class"
-                        for ct, lv in zip(course_teacher.tolist(), course_level.tolist())],
-        "level": [LEVELS[lv] for lv in course_level.tolist()],
-        "teacher_id": course_teacher.tolist(),
-    }
-    return {"users": users, "teachers": teachers, "courses": courses, "_instrument": instrument}
+    whole = next(staff_chunks(plan, plan.teachers))
+    whole["_instrument"] = teacher_instruments(plan)
+    return whole
 
 
 def course_index(teacher_instrument: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -172,16 +237,16 @@ def _students_block(plan: Plan, start: int, stop: int, courses: tuple) -> dict[s
     level = rng.choice(len(LEVELS), n, p=LEVEL_SHARE)
     start_days = rng.integers(0, (date(2026, 9, 1) - date(2019, 1, 1)).days, n)
     user_ids = ids + ADMINS + plan.teachers
-    users = _users(rng, user_ids, "student", start_days)
-    start_dates = [str(d) for d in (np.datetime64("2019-01-01") + start_days.astype("timedelta64[D]"))]
+    users = _user_rows(user_ids, "student", start_days, _user_draws(rng, n))
+    start_dates = _day_strings(np.datetime64("2019-01-01") + start_days.astype("timedelta64[D]"))
     age_days = rng.integers(5 * 365, 18 * 365, n) + 2 * level * 365
-    dob = [str(d) for d in (np.datetime64("2026-09-01") - age_days.astype("timedelta64[D]"))]
+    dob = _day_strings(np.datetime64("2026-09-01") - age_days.astype("timedelta64[D]"))
     g_first, g_last = _people(rng, n)
     phone = rng.integers(2_000_000, 9_999_999, n)
-    guardian = [json.dumps({"name": f"{FIRST[f]} {LAST[s]}", "phone": f"505-{p // 10000:03d}-{p % 10000:04d}",
-                            "email": f"{FIRST[f].lower()}.{LAST[s].lower()}@{DOMAINS[s % len(DOMAINS)]}"},
-                           separators=(",", ":"))
-                for f, s, p in zip(g_first, g_last, phone.tolist())]
+    # json.dumps({"name": ..., "phone": ..., "email": ...}, separators=(",", ":")), written out
+    guardian = [f'{{"name":"{_FIRST_JSON[f]} {_LAST_JSON[s]}","phone":"505-{p // 10000:03d}-{p % 10000:04d}",'
+                f'"email":"{_FIRST_LOWER_JSON[f]}.{_LAST_LOWER_JSON[s]}@{_DOMAINS_JSON[s % len(DOMAINS)]}"}}'
+                for f, s, p in zip(g_first.tolist(), g_last.tolist(), phone.tolist())]
     has_audition = rng.random(n) < 0.1
     audition = [rng.bytes(48) if has else None for has in has_audition]
     students = {"id": ids.tolist(), "user_id": user_ids.tolist(), "level": [LEVELS[i] for i in level],
@@ -239,6 +304,8 @@ def copy_text(table: str, columns: dict) -> bytes:
         values = columns[name]
         if name == "audition_recording":
             cols.append(["\\\\x" + v.hex() if v is not None else "\\N" for v in values])
+        elif len(values) and isinstance(values[0], str):
+            cols.append(values)
         else:
             cols.append(list(map(str, values)))
     lines = "\n".join(map("\t".join, zip(*cols)))

@@ -1,13 +1,19 @@
 """Load the sample data of `sample.py` into a database with COPY, in one transaction.
 
-For more than one chunk of students, a worker process generates the next chunks while this
-process streams the current one to the server, so generation overlaps loading; at most
-`PREFETCH` chunks wait in memory, so memory stays flat however many students are loaded.
+The server is the bottleneck (foreign-key triggers and index upkeep on every row; see
+benchmarks/README.md), so the aim is to keep it busy from the first second to the last: for more
+than one chunk of students, worker processes start first and generate the chunks (as COPY text,
+ready to send) while this process loads the staff, then only streams. Each worker keeps at most
+PREFETCH chunks waiting, and the staff comes in parts, so memory stays flat however many
+students are loaded.
 """
 
+import itertools
 import multiprocessing
+import queue
 import time
-from concurrent.futures import ProcessPoolExecutor
+import traceback
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,7 +25,8 @@ from . import migrate, sample
 from .db import Target, connect
 from .errors import ConfirmationRequired, MigrationError, ParameterError
 
-PREFETCH = 3
+WORKERS = 1  # generation processes: one keeps ahead of the server (see benchmarks/README.md)
+PREFETCH = 3  # parts each worker may have ready
 MAX_STUDENTS = 10_000_000
 TABLES = sample.LOAD_ORDER
 
@@ -51,27 +58,73 @@ def row_counts(target: Target) -> dict[str, int]:
                 for t in present}
 
 
-def _generate(plan: sample.Plan, start: int, stop: int, courses: tuple) -> dict[str, tuple[bytes, int]]:
-    chunk = sample.students_chunk(plan, start, stop, courses)
-    return {t: (sample.copy_text(t, cols), len(cols[sample.COLUMNS[t][0]])) for t, cols in chunk.items()}
+Part = tuple[int, dict[str, tuple[bytes, int]]]  # (students in it, {table: (COPY text, rows)})
 
 
-def _chunks(plan: sample.Plan, courses: tuple):
+def _encoded(tables: dict[str, dict]) -> dict[str, tuple[bytes, int]]:
+    return {t: (sample.copy_text(t, cols), len(cols[sample.COLUMNS[t][0]])) for t, cols in tables.items()}
+
+
+def _student_parts(plan: sample.Plan, ranges: list[tuple[int, int]]):
+    """(students, {table: (COPY text, rows)}) for each range of student ids, in order."""
+    courses = sample.course_index(sample.teacher_instruments(plan))
+    for start, stop in ranges:
+        yield stop - start, _encoded(sample.students_chunk(plan, start, stop, courses))
+
+
+def _produce(plan: sample.Plan, ranges: list[tuple[int, int]], out) -> None:
+    """A worker process: put the parts of `ranges` on `out`, then None; a failure, as its traceback."""
+    try:
+        for part in _student_parts(plan, ranges):
+            out.put(part)
+        out.put(None)
+    except BaseException:
+        out.put(traceback.format_exc())
+
+
+def _take(source, worker) -> Part | None:
+    while True:
+        try:
+            item = source.get(timeout=1)
+        except queue.Empty:
+            if not worker.is_alive():
+                raise RuntimeError(f"a sample-data worker died (exit code {worker.exitcode})") from None
+            continue
+        if isinstance(item, str):
+            raise RuntimeError(f"a sample-data worker failed:\n{item}")
+        return item
+
+
+def _streamed(chunks: int, queues: list, workers: list):
+    for i in range(chunks):
+        yield _take(queues[i % len(workers)], workers[i % len(workers)])
+    for source, worker in zip(queues, workers):
+        if _take(source, worker) is not None:
+            raise RuntimeError("a sample-data worker made more parts than planned")
+
+
+@contextmanager
+def _student_parts_in_order(plan: sample.Plan):
+    """The parts of every chunk of students, in order. One chunk is generated here, on demand;
+    more by WORKERS processes, started on entry (they boot while the staff loads) and stopped
+    on exit; chunk i comes from worker i % WORKERS."""
     ranges = plan.chunks()
     if len(ranges) <= 1:
-        for start, stop in ranges:
-            yield stop - start, _generate(plan, start, stop, courses)
+        yield _student_parts(plan, ranges)
         return
     context = multiprocessing.get_context("spawn")  # fork is unsafe in a threaded kernel
-    with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
-        pending = []
-        for start, stop in ranges:
-            pending.append((stop - start, pool.submit(_generate, plan, start, stop, courses)))
-            if len(pending) >= PREFETCH:
-                size, future = pending.pop(0)
-                yield size, future.result()
-        for size, future in pending:
-            yield size, future.result()
+    shares = [ranges[w::WORKERS] for w in range(min(WORKERS, len(ranges)))]
+    queues = [context.Queue(PREFETCH) for _ in shares]
+    workers = [context.Process(target=_produce, args=(plan, share, q), daemon=True) for share, q in zip(shares, queues)]
+    for worker in workers:
+        worker.start()
+    try:
+        yield _streamed(len(ranges), queues, workers)
+    finally:
+        for worker in workers:
+            if worker.is_alive():
+                worker.terminate()
+            worker.join()
 
 
 def _copy(conn: psycopg.Connection, table: str, data: bytes) -> None:
@@ -103,23 +156,19 @@ def seed(target: Target, students: int = 2000, seed: int = 42, *, replace: bool 
     plan = sample.Plan(students, seed)
     from tqdm.auto import tqdm
 
-    with connect(target) as conn, tqdm(total=students, unit="students", disable=not progress,
-                                       desc="seeding") as bar:
+    with _student_parts_in_order(plan) as student_parts, connect(target) as conn, \
+            tqdm(total=students, unit="students", disable=not progress, desc="seeding") as bar:
         conn.execute(sql.SQL("TRUNCATE {} RESTART IDENTITY CASCADE").format(
             sql.SQL(", ").join(map(sql.Identifier, TABLES))))
         result.rows = dict.fromkeys(TABLES, 0)
-        if students:
-            staff = sample.staff(plan)
-            for table in ("users", "teachers", "courses"):
-                _copy(conn, table, sample.copy_text(table, staff[table]))
-                result.rows[table] += len(staff[table]["id"])
-            courses = sample.course_index(staff["_instrument"])
-            for size, chunk in _chunks(plan, courses):
-                for table in ("users", "students", "enrollments", "tuition_payments"):
-                    data, count = chunk[table]
-                    _copy(conn, table, data)
-                    result.rows[table] += count
-                bar.update(size)
+        # the staff is small next to the students: generated here, while the workers boot
+        staff_parts = ((0, _encoded(part)) for part in sample.staff_chunks(plan)) if students else ()
+        for size, tables in itertools.chain(staff_parts, student_parts):
+            for table, (data, count) in tables.items():
+                _copy(conn, table, data)
+                result.rows[table] += count
+            bar.update(size)
+            tables = data = None  # free this part before the next one arrives
         for table in ("users", "teachers", "courses", "students"):
             conn.execute(sql.SQL("SELECT setval(pg_get_serial_sequence(%s, 'id'), coalesce(max(id), 0) + 1, false) FROM {}")
                          .format(sql.Identifier(table)), (table,))
