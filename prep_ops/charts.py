@@ -56,6 +56,18 @@ def before_after(ms_before: pd.Series, ms_after: pd.Series, title: str):
     return fig
 
 
+def damage(differences: pd.DataFrame, title: str):
+    """Rows missing, changed and added per table, against a backup: where the damage is."""
+    frame = differences.set_index("table")[["missing", "changed", "added"]].astype(float)
+    fig, ax = plt.subplots(figsize=(8, 0.5 * max(len(frame), 1) + 2))
+    frame.plot(kind="barh", stacked=True, ax=ax, color=["tab:red", "tab:orange", "tab:blue"])
+    ax.set_title(title)
+    ax.set_xlabel("rows (count)")
+    ax.set_ylabel("table")
+    fig.tight_layout()
+    return fig
+
+
 def cache_hit_ratio(ratios: pd.DataFrame, warn: float = 0.99):
     """Per table, the share of block requests served from memory, for the table and for its indexes."""
     shown = ratios.set_index("table_name")[["table_hit_ratio", "index_hit_ratio"]].astype(float) * 100

@@ -2,6 +2,7 @@
 
 import ast
 import json
+import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import nbformat
 
+from . import incident
 from .errors import ParameterError
 from .notebook import CHECK_MIME
 from .paths import notebooks_dir, runs_dir
@@ -117,10 +119,34 @@ def _error_of(exc: Exception) -> str:
     return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
 
 
+def incident_values(notebook: Path, values: dict) -> dict:
+    """For an incident runbook (one with an `incident_id` parameter): the values with an incident id
+    (a new one unless given) and the mode (the notebook's default unless given)."""
+    declared = parameters(notebook)
+    if "incident_id" not in declared:
+        return values
+    values = dict(values)
+    if not values.get("incident_id"):
+        kind = notebook.stem.split("_", 1)[-1].removeprefix("incident_").replace("_", "-")
+        values["incident_id"] = incident.new_id(kind)
+    if "mode" in declared and "mode" not in values:
+        values["mode"] = _coerce(declared["mode"]["default"])
+    return values
+
+
+def _beside_report(output: Path, values: dict) -> None:
+    """Copy an incident runbook's executed notebook next to its report in runs/incidents/."""
+    if values.get("incident_id") and output.exists():
+        target = incident.incidents_dir() / f"{values['incident_id']}.ipynb"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(output, target)
+
+
 def run_one(notebook: Path, out_dir: Path, values: dict, *, timeout: int | None = 1800) -> NotebookRun:
     """Execute one runbook with papermill; never raises for a failure inside the notebook."""
     import papermill
 
+    values = incident_values(notebook, values)
     output = out_dir / notebook.name
     began = time.perf_counter()
     error = ""
@@ -131,6 +157,7 @@ def run_one(notebook: Path, out_dir: Path, values: dict, *, timeout: int | None 
                                    extra_arguments=["--IPKernelApp.log_level=ERROR"])
     except Exception as exc:  # papermill raises for any failing cell; the run records it
         error = _error_of(exc)
+    _beside_report(output, values)
     run = NotebookRun(notebook.stem, str(output), not error, time.perf_counter() - began, error, _checks_of(output))
     if run.failed_checks:
         run.ok = False

@@ -1,0 +1,3 @@
+-- The drill's second damage: an UPDATE meant for one payment ran without its WHERE id = ...
+-- on a whole method, overwriting the amounts of every card payment.
+UPDATE tuition_payments SET amount = 1.00 WHERE method = 'card'

@@ -1,0 +1,115 @@
+"""The incident record: steps, statements run or only shown, failures that say what to do, the report."""
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from prep_ops import db, incident
+from prep_ops.errors import ParameterError
+from prep_ops.incident import Action, Incident, StepFailed
+
+
+def _comment_action(value: str) -> Action:
+    statement = sql.SQL("COMMENT ON TABLE users IS {}").format(sql.Literal(value))
+    return Action(f"COMMENT ON TABLE users IS '{value}'", statement)
+
+
+def _comment(target) -> str | None:
+    with db.connect(target, autocommit=True) as conn:
+        return conn.execute("SELECT obj_description('users'::regclass, 'pg_class')").fetchone()[0]
+
+
+@pytest.fixture
+def record(migrated, tmp_path):
+    def make(mode="drill", confirm=False):
+        return Incident("test", "Test incident", migrated, incident_id="test-1", mode=mode, confirm=confirm, directory=tmp_path)
+    return make
+
+
+def test_drill_runs_statements_and_reports_them(record, migrated):
+    inc = record()
+    with inc.step(1, "Change something", next_if_failed="nothing"):
+        assert inc.run([_comment_action("drilled")]) == ["COMMENT ON TABLE users IS 'drilled'"]
+    assert _comment(migrated) == "drilled"
+    report = inc.report_path.read_text()
+    assert "## 1. Change something" in report and "COMMENT ON TABLE users IS 'drilled';" in report
+    assert "outcome:** all must-hold checks passed" in report
+
+
+def test_live_without_confirm_only_records_what_it_would_run(record, migrated, capsys):
+    inc = record(mode="live")
+    with inc.step(1, "Change something", next_if_failed="nothing"):
+        assert inc.run([_comment_action("live")]) == []
+    assert _comment(migrated) is None
+    assert "WOULD (confirm=True to run): COMMENT ON TABLE users IS 'live'" in capsys.readouterr().out
+    assert "Would run with confirm=True: COMMENT ON TABLE users IS 'live'" in inc.report_path.read_text()
+
+
+def test_live_with_confirm_runs(record, migrated):
+    inc = record(mode="live", confirm=True)
+    with inc.step(1, "Change something", next_if_failed="nothing"):
+        inc.run([_comment_action("confirmed")])
+    assert _comment(migrated) == "confirmed"
+
+
+def test_a_failing_statement_rolls_back_the_whole_step(record, migrated):
+    inc = record()
+    broken = Action("SELECT 1/0", sql.SQL("SELECT 1/0"))
+    with pytest.raises(StepFailed, match=r"step 2 \(Two statements\) failed: `SELECT 1/0` failed, so none .* division by zero\. Next: call the DBA\."):
+        with inc.step(2, "Two statements", next_if_failed="call the DBA"):
+            inc.run([_comment_action("half"), broken])
+    assert _comment(migrated) is None
+    assert "STOPPED at step 2 (Two statements)" in inc.report_path.read_text()
+
+
+def test_a_failed_step_says_what_is_still_blocked_and_how_to_undo_it(record):
+    inc = record()
+    undo = [Action('ALTER ROLE "app" CONNECTION LIMIT -1', sql.SQL("SELECT 1"))]
+    inc.hold("application", "role app blocked", undo)
+    with pytest.raises(StepFailed) as failed:
+        with inc.step(3, "Restore", next_if_failed="re-run step 3"):
+            raise RuntimeError("disk full")
+    message = str(failed.value)
+    assert message.startswith("step 3 (Restore) failed: disk full. Next: re-run step 3.")
+    assert 'STILL IN PLACE: role app blocked' in message and 'to undo: ALTER ROLE "app" CONNECTION LIMIT -1' in message
+    assert "still in place:** role app blocked" in inc.report_path.read_text()
+
+
+def test_a_failed_check_stops_the_step_with_its_fix(record):
+    inc = record()
+    with pytest.raises(StepFailed, match=r"FAIL data back — restore again\. Next: keep the application blocked"):
+        with inc.step(4, "Verify", next_if_failed="keep the application blocked"):
+            inc.check("data back", False, fix="restore again")
+
+
+@pytest.mark.parametrize("mode, incident_id, message", [
+    ("rehearsal", "x", "mode must be one of drill, live"),
+    ("drill", "../../etc/passwd", "incident_id must be"),
+    ("drill", "a b", "incident_id must be"),
+])
+def test_bad_mode_or_id_is_refused(migrated, mode, incident_id, message):
+    with pytest.raises(ParameterError, match=message):
+        Incident("test", "Test", migrated, incident_id=incident_id, mode=mode)
+
+
+def test_new_ids_name_the_kind():
+    assert incident.new_id("data-recovery").endswith("-data-recovery")
+
+
+def test_drill_server_is_the_target_only_when_it_is_a_scratch_server(migrated, monkeypatch):
+    server, note = incident.drill_server(migrated)
+    assert server == migrated and "target's server" in note
+    monkeypatch.delenv("PREP_OPS_SCRATCH", raising=False)
+    external = db.Target(migrated.url, embedded=False)
+    server, note = incident.drill_server(external)
+    assert server.embedded and "left alone" in note
+
+
+def test_statements_run_against_a_stopped_server_fail_in_one_line(record, tmp_path):
+    inc = Incident("test", "Test", db.Target("postgresql://nobody:secret@127.0.0.1:1/x", False), incident_id="t",
+                   directory=tmp_path)
+    with pytest.raises(StepFailed) as failed:
+        with inc.step(1, "Block", next_if_failed="check the server"):
+            inc.run([_comment_action("x")])
+    assert "cannot connect" in str(failed.value) and "secret" not in str(failed.value)
+    assert not isinstance(failed.value, psycopg.Error)
