@@ -131,6 +131,8 @@ def incident_values(notebook: Path, values: dict) -> dict:
         values["incident_id"] = incident.new_id(kind)
     if "mode" in declared and "mode" not in values:
         values["mode"] = _coerce(declared["mode"]["default"])
+    if values.get("mode", incident.MODES[0]) not in incident.MODES:
+        raise ParameterError(f"{notebook.stem}: mode must be one of {', '.join(incident.MODES)}, not {values['mode']!r}")
     return values
 
 
@@ -179,7 +181,8 @@ def run(names: list[str], given: dict[str, str] | None = None, *, run_all: bool 
     for name in given:
         if not any(name in d for d in declared.values()):
             raise ParameterError(f"no chosen runbook has a parameter {name!r}")
-    plans = [(nb, validate(nb, {k: v for k, v in given.items() if k in declared[nb]})) for nb in notebooks]
+    plans = [(nb, incident_values(nb, validate(nb, {k: v for k, v in given.items() if k in declared[nb]})))
+             for nb in notebooks]
     out_dir = out_dir or runs_dir() / datetime.now().strftime("%Y%m%d-%H%M%S")
     out_dir.mkdir(parents=True, exist_ok=True)
     results = []

@@ -186,3 +186,21 @@ def test_maintain_plan_run_and_bad_table(migrated):
     done = prep_ops("maintain", "--tables", "enrollments", "--confirm", env=env)
     assert done.returncode == 0 and 'VACUUM (ANALYZE) "public"."enrollments"' in done.stdout
     assert_one_error_line(prep_ops("maintain", "--tables", "users; DROP TABLE x", env=env), "unknown table")
+
+
+def test_run_gives_an_incident_runbook_an_id_and_puts_the_notebook_beside_its_report(migrated, tmp_path):
+    env = cli_env(migrated, PREP_OPS_HOME=str(tmp_path))
+    import shutil
+
+    from prep_ops.paths import PACKAGE_DIR
+
+    shutil.copytree(PACKAGE_DIR.parent / "notebooks", tmp_path / "notebooks")
+    result = prep_ops("run", "10", "-p", "incident_id", "night-1", "-p", "students", "200", env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "ok   10_incident_data_recovery" in result.stdout
+    incidents = tmp_path / "runs" / "incidents"
+    assert (incidents / "night-1.md").exists() and (incidents / "night-1.ipynb").exists()
+    assert "mode:** drill" in (incidents / "night-1.md").read_text()
+    bad = prep_ops("run", "10", "-p", "mode", "rehearsal", env=env)
+    assert bad.returncode == 1 and bad.stdout == ""
+    assert bad.stderr.strip() == "error: 10_incident_data_recovery: mode must be one of drill, live, not 'rehearsal'"

@@ -64,3 +64,11 @@ def test_run_writes_a_summary(tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["ok"] is False
     assert [n["ok"] for n in summary["notebooks"]] == [True, False]
+
+
+def test_incident_runbooks_get_an_id_and_their_default_mode():
+    notebook = runner.find("10")
+    values = runner.incident_values(notebook, {})
+    assert values["incident_id"].endswith("-data-recovery") and values["mode"] == "drill"
+    assert runner.incident_values(notebook, {"incident_id": "x", "mode": "live"}) == {"incident_id": "x", "mode": "live"}
+    assert runner.incident_values(runner.find("01"), {"students": 3}) == {"students": 3}
