@@ -162,38 +162,48 @@ class Incident:
         self._record("would", text)
         _show(f"WOULD (confirm=True to run): {text}")
 
-    def run(self, actions: list[Action], target: Target | None = None) -> list[str]:
+    def run(self, actions: list[Action], target: Target | None = None, *, autocommit: bool = False) -> list[str]:
         """Run `actions` on `target` (default: the incident's) in one transaction, or only record
-        them when changes are not allowed. Returns the texts of the statements run ([] when not)."""
+        them when changes are not allowed. Returns the texts of the statements run ([] when not).
+
+        `autocommit` runs each statement on its own, for those that cannot run inside a transaction
+        (CREATE INDEX CONCURRENTLY); a failure then names the statements that did take effect."""
         if not actions:
             return []
         if not self.may_change:
             for action in actions:
                 self.would(action.text)
             return []
-        target = target or self.target
         done = []
-        with connect(target) as conn:
+        with connect(target or self.target, autocommit=autocommit) as conn:
             try:
                 for action in actions:
                     conn.execute(action.statement, action.params)
                     done.append(action.text)
-                conn.commit()
+                    if autocommit:
+                        self._ran(action.text)
+                if not autocommit:
+                    conn.commit()
             except psycopg.Error as exc:
-                conn.rollback()
+                if not autocommit:
+                    conn.rollback()
                 failed = actions[len(done)].text
-                raise PrepOpsError(f"`{failed}` failed, so none of this step's {len(actions)} statement(s) "
-                                   f"took effect: {_first_line(exc)}") from None
-        for text in done:
-            self._record("ran", text)
-            _show(f"ran: {text}")
+                kept = (f"the {len(done)} before it took effect" if done else "none took effect") if autocommit else \
+                    f"none of this step's {len(actions)} statement(s) took effect"
+                raise PrepOpsError(f"`{failed}` failed, so {kept}: {_first_line(exc)}") from None
+        if not autocommit:
+            for text in done:
+                self._ran(text)
         return done
+
+    def _ran(self, text: str) -> None:
+        self._record("ran", text)
+        _show(f"ran: {text}")
 
     def ran(self, texts: list[str]) -> None:
         """Record statements that a prep_ops function ran itself (e.g. roles.apply's steps)."""
         for text in texts:
-            self._record("ran", text)
-            _show(f"ran: {text}")
+            self._ran(text)
 
     def check(self, name: str, passed: bool, detail: str = "", *, must_hold: bool = True, fix: str = ""):
         """A runbook check (see prep_ops.check), also kept in the incident's timeline."""

@@ -8,7 +8,7 @@ generator keyed by (seed, block start), and a chunk is a whole number of blocks.
 
 import json
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date
 
 import numpy as np
 

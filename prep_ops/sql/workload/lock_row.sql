@@ -1,0 +1,2 @@
+-- Lock one row against writers (the lock holder's open transaction).
+SELECT id FROM {table} WHERE id = %(key)s FOR UPDATE

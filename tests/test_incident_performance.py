@@ -1,0 +1,158 @@
+"""Runbook 11 and its drill: the drill slows a query down for real and the runbook brings it back under
+its target; live mode without confirm changes nothing; a failing step says which and what next."""
+
+import json
+import time
+import uuid
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from prep_ops import backup, db, health, incident, indexes, plans, runner, scratch, workload
+from prep_ops.drills import performance
+
+from conftest import _create, _drop, schema_dump
+
+NOTEBOOK = Path(__file__).parent.parent / "notebooks" / "11_incident_performance.ipynb"
+STEPS = ("1. Identify the bottleneck", "2. Optimise", "3. Update indexes", "4. Monitor results",
+         "5. Document changes", "6. Clean up")
+
+
+@pytest.fixture
+def incident_id():
+    name = f"test-perf-{uuid.uuid4().hex[:8]}"
+    yield name
+    for suffix in (".md", ".ipynb"):
+        (incident.incidents_dir() / f"{name}{suffix}").unlink(missing_ok=True)
+
+
+def _drill_server() -> db.Target:
+    return incident.drill_server(db.resolve_target())[0]
+
+
+def _drill_sessions(server: db.Target) -> int:
+    with db.connect(server, autocommit=True) as conn:
+        return conn.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE %s",
+                            (workload.APPLICATION + "%",)).fetchone()[0]
+
+
+def _outputs(path: Path) -> str:
+    return json.dumps([c.get("outputs", []) for c in nbformat.read(path, as_version=4).cells])
+
+
+def test_make_injects_the_incident_and_drop_leaves_nothing():
+    name = f"prep_ops_drill_perf_{uuid.uuid4().hex[:8]}"
+    drill = performance.make(db.resolve_target(), 3000, load_seconds=20, sessions=2, repeats=1, name=name)
+    try:
+        assert drill.target.database == name and performance.exists(drill.server, name)
+        healthy = drill.baseline.plans[performance.QUERY].nodes
+        assert healthy["index"].eq(performance.INDEX).any()  # the baseline was measured with the index
+        assert performance.INDEX not in set(indexes.existing(drill.target)["index_name"])
+        now = plans.explain(drill.target, performance.QUERY, drill.baseline.params).nodes
+        assert (now["node_type"] == "Seq Scan").any() and not now["index"].eq(performance.INDEX).any()
+        assert drill.load.running
+        blocked = health.blocking(drill.target)
+        assert list(blocked["blocking_pid"]) == [drill.lock.pid] and list(blocked["blocked_pid"]) == [drill.lock.writer_pid]
+        assert "DROP INDEX idx_tuition_payments_student_id" in drill.summary
+    finally:
+        report = drill.drop()
+    assert not drill.load.running and report.stopped_by == "stop" and report.queries > 0
+    assert not performance.exists(drill.server, name)
+
+
+def test_inject_drops_the_index_payment_history_needs(migrated):
+    assert performance.inject(migrated) == 'DROP INDEX "idx_tuition_payments_student_id"'
+    assert performance.INDEX not in set(indexes.existing(migrated)["index_name"])
+
+
+def test_drill_brings_the_query_back_under_its_target(tmp_path, incident_id):
+    result = runner.run_one(NOTEBOOK, tmp_path, {"incident_id": incident_id})
+    assert result.ok, result.error
+    checks = {c["name"]: c for c in result.checks}
+    for name in ("bottleneck identified", "an index is proposed for the bottleneck", "no session blocks another",
+                 "proposed indexes exist and are valid", "query back under its target time",
+                 "incident report written", "nothing of the drill left"):
+        assert checks[name]["passed"] and checks[name]["must_hold"], name
+    assert "payment_history" in checks["query back under its target time"]["detail"]
+    report = (incident.incidents_dir() / f"{incident_id}.md").read_text()
+    for title in STEPS:
+        assert f"## {title}" in report
+    assert "outcome:** all must-hold checks passed" in report
+    assert "SELECT pg_terminate_backend(" in report and "CREATE INDEX CONCURRENTLY" in report
+    assert (incident.incidents_dir() / f"{incident_id}.ipynb").exists()
+    assert not performance.exists(_drill_server())
+    deadline = time.monotonic() + 10
+    while _drill_sessions(_drill_server()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _drill_sessions(_drill_server()) == 0
+    assert result.seconds < 120
+
+
+def test_live_without_confirm_changes_nothing(tmp_path, incident_id, server):
+    target = _create(server)
+    holder = None
+    try:
+        scratch.migrate.apply(target)
+        scratch.seed.seed(target, students=8000, seed=3)
+        performance.inject(target)  # the incident: a missing index, and a session sitting on a lock
+        with db.connect(target, autocommit=True) as conn:
+            key = conn.execute("SELECT min(id) FROM tuition_payments").fetchone()[0]
+        holder = workload.hold_lock(target, "tuition_payments", key, seconds=300)
+        with db.connect(target) as conn:
+            before = backup.table_checksums(conn)
+        dump = schema_dump(target)
+        result = runner.run_one(NOTEBOOK, tmp_path, {"database_url": target.url, "mode": "live", "incident_id": incident_id})
+        assert result.ok, result.error
+        with db.connect(target) as conn:
+            assert backup.table_checksums(conn) == before
+        assert schema_dump(target) == dump
+        assert list(health.blocking(target)["blocking_pid"]) == [holder.pid]  # the blocker was left alone
+        outputs = _outputs(tmp_path / NOTEBOOK.name)
+        assert "WOULD (confirm=True to run): CREATE INDEX CONCURRENTLY" in outputs
+        assert f"WOULD (confirm=True to run): SELECT pg_terminate_backend({holder.pid})" in outputs
+        warned = {c["name"] for c in result.checks if not c["passed"]}
+        assert {"no session blocks another", "proposed indexes exist and are valid"} <= warned
+        assert all(not c["must_hold"] for c in result.checks if not c["passed"])
+        report = (incident.incidents_dir() / f"{incident_id}.md").read_text()
+        assert "- **mode:** live (confirm=False)" in report and "Statements executed" not in report
+    finally:
+        if holder is not None:
+            holder.release()
+        _drop(server, target)
+
+
+def test_live_with_confirm_ends_the_blocker_and_creates_the_index(tmp_path, incident_id, server):
+    target = _create(server)
+    holder = None
+    try:
+        scratch.migrate.apply(target)
+        scratch.seed.seed(target, students=8000, seed=3)
+        performance.inject(target)
+        with db.connect(target, autocommit=True) as conn:
+            key = conn.execute("SELECT min(id) FROM tuition_payments").fetchone()[0]
+        holder = workload.hold_lock(target, "tuition_payments", key, seconds=300)
+        result = runner.run_one(NOTEBOOK, tmp_path, {"database_url": target.url, "mode": "live", "confirm": True,
+                                                   "query": "payment_history", "incident_id": incident_id})
+        assert result.ok, result.error
+        assert health.blocking(target).empty and holder.release().startswith("got the lock")
+        assert performance.INDEX in set(indexes.existing(target)["index_name"])
+        passed = {c["name"] for c in result.checks if c["passed"] and c["must_hold"]}
+        assert {"no session blocks another", "proposed indexes exist and are valid", "query back under its target time"} <= passed
+        report = (incident.incidents_dir() / f"{incident_id}.md").read_text()
+        assert f"SELECT pg_terminate_backend({holder.pid});" in report and "Would run" not in report
+    finally:
+        if holder is not None:
+            holder.release()
+        _drop(server, target)
+
+
+def test_a_failing_step_stops_the_runbook_and_says_what_next(tmp_path, incident_id):
+    result = runner.run_one(NOTEBOOK, tmp_path, {"incident_id": incident_id, "students": 2000, "query": "user_by_email"})
+    try:
+        assert not result.ok
+        assert "StepFailed: step 2 (Optimise) failed: FAIL an index is proposed for the bottleneck" in result.error
+        assert "Next: EXPLAIN the query by hand" in result.error
+        assert "STOPPED at step 2 (Optimise)" in (incident.incidents_dir() / f"{incident_id}.md").read_text()
+    finally:
+        scratch.drop(_drill_server(), performance.DATABASE)
