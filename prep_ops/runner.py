@@ -2,8 +2,10 @@
 
 import ast
 import json
+import os
 import shutil
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -11,6 +13,7 @@ from pathlib import Path
 import nbformat
 
 from . import incident
+from .db import mask_url
 from .errors import ParameterError
 from .notebook import CHECK_MIME
 from .paths import notebooks_dir, runs_dir
@@ -144,6 +147,22 @@ def _beside_report(output: Path, values: dict) -> None:
         shutil.copyfile(output, target)
 
 
+@contextmanager
+def _environment(name: str, value: str | None):
+    """$name set to `value` (when not None) for the kernels started inside, then as it was."""
+    saved = os.environ.get(name)
+    if value is not None:
+        os.environ[name] = value
+    try:
+        yield
+    finally:
+        if value is not None:
+            if saved is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = saved
+
+
 def run_one(notebook: Path, out_dir: Path, values: dict, *, timeout: int | None = 1800) -> NotebookRun:
     """Execute one runbook with papermill; never raises for a failure inside the notebook."""
     import papermill
@@ -152,11 +171,16 @@ def run_one(notebook: Path, out_dir: Path, values: dict, *, timeout: int | None 
     output = out_dir / notebook.name
     began = time.perf_counter()
     error = ""
+    url = values.get("database_url")
+    secret_url = url is not None and mask_url(str(url)) != str(url)
+    if secret_url:  # papermill writes parameters into the executed notebook: a password goes by environment
+        values = {k: v for k, v in values.items() if k != "database_url"}
     try:
-        papermill.execute_notebook(str(notebook), str(output), parameters=values, kernel_name="python3",
-                                   cwd=str(notebook.parent), progress_bar=False, execution_timeout=timeout,
-                                   # the kernel's start-up warnings are noise in a run's output
-                                   extra_arguments=["--IPKernelApp.log_level=ERROR"])
+        with _environment("DATABASE_URL", str(url) if secret_url else None):
+            papermill.execute_notebook(str(notebook), str(output), parameters=values, kernel_name="python3",
+                                       cwd=str(notebook.parent), progress_bar=False, execution_timeout=timeout,
+                                       # the kernel's start-up warnings are noise in a run's output
+                                       extra_arguments=["--IPKernelApp.log_level=ERROR"])
     except Exception as exc:  # papermill raises for any failing cell; the run records it
         error = _error_of(exc)
     _beside_report(output, values)

@@ -1,11 +1,14 @@
 """papermill runs of small fixture notebooks, one per outcome."""
 
 import json
+import os
+import uuid
 from pathlib import Path
 
 import pytest
+from psycopg import sql
 
-from prep_ops import runner
+from prep_ops import db, runner
 from prep_ops.errors import ParameterError
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -72,3 +75,22 @@ def test_incident_runbooks_get_an_id_and_their_default_mode():
     assert values["incident_id"].endswith("-data-recovery") and values["mode"] == "drill"
     assert runner.incident_values(notebook, {"incident_id": "x", "mode": "live"}) == {"incident_id": "x", "mode": "live"}
     assert runner.incident_values(runner.find("01"), {"students": 3}) == {"students": 3}
+
+
+def test_a_password_in_database_url_never_lands_in_the_executed_notebook(tmp_path, seeded):
+    from prep_ops import roles
+
+    password = "pw-" + uuid.uuid4().hex
+    role = f"prep_ops_runner_{uuid.uuid4().hex[:6]}"
+    with db.connect(seeded, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN SUPERUSER PASSWORD {}").format(sql.Identifier(role), sql.Literal(password)))
+    try:
+        url = roles.login(seeded, role, password).url
+        result = runner.run_one(runner.find("02"), tmp_path, {"database_url": url})
+        assert result.ok, result.error
+        text = (tmp_path / "02_enrollment_exploration.ipynb").read_text()
+        assert password not in text and "students to explore" in text
+        assert os.environ.get("DATABASE_URL") != url
+    finally:
+        with db.connect(seeded, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))

@@ -1,0 +1,147 @@
+"""Runbook 12 end to end: the drill locks the compromised role out and restores the baseline without
+showing a password; live mode without confirm changes nothing; a failing step says what to do."""
+
+import json
+import uuid
+from pathlib import Path
+
+import nbformat
+import psycopg
+import pytest
+from psycopg import sql
+
+from prep_ops import audit_log, backup, breach, db, incident, passwords, roles, runner, scratch
+from prep_ops.drills import security as security_drill
+
+from conftest import schema_dump
+
+NOTEBOOK = Path(__file__).parent.parent / "notebooks" / "12_incident_security.ipynb"
+STEPS = ("1. Isolate the system", "2. Assess the breach", "3. Fix the vulnerability", "4. Update security",
+         "5. Monitor activity", "6. Document and clean up")
+WEAK = "welcome1"  # the live test's suspect's password, in passwords.COMMON_PASSWORDS
+
+
+@pytest.fixture
+def incident_id():
+    name = f"test-sec-{uuid.uuid4().hex[:8]}"
+    yield name
+    for path in incident.incidents_dir().glob(f"{name}*"):
+        path.unlink()
+
+
+def _executed(path: Path) -> str:
+    """The executed notebook as stored: sources, outputs and metadata."""
+    return json.dumps(nbformat.read(path, as_version=4))
+
+
+def _server_roles(server: db.Target) -> list:
+    with db.connect(server, autocommit=True) as conn:
+        return conn.execute(
+            "SELECT r.rolname, r.rolcanlogin, r.rolconnlimit, md5(coalesce(a.rolpassword, '')), "
+            "       array(SELECT g.rolname FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid "
+            "             WHERE m.member = r.oid ORDER BY 1) "
+            "FROM pg_roles r JOIN pg_authid a ON a.oid = r.oid ORDER BY 1").fetchall()
+
+
+def test_drill_locks_the_role_out_restores_the_baseline_and_shows_no_password(tmp_path, incident_id, server):
+    result = runner.run_one(NOTEBOOK, tmp_path, {"incident_id": incident_id})
+    assert result.ok, result.error
+    passed = {c["name"] for c in result.checks if c["passed"] and c["must_hold"]}
+    assert {"compromised role locked out: no login, no session", "the drill's breach is found",
+            "compromised role holds no privilege", "baseline restored: a second plan is empty",
+            "passwords of the affected roles rotated", "the compromised role cannot log in",
+            "baseline restored: roles.plan is empty", "no change by the role since step 1",
+            "drill cleaned up: no drill database or role left", "incident report written with every step"} <= passed
+    assert not result.failed_checks and result.seconds < 60
+    report = (incident.incidents_dir() / f"{incident_id}.md").read_text()
+    for title in STEPS:
+        assert f"## {title}" in report
+    assert "outcome:** all must-hold checks passed" in report and "NOLOGIN" in report and "PASSWORD '***'" in report
+    generated = json.loads((incident.incidents_dir() / f"{incident_id}.passwords").read_text())
+    assert set(generated) == {security_drill.ROLE_PREFIX + "contractor", security_drill.ROLE_PREFIX + "reporter"}
+    shown = _executed(tmp_path / NOTEBOOK.name) + report
+    for password in [security_drill.LEAKED, *generated.values()]:
+        assert password not in shown
+    assert security_drill.leftovers(server) == []
+
+
+def test_live_changes_nothing_without_confirm_or_suspect_and_with_both_does_it_all(tmp_path, incident_id, server):
+    target = scratch.sample_database(server, 200, 5, name=f"prep_ops_sec_live_{uuid.uuid4().hex[:6]}", confirm=True)
+    prefix = f"prep_ops_seclive_{uuid.uuid4().hex[:4]}_"
+    role_set = roles.RoleSet.with_prefix(prefix)
+    suspect = f'live "sus"; pect {uuid.uuid4().hex[:4]}'
+    try:
+        roles.apply(target, role_set, confirm=True)
+        audit_log.enable(target, confirm=True)
+        with db.connect(target) as conn:  # the incident: a suspect that writes, and drift on the baseline
+            conn.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(
+                sql.Identifier(suspect), sql.Literal(roles.scram_verifier(WEAK))))
+            conn.execute(sql.SQL("GRANT {} TO {}").format(sql.Identifier(role_set.app), sql.Identifier(suspect)))
+            conn.execute(sql.SQL("GRANT UPDATE ON tuition_payments TO {}").format(sql.Identifier(role_set.reporter)))
+            conn.commit()
+        session = psycopg.connect(roles.login(target, suspect, WEAK).url, autocommit=True)
+        session.execute("UPDATE tuition_payments SET amount = 0.01 WHERE id = 1")
+        with db.connect(target) as conn:
+            before = backup.table_checksums(conn)
+        dump, cluster = schema_dump(target), _server_roles(server)
+        result = runner.run_one(NOTEBOOK, tmp_path, {"database_url": target.url, "mode": "live", "incident_id": incident_id,
+                                                   "suspect_role": suspect, "role_prefix": prefix})
+        assert result.ok, result.error
+        with db.connect(target) as conn:
+            assert backup.table_checksums(conn) == before
+        assert schema_dump(target) == dump and _server_roles(server) == cluster
+        assert session.execute("SELECT 1").fetchone() == (1,)  # its session was not ended
+        shown = _executed(tmp_path / NOTEBOOK.name)
+        for statement in ("ALTER ROLE", f"REVOKE \\\"{role_set.app}\\\" FROM", "REVOKE UPDATE ON ALL TABLES"):
+            assert "WOULD (confirm=True to run): " + statement in shown
+        assert "NOLOGIN" in shown and "PASSWORD '***'" in shown
+        assert WEAK not in shown and not (incident.incidents_dir() / f"{incident_id}.passwords").exists()
+        report = (incident.incidents_dir() / f"{incident_id}.md").read_text()
+        assert "1 change(s) by" in report and "the password is a common one" in report
+        assert "mode:** live (confirm=False)" in report and "outcome:** all must-hold checks passed" in report
+        warned = {c["name"] for c in result.checks if not c["passed"]}
+        assert "the compromised role cannot log in" in warned and not result.failed_checks
+
+        for folder in ("assessed", "confirmed"):
+            (tmp_path / folder).mkdir()
+        assessed = runner.run_one(NOTEBOOK, tmp_path / "assessed", {  # no suspect: only assess, even with confirm
+            "database_url": target.url, "mode": "live", "incident_id": incident_id + "-assessed", "confirm": True,
+            "role_prefix": prefix})
+        assert assessed.ok, assessed.error
+        with db.connect(target) as conn:
+            assert backup.table_checksums(conn) == before
+        assert schema_dump(target) == dump and _server_roles(server) == cluster
+
+        confirmed = runner.run_one(NOTEBOOK, tmp_path / "confirmed", {  # and with confirm, the same run does it all
+            "database_url": target.url, "mode": "live", "incident_id": incident_id + "-confirmed", "confirm": True,
+            "suspect_role": suspect, "role_prefix": prefix})
+        assert confirmed.ok, confirmed.error
+        held = {c["name"] for c in confirmed.checks if c["must_hold"] and c["passed"]}
+        assert {"the compromised role cannot log in", "baseline restored: roles.plan is empty"} <= held
+        assert breach.holdings(target, suspect).empty and roles.plan(target, role_set) == []
+        with pytest.raises(psycopg.OperationalError):
+            session.execute("SELECT 1")
+    finally:
+        scratch.drop(server, target.database)
+        with db.connect(server) as conn:
+            conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(suspect)))
+            conn.commit()
+        roles.drop(server, role_set, confirm=True)
+
+
+def test_a_failing_step_stops_the_runbook_and_says_what_next(tmp_path, incident_id, monkeypatch):
+    # the new password "from the environment" is the leaked one: step 4 must refuse it and stop
+    monkeypatch.setenv(passwords.password_variable(security_drill.ROLE_PREFIX + "contractor", roles.RoleSet()), security_drill.LEAKED)
+    result = runner.run_one(NOTEBOOK, tmp_path, {"incident_id": incident_id})
+    server = db.resolve_target()
+    try:
+        assert not result.ok
+        assert result.error.startswith("cell ") and ("StepFailed: step 4 (Update security) failed: "
+                                                     "PREP_OPS_PREP_OPS_SECURITY_CONTRACTOR_PASSWORD holds the password") in result.error
+        report = (incident.incidents_dir() / f"{incident_id}.md").read_text()
+        assert "STOPPED at step 4 (Update security)" in report
+        assert "Next: set the passwords by hand" in report and "STILL IN PLACE: role prep_ops_security_contractor locked out" in report
+        assert security_drill.LEAKED not in _executed(tmp_path / NOTEBOOK.name) + report
+    finally:
+        security_drill.cleanup(incident.drill_server(server)[0])
+    assert security_drill.leftovers(incident.drill_server(server)[0]) == []
