@@ -195,7 +195,7 @@ def test_run_gives_an_incident_runbook_an_id_and_puts_the_notebook_beside_its_re
     from prep_ops.paths import PACKAGE_DIR
 
     shutil.copytree(PACKAGE_DIR.parent / "notebooks", tmp_path / "notebooks")
-    result = prep_ops("run", "10", "-p", "incident_id", "night-1", "-p", "students", "200", env=env)
+    result = prep_ops("run", "10", "-p", "incident_id", "night-1", "-p", "drill_students", "200", env=env)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "ok   10_incident_data_recovery" in result.stdout
     incidents = tmp_path / "runs" / "incidents"

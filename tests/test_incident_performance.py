@@ -11,6 +11,7 @@ import pytest
 
 from prep_ops import backup, db, health, incident, indexes, plans, runner, scratch, workload
 from prep_ops.drills import performance
+from prep_ops.errors import ParameterError
 
 from conftest import _create, _drop, schema_dump
 
@@ -43,7 +44,7 @@ def _outputs(path: Path) -> str:
 
 def test_make_injects_the_incident_and_drop_leaves_nothing():
     name = f"prep_ops_drill_perf_{uuid.uuid4().hex[:8]}"
-    drill = performance.make(db.resolve_target(), 3000, load_seconds=20, sessions=2, repeats=1, name=name)
+    drill = performance.make(db.resolve_target(), performance.MIN_STUDENTS, load_seconds=20, sessions=2, repeats=1, name=name)
     try:
         assert drill.target.database == name and performance.exists(drill.server, name)
         healthy = drill.baseline.plans[performance.QUERY].nodes
@@ -147,7 +148,7 @@ def test_live_with_confirm_ends_the_blocker_and_creates_the_index(tmp_path, inci
 
 
 def test_a_failing_step_stops_the_runbook_and_says_what_next(tmp_path, incident_id):
-    result = runner.run_one(NOTEBOOK, tmp_path, {"incident_id": incident_id, "students": 2000, "query": "user_by_email"})
+    result = runner.run_one(NOTEBOOK, tmp_path, {"incident_id": incident_id, "drill_students": 10000, "query": "user_by_email"})
     try:
         assert not result.ok
         assert "StepFailed: step 2 (Optimise) failed: FAIL an index is proposed for the bottleneck" in result.error
@@ -155,3 +156,8 @@ def test_a_failing_step_stops_the_runbook_and_says_what_next(tmp_path, incident_
         assert "STOPPED at step 2 (Optimise)" in (incident.incidents_dir() / f"{incident_id}.md").read_text()
     finally:
         scratch.drop(_drill_server(), performance.DATABASE)
+
+
+def test_a_drill_too_small_to_show_the_incident_is_refused(server):
+    with pytest.raises(ParameterError, match="needs at least 10,000 students"):
+        performance.make(server, 300)

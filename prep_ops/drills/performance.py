@@ -10,11 +10,13 @@ from psycopg import sql
 
 from .. import incident, performance, scratch, workload
 from ..db import Target, connect
+from ..errors import ParameterError
 from ..sqlfiles import load
 
 DATABASE = "prep_ops_drill_performance"
 INDEX = "idx_tuition_payments_student_id"  # payment_history looks payments up by student with it
 QUERY = "payment_history"
+MIN_STUDENTS = 10_000  # below this a sequential scan of the payments is about as fast as the index
 LOAD_PARAMETERS = 500  # students the load's payment_history calls are spread over
 
 
@@ -67,6 +69,9 @@ def make(target: Target, students: int = 50_000, *, load_seconds: float = 30.0, 
          repeats: int = 5, name: str = DATABASE) -> Drill:
     """Make the drill on the server `incident.drill_server(target)` names: sample database, healthy
     baseline, then the injection, the load and the lock holder."""
+    if students < MIN_STUDENTS:
+        raise ParameterError(f"the performance drill needs at least {MIN_STUDENTS:,} students, or a missing index "
+                             f"costs too little to see; not {students:,}")
     server, note = incident.drill_server(target)
     drill_db = scratch.sample_database(server, students, name=name)
     baseline = performance.query_times(drill_db, repeats=repeats)
