@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 from tabulate import tabulate
 
-from . import embedded, migrate, runner, seed
+from . import embedded, migrate
 from .db import Target, resolve_target
 from .errors import ConfirmationRequired, PrepOpsError
 
@@ -84,12 +84,20 @@ def migrate_cmd(ctx: click.Context, to: int | None, confirm: bool) -> None:
     target = _target(ctx)
     steps = migrate.plan(target, to)
     if any(s.direction == "down" for s in steps) and not confirm:
+        from . import seed
+
         counts = seed.row_counts(target)
         if any(counts.values()):
             raise ConfirmationRequired(
                 f"migrating down may drop data ({sum(counts.values()):,} rows in the school's tables); "
                 "pass --confirm to go ahead")
+    from . import masking
+
+    derived = masking.views(target) if any(s.direction == "down" for s in steps) else []
     done = migrate.apply(target, to)
+    if derived:
+        click.echo(f"dropped the {len(derived)} masked views first (they depend on the tables; "
+                   "06_access_control_audit recreates them)")
     for step in done:
         click.echo(f"{step.direction:4} {step.version:04d}_{step.name}")
     click.echo(f"schema at version {migrate.current_version(target)}" + ("" if done else " (nothing to do)"))
@@ -129,6 +137,8 @@ def migrate_plan(ctx: click.Context, to: int | None) -> None:
 @click.pass_context
 def seed_cmd(ctx: click.Context, students: int, seed_value: int, confirm: bool) -> None:
     """Load generated sample data. Example: prep-ops seed --students 100000 --seed 7"""
+    from . import seed
+
     result = seed.seed(_target(ctx), students, seed_value, replace=confirm, progress=sys.stderr.isatty())
     click.echo(tabulate(result.rows.items(), headers=["table", "rows"], intfmt=","))
     click.echo(f"loaded {result.total_rows:,} rows in {result.seconds:.1f} s "
@@ -200,8 +210,9 @@ def audit_cmd(ctx: click.Context) -> None:
     if frame.empty:
         click.echo("no findings")
     else:
-        click.echo(tabulate(frame[["severity", "check", "subject", "detail"]].astype(str).map(lambda v: v[:70]).values,
-                            headers=["severity", "check", "subject", "detail"]))
+        shown = frame[["severity", "check", "subject", "detail"]].astype(str).map(lambda v: v[:60])
+        shown["fix"] = frame["fix"].astype(str)
+        click.echo(tabulate(shown.values, headers=list(shown.columns)))
     if security_audit.has_high(found):
         sys.exit(1)
 
@@ -330,7 +341,7 @@ def restore_cmd(ctx, backup_path, confirm) -> None:
 
 
 # --- run, list --------------------------------------------------------------------------------
-def _show_run(result: runner.NotebookRun) -> None:
+def _show_run(result) -> None:
     passed = sum(c["passed"] for c in result.checks)
     word = "ok  " if result.ok else "FAIL"
     line = f"{word} {result.notebook:32} {result.seconds:6.1f} s  {passed}/{len(result.checks)} checks passed"
@@ -347,6 +358,8 @@ def run_cmd(notebooks: tuple[str, ...], params: tuple[tuple[str, str], ...], run
 
     Example: prep-ops run 02_enrollment_exploration -p term 2026-fall
     """
+    from . import runner
+
     out_dir, results = runner.run(list(notebooks), dict(params), run_all=run_all, on_done=_show_run)
     rows = [(r.notebook, c["name"], "PASS" if c["passed"] else ("FAIL" if c["must_hold"] else "WARN"), c["detail"][:70])
             for r in results for c in r.checks]
@@ -360,6 +373,8 @@ def run_cmd(notebooks: tuple[str, ...], params: tuple[tuple[str, str], ...], run
 @cli.command("list")
 def list_cmd() -> None:
     """Show the runbooks with their parameters and defaults. Example: prep-ops list"""
+    from . import runner
+
     for notebook in runner.available():
         click.echo(notebook.stem)
         for name, p in runner.parameters(notebook).items():
@@ -380,6 +395,10 @@ def main(argv: list[str] | None = None) -> None:
         code = exc.exit_code
     except PrepOpsError as exc:
         click.echo(f"error: {exc}", err=True)
+        code = 1
+    except OSError as exc:  # a folder that cannot be made or read: say which, no traceback
+        where = f"{exc.filename}: " if exc.filename else ""
+        click.echo(f"error: {where}{exc.strerror or exc}", err=True)
         code = 1
     except psycopg.Error as exc:
         from .db import mask_url

@@ -16,7 +16,8 @@ from sqlalchemy.exc import ArgumentError
 from . import embedded
 from .errors import TargetError
 
-_PASSWORD_IN_URL = re.compile(r"(://[^:/@?]*:)[^@/]*@")
+# user:password@ up to the last @ (a password may hold / or @); over-masking beats a leak
+_PASSWORD_IN_URL = re.compile(r"(://[^:/@?#\s]*:)\S*@")
 _PASSWORD_PARAM = re.compile(r"(password=)[^&\s]*", re.IGNORECASE)
 
 
@@ -26,6 +27,8 @@ def mask_url(url: str) -> str:
 
 
 def _parse(url: str):
+    if url.startswith("postgres://"):  # libpq's short scheme; SQLAlchemy knows only postgresql://
+        url = "postgresql://" + url.removeprefix("postgres://")
     try:
         parsed = make_url(url)
     except (ArgumentError, ValueError):
@@ -79,7 +82,7 @@ def resolve_target(database_url: str | None = None) -> Target:
 def _explain(exc: psycopg.Error, target: Target) -> str:
     first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     password = _parse(target.url).password
-    if password:
+    if password and len(password) >= 4:  # libpq does not echo passwords; a short one would mask ordinary words
         first_line = first_line.replace(password, "***")
     return f"cannot connect to {target.masked_url}: {first_line}"
 

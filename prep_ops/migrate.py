@@ -14,6 +14,7 @@ from datetime import datetime
 from pathlib import Path
 
 import psycopg
+from psycopg import sql
 
 from .db import Target, connect
 from .errors import MigrationError
@@ -152,14 +153,31 @@ def apply(target: Target, to: int | None = None, directory: Path = MIGRATIONS_DI
         conn.execute("SELECT pg_advisory_lock(%s)", (LOCK_KEY,))  # released when the session ends
         steps = _plan(conn, to, directory)  # read again under the lock
         by_version = {m.version: m for m in discover(directory)}
-        for step in steps:
-            _run_step(conn, step, by_version[step.version])
+        for done, step in enumerate(steps):
+            try:
+                _run_step(conn, step, by_version[step.version], first=not done)
+            except MigrationError as exc:
+                if done:
+                    raise MigrationError(f"{exc}; the {done} step(s) before it stayed done, so the schema is at version "
+                                         f"{max(_applied(conn), default=0)}") from None
+                raise
         return steps
 
 
-def _run_step(conn: psycopg.Connection, step: Step, migration: Migration) -> None:
+def _drop_derived(conn: psycopg.Connection) -> None:
+    """Drop what prep-ops builds on the school's tables and that a down migration would trip over: the
+    masked views of 06_access_control_audit (it recreates them, with the same pseudonyms)."""
+    from .masking import SCHEMA as MASKED
+
+    if conn.execute("SELECT to_regnamespace(%s)", (MASKED,)).fetchone()[0] is not None:
+        conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(MASKED)))
+
+
+def _run_step(conn: psycopg.Connection, step: Step, migration: Migration, *, first: bool = False) -> None:
     try:
         with conn.transaction():
+            if first and step.direction == "down":
+                _drop_derived(conn)
             conn.execute(step.sql)
             if step.direction == "up":
                 conn.execute(load("migrate", "bookkeeping"))
@@ -177,7 +195,9 @@ def _run_step(conn: psycopg.Connection, step: Step, migration: Migration) -> Non
                     conn.execute("DELETE FROM schema_version WHERE version = %s", (step.version,))
     except psycopg.Error as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if isinstance(exc, psycopg.errors.DependentObjectsStillExist) and exc.diag.message_detail:
+            reason += f" ({exc.diag.message_detail.splitlines()[0]}; drop what depends on it first)"
         raise MigrationError(
             f"migration {step.version:04d}_{step.name} ({step.direction}) failed: {reason}; "
-            "it was rolled back and nothing changed"
+            "this step was rolled back"
         ) from None

@@ -7,7 +7,7 @@ import sys
 import pytest
 from conftest import cli_env
 
-from prep_ops import migrate
+from prep_ops import db, migrate
 
 
 def prep_ops(*args, env=None, timeout=600):
@@ -175,6 +175,30 @@ def test_roles_plan_elides_passwords_and_audit_prints_findings(migrated):
     assert "reporter" in plan.stdout or "nothing to do" in plan.stdout
     audit = prep_ops("audit", env=env)
     assert audit.returncode in (0, 1) and "severity" in audit.stdout and "Traceback" not in audit.stderr
+
+
+def test_audit_exits_1_on_a_high_finding_and_shows_its_fix(migrated, server):
+    import uuid
+
+    from psycopg import sql
+
+    name = f'evil "{uuid.uuid4().hex[:6]}"; super'
+    with db.connect(server, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE ROLE {} SUPERUSER LOGIN").format(sql.Identifier(name)))
+    try:
+        audit = prep_ops("audit", env=cli_env(migrated))
+        assert audit.returncode == 1, audit.stdout + audit.stderr
+        line = next(row for row in audit.stdout.splitlines() if name in row)
+        assert line.startswith("high") and "NOSUPERUSER" in line
+    finally:
+        with db.connect(server, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(name)))
+
+
+def test_a_folder_that_cannot_be_made_is_one_line():
+    result = prep_ops("backup", "--dir", "/proc/prep-ops-nope")
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr.strip().startswith("error: /proc/prep-ops-nope") and "Traceback" not in result.stderr
 
 
 def test_maintain_plan_run_and_bad_table(migrated):

@@ -12,9 +12,17 @@ from prep_ops.errors import TargetError
     ("host=h dbname=d password=s3cret user=u", "host=h dbname=d password=*** user=u"),
     ("postgresql://alice@h/d?password=s3cret&sslmode=require", "postgresql://alice@h/d?password=***&sslmode=require"),
     ("postgresql://postgres@/unm_prep?host=/tmp/x", "postgresql://postgres@/unm_prep?host=/tmp/x"),
+    ("mysql://admin:se/cret@h/db", "mysql://admin:***@h/db"),
+    ("postgresql://admin:se@cret@h:5432/db", "postgresql://admin:***@h:5432/db"),
+    ("postgres://admin:pw@h/db", "postgres://admin:***@h/db"),
 ])
 def test_mask_url_hides_every_password(url, masked):
     assert db.mask_url(url) == masked
+
+
+def test_postgres_scheme_is_accepted_like_libpq_does():
+    target = db.resolve_target("postgres://alice:pw@h:5433/school")
+    assert target.database == "school" and target.url.startswith("postgresql://")
 
 
 def test_explicit_url_wins_over_environment(monkeypatch):

@@ -1,5 +1,6 @@
 import shutil
 import threading
+import uuid
 
 import pytest
 from conftest import schema_dump, table_checksum
@@ -103,3 +104,33 @@ def test_concurrent_runs_do_not_interleave(scratch):
     # each migration ran exactly once, in one of the runs
     assert sorted(s.version for steps in results for s in steps) == [m.version for m in migrate.discover()]
     assert migrate.current_version(scratch) == migrate.discover()[-1].version
+
+
+def test_down_to_zero_works_after_masked_views_and_audit_triggers(migrated):
+    from prep_ops import audit_log, masking, roles
+
+    seed.seed(migrated, students=50, seed=2)
+    role_set = roles.RoleSet.with_prefix(f"prep_ops_mig_{uuid.uuid4().hex[:6]}_")
+    roles.apply(migrated, role_set)
+    try:
+        masking.apply(migrated, role_set)
+        audit_log.enable(migrated)
+        assert masking.views(migrated)
+        migrate.apply(migrated, to=0)
+        assert migrate.current_version(migrated) == 0 and masking.views(migrated) == []
+        migrate.apply(migrated)
+        assert migrate.current_version(migrated) == migrate.discover()[-1].version
+    finally:
+        roles.drop(migrated, role_set)
+
+
+def test_a_down_step_that_fails_says_where_the_schema_stands(migrated, migrations_copy):
+    with db.connect(migrated) as conn:  # something the down migrations do not know depends on a column
+        conn.execute("CREATE VIEW private_recordings AS SELECT id, audition_recording FROM students")
+        conn.commit()
+    with pytest.raises(MigrationError) as failed:
+        migrate.apply(migrated, to=0, directory=migrations_copy)
+    message = str(failed.value)
+    assert "0004_payments_profiles (down) failed" in message and "private_recordings depends on" in message
+    assert "the 1 step(s) before it stayed done, so the schema is at version 4" in message
+    assert migrate.current_version(migrated) == 4
