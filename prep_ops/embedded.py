@@ -99,15 +99,27 @@ def start() -> ServerStatus:
         # handle whose server was stopped meanwhile would otherwise not be started again
         get_server(pgdata, cleanup_mode=None, postgres_version=pg_version(), start=False).start()
     except Exception as exc:  # pgserver raises bare subprocess/runtime errors
+        # pgserver gives pg_ctl 10 s; on a busy machine the server may come up just after that
+        current = _wait_running(30.0)
+        if current.running:
+            return current
         log = pgdata / "log"
         hint = f"; see {log}" if log.exists() else ""
         raise TargetError(f"the embedded PostgreSQL server in {pgdata} did not start ({exc}){hint}") from None
-    for _ in range(50):
+    current = _wait_running(5.0)
+    if not current.running:
+        raise TargetError(f"the embedded PostgreSQL server in {pgdata} did not report ready")
+    return current
+
+
+def _wait_running(seconds: float) -> ServerStatus:
+    """The server's status once it runs, or after `seconds`."""
+    deadline = time.monotonic() + seconds
+    while True:
         current = status()
-        if current.running:
+        if current.running or time.monotonic() > deadline:
             return current
         time.sleep(0.1)
-    raise TargetError(f"the embedded PostgreSQL server in {pgdata} did not report ready")
 
 
 def stop() -> bool:

@@ -465,3 +465,11 @@ def try_access(login_target: Target, table: str = "users", *, column: str | None
                 rows.append((operation, True, "permitted (rolled back)"))
         conn.rollback()
     return pd.DataFrame(rows, columns=["operation", "allowed", "detail"])
+
+
+def access_summary(attempts: pd.DataFrame) -> str:
+    """What `try_access` found, in one line: the operations allowed and those denied."""
+    allowed = list(attempts.loc[attempts["allowed"], "operation"])
+    denied = list(attempts.loc[~attempts["allowed"], "operation"])
+    return "; ".join(part for part in (f"allowed {', '.join(allowed)}" if allowed else "",
+                                       f"denied {', '.join(denied)}" if denied else "") if part)

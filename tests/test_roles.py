@@ -99,6 +99,7 @@ def test_reporter_reads_but_cannot_write_or_change_the_schema(applied, role_set,
         assert _allowed(attempts) == {"SELECT"}, attempts.to_string()
         denied = attempts[~attempts["allowed"]]["detail"]
         assert denied.str.contains("permission denied|must be owner").all()
+    assert roles.access_summary(attempts) == "allowed SELECT; denied INSERT, UPDATE, DELETE, TRUNCATE, CREATE TABLE, ALTER TABLE"
 
 
 def test_readonly_cannot_log_in_and_cannot_write(applied, role_set, passwords):
