@@ -175,3 +175,21 @@ def privilege_heatmap(matrix: pd.DataFrame, levels: pd.DataFrame,
     ax.set_ylabel("object")
     fig.tight_layout()
     return fig
+
+
+def plan_comparison(comparison: pd.DataFrame, title: str):
+    """Self time of each plan node before and after a change, aligned node by node (from
+    plan_compare.compare), in tree order from the top; a node's change is named beside it."""
+    data = comparison.iloc[::-1]
+    labels = [f"{node.strip()}" + ("" if change == "same" else f"  [{change}]")
+              for node, change in zip(data["node"].str.replace("\u00a0", " "), data["change"])]
+    fig, ax = plt.subplots(figsize=(9, 0.45 * len(data) + 1.5))
+    positions = range(len(data))
+    ax.barh([p + 0.2 for p in positions], data["self_ms_before"].fillna(0), height=0.4, color="tab:red", label="before")
+    ax.barh([p - 0.2 for p in positions], data["self_ms_after"].fillna(0), height=0.4, color="tab:green", label="after")
+    ax.set_yticks(list(positions), labels)
+    ax.set_title(title)
+    ax.set_xlabel("self time (ms)")
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    return fig

@@ -8,11 +8,13 @@ proposed, never run, unless `apply()` is called.
 """
 
 import re
+import statistics
 from dataclasses import dataclass
 
 import pandas as pd
 from psycopg import sql
 
+from . import plan_compare, plans
 from .db import Target, connect, fetch_frame
 from .errors import ConfirmationRequired
 from .plans import Plan, findings
@@ -29,6 +31,7 @@ class Advice:
     columns: tuple[str, ...]
     why: str
     statement: str
+    covered_by: str = ""  # for a duplicate or redundant index: the index that does its job
 
 
 def existing(target: Target) -> pd.DataFrame:
@@ -134,7 +137,8 @@ def duplicates(target: Target, indexes: pd.DataFrame | None = None) -> list[Advi
                 continue
             reported.add(a["index_name"])
             advice.append(Advice(kind, a["table_name"], a["index_name"], tuple(a["columns"]),
-                                 why + "; every write pays for both", _drop_statement(a["index_name"], target)))
+                                 why + "; every write pays for both", _drop_statement(a["index_name"], target),
+                                 b["index_name"]))
     return advice
 
 
@@ -233,3 +237,52 @@ def apply(target: Target, items: list[Advice], *, confirm: bool = False) -> list
             conn.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(item.table)))
             done.append(item.statement)
     return done
+
+
+@dataclass
+class Applied:
+    """Runbook 03's apply step: the indexes created for a query (if any), and the query's plan and
+    median time before and after, compared node by node. With nothing created, "after" is the
+    same query run again, which shows whether its plan is stable."""
+
+    statements: list[str]
+    status: str
+    before_ms: float
+    after_ms: float
+    after: Plan
+    comparison: pd.DataFrame
+    in_place: bool  # every proposed index exists now (or none was proposed)
+
+    @property
+    def faster(self) -> bool:
+        return self.after_ms < self.before_ms
+
+    def verdict(self) -> dict:
+        """The compare step's check, as keyword arguments of prep_ops.check: with new indexes the
+        query must be faster; without, a plan that changes on a re-run is a warning."""
+        timing = f"{self.before_ms:.1f} ms → {self.after_ms:.1f} ms (median); {plan_compare.changes(self.comparison)}"
+        if self.statements:
+            return {"name": "query faster with the new indexes", "passed": self.faster, "detail": timing,
+                    "fix": "the new index does not serve this query: look at the plan, drop the index if unused"}
+        return {"name": "plan stable on a re-run", "passed": self.comparison["change"].eq("same").all(),
+                "detail": timing, "must_hold": False,
+                "fix": "the plan changes from run to run: ANALYZE its tables, check parameter-sensitive estimates"}
+
+
+def apply_and_compare(target: Target, query: str, params: dict | None, before: Plan, proposed: list[Advice], *,
+                      create: bool = False, confirm: bool = False, runs: int = 3) -> Applied:
+    """With `create`, create the `proposed` indexes (see apply()) and EXPLAIN ANALYZE the query again;
+    either way, time it `runs` times before and after (median) and compare the plans node by node."""
+    times = [before.total_ms] + [plans.explain(target, query, params).total_ms for _ in range(runs - 1)]
+    creates = [item for item in proposed if item.kind in CREATES]
+    statements = apply(target, creates, confirm=confirm) if create and creates else []
+    if statements:
+        status = f"created {', '.join(item.index for item in creates)}"
+    elif creates:
+        status = f"{len(creates)} proposed ({', '.join(item.index for item in creates)}), not created"
+    else:
+        status = "none proposed for this query"
+    after_runs = [plans.explain(target, query, params) for _ in range(runs)]
+    after = sorted(after_runs, key=lambda plan: plan.total_ms)[len(after_runs) // 2]
+    return Applied(statements, status, statistics.median(times), after.total_ms, after,
+                   plan_compare.compare(before, after), bool(statements) or not creates)

@@ -1,5 +1,6 @@
 """Query plans: run EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON), flatten the plan into a DataFrame of
-nodes, and compute findings the way PEV2, pgMustard and explain.depesz do.
+nodes, compute findings the way PEV2, pgMustard and explain.depesz do, and compare two plans of the
+same query node by node.
 
 Every EXPLAIN runs inside a transaction that is rolled back, so EXPLAIN ANALYZE of a statement
 that changes data changes nothing. The query goes to the server through the extended protocol,
@@ -12,9 +13,10 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 import psycopg
+from psycopg import sql
 
 from .db import Target, connect, fetch_frame, server_version
-from .errors import ParameterError
+from .errors import ConfirmationRequired, ParameterError
 from .paths import PACKAGE_DIR
 from .sqlfiles import load
 
@@ -44,6 +46,14 @@ class Plan:
     server_version: int
     relation_stats: pd.DataFrame = field(default_factory=pd.DataFrame)
     wall_ms: float = 0.0
+
+    @property
+    def rows(self) -> float:
+        """Rows the query returned, or changed for INSERT/UPDATE/DELETE (NaN without ANALYZE)."""
+        top = self.nodes.iloc[0]
+        if top["node_type"] == "ModifyTable" and len(self.nodes) > 1:
+            top = self.nodes.iloc[1]
+        return top["actual_rows"]
 
     @property
     def total_ms(self) -> float | None:
@@ -118,11 +128,17 @@ def _walk(node: dict, parent: int | None, depth: int, rows: list, analyzed: bool
         "shared_hit": node.get("Shared Hit Blocks", 0), "shared_read": node.get("Shared Read Blocks", 0),
         "temp_read": node.get("Temp Read Blocks", 0), "temp_written": node.get("Temp Written Blocks", 0),
         "sort_space_type": node.get("Sort Space Type"), "hash_batches": node.get("Hash Batches", 1),
-        "parent_relationship": node.get("Parent Relationship"),
+        "hashagg_batches": node.get("HashAgg Batches", 1), "disk_usage_kb": node.get("Disk Usage", 0),
+        "parent_relationship": node.get("Parent Relationship"), "join_type": node.get("Join Type"),
+        "strategy": node.get("Strategy"), "partial_mode": node.get("Partial Mode"),
+        "workers_planned": node.get("Workers Planned"), "workers_launched": node.get("Workers Launched"),
     }
     rows.append(row)
     inclusive = node.get("Actual Total Time", 0.0) * loops / processes if analyzed else 0.0
     children = sum(_walk(child, node_id, depth + 1, rows, analyzed, child_processes) for child in node.get("Plans", []))
+    # buffer counts include the children's: what this node wrote itself is what is left
+    children_wrote = sum(child.get("Temp Written Blocks", 0) for child in node.get("Plans", []))
+    row["temp_written_self"] = max(row["temp_written"] - children_wrote, 0)
     row["inclusive_ms"] = inclusive if analyzed else float("nan")
     row["self_ms"] = max(inclusive - children, 0.0) if analyzed else float("nan")
     return inclusive
@@ -143,10 +159,26 @@ def _validated_settings(conn: psycopg.Connection, settings: dict | None) -> None
         conn.execute("SELECT set_config(%s, %s, true)", (name, str(value)))
 
 
+def _hidden(conn: psycopg.Connection, target: Target, indexes: tuple[str, ...]) -> None:
+    if indexes and not target.scratch:
+        raise ConfirmationRequired("hiding indexes drops them in a rolled-back transaction, which locks their tables: "
+                                   "only on a scratch database")
+    for name in indexes:
+        try:
+            conn.execute(sql.SQL("DROP INDEX {}").format(sql.Identifier(name)))
+        except (psycopg.errors.UndefinedObject, psycopg.errors.DependentObjectsStillExist) as exc:
+            raise ParameterError(f"cannot hide index {name!r}: {str(exc).splitlines()[0]}") from None
+
+
 def explain(target: Target, query: str, params: dict | None = None, *, analyze: bool = True,
-            settings: dict | None = None) -> Plan:
+            settings: dict | None = None, hide_indexes: tuple[str, ...] = ()) -> Plan:
     """EXPLAIN a query (a catalogue name or SQL with %(name)s parameters); ANALYZE runs it, in a
-    transaction that is rolled back. `settings` are set for this transaction only (e.g. work_mem)."""
+    transaction that is rolled back. `settings` are set for this transaction only (e.g. work_mem).
+
+    `hide_indexes` plans the query as if those indexes did not exist (what HypoPG's
+    hypopg_hide_index does): they are dropped inside the same rolled-back transaction, which holds
+    a lock on their tables while the query runs, so it is refused outside a scratch database.
+    """
     text = resolve_query(query).strip().rstrip(";")
     if not text:
         raise ParameterError("the query is empty")
@@ -155,6 +187,7 @@ def explain(target: Target, query: str, params: dict | None = None, *, analyze: 
         version = server_version(conn)
         try:
             _validated_settings(conn, settings)
+            _hidden(conn, target, tuple(hide_indexes))
             began = time.perf_counter()
             # the query is the payload being analysed; prepared (extended protocol, bound
             # parameters), so the server itself refuses a second statement hidden in it
@@ -183,6 +216,21 @@ def _finding(row, kind: str, why: str, what: str) -> Finding:
     return Finding(int(row["id"]), row["node"], kind, why, what)
 
 
+def _spill(row) -> str:
+    """How this node itself spilled to disk, or "" if it did not. A hash join's spill is its Hash
+    node's, and a parent's temp blocks include its children's: only the node that spilled counts."""
+    written = f"{row['temp_written_self']:,} temp blocks written"
+    if row["sort_space_type"] == "Disk":
+        return f"sorted on disk, {written}"
+    if (row["hash_batches"] or 1) > 1:
+        return f"hash table split into {row['hash_batches']} batches, {written}"
+    if (row["hashagg_batches"] or 1) > 1 or (row["disk_usage_kb"] or 0) > 0:
+        return f"hash aggregate in {row['hashagg_batches']} batches, {row['disk_usage_kb']:,} kB on disk"
+    if row["temp_written_self"] > 0 and row["node_type"] not in ("Hash Join", "Merge Join", "Nested Loop"):
+        return written
+    return ""
+
+
 def findings(plan: Plan) -> list[Finding]:
     """What a plan analyser would point out in this plan, each with why it matters and what to try."""
     found: list[Finding] = []
@@ -205,11 +253,9 @@ def findings(plan: Plan) -> list[Finding]:
                                       f"read {read:,.0f} rows of {row['relation']} to keep {actual:,.0f} "
                                       f"({row['rows_removed_by_filter'] / read:.0%} thrown away by the filter)",
                                       f"an index on the filtered columns of {row['relation']} ({row['filter']})"))
-        if row["sort_space_type"] == "Disk" or (row["hash_batches"] or 1) > 1 or (
-                row["node_type"] in ("Sort", "Hash", "HashAggregate", "Aggregate") and row["temp_written"] > 0):
-            found.append(_finding(row, "spill to disk",
-                                  f"{row['node_type']} wrote {row['temp_written']:,} temp blocks "
-                                  f"({row['hash_batches']} hash batches, sort space {row['sort_space_type'] or 'n/a'})",
+        spill = _spill(row)
+        if spill:
+            found.append(_finding(row, "spill to disk", f"{spill}: it did not fit in work_mem",
                                   "raise work_mem for this query (SET LOCAL work_mem) or sort/hash fewer rows"))
         if row["node_type"] == "Nested Loop" and plan.analyzed:
             inner = nodes[(nodes["parent"] == row["id"]) & (nodes["parent_relationship"] == "Inner")]
@@ -235,28 +281,19 @@ def findings(plan: Plan) -> list[Finding]:
     return found
 
 
+def headline(plan: Plan) -> str:
+    """One line about a plan: rows, time, number of nodes, and the node where the time goes."""
+    if not plan.analyzed:
+        return f"{len(plan.nodes)} nodes, estimated cost {plan.nodes['cost'][0]:,.0f} (plain EXPLAIN: not run)"
+    slowest = plan.nodes.sort_values("self_ms", ascending=False).iloc[0]
+    share = slowest["self_ms"] / max(plan.nodes["self_ms"].sum(), 1e-9)
+    return (f"{plan.rows:,.0f} rows in {plan.total_ms:.1f} ms, {len(plan.nodes)} nodes; "
+            f"{share:.0%} of the time in {slowest['node']} (node {slowest['id']})")
+
+
 def findings_frame(plan: Plan) -> pd.DataFrame:
     """`findings(plan)` as a DataFrame."""
     return pd.DataFrame([f.__dict__ for f in findings(plan)], columns=["node_id", "node", "kind", "why", "what_to_try"])
-
-
-def compare(before: Plan, after: Plan) -> pd.DataFrame:
-    """Two plans of the same query side by side: per table, how it was read and how long it took,
-    plus a total row; `speedup` > 1 means `after` is faster."""
-
-    def per_relation(plan: Plan) -> pd.DataFrame:
-        scans = plan.nodes[plan.nodes["relation"].notna()]
-        return scans.groupby("relation").agg(
-            access=("node", lambda s: "; ".join(dict.fromkeys(s))),
-            rows=("actual_rows", "sum"), ms=("inclusive_ms", "sum"),
-            buffers=("shared_hit", "sum"))
-
-    left, right = per_relation(before), per_relation(after)
-    table = left.join(right, how="outer", lsuffix="_before", rsuffix="_after")
-    table.loc["(whole query)", ["ms_before", "ms_after"]] = [before.total_ms, after.total_ms]
-    table.loc["(whole query)", ["access_before", "access_after"]] = [before.nodes["node"][0], after.nodes["node"][0]]
-    table["speedup"] = table["ms_before"] / table["ms_after"].where(table["ms_after"] > 0)
-    return table[["access_before", "access_after", "rows_before", "rows_after", "ms_before", "ms_after", "speedup"]]
 
 
 def catalogue_report(target: Target, params: dict | None = None) -> pd.DataFrame:

@@ -1,5 +1,6 @@
 """Index advice on crafted cases, and hostile names quoted."""
 
+import psycopg
 import pytest
 
 from prep_ops import db, indexes, plans
@@ -28,16 +29,43 @@ def test_guide_indexes_are_reported_as_duplicates_of_the_unique_constraints(migr
 
 
 def test_duplicate_and_redundant_indexes(scratch):
-    run(scratch, "CREATE TABLE t (a int, b int, c text)",
+    run(scratch, "CREATE TABLE t (a int, b int, c text, d int)",
         "CREATE INDEX t_a ON t (a)", "CREATE INDEX t_a_again ON t (a)", "CREATE INDEX t_a_b ON t (a, b)",
         "CREATE INDEX t_c ON t (c)", "CREATE INDEX t_c_pattern ON t (c text_pattern_ops)",
-        "CREATE INDEX t_b_partial ON t (b) WHERE b > 0", "CREATE INDEX t_b ON t (b)")
-    found = indexes.duplicates(scratch)
-    flagged = by_kind(found, "duplicate") | by_kind(found, "redundant")
-    assert len(flagged & {"t_a", "t_a_again"}) == 2 or ({"t_a", "t_a_again"} & flagged)
-    assert "t_a_b" not in flagged
-    # other operator class, or a predicate: a different job, never flagged
-    assert not {"t_c", "t_c_pattern", "t_b_partial", "t_b"} & flagged
+        "CREATE INDEX t_b_partial ON t (b) WHERE b > 0", "CREATE INDEX t_b ON t (b)",
+        "CREATE UNIQUE INDEX t_d_unique ON t (d)", "CREATE INDEX t_d_a ON t (d, a)",
+        "CREATE INDEX t_c_pattern_b ON t (c text_pattern_ops, b)")
+    found = {(i.kind, i.index, i.covered_by) for i in indexes.duplicates(scratch)}
+    assert found == {
+        ("duplicate", "t_a_again", "t_a"),  # same column twice: the longer name goes
+        ("redundant", "t_a", "t_a_b"),  # (a) leads (a, b), same operator class, no predicate
+        ("redundant", "t_c_pattern", "t_c_pattern_b"),  # leads it with the same operator class
+    }
+    # never flagged: another operator class (t_c against t_c_pattern_b), a predicate (t_b_partial
+    # against t_b), a unique index that enforces something its longer twin cannot (t_d_unique)
+    assert all(i.statement.startswith("DROP INDEX CONCURRENTLY IF EXISTS") for i in indexes.duplicates(scratch))
+
+
+def test_invalid_index_left_by_a_failed_concurrent_build(scratch):
+    run(scratch, "CREATE TABLE inv (id int, a int)", "INSERT INTO inv SELECT i, i % 1000 FROM generate_series(1, 30000) i",
+        "CREATE INDEX inv_id ON inv (id)", "ANALYZE inv")
+    with db.connect(scratch, autocommit=True) as conn, pytest.raises(psycopg.errors.UniqueViolation):
+        conn.execute("CREATE UNIQUE INDEX CONCURRENTLY inv_a ON inv (a)")  # duplicate values: fails half way
+    found = indexes.invalid(scratch)
+    assert [(i.kind, i.table, i.index) for i in found] == [("invalid", "inv", "inv_a")]
+    assert found[0].statement.startswith('DROP INDEX CONCURRENTLY IF EXISTS "inv_a"')
+    assert "then recreate: CREATE UNIQUE INDEX inv_a" in found[0].statement
+    assert "inv_a" in {i.index for i in indexes.advice(scratch) if i.kind == "invalid"}
+    assert not {i.index for i in indexes.duplicates(scratch)} & {"inv_a", "inv_id"}
+    # an invalid index serves no query: the scan on `a` still gets a candidate
+    plan = plans.explain(scratch, "SELECT * FROM inv WHERE a = 3")
+    assert [(c.table, c.columns) for c in indexes.candidates(scratch, plan)] == [("inv", ("a",))]
+
+
+def test_no_invalid_index_after_a_successful_concurrent_build(scratch):
+    run(scratch, "CREATE TABLE ok (id int)", "INSERT INTO ok SELECT generate_series(1, 1000)",
+        "CREATE UNIQUE INDEX CONCURRENTLY ok_id ON ok (id)")
+    assert indexes.invalid(scratch) == []
 
 
 def test_unused_index_is_found_and_a_used_one_is_not(scratch):
@@ -89,3 +117,40 @@ def test_apply_outside_a_scratch_database_needs_confirm(migrated, monkeypatch):
     external = db.Target(migrated.url, embedded=False)
     with pytest.raises(ConfirmationRequired):
         indexes.apply(external, indexes.missing_foreign_key_indexes(external))
+
+
+@pytest.fixture
+def slow_lookup(scratch):
+    """A 50,000-row table whose lookup by `a` is a selective sequential scan until indexed."""
+    run(scratch, "CREATE TABLE w (id int, a int, pad text)",
+        "INSERT INTO w SELECT i, i % 1000, md5(i::text) FROM generate_series(1, 50000) i", "ANALYZE w")
+    return scratch
+
+
+QUERY = "SELECT * FROM w WHERE a = %(a)s"
+
+
+def test_apply_and_compare_creates_the_index_and_shows_the_gain(slow_lookup):
+    before = plans.explain(slow_lookup, QUERY, {"a": 3})
+    proposed = indexes.candidates(slow_lookup, before)
+    applied = indexes.apply_and_compare(slow_lookup, QUERY, {"a": 3}, before, proposed, create=True)
+    assert applied.statements == [proposed[0].statement] and applied.in_place and applied.status == "created idx_w_a"
+    scan = applied.comparison[applied.comparison["relation"].eq("w") & applied.comparison["type_before"].notna()].iloc[0]
+    assert (scan["type_before"], scan["change"], scan["index_after"]) == ("Seq Scan", "changed access method", "idx_w_a")
+    verdict = applied.verdict()
+    assert verdict["name"] == "query faster with the new indexes" and verdict["passed"] and "must_hold" not in verdict
+    assert applied.before_ms > applied.after_ms and "Seq Scan → " in verdict["detail"]
+
+
+def test_apply_and_compare_without_create_changes_nothing_and_checks_plan_stability(slow_lookup):
+    before = plans.explain(slow_lookup, QUERY, {"a": 3})
+    proposed = indexes.candidates(slow_lookup, before)
+    applied = indexes.apply_and_compare(slow_lookup, QUERY, {"a": 3}, before, proposed)
+    assert applied.statements == [] and not applied.in_place and applied.status == "1 proposed (idx_w_a), not created"
+    assert indexes.existing(slow_lookup).empty
+    assert (applied.comparison["change"] == "same").all()
+    verdict = applied.verdict()
+    assert (verdict["name"], verdict["passed"], verdict["must_hold"]) == ("plan stable on a re-run", True, False)
+    nothing = indexes.apply_and_compare(slow_lookup, "SELECT 1", None, plans.explain(slow_lookup, "SELECT 1"), [],
+                                        create=True)
+    assert nothing.in_place and nothing.status == "none proposed for this query" and nothing.statements == []

@@ -2,8 +2,8 @@
 
 import pytest
 
-from prep_ops import db, plans
-from prep_ops.errors import ParameterError
+from prep_ops import db, plan_compare, plans
+from prep_ops.errors import ConfirmationRequired, ParameterError
 
 
 def run(target, *statements):
@@ -127,14 +127,166 @@ def test_unknown_setting_is_refused(lab):
         plans.explain(lab, "SELECT 1", settings={"work_mem; DROP TABLE lab": "1"})
 
 
-def test_compare_shows_the_gain_of_an_index(lab):
+def test_hash_join_spilling_to_disk_names_the_hash_not_its_parents(lab):
+    run(lab, "CREATE TABLE lab_ref AS SELECT id, pad FROM lab", "ANALYZE lab_ref")
+    query = "SELECT count(*) FROM lab x JOIN lab_ref y ON y.pad = x.pad"
+    forced = {"enable_mergejoin": "off", "enable_nestloop": "off", "max_parallel_workers_per_gather": "0"}
+    plan = plans.explain(lab, query, settings={**forced, "work_mem": "64kB"})
+    spilled = [f for f in plans.findings(plan) if f.kind == "spill to disk"]
+    hash_node = plan.nodes[plan.nodes["node_type"] == "Hash"].iloc[0]
+    assert hash_node["hash_batches"] > 1
+    # the Hash Join and the Aggregate above it carry the same temp blocks: only the Hash spilled
+    assert [(f.node_id, f.node) for f in spilled] == [(hash_node["id"], "Hash")]
+    assert "batches" in spilled[0].why
+    roomy = plans.explain(lab, query, settings={**forced, "work_mem": "256MB"})
+    assert roomy.nodes[roomy.nodes["node_type"] == "Hash"].iloc[0]["hash_batches"] == 1
+    assert "spill to disk" not in kinds(roomy)
+
+
+def test_hash_aggregate_spilling_to_disk(lab):
+    query = "SELECT pad, count(*) FROM lab GROUP BY pad"
+    forced = {"enable_sort": "off", "max_parallel_workers_per_gather": "0"}
+    plan = plans.explain(lab, query, settings={**forced, "work_mem": "64kB"})
+    spilled = [f for f in plans.findings(plan) if f.kind == "spill to disk"]
+    aggregate = plan.nodes.iloc[0]
+    assert aggregate["strategy"] == "Hashed" and aggregate["hashagg_batches"] > 1 and aggregate["disk_usage_kb"] > 0
+    assert [f.node_id for f in spilled] == [0] and "hash aggregate" in spilled[0].why
+    roomy = plans.explain(lab, query, settings={**forced, "work_mem": "256MB"})
+    assert roomy.nodes.iloc[0]["strategy"] == "Hashed" and "spill to disk" not in kinds(roomy)
+
+
+@pytest.fixture
+def visibility_lab(scratch):
+    """A vacuumed table with an index on `a` that autovacuum leaves alone (the test sets the
+    visibility map), and the settings that make `SELECT a ... WHERE a < 5000` an index-only scan."""
+    run(scratch, "CREATE TABLE vis (id int PRIMARY KEY, a int, b int) WITH (autovacuum_enabled = off)",
+        "INSERT INTO vis SELECT i, i, i FROM generate_series(1, 50000) i", "CREATE INDEX vis_a ON vis (a)",
+        "VACUUM ANALYZE vis")
+    return scratch
+
+
+INDEX_ONLY = {"enable_seqscan": "off", "enable_bitmapscan": "off"}
+
+
+def test_index_only_scan_after_vacuum_fetches_nothing_from_the_heap(visibility_lab):
+    plan = plans.explain(visibility_lab, "SELECT a FROM vis WHERE a < 5000", settings=INDEX_ONLY)
+    scan = plan.nodes.iloc[0]
+    assert scan["node_type"] == "Index Only Scan" and scan["heap_fetches"] == 0
+    assert "index-only scan visiting the heap" not in kinds(plan)
+
+
+def test_index_only_scan_with_many_heap_fetches_after_rows_changed(visibility_lab):
+    run(visibility_lab, "UPDATE vis SET b = b + 1")  # clears the visibility map of every page
+    plan = plans.explain(visibility_lab, "SELECT a FROM vis WHERE a < 5000", settings=INDEX_ONLY)
+    scan = plan.nodes.iloc[0]
+    assert scan["node_type"] == "Index Only Scan" and scan["heap_fetches"] >= 4999
+    found = [f for f in plans.findings(plan) if f.kind == "index-only scan visiting the heap"]
+    assert [f.node_id for f in found] == [0] and "VACUUM vis" in found[0].what_to_try
+
+
+def test_rows_and_headline_of_a_plan(lab):
+    plan = plans.explain(lab, "SELECT * FROM lab WHERE a = 1")
+    assert plan.rows == 500
+    assert plans.headline(plan).startswith("500 rows in ") and "Seq Scan on lab" in plans.headline(plan)
+    assert plans.explain(lab, "DELETE FROM lab WHERE a = 1").rows == 500  # rows deleted, then rolled back
+    assert "not run" in plans.headline(plans.explain(lab, "SELECT 1", analyze=False))
+
+
+def test_hidden_index_is_not_planned_and_still_exists(lab):
+    run(lab, "CREATE INDEX lab_a ON lab (a)", "ANALYZE lab")
+    assert plans.explain(lab, "SELECT * FROM lab WHERE a = 7").nodes.iloc[0]["node_type"] != "Seq Scan"
+    hidden = plans.explain(lab, "SELECT * FROM lab WHERE a = 7", hide_indexes=("lab_a",))
+    assert hidden.nodes.iloc[0]["node_type"] == "Seq Scan"
+    with db.connect(lab) as conn:
+        assert conn.execute("SELECT to_regclass('lab_a')").fetchone()[0] == "lab_a"
+
+
+def test_hiding_an_index_is_refused_outside_a_scratch_database_and_for_a_constraint(lab, monkeypatch):
+    with pytest.raises(ParameterError, match="cannot hide index 'lab_pkey'"):
+        plans.explain(lab, "SELECT 1", hide_indexes=("lab_pkey",))
+    with pytest.raises(ParameterError, match="cannot hide index 'no_such_index'"):
+        plans.explain(lab, "SELECT 1", hide_indexes=("no_such_index",))
+    monkeypatch.delenv("PREP_OPS_SCRATCH", raising=False)
+    with pytest.raises(ConfirmationRequired):
+        plans.explain(db.Target(lab.url, embedded=False), "SELECT 1", hide_indexes=("lab_pkey",))
+
+
+def changed(comparison):
+    return [(row.change, row.type_before, row.type_after, row.relation)
+            for row in comparison.itertuples() if row.change != "same"]
+
+
+def test_compare_matches_a_seq_scan_with_the_index_scan_that_replaced_it(lab):
     before = plans.explain(lab, "SELECT * FROM lab WHERE a = 7")
     run(lab, "CREATE INDEX lab_a ON lab (a)", "ANALYZE lab")
     after = plans.explain(lab, "SELECT * FROM lab WHERE a = 7")
-    table = plans.compare(before, after)
-    assert "Seq Scan" in table.loc["lab", "access_before"] and "using lab_a" in table.loc["lab", "access_after"]
-    assert table.loc["lab", "rows_before"] == table.loc["lab", "rows_after"] == 500
-    assert table.loc["(whole query)", "speedup"] > 1
+    table = plan_compare.compare(before, after)
+    scan = table[table["relation"].eq("lab") & table["type_before"].notna()].iloc[0]
+    assert scan["change"] == "changed access method" and scan["type_before"] == "Seq Scan"
+    assert scan["type_after"] in ("Index Scan", "Bitmap Heap Scan") and scan["index_after"] == "lab_a"
+    assert scan["actual_rows_before"] == scan["actual_rows_after"] == 500
+    assert scan["loops_before"] == scan["loops_after"] == 1 and scan["self_ms_before"] > 0 and scan["self_ms_after"] >= 0
+    assert scan["estimated_rows_before"] > 0 and scan["estimated_rows_after"] > 0
+    # a bitmap scan reads the index in a node of its own: the one node the plan gains
+    assert [(r.change, r.type_after, r.index_after) for r in table.itertuples() if r.change != "changed access method"] \
+        == ([("added", "Bitmap Index Scan", "lab_a")] if scan["type_after"] == "Bitmap Heap Scan" else [])
+    assert "changed access method: Seq Scan → " in plan_compare.changes(table)
+
+
+def test_compare_shows_the_node_a_plan_gains_and_loses(lab):
+    query = "SELECT * FROM lab WHERE id < 5000 ORDER BY id"
+    ordered = plans.explain(lab, query, settings={"enable_seqscan": "off", "enable_bitmapscan": "off"})
+    sorted_ = plans.explain(lab, query, settings={"enable_indexscan": "off", "enable_bitmapscan": "off",
+                                                   "max_parallel_workers_per_gather": "0"})
+    assert list(ordered.nodes["node_type"]) == ["Index Scan"]
+    assert list(sorted_.nodes["node_type"]) == ["Sort", "Seq Scan"]
+    gained = plan_compare.compare(ordered, sorted_)
+    assert changed(gained) == [("added", None, "Sort", "lab"), ("changed access method", "Index Scan", "Seq Scan", "lab")]
+    assert gained["id_before"].tolist() == [None, 0] and gained["id_after"].tolist() == [0, 1]
+    lost = plan_compare.compare(sorted_, ordered)
+    assert changed(lost) == [("removed", "Sort", None, "lab"), ("changed access method", "Seq Scan", "Index Scan", "lab")]
+    assert plan_compare.changes(lost).startswith("0 of 2 nodes the same; removed Sort on lab")
+
+
+def test_compare_of_identical_plans_is_all_same(lab):
+    run(lab, "CREATE TABLE lab_ref AS SELECT id, a FROM lab", "ANALYZE lab_ref")
+    query = "SELECT x.a, count(*) FROM lab_ref x JOIN lab y ON y.id = x.id WHERE x.a < 10 GROUP BY x.a"
+    serial = {"max_parallel_workers_per_gather": "0"}  # a worker that fails to launch is a real change
+    first, second = plans.explain(lab, query, settings=serial), plans.explain(lab, query, settings=serial)
+    table = plan_compare.compare(first, second)
+    assert len(table) == len(first.nodes) >= 4 and (table["change"] == "same").all()
+    assert table["id_before"].tolist() == table["id_after"].tolist() == list(range(len(first.nodes)))
+    assert (table["type_before"] == table["type_after"]).all()
+    assert plan_compare.changes(table) == f"{len(table)} of {len(table)} nodes the same"
+
+
+def test_compare_matches_joins_by_their_inputs(lab):
+    run(lab, "CREATE TABLE lab_ref AS SELECT id, a FROM lab", "ANALYZE lab_ref")
+    query = "SELECT count(*) FROM lab_ref x JOIN lab y ON y.id = x.id WHERE x.a < 10"
+    serial = {"max_parallel_workers_per_gather": "0"}
+    hashed = plans.explain(lab, query, settings={**serial, "enable_mergejoin": "off", "enable_nestloop": "off"})
+    looped = plans.explain(lab, query, settings={**serial, "enable_hashjoin": "off", "enable_mergejoin": "off"})
+    table = plan_compare.compare(hashed, looped)
+    assert ("changed join method", "Hash Join", "Nested Loop", "lab, lab_ref") in changed(table)
+    assert ("removed", "Hash", None, "lab_ref") in changed(table)
+    assert table.loc[table["type_after"] == "Seq Scan", ["relation", "change"]].values.tolist() == [["lab_ref", "same"]]
+    assert table.iloc[0]["change"] == "same" and table.iloc[0]["type_after"] == "Aggregate"
+
+
+def test_compare_tells_a_changed_join_order(lab):
+    run(lab, "CREATE TABLE lab_ref AS SELECT id, a FROM lab", "CREATE TABLE lab_more AS SELECT id, b FROM lab",
+        "ANALYZE lab_ref", "ANALYZE lab_more")
+    # the same query written in two join orders, kept by join_collapse_limit = 1
+    forced = {"join_collapse_limit": "1", "enable_mergejoin": "off", "enable_nestloop": "off",
+              "max_parallel_workers_per_gather": "0"}
+    one = plans.explain(lab, "SELECT count(*) FROM lab x JOIN lab_ref r ON r.id = x.id JOIN lab_more m ON m.id = x.id",
+                        settings=forced)
+    other = plans.explain(lab, "SELECT count(*) FROM lab x JOIN lab_more m ON m.id = x.id JOIN lab_ref r ON r.id = x.id",
+                          settings=forced)
+    table = plan_compare.compare(one, other)
+    top = table[table["relation"] == "lab, lab_more, lab_ref"]
+    assert top["change"].tolist()[:2] == ["same", "changed join order"]  # the Aggregate, the top join
+    assert {(c, r) for c, _, _, r in changed(table)} >= {("removed", "lab, lab_ref"), ("added", "lab, lab_more")}
 
 
 def test_catalogue_runs_on_sample_data(seeded):

@@ -1,0 +1,48 @@
+"""Runbook 03 run headless through the runner: with apply=True it creates the proposed indexes in
+its scratch database and the before/after check passes; by default it changes nothing."""
+
+import pytest
+
+from prep_ops import indexes, runner, scratch
+
+SCRATCH = "prep_ops_plans"  # the runbook's own scratch database
+
+
+@pytest.fixture
+def runbook(server):
+    notebook = runner.find("03")
+    # the parameters this test sets must be the notebook's (a renamed one would be silently ignored)
+    assert {"query", "scale", "apply"} <= set(runner.parameters(notebook))
+    yield notebook
+    scratch.drop(server, SCRATCH)
+
+
+def checks_by_name(run) -> dict[str, dict]:
+    return {c["name"]: c for c in run.checks}
+
+
+def test_apply_creates_the_proposed_index_and_the_query_gets_faster(runbook, server, tmp_path):
+    # 20,000 students: enrollments large enough that the roster's scan is a finding, small enough for CI
+    run = runner.run_one(runbook, tmp_path, {"query": "course_roster", "scale": 20000, "apply": True})
+    assert run.ok, run.error
+    checks = checks_by_name(run)
+    assert checks["proposed indexes in place"]["passed"]
+    assert checks["proposed indexes in place"]["detail"] == "created idx_enrollments_course_id_term"
+    faster = checks["query faster with the new indexes"]
+    assert faster["passed"] and faster["must_hold"]
+    assert "changed access method: Seq Scan → " in faster["detail"] and "on enrollments" in faster["detail"]
+    made = indexes.existing(server.with_database(SCRATCH)).set_index("index_name")
+    assert made.loc["idx_enrollments_course_id_term", "is_valid"]
+    assert list(made.loc["idx_enrollments_course_id_term", "columns"]) == ["course_id", "term"]
+
+
+def test_default_run_proposes_but_creates_nothing(runbook, server, tmp_path):
+    run = runner.run_one(runbook, tmp_path, {"scale": 20000})
+    assert run.ok, run.error
+    checks = checks_by_name(run)
+    assert not checks["proposed indexes in place"]["passed"] and not checks["proposed indexes in place"]["must_hold"]
+    assert checks["plan stable on a re-run"]["must_hold"] is False
+    assert "query faster with the new indexes" not in checks
+    # every step ends in a check: one per numbered step
+    assert len(run.checks) == 7
+    assert "idx_enrollments_course_id_term" not in set(indexes.existing(server.with_database(SCRATCH))["index_name"])
