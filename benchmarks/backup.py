@@ -1,97 +1,242 @@
 """Backup and verification at scale, measured side by side in one run.
 
-    python benchmarks/backup.py --students 1000000
+    PREP_OPS_DATA_DIR=/work/pg-bench python benchmarks/backup.py --students 1000000 [--keep]
 
-On a scratch database with the sample data (prep_ops_bench_backup), measures:
-  1. bare:   pg_dump -Fc, then pg_restore into an empty scratch database (the floor);
-  2. ours:   prep_ops backup (custom format, manifest with checksums) + verify (hash check,
-             restore into a scratch database, schema and checksum comparison);
-  3. the content-checksum step alone against a count(*) scan of the same tables;
-and the peak memory (RSS) of this Python process, which must not grow with the data.
-Targets: 2 ≤ 1.5 × 1; checksums ≤ 3 × count(*).
+For a quarter of --students and for --students, on a scratch database with the sample data
+(prep_ops_bench_backup), after a warm-up (a count(*) of every table, which sets the hint bits the
+seed left unset, and a CHECKPOINT), one child process per size measures, in this order:
+  1. bare:   pg_dump -Fc, then pg_restore --jobs 2 into an empty scratch database (the floor);
+  2. ours:   prep_ops backup (custom format, manifest with checksums) + verify (hash check, restore
+             with 2 jobs into a scratch database, schema and checksum comparison);
+  3. in a REPEATABLE READ READ ONLY transaction (as the backup's), alternating for --rounds rounds:
+     count(*) of every table, the content checksums (column-hash-v1), the old row-text checksums,
+     and a count of every table's last column (which deforms every row: the floor of any hash).
+The child's peak RSS (getrusage) is that of the prep_ops process doing backup and verify; the
+seeding runs in a process of its own. For every step, psutil gives the CPU seconds of the server
+(postmaster, its live children and its reaped ones), of this process and its children (pg_dump,
+pg_restore), and of everything else on the machine ("other": work of other people on the cores,
+steal included); each mark waits 0.5 s first, so that exited backends are reaped and counted.
+Targets: backup + verify ≤ 1.5 × bare dump + restore; checksums ≤ 3 × count(*).
+With --keep the larger database stays for benchmarks/health.py; drop it with --drop.
 """
 
 import argparse
+import multiprocessing
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+import psutil
 from psycopg import sql
+from tabulate import tabulate
 
-from prep_ops import backup, db, migrate, scratch, verify
+from prep_ops import backup, checksums, db, migrate, scratch, verify
+
+DATABASE = "prep_ops_bench_backup"
+MIB = 2**20
 
 
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+class Clock:
+    """Wall time and CPU seconds (server, this process tree, everything else) between marks."""
+
+    SETTLE = 0.5  # seconds for the postmaster to reap exited backends: until then their CPU shows nowhere
+
+    def __init__(self, postmaster: psutil.Process | None):
+        self.postmaster = postmaster
+        self.steps: dict[str, dict] = {}
+        self.cpu = self._cpu()
+        self.began = time.perf_counter()
+
+    def _server_cpu(self) -> float:
+        if self.postmaster is None:
+            return 0.0
+        total = sum(self.postmaster.cpu_times()[:4])  # user, system, reaped children's user and system
+        for child in self.postmaster.children():
+            try:
+                total += sum(child.cpu_times()[:2])
+            except psutil.Error:
+                pass
+        return total
+
+    def _cpu(self) -> tuple[float, float, float]:
+        machine = psutil.cpu_times()  # busy includes steal: the hypervisor running someone else
+        own = resource.getrusage(resource.RUSAGE_SELF)
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
+        ours = own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+        busy = sum(machine) - machine.idle - getattr(machine, "iowait", 0.0)
+        return self._server_cpu(), ours, busy
+
+    def mark(self, step: str) -> dict:
+        wall = time.perf_counter() - self.began
+        time.sleep(self.SETTLE)  # counted in no step's wall time
+        now = self._cpu()
+        server, ours, busy = (b - a for a, b in zip(self.cpu, now))
+        self.cpu, self.began = now, time.perf_counter()
+        self.steps[step] = {"s": wall, "server CPU s": server, "our CPU s": ours,
+                            "other CPU s": max(0.0, busy - server - ours)}
+        return self.steps[step]
+
+
+def _postmaster(target: db.Target) -> psutil.Process | None:
+    with db.connect(target, autocommit=True) as conn:
+        backend = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
+        try:  # while the backend lives
+            return psutil.Process(backend).parent()
+        except psutil.Error:  # a server on another machine: no server CPU figures
+            return None
+
+
+def _each_table(conn, tables, template: str):
+    for s, t in tables:
+        conn.execute(sql.SQL(template).format(sql.Identifier(s, t))).fetchone()
+
+
+def _last_columns(conn, tables) -> None:
+    for s, t in tables:
+        last = conn.execute("SELECT attname FROM pg_attribute WHERE attrelid = %s::regclass AND attnum > 0 "
+                            "AND NOT attisdropped ORDER BY attnum DESC LIMIT 1",
+                            (sql.Identifier(s, t).as_string(conn),)).fetchone()[0]
+        conn.execute(sql.SQL("SELECT count(*), count({}) FROM {}").format(sql.Identifier(last), sql.Identifier(s, t))).fetchone()
+
+
+def _workers(conn, table: tuple[str, str]) -> str:
+    """Workers planned/launched for the checksum of `table`, from EXPLAIN ANALYZE in this transaction."""
+    columns = checksums.hash_columns(conn)[table]
+    query = sql.SQL("EXPLAIN (ANALYZE, FORMAT JSON) SELECT count(*), sum({}) FROM {} AS t").format(
+        checksums.row_hash(columns), sql.Identifier(*table))
+    plan = conn.execute(query).fetchone()[0][0]["Plan"]
+    while plan.get("Plans") and "Workers Planned" not in plan:
+        plan = plan["Plans"][0]
+    return f"{plan.get('Workers Launched', 0)} of {plan.get('Workers Planned', 0)} workers launched"
+
+
+def measure(source: db.Target, server: db.Target, rounds: int, out) -> None:
+    """Everything for one size, in this (child) process; sends the figures to the parent."""
+    clock = Clock(_postmaster(source))
+    baseline_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_TMP")) as tmp, db.connect(source) as conn:
+        tables = backup.tables(conn)
+        rows = sum(conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(s, t))).fetchone()[0]
+                   for s, t in tables)
+        major = db.server_version(conn)
+        conn.rollback()
+        url, env = backup.libpq_env(source)
+        dump_file = Path(tmp) / "bare.dump"
+        clock.mark("setup")
+
+        subprocess.run([str(db.client_program("pg_dump", source, major)), "-Fc", "-f", str(dump_file), "-d", url],
+                       check=True, env=env)
+        clock.mark("bare pg_dump -Fc")
+        target = scratch.recreate(server, "prep_ops_bench_restore")
+        t_url, t_env = backup.libpq_env(target)
+        subprocess.run([str(db.client_program("pg_restore", target, major)), "--no-owner", "--jobs", "2",
+                        "-d", t_url, str(dump_file)], check=True, env=t_env)
+        clock.mark("bare pg_restore --jobs 2")
+        scratch.drop(server, "prep_ops_bench_restore")
+        dump_file.unlink()
+        clock.mark("cleanup")
+
+        made = backup.backup(source, "full", "custom", directory=Path(tmp))
+        clock.mark("prep-ops backup")
+        result = verify.verify(made.path)
+        clock.mark("prep-ops verify")
+        assert result.ok, result.failures.to_string()
+        peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+        conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        conn.execute("SELECT pg_export_snapshot()")  # as the backup does: the same kind of transaction
+        times: dict[str, list[float]] = {"count(*)": [], "column-hash-v1": [], "row-text": [], "deform": []}
+        for _ in range(rounds):
+            for name, run in (("count(*)", lambda: _each_table(conn, tables, "SELECT count(*) FROM {}")),
+                              ("column-hash-v1", lambda: backup.table_checksums(conn, checksums.COLUMN_HASH)),
+                              ("deform", lambda: _last_columns(conn, tables)),
+                              ("row-text", lambda: backup.table_checksums(conn, checksums.ROW_TEXT))):
+                began = time.perf_counter()
+                run()
+                times[name].append(time.perf_counter() - began)
+        largest = max(tables, key=lambda t: made.manifest["tables"][f"{t[0]}.{t[1]}"]["rows"])
+        workers = _workers(conn, largest)
+        conn.rollback()
+        clock.mark("checksum rounds")
+    out.send({"rows": rows, "tables": len(tables), "major": major, "dump_bytes": made.manifest["bytes"],
+              "steps": clock.steps, "times": times, "workers": f"{largest[1]}: {workers}",
+              "baseline_rss": baseline_rss, "peak_rss": peak_rss})
+
+
+def seed_database(server: db.Target, students: int) -> tuple[db.Target, float]:
+    """prep_ops_bench_backup, migrated and seeded by another process, warmed up; and the seconds it took."""
+    began = time.perf_counter()
+    source = scratch.recreate(server, DATABASE)
+    migrate.apply(source)
+    subprocess.run([sys.executable, "-m", "prep_ops", "seed", "--students", str(students)], check=True,
+                   env={**os.environ, "DATABASE_URL": source.url}, stdout=subprocess.DEVNULL)
+    seconds = time.perf_counter() - began
+    with db.connect(source, autocommit=True) as conn:
+        for s, t in backup.tables(conn):
+            conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(s, t)))
+        conn.execute("CHECKPOINT")
+    return source, seconds
+
+
+def report(students: int, seeded_s: float, m: dict) -> str:
+    steps, times = m["steps"], m["times"]
+    bare = steps["bare pg_dump -Fc"]["s"] + steps["bare pg_restore --jobs 2"]["s"]
+    ours = steps["prep-ops backup"]["s"] + steps["prep-ops verify"]["s"]
+    count = statistics.median(times["count(*)"])
+    lines = [f"### {students:,} students: {m['rows']:,} rows in {m['tables']} tables, PostgreSQL {m['major']}, "
+             f"dump {m['dump_bytes'] / MIB:,.0f} MiB (seeded in {seeded_s:.0f} s)", ""]
+    shown = ["bare pg_dump -Fc", "bare pg_restore --jobs 2", "prep-ops backup", "prep-ops verify"]
+    lines.append(tabulate([(k, *(f"{v:.1f}" for v in steps[k].values())) for k in shown]
+                          + [("**bare dump + restore**", f"**{bare:.1f}**", "", "", ""),
+                             ("**backup + verify**", f"**{ours:.1f}**", "", "", ""),
+                             ("ratio (target ≤ 1.5×)", f"**{ours / bare:.2f}×**", "", "", "")],
+                          headers=("step", "s", "server CPU s", "our CPU s", "other CPU s"),
+                          tablefmt="github", disable_numparse=True, colalign=("left", "right", "right", "right", "right")))
+    lines.append("")
+    rows = [(name, f"{statistics.median(v):.2f}", f"{statistics.median(v) / count:.2f}×", ", ".join(f"{x:.2f}" for x in v))
+            for name, v in times.items()]
+    lines.append(tabulate(rows, headers=(f"every table, median of {len(times['count(*)'])}", "s", "of count(*)", "runs"),
+                          tablefmt="github", disable_numparse=True, colalign=("left", "right", "right", "left")))
+    lines.append(f"\nchecksum rounds: {steps['checksum rounds']['other CPU s']:.1f} other CPU-s in "
+                 f"{steps['checksum rounds']['s']:.1f} s; parallel: {m['workers']}")
+    lines.append(f"peak RSS of the prep_ops process: {m['peak_rss']:.0f} MiB (after imports: {m['baseline_rss']:.0f} MiB)")
+    return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--students", type=int, default=1_000_000)
+    parser.add_argument("--students", type=int, default=1_000_000, help="the larger size; the smaller is a quarter")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds of count(*) and checksums")
+    parser.add_argument("--keep", action="store_true", help=f"keep {DATABASE} (the larger) for benchmarks/health.py")
+    parser.add_argument("--drop", action="store_true", help=f"only drop {DATABASE}")
     args = parser.parse_args()
     server = db.resolve_target()
-    began = time.perf_counter()
-    source = scratch.recreate(server, "prep_ops_bench_backup")
-    migrate.apply(source)
-    # seeded by another process, so this process's peak memory is that of backup and verify alone
-    subprocess.run([sys.executable, "-m", "prep_ops", "seed", "--students", str(args.students)], check=True,
-                   env={**os.environ, "DATABASE_URL": source.url}, stdout=subprocess.DEVNULL)
-    print(f"sample database: {args.students:,} students in {time.perf_counter() - began:.0f} s")
-
-    with tempfile.TemporaryDirectory() as tmp, db.connect(source) as conn:
-        tables = backup.tables(conn)
-        total_rows = sum(conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(s, t))).fetchone()[0]
-                         for s, t in tables)
-        conn.rollback()
-        major = db.server_version(conn)
-        url, env = backup.libpq_env(source)
-        dump_file = Path(tmp) / "bare.dump"
-
-        t0 = time.perf_counter()
-        subprocess.run([str(db.client_program("pg_dump", source, major)), "-Fc", "-f", str(dump_file), "-d", url],
-                       check=True, env=env)
-        t1 = time.perf_counter()
-        target = scratch.recreate(server, "prep_ops_bench_restore")
-        t_url, t_env = backup.libpq_env(target)
-        subprocess.run([str(db.client_program("pg_restore", target, major)), "--no-owner", "-d", t_url, str(dump_file)],
-                       check=True, env=t_env)
-        t2 = time.perf_counter()
-        scratch.drop(server, "prep_ops_bench_restore")
-        bare_dump, bare_restore = t1 - t0, t2 - t1
-
-        t3 = time.perf_counter()
-        made = backup.backup(source, "full", "custom", directory=Path(tmp))
-        t4 = time.perf_counter()
-        result = verify.verify(made.path)
-        t5 = time.perf_counter()
-        assert result.ok, result.failures
-        ours_backup, ours_verify = t4 - t3, t5 - t4
-
-        t6 = time.perf_counter()
-        for s, t in tables:
-            conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(s, t))).fetchone()
-        t7 = time.perf_counter()
-        backup.table_checksums(conn)
-        t8 = time.perf_counter()
-        conn.rollback()
-    scratch.drop(server, "prep_ops_bench_backup")
-    count_s, checksum_s = t7 - t6, t8 - t7
-    bare, ours = bare_dump + bare_restore, ours_backup + ours_verify
-    print(f"\nPostgreSQL {major}, {args.students:,} students, {total_rows:,} rows in {len(tables)} tables, "
-          f"dump {made.manifest['bytes'] / 1e6:.0f} MB\n")
-    print("| step | seconds |\n|---|---:|")
-    print(f"| bare pg_dump -Fc | {bare_dump:.1f} |\n| bare pg_restore | {bare_restore:.1f} |")
-    print(f"| **bare dump + restore** | **{bare:.1f}** |")
-    print(f"| prep-ops backup (dump + manifest + checksums) | {ours_backup:.1f} |")
-    print(f"| prep-ops verify (hashes + restore + compare) | {ours_verify:.1f} |")
-    print(f"| **backup + verify** | **{ours:.1f}** ({ours / bare:.2f}× bare; target ≤ 1.5×) |")
-    print(f"| count(*) of every table | {count_s:.2f} |")
-    print(f"| content checksums of every table | {checksum_s:.2f} ({checksum_s / count_s:.2f}× count; target ≤ 3×) |")
-    print(f"\npeak RSS of this process (backup and verify): {peak_rss_mb():.0f} MB")
+    if args.drop:
+        scratch.drop(server, DATABASE)
+        return
+    print(f"cpus {os.cpu_count()}, load average before {' '.join(f'{x:.2f}' for x in os.getloadavg())}, "
+          f"started {time.strftime('%Y-%m-%d %H:%M:%S')}", flush=True)
+    context = multiprocessing.get_context("spawn")
+    for students in (args.students // 4, args.students):
+        source, seeded_s = seed_database(server, students)
+        receive, send = context.Pipe(duplex=False)
+        child = context.Process(target=measure, args=(source, server, args.rounds, send))
+        child.start()
+        send.close()
+        try:
+            figures = receive.recv()
+        except EOFError:
+            raise SystemExit(f"the measurement failed (exit code {child.join() or child.exitcode})") from None
+        child.join()
+        print(report(students, seeded_s, figures) + "\n", flush=True)
+    if not args.keep:
+        scratch.drop(server, DATABASE)
+    print(f"load average after {' '.join(f'{x:.2f}' for x in os.getloadavg())}, finished {time.strftime('%Y-%m-%d %H:%M:%S')}")
 
 
 if __name__ == "__main__":

@@ -18,9 +18,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import psycopg
-from psycopg import sql
 from sqlalchemy.engine import make_url
 
+from . import checksums
 from .db import Target, client_program, connect, server_version
 from .errors import ParameterError, PrepOpsError
 from .paths import project_dir
@@ -70,14 +70,10 @@ def tables(conn: psycopg.Connection) -> list[tuple[str, str]]:
     return [tuple(r) for r in conn.execute(load("backup", "tables")).fetchall()]
 
 
-def table_checksums(conn: psycopg.Connection) -> dict[str, dict]:
-    """{"schema.table": {"rows": n, "checksum": "..."}} for every user table, in the current snapshot."""
-    result = {}
-    for schema, table in tables(conn):
-        query = sql.SQL(load("backup", "table_checksum")).format(table=sql.Identifier(schema, table))
-        rows, checksum = conn.execute(query).fetchone()
-        result[f"{schema}.{table}"] = {"rows": rows, "checksum": checksum}
-    return result
+def table_checksums(conn: psycopg.Connection, method: str = checksums.COLUMN_HASH) -> dict[str, dict]:
+    """{"schema.table": {"rows": n, "checksum": "..."}} for every user table, in the current snapshot,
+    by `method` (see prep_ops.checksums)."""
+    return checksums.table_checksums(conn, method)
 
 
 def schema_summary(conn: psycopg.Connection) -> dict:
@@ -165,7 +161,7 @@ def backup(target: Target, kind: str = "full", fmt: str = "custom", *, directory
             command += ["--jobs", str(jobs)]
         dump = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         try:  # the checksums read the same snapshot while pg_dump works
-            checksums = table_checksums(conn)
+            table_sums = table_checksums(conn)
             summary = schema_summary(conn)
             versions = dict(conn.execute("SELECT version, description FROM schema_version").fetchall()) \
                 if any(t == ("public", "schema_version") for t in tables(conn)) else {}
@@ -183,7 +179,8 @@ def backup(target: Target, kind: str = "full", fmt: str = "custom", *, directory
         "pg_dump": str(pg_dump), "pg_dump_version": _tool_version(pg_dump),
         "started": started.isoformat(), "finished": datetime.now(timezone.utc).isoformat(),
         "schema_versions": {str(k): v for k, v in versions.items()}, "roles": roles,
-        "files": file_hashes(path), "tables": checksums, "schema": summary,
+        "files": file_hashes(path), "checksum_method": checksums.COLUMN_HASH, "tables": table_sums,
+        "schema": summary,
     }
     manifest["bytes"] = sum(f["bytes"] for f in manifest["files"].values())
     manifest_path(path).write_text(json.dumps(manifest, indent=2, default=str))
@@ -201,21 +198,66 @@ def read_manifest(path: Path) -> dict:
     if not mpath.exists():
         raise BackupError(f"no manifest beside {path} (expected {mpath.name}); was it made by prep-ops backup?")
     try:
-        return json.loads(mpath.read_text())
+        manifest = json.loads(mpath.read_text())
     except json.JSONDecodeError as exc:
         raise BackupError(f"the manifest {mpath} is not valid JSON ({exc.msg}, line {exc.lineno})") from None
+    problem = manifest_problem(manifest)
+    if problem:
+        raise BackupError(f"{mpath} is not a prep-ops backup manifest: {problem}")
+    return manifest
+
+
+_JSON_TYPES = {dict: "an object", list: "an array", str: "a string", int: "a number", float: "a number",
+               bool: "true or false", type(None): "null"}
+# what verify, restore and listing read from a manifest, and the JSON type each must have
+_MANIFEST_FIELDS = {"kind": str, "format": str, "database": str, "source": dict, "started": str, "finished": str,
+                    "bytes": int, "files": dict, "tables": dict, "schema": dict}
+
+
+def _json_type(value) -> str:
+    return _JSON_TYPES.get(type(value), type(value).__name__)
+
+
+def manifest_problem(manifest) -> str | None:
+    """What keeps `manifest` (parsed JSON) from being a prep-ops backup manifest, or None."""
+    if not isinstance(manifest, dict):
+        return f"it holds {_json_type(manifest)}, not an object"
+    for key, kind in _MANIFEST_FIELDS.items():
+        if key not in manifest:
+            return f"it has no {key!r}"
+        if not isinstance(manifest[key], kind) or isinstance(manifest[key], bool):
+            return f"its {key!r} is {_json_type(manifest[key])}, not {_JSON_TYPES[kind]}"
+    if manifest["kind"] not in KINDS or manifest["format"] not in FORMATS:
+        return f"kind {manifest['kind']!r} or format {manifest['format']!r} is not one prep-ops makes"
+    if not isinstance(manifest["source"].get("database"), str):
+        return "its 'source' names no database"
+    if manifest.get("checksum_method", checksums.UNNAMED_METHOD) not in checksums.METHODS:
+        return (f"checksum method {manifest['checksum_method']!r} is unknown to this prep-ops "
+                f"(it knows {', '.join(checksums.METHODS)})")
+    for name, entry in manifest["files"].items():
+        if not (isinstance(entry, dict) and isinstance(entry.get("bytes"), int) and isinstance(entry.get("sha256"), str)):
+            return f"file {name!r} has no bytes and sha256"
+    for name, entry in manifest["tables"].items():
+        if not (isinstance(entry, dict) and isinstance(entry.get("rows"), int) and isinstance(entry.get("checksum"), str)):
+            return f"table {name!r} has no rows and checksum"
+    for name, entry in manifest["schema"].items():
+        if not (isinstance(entry, dict) and all(isinstance(entry.get(k), dict) for k in ("columns", "constraint", "index"))):
+            return f"the schema of table {name!r} has no columns, constraints and indexes"
+    return None
 
 
 def listing(directory: Path | None = None) -> list[Backup]:
-    """Backups in `directory` that have a manifest, newest first."""
+    """Backups in `directory` that have a valid manifest, newest first."""
     directory = Path(directory) if directory else backups_dir()
     found = []
     for mpath in directory.glob(f"*{MANIFEST_SUFFIX}"):
         path = mpath.with_name(mpath.name[: -len(MANIFEST_SUFFIX)])
         try:
-            found.append(Backup(path, json.loads(mpath.read_text())))
+            manifest = json.loads(mpath.read_text())
         except json.JSONDecodeError:
             continue
+        if manifest_problem(manifest) is None:
+            found.append(Backup(path, manifest))
     return sorted(found, key=lambda b: b.manifest.get("started", ""), reverse=True)
 
 

@@ -20,7 +20,7 @@ import psycopg
 from psycopg import sql
 
 from . import backup as backups
-from . import scratch, verify
+from . import checksums, scratch, verify
 from .db import Target, connect
 from .errors import ParameterError, PrepOpsError
 from .restore import restore_into
@@ -56,7 +56,7 @@ def assess(target: Target, manifest: dict) -> pd.DataFrame:
     """Per table of the backup: rows then and now, whether the content checksum still matches, and
     a state: intact, damaged, missing (table gone) or new (not in the backup)."""
     with connect(target) as conn:
-        now = backups.table_checksums(conn)
+        now = backups.table_checksums(conn, checksums.method_of(manifest))
         conn.rollback()
     rows = []
     for table in sorted(set(manifest["tables"]) | set(now)):
@@ -79,24 +79,28 @@ def damaged_tables(assessment: pd.DataFrame) -> list[str]:
     return list(assessment.loc[(assessment["state"] == "damaged") & ~assessment["evidence"], "table"])
 
 
-def restored_copy(backup: backups.Backup, server: Target | None = None) -> Target:
-    """The backup restored into a fresh scratch database (on the embedded server unless `server`)."""
+def restored_copy(backup: backups.Backup, server: Target | None = None) -> tuple[Target, list[str]]:
+    """The backup restored into a fresh scratch database (on the embedded server unless `server`),
+    and the roles that had to be created on that server for the restore (drop both with `drop_copy`)."""
     server = server or verify.scratch_server()
     name = f"prep_ops_recovery_{uuid.uuid4().hex[:10]}"
     copy = scratch.recreate(server, name, confirm=True)
+    created: list[str] = []
     try:
         verify.refuse_source(copy, backup.manifest)
-        verify.create_missing_roles(server, backup.manifest)
+        created = verify.create_missing_roles(server, backup.manifest)
         restore_into(backup.path, copy, backup.manifest)
     except Exception:
-        scratch.drop(server, name)
+        drop_copy(copy, created)
         raise
-    return copy
+    return copy, created
 
 
-def drop_copy(copy: Target) -> None:
-    """Drop a copy made by `restored_copy`."""
-    scratch.drop(copy.with_database("postgres"), copy.database)
+def drop_copy(copy: Target, roles: list[str] = ()) -> dict[str, str]:
+    """Drop a copy made by `restored_copy`, then the roles made for it; returns roles that had to stay."""
+    server = copy.with_database("postgres")
+    scratch.drop(server, copy.database)
+    return verify.drop_roles(server, list(roles)) if roles else {}
 
 
 @dataclass
@@ -108,6 +112,11 @@ class Damage:
     damaged: list[str]
     differences: pd.DataFrame
     copy: Target = field(repr=False)
+    roles: list[str] = field(default_factory=list)  # roles the restore had to create on the copy's server
+
+    def drop(self) -> dict[str, str]:
+        """Drop the copy and the roles made for it; returns roles that had to stay, with why."""
+        return drop_copy(self.copy, self.roles)
 
     def lines(self) -> list[str]:
         """One sentence per damaged table, for the incident record."""
@@ -121,13 +130,13 @@ def investigate(target: Target, backup: backups.Backup) -> Damage:
     against the backup restored into a scratch copy."""
     assessment = assess(target, backup.manifest)
     damaged = damaged_tables(assessment)
-    copy = restored_copy(backup)
+    copy, created = restored_copy(backup)
     try:
         differences = row_differences(target, copy, damaged)
     except Exception:
-        drop_copy(copy)
+        drop_copy(copy, created)
         raise
-    return Damage(assessment, damaged, differences, copy)
+    return Damage(assessment, damaged, differences, copy, created)
 
 
 def _split(table: str) -> tuple[str, str]:

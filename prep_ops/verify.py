@@ -13,9 +13,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pandas as pd
+import psycopg
+from psycopg import sql
 
 from . import backup as backups
-from . import embedded, migrate, scratch
+from . import checksums, embedded, migrate, scratch
 from .db import Target, connect
 from .errors import ParameterError
 from .restore import restore_into
@@ -84,7 +86,7 @@ def compare(restored: Target, manifest: dict, rows: list) -> None:
     """Schema, row counts and checksums of the restored database against the manifest."""
     with connect(restored) as conn:
         summary = backups.schema_summary(conn)
-        checksums = backups.table_checksums(conn)
+        sums = backups.table_checksums(conn, checksums.method_of(manifest))
         conn.rollback()
     expected = manifest["schema"]
     for table in sorted(set(expected) | set(summary)):
@@ -104,15 +106,65 @@ def compare(restored: Target, manifest: dict, rows: list) -> None:
         _row(rows, table, "schema", f"{len(want['columns'])} columns", f"{len(got['columns'])} columns",
              _same_table(want, got))
     if manifest["kind"] == "schema":
-        for table, got in sorted(checksums.items()):
+        for table, got in sorted(sums.items()):
             _row(rows, table, "rows (schema-only: none)", 0, got["rows"], got["rows"] == 0)
         return
     for table, want in sorted(manifest["tables"].items()):
-        got = checksums.get(table)
+        got = sums.get(table)
         if got is None:
             continue  # reported as a missing table above
         _row(rows, table, "row count", want["rows"], got["rows"], want["rows"] == got["rows"])
         _row(rows, table, "content checksum", want["checksum"], got["checksum"], want["checksum"] == got["checksum"])
+
+
+@dataclass
+class DataComparison:
+    """A database's tables against a backup's manifest: one report row per check, as in Verification."""
+
+    ok: bool
+    report: pd.DataFrame
+
+    @property
+    def differing(self) -> list[str]:
+        """The tables with a failed check, in order."""
+        return sorted(set(self.report.loc[~self.report["passed"], "object"]))
+
+    @property
+    def detail(self) -> str:
+        """One line: how many tables are equal, or which differ and how."""
+        if self.report.empty:
+            return "no tables to compare"
+        if self.ok:
+            compared = int((self.report["check"] == "content checksum").sum())
+            return f"{compared} tables equal the backup in row count and content checksum"
+        failed = self.report[~self.report["passed"]]
+        return "differ: " + "; ".join(f"{table} ({', '.join(group['check'])})" for table, group in failed.groupby("object"))
+
+
+def compare_data(target: Target, manifest: dict, *, exact: bool = True) -> DataComparison:
+    """Row counts and content checksums of `target`'s tables against the manifest, by its method.
+
+    With `exact`, every table of the backup must be there with the same rows. Without, only the
+    tables `target` has are compared (a rollback below the backup's version drops some). A table
+    the backup lacks must be empty: no data that was not there before.
+    """
+    with connect(target) as conn:
+        now = backups.table_checksums(conn, checksums.method_of(manifest))
+        conn.rollback()
+    then = manifest["tables"]
+    rows: list[dict] = []
+    for table in sorted(set(then) | set(now) if exact else set(now)):
+        want, got = then.get(table), now.get(table)
+        if want is None:  # e.g. prep_ops_migrations, which a rollback to version 0 leaves behind, empty
+            _row(rows, table, "rows of a table not in the backup", 0, got["rows"], got["rows"] == 0)
+            continue
+        if got is None:
+            _row(rows, table, "table present", "present", "absent", False)
+            continue
+        _row(rows, table, "row count", want["rows"], got["rows"], want["rows"] == got["rows"])
+        _row(rows, table, "content checksum", want["checksum"], got["checksum"], want["checksum"] == got["checksum"])
+    report = pd.DataFrame(rows, columns=["object", "check", "expected", "actual", "passed"])
+    return DataComparison(bool(report["passed"].all()), report)
 
 
 def _prepare_for_data(target: Target, manifest: dict) -> None:
@@ -139,11 +191,9 @@ def refuse_source(target: Target, manifest: dict) -> None:
 
 
 def create_missing_roles(server: Target, manifest: dict) -> list[str]:
-    """Create, as NOLOGIN roles without privileges, the source's roles that the restore server lacks:
-    a dump's GRANT and OWNER statements name them, and a restore fails on an unknown role.
-    Roles are cluster-wide, so these stay on the (scratch) server after the verification."""
-    from psycopg import sql
-
+    """Create, as NOLOGIN roles without privileges, the source's roles that the restore server lacks,
+    and return their names: a dump's GRANT and OWNER statements name them, and a restore fails on
+    an unknown role. Roles are cluster-wide: `drop_roles` removes them once the restore is gone."""
     created = []
     with connect(server, autocommit=True) as conn:
         present = {r[0] for r in conn.execute("SELECT rolname FROM pg_roles").fetchall()}
@@ -152,6 +202,19 @@ def create_missing_roles(server: Target, manifest: dict) -> list[str]:
                 conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(role)))
                 created.append(role)
     return created
+
+
+def drop_roles(server: Target, roles: list[str]) -> dict[str, str]:
+    """Drop `roles` (those `create_missing_roles` made) from the server; returns the ones that had to
+    stay, with why (something outside the dropped scratch database still refers to them)."""
+    kept = {}
+    with connect(server, autocommit=True) as conn:
+        for role in roles:
+            try:
+                conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
+            except psycopg.errors.DependentObjectsStillExist as exc:
+                kept[role] = str(exc).strip().splitlines()[0]
+    return kept
 
 
 def scratch_server() -> Target:
@@ -171,9 +234,10 @@ def verify(path: Path, *, server: Target | None = None, keep_scratch: bool = Fal
         _row(rows, path.name, "restore", "restored", "not tried: the files do not match the manifest", False)
         return Verification(path, False, pd.DataFrame(rows), None, time.perf_counter() - began)
     target = scratch.recreate(server, name, confirm=True)
+    created: list[str] = []
     try:
         refuse_source(target, manifest)
-        create_missing_roles(server, manifest)
+        created = create_missing_roles(server, manifest)
         if manifest["kind"] == "data":
             _prepare_for_data(target, manifest)
         try:
@@ -183,8 +247,10 @@ def verify(path: Path, *, server: Target | None = None, keep_scratch: bool = Fal
         except backups.BackupError as exc:
             _row(rows, path.name, "restore", "restored", str(exc), False)
     finally:
-        if not keep_scratch:
+        if not keep_scratch:  # a kept scratch database still needs its roles
             scratch.drop(server, name)
+            for role, why in drop_roles(server, created).items():
+                _row(rows, role, "role made for the restore dropped", "dropped", f"kept: {why}", True)
     report = pd.DataFrame(rows)
     return Verification(path, bool(report["passed"].all()), report, name if keep_scratch else None,
                         time.perf_counter() - began)
@@ -212,7 +278,7 @@ def verify_latest(directory: Path | None = None, *, database: str | None = None,
 def rows_lost(target: Target, manifest: dict) -> dict[str, tuple[int, int | None]]:
     """Tables of the backup that now hold fewer rows in `target` (or are gone): {table: (then, now)}."""
     with connect(target) as conn:
-        now = backups.table_checksums(conn)
+        now = checksums.row_counts(conn)
         conn.rollback()
-    return {table: (then["rows"], now.get(table, {}).get("rows")) for table, then in manifest["tables"].items()
-            if now.get(table, {}).get("rows", -1) < then["rows"]}
+    return {table: (then["rows"], now.get(table)) for table, then in manifest["tables"].items()
+            if now.get(table, -1) < then["rows"]}

@@ -3,10 +3,13 @@ fails naming the object."""
 
 import json
 import re
+import uuid
 
 import pytest
+from psycopg import sql
 
-from prep_ops import backup, db, restore, verify
+from prep_ops import backup, checksums, db, restore, verify
+from prep_ops.scratch import drop as drop_scratch
 from prep_ops.errors import ConfirmationRequired, ParameterError
 
 
@@ -30,6 +33,7 @@ def test_clean_backup_verifies(seeded, backups_folder, kind, fmt):
     made = backup.backup(seeded, kind, fmt, directory=backups_folder)
     manifest = made.manifest
     assert manifest["kind"] == kind and manifest["format"] == fmt and manifest["bytes"] > 0
+    assert manifest["checksum_method"] == "column-hash-v1"
     assert manifest["tables"]["public.students"]["rows"] == 300
     assert all(len(f["sha256"]) == 64 for f in manifest["files"].values())
     result = verify.verify(made.path)
@@ -176,11 +180,12 @@ def test_bad_backup_options(seeded, tmp_path, kwargs, message):
         backup.backup(seeded, directory=tmp_path, **kwargs)
 
 
+def _roles(target) -> set[str]:
+    with db.connect(target, autocommit=True) as conn:
+        return {r[0] for r in conn.execute("SELECT rolname FROM pg_roles").fetchall()}
+
+
 def test_verify_creates_roles_the_dump_grants_to(seeded, tmp_path, server):
-    import uuid
-
-    from psycopg import sql
-
     role = f"prep_ops_test_role_{uuid.uuid4().hex[:6]}"
     with db.connect(seeded, autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(role)))
@@ -189,11 +194,192 @@ def test_verify_creates_roles_the_dump_grants_to(seeded, tmp_path, server):
         made = backup.backup(seeded, "full", "plain", directory=tmp_path)
         assert role in made.manifest["roles"]
         # against a DATABASE_URL server (CI's PostgreSQL 15) the embedded restore server lacks the role
+        there_before = role in _roles(verify.scratch_server())
         result = verify.verify(made.path)
         assert result.ok, result.failures.to_string()
+        assert (role in _roles(verify.scratch_server())) == there_before  # made for the restore, then dropped
     finally:
         with db.connect(seeded, autocommit=True) as conn:
             conn.execute(sql.SQL("REVOKE ALL ON students FROM {}").format(sql.Identifier(role)))
             conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
         with db.connect(verify.scratch_server(), autocommit=True) as conn:
             conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
+
+
+def test_verify_drops_the_roles_it_made_and_only_those(seeded, tmp_path):
+    """Roles are cluster-wide: a role made on the restore server for a dump's GRANT goes when the
+    scratch database goes (not while it is kept), and a role that was there before always stays."""
+    made_for, was_there = (f"prep_ops_test_role_{uuid.uuid4().hex[:6]}" for _ in range(2))
+    restore_server = verify.scratch_server()
+    with db.connect(seeded, autocommit=True) as conn:
+        for role in (made_for, was_there):
+            conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(role)))
+            conn.execute(sql.SQL("GRANT SELECT ON students TO {}").format(sql.Identifier(role)))
+    kept_scratch = None
+    try:
+        made = backup.backup(seeded, "full", "plain", directory=tmp_path)
+        with db.connect(seeded, autocommit=True) as conn:  # the restore server must lack this one
+            conn.execute(sql.SQL("REVOKE ALL ON students FROM {}").format(sql.Identifier(made_for)))
+            conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(made_for)))
+        with db.connect(restore_server, autocommit=True) as conn:  # and have this one (CI: another server)
+            if was_there not in _roles(restore_server):
+                conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(was_there)))
+        assert made_for not in _roles(restore_server)
+        result = verify.verify(made.path)
+        assert result.ok, result.failures.to_string()
+        assert made_for not in _roles(restore_server) and was_there in _roles(restore_server)
+
+        kept = verify.verify(made.path, keep_scratch=True)
+        kept_scratch = kept.scratch_database
+        assert kept.ok and made_for in _roles(restore_server)  # the kept database's grants need it
+    finally:
+        if kept_scratch:
+            drop_scratch(restore_server, kept_scratch)
+        with db.connect(seeded, autocommit=True) as conn:
+            conn.execute(sql.SQL("REVOKE ALL ON students FROM {}").format(sql.Identifier(was_there)))
+        for role in (made_for, was_there):
+            for where in (seeded, restore_server):
+                with db.connect(where, autocommit=True) as conn:
+                    conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
+
+
+# --- checksums -----------------------------------------------------------------------------------
+EVERY_TYPE = """
+CREATE TABLE public.every_type (
+    i2 smallint, i4 integer NOT NULL, i8 bigint, num numeric(10,2), r real, d double precision, b boolean,
+    gone integer, t text, vc varchar(20), c char(5), nm name, dt date, tm time, ttz timetz, ts timestamp,
+    tstz timestamptz, iv interval, by bytea, jb jsonb, u uuid, o oid, ip inet, mac macaddr, js json, arr integer[]);
+ALTER TABLE public.every_type DROP COLUMN gone;
+INSERT INTO public.every_type VALUES
+    (1, 2, 3, 4.50, 1.5, 0.1, true, 'text', 'vc', 'c', 'nm', '2024-05-01', '12:34:56', '12:34:56+02',
+     '2024-05-01 12:34:56.789', '2024-05-01 12:34:56+02', '1 day 02:03:04', '\\x00ff', '{"b": 1, "a": [1, 2]}',
+     'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', 42, '192.168.0.1/24', '08:00:2b:01:02:03', '{"b": 1, "a": [1, 2]}', '{1,2,NULL}'),
+    (-1, -2, -3, -4.05, -1.5, -1e300, false, 'Zoë 🎻', '', '', '', '1900-01-01', '00:00', '00:00-05',
+     '1900-01-01 00:00', '1900-01-01 00:00+00', '-1 mon', '\\x', '[]', '00000000-0000-0000-0000-000000000000', 0,
+     '::1', '00:00:00:00:00:00', '[]', '{}'),
+    (NULL, 0, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+     NULL, NULL, NULL, NULL, NULL, NULL);
+"""
+# column-hash-v1 of EVERY_TYPE, the same on every server: on PostgreSQL 15 boolean, date, timestamptz
+# and bytea go through hash_record_extended (their hash functions take another type in SQL), on 18 not
+EVERY_TYPE_CHECKSUM = {"rows": 3, "checksum": "-3643424189517326399"}
+
+
+def test_column_hash_checksum_is_the_same_on_every_server_version_and_setting(scratch):
+    with db.connect(scratch, autocommit=True) as conn:
+        conn.execute(EVERY_TYPE)
+        assert backup.table_checksums(conn) == {"public.every_type": EVERY_TYPE_CHECKSUM}
+        conn.execute("SET TimeZone = 'America/New_York'")
+        conn.execute("SET DateStyle = 'SQL, DMY'")
+        conn.execute("SET extra_float_digits = 0")
+        assert backup.table_checksums(conn) == {"public.every_type": EVERY_TYPE_CHECKSUM}
+    with db.connect(scratch) as conn:  # in the caller's transaction, whose settings stay as they were
+        conn.execute("SET LOCAL TimeZone = 'Asia/Kolkata'")
+        assert backup.table_checksums(conn) == {"public.every_type": EVERY_TYPE_CHECKSUM}
+        assert conn.execute("SHOW TimeZone").fetchone()[0] == "Asia/Kolkata"
+        assert conn.execute("SHOW DateStyle").fetchone()[0] != "ISO, YMD"
+
+
+def test_checksum_tells_rows_and_columns_apart(scratch):
+    def checksum(rows):
+        with db.connect(scratch, autocommit=True) as conn:
+            conn.execute("DROP TABLE IF EXISTS pair")
+            conn.execute("CREATE TABLE pair (a text, b text, n integer)")
+            for row in rows:
+                conn.execute("INSERT INTO pair VALUES (%s, %s, %s)", row)
+            return backup.table_checksums(conn)["public.pair"]["checksum"]
+
+    rows = [("x", "y", 1), ("p", "q", None)]
+    same = checksum(rows)
+    assert checksum(list(reversed(rows))) == same  # order does not matter
+    assert checksum([("y", "x", 1), ("p", "q", None)]) != same  # values swapped between columns
+    assert checksum([("x", "q", 1), ("p", "y", None)]) != same  # values swapped between rows
+    assert checksum([("x", "y", 1), ("p", "q", 0)]) != same  # NULL is not 0
+    assert checksum([("x", "y", 1), ("p", "q", None), ("p", "q", None)]) != same
+
+
+def _rewrite_manifest(path, change):
+    mpath = backup.manifest_path(path)
+    manifest = json.loads(mpath.read_text())
+    change(manifest)
+    mpath.write_text(json.dumps(manifest))
+
+
+def test_a_manifest_without_a_method_is_verified_with_the_text_method(seeded, tmp_path):
+    """Backups made before manifests named their method hold row-text checksums."""
+    made = backup.backup(seeded, "full", "custom", directory=tmp_path)
+    with db.connect(seeded) as conn:
+        text_sums = backup.table_checksums(conn, checksums.ROW_TEXT)
+    assert text_sums != made.manifest["tables"]
+
+    def as_old_backup(manifest):
+        del manifest["checksum_method"]
+        manifest["tables"] = text_sums
+
+    _rewrite_manifest(made.path, as_old_backup)
+    result = verify.verify(made.path)
+    assert result.ok, result.failures.to_string()
+    assert set(result.report.loc[result.report["check"] == "content checksum", "object"]) == set(text_sums)
+
+    _rewrite_manifest(made.path, lambda m: m.update(tables=made.manifest["tables"]))  # new sums, no method
+    failed = verify.verify(made.path).failures
+    assert set(failed["check"]) == {"content checksum"} and len(failed) == len(text_sums)
+
+
+def _valid_manifest() -> dict:
+    return {"prep_ops_manifest": 1, "kind": "full", "format": "plain", "database": "d",
+            "source": {"database": "d"}, "started": "2026-01-01T00:00:00+00:00",
+            "finished": "2026-01-01T00:00:01+00:00", "bytes": 3, "files": {"d.sql": {"bytes": 3, "sha256": "ab"}},
+            "checksum_method": "column-hash-v1", "tables": {"public.t": {"rows": 1, "checksum": "7"}},
+            "schema": {"public.t": {"columns": {"id": "integer"}, "constraint": {}, "index": {}}}}
+
+
+@pytest.mark.parametrize("change, problem", [
+    (lambda m: [1], "it holds an array, not an object"),
+    (lambda m: {}, "it has no 'kind'"),
+    (lambda m: "backup", "it holds a string, not an object"),
+    (lambda m: {**m, "tables": [1]}, "its 'tables' is an array, not an object"),
+    (lambda m: {**m, "bytes": "3"}, "its 'bytes' is a string, not a number"),
+    (lambda m: {**m, "kind": "everything"}, "kind 'everything' or format 'plain' is not one prep-ops makes"),
+    (lambda m: {**m, "checksum_method": "md5-v9"}, "checksum method 'md5-v9' is unknown"),
+    (lambda m: {**m, "tables": {"public.t": {"rows": 1}}}, "table 'public.t' has no rows and checksum"),
+    (lambda m: {**m, "files": {"d.sql": "ab"}}, "file 'd.sql' has no bytes and sha256"),
+    (lambda m: {**m, "source": {}}, "its 'source' names no database"),
+])
+def test_a_manifest_of_the_wrong_shape_is_refused_in_one_sentence(tmp_path, change, problem):
+    path = tmp_path / "d.sql"
+    mpath = backup.manifest_path(path)
+    mpath.write_text(json.dumps(_valid_manifest()))
+    assert backup.read_manifest(path) == _valid_manifest()
+    old = {k: v for k, v in _valid_manifest().items() if k != "checksum_method"}
+    mpath.write_text(json.dumps(old))
+    assert backup.read_manifest(path) == old  # a manifest from before checksum methods had names
+    mpath.write_text(json.dumps(change(_valid_manifest())))
+    with pytest.raises(backup.BackupError) as raised:
+        backup.read_manifest(path)
+    message = str(raised.value)
+    assert message.startswith(f"{mpath} is not a prep-ops backup manifest: {problem}") and "\n" not in message
+    assert backup.listing(tmp_path) == []  # and listing passes over it
+
+
+# --- the data of a database against a manifest (the rollback rehearsal of runbook 07) -------------
+def test_compare_data_names_the_tables_that_differ(seeded, scratch, tmp_path):
+    made = backup.backup(seeded, "full", "custom", directory=tmp_path)
+    restore.restore_into(made.path, scratch, made.manifest)
+    with db.connect(scratch, autocommit=True) as conn:
+        conn.execute("CREATE TABLE leftover (id integer)")  # empty: no data that was not there before
+    same = verify.compare_data(scratch, made.manifest)
+    assert same.ok and same.differing == []
+    assert same.detail == f"{len(made.manifest['tables'])} tables equal the backup in row count and content checksum"
+
+    with db.connect(scratch, autocommit=True) as conn:
+        conn.execute("UPDATE tuition_payments SET amount = amount + 1 WHERE id = (SELECT min(id) FROM tuition_payments)")
+        conn.execute("DROP TABLE enrollments")
+        conn.execute("INSERT INTO leftover VALUES (1)")
+    exact = verify.compare_data(scratch, made.manifest)
+    assert not exact.ok and exact.differing == ["public.enrollments", "public.leftover", "public.tuition_payments"]
+    assert exact.detail == ("differ: public.enrollments (table present); public.leftover (rows of a table not in the backup); "
+                            "public.tuition_payments (content checksum)")
+    below = verify.compare_data(scratch, made.manifest, exact=False)  # a table dropped by a rollback: not compared
+    assert below.differing == ["public.leftover", "public.tuition_payments"]
+    assert "public.enrollments" not in set(below.report["object"])

@@ -228,3 +228,13 @@ def test_run_gives_an_incident_runbook_an_id_and_puts_the_notebook_beside_its_re
     bad = prep_ops("run", "10", "-p", "mode", "rehearsal", env=env)
     assert bad.returncode == 1 and bad.stdout == ""
     assert bad.stderr.strip() == "error: 10_incident_data_recovery: mode must be one of drill, live, not 'rehearsal'"
+
+
+@pytest.mark.parametrize("content, problem", [("{}", "it has no 'kind'"), ("[1]", "it holds an array, not an object")])
+def test_verify_of_a_manifest_of_the_wrong_shape_is_one_error_line(tmp_path, content, problem):
+    dump = tmp_path / "unm_prep-20260101-000000-full.dump"
+    dump.write_bytes(b"PGDMP")
+    (tmp_path / (dump.name + ".manifest.json")).write_text(content)
+    result = prep_ops("verify", str(dump), env=cli_env())
+    assert result.returncode == 1
+    assert_one_error_line(result, "is not a prep-ops backup manifest", problem)

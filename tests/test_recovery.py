@@ -45,7 +45,7 @@ def test_row_differences_count_missing_and_changed_rows(damaged):
         assert rows.loc["public.enrollments", "missing_keys"].startswith("5, 10")
         assert any("public.enrollments" in line and "missing" in line for line in found.lines())
     finally:
-        recovery.drop_copy(found.copy)
+        found.drop()
 
 
 def test_repair_puts_every_row_back_and_keeps_rows_added_since(damaged):
@@ -64,7 +64,7 @@ def test_repair_puts_every_row_back_and_keeps_rows_added_since(damaged):
         assert after[["missing", "changed"]].sum().sum() == 0
         assert after.loc["public.enrollments", "added"] == 1
     finally:
-        recovery.drop_copy(found.copy)
+        found.drop()
 
 
 def test_a_failing_repair_changes_no_table(damaged):
@@ -81,7 +81,7 @@ def test_a_failing_repair_changes_no_table(damaged):
         assert table_checksum(target, "tuition_payments") == payments
         assert recovery.row_differences(target, found.copy, ["public.enrollments"])["missing"].iloc[0] > 0
     finally:
-        recovery.drop_copy(found.copy)
+        found.drop()
 
 
 def test_no_backup_is_one_clear_error(migrated, tmp_path):
@@ -99,3 +99,12 @@ def test_scope_is_checked():
     assert recovery.check_scope("rows") == "rows"
     with pytest.raises(ParameterError, match="scope must be one of rows, database"):
         recovery.check_scope("everything")
+
+
+def test_assessment_uses_the_manifests_own_checksum_method(damaged):
+    target, taken, _ = damaged
+    with db.connect(target) as conn:  # an older backup's manifest: checksums of the row text, no method named
+        old = {k: v for k, v in taken.manifest.items() if k != "checksum_method"}
+        old["tables"] = backup.table_checksums(conn, "row-text")
+    found = recovery.assess(target, old)
+    assert set(found["state"]) == {"intact"}

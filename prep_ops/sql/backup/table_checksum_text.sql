@@ -1,0 +1,4 @@
+-- Row count and content checksum of one table by the "row-text" method (backups made before
+-- manifests named their method): the sum of a 64-bit hash of every row's text form.
+SELECT count(*) AS row_count, coalesce(sum(hashtextextended(t::text, 0)::numeric), 0)::text AS checksum
+FROM {table} AS t

@@ -1,0 +1,42 @@
+"""Runbook 07 end to end with migrations pending: deployed, and the rollback rehearsal on the copy
+gives back exactly the data of the pre-migration backup."""
+
+from pathlib import Path
+
+import pytest
+
+from prep_ops import migrate, runner, seed
+
+from conftest import _create, _drop
+
+NOTEBOOK = Path(__file__).parent.parent / "notebooks" / "07_migration_deployment.ipynb"
+LATEST = migrate.discover()[-1].version
+
+
+@pytest.mark.parametrize("start, students", [(LATEST - 1, 200), (0, 0)], ids=["one-version-behind", "empty-database"])
+def test_runbook_07_deploys_pending_migrations_and_rolls_the_copy_back_exactly(server, tmp_path, monkeypatch,
+                                                                               start, students):
+    monkeypatch.setenv("PREP_OPS_BACKUP_DIR", str(tmp_path / "backups"))  # the kernel inherits it
+    target = _create(server)
+    try:
+        if students:
+            migrate.apply(target)
+            seed.seed(target, students=students, seed=11)
+            down = migrate.apply(target, start)
+            assert [(s.version, s.direction) for s in down] == [(v, "down") for v in range(LATEST, start, -1)]
+        assert migrate.current_version(target) == start
+
+        run = runner.run_one(NOTEBOOK, tmp_path, {"database_url": target.url, "confirm": True})
+        assert run.ok, run.error
+        assert migrate.current_version(target) == LATEST
+        checks = {c["name"]: c for c in run.checks}
+        assert (f"at version {start}, {LATEST - start} step(s) pending; rollback rehearsal to {start}"
+                in checks["deployment planned"]["detail"])
+        assert checks["down migrations run on the copy"]["passed"]
+        rollback = checks["data back exactly as in the pre-migration backup"]
+        assert rollback["passed"] and rollback["must_hold"]
+        tables = 8 if students else 0  # the sample schema's tables; none in an empty database
+        assert rollback["detail"] == f"{tables} tables equal the backup in row count and content checksum"
+        assert not run.failed_checks
+    finally:
+        _drop(server, target)
