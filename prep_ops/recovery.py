@@ -11,7 +11,6 @@ and the audit log is never rewritten: it is the evidence.
 """
 
 import io
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,10 +19,9 @@ import psycopg
 from psycopg import sql
 
 from . import backup as backups
-from . import checksums, scratch, verify
+from . import checksums, verify
 from .db import Target, connect
 from .errors import ParameterError, PrepOpsError
-from .restore import restore_into
 from .sqlfiles import load
 
 SCOPES = ("rows", "database")  # what a restore puts back: the damaged rows, or the whole database
@@ -79,28 +77,15 @@ def damaged_tables(assessment: pd.DataFrame) -> list[str]:
     return list(assessment.loc[(assessment["state"] == "damaged") & ~assessment["evidence"], "table"])
 
 
-def restored_copy(backup: backups.Backup, server: Target | None = None) -> tuple[Target, list[str]]:
-    """The backup restored into a fresh scratch database (on the embedded server unless `server`),
-    and the roles that had to be created on that server for the restore (drop both with `drop_copy`)."""
-    server = server or verify.scratch_server()
-    name = f"prep_ops_recovery_{uuid.uuid4().hex[:10]}"
-    copy = scratch.recreate(server, name, confirm=True)
-    created: list[str] = []
-    try:
-        verify.refuse_source(copy, backup.manifest)
-        created = verify.create_missing_roles(server, backup.manifest)
-        restore_into(backup.path, copy, backup.manifest)
-    except Exception:
-        drop_copy(copy, created)
-        raise
-    return copy, created
+def restored_copy(backup: backups.Backup) -> tuple[Target, list[str]]:
+    """The backup restored into a fresh scratch database on the embedded server, and the roles made
+    for it (see verify.restored_copy)."""
+    return verify.restored_copy(backup.path, backup.manifest, prefix="prep_ops_recovery_")
 
 
 def drop_copy(copy: Target, roles: list[str] = ()) -> dict[str, str]:
     """Drop a copy made by `restored_copy`, then the roles made for it; returns roles that had to stay."""
-    server = copy.with_database("postgres")
-    scratch.drop(server, copy.database)
-    return verify.drop_roles(server, list(roles)) if roles else {}
+    return verify.drop_copy(copy, roles)
 
 
 @dataclass

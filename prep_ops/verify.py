@@ -217,6 +217,30 @@ def drop_roles(server: Target, roles: list[str]) -> dict[str, str]:
     return kept
 
 
+def restored_copy(path: Path, manifest: dict, *, prefix: str = "prep_ops_copy_",
+                  server: Target | None = None) -> tuple[Target, list[str]]:
+    """A backup restored into a fresh scratch database (on the embedded server unless `server`), for
+    work on a copy; and the roles that had to be made on that server for it. Drop both with `drop_copy`."""
+    server = server or scratch_server()
+    copy = scratch.recreate(server, f"{prefix}{uuid.uuid4().hex[:10]}", confirm=True)
+    created: list[str] = []
+    try:
+        refuse_source(copy, manifest)
+        created = create_missing_roles(server, manifest)
+        restore_into(path, copy, manifest)
+    except Exception:
+        drop_copy(copy, created)
+        raise
+    return copy, created
+
+
+def drop_copy(copy: Target, roles: list[str] = ()) -> dict[str, str]:
+    """Drop a copy made by `restored_copy`, then the roles made for it; returns roles that had to stay."""
+    server = copy.with_database("postgres")
+    scratch.drop(server, copy.database)
+    return drop_roles(server, list(roles)) if roles else {}
+
+
 def scratch_server() -> Target:
     """The embedded server's maintenance database: the default home of verification restores."""
     return Target(embedded.server_url("postgres"), embedded=True)
