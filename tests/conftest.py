@@ -90,3 +90,14 @@ def cli_env(target: db.Target | None = None, **extra) -> dict:
         env["DATABASE_URL"] = target.url
     env.update(extra)
     return env
+
+
+@pytest.fixture
+def incident_id():
+    """A fresh incident id for a runbook run; its report, notebook and password file are removed after."""
+    from prep_ops import incident
+
+    name = f"test-incident-{uuid.uuid4().hex[:8]}"
+    yield name
+    for path in incident.incidents_dir().glob(f"{name}.*"):
+        path.unlink()

@@ -2,11 +2,9 @@
 
 import json
 import re
-import uuid
 from pathlib import Path
 
 import nbformat
-import pytest
 
 from prep_ops import backup, db, incident, migrate, roles, runner, seed
 from prep_ops.drills import recovery as recovery_drill
@@ -14,14 +12,6 @@ from prep_ops.drills import recovery as recovery_drill
 from conftest import _create, _drop, schema_dump
 
 NOTEBOOK = Path(__file__).parent.parent / "notebooks" / "10_incident_data_recovery.ipynb"
-
-
-@pytest.fixture
-def incident_id():
-    name = f"test-recovery-{uuid.uuid4().hex[:8]}"
-    yield name
-    for suffix in (".md", ".ipynb"):
-        (incident.incidents_dir() / f"{name}{suffix}").unlink(missing_ok=True)
 
 
 def _outputs(path: Path) -> str:

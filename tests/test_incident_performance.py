@@ -20,14 +20,6 @@ STEPS = ("1. Identify the bottleneck", "2. Optimise", "3. Update indexes", "4. M
          "5. Document changes", "6. Clean up")
 
 
-@pytest.fixture
-def incident_id():
-    name = f"test-perf-{uuid.uuid4().hex[:8]}"
-    yield name
-    for suffix in (".md", ".ipynb"):
-        (incident.incidents_dir() / f"{name}{suffix}").unlink(missing_ok=True)
-
-
 def _drill_server() -> db.Target:
     return incident.drill_server(db.resolve_target())[0]
 

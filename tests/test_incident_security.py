@@ -21,14 +21,6 @@ STEPS = ("1. Isolate the system", "2. Assess the breach", "3. Fix the vulnerabil
 WEAK = "welcome1"  # the live test's suspect's password, in passwords.COMMON_PASSWORDS
 
 
-@pytest.fixture
-def incident_id():
-    name = f"test-sec-{uuid.uuid4().hex[:8]}"
-    yield name
-    for path in incident.incidents_dir().glob(f"{name}*"):
-        path.unlink()
-
-
 def _executed(path: Path) -> str:
     """The executed notebook as stored: sources, outputs and metadata."""
     return json.dumps(nbformat.read(path, as_version=4))
