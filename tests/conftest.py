@@ -94,10 +94,10 @@ def cli_env(target: db.Target | None = None, **extra) -> dict:
 
 @pytest.fixture
 def incident_id():
-    """A fresh incident id for a runbook run; its report, notebook and password file are removed after."""
+    """A fresh incident id for a runbook run; everything written under it (or ids built on it) is removed after."""
     from prep_ops import incident
 
     name = f"test-incident-{uuid.uuid4().hex[:8]}"
     yield name
-    for path in incident.incidents_dir().glob(f"{name}.*"):
+    for path in incident.incidents_dir().glob(f"{name}*"):
         path.unlink()
