@@ -84,6 +84,15 @@ def table_checksum(target: db.Target, table: str) -> str:
         return conn.execute(query.format(sql.Identifier(table))).fetchone()[0]
 
 
+def notebook_outputs(path) -> str:
+    """Every cell output of an executed notebook, as one JSON text to search."""
+    import json
+
+    import nbformat
+
+    return json.dumps([c.get("outputs", []) for c in nbformat.read(path, as_version=4).cells])
+
+
 def cli_env(target: db.Target | None = None, **extra) -> dict:
     env = dict(os.environ)
     if target is not None:

@@ -1,21 +1,14 @@
 """Runbook 10 end to end: the drill recovers every row; live mode without confirm changes nothing."""
 
-import json
 import re
 from pathlib import Path
-
-import nbformat
 
 from prep_ops import backup, db, incident, migrate, roles, runner, seed
 from prep_ops.drills import recovery as recovery_drill
 
-from conftest import _create, _drop, schema_dump
+from conftest import _create, _drop, notebook_outputs, schema_dump
 
 NOTEBOOK = Path(__file__).parent.parent / "notebooks" / "10_incident_data_recovery.ipynb"
-
-
-def _outputs(path: Path) -> str:
-    return json.dumps([c.get("outputs", []) for c in nbformat.read(path, as_version=4).cells])
 
 
 def _server_state(server: db.Target) -> list:
@@ -61,7 +54,7 @@ def test_live_without_confirm_changes_nothing(tmp_path, incident_id, server):
         with db.connect(target) as conn:
             assert backup.table_checksums(conn) == before
         assert schema_dump(target) == dump and _server_state(server) == cluster
-        outputs = _outputs(tmp_path / NOTEBOOK.name)
+        outputs = notebook_outputs(tmp_path / NOTEBOOK.name)
         assert "WOULD (confirm=True to run): ALTER ROLE" in outputs and "WOULD (confirm=True to run): put back" in outputs
         assert re.search(r"public\.enrollments: [1-9]\d* rows missing", (incident.incidents_dir() / f"{incident_id}.md").read_text())
     finally:

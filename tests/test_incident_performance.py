@@ -1,19 +1,17 @@
 """Runbook 11 and its drill: the drill slows a query down for real and the runbook brings it back under
 its target; live mode without confirm changes nothing; a failing step says which and what next."""
 
-import json
 import time
 import uuid
 from pathlib import Path
 
-import nbformat
 import pytest
 
 from prep_ops import backup, db, health, incident, indexes, plans, runner, scratch, workload
 from prep_ops.drills import performance
 from prep_ops.errors import ParameterError
 
-from conftest import _create, _drop, schema_dump
+from conftest import _create, _drop, notebook_outputs, schema_dump
 
 NOTEBOOK = Path(__file__).parent.parent / "notebooks" / "11_incident_performance.ipynb"
 STEPS = ("1. Identify the bottleneck", "2. Optimise", "3. Update indexes", "4. Monitor results",
@@ -28,10 +26,6 @@ def _drill_sessions(server: db.Target) -> int:
     with db.connect(server, autocommit=True) as conn:
         return conn.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE %s",
                             (workload.APPLICATION + "%",)).fetchone()[0]
-
-
-def _outputs(path: Path) -> str:
-    return json.dumps([c.get("outputs", []) for c in nbformat.read(path, as_version=4).cells])
 
 
 def test_make_injects_the_incident_and_drop_leaves_nothing():
@@ -81,40 +75,10 @@ def test_drill_brings_the_query_back_under_its_target(tmp_path, incident_id):
     assert _drill_sessions(_drill_server()) == 0
 
 
-def test_live_without_confirm_changes_nothing(tmp_path, incident_id, server):
-    target = _create(server)
-    holder = None
-    try:
-        scratch.migrate.apply(target)
-        scratch.seed.seed(target, students=8000, seed=3)
-        performance.inject(target)  # the incident: a missing index, and a session sitting on a lock
-        with db.connect(target, autocommit=True) as conn:
-            key = conn.execute("SELECT min(id) FROM tuition_payments").fetchone()[0]
-        holder = workload.hold_lock(target, "tuition_payments", key, seconds=300)
-        with db.connect(target) as conn:
-            before = backup.table_checksums(conn)
-        dump = schema_dump(target)
-        result = runner.run_one(NOTEBOOK, tmp_path, {"database_url": target.url, "mode": "live", "incident_id": incident_id})
-        assert result.ok, result.error
-        with db.connect(target) as conn:
-            assert backup.table_checksums(conn) == before
-        assert schema_dump(target) == dump
-        assert list(health.blocking(target)["blocking_pid"]) == [holder.pid]  # the blocker was left alone
-        outputs = _outputs(tmp_path / NOTEBOOK.name)
-        assert "WOULD (confirm=True to run): CREATE INDEX CONCURRENTLY" in outputs
-        assert f"WOULD (confirm=True to run): SELECT pg_terminate_backend({holder.pid})" in outputs
-        warned = {c["name"] for c in result.checks if not c["passed"]}
-        assert {"no session blocks another", "proposed indexes exist and are valid"} <= warned
-        assert all(not c["must_hold"] for c in result.checks if not c["passed"])
-        report = (incident.incidents_dir() / f"{incident_id}.md").read_text()
-        assert "- **mode:** live (confirm=False)" in report and "Statements executed" not in report
-    finally:
-        if holder is not None:
-            holder.release()
-        _drop(server, target)
-
-
-def test_live_with_confirm_ends_the_blocker_and_creates_the_index(tmp_path, incident_id, server):
+@pytest.fixture
+def slowed_down(server):
+    """A sample database with the incident: the payment index dropped and a session sitting on a row
+    lock (ended after the test); dropped afterwards."""
     target = _create(server)
     holder = None
     try:
@@ -124,19 +88,45 @@ def test_live_with_confirm_ends_the_blocker_and_creates_the_index(tmp_path, inci
         with db.connect(target, autocommit=True) as conn:
             key = conn.execute("SELECT min(id) FROM tuition_payments").fetchone()[0]
         holder = workload.hold_lock(target, "tuition_payments", key, seconds=300)
-        result = runner.run_one(NOTEBOOK, tmp_path, {"database_url": target.url, "mode": "live", "confirm": True,
-                                                   "query": "payment_history", "incident_id": incident_id})
-        assert result.ok, result.error
-        assert health.blocking(target).empty and holder.release().startswith("got the lock")
-        assert performance.INDEX in set(indexes.existing(target)["index_name"])
-        passed = {c["name"] for c in result.checks if c["passed"] and c["must_hold"]}
-        assert {"no session blocks another", "proposed indexes exist and are valid", "query back under its target time"} <= passed
-        report = (incident.incidents_dir() / f"{incident_id}.md").read_text()
-        assert f"SELECT pg_terminate_backend({holder.pid});" in report and "Would run" not in report
+        yield target, holder
     finally:
         if holder is not None:
             holder.release()
         _drop(server, target)
+
+
+def test_live_without_confirm_changes_nothing(tmp_path, incident_id, slowed_down):
+    target, holder = slowed_down
+    with db.connect(target) as conn:
+        before = backup.table_checksums(conn)
+    dump = schema_dump(target)
+    result = runner.run_one(NOTEBOOK, tmp_path, {"database_url": target.url, "mode": "live", "incident_id": incident_id})
+    assert result.ok, result.error
+    with db.connect(target) as conn:
+        assert backup.table_checksums(conn) == before
+    assert schema_dump(target) == dump
+    assert list(health.blocking(target)["blocking_pid"]) == [holder.pid]  # the blocker was left alone
+    outputs = notebook_outputs(tmp_path / NOTEBOOK.name)
+    assert "WOULD (confirm=True to run): CREATE INDEX CONCURRENTLY" in outputs
+    assert f"WOULD (confirm=True to run): SELECT pg_terminate_backend({holder.pid})" in outputs
+    warned = {c["name"] for c in result.checks if not c["passed"]}
+    assert {"no session blocks another", "proposed indexes exist and are valid"} <= warned
+    assert all(not c["must_hold"] for c in result.checks if not c["passed"])
+    report = (incident.incidents_dir() / f"{incident_id}.md").read_text()
+    assert "- **mode:** live (confirm=False)" in report and "Statements executed" not in report
+
+
+def test_live_with_confirm_ends_the_blocker_and_creates_the_index(tmp_path, incident_id, slowed_down):
+    target, holder = slowed_down
+    result = runner.run_one(NOTEBOOK, tmp_path, {"database_url": target.url, "mode": "live", "confirm": True,
+                                               "query": "payment_history", "incident_id": incident_id})
+    assert result.ok, result.error
+    assert health.blocking(target).empty and holder.release().startswith("got the lock")
+    assert performance.INDEX in set(indexes.existing(target)["index_name"])
+    passed = {c["name"] for c in result.checks if c["passed"] and c["must_hold"]}
+    assert {"no session blocks another", "proposed indexes exist and are valid", "query back under its target time"} <= passed
+    report = (incident.incidents_dir() / f"{incident_id}.md").read_text()
+    assert f"SELECT pg_terminate_backend({holder.pid});" in report and "Would run" not in report
 
 
 def test_a_failing_step_stops_the_runbook_and_says_what_next(tmp_path, incident_id):
