@@ -2,10 +2,10 @@
 
 from .db import Target, connect, mask_url, resolve_target
 from .errors import CheckFailed, ConfirmationRequired, MigrationError, ParameterError, PrepOpsError, TargetError
-from .notebook import check, checks, setup, summary
+from .notebook import check, checks, setup, skip, summary
 
 __all__ = [
     "Target", "connect", "mask_url", "resolve_target",
     "PrepOpsError", "TargetError", "MigrationError", "ParameterError", "ConfirmationRequired", "CheckFailed",
-    "setup", "check", "checks", "summary",
+    "setup", "check", "skip", "checks", "summary",
 ]

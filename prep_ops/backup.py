@@ -167,6 +167,8 @@ def backup(target: Target, kind: str = "full", fmt: str = "custom", *, directory
                 if any(t == ("public", "schema_version") for t in tables(conn)) else {}
             roles = [r[0] for r in conn.execute(
                 "SELECT rolname FROM pg_roles WHERE rolname !~ '^pg_' ORDER BY 1").fetchall()]
+            extensions = dict(conn.execute(
+                "SELECT extname, extversion FROM pg_extension WHERE extname <> 'plpgsql' ORDER BY 1").fetchall())
         finally:
             _, stderr = dump.communicate()
             conn.rollback()
@@ -178,7 +180,7 @@ def backup(target: Target, kind: str = "full", fmt: str = "custom", *, directory
         "source": source, "source_url": target.masked_url, "server_version": major,
         "pg_dump": str(pg_dump), "pg_dump_version": _tool_version(pg_dump),
         "started": started.isoformat(), "finished": datetime.now(timezone.utc).isoformat(),
-        "schema_versions": {str(k): v for k, v in versions.items()}, "roles": roles,
+        "schema_versions": {str(k): v for k, v in versions.items()}, "roles": roles, "extensions": extensions,
         "files": file_hashes(path), "checksum_method": checksums.COLUMN_HASH, "tables": table_sums,
         "schema": summary,
     }
@@ -234,6 +236,9 @@ def manifest_problem(manifest) -> str | None:
     if manifest.get("checksum_method", checksums.UNNAMED_METHOD) not in checksums.METHODS:
         return (f"checksum method {manifest['checksum_method']!r} is unknown to this prep-ops "
                 f"(it knows {', '.join(checksums.METHODS)})")
+    extensions = manifest.get("extensions", {})
+    if not (isinstance(extensions, dict) and all(isinstance(v, str) for v in extensions.values())):
+        return "its 'extensions' is not an object of extension versions"
     for name, entry in manifest["files"].items():
         if not (isinstance(entry, dict) and isinstance(entry.get("bytes"), int) and isinstance(entry.get("sha256"), str)):
             return f"file {name!r} has no bytes and sha256"

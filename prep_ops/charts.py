@@ -111,10 +111,10 @@ def table_sizes(sizes: pd.DataFrame):
     return fig
 
 
-def estimated_bloat(bloat: pd.DataFrame):
-    """Estimated wasted space per table, split into the table itself and its indexes (an estimate from statistics)."""
-    known = bloat.dropna(subset=["estimated_bloat_pct"])
-    parts = known.pivot_table(index="table_name", columns="kind", values="estimated_wasted_bytes",
+def bloat(bloat: pd.DataFrame):
+    """Wasted space per table, split into the table itself and its indexes (measured or estimated, as the title says)."""
+    known = bloat.dropna(subset=["bloat_pct"])
+    parts = known.pivot_table(index="table_name", columns="kind", values="wasted_bytes",
                               aggfunc="sum", fill_value=0).reindex(columns=["table", "index"], fill_value=0)
     parts = parts.rename(columns={"index": "indexes"}).astype(float)
     mib = parts.to_numpy().max(initial=0) >= 1024 * 1024
@@ -126,8 +126,11 @@ def estimated_bloat(bloat: pd.DataFrame):
     else:
         ax.set_yticks([])
         ax.text(0.5, 0.5, "no tables with statistics", transform=ax.transAxes, ha="center", va="center")
-    ax.set_title("Estimated bloat per table (from statistics, not measured)")
-    ax.set_xlabel(f"estimated wasted space ({'MiB' if mib else 'KiB'})")
+    methods = set(known["method"])
+    how = ("measured with pgstattuple" if methods == {"measured"} else
+           "estimated from statistics, not measured" if methods <= {"estimate"} else "partly measured, partly estimated")
+    ax.set_title(f"Bloat per table ({how})")
+    ax.set_xlabel(f"wasted space ({'MiB' if mib else 'KiB'})")
     ax.set_ylabel("table")
     fig.tight_layout()
     return fig

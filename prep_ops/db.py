@@ -103,17 +103,14 @@ def server_version(conn: psycopg.Connection) -> int:
 def client_program(name: str, target: Target, major: int | None = None) -> Path:
     """The path of a PostgreSQL client program (pg_dump, psql, ...) suited to `target`.
 
-    The embedded install's copy for the embedded server; for another server, the newest
-    embedded copy when it is not older than the server (pg_dump can dump older servers),
-    else the one on PATH or in /usr/lib/postgresql/<major>/bin.
+    The embedded install's copy for the embedded server, and for another server when it is not
+    older than the server (pg_dump can dump older servers); else the one in
+    /usr/lib/postgresql/<major>/bin or on PATH.
     """
-    if target.embedded:
-        return embedded.bin_dir() / name
-    for version in sorted(embedded.SUPPORTED_VERSIONS, reverse=True):
-        if major is None or version >= major:
-            candidate = embedded.bin_dir(version) / name
-            if candidate.exists():
-                return candidate
+    if target.embedded or major is None or embedded.VERSION >= major:
+        candidate = embedded.bin_dir() / name
+        if candidate.exists():
+            return candidate
     for candidate in (Path(f"/usr/lib/postgresql/{major}/bin/{name}"), shutil.which(name)):
         if candidate and Path(candidate).exists():
             return Path(candidate)

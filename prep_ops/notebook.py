@@ -25,6 +25,7 @@ class CheckResult:
     detail: str = ""
     must_hold: bool = True
     fix: str = ""
+    skipped: bool = False  # not checked: `detail` says why; neither passed nor failed
     at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
 
     def _ipython_display_(self) -> None:
@@ -32,6 +33,8 @@ class CheckResult:
 
     @property
     def line(self) -> str:
+        if self.skipped:
+            return f"SKIP {self.name} — {self.detail}"
         if self.passed:
             return f"PASS {self.name}" + (f": {self.detail}" if self.detail else "")
         word = "FAIL" if self.must_hold else "WARN"
@@ -103,8 +106,14 @@ def _emit(result: CheckResult) -> None:
     display({"text/plain": result.line, CHECK_MIME: asdict(result)}, raw=True)
 
 
-def check(name: str, passed: bool, detail: str = "", *, must_hold: bool = True, fix: str = "") -> CheckResult:
-    """Record and show one check; a failed must-hold check raises CheckFailed, stopping the run."""
+def check(name: str, passed: bool, detail: str = "", *, must_hold: bool = True, fix: str = "",
+          skipped: str = "") -> CheckResult:
+    """Record and show one check; a failed must-hold check raises CheckFailed, stopping the run.
+
+    `skipped` (why it was not checked) records SKIP instead: neither a pass nor a failure.
+    """
+    if skipped:
+        return skip(name, skipped)
     result = CheckResult(name, bool(passed), str(detail), must_hold, fix)
     _checks.append(result)
     _emit(result)
@@ -113,9 +122,18 @@ def check(name: str, passed: bool, detail: str = "", *, must_hold: bool = True, 
     return result
 
 
+def skip(name: str, why: str) -> CheckResult:
+    """Record and show a check that was not made, with the reason: `SKIP name — why`."""
+    result = CheckResult(name, False, str(why), must_hold=False, skipped=True)
+    _checks.append(result)
+    _emit(result)
+    return result
+
+
 def checks() -> pd.DataFrame:
     """The checks recorded since `setup()`."""
-    return pd.DataFrame([asdict(c) for c in _checks], columns=["name", "passed", "detail", "must_hold", "fix", "at"])
+    return pd.DataFrame([asdict(c) for c in _checks],
+                        columns=["name", "passed", "detail", "must_hold", "fix", "skipped", "at"])
 
 
 def summary(title: str = "") -> pd.DataFrame:
@@ -133,4 +151,4 @@ def summary(title: str = "") -> pd.DataFrame:
     return frame
 
 
-__all__ = ["setup", "check", "checks", "summary", "Session", "CheckResult", "mask_url"]
+__all__ = ["setup", "check", "skip", "checks", "summary", "Session", "CheckResult", "mask_url"]

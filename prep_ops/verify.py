@@ -245,6 +245,22 @@ def drop_copy(copy: Target, roles: list[str] = ()) -> dict[str, str]:
     return drop_roles(server, list(roles)) if roles else {}
 
 
+def check_extensions(server: Target, manifest: dict, rows: list) -> bool:
+    """Whether the restore server offers every extension the backup's database had (one row for each
+    it lacks, naming it); manifests from before extensions were recorded pass."""
+    needed = manifest.get("extensions") or {}
+    if not needed:
+        return True
+    with connect(server) as conn:
+        offered = {r[0] for r in conn.execute("SELECT name FROM pg_available_extensions WHERE name = ANY(%s)",
+                                              (list(needed),)).fetchall()}
+    where = "the embedded server" if server.embedded else "the restore server"
+    for name in sorted(set(needed) - offered):
+        _row(rows, f"extension {name}", "offered by the restore server", "available",
+             f"{where} does not offer {name}: verify on the source's own server with --same-server", False)
+    return offered == set(needed)
+
+
 def scratch_server() -> Target:
     """The embedded server's maintenance database: the default home of verification restores."""
     return Target(embedded.server_url("postgres"), embedded=True)
@@ -260,6 +276,9 @@ def verify(path: Path, *, server: Target | None = None, keep_scratch: bool = Fal
     name = f"prep_ops_verify_{uuid.uuid4().hex[:10]}"
     if not check_files(path, manifest, rows):
         _row(rows, path.name, "restore", "restored", "not tried: the files do not match the manifest", False)
+        return Verification(path, False, pd.DataFrame(rows), None, time.perf_counter() - began)
+    if not check_extensions(server, manifest, rows):
+        _row(rows, path.name, "restore", "restored", "not tried: the restore server lacks an extension the backup needs", False)
         return Verification(path, False, pd.DataFrame(rows), None, time.perf_counter() - began)
     target = scratch.recreate(server, name, confirm=True)
     created: list[str] = []

@@ -1,6 +1,7 @@
 """Real PostgreSQL fixtures: $DATABASE_URL's server when set, else the embedded one. No mocks.
 
-Every test that touches data gets its own scratch database, dropped afterwards.
+Every test that touches data gets its own scratch database, dropped afterwards. The session works in
+a project folder of its own (see the conftest.py at the top of the checkout).
 """
 
 import os
@@ -10,7 +11,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from prep_ops import db, migrate, seed
+from prep_ops import db, embedded, migrate, seed
 
 
 @pytest.fixture(scope="session")
@@ -37,6 +38,15 @@ def _create(server: db.Target) -> db.Target:
 def _drop(server: db.Target, target: db.Target) -> None:
     with db.connect(server, autocommit=True) as conn:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(target.database)))
+
+
+@pytest.fixture
+def private_server(tmp_path, monkeypatch):
+    """A private embedded server in the test's own data directory (its path), stopped after the test."""
+    monkeypatch.setenv("PREP_OPS_DATA_DIR", str(tmp_path / "pgdata"))
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    yield tmp_path / "pgdata"
+    embedded.stop()
 
 
 @pytest.fixture

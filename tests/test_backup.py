@@ -386,3 +386,53 @@ def test_compare_data_names_the_tables_that_differ(seeded, scratch, tmp_path):
     assert below.differing == ["public.leftover", "public.tuition_payments"]
     assert not {"public.enrollments", "public.schema_version"} & set(below.report["object"])
     assert "public.schema_version" in verify.compare_data(scratch, made.manifest).differing
+
+
+def _with_extensions(target, names) -> list[str]:
+    """Create `names` where the server offers them, with a table and an index using each; returns those made."""
+    made = []
+    with db.connect(target, autocommit=True) as conn:
+        offered = {r[0] for r in conn.execute("SELECT name FROM pg_available_extensions").fetchall()}
+        for name in names:
+            if name in offered:
+                conn.execute(sql.SQL("CREATE EXTENSION IF NOT EXISTS {}").format(sql.Identifier(name)))
+                made.append(name)
+        if {"citext", "hstore"} <= set(made):
+            conn.execute("CREATE TABLE instruments (name citext PRIMARY KEY, specs hstore)")
+            conn.execute("INSERT INTO instruments VALUES ('Cello', 'strings=>4'), ('Oboe', 'reed=>double')")
+        if "pg_trgm" in made:
+            conn.execute("CREATE INDEX instruments_name_trgm ON instruments USING gin ((name::text) gin_trgm_ops)")
+    return made
+
+
+def test_a_citext_and_hstore_database_verifies_on_the_default_server(scratch, tmp_path):
+    made = _with_extensions(scratch, ["citext", "hstore", "pg_trgm"])
+    if not {"citext", "hstore"} <= set(made):
+        pytest.skip("the server under test does not offer citext and hstore")
+    taken = backup.backup(scratch, "full", "custom", directory=tmp_path)
+    assert {"citext", "hstore"} <= set(taken.manifest["extensions"])
+    result = verify.verify(taken.path)  # the embedded server restores it
+    assert result.ok, result.failures.to_string()
+    assert "public.instruments" in set(result.report["object"])
+
+
+def test_a_backup_needing_an_extension_the_restore_server_lacks_names_it(seeded, tmp_path):
+    taken = backup.backup(seeded, "full", "custom", directory=tmp_path)
+    mpath = backup.manifest_path(taken.path)
+    manifest = json.loads(mpath.read_text())
+    manifest["extensions"]["prep_ops_no_such_extension"] = "1.0"
+    mpath.write_text(json.dumps(manifest))
+    result = verify.verify(taken.path)
+    assert not result.ok and result.scratch_database is None
+    missing = result.failures.set_index("object").loc["extension prep_ops_no_such_extension"]
+    assert "does not offer prep_ops_no_such_extension" in missing["actual"] and "--same-server" in missing["actual"]
+    assert "not tried" in result.failures.set_index("check").loc["restore", "actual"]
+
+
+def test_pgcrypto_which_the_embedded_server_lacks_is_named(scratch, tmp_path):
+    if scratch.embedded or _with_extensions(scratch, ["pgcrypto"]) != ["pgcrypto"]:
+        pytest.skip("needs a server other than the embedded one that offers pgcrypto (CI's PostgreSQL 15)")
+    taken = backup.backup(scratch, "full", "custom", directory=tmp_path)
+    result = verify.verify(taken.path)
+    assert not result.ok
+    assert "the embedded server does not offer pgcrypto" in " ".join(result.failures["actual"])

@@ -2,7 +2,7 @@ import os
 
 import pytest
 
-from prep_ops import db
+from prep_ops import db, embedded
 from prep_ops.errors import TargetError
 
 
@@ -44,7 +44,7 @@ def test_embedded_is_the_default_and_scratch(monkeypatch):
     target = db.resolve_target()
     assert target.embedded and target.scratch
     with db.connect(target) as conn:
-        assert db.server_version(conn) in (16, 18)
+        assert db.server_version(conn) == embedded.VERSION
 
 
 def test_external_target_is_not_scratch_unless_declared(monkeypatch):

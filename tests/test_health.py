@@ -2,6 +2,9 @@
 
 import ast
 import dataclasses
+import json
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -13,6 +16,8 @@ from sqlalchemy.engine import make_url
 
 from prep_ops import db, health, runner
 from prep_ops.errors import ParameterError
+
+from conftest import cli_env
 
 # The server log is shared with everything else running on the server (other suites provoke
 # errors on purpose), so tests that want a clean bill of health do not count its errors.
@@ -131,7 +136,10 @@ def test_the_checking_session_never_reports_itself(scratch):
 def test_a_quiet_migrated_database_is_healthy(migrated):
     checks = health.run_checks(migrated, health.Thresholds(**IGNORE_LOG))
     assert [c.name for c in checks] == list(health.CHECK_NAMES)
-    assert {c.name: c.detail for c in checks if c.status != "ok"} == {}
+    judged = {c.name: c.detail for c in checks if c.status != "skip"}
+    assert {name: detail for name, detail in judged.items() if _by_name(checks)[name].status != "ok"} == {}
+    # only a missing source is skipped: a fresh database has no pg_stat_statements of its own
+    assert set(_by_name(checks)) - set(judged) <= {"top queries", "server log errors"}
     assert health.worst(checks) == "ok"
 
 
@@ -177,6 +185,7 @@ def test_worst_is_the_most_severe_status():
     assert health.worst([]) == "ok"
     assert health.worst([check("ok"), check("warn")]) == "warn"
     assert health.worst([check("warn"), check("critical"), check("ok")]) == "critical"
+    assert health.worst([check("skip"), check("ok")]) == "ok" and health.worst([check("skip")]) == "skip"
     assert health.as_frame([]).empty and list(health.as_frame([check("ok")])["status"]) == ["ok"]
 
 
@@ -210,7 +219,7 @@ def _pg_stat_statements(target: db.Target) -> tuple[bool, bool]:
 def test_top_queries_fall_back_to_active_statements_without_pg_stat_statements(scratch):
     check = _by_name(health.run_checks(scratch))["top queries"]
     frame = health.top_queries(scratch)
-    assert check.status == "ok" and check.value is None
+    assert check.status == "skip" and check.value is None and check.skipped == check.detail
     assert "pg_stat_statements unavailable (not installed in this database)" in check.detail
     assert "pg_stat_activity" in check.detail
     assert frame.attrs["source"] == "pg_stat_activity" and "unavailable" in frame.attrs["note"]
@@ -223,7 +232,7 @@ def test_installed_but_not_preloaded_pg_stat_statements_falls_back(scratch):
     with db.connect(scratch, autocommit=True) as conn:
         conn.execute("CREATE EXTENSION pg_stat_statements")
     check = _by_name(health.run_checks(scratch))["top queries"]
-    assert check.status == "ok" and "shared_preload_libraries" in check.detail
+    assert check.status == "skip" and "shared_preload_libraries" in check.detail
     assert health.top_queries(scratch).attrs["source"] == "pg_stat_activity"
 
 
@@ -240,6 +249,17 @@ def test_top_queries_come_from_pg_stat_statements_when_it_is_loaded(scratch):
     assert frame["query"].str.contains("practice_minutes").any() and (frame["total_ms"] >= 0).all()
     slow = _by_name(health.run_checks(scratch, health.Thresholds(slow_query_mean_ms=0, slow_query_min_calls=5)))
     assert slow["top queries"].status == "warn" and "frequent statement" in slow["top queries"].detail
+
+
+def test_health_on_the_default_embedded_server_shows_real_top_queries():
+    """The embedded server preloads pg_stat_statements and prep-ops installs it in unm_prep."""
+    env = cli_env()
+    env.pop("DATABASE_URL", None)
+    result = subprocess.run([sys.executable, "-m", "prep_ops", "health", "--json"], capture_output=True, text=True, env=env)
+    assert result.returncode in (0, 2), result.stderr
+    top = next(c for c in json.loads(result.stdout)["checks"] if c["name"] == "top queries")
+    assert top["status"] in ("ok", "warn") and "unavailable" not in top["detail"], top["detail"]
+    assert "top statement takes" in top["detail"] or "frequent statement(s) average" in top["detail"]
 
 
 def test_recent_errors_come_from_the_server_log_when_readable(scratch):
@@ -270,5 +290,5 @@ def test_an_unprivileged_role_gets_every_check_and_a_reason_for_the_log(unprivil
     checks = _by_name(health.run_checks(unprivileged))
     assert list(checks) == list(health.CHECK_NAMES)
     log = checks["server log errors"]
-    assert log.status == "ok" and log.value is None and log.detail.startswith("server log not readable: ")
+    assert log.status == "skip" and log.value is None and log.detail.startswith("server log not readable: ")
     assert health.recent_errors(unprivileged).attrs["note"].startswith("server log not readable")

@@ -184,24 +184,41 @@ def test_confirm_is_required_on_a_database_that_is_not_scratch(scratch, monkeypa
 def test_bloat_estimate_finds_a_mass_update_and_vacuum_full_gives_it_back(scratch):
     _scores(scratch)
     _execute(scratch, "ANALYZE scores")
-    fresh = maintenance.bloat(scratch)
+    fresh = maintenance.bloat(scratch, install=False)
     _execute(scratch, "UPDATE scores SET points = points + 1", "ANALYZE scores")
-    bloated = maintenance.bloat(scratch)
+    bloated = maintenance.bloat(scratch, install=False)
     for frame in (fresh, bloated):
-        assert (frame["estimated_wasted_bytes"] >= 0).all() and frame["estimated_bloat_pct"].between(0, 100).all()
+        assert (frame["method"] == "estimate").all() and "pgstattuple is not installed" in frame.attrs["note"]
+        assert (frame["wasted_bytes"] >= 0).all() and frame["bloat_pct"].between(0, 100).all()
     table = bloated.set_index("kind").loc["table"]
     index = bloated.set_index("index_name").loc["scores_pkey"]
-    assert table["estimated_bloat_pct"] > 30 > fresh.set_index("kind").loc["table", "estimated_bloat_pct"]
-    assert index["estimated_wasted_bytes"] > 0
+    assert table["bloat_pct"] > 30 > fresh.set_index("kind").loc["table", "bloat_pct"]
+    assert index["wasted_bytes"] > 0
     executed = maintenance.vacuum(scratch, "scores", full=True)
     assert executed[0].statement == 'VACUUM (FULL, ANALYZE) "public"."scores"'
-    assert maintenance.bloat(scratch).set_index("kind").loc["table", "estimated_bloat_pct"] < 30
+    assert maintenance.bloat(scratch, install=False).set_index("kind").loc["table", "bloat_pct"] < 30
+
+
+def test_measured_bloat_sees_dead_rows_the_estimate_cannot(scratch):
+    """The estimate works from relpages as of the last VACUUM/ANALYZE; pgstattuple reads the pages."""
+    _scores(scratch, rows=20_000)
+    _execute(scratch, "ANALYZE scores", "UPDATE scores SET points = points + 1")
+    estimate = maintenance.bloat(scratch, install=False).set_index("kind").loc["table"]
+    measured = maintenance.bloat(scratch, install=True)
+    if measured.attrs["note"]:
+        pytest.skip(measured.attrs["note"])
+    table = measured.set_index("kind").loc["table"]
+    assert estimate["method"] == "estimate" and estimate["bloat_pct"] < 10
+    assert table["method"] == "measured" and table["note"] == "measured"
+    assert table["dead_rows"] >= 18_000 and table["bloat_pct"] > 30  # every old version (pruning may take a few)
+    index = measured.set_index("index_name").loc["scores_pkey"]
+    assert index["method"] == "measured" and pd.isna(index["dead_rows"])
 
 
 def test_bloat_says_when_there_are_no_statistics(scratch):
     _scores(scratch, rows=1000)
-    row = maintenance.bloat(scratch).set_index("kind").loc["table"]
-    assert row["note"] == "no statistics: run ANALYZE" and row.isna()["estimated_bloat_pct"]
+    row = maintenance.bloat(scratch, install=False).set_index("kind").loc["table"]
+    assert row["note"] == "no statistics: run ANALYZE" and row.isna()["bloat_pct"]
 
 
 def test_an_empty_database_has_little_to_do(scratch):

@@ -2,6 +2,8 @@
 -- (or only those named) plus PUBLIC, against this database, its schemas and the tables, views and
 -- sequences in them. One row per role, object and privilege the role holds, with how it holds it:
 -- superuser, owner (or member of the owner), granted (directly), PUBLIC, or member of <role>.
+-- Relations that belong to an extension (pg_stat_statements' views, granted to PUBLIC by the
+-- extension itself) are left out: they come and go with the extension, not with the database's grants.
 WITH roles AS (
     SELECT oid, rolname::text AS name, rolsuper AS superuser
     FROM pg_roles
@@ -26,6 +28,8 @@ WITH roles AS (
     JOIN pg_namespace n ON n.oid = c.relnamespace
     WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S')
       AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_(toast|temp_)'
+      AND NOT EXISTS (SELECT 1 FROM pg_depend d
+                      WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')
 ), privileges AS (
     SELECT 'database' AS kind, unnest(ARRAY['CONNECT', 'CREATE', 'TEMPORARY']) AS privilege
     UNION ALL SELECT 'schema', unnest(ARRAY['USAGE', 'CREATE'])

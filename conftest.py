@@ -1,0 +1,47 @@
+"""The test session's own project folder, for the tests and the notebooks nbval runs alike.
+
+PREP_OPS_HOME points at a temporary folder (the checkout's runbooks and sample data linked in), so the
+session has its own embedded server, `runs/` and `backups/`: the user's `.prep_ops/`, `runs/` and
+`backups/` are never touched. Kernels started by nbval and CLI runs inherit the environment. When the
+session ends, its embedded server is stopped and the folder removed.
+"""
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from prep_ops import embedded
+from prep_ops.paths import PACKAGE_DIR
+
+CHECKOUT = PACKAGE_DIR.parent
+_ISOLATION = ("PREP_OPS_HOME", "PREP_OPS_DATA_DIR", "PREP_OPS_BACKUP_DIR")
+
+
+def pytest_configure(config):
+    """Move the session into its own project folder before anything resolves a path or a server."""
+    home = Path(tempfile.mkdtemp(prefix="prep-ops-tests-"))
+    for shared in ("notebooks", "data"):
+        (home / shared).symlink_to(CHECKOUT / shared, target_is_directory=True)
+    config._prep_ops_saved_env = {name: os.environ.get(name) for name in _ISOLATION}
+    config._prep_ops_home = home
+    os.environ["PREP_OPS_HOME"] = str(home)
+    # fixed here, so a test that moves PREP_OPS_HOME still shares the session's one embedded server
+    os.environ["PREP_OPS_DATA_DIR"] = str(home / ".prep_ops" / "pg18")
+    os.environ.pop("PREP_OPS_BACKUP_DIR", None)
+
+
+def pytest_unconfigure(config):
+    """Stop the session's embedded server, remove its folder, and give the environment back."""
+    home = getattr(config, "_prep_ops_home", None)
+    if home is None:
+        return
+    try:
+        embedded.stop()
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+        for name, value in config._prep_ops_saved_env.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value

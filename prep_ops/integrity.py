@@ -1,0 +1,166 @@
+"""Integrity: amcheck over every table and B-tree index, and the cluster's data-checksum state.
+
+`verify_heapam` reads every page of a table (and its TOAST) and reports what it finds wrong, block by
+block; `bt_index_check(index, heapallindexed => true)` checks each B-tree's structure and that every
+row of its table is in it. Both take only AccessShareLock (the lock a SELECT takes): safe on a live
+server, never blocking writes. With data checksums on, a page whose checksum does not match is an
+error when read, which amcheck reports as corruption of that relation; the server also counts such
+failures in `pg_stat_database`.
+
+Where amcheck is not installed in the database, it is created only when the caller says so
+(`install=True`: the CLI and runbooks do on a scratch database); otherwise the relation checks are
+skipped with the reason, and only the checksum counters are read.
+"""
+
+import re
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+import pandas as pd
+import psycopg
+from psycopg import errors, sql
+
+from . import extensions
+from .db import fetch_frame
+from .errors import ParameterError, first_line
+from .sqlfiles import load
+
+# SQLSTATE class XX: data_corrupted (XX001, also a checksum failure) and index_corrupted (XX002)
+_CORRUPTION = (errors.DataCorrupted, errors.IndexCorrupted)
+_BLOCK = re.compile(r"\bblock (\d+)|tid=\((\d+),")
+COLUMNS = ["relation", "kind", "table_name", "check", "status", "block", "detail", "seconds"]
+
+
+@dataclass
+class IntegrityReport:
+    """What `check()` found: one row per relation checked, and the cluster's checksum state."""
+
+    relations: pd.DataFrame          # COLUMNS; status is ok, corrupt or error (could not be checked)
+    data_checksums: str              # on, off
+    checksum_failures: int | None    # failures counted in this database (None: checksums off)
+    skipped: str = ""                # why amcheck did not run ("" when it did)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def corrupt(self) -> pd.DataFrame:
+        """The relations amcheck found corrupt."""
+        return self.relations[self.relations["status"] == "corrupt"]
+
+    @property
+    def errors(self) -> pd.DataFrame:
+        """The relations that could not be checked (no privilege, lock timeout ...)."""
+        return self.relations[self.relations["status"] == "error"]
+
+    @property
+    def outcome(self) -> str:
+        """corrupt (amcheck or the checksums found damage), incomplete, skipped (amcheck did not run) or ok."""
+        if len(self.corrupt) or (self.checksum_failures or 0) > 0:
+            return "corrupt"
+        if len(self.errors):
+            return "incomplete"
+        return "skipped" if self.skipped else "ok"
+
+    @property
+    def summary(self) -> str:
+        """One line: what was checked and what was found."""
+        checked = f"{len(self.relations):,} relation(s) checked" if not self.skipped else f"amcheck skipped: {self.skipped}"
+        found = []
+        for row in self.corrupt.itertuples():
+            where = f" block {row.block}" if pd.notna(row.block) else ""
+            found.append(f"{row.kind} {row.relation}{where}: {row.detail}")
+        if self.checksum_failures:
+            found.append(f"{self.checksum_failures} data-checksum failure(s) counted in this database")
+        if len(self.errors):
+            found.append(f"{len(self.errors)} relation(s) could not be checked ({self.errors.iloc[0].detail})")
+        checksums = f"data checksums {self.data_checksums}"
+        return "; ".join([checked, checksums, *found] if found else [checked, checksums, "no corruption found"])
+
+
+
+def _block(message: str) -> int | None:
+    found = _BLOCK.search(message)
+    return int(next(g for g in found.groups() if g is not None)) if found else None
+
+
+def _table_oids(conn: psycopg.Connection, tables: Iterable[str] | None) -> list[int] | None:
+    """The OIDs of `tables` (names as in SQL: `schema.table`, quoted where needed); None stays None."""
+    if tables is None:
+        return None
+    oids = []
+    for name in ([tables] if isinstance(tables, str) else list(tables)):
+        oid = conn.execute("SELECT to_regclass(%s)::oid", (name,)).fetchone()[0]
+        if oid is None:
+            raise ParameterError(f"unknown table {name!r} (name it as in SQL, e.g. archive.old_orders)")
+        oids.append(oid)
+    return oids
+
+
+def _amcheck(conn: psycopg.Connection, install: bool) -> tuple[str | None, bool, str]:
+    """amcheck's schema (None: not usable), whether it has verify_heapam, and why not when it is not usable."""
+    schema, why = extensions.find(conn, "amcheck", install=install)
+    if schema is None:
+        return None, False, why
+    heapam = conn.execute("SELECT to_regproc(%s) IS NOT NULL",
+                          (sql.Identifier(schema, "verify_heapam").as_string(conn),)).fetchone()[0]
+    return schema, heapam, ""
+
+
+def _checksums(conn: psycopg.Connection) -> tuple[str, int | None]:
+    state, failures, _last = conn.execute(load("integrity", "checksums")).fetchone()
+    return state, (int(failures) if failures is not None else None)
+
+
+def _check_one(conn: psycopg.Connection, schema: str, row) -> tuple[str, int | None, str]:
+    """Status (ok, corrupt, error), block and detail of one relation."""
+    if row.kind == "index":
+        query = sql.SQL("SELECT {}(%s::regclass, true)").format(sql.Identifier(schema, "bt_index_check"))
+    else:
+        query = sql.SQL("SELECT blkno, offnum, attnum, msg FROM {}(%s::regclass, check_toast => true)").format(
+            sql.Identifier(schema, "verify_heapam"))
+    try:
+        with conn.transaction():
+            problems = conn.execute(query, (row.relation,)).fetchall()
+    except _CORRUPTION as exc:
+        message = first_line(exc)
+        return "corrupt", _block(message), message
+    except psycopg.Error as exc:
+        return "error", None, first_line(exc)
+    if row.kind == "table" and problems:
+        block, offset, column, message = problems[0]
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        return "corrupt", block, f"offset {offset}" + (f", column {column}" if column is not None else "") + f": {message}{more}"
+    return "ok", None, ""
+
+
+def check(conn: psycopg.Connection, tables: Iterable[str] | None = None, *, install: bool = False,
+          on_progress: Callable[[int, int], None] | None = None) -> IntegrityReport:
+    """Check every table and B-tree index (or `tables` and their indexes) with amcheck, and read the
+    data-checksum state and failure count; returns the report (nothing is changed, except creating
+    amcheck when `install` is true and it is missing).
+
+    `on_progress(done, total)` is called after each relation.
+    """
+    oids = _table_oids(conn, tables)
+    state, failures = _checksums(conn)
+    schema, heapam, skipped = _amcheck(conn, install)
+    rows = []
+    notes = [] if state == "on" else ["data checksums are off: a damaged page is only found by amcheck's own checks"]
+    if schema is not None:
+        relations = fetch_frame(conn, load("integrity", "relations"), {"tables": oids})
+        if not heapam:
+            notes.append("this amcheck has no verify_heapam (PostgreSQL 14+): tables not checked, indexes only")
+            relations = relations[relations["kind"] == "index"]
+        for done, row in enumerate(relations.itertuples(), start=1):
+            began = time.perf_counter()
+            status, block, detail = _check_one(conn, schema, row)
+            rows.append((row.relation, row.kind, row.table_name, "bt_index_check" if row.kind == "index" else "verify_heapam",
+                         status, block, detail, round(time.perf_counter() - began, 3)))
+            if on_progress:
+                on_progress(done, len(relations))
+        state, failures = _checksums(conn)  # failures found while amcheck read the pages count too
+    frame = pd.DataFrame(rows, columns=COLUMNS).astype({"block": "Int64"})
+    return IntegrityReport(frame, state, failures, skipped, notes)
+
+
+__all__ = ["IntegrityReport", "check", "COLUMNS"]

@@ -1,0 +1,103 @@
+"""Integrity with amcheck and data checksums, on a real server; corruption made by flipping bytes on disk."""
+
+import json
+import secrets
+import subprocess
+import sys
+
+import pytest
+from psycopg import sql
+
+from prep_ops import db, embedded, integrity, roles
+from prep_ops.errors import ParameterError
+
+from conftest import cli_env
+
+
+def prep_ops(*args, env=None):
+    return subprocess.run([sys.executable, "-m", "prep_ops", *args], capture_output=True, text=True, env=env)
+
+
+def test_integrity_is_clean_on_sample_data(seeded):
+    with db.connect(seeded, autocommit=True) as conn:
+        report = integrity.check(conn, install=True)
+    assert report.skipped == "" and report.outcome == "ok", report.summary
+    checked = report.relations.set_index("relation")
+    assert checked.loc["enrollments", "check"] == "verify_heapam"
+    assert checked.loc["enrollments_pkey", "check"] == "bt_index_check"
+    assert checked.loc["pg_class", "kind"] == "table"  # the catalogs are checked too
+    assert (report.relations["status"] == "ok").all() and report.data_checksums in ("on", "off")
+
+
+def test_integrity_of_named_tables_checks_them_and_their_indexes_only(seeded):
+    with db.connect(seeded, autocommit=True) as conn:
+        report = integrity.check(conn, ["public.students"], install=True)
+        assert set(report.relations["table_name"]) == {"students"}
+        assert {"students", "students_pkey"} <= set(report.relations["relation"])
+        with pytest.raises(ParameterError, match="unknown table 'archive.nothing'"):
+            integrity.check(conn, ["archive.nothing"])
+
+
+def test_integrity_skips_where_amcheck_is_not_installed(scratch):
+    with db.connect(scratch, autocommit=True) as conn:
+        report = integrity.check(conn, install=False)
+    assert report.outcome == "skipped" and report.relations.empty
+    assert "amcheck is not installed in this database" in report.skipped
+    assert report.summary.startswith("amcheck skipped: ")
+
+
+def test_integrity_skips_where_amcheck_cannot_be_created(scratch):
+    """A role that may not create the (untrusted) extension gets SKIP with the server's reason."""
+    name, password = f"prep_ops_nosuper_{secrets.token_hex(3)}", secrets.token_hex(12)
+    with db.connect(scratch, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(sql.Identifier(name), sql.Literal(password)))
+        conn.execute(sql.SQL("GRANT CREATE ON DATABASE {} TO {}").format(sql.Identifier(scratch.database), sql.Identifier(name)))
+    try:
+        with db.connect(roles.login(scratch, name, password), autocommit=True) as conn:
+            report = integrity.check(conn, install=True)
+        assert report.outcome == "skipped" and "amcheck could not be created: permission denied" in report.skipped
+    finally:
+        with db.connect(scratch, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(name)))
+            conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(name)))
+
+
+def _flip(path, block: int) -> None:
+    """Invert 16 bytes in the middle of page `block` of a relation file."""
+    data = bytearray(path.read_bytes())
+    start = block * 8192 + 4000
+    data[start:start + 16] = bytes(b ^ 0xFF for b in data[start:start + 16])
+    path.write_bytes(bytes(data))
+
+
+def test_integrity_finds_flipped_bytes_in_an_index_and_names_it(private_server):
+    target = db.resolve_target()
+    with db.connect(target, autocommit=True) as conn:
+        conn.execute("CREATE TABLE marks (id int PRIMARY KEY, note text)")
+        conn.execute("INSERT INTO marks SELECT g, md5(g::text) FROM generate_series(1, 20000) g")
+        conn.execute("CHECKPOINT")
+        index_file = conn.execute("SELECT pg_relation_filepath('marks_pkey')").fetchone()[0]
+        assert integrity.check(conn, install=True).outcome == "ok"
+    embedded.stop()  # the server is stopped before its files are touched
+    _flip(private_server / index_file, block=3)
+    with db.connect(db.resolve_target(), autocommit=True) as conn:
+        report = integrity.check(conn)
+    assert report.outcome == "corrupt"
+    bad = report.corrupt.set_index("relation")
+    assert list(bad.index) == ["marks_pkey"] and bad.loc["marks_pkey", "block"] == 3
+    assert "marks_pkey block 3" in report.summary
+
+    result = prep_ops("integrity", env=cli_env())
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "FAIL integrity" in result.stdout and "marks_pkey block 3" in result.stdout
+    as_json = json.loads(prep_ops("integrity", "--json", env=cli_env()).stdout)
+    assert as_json["outcome"] == "corrupt"
+    assert [r["relation"] for r in as_json["relations"] if r["status"] == "corrupt"] == ["marks_pkey"]
+
+
+def test_integrity_command_passes_on_a_clean_database(migrated):
+    result = prep_ops("integrity", "--tables", "public.users", env=cli_env(migrated))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1].startswith(("PASS integrity: ", "SKIP integrity: "))
+    if not migrated.scratch:
+        assert "SKIP integrity: amcheck skipped" in result.stdout
