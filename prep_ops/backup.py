@@ -15,24 +15,20 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import psycopg
 from sqlalchemy.engine import make_url
 
 from . import checksums
 from .db import Target, client_program, connect, server_version
-from .errors import ParameterError, PrepOpsError
+from .errors import BackupError, ParameterError
 from .paths import project_dir
 from .sqlfiles import load
 
 KINDS = {"full": [], "schema": ["--schema-only"], "data": ["--data-only"]}
 FORMATS = {"plain": ("p", ".sql"), "custom": ("c", ".dump"), "directory": ("d", ".dir")}
 MANIFEST_SUFFIX = ".manifest.json"
-
-
-class BackupError(PrepOpsError):
-    """pg_dump or pg_restore failed, or a backup is not where it should be."""
 
 
 @dataclass
@@ -121,6 +117,41 @@ def file_hashes(path: Path) -> dict[str, dict]:
     return {str(p.relative_to(base)): {"bytes": p.stat().st_size, "sha256": sha256_of(p)} for p in files}
 
 
+def _inside(base: Path, name: str) -> Path | None:
+    """The file `name` of a backup under `base`, or None when it would lead out of that folder."""
+    file = (base / name).resolve()
+    return file if file.is_relative_to(base.resolve()) else None
+
+
+def check_files(path: Path, manifest: dict) -> list[dict]:
+    """Report rows (object, check, expected, actual, passed): every file of the manifest present inside
+    the backup's folder, of the recorded size and SHA-256. Nothing outside that folder is ever read."""
+    base = path if manifest["format"] == "directory" else path.parent
+    rows = []
+
+    def row(obj, check, expected, actual, passed):
+        rows.append({"object": obj, "check": check, "expected": expected, "actual": actual, "passed": bool(passed)})
+
+    if manifest["format"] == "directory" and not path.is_dir() or manifest["format"] != "directory" and not path.is_file():
+        row(path.name, "backup present", "present", "missing", False)
+        return rows
+    for name, recorded in manifest["files"].items():
+        file = _inside(base, name)
+        if file is None:
+            row(name, "file inside the backup", "inside", "leads out of the backup's folder: not read", False)
+            continue
+        if not file.is_file():
+            row(name, "file present", "present", "missing", False)
+            continue
+        size = file.stat().st_size
+        if size != recorded["bytes"]:
+            row(name, "file size", recorded["bytes"], size, False)
+            continue
+        digest = sha256_of(file)
+        row(name, "sha256", recorded["sha256"][:16], digest[:16], digest == recorded["sha256"])
+    return rows
+
+
 def _tool_version(program: Path) -> str:
     out = subprocess.run([str(program), "--version"], capture_output=True, text=True, check=True).stdout
     return out.strip().split()[-1]
@@ -203,7 +234,7 @@ def read_manifest(path: Path) -> dict:
         manifest = json.loads(mpath.read_text())
     except json.JSONDecodeError as exc:
         raise BackupError(f"the manifest {mpath} is not valid JSON ({exc.msg}, line {exc.lineno})") from None
-    problem = manifest_problem(manifest)
+    problem = manifest_problem(manifest, path)
     if problem:
         raise BackupError(f"{mpath} is not a prep-ops backup manifest: {problem}")
     return manifest
@@ -220,8 +251,9 @@ def _json_type(value) -> str:
     return _JSON_TYPES.get(type(value), type(value).__name__)
 
 
-def manifest_problem(manifest) -> str | None:
-    """What keeps `manifest` (parsed JSON) from being a prep-ops backup manifest, or None."""
+def manifest_problem(manifest, path: Path | None = None) -> str | None:
+    """What keeps `manifest` (parsed JSON) from being a prep-ops backup manifest (of the backup at
+    `path`, when given), or None."""
     if not isinstance(manifest, dict):
         return f"it holds {_json_type(manifest)}, not an object"
     for key, kind in _MANIFEST_FIELDS.items():
@@ -239,9 +271,23 @@ def manifest_problem(manifest) -> str | None:
     extensions = manifest.get("extensions", {})
     if not (isinstance(extensions, dict) and all(isinstance(v, str) for v in extensions.values())):
         return "its 'extensions' is not an object of extension versions"
+    for key in ("started", "finished"):
+        try:
+            datetime.fromisoformat(manifest[key])
+        except ValueError:
+            return f"its {key!r} is not a date and time: {manifest[key][:40]!r}"
+    if not manifest["files"]:
+        return "it lists no files"
     for name, entry in manifest["files"].items():
+        parts = PurePosixPath(name).parts
+        if not name or name.startswith(("/", "\\")) or ".." in parts or "\\" in name or ":" in name:
+            return f"file {name[:60]!r} is not a name inside the backup's folder"
+        if manifest["format"] != "directory" and len(parts) != 1:
+            return f"file {name[:60]!r} of a single-file backup is in a subfolder"
         if not (isinstance(entry, dict) and isinstance(entry.get("bytes"), int) and isinstance(entry.get("sha256"), str)):
             return f"file {name!r} has no bytes and sha256"
+    if path is not None and manifest["format"] != "directory" and list(manifest["files"]) != [path.name]:
+        return f"it describes {', '.join(list(manifest['files'])[:3])[:80]!r}, not {path.name!r}"
     for name, entry in manifest["tables"].items():
         if not (isinstance(entry, dict) and isinstance(entry.get("rows"), int) and isinstance(entry.get("checksum"), str)):
             return f"table {name!r} has no rows and checksum"
@@ -261,7 +307,7 @@ def listing(directory: Path | None = None) -> list[Backup]:
             manifest = json.loads(mpath.read_text())
         except json.JSONDecodeError:
             continue
-        if manifest_problem(manifest) is None:
+        if manifest_problem(manifest, path) is None:
             found.append(Backup(path, manifest))
     return sorted(found, key=lambda b: b.manifest.get("started", ""), reverse=True)
 

@@ -35,6 +35,11 @@ def _parse(url: str):
         raise TargetError(f"not a database URL: {mask_url(url)} (expected postgresql://user:password@host:port/database)") from None
     if parsed.get_backend_name() != "postgresql":
         raise TargetError(f"not a PostgreSQL URL: {mask_url(url)} (prep-ops works on PostgreSQL only)")
+    if "dbname" in parsed.query:
+        # libpq lets a dbname in the query string win over the path: move it to the path, so that
+        # `database` is the database libpq connects to and with_database() cannot be overridden
+        given = parsed.query["dbname"]
+        parsed = parsed.set(database=given[-1] if isinstance(given, tuple) else given).difference_update_query(["dbname"])
     return parsed
 
 

@@ -21,6 +21,10 @@ class ConfirmationRequired(PrepOpsError):
     """A step would change or destroy data and was not confirmed."""
 
 
+class BackupError(PrepOpsError):
+    """pg_dump or pg_restore failed, a backup is not where it should be, or its file is not a dump."""
+
+
 class CheckFailed(PrepOpsError):
     """A must-hold check in a runbook failed."""
 

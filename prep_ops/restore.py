@@ -8,13 +8,15 @@ every error it reports is that line.
 
 import re
 import subprocess
+import tempfile
 from pathlib import Path
 
 from psycopg import sql
 
 from . import backup as backups
+from . import plain_dump
 from .db import Target, client_program, connect, server_version
-from .errors import ConfirmationRequired
+from .errors import BackupError, ConfirmationRequired
 
 TRANSACTION_TIMEOUT = "SET transaction_timeout = 0;"
 _ERROR = re.compile(r"^pg_restore: error: (.*)$", re.MULTILINE)
@@ -23,32 +25,31 @@ _IGNORED = re.compile(r"errors ignored on restore: (\d+)")
 
 
 def _restore_plain(path: Path, target: Target, major: int) -> None:
+    """Feed the checked dump to psql under prep-ops' own `\\restrict` (see plain_dump), in one transaction."""
+    plain_dump.check(path)
     url, env = backups.libpq_env(target)
     psql = client_program("psql", target, major)
     command = [str(psql), "--no-psqlrc", "--quiet", "-v", "ON_ERROR_STOP=1", "--single-transaction",
                "--dbname", url, "--output", "/dev/null"]
-    if major >= 17:
-        result = subprocess.run(command + ["--file", str(path)], env=env, capture_output=True, text=True)
-    else:
-        process = subprocess.Popen(command, env=env, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                                   stderr=subprocess.PIPE)
-        with path.open("rb") as dump:
+    drop = (TRANSACTION_TIMEOUT.encode(),) if major < 17 else ()
+    # stderr into a file: a pipe nobody reads while stdin is written fills up with notices and stalls psql
+    with tempfile.TemporaryFile() as stderr:
+        process = subprocess.Popen(command, env=env, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=stderr)
+        try:
+            for line in plain_dump.psql_input(path, drop_lines=drop):
+                process.stdin.write(line)
+        except BrokenPipeError:
+            pass  # psql stopped on an error: its stderr says which
+        finally:
             try:
-                for line in dump:
-                    if line.rstrip(b"\r\n") != TRANSACTION_TIMEOUT.encode():
-                        process.stdin.write(line)
+                process.stdin.close()
             except BrokenPipeError:
-                pass  # psql stopped on an error: its stderr says which
-            finally:
-                try:
-                    process.stdin.close()
-                except BrokenPipeError:
-                    pass
-        err = process.stderr.read()
-        process.wait()
-        result = subprocess.CompletedProcess(command, process.returncode, "", err.decode(errors="replace"))
-    if result.returncode != 0:
-        raise backups.BackupError(f"restore of {path.name} failed: {_first_error(result.stderr)}")
+                pass
+        returncode = process.wait()
+        stderr.seek(0)
+        err = stderr.read().decode(errors="replace")
+    if returncode != 0:
+        raise BackupError(f"restore of {path.name} failed: {_first_error(err)}")
 
 
 def _first_error(stderr: str) -> str:
@@ -76,7 +77,33 @@ def _restore_archive(path: Path, target: Target, major: int, jobs: int) -> None:
     if (major < 17 and ignored and errors and all("transaction_timeout" in e for e in errors)
             and commands and all(c.strip() == TRANSACTION_TIMEOUT for c in commands)):
         return
-    raise backups.BackupError(f"restore of {path.name} failed: {_first_error(result.stderr)}")
+    raise BackupError(f"restore of {path.name} failed: {_first_error(result.stderr)}")
+
+
+def preflight(path: Path, manifest: dict, target: Target) -> None:
+    """Check a backup before anything is touched: its files against the manifest, then a plain dump's
+    lines (no psql command, see plain_dump) or an archive's table of contents (`pg_restore --list`).
+    Raises BackupError naming what is wrong."""
+    bad = [r for r in backups.check_files(path, manifest) if not r["passed"]]
+    if bad:
+        first = bad[0]
+        raise BackupError(f"{path.name} does not match its manifest: {first['object']}: {first['check']} "
+                          f"{first['actual']} (expected {first['expected']})")
+    check_contents(path, manifest, target)
+
+
+def check_contents(path: Path, manifest: dict, target: Target) -> None:
+    """A plain dump's lines hold no psql command (plain_dump.check); an archive's table of contents
+    reads (`pg_restore --list`). Raises BackupError naming what is wrong."""
+    if manifest["format"] == "plain":
+        plain_dump.check(path)
+        return
+    with connect(target) as conn:
+        major = server_version(conn)
+    pg_restore = client_program("pg_restore", target, major)
+    listed = subprocess.run([str(pg_restore), "--list", str(path)], capture_output=True, text=True)
+    if listed.returncode != 0:
+        raise BackupError(f"{path.name} is not an archive pg_restore can read: {_first_error(listed.stderr)}")
 
 
 def restore_into(path: Path, target: Target, manifest: dict, *, jobs: int = 2) -> None:
@@ -125,6 +152,7 @@ def restore(path: Path, target: Target, *, confirm: bool = False, safety_dir: Pa
     """
     path = Path(path)
     manifest = backups.read_manifest(path)
+    preflight(path, manifest, target)  # before anything is touched
     with connect(target) as conn:
         if backups.same_database(backups.identity(conn), manifest["source"]) and not confirm:
             raise ConfirmationRequired(f"{target.database} is the database this backup was taken from; "

@@ -19,8 +19,8 @@ from psycopg import sql
 from . import backup as backups
 from . import checksums, embedded, migrate, scratch
 from .db import Target, connect
-from .errors import ParameterError
-from .restore import restore_into
+from .errors import BackupError, ParameterError
+from .restore import check_contents, restore_into
 
 
 @dataclass
@@ -38,30 +38,6 @@ class Verification:
 
 def _row(rows: list, obj: str, check: str, expected, actual, passed: bool) -> None:
     rows.append({"object": obj, "check": check, "expected": expected, "actual": actual, "passed": bool(passed)})
-
-
-def check_files(path: Path, manifest: dict, rows: list) -> bool:
-    """Every file of the manifest present, of the recorded size and SHA-256; adds report rows."""
-    base = path if manifest["format"] == "directory" else path.parent
-    ok = True
-    if manifest["format"] == "directory" and not path.is_dir() or manifest["format"] != "directory" and not path.exists():
-        _row(rows, path.name, "backup present", "present", "missing", False)
-        return False
-    for name, recorded in manifest["files"].items():
-        file = base / name
-        if not file.exists():
-            _row(rows, name, "file present", "present", "missing", False)
-            ok = False
-            continue
-        size = file.stat().st_size
-        if size != recorded["bytes"]:
-            _row(rows, name, "file size", recorded["bytes"], size, False)
-            ok = False
-            continue
-        digest = backups.sha256_of(file)
-        _row(rows, name, "sha256", recorded["sha256"][:16], digest[:16], digest == recorded["sha256"])
-        ok &= digest == recorded["sha256"]
-    return ok
 
 
 _CAST = re.compile(r"::(character varying|timestamp without time zone|timestamp with time zone|"
@@ -274,8 +250,16 @@ def verify(path: Path, *, server: Target | None = None, keep_scratch: bool = Fal
     rows: list[dict] = []
     server = server or scratch_server()
     name = f"prep_ops_verify_{uuid.uuid4().hex[:10]}"
-    if not check_files(path, manifest, rows):
+    file_rows = backups.check_files(path, manifest)
+    rows.extend(file_rows)
+    if not all(r["passed"] for r in file_rows):
         _row(rows, path.name, "restore", "restored", "not tried: the files do not match the manifest", False)
+        return Verification(path, False, pd.DataFrame(rows), None, time.perf_counter() - began)
+    try:
+        check_contents(path, manifest, server)
+    except BackupError as exc:
+        _row(rows, path.name, "readable as a dump", "readable", str(exc), False)
+        _row(rows, path.name, "restore", "restored", "not tried: the file is not a dump prep-ops restores", False)
         return Verification(path, False, pd.DataFrame(rows), None, time.perf_counter() - began)
     if not check_extensions(server, manifest, rows):
         _row(rows, path.name, "restore", "restored", "not tried: the restore server lacks an extension the backup needs", False)

@@ -5,7 +5,10 @@ a project folder of its own (see the conftest.py at the top of the checkout).
 """
 
 import os
+import shutil
+import tempfile
 import uuid
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -41,12 +44,18 @@ def _drop(server: db.Target, target: db.Target) -> None:
 
 
 @pytest.fixture
-def private_server(tmp_path, monkeypatch):
-    """A private embedded server in the test's own data directory (its path), stopped after the test."""
-    monkeypatch.setenv("PREP_OPS_DATA_DIR", str(tmp_path / "pgdata"))
+def private_server(monkeypatch):
+    """A private embedded server in the test's own data directory (its path), stopped and removed after.
+
+    Not under pytest's tmp_path: a pytest session starting meanwhile (the isolation test runs one)
+    makes /tmp/pytest-of-<user> private again, and the server's system user could no longer reach it.
+    """
+    folder = Path(tempfile.mkdtemp(prefix="prep-ops-private-"))
+    monkeypatch.setenv("PREP_OPS_DATA_DIR", str(folder / "pgdata"))
     monkeypatch.delenv("DATABASE_URL", raising=False)
-    yield tmp_path / "pgdata"
+    yield folder / "pgdata"
     embedded.stop()
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture

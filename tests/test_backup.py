@@ -345,6 +345,11 @@ def _valid_manifest() -> dict:
     (lambda m: {**m, "tables": {"public.t": {"rows": 1}}}, "table 'public.t' has no rows and checksum"),
     (lambda m: {**m, "files": {"d.sql": "ab"}}, "file 'd.sql' has no bytes and sha256"),
     (lambda m: {**m, "source": {}}, "its 'source' names no database"),
+    (lambda m: {**m, "finished": "not-a-date"}, "its 'finished' is not a date and time: 'not-a-date'"),
+    (lambda m: {**m, "files": {"/etc/shadow": {"bytes": 3, "sha256": "ab"}}}, "file '/etc/shadow' is not a name inside"),
+    (lambda m: {**m, "files": {"../d.sql": {"bytes": 3, "sha256": "ab"}}}, "file '../d.sql' is not a name inside"),
+    (lambda m: {**m, "files": {"x.sql": {"bytes": 3, "sha256": "ab"}}}, "it describes 'x.sql', not 'd.sql'"),
+    (lambda m: {**m, "extensions": {"citext": 1}}, "its 'extensions' is not an object of extension versions"),
 ])
 def test_a_manifest_of_the_wrong_shape_is_refused_in_one_sentence(tmp_path, change, problem):
     path = tmp_path / "d.sql"
