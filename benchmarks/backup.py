@@ -173,7 +173,8 @@ def seed_database(server: db.Target, students: int) -> tuple[db.Target, float]:
     began = time.perf_counter()
     source = scratch.recreate(server, DATABASE)
     migrate.apply(source)
-    subprocess.run([sys.executable, "-m", "prep_ops", "seed", "--students", str(students)], check=True,
+    # --confirm: the benchmark's own database, which it just made
+    subprocess.run([sys.executable, "-m", "prep_ops", "seed", "--students", str(students), "--confirm"], check=True,
                    env={**os.environ, "DATABASE_URL": source.url}, stdout=subprocess.DEVNULL)
     seconds = time.perf_counter() - began
     with db.connect(source, autocommit=True) as conn:

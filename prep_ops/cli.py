@@ -9,7 +9,7 @@ import click
 from tabulate import tabulate
 
 from . import embedded, migrate
-from .db import Target, resolve_target
+from .db import Target, require_change, resolve_target
 from .errors import ConfirmationRequired, PrepOpsError
 
 
@@ -72,7 +72,7 @@ def db_url(ctx: click.Context) -> None:
 # --- migrate ----------------------------------------------------------------------------------
 @cli.group(invoke_without_command=True)
 @click.option("--to", "to", type=click.IntRange(min=0), help="Version to migrate to, up or down (default: latest).")
-@click.option("--confirm", is_flag=True, help="Allow a down migration that drops tables holding data.")
+@click.option("--confirm", is_flag=True, help="Needed outside a scratch database, and for a down migration over data.")
 @click.pass_context
 def migrate_cmd(ctx: click.Context, to: int | None, confirm: bool) -> None:
     """Migrate the schema to the latest version, or up or down to --to N.
@@ -83,6 +83,8 @@ def migrate_cmd(ctx: click.Context, to: int | None, confirm: bool) -> None:
         return
     target = _target(ctx)
     steps = migrate.plan(target, to)
+    if steps:
+        require_change(target, confirm, f"migrating ({len(steps)} step(s))")
     if any(s.direction == "down" for s in steps) and not confirm:
         from . import seed
 
@@ -133,13 +135,16 @@ def migrate_plan(ctx: click.Context, to: int | None) -> None:
 @cli.command("seed")
 @click.option("--students", default=2000, show_default=True, type=int, help="Number of students to generate.")
 @click.option("--seed", "seed_value", default=42, show_default=True, type=int, help="Random seed; same seed, same data.")
-@click.option("--confirm", is_flag=True, help="Replace data that is already there.")
+@click.option("--confirm", is_flag=True, help="Needed outside a scratch database, and to replace data already there.")
 @click.pass_context
 def seed_cmd(ctx: click.Context, students: int, seed_value: int, confirm: bool) -> None:
     """Load generated sample data. Example: prep-ops seed --students 100000 --seed 7"""
     from . import seed
 
-    result = seed.seed(_target(ctx), students, seed_value, replace=confirm, progress=sys.stderr.isatty())
+    seed.check_students(students)
+    target = _target(ctx)
+    require_change(target, confirm, "loading sample data")
+    result = seed.seed(target, students, seed_value, replace=confirm, progress=sys.stderr.isatty())
     click.echo(tabulate(result.rows.items(), headers=["table", "rows"], intfmt=","))
     click.echo(f"loaded {result.total_rows:,} rows in {result.seconds:.1f} s "
                f"({result.total_rows / max(result.seconds, 1e-9):,.0f} rows/s)")

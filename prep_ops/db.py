@@ -14,7 +14,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from . import embedded
-from .errors import TargetError
+from .errors import ConfirmationRequired, TargetError
 
 # user:password@ up to the last @ (a password may hold / or @); over-masking beats a leak
 _PASSWORD_IN_URL = re.compile(r"(://[^:/@?#\s]*:)\S*@")
@@ -72,6 +72,13 @@ class Target:
         """The same server and credentials, another database."""
         url = _parse(self.url).set(database=name).render_as_string(hide_password=False)
         return Target(url, self.embedded)
+
+
+def require_change(target: Target, confirm: bool, action: str) -> None:
+    """The one guard before a change: ConfirmationRequired unless `target` is scratch or `confirm` is given."""
+    if not (target.scratch or confirm):
+        raise ConfirmationRequired(f"{target.masked_url} is not a scratch database and {action} changes it: "
+                                   "pass --confirm (confirm=True in a notebook) to go ahead")
 
 
 def resolve_target(database_url: str | None = None) -> Target:

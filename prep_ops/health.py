@@ -4,7 +4,7 @@ Every query reads catalog and statistics views only, never a table, so a full ru
 milliseconds whatever the size of the data. The checking session sets a statement and lock
 timeout, never holds a transaction open, and leaves itself out of every session it reports.
 Connections and transaction-ID age are judged for the whole server, sessions, locks, cache and
-sizes for the target database. Statuses are `ok`, `warn` and `critical`, and `skip` where a source is
+sizes for the target database. Statuses are `ok`, `warn` and `critical`, and `unknown` where a source is
 missing (no pg_stat_statements, no readable server log): said in one line with how to enable it, never
 `ok` for what was not judged. A check whose query the server refuses is `warn` with the reason, never
 an exception.
@@ -23,7 +23,7 @@ from .db import Target, connect, fetch_frame
 from .errors import ParameterError
 from .sqlfiles import load
 
-STATUSES = ("skip", "ok", "warn", "critical")  # in order of severity; skip: not judged, and why
+STATUSES = ("unknown", "ok", "warn", "critical")  # in order of severity; unknown: not judged, and why
 QUERY_WIDTH = 200  # characters of a statement kept in the detail tables
 _SHORT = 60  # characters of a statement quoted in a one-line detail
 _WRAPAROUND = 2**31  # transaction IDs: the server stops before their age reaches this
@@ -80,7 +80,7 @@ class Thresholds:
 
 @dataclass
 class HealthCheck:
-    """The outcome of one check: `status` is ok, warn, critical or skip (not judged: `detail` says why);
+    """The outcome of one check: `status` is ok, warn, critical or unknown (not judged: `detail` says why);
     `fix` says what to do when it is not ok."""
 
     name: str
@@ -97,7 +97,7 @@ class HealthCheck:
     @property
     def skipped(self) -> str:
         """Why the check was not judged ("" when it was)."""
-        return self.detail if self.status == "skip" else ""
+        return self.detail if self.status == "unknown" else ""
 
 
 @contextmanager
@@ -397,7 +397,7 @@ def _top_queries(name, conn, target, t: Thresholds) -> HealthCheck:
     threshold = f"warn: mean ≥ {t.slow_query_mean_ms:g} ms over ≥ {t.slow_query_min_calls:,} calls"
     if source != "pg_stat_statements":
         return HealthCheck(
-            name, "skip", None, threshold,
+            name, "unknown", None, threshold,
             f"pg_stat_statements unavailable ({why}); fallback: {len(frame)} statement(s) active now "
             "from pg_stat_activity",
             "to rank statements by time: shared_preload_libraries = 'pg_stat_statements', restart, "
@@ -423,7 +423,7 @@ def _server_log(name, conn, target, t: Thresholds) -> HealthCheck:
     threshold = f"warn ≥ {t.log_errors_warn:,} ERROR/FATAL lines, critical: any PANIC"
     window = f"the last {t.log_window_minutes:g} min"
     if why:
-        return HealthCheck(name, "skip", None, threshold, f"server log not readable: {why}; errors not checked",
+        return HealthCheck(name, "unknown", None, threshold, f"server log not readable: {why}; errors not checked",
                            "to check errors: logging_collector = on, and run the check as a superuser "
                            "(or GRANT EXECUTE on the three file functions)")
     count, panics = len(frame), int((frame["severity"] == "PANIC").sum())
@@ -469,5 +469,5 @@ def as_frame(checks: list[HealthCheck]) -> pd.DataFrame:
 
 
 def worst(checks: list[HealthCheck]) -> str:
-    """The most severe status among `checks`: critical, warn, ok (also when there are none), or skip when none was judged."""
+    """The most severe status among `checks`: critical, warn, ok (also when there are none), or unknown when none was judged."""
     return max((c.status for c in checks), key=STATUSES.index, default="ok")

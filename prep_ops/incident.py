@@ -29,7 +29,7 @@ from .errors import CheckFailed, ParameterError, PrepOpsError
 from .paths import runs_dir
 
 MODES = ("drill", "live")
-_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,79}$")
+_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,79}")
 
 
 class StepFailed(PrepOpsError):
@@ -87,6 +87,14 @@ def incidents_dir() -> Path:
     return runs_dir() / "incidents"
 
 
+def check_id(incident_id) -> str:
+    """`incident_id` when it is a name (letters, digits, '.', '_', '-'; at most 80; never a path), else ParameterError."""
+    if not isinstance(incident_id, str) or not _ID.fullmatch(incident_id):
+        raise ParameterError(f"incident_id must be letters, digits, '.', '_' or '-' (at most 80, "
+                             f"starting with a letter or digit), not {str(incident_id)[:100]!r}")
+    return incident_id
+
+
 def new_id(kind: str) -> str:
     """A fresh incident id: the time and the kind, e.g. 20261126-031502-data-recovery."""
     return f"{datetime.now():%Y%m%d-%H%M%S}-{kind}"
@@ -113,8 +121,7 @@ class Incident:
         if mode not in MODES:
             raise ParameterError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
         incident_id = incident_id or new_id(kind)
-        if not isinstance(incident_id, str) or not _ID.match(incident_id):
-            raise ParameterError(f"incident_id must be letters, digits, '.', '_' or '-' (at most 80), not {incident_id!r}")
+        check_id(incident_id)
         self.kind, self.title, self.target = kind, title, target
         self.id, self.mode, self.confirm = incident_id, mode, bool(confirm)
         self.directory = Path(directory) if directory else incidents_dir()

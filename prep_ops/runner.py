@@ -1,8 +1,9 @@
-"""Run runbooks headless with papermill into runs/<timestamp>/ and summarise their checks."""
+"""Run runbooks headless with papermill into runs/<timestamp>-<random>/ and summarise their checks."""
 
 import ast
 import json
 import os
+import secrets
 import shutil
 import time
 from contextlib import contextmanager
@@ -58,6 +59,7 @@ def parameters(notebook: Path) -> dict[str, dict]:
 
 
 def _coerce(raw: str):
+    """The value of a default as written in a runbook's parameters cell (our own source, a Python literal)."""
     try:
         return ast.literal_eval(raw)
     except (ValueError, SyntaxError):
@@ -66,6 +68,35 @@ def _coerce(raw: str):
             return lowered == "true"
         if lowered in ("none", "null"):
             return None
+        return raw
+
+
+_DATA = (str, int, float, bool, type(None))
+
+
+def _is_data(value) -> bool:
+    """Whether `value` is plain data papermill writes as a literal: str, numbers, bool, None, and lists
+    and dicts of those (bytes, sets, tuples and objects it would paste into the code as they are)."""
+    if isinstance(value, _DATA):
+        return True
+    if isinstance(value, list):
+        return all(_is_data(v) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _is_data(v) for k, v in value.items())
+    return False
+
+
+def parse_value(raw: str):
+    """A `-p` value as data, never code: true/false, none/null, else JSON (numbers, lists, objects,
+    quoted strings), else the text itself. Never Python's literal_eval: b'…', sets and tuples are text."""
+    lowered = raw.strip().lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    if lowered in ("none", "null"):
+        return None
+    try:
+        return json.loads(raw)
+    except ValueError:
         return raw
 
 
@@ -88,7 +119,10 @@ def validate(notebook: Path, given: dict[str, str]) -> dict:
             known = ", ".join(declared) or "none"
             raise ParameterError(f"{notebook.stem} has no parameter {name!r}; its parameters: {known}")
         default = _coerce(declared[name]["default"])
-        value = _coerce(raw) if isinstance(raw, str) else raw
+        value = parse_value(raw) if isinstance(raw, str) else raw
+        if not _is_data(value):
+            raise ParameterError(f"{notebook.stem}: parameter {name} must be plain data (text, a number, true/false, "
+                                 f"a list or an object), not {type(value).__name__}")
         if isinstance(default, str):
             value = raw if isinstance(raw, str) else str(raw)
         elif default is not None and value is not None:
@@ -132,6 +166,7 @@ def incident_values(notebook: Path, values: dict) -> dict:
     if not values.get("incident_id"):
         kind = notebook.stem.split("_", 1)[-1].removeprefix("incident_").replace("_", "-")
         values["incident_id"] = incident.new_id(kind)
+    incident.check_id(values["incident_id"])  # a name, never a path: checked before anything runs or is written
     if "mode" in declared and "mode" not in values:
         values["mode"] = _coerce(declared["mode"]["default"])
     if values.get("mode", incident.MODES[0]) not in incident.MODES:
@@ -168,6 +203,9 @@ def run_one(notebook: Path, out_dir: Path, values: dict, *, timeout: int | None 
     import papermill
 
     values = incident_values(notebook, values)
+    for name, value in values.items():  # papermill pastes other types into the code as they are
+        if not _is_data(value):
+            raise ParameterError(f"{notebook.stem}: parameter {name} must be plain data, not {type(value).__name__}")
     output = out_dir / notebook.name
     began = time.perf_counter()
     error = ""
@@ -192,7 +230,7 @@ def run_one(notebook: Path, out_dir: Path, values: dict, *, timeout: int | None 
 
 def run(names: list[str], given: dict[str, str] | None = None, *, run_all: bool = False,
         out_dir: Path | None = None, on_done=None) -> tuple[Path, list[NotebookRun]]:
-    """Run the named runbooks (or all) into runs/<timestamp>/; returns the folder and each run.
+    """Run the named runbooks (or all) into runs/<timestamp>-<random>/; returns the folder and each run.
 
     Every name and parameter is checked before anything runs. Parameters go to each notebook
     that declares them; a parameter that no chosen notebook declares is an error.
@@ -207,7 +245,9 @@ def run(names: list[str], given: dict[str, str] | None = None, *, run_all: bool 
             raise ParameterError(f"no chosen runbook has a parameter {name!r}")
     plans = [(nb, incident_values(nb, validate(nb, {k: v for k, v in given.items() if k in declared[nb]})))
              for nb in notebooks]
-    out_dir = out_dir or runs_dir() / datetime.now().strftime("%Y%m%d-%H%M%S")
+    if out_dir is None:  # unique: two runs started in the same second never share a folder
+        out_dir = runs_dir() / f"{datetime.now():%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
+        out_dir.mkdir(parents=True)
     out_dir.mkdir(parents=True, exist_ok=True)
     results = []
     for notebook, values in plans:

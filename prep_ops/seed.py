@@ -43,7 +43,7 @@ class SeedResult:
         return sum(self.rows.values())
 
 
-def _check_students(students: int) -> None:
+def check_students(students: int) -> None:
     if isinstance(students, bool) or not isinstance(students, int):
         raise ParameterError(f"students must be a whole number, not {students!r}")
     if not 0 <= students <= MAX_STUDENTS:
@@ -141,7 +141,7 @@ def seed(target: Target, students: int = 2000, seed: int = 42, *, replace: bool 
     Refuses a database whose schema is not at the latest migration, and one that already
     holds data unless `replace` is true. Runs in one transaction: on any error nothing changes.
     """
-    _check_students(students)
+    check_students(students)
     latest = migrate.discover()[-1].version
     if migrate.current_version(target) != latest:
         raise MigrationError(f"the schema of {target.masked_url} is not at migration {latest}; run `prep-ops migrate` first")
@@ -181,7 +181,7 @@ def seed(target: Target, students: int = 2000, seed: int = 42, *, replace: bool 
 
 def write_csv(directory: Path, students: int = 100, seed: int = 42) -> dict[str, Path]:
     """Write the sample for `students` students as one CSV per table; returns the files."""
-    _check_students(students)
+    check_students(students)
     directory.mkdir(parents=True, exist_ok=True)
     plan = sample.Plan(students, seed)
     staff = sample.staff(plan)

@@ -34,7 +34,7 @@ def test_db_status_and_url_of_the_embedded_server():
 
 
 def test_migrate_status_plan_apply_and_down_with_confirm(scratch):
-    env = cli_env(scratch)
+    env = cli_env(scratch, PREP_OPS_SCRATCH="1")  # the test's own database, declared throwaway
     plan = prep_ops("migrate", "plan", env=env)
     assert plan.returncode == 0 and "CREATE TABLE users" in plan.stdout
     assert migrate.current_version(scratch) == 0  # plan changed nothing
@@ -49,6 +49,20 @@ def test_migrate_status_plan_apply_and_down_with_confirm(scratch):
     assert migrate.current_version(scratch) == 5
     down = prep_ops("migrate", "--to", "0", "--confirm", env=env)
     assert down.returncode == 0 and migrate.current_version(scratch) == 0
+
+
+def test_cli_migrate_and_seed_need_confirm_outside_a_scratch_database(scratch):
+    env = cli_env(scratch)
+    env.pop("PREP_OPS_SCRATCH", None)
+    refused = prep_ops("migrate", env=env)
+    assert_one_error_line(refused, "is not a scratch database", "--confirm")
+    assert migrate.current_version(scratch) == 0
+    assert prep_ops("migrate", "--confirm", env=env).returncode == 0
+    refused = prep_ops("seed", "--students", "50", env=env)
+    assert_one_error_line(refused, "is not a scratch database and loading sample data changes it")
+    with db.connect(scratch) as conn:
+        assert conn.execute("SELECT count(*) FROM students").fetchone()[0] == 0
+    assert prep_ops("seed", "--students", "50", "--confirm", env=env).returncode == 0
 
 
 def test_wrong_url_is_one_line_without_password():

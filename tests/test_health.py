@@ -136,7 +136,7 @@ def test_the_checking_session_never_reports_itself(scratch):
 def test_a_quiet_migrated_database_is_healthy(migrated):
     checks = health.run_checks(migrated, health.Thresholds(**IGNORE_LOG))
     assert [c.name for c in checks] == list(health.CHECK_NAMES)
-    judged = {c.name: c.detail for c in checks if c.status != "skip"}
+    judged = {c.name: c.detail for c in checks if c.status != "unknown"}
     assert {name: detail for name, detail in judged.items() if _by_name(checks)[name].status != "ok"} == {}
     # only a missing source is skipped: a fresh database has no pg_stat_statements of its own
     assert set(_by_name(checks)) - set(judged) <= {"top queries", "server log errors"}
@@ -185,7 +185,7 @@ def test_worst_is_the_most_severe_status():
     assert health.worst([]) == "ok"
     assert health.worst([check("ok"), check("warn")]) == "warn"
     assert health.worst([check("warn"), check("critical"), check("ok")]) == "critical"
-    assert health.worst([check("skip"), check("ok")]) == "ok" and health.worst([check("skip")]) == "skip"
+    assert health.worst([check("unknown"), check("ok")]) == "ok" and health.worst([check("unknown")]) == "unknown"
     assert health.as_frame([]).empty and list(health.as_frame([check("ok")])["status"]) == ["ok"]
 
 
@@ -219,7 +219,7 @@ def _pg_stat_statements(target: db.Target) -> tuple[bool, bool]:
 def test_top_queries_fall_back_to_active_statements_without_pg_stat_statements(scratch):
     check = _by_name(health.run_checks(scratch))["top queries"]
     frame = health.top_queries(scratch)
-    assert check.status == "skip" and check.value is None and check.skipped == check.detail
+    assert check.status == "unknown" and check.value is None and check.skipped == check.detail
     assert "pg_stat_statements unavailable (not installed in this database)" in check.detail
     assert "pg_stat_activity" in check.detail
     assert frame.attrs["source"] == "pg_stat_activity" and "unavailable" in frame.attrs["note"]
@@ -232,7 +232,7 @@ def test_installed_but_not_preloaded_pg_stat_statements_falls_back(scratch):
     with db.connect(scratch, autocommit=True) as conn:
         conn.execute("CREATE EXTENSION pg_stat_statements")
     check = _by_name(health.run_checks(scratch))["top queries"]
-    assert check.status == "skip" and "shared_preload_libraries" in check.detail
+    assert check.status == "unknown" and "shared_preload_libraries" in check.detail
     assert health.top_queries(scratch).attrs["source"] == "pg_stat_activity"
 
 
@@ -290,5 +290,5 @@ def test_an_unprivileged_role_gets_every_check_and_a_reason_for_the_log(unprivil
     checks = _by_name(health.run_checks(unprivileged))
     assert list(checks) == list(health.CHECK_NAMES)
     log = checks["server log errors"]
-    assert log.status == "skip" and log.value is None and log.detail.startswith("server log not readable: ")
+    assert log.status == "unknown" and log.value is None and log.detail.startswith("server log not readable: ")
     assert health.recent_errors(unprivileged).attrs["note"].startswith("server log not readable")

@@ -94,3 +94,48 @@ def test_a_password_in_database_url_never_lands_in_the_executed_notebook(tmp_pat
     finally:
         with db.connect(seeded, autocommit=True) as conn:
             conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+
+
+@pytest.mark.parametrize("hostile", [
+    "b'\"; __import__(\"os\").system(\"touch {marker}\"); \"'",
+    "{{__import__('os').system('touch {marker}')}}",
+    "(__import__('os').system('touch {marker}'),)",
+    "\\\\\"; __import__('os').system('touch {marker}'); \"",
+])
+def test_parameter_value_never_runs_as_code(tmp_path, hostile):
+    """A -p value is data: whatever it holds reaches the notebook as that same text (or JSON), never as code."""
+    marker = tmp_path / "pwned"
+    value = hostile.format(marker=marker)
+    parsed = runner.validate(FIXTURES / "91_passes.ipynb", {"anything": value})["anything"]
+    assert isinstance(parsed, (str, list, dict, int, float, bool, type(None)))
+    result = runner.run_one(FIXTURES / "91_passes.ipynb", tmp_path, {"anything": parsed})
+    assert result.ok, result.error
+    assert not marker.exists()
+    import nbformat
+
+    executed = nbformat.read(tmp_path / "91_passes.ipynb", as_version=4)
+    injected = next(c for c in executed.cells if "injected-parameters" in c.metadata.get("tags", []))
+    namespace = {}
+    exec(compile(injected.source, "injected", "exec"), {"__builtins__": {}}, namespace)  # literals only
+    assert namespace["anything"] == parsed
+
+
+def test_a_value_papermill_would_paste_as_code_is_refused(tmp_path):
+    for value in (b"x", {1, 2}, (1, 2), object()):
+        with pytest.raises(ParameterError, match="must be plain data"):
+            runner.run_one(FIXTURES / "91_passes.ipynb", tmp_path, {"anything": value})
+
+
+@pytest.mark.parametrize("hostile", ["../../notebooks/01_schema_setup", "/tmp/elsewhere", "..", "a/b", "", "x" * 81])
+def test_incident_id_cannot_leave_runs(hostile):
+    with pytest.raises(ParameterError, match="incident_id must be letters, digits"):
+        runner.incident_values(runner.find("10"), {"incident_id": hostile} if hostile else {"incident_id": "-x"})
+
+
+def test_run_folders_never_collide(tmp_path, monkeypatch):
+    monkeypatch.setenv("PREP_OPS_HOME", str(tmp_path))
+    (tmp_path / "notebooks").symlink_to(FIXTURES, target_is_directory=True)
+    first, _ = runner.run([str(FIXTURES / "91_passes.ipynb")])
+    second, _ = runner.run([str(FIXTURES / "91_passes.ipynb")])
+    assert first != second and first.parent == second.parent == tmp_path / "runs"
+    assert (first / "summary.json").exists() and (second / "summary.json").exists()
