@@ -16,17 +16,13 @@ import psycopg
 from psycopg import sql
 
 from .db import Target, connect, fetch_frame
-from .errors import ConfirmationRequired, ParameterError, PrepOpsError
+from .errors import AuditLogError, ConfirmationRequired, ParameterError, database_error
 from .sqlfiles import load
 
 SCHEMA = "audit"
 DEFAULT_TABLES = ("users", "students", "tuition_payments")  # personal and financial data
 ROW_TRIGGER, TRUNCATE_TRIGGER = "audit_log_row", "audit_log_truncate"
 _LOCK = 0x61756474  # advisory lock key ("audt")
-
-
-class AuditLogError(PrepOpsError):
-    """The audit log could not be installed, enabled or read."""
 
 
 def _tables(tables: str | Iterable[str]) -> list[str]:
@@ -102,7 +98,7 @@ def enable(target: Target, tables: str | Iterable[str] = DEFAULT_TABLES, *, read
             conn.commit()
         except psycopg.Error as exc:
             conn.rollback()
-            raise AuditLogError(f"enabling the audit log failed, nothing changed: {_first_line(exc)}") from None
+            raise database_error(exc, "enabling the audit log failed, nothing changed", AuditLogError) from None
     return changed
 
 
@@ -127,7 +123,7 @@ def disable(target: Target, tables: str | Iterable[str] = DEFAULT_TABLES, *, sch
             conn.commit()
         except psycopg.Error as exc:
             conn.rollback()
-            raise AuditLogError(f"disabling the audit log failed, nothing changed: {_first_line(exc)}") from None
+            raise database_error(exc, "disabling the audit log failed, nothing changed", AuditLogError) from None
     return changed
 
 
@@ -159,7 +155,7 @@ def probe_change(login_target: Target) -> str:
             conn.commit()
         except psycopg.Error as exc:
             conn.rollback()
-            raise AuditLogError(f"the probe change failed: {_first_line(exc)}") from None
+            raise database_error(exc, "the probe change failed", AuditLogError) from None
     return username
 
 
@@ -167,8 +163,3 @@ def probe_entries(target: Target, username: str) -> pd.DataFrame:
     """The log entries of one probe change (see `probe_change`), oldest first."""
     with connect(target, autocommit=True) as conn:
         return fetch_frame(conn, load("audit_log", "probe_entries"), {"username": username})
-
-
-def _first_line(exc: Exception) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

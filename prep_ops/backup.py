@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import re
+import secrets
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ from pathlib import Path, PurePosixPath
 import psycopg
 from sqlalchemy.engine import make_url
 
-from . import checksums
+from . import checksums, objects
 from .db import Target, client_program, connect, server_version
 from .errors import BackupError, ParameterError
 from .paths import project_dir
@@ -89,8 +90,21 @@ def identity(conn: psycopg.Connection) -> dict:
         with conn.transaction():
             row = conn.execute(load("backup", "identity")).fetchone()
     except psycopg.errors.InsufficientPrivilege:
-        row = (None, *conn.execute("SELECT current_database(), inet_server_addr()::text, inet_server_port()").fetchone())
-    return {"system_identifier": row[0], "database": row[1], "address": row[2], "port": row[3]}
+        row = (None, *conn.execute("SELECT current_database(), (SELECT oid FROM pg_database WHERE datname = "
+                                   "current_database())::bigint, inet_server_addr()::text, inet_server_port()").fetchone())
+    return {"system_identifier": row[0], "database": row[1], "database_oid": row[2], "address": row[3], "port": row[4]}
+
+
+def whose(source: dict) -> str:
+    """A backup's source in words: database, cluster and server."""
+    where = f"{source.get('address')}:{source.get('port')}" if source.get("address") else "a local socket"
+    return f"database {source.get('database')} of cluster {source.get('system_identifier') or 'unknown'} ({where})"
+
+
+def of_database(directory: Path | None, source: dict, kind: str | None = None) -> list["Backup"]:
+    """The backups in `directory` of the database `source` identifies (same cluster and name), newest first."""
+    return [b for b in listing(directory)
+            if same_database(b.manifest["source"], source) and (kind is None or b.manifest.get("kind") == kind)]
 
 
 def same_database(a: dict, b: dict) -> bool:
@@ -158,8 +172,15 @@ def _tool_version(program: Path) -> str:
 
 
 def _name(database: str, kind: str, fmt: str, at: datetime) -> str:
+    """A backup's file name: database, time, kind and a random part (two backups in one second never collide)."""
     safe = re.sub(r"[^A-Za-z0-9_.-]", "_", database)
-    return f"{safe}-{at:%Y%m%d-%H%M%S}-{kind}{FORMATS[fmt][1]}"
+    return f"{safe}-{at:%Y%m%d-%H%M%S}-{kind}-{secrets.token_hex(3)}{FORMATS[fmt][1]}"
+
+
+def _private(path: Path) -> None:
+    """Backups hold the data: files 0600, folders 0700."""
+    for item in [path, *path.rglob("*")] if path.is_dir() else [path]:
+        item.chmod(0o700 if item.is_dir() else 0o600)
 
 
 def backup(target: Target, kind: str = "full", fmt: str = "custom", *, directory: Path | None = None,
@@ -176,7 +197,8 @@ def backup(target: Target, kind: str = "full", fmt: str = "custom", *, directory
     if keep is not None and keep < 1:
         raise ParameterError(f"keep must be 1 or more, not {keep}")
     directory = Path(directory) if directory else backups_dir()
-    directory.mkdir(parents=True, exist_ok=True)
+    if not directory.exists():
+        directory.mkdir(parents=True, mode=0o700)
     started = datetime.now(timezone.utc)
     path = directory / _name(target.database, kind, fmt, started.astimezone())
     url, env = libpq_env(target)
@@ -200,6 +222,7 @@ def backup(target: Target, kind: str = "full", fmt: str = "custom", *, directory
                 "SELECT rolname FROM pg_roles WHERE rolname !~ '^pg_' ORDER BY 1").fetchall()]
             extensions = dict(conn.execute(
                 "SELECT extname, extversion FROM pg_extension WHERE extname <> 'plpgsql' ORDER BY 1").fetchall())
+            catalog_objects = objects.snapshot(conn)
         finally:
             _, stderr = dump.communicate()
             conn.rollback()
@@ -213,12 +236,15 @@ def backup(target: Target, kind: str = "full", fmt: str = "custom", *, directory
         "started": started.isoformat(), "finished": datetime.now(timezone.utc).isoformat(),
         "schema_versions": {str(k): v for k, v in versions.items()}, "roles": roles, "extensions": extensions,
         "files": file_hashes(path), "checksum_method": checksums.COLUMN_HASH, "tables": table_sums,
-        "schema": summary,
+        "schema": summary, "objects": catalog_objects,
     }
     manifest["bytes"] = sum(f["bytes"] for f in manifest["files"].values())
-    manifest_path(path).write_text(json.dumps(manifest, indent=2, default=str))
+    _private(path)
+    mpath = manifest_path(path)
+    mpath.touch(mode=0o600)
+    mpath.write_text(json.dumps(manifest, indent=2, default=str))
     if keep:
-        prune(directory, target.database, kind, keep)
+        prune(directory, source, kind, keep)
     return Backup(path, manifest)
 
 
@@ -268,6 +294,10 @@ def manifest_problem(manifest, path: Path | None = None) -> str | None:
     if manifest.get("checksum_method", checksums.UNNAMED_METHOD) not in checksums.METHODS:
         return (f"checksum method {manifest['checksum_method']!r} is unknown to this prep-ops "
                 f"(it knows {', '.join(checksums.METHODS)})")
+    recorded = manifest.get("objects", {})
+    if not (isinstance(recorded, dict) and all(isinstance(v, dict) and all(isinstance(d, str) for d in v.values())
+                                               for v in recorded.values())):
+        return "its 'objects' is not an object of definitions by kind"
     extensions = manifest.get("extensions", {})
     if not (isinstance(extensions, dict) and all(isinstance(v, str) for v in extensions.values())):
         return "its 'extensions' is not an object of extension versions"
@@ -312,9 +342,10 @@ def listing(directory: Path | None = None) -> list[Backup]:
     return sorted(found, key=lambda b: b.manifest.get("started", ""), reverse=True)
 
 
-def prune(directory: Path, database: str, kind: str, keep: int) -> list[Path]:
-    """Remove all but the newest `keep` backups of `database` and `kind`; returns what was removed."""
-    mine = [b for b in listing(directory) if b.manifest.get("database") == database and b.manifest.get("kind") == kind]
+def prune(directory: Path, source: dict, kind: str, keep: int) -> list[Path]:
+    """Remove all but the newest `keep` backups of the database `source` identifies (same cluster and
+    name) and `kind`; returns what was removed. Another server's backups of a same-named database stay."""
+    mine = of_database(directory, source, kind)
     removed = []
     for old in mine[keep:]:
         if old.path.is_dir():

@@ -12,21 +12,18 @@ from dataclasses import dataclass
 import pandas as pd
 from psycopg import sql
 
-from . import audit_log, health, roles, security_audit, service
+from . import access, audit_log, health, roles, security_audit, service
 from .db import Target, connect, fetch_frame
-from .errors import ParameterError, PrepOpsError
+from .errors import ParameterError
 from .incident import Action, Incident
 from .passwords import Rotation, weak_passwords
+from .scram import Secret
 from .sqlfiles import load
 
 TIMELINE_SHOWN = ["at", "login_role", "acting_role", "operation", "table_name", "row_key", "changed_columns",
                   "old_values", "new_values", "application_name"]
 HOLDINGS_SHOWN = ["kind", "what", "privilege", "grantor"]
 _HOLDINGS = [*HOLDINGS_SHOWN, "schema", "object", "detail"]
-
-
-class BreachError(PrepOpsError):
-    """A step of the security runbook cannot go on as asked (a password that would not change, ...)."""
 
 
 def check_suspect(target: Target, role: str | None, role_set: roles.RoleSet) -> str | None:
@@ -331,7 +328,7 @@ class Watch:
 
 
 def monitor(target: Target, role: str | None, role_set: roles.RoleSet, *, after: int, rotation: Rotation | None = None,
-            leaked: roles.Secret | None = None) -> Watch:
+            leaked: Secret | None = None) -> Watch:
     """After the fix: the role's state and sessions, logging in as it with the leaked and the new
     password (or none), the audit log after entry `after` (its entries, everyone's), the baseline's
     plan, and the database's client sessions."""
@@ -339,7 +336,7 @@ def monitor(target: Target, role: str | None, role_set: roles.RoleSet, *, after:
     if role is not None:
         tries = {"the leaked password": leaked, "the new password": rotation.new_password(role) if rotation else None}
         tries = {label: p for label, p in tries.items() if p is not None} or {"no password": None}
-        attempts = {label: service.can_connect(roles.login(target, role, p))[1] for label, p in tries.items()}
+        attempts = {label: service.can_connect(access.login(target, role, p))[1] for label, p in tries.items()}
     login, limit = _role_state(target, role) if role else (None, None)
     recent = timeline(target, after=after, limit=100)
     since = timeline(target, role, after=after) if role else recent.iloc[0:0]

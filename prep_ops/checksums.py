@@ -50,7 +50,8 @@ def method_of(manifest: dict) -> str:
 
 
 def _tables(conn: psycopg.Connection) -> list[tuple[str, str]]:
-    return [tuple(r) for r in conn.execute(load("backup", "tables")).fetchall()]
+    """(schema, table) of every table holding rows: partitions, not their partitioned parents."""
+    return [tuple(r) for r in conn.execute(load("backup", "data_tables")).fetchall()]
 
 
 def hash_columns(conn: psycopg.Connection) -> dict[tuple[str, str], list[tuple]]:

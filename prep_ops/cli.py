@@ -333,9 +333,11 @@ def backup_cmd(ctx, kind, fmt, directory, jobs, keep) -> None:
 
 
 def _show_verification(result) -> None:
-    failed = result.failures
-    click.echo(f"{'PASS' if result.ok else 'FAIL'} {result.backup}: {len(result.report)} checks, "
-               f"{len(failed)} failed ({result.seconds:.1f} s)")
+    failed, skipped = result.failures, result.skipped
+    click.echo(f"{'PASS' if result.ok else 'FAIL'} {result.backup}: {len(result.report) - len(skipped)} checks, "
+               f"{len(failed)} failed, {len(skipped)} not compared ({result.seconds:.1f} s)")
+    for row in skipped.itertuples():
+        click.echo(f"SKIP {row.object}: {row.actual}")
     if len(failed):
         click.echo(tabulate(failed[["object", "check", "expected", "actual"]].astype(str).values,
                             headers=["object", "check", "expected", "actual"], maxcolwidths=[30, 24, 30, 60]))
@@ -343,7 +345,7 @@ def _show_verification(result) -> None:
 
 @cli.command("verify")
 @click.argument("backup_path", required=False, type=click.Path())
-@click.option("--latest", is_flag=True, help="Verify the newest backup in --dir.")
+@click.option("--latest", is_flag=True, help="Verify the newest backup of the target's database in --dir.")
 @click.option("--dir", "directory", type=click.Path(file_okay=False), help="Folder of backups (default: backups/).")
 @click.option("--max-age", "max_age", type=float, default=26.0, show_default=True, help="With --latest: hours.")
 @click.option("--min-size", "min_size", type=int, default=1, show_default=True, help="With --latest: bytes.")
@@ -358,9 +360,15 @@ def verify_cmd(ctx, backup_path, latest, directory, max_age, min_size, same_serv
 
     if bool(backup_path) == latest:
         raise click.UsageError("give a BACKUP_PATH or --latest (one of them)")
-    server = _target(ctx).with_database("postgres") if same_server else None
-    if latest:
-        result = verify.verify_latest(Path(directory) if directory else None, max_age_hours=max_age,
+    target = _target(ctx)
+    server = target.with_database("postgres") if same_server else None
+    if latest:  # the newest backup of the target's database (its cluster and name), like every other command
+        from . import backup
+        from .db import connect
+
+        with connect(target) as conn:
+            source = backup.identity(conn)
+        result = verify.verify_latest(Path(directory) if directory else None, source=source, max_age_hours=max_age,
                                       min_bytes=min_size, server=server, keep_scratch=keep_scratch)
     else:
         result = verify.verify(Path(backup_path), server=server, keep_scratch=keep_scratch)
@@ -384,15 +392,16 @@ def restore_cmd(ctx, backup_path, confirm) -> None:
 
 # --- run, list --------------------------------------------------------------------------------
 def _verdict(check: dict) -> str:
-    if check.get("skipped"):
-        return "SKIP"
-    return "PASS" if check["passed"] else ("FAIL" if check["must_hold"] else "WARN")
+    from .notebook import status
+
+    return status(check)
 
 
 def _show_run(result) -> None:
-    passed = sum(c["passed"] for c in result.checks)
+    """One line per runbook: ok/FAIL, time, and its checks by status (a SKIP is neither passed nor failed)."""
+    counts = ", ".join(f"{n} {word}" for word, n in result.counts.items() if n) or "no checks"
     word = "ok  " if result.ok else "FAIL"
-    line = f"{word} {result.notebook:32} {result.seconds:6.1f} s  {passed}/{len(result.checks)} checks passed"
+    line = f"{word} {result.notebook:32} {result.seconds:6.1f} s  {counts}"
     click.echo(line + (f"  {result.error}" if result.error else ""))
 
 

@@ -1,5 +1,7 @@
 """The exceptions prep_ops raises for things a user can fix: one sentence each, no traceback."""
 
+from collections.abc import Iterable
+
 
 class PrepOpsError(Exception):
     """Base class: the CLI prints `error: <message>` and exits non-zero."""
@@ -29,7 +31,53 @@ class CheckFailed(PrepOpsError):
     """A must-hold check in a runbook failed."""
 
 
+class RoleError(PrepOpsError):
+    """Planning, applying or dropping the roles failed in the database; the message never holds a password."""
+
+
+class RotationError(PrepOpsError):
+    """New passwords cannot be set as asked: one given would not change the role's password."""
+
+
+class AuditLogError(PrepOpsError):
+    """The audit log could not be installed, enabled, disabled or read, or is not there yet."""
+
+
+class MaskingError(PrepOpsError):
+    """The masked views could not be made."""
+
+
+class RecoveryError(PrepOpsError):
+    """A data-recovery step cannot go on: no backup, a table without primary key, a failed repair."""
+
+
+class StepFailed(PrepOpsError):
+    """An incident runbook step failed: the message names the step, the cause and what to do next."""
+
+
 def first_line(exc: BaseException) -> str:
     """The first line of an exception's message (its type name when it has none): one line for a user."""
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+def masked(text: str, hidden: Iterable[str]) -> str:
+    """`text` with each of `hidden` (passwords, verifiers) shown as ***, the longest first."""
+    for value in sorted(filter(None, hidden), key=len, reverse=True):
+        text = text.replace(value, "***")
+    return text
+
+
+def database_error(exc: Exception, doing: str, kind: type[PrepOpsError] = PrepOpsError, *,
+                   detail: bool = False, hidden: Iterable[str] = ()) -> PrepOpsError:
+    """The `kind` error to raise for a psycopg error `exc`: "<doing>: <first line of the server's message>".
+
+    `doing` says what failed and what that left, e.g. "enabling the audit log failed, nothing changed".
+    With `detail`, the first line of the server's DETAIL follows; each of `hidden` shows as ***.
+    Raise it `from None`: the traceback would repeat the statement, and with it any password.
+    """
+    text = f"{doing}: {first_line(exc)}"
+    more = (getattr(getattr(exc, "diag", None), "message_detail", None) or "").strip() if detail else ""
+    if more:
+        text += " " + more.splitlines()[0]
+    return kind(masked(text, hidden))

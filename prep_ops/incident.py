@@ -25,15 +25,11 @@ from psycopg import sql
 
 from . import notebook
 from .db import Target, connect
-from .errors import CheckFailed, ParameterError, PrepOpsError
+from .errors import CheckFailed, ParameterError, StepFailed, database_error, first_line
 from .paths import runs_dir
 
 MODES = ("drill", "live")
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,79}")
-
-
-class StepFailed(PrepOpsError):
-    """A runbook step failed: the message names the step, the cause and what to do next."""
 
 
 @dataclass
@@ -102,11 +98,6 @@ def new_id(kind: str) -> str:
 
 def _now() -> datetime:
     return datetime.now(timezone.utc)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _show(line: str) -> None:
@@ -197,7 +188,7 @@ class Incident:
                 failed = actions[len(done)].text
                 kept = (f"the {len(done)} before it took effect" if done else "none took effect") if autocommit else \
                     f"none of this step's {len(actions)} statement(s) took effect"
-                raise PrepOpsError(f"`{failed}` failed, so {kept}: {_first_line(exc)}") from None
+                raise database_error(exc, f"`{failed}` failed, so {kept}") from None
         if not autocommit:
             for text in done:
                 self._ran(text)
@@ -212,8 +203,13 @@ class Incident:
         for text in texts:
             self._ran(text)
 
-    def check(self, name: str, passed: bool, detail: str = "", *, must_hold: bool = True, fix: str = ""):
-        """A runbook check (see prep_ops.check), also kept in the incident's timeline."""
+    def check(self, name: str, passed: bool, detail: str = "", *, must_hold: bool = True, fix: str = "",
+              skipped: str = ""):
+        """A runbook check (see prep_ops.check), also kept in the incident's timeline; with `skipped`
+        (why it was not checked), SKIP: neither passed nor failed."""
+        if skipped:
+            self._record("check", f"SKIP {name} — {skipped}")
+            return notebook.check(name, passed, detail, must_hold=must_hold, fix=fix, skipped=skipped)
         word = "PASS" if passed else ("FAIL" if must_hold else "WARN")
         self._record("check", f"{word} {name}" + (f": {detail}" if detail else ""))
         return notebook.check(name, passed, detail, must_hold=must_hold, fix=fix)
@@ -246,7 +242,7 @@ class Incident:
         try:
             yield self
         except Exception as exc:  # any failure of the step becomes one message that says what to do
-            cause = _first_line(exc) if not isinstance(exc, CheckFailed) else str(exc)
+            cause = first_line(exc) if not isinstance(exc, CheckFailed) else str(exc)
             current.failed = cause
             message = f"step {number} ({title}) failed: {cause}. Next: {next_if_failed}.{self._holds_sentence()}"
             self._record("failed", message)

@@ -14,22 +14,13 @@ import psycopg
 from psycopg import sql
 
 from .db import Target, connect, fetch_frame
-from .errors import ConfirmationRequired, ParameterError, PrepOpsError
+from .errors import ConfirmationRequired, MaskingError, ParameterError, database_error
 from .roles import RoleSet
 from .sqlfiles import load
 
 SCHEMA = "masked"
 VIEWS = ("users", "students", "teachers", "courses", "enrollments", "tuition_payments")
 _LOCK = 0x6D61736B  # advisory lock key ("mask")
-
-
-class MaskingError(PrepOpsError):
-    """The masked views could not be made or read."""
-
-
-def _first_line(exc: Exception) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def apply(target: Target, roles: RoleSet = RoleSet(), *, confirm: bool = False) -> list[str]:
@@ -49,7 +40,7 @@ def apply(target: Target, roles: RoleSet = RoleSet(), *, confirm: bool = False) 
             conn.commit()
         except psycopg.Error as exc:
             conn.rollback()
-            raise MaskingError(f"creating the masked views failed, nothing changed: {_first_line(exc)}") from None
+            raise database_error(exc, "creating the masked views failed, nothing changed", MaskingError) from None
     return [f"{SCHEMA}.{v}" for v in VIEWS]
 
 

@@ -1,8 +1,10 @@
 """What a runbook calls: `setup()` to connect and load %sql, `check()` per step, `summary()` at the end.
 
-Each check is shown as one line (`PASS ...` / `FAIL ... — fix`) and also emitted with the MIME
-type CHECK_MIME, which `prep-ops run` reads back from the executed notebook to print a
-summary table for a whole run, even when the notebook stopped half way.
+Each check is shown as one line (`PASS ...`, `FAIL ... — fix`, `WARN ...`, `SKIP ... — why`) and
+also emitted with the MIME type CHECK_MIME, which `prep-ops run` reads back from the executed
+notebook to print a summary table for a whole run, even when the notebook stopped half way.
+A PASS is only ever given for something that was looked at: what a run did not do or could not
+see is a SKIP with the reason (`check(..., skipped=why)`), never a pass and never a failure.
 """
 
 from dataclasses import asdict, dataclass, field
@@ -16,6 +18,25 @@ from .errors import CheckFailed
 
 CHECK_MIME = "application/vnd.prep-ops.check+json"
 SUMMARY_MIME = "application/vnd.prep-ops.summary+json"
+STATUSES = ("PASS", "WARN", "FAIL", "SKIP")
+NOTHING_CHANGED = "not a scratch database and confirm=False: nothing changed here"
+
+
+def status(check: dict) -> str:
+    """PASS, WARN, FAIL or SKIP for a check recorded as a dict (a CheckResult's fields, as in CHECK_MIME)."""
+    if check.get("skipped"):
+        return "SKIP"
+    if check["passed"]:
+        return "PASS"
+    return "FAIL" if check["must_hold"] else "WARN"
+
+
+def status_counts(checks: list[dict]) -> dict[str, int]:
+    """How many of `checks` have each status: {"PASS": n, "WARN": n, "FAIL": n, "SKIP": n}."""
+    counts = dict.fromkeys(STATUSES, 0)
+    for check in checks:
+        counts[status(check)] += 1
+    return counts
 
 
 @dataclass
@@ -32,12 +53,17 @@ class CheckResult:
         """Shown once already by check(): a check as a cell's last line displays nothing more."""
 
     @property
+    def status(self) -> str:
+        """PASS, WARN, FAIL or SKIP."""
+        return status(asdict(self))
+
+    @property
     def line(self) -> str:
-        if self.skipped:
+        word = self.status
+        if word == "SKIP":
             return f"SKIP {self.name} — {self.detail}"
-        if self.passed:
+        if word == "PASS":
             return f"PASS {self.name}" + (f": {self.detail}" if self.detail else "")
-        word = "FAIL" if self.must_hold else "WARN"
         return f"{word} {self.name}" + (f": {self.detail}" if self.detail else "") + (f" — {self.fix}" if self.fix else "")
 
 
@@ -51,6 +77,11 @@ class Session:
     target: Target
     engine: sqlalchemy.Engine
     server_version: int
+
+    def read_only(self, confirm: bool) -> str:
+        """Why this run must change nothing on the target, for `check(..., skipped=...)` of the steps
+        it leaves out; "" when it may change it (a scratch database, or `confirm`)."""
+        return "" if self.target.scratch or confirm else NOTHING_CHANGED
 
     def query(self, sql: str, **params) -> pd.DataFrame:
         """The result of one SQL statement with bound parameters, as a DataFrame."""
@@ -139,16 +170,20 @@ def checks() -> pd.DataFrame:
 def summary(title: str = "") -> pd.DataFrame:
     """The closing summary: every check of this run, also recorded in the executed notebook."""
     frame = checks()
-    failed = int((~frame["passed"] & frame["must_hold"]).sum()) if len(frame) else 0
-    payload = {"title": title, "checks": len(frame), "failed": failed,
+    counts = status_counts([asdict(c) for c in _checks])
+    failed = counts["FAIL"]
+    payload = {"title": title, "checks": len(frame), "failed": failed, "skipped": counts["SKIP"],
                "at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    shown = ", ".join(f"{n} {word}" for word, n in counts.items() if n)
     try:
         from IPython.display import display
 
-        display({"text/plain": f"{title}: {len(frame)} checks, {failed} failed", SUMMARY_MIME: payload}, raw=True)
+        display({"text/plain": f"{title}: {len(frame)} checks" + (f" ({shown})" if shown else ""), SUMMARY_MIME: payload},
+                raw=True)
     except ImportError:
         pass
     return frame
 
 
-__all__ = ["setup", "check", "skip", "checks", "summary", "Session", "CheckResult", "mask_url"]
+__all__ = ["setup", "check", "skip", "checks", "summary", "status", "status_counts", "Session",
+           "CheckResult", "mask_url", "STATUSES", "NOTHING_CHANGED"]

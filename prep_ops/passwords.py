@@ -1,7 +1,7 @@
 """Passwords in an incident: which roles have a common one (tested against their stored hashes,
 never shown), and new ones for the roles a breach touched.
 
-New passwords are `Secret`s applied as SCRAM verifiers. They come from $PREP_OPS_<ROLE>_PASSWORD
+New passwords are `Secret`s applied as SCRAM verifiers made by libpq. They come from $PREP_OPS_<ROLE>_PASSWORD
 when set, else they are generated and written only to runs/incidents/<id>.passwords (mode 0600),
 before they are set, so none is lost; never to the notebook, the report or a log line.
 """
@@ -18,10 +18,11 @@ import pandas as pd
 import psycopg
 from psycopg import sql
 
-from . import roles
 from .db import Target, connect
-from .errors import PrepOpsError
+from .errors import RotationError
 from .incident import Action, Incident
+from .role_set import RoleSet, password_variable
+from .scram import Secret, encrypt, verifier_matches
 from .sqlfiles import load
 
 # Passwords at the top of every list of leaked ones, and the school's obvious guesses. Each role is
@@ -32,10 +33,6 @@ COMMON_PASSWORDS = (
     "admin", "admin123", "welcome", "welcome1", "letmein", "monkey", "dragon", "sunshine", "football",
     "changeme", "secret", "Summer2025", "Winter2025", "music", "music123", "piano", "violin", "unm", "lobos",
 )
-
-
-class RotationError(PrepOpsError):
-    """New passwords cannot be set as asked (one would not change)."""
 
 
 def _stored_as(verifier: str | None) -> str:
@@ -51,7 +48,7 @@ def _is_common(role: str, verifier: str | None, candidates) -> bool | None:
         return None
     for candidate in (*candidates, role, f"{role}123", f"{role}1", f"{role}!"):
         if verifier.startswith("SCRAM-SHA-256$"):
-            matched = roles.verifier_matches(candidate, verifier)
+            matched = verifier_matches(candidate, verifier)
         elif verifier.startswith("md5"):  # PostgreSQL's md5 hash: md5(password || role name)
             matched = verifier == "md5" + hashlib.md5((candidate + role).encode()).hexdigest()
         else:
@@ -79,15 +76,6 @@ def weak_passwords(target: Target, names: list[str] | None = None, candidates=CO
                         columns=["role", "login", "stored_as", "common_password"])
 
 
-def password_variable(role: str, role_set: roles.RoleSet) -> str:
-    """Where a new password for `role` may be given: the baseline's variable for its kind (e.g.
-    PREP_OPS_REPORTER_PASSWORD), else PREP_OPS_<ROLE NAME>_PASSWORD."""
-    for kind, name in role_set.names.items():
-        if name == role:
-            return roles.password_variable(kind)
-    return "PREP_OPS_" + (re.sub(r"[^A-Z0-9]+", "_", role.upper()).strip("_") or "ROLE") + "_PASSWORD"
-
-
 @dataclass
 class Rotation:
     roles: list[str]
@@ -96,7 +84,7 @@ class Rotation:
     file: Path | None                       # where the generated passwords are (None: none were set)
     _new: dict = field(default_factory=dict, repr=False)
 
-    def new_password(self, role: str) -> roles.Secret | None:
+    def new_password(self, role: str) -> Secret | None:
         return self._new.get(role) if role in self.rotated else None
 
     def table(self) -> pd.DataFrame:
@@ -113,7 +101,7 @@ def passwords_file(inc: Incident) -> Path:
     return inc.directory / f"{inc.id}.passwords"
 
 
-def _write_private(path: Path, passwords: dict[str, roles.Secret]) -> None:
+def _write_private(path: Path, passwords: dict[str, Secret]) -> None:
     """Add `passwords` to the JSON file at `path`, readable by its owner only, replaced atomically."""
     known = json.loads(path.read_text()) if path.exists() else {}
     known.update({role: secret.reveal() for role, secret in passwords.items()})
@@ -126,20 +114,21 @@ def _write_private(path: Path, passwords: dict[str, roles.Secret]) -> None:
     os.replace(pending, path)
 
 
-def rotate(inc: Incident, names: list[str], role_set: roles.RoleSet) -> Rotation:
+def rotate(inc: Incident, names: list[str], role_set: RoleSet) -> Rotation:
     """New passwords for `names`: from $PREP_OPS_<ROLE>_PASSWORD when set, else generated and saved
-    to `passwords_file(inc)` before they are set; applied as SCRAM verifiers in one transaction."""
+    to `passwords_file(inc)` before they are set; applied as SCRAM verifiers (libpq's) in one transaction."""
     if not names:
         inc.note("no role needs a new password")
     new, sources = {}, {}
     for name in names:
         variable = password_variable(name, role_set)
         given = os.environ.get(variable)
-        new[name], sources[name] = (roles.Secret(given), variable) if given else (roles.Secret(secrets.token_urlsafe(24)), "generated")
+        new[name], sources[name] = (Secret(given), variable) if given else (Secret(secrets.token_urlsafe(24)), "generated")
     with connect(inc.target, autocommit=True) as conn:
         stored = dict((r, v) for r, _, v in (_verifiers(conn, names) or []))
+        verifiers = {n: encrypt(conn, s, n) for n, s in new.items()}
     for name in names:
-        if sources[name] != "generated" and roles.verifier_matches(new[name], stored.get(name)):
+        if sources[name] != "generated" and verifier_matches(new[name], stored.get(name)):
             message = (f"{sources[name]} holds the password {name} has now, so it would not change: "
                        "put a new one there, or unset it to have one generated")
             if inc.may_change:
@@ -151,9 +140,9 @@ def rotate(inc: Incident, names: list[str], role_set: roles.RoleSet) -> Rotation
         _write_private(path, generated)
         inc.fact("new passwords", f"{path} (mode 0600, generated ones only; they are never shown)")
     inc.run([Action(f"ALTER ROLE {sql.Identifier(n).as_string(None)} PASSWORD '***'",
-                    sql.SQL("ALTER ROLE {} PASSWORD {}").format(sql.Identifier(n), sql.Literal(roles.scram_verifier(s))))
-             for n, s in new.items()])
+                    sql.SQL("ALTER ROLE {} PASSWORD {}").format(sql.Identifier(n), sql.Literal(verifiers[n])))
+             for n in new])
     with connect(inc.target, autocommit=True) as conn:
         after = dict((r, v) for r, _, v in (_verifiers(conn, names) or []))
-    rotated = [n for n in names if roles.verifier_matches(new[n], after.get(n))]
+    rotated = [n for n in names if verifier_matches(new[n], after.get(n))]
     return Rotation(list(names), sources, rotated, path, new)

@@ -21,16 +21,12 @@ from psycopg import sql
 from . import backup as backups
 from . import checksums, verify
 from .db import Target, connect
-from .errors import ParameterError, PrepOpsError
+from .errors import ParameterError, RecoveryError, database_error
 from .sqlfiles import load
 
 SCOPES = ("rows", "database")  # what a restore puts back: the damaged rows, or the whole database
 EVIDENCE_SCHEMAS = ("audit",)  # never repaired from a backup
 SAMPLE_KEYS = 5  # keys of differing rows quoted per table and kind
-
-
-class RecoveryError(PrepOpsError):
-    """A recovery step cannot go on (no backup, no primary key, a failed write)."""
 
 
 def check_scope(scope: str) -> str:
@@ -41,11 +37,14 @@ def check_scope(scope: str) -> str:
 
 
 def latest_backup(target: Target, directory: Path | None = None) -> backups.Backup:
-    """The newest full backup of the target's database in `directory` (default backups/)."""
-    found = [b for b in backups.listing(directory)
-             if b.manifest.get("database") == target.database and b.manifest.get("kind") == "full"]
+    """The newest full backup of the target's database (same cluster and name) in `directory` (default
+    backups/): never another server's backup of a same-named database."""
+    with connect(target) as conn:
+        source = backups.identity(conn)
+    found = backups.of_database(directory, source, "full")
     if not found:
-        raise RecoveryError(f"no full backup of {target.database} in {directory or backups.backups_dir()}: "
+        raise RecoveryError(f"no full backup of {target.database} (cluster {source.get('system_identifier') or 'unknown'}) "
+                            f"in {directory or backups.backups_dir()}: "
                             "there is nothing to recover from (take one with `prep-ops backup` once the data is safe)")
     return found[0]
 
@@ -190,7 +189,7 @@ def repair_rows(target: Target, copy: Target, tables: list[str]) -> pd.DataFrame
     """Write the backup's version of every missing or changed row of `tables` back into the target,
     all tables in one transaction; rows added since the backup are kept. Per table: rows inserted
     and updated. Any failure rolls back everything."""
-    counts = []
+    counts, table = [], ", ".join(tables)  # named in the error even when ordering the tables fails
     with connect(copy) as source, connect(target) as live:
         try:
             for table in _load_order(live, tables):
@@ -220,7 +219,6 @@ def repair_rows(target: Target, copy: Target, tables: list[str]) -> pd.DataFrame
             live.commit()
         except psycopg.Error as exc:
             live.rollback()
-            text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise RecoveryError(f"repairing {table} failed, so no table was changed: {text}") from None
+            raise database_error(exc, f"repairing {table} failed, so no table was changed", RecoveryError) from None
         source.rollback()
     return pd.DataFrame(counts, columns=["table", "inserted", "updated"])

@@ -2,39 +2,32 @@
 
 `plan()` compares the catalogs with the wanted state and returns the statements that close the
 gap; `apply()` runs them in one transaction under an advisory lock, so a second apply finds nothing
-to do. Passwords come from a parameter or $PREP_OPS_<ROLE>_PASSWORD; they are turned into a
-SCRAM-SHA-256 verifier here (as libpq's PQencryptPasswordConn does), so the clear text never reaches
-the server or its log, and they show as '***' in plans, reprs and errors.
+to do. Passwords (see role_set.resolve_passwords) become SCRAM-SHA-256 verifiers made by libpq
+(scram.encrypt), so the clear text never reaches the server or its log, and they show as '***' in
+plans, reprs and errors.
 
-Roles are cluster-wide, grants per database: a RoleSet names the five roles (`RoleSet.with_prefix`
-gives a private set, e.g. per test), and the grants cover this database's `public` schema.
+Roles are cluster-wide, grants per database: a RoleSet names the five roles, and the grants cover
+this database's `public` schema. Logging in as a role and probing what it may do is in access.py.
 """
 
-import base64
-import hashlib
-import hmac
-import os
-import re
-import secrets
-import stringprep
-import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-import pandas as pd
 import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
-from sqlalchemy.engine import make_url
 
 from .db import Target, connect, server_version
-from .errors import ConfirmationRequired, ParameterError, PrepOpsError
+from .errors import ConfirmationRequired, ParameterError, RoleError, database_error
 from .sqlfiles import load
 
-KINDS = ("readonly", "reporter", "analyst", "app", "dba")
-LOGIN_KINDS = ("reporter", "analyst", "app", "dba")
+# What notebooks and tests reach as prep_ops.roles.<name>, now kept in the modules that hold it.
+from .access import access_summary, login, try_access  # noqa: F401
+from .errors import masked as _masked  # noqa: F401
+from .role_set import KINDS, LOGIN_KINDS, RoleSet, password_variable, resolve_passwords  # noqa: F401
+from .scram import SCRAM_ITERATIONS, Secret, encrypt, scram_verifier, verifier_matches  # noqa: F401
+
 SCHEMA = "public"
-SCRAM_ITERATIONS = 4096  # PostgreSQL's default scram_iterations
 _LOCK = 0x726F6C65  # advisory lock key of roles.apply ("role")
 
 # The wanted state, per kind of role; a kind not named in a map wants nothing there (extra grants are revoked).
@@ -56,60 +49,6 @@ _ATTRIBUTES = {"superuser": "SUPERUSER", "createdb": "CREATEDB", "createrole": "
                "login": "LOGIN", "replication": "REPLICATION", "bypassrls": "BYPASSRLS"}
 
 
-class RoleError(PrepOpsError):
-    """Creating, granting to or dropping a role failed; the message never holds a password."""
-
-
-class Secret:
-    """A password that shows as *** wherever it is printed, logged or displayed; `reveal()` gives the text."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str):
-        if not isinstance(value, str) or not value or "\x00" in value:
-            raise ParameterError("a password must be a non-empty string without NUL characters")
-        self._value = value
-
-    def reveal(self) -> str:
-        return self._value
-
-    def __repr__(self) -> str:
-        return "Secret('***')"
-
-    def __str__(self) -> str:
-        return "***"
-
-
-@dataclass(frozen=True)
-class RoleSet:
-    """The names of the five roles; the defaults are the guide's."""
-
-    readonly: str = "readonly"
-    reporter: str = "reporter"
-    analyst: str = "analyst"
-    app: str = "app"
-    dba: str = "dba"
-
-    def __post_init__(self):
-        for kind, name in self.names.items():
-            if not isinstance(name, str) or not name or "\x00" in name or len(name.encode()) > 63:
-                raise ParameterError(f"role name for {kind} must be 1 to 63 bytes without NUL, not {name!r}")
-            if name.startswith("pg_"):
-                raise ParameterError(f"role names starting with pg_ are reserved by PostgreSQL: {name!r}")
-        if len(set(self.names.values())) != len(KINDS):
-            raise ParameterError(f"the five roles need five different names, not {list(self.names.values())}")
-
-    @classmethod
-    def with_prefix(cls, prefix: str) -> "RoleSet":
-        """The guide's names with `prefix` in front, e.g. "staging_" gives staging_readonly, ..."""
-        return cls(**{kind: f"{prefix}{kind}" for kind in KINDS})
-
-    @property
-    def names(self) -> dict[str, str]:
-        """Kind → role name."""
-        return {kind: getattr(self, kind) for kind in KINDS}
-
-
 @dataclass(frozen=True)
 class Step:
     """One statement of a plan: `text` as shown (passwords elided), `statement` as run."""
@@ -119,92 +58,6 @@ class Step:
 
     def __str__(self) -> str:
         return self.text
-
-
-def password_variable(kind: str) -> str:
-    """The environment variable holding the password of a kind of role, e.g. PREP_OPS_REPORTER_PASSWORD."""
-    return f"PREP_OPS_{kind.upper()}_PASSWORD"
-
-
-def resolve_passwords(given: Mapping[str, "str | Secret"] | None = None, *, generate: bool = False) -> dict[str, Secret]:
-    """Kind → password of each login role: from `given`, else $PREP_OPS_<ROLE>_PASSWORD, else (with
-    `generate`) a random one; kinds with none are left out (an existing role keeps its password)."""
-    given = dict(given or {})
-    unknown = set(given) - set(LOGIN_KINDS)
-    if unknown:
-        raise ParameterError(f"passwords are given per kind of login role ({', '.join(LOGIN_KINDS)}), not {sorted(unknown)}")
-    found = {}
-    for kind in LOGIN_KINDS:
-        value = given.get(kind) or os.environ.get(password_variable(kind)) or None
-        if value is None and generate:
-            value = secrets.token_urlsafe(24)
-        if value is not None:
-            found[kind] = value if isinstance(value, Secret) else Secret(value)
-    return found
-
-
-# --- SCRAM-SHA-256 verifiers (RFC 5802 / RFC 7677), as PostgreSQL stores them -------------------
-def _saslprep(password: str) -> bytes:
-    """The password bytes PostgreSQL hashes: SASLprep (RFC 4013) where it applies, else the raw text."""
-    raw = password.encode()
-    if password.isascii():  # PostgreSQL leaves pure ASCII untouched
-        return raw
-    mapped = "".join(" " if stringprep.in_table_c12(c) else c for c in password if not stringprep.in_table_b1(c))
-    prepared = unicodedata.normalize("NFKC", mapped)
-    prohibited = (stringprep.in_table_c12, stringprep.in_table_c21, stringprep.in_table_c22, stringprep.in_table_c3,
-                  stringprep.in_table_c4, stringprep.in_table_c5, stringprep.in_table_c6, stringprep.in_table_c7,
-                  stringprep.in_table_c8, stringprep.in_table_c9, stringprep.in_table_a1)
-    if not prepared or any(test(c) for c in prepared for test in prohibited):
-        return raw  # as libpq and the server do: a password SASLprep refuses is used as it is
-    if any(stringprep.in_table_d1(c) for c in prepared) and (
-            any(stringprep.in_table_d2(c) for c in prepared)
-            or not (stringprep.in_table_d1(prepared[0]) and stringprep.in_table_d1(prepared[-1]))):
-        return raw
-    return prepared.encode()
-
-
-def _scram_keys(password: str, salt: bytes, iterations: int) -> tuple[bytes, bytes]:
-    salted = hashlib.pbkdf2_hmac("sha256", _saslprep(password), salt, iterations)
-    stored_key = hashlib.sha256(hmac.new(salted, b"Client Key", "sha256").digest()).digest()
-    server_key = hmac.new(salted, b"Server Key", "sha256").digest()
-    return stored_key, server_key
-
-
-def scram_verifier(password: "str | Secret", *, salt: bytes | None = None, iterations: int = SCRAM_ITERATIONS) -> str:
-    """The SCRAM-SHA-256 verifier of `password` in PostgreSQL's format (what pg_authid stores)."""
-    salt = os.urandom(16) if salt is None else salt
-    stored_key, server_key = _scram_keys(_reveal(password), salt, iterations)
-    b64 = lambda b: base64.b64encode(b).decode()  # noqa: E731
-    return f"SCRAM-SHA-256${iterations}:{b64(salt)}${b64(stored_key)}:{b64(server_key)}"
-
-
-_VERIFIER = re.compile(r"^SCRAM-SHA-256\$(\d+):([A-Za-z0-9+/=]+)\$([A-Za-z0-9+/=]+):([A-Za-z0-9+/=]+)$")
-
-
-def verifier_matches(password: "str | Secret", verifier: str | None) -> bool:
-    """True when `verifier` (from pg_authid) is a SCRAM-SHA-256 verifier of `password`."""
-    match = _VERIFIER.match(verifier or "")
-    if not match:
-        return False
-    iterations, salt, stored, server = match.groups()
-    stored_key, server_key = _scram_keys(_reveal(password), base64.b64decode(salt), int(iterations))
-    return hmac.compare_digest(stored_key, base64.b64decode(stored)) and hmac.compare_digest(server_key, base64.b64decode(server))
-
-
-def _reveal(password: "str | Secret") -> str:
-    return password.reveal() if isinstance(password, Secret) else password
-
-
-# --- plan and apply ---------------------------------------------------------------------------
-def _masked(text: str, hidden: list[str]) -> str:
-    for value in sorted(filter(None, hidden), key=len, reverse=True):
-        text = text.replace(value, "***")
-    return text
-
-
-def _error_line(exc: Exception) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _wanted(table: dict, kind: str, version: int, object_kind: str) -> tuple[str, ...]:
@@ -272,7 +125,7 @@ class _Planner:
                 if password is None:
                     self.add(statement)
                 else:
-                    verifier = scram_verifier(password)
+                    verifier = encrypt(self.conn, password, name)
                     self.hidden.append(verifier)
                     self.add(statement + sql.SQL(" PASSWORD {}").format(sql.Literal(verifier)),
                              statement + sql.SQL(" PASSWORD '***'"))
@@ -282,7 +135,7 @@ class _Planner:
                 options = sql.SQL(" ").join(sql.SQL(_ATTRIBUTES[a] if wanted[a] else "NO" + _ATTRIBUTES[a]) for a in differ)
                 self.add(sql.SQL("ALTER ROLE {} WITH {}").format(role, options))
             if password is not None and not (stored is not None and verifier_matches(password, stored.get(name))):
-                verifier = scram_verifier(password)
+                verifier = encrypt(self.conn, password, name)
                 self.hidden.append(verifier)
                 self.add(sql.SQL("ALTER ROLE {} PASSWORD {}").format(role, sql.Literal(verifier)),
                          sql.SQL("ALTER ROLE {} PASSWORD '***'").format(role))
@@ -365,7 +218,7 @@ def plan(target: Target, roles: RoleSet = RoleSet(), passwords: Mapping[str, "st
         try:
             return _Planner(conn, roles, found, owner).plan()
         except psycopg.Error as exc:
-            raise RoleError(_masked(f"planning roles failed: {_error_line(exc)}", hidden)) from None
+            raise database_error(exc, "planning roles failed", RoleError, hidden=hidden) from None
 
 
 def apply(target: Target, roles: RoleSet = RoleSet(), passwords: Mapping[str, "str | Secret"] | None = None, *,
@@ -389,7 +242,7 @@ def apply(target: Target, roles: RoleSet = RoleSet(), passwords: Mapping[str, "s
         except psycopg.Error as exc:
             conn.rollback()
             where = f" at `{step.text}`" if step else ""
-            raise RoleError(_masked(f"applying roles failed{where}, nothing changed: {_error_line(exc)}", hidden)) from None
+            raise database_error(exc, f"applying roles failed{where}, nothing changed", RoleError, hidden=hidden) from None
     return steps
 
 
@@ -410,66 +263,7 @@ def drop(target: Target, roles: RoleSet, *, confirm: bool = False) -> list[str]:
             conn.commit()
         except psycopg.Error as exc:
             conn.rollback()
-            detail = getattr(exc.diag, "message_detail", None) or ""
-            raise RoleError(f"dropping roles failed, nothing changed: {_error_line(exc)} {detail.splitlines()[0] if detail else ''}".strip()) from None
+            raise database_error(exc, "dropping roles failed, nothing changed", RoleError, detail=True) from None
     return names
 
 
-# --- logging in as a role and proving what it can do -------------------------------------------
-def login(target: Target, role: str, password: "str | Secret | None" = None) -> Target:
-    """The same server and database as `target`, logging in as `role` (with `password` where the server asks)."""
-    url = make_url(target.url).set(username=role, password=_reveal(password) if password is not None else None)
-    # SQLAlchemy leaves spaces unencoded in user and password; libpq wants them percent-encoded
-    return Target(url.render_as_string(hide_password=False).replace(" ", "%20"), target.embedded)
-
-
-_PROBE_TIMEOUTS = "SET LOCAL lock_timeout = '2s'; SET LOCAL statement_timeout = '10s'"
-
-
-def try_access(login_target: Target, table: str = "users", *, column: str | None = None,
-               schema: str = SCHEMA) -> pd.DataFrame:
-    """What the logged-in role may do to `table`: each operation is tried and rolled back.
-
-    Operations: SELECT (of `column`, default the first), INSERT, UPDATE, DELETE, TRUNCATE, CREATE TABLE
-    in the schema and ALTER TABLE. `allowed` means the privilege check passed; an operation that
-    passes it and then fails on a constraint is allowed (the detail says why it stopped). Nothing
-    is kept: every attempt runs in a savepoint that is rolled back, and so is the transaction.
-    """
-    with connect(login_target) as conn:
-        conn.execute(_PROBE_TIMEOUTS)
-        found = conn.execute(load("roles", "first_column"), {"schema": schema, "table": table}).fetchone()
-        if found is None:
-            raise ParameterError(f"no table {schema}.{table}")
-        col, tab = sql.Identifier(column or found[0]), sql.Identifier(schema, table)
-        probe = sql.Identifier(schema, f"prep_ops_probe_{secrets.token_hex(4)}")
-        attempts = {
-            "SELECT": sql.SQL("SELECT {} FROM {} LIMIT 1").format(col, tab),
-            "INSERT": sql.SQL("INSERT INTO {} DEFAULT VALUES").format(tab),
-            "UPDATE": sql.SQL("UPDATE {} SET {} = {} WHERE false").format(tab, col, col),
-            "DELETE": sql.SQL("DELETE FROM {} WHERE false").format(tab),
-            "TRUNCATE": sql.SQL("TRUNCATE {}").format(tab),
-            "CREATE TABLE": sql.SQL("CREATE TABLE {} (id integer)").format(probe),
-            "ALTER TABLE": sql.SQL("ALTER TABLE {} ADD COLUMN prep_ops_probe integer").format(tab),
-        }
-        rows = []
-        for operation, statement in attempts.items():
-            try:
-                with conn.transaction():
-                    conn.execute(statement)
-                    raise psycopg.Rollback()
-            except psycopg.errors.InsufficientPrivilege as exc:
-                rows.append((operation, False, _error_line(exc)))
-            except psycopg.Error as exc:
-                rows.append((operation, True, f"permitted, then stopped: {_error_line(exc)}"))
-            else:
-                rows.append((operation, True, "permitted (rolled back)"))
-        conn.rollback()
-    return pd.DataFrame(rows, columns=["operation", "allowed", "detail"])
-
-
-def access_summary(attempts: pd.DataFrame) -> str:
-    """What `try_access` found, in one line: the operations allowed and those denied."""
-    allowed = list(attempts.loc[attempts["allowed"], "operation"])
-    denied = list(attempts.loc[~attempts["allowed"], "operation"])
-    return "; ".join(part for part in (f"allowed {', '.join(allowed)}" if allowed else "",
-                                       f"denied {', '.join(denied)}" if denied else "") if part)

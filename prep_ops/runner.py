@@ -16,7 +16,7 @@ import nbformat
 from . import incident
 from .db import mask_url
 from .errors import ParameterError
-from .notebook import CHECK_MIME
+from .notebook import CHECK_MIME, status, status_counts
 from .paths import notebooks_dir, runs_dir
 
 
@@ -31,7 +31,12 @@ class NotebookRun:
 
     @property
     def failed_checks(self) -> list[dict]:
-        return [c for c in self.checks if not c["passed"] and c["must_hold"]]
+        return [c for c in self.checks if status(c) == "FAIL"]
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """How many checks have each status: PASS, WARN, FAIL, SKIP."""
+        return status_counts(self.checks)
 
 
 def available() -> list[Path]:
@@ -144,7 +149,8 @@ def _checks_of(output: Path) -> list[dict]:
         for out in cell.get("outputs", []):
             data = out.get("data", {})
             if CHECK_MIME in data:
-                found.append(dict(data[CHECK_MIME]))
+                check = dict(data[CHECK_MIME])
+                found.append({**check, "status": status(check)})
     return found
 
 
@@ -256,6 +262,7 @@ def run(names: list[str], given: dict[str, str] | None = None, *, run_all: bool 
         if on_done:
             on_done(result)
     summary = {"started": out_dir.name, "ok": all(r.ok for r in results),
-               "notebooks": [asdict(r) for r in results]}
+               "counts": status_counts([c for r in results for c in r.checks]),
+               "notebooks": [{**asdict(r), "counts": r.counts} for r in results]}
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     return out_dir, results

@@ -35,6 +35,14 @@ def drop(server: Target, name: str) -> None:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
+def existing(server: Target, prefix: str = PREFIX) -> list[str]:
+    """The databases on the server of `server` whose names start with `prefix` (e.g. those a kind of job
+    makes and should have dropped), sorted."""
+    with connect(server, autocommit=True) as conn:
+        rows = conn.execute("SELECT datname FROM pg_database WHERE starts_with(datname, %s) ORDER BY 1", (prefix,)).fetchall()
+    return [name for name, in rows]
+
+
 def sample_database(server: Target, students: int, seed_value: int = 42, *, name: str = "prep_ops_sample",
                     confirm: bool = False, progress: bool = False) -> Target:
     """A fresh scratch database at the latest schema with `students` sample students."""

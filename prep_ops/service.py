@@ -12,7 +12,7 @@ import psycopg
 from psycopg import sql
 
 from .db import Target, connect, fetch_frame
-from .errors import ParameterError
+from .errors import ParameterError, first_line
 from .incident import Action
 from .sqlfiles import load
 
@@ -73,5 +73,4 @@ def can_connect(login_target: Target) -> tuple[bool, str]:
             conn.execute("SELECT 1")
         return True, "connected"
     except psycopg.Error as exc:
-        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        return False, " ".join(text.rpartition("FATAL:")[2].split())
+        return False, " ".join(first_line(exc).rpartition("FATAL:")[2].split())

@@ -112,6 +112,15 @@ def notebook_outputs(path) -> str:
     return json.dumps([c.get("outputs", []) for c in nbformat.read(path, as_version=4).cells])
 
 
+NOT_LOOKED_AT = ("unavailable", "not tried", "fallback", "confirm=False", "skipped")
+
+
+def passes_of_what_was_not_looked_at(results) -> list[str]:
+    """The PASS checks of runner results whose detail says they were not looked at (should be none: a SKIP)."""
+    return [f"{r.notebook}: {c['name']}: {c['detail']}" for r in results for c in r.checks
+            if c["status"] == "PASS" and any(word in c["detail"] for word in NOT_LOOKED_AT)]
+
+
 def cli_env(target: db.Target | None = None, **extra) -> dict:
     env = dict(os.environ)
     if target is not None:

@@ -2,6 +2,7 @@
 
 import json
 import re
+import uuid
 
 import pytest
 from psycopg.conninfo import conninfo_to_dict
@@ -125,3 +126,50 @@ def test_dbname_in_the_query_string_cannot_redirect_the_scratch_restore(server):
     assert target.database == "the_real_database"
     scratch = target.with_database("prep_ops_verify_x")
     assert conninfo_to_dict(scratch.url)["dbname"] == "prep_ops_verify_x"
+
+
+def test_two_clusters_with_a_same_named_database_never_use_each_others_backups(server, private_server, tmp_path):
+    """A second embedded cluster (PREP_OPS_DATA_DIR) holds a database of the same name as one on the
+    server under test: keep, verify --latest and the recovery runbook's choice each stay with their own."""
+    from psycopg import sql
+
+    from prep_ops import recovery
+    from prep_ops.scratch import drop as drop_scratch
+
+    name = f"prep_ops_same_{uuid.uuid4().hex[:8]}"
+    other_server = db.resolve_target()  # the private cluster (PREP_OPS_DATA_DIR set by the fixture)
+    targets = []
+    for where in (server, other_server):
+        with db.connect(where, autocommit=True) as conn:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        targets.append(where.with_database(name))
+    ours, theirs = targets
+    try:
+        with db.connect(ours) as conn:
+            conn.execute("CREATE TABLE marks (id int)")
+            conn.commit()
+        mine = backup.backup(ours, "full", "custom", directory=tmp_path)
+        other = backup.backup(theirs, "full", "custom", directory=tmp_path)  # newer, same name
+        assert mine.manifest["source"]["system_identifier"] != other.manifest["source"]["system_identifier"]
+        with db.connect(ours) as conn:
+            identity = backup.identity(conn)
+        assert [b.path for b in backup.of_database(tmp_path, identity)] == [mine.path]
+        assert verify.verify_latest(tmp_path, source=identity, server=server).backup == mine.path
+        assert recovery.latest_backup(ours, tmp_path).path == mine.path
+        backup.backup(theirs, "full", "custom", directory=tmp_path, keep=1)  # prunes only the other cluster's
+        assert mine.path.exists() and not other.path.exists()
+    finally:
+        drop_scratch(server, name)
+        drop_scratch(other_server, name)
+
+
+def test_backups_are_private_and_never_share_a_name(seeded, tmp_path):
+    first = backup.backup(seeded, "full", "plain", directory=tmp_path / "new")
+    second = backup.backup(seeded, "full", "plain", directory=tmp_path / "new")
+    assert first.path != second.path and first.path.exists() and second.path.exists()
+    assert (tmp_path / "new").stat().st_mode & 0o777 == 0o700
+    for made in (first, second):
+        assert made.path.stat().st_mode & 0o777 == 0o600
+        assert backup.manifest_path(made.path).stat().st_mode & 0o777 == 0o600
+    folder = backup.backup(seeded, "full", "directory", directory=tmp_path / "new")
+    assert all((p.stat().st_mode & 0o777) == (0o700 if p.is_dir() else 0o600) for p in [folder.path, *folder.path.rglob("*")])

@@ -1,6 +1,7 @@
 """The prep-ops command as a user runs it: a real process, a real server."""
 
 import json
+import re
 import subprocess
 import sys
 
@@ -143,7 +144,7 @@ def test_backup_prints_its_path_last_and_verify_passes(seeded, tmp_path):
     made = prep_ops("backup", "--kind", "full", "--format", "plain", "--dir", str(tmp_path), env=env)
     assert made.returncode == 0, made.stderr
     path = made.stdout.strip().splitlines()[-1]
-    assert path.endswith("-full.sql") and (tmp_path / path.split("/")[-1]).exists()
+    assert re.search(r"-full-[0-9a-f]{6}\.sql$", path) and (tmp_path / path.split("/")[-1]).exists()
     checked = prep_ops("verify", path, env=env)
     assert checked.returncode == 0 and checked.stdout.startswith("PASS")
     latest = prep_ops("verify", "--latest", "--dir", str(tmp_path), "--min-size", str(10**12), env=env)

@@ -7,7 +7,7 @@ import pytest
 
 from prep_ops import migrate, runner, seed
 
-from conftest import _create, _drop
+from conftest import _create, _drop, notebook_outputs
 
 NOTEBOOK = Path(__file__).parent.parent / "notebooks" / "07_migration_deployment.ipynb"
 LATEST = migrate.discover()[-1].version
@@ -31,7 +31,8 @@ def test_runbook_07_deploys_pending_migrations_and_rolls_the_copy_back_exactly(s
         assert migrate.current_version(target) == LATEST
         checks = {c["name"]: c for c in run.checks}
         assert (f"at version {start}, {LATEST - start} step(s) pending; rollback rehearsal to {start}"
-                in checks["deployment planned"]["detail"])
+                in notebook_outputs(tmp_path / NOTEBOOK.name))
+        assert checks["target migrated"]["status"] == "PASS" and checks["no rows lost"]["status"] == "PASS"
         assert checks["down migrations run on the copy"]["passed"]
         rollback = checks["data back exactly as in the pre-migration backup"]
         assert rollback["passed"] and rollback["must_hold"]

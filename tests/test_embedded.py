@@ -3,7 +3,6 @@
 import os
 import pwd
 import subprocess
-import time
 
 import pytest
 
@@ -11,7 +10,7 @@ from prep_ops import db, embedded
 from prep_ops.errors import TargetError
 
 
-def test_starts_on_first_use_and_restarts_fast(private_server):
+def test_starts_on_first_use_and_starts_again_when_stopped(private_server):
     assert not embedded.status().running
     target = db.resolve_target()  # first use: initdb and start
     assert embedded.status().running and target.embedded
@@ -19,9 +18,7 @@ def test_starts_on_first_use_and_restarts_fast(private_server):
         assert conn.execute("SELECT current_database()").fetchone()[0] == embedded.DATABASE
     assert embedded.stop()
     assert not embedded.status().running
-    began = time.perf_counter()
-    embedded.start()  # already initialised: a warm start
-    assert time.perf_counter() - began < 1.0
+    embedded.start()  # already initialised: a warm start (timed in benchmarks/embedded_start.py, not here)
     assert embedded.status().running
 
 

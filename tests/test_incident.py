@@ -113,3 +113,13 @@ def test_statements_run_against_a_stopped_server_fail_in_one_line(record, tmp_pa
             inc.run([_comment_action("x")])
     assert "cannot connect" in str(failed.value) and "secret" not in str(failed.value)
     assert not isinstance(failed.value, psycopg.Error)
+
+
+def test_a_skipped_check_is_kept_in_the_timeline_and_never_passes(record):
+    inc = record(mode="live")
+    with inc.step(1, "Stop the application", next_if_failed="nothing"):
+        skipped = inc.check("application stopped", True, "ignored", skipped="live without confirm=True")
+        checked = inc.check("backup verified", True, "3 checks")
+    assert skipped.status == "SKIP" and not skipped.passed and checked.status == "PASS"
+    report = inc.report_path.read_text()
+    assert "SKIP application stopped — live without confirm=True" in report and "PASS backup verified" in report

@@ -6,7 +6,7 @@ from pathlib import Path
 from prep_ops import backup, db, incident, migrate, roles, runner, seed
 from prep_ops.drills import recovery as recovery_drill
 
-from conftest import _create, _drop, notebook_outputs, schema_dump
+from conftest import _create, _drop, notebook_outputs, passes_of_what_was_not_looked_at, schema_dump
 
 NOTEBOOK = Path(__file__).parent.parent / "notebooks" / "10_incident_data_recovery.ipynb"
 
@@ -56,7 +56,13 @@ def test_live_without_confirm_changes_nothing(tmp_path, incident_id, server):
         assert schema_dump(target) == dump and _server_state(server) == cluster
         outputs = notebook_outputs(tmp_path / NOTEBOOK.name)
         assert "WOULD (confirm=True to run): ALTER ROLE" in outputs and "WOULD (confirm=True to run): put back" in outputs
-        assert re.search(r"public\.enrollments: [1-9]\d* rows missing", (incident.incidents_dir() / f"{incident_id}.md").read_text())
+        report = (incident.incidents_dir() / f"{incident_id}.md").read_text()
+        assert re.search(r"public\.enrollments: [1-9]\d* rows missing", report)
+        status = {c["name"]: c["status"] for c in result.checks}  # what live mode did not do is SKIP, never PASS
+        for name in ("application stopped", "data equals the backup (zero rows lost)", "application can connect again"):
+            assert status[name] == "SKIP", name
+            assert f"SKIP {name} — " in report
+        assert passes_of_what_was_not_looked_at([result]) == []
     finally:
         roles.drop(target, roles.RoleSet.with_prefix("prep_ops_livetest_"), confirm=True)
         _drop(server, target)

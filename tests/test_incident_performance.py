@@ -11,7 +11,7 @@ from prep_ops import backup, db, health, incident, indexes, plans, runner, scrat
 from prep_ops.drills import performance
 from prep_ops.errors import ParameterError
 
-from conftest import _create, _drop, notebook_outputs, schema_dump
+from conftest import _create, _drop, notebook_outputs, passes_of_what_was_not_looked_at, schema_dump
 
 NOTEBOOK = Path(__file__).parent.parent / "notebooks" / "11_incident_performance.ipynb"
 STEPS = ("1. Identify the bottleneck", "2. Optimise", "3. Update indexes", "4. Monitor results",
@@ -59,7 +59,7 @@ def test_drill_brings_the_query_back_under_its_target(tmp_path, incident_id):
     checks = {c["name"]: c for c in result.checks}
     for name in ("bottleneck identified", "an index is proposed for the bottleneck", "no session blocks another",
                  "proposed indexes exist and are valid", "query back under its target time",
-                 "incident report written", "nothing of the drill left"):
+                 "nothing of the drill left"):
         assert checks[name]["passed"] and checks[name]["must_hold"], name
     assert "payment_history" in checks["query back under its target time"]["detail"]
     report = (incident.incidents_dir() / f"{incident_id}.md").read_text()
@@ -114,6 +114,10 @@ def test_live_without_confirm_changes_nothing(tmp_path, incident_id, slowed_down
     assert all(not c["must_hold"] for c in result.checks if not c["passed"])
     report = (incident.incidents_dir() / f"{incident_id}.md").read_text()
     assert "- **mode:** live (confirm=False)" in report and "Statements executed" not in report
+    status = {c["name"]: c["status"] for c in result.checks}  # what live mode did not do is SKIP, never PASS
+    assert status["proposed indexes exist and are valid"] == status["nothing of the drill left"] == "SKIP"
+    assert status["no session blocks another"] == "WARN"  # looked at: the blocker is still there
+    assert passes_of_what_was_not_looked_at([result]) == []
 
 
 def test_live_with_confirm_ends_the_blocker_and_creates_the_index(tmp_path, incident_id, slowed_down):

@@ -1,0 +1,71 @@
+"""Logging in as a role and proving what it can do: each operation tried on a table and rolled back."""
+
+import secrets
+
+import pandas as pd
+import psycopg
+from psycopg import sql
+from sqlalchemy.engine import make_url
+
+from .db import Target, connect
+from .errors import ParameterError, first_line
+from .scram import Secret, reveal
+from .sqlfiles import load
+
+_PROBE_TIMEOUTS = "SET LOCAL lock_timeout = '2s'; SET LOCAL statement_timeout = '10s'"
+
+
+def login(target: Target, role: str, password: "str | Secret | None" = None) -> Target:
+    """The same server and database as `target`, logging in as `role` (with `password` where the server asks)."""
+    url = make_url(target.url).set(username=role, password=reveal(password) if password is not None else None)
+    # SQLAlchemy leaves spaces unencoded in user and password; libpq wants them percent-encoded
+    return Target(url.render_as_string(hide_password=False).replace(" ", "%20"), target.embedded)
+
+
+def try_access(login_target: Target, table: str = "users", *, column: str | None = None,
+               schema: str = "public") -> pd.DataFrame:
+    """What the logged-in role may do to `table`: each operation is tried and rolled back.
+
+    Operations: SELECT (of `column`, default the first), INSERT, UPDATE, DELETE, TRUNCATE, CREATE TABLE
+    in the schema and ALTER TABLE. `allowed` means the privilege check passed; an operation that
+    passes it and then fails on a constraint is allowed (the detail says why it stopped). Nothing
+    is kept: every attempt runs in a savepoint that is rolled back, and so is the transaction.
+    """
+    with connect(login_target) as conn:
+        conn.execute(_PROBE_TIMEOUTS)
+        found = conn.execute(load("access", "first_column"), {"schema": schema, "table": table}).fetchone()
+        if found is None:
+            raise ParameterError(f"no table {schema}.{table}")
+        col, tab = sql.Identifier(column or found[0]), sql.Identifier(schema, table)
+        probe = sql.Identifier(schema, f"prep_ops_probe_{secrets.token_hex(4)}")
+        attempts = {
+            "SELECT": sql.SQL("SELECT {} FROM {} LIMIT 1").format(col, tab),
+            "INSERT": sql.SQL("INSERT INTO {} DEFAULT VALUES").format(tab),
+            "UPDATE": sql.SQL("UPDATE {} SET {} = {} WHERE false").format(tab, col, col),
+            "DELETE": sql.SQL("DELETE FROM {} WHERE false").format(tab),
+            "TRUNCATE": sql.SQL("TRUNCATE {}").format(tab),
+            "CREATE TABLE": sql.SQL("CREATE TABLE {} (id integer)").format(probe),
+            "ALTER TABLE": sql.SQL("ALTER TABLE {} ADD COLUMN prep_ops_probe integer").format(tab),
+        }
+        rows = []
+        for operation, statement in attempts.items():
+            try:
+                with conn.transaction():
+                    conn.execute(statement)
+                    raise psycopg.Rollback()
+            except psycopg.errors.InsufficientPrivilege as exc:
+                rows.append((operation, False, first_line(exc)))
+            except psycopg.Error as exc:
+                rows.append((operation, True, f"permitted, then stopped: {first_line(exc)}"))
+            else:
+                rows.append((operation, True, "permitted (rolled back)"))
+        conn.rollback()
+    return pd.DataFrame(rows, columns=["operation", "allowed", "detail"])
+
+
+def access_summary(attempts: pd.DataFrame) -> str:
+    """What `try_access` found, in one line: the operations allowed and those denied."""
+    allowed = list(attempts.loc[attempts["allowed"], "operation"])
+    denied = list(attempts.loc[~attempts["allowed"], "operation"])
+    return "; ".join(part for part in (f"allowed {', '.join(allowed)}" if allowed else "",
+                                       f"denied {', '.join(denied)}" if denied else "") if part)

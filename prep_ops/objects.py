@@ -1,0 +1,67 @@
+"""Every object a dump carries, as the server deparses it: what verify compares beyond tables.
+
+`snapshot(conn)` reads, in the caller's transaction (a backup reads it in the dump's snapshot):
+schemas and their privileges, extensions with versions, views and materialized views (definition,
+and whether populated), partition bounds, privileges on relations, column defaults, identity,
+generated and collation of columns, triggers, functions and procedures (definition and privileges),
+enum labels, comments, and the state of every sequence. Definitions are the server's own deparse
+(pg_get_viewdef, pg_get_functiondef, pg_get_triggerdef, pg_get_expr), never normalised text.
+
+`compare(expected, actual, ...)` gives one report row per difference, naming the object. Which
+kinds a dump carries depends on its kind (a schema-only dump has no sequence values, a data-only
+dump only them), and a definition deparsed by another major version may read differently for the
+same object, so across majors those kinds are reported as not compared (SKIP), never passed.
+"""
+
+import psycopg
+
+from .sqlfiles import load
+
+# kinds whose text is the server's deparse: equal only when the same major deparsed both sides
+DEPARSED = ("view", "materialized view", "function", "procedure", "trigger", "column default", "partition bound",
+            "column", "schema")
+_DEFINITIONS = ("schema", "extension", "view", "materialized view", "partition bound", "privileges", "column default",
+                "column", "trigger", "function", "procedure", "enum", "comment")
+# what each kind of dump carries: a schema-only dump has no sequence values and leaves materialized
+# views unpopulated; a data-only dump sets sequences (its tables come from elsewhere)
+CARRIED = {"full": _DEFINITIONS + ("materialized view populated", "sequence"), "schema": _DEFINITIONS,
+           "data": ("sequence",)}
+
+
+def snapshot(conn: psycopg.Connection) -> dict[str, dict[str, str]]:
+    """{kind: {object name: definition}} of every object the dump carries beyond tables and rows."""
+    found: dict[str, dict[str, str]] = {}
+    for query in ("objects", "sequences"):
+        for kind, name, definition in conn.execute(load("objects", query)).fetchall():
+            found.setdefault(kind, {})[name] = definition if definition is not None else ""
+    return found
+
+
+def compare(expected: dict, actual: dict, backup_kind: str, *, same_major: bool) -> list[dict]:
+    """Report rows (object, check, expected, actual, passed, skipped) for the kinds a `backup_kind`
+    dump carries: one row per kind compared (passed when every object matches), one per object that
+    is missing or differs, and one SKIP row per deparsed kind when the majors differ."""
+    rows = []
+    for kind in CARRIED[backup_kind]:
+        want, got = expected.get(kind, {}), actual.get(kind, {})
+        if not same_major and kind == "extension":  # each major installs its own default version
+            want, got = {n: "present" for n in want}, {n: "present" for n in got}
+        if not same_major and kind in DEPARSED:
+            if want:
+                rows.append(_row(f"{len(want)} {kind}(s)", kind, "compared", "not compared: another major version "
+                                 "deparses definitions differently; verify with --same-server", True, skipped=True))
+            continue
+        differing = 0
+        for name in sorted(want):
+            if got.get(name) != want[name]:
+                differing += 1
+                rows.append(_row(f"{kind} {name}", kind, want[name], got.get(name, "absent"), False))
+        if want:
+            rows.append(_row(f"{len(want)} {kind}(s)", kind, f"{len(want)} as in the backup",
+                             f"{len(want) - differing} as in the backup", differing == 0))
+    return rows
+
+
+def _row(obj, check, expected, actual, passed, *, skipped=False) -> dict:
+    return {"object": obj, "check": check, "expected": expected, "actual": actual, "passed": bool(passed),
+            "skipped": skipped}

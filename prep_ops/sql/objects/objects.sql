@@ -1,0 +1,68 @@
+-- Every object a dump carries beyond the tables' columns, constraints, indexes and rows, as
+-- (kind, name, definition) deparsed by this server. Objects that belong to an extension (created by
+-- CREATE EXTENSION, not by the dump) and the system schemas are left out. Privileges are listed as
+-- grantee:privilege without the owner's own (a restore with --no-owner changes the owner).
+WITH user_ns AS (
+    SELECT oid, nspname, nspacl, nspowner FROM pg_namespace
+    WHERE nspname NOT IN ('pg_catalog', 'information_schema') AND nspname !~ '^pg_(toast|temp_|toast_temp_)'
+), own_rel AS (
+    SELECT c.oid, c.relkind, c.relacl, c.relowner, c.relispopulated, c.relpartbound,
+           quote_ident(n.nspname) || '.' || quote_ident(c.relname) AS name
+    FROM pg_class c JOIN user_ns n ON n.oid = c.relnamespace
+    WHERE NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')
+)
+SELECT 'schema' AS kind, quote_ident(n.nspname) AS name,
+       (SELECT coalesce(string_agg(item, ', ' ORDER BY item), '') FROM (SELECT CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE pg_get_userbyid(a.grantee) END || ':' || a.privilege_type || CASE WHEN a.is_grantable THEN ' with grant option' ELSE '' END AS item FROM aclexplode(coalesce(n.nspacl, acldefault('n', n.nspowner))) a WHERE a.grantee <> n.nspowner) g) AS definition
+FROM user_ns n
+WHERE NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_namespace'::regclass AND d.objid = n.oid AND d.deptype = 'e')
+UNION ALL
+SELECT 'extension', e.extname, e.extversion FROM pg_extension e WHERE e.extname <> 'plpgsql'
+UNION ALL
+SELECT 'view', r.name, pg_get_viewdef(r.oid, true) FROM own_rel r WHERE r.relkind = 'v'
+UNION ALL
+SELECT 'materialized view', r.name, pg_get_viewdef(r.oid, true) FROM own_rel r WHERE r.relkind = 'm'
+UNION ALL
+SELECT 'materialized view populated', r.name, r.relispopulated::text FROM own_rel r WHERE r.relkind = 'm'
+UNION ALL
+SELECT 'partition bound', r.name, pg_get_expr(r.relpartbound, r.oid) FROM own_rel r WHERE r.relpartbound IS NOT NULL
+UNION ALL
+SELECT 'privileges', r.name,
+       (SELECT coalesce(string_agg(item, ', ' ORDER BY item), '') FROM (SELECT CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE pg_get_userbyid(a.grantee) END || ':' || a.privilege_type || CASE WHEN a.is_grantable THEN ' with grant option' ELSE '' END AS item FROM aclexplode(coalesce(r.relacl, acldefault('r', r.relowner))) a WHERE a.grantee <> r.relowner) g)
+FROM own_rel r WHERE r.relkind IN ('r', 'p', 'v', 'm', 'f', 'S')
+UNION ALL
+SELECT 'column default', r.name || '.' || quote_ident(a.attname), pg_get_expr(d.adbin, d.adrelid)
+FROM own_rel r JOIN pg_attrdef d ON d.adrelid = r.oid
+JOIN pg_attribute a ON a.attrelid = d.adrelid AND a.attnum = d.adnum
+UNION ALL
+SELECT 'column', r.name || '.' || quote_ident(a.attname),
+       concat_ws(' ', CASE a.attidentity WHEN 'a' THEN 'identity always' WHEN 'd' THEN 'identity by default' END,
+                 CASE a.attgenerated WHEN 's' THEN 'generated stored' WHEN 'v' THEN 'generated virtual' END,
+                 CASE WHEN a.attcollation <> 0 AND a.attcollation <> t.typcollation
+                      THEN 'collate ' || a.attcollation::regcollation::text END)
+FROM own_rel r JOIN pg_attribute a ON a.attrelid = r.oid AND a.attnum > 0 AND NOT a.attisdropped
+JOIN pg_type t ON t.oid = a.atttypid
+WHERE r.relkind IN ('r', 'p', 'f') AND (a.attidentity <> '' OR a.attgenerated <> '' OR
+      (a.attcollation <> 0 AND a.attcollation <> t.typcollation))
+UNION ALL
+SELECT 'trigger', r.name || '.' || quote_ident(t.tgname), pg_get_triggerdef(t.oid, true)
+FROM own_rel r JOIN pg_trigger t ON t.tgrelid = r.oid
+WHERE NOT t.tgisinternal
+UNION ALL
+SELECT CASE p.prokind WHEN 'p' THEN 'procedure' ELSE 'function' END,
+       quote_ident(n.nspname) || '.' || quote_ident(p.proname) || '(' || pg_get_function_identity_arguments(p.oid) || ')',
+       pg_get_functiondef(p.oid) || E'\n-- privileges: ' || (SELECT coalesce(string_agg(item, ', ' ORDER BY item), '') FROM (SELECT CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE pg_get_userbyid(a.grantee) END || ':' || a.privilege_type || CASE WHEN a.is_grantable THEN ' with grant option' ELSE '' END AS item FROM aclexplode(coalesce(p.proacl, acldefault('f', p.proowner))) a WHERE a.grantee <> p.proowner) g)
+FROM pg_proc p JOIN user_ns n ON n.oid = p.pronamespace
+WHERE p.prokind IN ('f', 'p')
+  AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e')
+UNION ALL
+SELECT 'enum', quote_ident(n.nspname) || '.' || quote_ident(t.typname), string_agg(e.enumlabel, ', ' ORDER BY e.enumsortorder)
+FROM pg_type t JOIN user_ns n ON n.oid = t.typnamespace JOIN pg_enum e ON e.enumtypid = t.oid
+WHERE NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_type'::regclass AND d.objid = t.oid AND d.deptype = 'e')
+GROUP BY t.oid, n.nspname
+UNION ALL
+SELECT 'comment', r.name, obj_description(r.oid, 'pg_class') FROM own_rel r
+WHERE obj_description(r.oid, 'pg_class') IS NOT NULL
+UNION ALL
+SELECT 'comment', r.name || '.' || quote_ident(a.attname), col_description(r.oid, a.attnum)
+FROM own_rel r JOIN pg_attribute a ON a.attrelid = r.oid AND a.attnum > 0 AND NOT a.attisdropped
+WHERE col_description(r.oid, a.attnum) IS NOT NULL

@@ -1,0 +1,118 @@
+"""PASS only for what was checked: a SKIP is neither passed nor failed, a failed must-hold check stops
+the run, and a runbook run without confirm on a database that is not scratch never passes what it
+did not do."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from prep_ops import backup, db, notebook, runner
+from prep_ops.errors import CheckFailed
+
+from conftest import cli_env, passes_of_what_was_not_looked_at, schema_dump
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def test_a_skipped_check_is_neither_passed_nor_failed_and_never_stops():
+    notebook._checks.clear()
+    result = notebook.check("restore verified", False, "ignored", fix="ignored", skipped="no backup to restore")
+    assert (result.skipped, result.passed, result.must_hold) == (True, False, False)
+    assert result.status == "SKIP" and result.line == "SKIP restore verified — no backup to restore"
+    held = notebook.check("rows equal", True, skipped="confirm=False: nothing restored")  # a true condition is not a pass
+    assert held.status == "SKIP" and not held.passed
+    notebook.check("looked at", True)
+    with pytest.raises(CheckFailed):
+        notebook.check("must hold", False)
+    frame = notebook.summary("t")
+    assert notebook.status_counts(frame.to_dict("records")) == {"PASS": 1, "WARN": 0, "FAIL": 1, "SKIP": 2}
+
+
+def test_status_of_a_recorded_check():
+    base = {"passed": False, "must_hold": True, "skipped": False}
+    assert notebook.status(base) == "FAIL"
+    assert notebook.status({**base, "must_hold": False}) == "WARN"
+    assert notebook.status({**base, "passed": True}) == "PASS"
+    assert notebook.status({**base, "passed": True, "skipped": True}) == "SKIP"
+
+
+def test_runner_counts_skips_apart_and_writes_each_status(tmp_path):
+    out, (result,) = runner.run([str(FIXTURES / "94_skips.ipynb")], out_dir=tmp_path / "run")
+    assert result.ok, result.error
+    by_name = {c["name"]: c["status"] for c in result.checks}
+    assert by_name == {"looked at": "PASS", "not looked at": "SKIP", "true but not looked at": "SKIP",
+                       "skipped outright": "SKIP", "should hold": "WARN", "must hold": "PASS",
+                       "after the must-hold check": "PASS"}
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["ok"] is True and summary["counts"] == {"PASS": 3, "WARN": 1, "FAIL": 0, "SKIP": 3}
+    (written,) = summary["notebooks"]
+    assert {"notebook", "output", "ok", "seconds", "error", "checks"} <= set(written)  # the keys it always had
+    assert written["counts"] == summary["counts"]
+    assert [c["status"] for c in written["checks"]] == list(by_name.values())
+    assert not any(c["passed"] for c in written["checks"] if c["status"] == "SKIP")
+
+
+def test_a_failed_must_hold_check_stops_the_run_and_skips_do_not_fail_it(tmp_path):
+    result = runner.run_one(FIXTURES / "94_skips.ipynb", tmp_path, {"fail": True})
+    assert not result.ok and "CheckFailed" in result.error
+    assert [c["name"] for c in result.failed_checks] == ["must hold"]
+    assert "after the must-hold check" not in {c["name"] for c in result.checks}
+    assert result.counts == {"PASS": 1, "WARN": 1, "FAIL": 1, "SKIP": 3}
+
+
+def test_cli_run_shows_skips_as_skip_not_as_passed(tmp_path):
+    env = cli_env(PREP_OPS_HOME=str(tmp_path))
+    done = subprocess.run([sys.executable, "-m", "prep_ops", "run", str(FIXTURES / "94_skips.ipynb")],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "3 PASS, 1 WARN, 3 SKIP" in done.stdout
+    rows = [line.split() for line in done.stdout.splitlines() if "not looked at" in line]
+    assert rows and all("SKIP" in row and "PASS" not in row for row in rows)
+
+
+# --- the runbooks themselves -------------------------------------------------------------------
+READ_ONLY_RUN = ["01", "02", "03", "04", "05", "06", "07", "08"]
+NOT_DONE = {  # steps a run without confirm leaves out on a database that is not scratch: SKIP, never PASS
+    "01_schema_setup": {"schema at the wanted version", "sample data present"},
+    "05_maintenance": {"plan ran", "last vacuum set on every chosen table", "dead rows did not grow"},
+    "06_access_control_audit": {"roles and grants as wanted (a second plan is empty)",
+                                "changes to personal and financial data are logged", "reporter is read-only",
+                                "analyst cannot read personal columns",
+                                "a change made as app is logged with old and new values",
+                                "app cannot read or change the audit log"},
+    "07_migration_deployment": {"target migrated", "no rows lost"},
+}
+
+
+def test_runbooks_without_confirm_skip_what_they_did_not_do(seeded, tmp_path, monkeypatch):
+    monkeypatch.delenv("PREP_OPS_SCRATCH", raising=False)  # the seeded database is not declared throwaway
+    monkeypatch.setenv("PREP_OPS_BACKUP_DIR", str(tmp_path / "backups"))
+    with db.connect(seeded) as conn:
+        before = backup.table_checksums(conn)
+    dump = schema_dump(seeded)
+    out, results = runner.run(READ_ONLY_RUN, {"database_url": seeded.url, "scale": 0}, out_dir=tmp_path / "run")
+    assert all(r.ok for r in results), [(r.notebook, r.error) for r in results if not r.ok]
+    with db.connect(seeded) as conn:
+        assert backup.table_checksums(conn) == before
+    assert schema_dump(seeded) == dump
+    assert passes_of_what_was_not_looked_at(results) == []
+    status = {(r.notebook, c["name"]): c["status"] for r in results for c in r.checks}
+    for name, steps in NOT_DONE.items():
+        for step in steps:
+            assert status[(name, step)] == "SKIP", (name, step)
+    assert status[("01_schema_setup", "changes allowed")] == "WARN"
+    assert status[("01_schema_setup", "expected tables, indexes and checks present")] == "PASS"  # looked at
+    summary = json.loads((out / "summary.json").read_text())
+    assert sum(n["counts"]["SKIP"] for n in summary["notebooks"]) == summary["counts"]["SKIP"] >= \
+        sum(len(steps) for steps in NOT_DONE.values())
+
+
+def test_a_filter_skips_the_revenue_comparison_it_cannot_make(seeded, tmp_path):
+    result = runner.run_one(runner.find("02"), tmp_path, {"database_url": seeded.url, "term": "2026-fall"})
+    assert result.ok, result.error
+    revenue = next(c for c in result.checks if c["name"] == "revenue agrees between %sql and prep_ops")
+    assert revenue["status"] == "SKIP" and "term or instrument set" in revenue["detail"]
+    assert passes_of_what_was_not_looked_at([result]) == []
