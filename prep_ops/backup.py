@@ -220,8 +220,6 @@ def backup(target: Target, kind: str = "full", fmt: str = "custom", *, directory
                 if any(t == ("public", "schema_version") for t in tables(conn)) else {}
             roles = [r[0] for r in conn.execute(
                 "SELECT rolname FROM pg_roles WHERE rolname !~ '^pg_' ORDER BY 1").fetchall()]
-            extensions = dict(conn.execute(
-                "SELECT extname, extversion FROM pg_extension WHERE extname <> 'plpgsql' ORDER BY 1").fetchall())
             catalog_objects = objects.snapshot(conn)
         finally:
             _, stderr = dump.communicate()
@@ -234,7 +232,7 @@ def backup(target: Target, kind: str = "full", fmt: str = "custom", *, directory
         "source": source, "source_url": target.masked_url, "server_version": major,
         "pg_dump": str(pg_dump), "pg_dump_version": _tool_version(pg_dump),
         "started": started.isoformat(), "finished": datetime.now(timezone.utc).isoformat(),
-        "schema_versions": {str(k): v for k, v in versions.items()}, "roles": roles, "extensions": extensions,
+        "schema_versions": {str(k): v for k, v in versions.items()}, "roles": roles,
         "files": file_hashes(path), "checksum_method": checksums.COLUMN_HASH, "tables": table_sums,
         "schema": summary, "objects": catalog_objects,
     }
@@ -298,9 +296,6 @@ def manifest_problem(manifest, path: Path | None = None) -> str | None:
     if not (isinstance(recorded, dict) and all(isinstance(v, dict) and all(isinstance(d, str) for d in v.values())
                                                for v in recorded.values())):
         return "its 'objects' is not an object of definitions by kind"
-    extensions = manifest.get("extensions", {})
-    if not (isinstance(extensions, dict) and all(isinstance(v, str) for v in extensions.values())):
-        return "its 'extensions' is not an object of extension versions"
     for key in ("started", "finished"):
         try:
             datetime.fromisoformat(manifest[key])

@@ -248,8 +248,8 @@ def drop_copy(copy: Target, roles: list[str] = ()) -> dict[str, str]:
 
 def check_extensions(server: Target, manifest: dict, rows: list) -> bool:
     """Whether the restore server offers every extension the backup's database had (one row for each
-    it lacks, naming it); manifests from before extensions were recorded pass."""
-    needed = manifest.get("extensions") or {}
+    it lacks, naming it); manifests from before objects were recorded pass."""
+    needed = manifest.get("objects", {}).get("extension", {})
     if not needed:
         return True
     with connect(server) as conn:

@@ -96,6 +96,19 @@ def schema_dump(target: db.Target) -> str:
     return "\n".join(line for line in out.splitlines() if not line.startswith(("\\restrict", "\\unrestrict")))
 
 
+def rehash(path) -> None:
+    """Rewrite a backup manifest's file hashes after a fault was put into the dump, as an attacker or a
+    broken tool would: only the restore and the comparisons can catch it then."""
+    import json
+
+    from prep_ops import backup
+
+    mpath = backup.manifest_path(path)
+    manifest = json.loads(mpath.read_text())
+    manifest["files"] = backup.file_hashes(path)
+    mpath.write_text(json.dumps(manifest))
+
+
 def table_checksum(target: db.Target, table: str) -> str:
     """md5 of a table's rows in id order: equal checksums, equal contents."""
     with db.connect(target) as conn:

@@ -12,19 +12,12 @@ from prep_ops import backup, checksums, db, restore, verify
 from prep_ops.scratch import drop as drop_scratch
 from prep_ops.errors import ConfirmationRequired, ParameterError
 
+from conftest import rehash
+
 
 @pytest.fixture(scope="module")
 def backups_folder(tmp_path_factory):
     return tmp_path_factory.mktemp("backups")
-
-
-def rehash(path):
-    """Rewrite the manifest's file hashes after a fault was injected, so only the restore and the
-    content comparison can catch it (as when the dump itself was wrong)."""
-    mpath = backup.manifest_path(path)
-    manifest = json.loads(mpath.read_text())
-    manifest["files"] = backup.file_hashes(path)
-    mpath.write_text(json.dumps(manifest))
 
 
 @pytest.mark.parametrize("kind, fmt", [("full", "plain"), ("full", "custom"), ("full", "directory"),
@@ -349,7 +342,7 @@ def _valid_manifest() -> dict:
     (lambda m: {**m, "files": {"/etc/shadow": {"bytes": 3, "sha256": "ab"}}}, "file '/etc/shadow' is not a name inside"),
     (lambda m: {**m, "files": {"../d.sql": {"bytes": 3, "sha256": "ab"}}}, "file '../d.sql' is not a name inside"),
     (lambda m: {**m, "files": {"x.sql": {"bytes": 3, "sha256": "ab"}}}, "it describes 'x.sql', not 'd.sql'"),
-    (lambda m: {**m, "extensions": {"citext": 1}}, "its 'extensions' is not an object of extension versions"),
+    (lambda m: {**m, "objects": {"extension": {"citext": 1}}}, "its 'objects' is not an object of definitions by kind"),
 ])
 def test_a_manifest_of_the_wrong_shape_is_refused_in_one_sentence(tmp_path, change, problem):
     path = tmp_path / "d.sql"
@@ -415,7 +408,7 @@ def test_a_citext_and_hstore_database_verifies_on_the_default_server(scratch, tm
     if not {"citext", "hstore"} <= set(made):
         pytest.skip("the server under test does not offer citext and hstore")
     taken = backup.backup(scratch, "full", "custom", directory=tmp_path)
-    assert {"citext", "hstore"} <= set(taken.manifest["extensions"])
+    assert {"citext", "hstore"} <= set(taken.manifest["objects"]["extension"])
     result = verify.verify(taken.path)  # the embedded server restores it
     assert result.ok, result.failures.to_string()
     assert "public.instruments" in set(result.report["object"])
@@ -425,7 +418,7 @@ def test_a_backup_needing_an_extension_the_restore_server_lacks_names_it(seeded,
     taken = backup.backup(seeded, "full", "custom", directory=tmp_path)
     mpath = backup.manifest_path(taken.path)
     manifest = json.loads(mpath.read_text())
-    manifest["extensions"]["prep_ops_no_such_extension"] = "1.0"
+    manifest["objects"]["extension"] = {**manifest["objects"].get("extension", {}), "prep_ops_no_such_extension": "1.0"}
     mpath.write_text(json.dumps(manifest))
     result = verify.verify(taken.path)
     assert not result.ok and result.scratch_database is None

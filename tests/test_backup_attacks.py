@@ -10,14 +10,7 @@ from psycopg.conninfo import conninfo_to_dict
 from prep_ops import backup, db, plain_dump, restore, verify
 from prep_ops.errors import BackupError
 
-from conftest import table_checksum
-
-
-def rehash(path):
-    mpath = backup.manifest_path(path)
-    manifest = json.loads(mpath.read_text())
-    manifest["files"] = backup.file_hashes(path)
-    mpath.write_text(json.dumps(manifest))
+from conftest import rehash, table_checksum
 
 
 def _crafted(seeded, tmp_path, inject) -> tuple[backup.Backup, int]:

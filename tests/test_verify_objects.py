@@ -1,7 +1,6 @@
 """Verify compares every object a dump carries: each fault put into a plain dump (its manifest hash
 remade, as an attacker or a broken tool would) fails verification, naming the object."""
 
-import json
 import shutil
 import uuid
 from pathlib import Path
@@ -11,7 +10,7 @@ from psycopg import sql
 
 from prep_ops import backup, db, objects, verify
 
-from conftest import _create, _drop
+from conftest import _create, _drop, rehash
 
 SCHEMA = (Path(__file__).parent / "fixtures" / "objects_schema.sql").read_text()
 
@@ -43,9 +42,7 @@ def _copy_with(made, tmp_path, edit) -> Path:
     changed = edit(text)
     assert changed != text, "the fault was not put in"
     path.write_text(changed)
-    manifest = json.loads(backup.manifest_path(path).read_text())
-    manifest["files"] = backup.file_hashes(path)
-    backup.manifest_path(path).write_text(json.dumps(manifest))
+    rehash(path)
     return path
 
 
