@@ -266,8 +266,10 @@ def health_cmd(ctx: click.Context, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps({"status": health.worst(checks), "checks": [asdict(c) for c in checks]}, indent=2))
     else:
-        click.echo(tabulate([(c.status.upper(), c.name, c.detail[:80]) for c in checks],
-                            headers=["status", "check", "detail"]))
+        # nothing cut: long details wrap; a check that could not be judged says how to make it judgeable
+        rows = [(c.status.upper(), c.name, c.detail + (f" — {c.fix}" if c.status == "unknown" and c.fix else ""))
+                for c in checks]
+        click.echo(tabulate(rows, headers=["status", "check", "detail"], maxcolwidths=[None, None, 90]))
     if health.worst(checks) == "critical":
         sys.exit(2)
 
