@@ -16,9 +16,10 @@ from sqlalchemy.exc import ArgumentError
 from . import embedded
 from .errors import ConfirmationRequired, TargetError
 
-# user:password@ up to the last @ (a password may hold / or @); over-masking beats a leak
-_PASSWORD_IN_URL = re.compile(r"(://[^:/@?#\s]*:)\S*@")
-_PASSWORD_PARAM = re.compile(r"(password=)[^&\s]*", re.IGNORECASE)
+# user:password@ up to the last @ of the line (a password may hold /, @ or spaces); over-masking beats a leak
+_PASSWORD_IN_URL = re.compile(r"(://[^:/@?#\s]*:)[^\n]*@")
+# password=... in a query string or a conninfo string, quoted ('p ss', with \' inside) or not
+_PASSWORD_PARAM = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|[^&\s]*)", re.IGNORECASE)
 
 
 def mask_url(url: str) -> str:

@@ -15,6 +15,9 @@ from prep_ops.errors import TargetError
     ("mysql://admin:se/cret@h/db", "mysql://admin:***@h/db"),
     ("postgresql://admin:se@cret@h:5432/db", "postgresql://admin:***@h:5432/db"),
     ("postgres://admin:pw@h/db", "postgres://admin:***@h/db"),
+    ("postgresql://admin:p@ss w0rd@h/db", "postgresql://admin:***@h/db"),  # a space in the password
+    ("error: postgresql://admin:se cret@h:1/d: refused", "error: postgresql://admin:***@h:1/d: refused"),
+    ("host=h password='p ss\\'x' user=u", "host=h password=*** user=u"),
 ])
 def test_mask_url_hides_every_password(url, masked):
     assert db.mask_url(url) == masked

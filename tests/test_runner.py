@@ -80,7 +80,7 @@ def test_incident_runbooks_get_an_id_and_their_default_mode():
 def test_a_password_in_database_url_never_lands_in_the_executed_notebook(tmp_path, seeded):
     from prep_ops import roles
 
-    password = "pw-" + uuid.uuid4().hex
+    password = "pw " + uuid.uuid4().hex  # with a space: masking once stopped there
     role = f"prep_ops_runner_{uuid.uuid4().hex[:6]}"
     with db.connect(seeded, autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE ROLE {} LOGIN SUPERUSER PASSWORD {}").format(sql.Identifier(role), sql.Literal(password)))
@@ -89,7 +89,7 @@ def test_a_password_in_database_url_never_lands_in_the_executed_notebook(tmp_pat
         result = runner.run_one(runner.find("02"), tmp_path, {"database_url": url})
         assert result.ok, result.error
         text = (tmp_path / "02_enrollment_exploration.ipynb").read_text()
-        assert password not in text and "students to explore" in text
+        assert password not in text and password.replace(" ", "%20") not in text and "students to explore" in text
         assert os.environ.get("DATABASE_URL") != url
     finally:
         with db.connect(seeded, autocommit=True) as conn:
