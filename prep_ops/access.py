@@ -7,7 +7,7 @@ import psycopg
 from psycopg import sql
 from sqlalchemy.engine import make_url
 
-from .db import Target, connect
+from .db import Target, connect, render
 from .errors import ParameterError, first_line
 from .scram import Secret, reveal
 from .sqlfiles import load
@@ -18,8 +18,7 @@ _PROBE_TIMEOUTS = "SET LOCAL lock_timeout = '2s'; SET LOCAL statement_timeout = 
 def login(target: Target, role: str, password: "str | Secret | None" = None) -> Target:
     """The same server and database as `target`, logging in as `role` (with `password` where the server asks)."""
     url = make_url(target.url).set(username=role, password=reveal(password) if password is not None else None)
-    # SQLAlchemy leaves spaces unencoded in user and password; libpq wants them percent-encoded
-    return Target(url.render_as_string(hide_password=False).replace(" ", "%20"), target.embedded)
+    return Target(render(url), target.embedded)
 
 
 def try_access(login_target: Target, table: str = "users", *, column: str | None = None,

@@ -22,7 +22,7 @@ import psycopg
 from sqlalchemy.engine import make_url
 
 from . import checksums, objects
-from .db import Target, client_program, connect, server_version
+from .db import Target, client_program, connect, render, server_version
 from .errors import BackupError, ParameterError
 from .paths import project_dir
 from .sqlfiles import load
@@ -59,7 +59,7 @@ def libpq_env(target: Target) -> tuple[str, dict]:
     env = dict(os.environ)
     if parsed.password:
         env["PGPASSWORD"] = parsed.password
-    return parsed.set(password=None).render_as_string(hide_password=False), env
+    return render(parsed.set(password=None)), env
 
 
 def tables(conn: psycopg.Connection) -> list[tuple[str, str]]:

@@ -44,6 +44,12 @@ def _parse(url: str):
     return parsed
 
 
+def render(parsed) -> str:
+    """A SQLAlchemy URL as text with its password: SQLAlchemy leaves spaces unencoded, libpq refuses
+    them (a space is never legal in a URI), so they are percent-encoded."""
+    return parsed.render_as_string(hide_password=False).replace(" ", "%20")
+
+
 @dataclass(frozen=True)
 class Target:
     """A database to work on: its libpq URL and whether it lives on the embedded server."""
@@ -58,7 +64,7 @@ class Target:
     @property
     def sqlalchemy_url(self) -> str:
         """The URL with the psycopg 3 driver named, for SQLAlchemy and the %sql magic."""
-        return _parse(self.url).set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
+        return render(_parse(self.url).set(drivername="postgresql+psycopg"))
 
     @property
     def scratch(self) -> bool:
@@ -71,7 +77,7 @@ class Target:
 
     def with_database(self, name: str) -> "Target":
         """The same server and credentials, another database."""
-        url = _parse(self.url).set(database=name).render_as_string(hide_password=False)
+        url = render(_parse(self.url).set(database=name))
         return Target(url, self.embedded)
 
 
@@ -87,7 +93,7 @@ def resolve_target(database_url: str | None = None) -> Target:
     url = database_url or os.environ.get("DATABASE_URL")
     if url:
         parsed = _parse(url)
-        libpq = parsed.set(drivername="postgresql").render_as_string(hide_password=False)
+        libpq = render(parsed.set(drivername="postgresql"))
         return Target(libpq, embedded=False)
     return Target(embedded.ensure_database(), embedded=True)
 
