@@ -219,15 +219,30 @@ def _log_errors(conn, target: Target, minutes: float) -> tuple[pd.DataFrame, str
     if offset and lines:
         lines = lines[1:]  # the first line was cut
     rows = []
-    for line in lines:
+    for number, line in enumerate(lines):
         severity = _SEVERITY.search(line)
         if not severity or severity.group(1) not in ("ERROR", "FATAL", "PANIC"):
             continue
         stamp = _STAMP.match(line)
         if stamp and stamp.group() < since:  # same zone and format as the log: compares as text
             continue
-        rows.append((stamp.group() if stamp else None, severity.group(1), line[severity.end():].strip()))
+        message = line[severity.end():].strip()
+        rows.append((stamp.group() if stamp else None, severity.group(1), _redacted(message, lines[number + 1:number + 4])))
     return pd.DataFrame(rows, columns=found.columns), ""
+
+
+_PASSWORD_WORD = re.compile(r"\bPASSWORD\b", re.IGNORECASE)
+_QUOTED = re.compile(r"\"[^\"]*\"|'[^']*'")
+
+
+def _redacted(message: str, following: list[str]) -> str:
+    """An error message with every quoted part starred out when it, or the statement logged after it,
+    sets a password: a mistyped ALTER ROLE … PASSWORD quotes the password in its syntax error."""
+    context = [message] + [line for line in following
+                           if (found := _SEVERITY.search(line)) and found.group(1) in ("STATEMENT", "DETAIL", "QUERY")]
+    if any(_PASSWORD_WORD.search(text) for text in context):
+        return _QUOTED.sub("***", message)
+    return message
 
 
 def sessions(target: Target) -> pd.DataFrame:

@@ -292,3 +292,18 @@ def test_an_unprivileged_role_gets_every_check_and_a_reason_for_the_log(unprivil
     log = checks["server log errors"]
     assert log.status == "unknown" and log.value is None and log.detail.startswith("server log not readable: ")
     assert health.recent_errors(unprivileged).attrs["note"].startswith("server log not readable")
+
+
+def test_a_mistyped_password_statement_is_never_quoted_from_the_log(scratch):
+    secret = "Tops3cret" + uuid.uuid4().hex[:8]
+    with db.connect(scratch, autocommit=True) as conn:
+        with pytest.raises(psycopg.errors.SyntaxError) as raised:
+            conn.execute(f"ALTER ROLE nobody_at_all PASSWORD {secret} VALID")  # the password left unquoted
+    assert secret in str(raised.value)  # the server's own message quotes it, and so does its log line
+    errors = health.recent_errors(scratch, minutes=5)
+    if errors.attrs["note"] and not scratch.embedded:
+        pytest.skip(f"this server's log cannot be read: {errors.attrs['note']}")
+    assert errors["message"].str.contains("syntax error at or near").any()
+    assert not errors["message"].str.contains(secret).any()
+    check = _by_name(health.run_checks(scratch, health.Thresholds(log_errors_warn=1)))["server log errors"]
+    assert secret not in check.detail
