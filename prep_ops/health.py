@@ -20,7 +20,7 @@ import psycopg
 from psycopg import sql
 
 from .db import Target, connect, fetch_frame
-from .errors import ParameterError
+from .errors import ParameterError, first_line
 from .sqlfiles import load
 
 STATUSES = ("unknown", "ok", "warn", "critical")  # in order of severity; unknown: not judged, and why
@@ -178,15 +178,10 @@ def _statements(conn, limit: int) -> tuple[pd.DataFrame, str, str]:
         try:
             return fetch_frame(conn, query, {"width": QUERY_WIDTH, "limit": limit}), "pg_stat_statements", ""
         except psycopg.Error as exc:  # most often: installed but not in shared_preload_libraries
-            why = f"version {version} is installed but cannot be read: {_first_line(exc)}"
+            why = f"version {version} is installed but cannot be read: {first_line(exc)}"
     active = _sessions(conn)
     active = active[active["state"] == "active"].sort_values("query_seconds", ascending=False).head(limit)
     return active.reset_index(drop=True), "pg_stat_activity", why
-
-
-def _first_line(exc: Exception) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 _STAMP = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d")
@@ -214,7 +209,7 @@ def _log_errors(conn, target: Target, minutes: float) -> tuple[pd.DataFrame, str
     except psycopg.errors.InsufficientPrivilege:
         return found, denied
     except psycopg.Error as exc:
-        return found, _first_line(exc)
+        return found, first_line(exc)
     lines = bytes(tail or b"").decode("utf-8", errors="replace").splitlines()
     if offset and lines:
         lines = lines[1:]  # the first line was cut
@@ -472,7 +467,7 @@ def run_checks(target: Target, thresholds: Thresholds = Thresholds()) -> list[He
             try:
                 results.append(check(name, conn, target, thresholds))
             except psycopg.Error as exc:
-                results.append(HealthCheck(name, "warn", None, "", f"could not check: {_first_line(exc)}",
+                results.append(HealthCheck(name, "warn", None, "", f"could not check: {first_line(exc)}",
                                            "run the check as a superuser or a member of pg_monitor"))
     return results
 
