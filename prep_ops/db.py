@@ -81,10 +81,30 @@ class Target:
         return Target(url, self.embedded)
 
 
-def require_change(target: Target, confirm: bool, action: str) -> None:
-    """The one guard before a change: ConfirmationRequired unless `target` is scratch or `confirm` is given."""
-    if not (target.scratch or confirm):
-        raise ConfirmationRequired(f"{target.masked_url} is not a scratch database and {action} changes it: "
+def is_scratch(conn: psycopg.Connection) -> bool:
+    """True where defaults may change things, judged from an open connection: the embedded server (its
+    socket is in prep-ops' data directory), or a server $PREP_OPS_SCRATCH=1 declares throwaway (CI)."""
+    if os.environ.get("PREP_OPS_SCRATCH") == "1":
+        return True
+    host = conn.info.host or ""
+    return host.startswith("/") and Path(host).resolve() == embedded.data_dir().resolve()
+
+
+def _described(conn: psycopg.Connection) -> str:
+    info = conn.info
+    where = info.host if info.host.startswith("/") else f"{info.host}:{info.port}"
+    return f"database {info.dbname} on {where}"
+
+
+def require_change(where: "Target | psycopg.Connection", confirm: bool, action: str) -> None:
+    """The one guard before a change: ConfirmationRequired unless the target (or the database of an open
+    connection) is scratch or `confirm` is given. Every function that changes a database calls it."""
+    if isinstance(where, Target):
+        scratch, described = where.scratch, where.masked_url
+    else:
+        scratch, described = is_scratch(where), _described(where)
+    if not (scratch or confirm):
+        raise ConfirmationRequired(f"{described} is not a scratch database and {action} changes it: "
                                    "pass --confirm (confirm=True in a notebook) to go ahead")
 
 

@@ -7,10 +7,12 @@ A PASS is only ever given for something that was looked at: what a run did not d
 see is a SKIP with the reason (`check(..., skipped=why)`), never a pass and never a failure.
 """
 
+import functools
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 
 import pandas as pd
+import psycopg
 import sqlalchemy
 
 from .db import Target, connect, mask_url, resolve_target, server_version
@@ -77,6 +79,12 @@ class Session:
     target: Target
     engine: sqlalchemy.Engine
     server_version: int
+
+    @functools.cached_property
+    def conn(self) -> psycopg.Connection:
+        """One autocommit connection to the target for the whole runbook, opened on first use: capability
+        functions take it, and each reads what belongs together in one transaction of its own."""
+        return connect(self.target, autocommit=True)
 
     def read_only(self, confirm: bool) -> str:
         """Why this run must change nothing on the target, for `check(..., skipped=...)` of the steps

@@ -3,7 +3,7 @@ import os
 import pytest
 
 from prep_ops import db, embedded
-from prep_ops.errors import TargetError
+from prep_ops.errors import ConfirmationRequired, TargetError
 
 
 @pytest.mark.parametrize("url, masked", [
@@ -101,3 +101,19 @@ def test_client_program_matches_the_server(server):
         major = db.server_version(conn)
     pg_dump = db.client_program("pg_dump", server, major)
     assert pg_dump.exists() and os.access(pg_dump, os.X_OK)
+
+
+def test_connection_to_the_embedded_server_is_scratch_and_others_need_confirm(server, monkeypatch):
+    monkeypatch.delenv("PREP_OPS_SCRATCH", raising=False)
+    with db.connect(server) as conn:
+        assert db.is_scratch(conn) == server.embedded
+        if server.embedded:
+            db.require_change(conn, False, "a test")  # no confirm needed
+        # the same connection, judged against another embedded data directory: not scratch
+        monkeypatch.setenv("PREP_OPS_DATA_DIR", "/nonexistent/prep-ops-data")
+        assert not db.is_scratch(conn)
+        with pytest.raises(ConfirmationRequired, match="not a scratch database and a test changes it"):
+            db.require_change(conn, False, "a test")
+        db.require_change(conn, True, "a test")
+        monkeypatch.setenv("PREP_OPS_SCRATCH", "1")
+        assert db.is_scratch(conn)
