@@ -3,6 +3,7 @@
 One rule for every entry point: an explicit URL, else $DATABASE_URL, else the embedded server.
 """
 
+import contextlib
 import os
 import re
 import shutil
@@ -132,6 +133,15 @@ def connect(target: Target, *, autocommit: bool = False, connect_timeout: int = 
         return psycopg.connect(target.url, autocommit=autocommit, connect_timeout=connect_timeout)
     except psycopg.Error as exc:
         raise TargetError(_explain(exc, target)) from None
+
+
+@contextlib.contextmanager
+def snapshot(conn: psycopg.Connection):
+    """One read-only transaction with one snapshot (REPEATABLE READ) on an autocommit connection, for a
+    step that reads several things that must agree; yields the connection."""
+    with conn.transaction():
+        conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        yield conn
 
 
 def server_version(conn: psycopg.Connection) -> int:

@@ -1,5 +1,6 @@
 import os
 
+import psycopg
 import pytest
 
 from prep_ops import db, embedded
@@ -117,3 +118,15 @@ def test_connection_to_the_embedded_server_is_scratch_and_others_need_confirm(se
         db.require_change(conn, True, "a test")
         monkeypatch.setenv("PREP_OPS_SCRATCH", "1")
         assert db.is_scratch(conn)
+
+
+def test_snapshot_reads_one_state_and_refuses_writes(scratch):
+    with db.connect(scratch, autocommit=True) as conn, db.connect(scratch, autocommit=True) as other:
+        conn.execute("CREATE TABLE t (n int)")
+        with db.snapshot(conn):
+            assert conn.execute("SELECT count(*) FROM t").fetchone()[0] == 0
+            other.execute("INSERT INTO t VALUES (1)")
+            assert conn.execute("SELECT count(*) FROM t").fetchone()[0] == 0  # the same snapshot
+        assert conn.execute("SELECT count(*) FROM t").fetchone()[0] == 1
+        with pytest.raises(psycopg.errors.ReadOnlySqlTransaction), db.snapshot(conn):
+            conn.execute("INSERT INTO t VALUES (2)")
