@@ -35,7 +35,7 @@ import psutil
 from psycopg import sql
 from tabulate import tabulate
 
-from prep_ops import backup, checksums, db, migrate, scratch, verify
+from prep_ops import backup, checksums, db, migrate, objects, scratch, verify
 
 DATABASE = "prep_ops_bench_backup"
 MIB = 2**20
@@ -120,7 +120,7 @@ def measure(source: db.Target, server: db.Target, rounds: int, out) -> None:
     clock = Clock(_postmaster(source))
     baseline_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_TMP")) as tmp, db.connect(source) as conn:
-        tables = backup.tables(conn)
+        tables = objects.tables(conn)
         rows = sum(conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(s, t))).fetchone()[0]
                    for s, t in tables)
         major = db.server_version(conn)
@@ -172,13 +172,14 @@ def seed_database(server: db.Target, students: int) -> tuple[db.Target, float]:
     """prep_ops_bench_backup, migrated and seeded by another process, warmed up; and the seconds it took."""
     began = time.perf_counter()
     source = scratch.recreate(server, DATABASE)
-    migrate.apply(source)
+    with db.connect(source, autocommit=True) as conn:
+        migrate.apply(conn, confirm=True)  # the benchmark's own database, which it just made
     # --confirm: the benchmark's own database, which it just made
     subprocess.run([sys.executable, "-m", "prep_ops", "seed", "--students", str(students), "--confirm"], check=True,
                    env={**os.environ, "DATABASE_URL": source.url}, stdout=subprocess.DEVNULL)
     seconds = time.perf_counter() - began
     with db.connect(source, autocommit=True) as conn:
-        for s, t in backup.tables(conn):
+        for s, t in objects.tables(conn):
             conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(s, t)))
         conn.execute("CHECKPOINT")
     return source, seconds

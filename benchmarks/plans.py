@@ -34,30 +34,30 @@ def median_plan(runs: list[plans.Plan]) -> plans.Plan:
     return sorted(runs, key=lambda plan: plan.total_ms)[len(runs) // 2]
 
 
-def timed(target, params, repeat: int) -> dict[str, plans.Plan]:
+def timed(conn, params, repeat: int) -> dict[str, plans.Plan]:
     """Per catalogue query, the run of median time (planning + execution) of `repeat` EXPLAIN
     ANALYZE runs after a warm-up run (caches, hint bits)."""
     result = {}
     for name in plans.catalogue():
-        plans.explain(target, name, params)
-        result[name] = median_plan([plans.explain(target, name, params) for _ in range(repeat)])
+        plans.explain(conn, name, params)
+        result[name] = median_plan([plans.explain(conn, name, params) for _ in range(repeat)])
     return result
 
 
-def interleaved(target, params, hidden: tuple[str, ...], repeat: int) -> tuple[dict, dict, dict]:
+def interleaved(conn, params, hidden: tuple[str, ...], repeat: int) -> tuple[dict, dict, dict]:
     """Per query, the median runs with the new indexes and with them hidden, taken in `repeat`
     alternating rounds (after one warm-up each), and the median of the rounds' speedups: each
     round's pair ran within a second of each other, so the ratio of a pair is what load spares."""
     with_runs: dict[str, list] = {name: [] for name in plans.catalogue()}
     without_runs: dict[str, list] = {name: [] for name in plans.catalogue()}
     for name in plans.catalogue():
-        plans.explain(target, name, params)
-        plans.explain(target, name, params, hide_indexes=hidden)
+        plans.explain(conn, name, params)
+        plans.explain(conn, name, params, hide_indexes=hidden)
     for round_ in range(repeat):
         for name in plans.catalogue():
             sides = [(with_runs, ()), (without_runs, hidden)]
             for runs, hide in sides if round_ % 2 == 0 else sides[::-1]:
-                runs[name].append(plans.explain(target, name, params, hide_indexes=hide))
+                runs[name].append(plans.explain(conn, name, params, hide_indexes=hide))
     speedups = {name: statistics.median(b.total_ms / a.total_ms for a, b in zip(with_runs[name], without_runs[name]))
                 for name in plans.catalogue()}
     return ({n: median_plan(r) for n, r in with_runs.items()}, {n: median_plan(r) for n, r in without_runs.items()},
@@ -86,13 +86,14 @@ def main() -> None:
     with db.connect(lab, autocommit=True) as conn:
         conn.execute("VACUUM")
     print(f"sample database with {args.students:,} students in {time.perf_counter() - began:.1f} s")
-    params = plans.catalogue_params(lab)
-    before = timed(lab, params, args.repeat)
+    conn = db.connect(lab, autocommit=True)  # the one connection every step below shares
+    params = plans.catalogue_params(conn)
+    before = timed(conn, params, args.repeat)
 
-    advice = indexes.advice(lab)
+    advice = indexes.advice(conn)
     proposed = {}
     for name in plans.catalogue():
-        for item in indexes.candidates(lab, plans.explain(lab, name, params)):
+        for item in indexes.candidates(conn, plans.explain(conn, name, params)):
             proposed[(item.table, item.columns)] = item
     missing_fk = [a for a in advice if a.kind == "missing foreign-key index"]
     print("\nstanding advice:")
@@ -101,11 +102,11 @@ def main() -> None:
     for item in proposed.values():
         print(f"  {item.statement}  -- {item.why}")
 
-    indexes.apply(lab, list(proposed.values()))
+    indexes.apply(conn, list(proposed.values()))
     created = tuple(item.index for item in proposed.values())
-    after, without, speedups = interleaved(lab, params, created, args.repeat)
-    with db.connect(lab) as conn:
-        version = conn.execute("SHOW server_version").fetchone()[0]
+    after, without, speedups = interleaved(conn, params, created, args.repeat)
+    version = conn.execute("SHOW server_version").fetchone()[0]
+    conn.close()
 
     rows = {}
     for name in plans.catalogue():

@@ -159,8 +159,8 @@ def scratch_database(server: db.Target, name: str):
     """A freshly migrated scratch database `name` on `server`, dropped afterwards."""
     target = scratch.recreate(server, name)
     try:
-        migrate.apply(target)
         with db.connect(target, autocommit=True) as conn:
+            migrate.apply(conn, confirm=True)  # the benchmark's own database, which it just made
             conn.execute("CHECKPOINT")
         yield target
     finally:

@@ -1,8 +1,9 @@
 """The audit log: who changed which row of the tables holding personal or financial data, when, how,
 and the values before and after (pgaudit's idea of an audit trail, kept in the database).
 
-`enable()` installs schema `audit` (the append-only table `audit.log` and its trigger function) and
-puts a row trigger and a TRUNCATE trigger on each table; enabling or disabling twice changes nothing.
+Schema `audit` (the append-only table `audit.log` and its trigger function) comes from migration
+0006_audit_log; `enable()` puts a row trigger and a TRUNCATE trigger on each table and lets the readers
+read the log; enabling or disabling twice changes nothing.
 The trigger function runs as the log's owner, so the roles it watches hold no privilege on the log:
 they can neither read nor change it. Binary columns (audition recordings) are left out of the
 logged values; a change to one still shows in `changed_columns`.
@@ -15,8 +16,9 @@ import pandas as pd
 import psycopg
 from psycopg import sql
 
-from .db import Target, connect, fetch_frame
-from .errors import AuditLogError, ConfirmationRequired, ParameterError, database_error
+from .catalog import function_exists, relation_exists
+from .db import Target, connect, fetch_frame, require_change, snapshot
+from .errors import AuditLogError, ParameterError, database_error
 from .sqlfiles import load
 
 SCHEMA = "audit"
@@ -38,8 +40,7 @@ def _array_literal(names: list[str]) -> str:
     return "{" + ",".join(quoted) + "}"
 
 
-def _install(conn: psycopg.Connection, readers: Iterable[str]) -> None:
-    conn.execute(load("audit_log", "install"))
+def _grant(conn: psycopg.Connection, readers: Iterable[str]) -> None:
     for reader in readers:
         conn.execute(sql.SQL("GRANT USAGE ON SCHEMA audit TO {}").format(sql.Identifier(reader)))
         conn.execute(sql.SQL("GRANT SELECT ON audit.log TO {}").format(sql.Identifier(reader)))
@@ -47,7 +48,7 @@ def _install(conn: psycopg.Connection, readers: Iterable[str]) -> None:
 
 def _enabled(conn: psycopg.Connection, schema: str | None = None) -> dict[tuple[str, str], tuple[str, ...]]:
     """(schema, table) → trigger arguments of each logged table."""
-    if conn.execute("SELECT to_regprocedure('audit.log_change()')").fetchone()[0] is None:
+    if not function_exists(conn, "audit.log_change()"):
         return {}
     rows = conn.execute(load("audit_log", "enabled")).fetchall()
     return {(s, n): tuple(a.decode() for a in bytes(args).split(b"\x00")[:-1])
@@ -57,7 +58,7 @@ def _enabled(conn: psycopg.Connection, schema: str | None = None) -> dict[tuple[
 def _arguments(conn: psycopg.Connection, qualified: sql.Composable, table: str) -> tuple[str, str]:
     try:
         with conn.transaction():
-            columns = conn.execute(load("audit_log", "columns"), {"table": qualified.as_string(conn)}).fetchall()
+            columns = conn.execute(load("audit_log", "columns"), {"table": qualified.as_string(None)}).fetchall()
     except psycopg.errors.UndefinedTable:
         raise ParameterError(f"no table {table!r} to audit") from None
     keys = [name for name, in_key, _ in columns if in_key]
@@ -65,23 +66,25 @@ def _arguments(conn: psycopg.Connection, qualified: sql.Composable, table: str) 
     return _array_literal(keys), _array_literal(left_out)
 
 
-def _guarded(action: str, target: Target, confirm: bool) -> None:
-    if not (target.scratch or confirm):
-        raise ConfirmationRequired(f"{action} on {target.masked_url} needs confirm=True")
+def _require_log(conn: psycopg.Connection) -> None:
+    if not relation_exists(conn, "log", SCHEMA):
+        raise AuditLogError(f"there is no audit log in {conn.info.dbname} yet: migrate to the latest version "
+                            "(prep-ops migrate), then enable it (audit_log.enable)")
 
 
-def enable(target: Target, tables: str | Iterable[str] = DEFAULT_TABLES, *, readers: Iterable[str] = (),
+def enable(conn: psycopg.Connection, tables: str | Iterable[str] = DEFAULT_TABLES, *, readers: Iterable[str] = (),
            schema: str = "public", confirm: bool = False) -> list[str]:
-    """Log every change to `tables` (installing the audit schema first); returns the tables whose
+    """Log every change to `tables` (the log itself comes from migration 0006); returns the tables whose
     triggers were created or updated, so a second call returns []. `readers` get SELECT on the log.
     Outside a scratch database, needs `confirm`."""
     names = _tables(tables)
-    _guarded("enabling the audit log", target, confirm)
+    require_change(conn, confirm, "enabling the audit log")
+    _require_log(conn)
     changed = []
-    with connect(target) as conn:
-        try:
+    try:
+        with conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK,))
-            _install(conn, readers)
+            _grant(conn, readers)
             current = _enabled(conn, schema)
             for table in names:
                 qualified = sql.Identifier(schema, table)
@@ -95,22 +98,20 @@ def enable(target: Target, tables: str | Iterable[str] = DEFAULT_TABLES, *, read
                                      "FOR EACH STATEMENT EXECUTE FUNCTION audit.log_change()").format(
                     sql.Identifier(TRUNCATE_TRIGGER), qualified))
                 changed.append(table)
-            conn.commit()
-        except psycopg.Error as exc:
-            conn.rollback()
-            raise database_error(exc, "enabling the audit log failed, nothing changed", AuditLogError) from None
+    except psycopg.Error as exc:
+        raise database_error(exc, "enabling the audit log failed, nothing changed", AuditLogError) from None
     return changed
 
 
-def disable(target: Target, tables: str | Iterable[str] = DEFAULT_TABLES, *, schema: str = "public",
+def disable(conn: psycopg.Connection, tables: str | Iterable[str] = DEFAULT_TABLES, *, schema: str = "public",
             confirm: bool = False) -> list[str]:
     """Stop logging changes to `tables` (the log keeps what it holds); returns the tables that were
     logged, so a second call returns []. Outside a scratch database, needs `confirm`."""
     names = _tables(tables)
-    _guarded("disabling the audit log", target, confirm)
+    require_change(conn, confirm, "disabling the audit log")
     changed = []
-    with connect(target) as conn:
-        try:
+    try:
+        with conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK,))
             current = _enabled(conn, schema)
             for table in names:
@@ -120,26 +121,23 @@ def disable(target: Target, tables: str | Iterable[str] = DEFAULT_TABLES, *, sch
                     conn.execute(sql.SQL("DROP TRIGGER IF EXISTS {} ON {}").format(
                         sql.Identifier(trigger), sql.Identifier(schema, table)))
                 changed.append(table)
-            conn.commit()
-        except psycopg.Error as exc:
-            conn.rollback()
-            raise database_error(exc, "disabling the audit log failed, nothing changed", AuditLogError) from None
+    except psycopg.Error as exc:
+        raise database_error(exc, "disabling the audit log failed, nothing changed", AuditLogError) from None
     return changed
 
 
-def enabled(target: Target) -> list[str]:
+def enabled(conn: psycopg.Connection) -> list[str]:
     """The tables whose changes are logged, as schema.table (public tables by name alone)."""
-    with connect(target, autocommit=True) as conn:
+    with snapshot(conn):
         return [name if schema == "public" else f"{schema}.{name}" for schema, name in _enabled(conn)]
 
 
-def entries(target: Target, table: str | None = None, limit: int = 50) -> pd.DataFrame:
+def entries(conn: psycopg.Connection, table: str | None = None, limit: int = 50) -> pd.DataFrame:
     """The latest `limit` entries of the audit log, newest first (optionally of one table)."""
     if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
         raise ParameterError(f"limit must be a positive whole number, not {limit!r}")
-    with connect(target, autocommit=True) as conn:
-        if conn.execute("SELECT to_regclass('audit.log')").fetchone()[0] is None:
-            raise AuditLogError("there is no audit log in this database yet: enable it first (audit_log.enable)")
+    with snapshot(conn):
+        _require_log(conn)
         return fetch_frame(conn, load("audit_log", "entries"), {"table": table, "limit": limit})
 
 
@@ -159,7 +157,19 @@ def probe_change(login_target: Target) -> str:
     return username
 
 
-def probe_entries(target: Target, username: str) -> pd.DataFrame:
+def probe_entries(conn: psycopg.Connection, username: str) -> pd.DataFrame:
     """The log entries of one probe change (see `probe_change`), oldest first."""
-    with connect(target, autocommit=True) as conn:
-        return fetch_frame(conn, load("audit_log", "probe_entries"), {"username": username})
+    return fetch_frame(conn, load("audit_log", "probe_entries"), {"username": username})
+
+
+def probe(conn: psycopg.Connection, login_target: Target) -> pd.DataFrame:
+    """Make one probe change as the logged-in role (see `probe_change`) and return its log entries,
+    read on `conn` (the log's owner or a reader), oldest first."""
+    return probe_entries(conn, probe_change(login_target))
+
+
+def probe_verdict(trail: pd.DataFrame | None) -> tuple[bool, str]:
+    """Whether a probe's entries show its INSERT, UPDATE and DELETE, and what they show, in one line."""
+    if trail is None or trail.empty:
+        return False, "no entries"
+    return list(trail["operation"]) == ["INSERT", "UPDATE", "DELETE"], f"{len(trail)} entries by {trail['login_role'].iloc[0]}"

@@ -22,6 +22,7 @@ import psycopg
 from psycopg import sql
 
 from .errors import PrepOpsError
+from .objects import tables
 from .sqlfiles import load
 
 COLUMN_HASH = "column-hash-v1"
@@ -49,15 +50,10 @@ def method_of(manifest: dict) -> str:
     return manifest.get("checksum_method", UNNAMED_METHOD)
 
 
-def _tables(conn: psycopg.Connection) -> list[tuple[str, str]]:
-    """(schema, table) of every table holding rows: partitions, not their partitioned parents."""
-    return [tuple(r) for r in conn.execute(load("backup", "data_tables")).fetchall()]
-
-
 def hash_columns(conn: psycopg.Connection) -> dict[tuple[str, str], list[tuple]]:
     """{(schema, table): [(column, hashing, not_null, function_schema, function_name), ...]} in column order."""
     columns: dict[tuple[str, str], list[tuple]] = {}
-    for schema, table, *column in conn.execute(load("backup", "hash_columns"), {"types": list(NATIVE_HASH_TYPES)}):
+    for schema, table, *column in conn.execute(load("checksums", "hash_columns"), {"types": list(NATIVE_HASH_TYPES)}):
         columns.setdefault((schema, table), []).append(tuple(column))
     return columns
 
@@ -81,13 +77,13 @@ def row_hash(columns: list[tuple]) -> sql.Composable:
 
 def _queries(conn: psycopg.Connection, method: str) -> dict[str, sql.Composed]:
     if method == ROW_TEXT:
-        template = sql.SQL(load("backup", "table_checksum_text"))
-        return {f"{s}.{t}": template.format(table=sql.Identifier(s, t)) for s, t in _tables(conn)}
+        template = sql.SQL(load("checksums", "table_checksum_text"))
+        return {f"{s}.{t}": template.format(table=sql.Identifier(s, t)) for s, t in tables(conn, parents=False)}
     if method == COLUMN_HASH:
         columns = hash_columns(conn)
-        template = sql.SQL(load("backup", "table_checksum_hash"))
+        template = sql.SQL(load("checksums", "table_checksum_hash"))
         return {f"{s}.{t}": template.format(table=sql.Identifier(s, t), row_hash=row_hash(columns.get((s, t), [])))
-                for s, t in _tables(conn)}
+                for s, t in tables(conn, parents=False)}
     raise PrepOpsError(f"unknown checksum method {method!r}; this prep-ops knows {', '.join(METHODS)}")
 
 
@@ -110,4 +106,4 @@ def table_checksums(conn: psycopg.Connection, method: str = COLUMN_HASH) -> dict
 def row_counts(conn: psycopg.Connection) -> dict[str, int]:
     """{"schema.table": rows} for every user table."""
     return {f"{s}.{t}": conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(s, t))).fetchone()[0]
-            for s, t in _tables(conn)}
+            for s, t in tables(conn, parents=False)}

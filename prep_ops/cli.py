@@ -9,12 +9,20 @@ import click
 from tabulate import tabulate
 
 from . import embedded, migrate
-from .db import Target, require_change, resolve_target
-from .errors import ConfirmationRequired, PrepOpsError
+from .db import Target, resolve_target
+from .errors import PrepOpsError
 
 
 def _target(ctx: click.Context) -> Target:
     return resolve_target(ctx.obj.get("database_url"))
+
+
+def _with_conn(ctx: click.Context, function, *args, **kwargs):
+    """`function(conn, *args, **kwargs)` on one autocommit connection to the target, closed after."""
+    from .db import connect
+
+    with connect(_target(ctx), autocommit=True) as conn:
+        return function(conn, *args, **kwargs)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -81,28 +89,19 @@ def migrate_cmd(ctx: click.Context, to: int | None, confirm: bool) -> None:
     """
     if ctx.invoked_subcommand:
         return
-    target = _target(ctx)
-    steps = migrate.plan(target, to)
-    if steps:
-        require_change(target, confirm, f"migrating ({len(steps)} step(s))")
-    if any(s.direction == "down" for s in steps) and not confirm:
-        from . import seed
-
-        counts = seed.row_counts(target)
-        if any(counts.values()):
-            raise ConfirmationRequired(
-                f"migrating down may drop data ({sum(counts.values()):,} rows in the school's tables); "
-                "pass --confirm to go ahead")
     from . import masking
+    from .db import connect
 
-    derived = masking.views(target) if any(s.direction == "down" for s in steps) else []
-    done = migrate.apply(target, to)
-    if derived:
-        click.echo(f"dropped the {len(derived)} masked views first (they depend on the tables; "
-                   "06_access_control_audit recreates them)")
-    for step in done:
-        click.echo(f"{step.direction:4} {step.version:04d}_{step.name}")
-    click.echo(f"schema at version {migrate.current_version(target)}" + ("" if done else " (nothing to do)"))
+    with connect(_target(ctx), autocommit=True) as conn:
+        downs = any(s.direction == "down" for s in migrate.plan(conn, to))
+        derived = masking.views(conn) if downs else []
+        done = migrate.apply(conn, to, confirm=confirm)
+        if derived:
+            click.echo(f"dropped the {len(derived)} masked views first (they depend on the tables; "
+                       "06_access_control_audit recreates them)")
+        for step in done:
+            click.echo(f"{step.direction:4} {step.version:04d}_{step.name}")
+        click.echo(f"schema at version {migrate.current_version(conn)}" + ("" if done else " (nothing to do)"))
 
 
 cli.add_command(migrate_cmd, "migrate")
@@ -115,7 +114,7 @@ def migrate_status(ctx: click.Context) -> None:
     rows = [(s.version, s.name, "applied" if s.applied else "pending",
              s.applied_at.isoformat(sep=" ", timespec="seconds") if s.applied_at else "",
              "CHANGED since applied" if s.changed else "")
-            for s in migrate.status(_target(ctx.parent))]
+            for s in _with_conn(ctx.parent, migrate.status)]
     click.echo(tabulate(rows, headers=["version", "name", "state", "applied at", "note"]))
 
 
@@ -124,11 +123,7 @@ def migrate_status(ctx: click.Context) -> None:
 @click.pass_context
 def migrate_plan(ctx: click.Context, to: int | None) -> None:
     """Print the SQL that `migrate` would run; changes nothing. Example: prep-ops migrate plan --to 0"""
-    steps = migrate.plan(_target(ctx.parent), to)
-    if not steps:
-        click.echo("-- nothing to do")
-    for step in steps:
-        click.echo(f"-- {step.direction} {step.version:04d}_{step.name}\n{step.sql.strip()}\n")
+    click.echo(migrate.script(_with_conn(ctx.parent, migrate.plan, to)))
 
 
 # --- seed -------------------------------------------------------------------------------------
@@ -142,12 +137,10 @@ def seed_cmd(ctx: click.Context, students: int, seed_value: int, confirm: bool) 
     from . import seed
 
     seed.check_students(students)
-    target = _target(ctx)
-    require_change(target, confirm, "loading sample data")
-    result = seed.seed(target, students, seed_value, replace=confirm, progress=sys.stderr.isatty())
+    result = _with_conn(ctx, seed.seed, students, seed_value, replace=confirm, confirm=confirm,
+                        progress=sys.stderr.isatty())
     click.echo(tabulate(result.rows.items(), headers=["table", "rows"], intfmt=","))
-    click.echo(f"loaded {result.total_rows:,} rows in {result.seconds:.1f} s "
-               f"({result.total_rows / max(result.seconds, 1e-9):,.0f} rows/s)")
+    click.echo(str(result))
 
 
 # --- indexes ----------------------------------------------------------------------------------
@@ -158,8 +151,10 @@ def indexes_cmd(ctx: click.Context, as_json: bool) -> None:
     """Index advice: missing foreign-key, invalid, duplicate and unused indexes, with the statements
     to fix them (proposed, never run). Example: prep-ops indexes --json"""
     from . import indexes
+    from .db import connect
 
-    items = indexes.advice(_target(ctx))
+    with connect(_target(ctx), autocommit=True) as conn:
+        items = indexes.advice(conn)
     if as_json:
         click.echo(json.dumps([{**i.__dict__, "columns": list(i.columns)} for i in items], indent=2))
         return
@@ -186,7 +181,7 @@ def roles_plan(ctx: click.Context) -> None:
     """Print the statements `roles apply` would run (passwords elided). Example: prep-ops roles plan"""
     from . import roles
 
-    steps = roles.plan(_target(ctx.parent))
+    steps = _with_conn(ctx.parent, roles.plan)
     click.echo("\n".join(f"{step};" for step in steps) if steps else "-- roles are in place: nothing to do")
 
 
@@ -197,7 +192,7 @@ def roles_apply(ctx: click.Context, confirm: bool) -> None:
     """Create or update the roles and grants; applying twice changes nothing. Example: prep-ops roles apply"""
     from . import roles
 
-    done = roles.apply(_target(ctx.parent), confirm=confirm)
+    done = _with_conn(ctx.parent, roles.apply, confirm=confirm)
     click.echo(f"{len(done)} statement(s) run" if done else "roles already in place: nothing changed")
 
 
@@ -210,7 +205,7 @@ def audit_cmd(ctx: click.Context) -> None:
     """
     from . import security_audit
 
-    found = security_audit.findings(_target(ctx))
+    found = _with_conn(ctx, security_audit.findings)
     frame = security_audit.as_frame(found)
     if frame.empty:
         click.echo("no findings")
@@ -235,13 +230,14 @@ def maintain_cmd(ctx, tables, reindex, confirm, dry_run) -> None:
     Example: prep-ops maintain --tables enrollments --reindex
     """
     from . import maintenance
+    from .db import connect
 
-    target = _target(ctx)
     chosen = list(tables) or None
-    if dry_run:
-        click.echo("\n".join(f"{s};" for s in maintenance.plan(target, chosen, reindex)))
-        return
-    result = maintenance.maintain(target, chosen, reindex, confirm=confirm)
+    with connect(_target(ctx), autocommit=True) as conn:
+        if dry_run:
+            click.echo("\n".join(f"{s};" for s in maintenance.plan(conn, chosen, reindex)))
+            return
+        result = maintenance.maintain(conn, chosen, reindex, confirm=confirm)
     for row in result.log.itertuples():
         click.echo(f"{row.seconds:7.2f} s  {row.statement}")
     table = maintenance.before_after(result)
@@ -261,8 +257,10 @@ def health_cmd(ctx: click.Context, as_json: bool) -> None:
     from dataclasses import asdict
 
     from . import health
+    from .db import connect
 
-    checks = health.run_checks(_target(ctx))
+    with connect(_target(ctx), autocommit=True) as conn:
+        checks = health.run_checks(conn)
     if as_json:
         click.echo(json.dumps({"status": health.worst(checks), "checks": [asdict(c) for c in checks]}, indent=2))
     else:
@@ -290,9 +288,8 @@ def integrity_cmd(ctx: click.Context, tables: tuple[str, ...], as_json: bool) ->
     from . import integrity
     from .db import connect
 
-    target = _target(ctx)
-    with connect(target, autocommit=True) as conn:
-        report = integrity.check(conn, list(tables) or None, install=target.scratch)
+    with connect(_target(ctx), autocommit=True) as conn:
+        report = integrity.check(conn, list(tables) or None)
     word = {"ok": "PASS", "corrupt": "FAIL", "incomplete": "WARN", "skipped": "SKIP"}[report.outcome]
     if as_json:
         click.echo(json.dumps({"outcome": report.outcome, "summary": report.summary, "skipped": report.skipped,
@@ -448,6 +445,11 @@ def main(argv: list[str] | None = None) -> None:
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         code = 130
+    except click.UsageError as exc:  # one line like every other error, keeping click's "Did you mean"
+        path = exc.ctx.command_path if exc.ctx else "prep-ops"
+        message = (exc.format_message().strip().splitlines() or ["usage error"])[0]
+        click.echo(f"error: {message} (see {path} --help)", err=True)
+        code = 1
     except click.ClickException as exc:
         exc.show()
         code = exc.exit_code

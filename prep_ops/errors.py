@@ -27,6 +27,14 @@ class BackupError(PrepOpsError):
     """pg_dump or pg_restore failed, a backup is not where it should be, or its file is not a dump."""
 
 
+class NoBackups(BackupError):
+    """There is no backup (of that database and kind) in the folder: nothing to verify, restore or recover from."""
+
+
+class SampleDataError(PrepOpsError):
+    """Generating the sample data failed: a worker process died or made more than was planned."""
+
+
 class CheckFailed(PrepOpsError):
     """A must-hold check in a runbook failed."""
 
@@ -48,7 +56,7 @@ class MaskingError(PrepOpsError):
 
 
 class RecoveryError(PrepOpsError):
-    """A data-recovery step cannot go on: no backup, a table without primary key, a failed repair."""
+    """A data-recovery step cannot go on: a table without primary key, a failed repair (no backup is NoBackups)."""
 
 
 class StepFailed(PrepOpsError):

@@ -12,11 +12,11 @@ import statistics
 from dataclasses import dataclass
 
 import pandas as pd
+import psycopg
 from psycopg import sql
 
 from . import plan_compare, plans
-from .db import Target, connect, fetch_frame
-from .errors import ConfirmationRequired
+from .db import fetch_frame, require_change, snapshot
 from .plans import Plan, findings
 from .sqlfiles import load
 
@@ -34,16 +34,14 @@ class Advice:
     covered_by: str = ""  # for a duplicate or redundant index: the index that does its job
 
 
-def existing(target: Target) -> pd.DataFrame:
+def existing(conn: psycopg.Connection) -> pd.DataFrame:
     """Every index of the public schema with columns, operator classes, predicate, validity, use."""
-    with connect(target, autocommit=True) as conn:
-        return fetch_frame(conn, load("indexes", "indexes"))
+    return fetch_frame(conn, load("indexes", "indexes"))
 
 
-def foreign_keys(target: Target) -> pd.DataFrame:
+def foreign_keys(conn: psycopg.Connection) -> pd.DataFrame:
     """Foreign keys of the public schema with their columns."""
-    with connect(target, autocommit=True) as conn:
-        return fetch_frame(conn, load("indexes", "foreign_keys"))
+    return fetch_frame(conn, load("indexes", "foreign_keys"))
 
 
 def index_name(table: str, columns: tuple[str, ...]) -> str:
@@ -51,18 +49,21 @@ def index_name(table: str, columns: tuple[str, ...]) -> str:
     return f"idx_{table}_{'_'.join(columns)}"[:63]
 
 
-def create_statement(table: str, columns: tuple[str, ...], target: Target) -> str:
-    """CREATE INDEX CONCURRENTLY IF NOT EXISTS, every identifier quoted."""
-    statement = sql.SQL("CREATE INDEX CONCURRENTLY IF NOT EXISTS {} ON {} ({})").format(
-        sql.Identifier(index_name(table, columns)), sql.Identifier(table),
+def create_index(table: str, columns: tuple[str, ...], index: str | None = None) -> sql.Composed:
+    """CREATE INDEX CONCURRENTLY IF NOT EXISTS `index` (default: index_name()) ON `table` (`columns`),
+    every identifier quoted: the one builder of it. CONCURRENTLY cannot run inside a transaction."""
+    return sql.SQL("CREATE INDEX CONCURRENTLY IF NOT EXISTS {} ON {} ({})").format(
+        sql.Identifier(index or index_name(table, columns)), sql.Identifier(table),
         sql.SQL(", ").join(map(sql.Identifier, columns)))
-    with connect(target, autocommit=True) as conn:
-        return statement.as_string(conn)
 
 
-def _drop_statement(index: str, target: Target) -> str:
-    with connect(target, autocommit=True) as conn:
-        return sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(sql.Identifier(index)).as_string(conn)
+def create_statement(table: str, columns: tuple[str, ...]) -> str:
+    """create_index() as text."""
+    return create_index(table, columns).as_string(None)
+
+
+def _drop_statement(index: str) -> str:
+    return sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(sql.Identifier(index)).as_string(None)
 
 
 def _served(indexes: pd.DataFrame, table: str, columns: tuple[str, ...]) -> str | None:
@@ -75,30 +76,37 @@ def _served(indexes: pd.DataFrame, table: str, columns: tuple[str, ...]) -> str 
     return None
 
 
-def missing_foreign_key_indexes(target: Target, indexes: pd.DataFrame | None = None) -> list[Advice]:
+def missing_foreign_key_indexes(conn: psycopg.Connection, indexes: pd.DataFrame | None = None) -> list[Advice]:
     """Foreign keys that no index leads with: joins and deletes on the parent scan the child table."""
-    indexes = existing(target) if indexes is None else indexes
+    with snapshot(conn):
+        return _missing_foreign_key_indexes(existing(conn) if indexes is None else indexes, foreign_keys(conn))
+
+
+def _missing_foreign_key_indexes(indexes: pd.DataFrame, keys: pd.DataFrame) -> list[Advice]:
     advice = []
-    for _, fk in foreign_keys(target).iterrows():
+    for _, fk in keys.iterrows():
         columns = tuple(fk["columns"])
         if _served(indexes, fk["table_name"], columns) is None:
             advice.append(Advice("missing foreign-key index", fk["table_name"], index_name(fk["table_name"], columns),
                                  columns, f"{fk['constraint_name']} references {fk['references']} without an index: "
                                  "joins on it and deletes of the parent scan the whole table",
-                                 create_statement(fk["table_name"], columns, target)))
+                                 create_statement(fk["table_name"], columns)))
     return advice
 
 
-def unused(target: Target, indexes: pd.DataFrame | None = None) -> list[Advice]:
+def unused(conn: psycopg.Connection, indexes: pd.DataFrame | None = None) -> list[Advice]:
     """Indexes never scanned since statistics were reset that back no constraint."""
-    indexes = existing(target) if indexes is None else indexes
-    with connect(target, autocommit=True) as conn:
-        since = conn.execute(load("indexes", "stats_since")).fetchone()
+    with snapshot(conn):
+        indexes = existing(conn) if indexes is None else indexes
+        return _unused(indexes, conn.execute(load("indexes", "stats_since")).fetchone())
+
+
+def _unused(indexes: pd.DataFrame, since) -> list[Advice]:
     since_text = f"since {since[0]:%Y-%m-%d %H:%M}" if since and since[0] else "since statistics began"
     rows = indexes[(indexes["scans"] == 0) & ~indexes["is_unique"] & ~indexes["is_primary"] & ~indexes["backs_constraint"]]
     return [Advice("unused", r["table_name"], r["index_name"], tuple(r["columns"]),
                    f"0 scans {since_text}; costs {r['size_bytes'] / 1024:,.0f} kB and slows every write",
-                   _drop_statement(r["index_name"], target)) for _, r in rows.iterrows()]
+                   _drop_statement(r["index_name"])) for _, r in rows.iterrows()]
 
 
 def _keep_first(a, b) -> bool:
@@ -111,10 +119,10 @@ def _text(value) -> str:
     return "" if value is None or pd.isna(value) else str(value)
 
 
-def duplicates(target: Target, indexes: pd.DataFrame | None = None) -> list[Advice]:
+def duplicates(conn: psycopg.Connection, indexes: pd.DataFrame | None = None) -> list[Advice]:
     """Duplicate indexes (same method, columns, operator classes, predicate) and redundant ones
     (their columns a leading prefix of another's, with the same operator classes and predicate)."""
-    indexes = existing(target) if indexes is None else indexes
+    indexes = existing(conn) if indexes is None else indexes
     valid = indexes[indexes["is_valid"]]
     advice, reported = [], set()
     for _, a in valid.iterrows():
@@ -137,28 +145,30 @@ def duplicates(target: Target, indexes: pd.DataFrame | None = None) -> list[Advi
                 continue
             reported.add(a["index_name"])
             advice.append(Advice(kind, a["table_name"], a["index_name"], tuple(a["columns"]),
-                                 why + "; every write pays for both", _drop_statement(a["index_name"], target),
+                                 why + "; every write pays for both", _drop_statement(a["index_name"]),
                                  b["index_name"]))
     return advice
 
 
-def invalid(target: Target, indexes: pd.DataFrame | None = None) -> list[Advice]:
+def invalid(conn: psycopg.Connection, indexes: pd.DataFrame | None = None) -> list[Advice]:
     """Indexes left invalid by a failed CREATE INDEX CONCURRENTLY: never used, still maintained."""
-    indexes = existing(target) if indexes is None else indexes
+    indexes = existing(conn) if indexes is None else indexes
     rows = indexes[~indexes["is_valid"]]
     return [Advice("invalid", r["table_name"], r["index_name"], tuple(r["columns"]),
                    "left invalid (a failed CREATE INDEX CONCURRENTLY?): not used, still maintained",
-                   _drop_statement(r["index_name"], target) + f"; -- then recreate: {r['definition']}")
+                   _drop_statement(r["index_name"]) + f"; -- then recreate: {r['definition']}")
             for _, r in rows.iterrows()]
 
 
-def advice(target: Target) -> list[Advice]:
-    """All standing advice for the database: missing FK indexes, invalid, duplicate, unused."""
-    indexes = existing(target)
-    doubled = duplicates(target, indexes)
+def advice(conn: psycopg.Connection) -> list[Advice]:
+    """All standing advice for the database: missing FK indexes, invalid, duplicate, unused; read in one snapshot."""
+    with snapshot(conn):
+        indexes, keys = existing(conn), foreign_keys(conn)
+        since = conn.execute(load("indexes", "stats_since")).fetchone()
+    doubled = duplicates(conn, indexes)
     reported = {a.index for a in doubled}
-    return (missing_foreign_key_indexes(target, indexes) + invalid(target, indexes) + doubled
-            + [a for a in unused(target, indexes) if a.index not in reported])
+    return (_missing_foreign_key_indexes(indexes, keys) + invalid(conn, indexes) + doubled
+            + [a for a in _unused(indexes, since) if a.index not in reported])
 
 
 _QUOTED = re.compile(r"'(?:[^']|'')*'")
@@ -178,9 +188,8 @@ def _columns_in(expression: str, alias: str | None, columns: set[str]) -> tuple[
     return tuple(equal + other)
 
 
-def _table_columns(target: Target, tables: set[str]) -> dict[str, set[str]]:
-    with connect(target, autocommit=True) as conn:
-        rows = conn.execute("SELECT table_name, column_name FROM information_schema.columns "
+def _table_columns(conn: psycopg.Connection, tables: set[str]) -> dict[str, set[str]]:
+    rows = conn.execute("SELECT table_name, column_name FROM information_schema.columns "
                             "WHERE table_schema = 'public' AND table_name = ANY(%s)", (sorted(tables),)).fetchall()
     found: dict[str, set[str]] = {}
     for table, column in rows:
@@ -188,7 +197,7 @@ def _table_columns(target: Target, tables: set[str]) -> dict[str, set[str]]:
     return found
 
 
-def candidates(target: Target, plan: Plan) -> list[Advice]:
+def candidates(conn: psycopg.Connection, plan: Plan) -> list[Advice]:
     """Indexes that would serve a slow plan: the filter columns of its selective sequential scans
     and the join columns of sequential scans on the inner side of joins; none already served."""
     nodes = plan.nodes
@@ -196,8 +205,9 @@ def candidates(target: Target, plan: Plan) -> list[Advice]:
     scans = nodes[(nodes["node_type"] == "Seq Scan") & nodes["relation"].notna()]
     if scans.empty:
         return []
-    columns_of = _table_columns(target, set(scans["relation"]))
-    indexes = existing(target)
+    with snapshot(conn):
+        columns_of = _table_columns(conn, set(scans["relation"]))
+        indexes = existing(conn)
     proposals: dict[tuple, str] = {}
     for _, scan in scans.iterrows():
         table, known = scan["relation"], columns_of.get(scan["relation"], set())
@@ -213,7 +223,7 @@ def candidates(target: Target, plan: Plan) -> list[Advice]:
         if not wanted or _served(indexes, table, wanted[:1]):
             continue
         proposals.setdefault((table, wanted), f"{scan['node']} (node {scan['id']}) filters on {', '.join(wanted)}")
-    return [Advice("candidate for query", table, index_name(table, cols), cols, why, create_statement(table, cols, target))
+    return [Advice("candidate for query", table, index_name(table, cols), cols, why, create_statement(table, cols))
             for (table, cols), why in proposals.items()]
 
 
@@ -222,20 +232,18 @@ def as_frame(items: list[Advice]) -> pd.DataFrame:
     return pd.DataFrame([i.__dict__ for i in items], columns=["kind", "table", "index", "columns", "why", "statement"])
 
 
-def apply(target: Target, items: list[Advice], *, confirm: bool = False) -> list[str]:
-    """Create the proposed indexes (CONCURRENTLY, outside a transaction); returns the statements run.
-    Drops are never applied here. Outside a scratch database, needs `confirm`."""
+def apply(conn: psycopg.Connection, items: list[Advice], *, confirm: bool = False) -> list[str]:
+    """Create the proposed indexes (CONCURRENTLY, so on the autocommit connection, outside a
+    transaction); returns the statements run. Drops are never applied here. Outside a scratch
+    database, needs `confirm`."""
     creates = [i for i in items if i.kind in CREATES]
-    if creates and not (target.scratch or confirm):
-        raise ConfirmationRequired("creating indexes on a database that is not a scratch one needs confirm=True")
+    if creates:
+        require_change(conn, confirm, "creating indexes")
     done = []
-    with connect(target, autocommit=True) as conn:
-        for item in creates:
-            conn.execute(sql.SQL("CREATE INDEX CONCURRENTLY IF NOT EXISTS {} ON {} ({})").format(
-                sql.Identifier(item.index), sql.Identifier(item.table),
-                sql.SQL(", ").join(map(sql.Identifier, item.columns))))
-            conn.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(item.table)))
-            done.append(item.statement)
+    for item in creates:
+        conn.execute(create_index(item.table, item.columns, item.index))
+        conn.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(item.table)))
+        done.append(item.statement)
     return done
 
 
@@ -269,20 +277,20 @@ class Applied:
                 "fix": "the plan changes from run to run: ANALYZE its tables, check parameter-sensitive estimates"}
 
 
-def apply_and_compare(target: Target, query: str, params: dict | None, before: Plan, proposed: list[Advice], *,
+def apply_and_compare(conn: psycopg.Connection, query: str, params: dict | None, before: Plan, proposed: list[Advice], *,
                       create: bool = False, confirm: bool = False, runs: int = 3) -> Applied:
     """With `create`, create the `proposed` indexes (see apply()) and EXPLAIN ANALYZE the query again;
     either way, time it `runs` times before and after (median) and compare the plans node by node."""
-    times = [before.total_ms] + [plans.explain(target, query, params).total_ms for _ in range(runs - 1)]
+    times = [before.total_ms] + [plans.explain(conn, query, params).total_ms for _ in range(runs - 1)]
     creates = [item for item in proposed if item.kind in CREATES]
-    statements = apply(target, creates, confirm=confirm) if create and creates else []
+    statements = apply(conn, creates, confirm=confirm) if create and creates else []
     if statements:
         status = f"created {', '.join(item.index for item in creates)}"
     elif creates:
         status = f"{len(creates)} proposed ({', '.join(item.index for item in creates)}), not created"
     else:
         status = "none proposed for this query"
-    after_runs = [plans.explain(target, query, params) for _ in range(runs)]
+    after_runs = [plans.explain(conn, query, params) for _ in range(runs)]
     after = sorted(after_runs, key=lambda plan: plan.total_ms)[len(after_runs) // 2]
     return Applied(statements, status, statistics.median(times), after.total_ms, after,
                    plan_compare.compare(before, after), bool(statements) or not creates)

@@ -8,7 +8,7 @@ error when read, which amcheck reports as corruption of that relation; the serve
 failures in `pg_stat_database`.
 
 Where amcheck is not installed in the database, it is created only when the caller says so
-(`install=True`: the CLI and runbooks do on a scratch database); otherwise the relation checks are
+(`install=True`; by default, on a scratch database only); otherwise the relation checks are
 skipped with the reason, and only the checksum counters are read.
 """
 
@@ -22,7 +22,7 @@ import psycopg
 from psycopg import errors, sql
 
 from . import extensions
-from .db import fetch_frame
+from .db import fetch_frame, is_scratch
 from .errors import ParameterError, first_line
 from .sqlfiles import load
 
@@ -133,17 +133,19 @@ def _check_one(conn: psycopg.Connection, schema: str, row) -> tuple[str, int | N
     return "ok", None, ""
 
 
-def check(conn: psycopg.Connection, tables: Iterable[str] | None = None, *, install: bool = False,
+def check(conn: psycopg.Connection, tables: Iterable[str] | None = None, *, install: bool | None = None,
           on_progress: Callable[[int, int], None] | None = None) -> IntegrityReport:
     """Check every table and B-tree index (or `tables` and their indexes) with amcheck, and read the
     data-checksum state and failure count; returns the report (nothing is changed, except creating
-    amcheck when `install` is true and it is missing).
+    amcheck when `install` is true and it is missing; None: on a scratch database).
 
+    Each relation is checked in a transaction of its own: one snapshot for the whole run would hold
+    back VACUUM for as long as amcheck reads, and would hide the checksum failures it provokes.
     `on_progress(done, total)` is called after each relation.
     """
     oids = _table_oids(conn, tables)
     state, failures = _checksums(conn)
-    schema, heapam, skipped = _amcheck(conn, install)
+    schema, heapam, skipped = _amcheck(conn, is_scratch(conn) if install is None else install)
     rows = []
     notes = [] if state == "on" else ["data checksums are off: a damaged page is only found by amcheck's own checks"]
     if schema is not None:

@@ -16,8 +16,8 @@ import psycopg
 from psycopg import sql
 
 from . import extensions
-from .db import Target, connect, fetch_frame, server_version
-from .errors import ConfirmationRequired, ParameterError, PrepOpsError, first_line
+from .db import fetch_frame, is_scratch, require_change, server_version, snapshot
+from .errors import ParameterError, PrepOpsError, first_line
 from .sqlfiles import load
 
 SCHEMA = "public"
@@ -71,13 +71,8 @@ class MaintenanceResult:
         return list(both.loc[both["dead_tuples_after"] > both["dead_tuples_before"], "table_name"])
 
 
-def table_names(target: Target) -> list[str]:
+def table_names(conn: psycopg.Connection) -> list[str]:
     """The tables of the public schema."""
-    with connect(target, autocommit=True) as conn:
-        return _table_names(conn)
-
-
-def _table_names(conn: psycopg.Connection) -> list[str]:
     return [row[0] for row in conn.execute(load("maintenance", "tables")).fetchall()]
 
 
@@ -89,14 +84,13 @@ def _status(conn: psycopg.Connection) -> pd.DataFrame:
     return frame
 
 
-def table_status(target: Target) -> pd.DataFrame:
+def table_status(conn: psycopg.Connection) -> pd.DataFrame:
     """Per table of the public schema: live and dead rows, dead ratio, last (auto)vacuum and (auto)analyze,
     rows modified since the last analyze, and table, index and total size in bytes.
 
     From the statistics views only; the counts are the server's running estimates.
     """
-    with connect(target, autocommit=True) as conn:
-        return _status(conn)
+    return _status(conn)
 
 
 def _measure(conn: psycopg.Connection, schema: str, row) -> tuple[int, int, int | None]:
@@ -107,7 +101,7 @@ def _measure(conn: psycopg.Connection, schema: str, row) -> tuple[int, int, int 
         return conn.execute(query, {"relation": _table(name).as_string(conn)}).fetchone()
 
 
-def bloat(target: Target, *, install: bool | None = None) -> pd.DataFrame:
+def bloat(conn: psycopg.Connection, *, install: bool | None = None) -> pd.DataFrame:
     """Wasted space per table and per btree index of the public schema: bytes, wasted_bytes, bloat_pct,
     dead_rows (tables), method and note (see BLOAT_NOTE).
 
@@ -117,14 +111,14 @@ def bloat(target: Target, *, install: bool | None = None) -> pd.DataFrame:
     space, else the server's running count. pgstattuple is created where missing when `install` is
     true (None: on a scratch database); `frame.attrs["note"]` says why it was not used, if it was not.
     """
-    with connect(target, autocommit=True) as conn:
+    schema, why = extensions.find(conn, "pgstattuple", install=is_scratch(conn) if install is None else install)
+    with snapshot(conn):  # the estimates, the dead-row counts and the measures of one moment
         frame = pd.concat([fetch_frame(conn, load("maintenance", name)) for name in ("table_bloat", "index_bloat")],
                           ignore_index=True)
         frame = frame.rename(columns={"estimated_wasted_bytes": "wasted_bytes", "estimated_bloat_pct": "bloat_pct"})
         dead = _status(conn).set_index("table_name")["dead_tuples"]
         frame["dead_rows"] = [dead.get(r.table_name) if r.kind == "table" else None for r in frame.itertuples()]
         frame["method"] = "estimate"
-        schema, why = extensions.find(conn, "pgstattuple", install=target.scratch if install is None else install)
         for i, row in (frame.iterrows() if schema else ()):
             try:
                 size, wasted, dead_rows = _measure(conn, schema, row)
@@ -148,7 +142,7 @@ def _chosen(conn: psycopg.Connection, tables: str | Iterable[str] | None) -> lis
     names = [tables] if isinstance(tables, str) else list(tables)
     if not names:
         raise ParameterError("no tables named; pass None for the whole database")
-    known = _table_names(conn)
+    known = table_names(conn)
     for name in names:
         if not isinstance(name, str) or name not in known:
             listed = ", ".join(known) if known else "none (the public schema is empty: run `prep-ops migrate`)"
@@ -196,7 +190,7 @@ def _maintenance_statements(conn: psycopg.Connection, tables, reindex: bool,
     chosen = _chosen(conn, tables)
     statements = _vacuum(chosen, analyze=True, full=False)
     if reindex:
-        existing = _table_names(conn)
+        existing = table_names(conn)
         to_reindex = chosen if chosen is not None else [name for name in REINDEX_DEFAULT if name in existing]
         # REINDEX leaves the statistics as they were; the guide follows it with ANALYZE
         statements += _reindex(to_reindex, _concurrently(conn, concurrently)) + _analyze(to_reindex or [])
@@ -208,40 +202,42 @@ def _run(conn: psycopg.Connection, statements: list[sql.Composable],
     """Run each statement on the autocommit connection `conn`, timing it and keeping its notices; a
     statement the server refuses (not the owner, lock timeout, ...) raises PrepOpsError naming it."""
     notices: list[str] = []
-    conn.add_notice_handler(lambda diag: notices.append(f"{diag.severity}: {diag.message_primary}"))
+
+    def keep(diag) -> None:
+        notices.append(f"{diag.severity}: {diag.message_primary}")
+
+    conn.add_notice_handler(keep)
     done = []
-    for statement in statements:
-        notices.clear()
-        text, began = statement.as_string(conn), time.perf_counter()
-        try:
-            conn.execute(statement)
-        except psycopg.Error as exc:
-            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise PrepOpsError(f"{text} failed after {len(done)} of {len(statements)} statements ran: {reason}") from None
-        done.append(Executed(text, time.perf_counter() - began, list(notices)))
-        if on_progress:
-            on_progress(done[-1], len(done), len(statements))
+    try:
+        for statement in statements:
+            notices.clear()
+            text, began = statement.as_string(conn), time.perf_counter()
+            try:
+                conn.execute(statement)
+            except psycopg.Error as exc:
+                raise PrepOpsError(f"{text} failed after {len(done)} of {len(statements)} statements ran: "
+                                   f"{first_line(exc)}") from None
+            done.append(Executed(text, time.perf_counter() - began, list(notices)))
+            if on_progress:
+                on_progress(done[-1], len(done), len(statements))
+    finally:
+        conn.remove_notice_handler(keep)  # the connection is shared: leave it as it was
     return done
 
 
-def _execute(target: Target, build) -> list[Executed]:
-    with connect(target, autocommit=True) as conn:
-        return _run(conn, build(conn))
-
-
-def vacuum(target: Target, tables: str | Iterable[str] | None = None, analyze: bool = True,
+def vacuum(conn: psycopg.Connection, tables: str | Iterable[str] | None = None, analyze: bool = True,
            full: bool = False) -> list[Executed]:
     """Run VACUUM (ANALYZE by default; FULL rewrites each table under an exclusive lock) on each of
     `tables`, or once on the whole database when None; returns the statements with their times."""
-    return _execute(target, lambda conn: _vacuum(_chosen(conn, tables), analyze, full))
+    return _run(conn, _vacuum(_chosen(conn, tables), analyze, full))
 
 
-def analyze(target: Target, tables: str | Iterable[str] | None = None) -> list[Executed]:
+def analyze(conn: psycopg.Connection, tables: str | Iterable[str] | None = None) -> list[Executed]:
     """Run ANALYZE on each of `tables`, or on the whole database when None; returns the statements with their times."""
-    return _execute(target, lambda conn: _analyze(_chosen(conn, tables)))
+    return _run(conn, _analyze(_chosen(conn, tables)))
 
 
-def reindex(target: Target, tables: str | Iterable[str] | None = None,
+def reindex(conn: psycopg.Connection, tables: str | Iterable[str] | None = None,
             concurrently: bool | None = None) -> list[Executed]:
     """Run REINDEX TABLE on each of `tables` (None: the guide's `users`); returns the statements with their times.
 
@@ -249,16 +245,14 @@ def reindex(target: Target, tables: str | Iterable[str] | None = None,
     built anew beside the old ones, so reads and writes go on meanwhile. A failed concurrent
     reindex can leave an invalid index named `*_ccnew`; drop it and run again.
     """
-    def build(conn):
-        return _reindex(_chosen(conn, REINDEX_DEFAULT if tables is None else tables), _concurrently(conn, concurrently))
-    return _execute(target, build)
+    return _run(conn, _reindex(_chosen(conn, REINDEX_DEFAULT if tables is None else tables),
+                               _concurrently(conn, concurrently)))
 
 
-def plan(target: Target, tables: str | Iterable[str] | None = None, reindex: bool = False, *,
+def plan(conn: psycopg.Connection, tables: str | Iterable[str] | None = None, reindex: bool = False, *,
          concurrently: bool | None = None) -> list[str]:
     """The statements `maintain()` would run, in order; runs nothing (a dry run)."""
-    with connect(target, autocommit=True) as conn:
-        return [statement.as_string(conn) for statement in _maintenance_statements(conn, tables, reindex, concurrently)[1]]
+    return [statement.as_string(conn) for statement in _maintenance_statements(conn, tables, reindex, concurrently)[1]]
 
 
 def _database_bytes(conn: psycopg.Connection) -> int:
@@ -287,7 +281,7 @@ def _unchanged(before: pd.DataFrame, after: pd.DataFrame, column: str) -> list[s
     return list(both.loc[both[f"{column}_after"] <= both[f"{column}_before"], "table_name"])
 
 
-def maintain(target: Target, tables: str | Iterable[str] | None = None, reindex: bool = False,
+def maintain(conn: psycopg.Connection, tables: str | Iterable[str] | None = None, reindex: bool = False,
              confirm: bool = False, on_progress: Callable[[Executed, int, int], None] | None = None, *,
              concurrently: bool | None = None) -> MaintenanceResult:
     """Run the guide's maintenance between two snapshots of `table_status()`; returns both and each
@@ -298,15 +292,11 @@ def maintain(target: Target, tables: str | Iterable[str] | None = None, reindex:
     scratch it runs only with `confirm=True`; `plan()` shows the statements without running them.
     `on_progress(executed, done, total)` is called after each statement.
     """
-    with connect(target, autocommit=True) as conn:
-        chosen, statements = _maintenance_statements(conn, tables, reindex, concurrently)
-        if not (target.scratch or confirm):
-            raise ConfirmationRequired(
-                f"{target.masked_url} is not a scratch database and maintenance takes locks and I/O there; "
-                "pass confirm (--confirm) to run it, or look at plan() first")
-        before, bytes_before = _snapshot(conn, chosen), _database_bytes(conn)
-        executed = _run(conn, statements, on_progress)
-        after, bytes_after = _after(conn, chosen, before), _database_bytes(conn)
+    chosen, statements = _maintenance_statements(conn, tables, reindex, concurrently)
+    require_change(conn, confirm, "maintenance")
+    before, bytes_before = _snapshot(conn, chosen), _database_bytes(conn)
+    executed = _run(conn, statements, on_progress)
+    after, bytes_after = _after(conn, chosen, before), _database_bytes(conn)
     names = chosen if chosen is not None else list(before["table_name"])
     return MaintenanceResult(names, before, after, executed, bytes_before, bytes_after)
 
@@ -322,5 +312,33 @@ def before_after(result: MaintenanceResult) -> pd.DataFrame:
     return both[columns + ["last_vacuum", "last_analyze"]]
 
 
+LARGE_BLOAT_PCT, LARGE_BLOAT_BYTES = 50, 10 * 2**20  # runbook 05 warns about bloat over both
+
+
+def bloat_check(space: pd.DataFrame) -> dict:
+    """Runbook 05's bloat check of a `bloat()` frame, as keyword arguments of prep_ops.check: no table
+    or index over 50% and 10 MiB wasted (a warning); SKIP when nothing was measured or estimated."""
+    large = space[(space["bloat_pct"] > LARGE_BLOAT_PCT) & (space["wasted_bytes"] > LARGE_BLOAT_BYTES)]
+    return {"name": "no large bloat (over 50% and 10 MiB)", "passed": large.empty, "must_hold": False,
+            "detail": f"{len(large)} of {len(space)} tables and indexes, {space['method'].value_counts().to_dict()}; "
+                      f"{space.attrs.get('note') or 'measured'}",
+            "fix": "REINDEX bloated indexes (reindex=True); rewrite bloated tables in a window (VACUUM FULL or pg_repack)",
+            "skipped": "" if space["bloat_pct"].notna().any() else
+                       "nothing measured or estimated (no statistics yet: run ANALYZE)"}
+
+
+def result_checks(result: MaintenanceResult | None, skipped: str = "") -> list[dict]:
+    """Runbook 05's checks of what `maintain()` did, as keyword arguments of prep_ops.check: every chosen
+    table vacuumed (must hold), dead rows not grown (a warning); `skipped` (why it did not run) makes both SKIP."""
+    return [
+        {"name": "last vacuum set on every chosen table", "passed": result is not None and not result.not_vacuumed,
+         "detail": f"{len(result.tables)} table(s)" if result else "", "skipped": skipped,
+         "fix": f"not vacuumed: {', '.join(result.not_vacuumed) if result else ''}; connect as the owner of the tables"},
+        {"name": "dead rows did not grow", "passed": result is not None and not result.dead_tuples_grew,
+         "detail": ", ".join(result.dead_tuples_grew) if result else "", "must_hold": False, "skipped": skipped,
+         "fix": "other sessions wrote meanwhile, or a long transaction still needs old rows: see pg_stat_activity"},
+    ]
+
+
 __all__ = ["Executed", "MaintenanceResult", "BLOAT_NOTE", "REINDEX_DEFAULT", "table_names", "table_status",
-           "bloat", "vacuum", "analyze", "reindex", "plan", "maintain", "before_after"]
+           "bloat", "vacuum", "analyze", "reindex", "plan", "maintain", "before_after", "bloat_check", "result_checks"]

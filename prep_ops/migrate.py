@@ -4,7 +4,8 @@ Each migration is a pair of files in prep_ops/migrations/: NNNN_name.up.sql and
 NNNN_name.down.sql. Applied versions are recorded in the guide's `schema_version` table;
 the SHA-256 of each applied up file is kept in `prep_ops_migrations`, so an applied file
 that was edited afterwards is refused, naming it (as Flyway's validate does). All runs take
-a session advisory lock, so two runs at once cannot interleave.
+a session advisory lock, so two runs at once cannot interleave. The functions take an open
+(autocommit) connection and leave it as they found it.
 """
 
 import hashlib
@@ -16,8 +17,9 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-from .db import Target, connect
-from .errors import MigrationError
+from .catalog import relation_exists, row_counts, views
+from .db import require_change, snapshot
+from .errors import ConfirmationRequired, MigrationError, first_line
 from .paths import PACKAGE_DIR
 from .sqlfiles import load
 
@@ -82,20 +84,25 @@ def discover(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
     return migrations
 
 
+def latest_version(directory: Path = MIGRATIONS_DIR) -> int:
+    """The version of the newest migration in `directory` (0 when there is none)."""
+    migrations = discover(directory)
+    return migrations[-1].version if migrations else 0
+
+
 def _applied(conn: psycopg.Connection) -> dict[int, tuple]:
-    if conn.execute("SELECT to_regclass('schema_version')").fetchone()[0] is None:
+    if not relation_exists(conn, "schema_version"):
         return {}
-    if conn.execute("SELECT to_regclass('prep_ops_migrations')").fetchone()[0] is None:
+    if not relation_exists(conn, "prep_ops_migrations"):
         rows = conn.execute(load("migrate", "applied_without_checksums")).fetchall()
     else:
         rows = conn.execute(load("migrate", "applied")).fetchall()
     return {version: (applied_at, description, sha) for version, applied_at, description, sha in rows}
 
 
-def status(target: Target, directory: Path = MIGRATIONS_DIR) -> list[MigrationState]:
+def status(conn: psycopg.Connection, directory: Path = MIGRATIONS_DIR) -> list[MigrationState]:
     """Each migration with whether it is applied and whether its file changed since."""
-    with connect(target, autocommit=True) as conn:
-        applied = _applied(conn)
+    applied = _applied(conn)
     states = []
     for m in discover(directory):
         record = applied.get(m.version)
@@ -104,10 +111,9 @@ def status(target: Target, directory: Path = MIGRATIONS_DIR) -> list[MigrationSt
     return states
 
 
-def current_version(target: Target) -> int:
+def current_version(conn: psycopg.Connection) -> int:
     """The highest applied version, 0 for an empty database."""
-    with connect(target, autocommit=True) as conn:
-        return max(_applied(conn), default=0)
+    return max(_applied(conn), default=0)
 
 
 def _validate(applied: dict[int, tuple], migrations: list[Migration]) -> None:
@@ -123,10 +129,18 @@ def _validate(applied: dict[int, tuple], migrations: list[Migration]) -> None:
             )
 
 
-def plan(target: Target, to: int | None = None, directory: Path = MIGRATIONS_DIR) -> list[Step]:
-    """The steps that `apply(target, to)` would run, in order; changes nothing."""
-    with connect(target, autocommit=True) as conn:
+def plan(conn: psycopg.Connection, to: int | None = None, directory: Path = MIGRATIONS_DIR) -> list[Step]:
+    """The steps that `apply(conn, to)` would run, in order; changes nothing."""
+    with snapshot(conn):
         return _plan(conn, to, directory)
+
+
+def script(steps: list[Step]) -> str:
+    """The SQL of `steps` as it will run, each headed by `-- <direction> <NNNN_name>`, and how many there are."""
+    if not steps:
+        return "-- nothing to do"
+    shown = [f"-- {step.direction} {step.version:04d}_{step.name}\n{step.sql.strip()}\n" for step in steps]
+    return "\n".join(shown) + f"\n-- {len(steps)} step(s)"
 
 
 def _plan(conn: psycopg.Connection, to: int | None, directory: Path) -> list[Step]:
@@ -143,41 +157,64 @@ def _plan(conn: psycopg.Connection, to: int | None, directory: Path) -> list[Ste
     return [Step(m.version, m.name, "down", m.down_sql) for m in reversed(migrations) if target < m.version <= current]
 
 
-def apply(target: Target, to: int | None = None, directory: Path = MIGRATIONS_DIR) -> list[Step]:
+def _require_down(conn: psycopg.Connection, steps: list[Step], confirm: bool) -> None:
+    """A down migration may drop columns and tables: over rows of the school's tables, it needs `confirm`."""
+    if confirm or not any(s.direction == "down" for s in steps):
+        return
+    from .sample import LOAD_ORDER  # numpy: only when a down migration is asked for
+
+    rows = sum(row_counts(conn, LOAD_ORDER).values())
+    if rows:
+        raise ConfirmationRequired(f"migrating down may drop data ({rows:,} rows in the school's tables); "
+                                   "pass --confirm (confirm=True in a notebook) to go ahead")
+
+
+def apply(conn: psycopg.Connection, to: int | None = None, directory: Path = MIGRATIONS_DIR, *,
+          confirm: bool = False) -> list[Step]:
     """Migrate up or down to version `to` (latest when None); returns the steps run.
 
-    Each step runs in its own transaction together with its schema_version record, so a
-    failing step leaves schema and data as they were before it.
+    Outside a scratch database, needs `confirm`; so does a down migration over rows of the school's
+    tables, anywhere. Each step runs in its own transaction together with its schema_version record,
+    so a failing step leaves schema and data as they were before it.
     """
-    with connect(target, autocommit=True) as conn:
-        conn.execute("SELECT pg_advisory_lock(%s)", (LOCK_KEY,))  # released when the session ends
+    conn.execute("SELECT pg_advisory_lock(%s)", (LOCK_KEY,))
+    try:
         steps = _plan(conn, to, directory)  # read again under the lock
+        if steps:
+            require_change(conn, confirm, f"migrating ({len(steps)} step(s))")
+        _require_down(conn, steps, confirm)
         by_version = {m.version: m for m in discover(directory)}
         for done, step in enumerate(steps):
             try:
-                _run_step(conn, step, by_version[step.version], first=not done)
+                _run_step(conn, step, by_version[step.version], first=not done, confirm=confirm)
             except MigrationError as exc:
                 if done:
                     raise MigrationError(f"{exc}; the {done} step(s) before it stayed done, so the schema is at version "
                                          f"{max(_applied(conn), default=0)}") from None
                 raise
         return steps
+    finally:
+        conn.execute("SELECT pg_advisory_unlock(%s)", (LOCK_KEY,))
 
 
-def _drop_derived(conn: psycopg.Connection) -> None:
+def _drop_derived(conn: psycopg.Connection, confirm: bool) -> list[str]:
     """Drop what prep-ops builds on the school's tables and that a down migration would trip over: the
-    masked views of 06_access_control_audit (it recreates them, with the same pseudonyms)."""
+    masked views of 06_access_control_audit (it recreates them, with the same pseudonyms); returns them."""
     from .masking import SCHEMA as MASKED
 
-    if conn.execute("SELECT to_regnamespace(%s)", (MASKED,)).fetchone()[0] is not None:
-        conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(MASKED)))
+    derived = views(conn, MASKED)
+    if derived:
+        require_change(conn, confirm, "dropping the masked views before a down migration")
+        conn.execute(sql.SQL("DROP VIEW {}").format(sql.SQL(", ").join(sql.Identifier(MASKED, v) for v in derived)))
+    return derived
 
 
-def _run_step(conn: psycopg.Connection, step: Step, migration: Migration, *, first: bool = False) -> None:
+def _run_step(conn: psycopg.Connection, step: Step, migration: Migration, *, first: bool = False,
+              confirm: bool = False) -> None:
     try:
         with conn.transaction():
             if first and step.direction == "down":
-                _drop_derived(conn)
+                _drop_derived(conn, confirm)
             conn.execute(step.sql)
             if step.direction == "up":
                 conn.execute(load("migrate", "bookkeeping"))
@@ -191,10 +228,10 @@ def _run_step(conn: psycopg.Connection, step: Step, migration: Migration, *, fir
                 )
             else:
                 conn.execute("DELETE FROM prep_ops_migrations WHERE version = %s", (step.version,))
-                if conn.execute("SELECT to_regclass('schema_version')").fetchone()[0] is not None:
+                if relation_exists(conn, "schema_version"):
                     conn.execute("DELETE FROM schema_version WHERE version = %s", (step.version,))
     except psycopg.Error as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        reason = first_line(exc)
         if isinstance(exc, psycopg.errors.DependentObjectsStillExist) and exc.diag.message_detail:
             reason += f" ({exc.diag.message_detail.splitlines()[0]}; drop what depends on it first)"
         raise MigrationError(

@@ -7,7 +7,6 @@ A PASS is only ever given for something that was looked at: what a run did not d
 see is a SKIP with the reason (`check(..., skipped=why)`), never a pass and never a failure.
 """
 
-import functools
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 
@@ -15,6 +14,7 @@ import pandas as pd
 import psycopg
 import sqlalchemy
 
+from . import embedded
 from .db import Target, connect, mask_url, resolve_target, server_version
 from .errors import CheckFailed
 
@@ -80,11 +80,26 @@ class Session:
     engine: sqlalchemy.Engine
     server_version: int
 
-    @functools.cached_property
+    _conn: psycopg.Connection | None = None
+
+    @property
     def conn(self) -> psycopg.Connection:
         """One autocommit connection to the target for the whole runbook, opened on first use: capability
-        functions take it, and each reads what belongs together in one transaction of its own."""
-        return connect(self.target, autocommit=True)
+        functions take it, and each reads what belongs together in one transaction of its own.
+
+        A connection the server dropped (a restart, a stopped embedded server) is opened again; the
+        embedded server is started again first. An external server that is down raises TargetError,
+        whose one line says what to do."""
+        if self._conn is not None and not self._conn.closed:
+            try:
+                self._conn.execute("SELECT 1")
+                return self._conn
+            except psycopg.OperationalError:
+                self._conn.close()
+        if self.target.embedded:
+            embedded.ensure_database(self.target.database)  # starts the server again when it was stopped
+        self._conn = connect(self.target, autocommit=True)
+        return self._conn
 
     def read_only(self, confirm: bool) -> str:
         """Why this run must change nothing on the target, for `check(..., skipped=...)` of the steps
@@ -176,8 +191,12 @@ def checks() -> pd.DataFrame:
 
 
 def summary(title: str = "") -> pd.DataFrame:
-    """The closing summary: every check of this run, also recorded in the executed notebook."""
+    """The closing summary: every check of this run by name with its status (the fix only where it
+    failed or warned), also recorded in the executed notebook."""
     frame = checks()
+    frame.insert(1, "status", [c.status for c in _checks])
+    frame["fix"] = frame["fix"].where(frame["status"].isin(["FAIL", "WARN"]), "")
+    frame = frame.set_index("name")
     counts = status_counts([asdict(c) for c in _checks])
     failed = counts["FAIL"]
     payload = {"title": title, "checks": len(frame), "failed": failed, "skipped": counts["SKIP"],

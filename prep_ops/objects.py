@@ -1,6 +1,7 @@
 """Every object a dump carries, as the server deparses it: what verify compares beyond tables.
 
-`snapshot(conn)` reads, in the caller's transaction (a backup reads it in the dump's snapshot):
+`tables(conn)` lists the user tables and `schema_summary(conn)` their columns, constraints and
+indexes. `snapshot(conn)` reads, in the caller's transaction (a backup reads it in the dump's snapshot):
 schemas and their privileges, extensions with versions, views and materialized views (definition,
 and whether populated), partition bounds, privileges on relations, column defaults, identity,
 generated and collation of columns, triggers, functions and procedures (definition and privileges),
@@ -15,6 +16,7 @@ same object, so across majors those kinds are reported as not compared (SKIP), n
 
 import psycopg
 
+from ._report import row
 from .sqlfiles import load
 
 # kinds whose text is the server's deparse: equal only when the same major deparsed both sides
@@ -26,6 +28,23 @@ _DEFINITIONS = ("schema", "extension", "view", "materialized view", "partition b
 # views unpopulated; a data-only dump sets sequences (its tables come from elsewhere)
 CARRIED = {"full": _DEFINITIONS + ("materialized view populated", "sequence"), "schema": _DEFINITIONS,
            "data": ("sequence",)}
+
+
+def tables(conn: psycopg.Connection, *, parents: bool = True) -> list[tuple[str, str]]:
+    """(schema, table) of every user table; without `parents`, only those holding rows (plain tables and
+    partitions, not their partitioned parents)."""
+    return [tuple(r) for r in conn.execute(load("objects", "tables"), {"parents": parents}).fetchall()]
+
+
+def schema_summary(conn: psycopg.Connection) -> dict:
+    """Tables with their columns and types, constraints and indexes by name: what a restore must recreate."""
+    summary: dict[str, dict] = {f"{s}.{t}": {"columns": {}, "constraint": {}, "index": {}} for s, t in tables(conn)}
+    for table, column, data_type, not_null in conn.execute(load("objects", "columns")).fetchall():
+        summary.setdefault(table, {"columns": {}, "constraint": {}, "index": {}})["columns"][column] = \
+            data_type + (" not null" if not_null else "")
+    for table, kind, name, definition in conn.execute(load("objects", "constraints")).fetchall():
+        summary.setdefault(table, {"columns": {}, "constraint": {}, "index": {}})[kind][name] = definition
+    return summary
 
 
 def snapshot(conn: psycopg.Connection) -> dict[str, dict[str, str]]:
@@ -48,20 +67,16 @@ def compare(expected: dict, actual: dict, backup_kind: str, *, same_major: bool)
             want, got = {n: "present" for n in want}, {n: "present" for n in got}
         if not same_major and kind in DEPARSED:
             if want:
-                rows.append(_row(f"{len(want)} {kind}(s)", kind, "compared", "not compared: another major version "
-                                 "deparses definitions differently; verify with --same-server", True, skipped=True))
+                rows.append(row(f"{len(want)} {kind}(s)", kind, "compared", "not compared: another major version "
+                                "deparses definitions differently; verify with --same-server", True, skipped=True))
             continue
         differing = 0
         for name in sorted(want):
             if got.get(name) != want[name]:
                 differing += 1
-                rows.append(_row(f"{kind} {name}", kind, want[name], got.get(name, "absent"), False))
+                rows.append(row(f"{kind} {name}", kind, want[name], got.get(name, "absent"), False))
         if want:
-            rows.append(_row(f"{len(want)} {kind}(s)", kind, f"{len(want)} as in the backup",
-                             f"{len(want) - differing} as in the backup", differing == 0))
+            rows.append(row(f"{len(want)} {kind}(s)", kind, f"{len(want)} as in the backup",
+                            f"{len(want) - differing} as in the backup", differing == 0))
     return rows
 
-
-def _row(obj, check, expected, actual, passed, *, skipped=False) -> dict:
-    return {"object": obj, "check": check, "expected": expected, "actual": actual, "passed": bool(passed),
-            "skipped": skipped}

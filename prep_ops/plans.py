@@ -15,8 +15,8 @@ import pandas as pd
 import psycopg
 from psycopg import sql
 
-from .db import Target, connect, fetch_frame, server_version
-from .errors import ConfirmationRequired, ParameterError
+from .db import fetch_frame, is_scratch, server_version
+from .errors import ConfirmationRequired, ParameterError, first_line
 from .paths import PACKAGE_DIR
 from .sqlfiles import load
 
@@ -76,10 +76,9 @@ def catalogue() -> dict[str, str]:
     return {p.stem: p.read_text() for p in sorted(CATALOGUE_DIR.glob("*.sql"))}
 
 
-def catalogue_params(target: Target, term: str = "2026-fall") -> dict:
-    """Parameter values for the catalogue queries that exist in the target's data."""
-    with connect(target, autocommit=True) as conn:
-        row = fetch_frame(conn, load("plans", "defaults"), {"term": term}).iloc[0].to_dict()
+def catalogue_params(conn: psycopg.Connection, term: str = "2026-fall") -> dict:
+    """Parameter values for the catalogue queries that exist in the connection's database."""
+    row = fetch_frame(conn, load("plans", "defaults"), {"term": term}).iloc[0].to_dict()
     params = {k: (int(v) if k.endswith("_id") and v is not None and not pd.isna(v) else v) for k, v in row.items()}
     return {"role": "student", "term": term, **params}
 
@@ -159,18 +158,16 @@ def _validated_settings(conn: psycopg.Connection, settings: dict | None) -> None
         conn.execute("SELECT set_config(%s, %s, true)", (name, str(value)))
 
 
-def _hidden(conn: psycopg.Connection, target: Target, indexes: tuple[str, ...]) -> None:
-    if indexes and not target.scratch:
-        raise ConfirmationRequired("hiding indexes drops them in a rolled-back transaction, which locks their tables: "
-                                   "only on a scratch database")
+def _hidden(conn: psycopg.Connection, indexes: tuple[str, ...]) -> None:
+    """Drop `indexes` inside the caller's transaction, which is rolled back."""
     for name in indexes:
         try:
             conn.execute(sql.SQL("DROP INDEX {}").format(sql.Identifier(name)))
         except (psycopg.errors.UndefinedObject, psycopg.errors.DependentObjectsStillExist) as exc:
-            raise ParameterError(f"cannot hide index {name!r}: {str(exc).splitlines()[0]}") from None
+            raise ParameterError(f"cannot hide index {name!r}: {first_line(exc)}") from None
 
 
-def explain(target: Target, query: str, params: dict | None = None, *, analyze: bool = True,
+def explain(conn: psycopg.Connection, query: str, params: dict | None = None, *, analyze: bool = True,
             settings: dict | None = None, hide_indexes: tuple[str, ...] = ()) -> Plan:
     """EXPLAIN a query (a catalogue name or SQL with %(name)s parameters); ANALYZE runs it, in a
     transaction that is rolled back. `settings` are set for this transaction only (e.g. work_mem).
@@ -183,31 +180,33 @@ def explain(target: Target, query: str, params: dict | None = None, *, analyze: 
     if not text:
         raise ParameterError("the query is empty")
     options = "ANALYZE, BUFFERS, FORMAT JSON" if analyze else "FORMAT JSON"
-    with connect(target) as conn:
-        version = server_version(conn)
-        try:
+    if hide_indexes and not is_scratch(conn):
+        raise ConfirmationRequired("hiding indexes drops them in a rolled-back transaction, which locks their tables: "
+                                   "only on a scratch database")
+    version = server_version(conn)
+    try:
+        # settings are SET LOCAL and hidden indexes dropped in this transaction: rolling it back
+        # leaves the connection and the database as they were
+        with conn.transaction(force_rollback=True):
             _validated_settings(conn, settings)
-            _hidden(conn, target, tuple(hide_indexes))
+            _hidden(conn, tuple(hide_indexes))
             began = time.perf_counter()
             # the query is the payload being analysed; prepared (extended protocol, bound
             # parameters), so the server itself refuses a second statement hidden in it
             cur = conn.execute(f"EXPLAIN ({options}) {text}", params or None, prepare=True)  # noqa: S608
             raw = cur.fetchone()[0]
             wall = (time.perf_counter() - began) * 1000
-        except psycopg.errors.SyntaxError as exc:
-            if "multiple commands" in str(exc):
-                raise ParameterError("the query holds more than one statement; EXPLAIN takes exactly one") from None
-            raise ParameterError(f"the query is not valid SQL: {str(exc).splitlines()[0]}") from None
-        except (psycopg.errors.UndefinedTable, psycopg.errors.UndefinedColumn, psycopg.errors.UndefinedFunction,
-                psycopg.ProgrammingError) as exc:
-            raise ParameterError(f"the query cannot run: {str(exc).splitlines()[0]}") from None
-        finally:
-            conn.rollback()
-        result = raw[0] if isinstance(raw, list) else json.loads(raw)[0]
-        nodes = nodes_frame(result, analyze)
-        relations = sorted({r for r in nodes["relation"].dropna()})
-        stats = fetch_frame(conn, load("plans", "relation_stats"), {"relations": relations})
-        conn.rollback()
+    except psycopg.errors.SyntaxError as exc:
+        if "multiple commands" in str(exc):
+            raise ParameterError("the query holds more than one statement; EXPLAIN takes exactly one") from None
+        raise ParameterError(f"the query is not valid SQL: {first_line(exc)}") from None
+    except (psycopg.errors.UndefinedTable, psycopg.errors.UndefinedColumn, psycopg.errors.UndefinedFunction,
+            psycopg.ProgrammingError) as exc:
+        raise ParameterError(f"the query cannot run: {first_line(exc)}") from None
+    result = raw[0] if isinstance(raw, list) else json.loads(raw)[0]
+    nodes = nodes_frame(result, analyze)
+    relations = sorted({r for r in nodes["relation"].dropna()})
+    stats = fetch_frame(conn, load("plans", "relation_stats"), {"relations": relations})
     return Plan(text, result, nodes, analyze, result.get("Planning Time"), result.get("Execution Time"),
                 version, stats, wall)
 
@@ -296,12 +295,12 @@ def findings_frame(plan: Plan) -> pd.DataFrame:
     return pd.DataFrame([f.__dict__ for f in findings(plan)], columns=["node_id", "node", "kind", "why", "what_to_try"])
 
 
-def catalogue_report(target: Target, params: dict | None = None) -> pd.DataFrame:
+def catalogue_report(conn: psycopg.Connection, params: dict | None = None) -> pd.DataFrame:
     """EXPLAIN ANALYZE every catalogue query: time, top node and findings per query."""
-    params = params or catalogue_params(target)
+    params = params or catalogue_params(conn)
     rows = []
     for name in catalogue():
-        plan = explain(target, name, params)
+        plan = explain(conn, name, params)
         kinds = [f.kind for f in findings(plan)]
         slowest = plan.nodes.sort_values("self_ms", ascending=False).iloc[0]["node"]
         rows.append({"query": name, "ms": plan.total_ms, "rows": plan.nodes["actual_rows"][0],

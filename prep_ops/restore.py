@@ -11,12 +11,14 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+import psycopg
 from psycopg import sql
 
 from . import backup as backups
-from . import plain_dump
-from .db import Target, client_program, connect, server_version
+from . import objects, plain_dump
+from .db import Target, client_program, connect, require_change, server_version, snapshot
 from .errors import BackupError, ConfirmationRequired
+from .manifest import check_files, identity, read_manifest, same_database
 
 TRANSACTION_TIMEOUT = "SET transaction_timeout = 0;"
 _ERROR = re.compile(r"^pg_restore: error: (.*)$", re.MULTILINE)
@@ -80,36 +82,43 @@ def _restore_archive(path: Path, target: Target, major: int, jobs: int) -> None:
     raise BackupError(f"restore of {path.name} failed: {_first_error(result.stderr)}")
 
 
-def preflight(path: Path, manifest: dict, target: Target) -> None:
+def _major(target: Target, major: int | None) -> int:
+    """The target server's major version: `major` when the caller has read it from its connection."""
+    if major is not None:
+        return major
+    with connect(target) as conn:
+        return server_version(conn)
+
+
+def preflight(path: Path, manifest: dict, target: Target, *, major: int | None = None) -> None:
     """Check a backup before anything is touched: its files against the manifest, then a plain dump's
     lines (no psql command, see plain_dump) or an archive's table of contents (`pg_restore --list`).
     Raises BackupError naming what is wrong."""
-    bad = [r for r in backups.check_files(path, manifest) if not r["passed"]]
+    bad = [r for r in check_files(path, manifest) if not r["passed"]]
     if bad:
         first = bad[0]
         raise BackupError(f"{path.name} does not match its manifest: {first['object']}: {first['check']} "
                           f"{first['actual']} (expected {first['expected']})")
-    check_contents(path, manifest, target)
+    check_contents(path, manifest, target, major=major)
 
 
-def check_contents(path: Path, manifest: dict, target: Target) -> None:
+def check_contents(path: Path, manifest: dict, target: Target, *, major: int | None = None) -> None:
     """A plain dump's lines hold no psql command (plain_dump.check); an archive's table of contents
-    reads (`pg_restore --list`). Raises BackupError naming what is wrong."""
+    reads (`pg_restore --list`, of the version that restores into `target`, whose server's major
+    version is `major`). Raises BackupError naming what is wrong."""
     if manifest["format"] == "plain":
         plain_dump.check(path)
         return
-    with connect(target) as conn:
-        major = server_version(conn)
-    pg_restore = client_program("pg_restore", target, major)
+    pg_restore = client_program("pg_restore", target, _major(target, major))
     listed = subprocess.run([str(pg_restore), "--list", str(path)], capture_output=True, text=True)
     if listed.returncode != 0:
         raise BackupError(f"{path.name} is not an archive pg_restore can read: {_first_error(listed.stderr)}")
 
 
-def restore_into(path: Path, target: Target, manifest: dict, *, jobs: int = 2) -> None:
-    """Restore the backup at `path` into `target` (schema must already exist for data-only dumps)."""
-    with connect(target) as conn:
-        major = server_version(conn)
+def restore_into(path: Path, target: Target, manifest: dict, *, major: int | None = None, jobs: int = 2) -> None:
+    """Restore the backup at `path` into `target` (schema must already exist for data-only dumps);
+    `major`: the target server's major version, when the caller has a connection open."""
+    major = _major(target, major)
     if manifest["format"] == "plain":
         _restore_plain(path, target, major)
     else:
@@ -117,22 +126,25 @@ def restore_into(path: Path, target: Target, manifest: dict, *, jobs: int = 2) -
         _restore_archive(path, target, major, 1 if manifest["kind"] == "data" else jobs)
 
 
-def is_empty(target: Target) -> bool:
+def is_empty(conn: psycopg.Connection) -> bool:
     """Whether the database holds no user tables at all."""
-    with connect(target) as conn:
-        return not backups.tables(conn)
+    return not objects.tables(conn)
 
 
-def _has_rows(target: Target) -> bool:
-    with connect(target) as conn:
-        return any(conn.execute(sql.SQL("SELECT EXISTS (SELECT 1 FROM {})").format(sql.Identifier(s, t))).fetchone()[0]
-                   for s, t in backups.tables(conn))
+def _holding_rows(conn: psycopg.Connection) -> list[tuple[str, str]]:
+    """(schema, table) of the user tables that hold at least one row."""
+    return [(s, t) for s, t in objects.tables(conn)
+            if conn.execute(sql.SQL("SELECT EXISTS (SELECT 1 FROM {})").format(sql.Identifier(s, t))).fetchone()[0]]
 
 
-def _clear(target: Target, kind: str) -> None:
-    with connect(target, autocommit=True) as conn:
+def clear(conn: psycopg.Connection, kind: str, *, confirm: bool = False) -> None:
+    """Empty the database for a restore of a `kind` backup, in one transaction: every table's rows for
+    data (only tables that hold any: an append-only one, such as the audit log, refuses even an empty
+    TRUNCATE), else every schema (public made again, empty)."""
+    require_change(conn, confirm, "clearing it for a restore")
+    with conn.transaction():
         if kind == "data":
-            names = [sql.Identifier(s, t) for s, t in backups.tables(conn)]
+            names = [sql.Identifier(s, t) for s, t in _holding_rows(conn)]
             if names:
                 conn.execute(sql.SQL("TRUNCATE {} CASCADE").format(sql.SQL(", ").join(names)))
             return
@@ -151,21 +163,24 @@ def restore(path: Path, target: Target, *, confirm: bool = False, safety_dir: Pa
     and then a safety backup of it is taken first. Returns what was done.
     """
     path = Path(path)
-    manifest = backups.read_manifest(path)
-    preflight(path, manifest, target)  # before anything is touched
-    with connect(target) as conn:
-        if backups.same_database(backups.identity(conn), manifest["source"]) and not confirm:
+    manifest = read_manifest(path)
+    with connect(target, autocommit=True) as conn:
+        major = server_version(conn)
+        preflight(path, manifest, target, major=major)  # before anything is touched
+        with snapshot(conn):
+            its_source = same_database(identity(conn), manifest["source"])
+            occupied = bool(_holding_rows(conn)) if manifest["kind"] == "data" else not is_empty(conn)
+        if its_source and not confirm:
             raise ConfirmationRequired(f"{target.database} is the database this backup was taken from; "
                                        "restoring over it needs confirm=True")
-    occupied = _has_rows(target) if manifest["kind"] == "data" else not is_empty(target)
-    safety = None
-    if occupied:
-        if not confirm:
-            what = "rows" if manifest["kind"] == "data" else "tables"
-            raise ConfirmationRequired(f"{target.database} already holds {what}; restoring replaces them: "
-                                       "pass confirm=True (a safety backup is taken first)")
-        safety = backups.backup(target, "full", "custom", directory=safety_dir)
-        _clear(target, manifest["kind"])
-    restore_into(path, target, manifest)
+        safety = None
+        if occupied:
+            if not confirm:
+                what = "rows" if manifest["kind"] == "data" else "tables"
+                raise ConfirmationRequired(f"{target.database} already holds {what}; restoring replaces them: "
+                                           "pass confirm=True (a safety backup is taken first)")
+            safety = backups.backup(target, "full", "custom", directory=safety_dir)
+            clear(conn, manifest["kind"], confirm=confirm)
+        restore_into(path, target, manifest, major=major)
     return {"restored": str(path), "into": target.masked_url, "kind": manifest["kind"],
             "safety_backup": str(safety.path) if safety else None}

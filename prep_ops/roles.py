@@ -17,8 +17,10 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
-from .db import Target, connect, server_version
-from .errors import ConfirmationRequired, ParameterError, RoleError, database_error
+from .catalog import existing_roles, role_exists
+from .security_audit import grants as grants_in
+from .db import require_change, server_version, snapshot
+from .errors import ParameterError, RoleError, database_error
 from .sqlfiles import load
 
 # What notebooks and tests reach as prep_ops.roles.<name>, now kept in the modules that hold it.
@@ -91,14 +93,14 @@ class _Planner:
             return cur.execute(load("roles", name), {"names": self.names, "schema": SCHEMA, **params}).fetchall()
 
     def add(self, statement: sql.Composable, shown: sql.Composable | None = None) -> None:
-        self.steps.append(Step((shown or statement).as_string(self.conn), statement))
+        self.steps.append(Step((shown or statement).as_string(None), statement))
 
     def plan(self) -> list[Step]:
-        if not self.conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (self.owner,)).fetchone():
+        if not role_exists(self.conn, self.owner):
             raise ParameterError(f"owner role {self.owner!r} does not exist")
         self.plan_roles()
         self.plan_memberships()
-        grants = self.rows("objects")
+        grants = grants_in(self.conn, SCHEMA, self.names)
         for object_kind, wanted in (("database", _DATABASE), ("schema", _SCHEMA), ("table", _TABLE), ("sequence", _SEQUENCE)):
             self.plan_grants(grants, object_kind, wanted)
         defaults = self.rows("default_privileges", owner=self.owner)
@@ -204,8 +206,8 @@ class _Planner:
                     _privileges(_ordered(object_kind, extra)), objects, sql.Identifier(name)))
 
 
-def plan(target: Target, roles: RoleSet = RoleSet(), passwords: Mapping[str, "str | Secret"] | None = None, *,
-         owner: str | None = None) -> list[Step]:
+def plan(conn: psycopg.Connection, roles: RoleSet = RoleSet(), passwords: Mapping[str, "str | Secret"] | None = None,
+         *, owner: str | None = None) -> list[Step]:
     """The statements that bring the roles and their grants to the wanted state; empty when they are there.
 
     Passwords: `passwords` (kind → password), else $PREP_OPS_<ROLE>_PASSWORD; a login role without one
@@ -214,56 +216,47 @@ def plan(target: Target, roles: RoleSet = RoleSet(), passwords: Mapping[str, "st
     """
     found = resolve_passwords(passwords)
     hidden = [p.reveal() for p in found.values()]
-    with connect(target) as conn:
-        try:
+    try:
+        with snapshot(conn):
             return _Planner(conn, roles, found, owner).plan()
-        except psycopg.Error as exc:
-            raise database_error(exc, "planning roles failed", RoleError, hidden=hidden) from None
+    except psycopg.Error as exc:
+        raise database_error(exc, "planning roles failed", RoleError, hidden=hidden) from None
 
 
-def apply(target: Target, roles: RoleSet = RoleSet(), passwords: Mapping[str, "str | Secret"] | None = None, *,
-          owner: str | None = None, confirm: bool = False) -> list[Step]:
+def apply(conn: psycopg.Connection, roles: RoleSet = RoleSet(), passwords: Mapping[str, "str | Secret"] | None = None,
+          *, owner: str | None = None, confirm: bool = False) -> list[Step]:
     """Run the plan in one transaction (all or nothing); returns the steps run. Outside a scratch
     database, needs `confirm`."""
-    if not (target.scratch or confirm):
-        raise ConfirmationRequired(f"creating roles and grants on {target.masked_url} needs confirm=True")
+    require_change(conn, confirm, "creating roles and grants")
     found = resolve_passwords(passwords)
     hidden = [p.reveal() for p in found.values()]
     step = None
-    with connect(target) as conn:
-        try:
+    try:
+        with conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK,))
             planner = _Planner(conn, roles, found, owner)
             steps = planner.plan()
             hidden = planner.hidden
             for step in steps:
                 conn.execute(step.statement)
-            conn.commit()
-        except psycopg.Error as exc:
-            conn.rollback()
-            where = f" at `{step.text}`" if step else ""
-            raise database_error(exc, f"applying roles failed{where}, nothing changed", RoleError, hidden=hidden) from None
+    except psycopg.Error as exc:
+        where = f" at `{step.text}`" if step else ""
+        raise database_error(exc, f"applying roles failed{where}, nothing changed", RoleError, hidden=hidden) from None
     return steps
 
 
-def drop(target: Target, roles: RoleSet, *, confirm: bool = False) -> list[str]:
+def drop(conn: psycopg.Connection, roles: RoleSet, *, confirm: bool = False) -> list[str]:
     """Drop the roles of the set: their grants and anything they own in this database, then the roles.
     Returns the names dropped. Fails, changing nothing, while they still hold grants in another database."""
-    if not (target.scratch or confirm):
-        raise ConfirmationRequired(f"dropping roles on {target.masked_url} needs confirm=True")
-    with connect(target) as conn:
-        names = [r[0] for r in conn.execute("SELECT rolname FROM pg_roles WHERE rolname = ANY(%s)",
-                                            (list(roles.names.values()),)).fetchall()]
-        if not names:
-            return []
-        try:
+    require_change(conn, confirm, "dropping roles")
+    names = existing_roles(conn, roles.names.values())
+    if not names:
+        return []
+    try:
+        with conn.transaction():
             conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.SQL(", ").join(map(sql.Identifier, names))))
             for name in names:
                 conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(name)))
-            conn.commit()
-        except psycopg.Error as exc:
-            conn.rollback()
-            raise database_error(exc, "dropping roles failed, nothing changed", RoleError, detail=True) from None
+    except psycopg.Error as exc:
+        raise database_error(exc, "dropping roles failed, nothing changed", RoleError, detail=True) from None
     return names
-
-

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import nbformat
 
-from . import incident
+from . import html_report
+from .incident import record as incident  # incident ids, modes and where reports go
 from .db import mask_url
 from .errors import ParameterError
 from .notebook import CHECK_MIME, status, status_counts
@@ -28,6 +29,7 @@ class NotebookRun:
     seconds: float
     error: str = ""
     checks: list[dict] = field(default_factory=list)
+    report: str = ""  # an incident runbook's Markdown report, relative to the run's folder
 
     @property
     def failed_checks(self) -> list[dict]:
@@ -188,6 +190,13 @@ def _beside_report(output: Path, values: dict) -> None:
         shutil.copyfile(output, target)
 
 
+def _report_of(out_dir: Path, values: dict) -> str:
+    """Where an incident runbook's report is, relative to the run's folder ("" for other runbooks)."""
+    if not values.get("incident_id"):
+        return ""
+    return os.path.relpath(incident.incidents_dir() / f"{values['incident_id']}.md", out_dir)
+
+
 @contextmanager
 def _environment(name: str, value: str | None):
     """$name set to `value` (when not None) for the kernels started inside, then as it was."""
@@ -228,7 +237,8 @@ def run_one(notebook: Path, out_dir: Path, values: dict, *, timeout: int | None 
     except Exception as exc:  # papermill raises for any failing cell; the run records it
         error = _error_of(exc)
     _beside_report(output, values)
-    run = NotebookRun(notebook.stem, str(output), not error, time.perf_counter() - began, error, _checks_of(output))
+    run = NotebookRun(notebook.stem, str(output), not error, time.perf_counter() - began, error, _checks_of(output),
+                      _report_of(out_dir, values))
     if run.failed_checks:
         run.ok = False
     return run
@@ -265,4 +275,5 @@ def run(names: list[str], given: dict[str, str] | None = None, *, run_all: bool 
                "counts": status_counts([c for r in results for c in r.checks]),
                "notebooks": [{**asdict(r), "counts": r.counts} for r in results]}
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    html_report.write_index(out_dir, summary)
     return out_dir, results

@@ -12,6 +12,8 @@ from datetime import date
 
 import numpy as np
 
+from .errors import ParameterError
+
 INSTRUMENTS = ("piano", "violin", "voice", "guitar", "cello", "flute", "clarinet",
                "trumpet", "percussion", "viola", "saxophone", "double bass")
 INSTRUMENT_SHARE = (0.27, 0.16, 0.11, 0.10, 0.07, 0.06, 0.05, 0.04, 0.04, 0.04, 0.03, 0.03)
@@ -220,7 +222,7 @@ def course_index(teacher_instrument: np.ndarray) -> tuple[np.ndarray, np.ndarray
 def students_chunk(plan: Plan, start: int, stop: int, courses: tuple) -> dict[str, dict]:
     """Users, students, enrollments and payments for student ids start..stop-1 (start on a block boundary)."""
     if (start - 1) % BLOCK_STUDENTS:
-        raise ValueError(f"a chunk must start on a block of {BLOCK_STUDENTS} students, not at {start}")
+        raise ParameterError(f"a chunk must start on a block of {BLOCK_STUDENTS} students, not at {start}")
     blocks = [_students_block(plan, b, min(b + BLOCK_STUDENTS, stop), courses)
               for b in range(start, stop, BLOCK_STUDENTS)]
     if len(blocks) == 1:

@@ -1,8 +1,9 @@
 """What the database's schema holds (tables, constraints, indexes), and what it must hold."""
 
 import pandas as pd
+import psycopg
 
-from .db import Target, connect, fetch_frame
+from .db import fetch_frame, snapshot
 from .sqlfiles import load
 
 # What the latest migration must have made: checked by the schema setup runbook and the tests.
@@ -16,30 +17,27 @@ EXPECTED_CHECKS = {"users_role_check", "users_email_format_check", "students_lev
                    "tuition_payments_method_check"}
 
 
-def _frame(target: Target, name: str) -> pd.DataFrame:
-    with connect(target, autocommit=True) as conn:
-        return fetch_frame(conn, load("schema", name))
-
-
-def tables(target: Target) -> pd.DataFrame:
+def tables(conn: psycopg.Connection) -> pd.DataFrame:
     """Tables of the public schema: columns, estimated rows, size."""
-    return _frame(target, "tables")
+    return fetch_frame(conn, load("schema", "tables"))
 
 
-def constraints(target: Target) -> pd.DataFrame:
+def constraints(conn: psycopg.Connection) -> pd.DataFrame:
     """Primary key, foreign key, unique and check constraints of the public schema."""
-    return _frame(target, "constraints")
+    return fetch_frame(conn, load("schema", "constraints"))
 
 
-def indexes(target: Target) -> pd.DataFrame:
+def indexes(conn: psycopg.Connection) -> pd.DataFrame:
     """Indexes of the public schema with their definitions."""
-    return _frame(target, "indexes")
+    return fetch_frame(conn, load("schema", "indexes"))
 
 
-def missing(target: Target) -> dict[str, set[str]]:
-    """Expected tables, indexes and check constraints that the database lacks (empty sets: all there)."""
-    return {
-        "tables": EXPECTED_TABLES - set(tables(target)["table_name"]),
-        "indexes": EXPECTED_INDEXES - set(indexes(target)["index_name"]),
-        "checks": EXPECTED_CHECKS - set(constraints(target)["constraint_name"]),
-    }
+def missing(conn: psycopg.Connection) -> dict[str, set[str]]:
+    """Expected tables, indexes and check constraints that the database lacks (empty sets: all there),
+    read in one snapshot."""
+    with snapshot(conn):
+        return {
+            "tables": EXPECTED_TABLES - set(tables(conn)["table_name"]),
+            "indexes": EXPECTED_INDEXES - set(indexes(conn)["index_name"]),
+            "checks": EXPECTED_CHECKS - set(constraints(conn)["constraint_name"]),
+        }

@@ -8,14 +8,17 @@ look (pg_authid, pg_hba_file_rules) says so as an `info` finding instead of gues
 """
 
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import pandas as pd
 import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
-from .db import Target, connect, fetch_frame, server_version
-from .roles import RoleSet
+from . import embedded
+from .catalog import role_exists
+from .db import fetch_frame, server_version, snapshot
+from .role_set import RoleSet
 from .sqlfiles import load
 
 SEVERITIES = ("high", "medium", "low", "info")  # in order of severity
@@ -48,13 +51,21 @@ def _table_privileges(conn: psycopg.Connection) -> list[str]:
     return base + (["MAINTAIN"] if server_version(conn) >= 17 else [])
 
 
-def privileges(target: Target, roles: list[str] | None = None) -> pd.DataFrame:
+def privileges(conn: psycopg.Connection, roles: list[str] | None = None) -> pd.DataFrame:
     """Who can do what: one row per role (and PUBLIC), object and privilege held, with how it is held
     (superuser, owner, granted, PUBLIC, member of <role>). `roles` limits it to those names ("PUBLIC" included)."""
-    with connect(target, autocommit=True) as conn:
+    with snapshot(conn):
         return fetch_frame(conn, load("security", "privileges"),
                            {"roles": list(roles) if roles is not None else None,
                             "table_privileges": _table_privileges(conn)})
+
+
+def grants(conn: psycopg.Connection, schema: str | None = None, names: list[str] | None = None) -> list[dict]:
+    """The privileges granted directly on this database, its schemas (`schema` only, when given) and their
+    tables, views and sequences, to `names` (roles or "PUBLIC"; all when None): one dict per object,
+    grantee and privilege (kind, schema, name, role, privilege, from_extension); an object without such
+    grants once, with role and privilege None. The one query of direct grants (sql/security/grants.sql)."""
+    return _rows(conn, "grants", {"schema": schema, "names": list(names) if names is not None else None})
 
 
 def privilege_matrix(frame: pd.DataFrame, kinds: tuple[str, ...] = ("database", "schema", "table", "view")) -> pd.DataFrame:
@@ -84,6 +95,15 @@ def privilege_matrix(frame: pd.DataFrame, kinds: tuple[str, ...] = ("database", 
     return matrix
 
 
+def held_on_tables(matrix: pd.DataFrame, role: str, schemas: tuple[str, ...] = ("public", "audit")) -> list[str]:
+    """What `role` holds on the tables and views of `schemas`, from a privilege matrix, as "object: letters";
+    [] when it holds nothing there (or is not in the matrix at all)."""
+    if role not in matrix.columns:
+        return []
+    on_tables = matrix[matrix.index.str.startswith(tuple(f"{s}." for s in schemas))][role]
+    return [f"{obj}: {cell}" for obj, cell in on_tables.items() if cell]
+
+
 def access_level(cell: str) -> int:
     """0 none, 1 read, 2 write, 3 change the schema or own (an index into ACCESS_LEVELS) for a matrix cell."""
     if cell in ("owner", "superuser") or set(cell) & _CHANGE_LETTERS:
@@ -111,7 +131,7 @@ def _listening(settings: dict) -> str:
 
 
 def _quoted(conn, template: str, *parts) -> str:
-    return sql.SQL(template).format(*parts).as_string(conn)
+    return sql.SQL(template).format(*parts).as_string(None)
 
 
 def _role_findings(conn, listening: str) -> list[Finding]:
@@ -154,6 +174,16 @@ def _role_findings(conn, listening: str) -> list[Finding]:
     return found
 
 
+def _public_grants(conn) -> dict[tuple[str, str], set[str]]:
+    """(schema, relation) → what PUBLIC holds on it, for the relations where it holds anything (an
+    extension's own relations left out: the extension grants those itself)."""
+    held: dict[tuple[str, str], set[str]] = {}
+    for g in grants(conn, names=["PUBLIC"]):
+        if g["kind"] in ("table", "sequence") and g["role"] and not g["from_extension"]:
+            held.setdefault((g["schema"], g["name"]), set()).add(g["privilege"])
+    return dict(sorted(held.items()))
+
+
 def _privilege_findings(conn, roles: RoleSet) -> list[Finding]:
     found = []
     for r in _rows(conn, "public_create"):
@@ -161,11 +191,12 @@ def _privilege_findings(conn, roles: RoleSet) -> list[Finding]:
                              "every role, present and future, may create objects here: tables that shadow the school's, "
                              "functions that run as whoever calls them",
                              _quoted(conn, "REVOKE CREATE ON SCHEMA {} FROM PUBLIC", sql.Identifier(r["schema"]))))
-    for r in _rows(conn, "public_tables"):
-        writes = set(r["privileges"].split(", ")) - {"SELECT", "REFERENCES", "USAGE"}
-        found.append(Finding("privileges for PUBLIC", "high" if writes else "medium", f"{r['schema']}.{r['name']}",
-                             f"every role may {r['privileges']}",
-                             _quoted(conn, "REVOKE ALL ON {} FROM PUBLIC", sql.Identifier(r["schema"], r["name"]))))
+    for (schema, name), held in _public_grants(conn).items():
+        privileges = ", ".join(sorted(held))
+        writes = held - {"SELECT", "REFERENCES", "USAGE"}
+        found.append(Finding("privileges for PUBLIC", "high" if writes else "medium", f"{schema}.{name}",
+                             f"every role may {privileges}",
+                             _quoted(conn, "REVOKE ALL ON {} FROM PUBLIC", sql.Identifier(schema, name))))
     for r in _rows(conn, "security_definer"):
         found.append(Finding("SECURITY DEFINER without a fixed search_path", "high",
                              f"{r['schema']}.{r['name']}({r['arguments']})",
@@ -176,7 +207,7 @@ def _privilege_findings(conn, roles: RoleSet) -> list[Finding]:
 
 
 def _readonly_findings(conn, role: str) -> list[Finding]:
-    if not conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone():
+    if not role_exists(conn, role):
         return [Finding("read-only role", "medium", role, "there is no read-only role for reporting",
                         "prep-ops roles apply (creates readonly and reporter)")]
     found = []
@@ -195,7 +226,13 @@ def _readonly_findings(conn, role: str) -> list[Finding]:
     return found
 
 
-def _hba_findings(conn, target: Target, settings: dict, listening: str) -> list[Finding]:
+def _on_embedded(conn: psycopg.Connection) -> bool:
+    """True when `conn` reaches the embedded server (its socket is in prep-ops' data directory)."""
+    host = conn.info.host or ""
+    return host.startswith("/") and Path(host).resolve() == embedded.data_dir().resolve()
+
+
+def _hba_findings(conn, settings: dict, listening: str) -> list[Finding]:
     if not conn.execute("SELECT has_table_privilege('pg_catalog.pg_hba_file_rules', 'SELECT')").fetchone()[0]:
         return [Finding("pg_hba.conf", "info", "server", "not checked: reading pg_hba_file_rules needs superuser",
                         "run the audit as a superuser")]
@@ -212,7 +249,7 @@ def _hba_findings(conn, target: Target, settings: dict, listening: str) -> list[
             fix = f"in {where}, replace trust with scram-sha-256 (or peer for local), then SELECT pg_reload_conf()"
             rule = f"{r['type']} {databases} {users} {r['address'] or ''}".strip()
             if r["type"] == "local":
-                if target.embedded:
+                if _on_embedded(conn):
                     found.append(Finding("trust without a password", "low", where,
                                          f"the embedded server trusts its private socket in {sockets} ({rule}): any OS user "
                                          "who can reach that directory logs in as any role, the superuser included. Fine on "
@@ -256,13 +293,14 @@ def _setting_findings(settings: dict, listening: str) -> list[Finding]:
     return found
 
 
-def findings(target: Target, roles: RoleSet = RoleSet()) -> list[Finding]:
-    """What a security review flags on the target's server and database, most severe first."""
-    with connect(target, autocommit=True) as conn:
+def findings(conn: psycopg.Connection, roles: RoleSet = RoleSet()) -> list[Finding]:
+    """What a security review flags on the connection's server and database, most severe first; read in
+    one snapshot."""
+    with snapshot(conn):
         settings = {r["name"]: r["setting"] for r in _rows(conn, "settings")}
         listening = _listening(settings)
         found = (_role_findings(conn, listening) + _privilege_findings(conn, roles)
-                 + _hba_findings(conn, target, settings, listening) + _setting_findings(settings, listening))
+                 + _hba_findings(conn, settings, listening) + _setting_findings(settings, listening))
     return sorted(found, key=lambda f: SEVERITIES.index(f.severity))
 
 

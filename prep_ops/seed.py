@@ -22,8 +22,9 @@ import psycopg
 from psycopg import sql
 
 from . import migrate, sample
-from .db import Target, connect
-from .errors import ConfirmationRequired, MigrationError, ParameterError
+from .catalog import row_counts as _row_counts
+from .db import require_change, snapshot
+from .errors import ConfirmationRequired, MigrationError, ParameterError, SampleDataError
 
 WORKERS = 1  # generation processes: one keeps ahead of the server (see benchmarks/README.md)
 PREFETCH = 3  # parts each worker may have ready
@@ -42,6 +43,11 @@ class SeedResult:
     def total_rows(self) -> int:
         return sum(self.rows.values())
 
+    def __str__(self) -> str:
+        """What was loaded, in one line: rows, seconds and rows per second."""
+        return (f"loaded {self.total_rows:,} rows in {self.seconds:.1f} s "
+                f"({self.total_rows / max(self.seconds, 1e-9):,.0f} rows/s)")
+
 
 def check_students(students: int) -> None:
     if isinstance(students, bool) or not isinstance(students, int):
@@ -50,12 +56,10 @@ def check_students(students: int) -> None:
         raise ParameterError(f"students must be between 0 and {MAX_STUDENTS:,}, not {students:,}")
 
 
-def row_counts(target: Target) -> dict[str, int]:
-    """Exact row counts of the school's tables that exist."""
-    with connect(target, autocommit=True) as conn:
-        present = [t for t in TABLES if conn.execute("SELECT to_regclass(%s)", (f"public.{t}",)).fetchone()[0]]
-        return {t: conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(t))).fetchone()[0]
-                for t in present}
+def row_counts(conn: psycopg.Connection) -> dict[str, int]:
+    """Exact row counts of the school's tables that exist, in one snapshot."""
+    with snapshot(conn):
+        return _row_counts(conn, TABLES)
 
 
 Part = tuple[int, dict[str, tuple[bytes, int]]]  # (students in it, {table: (COPY text, rows)})
@@ -88,10 +92,10 @@ def _take(source, worker) -> Part | None:
             item = source.get(timeout=1)
         except queue.Empty:
             if not worker.is_alive():
-                raise RuntimeError(f"a sample-data worker died (exit code {worker.exitcode})") from None
+                raise SampleDataError(f"a sample-data worker died (exit code {worker.exitcode})") from None
             continue
         if isinstance(item, str):
-            raise RuntimeError(f"a sample-data worker failed:\n{item}")
+            raise SampleDataError(f"a sample-data worker failed:\n{item}")
         return item
 
 
@@ -100,7 +104,7 @@ def _streamed(chunks: int, queues: list, workers: list):
         yield _take(queues[i % len(workers)], workers[i % len(workers)])
     for source, worker in zip(queues, workers):
         if _take(source, worker) is not None:
-            raise RuntimeError("a sample-data worker made more parts than planned")
+            raise SampleDataError("a sample-data worker made more parts than planned")
 
 
 @contextmanager
@@ -133,22 +137,24 @@ def _copy(conn: psycopg.Connection, table: str, data: bytes) -> None:
         copy.write(data)
 
 
-def seed(target: Target, students: int = 2000, seed: int = 42, *, replace: bool = False,
-         progress: bool = False) -> SeedResult:
+def seed(conn: psycopg.Connection, students: int = 2000, seed: int = 42, *, replace: bool = False,
+         confirm: bool = False, progress: bool = False) -> SeedResult:
     """Replace the school's data with `students` generated students (and their teachers, courses,
     enrollments and payments); returns the rows loaded.
 
-    Refuses a database whose schema is not at the latest migration, and one that already
-    holds data unless `replace` is true. Runs in one transaction: on any error nothing changes.
+    Outside a scratch database, needs `confirm`. Refuses a database whose schema is not at the latest
+    migration, and one that already holds data unless `replace` is true. Runs in one transaction: on
+    any error nothing changes.
     """
     check_students(students)
-    latest = migrate.discover()[-1].version
-    if migrate.current_version(target) != latest:
-        raise MigrationError(f"the schema of {target.masked_url} is not at migration {latest}; run `prep-ops migrate` first")
-    existing = row_counts(target)
+    require_change(conn, confirm, "loading sample data")
+    latest = migrate.latest_version()
+    if migrate.current_version(conn) != latest:
+        raise MigrationError(f"the schema of {conn.info.dbname} is not at migration {latest}; run `prep-ops migrate` first")
+    existing = row_counts(conn)
     if any(existing.values()) and not replace:
         raise ConfirmationRequired(
-            f"{target.database} already holds data ({existing.get('students', 0):,} students); "
+            f"{conn.info.dbname} already holds data ({existing.get('students', 0):,} students); "
             "seeding replaces it: pass confirm (--confirm) to go ahead"
         )
     result = SeedResult(students, seed)
@@ -156,7 +162,7 @@ def seed(target: Target, students: int = 2000, seed: int = 42, *, replace: bool 
     plan = sample.Plan(students, seed)
     from tqdm.auto import tqdm
 
-    with _student_parts_in_order(plan) as student_parts, connect(target) as conn, \
+    with _student_parts_in_order(plan) as student_parts, conn.transaction(), \
             tqdm(total=students, unit="students", disable=not progress, desc="seeding") as bar:
         conn.execute(sql.SQL("TRUNCATE {} RESTART IDENTITY CASCADE").format(
             sql.SQL(", ").join(map(sql.Identifier, TABLES))))
@@ -172,9 +178,7 @@ def seed(target: Target, students: int = 2000, seed: int = 42, *, replace: bool 
         for table in ("users", "teachers", "courses", "students"):
             conn.execute(sql.SQL("SELECT setval(pg_get_serial_sequence(%s, 'id'), coalesce(max(id), 0) + 1, false) FROM {}")
                          .format(sql.Identifier(table)), (table,))
-        conn.commit()
-    with connect(target, autocommit=True) as conn:
-        conn.execute(sql.SQL("ANALYZE {}").format(sql.SQL(", ").join(map(sql.Identifier, TABLES))))
+    conn.execute(sql.SQL("ANALYZE {}").format(sql.SQL(", ").join(map(sql.Identifier, TABLES))))
     result.seconds = time.perf_counter() - began
     return result
 

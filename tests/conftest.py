@@ -69,16 +69,25 @@ def scratch(server):
 @pytest.fixture
 def migrated(scratch):
     """A scratch database at the latest migration."""
-    migrate.apply(scratch)
+    with db.connect(scratch, autocommit=True) as conn:
+        migrate.apply(conn)
     return scratch
+
+
+@pytest.fixture
+def owner(migrated):
+    """An autocommit connection to the `migrated` database as its owner, as a CLI command or a notebook opens it."""
+    with db.connect(migrated, autocommit=True) as conn:
+        yield conn
 
 
 @pytest.fixture(scope="module")
 def seeded(server):
     """A scratch database at the latest migration with 300 sample students (shared by a module)."""
     target = _create(server)
-    migrate.apply(target)
-    seed.seed(target, students=300, seed=7)
+    with db.connect(target, autocommit=True) as conn:
+        migrate.apply(conn)
+        seed.seed(conn, students=300, seed=7)
     yield target
     _drop(server, target)
 
@@ -151,3 +160,57 @@ def incident_id():
     yield name
     for path in incident.incidents_dir().glob(f"{name}*"):
         path.unlink()
+
+
+SAMPLE_DBS = {"chinook": ["chinook.sql"], "northwind": ["northwind.sql"],
+              "pagila": ["pagila-schema.sql", "pagila-data.sql", "pagila-extras.sql"]}
+
+
+def _load_sample(server: db.Target, name: str) -> db.Target:
+    """A new scratch database holding the public sample database `name` (tests/fixtures/sample_dbs)."""
+    import subprocess
+
+    target = _create(server)
+    with db.connect(server) as conn:
+        psql = db.client_program("psql", server, db.server_version(conn))
+    folder = Path(__file__).parent / "fixtures" / "sample_dbs"
+    for file in SAMPLE_DBS[name]:
+        subprocess.run([str(psql), "-X", "-q", "-v", "ON_ERROR_STOP=1", "--dbname", target.url, "-f", str(folder / file)],
+                       check=True, capture_output=True, text=True)
+    return target
+
+
+@pytest.fixture(scope="session")
+def sample_db(server):
+    """sample_db(name): the public sample database `name` (chinook, northwind, pagila), loaded once per
+    session and dropped at its end. Read it only; change a `sample_copy`."""
+    loaded: dict[str, db.Target] = {}
+
+    def get(name: str) -> db.Target:
+        if name not in loaded:
+            loaded[name] = _load_sample(server, name)
+        return loaded[name]
+
+    yield get
+    for target in loaded.values():
+        _drop(server, target)
+
+
+@pytest.fixture
+def sample_copy(server, sample_db):
+    """sample_copy(name): a copy of a public sample database (CREATE DATABASE ... TEMPLATE) for a test
+    that changes it, dropped after the test."""
+    copies = []
+
+    def copy(name: str) -> db.Target:
+        source = sample_db(name)
+        target = server.with_database(f"prep_ops_test_{uuid.uuid4().hex[:10]}")
+        with db.connect(server, autocommit=True) as conn:
+            conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(target.database),
+                                                                          sql.Identifier(source.database)))
+        copies.append(target)
+        return target
+
+    yield copy
+    for target in copies:
+        _drop(server, target)

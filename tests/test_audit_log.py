@@ -15,7 +15,7 @@ HOSTILE = 'we"ird; DROP TABLE users; --'
 
 
 @pytest.fixture
-def watched(migrated):
+def watched(migrated, owner):
     """A migrated database with a few rows, its own roles, and the audit log on the default tables."""
     rs = roles.RoleSet.with_prefix(f"t{uuid.uuid4().hex[:8]}_")
     passwords = {kind: secrets.token_urlsafe(16) for kind in roles.LOGIN_KINDS}
@@ -25,10 +25,10 @@ def watched(migrated):
         conn.execute("INSERT INTO students (user_id, level, instrument, start_date, guardian, audition_recording) "
                      "VALUES (1, 'beginner', 'violin', '2025-01-10', '{\"name\": \"Ana Vigil\"}', '\\x0102')")
         conn.execute("INSERT INTO tuition_payments (student_id, term, amount, method) VALUES (1, '2026-fall', 420.00, 'card')")
-    roles.apply(migrated, rs, passwords)
-    audit_log.enable(migrated, readers=[rs.dba])
+    roles.apply(owner, rs, passwords)
+    audit_log.enable(owner, readers=[rs.dba])
     yield migrated, rs, passwords
-    roles.drop(migrated, rs)
+    roles.drop(owner, rs)
 
 
 def _login(watched, kind):
@@ -36,11 +36,11 @@ def _login(watched, kind):
     return roles.login(target, rs.names[kind], passwords.get(kind))
 
 
-def test_an_update_is_recorded_with_who_old_and_new_values(watched):
+def test_an_update_is_recorded_with_who_old_and_new_values(watched, owner):
     target, rs, _ = watched
     with db.connect(_login(watched, "app")) as conn:
         conn.execute("UPDATE students SET level = 'intermediate' WHERE id = 1")
-    [entry] = audit_log.entries(target, "students").to_dict("records")
+    [entry] = audit_log.entries(owner, "students").to_dict("records")
     assert entry["operation"] == "UPDATE" and entry["table_name"] == "students" and entry["schema_name"] == "public"
     assert entry["login_role"] == rs.app and entry["acting_role"] == rs.app
     assert entry["row_key"] == {"id": 1}
@@ -49,10 +49,10 @@ def test_an_update_is_recorded_with_who_old_and_new_values(watched):
     assert entry["at"] is not None and entry["transaction_id"] > 0
 
 
-def test_insert_update_delete_and_truncate_are_recorded(watched):
+def test_insert_update_delete_and_truncate_are_recorded(watched, owner):
     target, rs, _ = watched
     probe = audit_log.probe_change(_login(watched, "app"))
-    trail = audit_log.probe_entries(target, probe)
+    trail = audit_log.probe_entries(owner, probe)
     assert list(trail["operation"]) == ["INSERT", "UPDATE", "DELETE"]
     insert, update, delete = trail.to_dict("records")
     assert insert["old_values"] is None and insert["new_values"]["username"] == probe
@@ -62,31 +62,31 @@ def test_insert_update_delete_and_truncate_are_recorded(watched):
     with db.connect(target) as conn:
         assert conn.execute("SELECT count(*) FROM users WHERE username = %s", (probe,)).fetchone()[0] == 0
         conn.execute("TRUNCATE tuition_payments")
-    [truncate] = audit_log.entries(target, "tuition_payments").to_dict("records")
+    [truncate] = audit_log.entries(owner, "tuition_payments").to_dict("records")
     assert truncate["operation"] == "TRUNCATE" and truncate["row_key"] is None
 
 
-def test_set_role_is_recorded_as_the_acting_role(watched):
+def test_set_role_is_recorded_as_the_acting_role(watched, owner):
     target, rs, _ = watched
     with db.connect(target) as conn:
         me = conn.execute("SELECT current_user").fetchone()[0]
         conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(rs.app)))
         conn.execute("UPDATE users SET full_name = 'Rosa M. Vigil' WHERE id = 1")
-    [entry] = audit_log.entries(target, "users").to_dict("records")
+    [entry] = audit_log.entries(owner, "users").to_dict("records")
     assert entry["login_role"] == me and entry["acting_role"] == rs.app
 
 
-def test_binary_columns_are_left_out_but_their_change_shows(watched):
+def test_binary_columns_are_left_out_but_their_change_shows(watched, owner):
     target, _, _ = watched
     with db.connect(_login(watched, "app")) as conn:
         conn.execute("UPDATE students SET audition_recording = '\\x0a0b0c' WHERE id = 1")
-    [entry] = audit_log.entries(target, "students").to_dict("records")
+    [entry] = audit_log.entries(owner, "students").to_dict("records")
     assert entry["changed_columns"] == ["audition_recording"]
     assert "audition_recording" not in entry["old_values"] and "audition_recording" not in entry["new_values"]
     assert entry["new_values"]["guardian"] == {"name": "Ana Vigil"}
 
 
-def test_watched_roles_cannot_change_the_log(watched):
+def test_watched_roles_cannot_change_the_log(watched, owner):
     target, rs, _ = watched
     with db.connect(_login(watched, "app")) as conn:
         conn.execute("UPDATE users SET role = 'staff' WHERE id = 1")  # something to delete
@@ -108,58 +108,69 @@ def test_watched_roles_cannot_change_the_log(watched):
             with pytest.raises(psycopg.errors.InsufficientPrivilege, match="append-only"):
                 with conn.transaction():
                     conn.execute(statement)
-    assert len(audit_log.entries(target)) == 1
+    assert len(audit_log.entries(owner)) == 1
 
 
-def test_enable_and_disable_are_idempotent(watched):
+def test_enable_and_disable_are_idempotent(watched, owner):
     target, rs, _ = watched
-    assert audit_log.enabled(target) == sorted(audit_log.DEFAULT_TABLES)
-    assert audit_log.enable(target, readers=[rs.dba]) == []
-    assert audit_log.disable(target, "tuition_payments") == ["tuition_payments"]
-    assert audit_log.disable(target, "tuition_payments") == []
+    assert audit_log.enabled(owner) == sorted(audit_log.DEFAULT_TABLES)
+    assert audit_log.enable(owner, readers=[rs.dba]) == []
+    assert audit_log.disable(owner, "tuition_payments") == ["tuition_payments"]
+    assert audit_log.disable(owner, "tuition_payments") == []
     with db.connect(target) as conn:
         conn.execute("UPDATE tuition_payments SET amount = 400")
-    assert audit_log.entries(target, "tuition_payments").empty
-    assert audit_log.enable(target, "tuition_payments") == ["tuition_payments"]
-    assert audit_log.enable(target, "tuition_payments") == []
+    assert audit_log.entries(owner, "tuition_payments").empty
+    assert audit_log.enable(owner, "tuition_payments") == ["tuition_payments"]
+    assert audit_log.enable(owner, "tuition_payments") == []
     with db.connect(target) as conn:
         conn.execute("UPDATE tuition_payments SET amount = 410")
-    assert list(audit_log.entries(target, "tuition_payments")["operation"]) == ["UPDATE"]
+    assert list(audit_log.entries(owner, "tuition_payments")["operation"]) == ["UPDATE"]
 
 
-def test_hostile_table_name(migrated):
+def test_hostile_table_name(migrated, owner):
     with db.connect(migrated) as conn:
         conn.execute(sql.SQL('CREATE TABLE {} ({} serial PRIMARY KEY, note text, clip bytea)').format(
             sql.Identifier(HOSTILE), sql.Identifier('key "a", b')))
-    assert audit_log.enable(migrated, HOSTILE) == [HOSTILE]
-    assert audit_log.enable(migrated, HOSTILE) == []
+    assert audit_log.enable(owner, HOSTILE) == [HOSTILE]
+    assert audit_log.enable(owner, HOSTILE) == []
     with db.connect(migrated) as conn:
         conn.execute(sql.SQL("INSERT INTO {} (note, clip) VALUES ('hello', '\\x00')").format(sql.Identifier(HOSTILE)))
         assert conn.execute("SELECT to_regclass('public.users')").fetchone()[0] is not None
-    [entry] = audit_log.entries(migrated, HOSTILE).to_dict("records")
+    [entry] = audit_log.entries(owner, HOSTILE).to_dict("records")
     assert entry["table_name"] == HOSTILE and entry["row_key"] == {'key "a", b': 1}
     assert entry["new_values"] == {'key "a", b': 1, "note": "hello"}
-    assert HOSTILE in audit_log.enabled(migrated)
-    assert audit_log.disable(migrated, HOSTILE) == [HOSTILE]
+    assert HOSTILE in audit_log.enabled(owner)
+    assert audit_log.disable(owner, HOSTILE) == [HOSTILE]
 
 
-def test_unknown_tables_and_bad_limits_are_refused(migrated):
+def test_unknown_tables_and_bad_limits_are_refused(migrated, owner):
     with pytest.raises(ParameterError, match="no table"):
-        audit_log.enable(migrated, "no_such_table")
+        audit_log.enable(owner, "no_such_table")
     with pytest.raises(ParameterError):
-        audit_log.enable(migrated, [])
-    with pytest.raises(audit_log.AuditLogError, match="enable it first"):
-        audit_log.entries(migrated)
-    audit_log.enable(migrated, "users")
+        audit_log.enable(owner, [])
+    assert audit_log.entries(owner).empty  # migrated: the log is there, empty until something is logged
+    audit_log.enable(owner, "users")
     with pytest.raises(ParameterError, match="limit"):
-        audit_log.entries(migrated, limit=0)
+        audit_log.entries(owner, limit=0)
 
 
-def test_changes_outside_a_scratch_database_need_confirm(migrated, monkeypatch):
+def test_changes_outside_a_scratch_database_need_confirm(migrated, owner, monkeypatch):
     monkeypatch.delenv("PREP_OPS_SCRATCH", raising=False)
-    real = db.Target(migrated.url, embedded=False)
-    with pytest.raises(ConfirmationRequired):
-        audit_log.enable(real)
-    with pytest.raises(ConfirmationRequired):
-        audit_log.disable(real)
-    assert audit_log.enable(real, confirm=True) == list(audit_log.DEFAULT_TABLES)
+    monkeypatch.setenv("PREP_OPS_DATA_DIR", "/nonexistent/prep-ops-data")  # judged as any other server
+    with pytest.raises(ConfirmationRequired, match="enabling the audit log"):
+        audit_log.enable(owner)
+    assert audit_log.enabled(owner) == []
+    with pytest.raises(ConfirmationRequired, match="disabling the audit log"):
+        audit_log.disable(owner)
+    assert audit_log.enable(owner, confirm=True) == list(audit_log.DEFAULT_TABLES)
+
+
+def test_without_the_migration_the_log_is_missing_and_enable_says_what_to_do(scratch, owner):
+    from prep_ops import migrate
+
+    migrate.apply(owner, to=5)
+    with pytest.raises(audit_log.AuditLogError, match="no audit log .* migrate to the latest version"):
+        audit_log.enable(owner)
+    with pytest.raises(audit_log.AuditLogError, match="no audit log"):
+        audit_log.entries(owner)
+    assert audit_log.enabled(owner) == []

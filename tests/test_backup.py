@@ -10,7 +10,7 @@ from psycopg import sql
 
 from prep_ops import backup, checksums, db, restore, verify
 from prep_ops.scratch import drop as drop_scratch
-from prep_ops.errors import ConfirmationRequired, ParameterError
+from prep_ops.errors import BackupError, ConfirmationRequired, NoBackups, ParameterError
 
 from conftest import rehash
 
@@ -123,9 +123,24 @@ def test_changed_column_type_fails_naming_the_column(seeded, tmp_path):
 
 def test_the_source_is_never_a_restore_target(seeded, tmp_path):
     made = backup.backup(seeded, "schema", "plain", directory=tmp_path)
-    with pytest.raises(ParameterError, match="source database; refusing"):
-        verify.refuse_source(seeded, made.manifest)
-    verify.refuse_source(seeded.with_database("postgres"), made.manifest)  # another database: fine
+    with db.connect(seeded, autocommit=True) as conn, pytest.raises(ParameterError, match="source database; refusing"):
+        verify.refuse_source(conn, made.manifest)
+    with db.connect(seeded.with_database("postgres"), autocommit=True) as conn:
+        verify.refuse_source(conn, made.manifest)  # another database: fine
+
+
+def test_no_backups_is_one_error_type_from_verify_and_from_recovery(migrated, tmp_path):
+    from prep_ops.incident import recovery
+
+    with pytest.raises(NoBackups, match=f"no backup in {tmp_path}"):
+        verify.verify_latest(tmp_path)
+    with db.connect(migrated, autocommit=True) as conn:
+        with pytest.raises(NoBackups, match=f"no full backup of {migrated.database} .* in {tmp_path}"):
+            recovery.latest_backup(conn, tmp_path)
+        source = backup.identity(conn)
+    with pytest.raises(NoBackups, match=f"no backup of {migrated.database} "):
+        verify.verify_latest(tmp_path, source=source)
+    assert issubclass(NoBackups, BackupError)
 
 
 def test_latest_fails_when_too_old_or_too_small(seeded, tmp_path):
@@ -316,7 +331,9 @@ def test_a_manifest_without_a_method_is_verified_with_the_text_method(seeded, tm
 
     _rewrite_manifest(made.path, lambda m: m.update(tables=made.manifest["tables"]))  # new sums, no method
     failed = verify.verify(made.path).failures
-    assert set(failed["check"]) == {"content checksum"} and len(failed) == len(text_sums)
+    differing = {t for t, sums in text_sums.items() if sums != made.manifest["tables"][t]}
+    assert differing == set(text_sums) - {"audit.log"}  # the audit log is empty: 0 rows sum to "0" either way
+    assert set(failed["check"]) == {"content checksum"} and set(failed["object"]) == differing
 
 
 def _valid_manifest() -> dict:
@@ -366,24 +383,23 @@ def test_compare_data_names_the_tables_that_differ(seeded, scratch, tmp_path):
     restore.restore_into(made.path, scratch, made.manifest)
     with db.connect(scratch, autocommit=True) as conn:
         conn.execute("CREATE TABLE leftover (id integer)")  # empty: no data that was not there before
-    same = verify.compare_data(scratch, made.manifest)
-    assert same.ok and same.differing == []
-    assert same.detail == f"{len(made.manifest['tables'])} tables equal the backup in row count and content checksum"
+        same = verify.compare_data(conn, made.manifest)
+        assert same.ok and same.differing == []
+        assert same.detail == f"{len(made.manifest['tables'])} tables equal the backup in row count and content checksum"
 
-    with db.connect(scratch, autocommit=True) as conn:
         conn.execute("UPDATE tuition_payments SET amount = amount + 1 WHERE id = (SELECT min(id) FROM tuition_payments)")
         conn.execute("DROP TABLE enrollments")
         conn.execute("INSERT INTO leftover VALUES (1)")
-    exact = verify.compare_data(scratch, made.manifest)
-    assert not exact.ok and exact.differing == ["public.enrollments", "public.leftover", "public.tuition_payments"]
-    assert exact.detail == ("differ: public.enrollments (table present); public.leftover (rows of a table not in the backup); "
-                            "public.tuition_payments (content checksum)")
-    with db.connect(scratch, autocommit=True) as conn:  # what a rollback records about itself
+        exact = verify.compare_data(conn, made.manifest)
+        assert not exact.ok and exact.differing == ["public.enrollments", "public.leftover", "public.tuition_payments"]
+        assert exact.detail == ("differ: public.enrollments (table present); public.leftover (rows of a table not in the "
+                                "backup); public.tuition_payments (content checksum)")
+        # what a rollback records about itself
         conn.execute("DELETE FROM schema_version WHERE version = (SELECT max(version) FROM schema_version)")
-    below = verify.compare_data(scratch, made.manifest, exact=False)  # a table dropped by a rollback: not compared
-    assert below.differing == ["public.leftover", "public.tuition_payments"]
-    assert not {"public.enrollments", "public.schema_version"} & set(below.report["object"])
-    assert "public.schema_version" in verify.compare_data(scratch, made.manifest).differing
+        below = verify.compare_data(conn, made.manifest, exact=False)  # a table dropped by a rollback: not compared
+        assert below.differing == ["public.leftover", "public.tuition_payments"]
+        assert not {"public.enrollments", "public.schema_version"} & set(below.report["object"])
+        assert "public.schema_version" in verify.compare_data(conn, made.manifest).differing
 
 
 def _with_extensions(target, names) -> list[str]:

@@ -107,7 +107,7 @@ def test_a_manifest_pointing_outside_its_folder_is_never_read(seeded, tmp_path):
     rows = backup.check_files(made.path, backup.read_manifest(made.path))
     outside = [r for r in rows if r["object"] == "link"]
     assert outside == [{"object": "link", "check": "file inside the backup", "expected": "inside",
-                        "actual": "leads out of the backup's folder: not read", "passed": False}]
+                        "actual": "leads out of the backup's folder: not read", "passed": False, "skipped": False}]
     manifest["files"]["/etc/hostname"] = manifest["files"].pop("link")
     mpath.write_text(json.dumps(manifest))
     with pytest.raises(BackupError, match="file '/etc/hostname' is not a name inside the backup's folder"):
@@ -126,7 +126,7 @@ def test_two_clusters_with_a_same_named_database_never_use_each_others_backups(s
     server under test: keep, verify --latest and the recovery runbook's choice each stay with their own."""
     from psycopg import sql
 
-    from prep_ops import recovery
+    from prep_ops.incident import recovery
     from prep_ops.scratch import drop as drop_scratch
 
     name = f"prep_ops_same_{uuid.uuid4().hex[:8]}"
@@ -144,11 +144,11 @@ def test_two_clusters_with_a_same_named_database_never_use_each_others_backups(s
         mine = backup.backup(ours, "full", "custom", directory=tmp_path)
         other = backup.backup(theirs, "full", "custom", directory=tmp_path)  # newer, same name
         assert mine.manifest["source"]["system_identifier"] != other.manifest["source"]["system_identifier"]
-        with db.connect(ours) as conn:
+        with db.connect(ours, autocommit=True) as conn:
             identity = backup.identity(conn)
+            assert recovery.latest_backup(conn, tmp_path).path == mine.path
         assert [b.path for b in backup.of_database(tmp_path, identity)] == [mine.path]
         assert verify.verify_latest(tmp_path, source=identity, server=server).backup == mine.path
-        assert recovery.latest_backup(ours, tmp_path).path == mine.path
         backup.backup(theirs, "full", "custom", directory=tmp_path, keep=1)  # prunes only the other cluster's
         assert mine.path.exists() and not other.path.exists()
     finally:

@@ -9,8 +9,9 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from prep_ops import audit_log, breach, db, passwords, roles, seed, service
-from prep_ops.drills import security as security_drill
+from prep_ops import audit_log, db, roles, seed
+from prep_ops.incident import breach, breach_response, lockout, passwords
+from prep_ops.incident.drills import security as security_drill
 from prep_ops.errors import ParameterError
 from prep_ops.incident import Incident
 
@@ -26,11 +27,17 @@ def _as_superuser(target, *statements):
 
 
 @pytest.fixture
-def school(migrated):
+def school(migrated, owner):
     """A migrated database with a little sample data and the audit log on."""
-    seed.seed(migrated, students=20, seed=3)
-    audit_log.enable(migrated)
+    seed.seed(owner, students=20, seed=3)
+    audit_log.enable(owner)
     return migrated
+
+
+@pytest.fixture
+def conn(school, owner):
+    """An autocommit connection to `school`, as a runbook step opens it."""
+    return owner
 
 
 @pytest.fixture
@@ -69,11 +76,11 @@ def suspect(school, server):
 
 
 @pytest.fixture
-def baseline(school):
+def baseline(conn):
     role_set = roles.RoleSet.with_prefix(f'b"l; {uuid.uuid4().hex[:6]} ')
-    roles.apply(school, role_set, {kind: uuid.uuid4().hex for kind in roles.LOGIN_KINDS})
+    roles.apply(conn, role_set, {kind: uuid.uuid4().hex for kind in roles.LOGIN_KINDS})
     yield role_set
-    roles.drop(school, role_set)
+    roles.drop(conn, role_set)
 
 
 def _incident(target, tmp_path, mode="drill", confirm=False):
@@ -85,8 +92,8 @@ def _kinds(frame):
     return set(frame["kind"])
 
 
-def test_holdings_name_every_kind_of_thing_the_role_holds(school, suspect):
-    held = breach.holdings(school, suspect)
+def test_holdings_name_every_kind_of_thing_the_role_holds(school, conn, suspect):
+    held = breach.holdings(conn, suspect)
     assert _kinds(held) == {"attribute", "member of", "database", "schema", "table", "column", "sequence", "routine",
                             "default privileges", "owns"}
     assert {("public.tuition_payments", "UPDATE"), ("public.tuition_payments", "DELETE"), ("public.users.email", "UPDATE"),
@@ -94,132 +101,129 @@ def test_holdings_name_every_kind_of_thing_the_role_holds(school, suspect):
     assert "member of gr\"oup;" in breach.held_text(held)
 
 
-def test_revoke_leaves_the_role_with_nothing_but_what_it_owns(school, suspect, tmp_path):
-    actions = breach.revoke_actions(school, suspect)
+def test_revoke_leaves_the_role_with_nothing_but_what_it_owns(school, conn, suspect, tmp_path):
+    actions = breach.revoke_actions(conn, suspect)
     quoted = sql.Identifier(suspect).as_string(None)
     assert all(quoted in a.text for a in actions) and not any("owned" in a.text for a in actions)
     _incident(school, tmp_path).run(actions)
-    left = breach.holdings(school, suspect)
+    left = breach.holdings(conn, suspect)
     assert _kinds(left) == {"owns"} and len(left) == 1
-    assert breach.revoke_actions(school, suspect) == []
-    with db.connect(school, autocommit=True) as conn:  # the role is kept (evidence); nothing else was dropped
-        assert conn.execute("SELECT rolcanlogin FROM pg_roles WHERE rolname = %s", (suspect,)).fetchone() == (True,)
-        assert conn.execute("SELECT count(*) FROM users").fetchone()[0] > 0
+    assert breach.revoke_actions(conn, suspect) == []
+    # the role is kept (evidence); nothing else was dropped
+    assert conn.execute("SELECT rolcanlogin FROM pg_roles WHERE rolname = %s", (suspect,)).fetchone() == (True,)
+    assert conn.execute("SELECT count(*) FROM users").fetchone()[0] > 0
 
 
-def test_weak_password_is_detected_and_never_named(school, suspect, baseline):
-    found = passwords.weak_passwords(school, [suspect, baseline.reporter, baseline.readonly])
+def test_weak_password_is_detected_and_never_named(school, conn, suspect, baseline):
+    found = passwords.weak_passwords(conn, [suspect, baseline.reporter, baseline.readonly])
     by_role = dict(zip(found["role"], found["common_password"]))
     assert by_role == {suspect: True, baseline.reporter: False, baseline.readonly: None}
     assert WEAK not in found.to_string()
 
 
-def test_md5_and_role_name_passwords_count_as_common(school, server):
+def test_md5_and_role_name_passwords_count_as_common(school, conn, server):
     name = f"md5 {uuid.uuid4().hex[:6]}"
-    with db.connect(server, autocommit=True) as conn:
-        conn.execute("SET password_encryption = 'md5'")
-        conn.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(sql.Identifier(name), sql.Literal(name + "123")))
+    with db.connect(server, autocommit=True) as admin:
+        admin.execute("SET password_encryption = 'md5'")
+        admin.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(sql.Identifier(name), sql.Literal(name + "123")))
     try:
-        found = passwords.weak_passwords(school, [name])
+        found = passwords.weak_passwords(conn, [name])
         assert found.to_dict("records") == [{"role": name, "login": True, "stored_as": "md5", "common_password": True}]
     finally:
-        with db.connect(server, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(name)))
+        with db.connect(server, autocommit=True) as admin:
+            admin.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(name)))
 
 
-def test_timeline_shows_the_suspicious_changes_of_that_role_only(school, suspect, baseline):
-    with db.connect(roles.login(school, suspect, WEAK)) as conn:
-        conn.execute("UPDATE tuition_payments SET amount = 0.01 WHERE id IN (1, 2)")
-        conn.execute("DELETE FROM tuition_payments WHERE id = 3")
-        conn.commit()
-    mark = breach.log_position(school)
-    with db.connect(school) as conn:  # someone else's change: not in the suspect's timeline
-        conn.execute("UPDATE users SET full_name = 'Someone Else' WHERE id = 1")
-        conn.commit()
-    line = breach.timeline(school, suspect)
+def test_timeline_shows_the_suspicious_changes_of_that_role_only(school, conn, suspect, baseline):
+    with db.connect(roles.login(school, suspect, WEAK)) as theirs:
+        theirs.execute("UPDATE tuition_payments SET amount = 0.01 WHERE id IN (1, 2)")
+        theirs.execute("DELETE FROM tuition_payments WHERE id = 3")
+        theirs.commit()
+    mark = breach.log_position(conn)
+    conn.execute("UPDATE users SET full_name = 'Someone Else' WHERE id = 1")  # someone else's: not in the suspect's timeline
+    line = breach.timeline(conn, suspect)
     assert list(zip(line["operation"], line["table_name"])) == [("UPDATE", "tuition_payments")] * 2 + [("DELETE", "tuition_payments")]
     assert set(line["login_role"]) == {suspect} and line["old_values"].iloc[0]["amount"] != 0.01
     assert breach.changes_per_table(line).to_dict() == {"DELETE": {"tuition_payments": 1}, "UPDATE": {"tuition_payments": 2}}
-    assert breach.timeline(school, suspect, after=mark).empty
-    assert list(breach.timeline(school, after=mark)["table_name"]) == ["users"]
-    lines = breach.assess(school, suspect, baseline).lines()
+    assert breach.timeline(conn, suspect, after=mark).empty
+    assert list(breach.timeline(conn, after=mark)["table_name"]) == ["users"]
+    lines = breach_response.assess(conn, suspect, baseline).lines()
     assert lines[0].startswith(f"3 change(s) by {suspect} between") and "1 DELETE, 2 UPDATE on tuition_payments" in lines[0]
 
 
-def test_timeline_without_an_audit_log_is_empty(migrated):
-    assert breach.timeline(migrated, "anyone").empty and breach.log_position(migrated) == 0
+def test_timeline_without_an_audit_log_is_empty(owner):
+    assert breach.timeline(owner, "anyone").empty and breach.log_position(owner) == 0
 
 
-def test_isolate_ends_sessions_and_monitor_proves_the_role_cannot_log_in(school, suspect, baseline, tmp_path):
+def test_isolate_ends_sessions_and_monitor_proves_the_role_cannot_log_in(school, conn, suspect, baseline, tmp_path):
     session = psycopg.connect(roles.login(school, suspect, WEAK).url, autocommit=True)
     inc = _incident(school, tmp_path)
-    isolation = breach.isolate(inc, suspect)
+    isolation = breach_response.isolate(inc, conn, suspect)
     assert isolation.locked_out and len(isolation.sessions_before) == 1 and "suspect" in inc.holds
     with pytest.raises(psycopg.OperationalError):
         session.execute("SELECT 1")
-    watch = breach.monitor(school, suspect, baseline, after=isolation.log_position, leaked=roles.Secret(WEAK))
+    watch = breach_response.monitor(inc, conn, suspect, baseline, after=isolation.log_position, leaked=roles.Secret(WEAK))
     assert watch.cannot_log_in and "not permitted to log in" in watch.login_detail
     assert watch.since.empty and not watch.plan
     assert WEAK not in watch.login_detail
 
 
-def test_live_without_confirm_changes_nothing_and_shows_what_it_would_run(school, suspect, baseline, tmp_path, capsys):
+def test_live_without_confirm_changes_nothing_and_shows_what_it_would_run(school, conn, suspect, baseline, tmp_path, capsys):
     _as_superuser(school, sql.SQL("GRANT UPDATE ON public.tuition_payments TO {}").format(sql.Identifier(baseline.reporter)))
-    before = breach.holdings(school, suspect)
+    before = breach.holdings(conn, suspect)
     inc = _incident(school, tmp_path, mode="live")
-    assert not breach.isolate(inc, suspect).locked_out
-    assessment = breach.assess(school, suspect, baseline)
+    assert not breach_response.isolate(inc, conn, suspect).locked_out
+    assessment = breach_response.assess(conn, suspect, baseline)
     assert assessment.affected() == [suspect, baseline.reporter]
-    fixed = breach.fix(inc, suspect, baseline)
-    rotation = passwords.rotate(inc, assessment.affected(), baseline)
-    assert breach.holdings(school, suspect).equals(before) and len(fixed.plan) == 1 and not fixed.holds_nothing
+    fixed = breach_response.fix(inc, conn, suspect, baseline)
+    rotation = passwords.rotate(inc, conn, assessment.affected(), baseline)
+    assert breach.holdings(conn, suspect).equals(before) and len(fixed.plan) == 1 and not fixed.holds_nothing
     assert rotation.rotated == [] and rotation.file is None and not list(tmp_path.glob("*.passwords"))
-    assert passwords.weak_passwords(school, [suspect])["common_password"].tolist() == [True]
+    assert passwords.weak_passwords(conn, [suspect])["common_password"].tolist() == [True]
     shown = capsys.readouterr().out
     assert "WOULD (confirm=True to run): ALTER ROLE" in shown and "NOLOGIN" in shown and "REVOKE ALL ON TABLE" in shown
 
 
-def test_rotation_saves_generated_passwords_privately_and_never_shows_them(school, suspect, baseline, tmp_path, capsys, monkeypatch):
+def test_rotation_saves_generated_passwords_privately_and_never_shows_them(school, conn, suspect, baseline, tmp_path, capsys, monkeypatch):
     given = f"given-{uuid.uuid4().hex}"
     monkeypatch.setenv(roles.password_variable("reporter"), given)
     inc = _incident(school, tmp_path)
-    rotation = passwords.rotate(inc, [suspect, baseline.reporter], baseline)
+    rotation = passwords.rotate(inc, conn, [suspect, baseline.reporter], baseline)
     assert rotation.rotated == [suspect, baseline.reporter]
     assert rotation.sources == {suspect: "generated", baseline.reporter: "PREP_OPS_REPORTER_PASSWORD"}
     saved = json.loads(rotation.file.read_text())
     assert list(saved) == [suspect] and stat.S_IMODE(rotation.file.stat().st_mode) == 0o600
-    assert passwords.weak_passwords(school, [suspect])["common_password"].tolist() == [False]
-    with db.connect(roles.login(school, suspect, saved[suspect])) as conn:
-        assert conn.execute("SELECT current_user").fetchone()[0] == suspect
+    assert passwords.weak_passwords(conn, [suspect])["common_password"].tolist() == [False]
+    with db.connect(roles.login(school, suspect, saved[suspect])) as theirs:
+        assert theirs.execute("SELECT current_user").fetchone()[0] == suspect
     shown = capsys.readouterr().out + inc.write().read_text() + rotation.table().to_string() + repr(rotation)
     assert saved[suspect] not in shown and given not in shown and "PASSWORD '***'" in shown
-    assert not passwords.weak_passwords(school, [baseline.reporter])["common_password"].any()
-    assert roles.plan(school, baseline) == []  # the baseline wants the password from the environment: it has it
+    assert not passwords.weak_passwords(conn, [baseline.reporter])["common_password"].any()
+    assert roles.plan(conn, baseline) == []  # the baseline wants the password from the environment: it has it
 
 
-def test_a_new_password_that_is_the_old_one_is_refused(school, suspect, baseline, tmp_path, monkeypatch):
+def test_a_new_password_that_is_the_old_one_is_refused(school, conn, suspect, baseline, tmp_path, monkeypatch):
     monkeypatch.setenv(passwords.password_variable(suspect, baseline), WEAK)
     with pytest.raises(passwords.RotationError, match=r"PREP_OPS_CON_TRACTOR_DROP_TABLE_USERS_\w+_PASSWORD holds the password"):
-        passwords.rotate(_incident(school, tmp_path), [suspect], baseline)
-    assert passwords.weak_passwords(school, [suspect])["common_password"].tolist() == [True]
+        passwords.rotate(_incident(school, tmp_path), conn, [suspect], baseline)
+    assert passwords.weak_passwords(conn, [suspect])["common_password"].tolist() == [True]
 
 
-def test_check_suspect_refuses_what_would_backfire(school, suspect, baseline):
-    assert breach.check_suspect(school, suspect, baseline) == suspect
-    assert breach.check_suspect(school, None, baseline) is None
+def test_check_suspect_refuses_what_would_backfire(school, conn, suspect, baseline):
+    assert breach.check_suspect(conn, suspect, baseline) == suspect
+    assert breach.check_suspect(conn, None, baseline) is None
     with pytest.raises(ParameterError, match="no role"):
-        breach.check_suspect(school, "nobody " + uuid.uuid4().hex, baseline)
+        breach.check_suspect(conn, "nobody " + uuid.uuid4().hex, baseline)
     with pytest.raises(ParameterError, match="roles-as-code baseline"):
-        breach.check_suspect(school, baseline.app, baseline)
-    with db.connect(school, autocommit=True) as conn:
-        me = conn.execute("SELECT current_user").fetchone()[0]
+        breach.check_suspect(conn, baseline.app, baseline)
+    me = conn.execute("SELECT current_user").fetchone()[0]
     with pytest.raises(ParameterError, match="lock you out"):
-        breach.check_suspect(school, me, baseline)
+        breach.check_suspect(conn, me, baseline)
 
 
-def test_drifted_names_only_the_roles_a_plan_changes(school, baseline):
+def test_drifted_names_only_the_roles_a_plan_changes(school, conn, baseline):
     _as_superuser(school, sql.SQL("GRANT DELETE ON public.users TO {}").format(sql.Identifier(baseline.analyst)))
-    assert breach.drifted(roles.plan(school, baseline), baseline) == [baseline.analyst]
+    assert breach.drifted(roles.plan(conn, baseline), baseline) == [baseline.analyst]
 
 
 # --- the drill ------------------------------------------------------------------------------------
@@ -230,8 +234,9 @@ def test_drill_stages_the_breach_and_cleans_up_even_after_a_crash(server):
     drill = security_drill.prepare(server, students=30, prefix=prefix)
     try:
         assert drill.suspect == prefix + "contractor" and drill.target.database == security_drill.DATABASE
-        assert len(service.sessions(drill.target, drill.suspect)) == 1
-        assessment = breach.assess(drill.target, drill.suspect, drill.role_set)
+        with db.connect(drill.target, autocommit=True) as conn:
+            assert len(lockout.sessions(conn, drill.suspect)) == 1
+            assessment = breach_response.assess(conn, drill.suspect, drill.role_set)
         assert drill.found_in(assessment) == (True, "its changes, grants, the reporter's drift and the common password")
         assert security_drill.LEAKED not in repr(drill) + " ".join(assessment.lines())
         everything = {security_drill.DATABASE, *drill.role_set.names.values(), drill.suspect}

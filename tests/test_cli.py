@@ -19,7 +19,7 @@ def prep_ops(*args, env=None, timeout=600):
 def assert_one_error_line(result, *needles):
     assert result.returncode != 0
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith(("error:", "Error:")), result.stderr
+    assert len(lines) == 1 and lines[0].startswith("error:"), result.stderr
     assert "Traceback" not in result.stderr + result.stdout
     for needle in needles:
         assert needle in lines[0]
@@ -34,30 +34,35 @@ def test_db_status_and_url_of_the_embedded_server():
     assert status.returncode == 0 and status.stdout.startswith("running: PostgreSQL")
 
 
+def _version(target) -> int:
+    with db.connect(target, autocommit=True) as conn:
+        return migrate.current_version(conn)
+
+
 def test_migrate_status_plan_apply_and_down_with_confirm(scratch):
     env = cli_env(scratch, PREP_OPS_SCRATCH="1")  # the test's own database, declared throwaway
     plan = prep_ops("migrate", "plan", env=env)
     assert plan.returncode == 0 and "CREATE TABLE users" in plan.stdout
-    assert migrate.current_version(scratch) == 0  # plan changed nothing
+    assert _version(scratch) == 0  # plan changed nothing
     up = prep_ops("migrate", env=env)
-    assert up.returncode == 0 and "schema at version 5" in up.stdout
+    assert up.returncode == 0 and f"schema at version {migrate.latest_version()}" in up.stdout
     status = prep_ops("migrate", "status", env=env)
-    assert status.stdout.count("applied") >= 5
+    assert status.stdout.count("applied") >= migrate.latest_version()
     seeded = prep_ops("seed", "--students", "50", env=env)
     assert seeded.returncode == 0 and "students" in seeded.stdout
     refused = prep_ops("migrate", "--to", "0", env=env)
     assert_one_error_line(refused, "--confirm")
-    assert migrate.current_version(scratch) == 5
+    assert _version(scratch) == migrate.latest_version()
     down = prep_ops("migrate", "--to", "0", "--confirm", env=env)
-    assert down.returncode == 0 and migrate.current_version(scratch) == 0
+    assert down.returncode == 0 and _version(scratch) == 0
 
 
 def test_cli_migrate_and_seed_need_confirm_outside_a_scratch_database(scratch):
-    env = cli_env(scratch)
+    env = cli_env(scratch, PREP_OPS_DATA_DIR="/nonexistent/prep-ops-data")  # judged as any other server
     env.pop("PREP_OPS_SCRATCH", None)
     refused = prep_ops("migrate", env=env)
     assert_one_error_line(refused, "is not a scratch database", "--confirm")
-    assert migrate.current_version(scratch) == 0
+    assert _version(scratch) == 0
     assert prep_ops("migrate", "--confirm", env=env).returncode == 0
     refused = prep_ops("seed", "--students", "50", env=env)
     assert_one_error_line(refused, "is not a scratch database and loading sample data changes it")
@@ -126,7 +131,7 @@ def test_run_without_confirm_leaves_an_external_database_alone(scratch, tmp_path
     shutil.copytree(PACKAGE_DIR.parent / "notebooks", tmp_path / "notebooks")
     result = prep_ops("run", "01", env=env)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "WARN" in result.stdout and migrate.current_version(scratch) == 0
+    assert "WARN" in result.stdout and _version(scratch) == 0
 
 
 def test_indexes_prints_advice_as_table_and_json(migrated):
@@ -221,6 +226,7 @@ def test_maintain_plan_run_and_bad_table(migrated):
     plan = prep_ops("maintain", "--plan", "--reindex", env=env)
     assert plan.returncode == 0 and 'REINDEX TABLE' in plan.stdout and '"users"' in plan.stdout
     env.pop("PREP_OPS_SCRATCH", None)
+    env["PREP_OPS_DATA_DIR"] = "/nonexistent/prep-ops-data"  # judged as any other server
     assert_one_error_line(prep_ops("maintain", "--tables", "enrollments", env=env), "--confirm")
     done = prep_ops("maintain", "--tables", "enrollments", "--confirm", env=env)
     assert done.returncode == 0 and 'VACUUM (ANALYZE) "public"."enrollments"' in done.stdout
@@ -253,3 +259,15 @@ def test_verify_of_a_manifest_of_the_wrong_shape_is_one_error_line(tmp_path, con
     result = prep_ops("verify", str(dump), env=cli_env())
     assert result.returncode == 1
     assert_one_error_line(result, "is not a prep-ops backup manifest", problem)
+
+
+@pytest.mark.parametrize("args, said", [
+    (["helth"], "No such command 'helth'. Did you mean 'health'? (see prep-ops --help)"),
+    (["health", "--jsn"], "No such option '--jsn'. Did you mean '--json'? (see prep-ops health --help)"),
+    (["run", "-p", "term"], "requires 2 arguments"),
+])
+def test_usage_errors_are_one_error_line_with_exit_1(args, said):
+    result = prep_ops(*args)
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: ") and said in result.stderr
+    assert "Usage:" not in result.stderr + result.stdout

@@ -5,12 +5,12 @@ from pathlib import Path
 
 import pytest
 
-from prep_ops import migrate, runner, seed
+from prep_ops import db, migrate, runner, seed
 
 from conftest import _create, _drop, notebook_outputs
 
 NOTEBOOK = Path(__file__).parent.parent / "notebooks" / "07_migration_deployment.ipynb"
-LATEST = migrate.discover()[-1].version
+LATEST = migrate.latest_version()
 
 
 @pytest.mark.parametrize("start, students", [(LATEST - 1, 200), (0, 0)], ids=["one-version-behind", "empty-database"])
@@ -19,16 +19,18 @@ def test_runbook_07_deploys_pending_migrations_and_rolls_the_copy_back_exactly(s
     monkeypatch.setenv("PREP_OPS_BACKUP_DIR", str(tmp_path / "backups"))  # the kernel inherits it
     target = _create(server)
     try:
-        if students:
-            migrate.apply(target)
-            seed.seed(target, students=students, seed=11)
-            down = migrate.apply(target, start)
-            assert [(s.version, s.direction) for s in down] == [(v, "down") for v in range(LATEST, start, -1)]
-        assert migrate.current_version(target) == start
+        with db.connect(target, autocommit=True) as conn:
+            if students:
+                migrate.apply(conn)
+                seed.seed(conn, students=students, seed=11)
+                down = migrate.apply(conn, start, confirm=True)  # over rows: confirmed
+                assert [(s.version, s.direction) for s in down] == [(v, "down") for v in range(LATEST, start, -1)]
+            assert migrate.current_version(conn) == start
 
         run = runner.run_one(NOTEBOOK, tmp_path, {"database_url": target.url, "confirm": True})
         assert run.ok, run.error
-        assert migrate.current_version(target) == LATEST
+        with db.connect(target, autocommit=True) as conn:
+            assert migrate.current_version(conn) == LATEST
         checks = {c["name"]: c for c in run.checks}
         assert (f"at version {start}, {LATEST - start} step(s) pending; rollback rehearsal to {start}"
                 in notebook_outputs(tmp_path / NOTEBOOK.name))
@@ -36,7 +38,7 @@ def test_runbook_07_deploys_pending_migrations_and_rolls_the_copy_back_exactly(s
         assert checks["down migrations run on the copy"]["passed"]
         rollback = checks["data back exactly as in the pre-migration backup"]
         assert rollback["passed"] and rollback["must_hold"]
-        tables = 8 if students else 0  # the sample schema's tables; none in an empty database
+        tables = 9 if students else 0  # at LATEST - 1: the school's 8 tables and audit.log; none in an empty database
         assert rollback["detail"] == f"{tables} tables equal the backup in row count and content checksum"
         assert not run.failed_checks
     finally:

@@ -66,12 +66,13 @@ def test_blocked_session_is_reported_with_both_pids(rooms, hold):
         thread.start()
         try:
             _wait_for(rooms, blocked, "wait_event_type = 'Lock'")
-            began = time.perf_counter()
-            critical = _by_name(health.run_checks(rooms, health.Thresholds(blocked_warn_seconds=0,
-                                                                           blocked_critical_seconds=0)))
-            seconds = time.perf_counter() - began
-            warn = _by_name(health.run_checks(rooms, health.Thresholds(blocked_warn_seconds=0)))
-            pairs = health.blocking(rooms)
+            with db.connect(rooms, autocommit=True) as conn:
+                began = time.perf_counter()
+                critical = _by_name(health.run_checks(conn, health.Thresholds(blocked_warn_seconds=0,
+                                                                              blocked_critical_seconds=0)))
+                seconds = time.perf_counter() - began
+                warn = _by_name(health.run_checks(conn, health.Thresholds(blocked_warn_seconds=0)))
+                pairs = health.blocking(conn)
         finally:
             holder.rollback()
             thread.join(30)
@@ -90,8 +91,9 @@ def test_idle_transaction_past_its_threshold_warns_with_its_pid(scratch):
     with db.connect(scratch) as idle:
         idle.execute("SELECT 'left open' AS lesson")  # opens a transaction and leaves it open
         time.sleep(1.3)
-        check = _by_name(health.run_checks(scratch, thresholds))["idle in transaction"]
-        found = health.sessions(scratch)
+        with db.connect(scratch, autocommit=True) as conn:
+            check = _by_name(health.run_checks(conn, thresholds))["idle in transaction"]
+            found = health.sessions(conn)
         pid = idle.info.backend_pid
     assert check.status == "warn" and f"pid {pid} " in check.detail and check.value >= 1
     assert found.loc[found["pid"] == pid, "state"].tolist() == ["idle in transaction"]
@@ -114,7 +116,8 @@ def test_long_running_statement_past_its_threshold_warns(scratch):
         thread.start()
         try:
             _wait_for(scratch, pid, "state = 'active' AND now() - query_start > interval '1.2 s'")
-            check = _by_name(health.run_checks(scratch, thresholds))["long-running queries"]
+            with db.connect(scratch, autocommit=True) as conn:
+                check = _by_name(health.run_checks(conn, thresholds))["long-running queries"]
         finally:
             with db.connect(scratch, autocommit=True) as admin:
                 admin.execute("SELECT pg_cancel_backend(%s)", (pid,))
@@ -127,14 +130,16 @@ def test_the_checking_session_never_reports_itself(scratch):
     zero = health.Thresholds(long_query_warn_seconds=0, long_query_critical_seconds=0,
                              idle_in_transaction_warn_seconds=0, idle_in_transaction_critical_seconds=0,
                              blocked_warn_seconds=0, blocked_critical_seconds=0)
-    checks = _by_name(health.run_checks(scratch, zero))
-    for name in ("long-running queries", "idle in transaction", "blocked sessions"):
-        assert checks[name].status == "ok", checks[name].detail
-    assert health.sessions(scratch).empty  # nobody else uses a fresh scratch database
+    with db.connect(scratch, autocommit=True) as conn:
+        checks = _by_name(health.run_checks(conn, zero))
+        for name in ("long-running queries", "idle in transaction", "blocked sessions"):
+            assert checks[name].status == "ok", checks[name].detail
+        assert health.sessions(conn).empty  # nobody else uses a fresh scratch database
 
 
 def test_a_quiet_migrated_database_is_healthy(migrated):
-    checks = health.run_checks(migrated, health.Thresholds(**IGNORE_LOG))
+    with db.connect(migrated, autocommit=True) as conn:
+        checks = health.run_checks(conn, health.Thresholds(**IGNORE_LOG))
     assert [c.name for c in checks] == list(health.CHECK_NAMES)
     judged = {c.name: c.detail for c in checks if c.status != "unknown"}
     assert {name: detail for name, detail in judged.items() if _by_name(checks)[name].status != "ok"} == {}
@@ -145,15 +150,17 @@ def test_a_quiet_migrated_database_is_healthy(migrated):
 
 def test_thresholds_decide_the_status(scratch):
     strict = health.Thresholds(connections_warn=0, connections_critical=0, xid_age_warn=0, **IGNORE_LOG)
-    checks = _by_name(health.run_checks(scratch, strict))
+    with db.connect(scratch, autocommit=True) as conn:
+        checks = _by_name(health.run_checks(conn, strict))
     assert checks["connections"].status == "critical"  # the checking session is one connection
     assert checks["transaction ID wraparound"].status == "warn"
     assert checks["transaction ID wraparound"].value >= 0
 
 
 def test_run_checks_on_the_seeded_database_is_quick_and_tabulates(seeded):
-    began = time.perf_counter()
-    checks = health.run_checks(seeded)
+    with db.connect(seeded, autocommit=True) as conn:
+        began = time.perf_counter()
+        checks = health.run_checks(conn)
     assert time.perf_counter() - began < 2  # the real speed target (1M students) is a benchmark
     frame = health.as_frame(checks)
     assert list(frame.columns) == ["name", "status", "value", "threshold", "detail", "fix"]
@@ -163,18 +170,20 @@ def test_run_checks_on_the_seeded_database_is_quick_and_tabulates(seeded):
 
 
 def test_table_sizes_list_the_school_tables_largest_first(seeded):
-    sizes = health.table_sizes(seeded, limit=20)
+    with db.connect(seeded, autocommit=True) as conn:
+        sizes = health.table_sizes(conn, limit=20)
+        assert len(health.table_sizes(conn, limit=2)) == 2
     assert {"students", "enrollments", "tuition_payments"} <= set(sizes["table_name"])
     assert sizes["total_bytes"].is_monotonic_decreasing and (sizes["total_bytes"] > 0).all()
-    assert len(health.table_sizes(seeded, limit=2)) == 2
 
 
 def test_cache_hit_ratio_waits_for_enough_reads(seeded):
     with db.connect(seeded) as conn:
         conn.execute("SELECT count(*) FROM students").fetchone()
-    ratios = health.cache_hit_ratios(seeded)
+    with db.connect(seeded, autocommit=True) as conn:
+        ratios = health.cache_hit_ratios(conn)
+        check = _by_name(health.run_checks(conn, health.Thresholds(cache_min_blocks=10**12)))["cache hit ratio"]
     assert ratios["table_hit_ratio"].between(0, 1).any()
-    check = _by_name(health.run_checks(seeded, health.Thresholds(cache_min_blocks=10**12)))["cache hit ratio"]
     assert check.status == "ok" and "too few to judge" in check.detail
 
 
@@ -217,8 +226,9 @@ def _pg_stat_statements(target: db.Target) -> tuple[bool, bool]:
 
 
 def test_top_queries_fall_back_to_active_statements_without_pg_stat_statements(scratch):
-    check = _by_name(health.run_checks(scratch))["top queries"]
-    frame = health.top_queries(scratch)
+    with db.connect(scratch, autocommit=True) as conn:
+        check = _by_name(health.run_checks(conn))["top queries"]
+        frame = health.top_queries(conn)
     assert check.status == "unknown" and check.value is None and check.skipped == check.detail
     assert "pg_stat_statements unavailable (not installed in this database)" in check.detail
     assert "pg_stat_activity" in check.detail
@@ -231,9 +241,9 @@ def test_installed_but_not_preloaded_pg_stat_statements_falls_back(scratch):
         pytest.skip("needs pg_stat_statements available but not in shared_preload_libraries")
     with db.connect(scratch, autocommit=True) as conn:
         conn.execute("CREATE EXTENSION pg_stat_statements")
-    check = _by_name(health.run_checks(scratch))["top queries"]
-    assert check.status == "unknown" and "shared_preload_libraries" in check.detail
-    assert health.top_queries(scratch).attrs["source"] == "pg_stat_activity"
+        check = _by_name(health.run_checks(conn))["top queries"]
+        assert check.status == "unknown" and "shared_preload_libraries" in check.detail
+        assert health.top_queries(conn).attrs["source"] == "pg_stat_activity"
 
 
 def test_top_queries_come_from_pg_stat_statements_when_it_is_loaded(scratch):
@@ -244,10 +254,10 @@ def test_top_queries_come_from_pg_stat_statements_when_it_is_loaded(scratch):
         conn.execute("CREATE EXTENSION pg_stat_statements")
         for n in range(5):
             conn.execute("SELECT count(*) AS practice_minutes FROM generate_series(1, %s)", (1000 + n,))
-    frame = health.top_queries(scratch)
+        frame = health.top_queries(conn)
+        slow = _by_name(health.run_checks(conn, health.Thresholds(slow_query_mean_ms=0, slow_query_min_calls=5)))
     assert frame.attrs["source"] == "pg_stat_statements" and not frame.attrs["note"]
     assert frame["query"].str.contains("practice_minutes").any() and (frame["total_ms"] >= 0).all()
-    slow = _by_name(health.run_checks(scratch, health.Thresholds(slow_query_mean_ms=0, slow_query_min_calls=5)))
     assert slow["top queries"].status == "warn" and "frequent statement" in slow["top queries"].detail
 
 
@@ -266,11 +276,11 @@ def test_recent_errors_come_from_the_server_log_when_readable(scratch):
     with db.connect(scratch, autocommit=True) as conn:
         with pytest.raises(psycopg.errors.DivisionByZero):
             conn.execute("SELECT 1 / 0 AS lessons_per_teacher")
-    errors = health.recent_errors(scratch, minutes=5)
+        errors = health.recent_errors(conn, minutes=5)
+        check = _by_name(health.run_checks(conn, health.Thresholds(log_errors_warn=1)))["server log errors"]
     if errors.attrs["note"] and not scratch.embedded:
         pytest.skip(f"this server's log cannot be read: {errors.attrs['note']}")
     assert errors["message"].str.contains("division by zero").any()
-    check = _by_name(health.run_checks(scratch, health.Thresholds(log_errors_warn=1)))["server log errors"]
     assert check.status == "warn" and check.value >= 1
 
 
@@ -287,11 +297,13 @@ def unprivileged(scratch):
 
 
 def test_an_unprivileged_role_gets_every_check_and_a_reason_for_the_log(unprivileged):
-    checks = _by_name(health.run_checks(unprivileged))
+    with db.connect(unprivileged, autocommit=True) as conn:
+        checks = _by_name(health.run_checks(conn))
+        note = health.recent_errors(conn).attrs["note"]
     assert list(checks) == list(health.CHECK_NAMES)
     log = checks["server log errors"]
     assert log.status == "unknown" and log.value is None and log.detail.startswith("server log not readable: ")
-    assert health.recent_errors(unprivileged).attrs["note"].startswith("server log not readable")
+    assert note.startswith("server log not readable")
 
 
 def test_a_mistyped_password_statement_is_never_quoted_from_the_log(scratch):
@@ -299,11 +311,43 @@ def test_a_mistyped_password_statement_is_never_quoted_from_the_log(scratch):
     with db.connect(scratch, autocommit=True) as conn:
         with pytest.raises(psycopg.errors.SyntaxError) as raised:
             conn.execute(f"ALTER ROLE nobody_at_all PASSWORD {secret} VALID")  # the password left unquoted
+        errors = health.recent_errors(conn, minutes=5)
+        check = _by_name(health.run_checks(conn, health.Thresholds(log_errors_warn=1)))["server log errors"]
     assert secret in str(raised.value)  # the server's own message quotes it, and so does its log line
-    errors = health.recent_errors(scratch, minutes=5)
     if errors.attrs["note"] and not scratch.embedded:
         pytest.skip(f"this server's log cannot be read: {errors.attrs['note']}")
     assert errors["message"].str.contains("syntax error at or near").any()
     assert not errors["message"].str.contains(secret).any()
-    check = _by_name(health.run_checks(scratch, health.Thresholds(log_errors_warn=1)))["server log errors"]
     assert secret not in check.detail
+
+
+def test_a_run_leaves_the_shared_connection_as_it_found_it(scratch):
+    with db.connect(scratch, autocommit=True) as conn:
+        conn.execute("SET statement_timeout = '42s'")
+        settings = "SELECT current_setting('statement_timeout'), current_setting('lock_timeout'), " \
+                   "current_setting('application_name')"
+        before = conn.execute(settings).fetchone()
+        checks = health.run_checks(conn, health.Thresholds(**IGNORE_LOG))
+        health.sessions(conn), health.top_queries(conn), health.recent_errors(conn)
+        assert conn.execute(settings).fetchone() == before == ("42s", "0", before[2])
+        assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+        with db.snapshot(conn):  # inside the caller's own snapshot, a savepoint of it
+            inside = health.run_checks(conn, health.Thresholds(**IGNORE_LOG))
+            assert conn.execute("SELECT 1").fetchone() == (1,)  # the caller's transaction still usable
+    assert [c.status for c in inside] == [c.status for c in checks] and health.worst(checks) != "warn"
+
+
+def test_a_run_reads_in_one_read_only_snapshot_and_reads_the_sessions_once(scratch):
+    available, preloaded = _pg_stat_statements(scratch)
+    if not (available and preloaded):
+        pytest.skip("needs pg_stat_statements in shared_preload_libraries")
+    with db.connect(scratch, autocommit=True) as conn:
+        conn.execute("CREATE EXTENSION pg_stat_statements")
+        conn.execute("SELECT pg_stat_statements_reset()")
+        health.run_checks(conn, health.Thresholds(**IGNORE_LOG))
+        calls = dict(conn.execute("SELECT query, calls FROM pg_stat_statements "
+                                  "WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())"))
+    snapshots = {q: n for q, n in calls.items() if "REPEATABLE READ, READ ONLY" in q}
+    assert list(snapshots.values()) == [1], calls
+    sessions = {q: n for q, n in calls.items() if "FROM pg_stat_activity" in q and "state_change" in q}
+    assert list(sessions.values()) == [1], sessions  # long-running, idle in transaction and the fallback share it

@@ -7,8 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from prep_ops import backup, db, health, incident, indexes, plans, runner, scratch, workload
-from prep_ops.drills import performance
+from prep_ops import backup, db, health, incident, indexes, plans, runner, scratch
+from prep_ops.incident import performance_steps
+from prep_ops.incident.drills import load as workload
+from prep_ops.incident.drills import performance
 from prep_ops.errors import ParameterError
 
 from conftest import _create, _drop, notebook_outputs, passes_of_what_was_not_looked_at, schema_dump
@@ -35,11 +37,12 @@ def test_make_injects_the_incident_and_drop_leaves_nothing():
         assert drill.target.database == name and performance.exists(drill.server, name)
         healthy = drill.baseline.plans[performance.QUERY].nodes
         assert healthy["index"].eq(performance.INDEX).any()  # the baseline was measured with the index
-        assert performance.INDEX not in set(indexes.existing(drill.target)["index_name"])
-        now = plans.explain(drill.target, performance.QUERY, drill.baseline.params).nodes
-        assert (now["node_type"] == "Seq Scan").any() and not now["index"].eq(performance.INDEX).any()
-        assert drill.load.running
-        blocked = health.blocking(drill.target)
+        with db.connect(drill.target, autocommit=True) as conn:
+            assert performance.INDEX not in set(indexes.existing(conn)["index_name"])
+            now = plans.explain(conn, performance.QUERY, drill.baseline.params).nodes
+            assert (now["node_type"] == "Seq Scan").any() and not now["index"].eq(performance.INDEX).any()
+            assert drill.load.running
+            blocked = health.blocking(conn)
         assert list(blocked["blocking_pid"]) == [drill.lock.pid] and list(blocked["blocked_pid"]) == [drill.lock.writer_pid]
         assert "DROP INDEX idx_tuition_payments_student_id" in drill.summary
     finally:
@@ -48,9 +51,9 @@ def test_make_injects_the_incident_and_drop_leaves_nothing():
     assert not performance.exists(drill.server, name)
 
 
-def test_inject_drops_the_index_payment_history_needs(migrated):
-    assert performance.inject(migrated) == 'DROP INDEX "idx_tuition_payments_student_id"'
-    assert performance.INDEX not in set(indexes.existing(migrated)["index_name"])
+def test_inject_drops_the_index_payment_history_needs(owner):
+    assert performance.inject(owner) == 'DROP INDEX "idx_tuition_payments_student_id"'
+    assert performance.INDEX not in set(indexes.existing(owner)["index_name"])
 
 
 def test_drill_brings_the_query_back_under_its_target(tmp_path, incident_id):
@@ -75,6 +78,11 @@ def test_drill_brings_the_query_back_under_its_target(tmp_path, incident_id):
     assert _drill_sessions(_drill_server()) == 0
 
 
+def _blocking(target: db.Target):
+    with db.connect(target, autocommit=True) as conn:
+        return health.blocking(conn)
+
+
 @pytest.fixture
 def slowed_down(server):
     """A sample database with the incident: the payment index dropped and a session sitting on a row
@@ -82,10 +90,10 @@ def slowed_down(server):
     target = _create(server)
     holder = None
     try:
-        scratch.migrate.apply(target)
-        scratch.seed.seed(target, students=8000, seed=3)
-        performance.inject(target)
         with db.connect(target, autocommit=True) as conn:
+            scratch.migrate.apply(conn)
+            scratch.seed.seed(conn, students=8000, seed=3)
+            performance.inject(conn)
             key = conn.execute("SELECT min(id) FROM tuition_payments").fetchone()[0]
         holder = workload.hold_lock(target, "tuition_payments", key, seconds=300)
         yield target, holder
@@ -105,7 +113,7 @@ def test_live_without_confirm_changes_nothing(tmp_path, incident_id, slowed_down
     with db.connect(target) as conn:
         assert backup.table_checksums(conn) == before
     assert schema_dump(target) == dump
-    assert list(health.blocking(target)["blocking_pid"]) == [holder.pid]  # the blocker was left alone
+    assert list(_blocking(target)["blocking_pid"]) == [holder.pid]  # the blocker was left alone
     outputs = notebook_outputs(tmp_path / NOTEBOOK.name)
     assert "WOULD (confirm=True to run): CREATE INDEX CONCURRENTLY" in outputs
     assert f"WOULD (confirm=True to run): SELECT pg_terminate_backend({holder.pid})" in outputs
@@ -125,8 +133,9 @@ def test_live_with_confirm_ends_the_blocker_and_creates_the_index(tmp_path, inci
     result = runner.run_one(NOTEBOOK, tmp_path, {"database_url": target.url, "mode": "live", "confirm": True,
                                                "query": "payment_history", "incident_id": incident_id})
     assert result.ok, result.error
-    assert health.blocking(target).empty and holder.release().startswith("got the lock")
-    assert performance.INDEX in set(indexes.existing(target)["index_name"])
+    assert _blocking(target).empty and holder.release().startswith("got the lock")
+    with db.connect(target, autocommit=True) as conn:
+        assert performance.INDEX in set(indexes.existing(conn)["index_name"])
     passed = {c["name"] for c in result.checks if c["passed"] and c["must_hold"]}
     assert {"no session blocks another", "proposed indexes exist and are valid", "query back under its target time"} <= passed
     report = (incident.incidents_dir() / f"{incident_id}.md").read_text()
@@ -147,3 +156,64 @@ def test_a_failing_step_stops_the_runbook_and_says_what_next(tmp_path, incident_
 def test_a_drill_too_small_to_show_the_incident_is_refused(server):
     with pytest.raises(ParameterError, match="needs at least 10,000 students"):
         performance.make(server, 300)
+
+
+# --- the runbook's steps, called as the notebook calls them ---------------------------------------
+_CHECK_NAMES = ("bottleneck identified", "incident reproduced: the bottleneck is over its target time",
+                "an index is proposed for the bottleneck", "no session blocks another", "proposed indexes exist and are valid",
+                "query back under its target time", "nothing of the drill left")
+
+
+def _statuses(run) -> dict[str, str]:
+    """Each check of the run's incident: name -> its status word, as the timeline records it
+    ("PASS name: detail", "SKIP name — why"); a name may hold a colon itself."""
+    found = {}
+    for event in run.inc.events:
+        if event.kind == "check":
+            word, _, rest = event.text.partition(" ")
+            name = rest.split(" — ")[0] if word == "SKIP" else rest
+            while name not in _CHECK_NAMES and ":" in name:
+                name = name.rpartition(":")[0]
+            found[name] = word
+    return found
+
+
+def test_live_steps_with_confirm_end_the_blocker_and_bring_the_query_back(slowed_down, incident_id):
+    target, holder = slowed_down
+    run = performance_steps.start(target, "live", incident_id=incident_id, confirm=True, query="payment_history",
+                                  target_ms=1000.0, repeats=1)
+    table = performance_steps.identify_bottleneck(run)
+    assert run.seen.bottleneck == "payment_history" and "payment_history" in table.index
+    assert "selective sequential scan" in performance_steps.optimise(run)["kind"].tolist()
+    assert list(run.fix.blockers["pid"]) == [holder.pid]
+    ran = performance_steps.update_indexes(run)
+    assert ran[0].startswith("CREATE INDEX CONCURRENTLY") and ran[-1].startswith("ANALYZE")
+    change = performance_steps.monitor_results(run)
+    assert change.loc["payment_history", "after_ms"] < change.loc["payment_history", "before_ms"]
+    performance_steps.document_changes(run)
+    performance_steps.clean_up(run)
+    assert run.inc.facts["changes"].startswith(f"{len(ran) + 1} statement(s) executed")  # the blocker ended, then ran
+    assert _statuses(run) == {"bottleneck identified": "PASS",
+                              "incident reproduced: the bottleneck is over its target time": "WARN",
+                              "an index is proposed for the bottleneck": "PASS", "no session blocks another": "PASS",
+                              "proposed indexes exist and are valid": "PASS", "query back under its target time": "PASS",
+                              "nothing of the drill left": "SKIP"}
+
+
+def test_live_steps_without_confirm_only_show_and_skip_what_they_did_not_do(slowed_down, incident_id):
+    target, holder = slowed_down
+    run = performance_steps.start(target, "live", incident_id=incident_id, query="payment_history", repeats=1)
+    performance_steps.identify_bottleneck(run)
+    performance_steps.optimise(run)
+    assert performance_steps.update_indexes(run) == []
+    assert _blocking(target)["blocking_pid"].tolist() == [holder.pid]
+    statuses = _statuses(run)
+    assert statuses["no session blocks another"] == "WARN"
+    assert statuses["proposed indexes exist and are valid"] == "SKIP"
+    assert any(e.text.startswith("CREATE INDEX CONCURRENTLY") for e in run.inc.events if e.kind == "would")
+
+
+def test_start_refuses_an_unknown_mode_before_making_anything(server):
+    with pytest.raises(ParameterError, match="mode must be one of drill, live"):
+        performance_steps.start(server, "dril")
+    assert not performance.exists(_drill_server())

@@ -10,8 +10,10 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from prep_ops import audit_log, backup, breach, db, incident, passwords, roles, runner, scratch
-from prep_ops.drills import security as security_drill
+from prep_ops import audit_log, backup, db, incident, roles, runner, scratch
+from prep_ops.errors import ParameterError
+from prep_ops.incident import breach, passwords, security_steps
+from prep_ops.incident.drills import security as security_drill
 
 from conftest import passes_of_what_was_not_looked_at, schema_dump
 
@@ -63,8 +65,9 @@ def test_live_changes_nothing_without_confirm_or_suspect_and_with_both_does_it_a
     role_set = roles.RoleSet.with_prefix(prefix)
     suspect = f'live "sus"; pect {uuid.uuid4().hex[:4]}'
     try:
-        roles.apply(target, role_set, confirm=True)
-        audit_log.enable(target, confirm=True)
+        with db.connect(target, autocommit=True) as conn:
+            roles.apply(conn, role_set, confirm=True)
+            audit_log.enable(conn, confirm=True)
         with db.connect(target) as conn:  # the incident: a suspect that writes, and drift on the baseline
             conn.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(
                 sql.Identifier(suspect), sql.Literal(roles.scram_verifier(WEAK))))
@@ -119,7 +122,8 @@ def test_live_changes_nothing_without_confirm_or_suspect_and_with_both_does_it_a
         assert confirmed.ok, confirmed.error
         held = {c["name"] for c in confirmed.checks if c["must_hold"] and c["passed"]}
         assert {"the compromised role cannot log in", "baseline restored: roles.plan is empty"} <= held
-        assert breach.holdings(target, suspect).empty and roles.plan(target, role_set) == []
+        with db.connect(target, autocommit=True) as conn:
+            assert breach.holdings(conn, suspect).empty and roles.plan(conn, role_set) == []
         with pytest.raises(psycopg.OperationalError):
             session.execute("SELECT 1")
     finally:
@@ -127,7 +131,8 @@ def test_live_changes_nothing_without_confirm_or_suspect_and_with_both_does_it_a
         with db.connect(server) as conn:
             conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(suspect)))
             conn.commit()
-        roles.drop(server, role_set, confirm=True)
+        with db.connect(server, autocommit=True) as conn:
+            roles.drop(conn, role_set, confirm=True)
 
 
 def test_a_failing_step_stops_the_runbook_and_says_what_next(tmp_path, incident_id, monkeypatch):
@@ -146,3 +151,53 @@ def test_a_failing_step_stops_the_runbook_and_says_what_next(tmp_path, incident_
     finally:
         security_drill.cleanup(incident.drill_server(server)[0])
     assert security_drill.leftovers(incident.drill_server(server)[0]) == []
+
+
+# --- the runbook's steps, called as the notebook calls them ---------------------------------------
+def _check_words(run) -> list[str]:
+    """The checks of the run's incident as the timeline records them: "PASS name: detail", "SKIP name — why"."""
+    return [e.text for e in run.inc.events if e.kind == "check"]
+
+
+def test_each_step_is_one_call_and_the_drill_is_contained(incident_id, server):
+    run = security_steps.start(server, "drill", incident_id=incident_id, drill_students=100)
+    try:
+        assert len(security_steps.isolate_system(run)) == 1 and "suspect" in run.inc.holds
+        assessment = security_steps.assess_breach(run)
+        assert run.drill.found_in(assessment)[0] and run.suspect in assessment.affected()
+        assert set(security_steps.fix_vulnerability(run)["kind"]) <= {"owns"}
+        rotated = security_steps.update_security(run)
+        assert set(rotated["role"]) == set(assessment.affected()) and "not rotated" not in set(rotated["find it in"])
+        watch = security_steps.monitor_activity(run)
+        assert watch.cannot_log_in and watch.since.empty and not watch.plan
+    finally:
+        security_steps.clean_up(run)
+    words = _check_words(run)
+    assert len(words) == 9 and all(w.startswith("PASS ") for w in words), words
+    assert security_drill.leftovers(run.drill.server) == []
+
+
+def test_steps_without_a_suspect_only_assess_and_say_why(incident_id, server):
+    target = scratch.sample_database(server, 50, 5, name=f"prep_ops_sec_steps_{uuid.uuid4().hex[:6]}", confirm=True)
+    try:
+        run = security_steps.start(target, "live", incident_id=incident_id, confirm=True)
+        assert run.suspect is None and not run.changing and run.unchanged.startswith("no suspect role given")
+        assert security_steps.isolate_system(run).empty
+        assert security_steps.assess_breach(run).affected() == []
+        security_steps.fix_vulnerability(run)
+        assert security_steps.update_security(run).empty
+        security_steps.monitor_activity(run)
+        skipped = [w for w in _check_words(run) if w.startswith("SKIP ")]
+        assert [w.split(" — ")[0] for w in skipped] == [
+            "SKIP compromised role locked out: no login, no session", "SKIP compromised role holds no privilege",
+            "SKIP baseline restored: a second plan is empty", "SKIP passwords of the affected roles rotated",
+            "SKIP the compromised role cannot log in", "SKIP no change by the role since step 1"]
+        assert not [e for e in run.inc.events if e.kind == "ran"]
+    finally:
+        scratch.drop(server, target.database)
+
+
+def test_start_refuses_a_suspect_that_would_lock_the_runbook_out(migrated, owner, incident_id):
+    me = owner.execute("SELECT current_user").fetchone()[0]
+    with pytest.raises(ParameterError, match="lock you out"):
+        security_steps.start(migrated, "live", incident_id=incident_id, suspect_role=me)

@@ -13,29 +13,39 @@ def run(target, *statements):
             conn.execute(statement)
 
 
+@pytest.fixture
+def conn(scratch):
+    """An autocommit connection to `scratch`, as a notebook's or a CLI command's."""
+    with db.connect(scratch, autocommit=True) as conn:
+        yield conn
+
+
 def by_kind(items, kind):
     return {i.index for i in items if i.kind == kind}
 
 
 def test_schema_as_migrated_misses_the_enrollments_course_index(migrated):
-    missing = indexes.missing_foreign_key_indexes(migrated)
+    with db.connect(migrated, autocommit=True) as conn:
+        missing = indexes.missing_foreign_key_indexes(conn)
     assert ("enrollments", ("course_id",)) in {(a.table, a.columns) for a in missing}
     assert not any(a.table == "enrollments" and a.columns == ("student_id",) for a in missing)  # the unique key leads with it
 
 
 def test_guide_indexes_are_reported_as_duplicates_of_the_unique_constraints(migrated):
-    found = indexes.duplicates(migrated)
+    with db.connect(migrated, autocommit=True) as conn:
+        found = indexes.duplicates(conn)
     assert by_kind(found, "duplicate") == {"idx_users_email", "idx_users_username"}
 
 
-def test_duplicate_and_redundant_indexes(scratch):
+def test_duplicate_and_redundant_indexes(scratch, conn):
     run(scratch, "CREATE TABLE t (a int, b int, c text, d int)",
         "CREATE INDEX t_a ON t (a)", "CREATE INDEX t_a_again ON t (a)", "CREATE INDEX t_a_b ON t (a, b)",
         "CREATE INDEX t_c ON t (c)", "CREATE INDEX t_c_pattern ON t (c text_pattern_ops)",
         "CREATE INDEX t_b_partial ON t (b) WHERE b > 0", "CREATE INDEX t_b ON t (b)",
         "CREATE UNIQUE INDEX t_d_unique ON t (d)", "CREATE INDEX t_d_a ON t (d, a)",
         "CREATE INDEX t_c_pattern_b ON t (c text_pattern_ops, b)")
-    found = {(i.kind, i.index, i.covered_by) for i in indexes.duplicates(scratch)}
+    found = {(i.kind, i.index, i.covered_by) for i in indexes.duplicates(conn)}
+    statements = [i.statement for i in indexes.duplicates(conn)]
     assert found == {
         ("duplicate", "t_a_again", "t_a"),  # same column twice: the longer name goes
         ("redundant", "t_a", "t_a_b"),  # (a) leads (a, b), same operator class, no predicate
@@ -43,80 +53,80 @@ def test_duplicate_and_redundant_indexes(scratch):
     }
     # never flagged: another operator class (t_c against t_c_pattern_b), a predicate (t_b_partial
     # against t_b), a unique index that enforces something its longer twin cannot (t_d_unique)
-    assert all(i.statement.startswith("DROP INDEX CONCURRENTLY IF EXISTS") for i in indexes.duplicates(scratch))
+    assert all(statement.startswith("DROP INDEX CONCURRENTLY IF EXISTS") for statement in statements)
 
 
-def test_invalid_index_left_by_a_failed_concurrent_build(scratch):
+def test_invalid_index_left_by_a_failed_concurrent_build(scratch, conn):
     run(scratch, "CREATE TABLE inv (id int, a int)", "INSERT INTO inv SELECT i, i % 1000 FROM generate_series(1, 30000) i",
         "CREATE INDEX inv_id ON inv (id)", "ANALYZE inv")
-    with db.connect(scratch, autocommit=True) as conn, pytest.raises(psycopg.errors.UniqueViolation):
+    with pytest.raises(psycopg.errors.UniqueViolation):
         conn.execute("CREATE UNIQUE INDEX CONCURRENTLY inv_a ON inv (a)")  # duplicate values: fails half way
-    found = indexes.invalid(scratch)
+    found = indexes.invalid(conn)
     assert [(i.kind, i.table, i.index) for i in found] == [("invalid", "inv", "inv_a")]
     assert found[0].statement.startswith('DROP INDEX CONCURRENTLY IF EXISTS "inv_a"')
     assert "then recreate: CREATE UNIQUE INDEX inv_a" in found[0].statement
-    assert "inv_a" in {i.index for i in indexes.advice(scratch) if i.kind == "invalid"}
-    assert not {i.index for i in indexes.duplicates(scratch)} & {"inv_a", "inv_id"}
+    assert "inv_a" in {i.index for i in indexes.advice(conn) if i.kind == "invalid"}
+    assert not {i.index for i in indexes.duplicates(conn)} & {"inv_a", "inv_id"}
     # an invalid index serves no query: the scan on `a` still gets a candidate
-    plan = plans.explain(scratch, "SELECT * FROM inv WHERE a = 3")
-    assert [(c.table, c.columns) for c in indexes.candidates(scratch, plan)] == [("inv", ("a",))]
+    plan = plans.explain(conn, "SELECT * FROM inv WHERE a = 3")
+    assert [(c.table, c.columns) for c in indexes.candidates(conn, plan)] == [("inv", ("a",))]
 
 
-def test_no_invalid_index_after_a_successful_concurrent_build(scratch):
+def test_no_invalid_index_after_a_successful_concurrent_build(scratch, conn):
     run(scratch, "CREATE TABLE ok (id int)", "INSERT INTO ok SELECT generate_series(1, 1000)",
         "CREATE UNIQUE INDEX CONCURRENTLY ok_id ON ok (id)")
-    assert indexes.invalid(scratch) == []
+    assert indexes.invalid(conn) == []
 
 
-def test_unused_index_is_found_and_a_used_one_is_not(scratch):
+def test_unused_index_is_found_and_a_used_one_is_not(scratch, conn):
     run(scratch, "CREATE TABLE u (id int PRIMARY KEY, a int, b int)",
         "INSERT INTO u SELECT i, i, i FROM generate_series(1, 20000) i",
         "CREATE INDEX u_a ON u (a)", "CREATE INDEX u_b ON u (b)", "ANALYZE u")
-    with db.connect(scratch) as conn:
-        conn.execute("SELECT * FROM u WHERE a = 5").fetchall()
-    with db.connect(scratch, autocommit=True) as conn:
-        if db.server_version(conn) >= 15:
-            conn.execute("SELECT pg_stat_force_next_flush()")
-    unused = by_kind(indexes.unused(scratch), "unused")
+    with db.connect(scratch) as reader:
+        reader.execute("SELECT * FROM u WHERE a = 5").fetchall()
+    if db.server_version(conn) >= 15:
+        conn.execute("SELECT pg_stat_force_next_flush()")
+    unused = by_kind(indexes.unused(conn), "unused")
     assert "u_b" in unused and "u_a" not in unused and "u_pkey" not in unused
 
 
-def test_candidate_is_not_proposed_again_once_an_index_serves_it(scratch):
+def test_candidate_is_not_proposed_again_once_an_index_serves_it(scratch, conn):
     run(scratch, "CREATE TABLE v (id int, a int)", "INSERT INTO v SELECT i, i % 1000 FROM generate_series(1, 50000) i",
         "ANALYZE v")
-    first = indexes.candidates(scratch, plans.explain(scratch, "SELECT * FROM v WHERE a = 3"))
+    first = indexes.candidates(conn, plans.explain(conn, "SELECT * FROM v WHERE a = 3"))
     assert [c.columns for c in first] == [("a",)]
-    indexes.apply(scratch, first)
-    assert indexes.candidates(scratch, plans.explain(scratch, "SELECT * FROM v WHERE a = 3")) == []
+    indexes.apply(conn, first)
+    assert indexes.candidates(conn, plans.explain(conn, "SELECT * FROM v WHERE a = 3")) == []
     # and a seq scan forced despite the index proposes nothing new
-    forced = plans.explain(scratch, "SELECT * FROM v WHERE a = 3", settings={"enable_indexscan": "off",
+    forced = plans.explain(conn, "SELECT * FROM v WHERE a = 3", settings={"enable_indexscan": "off",
                                                                               "enable_bitmapscan": "off"})
-    assert indexes.candidates(scratch, forced) == []
+    assert indexes.candidates(conn, forced) == []
 
 
-def test_hostile_table_name_is_quoted(scratch):
+def test_hostile_table_name_is_quoted(scratch, conn):
     name = 'we"ird; DROP TABLE keep; --'
     run(scratch, "CREATE TABLE keep (id int)")
-    with db.connect(scratch, autocommit=True) as conn:
-        from psycopg import sql
+    from psycopg import sql
 
-        conn.execute(sql.SQL("CREATE TABLE {} (id int, a int)").format(sql.Identifier(name)))
-        conn.execute(sql.SQL("INSERT INTO {} SELECT i, i % 500 FROM generate_series(1, 30000) i").format(sql.Identifier(name)))
-        conn.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(name)))
-        query = sql.SQL("SELECT * FROM {} WHERE a = 4").format(sql.Identifier(name)).as_string(conn)
-    proposed = indexes.candidates(scratch, plans.explain(scratch, query))
+    conn.execute(sql.SQL("CREATE TABLE {} (id int, a int)").format(sql.Identifier(name)))
+    conn.execute(sql.SQL("INSERT INTO {} SELECT i, i % 500 FROM generate_series(1, 30000) i").format(sql.Identifier(name)))
+    conn.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(name)))
+    query = sql.SQL("SELECT * FROM {} WHERE a = 4").format(sql.Identifier(name)).as_string(conn)
+    proposed = indexes.candidates(conn, plans.explain(conn, query))
     assert len(proposed) == 1 and '"we""ird; DROP TABLE keep; --"' in proposed[0].statement
-    indexes.apply(scratch, proposed)
-    with db.connect(scratch) as conn:
-        assert conn.execute("SELECT to_regclass('keep')").fetchone()[0] == "keep"
-        assert conn.execute("SELECT count(*) FROM pg_indexes WHERE tablename = %s", (name,)).fetchone()[0] == 1
+    indexes.apply(conn, proposed)
+    assert conn.execute("SELECT to_regclass('keep')").fetchone()[0] == "keep"
+    assert conn.execute("SELECT count(*) FROM pg_indexes WHERE tablename = %s", (name,)).fetchone()[0] == 1
 
 
 def test_apply_outside_a_scratch_database_needs_confirm(migrated, monkeypatch):
     monkeypatch.delenv("PREP_OPS_SCRATCH", raising=False)
-    external = db.Target(migrated.url, embedded=False)
-    with pytest.raises(ConfirmationRequired):
-        indexes.apply(external, indexes.missing_foreign_key_indexes(external))
+    monkeypatch.setenv("PREP_OPS_DATA_DIR", "/nonexistent/prep-ops-data")  # the connection's server is not ours
+    with db.connect(migrated, autocommit=True) as conn:
+        proposed = indexes.missing_foreign_key_indexes(conn)
+        with pytest.raises(ConfirmationRequired, match="creating indexes changes it"):
+            indexes.apply(conn, proposed)
+        assert len(indexes.apply(conn, proposed, confirm=True)) == len(proposed) > 0
 
 
 @pytest.fixture
@@ -130,10 +140,10 @@ def slow_lookup(scratch):
 QUERY = "SELECT * FROM w WHERE a = %(a)s"
 
 
-def test_apply_and_compare_creates_the_index_and_shows_the_gain(slow_lookup):
-    before = plans.explain(slow_lookup, QUERY, {"a": 3})
-    proposed = indexes.candidates(slow_lookup, before)
-    applied = indexes.apply_and_compare(slow_lookup, QUERY, {"a": 3}, before, proposed, create=True)
+def test_apply_and_compare_creates_the_index_and_shows_the_gain(slow_lookup, conn):
+    before = plans.explain(conn, QUERY, {"a": 3})
+    proposed = indexes.candidates(conn, before)
+    applied = indexes.apply_and_compare(conn, QUERY, {"a": 3}, before, proposed, create=True)
     assert applied.statements == [proposed[0].statement] and applied.in_place and applied.status == "created idx_w_a"
     scan = applied.comparison[applied.comparison["relation"].eq("w") & applied.comparison["type_before"].notna()].iloc[0]
     assert (scan["type_before"], scan["change"], scan["index_after"]) == ("Seq Scan", "changed access method", "idx_w_a")
@@ -142,15 +152,22 @@ def test_apply_and_compare_creates_the_index_and_shows_the_gain(slow_lookup):
     assert applied.before_ms > applied.after_ms and "Seq Scan → " in verdict["detail"]
 
 
-def test_apply_and_compare_without_create_changes_nothing_and_checks_plan_stability(slow_lookup):
-    before = plans.explain(slow_lookup, QUERY, {"a": 3})
-    proposed = indexes.candidates(slow_lookup, before)
-    applied = indexes.apply_and_compare(slow_lookup, QUERY, {"a": 3}, before, proposed)
+def test_apply_and_compare_without_create_changes_nothing_and_checks_plan_stability(slow_lookup, conn):
+    before = plans.explain(conn, QUERY, {"a": 3})
+    proposed = indexes.candidates(conn, before)
+    applied = indexes.apply_and_compare(conn, QUERY, {"a": 3}, before, proposed)
     assert applied.statements == [] and not applied.in_place and applied.status == "1 proposed (idx_w_a), not created"
-    assert indexes.existing(slow_lookup).empty
+    assert indexes.existing(conn).empty
     assert (applied.comparison["change"] == "same").all()
     verdict = applied.verdict()
     assert (verdict["name"], verdict["passed"], verdict["must_hold"]) == ("plan stable on a re-run", True, False)
-    nothing = indexes.apply_and_compare(slow_lookup, "SELECT 1", None, plans.explain(slow_lookup, "SELECT 1"), [],
+    nothing = indexes.apply_and_compare(conn, "SELECT 1", None, plans.explain(conn, "SELECT 1"), [],
                                         create=True)
     assert nothing.in_place and nothing.status == "none proposed for this query" and nothing.statements == []
+
+
+def test_the_statements_are_composed_without_a_connection():
+    assert indexes.create_statement("lessons", ("room", "starts_at")) == \
+        'CREATE INDEX CONCURRENTLY IF NOT EXISTS "idx_lessons_room_starts_at" ON "lessons" ("room", "starts_at")'
+    assert indexes.create_index("lessons", ("room",), "by_room").as_string(None) == \
+        'CREATE INDEX CONCURRENTLY IF NOT EXISTS "by_room" ON "lessons" ("room")'

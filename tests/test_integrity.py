@@ -101,3 +101,16 @@ def test_integrity_command_passes_on_a_clean_database(migrated):
     assert result.stdout.splitlines()[-1].startswith(("PASS integrity: ", "SKIP integrity: "))
     if not migrated.scratch:
         assert "SKIP integrity: amcheck skipped" in result.stdout
+
+
+def test_amcheck_is_created_by_default_on_a_scratch_database_only(scratch, monkeypatch):
+    with db.connect(scratch, autocommit=True) as conn:
+        if not conn.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'amcheck'").fetchone():
+            pytest.skip("this server does not offer amcheck")
+        monkeypatch.delenv("PREP_OPS_SCRATCH", raising=False)
+        monkeypatch.setenv("PREP_OPS_DATA_DIR", "/nonexistent/prep-ops-data")  # the connection's server is not ours
+        elsewhere = integrity.check(conn)
+        monkeypatch.setenv("PREP_OPS_SCRATCH", "1")
+        scratch_report = integrity.check(conn)
+    assert "amcheck is not installed in this database" in elsewhere.skipped
+    assert scratch_report.skipped == "" and scratch_report.outcome == "ok"

@@ -1,6 +1,7 @@
 import time
 
 import pandas as pd
+import psycopg
 import pytest
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
@@ -52,8 +53,16 @@ def _scores(target, table="scores", rows=10_000):
              .format(name, sql.Literal(rows)))
 
 
+@pytest.fixture
+def conn(scratch):
+    """An autocommit connection to `scratch`, as a notebook's or a CLI command's."""
+    with db.connect(scratch, autocommit=True) as conn:
+        yield conn
+
+
 def _status(target, table="scores"):
-    status = maintenance.table_status(target)
+    with db.connect(target, autocommit=True) as conn:
+        status = maintenance.table_status(conn)
     return status.set_index("table_name").loc[table]
 
 
@@ -72,11 +81,11 @@ def test_table_status_counts_dead_tuples(scratch):
     assert row[["last_vacuum", "last_autovacuum", "last_analyze"]].isna().all()
 
 
-def test_maintain_removes_dead_tuples_and_sets_last_vacuum(scratch):
+def test_maintain_removes_dead_tuples_and_sets_last_vacuum(scratch, conn):
     _scores(scratch)
     _execute(scratch, "DELETE FROM scores WHERE id % 2 = 0")
     progress = []
-    result = maintenance.maintain(scratch, ["scores"], on_progress=lambda *args: progress.append(args))
+    result = maintenance.maintain(conn, ["scores"], on_progress=lambda *args: progress.append(args))
     changes = maintenance.before_after(result).set_index("table_name").loc["scores"]
     assert changes["dead_tuples_before"] >= 5000 and changes["dead_tuples_after"] == 0
     assert pd.notna(changes["last_vacuum"]) and pd.notna(changes["last_analyze"])
@@ -88,10 +97,11 @@ def test_maintain_removes_dead_tuples_and_sets_last_vacuum(scratch):
 
 def test_maintain_with_defaults_runs_the_guides_statements(seeded):
     expected = ["VACUUM (ANALYZE)", 'REINDEX TABLE CONCURRENTLY "public"."users"', 'ANALYZE "public"."users"']
-    assert maintenance.plan(seeded, reindex=True) == expected
-    _execute(seeded, "UPDATE users SET role = role WHERE id % 3 = 0")
-    users_email = _index_file(seeded, "idx_users_email")
-    result = maintenance.maintain(seeded, reindex=True)
+    with db.connect(seeded, autocommit=True) as conn:
+        assert maintenance.plan(conn, reindex=True) == expected
+        _execute(seeded, "UPDATE users SET role = role WHERE id % 3 = 0")
+        users_email = _index_file(seeded, "idx_users_email")
+        result = maintenance.maintain(conn, reindex=True)
     assert [step.statement for step in result.statements] == expected
     assert set(result.tables) >= {"users", "students", "enrollments", "tuition_payments"}
     assert result.not_vacuumed == []
@@ -100,93 +110,97 @@ def test_maintain_with_defaults_runs_the_guides_statements(seeded):
 
 
 @pytest.mark.parametrize("concurrently", [True, False])
-def test_reindex_rebuilds_a_bloated_index(scratch, concurrently):
+def test_reindex_rebuilds_a_bloated_index(scratch, conn, concurrently):
     _scores(scratch)
     # every row moves to a new page (no room on full pages for a HOT update): the primary key doubles
     _execute(scratch, "UPDATE scores SET points = points + 1")
     size, file = _scalar(scratch, "SELECT pg_relation_size('scores_pkey')"), _index_file(scratch, "scores_pkey")
-    executed = maintenance.reindex(scratch, ["scores"], concurrently=concurrently)
+    executed = maintenance.reindex(conn, ["scores"], concurrently=concurrently)
     assert [step.statement for step in executed] == [
         f'REINDEX TABLE {"CONCURRENTLY " if concurrently else ""}"public"."scores"']
     assert _scalar(scratch, "SELECT pg_relation_size('scores_pkey')") < 0.75 * size
     assert _index_file(scratch, "scores_pkey") != file
 
 
-def test_reindex_is_concurrent_by_default_where_the_server_has_it(scratch):
+def test_reindex_is_concurrent_by_default_where_the_server_has_it(scratch, conn):
     _scores(scratch)
-    statements = maintenance.plan(scratch, "scores", reindex=True)
+    statements = maintenance.plan(conn, "scores", reindex=True)
     assert statements[1] == 'REINDEX TABLE CONCURRENTLY "public"."scores"'
-    assert maintenance.plan(scratch, "scores", reindex=True, concurrently=False)[1] == 'REINDEX TABLE "public"."scores"'
+    assert maintenance.plan(conn, "scores", reindex=True, concurrently=False)[1] == 'REINDEX TABLE "public"."scores"'
 
 
-def test_vacuum_and_analyze_run_what_they_are_asked(scratch):
+def test_vacuum_and_analyze_run_what_they_are_asked(scratch, conn):
     _scores(scratch)
-    assert [s.statement for s in maintenance.analyze(scratch, "scores")] == ['ANALYZE "public"."scores"']
+    assert [s.statement for s in maintenance.analyze(conn, "scores")] == ['ANALYZE "public"."scores"']
     assert pd.notna(_status(scratch)["last_analyze"]) and pd.isna(_status(scratch)["last_vacuum"])
-    assert [s.statement for s in maintenance.vacuum(scratch, ["scores"], analyze=False)] == ['VACUUM "public"."scores"']
-    assert [s.statement for s in maintenance.vacuum(scratch)] == ["VACUUM (ANALYZE)"]
+    assert [s.statement for s in maintenance.vacuum(conn, ["scores"], analyze=False)] == ['VACUUM "public"."scores"']
+    assert [s.statement for s in maintenance.vacuum(conn)] == ["VACUUM (ANALYZE)"]
     row = _status(scratch)
     assert row["vacuum_count"] == 2 and row["analyze_count"] == 2
 
 
 def test_hostile_table_name_is_refused_and_nothing_runs(migrated):
     calls = [maintenance.plan, maintenance.vacuum, maintenance.analyze, maintenance.reindex, maintenance.maintain]
-    for call in calls:
-        with pytest.raises(ParameterError, match=r"unknown table .*students.*users"):
-            call(migrated, [HOSTILE])
+    with db.connect(migrated, autocommit=True) as conn:
+        for call in calls:
+            with pytest.raises(ParameterError, match=r"unknown table .*students.*users"):
+                call(conn, [HOSTILE])
     assert _scalar(migrated, "SELECT to_regclass('public.students') IS NOT NULL")
     assert _status(migrated, "students")["vacuum_count"] == 0
 
 
-def test_table_name_with_quotes_and_spaces_is_quoted(scratch):
+def test_table_name_with_quotes_and_spaces_is_quoted(scratch, conn):
     _scores(scratch, ODD, rows=2000)
     _execute(scratch, sql.SQL("DELETE FROM {} WHERE id <= 1000").format(sql.Identifier(ODD)))
     quoted = '"public"."Odd ""name""; here"'
-    assert maintenance.plan(scratch, [ODD], reindex=True) == [
+    assert maintenance.plan(conn, [ODD], reindex=True) == [
         f"VACUUM (ANALYZE) {quoted}", f"REINDEX TABLE CONCURRENTLY {quoted}", f"ANALYZE {quoted}"]
-    result = maintenance.maintain(scratch, [ODD], reindex=True)
+    result = maintenance.maintain(conn, [ODD], reindex=True)
     assert result.tables == [ODD] and result.not_vacuumed == []
     assert result.after.set_index("table_name").loc[ODD, "dead_tuples"] == 0
-    assert len(maintenance.reindex(scratch, ODD, concurrently=False) + maintenance.analyze(scratch, ODD)) == 2
+    assert len(maintenance.reindex(conn, ODD, concurrently=False) + maintenance.analyze(conn, ODD)) == 2
 
 
 def test_unknown_table_error_lists_the_valid_tables(migrated):
-    with pytest.raises(ParameterError) as error:
-        maintenance.maintain(migrated, ["pupils"])
+    with db.connect(migrated, autocommit=True) as conn:
+        with pytest.raises(ParameterError) as error:
+            maintenance.maintain(conn, ["pupils"])
+        with pytest.raises(ParameterError, match="None for the whole database"):
+            maintenance.vacuum(conn, [])
     message = str(error.value)
     assert message.startswith("unknown table 'pupils'") and "enrollments" in message and "\n" not in message
-    with pytest.raises(ParameterError, match="None for the whole database"):
-        maintenance.vacuum(migrated, [])
 
 
 def test_a_refused_statement_is_one_clear_error(scratch):
     _scores(scratch)
     impatient = db.Target(make_conninfo(scratch.url, options="-c lock_timeout=100"), scratch.embedded)
-    with db.connect(scratch) as holder:
+    with db.connect(scratch) as holder, db.connect(impatient, autocommit=True) as conn:
         holder.execute("LOCK TABLE scores IN SHARE UPDATE EXCLUSIVE MODE")  # as another VACUUM would
         with pytest.raises(PrepOpsError, match=r'^VACUUM \(ANALYZE\) "public"."scores" failed after 0 of 1 statements ran: '
                                                r'canceling statement due to lock timeout$'):
-            maintenance.maintain(impatient, "scores")
+            maintenance.maintain(conn, "scores")
 
 
 def test_confirm_is_required_on_a_database_that_is_not_scratch(scratch, monkeypatch):
     monkeypatch.delenv("PREP_OPS_SCRATCH", raising=False)
+    monkeypatch.setenv("PREP_OPS_DATA_DIR", "/nonexistent/prep-ops-data")  # the connection's server is not ours
     production = db.Target(scratch.url, embedded=False)
     _scores(production)
-    with pytest.raises(ConfirmationRequired, match="pass confirm"):
-        maintenance.maintain(production, reindex=True)
-    assert _status(production)["vacuum_count"] == 0
-    assert maintenance.plan(production, "scores")  # the dry run needs no confirm
-    result = maintenance.maintain(production, "scores", confirm=True)
+    with db.connect(production, autocommit=True) as conn:
+        with pytest.raises(ConfirmationRequired, match="not a scratch database and maintenance changes it: pass --confirm"):
+            maintenance.maintain(conn, reindex=True)
+        assert _status(production)["vacuum_count"] == 0
+        assert maintenance.plan(conn, "scores")  # the dry run needs no confirm
+        result = maintenance.maintain(conn, "scores", confirm=True)
     assert result.not_vacuumed == [] and _status(production)["vacuum_count"] == 1
 
 
-def test_bloat_estimate_finds_a_mass_update_and_vacuum_full_gives_it_back(scratch):
+def test_bloat_estimate_finds_a_mass_update_and_vacuum_full_gives_it_back(scratch, conn):
     _scores(scratch)
     _execute(scratch, "ANALYZE scores")
-    fresh = maintenance.bloat(scratch, install=False)
+    fresh = maintenance.bloat(conn, install=False)
     _execute(scratch, "UPDATE scores SET points = points + 1", "ANALYZE scores")
-    bloated = maintenance.bloat(scratch, install=False)
+    bloated = maintenance.bloat(conn, install=False)
     for frame in (fresh, bloated):
         assert (frame["method"] == "estimate").all() and "pgstattuple is not installed" in frame.attrs["note"]
         assert (frame["wasted_bytes"] >= 0).all() and frame["bloat_pct"].between(0, 100).all()
@@ -194,17 +208,17 @@ def test_bloat_estimate_finds_a_mass_update_and_vacuum_full_gives_it_back(scratc
     index = bloated.set_index("index_name").loc["scores_pkey"]
     assert table["bloat_pct"] > 30 > fresh.set_index("kind").loc["table", "bloat_pct"]
     assert index["wasted_bytes"] > 0
-    executed = maintenance.vacuum(scratch, "scores", full=True)
+    executed = maintenance.vacuum(conn, "scores", full=True)
     assert executed[0].statement == 'VACUUM (FULL, ANALYZE) "public"."scores"'
-    assert maintenance.bloat(scratch, install=False).set_index("kind").loc["table", "bloat_pct"] < 30
+    assert maintenance.bloat(conn, install=False).set_index("kind").loc["table", "bloat_pct"] < 30
 
 
-def test_measured_bloat_sees_dead_rows_the_estimate_cannot(scratch):
+def test_measured_bloat_sees_dead_rows_the_estimate_cannot(scratch, conn):
     """The estimate works from relpages as of the last VACUUM/ANALYZE; pgstattuple reads the pages."""
     _scores(scratch, rows=20_000)
     _execute(scratch, "ANALYZE scores", "UPDATE scores SET points = points + 1")
-    estimate = maintenance.bloat(scratch, install=False).set_index("kind").loc["table"]
-    measured = maintenance.bloat(scratch, install=True)
+    estimate = maintenance.bloat(conn, install=False).set_index("kind").loc["table"]
+    measured = maintenance.bloat(conn, install=True)
     if measured.attrs["note"]:
         pytest.skip(measured.attrs["note"])
     table = measured.set_index("kind").loc["table"]
@@ -215,15 +229,43 @@ def test_measured_bloat_sees_dead_rows_the_estimate_cannot(scratch):
     assert index["method"] == "measured" and pd.isna(index["dead_rows"])
 
 
-def test_bloat_says_when_there_are_no_statistics(scratch):
+def test_bloat_says_when_there_are_no_statistics(scratch, conn):
     _scores(scratch, rows=1000)
-    row = maintenance.bloat(scratch, install=False).set_index("kind").loc["table"]
+    row = maintenance.bloat(conn, install=False).set_index("kind").loc["table"]
     assert row["note"] == "no statistics: run ANALYZE" and row.isna()["bloat_pct"]
 
 
-def test_an_empty_database_has_little_to_do(scratch):
-    assert maintenance.table_status(scratch).empty and maintenance.bloat(scratch).empty
-    assert maintenance.plan(scratch, reindex=True) == ["VACUUM (ANALYZE)"]
-    result = maintenance.maintain(scratch, reindex=True)
+def test_an_empty_database_has_little_to_do(scratch, conn):
+    assert maintenance.table_status(conn).empty and maintenance.bloat(conn).empty
+    assert maintenance.plan(conn, reindex=True) == ["VACUUM (ANALYZE)"]
+    result = maintenance.maintain(conn, reindex=True)
     assert result.tables == [] and len(result.statements) == 1
     assert maintenance.before_after(result).empty and result.not_vacuumed == []
+
+
+def test_maintenance_leaves_the_shared_connection_as_it_found_it(scratch, conn):
+    _scores(scratch)
+    handlers = list(conn._notice_handlers)
+    maintenance.maintain(conn, "scores", reindex=True)
+    maintenance.vacuum(conn, "scores")
+    with pytest.raises(ParameterError):
+        maintenance.analyze(conn, ["pupils"])
+    assert conn._notice_handlers == handlers and conn.autocommit
+    assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+
+
+def test_runbook_checks_of_bloat_and_of_a_maintenance_run(scratch, conn):
+    _scores(scratch)
+    _execute(scratch, "UPDATE scores SET points = points + 1", "ANALYZE scores")
+    space = maintenance.bloat(conn, install=False)
+    verdict = maintenance.bloat_check(space)
+    # over 30% bloated, but a 10,000-row table wastes far less than 10 MiB: not large
+    assert verdict["passed"] and not verdict["skipped"] and verdict["detail"].startswith("0 of 2 tables and indexes")
+    large = maintenance.bloat_check(space.assign(wasted_bytes=2**30, bloat_pct=90.0))
+    assert not large["passed"] and large["detail"].startswith("2 of 2") and large["must_hold"] is False
+    assert maintenance.bloat_check(space.assign(bloat_pct=float("nan")))["skipped"].startswith("nothing measured")
+    result = maintenance.maintain(conn, "scores")
+    assert [(c["name"], c["passed"]) for c in maintenance.result_checks(result)] == [
+        ("last vacuum set on every chosen table", True), ("dead rows did not grow", True)]
+    skipped = maintenance.result_checks(None, "not a scratch database")
+    assert [(c["passed"], c["skipped"]) for c in skipped] == [(False, "not a scratch database")] * 2

@@ -18,27 +18,33 @@ def masked(seeded):
     """The module's seeded database with its own roles and the masked views."""
     rs = roles.RoleSet.with_prefix(f"t{uuid.uuid4().hex[:8]}_")
     passwords = {kind: secrets.token_urlsafe(16) for kind in roles.LOGIN_KINDS}
-    roles.apply(seeded, rs, passwords)
-    masking.apply(seeded, rs)
-    yield seeded, rs, passwords
-    roles.drop(seeded, rs)
+    with db.connect(seeded, autocommit=True) as conn:
+        roles.apply(conn, rs, passwords)
+        masking.apply(conn, rs)
+        yield conn, rs, passwords
+        roles.drop(conn, rs)
 
 
 @pytest.fixture(scope="module")
-def analyst(masked):
-    target, rs, passwords = masked
-    return roles.login(target, rs.analyst, passwords["analyst"])
+def analyst(seeded, masked):
+    _, rs, passwords = masked
+    return roles.login(seeded, rs.analyst, passwords["analyst"])
+
+
+@pytest.fixture(scope="module")
+def as_analyst(analyst):
+    """The analyst's own connection."""
+    with db.connect(analyst, autocommit=True) as conn:
+        yield conn
 
 
 def test_analyst_reads_every_masked_view(masked, analyst):
-    target, _, _ = masked
-    assert masking.views(target) == sorted(f"masked.{v}" for v in masking.VIEWS)
+    owner, _, _ = masked
+    assert masking.views(owner) == sorted(f"masked.{v}" for v in masking.VIEWS)
     with db.connect(analyst) as conn:
         for view in masking.VIEWS:
-            table_rows = None
             rows = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier("masked", view))).fetchone()[0]
-            with db.connect(target) as owner:
-                table_rows = owner.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(view))).fetchone()[0]
+            table_rows = owner.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(view))).fetchone()[0]
             assert rows == table_rows > 0, view
 
 
@@ -60,18 +66,17 @@ def test_analyst_cannot_read_the_salt_or_call_the_masking_functions(analyst):
 
 
 def test_no_personal_value_shows_unchanged(masked):
-    target, _, _ = masked
-    leaks = masking.leaks(target)
+    owner, _, _ = masked
+    leaks = masking.leaks(owner)
     assert len(leaks) == 6 and leaks["unmasked"].sum() == 0, leaks.to_string()
 
 
-def test_masks_keep_the_shape(masked, analyst):
-    target, _, _ = masked
-    with db.connect(target) as owner:
-        real = {r[0]: r for r in owner.execute("SELECT u.id, u.email, u.full_name, s.date_of_birth, s.guardian "
-                                               "FROM users u LEFT JOIN students s ON s.user_id = u.id").fetchall()}
-    users = masking.preview(analyst, "users", limit=1000)
-    students = masking.preview(analyst, "students", limit=1000)
+def test_masks_keep_the_shape(masked, as_analyst):
+    owner, _, _ = masked
+    real = {r[0]: r for r in owner.execute("SELECT u.id, u.email, u.full_name, s.date_of_birth, s.guardian "
+                                           "FROM users u LEFT JOIN students s ON s.user_id = u.id").fetchall()}
+    users = masking.preview(as_analyst, "users", limit=1000)
+    students = masking.preview(as_analyst, "students", limit=1000)
     for row in users.itertuples():
         email, full_name = real[row.id][1], real[row.id][2]
         assert row.email.split("@")[1] == email.split("@")[1]  # the domain stays
@@ -87,53 +92,74 @@ def test_masks_keep_the_shape(masked, analyst):
     assert "date_of_birth" not in students.columns and "audition_recording" not in students.columns
 
 
-def test_pseudonyms_are_stable_and_salted(masked, analyst):
-    target, rs, _ = masked
-    before = masking.preview(analyst, "users", limit=20)
-    masking.apply(target, rs)  # again: same salt, same pseudonyms
-    after = masking.preview(analyst, "users", limit=20)
+def test_pseudonyms_are_stable_and_salted(masked, as_analyst):
+    owner, rs, _ = masked
+    before = masking.preview(as_analyst, "users", limit=20)
+    masking.apply(owner, rs)  # again: same salt, same pseudonyms
+    after = masking.preview(as_analyst, "users", limit=20)
     assert before.equals(after)
-    with db.connect(target) as owner:
-        email = owner.execute("SELECT email FROM users WHERE id = %s", (int(before["id"][0]),)).fetchone()[0]
+    email = owner.execute("SELECT email FROM users WHERE id = %s", (int(before["id"][0]),)).fetchone()[0]
     unsalted = hashlib.sha256(email.split("@")[0].lower().encode()).hexdigest()[:12]
     assert not before["email"][0].startswith(unsalted)
 
 
-def test_enrollment_figures_survive_masking(masked, analyst):
-    target, _, _ = masked
-    seen = masking.by_instrument(analyst)
-    with db.connect(target) as owner:
-        real = dict(((i, lv), n) for i, lv, n in owner.execute(
-            "SELECT s.instrument, s.level, count(DISTINCT s.id) FROM students s JOIN enrollments e ON e.student_id = s.id "
-            "AND e.status IN ('enrolled', 'completed') GROUP BY 1, 2").fetchall())
+def test_enrollment_figures_survive_masking(masked, as_analyst):
+    owner, _, _ = masked
+    seen = masking.by_instrument(as_analyst)
+    real = dict(((i, lv), n) for i, lv, n in owner.execute(
+        "SELECT s.instrument, s.level, count(DISTINCT s.id) FROM students s JOIN enrollments e ON e.student_id = s.id "
+        "AND e.status IN ('enrolled', 'completed') GROUP BY 1, 2").fetchall())
     assert dict(zip(zip(seen["instrument"], seen["level"]), seen["students"])) == real
 
 
-def test_preview_checks_its_view(analyst):
+def test_preview_checks_its_view(as_analyst):
     with pytest.raises(ParameterError, match="no masked view"):
-        masking.preview(analyst, "users; DROP TABLE users")
+        masking.preview(as_analyst, "users; DROP TABLE users")
 
 
-def test_apply_needs_the_analyst_role_and_confirm(migrated, monkeypatch):
+def test_seen_by_reads_as_the_logged_in_role(analyst, as_analyst):
+    users, students, by_instrument = masking.seen_by(analyst)
+    assert users.equals(masking.preview(as_analyst, "users")) and len(students) == 5
+    assert list(by_instrument.columns) == list(masking.by_instrument(as_analyst).columns) and len(by_instrument) == 10
+
+
+def test_apply_needs_the_analyst_role_and_confirm(owner, monkeypatch):
     with pytest.raises(ParameterError, match="apply the roles first"):
-        masking.apply(migrated, roles.RoleSet.with_prefix(f"t{uuid.uuid4().hex[:8]}_"))
+        masking.apply(owner, roles.RoleSet.with_prefix(f"t{uuid.uuid4().hex[:8]}_"))
     monkeypatch.delenv("PREP_OPS_SCRATCH", raising=False)
-    with pytest.raises(ConfirmationRequired):
-        masking.apply(db.Target(migrated.url, embedded=False))
-    with pytest.raises(ConfirmationRequired):
-        masking.remove(db.Target(migrated.url, embedded=False))
+    monkeypatch.setenv("PREP_OPS_DATA_DIR", "/nonexistent/prep-ops-data")  # judged as any other server
+    with pytest.raises(ConfirmationRequired, match="creating the masked views"):
+        masking.apply(owner)
+    with pytest.raises(ConfirmationRequired, match="dropping the masked views"):
+        masking.remove(owner)
 
 
-def test_migrating_down_drops_the_masked_views_and_remove_is_idempotent(migrated):
+def test_apply_without_the_masking_migration_says_migrate(owner):
     rs = roles.RoleSet.with_prefix(f"t{uuid.uuid4().hex[:8]}_")
     try:
-        roles.apply(migrated, rs)
-        masking.apply(migrated, rs)
-        migrate.apply(migrated, 3)  # the views hold on to users.full_name: the down step drops them first
-        assert migrate.current_version(migrated) == 3 and masking.views(migrated) == []
-        assert masking.remove(migrated) is False
-        migrate.apply(migrated)
-        masking.apply(migrated, rs)
-        assert masking.remove(migrated) is True and masking.views(migrated) == []
+        roles.apply(owner, rs)
+        migrate.apply(owner, to=6)
+        with pytest.raises(masking.MaskingError, match="no schema masked .* migrate to the latest version"):
+            masking.apply(owner, rs)
     finally:
-        roles.drop(migrated, rs)
+        roles.drop(owner, rs)
+
+
+def test_migrating_down_drops_the_masked_views_and_remove_is_idempotent(owner):
+    rs = roles.RoleSet.with_prefix(f"t{uuid.uuid4().hex[:8]}_")
+    try:
+        roles.apply(owner, rs)
+        masking.apply(owner, rs)
+        migrate.apply(owner, 6)  # the views go with their schema (0007 down)
+        assert migrate.current_version(owner) == 6 and masking.views(owner) == []
+        assert masking.remove(owner) is False
+        migrate.apply(owner)
+        masking.apply(owner, rs)
+        migrate.apply(owner, 3)  # the views hold on to users.full_name: the down steps drop them first
+        assert migrate.current_version(owner) == 3 and masking.views(owner) == []
+        migrate.apply(owner)
+        masking.apply(owner, rs)
+        assert masking.remove(owner) is True and masking.views(owner) == []
+        assert masking.remove(owner) is False
+    finally:
+        roles.drop(owner, rs)

@@ -6,52 +6,139 @@ import pytest
 from conftest import schema_dump, table_checksum
 
 from prep_ops import db, migrate, seed
-from prep_ops.errors import MigrationError
+from prep_ops.errors import ConfirmationRequired, MigrationError
+
+LATEST = migrate.latest_version()
 
 
-def test_latest_records_every_version(scratch):
-    steps = migrate.apply(scratch)
+@pytest.fixture
+def conn(scratch):
+    """An autocommit connection to the scratch database, as a CLI command or a notebook opens it."""
+    with db.connect(scratch, autocommit=True) as connection:
+        yield connection
+
+
+@pytest.fixture
+def not_scratch(monkeypatch):
+    """Connections to the embedded server judged as to any other server: changes need confirm."""
+    monkeypatch.delenv("PREP_OPS_SCRATCH", raising=False)
+    monkeypatch.setenv("PREP_OPS_DATA_DIR", "/nonexistent/prep-ops-data")
+
+
+def test_latest_records_every_version(conn):
+    steps = migrate.apply(conn)
     assert [s.version for s in steps] == [m.version for m in migrate.discover()]
-    with db.connect(scratch) as conn:
-        rows = conn.execute("SELECT version, description FROM schema_version ORDER BY version").fetchall()
+    rows = conn.execute("SELECT version, description FROM schema_version ORDER BY version").fetchall()
     assert [r[0] for r in rows] == [s.version for s in steps]
     assert rows[0][1].startswith("The schema of the operations guide")
-    assert migrate.apply(scratch) == []  # nothing left to do
+    assert migrate.apply(conn) == []  # nothing left to do
 
 
-def test_migration_1_is_the_guides_schema(scratch):
-    migrate.apply(scratch, to=1)
-    with db.connect(scratch) as conn:
-        columns = conn.execute(
-            "SELECT table_name, column_name, data_type FROM information_schema.columns "
-            "WHERE table_schema = 'public' AND table_name <> 'prep_ops_migrations' ORDER BY 1, ordinal_position"
-        ).fetchall()
+def test_latest_version_is_the_newest_file():
+    assert LATEST == max(m.version for m in migrate.discover()) >= 7
+
+
+def test_apply_leaves_the_connection_as_it_found_it(conn):
+    migrate.apply(conn)
+    assert conn.autocommit and conn.info.transaction_status == db.psycopg.pq.TransactionStatus.IDLE
+    held = conn.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()")
+    assert held.fetchone()[0] == 0  # the advisory lock is released
+
+
+def test_migration_1_is_the_guides_schema(conn):
+    migrate.apply(conn, to=1)
+    columns = conn.execute(
+        "SELECT table_name, column_name, data_type FROM information_schema.columns "
+        "WHERE table_schema = 'public' AND table_name <> 'prep_ops_migrations' ORDER BY 1, ordinal_position"
+    ).fetchall()
     assert ("teachers", "availability", "json") in columns
     assert ("schema_version", "description", "text") in columns
     assert {t for t, _, _ in columns} == {"users", "students", "teachers", "courses", "schema_version"}
 
 
-def test_down_to_zero_and_up_again_gives_the_same_schema(scratch):
-    migrate.apply(scratch)
+def test_down_to_zero_and_up_again_gives_the_same_schema(scratch, conn):
+    migrate.apply(conn)
     before = schema_dump(scratch)
-    assert [s.direction for s in migrate.apply(scratch, to=0)] == ["down"] * len(migrate.discover())
-    assert migrate.current_version(scratch) == 0
-    migrate.apply(scratch)
+    assert [s.direction for s in migrate.apply(conn, to=0)] == ["down"] * len(migrate.discover())
+    assert migrate.current_version(conn) == 0
+    migrate.apply(conn)
     assert schema_dump(scratch) == before
 
 
-def test_plan_changes_nothing(scratch):
-    migrate.apply(scratch, to=2)
+def test_down_to_zero_leaves_only_the_bookkeeping_table(conn):
+    migrate.apply(conn)
+    migrate.apply(conn, to=0)
+    schemas = [r[0] for r in conn.execute(
+        "SELECT nspname FROM pg_namespace WHERE nspname NOT IN ('public', 'information_schema') "
+        "AND nspname !~ '^pg_' ORDER BY 1")]
+    relations = [tuple(r) for r in conn.execute(
+        "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f') AND n.nspname NOT IN ('pg_catalog', 'information_schema') "
+        "AND n.nspname !~ '^pg_toast' ORDER BY 1, 2")]
+    functions = conn.execute("SELECT count(*) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace "
+                             "WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')").fetchone()[0]
+    assert schemas == [] and relations == [("public", "prep_ops_migrations")] and functions == 0
+
+
+def test_the_audit_log_and_masking_schemas_come_from_migrations(conn):
+    migrate.apply(conn, to=5)
+    assert conn.execute("SELECT to_regclass('audit.log'), to_regnamespace('masked')").fetchone() == (None, None)
+    assert [s.name for s in migrate.apply(conn)] == ["audit_log", "masking"]
+    assert conn.execute("SELECT to_regclass('audit.log') IS NOT NULL, to_regprocedure('audit.log_change()') IS NOT NULL, "
+                        "(SELECT count(*) FROM masking_private.salt), to_regnamespace('masked') IS NOT NULL").fetchone() \
+        == (True, True, 1, True)
+
+
+def test_plan_changes_nothing(scratch, conn):
+    migrate.apply(conn, to=2)
     before = schema_dump(scratch)
-    steps = migrate.plan(scratch)
-    assert [s.version for s in steps] == [3, 4, 5] and "CREATE TABLE enrollments" in steps[0].sql
-    assert [s.direction for s in migrate.plan(scratch, to=0)] == ["down", "down"]
+    steps = migrate.plan(conn)
+    assert [s.version for s in steps] == list(range(3, LATEST + 1)) and "CREATE TABLE enrollments" in steps[0].sql
+    assert [s.direction for s in migrate.plan(conn, to=0)] == ["down", "down"]
     assert schema_dump(scratch) == before
 
 
-def test_unknown_version_is_refused(scratch):
+def test_script_shows_each_step_and_how_many(conn):
+    migrate.apply(conn, to=2)
+    text = migrate.script(migrate.plan(conn, to=0))
+    assert text.startswith("-- down 0002_guide_indexes\nALTER TABLE teachers DROP CONSTRAINT")
+    assert "\n-- down 0001_initial\nDROP TABLE courses;" in text and text.endswith("\n-- 2 step(s)")
+    assert migrate.script([]) == "-- nothing to do"
+
+
+def test_unknown_version_is_refused(conn):
     with pytest.raises(MigrationError, match="no migration 99"):
-        migrate.plan(scratch, to=99)
+        migrate.plan(conn, to=99)
+
+
+def test_apply_outside_a_scratch_database_needs_confirm(conn, not_scratch):
+    with pytest.raises(ConfirmationRequired, match="not a scratch database and migrating"):
+        migrate.apply(conn)
+    assert migrate.current_version(conn) == 0
+    assert migrate.apply(conn, to=1, confirm=True)
+    assert migrate.apply(conn, to=1) == []  # nothing to do needs no confirm
+
+
+def test_down_migration_over_rows_needs_confirm_even_on_scratch(conn):
+    migrate.apply(conn)
+    seed.seed(conn, students=20, seed=1)
+    with pytest.raises(ConfirmationRequired, match="may drop data .* rows in the school's tables"):
+        migrate.apply(conn, to=LATEST - 1)
+    assert migrate.current_version(conn) == LATEST
+    assert [s.version for s in migrate.apply(conn, to=LATEST - 1, confirm=True)] == [LATEST]
+
+
+def test_dropping_the_masked_views_goes_through_the_guard(conn, not_scratch):
+    migrate.apply(conn, confirm=True)
+    conn.execute("CREATE VIEW masked.users AS SELECT id FROM users")
+    with pytest.raises(ConfirmationRequired, match="dropping the masked views"):
+        migrate._drop_derived(conn, confirm=False)
+    assert conn.execute("SELECT to_regclass('masked.users')").fetchone()[0] is not None
+    with pytest.raises(ConfirmationRequired):
+        migrate.apply(conn, to=3)
+    assert conn.execute("SELECT to_regclass('masked.users')").fetchone()[0] is not None
+    assert migrate._drop_derived(conn, confirm=True) == ["users"]
+    assert conn.execute("SELECT to_regclass('masked.users')").fetchone()[0] is None
 
 
 @pytest.fixture
@@ -62,28 +149,30 @@ def migrations_copy(tmp_path):
 
 
 def test_broken_migration_leaves_no_trace(migrated, migrations_copy):
-    seed.seed(migrated, students=50, seed=1)
-    (migrations_copy / "0006_broken.up.sql").write_text(
+    broken = f"{LATEST + 1:04d}_broken"
+    with db.connect(migrated, autocommit=True) as conn:
+        seed.seed(conn, students=50, seed=1)
+    (migrations_copy / f"{broken}.up.sql").write_text(
         "-- half good, half broken\nALTER TABLE users ADD COLUMN nickname TEXT;\n"
         "UPDATE users SET nickname = 'x';\nSELECT no_such_function();\n")
-    (migrations_copy / "0006_broken.down.sql").write_text("ALTER TABLE users DROP COLUMN nickname;\n")
+    (migrations_copy / f"{broken}.down.sql").write_text("ALTER TABLE users DROP COLUMN nickname;\n")
     schema_before, users_before = schema_dump(migrated), table_checksum(migrated, "users")
     versions_before = table_checksum(migrated, "schema_version")
-    with pytest.raises(MigrationError, match="0006_broken.*rolled back"):
-        migrate.apply(migrated, directory=migrations_copy)
+    with db.connect(migrated, autocommit=True) as conn, pytest.raises(MigrationError, match=f"{broken}.*rolled back"):
+        migrate.apply(conn, directory=migrations_copy)
     assert schema_dump(migrated) == schema_before
     assert table_checksum(migrated, "users") == users_before
     assert table_checksum(migrated, "schema_version") == versions_before
 
 
-def test_edited_applied_migration_is_refused_by_name(scratch, migrations_copy):
-    migrate.apply(scratch, to=3, directory=migrations_copy)
+def test_edited_applied_migration_is_refused_by_name(conn, migrations_copy):
+    migrate.apply(conn, to=3, directory=migrations_copy)
     path = migrations_copy / "0002_guide_indexes.up.sql"
     path.write_text(path.read_text() + "\nCREATE INDEX sneaky ON users(role);\n")
     with pytest.raises(MigrationError, match="0002_guide_indexes was edited"):
-        migrate.apply(scratch, directory=migrations_copy)
-    assert migrate.current_version(scratch) == 3
-    assert [s.changed for s in migrate.status(scratch, migrations_copy)][:3] == [False, True, False]
+        migrate.apply(conn, directory=migrations_copy)
+    assert migrate.current_version(conn) == 3
+    assert [s.changed for s in migrate.status(conn, migrations_copy)][:3] == [False, True, False]
 
 
 def test_concurrent_runs_do_not_interleave(scratch):
@@ -91,7 +180,8 @@ def test_concurrent_runs_do_not_interleave(scratch):
 
     def run():
         try:
-            results.append(migrate.apply(scratch))
+            with db.connect(scratch, autocommit=True) as conn:
+                results.append(migrate.apply(conn))
         except Exception as exc:  # collected and asserted below
             errors.append(exc)
 
@@ -103,34 +193,36 @@ def test_concurrent_runs_do_not_interleave(scratch):
     assert errors == []
     # each migration ran exactly once, in one of the runs
     assert sorted(s.version for steps in results for s in steps) == [m.version for m in migrate.discover()]
-    assert migrate.current_version(scratch) == migrate.discover()[-1].version
+    with db.connect(scratch, autocommit=True) as conn:
+        assert migrate.current_version(conn) == LATEST
 
 
 def test_down_to_zero_works_after_masked_views_and_audit_triggers(migrated):
     from prep_ops import audit_log, masking, roles
 
-    seed.seed(migrated, students=50, seed=2)
     role_set = roles.RoleSet.with_prefix(f"prep_ops_mig_{uuid.uuid4().hex[:6]}_")
-    roles.apply(migrated, role_set)
-    try:
-        masking.apply(migrated, role_set)
-        audit_log.enable(migrated)
-        assert masking.views(migrated)
-        migrate.apply(migrated, to=0)
-        assert migrate.current_version(migrated) == 0 and masking.views(migrated) == []
-        migrate.apply(migrated)
-        assert migrate.current_version(migrated) == migrate.discover()[-1].version
-    finally:
-        roles.drop(migrated, role_set)
+    with db.connect(migrated, autocommit=True) as conn:
+        seed.seed(conn, students=50, seed=2)
+        roles.apply(conn, role_set)
+        try:
+            masking.apply(conn, role_set)
+            audit_log.enable(conn)
+            assert masking.views(conn)
+            migrate.apply(conn, to=0, confirm=True)  # over rows: confirmed
+            assert migrate.current_version(conn) == 0 and masking.views(conn) == []
+            migrate.apply(conn)
+            assert migrate.current_version(conn) == LATEST
+        finally:
+            roles.drop(conn, role_set)
 
 
 def test_a_down_step_that_fails_says_where_the_schema_stands(migrated, migrations_copy):
-    with db.connect(migrated) as conn:  # something the down migrations do not know depends on a column
+    with db.connect(migrated, autocommit=True) as conn:  # something the down migrations do not know depends on a column
         conn.execute("CREATE VIEW private_recordings AS SELECT id, audition_recording FROM students")
-        conn.commit()
-    with pytest.raises(MigrationError) as failed:
-        migrate.apply(migrated, to=0, directory=migrations_copy)
-    message = str(failed.value)
-    assert "0004_payments_profiles (down) failed" in message and "private_recordings depends on" in message
-    assert "the 1 step(s) before it stayed done, so the schema is at version 4" in message
-    assert migrate.current_version(migrated) == 4
+        with pytest.raises(MigrationError) as failed:
+            migrate.apply(conn, to=0, directory=migrations_copy)
+        message = str(failed.value)
+        assert "0004_payments_profiles (down) failed" in message and "private_recordings depends on" in message
+        before = LATEST - 4  # the down steps of LATEST..5
+        assert f"the {before} step(s) before it stayed done, so the schema is at version 4" in message
+        assert migrate.current_version(conn) == 4

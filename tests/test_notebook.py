@@ -1,6 +1,6 @@
 import pytest
 
-from prep_ops import notebook
+from prep_ops import embedded, notebook
 from prep_ops.errors import CheckFailed
 
 
@@ -29,3 +29,13 @@ def test_summary_counts_failed_must_hold_checks():
         notebook.check("c", False)
     frame = notebook.summary("t")
     assert len(frame) == 3 and int((~frame["passed"] & frame["must_hold"]).sum()) == 1
+
+
+def test_session_connection_survives_a_stopped_embedded_server(private_server):
+    session = notebook.setup(sql_magic=False)
+    first = session.conn
+    assert session.conn is first  # one connection for the runbook
+    embedded.stop()
+    assert session.conn.execute("SELECT 1").fetchone() == (1,)  # the server was started again
+    assert session.conn is not first and first.closed
+    session.conn.close()

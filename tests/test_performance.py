@@ -4,12 +4,19 @@ indexes created CONCURRENTLY through the incident record (or only recorded, live
 import pandas as pd
 import pytest
 
-from prep_ops import db, incident, indexes, performance, plans
+from prep_ops import db, incident, indexes, plans
+from prep_ops.incident import performance
 from prep_ops.errors import ParameterError
 
 
-def test_query_times_gives_a_median_per_catalogue_query(seeded):
-    times = performance.query_times(seeded, repeats=3)
+@pytest.fixture
+def seeded_conn(seeded):
+    with db.connect(seeded, autocommit=True) as conn:
+        yield conn
+
+
+def test_query_times_gives_a_median_per_catalogue_query(seeded_conn):
+    times = performance.query_times(seeded_conn, repeats=3)
     frame = times.frame
     assert list(frame.index) == list(plans.catalogue()) and set(times.plans) == set(frame.index)
     assert (frame["runs"] == 3).all() and (frame["median_ms"] > 0).all()
@@ -17,7 +24,7 @@ def test_query_times_gives_a_median_per_catalogue_query(seeded):
     assert times.ms("payment_history") == frame.loc["payment_history", "median_ms"]
     assert pd.isna(times.ms(None))
     with pytest.raises(ParameterError):
-        performance.query_times(seeded, repeats=0)
+        performance.query_times(seeded_conn, repeats=0)
 
 
 def _times(**ms_and_findings) -> performance.QueryTimes:
@@ -43,24 +50,24 @@ def test_bottleneck_without_a_baseline_is_the_slowest_an_index_fixes():
         performance.bottleneck(now, reported="nope")
 
 
-def _advice(target: db.Target) -> indexes.Advice:
+def _advice() -> indexes.Advice:
     columns = ("method", "term")
     return indexes.Advice("candidate for query", "tuition_payments", indexes.index_name("tuition_payments", columns),
-                          columns, "test", indexes.create_statement("tuition_payments", columns, target))
+                          columns, "test", indexes.create_statement("tuition_payments", columns))
 
 
-def test_create_indexes_live_without_confirm_only_records_them(migrated, tmp_path):
+def test_create_indexes_live_without_confirm_only_records_them(migrated, owner, tmp_path):
     live = incident.Incident("performance", "test", migrated, mode="live", directory=tmp_path)
-    proposed = [_advice(migrated)]
-    assert performance.create_indexes(live, migrated, proposed) == []
-    assert performance.missing_indexes(migrated, proposed) == [proposed[0].index]
+    proposed = [_advice()]
+    assert performance.create_indexes(live, owner, proposed) == []
+    assert performance.missing_indexes(owner, proposed) == [proposed[0].index]
     assert [e.text for e in live.events if e.kind == "would"] == [proposed[0].statement, 'ANALYZE "tuition_payments"']
 
 
-def test_create_indexes_in_a_drill_creates_them_concurrently(migrated, tmp_path):
+def test_create_indexes_in_a_drill_creates_them_concurrently(migrated, owner, tmp_path):
     drill = incident.Incident("performance", "test", migrated, mode="drill", directory=tmp_path)
-    proposed = [_advice(migrated)]
-    ran = performance.create_indexes(drill, migrated, proposed)
+    proposed = [_advice()]
+    ran = performance.create_indexes(drill, owner, proposed)
     assert ran[0].startswith("CREATE INDEX CONCURRENTLY") and ran[1] == 'ANALYZE "tuition_payments"'
-    assert performance.missing_indexes(migrated, proposed) == []
+    assert performance.missing_indexes(owner, proposed) == []
     assert [e.text for e in drill.events if e.kind == "ran"] == ran

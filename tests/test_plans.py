@@ -1,5 +1,6 @@
 """Plan findings on crafted cases that must trigger them, and on cases that must not."""
 
+import psycopg
 import pytest
 
 from prep_ops import db, plan_compare, plans
@@ -23,6 +24,13 @@ def lab(scratch):
     return scratch
 
 
+@pytest.fixture
+def conn(lab):
+    """An autocommit connection to `lab`, as a notebook's or a CLI command's."""
+    with db.connect(lab, autocommit=True) as conn:
+        yield conn
+
+
 def flush_statistics(target):
     """Table statistics reach the views asynchronously; on PostgreSQL 15+ this makes them current."""
     with db.connect(target, autocommit=True) as conn:
@@ -35,8 +43,8 @@ def kinds(plan):
     return {f.kind for f in plans.findings(plan)}
 
 
-def test_nodes_carry_rows_loops_times_and_buffers(lab):
-    plan = plans.explain(lab, "SELECT count(*) FROM lab WHERE a = 1")
+def test_nodes_carry_rows_loops_times_and_buffers(lab, conn):
+    plan = plans.explain(conn, "SELECT count(*) FROM lab WHERE a = 1")
     scan = plan.nodes[plan.nodes["relation"] == "lab"].iloc[0]
     assert scan["actual_rows"] == 500 and scan["estimated_rows"] > 0
     assert scan["inclusive_ms"] >= scan["self_ms"] >= 0
@@ -44,114 +52,112 @@ def test_nodes_carry_rows_loops_times_and_buffers(lab):
     assert plan.execution_ms > 0 and plan.server_version >= 15
 
 
-def test_misestimate_on_correlated_columns(lab):
-    plan = plans.explain(lab, "SELECT * FROM lab WHERE a = 1 AND b = 1")
+def test_misestimate_on_correlated_columns(lab, conn):
+    plan = plans.explain(conn, "SELECT * FROM lab WHERE a = 1 AND b = 1")
     assert "row misestimate" in kinds(plan)
 
 
-def test_no_misestimate_on_a_single_column(lab):
-    assert "row misestimate" not in kinds(plans.explain(lab, "SELECT * FROM lab WHERE a = 1"))
+def test_no_misestimate_on_a_single_column(lab, conn):
+    assert "row misestimate" not in kinds(plans.explain(conn, "SELECT * FROM lab WHERE a = 1"))
 
 
-def test_selective_seq_scan_and_its_index_candidate(lab):
+def test_selective_seq_scan_and_its_index_candidate(lab, conn):
     from prep_ops import indexes
 
-    plan = plans.explain(lab, "SELECT * FROM lab WHERE a = %(a)s", {"a": 7})
+    plan = plans.explain(conn, "SELECT * FROM lab WHERE a = %(a)s", {"a": 7})
     assert "selective sequential scan" in kinds(plan)
-    proposed = indexes.candidates(lab, plan)
+    proposed = indexes.candidates(conn, plan)
     assert [(c.table, c.columns) for c in proposed] == [("lab", ("a",))]
 
 
-def test_no_selective_seq_scan_when_the_filter_keeps_most_rows(lab):
-    assert "selective sequential scan" not in kinds(plans.explain(lab, "SELECT * FROM lab WHERE a > 1"))
+def test_no_selective_seq_scan_when_the_filter_keeps_most_rows(lab, conn):
+    assert "selective sequential scan" not in kinds(plans.explain(conn, "SELECT * FROM lab WHERE a > 1"))
 
 
-def test_sort_spilling_to_disk_with_small_work_mem(lab):
-    plan = plans.explain(lab, "SELECT * FROM lab ORDER BY pad", settings={"work_mem": "64kB"})
+def test_sort_spilling_to_disk_with_small_work_mem(lab, conn):
+    plan = plans.explain(conn, "SELECT * FROM lab ORDER BY pad", settings={"work_mem": "64kB"})
     assert "spill to disk" in kinds(plan)
 
 
-def test_no_spill_with_enough_work_mem(lab):
-    plan = plans.explain(lab, "SELECT * FROM lab ORDER BY pad", settings={"work_mem": "256MB"})
+def test_no_spill_with_enough_work_mem(lab, conn):
+    plan = plans.explain(conn, "SELECT * FROM lab ORDER BY pad", settings={"work_mem": "256MB"})
     assert "spill to disk" not in kinds(plan)
 
 
-def test_nested_loop_with_many_loops(lab):
+def test_nested_loop_with_many_loops(lab, conn):
     # a second table: PostgreSQL 18 removes a join of a table with itself on its key
     run(lab, "CREATE TABLE lab_ref AS SELECT id, a FROM lab", "ANALYZE lab_ref")
-    plan = plans.explain(lab, "SELECT count(*) FROM lab_ref x JOIN lab y ON y.id = x.id WHERE x.a < 10",
+    plan = plans.explain(conn, "SELECT count(*) FROM lab_ref x JOIN lab y ON y.id = x.id WHERE x.a < 10",
                          settings={"enable_hashjoin": "off", "enable_mergejoin": "off"})
     assert "nested loop with many loops" in kinds(plan)
 
 
-def test_stale_statistics_after_many_changes(lab):
-    with db.connect(lab, autocommit=True) as conn:
-        conn.execute("UPDATE lab SET b = b + 1 WHERE id <= 20000")
-        if db.server_version(conn) >= 15:
-            conn.execute("SELECT pg_stat_force_next_flush()")
-        conn.execute("SELECT 1")
-    plan = plans.explain(lab, "SELECT * FROM lab WHERE id = 1")
+def test_stale_statistics_after_many_changes(lab, conn):
+    with db.connect(lab, autocommit=True) as writer:
+        writer.execute("UPDATE lab SET b = b + 1 WHERE id <= 20000")
+        if db.server_version(writer) >= 15:
+            writer.execute("SELECT pg_stat_force_next_flush()")
+        writer.execute("SELECT 1")
+    plan = plans.explain(conn, "SELECT * FROM lab WHERE id = 1")
     assert "stale statistics" in kinds(plan)
     run(lab, "ANALYZE lab")
-    assert "stale statistics" not in kinds(plans.explain(lab, "SELECT * FROM lab WHERE id = 1"))
+    assert "stale statistics" not in kinds(plans.explain(conn, "SELECT * FROM lab WHERE id = 1"))
 
 
-def test_explain_analyze_of_a_delete_changes_nothing(lab):
-    plan = plans.explain(lab, "DELETE FROM lab WHERE a = 1")
+def test_explain_analyze_of_a_delete_changes_nothing(lab, conn):
+    plan = plans.explain(conn, "DELETE FROM lab WHERE a = 1")
     assert plan.nodes["node"][0] == "Delete on lab"
-    with db.connect(lab) as conn:
-        assert conn.execute("SELECT count(*) FROM lab").fetchone()[0] == 50000
+    assert conn.execute("SELECT count(*) FROM lab").fetchone()[0] == 50000
 
 
-def test_plain_explain_does_not_run_the_query(lab):
-    plan = plans.explain(lab, "DELETE FROM lab", analyze=False)
+def test_plain_explain_does_not_run_the_query(lab, conn):
+    plan = plans.explain(conn, "DELETE FROM lab", analyze=False)
     assert plan.execution_ms is None and plan.nodes["actual_rows"].isna().all()
 
 
-def test_several_statements_are_refused_and_none_runs(lab):
+def test_several_statements_are_refused_and_none_runs(lab, conn):
     with pytest.raises(ParameterError, match="more than one statement"):
-        plans.explain(lab, "SELECT 1; DROP TABLE lab")
-    with db.connect(lab) as conn:
-        assert conn.execute("SELECT to_regclass('lab')").fetchone()[0] == "lab"
+        plans.explain(conn, "SELECT 1; DROP TABLE lab")
+    assert conn.execute("SELECT to_regclass('lab')").fetchone()[0] == "lab"
 
 
 @pytest.mark.parametrize("query, message", [
     ("SELEC * FROM lab", "not valid SQL"), ("SELECT * FROM no_such_table", "cannot run"), ("  ", "empty")])
-def test_bad_queries_are_one_clear_error(lab, query, message):
+def test_bad_queries_are_one_clear_error(lab, query, message, conn):
     with pytest.raises(ParameterError, match=message):
-        plans.explain(lab, query)
+        plans.explain(conn, query)
 
 
-def test_unknown_setting_is_refused(lab):
+def test_unknown_setting_is_refused(lab, conn):
     with pytest.raises(ParameterError, match="unknown server setting"):
-        plans.explain(lab, "SELECT 1", settings={"work_mem; DROP TABLE lab": "1"})
+        plans.explain(conn, "SELECT 1", settings={"work_mem; DROP TABLE lab": "1"})
 
 
-def test_hash_join_spilling_to_disk_names_the_hash_not_its_parents(lab):
+def test_hash_join_spilling_to_disk_names_the_hash_not_its_parents(lab, conn):
     run(lab, "CREATE TABLE lab_ref AS SELECT id, pad FROM lab", "ANALYZE lab_ref")
     query = "SELECT count(*) FROM lab x JOIN lab_ref y ON y.pad = x.pad"
     forced = {"enable_mergejoin": "off", "enable_nestloop": "off", "max_parallel_workers_per_gather": "0"}
-    plan = plans.explain(lab, query, settings={**forced, "work_mem": "64kB"})
+    plan = plans.explain(conn, query, settings={**forced, "work_mem": "64kB"})
     spilled = [f for f in plans.findings(plan) if f.kind == "spill to disk"]
     hash_node = plan.nodes[plan.nodes["node_type"] == "Hash"].iloc[0]
     assert hash_node["hash_batches"] > 1
     # the Hash Join and the Aggregate above it carry the same temp blocks: only the Hash spilled
     assert [(f.node_id, f.node) for f in spilled] == [(hash_node["id"], "Hash")]
     assert "batches" in spilled[0].why
-    roomy = plans.explain(lab, query, settings={**forced, "work_mem": "256MB"})
+    roomy = plans.explain(conn, query, settings={**forced, "work_mem": "256MB"})
     assert roomy.nodes[roomy.nodes["node_type"] == "Hash"].iloc[0]["hash_batches"] == 1
     assert "spill to disk" not in kinds(roomy)
 
 
-def test_hash_aggregate_spilling_to_disk(lab):
+def test_hash_aggregate_spilling_to_disk(lab, conn):
     query = "SELECT pad, count(*) FROM lab GROUP BY pad"
     forced = {"enable_sort": "off", "max_parallel_workers_per_gather": "0"}
-    plan = plans.explain(lab, query, settings={**forced, "work_mem": "64kB"})
+    plan = plans.explain(conn, query, settings={**forced, "work_mem": "64kB"})
     spilled = [f for f in plans.findings(plan) if f.kind == "spill to disk"]
     aggregate = plan.nodes.iloc[0]
     assert aggregate["strategy"] == "Hashed" and aggregate["hashagg_batches"] > 1 and aggregate["disk_usage_kb"] > 0
     assert [f.node_id for f in spilled] == [0] and "hash aggregate" in spilled[0].why
-    roomy = plans.explain(lab, query, settings={**forced, "work_mem": "256MB"})
+    roomy = plans.explain(conn, query, settings={**forced, "work_mem": "256MB"})
     assert roomy.nodes.iloc[0]["strategy"] == "Hashed" and "spill to disk" not in kinds(roomy)
 
 
@@ -165,50 +171,56 @@ def visibility_lab(scratch):
     return scratch
 
 
+@pytest.fixture
+def vis_conn(visibility_lab):
+    with db.connect(visibility_lab, autocommit=True) as conn:
+        yield conn
+
+
 INDEX_ONLY = {"enable_seqscan": "off", "enable_bitmapscan": "off"}
 
 
-def test_index_only_scan_after_vacuum_fetches_nothing_from_the_heap(visibility_lab):
-    plan = plans.explain(visibility_lab, "SELECT a FROM vis WHERE a < 5000", settings=INDEX_ONLY)
+def test_index_only_scan_after_vacuum_fetches_nothing_from_the_heap(visibility_lab, vis_conn):
+    plan = plans.explain(vis_conn, "SELECT a FROM vis WHERE a < 5000", settings=INDEX_ONLY)
     scan = plan.nodes.iloc[0]
     assert scan["node_type"] == "Index Only Scan" and scan["heap_fetches"] == 0
     assert "index-only scan visiting the heap" not in kinds(plan)
 
 
-def test_index_only_scan_with_many_heap_fetches_after_rows_changed(visibility_lab):
+def test_index_only_scan_with_many_heap_fetches_after_rows_changed(visibility_lab, vis_conn):
     run(visibility_lab, "UPDATE vis SET b = b + 1")  # clears the visibility map of every page
-    plan = plans.explain(visibility_lab, "SELECT a FROM vis WHERE a < 5000", settings=INDEX_ONLY)
+    plan = plans.explain(vis_conn, "SELECT a FROM vis WHERE a < 5000", settings=INDEX_ONLY)
     scan = plan.nodes.iloc[0]
     assert scan["node_type"] == "Index Only Scan" and scan["heap_fetches"] >= 4999
     found = [f for f in plans.findings(plan) if f.kind == "index-only scan visiting the heap"]
     assert [f.node_id for f in found] == [0] and "VACUUM vis" in found[0].what_to_try
 
 
-def test_rows_and_headline_of_a_plan(lab):
-    plan = plans.explain(lab, "SELECT * FROM lab WHERE a = 1")
+def test_rows_and_headline_of_a_plan(lab, conn):
+    plan = plans.explain(conn, "SELECT * FROM lab WHERE a = 1")
     assert plan.rows == 500
     assert plans.headline(plan).startswith("500 rows in ") and "Seq Scan on lab" in plans.headline(plan)
-    assert plans.explain(lab, "DELETE FROM lab WHERE a = 1").rows == 500  # rows deleted, then rolled back
-    assert "not run" in plans.headline(plans.explain(lab, "SELECT 1", analyze=False))
+    assert plans.explain(conn, "DELETE FROM lab WHERE a = 1").rows == 500  # rows deleted, then rolled back
+    assert "not run" in plans.headline(plans.explain(conn, "SELECT 1", analyze=False))
 
 
-def test_hidden_index_is_not_planned_and_still_exists(lab):
+def test_hidden_index_is_not_planned_and_still_exists(lab, conn):
     run(lab, "CREATE INDEX lab_a ON lab (a)", "ANALYZE lab")
-    assert plans.explain(lab, "SELECT * FROM lab WHERE a = 7").nodes.iloc[0]["node_type"] != "Seq Scan"
-    hidden = plans.explain(lab, "SELECT * FROM lab WHERE a = 7", hide_indexes=("lab_a",))
+    assert plans.explain(conn, "SELECT * FROM lab WHERE a = 7").nodes.iloc[0]["node_type"] != "Seq Scan"
+    hidden = plans.explain(conn, "SELECT * FROM lab WHERE a = 7", hide_indexes=("lab_a",))
     assert hidden.nodes.iloc[0]["node_type"] == "Seq Scan"
-    with db.connect(lab) as conn:
-        assert conn.execute("SELECT to_regclass('lab_a')").fetchone()[0] == "lab_a"
+    assert conn.execute("SELECT to_regclass('lab_a')").fetchone()[0] == "lab_a"
 
 
-def test_hiding_an_index_is_refused_outside_a_scratch_database_and_for_a_constraint(lab, monkeypatch):
+def test_hiding_an_index_is_refused_outside_a_scratch_database_and_for_a_constraint(lab, monkeypatch, conn):
     with pytest.raises(ParameterError, match="cannot hide index 'lab_pkey'"):
-        plans.explain(lab, "SELECT 1", hide_indexes=("lab_pkey",))
+        plans.explain(conn, "SELECT 1", hide_indexes=("lab_pkey",))
     with pytest.raises(ParameterError, match="cannot hide index 'no_such_index'"):
-        plans.explain(lab, "SELECT 1", hide_indexes=("no_such_index",))
+        plans.explain(conn, "SELECT 1", hide_indexes=("no_such_index",))
     monkeypatch.delenv("PREP_OPS_SCRATCH", raising=False)
+    monkeypatch.setenv("PREP_OPS_DATA_DIR", "/nonexistent/prep-ops-data")  # the connection's server is not ours
     with pytest.raises(ConfirmationRequired):
-        plans.explain(db.Target(lab.url, embedded=False), "SELECT 1", hide_indexes=("lab_pkey",))
+        plans.explain(conn, "SELECT 1", hide_indexes=("lab_pkey",))
 
 
 def changed(comparison):
@@ -216,10 +228,10 @@ def changed(comparison):
             for row in comparison.itertuples() if row.change != "same"]
 
 
-def test_compare_matches_a_seq_scan_with_the_index_scan_that_replaced_it(lab):
-    before = plans.explain(lab, "SELECT * FROM lab WHERE a = 7")
+def test_compare_matches_a_seq_scan_with_the_index_scan_that_replaced_it(lab, conn):
+    before = plans.explain(conn, "SELECT * FROM lab WHERE a = 7")
     run(lab, "CREATE INDEX lab_a ON lab (a)", "ANALYZE lab")
-    after = plans.explain(lab, "SELECT * FROM lab WHERE a = 7")
+    after = plans.explain(conn, "SELECT * FROM lab WHERE a = 7")
     table = plan_compare.compare(before, after)
     scan = table[table["relation"].eq("lab") & table["type_before"].notna()].iloc[0]
     assert scan["change"] == "changed access method" and scan["type_before"] == "Seq Scan"
@@ -233,10 +245,10 @@ def test_compare_matches_a_seq_scan_with_the_index_scan_that_replaced_it(lab):
     assert "changed access method: Seq Scan → " in plan_compare.changes(table)
 
 
-def test_compare_shows_the_node_a_plan_gains_and_loses(lab):
+def test_compare_shows_the_node_a_plan_gains_and_loses(lab, conn):
     query = "SELECT * FROM lab WHERE id < 5000 ORDER BY id"
-    ordered = plans.explain(lab, query, settings={"enable_seqscan": "off", "enable_bitmapscan": "off"})
-    sorted_ = plans.explain(lab, query, settings={"enable_indexscan": "off", "enable_bitmapscan": "off",
+    ordered = plans.explain(conn, query, settings={"enable_seqscan": "off", "enable_bitmapscan": "off"})
+    sorted_ = plans.explain(conn, query, settings={"enable_indexscan": "off", "enable_bitmapscan": "off",
                                                    "max_parallel_workers_per_gather": "0"})
     assert list(ordered.nodes["node_type"]) == ["Index Scan"]
     assert list(sorted_.nodes["node_type"]) == ["Sort", "Seq Scan"]
@@ -248,11 +260,11 @@ def test_compare_shows_the_node_a_plan_gains_and_loses(lab):
     assert plan_compare.changes(lost).startswith("0 of 2 nodes the same; removed Sort on lab")
 
 
-def test_compare_of_identical_plans_is_all_same(lab):
+def test_compare_of_identical_plans_is_all_same(lab, conn):
     run(lab, "CREATE TABLE lab_ref AS SELECT id, a FROM lab", "ANALYZE lab_ref")
     query = "SELECT x.a, count(*) FROM lab_ref x JOIN lab y ON y.id = x.id WHERE x.a < 10 GROUP BY x.a"
     serial = {"max_parallel_workers_per_gather": "0"}  # a worker that fails to launch is a real change
-    first, second = plans.explain(lab, query, settings=serial), plans.explain(lab, query, settings=serial)
+    first, second = plans.explain(conn, query, settings=serial), plans.explain(conn, query, settings=serial)
     table = plan_compare.compare(first, second)
     assert len(table) == len(first.nodes) >= 4 and (table["change"] == "same").all()
     assert table["id_before"].tolist() == table["id_after"].tolist() == list(range(len(first.nodes)))
@@ -260,12 +272,12 @@ def test_compare_of_identical_plans_is_all_same(lab):
     assert plan_compare.changes(table) == f"{len(table)} of {len(table)} nodes the same"
 
 
-def test_compare_matches_joins_by_their_inputs(lab):
+def test_compare_matches_joins_by_their_inputs(lab, conn):
     run(lab, "CREATE TABLE lab_ref AS SELECT id, a FROM lab", "ANALYZE lab_ref")
     query = "SELECT count(*) FROM lab_ref x JOIN lab y ON y.id = x.id WHERE x.a < 10"
     serial = {"max_parallel_workers_per_gather": "0"}
-    hashed = plans.explain(lab, query, settings={**serial, "enable_mergejoin": "off", "enable_nestloop": "off"})
-    looped = plans.explain(lab, query, settings={**serial, "enable_hashjoin": "off", "enable_mergejoin": "off"})
+    hashed = plans.explain(conn, query, settings={**serial, "enable_mergejoin": "off", "enable_nestloop": "off"})
+    looped = plans.explain(conn, query, settings={**serial, "enable_hashjoin": "off", "enable_mergejoin": "off"})
     table = plan_compare.compare(hashed, looped)
     assert ("changed join method", "Hash Join", "Nested Loop", "lab, lab_ref") in changed(table)
     assert ("removed", "Hash", None, "lab_ref") in changed(table)
@@ -273,15 +285,15 @@ def test_compare_matches_joins_by_their_inputs(lab):
     assert table.iloc[0]["change"] == "same" and table.iloc[0]["type_after"] == "Aggregate"
 
 
-def test_compare_tells_a_changed_join_order(lab):
+def test_compare_tells_a_changed_join_order(lab, conn):
     run(lab, "CREATE TABLE lab_ref AS SELECT id, a FROM lab", "CREATE TABLE lab_more AS SELECT id, b FROM lab",
         "ANALYZE lab_ref", "ANALYZE lab_more")
     # the same query written in two join orders, kept by join_collapse_limit = 1
     forced = {"join_collapse_limit": "1", "enable_mergejoin": "off", "enable_nestloop": "off",
               "max_parallel_workers_per_gather": "0"}
-    one = plans.explain(lab, "SELECT count(*) FROM lab x JOIN lab_ref r ON r.id = x.id JOIN lab_more m ON m.id = x.id",
+    one = plans.explain(conn, "SELECT count(*) FROM lab x JOIN lab_ref r ON r.id = x.id JOIN lab_more m ON m.id = x.id",
                         settings=forced)
-    other = plans.explain(lab, "SELECT count(*) FROM lab x JOIN lab_more m ON m.id = x.id JOIN lab_ref r ON r.id = x.id",
+    other = plans.explain(conn, "SELECT count(*) FROM lab x JOIN lab_more m ON m.id = x.id JOIN lab_ref r ON r.id = x.id",
                           settings=forced)
     table = plan_compare.compare(one, other)
     top = table[table["relation"] == "lab, lab_more, lab_ref"]
@@ -290,6 +302,17 @@ def test_compare_tells_a_changed_join_order(lab):
 
 
 def test_catalogue_runs_on_sample_data(seeded):
-    report = plans.catalogue_report(seeded)
+    with db.connect(seeded, autocommit=True) as conn:
+        report = plans.catalogue_report(conn)
     assert set(report["query"]) == set(plans.catalogue())
     assert (report["ms"] > 0).all()
+
+
+def test_explain_leaves_the_shared_connection_as_it_found_it(conn):
+    show = "SELECT current_setting('work_mem'), current_setting('enable_seqscan')"
+    before = conn.execute(show).fetchone()
+    plans.explain(conn, "SELECT * FROM lab ORDER BY pad", settings={"work_mem": "64kB", "enable_seqscan": "off"})
+    with pytest.raises(ParameterError):
+        plans.explain(conn, "SELECT * FROM no_such_table", settings={"work_mem": "64kB"})
+    assert conn.execute(show).fetchone() == before
+    assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE and conn.autocommit

@@ -3,7 +3,7 @@ its scratch database and the before/after check passes; by default it changes no
 
 import pytest
 
-from prep_ops import indexes, runner, scratch
+from prep_ops import db, indexes, runner, scratch
 
 SCRATCH = "prep_ops_plans"  # the runbook's own scratch database
 
@@ -31,7 +31,8 @@ def test_apply_creates_the_proposed_index_and_the_query_gets_faster(runbook, ser
     faster = checks["query faster with the new indexes"]
     assert faster["passed"] and faster["must_hold"]
     assert "changed access method: Seq Scan → " in faster["detail"] and "on enrollments" in faster["detail"]
-    made = indexes.existing(server.with_database(SCRATCH)).set_index("index_name")
+    with db.connect(server.with_database(SCRATCH), autocommit=True) as conn:
+        made = indexes.existing(conn).set_index("index_name")
     assert made.loc["idx_enrollments_course_id_term", "is_valid"]
     assert list(made.loc["idx_enrollments_course_id_term", "columns"]) == ["course_id", "term"]
 
@@ -45,4 +46,5 @@ def test_default_run_proposes_but_creates_nothing(runbook, server, tmp_path):
     assert "query faster with the new indexes" not in checks
     # every step ends in a check: one per numbered step
     assert len(run.checks) == 7
-    assert "idx_enrollments_course_id_term" not in set(indexes.existing(server.with_database(SCRATCH))["index_name"])
+    with db.connect(server.with_database(SCRATCH), autocommit=True) as conn:
+        assert "idx_enrollments_course_id_term" not in set(indexes.existing(conn)["index_name"])

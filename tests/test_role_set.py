@@ -1,6 +1,7 @@
 """Where the passwords of the role set come from."""
 
-from prep_ops import passwords, roles
+from prep_ops import roles
+from prep_ops.incident import passwords
 from prep_ops.role_set import RoleSet, password_variable
 
 

@@ -15,7 +15,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from prep_ops import audit_log, db, embedded, masking, roles
+from prep_ops import audit_log, db, embedded, masking, migrate, roles
 from prep_ops.errors import ConfirmationRequired, ParameterError, TargetError
 
 HOSTILE = 'we"ird; DROP TABLE users; --'
@@ -27,11 +27,11 @@ def _prefix() -> str:
 
 
 @pytest.fixture
-def role_set(migrated):
+def role_set(migrated, owner):
     """A private set of the five roles, dropped after the test."""
     rs = roles.RoleSet.with_prefix(_prefix())
     yield rs
-    roles.drop(migrated, rs)
+    roles.drop(owner, rs)
 
 
 @pytest.fixture
@@ -40,8 +40,8 @@ def passwords():
 
 
 @pytest.fixture
-def applied(migrated, role_set, passwords):
-    roles.apply(migrated, role_set, passwords)
+def applied(migrated, role_set, passwords, owner):
+    roles.apply(owner, role_set, passwords)
     return migrated
 
 
@@ -69,8 +69,8 @@ def _snapshot(target, role_set) -> list:
 
 
 # --- plan and apply -----------------------------------------------------------------------------
-def test_plan_prints_statements_with_passwords_elided(migrated, role_set, passwords):
-    steps = roles.plan(migrated, role_set, passwords)
+def test_plan_prints_statements_with_passwords_elided(migrated, role_set, passwords, owner):
+    steps = roles.plan(owner, role_set, passwords)
     text = "\n".join(map(str, steps))
     assert f'CREATE ROLE "{role_set.reporter}" WITH' in text and "PASSWORD '***'" in text
     assert f'GRANT SELECT ON ALL TABLES IN SCHEMA "public" TO "{role_set.readonly}"' in text
@@ -83,12 +83,12 @@ def test_plan_prints_statements_with_passwords_elided(migrated, role_set, passwo
         assert conn.execute("SELECT count(*) FROM pg_roles WHERE rolname = %s", (role_set.reporter,)).fetchone()[0] == 0
 
 
-def test_apply_twice_changes_nothing(migrated, role_set, passwords):
-    first = roles.apply(migrated, role_set, passwords)
+def test_apply_twice_changes_nothing(migrated, role_set, passwords, owner):
+    first = roles.apply(owner, role_set, passwords)
     assert len(first) > 10
-    assert roles.plan(migrated, role_set, passwords) == []
+    assert roles.plan(owner, role_set, passwords) == []
     before = _snapshot(migrated, role_set)
-    assert roles.apply(migrated, role_set, passwords) == []
+    assert roles.apply(owner, role_set, passwords) == []
     assert _snapshot(migrated, role_set) == before
 
 
@@ -118,7 +118,7 @@ def test_readonly_cannot_log_in_and_cannot_write(applied, role_set, passwords):
                     conn.execute(statement)
 
 
-def test_reporter_reads_tables_created_later(applied, role_set, passwords):
+def test_reporter_reads_tables_created_later(applied, role_set, passwords, owner):
     with db.connect(applied) as conn:  # as the owner that runs migrations
         conn.execute("CREATE TABLE rooms (id serial PRIMARY KEY, name text)")
         conn.execute("INSERT INTO rooms (name) VALUES ('Keller Hall')")
@@ -126,7 +126,7 @@ def test_reporter_reads_tables_created_later(applied, role_set, passwords):
         assert conn.execute("SELECT name FROM rooms").fetchall() == [("Keller Hall",)]
     with db.connect(_as(applied, role_set, "app", passwords)) as conn:  # and the app writes them, sequence included
         conn.execute("INSERT INTO rooms (name) VALUES ('Recital Hall')")
-    assert roles.plan(applied, role_set, passwords) == []
+    assert roles.plan(owner, role_set, passwords) == []
 
 
 def test_app_reads_and_writes_but_cannot_change_the_schema(applied, role_set, passwords):
@@ -143,7 +143,7 @@ def test_app_reads_and_writes_but_cannot_change_the_schema(applied, role_set, pa
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
                 with conn.transaction():
                     conn.execute(statement)
-        assert conn.execute("SELECT count(*) FROM schema_version").fetchone()[0] == 5  # reading history is fine
+        assert conn.execute("SELECT count(*) FROM schema_version").fetchone()[0] == migrate.latest_version()  # reading history is fine
 
 
 def test_dba_creates_tables_and_monitors(applied, role_set, passwords):
@@ -164,14 +164,14 @@ def test_analyst_reads_no_table_at_all(applied, role_set, passwords):
         assert _allowed(attempts) == set(), attempts.to_string()
 
 
-def test_drifted_grants_are_revoked(applied, role_set, passwords):
+def test_drifted_grants_are_revoked(applied, role_set, passwords, owner):
     with db.connect(applied) as conn:
         conn.execute(sql.SQL("GRANT INSERT, DELETE ON users TO {}").format(sql.Identifier(role_set.readonly)))
         conn.execute(sql.SQL("ALTER ROLE {} CREATEDB").format(sql.Identifier(role_set.app)))
-    texts = [str(s) for s in roles.plan(applied, role_set, passwords)]
+    texts = [str(s) for s in roles.plan(owner, role_set, passwords)]
     assert f'REVOKE INSERT, DELETE ON ALL TABLES IN SCHEMA "public" FROM "{role_set.readonly}"' in texts
     assert f'ALTER ROLE "{role_set.app}" WITH NOCREATEDB' in texts
-    roles.apply(applied, role_set, passwords)
+    roles.apply(owner, role_set, passwords)
     assert _allowed(roles.try_access(_as(applied, role_set, "reporter", passwords), "users")) == {"SELECT"}
 
 
@@ -204,11 +204,11 @@ def test_verifier_agrees_with_the_server(migrated, password):
     assert roles.verifier_matches(password, mine) and mine.startswith("SCRAM-SHA-256$4096:MDEyMzQ1Njc4OWFiY2RlZg==$")
 
 
-def test_server_accepts_our_verifier_for_login(migrated, role_set):
+def test_server_accepts_our_verifier_for_login(migrated, role_set, owner):
     """Over TCP with scram-sha-256 (the CI server) the password works and a wrong one does not;
     the embedded server trusts its socket, so there any password gets in."""
     passwords = {kind: "pässwörd-" + secrets.token_hex(4) for kind in roles.LOGIN_KINDS}
-    roles.apply(migrated, role_set, passwords)
+    roles.apply(owner, role_set, passwords)
     with db.connect(roles.login(migrated, role_set.reporter, passwords["reporter"])) as conn:
         assert conn.execute("SELECT current_user").fetchone()[0] == role_set.reporter
     if not migrated.embedded:
@@ -217,21 +217,21 @@ def test_server_accepts_our_verifier_for_login(migrated, role_set):
         assert passwords["reporter"] not in str(failed.value)
 
 
-def test_password_from_the_environment(migrated, role_set, monkeypatch):
+def test_password_from_the_environment(migrated, role_set, monkeypatch, owner):
     monkeypatch.setenv("PREP_OPS_REPORTER_PASSWORD", "from-the-environment-42")
-    roles.apply(migrated, role_set)  # no passwords given: the environment's
+    roles.apply(owner, role_set)  # no passwords given: the environment's
     with db.connect(migrated) as conn:
         stored = conn.execute("SELECT rolpassword FROM pg_authid WHERE rolname = %s", (role_set.reporter,)).fetchone()[0]
     assert roles.verifier_matches("from-the-environment-42", stored)
-    assert roles.plan(migrated, role_set) == []  # and it stays as it is
+    assert roles.plan(owner, role_set) == []  # and it stays as it is
 
 
-def test_a_new_password_is_one_statement(applied, role_set, passwords):
+def test_a_new_password_is_one_statement(applied, role_set, passwords, owner):
     changed = dict(passwords, app="another-" + secrets.token_hex(6))
-    steps = roles.plan(applied, role_set, changed)
+    steps = roles.plan(owner, role_set, changed)
     assert [str(s) for s in steps] == [f"ALTER ROLE \"{role_set.app}\" PASSWORD '***'"]
-    roles.apply(applied, role_set, changed)
-    assert roles.plan(applied, role_set, changed) == []
+    roles.apply(owner, role_set, changed)
+    assert roles.plan(owner, role_set, changed) == []
 
 
 def test_resolve_passwords(monkeypatch):
@@ -259,8 +259,8 @@ def test_no_password_in_errors(applied, role_set, passwords):
     other = roles.RoleSet.with_prefix(_prefix())
     new_passwords = {kind: f"leak-{kind}-" + secrets.token_hex(6) for kind in roles.LOGIN_KINDS}
     reporter = _as(applied, role_set, "reporter", passwords)
-    with pytest.raises(roles.RoleError) as failed:
-        roles.apply(reporter, other, new_passwords, confirm=True)
+    with db.connect(reporter, autocommit=True) as conn, pytest.raises(roles.RoleError) as failed:
+        roles.apply(conn, other, new_passwords, confirm=True)
     shown = "".join(traceback.format_exception(failed.value))
     assert "permission denied" in str(failed.value) and "nothing changed" in str(failed.value)
     for password in list(new_passwords.values()) + list(passwords.values()):
@@ -273,10 +273,10 @@ def test_masking_of_error_text():
     assert roles._masked("bad 'pw1' and SCRAM-SHA-256$4096:abc", ["pw1", "SCRAM-SHA-256$4096:abc"]) == "bad '***' and ***"
 
 
-def test_no_password_in_python_logs(migrated, role_set, passwords, caplog):
+def test_no_password_in_python_logs(migrated, role_set, passwords, caplog, owner):
     with caplog.at_level(logging.DEBUG):
-        roles.plan(migrated, role_set, passwords)
-        roles.apply(migrated, role_set, passwords)
+        roles.plan(owner, role_set, passwords)
+        roles.apply(owner, role_set, passwords)
         roles.try_access(_as(migrated, role_set, "reporter", passwords), "users")
     for password in passwords.values():
         assert password not in caplog.text
@@ -290,7 +290,8 @@ def test_no_password_in_the_server_log(migrated, role_set, passwords):
     with db.connect(migrated, autocommit=True) as conn:
         conn.execute(sql.SQL("ALTER DATABASE {} SET log_statement = 'all'").format(sql.Identifier(migrated.database)))
     start = log.stat().st_size
-    roles.apply(migrated, role_set, passwords)
+    with db.connect(migrated, autocommit=True) as logged:  # a session started after the ALTER DATABASE
+        roles.apply(logged, role_set, passwords)
     written = log.read_bytes()[start:].decode(errors="replace")
     assert f"CREATE ROLE \"{role_set.reporter}\"" in written  # the statements were logged...
     for password in passwords.values():
@@ -298,7 +299,7 @@ def test_no_password_in_the_server_log(migrated, role_set, passwords):
 
 
 # --- names and guards -------------------------------------------------------------------------------
-def test_hostile_role_table_and_password(migrated):
+def test_hostile_role_table_and_password(migrated, owner):
     uid = uuid.uuid4().hex[:6]
     hostile = roles.RoleSet(readonly=f"{HOSTILE} ro {uid}", reporter=f"{HOSTILE}{uid}", analyst=f"{HOSTILE} an {uid}",
                             app=f"{HOSTILE} app {uid}", dba=f"{HOSTILE} dba {uid}")
@@ -307,26 +308,27 @@ def test_hostile_role_table_and_password(migrated):
         conn.execute(sql.SQL("CREATE TABLE {} (id serial PRIMARY KEY, note text)").format(sql.Identifier(HOSTILE)))
         conn.execute(sql.SQL("INSERT INTO {} (note) VALUES ('still here')").format(sql.Identifier(HOSTILE)))
     try:
-        steps = roles.plan(migrated, hostile, passwords)
+        steps = roles.plan(owner, hostile, passwords)
         assert HOSTILE_PASSWORD not in "\n".join(map(str, steps))
-        roles.apply(migrated, hostile, passwords)
-        assert roles.plan(migrated, hostile, passwords) == []
+        roles.apply(owner, hostile, passwords)
+        assert roles.plan(owner, hostile, passwords) == []
         reporter = roles.login(migrated, hostile.reporter, HOSTILE_PASSWORD)
         with db.connect(reporter) as conn:
             assert conn.execute("SELECT current_user").fetchone()[0] == hostile.reporter
             assert conn.execute(sql.SQL("SELECT note FROM {}").format(sql.Identifier(HOSTILE))).fetchall() == [("still here",)]
         assert _allowed(roles.try_access(reporter, HOSTILE)) == {"SELECT"}
         assert HOSTILE_PASSWORD not in reporter.masked_url
-        assert masking.apply(migrated, hostile)  # the analyst's grants, quoted
+        assert masking.apply(owner, hostile)  # the analyst's grants, quoted
         analyst = roles.login(migrated, hostile.analyst, HOSTILE_PASSWORD)
-        assert list(masking.preview(analyst, "courses").columns) == ["id", "name", "description", "level", "teacher_id"]
-        assert audit_log.enable(migrated, HOSTILE, readers=[hostile.dba]) == [HOSTILE]
+        with db.connect(analyst, autocommit=True) as conn:
+            assert list(masking.preview(conn, "courses").columns) == ["id", "name", "description", "level", "teacher_id"]
+        assert audit_log.enable(owner, HOSTILE, readers=[hostile.dba]) == [HOSTILE]
         with db.connect(roles.login(migrated, hostile.dba, HOSTILE_PASSWORD)) as conn:
             assert conn.execute("SELECT count(*) FROM audit.log").fetchone()[0] == 0
         with db.connect(migrated) as conn:
             assert conn.execute("SELECT to_regclass('public.users')").fetchone()[0] is not None
     finally:
-        assert set(roles.drop(migrated, hostile)) == set(hostile.names.values())
+        assert set(roles.drop(owner, hostile)) == set(hostile.names.values())
 
 
 def test_role_names_are_checked():
@@ -340,29 +342,30 @@ def test_role_names_are_checked():
     assert roles.RoleSet().names == {k: k for k in roles.KINDS}
 
 
-def test_changes_outside_a_scratch_database_need_confirm(migrated, role_set, monkeypatch):
+def test_changes_outside_a_scratch_database_need_confirm(role_set, owner, monkeypatch):
     monkeypatch.delenv("PREP_OPS_SCRATCH", raising=False)
-    real = db.Target(migrated.url, embedded=False)
+    monkeypatch.setenv("PREP_OPS_DATA_DIR", "/nonexistent/prep-ops-data")  # judged as any other server
     with pytest.raises(ConfirmationRequired, match="confirm=True"):
-        roles.apply(real, role_set)
-    with pytest.raises(ConfirmationRequired):
-        roles.drop(real, role_set)
-    assert roles.plan(real, role_set)  # planning is always allowed
-    assert roles.apply(real, role_set, confirm=True)
+        roles.apply(owner, role_set)
+    with pytest.raises(ConfirmationRequired, match="dropping roles"):
+        roles.drop(owner, role_set)
+    assert roles.plan(owner, role_set)  # planning is always allowed
+    assert roles.apply(owner, role_set, confirm=True)
+    monkeypatch.undo()  # the fixture drops the roles as on scratch
 
 
-def test_drop_removes_roles_and_their_grants(migrated, passwords):
+def test_drop_removes_roles_and_their_grants(migrated, passwords, owner):
     rs = roles.RoleSet.with_prefix(_prefix())
-    roles.apply(migrated, rs, passwords)
-    assert set(roles.drop(migrated, rs)) == set(rs.names.values())
-    assert roles.drop(migrated, rs) == []
+    roles.apply(owner, rs, passwords)
+    assert set(roles.drop(owner, rs)) == set(rs.names.values())
+    assert roles.drop(owner, rs) == []
     with db.connect(migrated) as conn:
         assert conn.execute("SELECT count(*) FROM pg_roles WHERE rolname = ANY(%s)", (list(rs.names.values()),)).fetchone()[0] == 0
 
 
-def test_unknown_owner_is_refused(migrated, role_set):
+def test_unknown_owner_is_refused(migrated, role_set, owner):
     with pytest.raises(ParameterError, match="owner role"):
-        roles.plan(migrated, role_set, owner=f"{_prefix()}nobody")
+        roles.plan(owner, role_set, owner=f"{_prefix()}nobody")
 
 
 # --- the runbook ------------------------------------------------------------------------------------
@@ -384,7 +387,8 @@ def test_runbook_output_holds_no_password(seeded, tmp_path):
     finally:
         for key, value in saved.items():
             os.environ.pop(key) if value is None else os.environ.__setitem__(key, value)
-        roles.drop(seeded, roles.RoleSet.with_prefix(prefix))
+        with db.connect(seeded, autocommit=True) as conn:
+            roles.drop(conn, roles.RoleSet.with_prefix(prefix))
     text = out.read_text()
     for password in passwords.values():
         assert password not in text

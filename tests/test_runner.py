@@ -2,13 +2,15 @@
 
 import json
 import os
+import re
 import uuid
+from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
 from psycopg import sql
 
-from prep_ops import db, runner
+from prep_ops import db, html_report, runner
 from prep_ops.errors import ParameterError
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -139,3 +141,59 @@ def test_run_folders_never_collide(tmp_path, monkeypatch):
     second, _ = runner.run([str(FIXTURES / "91_passes.ipynb")])
     assert first != second and first.parent == second.parent == tmp_path / "runs"
     assert (first / "summary.json").exists() and (second / "summary.json").exists()
+
+
+class _Page(HTMLParser):
+    """The parts of an HTML page a test looks at: table cells' text, links, and scripts."""
+
+    def __init__(self):
+        super().__init__()
+        self.cells, self.links, self.scripts, self._cell = [], [], [], None
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "td":
+            self._cell = ""
+        elif tag == "a":
+            self.links.append(attrs.get("href"))
+        elif tag == "script":
+            self.scripts.append(attrs.get("src") or "inline")
+
+    def handle_data(self, data):
+        if self._cell is not None:
+            self._cell += data
+
+    def handle_endtag(self, tag):
+        if tag == "td":
+            self.cells.append(self._cell.strip())
+            self._cell = None
+
+
+def test_run_writes_an_html_index_with_every_check_and_the_rendered_notebooks(tmp_path):
+    out, _ = runner.run([str(FIXTURES / "94_skips.ipynb"), str(FIXTURES / "93_error.ipynb")], {},
+                        out_dir=tmp_path / "run")
+    page = _Page()
+    page.feed((out / "index.html").read_text())
+    for expected in ["94_skips", "93_error", "SKIP", "WARN", "PASS", "nothing to look at", "did not"]:
+        assert expected in page.cells, expected
+    assert any("ZeroDivisionError" in cell for cell in page.cells)
+    assert "never shown" not in page.cells  # fix text only on FAIL and WARN
+    assert {"94_skips.html", "93_error.html"} <= set(page.links)
+    assert all((out / name).exists() for name in ("94_skips.html", "93_error.html"))
+    rendered = (out / "94_skips.html").read_text()
+    assert "skipped outright" in rendered and "SKIP not looked at" in rendered  # the source and its output
+    assert not re.search(r"<script[^>]+src=\"https?://", rendered), "the rendered notebook fetches a script"
+    assert page.scripts == []
+
+
+def test_html_index_shows_a_hostile_detail_as_text(tmp_path):
+    hostile = "<script>alert(1)</script><a href='javascript:x'>"
+    check = {"name": "n<b>", "passed": False, "must_hold": False, "detail": hostile, "fix": "<i>x</i>",
+             "skipped": False, "status": "WARN"}
+    summary = {"started": "x", "ok": True, "counts": {"WARN": 1},
+               "notebooks": [{"notebook": "nb", "output": str(tmp_path / "missing.ipynb"), "ok": True,
+                              "seconds": 1.0, "error": "", "checks": [check], "counts": {"WARN": 1}, "report": ""}]}
+    page = _Page()
+    page.feed(html_report.write_index(tmp_path, summary).read_text())
+    assert hostile in page.cells and "n<b>" in page.cells and "<i>x</i>" in page.cells
+    assert page.scripts == [] and "javascript:x" not in page.links

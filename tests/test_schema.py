@@ -1,18 +1,19 @@
-from prep_ops import migrate, schema
+from prep_ops import db, migrate, schema
 
 
-def test_latest_schema_has_everything_expected(migrated):
-    assert schema.missing(migrated) == {"tables": set(), "indexes": set(), "checks": set()}
-    assert "enrollments" in set(schema.tables(migrated)["table_name"])
+def test_latest_schema_has_everything_expected(owner):
+    assert schema.missing(owner) == {"tables": set(), "indexes": set(), "checks": set()}
+    assert "enrollments" in set(schema.tables(owner)["table_name"])
 
 
 def test_missing_reports_what_an_older_schema_lacks(scratch):
-    migrate.apply(scratch, to=2)
-    missing = schema.missing(scratch)
+    with db.connect(scratch, autocommit=True) as conn:
+        migrate.apply(conn, to=2)
+        missing = schema.missing(conn)
     assert missing["tables"] == {"enrollments", "tuition_payments"}
     assert "users_role_check" in missing["checks"]
 
 
-def test_enrollments_course_id_is_left_unindexed_on_purpose(migrated):
-    definitions = " ".join(schema.indexes(migrated)["definition"])
+def test_enrollments_course_id_is_left_unindexed_on_purpose(owner):
+    definitions = " ".join(schema.indexes(owner)["definition"])
     assert "enrollments USING btree (course_id" not in definitions

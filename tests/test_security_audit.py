@@ -17,10 +17,10 @@ def _name() -> str:
 
 
 @pytest.fixture
-def role_set(migrated):
+def role_set(migrated, owner):
     rs = roles.RoleSet.with_prefix(f"t{uuid.uuid4().hex[:8]}_")
     yield rs
-    roles.drop(migrated, rs)
+    roles.drop(owner, rs)
 
 
 @pytest.fixture
@@ -54,9 +54,9 @@ def _about(found: list[Finding], check: str, subject: str | None = None) -> list
 
 
 # --- the privilege table and matrix ---------------------------------------------------------------
-def test_privileges_say_who_can_do_what_and_how(migrated, role_set, passwords):
-    roles.apply(migrated, role_set, passwords)
-    frame = security_audit.privileges(migrated, [*role_set.names.values(), "PUBLIC"])
+def test_privileges_say_who_can_do_what_and_how(migrated, role_set, passwords, owner):
+    roles.apply(owner, role_set, passwords)
+    frame = security_audit.privileges(owner, [*role_set.names.values(), "PUBLIC"])
     users = frame[(frame["schema"] == "public") & (frame["object"] == "users")]
 
     def held(role):
@@ -71,16 +71,16 @@ def test_privileges_say_who_can_do_what_and_how(migrated, role_set, passwords):
     assert set(database["privilege"]) == {"CONNECT", "TEMPORARY"} and set(database["via"]) == {"PUBLIC"}
 
 
-def test_superusers_show_as_superuser(migrated):
+def test_superusers_show_as_superuser(migrated, owner):
     with db.connect(migrated) as conn:
         me = conn.execute("SELECT current_user").fetchone()[0]
-    frame = security_audit.privileges(migrated, [me])
+    frame = security_audit.privileges(owner, [me])
     assert set(frame["via"]) == {"superuser"} and "DELETE" in set(frame["privilege"])
 
 
-def test_matrix_letters_and_access_levels(migrated, role_set, passwords):
-    roles.apply(migrated, role_set, passwords)
-    matrix = security_audit.privilege_matrix(security_audit.privileges(migrated, [*role_set.names.values(), "PUBLIC"]))
+def test_matrix_letters_and_access_levels(migrated, role_set, passwords, owner):
+    roles.apply(owner, role_set, passwords)
+    matrix = security_audit.privilege_matrix(security_audit.privileges(owner, [*role_set.names.values(), "PUBLIC"]))
     assert matrix.loc["public.users", role_set.readonly] == "r"
     assert matrix.loc["public.users", role_set.app] == "rawd"
     assert matrix.loc["public.schema_version", role_set.app] == "r"
@@ -94,14 +94,14 @@ def test_matrix_letters_and_access_levels(migrated, role_set, passwords):
     assert [security_audit.access_level(c) for c in ("", "r", "rw", "owner", "superuser", "UC")] == [0, 1, 2, 3, 3, 3]
 
 
-def test_heatmap_draws(migrated, role_set, passwords):
+def test_heatmap_draws(migrated, role_set, passwords, owner):
     import matplotlib
 
     matplotlib.use("Agg")
     from prep_ops import charts
 
-    roles.apply(migrated, role_set, passwords)
-    matrix = security_audit.privilege_matrix(security_audit.privileges(migrated, [*role_set.names.values(), "PUBLIC"]))
+    roles.apply(owner, role_set, passwords)
+    matrix = security_audit.privilege_matrix(security_audit.privileges(owner, [*role_set.names.values(), "PUBLIC"]))
     fig = charts.privilege_heatmap(matrix, security_audit.access_levels(matrix))
     ax = fig.axes[0]
     assert ax.get_title() and [t.get_text() for t in ax.get_xticklabels()] == list(matrix.columns)
@@ -109,10 +109,10 @@ def test_heatmap_draws(migrated, role_set, passwords):
 
 
 # --- findings --------------------------------------------------------------------------------------
-def test_a_second_superuser_is_high_and_createrole_medium(migrated, temporary_role):
+def test_a_second_superuser_is_high_and_createrole_medium(migrated, temporary_role, owner):
     superuser = temporary_role("SUPERUSER NOLOGIN")
     creator = temporary_role("CREATEROLE CREATEDB NOLOGIN")
-    found = security_audit.findings(migrated)
+    found = security_audit.findings(owner)
     [high] = _about(found, "superuser", superuser)
     assert high.severity == "high" and high.fix == f'ALTER ROLE "{superuser}" NOSUPERUSER'
     [medium] = _about(found, "powerful role attributes", creator)
@@ -122,11 +122,11 @@ def test_a_second_superuser_is_high_and_createrole_medium(migrated, temporary_ro
     assert len(bootstrap) == 1 and bootstrap[0].severity == "low"
 
 
-def test_logins_without_password_or_with_md5_are_found(migrated, temporary_role):
+def test_logins_without_password_or_with_md5_are_found(migrated, temporary_role, owner):
     no_password = temporary_role("LOGIN")
     md5 = temporary_role("LOGIN", password="md5" + "0123456789abcdef" * 2)  # a pre-hashed md5 password
     scram = temporary_role("LOGIN", password=roles.scram_verifier("good one"))
-    found = security_audit.findings(migrated)
+    found = security_audit.findings(owner)
     [missing] = _about(found, "login without a password", no_password)
     assert missing.severity in ("low", "medium")
     [weak] = _about(found, "password not SCRAM-hashed", md5)
@@ -134,37 +134,37 @@ def test_logins_without_password_or_with_md5_are_found(migrated, temporary_role)
     assert not [f for f in found if f.subject == scram]
 
 
-def test_create_on_public_schema_for_public_is_high_and_fixable(migrated):
+def test_create_on_public_schema_for_public_is_high_and_fixable(migrated, owner):
     with db.connect(migrated) as conn:
         conn.execute("GRANT CREATE ON SCHEMA public TO PUBLIC")
-    [finding] = _about(security_audit.findings(migrated), "CREATE on a schema for PUBLIC", "public")
+    [finding] = _about(security_audit.findings(owner), "CREATE on a schema for PUBLIC", "public")
     assert finding.severity == "high"
     with db.connect(migrated) as conn:
         conn.execute(finding.fix)
-    assert not _about(security_audit.findings(migrated), "CREATE on a schema for PUBLIC")
+    assert not _about(security_audit.findings(owner), "CREATE on a schema for PUBLIC")
 
 
-def test_public_table_privileges_are_found(migrated):
+def test_public_table_privileges_are_found(migrated, owner):
     with db.connect(migrated) as conn:
         conn.execute("GRANT SELECT ON courses TO PUBLIC")
         conn.execute("GRANT SELECT, DELETE ON users TO PUBLIC")
-    found = security_audit.findings(migrated)
+    found = security_audit.findings(owner)
     assert [f.severity for f in _about(found, "privileges for PUBLIC", "public.courses")] == ["medium"]
     [users] = _about(found, "privileges for PUBLIC", "public.users")
     assert users.severity == "high" and users.fix == 'REVOKE ALL ON "public"."users" FROM PUBLIC'
 
 
-def test_read_only_gaps_are_found(migrated, role_set, passwords):
-    found = security_audit.findings(migrated, role_set)
+def test_read_only_gaps_are_found(migrated, role_set, passwords, owner):
+    found = security_audit.findings(owner, role_set)
     assert [f.severity for f in _about(found, "read-only role", role_set.readonly)] == ["medium"]
-    roles.apply(migrated, role_set, passwords)
-    found = security_audit.findings(migrated, role_set)
+    roles.apply(owner, role_set, passwords)
+    found = security_audit.findings(owner, role_set)
     assert not [f for f in found if f.subject == role_set.readonly]
     with db.connect(migrated) as conn:
         conn.execute(sql.SQL("REVOKE SELECT ON enrollments FROM {}").format(sql.Identifier(role_set.readonly)))
         conn.execute(sql.SQL("ALTER DEFAULT PRIVILEGES IN SCHEMA public REVOKE SELECT ON TABLES FROM {}").format(
             sql.Identifier(role_set.readonly)))
-    found = security_audit.findings(migrated, role_set)
+    found = security_audit.findings(owner, role_set)
     [tables] = _about(found, "tables the read-only role cannot read", role_set.readonly)
     assert "enrollments" in tables.detail and tables.severity == "medium"
     [defaults] = _about(found, "no default privileges for the read-only role", role_set.readonly)
@@ -172,26 +172,26 @@ def test_read_only_gaps_are_found(migrated, role_set, passwords):
     with db.connect(migrated) as conn:
         conn.execute(tables.fix)
         conn.execute(defaults.fix)
-    assert not [f for f in security_audit.findings(migrated, role_set) if f.subject == role_set.readonly]
+    assert not [f for f in security_audit.findings(owner, role_set) if f.subject == role_set.readonly]
 
 
-def test_security_definer_without_search_path_is_high_and_fixable(migrated):
+def test_security_definer_without_search_path_is_high_and_fixable(migrated, owner):
     with db.connect(migrated) as conn:
         conn.execute(sql.SQL("CREATE FUNCTION {}(n integer, label text) RETURNS integer LANGUAGE sql SECURITY DEFINER "
                              "AS 'SELECT n'").format(sql.Identifier("public", HOSTILE)))
         conn.execute("CREATE FUNCTION safe() RETURNS integer LANGUAGE sql SECURITY DEFINER "
                      "SET search_path = pg_catalog, pg_temp AS 'SELECT 1'")
-    found = _about(security_audit.findings(migrated), "SECURITY DEFINER without a fixed search_path")
+    found = _about(security_audit.findings(owner), "SECURITY DEFINER without a fixed search_path")
     assert [f.subject for f in found] == [f"public.{HOSTILE}(n integer, label text)"]
     assert found[0].severity == "high"
     with db.connect(migrated) as conn:
         conn.execute(found[0].fix)
         assert conn.execute("SELECT to_regclass('public.users')").fetchone()[0] is not None
-    assert not _about(security_audit.findings(migrated), "SECURITY DEFINER without a fixed search_path")
+    assert not _about(security_audit.findings(owner), "SECURITY DEFINER without a fixed search_path")
 
 
-def test_trust_rules_are_graded_by_where_the_server_listens(migrated):
-    found = security_audit.findings(migrated)
+def test_trust_rules_are_graded_by_where_the_server_listens(migrated, owner):
+    found = security_audit.findings(owner)
     trust = _about(found, "trust without a password")
     local = [f for f in trust if "socket" in f.detail]
     assert local, "both test servers trust their socket"
@@ -218,25 +218,37 @@ def test_settings_are_graded_by_exposure():
     assert security_audit._listening({}) == "unknown"
 
 
-def test_the_test_servers_settings(migrated):
-    found = security_audit.findings(migrated)
+def test_the_test_servers_settings(migrated, owner):
+    found = security_audit.findings(owner)
     encryption = _about(found, "connection encryption")
     assert all(f.severity in ("info", "low") for f in encryption)  # embedded: socket only; CI: loopback
     assert not _about(found, "password encryption")  # both default to scram-sha-256
 
 
-def test_without_superuser_the_audit_says_what_it_could_not_check(migrated, role_set, passwords):
-    roles.apply(migrated, role_set, passwords)
-    found = security_audit.findings(roles.login(migrated, role_set.reporter, passwords["reporter"]), role_set)
+def test_without_superuser_the_audit_says_what_it_could_not_check(migrated, role_set, passwords, owner):
+    roles.apply(owner, role_set, passwords)
+    with db.connect(roles.login(migrated, role_set.reporter, passwords["reporter"]), autocommit=True) as reporter:
+        found = security_audit.findings(reporter, role_set)
     info = {f.check: f.detail for f in found if f.severity == "info"}
     assert "needs superuser" in info["password storage"] and "needs superuser" in info["pg_hba.conf"]
 
 
-def test_findings_frame_and_order(migrated, temporary_role):
+def test_findings_frame_and_order(migrated, temporary_role, owner):
     temporary_role("SUPERUSER NOLOGIN")
-    found = security_audit.findings(migrated)
+    found = security_audit.findings(owner)
     frame = security_audit.as_frame(found)
     assert list(frame.columns) == ["check", "severity", "subject", "detail", "fix"]
     ranks = [security_audit.SEVERITIES.index(s) for s in frame["severity"]]
     assert ranks == sorted(ranks) and frame["severity"].iloc[0] == "high"
     assert not security_audit.has_high([f for f in found if f.severity != "high"])
+
+
+def test_grants_is_the_one_read_of_direct_grants(migrated, owner):
+    owner.execute("GRANT SELECT, INSERT ON courses TO PUBLIC")
+    public = [(g["name"], g["privilege"]) for g in security_audit.grants(owner, "public", ["PUBLIC"])
+              if g["role"] and g["kind"] == "table"]
+    assert public == [("courses", "INSERT"), ("courses", "SELECT")]
+    [finding] = _about(security_audit.findings(owner), "privileges for PUBLIC", "public.courses")
+    assert finding.severity == "high" and finding.detail == "every role may INSERT, SELECT"
+    every = {(g["kind"], g["name"]) for g in security_audit.grants(owner, "public", [])}  # no grantee: objects only
+    assert ("table", "users") in every and ("sequence", "users_id_seq") in every and ("schema", "public") in every

@@ -1,0 +1,151 @@
+"""A database against a backup's manifest: schema, every other object, row counts and content
+checksums. `compare` is what a verification checks in its restored copy; `compare_data` and
+`rows_lost` what a deployment checks in a live database or a rolled-back copy.
+
+Each reads the database through the caller's connection, in one snapshot, and returns report rows
+(object, check, expected, actual, passed, skipped) or a summary of them.
+"""
+
+import re
+from dataclasses import dataclass
+
+import pandas as pd
+import psycopg
+
+from . import checksums, objects
+from ._report import row
+from .db import server_version, snapshot
+
+_CAST = re.compile(r"::(character varying|timestamp without time zone|timestamp with time zone|"
+                   r"time without time zone|double precision|bit varying|\"?[a-z_][a-z0-9_]*\"?)(\[\])?")
+VERSION_TABLES = ("public.schema_version", "public.prep_ops_migrations")  # they record the migrations run
+
+
+def _normal(definition: str | None) -> str | None:
+    """A constraint or index definition without casts, parentheses and spaces: PostgreSQL deparses
+    a CHECK (x IN (...)) differently after a dump and restore, with the same meaning. Never a proof
+    of equality ((a+b)*c and a+(b*c) normalise alike): only the text compared, and a definition equal
+    only after this is reported as not compared."""
+    if definition is None:
+        return None
+    return re.sub(r"[()\s]", "", _CAST.sub("", definition))
+
+
+def _same_table(want: dict, got: dict) -> bool:
+    return want["columns"] == got["columns"] and all(
+        {k: _normal(v) for k, v in want[kind].items()} == {k: _normal(v) for k, v in got[kind].items()}
+        for kind in ("constraint", "index"))
+
+
+def _table_data(table: str, want: dict, got: dict) -> list[dict]:
+    """Row count and content checksum of one table, then and now."""
+    return [row(table, "row count", want["rows"], got["rows"], want["rows"] == got["rows"]),
+            row(table, "content checksum", want["checksum"], got["checksum"], want["checksum"] == got["checksum"])]
+
+
+def _table_schema(table: str, want: dict, got: dict) -> list[dict]:
+    """Columns, constraints and indexes of one table, then and now: a row per difference, then one for the table."""
+    rows = []
+    for column in sorted(set(want["columns"]) | set(got["columns"])):
+        a, b = want["columns"].get(column), got["columns"].get(column)
+        if a != b:
+            rows.append(row(f"{table}.{column}", "column type", a or "absent", b or "absent", False))
+    for kind in ("constraint", "index"):
+        for name in sorted(set(want[kind]) | set(got[kind])):
+            a, b = want[kind].get(name), got[kind].get(name)
+            if a == b:
+                continue
+            if a and b and _normal(a) == _normal(b):  # equal text is the only proof; this is not one
+                rows.append(row(f"{table} {kind} {name}", kind, a, "not compared: deparsed differently after the "
+                                "round trip, equal only without casts and parentheses", True, skipped=True))
+            else:
+                rows.append(row(f"{table} {kind} {name}", kind, a or "absent", b or "absent", False))
+    rows.append(row(table, "schema", f"{len(want['columns'])} columns", f"{len(got['columns'])} columns",
+                    _same_table(want, got)))
+    return rows
+
+
+def compare(conn: psycopg.Connection, manifest: dict) -> list[dict]:
+    """Report rows: schema, every other object the dump carries, row counts and checksums of the
+    (restored) database against the manifest."""
+    with snapshot(conn):
+        summary = objects.schema_summary(conn)
+        sums = checksums.table_checksums(conn, checksums.method_of(manifest))
+        found = objects.snapshot(conn)
+    rows = []
+    if "objects" in manifest:
+        same_major = server_version(conn) == manifest.get("server_version")
+        rows += objects.compare(manifest["objects"], found, manifest["kind"], same_major=same_major)
+    else:
+        rows.append(row("views, functions, triggers, sequences, privileges …", "objects", "compared",
+                        "not compared: this backup's manifest predates their recording", True, skipped=True))
+    expected = manifest["schema"]
+    for table in sorted(set(expected) | set(summary)):
+        want, got = expected.get(table), summary.get(table)
+        if want is None or got is None:
+            rows.append(row(table, "table present", "present" if want else "absent", "present" if got else "absent", False))
+        else:
+            rows += _table_schema(table, want, got)
+    if manifest["kind"] == "schema":
+        return rows + [row(table, "rows (schema-only: none)", 0, got["rows"], got["rows"] == 0)
+                       for table, got in sorted(sums.items())]
+    for table, want in sorted(manifest["tables"].items()):
+        if table in sums:  # a missing table is reported above
+            rows += _table_data(table, want, sums[table])
+    return rows
+
+
+@dataclass
+class DataComparison:
+    """A database's tables against a backup's manifest: one report row per check, as in Verification."""
+
+    ok: bool
+    report: pd.DataFrame
+
+    @property
+    def differing(self) -> list[str]:
+        """The tables with a failed check, in order."""
+        return sorted(set(self.report.loc[~self.report["passed"], "object"]))
+
+    @property
+    def detail(self) -> str:
+        """One line: how many tables are equal, or which differ and how."""
+        if self.report.empty:
+            return "no tables to compare"
+        if self.ok:
+            compared = int((self.report["check"] == "content checksum").sum())
+            return f"{compared} tables equal the backup in row count and content checksum"
+        failed = self.report[~self.report["passed"]]
+        return "differ: " + "; ".join(f"{table} ({', '.join(group['check'])})" for table, group in failed.groupby("object"))
+
+
+def compare_data(conn: psycopg.Connection, manifest: dict, *, exact: bool = True) -> DataComparison:
+    """Row counts and content checksums of the database's tables against the manifest, by its method.
+
+    With `exact`, every table of the backup must be there with the same rows. Without, only the
+    tables the database has are compared (a rollback below the backup's version drops some), leaving
+    out the migration bookkeeping, which records that very rollback. A table the backup lacks must
+    be empty: no data that was not there before.
+    """
+    with snapshot(conn):
+        now = checksums.table_checksums(conn, checksums.method_of(manifest))
+    then = manifest["tables"]
+    rows: list[dict] = []
+    for table in sorted(set(then) | set(now) if exact else set(now) - set(VERSION_TABLES)):
+        want, got = then.get(table), now.get(table)
+        if want is None:  # e.g. prep_ops_migrations, which a rollback to version 0 leaves behind, empty
+            rows.append(row(table, "rows of a table not in the backup", 0, got["rows"], got["rows"] == 0))
+        elif got is None:
+            rows.append(row(table, "table present", "present", "absent", False))
+        else:
+            rows += _table_data(table, want, got)
+    report = pd.DataFrame(rows, columns=["object", "check", "expected", "actual", "passed"])
+    return DataComparison(bool(report["passed"].all()), report)
+
+
+def rows_lost(conn: psycopg.Connection, manifest: dict) -> dict[str, tuple[int, int | None]]:
+    """Tables of the backup that now hold fewer rows in the database (or are gone): {table: (then, now)}."""
+    with snapshot(conn):
+        now = checksums.row_counts(conn)
+    return {table: (then["rows"], now.get(table)) for table, then in manifest["tables"].items()
+            if now.get(table, -1) < then["rows"]}

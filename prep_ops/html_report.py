@@ -1,0 +1,39 @@
+"""A run's HTML report: runs/<ts>/index.html with each runbook's status, time and checks, and beside it
+each executed notebook rendered as HTML. Readable offline (no script from a CDN); every value from a
+run is escaped (Jinja autoescape), so a check's detail or an error is text, never markup."""
+
+from pathlib import Path
+
+TEMPLATES = Path(__file__).parent / "templates"
+
+
+def render_notebook(executed: Path) -> Path | None:
+    """The executed notebook as <name>.html beside it (JupyterLab's look, no CDN); None if it cannot be read."""
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    if not executed.exists():
+        return None
+    exporter = HTMLExporter(template_name="offline", extra_template_basedirs=[str(TEMPLATES)])
+    try:
+        body, _ = exporter.from_notebook_node(nbformat.read(executed, as_version=4))
+    except (ValueError, OSError, nbformat.ValidationError):  # a notebook cut short by a kill
+        return None
+    html = executed.with_suffix(".html")
+    html.write_text(body, encoding="utf-8")
+    return html
+
+
+def write_index(out_dir: Path, summary: dict) -> Path:
+    """runs/<ts>/index.html for a run's summary (as in summary.json); renders each notebook beside it."""
+    from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+    notebooks = []
+    for entry in summary["notebooks"]:
+        html = render_notebook(Path(entry["output"]))
+        notebooks.append({**entry, "html": html.name if html else ""})
+    env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html", "j2"]))
+    page = env.get_template("run_index.html.j2").render(**{**summary, "notebooks": notebooks})
+    index = out_dir / "index.html"
+    index.write_text(page, encoding="utf-8")
+    return index

@@ -1,0 +1,194 @@
+"""The performance runbook's measurements and steps: the time each catalogue query takes, the
+bottleneck among them, what to change (plan findings, indexes, idle blockers to end), and creating
+the indexes.
+
+Times are the server's own: the median "Execution Time" of EXPLAIN ANALYZE over a few runs, so a
+busy client machine does not count as a slow query.
+"""
+
+import statistics
+from dataclasses import dataclass
+
+import pandas as pd
+import psycopg
+from psycopg import sql
+
+from .. import health, indexes, plans
+from ..errors import ParameterError
+from .record import Action, Incident
+from ..health import end_sessions, idle_blockers
+
+SLOWDOWN_FACTOR = 3.0  # a query this many times slower than its baseline is the bottleneck
+
+
+def _short_statement(text, width: int = 60) -> str:
+    """A statement as one short line, its comment lines left out."""
+    code = " ".join(" ".join(line.split()) for line in str(text or "").splitlines() if not line.strip().startswith("--"))
+    return code if len(code) <= width else code[:width - 1] + "…"
+
+
+# --- query times ---------------------------------------------------------------------------------
+
+@dataclass
+class QueryTimes:
+    """Per catalogue query: median, fastest and slowest execution time over `runs`, the plan's
+    slowest node and findings (`frame`, indexed by query), and one plan of each."""
+
+    frame: pd.DataFrame
+    plans: dict[str, plans.Plan]
+    params: dict
+
+    def ms(self, query: str | None) -> float:
+        return float(self.frame.loc[query, "median_ms"]) if query in self.frame.index else float("nan")
+
+
+def query_times(conn: psycopg.Connection, params: dict | None = None, *, queries: list[str] | None = None,
+                repeats: int = 5) -> QueryTimes:
+    """Each catalogue query (or `queries`) run `repeats` times with EXPLAIN ANALYZE, in rounds so that
+    a passing burst of load is shared out; the median of the server's execution time counts."""
+    if repeats < 1:
+        raise ParameterError(f"repeats must be at least 1, not {repeats}")
+    params = params or plans.catalogue_params(conn)
+    names = list(queries or plans.catalogue())
+    runs: dict[str, list[plans.Plan]] = {name: [] for name in names}
+    for _ in range(repeats):
+        for name in names:
+            runs[name].append(plans.explain(conn, name, params))
+    rows, last = [], {}
+    for name, done in runs.items():
+        ms = [p.execution_ms for p in done]
+        last[name] = done[-1]
+        rows.append({"query": name, "median_ms": statistics.median(ms), "min_ms": min(ms), "max_ms": max(ms),
+                     "runs": len(ms), "slowest_node": done[-1].nodes.sort_values("self_ms").iloc[-1]["node"],
+                     "findings": ", ".join(sorted({f.kind for f in plans.findings(done[-1])}))})
+    return QueryTimes(pd.DataFrame(rows).set_index("query"), last, params)
+
+
+def compare_times(before: QueryTimes, after: QueryTimes) -> pd.DataFrame:
+    """Median ms per query before and after, and `factor` = after / before (above 1: slower now)."""
+    frame = pd.DataFrame({"before_ms": before.frame["median_ms"], "after_ms": after.frame["median_ms"]})
+    frame["factor"] = frame["after_ms"] / frame["before_ms"].where(frame["before_ms"] > 0)
+    return frame
+
+
+def bottleneck(now: QueryTimes, baseline: QueryTimes | None = None, *, reported: str | None = None) -> str | None:
+    """The query to fix: `reported` when given; else, against a baseline, the one that slowed down
+    most (at least SLOWDOWN_FACTOR times); without one, the slowest whose plan reads a whole table
+    to keep a few rows (what an index fixes). None when nothing stands out."""
+    if reported:
+        if reported not in now.frame.index:
+            raise ParameterError(f"{reported!r} is not a catalogue query; known: {', '.join(now.frame.index)}")
+        return reported
+    if baseline is not None:
+        factors = compare_times(baseline, now)["factor"].dropna().sort_values(ascending=False)
+        return factors.index[0] if len(factors) and factors.iloc[0] >= SLOWDOWN_FACTOR else None
+    scans = now.frame[now.frame["findings"].str.contains("selective sequential scan")]
+    return scans["median_ms"].idxmax() if len(scans) else None
+
+
+# --- the runbook's steps -------------------------------------------------------------------------
+
+@dataclass
+class Identification:
+    """What step 1 sees: the health checks, who blocks whom, every query's time, and the bottleneck."""
+
+    checks: list[health.HealthCheck]
+    blocked: pd.DataFrame
+    times: QueryTimes
+    baseline: QueryTimes | None
+    bottleneck: str | None
+
+    @property
+    def table(self) -> pd.DataFrame:
+        """The queries slowest first, with their baseline and slowdown when there is a baseline."""
+        frame = self.times.frame.copy()
+        if self.baseline is not None:
+            compared = compare_times(self.baseline, self.times)
+            frame.insert(1, "baseline_ms", compared["before_ms"])
+            frame.insert(2, "slowdown", compared["factor"])
+        return frame.sort_values("slowdown" if self.baseline is not None else "median_ms", ascending=False)
+
+    def headline(self, after: QueryTimes | None = None) -> str:
+        """The bottleneck and its median time (and in `after`, step 4's), or that no query stands out."""
+        if self.bottleneck is None:
+            return "no query stands out"
+        text = f"{self.bottleneck}: median {self.times.ms(self.bottleneck):.2f} ms"
+        return text + (f" in step 1, {after.ms(self.bottleneck):.2f} ms in step 4" if after is not None else "")
+
+    def lines(self) -> list[str]:
+        """What was found, one sentence each."""
+        bad = [c for c in self.checks if not c.passed]
+        found = [f"health: {health.worst(self.checks)} ({len(self.checks)} checks)"
+                 + "".join(f"; {c.name} ({c.status}): {c.detail}" for c in bad)]
+        for pid, rows in self.blocked.groupby("blocked_pid", sort=False):
+            first = rows.iloc[0]
+            found.append(f"pid {pid} has waited {first.wait_seconds:.1f} s ({_short_statement(first.blocked_query)}) for "
+                         f"pid {first.blocking_pid}, {first.blocking_state} ({_short_statement(first.blocking_query)})")
+        table = self.table
+        shown = list(dict.fromkeys([*table.index[:3], *([self.bottleneck] if self.bottleneck else [])]))
+        for query, row in table.loc[shown].iterrows():
+            against = f" (baseline {row.baseline_ms:.2f} ms, {row.slowdown:.1f}× that)" if self.baseline is not None else ""
+            found.append(f"{query}: median {row.median_ms:.2f} ms{against}; slowest node {row.slowest_node}"
+                         + (f"; findings: {row.findings}" if row.findings else ""))
+        found.append(f"bottleneck: {self.bottleneck}" if self.bottleneck else "no query stands out")
+        return found
+
+
+def identify(conn: psycopg.Connection, baseline: QueryTimes | None = None, *, reported: str | None = None,
+             repeats: int = 5) -> Identification:
+    """Step 1: the health check, blocked sessions, and every catalogue query timed with its plan."""
+    checks, blocked = health.run_checks(conn), health.blocking(conn)
+    now = query_times(conn, baseline.params if baseline is not None else None, repeats=repeats)
+    return Identification(checks, blocked, now, baseline, bottleneck(now, baseline, reported=reported))
+
+
+@dataclass
+class Optimisation:
+    """What step 2 proposes: the bottleneck's plan findings, indexes for it, and blockers to end."""
+
+    findings: pd.DataFrame
+    proposed: list[indexes.Advice]
+    blockers: pd.DataFrame  # see idle_blockers
+
+    @property
+    def end_blockers(self) -> list[Action]:
+        return end_sessions(list(self.blockers["pid"]))
+
+    def lines(self) -> list[str]:
+        found = [f"{r.node}: {r.kind}: {r.why}" for r in self.findings.itertuples()]
+        found += [f"index proposed: {a.statement} ({a.why})" for a in self.proposed] or ["no index proposed"]
+        found += [f"pid {r.pid} ({r.user}) blocks {r.blocked} session(s), idle in a transaction open "
+                  f"{r.transaction_seconds:.0f} s: to be ended" for r in self.blockers.itertuples()] or [
+            "no session blocks another while idle in a transaction"]
+        return found
+
+
+def optimise(conn: psycopg.Connection, seen: Identification) -> Optimisation:
+    """Step 2: the bottleneck's findings and candidate indexes, and the statements that end idle blockers."""
+    plan = seen.times.plans.get(seen.bottleneck) if seen.bottleneck else None
+    found = plans.findings_frame(plan) if plan else pd.DataFrame(columns=["node_id", "node", "kind", "why", "what_to_try"])
+    return Optimisation(found, indexes.candidates(conn, plan) if plan else [], idle_blockers(conn))
+
+
+def index_actions(proposed: list[indexes.Advice]) -> list[Action]:
+    """CREATE INDEX CONCURRENTLY for each proposed index, then ANALYZE of each table it is on."""
+    actions = [Action(a.statement, indexes.create_index(a.table, a.columns, a.index))
+               for a in proposed if a.kind in indexes.CREATES]
+    for table in dict.fromkeys(a.table for a in proposed if a.kind in indexes.CREATES):
+        statement = sql.SQL("ANALYZE {}").format(sql.Identifier(table))
+        actions.append(Action(statement.as_string(None), statement))
+    return actions
+
+
+def create_indexes(incident: Incident, conn: psycopg.Connection, proposed: list[indexes.Advice]) -> list[str]:
+    """Step 3: create the proposed indexes CONCURRENTLY and ANALYZE their tables, each statement on
+    its own (CONCURRENTLY cannot run inside a transaction), or only record them in live mode without
+    confirm. Returns the statements run."""
+    return incident.run(index_actions(proposed), conn, autocommit=True)
+
+
+def missing_indexes(conn: psycopg.Connection, proposed: list[indexes.Advice]) -> list[str]:
+    """The proposed indexes that do not exist, or exist but are not valid."""
+    existing = indexes.existing(conn)
+    valid = set(existing.loc[existing["is_valid"], "index_name"])
+    return [a.index for a in proposed if a.index not in valid]

@@ -1,0 +1,146 @@
+"""Runbook 11, slow catalogue queries, one call per step: identify the bottleneck, optimise, update
+indexes, monitor results, document changes, clean up.
+
+`start` makes the drill (mode="drill": a scratch database slowed down on purpose, under load, with a
+session sitting on a row lock) or takes the target (mode="live") and opens the incident; each step
+then takes what `start` returned, opens the connection it needs once, records what it found and
+did, makes its checks (a SKIP with the reason for what this mode does not check) and returns what
+the notebook shows.
+"""
+
+from dataclasses import dataclass
+
+import pandas as pd
+
+from .. import health
+from ..db import Target, connect
+from . import performance
+from .drills import performance as performance_drill
+from .record import Incident, check_mode
+
+
+@dataclass
+class SlowQueries:
+    """One run of the runbook: its incident, the database it works on, the drill (None live), the
+    parameters, and what the steps found on the way."""
+
+    inc: Incident
+    target: Target
+    drill: performance_drill.Drill | None
+    query: str | None           # the query reported slow; None: step 1 finds it
+    target_ms: float
+    repeats: int
+    seen: performance.Identification | None = None
+    fix: performance.Optimisation | None = None
+    after: performance.QueryTimes | None = None
+
+    def _repr_markdown_(self) -> str:
+        return f"`{self.inc!r}`"
+
+
+def start(target: Target, mode: str = "drill", *, incident_id: str | None = None, confirm: bool = False,
+          query: str | None = None, target_ms: float = 1.0, repeats: int = 5, drill_students: int = 50_000,
+          load_seconds: float = 30, sessions: int = 4) -> SlowQueries:
+    """The drill made (mode="drill") or the target taken (live), and the incident opened."""
+    check_mode(mode)
+    drill = performance_drill.make(target, drill_students, load_seconds=load_seconds, sessions=sessions,
+                                   repeats=repeats) if mode == "drill" else None
+    work_on = drill.target if drill else target
+    inc = Incident("performance", "Catalogue queries slow", work_on, incident_id=incident_id, mode=mode, confirm=confirm)
+    inc.fact("drill" if drill else "live", drill.summary if drill else "observing the target; changes only with confirm=True")
+    return SlowQueries(inc, work_on, drill, query, float(target_ms), int(repeats))
+
+
+def identify_bottleneck(run: SlowQueries) -> pd.DataFrame:
+    """Step 1: health, blocked sessions and every catalogue query timed; the bottleneck is the query
+    given, else (drill) the one slowed down most against the healthy baseline, else (live) the
+    slowest that reads a whole table to keep a few rows. Returns the queries, slowest first."""
+    inc = run.inc
+    with inc.step(1, "Identify the bottleneck", next_if_failed="read the health checks and blocked sessions below; "
+                                                                "name the slow query with query=... and run again"):
+        with connect(run.target, autocommit=True) as conn:
+            run.seen = seen = performance.identify(conn, run.drill.baseline if run.drill else None,
+                                                   reported=run.query, repeats=run.repeats)
+        for line in seen.lines():
+            inc.found(line)
+        inc.check("bottleneck identified", seen.bottleneck is not None, seen.headline(), must_hold=inc.mode == "drill",
+                  fix="no query stands out: compare with a healthy run of 03_query_plan_analysis")
+        inc.check("incident reproduced: the bottleneck is over its target time", seen.times.ms(seen.bottleneck) > run.target_ms,
+                  f"target {run.target_ms:g} ms", must_hold=False, skipped="" if seen.bottleneck else "no bottleneck identified")
+    return seen.table
+
+
+def optimise(run: SlowQueries) -> pd.DataFrame:
+    """Step 2: the bottleneck's plan findings and the indexes proposed for it; sessions that block
+    others while idle in a transaction are ended (live without confirm, only shown). Returns the findings."""
+    inc = run.inc
+    with inc.step(2, "Optimise", next_if_failed="EXPLAIN the query by hand (03_query_plan_analysis); end a blocking "
+                                                 "session yourself with SELECT pg_terminate_backend(pid)"):
+        with connect(run.target, autocommit=True) as conn:
+            run.fix = fix = performance.optimise(conn, run.seen)
+            for line in fix.lines():
+                inc.found(line)
+            inc.run(fix.end_blockers, conn)
+            inc.check("an index is proposed for the bottleneck", bool(fix.proposed), f"{len(fix.proposed)} proposed",
+                      must_hold=inc.mode == "drill", fix="the plan has no scan an index would fix: see its findings")
+            inc.check("no session blocks another", health.blocking(conn).empty, f"{len(fix.blockers)} idle blocker(s) found",
+                      must_hold=inc.may_change, fix="end the blocking sessions (confirm=True)")
+    return fix.findings
+
+
+def update_indexes(run: SlowQueries) -> list[str]:
+    """Step 3: the proposed indexes created CONCURRENTLY and their tables analysed (live without
+    confirm, only shown). Returns the statements run."""
+    inc, proposed = run.inc, run.fix.proposed
+    with inc.step(3, "Update indexes", next_if_failed="drop an index left INVALID (DROP INDEX CONCURRENTLY name), "
+                                                       "then run the CREATE INDEX CONCURRENTLY above by hand"):
+        with connect(run.target, autocommit=True) as conn:
+            ran = performance.create_indexes(inc, conn, proposed)
+            if run.drill:
+                run.drill.load.mark("after the index")
+            missing = performance.missing_indexes(conn, proposed)
+        skipped = "no index proposed" if not proposed else "" if inc.may_change else \
+            "live without confirm=True: not created (statements above)"
+        inc.check("proposed indexes exist and are valid", not missing, ", ".join(missing) or f"{len(proposed)} index(es)",
+                  fix="create them by hand (statements above)", skipped=skipped)
+    return ran
+
+
+def monitor_results(run: SlowQueries) -> pd.DataFrame:
+    """Step 4: every catalogue query timed again as in step 1; the bottleneck must be under its target
+    (must hold whenever an index was created). Returns median ms per query before and after."""
+    inc, seen = run.inc, run.seen
+    with inc.step(4, "Monitor results", next_if_failed="look at the plan again (03_query_plan_analysis): "
+                                                        "the index may not be used; keep the incident open"):
+        with connect(run.target, autocommit=True) as conn:
+            run.after = after = performance.query_times(conn, seen.times.params, repeats=run.repeats)
+        inc.found(seen.headline(after))
+        if run.drill:
+            inc.found(run.drill.load.report().summary)
+        inc.check("query back under its target time", after.ms(seen.bottleneck) < run.target_ms,
+                  f"{seen.headline(after)}; target {run.target_ms:g} ms", must_hold=inc.may_change and bool(run.fix.proposed),
+                  fix="the fix is not enough: see step 2's findings", skipped="" if seen.bottleneck else "no bottleneck identified")
+    return performance.compare_times(seen.times, after)
+
+
+def document_changes(run: SlowQueries) -> None:
+    """Step 5: the bottleneck and the statements executed written into the report's header."""
+    inc = run.inc
+    with inc.step(5, "Document changes", next_if_failed="copy the timeline above into the incident ticket by hand"):
+        ran = [e.text for e in inc.events if e.kind == "ran"]
+        inc.fact("bottleneck", f"{run.seen.headline(run.after)} (target {run.target_ms:g} ms)")
+        inc.fact("changes", f"{len(ran)} statement(s) executed, listed under their steps" if ran else "none")
+        inc.did(f"report: {inc.write()}")
+
+
+def clean_up(run: SlowQueries) -> None:
+    """Step 6: in a drill, the load stopped, the lock holder ended and the drill database dropped."""
+    inc, drill = run.inc, run.drill
+    with inc.step(6, "Clean up", next_if_failed=f"drop the drill database by hand: DROP DATABASE {performance_drill.DATABASE} WITH (FORCE)"):
+        if drill:
+            stopped = drill.drop()
+            inc.did(f"stopped the load ({stopped.queries:,} queries, {stopped.errors} errors) and the lock holder; "
+                    f"dropped {drill.target.database}")
+        inc.check("nothing of the drill left",
+                  drill is not None and not (drill.load.running or performance_drill.exists(drill.server, drill.target.database)),
+                  drill.target.database if drill else "", skipped="" if drill else "live: no drill to clean up")

@@ -1,0 +1,215 @@
+"""Data recovery: what an incident damaged, measured against a verified backup, and putting the
+damaged rows back from it.
+
+The backup's manifest holds each table's row count and content checksum, taken in the dump's own
+snapshot, so `assess` says per table whether the data is still what was backed up. For the tables
+that differ, `row_differences` compares the target row by row (primary key and a hash of the row)
+with the backup restored into a scratch copy, and names the rows missing, changed and added since.
+`repair_rows` writes the backup's version of the missing and changed rows back into the live tables
+in one transaction; rows added since the backup are kept (they may be real work done after it),
+and the audit log is never rewritten: it is the evidence.
+"""
+
+import io
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import psycopg
+from psycopg import sql
+
+from .. import backup as backups
+from .. import checksums, verify
+from ..db import Target, connect, require_change, snapshot
+from ..errors import ParameterError, RecoveryError, database_error
+from ..sqlfiles import load
+
+SCOPES = ("rows", "database")  # what a restore puts back: the damaged rows, or the whole database
+EVIDENCE_SCHEMAS = ("audit",)  # never repaired from a backup
+SAMPLE_KEYS = 5  # keys of differing rows quoted per table and kind
+
+
+def check_scope(scope: str) -> str:
+    """`scope` if it is one of SCOPES, else ParameterError."""
+    if scope not in SCOPES:
+        raise ParameterError(f"scope must be one of {', '.join(SCOPES)}, not {scope!r}")
+    return scope
+
+
+def latest_backup(conn: psycopg.Connection, directory: Path | None = None) -> backups.Backup:
+    """The newest full backup of the connection's database (same cluster and name) in `directory`
+    (default backups/): never another server's backup of a same-named database; NoBackups when there is none."""
+    return backups.latest(directory, backups.identity(conn), "full")  # NoBackups when there is none
+
+
+def assess(conn: psycopg.Connection, manifest: dict) -> pd.DataFrame:
+    """Per table of the backup: rows then and now (in one snapshot), whether the content checksum still
+    matches, and a state: intact, damaged, missing (table gone) or new (not in the backup)."""
+    with snapshot(conn):
+        now = backups.table_checksums(conn, checksums.method_of(manifest))
+    rows = []
+    for table in sorted(set(manifest["tables"]) | set(now)):
+        then, current = manifest["tables"].get(table), now.get(table)
+        if then is None:
+            state = "new"
+        elif current is None:
+            state = "missing"
+        else:
+            state = "intact" if current["checksum"] == then["checksum"] and current["rows"] == then["rows"] else "damaged"
+        rows.append({"table": table, "rows_backup": then["rows"] if then else None,
+                     "rows_now": current["rows"] if current else None,
+                     "checksum_matches": bool(then and current and then["checksum"] == current["checksum"]),
+                     "state": state, "evidence": table.split(".")[0] in EVIDENCE_SCHEMAS})
+    return pd.DataFrame(rows)
+
+
+def damaged_tables(assessment: pd.DataFrame) -> list[str]:
+    """The tables to repair: damaged ones outside the evidence schemas."""
+    return list(assessment.loc[(assessment["state"] == "damaged") & ~assessment["evidence"], "table"])
+
+
+def restored_copy(backup: backups.Backup) -> tuple[Target, list[str]]:
+    """The backup restored into a fresh scratch database on the embedded server, and the roles made
+    for it (see verify.restored_copy)."""
+    return verify.restored_copy(backup.path, backup.manifest, prefix="prep_ops_recovery_")
+
+
+def drop_copy(copy: Target, roles: list[str] = ()) -> dict[str, str]:
+    """Drop a copy made by `restored_copy`, then the roles made for it; returns roles that had to stay."""
+    return verify.drop_copy(copy, roles)
+
+
+@dataclass
+class Damage:
+    """What `investigate` found: per-table assessment, the damaged tables, their row differences, and
+    the restored copy they were compared with (drop it with `drop_copy` when done)."""
+
+    assessment: pd.DataFrame
+    damaged: list[str]
+    differences: pd.DataFrame
+    copy: Target = field(repr=False)
+    roles: list[str] = field(default_factory=list)  # roles the restore had to create on the copy's server
+
+    def drop(self) -> dict[str, str]:
+        """Drop the copy and the roles made for it; returns roles that had to stay, with why."""
+        return drop_copy(self.copy, self.roles)
+
+    def lines(self) -> list[str]:
+        """One sentence per damaged table, for the incident record."""
+        return [f"{r.table}: {r.missing} rows missing, {r.changed} changed, {r.added} added since the backup"
+                + (f" (e.g. {r.key} {r.missing_keys or r.changed_keys})" if r.missing or r.changed else "")
+                for r in self.differences.itertuples()]
+
+
+def investigate(conn: psycopg.Connection, backup: backups.Backup) -> Damage:
+    """Compare the connection's database with `backup`: every table by count and checksum, the damaged
+    ones row by row against the backup restored into a scratch copy."""
+    assessment = assess(conn, backup.manifest)
+    damaged = damaged_tables(assessment)
+    copy, created = restored_copy(backup)
+    try:
+        with connect(copy, autocommit=True) as restored:
+            differences = row_differences(conn, restored, damaged)
+    except Exception:
+        drop_copy(copy, created)
+        raise
+    return Damage(assessment, damaged, differences, copy, created)
+
+
+def _split(table: str) -> tuple[str, str]:
+    schema, _, name = table.partition(".")
+    if not name:
+        raise ParameterError(f"tables are named schema.table, not {table!r}")
+    return schema, name
+
+
+def _key_columns(conn: psycopg.Connection, table: str) -> list[str]:
+    schema, name = _split(table)
+    keys = [r[0] for r in conn.execute(load("recovery", "primary_key"), {"schema": schema, "table": name}).fetchall()]
+    if not keys:
+        raise RecoveryError(f"{table} has no primary key, so its rows cannot be matched; restore the whole database instead")
+    return keys
+
+
+def _hashes(conn: psycopg.Connection, table: str, keys: list[str]) -> pd.DataFrame:
+    query = sql.SQL(load("recovery", "row_hashes")).format(
+        keys=sql.SQL(", ").join(sql.Identifier(k) for k in keys), table=sql.Identifier(*_split(table)))
+    with conn.cursor() as cur:
+        cur.execute(query)
+        return pd.DataFrame(cur.fetchall(), columns=[*keys, "row_hash"])
+
+
+def row_differences(live: psycopg.Connection, restored: psycopg.Connection, tables: list[str]) -> pd.DataFrame:
+    """Per table: rows missing from the database of `live`, changed in it, and added since the backup
+    (restored on `restored`), with a few of their keys. Reads only (a hash per row on both sides, each
+    side in one snapshot, compared here)."""
+    rows = []
+    with snapshot(live), snapshot(restored):
+        for conn in (live, restored):
+            conn.execute("SET LOCAL TimeZone = 'UTC'")
+        for table in tables:
+            keys = _key_columns(live, table)
+            now, then = _hashes(live, table, keys), _hashes(restored, table, keys)
+            both = then.merge(now, on=keys, how="outer", suffixes=("_backup", "_now"), indicator=True)
+            kinds = {"missing": both[both["_merge"] == "left_only"],
+                     "changed": both[(both["_merge"] == "both") & (both["row_hash_backup"] != both["row_hash_now"])],
+                     "added": both[both["_merge"] == "right_only"]}
+            row = {"table": table, "key": ", ".join(keys)}
+            for kind, found in kinds.items():
+                row[kind] = len(found)
+                sample = found[keys].head(SAMPLE_KEYS).itertuples(index=False, name=None)
+                row[f"{kind}_keys"] = ", ".join(str(k[0] if len(k) == 1 else k) for k in sample)
+            rows.append(row)
+    return pd.DataFrame(rows, columns=["table", "key", "missing", "changed", "added",
+                                       "missing_keys", "changed_keys", "added_keys"])
+
+
+def _load_order(conn: psycopg.Connection, tables: list[str]) -> list[str]:
+    """`tables` with every referenced table before the tables that reference it."""
+    edges = conn.execute(load("recovery", "references")).fetchall()
+    pending, ordered = list(tables), []
+    while pending:
+        ready = [t for t in pending if not any(child == t and parent in pending and parent != t for child, parent in edges)]
+        ready = ready or pending[:1]  # a cycle: take the first and let the constraint speak
+        for table in ready:
+            pending.remove(table)
+            ordered.append(table)
+    return ordered
+
+
+def repair_rows(live: psycopg.Connection, source: psycopg.Connection, tables: list[str], *,
+                confirm: bool = False) -> pd.DataFrame:
+    """Write the backup's version (restored on `source`) of every missing or changed row of `tables`
+    back into the database of `live`, all tables in one transaction; rows added since the backup are
+    kept. Per table: rows inserted and updated. Any failure rolls back everything."""
+    require_change(live, confirm, "repairing rows from a backup")
+    counts, table = [], ", ".join(tables)  # named in the error even when ordering the tables fails
+    try:
+        with snapshot(source), live.transaction():
+            for table in _load_order(live, tables):
+                schema, name = _split(table)
+                keys = _key_columns(live, table)
+                columns = [r[0] for r in live.execute(load("recovery", "columns"), {"schema": schema, "table": name}).fetchall()]
+                staged = sql.Identifier(f"prep_ops_repair_{name}")
+                cols = sql.SQL(", ").join(map(sql.Identifier, columns))
+                live.execute(sql.SQL("CREATE TEMP TABLE {} ON COMMIT DROP AS SELECT {} FROM {} WITH NO DATA").format(
+                    staged, cols, sql.Identifier(schema, name)))
+                buffer = io.BytesIO()
+                with source.cursor().copy(sql.SQL("COPY (SELECT {} FROM {}) TO STDOUT (FORMAT binary)").format(
+                        cols, sql.Identifier(schema, name))) as out:
+                    for block in out:
+                        buffer.write(block)
+                with live.cursor().copy(sql.SQL("COPY {} ({}) FROM STDIN (FORMAT binary)").format(staged, cols)) as into:
+                    into.write(buffer.getvalue())
+                others = [c for c in columns if c not in keys]
+                statement = sql.SQL(load("recovery", "upsert")).format(
+                    table=sql.Identifier(schema, name), columns=cols, staged=staged,
+                    keys=sql.SQL(", ").join(map(sql.Identifier, keys)),
+                    assignments=sql.SQL(", ").join(sql.SQL("{} = EXCLUDED.{}").format(sql.Identifier(c), sql.Identifier(c))
+                                                   for c in others) if others else sql.SQL("{} = EXCLUDED.{}").format(
+                        sql.Identifier(keys[0]), sql.Identifier(keys[0])))
+                result = live.execute(statement).fetchone()
+                counts.append({"table": table, "inserted": result[0], "updated": result[1]})
+    except psycopg.Error as exc:
+        raise database_error(exc, f"repairing {table} failed, so no table was changed", RecoveryError) from None
+    return pd.DataFrame(counts, columns=["table", "inserted", "updated"])

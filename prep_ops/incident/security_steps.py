@@ -1,0 +1,154 @@
+"""Runbook 12, a compromised login role, one call per step: isolate the system, assess the breach, fix
+the vulnerability, update security, monitor activity, document and clean up.
+
+`start` makes the drill (mode="drill": a scratch database with a breach injected) or takes the
+target (mode="live") and opens the incident; each step then takes what `start` returned, opens the
+connection it needs once, records what it found and did, makes its checks (a SKIP with the reason
+for what this run does not check) and returns what the notebook shows.
+"""
+
+from dataclasses import dataclass
+
+import pandas as pd
+
+from .. import roles
+from ..db import Target, connect
+from . import breach, breach_response, passwords
+from .drills import security as security_drill
+from .record import Incident
+
+_NOT_CONFIRMED = "live without confirm=True: statements only shown"
+
+
+@dataclass
+class SecurityIncident:
+    """One run of the runbook: its incident, the database, the drill (None live), the baseline, the
+    suspect (None: only assess), and what the steps found on the way."""
+
+    inc: Incident
+    target: Target
+    drill: security_drill.Drill | None
+    role_set: roles.RoleSet
+    suspect: str | None
+    isolation: breach_response.Isolation | None = None
+    assessment: breach_response.Assessment | None = None
+    rotation: passwords.Rotation | None = None
+
+    @property
+    def changing(self) -> bool:
+        """Whether this run changes something: must-hold checks need that, and never fail for lack of it."""
+        return self.inc.may_change and self.suspect is not None
+
+    @property
+    def unchanged(self) -> str:
+        """Why the checks of changes are SKIP in this run ("" when they are made)."""
+        if self.suspect is None:
+            return "no suspect role given: only assessing"
+        return "" if self.inc.may_change else _NOT_CONFIRMED
+
+    def _repr_markdown_(self) -> str:
+        return f"`{self.inc!r}`"
+
+
+def start(target: Target, mode: str = "drill", *, incident_id: str | None = None, confirm: bool = False,
+          suspect_role: str | None = None, role_prefix: str = "", drill_students: int = 500) -> SecurityIncident:
+    """The drill made (mode="drill") or the target taken (live), the incident opened, and the suspect
+    checked (see breach.check_suspect)."""
+    drill = security_drill.for_mode(target, mode, drill_students)
+    work_on = drill.target if drill else target
+    inc = Incident("security", "Security incident", work_on, incident_id=incident_id, mode=mode, confirm=confirm)
+    role_set = drill.role_set if drill else roles.RoleSet.with_prefix(role_prefix)
+    with connect(work_on, autocommit=True) as conn:
+        suspect = breach.check_suspect(conn, drill.suspect if drill else suspect_role, role_set)
+    return SecurityIncident(inc, work_on, drill, role_set, suspect)
+
+
+def isolate_system(run: SecurityIncident) -> pd.DataFrame:
+    """Step 1: the suspect locked out (NOLOGIN, connection limit 0, sessions ended), held after the
+    runbook. Returns its sessions found before."""
+    inc = run.inc
+    with inc.step(1, "Isolate the system", next_if_failed="lock the role out by hand: ALTER ROLE <role> NOLOGIN "
+                                                           "CONNECTION LIMIT 0, then end its sessions with pg_terminate_backend"):
+        if run.drill:
+            inc.note(f"{run.drill.note}; the drill's breach: {run.drill.summary}")
+        with connect(run.target, autocommit=True) as conn:
+            run.isolation = isolation = breach_response.isolate(inc, conn, run.suspect)
+        inc.check("compromised role locked out: no login, no session", isolation.locked_out, isolation.detail,
+                  skipped=run.unchanged)
+    return isolation.sessions_before
+
+
+def assess_breach(run: SecurityIncident) -> breach_response.Assessment:
+    """Step 2: what the suspect did (audit log) and holds, the baseline's drift, common passwords and
+    the security audit; in a drill, proof that all the drill injected was found."""
+    inc = run.inc
+    with inc.step(2, "Assess the breach", next_if_failed="read audit.log by hand (SELECT * FROM audit.log WHERE "
+                                                          "login_role = '<role>' ORDER BY id) and run 06_access_control_audit"):
+        with connect(run.target, autocommit=True) as conn:
+            run.assessment = assessment = breach_response.assess(conn, run.suspect, run.role_set)
+        for line in assessment.lines():
+            inc.found(line)
+        if run.drill:
+            inc.check("the drill's breach is found", *run.drill.found_in(assessment))
+    return assessment
+
+
+def fix_vulnerability(run: SecurityIncident) -> pd.DataFrame:
+    """Step 3: everything the suspect holds revoked (the role kept), then the baseline reset. Returns
+    what the suspect still holds."""
+    inc = run.inc
+    with inc.step(3, "Fix the vulnerability", next_if_failed="the revokes, then the baseline reset, each ran whole or "
+                                                              "not at all (statements shown as ran took effect); revoke "
+                                                              "the rest by hand and run prep-ops roles apply"):
+        with connect(run.target, autocommit=True) as conn:
+            fixed = breach_response.fix(inc, conn, run.suspect, run.role_set)
+        inc.check("compromised role holds no privilege", fixed.holds_nothing, fixed.detail,
+                  fix="revoke by hand what it still holds", skipped=run.unchanged)
+        inc.check("baseline restored: a second plan is empty", not fixed.plan, f"{len(fixed.plan)} statement(s) still to run",
+                  skipped=run.unchanged)
+    return fixed.left[breach.HOLDINGS_SHOWN]
+
+
+def update_security(run: SecurityIncident) -> pd.DataFrame:
+    """Step 4: new passwords for the affected roles (never shown). Returns per role where its new one is."""
+    inc = run.inc
+    with inc.step(4, "Update security", next_if_failed="set the passwords by hand (\\password <role> in psql) and hand them on"):
+        with connect(run.target, autocommit=True) as conn:
+            run.rotation = rotation = passwords.rotate(inc, conn, run.assessment.affected(), run.role_set)
+        inc.check("passwords of the affected roles rotated", rotation.rotated == rotation.roles,
+                  f"{len(rotation.rotated)} of {len(rotation.roles)}: {', '.join(rotation.roles)}",
+                  skipped=run.unchanged or ("" if rotation.roles else "no role needs a new password"))
+    return rotation.table()
+
+
+def monitor_activity(run: SecurityIncident) -> breach_response.Watch:
+    """Step 5: the suspect cannot log in (leaked and new password tried), the baseline's plan is empty,
+    and the audit log shows nothing by it since step 1."""
+    inc, suspect = run.inc, run.suspect
+    with inc.step(5, "Monitor activity", next_if_failed="keep the role locked out; read audit.log and "
+                                                         "pg_stat_activity by hand for what it still does"):
+        with connect(run.target, autocommit=True) as conn:
+            watch = breach_response.monitor(inc, conn, suspect, run.role_set, after=run.isolation.log_position,
+                                            rotation=run.rotation, leaked=run.drill.leaked if run.drill else None)
+        no_suspect = "" if suspect else "no suspect role given"
+        inc.check("the compromised role cannot log in", watch.cannot_log_in, watch.login_detail, must_hold=run.changing,
+                  skipped=no_suspect)
+        inc.check("baseline restored: roles.plan is empty", not watch.plan, f"{len(watch.plan)} statement(s) to run",
+                  must_hold=run.changing)
+        inc.check("no change by the role since step 1", watch.since.empty, f"{len(watch.since)} audit-log entries",
+                  must_hold=run.changing, skipped=no_suspect)
+    return watch
+
+
+def clean_up(run: SecurityIncident) -> None:
+    """Step 6: in a drill, its database and then its roles dropped; the report written."""
+    inc, drill = run.inc, run.drill
+    with inc.step(6, "Document and clean up", next_if_failed=f"drop database {security_drill.DATABASE} and the "
+                                                              f"{security_drill.ROLE_PREFIX}* roles by hand"):
+        if drill:
+            inc.did(security_drill.cleanup(drill.server, drill))
+            inc.release("suspect")
+            left = security_drill.leftovers(drill.server)
+            inc.check("drill cleaned up: no drill database or role left", not left,
+                      ", ".join(left) or f"{security_drill.DATABASE} and the {security_drill.ROLE_PREFIX}* roles dropped")
+        inc.did(f"report: {inc.write()}")

@@ -1,0 +1,245 @@
+"""What a backup is and where it lives: the JSON manifest beside each dump (read, checked, written),
+the identity of the database a backup was taken from, and the backups of one database in a folder.
+
+A manifest holds versions, times, size, the SHA-256 of every file, per-table row counts and content
+checksums, and the objects of the database. Nothing here runs pg_dump (see backup) or restores.
+"""
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path, PurePosixPath
+
+import psycopg
+
+from . import checksums
+from ._report import row
+from .errors import BackupError, NoBackups
+from .paths import project_dir
+from .sqlfiles import load
+
+KINDS = {"full": [], "schema": ["--schema-only"], "data": ["--data-only"]}  # with the pg_dump options of each
+FORMATS = {"plain": ("p", ".sql"), "custom": ("c", ".dump"), "directory": ("d", ".dir")}
+MANIFEST_SUFFIX = ".manifest.json"
+
+
+@dataclass
+class Backup:
+    path: Path
+    manifest: dict
+
+    @property
+    def manifest_path(self) -> Path:
+        return manifest_path(self.path)
+
+
+def backups_dir() -> Path:
+    """Where backups go by default: $PREP_OPS_BACKUP_DIR, else backups/ in the project (git-ignored)."""
+    return Path(os.environ.get("PREP_OPS_BACKUP_DIR") or project_dir() / "backups")
+
+
+def manifest_path(path: Path) -> Path:
+    """The manifest that sits beside a backup file or directory."""
+    return path.with_name(path.name + MANIFEST_SUFFIX)
+
+
+# --- whose backup -------------------------------------------------------------------------------
+def identity(conn: psycopg.Connection) -> dict:
+    """What tells this database apart from every other: cluster system identifier and name."""
+    try:
+        with conn.transaction():
+            found = conn.execute(load("manifest", "identity")).fetchone()
+    except psycopg.errors.InsufficientPrivilege:
+        found = (None, *conn.execute("SELECT current_database(), (SELECT oid FROM pg_database WHERE datname = "
+                                     "current_database())::bigint, inet_server_addr()::text, inet_server_port()").fetchone())
+    return {"system_identifier": found[0], "database": found[1], "database_oid": found[2], "address": found[3],
+            "port": found[4]}
+
+
+def whose(source: dict) -> str:
+    """A backup's source in words: database, cluster and server."""
+    where = f"{source.get('address')}:{source.get('port')}" if source.get("address") else "a local socket"
+    return f"database {source.get('database')} of cluster {source.get('system_identifier') or 'unknown'} ({where})"
+
+
+def same_database(a: dict, b: dict) -> bool:
+    """Whether two identities name the same database of the same cluster."""
+    if a["database"] != b["database"]:
+        return False
+    if a.get("system_identifier") and b.get("system_identifier"):
+        return a["system_identifier"] == b["system_identifier"]
+    return (a.get("address"), a.get("port")) == (b.get("address"), b.get("port"))
+
+
+# --- the backups in a folder ----------------------------------------------------------------------
+def listing(directory: Path | None = None) -> list[Backup]:
+    """Backups in `directory` that have a valid manifest, newest first."""
+    directory = Path(directory) if directory else backups_dir()
+    found = []
+    for mpath in directory.glob(f"*{MANIFEST_SUFFIX}"):
+        path = mpath.with_name(mpath.name[: -len(MANIFEST_SUFFIX)])
+        try:
+            manifest = json.loads(mpath.read_text())
+        except json.JSONDecodeError:
+            continue
+        if manifest_problem(manifest, path) is None:
+            found.append(Backup(path, manifest))
+    return sorted(found, key=lambda b: b.manifest.get("started", ""), reverse=True)
+
+
+def of_database(directory: Path | None, source: dict, kind: str | None = None) -> list[Backup]:
+    """The backups in `directory` of the database `source` identifies (same cluster and name), newest first."""
+    return [b for b in listing(directory)
+            if same_database(b.manifest["source"], source) and (kind is None or b.manifest.get("kind") == kind)]
+
+
+def latest(directory: Path | None = None, source: dict | None = None, kind: str | None = None) -> Backup:
+    """The newest backup in `directory` (default backups/) of the database `source` identifies (None: of
+    any) and of `kind` (None: any); NoBackups when there is none: the one place that says so."""
+    found = of_database(directory, source, kind) if source else \
+        [b for b in listing(directory) if kind is None or b.manifest.get("kind") == kind]
+    if found:
+        return found[0]
+    what = f"no {kind} backup" if kind else "no backup"
+    of = (f" of {source.get('database')} (cluster {source.get('system_identifier') or 'unknown'})" if source else "")
+    raise NoBackups(f"{what}{of} in {directory or backups_dir()}: there is nothing to verify, restore or recover from "
+                    "(take one with `prep-ops backup` once the data is safe)")
+
+
+# --- the files of a backup ------------------------------------------------------------------------
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def file_hashes(path: Path) -> dict[str, dict]:
+    """{relative name: {"bytes": n, "sha256": hex}} of a backup file or every file of a directory."""
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    base = path if path.is_dir() else path.parent
+    return {str(p.relative_to(base)): {"bytes": p.stat().st_size, "sha256": sha256_of(p)} for p in files}
+
+
+def _inside(base: Path, name: str) -> Path | None:
+    """The file `name` of a backup under `base`, or None when it would lead out of that folder."""
+    file = (base / name).resolve()
+    return file if file.is_relative_to(base.resolve()) else None
+
+
+def check_files(path: Path, manifest: dict) -> list[dict]:
+    """Report rows (object, check, expected, actual, passed, skipped): every file of the manifest present
+    inside the backup's folder, of the recorded size and SHA-256. Nothing outside that folder is ever read."""
+    directory = manifest["format"] == "directory"
+    if not (path.is_dir() if directory else path.is_file()):
+        return [row(path.name, "backup present", "present", "missing", False)]
+    base = path if directory else path.parent
+    rows = []
+    for name, recorded in manifest["files"].items():
+        file = _inside(base, name)
+        if file is None:
+            rows.append(row(name, "file inside the backup", "inside", "leads out of the backup's folder: not read", False))
+        elif not file.is_file():
+            rows.append(row(name, "file present", "present", "missing", False))
+        elif file.stat().st_size != recorded["bytes"]:
+            rows.append(row(name, "file size", recorded["bytes"], file.stat().st_size, False))
+        else:
+            digest = sha256_of(file)
+            rows.append(row(name, "sha256", recorded["sha256"][:16], digest[:16], digest == recorded["sha256"]))
+    return rows
+
+
+# --- the manifest ---------------------------------------------------------------------------------
+def write_manifest(path: Path, manifest: dict) -> Path:
+    """Write `manifest` beside the backup at `path`, readable by its owner only; returns where."""
+    mpath = manifest_path(path)
+    mpath.touch(mode=0o600)
+    mpath.write_text(json.dumps(manifest, indent=2, default=str))
+    return mpath
+
+
+def read_manifest(path: Path) -> dict:
+    """The manifest of the backup at `path`, or BackupError naming what is missing."""
+    path = Path(path)
+    if path.name.endswith(MANIFEST_SUFFIX):
+        path = path.with_name(path.name[: -len(MANIFEST_SUFFIX)])
+    mpath = manifest_path(path)
+    if not mpath.exists():
+        raise BackupError(f"no manifest beside {path} (expected {mpath.name}); was it made by prep-ops backup?")
+    try:
+        manifest = json.loads(mpath.read_text())
+    except json.JSONDecodeError as exc:
+        raise BackupError(f"the manifest {mpath} is not valid JSON ({exc.msg}, line {exc.lineno})") from None
+    problem = manifest_problem(manifest, path)
+    if problem:
+        raise BackupError(f"{mpath} is not a prep-ops backup manifest: {problem}")
+    return manifest
+
+
+_JSON_TYPES = {dict: "an object", list: "an array", str: "a string", int: "a number", float: "a number",
+               bool: "true or false", type(None): "null"}
+# what verify, restore and listing read from a manifest, and the JSON type each must have
+_MANIFEST_FIELDS = {"kind": str, "format": str, "database": str, "source": dict, "started": str, "finished": str,
+                    "bytes": int, "files": dict, "tables": dict, "schema": dict}
+
+
+def _json_type(value) -> str:
+    return _JSON_TYPES.get(type(value), type(value).__name__)
+
+
+def manifest_problem(manifest, path: Path | None = None) -> str | None:
+    """What keeps `manifest` (parsed JSON) from being a prep-ops backup manifest (of the backup at
+    `path`, when given), or None."""
+    if not isinstance(manifest, dict):
+        return f"it holds {_json_type(manifest)}, not an object"
+    for key, kind in _MANIFEST_FIELDS.items():
+        if key not in manifest:
+            return f"it has no {key!r}"
+        if not isinstance(manifest[key], kind) or isinstance(manifest[key], bool):
+            return f"its {key!r} is {_json_type(manifest[key])}, not {_JSON_TYPES[kind]}"
+    if manifest["kind"] not in KINDS or manifest["format"] not in FORMATS:
+        return f"kind {manifest['kind']!r} or format {manifest['format']!r} is not one prep-ops makes"
+    if not isinstance(manifest["source"].get("database"), str):
+        return "its 'source' names no database"
+    if manifest.get("checksum_method", checksums.UNNAMED_METHOD) not in checksums.METHODS:
+        return (f"checksum method {manifest['checksum_method']!r} is unknown to this prep-ops "
+                f"(it knows {', '.join(checksums.METHODS)})")
+    recorded = manifest.get("objects", {})
+    if not (isinstance(recorded, dict) and all(isinstance(v, dict) and all(isinstance(d, str) for d in v.values())
+                                               for v in recorded.values())):
+        return "its 'objects' is not an object of definitions by kind"
+    for key in ("started", "finished"):
+        try:
+            datetime.fromisoformat(manifest[key])
+        except ValueError:
+            return f"its {key!r} is not a date and time: {manifest[key][:40]!r}"
+    return _files_problem(manifest, path) or _tables_problem(manifest)
+
+
+def _files_problem(manifest: dict, path: Path | None) -> str | None:
+    if not manifest["files"]:
+        return "it lists no files"
+    for name, entry in manifest["files"].items():
+        parts = PurePosixPath(name).parts
+        if not name or name.startswith(("/", "\\")) or ".." in parts or "\\" in name or ":" in name:
+            return f"file {name[:60]!r} is not a name inside the backup's folder"
+        if manifest["format"] != "directory" and len(parts) != 1:
+            return f"file {name[:60]!r} of a single-file backup is in a subfolder"
+        if not (isinstance(entry, dict) and isinstance(entry.get("bytes"), int) and isinstance(entry.get("sha256"), str)):
+            return f"file {name!r} has no bytes and sha256"
+    if path is not None and manifest["format"] != "directory" and list(manifest["files"]) != [path.name]:
+        return f"it describes {', '.join(list(manifest['files'])[:3])[:80]!r}, not {path.name!r}"
+    return None
+
+
+def _tables_problem(manifest: dict) -> str | None:
+    for name, entry in manifest["tables"].items():
+        if not (isinstance(entry, dict) and isinstance(entry.get("rows"), int) and isinstance(entry.get("checksum"), str)):
+            return f"table {name!r} has no rows and checksum"
+    for name, entry in manifest["schema"].items():
+        if not (isinstance(entry, dict) and all(isinstance(entry.get(k), dict) for k in ("columns", "constraint", "index"))):
+            return f"the schema of table {name!r} has no columns, constraints and indexes"
+    return None

@@ -1,8 +1,0 @@
--- The user tables of every schema that pg_dump dumps (not the system ones), as schema and name.
-SELECT n.nspname AS schema_name, c.relname AS table_name
-FROM pg_class c
-JOIN pg_namespace n ON n.oid = c.relnamespace
-WHERE c.relkind IN ('r', 'p')
-  AND n.nspname NOT IN ('pg_catalog', 'information_schema')
-  AND n.nspname NOT LIKE 'pg_toast%' AND n.nspname NOT LIKE 'pg_temp%'
-ORDER BY 1, 2
