@@ -1,9 +1,7 @@
 """The `prep-ops` command: argument parsing and errors to exit codes; the work is in the package."""
 
-import json
 import os
 import sys
-from pathlib import Path
 
 import click
 from tabulate import tabulate
@@ -17,11 +15,16 @@ def _target(ctx: click.Context) -> Target:
     return resolve_target(ctx.obj.get("database_url"))
 
 
-def _with_conn(ctx: click.Context, function, *args, **kwargs):
-    """`function(conn, *args, **kwargs)` on one autocommit connection to the target, closed after."""
+def _connection(ctx: click.Context):
+    """The command's one autocommit connection to the target (use it in a `with`: closed after)."""
     from .db import connect
 
-    with connect(_target(ctx), autocommit=True) as conn:
+    return connect(_target(ctx), autocommit=True)
+
+
+def _with_conn(ctx: click.Context, function, *args, **kwargs):
+    """`function(conn, *args, **kwargs)` on one autocommit connection to the target, closed after."""
+    with _connection(ctx) as conn:
         return function(conn, *args, **kwargs)
 
 
@@ -90,9 +93,8 @@ def migrate_cmd(ctx: click.Context, to: int | None, confirm: bool) -> None:
     if ctx.invoked_subcommand:
         return
     from . import masking
-    from .db import connect
 
-    with connect(_target(ctx), autocommit=True) as conn:
+    with _connection(ctx) as conn:
         downs = any(s.direction == "down" for s in migrate.plan(conn, to))
         derived = masking.views(conn) if downs else []
         done = migrate.apply(conn, to, confirm=confirm)
@@ -143,252 +145,6 @@ def seed_cmd(ctx: click.Context, students: int, seed_value: int, confirm: bool) 
     click.echo(str(result))
 
 
-# --- indexes ----------------------------------------------------------------------------------
-@cli.command("indexes")
-@click.option("--json", "as_json", is_flag=True, help="Print the advice as JSON.")
-@click.pass_context
-def indexes_cmd(ctx: click.Context, as_json: bool) -> None:
-    """Index advice: missing foreign-key, invalid, duplicate and unused indexes, with the statements
-    to fix them (proposed, never run). Example: prep-ops indexes --json"""
-    from . import indexes
-    from .db import connect
-
-    with connect(_target(ctx), autocommit=True) as conn:
-        items = indexes.advice(conn)
-    if as_json:
-        click.echo(json.dumps([{**i.__dict__, "columns": list(i.columns)} for i in items], indent=2))
-        return
-    if not items:
-        click.echo("no index advice: every foreign key is indexed, nothing duplicate, unused or invalid")
-        return
-    click.echo(tabulate([(i.kind, i.table, i.index, i.why[:70]) for i in items],
-                        headers=["advice", "table", "index", "why"]))
-    click.echo("\n-- statements (not run):\n" + "\n".join(f"{i.statement};" for i in items))
-
-
-# --- roles, audit -------------------------------------------------------------------------------
-@cli.group("roles")
-def roles_group() -> None:
-    """The guide's roles as code: readonly, reporter, analyst, app, dba.
-
-    Passwords come from PREP_OPS_<ROLE>_PASSWORD and are never printed.
-    """
-
-
-@roles_group.command("plan")
-@click.pass_context
-def roles_plan(ctx: click.Context) -> None:
-    """Print the statements `roles apply` would run (passwords elided). Example: prep-ops roles plan"""
-    from . import roles
-
-    steps = _with_conn(ctx.parent, roles.plan)
-    click.echo("\n".join(f"{step};" for step in steps) if steps else "-- roles are in place: nothing to do")
-
-
-@roles_group.command("apply")
-@click.option("--confirm", is_flag=True, help="Needed outside the embedded (scratch) server.")
-@click.pass_context
-def roles_apply(ctx: click.Context, confirm: bool) -> None:
-    """Create or update the roles and grants; applying twice changes nothing. Example: prep-ops roles apply"""
-    from . import roles
-
-    done = _with_conn(ctx.parent, roles.apply, confirm=confirm)
-    click.echo(f"{len(done)} statement(s) run" if done else "roles already in place: nothing changed")
-
-
-@cli.command("audit")
-@click.pass_context
-def audit_cmd(ctx: click.Context) -> None:
-    """Security audit of roles, privileges and server settings; exit 1 on high severity.
-
-    Example: prep-ops audit
-    """
-    from . import security_audit
-
-    found = _with_conn(ctx, security_audit.findings)
-    frame = security_audit.as_frame(found)
-    if frame.empty:
-        click.echo("no findings")
-    else:
-        shown = frame[["severity", "check", "subject", "detail"]].astype(str).map(lambda v: v[:60])
-        shown["fix"] = frame["fix"].astype(str)
-        click.echo(tabulate(shown.values, headers=list(shown.columns)))
-    if security_audit.has_high(found):
-        sys.exit(1)
-
-
-# --- maintain -----------------------------------------------------------------------------------
-@cli.command("maintain")
-@click.option("--tables", "tables", multiple=True, help="Tables to maintain (repeatable; default: the whole database).")
-@click.option("--reindex", is_flag=True, help="Also REINDEX (CONCURRENTLY where supported); default table: users.")
-@click.option("--confirm", is_flag=True, help="Needed outside the embedded (scratch) server.")
-@click.option("--plan", "dry_run", is_flag=True, help="Print the statements only.")
-@click.pass_context
-def maintain_cmd(ctx, tables, reindex, confirm, dry_run) -> None:
-    """The guide's maintenance: VACUUM (ANALYZE), REINDEX TABLE users, ANALYZE users; with before/after.
-
-    Example: prep-ops maintain --tables enrollments --reindex
-    """
-    from . import maintenance
-    from .db import connect
-
-    chosen = list(tables) or None
-    with connect(_target(ctx), autocommit=True) as conn:
-        if dry_run:
-            click.echo("\n".join(f"{s};" for s in maintenance.plan(conn, chosen, reindex)))
-            return
-        result = maintenance.maintain(conn, chosen, reindex, confirm=confirm)
-    for row in result.log.itertuples():
-        click.echo(f"{row.seconds:7.2f} s  {row.statement}")
-    table = maintenance.before_after(result)
-    click.echo("\n" + tabulate(table.values.tolist(), headers=list(table.columns)))
-
-
-# --- health -------------------------------------------------------------------------------------
-@cli.command("health")
-@click.option("--json", "as_json", is_flag=True, help="Print the checks as JSON, for monitoring systems.")
-@click.pass_context
-def health_cmd(ctx: click.Context, as_json: bool) -> None:
-    """Run the health checks (connections, long queries, idle transactions, locks, cache hit ratio,
-    wraparound, sizes, top queries, log errors); exit 2 when any is critical.
-
-    Example: prep-ops health --json
-    """
-    from dataclasses import asdict
-
-    from . import health
-    from .db import connect
-
-    with connect(_target(ctx), autocommit=True) as conn:
-        checks = health.run_checks(conn)
-    if as_json:
-        click.echo(json.dumps({"status": health.worst(checks), "checks": [asdict(c) for c in checks]}, indent=2))
-    else:
-        # nothing cut: long details wrap; a check that could not be judged says how to make it judgeable
-        rows = [(c.status.upper(), c.name, c.detail + (f" — {c.fix}" if c.status == "unknown" and c.fix else ""))
-                for c in checks]
-        click.echo(tabulate(rows, headers=["status", "check", "detail"], maxcolwidths=[None, None, 90]))
-    if health.worst(checks) == "critical":
-        sys.exit(2)
-
-
-# --- integrity ----------------------------------------------------------------------------------
-@cli.command("integrity")
-@click.option("--tables", multiple=True, metavar="TABLE", help="Check only this table and its indexes (repeatable; schema.table).")
-@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-@click.pass_context
-def integrity_cmd(ctx: click.Context, tables: tuple[str, ...], as_json: bool) -> None:
-    """Check every table and B-tree index with amcheck, and the data checksums; exit 1 on corruption.
-
-    Takes only the locks a SELECT takes. amcheck is created where missing on a scratch database only;
-    elsewhere a missing amcheck is SKIP with the reason.
-
-    Example: prep-ops integrity --tables public.enrollments
-    """
-    from . import integrity
-    from .db import connect
-
-    with connect(_target(ctx), autocommit=True) as conn:
-        report = integrity.check(conn, list(tables) or None)
-    word = {"ok": "PASS", "corrupt": "FAIL", "incomplete": "WARN", "skipped": "SKIP"}[report.outcome]
-    if as_json:
-        click.echo(json.dumps({"outcome": report.outcome, "summary": report.summary, "skipped": report.skipped,
-                               "data_checksums": report.data_checksums, "checksum_failures": report.checksum_failures,
-                               "notes": report.notes,
-                               "relations": json.loads(report.relations.to_json(orient="records"))}, indent=2))
-    else:
-        bad = report.relations[report.relations["status"] != "ok"]
-        if len(bad):
-            click.echo(tabulate(bad[["status", "kind", "relation", "block", "detail"]].values.tolist(),
-                                headers=["status", "kind", "relation", "block", "detail"]) + "\n")
-        for note in report.notes:
-            click.echo(f"note: {note}")
-        click.echo(f"{word} integrity: {report.summary}")
-    if report.outcome == "corrupt":
-        sys.exit(1)
-
-
-# --- backup, verify, restore -------------------------------------------------------------------
-@cli.command("backup")
-@click.option("--kind", type=click.Choice(["full", "schema", "data"]), default="full", show_default=True)
-@click.option("--format", "fmt", type=click.Choice(["plain", "custom", "directory"]), default="custom", show_default=True)
-@click.option("--dir", "directory", type=click.Path(file_okay=False), help="Folder for backups (default: backups/).")
-@click.option("--jobs", type=click.IntRange(min=1), default=2, show_default=True, help="Parallel jobs (directory format).")
-@click.option("--keep", type=click.IntRange(min=1), help="Keep only the newest N backups of this database and kind.")
-@click.pass_context
-def backup_cmd(ctx, kind, fmt, directory, jobs, keep) -> None:
-    """Back up the target with pg_dump and a manifest; the last line printed is the backup's path.
-
-    Example: verify "$(prep-ops backup --kind full | tail -n 1)"
-    """
-    from . import backup
-
-    made = backup.backup(_target(ctx), kind, fmt, directory=Path(directory) if directory else None, jobs=jobs, keep=keep)
-    m = made.manifest
-    click.echo(f"{m['kind']} {m['format']} backup of {m['database']}: {m['bytes']:,} bytes, "
-               f"{sum(t['rows'] for t in m['tables'].values()):,} rows in {len(m['tables'])} tables, "
-               f"manifest {made.manifest_path.name}")
-    click.echo(str(made.path))
-
-
-def _show_verification(result) -> None:
-    failed, skipped = result.failures, result.skipped
-    click.echo(f"{'PASS' if result.ok else 'FAIL'} {result.backup}: {len(result.report) - len(skipped)} checks, "
-               f"{len(failed)} failed, {len(skipped)} not compared ({result.seconds:.1f} s)")
-    for row in skipped.itertuples():
-        click.echo(f"SKIP {row.object}: {row.actual}")
-    if len(failed):
-        click.echo(tabulate(failed[["object", "check", "expected", "actual"]].astype(str).values,
-                            headers=["object", "check", "expected", "actual"], maxcolwidths=[30, 24, 30, 60]))
-
-
-@cli.command("verify")
-@click.argument("backup_path", required=False, type=click.Path())
-@click.option("--latest", is_flag=True, help="Verify the newest backup of the target's database in --dir.")
-@click.option("--dir", "directory", type=click.Path(file_okay=False), help="Folder of backups (default: backups/).")
-@click.option("--max-age", "max_age", type=float, default=26.0, show_default=True, help="With --latest: hours.")
-@click.option("--min-size", "min_size", type=int, default=1, show_default=True, help="With --latest: bytes.")
-@click.option("--same-server", is_flag=True, help="Restore into a scratch database on the target's server, "
-              "not on the embedded one.")
-@click.option("--keep-scratch", is_flag=True, help="Keep the scratch database for inspection.")
-@click.pass_context
-def verify_cmd(ctx, backup_path, latest, directory, max_age, min_size, same_server, keep_scratch) -> None:
-    """Restore a backup into a scratch database and compare it with its manifest; exit 1 on any
-    failure. Example: prep-ops verify --latest --max-age 26 --min-size 100000"""
-    from . import verify
-
-    if bool(backup_path) == latest:
-        raise click.UsageError("give a BACKUP_PATH or --latest (one of them)")
-    target = _target(ctx)
-    server = target.with_database("postgres") if same_server else None
-    if latest:  # the newest backup of the target's database (its cluster and name), like every other command
-        from . import backup
-        from .db import connect
-
-        with connect(target) as conn:
-            source = backup.identity(conn)
-        result = verify.verify_latest(Path(directory) if directory else None, source=source, max_age_hours=max_age,
-                                      min_bytes=min_size, server=server, keep_scratch=keep_scratch)
-    else:
-        result = verify.verify(Path(backup_path), server=server, keep_scratch=keep_scratch)
-    _show_verification(result)
-    if not result.ok:
-        sys.exit(1)
-
-
-@cli.command("restore")
-@click.argument("backup_path", type=click.Path(exists=True))
-@click.option("--confirm", is_flag=True, help="Replace what the target holds (a safety backup is taken first).")
-@click.pass_context
-def restore_cmd(ctx, backup_path, confirm) -> None:
-    """Restore a backup (full, schema or data) into the target. Example: prep-ops --database-url URL restore FILE"""
-    from . import restore
-
-    done = restore.restore(Path(backup_path), _target(ctx), confirm=confirm)
-    click.echo(f"restored {done['kind']} backup into {done['into']}"
-               + (f"; safety backup: {done['safety_backup']}" if done["safety_backup"] else ""))
-
-
 # --- run, list --------------------------------------------------------------------------------
 def _verdict(check: dict) -> str:
     from .notebook import status
@@ -434,6 +190,10 @@ def list_cmd() -> None:
         click.echo(notebook.stem)
         for name, p in runner.parameters(notebook).items():
             click.echo(f"    {name} = {p['default']}  ({runner.kind_of(p['default'])})  {p['help']}")
+
+
+# the other commands live in modules of their own; importing them registers them on `cli`
+from . import cli_backups, cli_checks  # noqa: E402,F401
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,0 +1,169 @@
+"""`prep-ops` commands that look at a database: indexes, roles, audit, maintain, health, integrity: registered on the group in cli.py."""
+
+import json
+import sys
+
+import click
+from tabulate import tabulate
+
+from .cli import _connection, _with_conn, cli
+
+# --- indexes ----------------------------------------------------------------------------------
+@cli.command("indexes")
+@click.option("--json", "as_json", is_flag=True, help="Print the advice as JSON.")
+@click.pass_context
+def indexes_cmd(ctx: click.Context, as_json: bool) -> None:
+    """Index advice: missing foreign-key, invalid, duplicate and unused indexes, with the statements
+    to fix them (proposed, never run). Example: prep-ops indexes --json"""
+    from . import indexes
+
+    with _connection(ctx) as conn:
+        items = indexes.advice(conn)
+    if as_json:
+        click.echo(json.dumps([{**i.__dict__, "columns": list(i.columns)} for i in items], indent=2))
+        return
+    if not items:
+        click.echo("no index advice: every foreign key is indexed, nothing duplicate, unused or invalid")
+        return
+    click.echo(tabulate([(i.kind, i.table, i.index, i.why[:70]) for i in items],
+                        headers=["advice", "table", "index", "why"]))
+    click.echo("\n-- statements (not run):\n" + "\n".join(f"{i.statement};" for i in items))
+
+
+# --- roles, audit -------------------------------------------------------------------------------
+@cli.group("roles")
+def roles_group() -> None:
+    """The guide's roles as code: readonly, reporter, analyst, app, dba.
+
+    Passwords come from PREP_OPS_<ROLE>_PASSWORD and are never printed.
+    """
+
+
+@roles_group.command("plan")
+@click.pass_context
+def roles_plan(ctx: click.Context) -> None:
+    """Print the statements `roles apply` would run (passwords elided). Example: prep-ops roles plan"""
+    from . import roles
+
+    steps = _with_conn(ctx.parent, roles.plan)
+    click.echo("\n".join(f"{step};" for step in steps) if steps else "-- roles are in place: nothing to do")
+
+
+@roles_group.command("apply")
+@click.option("--confirm", is_flag=True, help="Needed outside the embedded (scratch) server.")
+@click.pass_context
+def roles_apply(ctx: click.Context, confirm: bool) -> None:
+    """Create or update the roles and grants; applying twice changes nothing. Example: prep-ops roles apply"""
+    from . import roles
+
+    done = _with_conn(ctx.parent, roles.apply, confirm=confirm)
+    click.echo(f"{len(done)} statement(s) run" if done else "roles already in place: nothing changed")
+
+
+@cli.command("audit")
+@click.pass_context
+def audit_cmd(ctx: click.Context) -> None:
+    """Security audit of roles, privileges and server settings; exit 1 on high severity.
+
+    Example: prep-ops audit
+    """
+    from . import security_audit
+
+    found = _with_conn(ctx, security_audit.findings)
+    frame = security_audit.as_frame(found)
+    if frame.empty:
+        click.echo("no findings")
+    else:
+        shown = frame[["severity", "check", "subject", "detail"]].astype(str).map(lambda v: v[:60])
+        shown["fix"] = frame["fix"].astype(str)
+        click.echo(tabulate(shown.values, headers=list(shown.columns)))
+    if security_audit.has_high(found):
+        sys.exit(1)
+
+
+# --- maintain -----------------------------------------------------------------------------------
+@cli.command("maintain")
+@click.option("--tables", "tables", multiple=True, help="Tables to maintain (repeatable; default: the whole database).")
+@click.option("--reindex", is_flag=True, help="Also REINDEX (CONCURRENTLY where supported); default table: users.")
+@click.option("--confirm", is_flag=True, help="Needed outside the embedded (scratch) server.")
+@click.option("--plan", "dry_run", is_flag=True, help="Print the statements only.")
+@click.pass_context
+def maintain_cmd(ctx, tables, reindex, confirm, dry_run) -> None:
+    """The guide's maintenance: VACUUM (ANALYZE), REINDEX TABLE users, ANALYZE users; with before/after.
+
+    Example: prep-ops maintain --tables enrollments --reindex
+    """
+    from . import maintenance
+
+    chosen = list(tables) or None
+    with _connection(ctx) as conn:
+        if dry_run:
+            click.echo("\n".join(f"{s};" for s in maintenance.plan(conn, chosen, reindex)))
+            return
+        result = maintenance.maintain(conn, chosen, reindex, confirm=confirm)
+    for row in result.log.itertuples():
+        click.echo(f"{row.seconds:7.2f} s  {row.statement}")
+    table = maintenance.before_after(result)
+    click.echo("\n" + tabulate(table.values.tolist(), headers=list(table.columns)))
+
+
+# --- health -------------------------------------------------------------------------------------
+@cli.command("health")
+@click.option("--json", "as_json", is_flag=True, help="Print the checks as JSON, for monitoring systems.")
+@click.pass_context
+def health_cmd(ctx: click.Context, as_json: bool) -> None:
+    """Run the health checks (connections, long queries, idle transactions, locks, cache hit ratio,
+    wraparound, sizes, top queries, log errors); exit 2 when any is critical.
+
+    Example: prep-ops health --json
+    """
+    from dataclasses import asdict
+
+    from . import health
+
+    with _connection(ctx) as conn:
+        checks = health.run_checks(conn)
+    if as_json:
+        click.echo(json.dumps({"status": health.worst(checks), "checks": [asdict(c) for c in checks]}, indent=2))
+    else:
+        # nothing cut: long details wrap; a check that could not be judged says how to make it judgeable
+        rows = [(c.status.upper(), c.name, c.detail + (f" — {c.fix}" if c.status == "unknown" and c.fix else ""))
+                for c in checks]
+        click.echo(tabulate(rows, headers=["status", "check", "detail"], maxcolwidths=[None, None, 90]))
+    if health.worst(checks) == "critical":
+        sys.exit(2)
+
+
+# --- integrity ----------------------------------------------------------------------------------
+@cli.command("integrity")
+@click.option("--tables", multiple=True, metavar="TABLE", help="Check only this table and its indexes (repeatable; schema.table).")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.pass_context
+def integrity_cmd(ctx: click.Context, tables: tuple[str, ...], as_json: bool) -> None:
+    """Check every table and B-tree index with amcheck, and the data checksums; exit 1 on corruption.
+
+    Takes only the locks a SELECT takes. amcheck is created where missing on a scratch database only;
+    elsewhere a missing amcheck is SKIP with the reason.
+
+    Example: prep-ops integrity --tables public.enrollments
+    """
+    from . import integrity
+
+    with _connection(ctx) as conn:
+        report = integrity.check(conn, list(tables) or None)
+    word = {"ok": "PASS", "corrupt": "FAIL", "incomplete": "WARN", "skipped": "SKIP"}[report.outcome]
+    if as_json:
+        click.echo(json.dumps({"outcome": report.outcome, "summary": report.summary, "skipped": report.skipped,
+                               "data_checksums": report.data_checksums, "checksum_failures": report.checksum_failures,
+                               "notes": report.notes,
+                               "relations": json.loads(report.relations.to_json(orient="records"))}, indent=2))
+    else:
+        bad = report.relations[report.relations["status"] != "ok"]
+        if len(bad):
+            click.echo(tabulate(bad[["status", "kind", "relation", "block", "detail"]].values.tolist(),
+                                headers=["status", "kind", "relation", "block", "detail"]) + "\n")
+        for note in report.notes:
+            click.echo(f"note: {note}")
+        click.echo(f"{word} integrity: {report.summary}")
+    if report.outcome == "corrupt":
+        sys.exit(1)
