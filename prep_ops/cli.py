@@ -6,12 +6,17 @@ import sys
 import click
 from tabulate import tabulate
 
-from . import embedded, migrate
-from .db import Target, resolve_target
+from . import embedded
 from .errors import PrepOpsError
 
+# Heavy modules (psycopg, pandas, SQLAlchemy, the capability modules) are imported inside the commands
+# that use them: `prep-ops --help` and argument errors answer without loading them.
 
-def _target(ctx: click.Context) -> Target:
+
+def _target(ctx: click.Context):
+    """The command's target (a db.Target): --database-url, else $DATABASE_URL, else the embedded server."""
+    from .db import resolve_target
+
     return resolve_target(ctx.obj.get("database_url"))
 
 
@@ -90,6 +95,8 @@ def migrate_cmd(ctx: click.Context, to: int | None, confirm: bool) -> None:
 
     Example: prep-ops migrate --to 3
     """
+    from . import migrate
+
     if ctx.invoked_subcommand:
         return
     from . import masking
@@ -113,6 +120,8 @@ cli.add_command(migrate_cmd, "migrate")
 @click.pass_context
 def migrate_status(ctx: click.Context) -> None:
     """List migrations and whether each is applied. Example: prep-ops migrate status"""
+    from . import migrate
+
     rows = [(s.version, s.name, "applied" if s.applied else "pending",
              s.applied_at.isoformat(sep=" ", timespec="seconds") if s.applied_at else "",
              "CHANGED since applied" if s.changed else "")
@@ -125,6 +134,8 @@ def migrate_status(ctx: click.Context) -> None:
 @click.pass_context
 def migrate_plan(ctx: click.Context, to: int | None) -> None:
     """Print the SQL that `migrate` would run; changes nothing. Example: prep-ops migrate plan --to 0"""
+    from . import migrate
+
     click.echo(migrate.script(_with_conn(ctx.parent, migrate.plan, to)))
 
 
@@ -147,7 +158,7 @@ def seed_cmd(ctx: click.Context, students: int, seed_value: int, confirm: bool) 
 
 # --- run, list --------------------------------------------------------------------------------
 def _verdict(check: dict) -> str:
-    from .notebook import status
+    from .verdicts import status
 
     return status(check)
 
@@ -198,8 +209,6 @@ from . import cli_backups, cli_checks  # noqa: E402,F401
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: user errors become one `error:` line and exit code 1, never a traceback."""
-    import psycopg
-
     try:
         code = cli.main(args=argv, prog_name="prep-ops", standalone_mode=False)
     except click.exceptions.Abort:
@@ -220,7 +229,10 @@ def main(argv: list[str] | None = None) -> None:
         where = f"{exc.filename}: " if exc.filename else ""
         click.echo(f"error: {where}{exc.strerror or exc}", err=True)
         code = 1
-    except psycopg.Error as exc:
+    except Exception as exc:
+        psycopg = sys.modules.get("psycopg")  # loaded only by commands that connect
+        if psycopg is None or not isinstance(exc, psycopg.Error):
+            raise
         from .db import mask_url
 
         click.echo(f"error: database error: {mask_url(str(exc).strip().splitlines()[0])}", err=True)

@@ -15,30 +15,11 @@ import psycopg
 import sqlalchemy
 
 from . import embedded
-from .db import Target, connect, mask_url, resolve_target, server_version
+from .db import Target, connect, is_scratch, mask_url, resolve_target, server_version
 from .errors import CheckFailed
+from .verdicts import CHECK_MIME, STATUSES, SUMMARY_MIME, status, status_counts
 
-CHECK_MIME = "application/vnd.prep-ops.check+json"
-SUMMARY_MIME = "application/vnd.prep-ops.summary+json"
-STATUSES = ("PASS", "WARN", "FAIL", "SKIP")
 NOTHING_CHANGED = "not a scratch database and confirm=False: nothing changed here"
-
-
-def status(check: dict) -> str:
-    """PASS, WARN, FAIL or SKIP for a check recorded as a dict (a CheckResult's fields, as in CHECK_MIME)."""
-    if check.get("skipped"):
-        return "SKIP"
-    if check["passed"]:
-        return "PASS"
-    return "FAIL" if check["must_hold"] else "WARN"
-
-
-def status_counts(checks: list[dict]) -> dict[str, int]:
-    """How many of `checks` have each status: {"PASS": n, "WARN": n, "FAIL": n, "SKIP": n}."""
-    counts = dict.fromkeys(STATUSES, 0)
-    for check in checks:
-        counts[status(check)] += 1
-    return counts
 
 
 @dataclass
@@ -104,7 +85,7 @@ class Session:
     def read_only(self, confirm: bool) -> str:
         """Why this run must change nothing on the target, for `check(..., skipped=...)` of the steps
         it leaves out; "" when it may change it (a scratch database, or `confirm`)."""
-        return "" if self.target.scratch or confirm else NOTHING_CHANGED
+        return "" if confirm or is_scratch(self.conn) else NOTHING_CHANGED
 
     def query(self, sql: str, **params) -> pd.DataFrame:
         """The result of one SQL statement with bound parameters, as a DataFrame."""

@@ -1,24 +1,24 @@
 """Run runbooks headless with papermill into runs/<timestamp>-<random>/ and summarise their checks."""
 
 import ast
+import io
 import json
 import os
 import secrets
 import shutil
 import time
+import tokenize
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-import nbformat
-
-from . import html_report
-from .incident import record as incident  # incident ids, modes and where reports go
-from .db import mask_url
 from .errors import ParameterError
-from .notebook import CHECK_MIME, status, status_counts
 from .paths import notebooks_dir, runs_dir
+from .verdicts import CHECK_MIME, status, status_counts
+
+# papermill, nbformat (2.5 s of imports), the incident record and psycopg are imported where a run
+# needs them: naming an unknown runbook or listing parameters answers without them.
 
 
 @dataclass
@@ -59,10 +59,27 @@ def find(name: str) -> Path:
 
 
 def parameters(notebook: Path) -> dict[str, dict]:
-    """The notebook's parameters with their inferred type, default and help (from papermill)."""
-    import papermill
-
-    return dict(papermill.inspect_notebook(str(notebook)))
+    """The notebook's parameters with their inferred type, default and help, as papermill's
+    `inspect_notebook` gives them, read from the tagged cell without importing papermill or nbformat
+    (which take seconds to import): each `name = default  # help` line of the parameters cell."""
+    cells = json.loads(Path(notebook).read_text(encoding="utf-8"))["cells"]
+    tagged = [c for c in cells if "parameters" in c.get("metadata", {}).get("tags", [])]
+    if not tagged:
+        return {}
+    source = "".join(tagged[0]["source"])
+    comments = {tok.start[0]: tok.string.lstrip("#").strip()
+                for tok in tokenize.generate_tokens(io.StringIO(source).readline) if tok.type == tokenize.COMMENT}
+    found = {}
+    for node in ast.parse(source).body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            name, annotation = node.targets[0].id, None
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.value is not None:
+            name, annotation = node.target.id, ast.get_source_segment(source, node.annotation)
+        else:
+            continue
+        found[name] = {"name": name, "inferred_type_name": annotation or "None",
+                       "default": ast.get_source_segment(source, node.value), "help": comments.get(node.end_lineno, "")}
+    return found
 
 
 def _coerce(raw: str):
@@ -143,6 +160,8 @@ def validate(notebook: Path, given: dict[str, str]) -> dict:
 
 
 def _checks_of(output: Path) -> list[dict]:
+    import nbformat
+
     if not output.exists():
         return []
     nb = nbformat.read(output, as_version=4)
@@ -167,6 +186,8 @@ def _error_of(exc: Exception) -> str:
 def incident_values(notebook: Path, values: dict) -> dict:
     """For an incident runbook (one with an `incident_id` parameter): the values with an incident id
     (a new one unless given) and the mode (the notebook's default unless given)."""
+    from .incident import record as incident
+
     declared = parameters(notebook)
     if "incident_id" not in declared:
         return values
@@ -184,6 +205,8 @@ def incident_values(notebook: Path, values: dict) -> dict:
 
 def _beside_report(output: Path, values: dict) -> None:
     """Copy an incident runbook's executed notebook next to its report in runs/incidents/."""
+    from .incident import record as incident
+
     if values.get("incident_id") and output.exists():
         target = incident.incidents_dir() / f"{values['incident_id']}.ipynb"
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -192,6 +215,8 @@ def _beside_report(output: Path, values: dict) -> None:
 
 def _report_of(out_dir: Path, values: dict) -> str:
     """Where an incident runbook's report is, relative to the run's folder ("" for other runbooks)."""
+    from .incident import record as incident
+
     if not values.get("incident_id"):
         return ""
     return os.path.relpath(incident.incidents_dir() / f"{values['incident_id']}.md", out_dir)
@@ -216,6 +241,8 @@ def _environment(name: str, value: str | None):
 def run_one(notebook: Path, out_dir: Path, values: dict, *, timeout: int | None = 1800) -> NotebookRun:
     """Execute one runbook with papermill; never raises for a failure inside the notebook."""
     import papermill
+
+    from .db import mask_url
 
     values = incident_values(notebook, values)
     for name, value in values.items():  # papermill pastes other types into the code as they are
@@ -251,6 +278,8 @@ def run(names: list[str], given: dict[str, str] | None = None, *, run_all: bool 
     Every name and parameter is checked before anything runs. Parameters go to each notebook
     that declares them; a parameter that no chosen notebook declares is an error.
     """
+    from . import html_report
+
     given = given or {}
     notebooks = available() if run_all else [find(n) for n in names]
     if not notebooks:

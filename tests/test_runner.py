@@ -197,3 +197,21 @@ def test_html_index_shows_a_hostile_detail_as_text(tmp_path):
     page.feed(html_report.write_index(tmp_path, summary).read_text())
     assert hostile in page.cells and "n<b>" in page.cells and "<i>x</i>" in page.cells
     assert page.scripts == [] and "javascript:x" not in page.links
+
+
+@pytest.mark.parametrize("path", runner.available(), ids=lambda p: p.stem)
+def test_parameters_are_read_as_papermill_reads_them(path):
+    import papermill
+
+    assert runner.parameters(path) == dict(papermill.inspect_notebook(str(path)))
+
+
+def test_unknown_runbook_is_refused_without_loading_papermill_or_pandas():
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom prep_ops import runner\ntry:\n    runner.find('no_such_runbook')\nexcept Exception:\n    pass\n"
+            "runner.parameters(runner.available()[0])\n"
+            "print(sorted(m for m in ('papermill', 'nbformat', 'pandas', 'psycopg', 'sqlalchemy') if m in sys.modules))")
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert loaded == "[]"
