@@ -215,3 +215,16 @@ def test_unknown_runbook_is_refused_without_loading_papermill_or_pandas():
             "print(sorted(m for m in ('papermill', 'nbformat', 'pandas', 'psycopg', 'sqlalchemy') if m in sys.modules))")
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert loaded == "[]"
+
+
+def test_a_broken_notebook_is_still_refused_by_validation(tmp_path):
+    broken = json.loads((FIXTURES / "91_passes.ipynb").read_text())
+    del broken["cells"][-1]["source"]  # a code cell without source is not a notebook
+    path = tmp_path / "97_broken.ipynb"
+    path.write_text(json.dumps(broken))
+    result = runner.run_one(path, tmp_path, {})  # imports nbformat the runner's way (no IRI grammar)
+    assert not result.ok and "source" in result.error
+    import nbformat
+
+    with pytest.raises(nbformat.ValidationError, match="'source' is a required property"):
+        nbformat.validate(nbformat.reads(json.dumps(broken), as_version=4))
