@@ -5,6 +5,11 @@ per-table row counts and content checksums taken in the same snapshot as the dum
 Consistency: one REPEATABLE READ transaction exports its snapshot, pg_dump runs with
 `--snapshot` on it, and the same transaction computes the checksums while pg_dump works, so the
 manifest describes exactly the data in the dump.
+
+A data-only backup carries a schema-only dump (custom format, `<name>.schema.dump` beside it, hashed
+in the manifest's "schema_dump") taken by a second pg_dump on the same snapshot: used only to verify it
+on any server (the schema's pre-data, the data, then its post-data), never by a restore into a named
+database, which keeps that database's own schema.
 """
 
 import os
@@ -23,7 +28,10 @@ from .db import Target, client_program, connect, render, server_version, snapsho
 from .errors import BackupError, ParameterError
 # the backup layer's names, importable from here as callers always have
 from .manifest import (FORMATS, KINDS, Backup, backups_dir, check_files, file_hashes, identity, latest,  # noqa: F401
-                       listing, manifest_path, of_database, read_manifest, same_database, whose, write_manifest)
+                       listing, manifest_path, of_database, read_manifest, same_database, schema_dump_path,
+                       sha256_of, whose, write_manifest)
+
+SCHEMA_SUFFIX = ".schema.dump"  # beside a data-only backup: its schema, from the same snapshot
 
 table_checksums = checksums.table_checksums  # {"schema.table": {"rows": n, "checksum": "..."}}
 
@@ -93,6 +101,7 @@ def backup(target: Target, kind: str = "full", fmt: str = "custom", *, directory
         directory.mkdir(parents=True, mode=0o700)
     started = datetime.now(timezone.utc)
     path = directory / _name(target.database, kind, fmt, started.astimezone())
+    schema = path.with_name(path.name + SCHEMA_SUFFIX)
     url, env = libpq_env(target)
     with connect(target, autocommit=True) as conn:
         major = server_version(conn)
@@ -104,14 +113,21 @@ def backup(target: Target, kind: str = "full", fmt: str = "custom", *, directory
                        "--no-password", *KINDS[kind], "--dbname", url]
             if fmt == "directory" and jobs > 1:
                 command += ["--jobs", str(jobs)]
-            dump = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            dumps = [subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)]
+            if kind == "data":  # the schema it goes into, from the same snapshot
+                dumps.append(subprocess.Popen([str(pg_dump), "--format", "c", "--file", str(schema), "--snapshot",
+                                               exported, "--no-password", "--schema-only", "--dbname", url],
+                                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True))
             try:  # the checksums read the same snapshot while pg_dump works
                 contents = _contents(conn)
             finally:
-                _, stderr = dump.communicate()
-    if dump.returncode != 0:
+                errors = [dump.communicate()[1] for dump in dumps]
+    failed = [(dump, err) for dump, err in zip(dumps, errors) if dump.returncode != 0]
+    if failed:
         _remove(path)
-        raise BackupError(f"pg_dump failed: {stderr.strip().splitlines()[-1] if stderr.strip() else dump.returncode}")
+        _remove(schema)
+        dump, err = failed[0]
+        raise BackupError(f"pg_dump failed: {err.strip().splitlines()[-1] if err.strip() else dump.returncode}")
     files = file_hashes(path)
     manifest = {
         "prep_ops_manifest": 1, "kind": kind, "format": fmt, "database": target.database,
@@ -123,6 +139,9 @@ def backup(target: Target, kind: str = "full", fmt: str = "custom", *, directory
         "schema": contents["schema"], "objects": contents["objects"],
         "bytes": sum(f["bytes"] for f in files.values()),
     }
+    if kind == "data":
+        manifest["schema_dump"] = {"file": schema.name, "bytes": schema.stat().st_size, "sha256": sha256_of(schema)}
+        _private(schema)
     _private(path)
     write_manifest(path, manifest)
     if keep:
@@ -136,6 +155,18 @@ def prune(directory: Path, source: dict, kind: str, keep: int) -> list[Path]:
     removed = []
     for old in of_database(directory, source, kind)[keep:]:
         _remove(old.path)
+        companion = schema_dump_path(old.path, old.manifest)
+        if companion is not None:
+            _remove(companion)
         old.manifest_path.unlink(missing_ok=True)
         removed.append(old.path)
     return removed
+
+
+def holds(manifest: dict) -> str:
+    """What a backup holds, in words: rows and tables for full and data backups (a partitioned table's
+    rows counted once, in its partitions), tables only for a schema backup, which holds no rows."""
+    tables = manifest["tables"]
+    if manifest["kind"] == "schema":
+        return f"{len(tables)} tables, schema only: no rows"
+    return f"{sum(t['rows'] for t in tables.values()):,} rows in {len(tables)} tables"

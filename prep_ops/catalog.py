@@ -1,10 +1,15 @@
-"""Does it exist? One small probe per kind of object (role, schema, table or view, function), and row
-counts of the tables that do: the questions every capability asks the catalogs before it acts."""
+"""Does it exist? One small probe per kind of object (role, schema, table or view, function), row
+counts of the tables that do, and whose code a write would run: the questions every capability asks
+the catalogs before it acts."""
 
 from collections.abc import Iterable
 
 import psycopg
 from psycopg import sql
+from psycopg.rows import dict_row
+
+from .errors import ForeignTriggerError
+from .sqlfiles import load
 
 
 def role_exists(conn: psycopg.Connection, name: str) -> bool:
@@ -46,3 +51,39 @@ def row_counts(conn: psycopg.Connection, tables: Iterable[str], schema: str = "p
     present = [t for t in tables if relation_exists(conn, t, schema)]
     return {t: conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(schema, t))).fetchone()[0]
             for t in present}
+
+
+def foreign_triggers(conn: psycopg.Connection, tables: Iterable["str | tuple[str, str]"] | None = None, *,
+                     trust_current_user: bool = True) -> list[dict]:
+    """The code that writing `tables` would run with the writer's privileges although another role owns it:
+    one dict (schema, table, kind, name, function_schema, function_name, function_arguments, owner) per
+    enabled trigger, column default, CHECK constraint or index expression whose function is owned by a role
+    that is neither a superuser nor (with `trust_current_user`) the connected one. Tables: "name" (in
+    public) or (schema, name); None for every table. Their partitions and the tables that reference them by
+    foreign key count too (TRUNCATE ... CASCADE, ON DELETE actions and row routing write those)."""
+    names = None if tables is None else [
+        sql.Identifier(*(t if isinstance(t, tuple) else ("public", t))).as_string(None) for t in tables]
+    trusted = conn.execute("SELECT current_user").fetchone()[0] if trust_current_user else None
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(load("catalog", "foreign_code"), {"tables": names, "trusted": trusted}).fetchall()
+
+
+def describe_code(row: dict) -> str:
+    """One row of foreign_triggers in words: 'trigger "t" on "public"."users" runs "public"."f"() owned by dba'."""
+    function = sql.Identifier(row["function_schema"], row["function_name"]).as_string(None)
+    table = sql.Identifier(row["schema"], row["table"]).as_string(None)
+    return (f"{row['kind']} {sql.Identifier(row['name']).as_string(None)} on {table} runs "
+            f"{function}({row['function_arguments']}) owned by {row['owner']}")
+
+
+def refuse_foreign_triggers(conn: psycopg.Connection, tables: Iterable["str | tuple[str, str]"] | None,
+                            doing: str) -> None:
+    """ForeignTriggerError, naming trigger, table and owner, when writing `tables` (None: every table)
+    would run code of a role that is neither the connected one nor a superuser; call it before `doing`
+    writes as a superuser (seed, restore, maintenance, recovery's repair): the code would run as you."""
+    found = foreign_triggers(conn, tables)
+    if found:
+        more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
+        raise ForeignTriggerError(
+            f"refusing {doing}: {describe_code(found[0])}{more}, which is neither you nor a superuser; it would "
+            f"run with your privileges. Review it, then drop or disable it, or make a superuser its owner")

@@ -60,7 +60,11 @@ def damage(differences: pd.DataFrame, title: str):
     """Rows missing, changed and added per table, against a backup: where the damage is."""
     frame = differences.set_index("table")[["missing", "changed", "added"]].astype(float)
     fig, ax = plt.subplots(figsize=(8, 0.5 * max(len(frame), 1) + 2))
-    frame.plot(kind="barh", stacked=True, ax=ax, color=["tab:red", "tab:orange", "tab:blue"])
+    if frame.empty:  # nothing damaged: say so rather than plot nothing (pandas cannot plot an empty frame)
+        ax.set_yticks([])
+        ax.text(0.5, 0.5, "no table differs from the backup", transform=ax.transAxes, ha="center", va="center")
+    else:
+        frame.plot(kind="barh", stacked=True, ax=ax, color=["tab:red", "tab:orange", "tab:blue"])
     ax.set_title(title)
     ax.set_xlabel("rows (count)")
     ax.set_ylabel("table")

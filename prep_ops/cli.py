@@ -184,9 +184,10 @@ def run_cmd(notebooks: tuple[str, ...], params: tuple[tuple[str, str], ...], run
     from . import runner
 
     out_dir, results = runner.run(list(notebooks), dict(params), run_all=run_all, on_done=_show_run)
-    rows = [(r.notebook, c["name"], _verdict(c), c["detail"][:70]) for r in results for c in r.checks]
-    if rows:
-        click.echo("\n" + tabulate(rows, headers=["notebook", "check", "result", "detail"]))
+    rows = [(r.notebook, c["name"], _verdict(c), c["detail"]) for r in results for c in r.checks]
+    if rows:  # nothing cut: long names and details wrap at word boundaries
+        click.echo("\n" + tabulate(rows, headers=["notebook", "check", "result", "detail"],
+                                    maxcolwidths=[None, 40, None, 70]))
     click.echo(f"\nexecuted notebooks and summary.json in {out_dir}")
     if not all(r.ok for r in results):
         sys.exit(1)

@@ -25,8 +25,7 @@ def backup_cmd(ctx, kind, fmt, directory, jobs, keep) -> None:
 
     made = backup.backup(_target(ctx), kind, fmt, directory=Path(directory) if directory else None, jobs=jobs, keep=keep)
     m = made.manifest
-    click.echo(f"{m['kind']} {m['format']} backup of {m['database']}: {m['bytes']:,} bytes, "
-               f"{sum(t['rows'] for t in m['tables'].values()):,} rows in {len(m['tables'])} tables, "
+    click.echo(f"{m['kind']} {m['format']} backup of {m['database']}: {m['bytes']:,} bytes, {backup.holds(m)}, "
                f"manifest {made.manifest_path.name}")
     click.echo(str(made.path))
 
@@ -50,7 +49,7 @@ def _show_verification(result) -> None:
 @click.option("--min-size", "min_size", type=int, default=1, show_default=True, help="With --latest: bytes.")
 @click.option("--same-server", is_flag=True, help="Restore into a scratch database on the target's server, "
               "not on the embedded one.")
-@click.option("--keep-scratch", is_flag=True, help="Keep the scratch database for inspection.")
+@click.option("--keep-scratch", is_flag=True, help="Keep the scratch database for inspection (renamed prep_ops_kept_<id>).")
 @click.pass_context
 def verify_cmd(ctx, backup_path, latest, directory, max_age, min_size, same_server, keep_scratch) -> None:
     """Restore a backup into a scratch database and compare it with its manifest; exit 1 on any
@@ -78,12 +77,20 @@ def verify_cmd(ctx, backup_path, latest, directory, max_age, min_size, same_serv
 
 @cli.command("restore")
 @click.argument("backup_path", type=click.Path(exists=True))
-@click.option("--confirm", is_flag=True, help="Replace what the target holds (a safety backup is taken first).")
+@click.option("--confirm", is_flag=True, help="Replace what the target holds and end its sessions (a safety "
+              "backup is taken first).")
 @click.pass_context
 def restore_cmd(ctx, backup_path, confirm) -> None:
-    """Restore a backup (full, schema or data) into the target. Example: prep-ops --database-url URL restore FILE"""
+    """Restore a backup (full, schema or data) into a new database beside the target, and swap names only
+    once it is complete and equals its manifest: a failed or killed restore leaves the target as it was.
+    Example: prep-ops --database-url URL restore FILE --confirm"""
     from . import restore
 
     done = restore.restore(Path(backup_path), _target(ctx), confirm=confirm)
-    click.echo(f"restored {done['kind']} backup into {done['into']}"
-               + (f"; safety backup: {done['safety_backup']}" if done["safety_backup"] else ""))
+    click.echo(f"restored {done['kind']} backup into {done['into']}; "
+               + (f"safety backup: {done['safety_backup']}" if done["safety_backup"] else
+                  "no safety backup: the target held nothing"))
+    if done["replaced"]:
+        click.echo(f"the replaced database is kept as {done['replaced']} until the next restore")
+    for name in done["removed"]:
+        click.echo(f"removed {name}, left by an earlier restore")

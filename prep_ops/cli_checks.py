@@ -18,15 +18,18 @@ def indexes_cmd(ctx: click.Context, as_json: bool) -> None:
     from . import indexes
 
     with _connection(ctx) as conn:
-        items = indexes.advice(conn)
+        items, too_soon = indexes.advice(conn), indexes.too_soon(conn)
     if as_json:
         click.echo(json.dumps([{**i.__dict__, "columns": list(i.columns)} for i in items], indent=2))
         return
+    if too_soon:
+        click.echo(f"SKIP unused indexes — {too_soon}")
     if not items:
-        click.echo("no index advice: every foreign key is indexed, nothing duplicate, unused or invalid")
+        click.echo("no index advice: every foreign key is indexed, nothing duplicate" + ("" if too_soon else ", unused")
+                   + " or invalid")
         return
-    click.echo(tabulate([(i.kind, i.table, i.index, i.why[:70]) for i in items],
-                        headers=["advice", "table", "index", "why"]))
+    click.echo(tabulate([(i.kind, i.label, i.index, i.why) for i in items],  # nothing cut: `why` wraps
+                        headers=["advice", "table", "index", "why"], maxcolwidths=[None, None, None, 70]))
     click.echo("\n-- statements (not run):\n" + "\n".join(f"{i.statement};" for i in items))
 
 
@@ -74,24 +77,26 @@ def audit_cmd(ctx: click.Context) -> None:
     if frame.empty:
         click.echo("no findings")
     else:
-        shown = frame[["severity", "check", "subject", "detail"]].astype(str).map(lambda v: v[:60])
-        shown["fix"] = frame["fix"].astype(str)
-        click.echo(tabulate(shown.values, headers=list(shown.columns)))
+        shown = frame[["severity", "check", "subject", "detail", "fix"]].astype(str)  # nothing cut: long text wraps
+        click.echo(tabulate(shown.values.tolist(), headers=list(shown.columns), maxcolwidths=[None, 30, 30, 50, 50]))
     if security_audit.has_high(found):
         sys.exit(1)
 
 
 # --- maintain -----------------------------------------------------------------------------------
 @cli.command("maintain")
-@click.option("--tables", "tables", multiple=True, help="Tables to maintain (repeatable; default: the whole database).")
-@click.option("--reindex", is_flag=True, help="Also REINDEX (CONCURRENTLY where supported); default table: users.")
+@click.option("--tables", "tables", multiple=True,
+              help="Tables to maintain, schema.table outside public (repeatable; default: the whole database).")
+@click.option("--reindex", is_flag=True, help="Also REINDEX (CONCURRENTLY where supported) the tables given, "
+              "else those with measured index bloat.")
 @click.option("--confirm", is_flag=True, help="Needed outside the embedded (scratch) server.")
 @click.option("--plan", "dry_run", is_flag=True, help="Print the statements only.")
 @click.pass_context
 def maintain_cmd(ctx, tables, reindex, confirm, dry_run) -> None:
-    """The guide's maintenance: VACUUM (ANALYZE), REINDEX TABLE users, ANALYZE users; with before/after.
+    """The guide's maintenance: VACUUM (ANALYZE), then REINDEX and ANALYZE (the tables given, else those
+    with measured index bloat); with before/after.
 
-    Example: prep-ops maintain --tables enrollments --reindex
+    Example: prep-ops maintain --tables archive.old_rentals --reindex
     """
     from . import maintenance
 
@@ -99,8 +104,12 @@ def maintain_cmd(ctx, tables, reindex, confirm, dry_run) -> None:
     with _connection(ctx) as conn:
         if dry_run:
             click.echo("\n".join(f"{s};" for s in maintenance.plan(conn, chosen, reindex)))
+            if reindex and not chosen:
+                click.echo(f"-- {maintenance.reindex_choice(conn)[1]}")
             return
         result = maintenance.maintain(conn, chosen, reindex, confirm=confirm)
+    if result.note:
+        click.echo(f"note: {result.note}")
     for row in result.log.itertuples():
         click.echo(f"{row.seconds:7.2f} s  {row.statement}")
     table = maintenance.before_after(result)
@@ -126,8 +135,8 @@ def health_cmd(ctx: click.Context, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps({"status": health.worst(checks), "checks": [asdict(c) for c in checks]}, indent=2))
     else:
-        # nothing cut: long details wrap; a check that could not be judged says how to make it judgeable
-        rows = [(c.status.upper(), c.name, c.detail + (f" — {c.fix}" if c.status == "unknown" and c.fix else ""))
+        # nothing cut: long details wrap; the fix only where there is something to fix (--json has it always)
+        rows = [(c.status.upper(), c.name, c.detail + (f" — {c.fix}" if c.status in ("warn", "critical") and c.fix else ""))
                 for c in checks]
         click.echo(tabulate(rows, headers=["status", "check", "detail"], maxcolwidths=[None, None, 90]))
     if health.worst(checks) == "critical":

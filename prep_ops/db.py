@@ -7,6 +7,7 @@ import contextlib
 import os
 import re
 import shutil
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -82,13 +83,17 @@ class Target:
         return Target(url, self.embedded)
 
 
+# the connections db.connect opened to a scratch target (the embedded default, or a copy prep-ops made
+# on it); a connection remembers the target it was opened for, not only the server it reached
+_SCRATCH_CONNECTIONS: "weakref.WeakSet[psycopg.Connection]" = weakref.WeakSet()
+
+
 def is_scratch(conn: psycopg.Connection) -> bool:
-    """True where defaults may change things, judged from an open connection: the embedded server (its
-    socket is in prep-ops' data directory), or a server $PREP_OPS_SCRATCH=1 declares throwaway (CI)."""
-    if os.environ.get("PREP_OPS_SCRATCH") == "1":
-        return True
-    host = conn.info.host or ""
-    return host.startswith("/") and Path(host).resolve() == embedded.data_dir().resolve()
+    """True where defaults may change things, judged from an open connection: one `connect` opened to a
+    scratch target (the embedded server reached as the default, not through a URL someone named), or
+    any connection while $PREP_OPS_SCRATCH=1 declares the server throwaway (CI). A database named by a
+    URL is someone's database, even on the embedded server: it needs confirm."""
+    return os.environ.get("PREP_OPS_SCRATCH") == "1" or conn in _SCRATCH_CONNECTIONS
 
 
 def _described(conn: psycopg.Connection) -> str:
@@ -127,12 +132,24 @@ def _explain(exc: psycopg.Error, target: Target) -> str:
     return f"cannot connect to {target.masked_url}: {first_line}"
 
 
-def connect(target: Target, *, autocommit: bool = False, connect_timeout: int = 10) -> psycopg.Connection:
-    """An open psycopg connection to `target`; a bad URL, password or stopped server raises TargetError."""
+APPLICATION_NAME = "prep-ops"  # every session prep-ops opens says so (the health check's log split reads it)
+
+
+def connect(target: Target, *, autocommit: bool = False, connect_timeout: int = 10,
+            application_name: str = APPLICATION_NAME) -> psycopg.Connection:
+    """An open psycopg connection to `target`; a bad URL, password or stopped server raises TargetError.
+
+    The session's application_name is prep-ops' own (`prep-ops`, or `prep-ops:<what>` given), even
+    when the URL names another: its errors in the server log are then told apart from the application's.
+    """
     try:
-        return psycopg.connect(target.url, autocommit=autocommit, connect_timeout=connect_timeout)
+        conn = psycopg.connect(target.url, autocommit=autocommit, connect_timeout=connect_timeout,
+                               application_name=application_name)
     except psycopg.Error as exc:
         raise TargetError(_explain(exc, target)) from None
+    if target.embedded:
+        _SCRATCH_CONNECTIONS.add(conn)
+    return conn
 
 
 @contextlib.contextmanager

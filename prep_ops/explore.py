@@ -6,6 +6,7 @@ import psycopg
 from . import sample
 from .db import fetch_frame
 from .errors import ParameterError
+from .formatting import money
 from .sqlfiles import load
 
 
@@ -32,11 +33,26 @@ def by_term(conn: psycopg.Connection, term: str | None = None, instrument: str |
     """Enrollments per term (rows) and status (columns)."""
     frame = _frame(conn, "by_term", _validate(term, instrument))
     table = frame.pivot_table(index="term", columns="status", values="enrollments", fill_value=0, aggfunc="sum")
-    return _in_term_order(table).astype(int)
+    return in_term_order(table).astype(int)
 
 
-def _in_term_order(table: pd.DataFrame) -> pd.DataFrame:
-    return table.reindex([t for t in sample.TERMS if t in table.index])
+SEASONS = ("winter", "spring", "summer", "fall")  # in calendar order within a year (winter: the January term)
+
+
+def term_key(term: str) -> tuple:
+    """Sort key of a term name such as `2025-fall`: its year, then its season in calendar order
+    (alphabetical order would put fall before spring); a name of another shape sorts after, by name."""
+    year, _, season = str(term).partition("-")
+    if year.isdigit() and season in SEASONS:
+        return (0, int(year), SEASONS.index(season), "")
+    return (1, 0, 0, str(term))
+
+
+def in_term_order(frame: pd.DataFrame, column: str | None = None) -> pd.DataFrame:
+    """`frame` with its rows in chronological term order, by its index or by `column`; no row dropped."""
+    terms = list(frame.index if column is None else frame[column])
+    order = sorted(range(len(frame)), key=lambda i: term_key(terms[i]))
+    return frame.iloc[order]
 
 
 def teacher_load(conn: psycopg.Connection, term: str | None = None, instrument: str | None = None) -> pd.DataFrame:
@@ -55,4 +71,15 @@ def revenue_by_term(conn: psycopg.Connection, term: str | None = None, instrumen
     """Tuition received per term (rows) and payment method (columns), in US$."""
     frame = _frame(conn, "revenue_by_term", _validate(term, instrument))
     frame["amount"] = frame["amount"].astype(float)
-    return _in_term_order(frame.pivot_table(index="term", columns="method", values="amount", fill_value=0.0, aggfunc="sum"))
+    return in_term_order(frame.pivot_table(index="term", columns="method", values="amount", fill_value=0.0, aggfunc="sum"))
+
+
+def differences_by_term(first: pd.Series, second: pd.Series, cents: float = 0.005) -> str:
+    """How two amounts per term (indexed by term) differ, "" when they agree to the cent: the same terms,
+    the same amount in each."""
+    missing = sorted(set(first.index) ^ set(second.index), key=term_key)
+    if missing:
+        return f"terms in one and not the other: {', '.join(map(str, missing))}"
+    gap = (first.astype(float) - second.reindex(first.index).astype(float)).abs()
+    off = gap[gap > cents]
+    return "; ".join(f"{t}: {money(first[t])} against {money(second[t])}" for t in off.index)

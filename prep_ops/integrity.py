@@ -24,6 +24,7 @@ from psycopg import errors, sql
 from . import extensions
 from .db import fetch_frame, is_scratch
 from .errors import ParameterError, first_line
+from .schema import resolve_tables
 from .sqlfiles import load
 
 # SQLSTATE class XX: data_corrupted (XX001, also a checksum failure) and index_corrupted (XX002)
@@ -84,16 +85,17 @@ def _block(message: str) -> int | None:
 
 
 def _table_oids(conn: psycopg.Connection, tables: Iterable[str] | None) -> list[int] | None:
-    """The OIDs of `tables` (names as in SQL: `schema.table`, quoted where needed); None stays None."""
+    """The OIDs of `tables` (any user schema, named as schema.resolve_tables takes them: `archive.old_rentals`,
+    `"Reporting"."Monthly Sales"`, or a name alone), a partitioned parent's partitions with it; None stays None."""
     if tables is None:
         return None
-    oids = []
-    for name in ([tables] if isinstance(tables, str) else list(tables)):
-        oid = conn.execute("SELECT to_regclass(%s)::oid", (name,)).fetchone()[0]
-        if oid is None:
-            raise ParameterError(f"unknown table {name!r} (name it as in SQL, e.g. archive.old_orders)")
-        oids.append(oid)
-    return oids
+    names = [tables] if isinstance(tables, str) else list(tables)
+    if not names:
+        raise ParameterError("no tables named; pass None to check every table")
+    found = resolve_tables(conn, names, materialized=True)
+    return [oid for table in found for oid, in conn.execute(
+        "SELECT %(t)s::regclass::oid UNION SELECT relid FROM pg_partition_tree(%(t)s::regclass)",
+        {"t": table.qualified}).fetchall()]
 
 
 def _amcheck(conn: psycopg.Connection, install: bool) -> tuple[str | None, bool, str]:

@@ -3,8 +3,15 @@
 The guide runs `VACUUM ANALYZE; REINDEX TABLE users; ANALYZE users;`. `maintain()` runs the same for
 the chosen tables (or the whole database), between two snapshots of `table_status()`; `plan()` shows
 the statements first. VACUUM and REINDEX CONCURRENTLY cannot run inside a transaction block, so every
-statement runs on an autocommit connection, one at a time. Table names are checked against the
-catalog and quoted with psycopg.sql.Identifier, schema-qualified, never pasted into SQL.
+statement runs on an autocommit connection, one at a time. Tables of every user schema can be named
+(`archive.old_rentals`, see schema.resolve_tables); they are quoted with psycopg.sql.Identifier,
+schema-qualified, never pasted into SQL.
+
+Decided where the guide is silent: REINDEX without named tables rebuilds the tables whose indexes
+have measured bloat (bloat.reindex_candidates), not the guide's `users` (which a database that is not
+the school's lacks); when none qualifies, nothing is reindexed and `reindex_choice()` says why. A
+partitioned parent has no storage: VACUUM and ANALYZE of it reach its partitions, and the check that
+every chosen table was vacuumed looks at the partitions, not at the parent.
 """
 
 import time
@@ -15,17 +22,13 @@ import pandas as pd
 import psycopg
 from psycopg import sql
 
-from . import extensions
-from .db import fetch_frame, is_scratch, require_change, server_version, snapshot
+from .bloat import BLOAT_NOTE, bloat, bloat_check, reindex_choice  # noqa: F401  (re-exported for runbook 05)
+from .db import fetch_frame, require_change, server_version
 from .errors import ParameterError, PrepOpsError, first_line
+from .schema import Table, resolve_tables, user_tables
 from .sqlfiles import load
 
-SCHEMA = "public"
-REINDEX_DEFAULT = ("users",)  # the guide's `REINDEX TABLE users`
 CONCURRENT_REINDEX_SINCE = 12  # REINDEX ... CONCURRENTLY exists since PostgreSQL 12
-BLOAT_NOTE = ("measured with pgstattuple where the server has it (dead rows and free space read from the pages), "
-              "else estimated from statistics (pg_stats widths, reltuples and relpages as of the last VACUUM or "
-              "ANALYZE): what VACUUM FULL or REINDEX could give back")
 _TIMESTAMPS = ["last_vacuum", "last_autovacuum", "last_analyze", "last_autoanalyze"]
 
 
@@ -48,6 +51,7 @@ class MaintenanceResult:
     statements: list[Executed]
     database_bytes_before: int
     database_bytes_after: int
+    note: str = ""  # what was decided without being asked, e.g. why nothing was reindexed
 
     @property
     def seconds(self) -> float:
@@ -61,8 +65,10 @@ class MaintenanceResult:
 
     @property
     def not_vacuumed(self) -> list[str]:
-        """Chosen tables whose vacuum count did not go up (e.g. skipped for lack of ownership)."""
-        return _unchanged(self.before, self.after, "vacuum_count")
+        """Chosen tables (and partitions of chosen parents) whose vacuum count did not go up (e.g. skipped
+        for lack of ownership); a partitioned parent has no storage to vacuum and is not judged."""
+        with_storage = set(self.before.loc[self.before["kind"] != "p", "table_name"])
+        return [name for name in _unchanged(self.before, self.after, "vacuum_count") if name in with_storage]
 
     @property
     def dead_tuples_grew(self) -> list[str]:
@@ -72,8 +78,8 @@ class MaintenanceResult:
 
 
 def table_names(conn: psycopg.Connection) -> list[str]:
-    """The tables of the public schema."""
-    return [row[0] for row in conn.execute(load("maintenance", "tables")).fetchall()]
+    """The tables of every user schema, as labels (the name alone in public, else schema.name)."""
+    return [table.label for table in user_tables(conn)]
 
 
 def _status(conn: psycopg.Connection) -> pd.DataFrame:
@@ -85,7 +91,8 @@ def _status(conn: psycopg.Connection) -> pd.DataFrame:
 
 
 def table_status(conn: psycopg.Connection) -> pd.DataFrame:
-    """Per table of the public schema: live and dead rows, dead ratio, last (auto)vacuum and (auto)analyze,
+    """Per table of every user schema (table_name: the name alone in public, else schema.name; kind p
+    for a partitioned parent): live and dead rows, dead ratio, last (auto)vacuum and (auto)analyze,
     rows modified since the last analyze, and table, index and total size in bytes.
 
     From the statistics views only; the counts are the server's running estimates.
@@ -93,68 +100,22 @@ def table_status(conn: psycopg.Connection) -> pd.DataFrame:
     return _status(conn)
 
 
-def _measure(conn: psycopg.Connection, schema: str, row) -> tuple[int, int, int | None]:
-    """Bytes, wasted bytes and dead rows of one table or index, read from its pages with pgstattuple."""
-    name, function = (row.index_name, "pgstatindex") if row.kind == "index" else (row.table_name, "pgstattuple_approx")
-    query = sql.SQL(load("maintenance", f"{row.kind}_measured")).format(function=sql.Identifier(schema, function))
-    with conn.transaction():
-        return conn.execute(query, {"relation": _table(name).as_string(conn)}).fetchone()
-
-
-def bloat(conn: psycopg.Connection, *, install: bool | None = None) -> pd.DataFrame:
-    """Wasted space per table and per btree index of the public schema: bytes, wasted_bytes, bloat_pct,
-    dead_rows (tables), method and note (see BLOAT_NOTE).
-
-    `method` is "measured" where pgstattuple could read the relation (pgstattuple_approx for tables,
-    pgstatindex for indexes), else "estimate", from statistics without a scan; an estimate without
-    statistics is empty with the note "no statistics: run ANALYZE". Dead rows are measured with the
-    space, else the server's running count. pgstattuple is created where missing when `install` is
-    true (None: on a scratch database); `frame.attrs["note"]` says why it was not used, if it was not.
-    """
-    schema, why = extensions.find(conn, "pgstattuple", install=is_scratch(conn) if install is None else install)
-    with snapshot(conn):  # the estimates, the dead-row counts and the measures of one moment
-        frame = pd.concat([fetch_frame(conn, load("maintenance", name)) for name in ("table_bloat", "index_bloat")],
-                          ignore_index=True)
-        frame = frame.rename(columns={"estimated_wasted_bytes": "wasted_bytes", "estimated_bloat_pct": "bloat_pct"})
-        dead = _status(conn).set_index("table_name")["dead_tuples"]
-        frame["dead_rows"] = [dead.get(r.table_name) if r.kind == "table" else None for r in frame.itertuples()]
-        frame["method"] = "estimate"
-        for i, row in (frame.iterrows() if schema else ()):
-            try:
-                size, wasted, dead_rows = _measure(conn, schema, row)
-            except psycopg.Error as exc:  # no privilege (pg_stat_scan_tables), a lock ...: the estimate stays
-                frame.loc[i, "note"] = f"estimate: not measured ({first_line(exc)})"
-                continue
-            frame.loc[i, ["bytes", "wasted_bytes", "bloat_pct", "method", "note"]] = [
-                size, wasted, round(100.0 * wasted / size, 1) if size else 0.0, "measured", "measured"]
-            if row.kind == "table":
-                frame.loc[i, "dead_rows"] = dead_rows
-    frame["bloat_pct"] = frame["bloat_pct"].astype(float)
-    frame = frame[["kind", "table_name", "index_name", "bytes", "wasted_bytes", "bloat_pct", "dead_rows", "method", "note"]]
-    frame.attrs["note"] = why and f"estimated from statistics: {why}"
-    return frame
-
-
-def _chosen(conn: psycopg.Connection, tables: str | Iterable[str] | None) -> list[str] | None:
-    """`tables` checked against the catalog, duplicates dropped; None stays None (the whole database)."""
+def _chosen(conn: psycopg.Connection, tables: str | Iterable[str] | None) -> list[Table] | None:
+    """`tables` checked against the catalog (any user schema), duplicates dropped; None stays None
+    (the whole database)."""
     if tables is None:
         return None
     names = [tables] if isinstance(tables, str) else list(tables)
     if not names:
         raise ParameterError("no tables named; pass None for the whole database")
-    known = table_names(conn)
-    for name in names:
-        if not isinstance(name, str) or name not in known:
-            listed = ", ".join(known) if known else "none (the public schema is empty: run `prep-ops migrate`)"
-            raise ParameterError(f"unknown table {name!r}; tables of the public schema are: {listed}")
-    return list(dict.fromkeys(names))
+    return resolve_tables(conn, names)
 
 
-def _table(name: str) -> sql.Composed:
-    return sql.Identifier(SCHEMA, name)
+def _table(table: Table) -> sql.Composed:
+    return table.identifier
 
 
-def _vacuum(tables: list[str] | None, analyze: bool, full: bool) -> list[sql.Composable]:
+def _vacuum(tables: list[Table] | None, analyze: bool, full: bool) -> list[sql.Composable]:
     options = [word for word, wanted in (("FULL", full), ("ANALYZE", analyze)) if wanted]
     head = sql.SQL("VACUUM")
     if options:
@@ -164,7 +125,7 @@ def _vacuum(tables: list[str] | None, analyze: bool, full: bool) -> list[sql.Com
     return [sql.SQL("{} {}").format(head, _table(name)) for name in tables]
 
 
-def _analyze(tables: list[str] | None) -> list[sql.Composable]:
+def _analyze(tables: list[Table] | None) -> list[sql.Composable]:
     if tables is None:
         return [sql.SQL("ANALYZE")]
     return [sql.SQL("ANALYZE {}").format(_table(name)) for name in tables]
@@ -178,23 +139,22 @@ def _concurrently(conn: psycopg.Connection, concurrently: bool | None) -> bool:
     return major >= CONCURRENT_REINDEX_SINCE if concurrently is None else concurrently
 
 
-def _reindex(tables: list[str], concurrently: bool) -> list[sql.Composable]:
+def _reindex(tables: list[Table], concurrently: bool) -> list[sql.Composable]:
     head = sql.SQL("REINDEX TABLE CONCURRENTLY" if concurrently else "REINDEX TABLE")
     return [sql.SQL("{} {}").format(head, _table(name)) for name in tables]
 
 
 def _maintenance_statements(conn: psycopg.Connection, tables, reindex: bool,
-                            concurrently: bool | None) -> tuple[list[str] | None, list[sql.Composable]]:
+                            concurrently: bool | None) -> tuple[list[Table] | None, list[sql.Composable], str]:
     """The guide's actions: VACUUM (ANALYZE) the chosen tables (or the database), then REINDEX and
-    ANALYZE them (or, with no tables chosen, the guide's `users` when it exists)."""
-    chosen = _chosen(conn, tables)
+    ANALYZE them (or, with no tables chosen, those with measured index bloat; see reindex_choice)."""
+    chosen, note = _chosen(conn, tables), ""
     statements = _vacuum(chosen, analyze=True, full=False)
     if reindex:
-        existing = table_names(conn)
-        to_reindex = chosen if chosen is not None else [name for name in REINDEX_DEFAULT if name in existing]
+        to_reindex, note = reindex_choice(conn, tables)
         # REINDEX leaves the statistics as they were; the guide follows it with ANALYZE
         statements += _reindex(to_reindex, _concurrently(conn, concurrently)) + _analyze(to_reindex or [])
-    return chosen, statements
+    return chosen, statements, note
 
 
 def _run(conn: psycopg.Connection, statements: list[sql.Composable],
@@ -226,32 +186,43 @@ def _run(conn: psycopg.Connection, statements: list[sql.Composable],
 
 
 def vacuum(conn: psycopg.Connection, tables: str | Iterable[str] | None = None, analyze: bool = True,
-           full: bool = False) -> list[Executed]:
+           full: bool = False, *, confirm: bool = False) -> list[Executed]:
     """Run VACUUM (ANALYZE by default; FULL rewrites each table under an exclusive lock) on each of
-    `tables`, or once on the whole database when None; returns the statements with their times."""
-    return _run(conn, _vacuum(_chosen(conn, tables), analyze, full))
+    `tables`, or once on the whole database when None; returns the statements with their times.
+    Outside a scratch database, needs `confirm`."""
+    statements = _vacuum(_chosen(conn, tables), analyze, full)
+    require_change(conn, confirm, "VACUUM FULL" if full else "VACUUM")
+    return _run(conn, statements)
 
 
-def analyze(conn: psycopg.Connection, tables: str | Iterable[str] | None = None) -> list[Executed]:
-    """Run ANALYZE on each of `tables`, or on the whole database when None; returns the statements with their times."""
-    return _run(conn, _analyze(_chosen(conn, tables)))
+def analyze(conn: psycopg.Connection, tables: str | Iterable[str] | None = None, *, confirm: bool = False) -> list[Executed]:
+    """Run ANALYZE on each of `tables`, or on the whole database when None; returns the statements with
+    their times. Outside a scratch database, needs `confirm`."""
+    statements = _analyze(_chosen(conn, tables))
+    require_change(conn, confirm, "ANALYZE")
+    return _run(conn, statements)
 
 
 def reindex(conn: psycopg.Connection, tables: str | Iterable[str] | None = None,
-            concurrently: bool | None = None) -> list[Executed]:
-    """Run REINDEX TABLE on each of `tables` (None: the guide's `users`); returns the statements with their times.
+            concurrently: bool | None = None, *, confirm: bool = False) -> list[Executed]:
+    """Run REINDEX TABLE on each of `tables` (None: the tables with measured index bloat, see
+    reindex_choice; none qualifying runs nothing); returns the statements with their times. REINDEX
+    takes locks: outside a scratch database, needs `confirm`.
 
     `concurrently` None uses CONCURRENTLY when the server has it (PostgreSQL 12+): the indexes are
     built anew beside the old ones, so reads and writes go on meanwhile. A failed concurrent
     reindex can leave an invalid index named `*_ccnew`; drop it and run again.
     """
-    return _run(conn, _reindex(_chosen(conn, REINDEX_DEFAULT if tables is None else tables),
-                               _concurrently(conn, concurrently)))
+    chosen, _note = reindex_choice(conn, tables)
+    statements = _reindex(chosen, _concurrently(conn, concurrently))
+    require_change(conn, confirm, "REINDEX")
+    return _run(conn, statements)
 
 
 def plan(conn: psycopg.Connection, tables: str | Iterable[str] | None = None, reindex: bool = False, *,
          concurrently: bool | None = None) -> list[str]:
-    """The statements `maintain()` would run, in order; runs nothing (a dry run)."""
+    """The statements `maintain()` would run, in order; runs nothing (a dry run). Why REINDEX chose what
+    it chose (or nothing) is reindex_choice()'s note."""
     return [statement.as_string(conn) for statement in _maintenance_statements(conn, tables, reindex, concurrently)[1]]
 
 
@@ -259,11 +230,24 @@ def _database_bytes(conn: psycopg.Connection) -> int:
     return conn.execute("SELECT pg_database_size(current_database())").fetchone()[0]
 
 
-def _snapshot(conn: psycopg.Connection, chosen: list[str] | None) -> pd.DataFrame:
-    status = _status(conn)
+def _tracked(conn: psycopg.Connection, chosen: list[Table] | None) -> list[str] | None:
+    """The status rows to compare: the chosen tables and the partitions below a chosen parent (VACUUM
+    of a partitioned table vacuums them); None: every table."""
     if chosen is None:
+        return None
+    labels = [table.label for table in chosen]
+    parents = [table.qualified for table in chosen if table.kind == "p"]
+    if parents:
+        below = conn.execute(load("maintenance", "partitions"), {"parents": parents}).fetchall()
+        labels += [label for label, in below]
+    return list(dict.fromkeys(labels))
+
+
+def _snapshot(conn: psycopg.Connection, tracked: list[str] | None) -> pd.DataFrame:
+    status = _status(conn)
+    if tracked is None:
         return status
-    return status.set_index("table_name").loc[chosen].reset_index()
+    return status.set_index("table_name").loc[tracked].reset_index()
 
 
 def _after(conn: psycopg.Connection, chosen: list[str] | None, before: pd.DataFrame) -> pd.DataFrame:
@@ -288,17 +272,18 @@ def maintain(conn: psycopg.Connection, tables: str | Iterable[str] | None = None
     statement with its time.
 
     `VACUUM (ANALYZE)` on each of `tables` (None: the whole database); with `reindex`, then
-    `REINDEX TABLE` and `ANALYZE` on them (None: the guide's `users`). On a database that is not
-    scratch it runs only with `confirm=True`; `plan()` shows the statements without running them.
-    `on_progress(executed, done, total)` is called after each statement.
+    `REINDEX TABLE` and `ANALYZE` on them (None: those with measured index bloat; `note` says which,
+    or why none). On a database that is not scratch it runs only with `confirm=True`; `plan()` shows
+    the statements without running them. `on_progress(executed, done, total)` is called after each statement.
     """
-    chosen, statements = _maintenance_statements(conn, tables, reindex, concurrently)
+    chosen, statements, note = _maintenance_statements(conn, tables, reindex, concurrently)
     require_change(conn, confirm, "maintenance")
-    before, bytes_before = _snapshot(conn, chosen), _database_bytes(conn)
+    tracked = _tracked(conn, chosen)
+    before, bytes_before = _snapshot(conn, tracked), _database_bytes(conn)
     executed = _run(conn, statements, on_progress)
-    after, bytes_after = _after(conn, chosen, before), _database_bytes(conn)
-    names = chosen if chosen is not None else list(before["table_name"])
-    return MaintenanceResult(names, before, after, executed, bytes_before, bytes_after)
+    after, bytes_after = _after(conn, tracked, before), _database_bytes(conn)
+    names = [table.label for table in chosen] if chosen is not None else list(before["table_name"])
+    return MaintenanceResult(names, before, after, executed, bytes_before, bytes_after, note)
 
 
 def before_after(result: MaintenanceResult) -> pd.DataFrame:
@@ -312,19 +297,11 @@ def before_after(result: MaintenanceResult) -> pd.DataFrame:
     return both[columns + ["last_vacuum", "last_analyze"]]
 
 
-LARGE_BLOAT_PCT, LARGE_BLOAT_BYTES = 50, 10 * 2**20  # runbook 05 warns about bloat over both
-
-
-def bloat_check(space: pd.DataFrame) -> dict:
-    """Runbook 05's bloat check of a `bloat()` frame, as keyword arguments of prep_ops.check: no table
-    or index over 50% and 10 MiB wasted (a warning); SKIP when nothing was measured or estimated."""
-    large = space[(space["bloat_pct"] > LARGE_BLOAT_PCT) & (space["wasted_bytes"] > LARGE_BLOAT_BYTES)]
-    return {"name": "no large bloat (over 50% and 10 MiB)", "passed": large.empty, "must_hold": False,
-            "detail": f"{len(large)} of {len(space)} tables and indexes, {space['method'].value_counts().to_dict()}; "
-                      f"{space.attrs.get('note') or 'measured'}",
-            "fix": "REINDEX bloated indexes (reindex=True); rewrite bloated tables in a window (VACUUM FULL or pg_repack)",
-            "skipped": "" if space["bloat_pct"].notna().any() else
-                       "nothing measured or estimated (no statistics yet: run ANALYZE)"}
+def _vacuumed_detail(result: MaintenanceResult) -> str:
+    parents = list(result.before.loc[result.before["kind"] == "p", "table_name"])
+    judged = len(result.before) - len(parents)
+    return f"{judged} table(s) with storage" + (f"; partitioned parents without storage, vacuumed through their "
+                                                f"partitions: {', '.join(parents)}" if parents else "")
 
 
 def result_checks(result: MaintenanceResult | None, skipped: str = "") -> list[dict]:
@@ -332,7 +309,7 @@ def result_checks(result: MaintenanceResult | None, skipped: str = "") -> list[d
     table vacuumed (must hold), dead rows not grown (a warning); `skipped` (why it did not run) makes both SKIP."""
     return [
         {"name": "last vacuum set on every chosen table", "passed": result is not None and not result.not_vacuumed,
-         "detail": f"{len(result.tables)} table(s)" if result else "", "skipped": skipped,
+         "detail": _vacuumed_detail(result) if result else "", "skipped": skipped,
          "fix": f"not vacuumed: {', '.join(result.not_vacuumed) if result else ''}; connect as the owner of the tables"},
         {"name": "dead rows did not grow", "passed": result is not None and not result.dead_tuples_grew,
          "detail": ", ".join(result.dead_tuples_grew) if result else "", "must_hold": False, "skipped": skipped,
@@ -340,5 +317,5 @@ def result_checks(result: MaintenanceResult | None, skipped: str = "") -> list[d
     ]
 
 
-__all__ = ["Executed", "MaintenanceResult", "BLOAT_NOTE", "REINDEX_DEFAULT", "table_names", "table_status",
+__all__ = ["Executed", "MaintenanceResult", "BLOAT_NOTE", "table_names", "table_status", "reindex_choice",
            "bloat", "vacuum", "analyze", "reindex", "plan", "maintain", "before_after", "bloat_check", "result_checks"]

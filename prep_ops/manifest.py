@@ -124,6 +124,13 @@ def file_hashes(path: Path) -> dict[str, dict]:
     return {str(p.relative_to(base)): {"bytes": p.stat().st_size, "sha256": sha256_of(p)} for p in files}
 
 
+def schema_dump_path(path: Path, manifest: dict) -> Path | None:
+    """The schema-only dump a data-only backup carries (a custom archive beside it, taken in the same
+    snapshot: see backup), or None (other kinds; data-only backups made before they carried one)."""
+    entry = manifest.get("schema_dump")
+    return None if entry is None else _inside(Path(path).parent, entry["file"])
+
+
 def _inside(base: Path, name: str) -> Path | None:
     """The file `name` of a backup under `base`, or None when it would lead out of that folder."""
     file = (base / name).resolve()
@@ -139,17 +146,24 @@ def check_files(path: Path, manifest: dict) -> list[dict]:
     base = path if directory else path.parent
     rows = []
     for name, recorded in manifest["files"].items():
-        file = _inside(base, name)
-        if file is None:
-            rows.append(row(name, "file inside the backup", "inside", "leads out of the backup's folder: not read", False))
-        elif not file.is_file():
-            rows.append(row(name, "file present", "present", "missing", False))
-        elif file.stat().st_size != recorded["bytes"]:
-            rows.append(row(name, "file size", recorded["bytes"], file.stat().st_size, False))
-        else:
-            digest = sha256_of(file)
-            rows.append(row(name, "sha256", recorded["sha256"][:16], digest[:16], digest == recorded["sha256"]))
+        rows += _check_file(base, name, recorded)
+    schema = manifest.get("schema_dump")
+    if schema is not None:
+        rows += _check_file(Path(path).parent, schema["file"], schema, "schema dump ")
     return rows
+
+
+def _check_file(base: Path, name: str, recorded: dict, what: str = "") -> list[dict]:
+    """Report rows of one file of a backup against its recorded size and SHA-256 (none read outside `base`)."""
+    file = _inside(base, name)
+    if file is None:
+        return [row(name, f"{what}file inside the backup", "inside", "leads out of the backup's folder: not read", False)]
+    if not file.is_file():
+        return [row(name, f"{what}file present", "present", "missing", False)]
+    if file.stat().st_size != recorded["bytes"]:
+        return [row(name, f"{what}file size", recorded["bytes"], file.stat().st_size, False)]
+    digest = sha256_of(file)
+    return [row(name, f"{what}sha256", recorded["sha256"][:16], digest[:16], digest == recorded["sha256"])]
 
 
 # --- the manifest ---------------------------------------------------------------------------------
@@ -232,6 +246,16 @@ def _files_problem(manifest: dict, path: Path | None) -> str | None:
             return f"file {name!r} has no bytes and sha256"
     if path is not None and manifest["format"] != "directory" and list(manifest["files"]) != [path.name]:
         return f"it describes {', '.join(list(manifest['files'])[:3])[:80]!r}, not {path.name!r}"
+    schema = manifest.get("schema_dump")
+    if schema is not None:
+        if manifest["kind"] != "data":
+            return "only a data-only backup carries a schema dump"
+        if not (isinstance(schema, dict) and isinstance(schema.get("file"), str) and isinstance(schema.get("bytes"), int)
+                and isinstance(schema.get("sha256"), str)):
+            return "its 'schema_dump' has no file, bytes and sha256"
+        if len(PurePosixPath(schema["file"]).parts) != 1 or schema["file"] in ("..", ".") or "\\" in schema["file"] \
+                or schema["file"].startswith("/"):
+            return f"schema dump {schema['file'][:60]!r} is not a file beside the backup"
     return None
 
 

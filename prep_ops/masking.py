@@ -7,7 +7,8 @@ analyst role gets SELECT on these views and nothing on the tables: the views rea
 their owner's privileges.
 
 The schemas `masked` and `masking_private` (the salt, the masking functions) come from migration
-0007_masking; this module makes the views and grants. The views depend on the tables' columns:
+0007_masking; 0008 gives the functions schema-qualified calls and a fixed search_path, so objects a
+caller puts first on its path never see the salt. This module makes the views and grants. The views depend on the tables' columns:
 a down migration drops them first (migrate._drop_derived).
 """
 

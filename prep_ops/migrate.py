@@ -2,10 +2,17 @@
 
 Each migration is a pair of files in prep_ops/migrations/: NNNN_name.up.sql and
 NNNN_name.down.sql. Applied versions are recorded in the guide's `schema_version` table;
-the SHA-256 of each applied up file is kept in `prep_ops_migrations`, so an applied file
-that was edited afterwards is refused, naming it (as Flyway's validate does). All runs take
-a session advisory lock, so two runs at once cannot interleave. The functions take an open
-(autocommit) connection and leave it as they found it.
+the SHA-256 of each applied up file AND of its down file is kept in `prep_ops_migrations`, so
+an applied migration whose up or down file was edited afterwards is refused, naming the file
+(as Flyway's validate does), before anything runs. All runs take a session advisory lock, so
+two runs at once cannot interleave. The functions take an open (autocommit) connection and
+leave it as they found it.
+
+Databases migrated before down files were checksummed have no down checksum recorded: the
+bookkeeping table gains its `down_sha256` column, and the down checksums of the migrations whose
+up file still matches, on the next `migrate` run allowed to change the database (one that runs
+steps, or on a scratch database, or with confirm). Until then their down files are trusted as
+they are (trust on first use: there is nothing older to compare them with).
 """
 
 import hashlib
@@ -18,7 +25,7 @@ import psycopg
 from psycopg import sql
 
 from .catalog import relation_exists, row_counts, views
-from .db import require_change, snapshot
+from .db import is_scratch, require_change, snapshot
 from .errors import ConfirmationRequired, MigrationError, first_line
 from .paths import PACKAGE_DIR
 from .sqlfiles import load
@@ -40,6 +47,10 @@ class Migration:
         return hashlib.sha256(self.up_sql.encode()).hexdigest()
 
     @property
+    def down_sha256(self) -> str:
+        return hashlib.sha256(self.down_sql.encode()).hexdigest()
+
+    @property
     def description(self) -> str:
         """The first comment line of the up file, else the name."""
         for line in self.up_sql.splitlines():
@@ -54,7 +65,7 @@ class MigrationState:
     name: str
     applied: bool
     applied_at: datetime | None
-    changed: bool  # applied, and the file differs from what was applied
+    changed: bool  # applied, and its up or down file differs from what was applied
 
 
 @dataclass(frozen=True)
@@ -91,13 +102,21 @@ def latest_version(directory: Path = MIGRATIONS_DIR) -> int:
 
 
 def _applied(conn: psycopg.Connection) -> dict[int, tuple]:
+    """version → (applied_at, description, up sha256, down sha256); a checksum not recorded is None."""
     if not relation_exists(conn, "schema_version"):
         return {}
     if not relation_exists(conn, "prep_ops_migrations"):
         rows = conn.execute(load("migrate", "applied_without_checksums")).fetchall()
+    elif not _has_down_checksums(conn):  # bookkeeping of an older prep-ops
+        rows = conn.execute(load("migrate", "applied_without_down_checksums")).fetchall()
     else:
         rows = conn.execute(load("migrate", "applied")).fetchall()
-    return {version: (applied_at, description, sha) for version, applied_at, description, sha in rows}
+    return {version: tuple(rest) for version, *rest in rows}
+
+
+def _has_down_checksums(conn: psycopg.Connection) -> bool:
+    return conn.execute("SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass('public.prep_ops_migrations') "
+                        "AND attname = 'down_sha256' AND NOT attisdropped").fetchone() is not None
 
 
 def status(conn: psycopg.Connection, directory: Path = MIGRATIONS_DIR) -> list[MigrationState]:
@@ -106,7 +125,7 @@ def status(conn: psycopg.Connection, directory: Path = MIGRATIONS_DIR) -> list[M
     states = []
     for m in discover(directory):
         record = applied.get(m.version)
-        changed = bool(record and record[2] and record[2] != m.sha256)
+        changed = bool(record and ((record[2] and record[2] != m.sha256) or (record[3] and record[3] != m.down_sha256)))
         states.append(MigrationState(m.version, m.name, record is not None, record[0] if record else None, changed))
     return states
 
@@ -118,7 +137,7 @@ def current_version(conn: psycopg.Connection) -> int:
 
 def _validate(applied: dict[int, tuple], migrations: list[Migration]) -> None:
     by_version = {m.version: m for m in migrations}
-    for version, (_, _, sha) in sorted(applied.items()):
+    for version, (_, _, sha, down_sha) in sorted(applied.items()):
         migration = by_version.get(version)
         if migration is None:
             raise MigrationError(f"migration {version} is applied but its file is missing; restore the file")
@@ -126,6 +145,11 @@ def _validate(applied: dict[int, tuple], migrations: list[Migration]) -> None:
             raise MigrationError(
                 f"migration {version:04d}_{migration.name} was edited after it was applied; "
                 "restore the original file and add a new migration instead"
+            )
+        if down_sha and down_sha != migration.down_sha256:
+            raise MigrationError(
+                f"the down file {version:04d}_{migration.name}.down.sql of applied migration {version:04d}_{migration.name} "
+                "was edited after it was applied; nothing ran: restore the original file"
             )
 
 
@@ -183,6 +207,8 @@ def apply(conn: psycopg.Connection, to: int | None = None, directory: Path = MIG
         if steps:
             require_change(conn, confirm, f"migrating ({len(steps)} step(s))")
         _require_down(conn, steps, confirm)
+        if steps or confirm or is_scratch(conn):  # bookkeeping only where a change is allowed
+            _record_down_checksums(conn, directory)
         by_version = {m.version: m for m in discover(directory)}
         for done, step in enumerate(steps):
             try:
@@ -195,6 +221,19 @@ def apply(conn: psycopg.Connection, to: int | None = None, directory: Path = MIG
         return steps
     finally:
         conn.execute("SELECT pg_advisory_unlock(%s)", (LOCK_KEY,))
+
+
+def _record_down_checksums(conn: psycopg.Connection, directory: Path) -> None:
+    """Upgrade the bookkeeping of an older prep-ops: add its down_sha256 column, and record the down
+    checksum of each applied migration that has none (its up file checked unchanged by _plan)."""
+    if not relation_exists(conn, "prep_ops_migrations"):
+        return
+    with conn.transaction():
+        if not _has_down_checksums(conn):
+            conn.execute(load("migrate", "bookkeeping"))
+        for m in discover(directory):
+            conn.execute("UPDATE prep_ops_migrations SET down_sha256 = %s WHERE version = %s AND sha256 = %s "
+                         "AND down_sha256 IS NULL", (m.down_sha256, m.version, m.sha256))
 
 
 def _drop_derived(conn: psycopg.Connection, confirm: bool) -> list[str]:
@@ -223,8 +262,8 @@ def _run_step(conn: psycopg.Connection, step: Step, migration: Migration, *, fir
                     (step.version, migration.description),
                 )
                 conn.execute(
-                    "INSERT INTO prep_ops_migrations (version, name, sha256) VALUES (%s, %s, %s)",
-                    (step.version, step.name, migration.sha256),
+                    "INSERT INTO prep_ops_migrations (version, name, sha256, down_sha256) VALUES (%s, %s, %s, %s)",
+                    (step.version, step.name, migration.sha256, migration.down_sha256),
                 )
             else:
                 conn.execute("DELETE FROM prep_ops_migrations WHERE version = %s", (step.version,))

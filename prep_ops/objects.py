@@ -71,11 +71,11 @@ def compare(expected: dict, actual: dict, backup_kind: str, *, same_major: bool)
                                 "deparses definitions differently; verify with --same-server", True, skipped=True))
             continue
         differing = 0
-        for name in sorted(want):
-            if got.get(name) != want[name]:
+        for name in sorted(set(want) | set(got)):  # one the restore has and the backup had not is a difference too
+            if got.get(name) != want.get(name):
                 differing += 1
-                rows.append(row(f"{kind} {name}", kind, want[name], got.get(name, "absent"), False))
-        if want:
+                rows.append(row(f"{kind} {name}", kind, want.get(name, "absent"), got.get(name, "absent"), False))
+        if want or got:
             rows.append(row(f"{len(want)} {kind}(s)", kind, f"{len(want)} as in the backup",
                             f"{len(want) - differing} as in the backup", differing == 0))
     return rows

@@ -8,6 +8,7 @@ which accepts exactly one statement: a string with several is refused by the ser
 """
 
 import json
+import re
 import time
 from dataclasses import dataclass, field
 
@@ -29,6 +30,11 @@ NESTED_LOOP_LOOPS = 1_000  # inner side executed this many times
 HEAP_FETCH_SHARE = 0.1  # index-only scan visiting the heap for this share of rows
 HEAP_FETCH_MIN = 1_000
 STALE_STATS_SHARE = 0.1  # rows changed since the last ANALYZE, as a share of the table
+# Outside a scratch database EXPLAIN ANALYZE runs only a SELECT, READ ONLY, rolled back, under this timeout
+ANALYZE_TIMEOUT_MS = 30_000
+GENERIC_PLAN_SINCE = 16  # EXPLAIN (GENERIC_PLAN) plans a statement with $1 parameters
+_POSITIONAL = re.compile(r"\$(\d+)")
+_READS = re.compile(r"^\s*(?:--[^\n]*\n\s*|/\*.*?\*/\s*)*(select|with|values|table)\b", re.IGNORECASE | re.DOTALL)
 
 CATALOGUE_DIR = PACKAGE_DIR / "sql" / "catalogue"
 
@@ -46,6 +52,7 @@ class Plan:
     server_version: int
     relation_stats: pd.DataFrame = field(default_factory=pd.DataFrame)
     wall_ms: float = 0.0
+    mode: str = ""  # how it was planned: EXPLAIN ANALYZE (and how guarded), plain EXPLAIN, or a generic plan, and why
 
     @property
     def rows(self) -> float:
@@ -179,22 +186,45 @@ def explain(conn: psycopg.Connection, query: str, params: dict | None = None, *,
     text = resolve_query(query).strip().rstrip(";")
     if not text:
         raise ParameterError("the query is empty")
-    options = "ANALYZE, BUFFERS, FORMAT JSON" if analyze else "FORMAT JSON"
     if hide_indexes and not is_scratch(conn):
         raise ConfirmationRequired("hiding indexes drops them in a rolled-back transaction, which locks their tables: "
                                    "only on a scratch database")
     version = server_version(conn)
+    positional = sorted({int(n) for n in _POSITIONAL.findall(_QUOTED.sub("''", text))}) if not params else []
+    scratch = is_scratch(conn)
+    read_only = analyze and not scratch
+    if positional:  # a normalised statement (pg_stat_statements): its values are unknown, it cannot be run
+        analyze, read_only = False, False
+        mode = (f"generic plan: EXPLAIN (GENERIC_PLAN), ${positional[-1]} parameters unknown, not run"
+                if version >= GENERIC_PLAN_SINCE else
+                f"generic plan without ANALYZE (PREPARE, plan_cache_mode force_generic_plan: PostgreSQL {version} "
+                f"has no EXPLAIN (GENERIC_PLAN)), ${positional[-1]} parameters unknown, not run")
+    elif read_only and not _READS.match(text):
+        analyze, read_only = False, False
+        mode = "EXPLAIN without ANALYZE: not a SELECT, and this database is not scratch"
+    elif read_only:
+        mode = f"EXPLAIN ANALYZE in a READ ONLY transaction, rolled back, statement_timeout {ANALYZE_TIMEOUT_MS:,} ms"
+    else:
+        mode = ("EXPLAIN ANALYZE in a transaction that is rolled back (scratch database)" if analyze
+                else "EXPLAIN without ANALYZE")
+    options = "ANALYZE, BUFFERS, FORMAT JSON" if analyze else "FORMAT JSON"
     try:
         # settings are SET LOCAL and hidden indexes dropped in this transaction: rolling it back
         # leaves the connection and the database as they were
         with conn.transaction(force_rollback=True):
+            if read_only:  # first in the transaction: nothing it runs may write
+                conn.execute("SET TRANSACTION READ ONLY")
+                conn.execute("SELECT set_config('statement_timeout', %s, true)", (str(ANALYZE_TIMEOUT_MS),))
             _validated_settings(conn, settings)
             _hidden(conn, tuple(hide_indexes))
             began = time.perf_counter()
-            # the query is the payload being analysed; prepared (extended protocol, bound
-            # parameters), so the server itself refuses a second statement hidden in it
-            cur = conn.execute(f"EXPLAIN ({options}) {text}", params or None, prepare=True)  # noqa: S608
-            raw = cur.fetchone()[0]
+            if positional:
+                raw = _generic_plan(conn, text, positional[-1], version)
+            else:
+                # the query is the payload being analysed; prepared (extended protocol, bound
+                # parameters), so the server itself refuses a second statement hidden in it
+                cur = conn.execute(f"EXPLAIN ({options}) {text}", params or None, prepare=True)  # noqa: S608
+                raw = cur.fetchone()[0]
             wall = (time.perf_counter() - began) * 1000
     except psycopg.errors.SyntaxError as exc:
         if "multiple commands" in str(exc):
@@ -208,91 +238,33 @@ def explain(conn: psycopg.Connection, query: str, params: dict | None = None, *,
     relations = sorted({r for r in nodes["relation"].dropna()})
     stats = fetch_frame(conn, load("plans", "relation_stats"), {"relations": relations})
     return Plan(text, result, nodes, analyze, result.get("Planning Time"), result.get("Execution Time"),
-                version, stats, wall)
+                version, stats, wall, mode)
 
 
-def _finding(row, kind: str, why: str, what: str) -> Finding:
-    return Finding(int(row["id"]), row["node"], kind, why, what)
+_QUOTED = re.compile(r"'(?:[^']|'')*'")
 
 
-def _spill(row) -> str:
-    """How this node itself spilled to disk, or "" if it did not. A hash join's spill is its Hash
-    node's, and a parent's temp blocks include its children's: only the node that spilled counts."""
-    written = f"{row['temp_written_self']:,} temp blocks written"
-    if row["sort_space_type"] == "Disk":
-        return f"sorted on disk, {written}"
-    if (row["hash_batches"] or 1) > 1:
-        return f"hash table split into {row['hash_batches']} batches, {written}"
-    if (row["hashagg_batches"] or 1) > 1 or (row["disk_usage_kb"] or 0) > 0:
-        return f"hash aggregate in {row['hashagg_batches']} batches, {row['disk_usage_kb']:,} kB on disk"
-    if row["temp_written_self"] > 0 and row["node_type"] not in ("Hash Join", "Merge Join", "Nested Loop"):
-        return written
-    return ""
+def _generic_plan(conn: psycopg.Connection, text: str, count: int, version: int):
+    """The generic plan (JSON) of a statement with $1..$count parameters, not run. PREPARE first, through
+    the extended protocol, which takes exactly one statement (the server refuses a second one hidden in
+    it) and infers the parameters' types; then EXPLAIN (GENERIC_PLAN) on 16+, before it EXPLAIN EXECUTE
+    with NULLs under plan_cache_mode force_generic_plan, so the values play no part."""
+    prepared = conn.pgconn.exec_params(b"PREPARE prep_ops_generic AS " + text.encode(conn.info.encoding), [])
+    if prepared.status != psycopg.pq.ExecStatus.COMMAND_OK:
+        raise psycopg.errors.error_from_result(prepared, encoding=conn.info.encoding)
+    try:
+        with conn.transaction():  # a savepoint: a failed EXPLAIN still lets DEALLOCATE run
+            if version >= GENERIC_PLAN_SINCE:
+                return conn.execute(f"EXPLAIN (GENERIC_PLAN, FORMAT JSON) {text}").fetchone()[0]  # noqa: S608 (one statement: PREPARE took it)
+            conn.execute("SELECT set_config('plan_cache_mode', 'force_generic_plan', true)")
+            nulls = ", ".join(["NULL"] * count)
+            return conn.execute(f"EXPLAIN (FORMAT JSON) EXECUTE prep_ops_generic({nulls})").fetchone()[0]  # noqa: S608
+    finally:
+        conn.execute("DEALLOCATE prep_ops_generic")
 
 
-def findings(plan: Plan) -> list[Finding]:
-    """What a plan analyser would point out in this plan, each with why it matters and what to try."""
-    found: list[Finding] = []
-    nodes = plan.nodes
-    stats = plan.relation_stats.set_index("relation") if len(plan.relation_stats) else pd.DataFrame()
-    for _, row in nodes.iterrows():
-        est, actual = row["estimated_rows"] or 0, row["actual_rows"]
-        loops = row["loops"] if plan.analyzed else 1
-        if plan.analyzed and max(est * loops, actual) >= MISESTIMATE_MIN_ROWS:
-            ratio = max(actual, 1) / max(est * loops, 1)
-            if ratio >= MISESTIMATE_FACTOR or ratio <= 1 / MISESTIMATE_FACTOR:
-                found.append(_finding(row, "row misestimate",
-                                      f"estimated {est * loops:,.0f} rows, got {actual:,.0f} ({max(ratio, 1 / ratio):,.0f}× "
-                                      f"{'under' if ratio > 1 else 'over'}): the planner chose joins and scans for the wrong size",
-                                      "ANALYZE the table; for correlated columns CREATE STATISTICS; raise the column's statistics target"))
-        if row["node_type"] == "Seq Scan" and plan.analyzed:
-            read = actual + row["rows_removed_by_filter"]
-            if read >= LARGE_TABLE_ROWS and row["rows_removed_by_filter"] / max(read, 1) >= SEQ_SCAN_REMOVED_SHARE:
-                found.append(_finding(row, "selective sequential scan",
-                                      f"read {read:,.0f} rows of {row['relation']} to keep {actual:,.0f} "
-                                      f"({row['rows_removed_by_filter'] / read:.0%} thrown away by the filter)",
-                                      f"an index on the filtered columns of {row['relation']} ({row['filter']})"))
-        spill = _spill(row)
-        if spill:
-            found.append(_finding(row, "spill to disk", f"{spill}: it did not fit in work_mem",
-                                  "raise work_mem for this query (SET LOCAL work_mem) or sort/hash fewer rows"))
-        if row["node_type"] == "Nested Loop" and plan.analyzed:
-            inner = nodes[(nodes["parent"] == row["id"]) & (nodes["parent_relationship"] == "Inner")]
-            if len(inner) and inner["loops"].max() >= NESTED_LOOP_LOOPS:
-                found.append(_finding(row, "nested loop with many loops",
-                                      f"the inner side ran {inner['loops'].max():,.0f} times",
-                                      "an index for the inner side's join condition, or let a hash join do it (check estimates)"))
-        if row["node_type"] == "Index Only Scan" and plan.analyzed:
-            fetches = row["heap_fetches"] or 0
-            if fetches >= HEAP_FETCH_MIN and fetches >= HEAP_FETCH_SHARE * max(actual, 1):
-                found.append(_finding(row, "index-only scan visiting the heap",
-                                      f"{fetches:,} heap fetches for {actual:,.0f} rows: the visibility map is behind",
-                                      f"VACUUM {row['relation']} (and check autovacuum keeps up)"))
-    for relation, stat in stats.iterrows() if len(stats) else []:
-        live = max(stat["n_live_tup"] or 0, stat["estimated_rows"] or 0, 1)
-        changed = stat["n_mod_since_analyze"] or 0
-        never = pd.isna(stat["last_analyzed"])
-        if (never and live >= LARGE_TABLE_ROWS) or changed / live >= STALE_STATS_SHARE and changed >= MISESTIMATE_MIN_ROWS:
-            node = nodes[nodes["relation"] == relation].iloc[0]
-            found.append(_finding(node, "stale statistics",
-                                  f"{relation}: {'never analyzed' if never else f'{changed:,} rows changed since the last ANALYZE'}",
-                                  f"ANALYZE {relation}"))
-    return found
-
-
-def headline(plan: Plan) -> str:
-    """One line about a plan: rows, time, number of nodes, and the node where the time goes."""
-    if not plan.analyzed:
-        return f"{len(plan.nodes)} nodes, estimated cost {plan.nodes['cost'][0]:,.0f} (plain EXPLAIN: not run)"
-    slowest = plan.nodes.sort_values("self_ms", ascending=False).iloc[0]
-    share = slowest["self_ms"] / max(plan.nodes["self_ms"].sum(), 1e-9)
-    return (f"{plan.rows:,.0f} rows in {plan.total_ms:.1f} ms, {len(plan.nodes)} nodes; "
-            f"{share:.0%} of the time in {slowest['node']} (node {slowest['id']})")
-
-
-def findings_frame(plan: Plan) -> pd.DataFrame:
-    """`findings(plan)` as a DataFrame."""
-    return pd.DataFrame([f.__dict__ for f in findings(plan)], columns=["node_id", "node", "kind", "why", "what_to_try"])
+# what a plan analyser points out: in plan_findings.py, re-exported here
+from .plan_findings import findings, findings_frame, headline  # noqa: E402, F401
 
 
 def catalogue_report(conn: psycopg.Connection, params: dict | None = None) -> pd.DataFrame:

@@ -1,129 +1,23 @@
-"""Restore a prep-ops backup into a database, and the guide's restores into a named target.
-
-pg_dump 17 and newer write `SET transaction_timeout = 0;`, which servers before 17 reject. Into
-such a server, that one line (and nothing else) is dropped from plain dumps before psql reads
-them, and for custom/directory dumps pg_restore's errors are read: the restore passes only when
-every error it reports is that line.
+"""The guide's restore of a backup into a named database, never emptying it first (see `restore`),
+and the database-level helpers around it. Checking and loading a dump live in loading; they are
+importable from here as callers always have.
 """
 
-import re
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 import psycopg
 from psycopg import sql
 
 from . import backup as backups
-from . import objects, plain_dump
+from . import objects, scratch
 from .db import Target, client_program, connect, require_change, server_version, snapshot
-from .errors import BackupError, ConfirmationRequired
-from .manifest import check_files, identity, read_manifest, same_database
-
-TRANSACTION_TIMEOUT = "SET transaction_timeout = 0;"
-_ERROR = re.compile(r"^pg_restore: error: (.*)$", re.MULTILINE)
-_COMMAND = re.compile(r"^Command was: (.*)$", re.MULTILINE)
-_IGNORED = re.compile(r"errors ignored on restore: (\d+)")
-
-
-def _restore_plain(path: Path, target: Target, major: int) -> None:
-    """Feed the checked dump to psql under prep-ops' own `\\restrict` (see plain_dump), in one transaction."""
-    plain_dump.check(path)
-    url, env = backups.libpq_env(target)
-    psql = client_program("psql", target, major)
-    command = [str(psql), "--no-psqlrc", "--quiet", "-v", "ON_ERROR_STOP=1", "--single-transaction",
-               "--dbname", url, "--output", "/dev/null"]
-    drop = (TRANSACTION_TIMEOUT.encode(),) if major < 17 else ()
-    # stderr into a file: a pipe nobody reads while stdin is written fills up with notices and stalls psql
-    with tempfile.TemporaryFile() as stderr:
-        process = subprocess.Popen(command, env=env, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=stderr)
-        try:
-            for line in plain_dump.psql_input(path, drop_lines=drop):
-                process.stdin.write(line)
-        except BrokenPipeError:
-            pass  # psql stopped on an error: its stderr says which
-        finally:
-            try:
-                process.stdin.close()
-            except BrokenPipeError:
-                pass
-        returncode = process.wait()
-        stderr.seek(0)
-        err = stderr.read().decode(errors="replace")
-    if returncode != 0:
-        raise BackupError(f"restore of {path.name} failed: {_first_error(err)}")
-
-
-def _first_error(stderr: str) -> str:
-    lines = [line for line in stderr.strip().splitlines() if "ERROR" in line or "error" in line]
-    return (lines[0] if lines else stderr.strip().splitlines()[-1] if stderr.strip() else "unknown error")[:300]
-
-
-def _restore_archive(path: Path, target: Target, major: int, jobs: int) -> None:
-    url, env = backups.libpq_env(target)
-    pg_restore = client_program("pg_restore", target, major)  # the newest: older ones cannot read newer dumps
-    command = [str(pg_restore), "--no-owner", "--dbname", url, str(path)]
-    if jobs > 1:
-        command[1:1] = ["--jobs", str(jobs)]
-    if major >= 17:
-        command.insert(1, "--exit-on-error")
-    result = subprocess.run(command, env=env, capture_output=True, text=True)
-    if result.returncode == 0:
-        return
-    errors = _ERROR.findall(result.stderr)
-    commands = _COMMAND.findall(result.stderr)
-    ignored = _IGNORED.search(result.stderr)
-    # pg_restore prints "could not execute query: ERROR: unrecognized ... transaction_timeout" and
-    # "Command was: SET transaction_timeout = 0;" (once per parallel worker, while its count of
-    # ignored errors may be lower): accept only when every error and every command is that one
-    if (major < 17 and ignored and errors and all("transaction_timeout" in e for e in errors)
-            and commands and all(c.strip() == TRANSACTION_TIMEOUT for c in commands)):
-        return
-    raise BackupError(f"restore of {path.name} failed: {_first_error(result.stderr)}")
-
-
-def _major(target: Target, major: int | None) -> int:
-    """The target server's major version: `major` when the caller has read it from its connection."""
-    if major is not None:
-        return major
-    with connect(target) as conn:
-        return server_version(conn)
-
-
-def preflight(path: Path, manifest: dict, target: Target, *, major: int | None = None) -> None:
-    """Check a backup before anything is touched: its files against the manifest, then a plain dump's
-    lines (no psql command, see plain_dump) or an archive's table of contents (`pg_restore --list`).
-    Raises BackupError naming what is wrong."""
-    bad = [r for r in check_files(path, manifest) if not r["passed"]]
-    if bad:
-        first = bad[0]
-        raise BackupError(f"{path.name} does not match its manifest: {first['object']}: {first['check']} "
-                          f"{first['actual']} (expected {first['expected']})")
-    check_contents(path, manifest, target, major=major)
-
-
-def check_contents(path: Path, manifest: dict, target: Target, *, major: int | None = None) -> None:
-    """A plain dump's lines hold no psql command (plain_dump.check); an archive's table of contents
-    reads (`pg_restore --list`, of the version that restores into `target`, whose server's major
-    version is `major`). Raises BackupError naming what is wrong."""
-    if manifest["format"] == "plain":
-        plain_dump.check(path)
-        return
-    pg_restore = client_program("pg_restore", target, _major(target, major))
-    listed = subprocess.run([str(pg_restore), "--list", str(path)], capture_output=True, text=True)
-    if listed.returncode != 0:
-        raise BackupError(f"{path.name} is not an archive pg_restore can read: {_first_error(listed.stderr)}")
-
-
-def restore_into(path: Path, target: Target, manifest: dict, *, major: int | None = None, jobs: int = 2) -> None:
-    """Restore the backup at `path` into `target` (schema must already exist for data-only dumps);
-    `major`: the target server's major version, when the caller has a connection open."""
-    major = _major(target, major)
-    if manifest["format"] == "plain":
-        _restore_plain(path, target, major)
-    else:
-        # a data-only restore must load tables in foreign-key order: no parallel jobs
-        _restore_archive(path, target, major, 1 if manifest["kind"] == "data" else jobs)
+from .errors import BackupError, ConfirmationRequired, PrepOpsError, first_line
+from .loading import _first_error, check_contents, preflight, restore_into  # noqa: F401
+from .manifest import identity, read_manifest, same_database
+from .sqlfiles import load
 
 
 def is_empty(conn: psycopg.Connection) -> bool:
@@ -156,31 +50,157 @@ def clear(conn: psycopg.Connection, kind: str, *, confirm: bool = False) -> None
         conn.execute("CREATE SCHEMA IF NOT EXISTS public")
 
 
-def restore(path: Path, target: Target, *, confirm: bool = False, safety_dir: Path | None = None) -> dict:
-    """The guide's restore of a backup (full, schema or data) into the named `target`.
+# --- the guide's restore: into a new database, names swapped only once it is complete ------------
+RESTORING = "prep_ops_restore_"  # + run id + target: the new database while it loads
+REPLACED = "_replaced_"  # target + this + run id: the database the restore replaced, kept until the next
 
-    A target that holds tables (full/schema) or rows (data) is only touched with `confirm=True`,
-    and then a safety backup of it is taken first. Returns what was done.
+
+def _restoring_comment(target: Target) -> str:
+    return f"prep-ops restore into {target.database}"
+
+
+def _replaced_comment(target: Target) -> str:
+    return f"prep-ops: {target.database} as it was before a restore"
+
+
+def _create_beside(admin: psycopg.Connection, target: Target, name: str) -> None:
+    """An empty database `name` with the target's owner, encoding and locale, commented as a restore's."""
+    found = admin.execute(load("restore", "database"), {"name": target.database}).fetchone()
+    if found is None:
+        raise BackupError(f"there is no database {target.database} to restore into: create it first")
+    owner, encoding, info = found
+    options = [sql.SQL("TEMPLATE template0 OWNER {} ENCODING {} LC_COLLATE {} LC_CTYPE {}").format(
+        sql.Identifier(owner), sql.Literal(encoding), sql.Literal(info["datcollate"]), sql.Literal(info["datctype"]))]
+    provider = {"i": "icu", "b": "builtin"}.get(info.get("datlocprovider"))
+    if provider:
+        locale = info.get("datlocale") or info.get("daticulocale")
+        options.append(sql.SQL("LOCALE_PROVIDER {} {} {}").format(
+            sql.SQL(provider), sql.SQL("ICU_LOCALE" if provider == "icu" else "BUILTIN_LOCALE"), sql.Literal(locale)))
+    admin.execute(sql.SQL("CREATE DATABASE {} ").format(sql.Identifier(name)) + sql.SQL(" ").join(options))
+    admin.execute(sql.SQL("COMMENT ON DATABASE {} IS {}").format(sql.Identifier(name),
+                                                               sql.Literal(_restoring_comment(target))))
+
+
+def _target_schema(target: Target, major: int, folder: Path) -> Path:
+    """A schema-only custom archive of the target as it is now: what a data-only backup is loaded into."""
+    url, env = backups.libpq_env(target)
+    path = folder / "target-schema.dump"
+    result = subprocess.run([str(client_program("pg_dump", target, major)), "--format", "c", "--schema-only",
+                             "--no-password", "--file", str(path), "--dbname", url], env=env, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise BackupError(f"pg_dump of {target.database}'s schema failed: {_first_error(result.stderr)}")
+    return path
+
+
+def _loaded_as_recorded(conn: psycopg.Connection, manifest: dict) -> list[str]:
+    """What keeps a freshly restored database from being the backup: row counts and checksums against the
+    manifest (a schema backup: every table, column, constraint, index and object), as 'object: check'."""
+    from .comparison import compare, compare_data
+
+    if manifest["kind"] == "schema":
+        failed = [r for r in compare(conn, manifest) if not r["passed"]]
+    else:
+        failed = compare_data(conn, manifest).report.query("~passed").to_dict("records")
+    return [f"{r['object']}: {r['check']}" for r in failed]
+
+
+def _swap(admin: psycopg.Connection, target: Target, new: str, replaced: str, *, confirm: bool) -> None:
+    """Rename target → replaced and new → target in one transaction, ending the target's sessions first
+    (with confirm); a session that slips in between is ended again, three times at most."""
+    for attempt in range(3):
+        sessions = admin.execute(load("restore", "sessions"), {"name": target.database, "end": confirm}).fetchall()
+        if sessions and not confirm:
+            raise ConfirmationRequired(f"{len(sessions)} session(s) are connected to {target.database}; swapping in the "
+                                       "restored database ends them: pass --confirm (confirm=True in a notebook)")
+        try:
+            with admin.transaction():
+                for old, name in ((target.database, replaced), (new, target.database)):
+                    admin.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(sql.Identifier(old), sql.Identifier(name)))
+                admin.execute(sql.SQL("COMMENT ON DATABASE {} IS {}").format(sql.Identifier(replaced),
+                                                                           sql.Literal(_replaced_comment(target))))
+                admin.execute(sql.SQL("COMMENT ON DATABASE {} IS NULL").format(sql.Identifier(target.database)))
+            return
+        except psycopg.errors.ObjectInUse:
+            if attempt == 2:
+                raise BackupError(f"{target.database} kept getting new sessions; the names were not swapped") from None
+            time.sleep(0.2)
+
+
+def restore(path: Path, target: Target, *, confirm: bool = False, safety_dir: Path | None = None) -> dict:
+    """The guide's restore of a backup (full, schema or data) into the named `target`, which is never
+    emptied first. Returns what was done: restored, into, kind, safety_backup, replaced, removed.
+
+    1. The backup is checked against its manifest and its table of contents before anything is touched.
+    2. A target that holds tables (full, schema) or rows (data), or is the backup's source, is replaced
+       only with `confirm`, and a safety backup of it (full, custom format, in `safety_dir`) comes first.
+    3. The backup is restored into a new database beside the target, prep_ops_restore_<run id>_<target>,
+       with the target's owner, encoding and locale (a data backup into the target's own schema, dumped
+       now). Its row counts and checksums (a schema backup: its objects) must equal the manifest.
+    4. Only then are the names swapped, in one transaction: target → <target>_replaced_<run id>, the new
+       one → target. That needs no session on the target: with `confirm` the others are ended
+       (pg_terminate_backend), without it the restore stops before it starts, saying how many there are.
+    5. The replaced database is kept: the quickest way back (rename it) and the writes made after the
+       safety backup. The next successful restore into the same target drops it. Database-level
+       settings and grants (which pg_dump leaves out) stay with it: set them again on the new one.
+    A failure at any step drops the new database and leaves the target as it was; a killed restore
+    leaves its new database, which the next restore into that target drops. Every outcome, failures
+    included, names the safety backup.
     """
     path = Path(path)
     manifest = read_manifest(path)
+    run = scratch.run_id()
+    new, replaced = f"{RESTORING}{run}_{target.database}"[:63], f"{target.database[:63 - 34]}{REPLACED}{run}"
     with connect(target, autocommit=True) as conn:
         major = server_version(conn)
         preflight(path, manifest, target, major=major)  # before anything is touched
         with snapshot(conn):
             its_source = same_database(identity(conn), manifest["source"])
             occupied = bool(_holding_rows(conn)) if manifest["kind"] == "data" else not is_empty(conn)
-        if its_source and not confirm:
-            raise ConfirmationRequired(f"{target.database} is the database this backup was taken from; "
-                                       "restoring over it needs confirm=True")
-        safety = None
-        if occupied:
-            if not confirm:
-                what = "rows" if manifest["kind"] == "data" else "tables"
-                raise ConfirmationRequired(f"{target.database} already holds {what}; restoring replaces them: "
-                                           "pass confirm=True (a safety backup is taken first)")
-            safety = backups.backup(target, "full", "custom", directory=safety_dir)
-            clear(conn, manifest["kind"], confirm=confirm)
-        restore_into(path, target, manifest, major=major)
+    if its_source and not confirm:
+        raise ConfirmationRequired(f"{target.database} is the database this backup was taken from; restoring over it "
+                                   "replaces it: pass --confirm (confirm=True in a notebook)")
+    if occupied and not confirm:
+        what = "rows" if manifest["kind"] == "data" else "tables"
+        raise ConfirmationRequired(f"{target.database} already holds {what}; restoring replaces them: pass --confirm "
+                                   "(confirm=True in a notebook); a safety backup is taken first")
+    require_change(target, confirm, f"restoring {path.name} into it")
+    admin_db = "postgres" if target.database != "postgres" else "template1"
+    with connect(target.with_database(admin_db), autocommit=True) as admin:
+        scratch.claim(admin, run)
+        removed = scratch.remove_stale(admin, RESTORING, run, comment=_restoring_comment(target))
+        if not confirm and admin.execute(load("restore", "sessions"), {"name": target.database, "end": False}).fetchall():
+            _swap(admin, target, new, replaced, confirm=False)  # raises, naming the sessions: nothing done yet
+        safety = backups.backup(target, "full", "custom", directory=safety_dir) if occupied or its_source else None
+        kept = f"safety backup: {safety.path}" if safety else "no safety backup: the target held nothing"
+        _create_beside(admin, target, new)
+        try:
+            with tempfile.TemporaryDirectory() as folder:
+                schema = _target_schema(target, major, Path(folder)) if manifest["kind"] == "data" else None
+                restore_into(path, target.with_database(new), manifest, major=major, schema=schema)
+            with connect(target.with_database(new), autocommit=True) as loaded:
+                differing = _loaded_as_recorded(loaded, manifest)
+            if differing:
+                raise BackupError(f"the restored copy differs from the manifest: {'; '.join(differing[:5])}")
+            _swap(admin, target, new, replaced, confirm=confirm)
+        except BaseException as exc:  # Ctrl-C too; a kill -9 leaves `new` to the next restore
+            scratch.drop(admin, new)
+            if isinstance(exc, (PrepOpsError, psycopg.Error)):
+                raise BackupError(f"{first_line(exc)}; {target.database} is unchanged ({kept})") from exc
+            raise
+        earlier = admin.execute(load("scratch", "unused_databases"), {"prefix": target.database[:29]}).fetchall()
+        removed += [name for name, said in earlier  # what earlier restores into this target replaced
+                    if said == _replaced_comment(target) and name != replaced and _drop_old(admin, name)]
+        if not occupied and not its_source:
+            _drop_old(admin, replaced)
+            replaced = None
     return {"restored": str(path), "into": target.masked_url, "kind": manifest["kind"],
-            "safety_backup": str(safety.path) if safety else None}
+            "safety_backup": str(safety.path) if safety else None, "replaced": replaced, "removed": removed}
+
+
+def _drop_old(admin: psycopg.Connection, name: str) -> bool:
+    """Drop a database a restore replaced, unless a session uses it; whether it was dropped."""
+    try:
+        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
+        return True
+    except psycopg.errors.ObjectInUse:
+        return False

@@ -36,7 +36,11 @@ _LOCK = 0x726F6C65  # advisory lock key of roles.apply ("role")
 _MEMBER_OF = {"reporter": ("readonly",), "dba": ("app", "pg_monitor")}
 _DATABASE = {"readonly": ("CONNECT",), "analyst": ("CONNECT",), "app": ("CONNECT",), "dba": ("CONNECT",)}
 _SCHEMA = {"readonly": ("USAGE",), "app": ("USAGE",), "dba": ("USAGE", "CREATE")}
-_TABLE = {"readonly": ("SELECT",), "app": ("SELECT", "INSERT", "UPDATE", "DELETE"), "dba": "all"}
+# dba: reads, writes, empties and maintains (VACUUM, ANALYZE, REINDEX: MAINTAIN, 17+) the school's tables,
+# but holds no TRIGGER (a trigger of its own would run its code as whoever writes the table next, a
+# superuser included: the road to superuser) and no REFERENCES (it never needs to point at them).
+_TABLE = {"readonly": ("SELECT",), "app": ("SELECT", "INSERT", "UPDATE", "DELETE"),
+          "dba": ("SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "MAINTAIN")}
 _SEQUENCE = {"app": ("USAGE", "SELECT"), "dba": ("USAGE", "SELECT", "UPDATE")}
 # The migration bookkeeping (migrate.py's tables): the application reads it but must not rewrite history.
 _BOOKKEEPING_TABLES = ("schema_version", "prep_ops_migrations")
@@ -62,11 +66,8 @@ class Step:
         return self.text
 
 
-def _wanted(table: dict, kind: str, version: int, object_kind: str) -> tuple[str, ...]:
-    wanted = table.get(kind, ())
-    if wanted == "all":
-        wanted = _PRIVILEGES[object_kind]
-    return tuple(p for p in wanted if p != "MAINTAIN" or version >= 17)
+def _wanted(table: dict, kind: str, version: int) -> tuple[str, ...]:
+    return tuple(p for p in table.get(kind, ()) if p != "MAINTAIN" or version >= 17)
 
 
 def _privileges(names) -> sql.Composable:
@@ -161,7 +162,7 @@ class _Planner:
                 held.setdefault((g["name"], g["role"]), set()).add(g["privilege"])
         known = set(_PRIVILEGES[object_kind])
         for kind, name in self.roles.names.items():
-            wanted = set(_wanted(wanted_map, kind, self.version, object_kind))
+            wanted = set(_wanted(wanted_map, kind, self.version))
             bookkeeping = {obj: wanted & set(_BOOKKEEPING[kind]) for obj in objects
                            if object_kind == "table" and obj in _BOOKKEEPING_TABLES and kind in _BOOKKEEPING}
             missing, extra = set(), set()
@@ -192,7 +193,7 @@ class _Planner:
 
     def plan_defaults(self, defaults: list[dict], object_kind: str, wanted_map: dict) -> None:
         for kind, name in self.roles.names.items():
-            wanted = set(_wanted(wanted_map, kind, self.version, object_kind))
+            wanted = set(_wanted(wanted_map, kind, self.version))
             have = {d["privilege"] for d in defaults if d["kind"] == object_kind and d["role"] == name}
             prefix = sql.SQL("ALTER DEFAULT PRIVILEGES FOR ROLE {} IN SCHEMA {} ").format(
                 sql.Identifier(self.owner), sql.Identifier(SCHEMA))

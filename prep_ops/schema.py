@@ -1,9 +1,15 @@
-"""What the database's schema holds (tables, constraints, indexes), and what it must hold."""
+"""What the database's schema holds (tables, constraints, indexes), and what it must hold; and the
+tables of every user schema, with the one way a caller names them (`resolve_tables`)."""
+
+from collections.abc import Iterable
+from dataclasses import dataclass
 
 import pandas as pd
 import psycopg
+from psycopg import sql
 
 from .db import fetch_frame, snapshot
+from .errors import ParameterError
 from .sqlfiles import load
 
 # What the latest migration must have made: checked by the schema setup runbook and the tests.
@@ -41,3 +47,68 @@ def missing(conn: psycopg.Connection) -> dict[str, set[str]]:
             "indexes": EXPECTED_INDEXES - set(indexes(conn)["index_name"]),
             "checks": EXPECTED_CHECKS - set(constraints(conn)["constraint_name"]),
         }
+
+
+@dataclass(frozen=True)
+class Table:
+    """One table of a user schema: schema and name as the catalog spells them (unquoted)."""
+
+    schema: str
+    name: str
+    kind: str = "r"  # r: table, p: partitioned parent (no storage), m: materialized view
+    parent: str | None = None  # a partition's parent, as regclass text
+
+    @property
+    def identifier(self) -> sql.Identifier:
+        return sql.Identifier(self.schema, self.name)
+
+    @property
+    def qualified(self) -> str:
+        """schema.name as SQL writes it (quoted where needed)."""
+        return self.identifier.as_string(None)
+
+    @property
+    def label(self) -> str:
+        """schema.name as a person reads it: the name alone in public."""
+        return self.name if self.schema == "public" else f"{self.schema}.{self.name}"
+
+
+def user_tables(conn: psycopg.Connection, *, materialized: bool = False) -> list[Table]:
+    """Tables of every user schema (public first): partitioned parents and partitions included; not the
+    system schemas, not tables an extension owns; materialized views with `materialized`."""
+    rows = conn.execute(load("schema", "user_tables")).fetchall()
+    return [Table(schema, name, kind, parent) for schema, name, _oid, kind, _part, parent in rows
+            if materialized or kind != "m"]
+
+
+def _names_of(table: Table) -> set[str]:
+    return {table.qualified, f"{table.schema}.{table.name}"} | ({table.name} if table.schema == "public" else set())
+
+
+def resolve_tables(conn: psycopg.Connection, names: str | Iterable[str], *, materialized: bool = False) -> list[Table]:
+    """`names` as tables of the database, duplicates dropped, in the order given.
+
+    A table is named as in SQL (`archive.old_rentals`, `"Reporting"."Monthly Sales"`), as schema.name
+    unquoted, or by its name alone: in `public` first (as the default search_path finds it), else in
+    the one schema that has it. Anything else is a ParameterError listing the tables of every schema.
+    """
+    wanted = [names] if isinstance(names, str) else list(names)
+    known = user_tables(conn, materialized=materialized)
+    by_name: dict[str, list[Table]] = {}
+    for table in known:
+        for name in _names_of(table):
+            by_name.setdefault(name, []).append(table)
+        by_name.setdefault(table.name, []).append(table)  # a bare name outside public: unique or ambiguous
+    chosen = []
+    for name in wanted:
+        found = by_name.get(name, []) if isinstance(name, str) else []
+        found = list(dict.fromkeys(found))
+        public = [t for t in found if t.schema == "public"]
+        if len(found) > 1 and not public:
+            raise ParameterError(f"table {name!r} is in several schemas ({', '.join(t.schema for t in found)}): "
+                                 "name it as schema.table")
+        if not found:
+            listed = ", ".join(t.label for t in known) if known else "none (the database has no tables)"
+            raise ParameterError(f"unknown table {name!r}; tables of every schema are: {listed}")
+        chosen.append(public[0] if public else found[0])
+    return list(dict.fromkeys(chosen))

@@ -4,9 +4,25 @@
 autocommit mode: CREATE and DROP DATABASE run outside a transaction), so a job that makes and drops
 several shares one; `recreate` and `sample_database` open it for a caller that has a Target only.
 `drop` and `existing` take either.
+
+Nothing left behind: a job that makes throwaway databases and roles names them by its run id
+(`run_id()`: its start to the millisecond, UTC, and a random part) and holds a session advisory lock
+on that id (`claim`, until its session ends) while it works. What a killed job left is found by the
+next: a database named with a run id older than the current run, that no session uses and whose
+run's lock is free (`remove_stale`); a temporary role whose comment names such a run, no database of
+which is left (`remove_stale_roles`). Advisory locks belong to one database: jobs on one server coordinate
+through the database they connect to for this, the server's maintenance database.
+
+Roles are cluster-wide and keep the source's names (a dump's GRANT and OWNER name them), so two jobs
+needing the same missing role cannot each have their own copy: `temporary_roles` takes a lock on the
+role's name and holds it until `drop_temporary_roles`, so a second job waits for the first to drop
+its role and then makes its own; two never share one.
 """
 
 import contextlib
+import re
+import secrets
+from datetime import datetime, timezone
 
 import psycopg
 from psycopg import sql
@@ -14,8 +30,12 @@ from psycopg import sql
 from . import migrate, seed
 from .db import Target, connect, require_change
 from .errors import ParameterError
+from .sqlfiles import load
 
 PREFIX = "prep_ops_"
+ROLE_MARKER = "prep-ops temporary role of run "
+_RUN = r"(\d{17}_[0-9a-f]{6})"
+_RUN_LOCK, _ROLE_LOCK = 7201, 7202  # the first key of the two-key advisory locks prep-ops takes
 
 
 @contextlib.contextmanager
@@ -78,3 +98,104 @@ def sample_database(server: Target, students: int, seed_value: int = 42, *, name
         migrate.apply(conn, confirm=confirm)
         seed.seed(conn, students, seed_value, confirm=confirm, progress=progress)
     return target
+
+
+# --- run ids, locks, and what killed runs left ---------------------------------------------------
+def run_id(at: datetime | None = None) -> str:
+    """A run's id: its start in UTC to the millisecond, then a random part (ids sort by start; no two alike)."""
+    at = at or datetime.now(timezone.utc)
+    return f"{at:%Y%m%d%H%M%S}{at.microsecond // 1000:03d}_{secrets.token_hex(3)}"
+
+
+def claim(conn: psycopg.Connection, run: str) -> None:
+    """Mark `run` as alive for as long as the connection's session lasts."""
+    conn.execute("SELECT pg_advisory_lock(%s, hashtext(%s))", (_RUN_LOCK, run))
+
+
+def _free(conn: psycopg.Connection, key: int, name: str) -> bool:
+    """Whether no session holds the lock (`key`, name): tried, and let go again at once."""
+    if not conn.execute("SELECT pg_try_advisory_lock(%s, hashtext(%s))", (key, name)).fetchone()[0]:
+        return False
+    conn.execute("SELECT pg_advisory_unlock(%s, hashtext(%s))", (key, name))
+    return True
+
+
+def _older(other: str, run: str) -> bool:
+    return other[:17] < run[:17]
+
+
+def remove_stale(conn: psycopg.Connection, prefix: str, run: str, *, comment: str | None = None) -> list[str]:
+    """Drop the databases named `prefix` + a run id older than `run` (with `comment`, when given) that no
+    session uses and whose run holds no lock: what killed runs left. Returns the names dropped."""
+    removed = []
+    pattern = re.compile(re.escape(prefix) + _RUN + r"(_.*)?$")
+    for name, said in conn.execute(load("scratch", "unused_databases"), {"prefix": prefix}).fetchall():
+        found = pattern.match(name)
+        if not found or not _older(found.group(1), run) or (comment is not None and said != comment) \
+                or not _free(conn, _RUN_LOCK, found.group(1)):
+            continue
+        try:  # without FORCE: a session that arrived meanwhile keeps it
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
+            removed.append(name)
+        except psycopg.errors.ObjectInUse:
+            pass
+    return removed
+
+
+def remove_stale_roles(conn: psycopg.Connection, run: str, *, only: str | None = None) -> list[str]:
+    """Drop the temporary roles (or the one named `only`) of runs older than `run` that left no database
+    (no name carries their id) and hold no lock; a role something still depends on stays. Returns the
+    names dropped."""
+    removed = []
+    databases = [r[0] for r in conn.execute("SELECT datname FROM pg_database").fetchall()]
+    for role, comment in conn.execute(load("scratch", "temporary_roles"), {"marker": ROLE_MARKER}).fetchall():
+        found = re.match(re.escape(ROLE_MARKER) + _RUN, comment)
+        if (only is not None and role != only) or not found or not _older(found.group(1), run) \
+                or any(found.group(1) in d for d in databases) or not _free(conn, _ROLE_LOCK, role):
+            continue
+        try:
+            conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
+            removed.append(role)
+        except psycopg.errors.DependentObjectsStillExist:
+            pass
+    return removed
+
+
+def temporary_roles(conn: psycopg.Connection, names: list[str], run: str) -> list[str]:
+    """Create those of the roles `names` the server lacks, as NOLOGIN roles without privileges whose
+    comment names `run`; returns those made. Each is locked by name first (waiting while another run
+    has it) and stays locked until `drop_temporary_roles`. One of another run found under the lock is
+    that run's leftover when no database of its run is left: dropped and made again; else (a restored
+    copy still uses it) it is used, not made, and never dropped here."""
+    temporary = {r[0] for r in conn.execute(load("scratch", "temporary_roles"), {"marker": ROLE_MARKER}).fetchall()}
+    real = _role_names(conn) - temporary  # used as they are; another run's temporary one is waited for
+    made = []
+    for role in sorted(set(names) - real):
+        conn.execute("SELECT pg_advisory_lock(%s, hashtext(%s))", (_ROLE_LOCK, role))
+        if role in _role_names(conn) and not remove_stale_roles(conn, run, only=role):
+            conn.execute("SELECT pg_advisory_unlock(%s, hashtext(%s))", (_ROLE_LOCK, role))
+            continue
+        with conn.transaction():
+            conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(role)))
+            conn.execute(sql.SQL("COMMENT ON ROLE {} IS {}").format(sql.Identifier(role),
+                                                                  sql.Literal(f"{ROLE_MARKER}{run}")))
+        made.append(role)
+    return made
+
+
+def _role_names(conn: psycopg.Connection) -> set[str]:
+    return {r[0] for r in conn.execute("SELECT rolname FROM pg_roles").fetchall()}
+
+
+def drop_temporary_roles(conn: psycopg.Connection, roles: list[str]) -> dict[str, str]:
+    """Drop `roles` (those `temporary_roles` made) and let go of their locks; returns the ones that had to
+    stay, with why (something outside the dropped databases still refers to them)."""
+    kept = {}
+    for role in roles:
+        try:
+            with conn.transaction():
+                conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
+        except psycopg.errors.DependentObjectsStillExist as exc:
+            kept[role] = str(exc).strip().splitlines()[0]
+        conn.execute("SELECT pg_advisory_unlock(%s, hashtext(%s))", (_ROLE_LOCK, role))
+    return kept

@@ -16,7 +16,7 @@ from psycopg import sql
 from psycopg.rows import dict_row
 
 from . import embedded
-from .catalog import role_exists
+from .catalog import describe_code, foreign_triggers, role_exists
 from .db import fetch_frame, server_version, snapshot
 from .role_set import RoleSet
 from .sqlfiles import load
@@ -203,7 +203,21 @@ def _privilege_findings(conn, roles: RoleSet) -> list[Finding]:
                              f"runs as {r['owner']} with the caller's search_path: a caller can put their own objects first",
                              _quoted(conn, "ALTER FUNCTION {}({}) SET search_path = pg_catalog, pg_temp",
                                      sql.Identifier(r["schema"], r["name"]), sql.SQL(r["arguments"]))))
-    return found + _readonly_findings(conn, roles.readonly)
+    return found + _foreign_code_findings(conn) + _readonly_findings(conn, roles.readonly)
+
+
+def _foreign_code_findings(conn) -> list[Finding]:
+    """Triggers (and default, CHECK, index functions) on any table, whose function a non-superuser owns:
+    superusers write every table (seed, restore, maintenance, recovery), and the code runs as the writer."""
+    found = []
+    for r in foreign_triggers(conn, None, trust_current_user=False):
+        table, function = sql.Identifier(r["schema"], r["table"]), sql.Identifier(r["function_schema"], r["function_name"])
+        fix = (_quoted(conn, "ALTER TABLE {} DISABLE TRIGGER {}", table, sql.Identifier(r["name"])) if r["kind"] == "trigger"
+               else _quoted(conn, "ALTER FUNCTION {}({}) OWNER TO CURRENT_USER", function, sql.SQL(r["function_arguments"])))
+        found.append(Finding("code of a non-superuser on tables superusers write", "high", f"{r['schema']}.{r['table']}",
+                             f"{describe_code(r)}: when a superuser writes the table, {r['owner']}'s code runs as "
+                             "superuser (and can make its owner one)", f"review the function, then (as a superuser) {fix}"))
+    return found
 
 
 def _readonly_findings(conn, role: str) -> list[Finding]:

@@ -5,12 +5,18 @@ benchmarks/README.md), so the aim is to keep it busy from the first second to th
 than one chunk of students, worker processes start first and generate the chunks (as COPY text,
 ready to send) while this process loads the staff, then only streams. Each worker keeps at most
 PREFETCH chunks waiting, and the staff comes in parts, so memory stays flat however many
-students are loaded.
+students are loaded. A worker dies with the seeding process, however that ends (a SIGKILL too):
+see _die_with_parent.
 """
 
+import ctypes
 import itertools
 import multiprocessing
+import os
 import queue
+import signal
+import sys
+import threading
 import time
 import traceback
 from contextlib import contextmanager
@@ -22,6 +28,7 @@ import psycopg
 from psycopg import sql
 
 from . import migrate, sample
+from .catalog import refuse_foreign_triggers
 from .catalog import row_counts as _row_counts
 from .db import require_change, snapshot
 from .errors import ConfirmationRequired, MigrationError, ParameterError, SampleDataError
@@ -29,6 +36,7 @@ from .errors import ConfirmationRequired, MigrationError, ParameterError, Sample
 WORKERS = 1  # generation processes: one keeps ahead of the server (see benchmarks/README.md)
 PREFETCH = 3  # parts each worker may have ready
 MAX_STUDENTS = 10_000_000
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
 TABLES = sample.LOAD_ORDER
 
 
@@ -76,8 +84,32 @@ def _student_parts(plan: sample.Plan, ranges: list[tuple[int, int]]):
         yield stop - start, _encoded(sample.students_chunk(plan, start, stop, courses))
 
 
-def _produce(plan: sample.Plan, ranges: list[tuple[int, int]], out) -> None:
-    """A worker process: put the parts of `ranges` on `out`, then None; a failure, as its traceback."""
+def _die_with_parent(parent: int) -> None:
+    """Make this worker process end when `parent` (the seeding process) does, even by SIGKILL, which
+    daemon=True cannot help with: on Linux the kernel sends us SIGKILL when the parent dies
+    (prctl PR_SET_PDEATHSIG; the parent is the thread that started us, and it waits for us in
+    _student_parts_in_order); elsewhere a watchdog thread polls the parent pid once a second. A parent
+    that died before we got here is caught by comparing os.getppid() with the pid it passed."""
+    if sys.platform == "linux":
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+    else:
+        def watch() -> None:
+            while os.getppid() == parent:
+                time.sleep(1)
+            os._exit(1)
+
+        threading.Thread(target=watch, daemon=True, name="parent-watchdog").start()
+    if os.getppid() != parent:  # orphaned already, before the above took hold
+        os._exit(1)
+
+
+def _produce(plan: sample.Plan, ranges: list[tuple[int, int]], out, parent: int | None = None) -> None:
+    """A worker process: put the parts of `ranges` on `out`, then None; a failure, as its traceback.
+    Dies with `parent`, the pid of the process that started it."""
+    if parent is not None:
+        _die_with_parent(parent)
     try:
         for part in _student_parts(plan, ranges):
             out.put(part)
@@ -119,7 +151,8 @@ def _student_parts_in_order(plan: sample.Plan):
     context = multiprocessing.get_context("spawn")  # fork is unsafe in a threaded kernel
     shares = [ranges[w::WORKERS] for w in range(min(WORKERS, len(ranges)))]
     queues = [context.Queue(PREFETCH) for _ in shares]
-    workers = [context.Process(target=_produce, args=(plan, share, q), daemon=True) for share, q in zip(shares, queues)]
+    workers = [context.Process(target=_produce, args=(plan, share, q, os.getpid()), daemon=True)
+               for share, q in zip(shares, queues)]
     for worker in workers:
         worker.start()
     try:
@@ -143,8 +176,9 @@ def seed(conn: psycopg.Connection, students: int = 2000, seed: int = 42, *, repl
     enrollments and payments); returns the rows loaded.
 
     Outside a scratch database, needs `confirm`. Refuses a database whose schema is not at the latest
-    migration, and one that already holds data unless `replace` is true. Runs in one transaction: on
-    any error nothing changes.
+    migration, one that already holds data unless `replace` is true, and tables with a trigger (or
+    default, CHECK or index function) of a role that is neither the connected one nor a superuser
+    (ForeignTriggerError: it would run as us). Runs in one transaction: on any error nothing changes.
     """
     check_students(students)
     require_change(conn, confirm, "loading sample data")
@@ -164,8 +198,12 @@ def seed(conn: psycopg.Connection, students: int = 2000, seed: int = 42, *, repl
 
     with _student_parts_in_order(plan) as student_parts, conn.transaction(), \
             tqdm(total=students, unit="students", disable=not progress, desc="seeding") as bar:
-        conn.execute(sql.SQL("TRUNCATE {} RESTART IDENTITY CASCADE").format(
-            sql.SQL(", ").join(map(sql.Identifier, TABLES))))
+        school = sql.SQL(", ").join(map(sql.Identifier, TABLES))
+        # no trigger may be added while we look (CREATE TRIGGER and ADD FOREIGN KEY wait for this lock):
+        # code another role owns would run as us, a superuser perhaps
+        conn.execute(sql.SQL("LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE").format(school))
+        refuse_foreign_triggers(conn, TABLES, "to load sample data")
+        conn.execute(sql.SQL("TRUNCATE {} RESTART IDENTITY CASCADE").format(school))
         result.rows = dict.fromkeys(TABLES, 0)
         # the staff is small next to the students: generated here, while the workers boot
         staff_parts = ((0, _encoded(part)) for part in sample.staff_chunks(plan)) if students else ()

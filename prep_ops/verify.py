@@ -2,14 +2,20 @@
 scratch database, and compare schema, row counts and content checksums object by object (see
 comparison).
 
-The restore target is a throwaway prep_ops_verify_* database, on the embedded server by default or
-on a given server; it is refused, in code, when it is the database the backup was taken from. One
+The restore target is a throwaway prep_ops_verify_<run id> database, on the embedded server by default
+or on a given server; it is refused, in code, when it is the database the backup was taken from. One
 connection to the restore server makes and drops the scratch database and the roles, and one to the
 scratch database checks and compares it.
+
+Nothing left behind: the scratch database and the temporary roles a verification makes carry its run
+id (the roles in their comment), and go when it ends; what a killed verification left (older than this
+run, unused, its run's lock free) is removed when the next one starts (see scratch). A kept scratch
+database (`keep_scratch`) is renamed prep_ops_kept_<run id>, which no cleanup touches: drop it (and
+the roles made for it) with `drop_copy`. A data-only backup restores into the schema-only dump taken in
+its snapshot (see backup), or, for older backups of the school's database, its migrations.
 """
 
 import time
-import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -23,7 +29,7 @@ from ._report import row
 from .comparison import DataComparison, compare, compare_data, rows_lost  # noqa: F401  (callers use verify.*)
 from .db import Target, connect, server_version
 from .errors import BackupError, ParameterError
-from .manifest import check_files, identity, latest, read_manifest, same_database
+from .manifest import check_files, identity, latest, read_manifest, same_database, schema_dump_path
 from .restore import check_contents, clear, restore_into
 
 
@@ -47,6 +53,10 @@ class Verification:
         return self.report[self.report["skipped"].fillna(False).astype(bool)]
 
 
+PREFIX = "prep_ops_verify_"  # + run id: a verification's scratch database
+KEPT = "prep_ops_kept_"  # + run id: one kept for inspection (keep_scratch)
+
+
 def scratch_server() -> Target:
     """The embedded server's maintenance database: the default home of verification restores."""
     return Target(embedded.server_url("postgres"), embedded=True)
@@ -59,29 +69,17 @@ def refuse_source(conn: psycopg.Connection, manifest: dict) -> None:
         raise ParameterError(f"{conn.info.dbname} is the backup's source database; refusing to restore into it")
 
 
-def create_missing_roles(conn: psycopg.Connection, manifest: dict) -> list[str]:
-    """Create, as NOLOGIN roles without privileges, the source's roles that the connection's server
-    lacks, and return their names: a dump's GRANT and OWNER statements name them, and a restore fails
-    on an unknown role. Roles are cluster-wide: `drop_roles` removes them once the restore is gone."""
-    present = {r[0] for r in conn.execute("SELECT rolname FROM pg_roles").fetchall()}
-    created = [role for role in manifest.get("roles", []) if role not in present]
-    with conn.transaction():
-        for role in created:
-            conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(role)))
-    return created
+def create_missing_roles(conn: psycopg.Connection, manifest: dict, run: str) -> list[str]:
+    """The source's roles that the connection's server lacks, made for run `run` as NOLOGIN roles without
+    privileges (a dump's GRANT and OWNER statements name them; a restore fails on an unknown role), never
+    shared with another run: see scratch.temporary_roles. `drop_roles` removes them."""
+    return scratch.temporary_roles(conn, manifest.get("roles", []), run)
 
 
 def drop_roles(conn: psycopg.Connection, roles: list[str]) -> dict[str, str]:
     """Drop `roles` (those `create_missing_roles` made) from the connection's server; returns the ones
     that had to stay, with why (something outside the dropped scratch database still refers to them)."""
-    kept = {}
-    for role in roles:
-        try:
-            with conn.transaction():
-                conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
-        except psycopg.errors.DependentObjectsStillExist as exc:
-            kept[role] = str(exc).strip().splitlines()[0]
-    return kept
+    return scratch.drop_temporary_roles(conn, list(roles))
 
 
 def missing_extensions(conn: psycopg.Connection, manifest: dict, *, where: str) -> list[dict]:
@@ -96,11 +94,12 @@ def missing_extensions(conn: psycopg.Connection, manifest: dict, *, where: str) 
 
 
 def _prepare_for_data(conn: psycopg.Connection, manifest: dict) -> None:
-    """A data-only dump needs the schema: migrate the scratch database to the backup's version, empty."""
+    """A data-only backup without a schema dump (made before they carried one) needs the school's schema:
+    migrate the scratch database to the backup's version, empty."""
     versions = [int(v) for v in manifest.get("schema_versions", {})]
     if not versions:
-        raise ParameterError("a data-only backup without schema_version cannot be verified: "
-                             "take a full backup, or restore the schema first")
+        raise ParameterError("a data-only backup without a schema dump or schema_version cannot be verified: "
+                             "take it again with this prep-ops (it adds the schema), or take a full backup")
     migrate.apply(conn, max(versions), confirm=True)  # the scratch database verify made for this
     clear(conn, "data", confirm=True)
 
@@ -110,10 +109,11 @@ def _restore_and_compare(path: Path, copy: Target, manifest: dict, *, major: int
     and, when it restored, of the comparison with the manifest."""
     with connect(copy, autocommit=True) as conn:
         refuse_source(conn, manifest)
-        if manifest["kind"] == "data":
+        schema = schema_dump_path(path, manifest)
+        if manifest["kind"] == "data" and schema is None:
             _prepare_for_data(conn, manifest)
         try:
-            restore_into(path, copy, manifest, major=major)
+            restore_into(path, copy, manifest, major=major, schema=schema)
         except BackupError as exc:
             return [row(path.name, "restore", "restored", str(exc), False)]
         return [row(path.name, "restore", "restored", "restored", True), *compare(conn, manifest)]
@@ -121,19 +121,22 @@ def _restore_and_compare(path: Path, copy: Target, manifest: dict, *, major: int
 
 def restored_copy(path: Path, manifest: dict, *, prefix: str = "prep_ops_copy_",
                   server: Target | None = None) -> tuple[Target, list[str]]:
-    """A backup restored into a fresh scratch database (on the embedded server unless `server`), for
-    work on a copy; and the roles that had to be made on that server for it. Drop both with `drop_copy`."""
+    """A backup restored into a fresh scratch database `prefix`<run id> (on the embedded server unless
+    `server`), for work on a copy; and the roles that had to be made on that server for it (they carry
+    the run id: see scratch). Drop both with `drop_copy`."""
     server = server or scratch_server()
-    copy = server.with_database(f"{prefix}{uuid.uuid4().hex[:10]}")
+    run = scratch.run_id()
+    copy = server.with_database(f"{prefix}{run}")
     with connect(server, autocommit=True) as admin:
+        scratch.claim(admin, run)
         scratch.create(admin, copy.database, confirm=True)
         created: list[str] = []
         try:
             with connect(copy, autocommit=True) as conn:
                 refuse_source(conn, manifest)
-            created = create_missing_roles(admin, manifest)
-            restore_into(path, copy, manifest, major=server_version(admin))
-        except Exception:
+            created = create_missing_roles(admin, manifest, run)
+            restore_into(path, copy, manifest, major=server_version(admin), schema=schema_dump_path(path, manifest))
+        except BaseException:
             _drop_with_roles(admin, copy.database, created)
             raise
     return copy, created
@@ -145,7 +148,8 @@ def _drop_with_roles(admin: psycopg.Connection, name: str, roles: list[str]) -> 
 
 
 def drop_copy(copy: Target, roles: list[str] = ()) -> dict[str, str]:
-    """Drop a copy made by `restored_copy`, then the roles made for it; returns roles that had to stay."""
+    """Drop a copy made by `restored_copy` (or kept by `verify`), then the roles made for it; returns roles
+    that had to stay."""
     with connect(copy.with_database("postgres"), autocommit=True) as admin:
         return _drop_with_roles(admin, copy.database, roles)
 
@@ -155,6 +159,9 @@ def _why_not_restored(path: Path, manifest: dict, server: Target, admin: psycopg
     an extension the restore server lacks); none when it can be."""
     try:
         check_contents(path, manifest, server, major=server_version(admin))
+        schema = schema_dump_path(path, manifest)
+        if schema is not None:
+            check_contents(schema, {**manifest, "format": "custom"}, server, major=server_version(admin))
     except BackupError as exc:
         return [row(path.name, "readable as a dump", "readable", str(exc), False),
                 row(path.name, "restore", "restored", "not tried: the file is not a dump prep-ops restores", False)]
@@ -165,28 +172,47 @@ def _why_not_restored(path: Path, manifest: dict, server: Target, admin: psycopg
     return []
 
 
+def _leftovers(admin: psycopg.Connection, run: str) -> list[dict]:
+    """Remove what killed verifications left on the restore server; a report row for each thing removed."""
+    return [row(name, f"{what} left by a killed verification", "removed", "removed", True)
+            for what, names in (("scratch database", scratch.remove_stale(admin, PREFIX, run)),
+                                ("temporary role", scratch.remove_stale_roles(admin, run))) for name in names]
+
+
+def _keep(admin: psycopg.Connection, name: str, run: str) -> str:
+    """The scratch database `name` renamed prep_ops_kept_<run>, out of every cleanup's way."""
+    kept = f"{KEPT}{run}"
+    admin.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(sql.Identifier(name), sql.Identifier(kept)))
+    return kept
+
+
 def verify(path: Path, *, server: Target | None = None, keep_scratch: bool = False) -> Verification:
     """Check, restore into a scratch database and compare one backup; returns the report."""
     began = time.perf_counter()
     path = Path(path)
     manifest = read_manifest(path)
     server = server or scratch_server()
-    name = f"prep_ops_verify_{uuid.uuid4().hex[:10]}"
+    run = scratch.run_id()
+    name = f"{PREFIX}{run}"
     rows = check_files(path, manifest)
     if not all(r["passed"] for r in rows):
         rows.append(row(path.name, "restore", "restored", "not tried: the files do not match the manifest", False))
         return Verification(path, False, pd.DataFrame(rows), None, time.perf_counter() - began)
     with connect(server, autocommit=True) as admin:
+        scratch.claim(admin, run)  # alive: no other verification takes this run's database or roles for leftovers
+        rows += _leftovers(admin, run)
         refused = _why_not_restored(path, manifest, server, admin)
         if refused:
             return Verification(path, False, pd.DataFrame(rows + refused), None, time.perf_counter() - began)
         scratch.create(admin, name, confirm=True)
         created: list[str] = []
         try:
-            created = create_missing_roles(admin, manifest)
+            created = create_missing_roles(admin, manifest, run)
             rows += _restore_and_compare(path, server.with_database(name), manifest, major=server_version(admin))
         finally:
-            if not keep_scratch:  # a kept scratch database still needs its roles
+            if keep_scratch:  # a kept scratch database still needs its roles
+                name = _keep(admin, name, run)
+            else:
                 for role, why in _drop_with_roles(admin, name, created).items():
                     rows.append(row(role, "role made for the restore dropped", "dropped", f"kept: {why}", True))
     report = pd.DataFrame(rows)

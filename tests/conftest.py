@@ -138,9 +138,24 @@ NOT_LOOKED_AT = ("unavailable", "not tried", "fallback", "confirm=False", "skipp
 
 
 def passes_of_what_was_not_looked_at(results) -> list[str]:
-    """The PASS checks of runner results whose detail says they were not looked at (should be none: a SKIP)."""
-    return [f"{r.notebook}: {c['name']}: {c['detail']}" for r in results for c in r.checks
+    """The PASS checks of runner results (or of summary.json's "notebooks") whose detail says they were
+    not looked at (should be none: a SKIP)."""
+    pairs = [(r["notebook"], r["checks"]) if isinstance(r, dict) else (r.notebook, r.checks) for r in results]
+    return [f"{notebook}: {c['name']}: {c['detail']}" for notebook, checks in pairs for c in checks
             if c["status"] == "PASS" and any(word in c["detail"] for word in NOT_LOOKED_AT)]
+
+
+def judge_as_elsewhere(monkeypatch) -> None:
+    """From here on, every connection is judged as one to a database someone named by a URL (not
+    scratch, as on a production server): changes need confirm. Undone with the monkeypatch."""
+    import weakref
+
+    class _NoScratch(weakref.WeakSet):
+        def add(self, item) -> None:  # connections opened from here on are not remembered as scratch
+            pass
+
+    monkeypatch.delenv("PREP_OPS_SCRATCH", raising=False)
+    monkeypatch.setattr(db, "_SCRATCH_CONNECTIONS", _NoScratch())
 
 
 def cli_env(target: db.Target | None = None, **extra) -> dict:

@@ -6,6 +6,7 @@ import uuid
 
 import psycopg
 import pytest
+from conftest import judge_as_elsewhere
 from psycopg import sql
 
 from prep_ops import audit_log, db, roles
@@ -155,8 +156,7 @@ def test_unknown_tables_and_bad_limits_are_refused(migrated, owner):
 
 
 def test_changes_outside_a_scratch_database_need_confirm(migrated, owner, monkeypatch):
-    monkeypatch.delenv("PREP_OPS_SCRATCH", raising=False)
-    monkeypatch.setenv("PREP_OPS_DATA_DIR", "/nonexistent/prep-ops-data")  # judged as any other server
+    judge_as_elsewhere(monkeypatch)  # as on a server someone named by a URL
     with pytest.raises(ConfirmationRequired, match="enabling the audit log"):
         audit_log.enable(owner)
     assert audit_log.enabled(owner) == []

@@ -169,16 +169,18 @@ def test_restore_refuses_a_non_empty_target_without_confirm(seeded, migrated, tm
     assert done["safety_backup"] and backup.read_manifest(done["safety_backup"])["database"] == migrated.database
     with db.connect(migrated) as conn:
         assert conn.execute("SELECT count(*) FROM students").fetchone()[0] == 300
+    drop_scratch(migrated.with_database("postgres"), done["replaced"])  # kept by the restore until the next
 
 
 def test_data_restore_into_a_migrated_database(seeded, migrated, tmp_path):
     made = backup.backup(seeded, "data", "plain", directory=tmp_path)
     with pytest.raises(ConfirmationRequired, match="holds rows"):  # schema_version has rows
         restore.restore(made.path, migrated)
-    restore.restore(made.path, migrated, confirm=True, safety_dir=tmp_path / "safety")
+    done = restore.restore(made.path, migrated, confirm=True, safety_dir=tmp_path / "safety")
     with db.connect(migrated) as conn:
         assert conn.execute("SELECT count(*) FROM enrollments").fetchone()[0] == \
             made.manifest["tables"]["public.enrollments"]["rows"]
+    drop_scratch(migrated.with_database("postgres"), done["replaced"])
 
 
 @pytest.mark.parametrize("kwargs, message", [({"kind": "everything"}, "kind must be"), ({"fmt": "zip"}, "format must be"),

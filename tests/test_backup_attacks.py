@@ -1,16 +1,26 @@
-"""Hostile backup files and URLs: a backup is data, never code, and never a path out of its folder."""
+"""Hostile backup files and URLs: a backup is data, never code, and never a path out of its folder.
+Faults of restores and verifications: a truncated, wrong or killed restore leaves the target as it was;
+a killed verification's leftovers go with the next; two verifications never share a role."""
 
 import json
+import os
 import re
+import signal
+import subprocess
+import sys
+import threading
+import time
 import uuid
 
+import psycopg
 import pytest
+from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
-from prep_ops import backup, db, plain_dump, restore, verify
-from prep_ops.errors import BackupError
+from prep_ops import backup, db, migrate, plain_dump, restore, scratch, seed, verify
+from prep_ops.errors import BackupError, ConfirmationRequired
 
-from conftest import rehash, table_checksum
+from conftest import _create, _drop, cli_env, rehash, table_checksum
 
 
 def _crafted(seeded, tmp_path, inject) -> tuple[backup.Backup, int]:
@@ -81,22 +91,6 @@ def test_restore_refuses_a_crafted_dump_before_touching_the_target(seeded, scrat
     assert not (tmp_path / "safety").exists()  # refused before even the safety backup
 
 
-def test_restore_of_a_truncated_dump_leaves_the_target_as_it_was(seeded, scratch, tmp_path):
-    good = backup.backup(seeded, "full", "custom", directory=tmp_path / "good")
-    restore.restore_into(good.path, scratch, good.manifest)
-    before = {t: table_checksum(scratch, t) for t in ("students", "enrollments", "schema_version")}
-    for fmt in ("custom", "plain"):
-        made = backup.backup(seeded, "full", fmt, directory=tmp_path / fmt)
-        made.path.write_bytes(made.path.read_bytes()[: made.path.stat().st_size // 2])
-        with pytest.raises(BackupError, match="does not match its manifest: .* file size"):
-            restore.restore(made.path, scratch, confirm=True, safety_dir=tmp_path / "safety")
-        rehash(made.path)  # the attacker's (or a broken tool's) manifest agrees with the cut file
-        if fmt == "plain":
-            with pytest.raises(BackupError, match="is never closed: the dump is cut short"):
-                restore.restore(made.path, scratch, confirm=True, safety_dir=tmp_path / "safety")
-    assert {t: table_checksum(scratch, t) for t in before} == before
-
-
 def test_a_manifest_pointing_outside_its_folder_is_never_read(seeded, tmp_path):
     made = backup.backup(seeded, "full", "directory", directory=tmp_path)
     mpath = backup.manifest_path(made.path)
@@ -124,8 +118,6 @@ def test_dbname_in_the_query_string_cannot_redirect_the_scratch_restore(server):
 def test_two_clusters_with_a_same_named_database_never_use_each_others_backups(server, private_server, tmp_path):
     """A second embedded cluster (PREP_OPS_DATA_DIR) holds a database of the same name as one on the
     server under test: keep, verify --latest and the recovery runbook's choice each stay with their own."""
-    from psycopg import sql
-
     from prep_ops.incident import recovery
     from prep_ops.scratch import drop as drop_scratch
 
@@ -166,3 +158,227 @@ def test_backups_are_private_and_never_share_a_name(seeded, tmp_path):
         assert backup.manifest_path(made.path).stat().st_mode & 0o777 == 0o600
     folder = backup.backup(seeded, "full", "directory", directory=tmp_path / "new")
     assert all((p.stat().st_mode & 0o777) == (0o700 if p.is_dir() else 0o600) for p in [folder.path, *folder.path.rglob("*")])
+
+
+# --- restores never destroy first; nothing left behind -------------------------------------------
+TABLES = ("students", "enrollments", "tuition_payments", "schema_version")
+
+
+@pytest.fixture(scope="module")
+def big(server, tmp_path_factory):
+    """A database with 20,000 sample students and its full custom backup: a restore of it takes seconds."""
+    target = _create(server)
+    with db.connect(target, autocommit=True) as conn:
+        migrate.apply(conn)
+        seed.seed(conn, students=20000, seed=11)
+    yield backup.backup(target, "full", "custom", directory=tmp_path_factory.mktemp("big"))
+    _drop(server, target)
+
+
+@pytest.fixture
+def occupied(seeded, server, tmp_path):
+    """A scratch database holding a restore of `seeded` (300 students); what restores replaced is dropped after."""
+    target = _create(server)
+    good = backup.backup(seeded, "full", "custom", directory=tmp_path / "good")
+    restore.restore_into(good.path, target, good.manifest)
+    yield target
+    with db.connect(server, autocommit=True) as conn:
+        for name, in conn.execute("SELECT datname FROM pg_database WHERE starts_with(datname, %s) "
+                                  "OR starts_with(datname, 'prep_ops_restore_')", (target.database,)).fetchall():
+            conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def _contents(target) -> dict:
+    return {t: table_checksum(target, t) for t in TABLES}
+
+
+def _databases(server, prefix: str) -> list[str]:
+    return scratch.existing(server, prefix)
+
+
+def _oid(server, name: str) -> int | None:
+    with db.connect(server) as conn:
+        found = conn.execute("SELECT oid FROM pg_database WHERE datname = %s", (name,)).fetchone()
+    return found and found[0]
+
+
+def test_truncated_backup_leaves_target_unchanged(seeded, occupied, server, tmp_path):
+    before = _contents(occupied)
+    for fmt in ("custom", "plain"):
+        made = backup.backup(seeded, "full", fmt, directory=tmp_path / fmt)
+        made.path.write_bytes(made.path.read_bytes()[: made.path.stat().st_size // 2])
+        with pytest.raises(BackupError, match="does not match its manifest: .* file size"):
+            restore.restore(made.path, occupied, confirm=True, safety_dir=tmp_path / "safety")
+        rehash(made.path)  # the attacker's (or a broken tool's) manifest agrees with the cut file
+        cut = {"plain": "is never closed: the dump is cut short",  # refused before anything is made
+               "custom": rf"{occupied.database} is unchanged \(safety backup: .*\.dump\)"}[fmt]
+        with pytest.raises(BackupError, match=cut):
+            restore.restore(made.path, occupied, confirm=True, safety_dir=tmp_path / "safety")
+    assert _contents(occupied) == before
+    assert _databases(server, "prep_ops_restore_") == []
+
+
+def test_restore_swaps_only_after_a_complete_load(seeded, occupied, server, tmp_path):
+    """A dump that loads but whose content is not what its manifest recorded never replaces the target;
+    a good one does, and the replaced database is kept until the next restore."""
+    made = backup.backup(seeded, "full", "plain", directory=tmp_path)
+    good = made.path.read_text()
+    start = good.index("\n", good.index("COPY public.tuition_payments")) + 1
+    line = good[start:good.index("\n", start)]
+    changed = re.sub(r"\t(\d+)\.(\d\d)\t", lambda m: f"\t{int(m[1]) + 1}.{m[2]}\t", line, count=1)
+    assert changed != line
+    made.path.write_text(good.replace(line, changed, 1))  # an amount changed: it loads
+    rehash(made.path)
+    before, oid = _contents(occupied), _oid(server, occupied.database)
+    with pytest.raises(BackupError, match=rf"differs from the manifest: public.tuition_payments: content checksum.*"
+                                          rf"{occupied.database} is unchanged \(safety backup: .*\.dump\)"):
+        restore.restore(made.path, occupied, confirm=True, safety_dir=tmp_path / "safety")
+    assert _contents(occupied) == before and _oid(server, occupied.database) == oid
+    assert _databases(server, "prep_ops_restore_") == []
+
+    made.path.write_text(good)
+    rehash(made.path)
+    done = restore.restore(made.path, occupied, confirm=True, safety_dir=tmp_path / "safety")
+    assert done["safety_backup"] and done["replaced"].startswith(f"{occupied.database}_replaced_")
+    assert _oid(server, done["replaced"]) == oid and _oid(server, occupied.database) != oid
+    assert _contents(done and server.with_database(done["replaced"])) == before
+    again = restore.restore(made.path, occupied, confirm=True, safety_dir=tmp_path / "safety")
+    assert done["replaced"] in again["removed"] and _oid(server, done["replaced"]) is None
+
+
+def test_restore_with_sessions_on_the_target_needs_confirm(seeded, server, tmp_path):
+    target = _create(server)
+    try:
+        made = backup.backup(seeded, "schema", "custom", directory=tmp_path)
+        with db.connect(target) as held:
+            with pytest.raises(ConfirmationRequired, match=r"1 session\(s\) are connected .* pass --confirm "
+                                                           r"\(confirm=True in a notebook\)"):
+                restore.restore(made.path, target)
+            assert _databases(server, "prep_ops_restore_") == []
+            done = restore.restore(made.path, target, confirm=True, safety_dir=tmp_path / "safety")
+            with pytest.raises(psycopg.OperationalError, match="terminat"):  # ended by the confirmed restore
+                held.execute("SELECT 1")
+        assert done["replaced"] is None  # the target held nothing: nothing worth keeping
+        with db.connect(target) as conn:
+            assert conn.execute("SELECT count(*) FROM students").fetchone()[0] == 0
+    finally:
+        _drop(server, target)
+
+
+def _wait_for(condition, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def _loading(server, prefix: str) -> bool:
+    with db.connect(server) as conn:
+        return conn.execute("SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE starts_with(datname, %s) "
+                            "AND application_name IN ('pg_restore', 'psql'))", (prefix,)).fetchone()[0]
+
+
+def _kill(process: subprocess.Popen) -> None:
+    os.killpg(process.pid, signal.SIGKILL)  # kill -9 of the command and the pg_restore it runs
+    process.wait()
+
+
+def test_killed_restore_leaves_target_unchanged(big, occupied, server, tmp_path):
+    before = _contents(occupied)
+    process = subprocess.Popen([sys.executable, "-m", "prep_ops", "restore", str(big.path), "--confirm"],
+                               env=cli_env(occupied, PREP_OPS_BACKUP_DIR=str(tmp_path / "safety")),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    _wait_for(lambda: _loading(server, "prep_ops_restore_"))
+    _kill(process)
+    left = _databases(server, "prep_ops_restore_")
+    assert len(left) == 1 and occupied.database.startswith(left[0][42:]) and len(left[0]) == 63  # run id, then target
+    assert _contents(occupied) == before
+    done = restore.restore(big.path, occupied, confirm=True, safety_dir=tmp_path / "safety")
+    assert done["removed"] == left and _databases(server, "prep_ops_restore_") == []
+    with db.connect(occupied) as conn:
+        assert conn.execute("SELECT count(*) FROM students").fetchone()[0] == 20000
+
+
+def _role_granted(target, tmp_path, role: str) -> backup.Backup:
+    """A backup of `target` whose dump grants to `role`, which the server no longer has afterwards."""
+    with db.connect(target, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(role)))
+        conn.execute(sql.SQL("GRANT SELECT ON students TO {}").format(sql.Identifier(role)))
+    made = backup.backup(target, "full", "custom", directory=tmp_path)
+    with db.connect(target, autocommit=True) as conn:
+        conn.execute(sql.SQL("REVOKE ALL ON students FROM {}").format(sql.Identifier(role)))
+        conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+    assert role in made.manifest["roles"]
+    return made
+
+
+def _has_role(server, role: str) -> bool:
+    with db.connect(server) as conn:
+        return conn.execute("SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = %s)", (role,)).fetchone()[0]
+
+
+def test_killed_verify_leftovers_are_removed_by_the_next(server, tmp_path):
+    role = f"prep_ops_test_role_{uuid.uuid4().hex[:6]}"
+    source = _create(server)
+    restore_server = verify.scratch_server()
+    try:
+        with db.connect(source, autocommit=True) as conn:
+            migrate.apply(conn)
+            seed.seed(conn, students=20000, seed=5)
+        made = _role_granted(source, tmp_path, role)
+        process = subprocess.Popen([sys.executable, "-m", "prep_ops", "verify", str(made.path)], env=cli_env(),
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+        _wait_for(lambda: _loading(restore_server, "prep_ops_verify_") and _has_role(restore_server, role))
+        _kill(process)
+        left = _databases(restore_server, "prep_ops_verify_")
+        assert len(left) == 1 and _has_role(restore_server, role)
+        with db.connect(restore_server) as conn:
+            comment = conn.execute("SELECT shobj_description(oid, 'pg_authid') FROM pg_roles WHERE rolname = %s",
+                                   (role,)).fetchone()[0]
+        assert comment == f"{scratch.ROLE_MARKER}{left[0].removeprefix('prep_ops_verify_')}"  # the run's id
+
+        result = verify.verify(made.path)
+        assert result.ok, result.failures.to_string()
+        removed = result.report[result.report["check"].str.endswith("left by a killed verification")]
+        assert set(removed["object"]) == {left[0], role}
+        assert _databases(restore_server, "prep_ops_verify_") == [] and not _has_role(restore_server, role)
+    finally:
+        _drop(server, source)
+        with db.connect(restore_server, autocommit=True) as conn:
+            for name in _databases(restore_server, "prep_ops_verify_"):
+                conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+            conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
+
+
+def test_two_verifications_never_share_a_role(seeded, tmp_path):
+    """Each makes the role it needs and drops it; the second waits for the first's to go, so neither
+    loses its role to the other nor leaves one behind."""
+    role = f"prep_ops_test_role_{uuid.uuid4().hex[:6]}"
+    restore_server = verify.scratch_server()
+    made = _role_granted(seeded, tmp_path, role)
+    results, owners = [], set()
+
+    def run():
+        results.append(verify.verify(made.path))
+
+    def watch():  # the run id in the role's comment, while any verification holds it
+        while len(results) < 2:
+            with db.connect(restore_server) as conn:
+                found = conn.execute("SELECT shobj_description(oid, 'pg_authid') FROM pg_roles WHERE rolname = %s",
+                                     (role,)).fetchone()
+            if found:
+                owners.add(found[0])
+            time.sleep(0.02)
+
+    threads = [threading.Thread(target=run), threading.Thread(target=run), threading.Thread(target=watch)]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(120)
+        assert len(results) == 2 and all(r.ok for r in results), [r.failures.to_string() for r in results]
+        assert not _has_role(restore_server, role)
+        assert len(owners) == 2 and all(o.startswith(scratch.ROLE_MARKER) for o in owners)  # two runs, one after the other
+    finally:
+        with db.connect(restore_server, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))

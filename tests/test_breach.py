@@ -228,27 +228,30 @@ def test_drifted_names_only_the_roles_a_plan_changes(school, conn, baseline):
 
 # --- the drill ------------------------------------------------------------------------------------
 def test_drill_stages_the_breach_and_cleans_up_even_after_a_crash(server):
-    prefix = f'sec "d"; {uuid.uuid4().hex[:4]} '
-    first = security_drill.prepare(server, students=30, prefix=prefix)
+    prefix, run_id = f'sec "d"; {uuid.uuid4().hex[:4]} ', f"test-crash-{uuid.uuid4().hex[:6]}"
+    first = security_drill.prepare(server, students=30, incident_id=run_id, prefix=prefix)
     first.session.close()  # as if the run had crashed here: prepare again must clean up first
-    drill = security_drill.prepare(server, students=30, prefix=prefix)
+    first.conn.close()
+    drill = security_drill.prepare(server, students=30, incident_id=run_id, prefix=prefix)
+    database = security_drill.names(run_id)[0]
     try:
-        assert drill.suspect == prefix + "contractor" and drill.target.database == security_drill.DATABASE
+        assert drill.suspect == prefix + "contractor" and drill.target.database == database
+        assert database.startswith(security_drill.DATABASE + "_") and len(database) <= 63
         with db.connect(drill.target, autocommit=True) as conn:
             assert len(lockout.sessions(conn, drill.suspect)) == 1
             assessment = breach_response.assess(conn, drill.suspect, drill.role_set)
         assert drill.found_in(assessment) == (True, "its changes, grants, the reporter's drift and the common password")
         assert security_drill.LEAKED not in repr(drill) + " ".join(assessment.lines())
-        everything = {security_drill.DATABASE, *drill.role_set.names.values(), drill.suspect}
-        assert set(security_drill.leftovers(drill.server, prefix)) == everything
+        everything = {database, *drill.role_names}
+        assert set(security_drill.leftovers(drill.server, database, drill.role_names)) == everything
     finally:
-        said = security_drill.cleanup(drill.server, drill, prefix=prefix)
-    assert said.startswith(f"dropped database {security_drill.DATABASE} and 6 drill role(s)")
-    assert security_drill.leftovers(drill.server, prefix) == []
+        said = security_drill.cleanup(drill)
+    assert said.startswith(f"dropped database {database} and 6 drill role(s)")
+    assert security_drill.leftovers(drill.server, database, drill.role_names) == []
 
 
 def test_drill_refuses_an_unknown_mode_before_making_anything(server):
     with pytest.raises(ParameterError, match="mode must be one of drill, live"):
-        security_drill.for_mode(server, "dril")
-    assert security_drill.for_mode(server, "live") is None
+        security_drill.for_mode(server, "dril", incident_id="x")
+    assert security_drill.for_mode(server, "live", incident_id="x") is None
 

@@ -6,7 +6,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import cli_env
+from conftest import cli_env, passes_of_what_was_not_looked_at, schema_dump, table_checksum
 
 from prep_ops import db, migrate
 
@@ -57,18 +57,34 @@ def test_migrate_status_plan_apply_and_down_with_confirm(scratch):
     assert down.returncode == 0 and _version(scratch) == 0
 
 
-def test_cli_migrate_and_seed_need_confirm_outside_a_scratch_database(scratch):
-    env = cli_env(scratch, PREP_OPS_DATA_DIR="/nonexistent/prep-ops-data")  # judged as any other server
+def _not_scratch_env(target) -> dict:
+    """The subprocess environment for a database named by a URL (as any other server's): not scratch."""
+    env = cli_env(target)
     env.pop("PREP_OPS_SCRATCH", None)
+    return env
+
+
+def test_cli_migrate_outside_scratch_needs_confirm(scratch):
+    env = _not_scratch_env(scratch)
+    before = schema_dump(scratch)
     refused = prep_ops("migrate", env=env)
     assert_one_error_line(refused, "is not a scratch database", "--confirm")
-    assert _version(scratch) == 0
+    assert _version(scratch) == 0 and schema_dump(scratch) == before
     assert prep_ops("migrate", "--confirm", env=env).returncode == 0
+    assert _version(scratch) == migrate.latest_version()
+
+
+def test_cli_seed_outside_scratch_needs_confirm(migrated):
+    env = _not_scratch_env(migrated)
+    before = {t: table_checksum(migrated, t) for t in ("users", "students", "tuition_payments")}
     refused = prep_ops("seed", "--students", "50", env=env)
     assert_one_error_line(refused, "is not a scratch database and loading sample data changes it")
-    with db.connect(scratch) as conn:
+    assert {t: table_checksum(migrated, t) for t in before} == before
+    with db.connect(migrated) as conn:
         assert conn.execute("SELECT count(*) FROM students").fetchone()[0] == 0
     assert prep_ops("seed", "--students", "50", "--confirm", env=env).returncode == 0
+    with db.connect(migrated) as conn:
+        assert conn.execute("SELECT count(*) FROM students").fetchone()[0] == 50
 
 
 def test_wrong_url_is_one_line_without_password():
@@ -119,6 +135,9 @@ def test_run_all_on_a_scratch_database(migrated, tmp_path):
     assert "ok   01_schema_setup" in result.stdout and "ok   02_enrollment_exploration" in result.stdout
     summaries = list((tmp_path / "runs").glob("*/summary.json"))
     assert len(summaries) == 1 and json.loads(summaries[0].read_text())["ok"] is True
+    # no PASS for what was not looked at, in any runbook of the run
+    notebooks = json.loads(summaries[0].read_text())["notebooks"]
+    assert len(notebooks) >= 11 and passes_of_what_was_not_looked_at(notebooks) == []
 
 
 def test_run_without_confirm_leaves_an_external_database_alone(scratch, tmp_path):
@@ -171,9 +190,20 @@ def test_verify_fails_on_a_damaged_backup(seeded, tmp_path):
 def test_restore_needs_confirm_for_a_database_with_tables(seeded, migrated, tmp_path):
     path = prep_ops("backup", "--dir", str(tmp_path), env=cli_env(seeded)).stdout.strip().splitlines()[-1]
     refused = prep_ops("restore", path, env=cli_env(migrated, PREP_OPS_BACKUP_DIR=str(tmp_path / "safety")))
-    assert_one_error_line(refused, "confirm")
+    assert_one_error_line(refused, "pass --confirm")
     done = prep_ops("restore", path, "--confirm", env=cli_env(migrated, PREP_OPS_BACKUP_DIR=str(tmp_path / "safety")))
-    assert done.returncode == 0 and "safety backup" in done.stdout
+    assert done.returncode == 0 and f"safety backup: {tmp_path / 'safety'}" in done.stdout
+    replaced = re.search(r"kept as (\S+) until the next restore", done.stdout).group(1)
+    assert replaced.startswith(f"{migrated.database}_replaced_")
+    from prep_ops.scratch import drop
+
+    drop(migrated.with_database("postgres"), replaced)
+
+
+def test_a_schema_backup_says_it_holds_no_rows(seeded, tmp_path):
+    made = prep_ops("backup", "--kind", "schema", "--dir", str(tmp_path), env=cli_env(seeded))
+    assert made.returncode == 0, made.stderr
+    assert re.search(r"schema custom backup of \S+: [\d,]+ bytes, \d+ tables, schema only: no rows,", made.stdout)
 
 
 def test_health_table_json_and_exit_code(migrated):
@@ -183,6 +213,57 @@ def test_health_table_json_and_exit_code(migrated):
     report = json.loads(prep_ops("health", "--json", env=env).stdout)
     assert report["status"] in ("ok", "warn", "critical") and len(report["checks"]) >= 8
     assert (report["status"] == "critical") == (table.returncode == 2)
+
+
+def _shown_whole(text: str, output: str) -> bool:
+    """Whether every word of `text` is in `output` (a table may wrap it over several lines, between the
+    lines of its other columns, and break a word at a hyphen)."""
+    return all(piece in output for piece in re.split(r"[\s-]+", text) if piece)
+
+
+def test_run_never_cuts_a_detail(tmp_path):
+    from pathlib import Path
+
+    fixture = Path(__file__).parent / "fixtures" / "95_long_detail.ipynb"
+    done = prep_ops("run", str(fixture), env=cli_env(PREP_OPS_HOME=str(tmp_path)), timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    (summary,) = list((tmp_path / "runs").glob("*/summary.json"))
+    checks = {c["name"]: c for c in json.loads(summary.read_text())["notebooks"][0]["checks"]}
+    long = checks["a check whose detail is long"]["detail"]
+    assert len(long) > 150 and long.endswith("'an index on course_id and term'}")  # whole in summary.json
+    assert _shown_whole(long, done.stdout)  # the table wraps it at word boundaries
+    assert max(len(line) for line in done.stdout.splitlines()) < 160
+    html = (summary.parent / "index.html").read_text()
+    import html as html_text
+
+    assert long in html_text.unescape(html)  # whole in the HTML report too
+
+
+def test_health_shows_a_fix_only_where_there_is_something_to_fix(migrated):
+    env = cli_env(migrated)
+    table = prep_ops("health", env=env)
+    report = json.loads(prep_ops("health", "--json", env=env).stdout)
+    unknown = [c for c in report["checks"] if c["status"] == "unknown"]
+    quiet = [c for c in report["checks"] if c["status"] in ("ok", "unknown") and c["fix"]]
+    assert unknown and quiet  # a fresh database: no pg_stat_statements of its own, too young to judge its cache
+    for check in quiet:  # --json keeps the fix as data; the table shows it only on warn and critical
+        assert check["fix"] and check["fix"][:30] not in " ".join(table.stdout.split())
+    for check in report["checks"]:  # whole (the two runs may count a few more blocks: numbers left out)
+        assert _shown_whole(re.sub(r"\S*\d\S*", " ", check["detail"]), table.stdout), check["detail"]
+
+
+def test_audit_and_indexes_never_cut_a_detail(migrated):
+    from prep_ops import indexes, security_audit
+
+    with db.connect(migrated, autocommit=True) as conn:
+        found = security_audit.findings(conn)
+        advice = indexes.advice(conn)
+    audit, shown = prep_ops("audit", env=cli_env(migrated)), prep_ops("indexes", env=cli_env(migrated))
+    assert any(len(f.detail) > 60 for f in found) and any(len(a.why) > 70 for a in advice)
+    for finding in found:
+        assert _shown_whole(finding.detail, audit.stdout) and _shown_whole(finding.fix, audit.stdout), finding.detail
+    for item in advice:
+        assert _shown_whole(item.why, shown.stdout), item.why
 
 
 def test_roles_plan_elides_passwords_and_audit_prints_findings(migrated):
@@ -224,9 +305,9 @@ def test_a_folder_that_cannot_be_made_is_one_line():
 def test_maintain_plan_run_and_bad_table(migrated):
     env = cli_env(migrated)
     plan = prep_ops("maintain", "--plan", "--reindex", env=env)
-    assert plan.returncode == 0 and 'REINDEX TABLE' in plan.stdout and '"users"' in plan.stdout
-    env.pop("PREP_OPS_SCRATCH", None)
-    env["PREP_OPS_DATA_DIR"] = "/nonexistent/prep-ops-data"  # judged as any other server
+    # no default `users`: REINDEX without tables takes those with measured index bloat, here none, and says so
+    assert plan.returncode == 0 and "-- nothing to REINDEX: " in plan.stdout and '"users"' not in plan.stdout
+    env.pop("PREP_OPS_SCRATCH", None)  # named by a URL, the database is judged as any other server's
     assert_one_error_line(prep_ops("maintain", "--tables", "enrollments", env=env), "--confirm")
     done = prep_ops("maintain", "--tables", "enrollments", "--confirm", env=env)
     assert done.returncode == 0 and 'VACUUM (ANALYZE) "public"."enrollments"' in done.stdout

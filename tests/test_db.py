@@ -104,20 +104,17 @@ def test_client_program_matches_the_server(server):
     assert pg_dump.exists() and os.access(pg_dump, os.X_OK)
 
 
-def test_connection_to_the_embedded_server_is_scratch_and_others_need_confirm(server, monkeypatch):
+def test_a_connection_is_scratch_only_when_opened_for_a_scratch_target(server, monkeypatch):
     monkeypatch.delenv("PREP_OPS_SCRATCH", raising=False)
-    with db.connect(server) as conn:
-        assert db.is_scratch(conn) == server.embedded
-        if server.embedded:
-            db.require_change(conn, False, "a test")  # no confirm needed
-        # the same connection, judged against another embedded data directory: not scratch
-        monkeypatch.setenv("PREP_OPS_DATA_DIR", "/nonexistent/prep-ops-data")
-        assert not db.is_scratch(conn)
+    named = db.Target(server.url, embedded=False)  # the same server, named by a URL: someone's database
+    with db.connect(server) as default, db.connect(named) as by_url:
+        assert db.is_scratch(default) == server.embedded
+        assert not db.is_scratch(by_url)
         with pytest.raises(ConfirmationRequired, match="not a scratch database and a test changes it"):
-            db.require_change(conn, False, "a test")
-        db.require_change(conn, True, "a test")
+            db.require_change(by_url, False, "a test")
+        db.require_change(by_url, True, "a test")
         monkeypatch.setenv("PREP_OPS_SCRATCH", "1")
-        assert db.is_scratch(conn)
+        assert db.is_scratch(by_url)
 
 
 def test_snapshot_reads_one_state_and_refuses_writes(scratch):

@@ -47,3 +47,45 @@ def test_teacher_load_counts_current_enrollments(seeded, conn):
 def test_unknown_filters_are_refused(seeded, conn, kwargs):
     with pytest.raises(ParameterError):
         explore.waitlists_drops(conn, **kwargs)
+
+
+def test_terms_sort_by_year_then_season_never_alphabetically():
+    import pandas as pd
+
+    names = ["2026-spring", "2025-fall", "2025-spring", "2024-fall", "2025-summer", "2026-winter", "someday"]
+    assert sorted(names, key=explore.term_key) == ["2024-fall", "2025-spring", "2025-summer", "2025-fall",
+                                                   "2026-winter", "2026-spring", "someday"]
+    frame = pd.DataFrame({"term": names, "amount": range(len(names))}, index=[10, 11, 12, 13, 14, 15, 16])
+    ordered = explore.in_term_order(frame, "term")
+    assert list(ordered["term"]) == sorted(names, key=explore.term_key) and len(ordered) == len(frame)
+    assert list(explore.in_term_order(frame.set_index("term")).index) == list(ordered["term"])
+
+
+def test_revenue_terms_come_in_calendar_order(seeded, conn):
+    terms = list(explore.revenue_by_term(conn).index)
+    assert terms == sorted(terms, key=explore.term_key) and terms != sorted(terms)
+
+
+def test_differences_by_term_name_what_disagrees():
+    import pandas as pd
+
+    a = pd.Series({"2025-fall": 100.0, "2026-spring": 250.5})
+    assert explore.differences_by_term(a, a.copy()) == ""
+    assert explore.differences_by_term(a, a.drop("2025-fall")) == "terms in one and not the other: 2025-fall"
+    b = a.copy()
+    b["2026-spring"] = 250.0
+    assert explore.differences_by_term(a, b) == "2026-spring: US$ 250.50 against US$ 250.00"
+
+
+def test_runbook_02_keeps_sql_results_in_named_variables():
+    """Reading `_` after a %sql cell breaks as soon as cells run out of order."""
+    import re
+
+    import nbformat
+
+    from prep_ops import runner
+
+    cells = [c.source for c in nbformat.read(runner.find("02"), as_version=4).cells if c.cell_type == "code"]
+    sql_cells = [c for c in cells if c.lstrip().startswith(("%sql", "%%sql")) or "= %sql" in c]
+    assert len(sql_cells) == 2 and all("<<" in c or "= %sql" in c for c in sql_cells)
+    assert not [c for c in cells if re.search(r"(?<![\w.])_(?![\w])", c)]

@@ -143,8 +143,10 @@ def test_a_quiet_migrated_database_is_healthy(migrated):
     assert [c.name for c in checks] == list(health.CHECK_NAMES)
     judged = {c.name: c.detail for c in checks if c.status != "unknown"}
     assert {name: detail for name, detail in judged.items() if _by_name(checks)[name].status != "ok"} == {}
-    # only a missing source is skipped: a fresh database has no pg_stat_statements of its own
-    assert set(_by_name(checks)) - set(judged) <= {"top queries", "server log errors"}
+    # only a missing source or a too small sample is skipped: a fresh database has no
+    # pg_stat_statements of its own, and statistics only as old as itself
+    assert set(_by_name(checks)) - set(judged) <= {"top queries", "server log errors", "cache hit ratio"}
+    assert "cache hit ratio" in judged or "sample too small" in _by_name(checks)["cache hit ratio"].detail
     assert health.worst(checks) == "ok"
 
 
@@ -182,9 +184,74 @@ def test_cache_hit_ratio_waits_for_enough_reads(seeded):
         conn.execute("SELECT count(*) FROM students").fetchone()
     with db.connect(seeded, autocommit=True) as conn:
         ratios = health.cache_hit_ratios(conn)
-        check = _by_name(health.run_checks(conn, health.Thresholds(cache_min_blocks=10**12)))["cache hit ratio"]
+        check = _by_name(health.run_checks(conn, health.Thresholds(cache_min_blocks=10**12, cache_min_seconds=0)))
     assert ratios["table_hit_ratio"].between(0, 1).any()
-    assert check.status == "ok" and "too few to judge" in check.detail
+    cache = check["cache hit ratio"]
+    assert cache.status == "unknown" and cache.skipped == cache.detail
+    assert "fewer than 1,000,000,000,000" in cache.detail and "sample too small" in cache.detail
+
+
+def _bulk_load(target: db.Target) -> None:
+    """What `pgbench -i` does to the statistics: a table created, 500k rows copied in (COPY writes through
+    a small ring of buffers), its primary key built, vacuumed, then read once."""
+    with db.connect(target, autocommit=True) as conn:
+        conn.execute("CREATE TABLE practice_log (id bigint, student int, minutes int, note text)")
+        with conn.cursor().copy("COPY practice_log FROM STDIN") as copy:
+            for n in range(1, 500_001):
+                copy.write_row((n, n % 3000, n % 90, "scales " * 4))
+        conn.execute("ALTER TABLE practice_log ADD PRIMARY KEY (id)")
+        conn.execute("VACUUM ANALYZE practice_log")
+        conn.execute("SELECT sum(minutes) FROM practice_log").fetchone()
+
+
+def test_cache_hit_right_after_a_bulk_load_is_unknown(scratch):
+    _bulk_load(scratch)
+    with db.connect(scratch, autocommit=True) as conn:
+        age, since = health.statistics_age(conn)
+        default = _by_name(health.run_checks(conn, health.Thresholds(**IGNORE_LOG)))["cache hit ratio"]
+        # the same sample without the minimum time: the block count alone would have judged it
+        by_blocks_only = _by_name(health.run_checks(conn, health.Thresholds(cache_min_seconds=0)))["cache hit ratio"]
+    assert since == "the database was created" and 0 <= age < health.Thresholds().cache_min_seconds
+    assert by_blocks_only.status in ("warn", "critical"), by_blocks_only.detail  # what it used to say
+    assert by_blocks_only.value < health.Thresholds().cache_hit_warn
+    assert default.status == "unknown" and default.skipped == default.detail
+    assert "not judged: statistics only" in default.detail and "the database was created" in default.detail
+    assert "sample too small" in default.detail and default.value == pytest.approx(by_blocks_only.value, abs=0.01)
+
+
+def test_cache_hit_with_enough_sample_is_judged(scratch):
+    _bulk_load(scratch)
+    enough = {"cache_min_blocks": 1000, "cache_min_seconds": 0}
+    with db.connect(scratch, autocommit=True) as conn:
+        for _ in range(3):
+            conn.execute("SELECT sum(minutes) FROM practice_log").fetchone()
+        strict = _by_name(health.run_checks(conn, health.Thresholds(cache_hit_warn=1.0, cache_hit_critical=1.0,
+                                                                    **enough)))["cache hit ratio"]
+        lenient = _by_name(health.run_checks(conn, health.Thresholds(cache_hit_warn=0.0, cache_hit_critical=0.0,
+                                                                     **enough)))["cache hit ratio"]
+        middle = _by_name(health.run_checks(conn, health.Thresholds(cache_hit_warn=1.0, cache_hit_critical=0.0,
+                                                                    **enough)))["cache hit ratio"]
+    assert (strict.status, middle.status, lenient.status) == ("critical", "warn", "ok")
+    assert 0 < strict.value < 1 and "block requests served from memory over" in lenient.detail
+    assert not lenient.skipped
+
+
+def test_database_size_is_judged_against_its_thresholds(migrated):
+    with db.connect(migrated, autocommit=True) as conn:
+        total = conn.execute("SELECT pg_database_size(current_database())").fetchone()[0]
+        gb = total / 1024**3
+
+        def size_check(**thresholds):
+            return _by_name(health.run_checks(conn, health.Thresholds(**thresholds)))["database size"]
+
+        below = size_check()
+        warn = size_check(database_size_warn_gb=gb * 0.5, database_size_critical_gb=gb * 2)
+        critical = size_check(database_size_warn_gb=gb * 0.5, database_size_critical_gb=gb * 0.9)
+        just_under = size_check(database_size_warn_gb=gb * 1.1, database_size_critical_gb=gb * 2)
+    assert (below.status, warn.status, critical.status, just_under.status) == ("ok", "warn", "critical", "ok")
+    assert below.value == pytest.approx(total, rel=0.05) and below.threshold == "warn ≥ 50 GB, critical ≥ 500 GB"
+    with pytest.raises(ParameterError, match="database_size_warn_gb"):
+        health.Thresholds(database_size_warn_gb=10, database_size_critical_gb=1)
 
 
 def test_worst_is_the_most_severe_status():
@@ -196,6 +263,14 @@ def test_worst_is_the_most_severe_status():
     assert health.worst([check("warn"), check("critical"), check("ok")]) == "critical"
     assert health.worst([check("unknown"), check("ok")]) == "ok" and health.worst([check("unknown")]) == "unknown"
     assert health.as_frame([]).empty and list(health.as_frame([check("ok")])["status"]) == ["ok"]
+
+
+def test_a_fix_is_shown_only_where_the_status_asks_for_one():
+    checks = [health.HealthCheck(status, status, None, "", f"{status} detail", f"fix for {status}")
+              for status in health.STATUSES]
+    frame = health.as_frame(checks).set_index("name")
+    assert frame["fix"].to_dict() == {"unknown": "", "ok": "", "warn": "fix for warn", "critical": "fix for critical"}
+    assert [c.fix for c in checks] == [f"fix for {s}" for s in health.STATUSES]  # the data keeps it (--json)
 
 
 def test_thresholds_refuse_nonsense_and_pick_notebook_parameters():
@@ -273,15 +348,66 @@ def test_health_on_the_default_embedded_server_shows_real_top_queries():
 
 
 def test_recent_errors_come_from_the_server_log_when_readable(scratch):
+    with psycopg.connect(scratch.url, autocommit=True, application_name="music-school-app") as app:
+        with pytest.raises(psycopg.errors.DivisionByZero):  # the application's error: it counts
+            app.execute("SELECT 1 / 0 AS lessons_per_teacher")
     with db.connect(scratch, autocommit=True) as conn:
-        with pytest.raises(psycopg.errors.DivisionByZero):
-            conn.execute("SELECT 1 / 0 AS lessons_per_teacher")
         errors = health.recent_errors(conn, minutes=5)
         check = _by_name(health.run_checks(conn, health.Thresholds(log_errors_warn=1)))["server log errors"]
-    if errors.attrs["note"] and not scratch.embedded:
+    if errors.attrs["note"].startswith("server log not readable") and not scratch.embedded:
         pytest.skip(f"this server's log cannot be read: {errors.attrs['note']}")
     assert errors["message"].str.contains("division by zero").any()
     assert check.status == "warn" and check.value >= 1
+
+
+def test_log_errors_of_prep_ops_own_sessions_are_reported_apart(scratch):
+    """prep-ops' sessions name themselves (db.connect); the embedded server's log_line_prefix writes the
+    name (%a), so an error of a drill or a test is not counted against the application."""
+    marker = uuid.uuid4().hex[:10]
+    with db.connect(scratch, autocommit=True) as ours:
+        assert ours.execute("SHOW application_name").fetchone()[0] == "prep-ops"
+        with pytest.raises(psycopg.errors.UndefinedTable):
+            ours.execute(sql.SQL("SELECT * FROM {}").format(sql.Identifier(f"ours_{marker}")))
+    with psycopg.connect(scratch.url, autocommit=True, application_name="music-school-app") as app:
+        with pytest.raises(psycopg.errors.UndefinedTable):
+            app.execute(sql.SQL("SELECT * FROM {}").format(sql.Identifier(f"theirs_{marker}")))
+    with db.connect(scratch, autocommit=True) as conn:
+        prefix = conn.execute("SHOW log_line_prefix").fetchone()[0]
+        check = _by_name(health.run_checks(conn, health.Thresholds(log_errors_warn=1, log_window_minutes=600)))
+        errors = health.recent_errors(conn, minutes=600)
+    if errors.attrs["note"].startswith("server log not readable") and not scratch.embedded:
+        pytest.skip(f"this server's log cannot be read: {errors.attrs['note']}")
+    if "%a" not in prefix:
+        assert not scratch.embedded, "the embedded server's log_line_prefix must name the application"
+        assert "not split by application" in errors.attrs["note"] and "not split" in check["server log errors"].detail
+        return
+    ours = errors[errors["message"].str.contains(f"ours_{marker}")]
+    theirs = errors[errors["message"].str.contains(f"theirs_{marker}")]
+    assert ours[["application", "prep_ops"]].values.tolist() == [["prep-ops", True]]
+    assert theirs[["application", "prep_ops"]].values.tolist() == [["music-school-app", False]]
+    log = check["server log errors"]
+    assert log.status == "warn" and "from the application" in log.detail
+    assert "more from prep-ops' own sessions, reported apart" in log.detail
+    # what counts is the application's errors only (the log read a moment later holds at least those)
+    assert 1 <= log.value <= int((~errors["prep_ops"].astype(bool)).sum()) < len(errors)
+
+
+@pytest.mark.parametrize("prefix, line, app", [
+    ("%m [%p] %q%u@%d app=%a ", "2026-01-05 10:00:00.123 UTC [42] bob@unm_prep app=prep-ops health ERROR:  boom",
+     "prep-ops health"),
+    ("%m [%p] %q%u@%d app=%a ", "2026-01-05 10:00:00.123 UTC [42] bob@unm_prep app= FATAL:  boom", ""),
+    ("%m [%p] %q%u@%d app=%a ", "2026-01-05 10:00:00.123 UTC [42] PANIC:  could not write", None),
+    ("%t [%p]: [%l-1] user=%u,db=%d,app=%-12a,client=%h ",
+     "2026-01-05 10:00:00 UTC [42]: [3-1] user=bob,db=x,app=psql        ,client=[local] ERROR:  boom", "psql        "),
+])
+def test_log_line_prefix_names_the_application_where_it_has_a(prefix, line, app):
+    from prep_ops.health import server_log
+
+    found = server_log.prefix_pattern(prefix).match(line)
+    assert found is not None and found.group("app") == app and found.group("severity") in ("ERROR", "FATAL", "PANIC")
+    assert server_log.prefix_pattern("%m [%p] ") is None  # no %a: the split is unknown, not guessed
+    assert server_log.is_own("prep-ops:restore") and server_log.is_own("prep_ops drill load 1")
+    assert not server_log.is_own("music-school-app") and not server_log.is_own(None) and not server_log.is_own("")
 
 
 @pytest.fixture
@@ -314,7 +440,7 @@ def test_a_mistyped_password_statement_is_never_quoted_from_the_log(scratch):
         errors = health.recent_errors(conn, minutes=5)
         check = _by_name(health.run_checks(conn, health.Thresholds(log_errors_warn=1)))["server log errors"]
     assert secret in str(raised.value)  # the server's own message quotes it, and so does its log line
-    if errors.attrs["note"] and not scratch.embedded:
+    if errors.attrs["note"].startswith("server log not readable") and not scratch.embedded:
         pytest.skip(f"this server's log cannot be read: {errors.attrs['note']}")
     assert errors["message"].str.contains("syntax error at or near").any()
     assert not errors["message"].str.contains(secret).any()

@@ -1,5 +1,7 @@
 """The incident record: steps, statements run or only shown, failures that say what to do, the report."""
 
+import re
+
 import psycopg
 import pytest
 from psycopg import sql
@@ -123,3 +125,67 @@ def test_a_skipped_check_is_kept_in_the_timeline_and_never_passes(record):
     assert skipped.status == "SKIP" and not skipped.passed and checked.status == "PASS"
     report = inc.report_path.read_text()
     assert "SKIP application stopped — live without confirm=True" in report and "PASS backup verified" in report
+
+
+# --- one connection, the record on disk, drill names (issue 14) -----------------------------------
+def test_one_connection_per_incident_reopened_when_the_server_drops_it(record, server):
+    inc = record()
+    first = inc.conn
+    assert inc.conn is first  # the same connection for every step
+    with db.connect(server, autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", (first.info.backend_pid,))
+    again = inc.conn
+    assert again is not first and again.execute("SELECT 1").fetchone() == (1,)
+    inc.close()
+    assert again.closed
+
+
+def test_the_record_is_on_disk_before_the_change_and_a_rerun_keeps_the_original_undo(record, migrated):
+    inc = record()
+    original = [Action("COMMENT ON TABLE users IS NULL", sql.SQL("COMMENT ON TABLE users IS NULL"))]
+    with inc.step(1, "Change", next_if_failed="nothing"):
+        inc.change("comment", "a comment on users", [_comment_action("held")], original, state={"comment": None})
+    assert _comment(migrated) == "held"
+    again = record()  # the same incident_id: the earlier run was killed
+    assert again.taken_over("comment") and "STILL IN PLACE: a comment on users" in again.events[0].text
+    later = [Action("COMMENT ON TABLE users IS 'held'", sql.SQL("COMMENT ON TABLE users IS 'held'"))]
+    with again.step(1, "Change", next_if_failed="nothing"):
+        again.change("comment", "a comment on users", [_comment_action("held")], later)
+    assert [a.text for a in again.holds["comment"].undo] == ["COMMENT ON TABLE users IS NULL"]
+    with again.step(2, "Undo", next_if_failed="nothing"):
+        again.run(again.holds["comment"].undo)
+        again.release("comment")
+    assert _comment(migrated) is None and record().holds == {}
+
+
+def test_a_change_that_fails_holds_nothing(record, migrated):
+    inc = record()
+    with pytest.raises(StepFailed) as failed:
+        with inc.step(1, "Change", next_if_failed="nothing"):
+            inc.change("broken", "nothing really", [Action("SELECT 1/0", sql.SQL("SELECT 1/0"))], [])
+    assert "STILL IN PLACE" not in str(failed.value) and record().holds == {}
+
+
+def test_an_interrupted_step_says_what_is_still_in_place(record, capsys):
+    inc = record()
+    inc.hold("application", "role app blocked", [Action('ALTER ROLE "app" CONNECTION LIMIT 7', sql.SQL("SELECT 1"))])
+    with pytest.raises(KeyboardInterrupt):
+        with inc.step(2, "Assess", next_if_failed="nothing"):
+            raise KeyboardInterrupt
+    shown = capsys.readouterr().out
+    assert 'step 2 (Assess) interrupted. STILL IN PLACE: role app blocked' in shown
+    assert 'to undo: ALTER ROLE "app" CONNECTION LIMIT 7' in shown
+
+
+def test_a_record_of_another_target_is_refused(record, migrated, tmp_path, server):
+    record().save()
+    with pytest.raises(ParameterError, match="give this run another incident_id"):
+        Incident("test", "Test", server, incident_id="test-1", directory=tmp_path)
+
+
+@pytest.mark.parametrize("incident_id", ["a", "Data.Recovery-1", "x" * 80, "20261126-031502-a3f9-data-recovery"])
+def test_drill_labels_are_identifiers_that_differ_per_id(incident_id):
+    label = incident.drill_label(incident_id)
+    assert re.fullmatch(r"[a-z0-9_]{1,34}", label)
+    other = incident_id[:-1] + ("y" if incident_id[-1] != "y" else "z")
+    assert label != incident.drill_label(other) and label != incident.drill_label(incident_id.upper()[:79] + "-")

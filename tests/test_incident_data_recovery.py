@@ -1,13 +1,19 @@
 """Runbook 10 end to end: the drill recovers every row; live mode without confirm changes nothing."""
 
+import json
 import re
+import signal
+import subprocess
+import sys
+import uuid
 from pathlib import Path
 
 import pytest
+from psycopg import sql
 
 from prep_ops import backup, db, incident, migrate, roles, runner, scratch, seed
 from prep_ops.errors import ParameterError, StepFailed
-from prep_ops.incident import recovery, recovery_steps
+from prep_ops.incident import lockout, recovery, recovery_steps
 from prep_ops.incident.drills import recovery as recovery_drill
 
 from conftest import _create, _drop, notebook_outputs, passes_of_what_was_not_looked_at, schema_dump
@@ -112,14 +118,17 @@ def test_each_step_is_one_call_and_the_drill_recovers_every_row(tmp_path, incide
         assert repaired.loc["public.enrollments", "inserted"] == run.drill.damage["public.enrollments"]
         assert not recovery.damaged_tables(recovery_steps.verify_data(run))
         recovery_steps.resume_service(run)
-        assert not run.inc.holds
+        assert set(run.inc.holds) == {"copies"}  # the restored copy stays until step 6
     finally:
         recovery_steps.clean_up(run)
     assert _checks(run) == {"application stopped": "PASS", "backup verified by a restore": "PASS",
                             "damage found where it was done": "PASS", "data equals the backup (zero rows lost)": "PASS",
                             "application can connect again": "PASS"}
+    assert run.drill.target.database.startswith(recovery_drill.DATABASE + "_")
     with db.connect(run.drill.server, autocommit=True) as conn:
-        assert not scratch.existing(conn, recovery_drill.DATABASE)
+        assert not scratch.existing(conn, run.drill.target.database)
+        assert not scratch.existing(conn, run.copy_prefix)
+    assert run.drill.conn.closed and not run.inc.holds  # the one connection, closed by step 6
 
 
 def test_live_steps_without_an_app_role_or_a_backup_say_so_and_stop_at_step_two(migrated, tmp_path, incident_id):
@@ -137,3 +146,115 @@ def test_start_refuses_a_bad_mode_or_scope_before_making_anything(server):
         recovery_steps.start(server, "drill", scope="everything")
     with db.connect(server, autocommit=True) as conn:
         assert not scratch.existing(conn, recovery_drill.DATABASE)
+
+
+# --- killed runs and nothing damaged (issue 14) ---------------------------------------------------
+@pytest.fixture
+def app_database(server, tmp_path):
+    """A seeded scratch database with a full backup in tmp_path and an application login role at
+    CONNECTION LIMIT 7; yields (target, role, its login target). All dropped afterwards."""
+    target = _create(server)
+    role, password = f"prep_ops_test_app_{uuid.uuid4().hex[:6]}", uuid.uuid4().hex
+    with db.connect(target, autocommit=True) as conn:
+        migrate.apply(conn)
+        seed.seed(conn, students=100, seed=3)
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN CONNECTION LIMIT 7 PASSWORD {}").format(
+            sql.Identifier(role), sql.Literal(password)))
+        conn.execute(sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(sql.Identifier(target.database), sql.Identifier(role)))
+    backup.backup(target, "full", "custom", directory=tmp_path)
+    yield target, role, roles.login(target, role, password)
+    _drop(server, target)
+    with db.connect(server, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
+
+
+def _limit(server, role) -> int:
+    with db.connect(server, autocommit=True) as conn:
+        return conn.execute("SELECT rolconnlimit FROM pg_roles WHERE rolname = %s", (role,)).fetchone()[0]
+
+
+def _copies_left(server) -> list[str]:
+    with db.connect(server, autocommit=True) as conn:
+        return scratch.existing(conn, recovery.COPY_PREFIX)
+
+
+_KILLED_AFTER_STEP_1 = """
+import os, signal, sys
+from prep_ops import db
+from prep_ops.incident import recovery_steps
+run = recovery_steps.start(db.Target(sys.argv[1], True), "live", incident_id=sys.argv[2], confirm=True,
+                           app_role=sys.argv[3], backup_dir=sys.argv[4])
+recovery_steps.stop_application(run)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_killed_live_recovery_restores_original_connection_limit(app_database, incident_id, server, tmp_path):
+    target, role, login = app_database
+    killed = subprocess.run([sys.executable, "-c", _KILLED_AFTER_STEP_1, target.url, incident_id, role, str(tmp_path)],
+                            capture_output=True, text=True, timeout=300)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert _limit(server, role) == 0 and not lockout.can_connect(login)[0]  # blocked, and the run gone
+    record = json.loads((incident.incidents_dir() / f"{incident_id}.json").read_text())
+    assert record["holds"]["application"]["state"]["connection_limit"] == 7
+    assert record["holds"]["application"]["undo"][0]["text"].endswith("CONNECTION LIMIT 7")
+
+    run = recovery_steps.start(target, "live", incident_id=incident_id, confirm=True, app_role=role, backup_dir=tmp_path)
+    assert "STILL IN PLACE: role " in run.inc.events[0].text  # said before anything runs
+    recovery_steps.stop_application(run)  # blocks again: the original limit is the one kept, never 0
+    assert run.inc.holds["application"].state["connection_limit"] == 7
+    recovery_steps.assess_damage(run)
+    recovery_steps.restore(run)
+    recovery_steps.verify_data(run)
+    recovery_steps.resume_service(run)
+    recovery_steps.clean_up(run)
+    assert _limit(server, role) == 7
+    assert lockout.can_connect(login) == (True, "connected")
+    assert json.loads((incident.incidents_dir() / f"{incident_id}.json").read_text())["holds"] == {}
+
+
+def test_a_failing_step_after_the_block_says_what_is_still_in_place(app_database, incident_id, tmp_path):
+    target, role, login = app_database
+    run = recovery_steps.start(target, "live", incident_id=incident_id, confirm=True, app_role=role,
+                               backup_dir=tmp_path / "none")
+    try:
+        recovery_steps.stop_application(run)
+        with pytest.raises(StepFailed) as failed:
+            recovery_steps.assess_damage(run)
+        assert f'STILL IN PLACE: role {role} blocked' in str(failed.value)
+        assert f'to undo: ALTER ROLE "{role}" CONNECTION LIMIT 7' in str(failed.value)
+    finally:
+        recovery_steps.resume_service(run)
+    assert lockout.can_connect(login)[0]
+
+
+@pytest.mark.parametrize("confirm", [True, False])
+def test_live_recovery_with_nothing_damaged_completes(app_database, incident_id, server, tmp_path, confirm):
+    target, role, login = app_database
+    result = runner.run_one(NOTEBOOK, tmp_path, {"database_url": target.url, "mode": "live", "incident_id": incident_id,
+                                               "confirm": confirm, "app_role": role, "backup_dir": str(tmp_path)})
+    assert result.ok, result.error
+    assert "no table differs from the backup" in (incident.incidents_dir() / f"{incident_id}.md").read_text()
+    assert _copies_left(server) == []
+    assert _limit(server, role) == 7 and lockout.can_connect(login)[0]
+    status = {c["name"]: c["status"] for c in result.checks}
+    assert status["application stopped"] == ("PASS" if confirm else "SKIP")
+    assert status["data equals the backup (zero rows lost)"] == "PASS"  # compared, and equal
+
+
+def test_two_runs_at_once(tmp_path, server):
+    """Two `prep-ops run 10` started together, each with an incident id of its own (none given): both
+    pass, in drill databases of their own, and neither drops the other's."""
+    command = [sys.executable, "-m", "prep_ops", "run", "10", "-p", "drill_students", "200", "-p", "backup_dir"]
+    runs = [subprocess.Popen([*command, str(tmp_path / f"backups-{n}")], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True) for n in (1, 2)]
+    outputs = [run.communicate(timeout=900) for run in runs]
+    for run, (out, err) in zip(runs, outputs):
+        assert run.returncode == 0, out[-2000:] + err[-2000:]
+    folders = [Path(re.search(r"summary\.json in (\S+)", out).group(1)) for out, _ in outputs]
+    reports = [(folder / json.loads((folder / "summary.json").read_text())["notebooks"][0]["report"]).resolve()
+               for folder in folders]
+    databases = [re.search(r"target:\*\* `[^`]*/(prep_ops_drill_recovery_\w+)", r.read_text()).group(1) for r in reports]
+    assert folders[0] != folders[1] and reports[0] != reports[1] and databases[0] != databases[1]
+    with db.connect(server, autocommit=True) as conn:
+        assert scratch.existing(conn, recovery_drill.DATABASE) == [] and scratch.existing(conn, recovery.COPY_PREFIX) == []

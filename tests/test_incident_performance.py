@@ -71,7 +71,7 @@ def test_drill_brings_the_query_back_under_its_target(tmp_path, incident_id):
     assert "outcome:** all must-hold checks passed" in report
     assert "SELECT pg_terminate_backend(" in report and "CREATE INDEX CONCURRENTLY" in report
     assert (incident.incidents_dir() / f"{incident_id}.ipynb").exists()
-    assert not performance.exists(_drill_server())
+    assert not performance.exists(_drill_server(), performance.database_name(incident_id))
     deadline = time.monotonic() + 10
     while _drill_sessions(_drill_server()) and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -150,7 +150,7 @@ def test_a_failing_step_stops_the_runbook_and_says_what_next(tmp_path, incident_
         assert "Next: EXPLAIN the query by hand" in result.error
         assert "STOPPED at step 2 (Optimise)" in (incident.incidents_dir() / f"{incident_id}.md").read_text()
     finally:
-        scratch.drop(_drill_server(), performance.DATABASE)
+        scratch.drop(_drill_server(), performance.database_name(incident_id))
 
 
 def test_a_drill_too_small_to_show_the_incident_is_refused(server):
@@ -216,4 +216,4 @@ def test_live_steps_without_confirm_only_show_and_skip_what_they_did_not_do(slow
 def test_start_refuses_an_unknown_mode_before_making_anything(server):
     with pytest.raises(ParameterError, match="mode must be one of drill, live"):
         performance_steps.start(server, "dril")
-    assert not performance.exists(_drill_server())
+    assert scratch.existing(_drill_server(), performance.DATABASE) == []

@@ -12,7 +12,8 @@ from psycopg import sql
 
 from prep_ops import audit_log, backup, db, incident, roles, runner, scratch
 from prep_ops.errors import ParameterError
-from prep_ops.incident import breach, passwords, security_steps
+from prep_ops.incident import breach, lockout, passwords, security_steps
+from prep_ops.incident.drills import lifecycle
 from prep_ops.incident.drills import security as security_drill
 
 from conftest import passes_of_what_was_not_looked_at, schema_dump
@@ -37,6 +38,12 @@ def _server_roles(server: db.Target) -> list:
             "FROM pg_roles r JOIN pg_authid a ON a.oid = r.oid ORDER BY 1").fetchall()
 
 
+def _drill_left(server: db.Target, incident_id: str) -> list[str]:
+    """What of the drill of `incident_id` is still on the drill server: its database, its roles."""
+    database, role_set, suspect = security_drill.names(incident_id)
+    return security_drill.leftovers(incident.drill_server(server)[0], database, [*role_set.names.values(), suspect])
+
+
 def test_drill_locks_the_role_out_restores_the_baseline_and_shows_no_password(tmp_path, incident_id, server):
     result = runner.run_one(NOTEBOOK, tmp_path, {"incident_id": incident_id})
     assert result.ok, result.error
@@ -52,11 +59,12 @@ def test_drill_locks_the_role_out_restores_the_baseline_and_shows_no_password(tm
         assert f"## {title}" in report
     assert "outcome:** all must-hold checks passed" in report and "NOLOGIN" in report and "PASSWORD '***'" in report
     generated = json.loads((incident.incidents_dir() / f"{incident_id}.passwords").read_text())
-    assert set(generated) == {security_drill.ROLE_PREFIX + "contractor", security_drill.ROLE_PREFIX + "reporter"}
+    _, role_set, suspect = security_drill.names(incident_id)
+    assert set(generated) == {suspect, role_set.reporter}
     shown = _executed(tmp_path / NOTEBOOK.name) + report
     for password in [security_drill.LEAKED, *generated.values()]:
         assert password not in shown
-    assert security_drill.leftovers(server) == []
+    assert _drill_left(server, incident_id) == []
 
 
 def test_live_changes_nothing_without_confirm_or_suspect_and_with_both_does_it_all(tmp_path, incident_id, server):
@@ -137,20 +145,23 @@ def test_live_changes_nothing_without_confirm_or_suspect_and_with_both_does_it_a
 
 def test_a_failing_step_stops_the_runbook_and_says_what_next(tmp_path, incident_id, monkeypatch):
     # the new password "from the environment" is the leaked one: step 4 must refuse it and stop
-    monkeypatch.setenv(passwords.password_variable(security_drill.ROLE_PREFIX + "contractor", roles.RoleSet()), security_drill.LEAKED)
+    database, role_set, suspect = security_drill.names(incident_id)
+    variable = passwords.password_variable(suspect, roles.RoleSet())
+    monkeypatch.setenv(variable, security_drill.LEAKED)
     result = runner.run_one(NOTEBOOK, tmp_path, {"incident_id": incident_id})
-    server = db.resolve_target()
+    server = incident.drill_server(db.resolve_target())[0]
     try:
         assert not result.ok
-        assert result.error.startswith("cell ") and ("StepFailed: step 4 (Update security) failed: "
-                                                     "PREP_OPS_PREP_OPS_SECURITY_CONTRACTOR_PASSWORD holds the password") in result.error
+        assert result.error.startswith("cell ") and (f"StepFailed: step 4 (Update security) failed: "
+                                                     f"{variable} holds the password") in result.error
         report = (incident.incidents_dir() / f"{incident_id}.md").read_text()
         assert "STOPPED at step 4 (Update security)" in report
-        assert "Next: set the passwords by hand" in report and "STILL IN PLACE: role prep_ops_security_contractor locked out" in report
+        assert "Next: set the passwords by hand" in report and f"STILL IN PLACE: role {suspect} locked out" in report
         assert security_drill.LEAKED not in _executed(tmp_path / NOTEBOOK.name) + report
     finally:
-        security_drill.cleanup(incident.drill_server(server)[0])
-    assert security_drill.leftovers(incident.drill_server(server)[0]) == []
+        with db.connect(server, autocommit=True) as conn:  # the run stopped before its clean-up: by hand
+            lifecycle.sweep(conn, security_drill.DATABASE, security_drill.ROLE_PREFIX)
+    assert _drill_left(server, incident_id) == []
 
 
 # --- the runbook's steps, called as the notebook calls them ---------------------------------------
@@ -174,7 +185,7 @@ def test_each_step_is_one_call_and_the_drill_is_contained(incident_id, server):
         security_steps.clean_up(run)
     words = _check_words(run)
     assert len(words) == 9 and all(w.startswith("PASS ") for w in words), words
-    assert security_drill.leftovers(run.drill.server) == []
+    assert _drill_left(server, incident_id) == []
 
 
 def test_steps_without_a_suspect_only_assess_and_say_why(incident_id, server):
@@ -201,3 +212,93 @@ def test_start_refuses_a_suspect_that_would_lock_the_runbook_out(migrated, owner
     me = owner.execute("SELECT current_user").fetchone()[0]
     with pytest.raises(ParameterError, match="lock you out"):
         security_steps.start(migrated, "live", incident_id=incident_id, suspect_role=me)
+
+
+# --- scope, password variables and killed drills (issue 14) ----------------------------------------
+def _verifiers(server: db.Target, names: list[str]) -> dict:
+    with db.connect(server, autocommit=True) as conn:
+        return dict(conn.execute("SELECT rolname, rolpassword FROM pg_authid WHERE rolname = ANY(%s)", (names,)).fetchall())
+
+
+def test_security_live_rotates_only_suspect_and_drifted_roles(incident_id, server):
+    """The baseline's roles lack every grant in the attacked database (they are used in another): that
+    is no drift to rotate for. Only the suspect and the reporter, granted more here, get new passwords."""
+    real = scratch.sample_database(server, 30, 5, name=f"prep_ops_sec_real_{uuid.uuid4().hex[:6]}", confirm=True)
+    target = scratch.sample_database(server, 30, 5, name=f"prep_ops_sec_scope_{uuid.uuid4().hex[:6]}", confirm=True)
+    role_set = roles.RoleSet.with_prefix(f"prep_ops_secscope_{uuid.uuid4().hex[:4]}_")
+    given = {kind: uuid.uuid4().hex for kind in roles.LOGIN_KINDS}
+    suspect = f"prep_ops_secscope_suspect_{uuid.uuid4().hex[:4]}"
+    try:
+        with db.connect(real, autocommit=True) as conn:
+            roles.apply(conn, role_set, given, confirm=True)
+        with db.connect(target, autocommit=True) as conn:
+            conn.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(sql.Identifier(suspect), sql.Literal(WEAK)))
+            conn.execute(sql.SQL("GRANT UPDATE ON tuition_payments TO {}").format(sql.Identifier(role_set.reporter)))
+        untouched = [role_set.app, role_set.analyst, role_set.dba]
+        before = _verifiers(server, untouched)
+        run = security_steps.start(target, "live", incident_id=incident_id, confirm=True, suspect_role=suspect,
+                                   role_prefix=role_set.names["app"].removesuffix("app"))
+        security_steps.isolate_system(run)
+        assert run.assessment is None and security_steps.assess_breach(run).affected() == [suspect, role_set.reporter]
+        security_steps.fix_vulnerability(run)
+        rotated = security_steps.update_security(run)
+        assert list(rotated["role"]) == [suspect, role_set.reporter] and run.rotation.rotated == [suspect, role_set.reporter]
+        security_steps.monitor_activity(run)
+        security_steps.clean_up(run)
+        assert _verifiers(server, untouched) == before
+        app_login = roles.login(real, role_set.app, given["app"])
+        assert lockout.can_connect(app_login) == (True, "connected")  # the application still logs into its database
+        report = run.inc.report_path.read_text()
+        assert "**server-wide changes made** (" in report
+        assert f"`ALTER ROLE \"{role_set.reporter}\" PASSWORD '***'`" in report and f'`ALTER ROLE "{suspect}" NOLOGIN`' in report
+        assert f"ALTER ROLE \"{role_set.app}\" PASSWORD" not in report
+    finally:
+        for database in (real, target):
+            scratch.drop(server, database.database)
+        with db.connect(server, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(suspect)))
+            roles.drop(conn, role_set, confirm=True)
+
+
+def _run_all_steps(run) -> None:
+    try:
+        security_steps.isolate_system(run)
+        security_steps.assess_breach(run)
+        security_steps.fix_vulnerability(run)
+        security_steps.update_security(run)
+        security_steps.monitor_activity(run)
+    finally:
+        security_steps.clean_up(run)
+
+
+def test_security_drill_works_with_password_variables_set(incident_id, server, monkeypatch):
+    for kind in (*roles.LOGIN_KINDS, "readonly"):  # the README's way of giving the real roles their passwords
+        monkeypatch.setenv(passwords.password_variable(kind), f"real {kind} password {uuid.uuid4().hex[:6]}")
+    run = security_steps.start(server, "drill", incident_id=incident_id, drill_students=50)
+    _run_all_steps(run)
+    words = _check_words(run)
+    assert len(words) == 9 and all(w.startswith("PASS ") for w in words), words
+    assert set(run.rotation.sources.values()) == {"generated"}  # never a real role's variable
+    assert _drill_left(server, incident_id) == []
+
+
+def test_killed_security_drill_contractor_is_removed_next_run(incident_id, server):
+    killed_id = f"{incident_id}-killed"
+    killed = security_drill.prepare(server, students=30, incident_id=killed_id)
+    killed.session.close()  # the run's process is gone: so are its sessions
+    killed.conn.close()
+    legacy = security_drill.ROLE_PREFIX + "contractor"  # as a killed run of an earlier version left it
+    with db.connect(server, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(sql.Identifier(legacy),
+                                                                        sql.Literal(security_drill.LEAKED)))
+    assert killed.suspect in _drill_left(server, killed_id)
+    run = security_steps.start(server, "drill", incident_id=incident_id, drill_students=50)
+    try:
+        assert _drill_left(server, killed_id) == []
+        with db.connect(server, autocommit=True) as conn:
+            assert not conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (legacy,)).fetchone()
+        swept = [e.text for e in run.inc.events if e.text.startswith("removed what killed drills had left")]
+        assert swept and f"role {killed.suspect}" in swept[0] and f"database {killed.target.database}" in swept[0]
+    finally:
+        _run_all_steps(run)
+    assert _drill_left(server, incident_id) == []

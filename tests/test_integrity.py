@@ -11,7 +11,7 @@ from psycopg import sql
 from prep_ops import db, embedded, integrity, roles
 from prep_ops.errors import ParameterError
 
-from conftest import cli_env
+from conftest import cli_env, judge_as_elsewhere
 
 
 def prep_ops(*args, env=None):
@@ -107,8 +107,7 @@ def test_amcheck_is_created_by_default_on_a_scratch_database_only(scratch, monke
     with db.connect(scratch, autocommit=True) as conn:
         if not conn.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'amcheck'").fetchone():
             pytest.skip("this server does not offer amcheck")
-        monkeypatch.delenv("PREP_OPS_SCRATCH", raising=False)
-        monkeypatch.setenv("PREP_OPS_DATA_DIR", "/nonexistent/prep-ops-data")  # the connection's server is not ours
+        judge_as_elsewhere(monkeypatch)  # as on a server someone named by a URL
         elsewhere = integrity.check(conn)
         monkeypatch.setenv("PREP_OPS_SCRATCH", "1")
         scratch_report = integrity.check(conn)

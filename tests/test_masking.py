@@ -7,6 +7,7 @@ import uuid
 
 import psycopg
 import pytest
+from conftest import judge_as_elsewhere
 from psycopg import sql
 
 from prep_ops import db, masking, migrate, roles
@@ -126,8 +127,7 @@ def test_seen_by_reads_as_the_logged_in_role(analyst, as_analyst):
 def test_apply_needs_the_analyst_role_and_confirm(owner, monkeypatch):
     with pytest.raises(ParameterError, match="apply the roles first"):
         masking.apply(owner, roles.RoleSet.with_prefix(f"t{uuid.uuid4().hex[:8]}_"))
-    monkeypatch.delenv("PREP_OPS_SCRATCH", raising=False)
-    monkeypatch.setenv("PREP_OPS_DATA_DIR", "/nonexistent/prep-ops-data")  # judged as any other server
+    judge_as_elsewhere(monkeypatch)  # as on a server someone named by a URL
     with pytest.raises(ConfirmationRequired, match="creating the masked views"):
         masking.apply(owner)
     with pytest.raises(ConfirmationRequired, match="dropping the masked views"):
@@ -163,3 +163,52 @@ def test_migrating_down_drops_the_masked_views_and_remove_is_idempotent(owner):
         assert masking.remove(owner) is False
     finally:
         roles.drop(owner, rs)
+
+
+def test_masking_functions_resist_search_path_hijack(scratch):
+    """Where a role may CREATE in public (PUBLIC may, up to PostgreSQL 14), the analyst puts its own
+    convert_to(), sha256() and || first on its search_path: against the functions of 0007 they are handed
+    the salt; after 0008 (schema-qualified calls, a fixed search_path) they are never called."""
+    rs = roles.RoleSet.with_prefix(f"t{uuid.uuid4().hex[:8]}_")
+    passwords = {kind: secrets.token_urlsafe(16) for kind in roles.LOGIN_KINDS}
+    hijack = ["CREATE FUNCTION public.convert_to(t text, e name) RETURNS bytea LANGUAGE plpgsql AS "
+              "$$ BEGIN RAISE NOTICE 'stolen %', t; RETURN pg_catalog.convert_to(t, e); END $$",
+              "CREATE FUNCTION public.sha256(b bytea) RETURNS bytea LANGUAGE plpgsql AS "
+              "$$ BEGIN RAISE NOTICE 'stolen %', pg_catalog.encode(b, 'escape'); RETURN pg_catalog.sha256(b); END $$",
+              "CREATE FUNCTION public.steal_cat(a text, b text) RETURNS text LANGUAGE plpgsql AS "
+              "$$ BEGIN RAISE NOTICE 'stolen %', a; RETURN pg_catalog.textcat(a, b); END $$",
+              "CREATE OPERATOR public.|| (LEFTARG = text, RIGHTARG = text, FUNCTION = public.steal_cat)"]
+
+    def read_as_analyst() -> tuple[list[str], list]:
+        heard = []
+        with db.connect(roles.login(scratch, rs.analyst, passwords["analyst"]), autocommit=True) as conn:
+            conn.add_notice_handler(lambda diag: heard.append(diag.message_primary or ""))
+            conn.execute("SET search_path = public, pg_catalog")
+            rows = conn.execute("SELECT email, username, full_name FROM masked.users ORDER BY id").fetchall()
+            rows += conn.execute("SELECT guardian::text FROM masked.students ORDER BY id").fetchall()
+        return heard, rows
+
+    with db.connect(scratch, autocommit=True) as owner:
+        migrate.apply(owner, to=7)
+        owner.execute("INSERT INTO users (username, email, role, full_name) VALUES "
+                      "('mateo.tsosie', 'mateo.tsosie@yahoo.com', 'student', 'Mateo Tsosie') RETURNING id")
+        try:
+            roles.apply(owner, rs, passwords)
+            masking.apply(owner, rs)
+            owner.execute(sql.SQL("GRANT CREATE ON SCHEMA public TO {}").format(sql.Identifier(rs.analyst)))
+            with db.connect(roles.login(scratch, rs.analyst, passwords["analyst"]), autocommit=True) as conn:
+                for statement in hijack:
+                    conn.execute(statement)
+            salt = owner.execute("SELECT value FROM masking_private.salt").fetchone()[0]
+            heard, before = read_as_analyst()
+            assert any(salt in line for line in heard), heard  # the attack works on 0007's functions
+            migrate.apply(owner)
+            heard, after = read_as_analyst()
+            assert heard == [] and after == before and len(after) == 1  # never called; the same pseudonyms
+            assert not any("mateo" in str(row).lower() or salt in str(row) for row in after)
+            configs = owner.execute("SELECT proname, proconfig FROM pg_proc "
+                                    "WHERE pronamespace = 'masking_private'::regnamespace ORDER BY 1").fetchall()
+            assert configs == [(name, ["search_path=pg_catalog, pg_temp"])
+                               for name in ("email", "initials", "phone", "pseudonym")]
+        finally:
+            roles.drop(owner, rs)

@@ -3,7 +3,7 @@ import threading
 import uuid
 
 import pytest
-from conftest import schema_dump, table_checksum
+from conftest import schema_dump, table_checksum, judge_as_elsewhere
 
 from prep_ops import db, migrate, seed
 from prep_ops.errors import ConfirmationRequired, MigrationError
@@ -21,8 +21,7 @@ def conn(scratch):
 @pytest.fixture
 def not_scratch(monkeypatch):
     """Connections to the embedded server judged as to any other server: changes need confirm."""
-    monkeypatch.delenv("PREP_OPS_SCRATCH", raising=False)
-    monkeypatch.setenv("PREP_OPS_DATA_DIR", "/nonexistent/prep-ops-data")
+    judge_as_elsewhere(monkeypatch)  # as on a server someone named by a URL
 
 
 def test_latest_records_every_version(conn):
@@ -83,7 +82,7 @@ def test_down_to_zero_leaves_only_the_bookkeeping_table(conn):
 def test_the_audit_log_and_masking_schemas_come_from_migrations(conn):
     migrate.apply(conn, to=5)
     assert conn.execute("SELECT to_regclass('audit.log'), to_regnamespace('masked')").fetchone() == (None, None)
-    assert [s.name for s in migrate.apply(conn)] == ["audit_log", "masking"]
+    assert [s.name for s in migrate.apply(conn)] == ["audit_log", "masking", "masking_search_path"]
     assert conn.execute("SELECT to_regclass('audit.log') IS NOT NULL, to_regprocedure('audit.log_change()') IS NOT NULL, "
                         "(SELECT count(*) FROM masking_private.salt), to_regnamespace('masked') IS NOT NULL").fetchone() \
         == (True, True, 1, True)
@@ -173,6 +172,39 @@ def test_edited_applied_migration_is_refused_by_name(conn, migrations_copy):
         migrate.apply(conn, directory=migrations_copy)
     assert migrate.current_version(conn) == 3
     assert [s.changed for s in migrate.status(conn, migrations_copy)][:3] == [False, True, False]
+
+
+def test_edited_down_migration_is_refused_by_name(conn, migrations_copy):
+    migrate.apply(conn, directory=migrations_copy)
+    seed.seed(conn, students=20, seed=1)
+    payments = conn.execute("SELECT count(*) FROM tuition_payments").fetchone()[0]
+    assert payments > 0
+    path = migrations_copy / "0004_payments_profiles.down.sql"
+    path.write_text(path.read_text() + "\nDELETE FROM tuition_payments;\n")
+    with pytest.raises(MigrationError, match=r"down file 0004_payments_profiles\.down\.sql .* was edited"):
+        migrate.apply(conn, to=3, directory=migrations_copy, confirm=True)
+    assert migrate.current_version(conn) == LATEST  # nothing ran, not even the steps above 4
+    assert conn.execute("SELECT count(*) FROM tuition_payments").fetchone()[0] == payments
+    assert [s.changed for s in migrate.status(conn, migrations_copy)][2:5] == [False, True, False]
+    with pytest.raises(MigrationError, match="0004_payments_profiles.down.sql"):
+        migrate.plan(conn, to=3, directory=migrations_copy)  # the plan refuses it too
+
+
+def test_down_checksums_of_a_database_migrated_before_are_recorded_on_the_next_migrate(conn, migrations_copy, not_scratch):
+    migrate.apply(conn, directory=migrations_copy, confirm=True)
+    conn.execute("ALTER TABLE prep_ops_migrations DROP COLUMN down_sha256")  # as an older prep-ops left it
+    path = migrations_copy / "0004_payments_profiles.down.sql"
+    original = path.read_text()
+    assert not any(s.changed for s in migrate.status(conn, migrations_copy))  # nothing to compare with yet
+    assert migrate.apply(conn, directory=migrations_copy) == []  # not scratch, no confirm: changes nothing
+    assert not migrate._has_down_checksums(conn)
+    assert migrate.apply(conn, directory=migrations_copy, confirm=True) == []  # allowed: records them
+    recorded = dict(conn.execute("SELECT version, down_sha256 FROM prep_ops_migrations").fetchall())
+    assert recorded == {m.version: m.down_sha256 for m in migrate.discover(migrations_copy)}
+    path.write_text(original + "\nDELETE FROM tuition_payments;\n")
+    with pytest.raises(MigrationError, match="0004_payments_profiles.down.sql"):
+        migrate.apply(conn, to=3, directory=migrations_copy, confirm=True)
+    assert migrate.current_version(conn) == LATEST
 
 
 def test_concurrent_runs_do_not_interleave(scratch):

@@ -2,6 +2,7 @@
 
 import psycopg
 import pytest
+from conftest import judge_as_elsewhere
 
 from prep_ops import db, plan_compare, plans
 from prep_ops.errors import ConfirmationRequired, ParameterError
@@ -217,8 +218,7 @@ def test_hiding_an_index_is_refused_outside_a_scratch_database_and_for_a_constra
         plans.explain(conn, "SELECT 1", hide_indexes=("lab_pkey",))
     with pytest.raises(ParameterError, match="cannot hide index 'no_such_index'"):
         plans.explain(conn, "SELECT 1", hide_indexes=("no_such_index",))
-    monkeypatch.delenv("PREP_OPS_SCRATCH", raising=False)
-    monkeypatch.setenv("PREP_OPS_DATA_DIR", "/nonexistent/prep-ops-data")  # the connection's server is not ours
+    judge_as_elsewhere(monkeypatch)  # as on a server someone named by a URL
     with pytest.raises(ConfirmationRequired):
         plans.explain(conn, "SELECT 1", hide_indexes=("lab_pkey",))
 
@@ -316,3 +316,31 @@ def test_explain_leaves_the_shared_connection_as_it_found_it(conn):
         plans.explain(conn, "SELECT * FROM no_such_table", settings={"work_mem": "64kB"})
     assert conn.execute(show).fetchone() == before
     assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE and conn.autocommit
+
+
+def test_normalised_statement_gets_a_generic_plan_and_is_not_run(scratch):
+    with db.connect(scratch, autocommit=True) as conn:
+        conn.execute("CREATE TABLE g (id int PRIMARY KEY, a int)")
+        conn.execute("INSERT INTO g SELECT i, i FROM generate_series(1, 1000) i")
+        plan = plans.explain(conn, "DELETE FROM g WHERE a = $1")
+        assert not plan.analyzed and plan.mode.startswith("generic plan")
+        assert ("EXPLAIN (GENERIC_PLAN)" in plan.mode) == (db.server_version(conn) >= 16)
+        assert conn.execute("SELECT count(*) FROM g").fetchone()[0] == 1000
+        with pytest.raises(ParameterError, match="more than one statement"):
+            plans.explain(conn, "SELECT * FROM g WHERE a = $1; DROP TABLE g")
+        assert conn.execute("SELECT count(*) FROM pg_prepared_statements").fetchone()[0] == 0
+        assert conn.execute("SELECT to_regclass('g')").fetchone()[0] == "g"
+
+
+def test_outside_scratch_explain_analyze_runs_only_selects_read_only(scratch, monkeypatch):
+    judge_as_elsewhere(monkeypatch)  # as on a server someone named by a URL
+    with db.connect(scratch, autocommit=True) as conn:
+        conn.execute("CREATE TABLE r (id int)")
+        conn.execute("CREATE FUNCTION writes() RETURNS int LANGUAGE sql AS 'INSERT INTO r VALUES (1) RETURNING 1'")
+        select = plans.explain(conn, "SELECT count(*) FROM r")
+        assert select.analyzed and "READ ONLY" in select.mode and "statement_timeout 30,000 ms" in select.mode
+        delete = plans.explain(conn, "DELETE FROM r")
+        assert not delete.analyzed and delete.mode == "EXPLAIN without ANALYZE: not a SELECT, and this database is not scratch"
+        with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):  # a SELECT that writes is stopped by READ ONLY
+            plans.explain(conn, "SELECT writes()")
+        assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE

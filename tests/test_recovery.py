@@ -6,7 +6,7 @@ from prep_ops import backup, db, migrate, seed
 from prep_ops.incident import recovery
 from prep_ops.errors import ConfirmationRequired, ParameterError
 
-from conftest import _create, _drop, table_checksum
+from conftest import _create, _drop, table_checksum, judge_as_elsewhere
 
 
 @pytest.fixture
@@ -107,8 +107,7 @@ def test_latest_backup_is_the_newest_full_one(damaged, tmp_path):
 def test_repair_outside_a_scratch_database_needs_confirm(damaged, monkeypatch):
     _, taken, _, conn = damaged
     found = recovery.investigate(conn, taken)
-    monkeypatch.setenv("PREP_OPS_DATA_DIR", "/nonexistent/prep-ops")  # db.is_scratch: not the embedded server now
-    monkeypatch.delenv("PREP_OPS_SCRATCH", raising=False)
+    judge_as_elsewhere(monkeypatch)  # as on a server someone named by a URL
     try:
         with _copy(found) as copy:
             with pytest.raises(ConfirmationRequired, match="repairing rows from a backup"):

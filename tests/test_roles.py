@@ -13,6 +13,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from conftest import judge_as_elsewhere
 from psycopg import sql
 
 from prep_ops import audit_log, db, embedded, masking, migrate, roles
@@ -154,6 +155,33 @@ def test_dba_creates_tables_and_monitors(applied, role_set, passwords):
         assert conn.execute("SELECT pg_has_role(current_user, 'pg_monitor', 'USAGE')").fetchone()[0]
         assert not conn.execute("SELECT rolsuper OR rolcreaterole OR rolcreatedb FROM pg_roles "
                                 "WHERE rolname = current_user").fetchone()[0]
+
+
+def test_roles_grant_no_trigger(applied, role_set, passwords, owner):
+    names = list(role_set.names.values())
+
+    def held(privilege):  # (role, table) pairs where a role of the set holds it, in public or by default
+        on_tables = owner.execute(
+            "SELECT r, c.relname FROM pg_class c, unnest(%s::text[]) r WHERE c.relnamespace = 'public'::regnamespace "
+            "AND c.relkind IN ('r', 'p') AND has_table_privilege(r, c.oid, %s) ORDER BY 1, 2", (names, privilege)).fetchall()
+        defaults = owner.execute(
+            "SELECT g.rolname FROM pg_default_acl d, aclexplode(d.defaclacl) a JOIN pg_roles g ON g.oid = a.grantee "
+            "WHERE g.rolname = ANY(%s) AND a.privilege_type = %s", (names, privilege)).fetchall()
+        return on_tables + defaults
+
+    assert held("TRUNCATE")  # the query sees what is granted: the dba empties tables
+    assert held("TRIGGER") == [] and held("REFERENCES") == []
+    dba = _as(applied, role_set, "dba", passwords)
+    with db.connect(dba) as conn:
+        conn.execute("CREATE FUNCTION pg_temp.escalate() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END $$")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="permission denied for table users"):
+            conn.execute("CREATE TRIGGER escalate BEFORE INSERT ON users FOR EACH ROW EXECUTE FUNCTION pg_temp.escalate()")
+    # a TRIGGER grant left by an older roles-as-code is revoked by the next apply
+    owner.execute(sql.SQL("GRANT TRIGGER, REFERENCES ON ALL TABLES IN SCHEMA public TO {}").format(sql.Identifier(role_set.dba)))
+    assert held("TRIGGER")
+    steps = [str(s) for s in roles.apply(owner, role_set, passwords)]
+    assert f'REVOKE REFERENCES, TRIGGER ON ALL TABLES IN SCHEMA "public" FROM "{role_set.dba}"' in steps
+    assert held("TRIGGER") == [] and held("REFERENCES") == []
 
 
 def test_analyst_reads_no_table_at_all(applied, role_set, passwords):
@@ -343,8 +371,7 @@ def test_role_names_are_checked():
 
 
 def test_changes_outside_a_scratch_database_need_confirm(role_set, owner, monkeypatch):
-    monkeypatch.delenv("PREP_OPS_SCRATCH", raising=False)
-    monkeypatch.setenv("PREP_OPS_DATA_DIR", "/nonexistent/prep-ops-data")  # judged as any other server
+    judge_as_elsewhere(monkeypatch)  # as on a server someone named by a URL
     with pytest.raises(ConfirmationRequired, match="confirm=True"):
         roles.apply(owner, role_set)
     with pytest.raises(ConfirmationRequired, match="dropping roles"):

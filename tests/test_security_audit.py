@@ -252,3 +252,28 @@ def test_grants_is_the_one_read_of_direct_grants(migrated, owner):
     assert finding.severity == "high" and finding.detail == "every role may INSERT, SELECT"
     every = {(g["kind"], g["name"]) for g in security_audit.grants(owner, "public", [])}  # no grantee: objects only
     assert ("table", "users") in every and ("sequence", "users_id_seq") in every and ("schema", "public") in every
+
+
+def test_audit_flags_a_trigger_owned_by_a_non_superuser(migrated, owner, temporary_role):
+    check = "code of a non-superuser on tables superusers write"
+    assert not _about(security_audit.findings(owner), check)  # the audit log's triggers: the migrating superuser's
+    plotter = temporary_role("NOLOGIN NOSUPERUSER")
+    role = sql.Identifier(plotter)
+    owner.execute(sql.SQL("GRANT CREATE ON SCHEMA public TO {}").format(role))
+    owner.execute(sql.SQL("GRANT TRIGGER ON users TO {}").format(role))
+    with owner.transaction():
+        owner.execute(sql.SQL("SET LOCAL ROLE {}").format(role))
+        owner.execute("CREATE FUNCTION public.escalate() RETURNS trigger LANGUAGE plpgsql AS 'BEGIN RETURN NULL; END'")
+        owner.execute("CREATE TRIGGER escalate BEFORE INSERT ON users FOR EACH STATEMENT EXECUTE FUNCTION public.escalate()")
+    try:
+        found = security_audit.findings(owner)
+        [finding] = _about(found, check, "public.users")
+        assert finding.severity == "high" and security_audit.has_high(found)
+        assert f'trigger "escalate" on "public"."users" runs "public"."escalate"() owned by {plotter}' in finding.detail
+        assert finding.fix.endswith('ALTER TABLE "public"."users" DISABLE TRIGGER "escalate"')
+        owner.execute(finding.fix.split("(as a superuser) ")[1])
+        assert not _about(security_audit.findings(owner), check)  # a disabled trigger does not fire
+    finally:
+        owner.execute("DROP FUNCTION public.escalate() CASCADE")
+        owner.execute(sql.SQL("REVOKE ALL ON users FROM {}").format(role))
+        owner.execute(sql.SQL("REVOKE ALL ON SCHEMA public FROM {}").format(role))

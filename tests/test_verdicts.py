@@ -12,7 +12,7 @@ import pytest
 from prep_ops import backup, db, notebook, runner
 from prep_ops.errors import CheckFailed
 
-from conftest import cli_env, passes_of_what_was_not_looked_at, schema_dump
+from conftest import cli_env, notebook_outputs, passes_of_what_was_not_looked_at, schema_dump
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -110,9 +110,15 @@ def test_runbooks_without_confirm_skip_what_they_did_not_do(seeded, tmp_path, mo
         sum(len(steps) for steps in NOT_DONE.values())
 
 
-def test_a_filter_skips_the_revenue_comparison_it_cannot_make(seeded, tmp_path):
-    result = runner.run_one(runner.find("02"), tmp_path, {"database_url": seeded.url, "term": "2026-fall"})
+@pytest.mark.parametrize("filters", [{"term": "2026-fall"}, {"instrument": "piano"}, {}], ids=["term", "instrument", "none"])
+def test_revenue_agrees_like_with_like_whatever_the_filter(seeded, tmp_path, filters):
+    """Runbook 02's %sql revenue takes the same filter as prep_ops: the comparison is real with a filter too."""
+    result = runner.run_one(runner.find("02"), tmp_path, {"database_url": seeded.url, **filters})
     assert result.ok, result.error
     revenue = next(c for c in result.checks if c["name"] == "revenue agrees between %sql and prep_ops")
-    assert revenue["status"] == "SKIP" and "term or instrument set" in revenue["detail"]
+    assert revenue["status"] == "PASS" and "in both" in revenue["detail"] and "US$ " in revenue["detail"]
+    terms = 1 if "term" in filters else 6
+    assert revenue["detail"].startswith(f"{terms} term(s), ")
     assert passes_of_what_was_not_looked_at([result]) == []
+    outputs = notebook_outputs(result.output)
+    assert "Traceback" not in outputs and "US$ " in outputs

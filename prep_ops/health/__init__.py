@@ -5,8 +5,9 @@ milliseconds whatever the size of the data. A run reads in one read-only snapsho
 and lock timeout set for that transaction only, and leaves its own session out of every session it
 reports. Connections and transaction-ID age are judged for the whole server, sessions, locks, cache
 and sizes for the connection's database. Statuses are `ok`, `warn` and `critical`, and `unknown`
-where a source is missing (no pg_stat_statements, no readable server log): said in one line with how
-to enable it, never `ok` for what was not judged. A check whose query the server refuses is `warn`
+where a source is missing (no pg_stat_statements, no readable server log) or the sample is too small
+to judge (the cache hit ratio needs enough block requests and enough time since its statistics
+began): said in one line, never `ok` for what was not judged. A check whose query the server refuses is `warn`
 with the reason, never an exception.
 
 One module per subject: sessions (and the idle blockers an incident ends), tables, queries,
@@ -25,12 +26,18 @@ from .queries import _check_top_queries, top_queries
 from .server_log import _check_server_log, recent_errors
 from .sessions import IDLE_IN_TRANSACTION, _check_blocked, _check_connections, _check_idle_in_transaction, \
     _check_long_queries, blocking, end_sessions, idle_blockers, sessions
-from .tables import _check_cache_hit, _check_database_size, _check_wraparound, cache_hit_ratios, table_sizes
+from .tables import _check_cache_hit, _check_database_size, _check_wraparound, cache_hit_ratios, statistics_age, \
+    table_sizes
 
 
 @dataclass(frozen=True)
 class Thresholds:
-    """Where each check turns `warn` and `critical`; the defaults suit a production server."""
+    """Where each check turns `warn` and `critical`; the defaults suit a production server.
+
+    The database size thresholds are far above the school's (about 1 GB at a million students): a
+    database past them has grown in a way someone should look at before backups, restores and
+    VACUUM FULL (which need as much room again) stop fitting.
+    """
 
     connections_warn: float = 0.70  # share of max_connections in use
     connections_critical: float = 0.90
@@ -43,12 +50,15 @@ class Thresholds:
     cache_hit_warn: float = 0.99  # share of block requests served from shared buffers, below which...
     cache_hit_critical: float = 0.90
     cache_min_blocks: int = 10_000  # block requests before the cache hit ratio is judged at all
+    cache_min_seconds: float = 3600.0  # ...and seconds of statistics (since reset, server start or creation)
     xid_age_warn: float = 1.0  # transaction-ID age as a multiple of autovacuum_freeze_max_age
     xid_age_critical: float = 0.5  # transaction-ID age as a share of the 2^31 wraparound limit
     slow_query_mean_ms: float = 100.0  # pg_stat_statements: mean time of a frequent statement
     slow_query_min_calls: int = 100  # calls that make a statement frequent
     log_window_minutes: float = 15.0  # how far back the server log is searched for errors
     log_errors_warn: int = 50  # ERROR and FATAL lines in that window (any PANIC is critical)
+    database_size_warn_gb: float = 50.0  # the database's size on disk (GB of 1024³ bytes)
+    database_size_critical_gb: float = 500.0
 
     def __post_init__(self):
         for f in fields(self):
@@ -63,7 +73,8 @@ class Thresholds:
                                ("long_query_warn_seconds", "long_query_critical_seconds"),
                                ("idle_in_transaction_warn_seconds", "idle_in_transaction_critical_seconds"),
                                ("blocked_warn_seconds", "blocked_critical_seconds"),
-                               ("cache_hit_critical", "cache_hit_warn")):
+                               ("cache_hit_critical", "cache_hit_warn"),
+                               ("database_size_warn_gb", "database_size_critical_gb")):
             if getattr(self, warn) > getattr(self, critical):
                 raise ParameterError(f"threshold {warn} ({getattr(self, warn)}) must not exceed "
                                      f"{critical} ({getattr(self, critical)})")
@@ -104,9 +115,12 @@ def run_checks(conn: psycopg.Connection, thresholds: Thresholds = Thresholds()) 
 
 
 def as_frame(checks: list[HealthCheck]) -> pd.DataFrame:
-    """The checks as a table: name, status, value, threshold, detail, fix."""
+    """The checks as a table: name, status, value, threshold, detail, and the fix only where the status
+    is warn or critical (a fix beside `ok` or `unknown` reads as a problem that is not there)."""
     # object dtype: values of different kinds (shares, seconds, bytes) keep their own form
-    return pd.DataFrame([asdict(c) for c in checks], columns=[f.name for f in fields(HealthCheck)], dtype=object)
+    frame = pd.DataFrame([asdict(c) for c in checks], columns=[f.name for f in fields(HealthCheck)], dtype=object)
+    frame["fix"] = frame["fix"].where(frame["status"].isin(["warn", "critical"]), "")
+    return frame
 
 
 def worst(checks: list[HealthCheck]) -> str:
@@ -116,4 +130,4 @@ def worst(checks: list[HealthCheck]) -> str:
 
 __all__ = ["STATUSES", "QUERY_WIDTH", "CHECK_NAMES", "IDLE_IN_TRANSACTION", "Thresholds", "HealthCheck",
            "run_checks", "as_frame", "worst", "sessions", "blocking", "idle_blockers", "end_sessions", "table_sizes",
-           "cache_hit_ratios", "top_queries", "recent_errors"]
+           "cache_hit_ratios", "statistics_age", "top_queries", "recent_errors"]

@@ -11,6 +11,7 @@ import psycopg
 from psycopg.pq import TransactionStatus
 
 from ..db import snapshot
+from ..formatting import seconds, shorten, size  # noqa: F401 (the checks' units, shown one way everywhere)
 from ..sqlfiles import load
 
 if TYPE_CHECKING:
@@ -77,17 +78,13 @@ def grade(value, warn, critical) -> str:
 
 
 def short(text) -> str:
-    text = " ".join(str(text or "").split())
-    return text if len(text) <= SHORT else text[:SHORT - 1] + "…"
+    """A statement quoted in a one-line detail: on one line, cut at a word boundary (the full text is in the tables)."""
+    return shorten(text, SHORT)
 
 
-def size(n) -> str:
-    """Bytes as pg_size_pretty shows them (1 kB = 1024 bytes)."""
-    n = float(n or 0)
-    for unit in ("bytes", "kB", "MB", "GB", "TB"):
-        if abs(n) < 10 * 1024 or unit == "TB":
-            return f"{n:,.0f} {unit}"
-        n /= 1024
+def minutes(value) -> str:
+    """A duration given in seconds, in minutes: `2.0 min`."""
+    return f"{value / 60:,.1f} min"
 
 
 def plain(value):
@@ -95,7 +92,3 @@ def plain(value):
     if value is None or pd.isna(value):
         return None
     return value.item() if hasattr(value, "item") else value
-
-
-def seconds(value) -> str:
-    return f"{value:,.1f} s"

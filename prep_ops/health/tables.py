@@ -6,9 +6,11 @@ import psycopg
 
 from ..db import fetch_frame
 from ..sqlfiles import load
-from ._check import HealthCheck, Run, reading, size
+from ..formatting import percent
+from ._check import HealthCheck, Run, minutes, reading, size
 
 WRAPAROUND = 2**31  # transaction IDs: the server stops before their age reaches this
+GB = 1024**3  # as pg_size_pretty counts
 
 
 def _table_sizes(conn: psycopg.Connection, limit: int) -> pd.DataFrame:
@@ -39,24 +41,48 @@ def cache_hit_ratios(conn: psycopg.Connection) -> pd.DataFrame:
 
 # --- the checks ----------------------------------------------------------------------------------
 
+def statistics_age(conn: psycopg.Connection) -> tuple[float, str]:
+    """Seconds this database's statistics have been collecting, and since what: their last reset; else
+    the later of the server's start and the database's creation (a database made after the server
+    started has statistics only as old as itself; its creation is read where the session may)."""
+    reset, started, now, may_stat = conn.execute(load("health", "stats_age")).fetchone()
+    if reset is not None:
+        return (now - reset).total_seconds(), "the statistics were reset"
+    created = conn.execute(load("health", "database_created")).fetchone()[0] if may_stat else None
+    if created is not None and created > started:
+        return (now - created).total_seconds(), "the database was created"
+    return (now - started).total_seconds(), "the server started"
+
+
 def _check_cache_hit(name: str, run: Run) -> HealthCheck:
+    """Judged only over a sample large enough to mean something: enough block requests AND enough time
+    since the statistics began. Right after a bulk load (pgbench -i) nearly every request was a read of
+    a block just written: the ratio says nothing about the cache yet, so it is unknown, never critical."""
     t = run.thresholds
     frame = _cache_hit_ratios(run.conn)
     hits = int(frame["table_hits"].sum() + frame["index_hits"].sum())
     requests = hits + int(frame["table_reads"].sum() + frame["index_reads"].sum())
     ratio = hits / requests if requests else None
+    age, since = statistics_age(run.conn)
+    threshold = (f"warn < {t.cache_hit_warn:.0%}, critical < {t.cache_hit_critical:.0%}, judged after "
+                 f"{t.cache_min_blocks:,} block requests and {minutes(t.cache_min_seconds)} of statistics")
+    too_small = [why for why, short_of in (
+        (f"only {requests:,} block requests (fewer than {t.cache_min_blocks:,})", requests < t.cache_min_blocks),
+        (f"statistics only {minutes(age)} old ({since}; fewer than {minutes(t.cache_min_seconds)})",
+         age < t.cache_min_seconds)) if short_of]
     if ratio is None:
-        status, detail = "ok", "no table or index blocks requested yet"
-    elif requests < t.cache_min_blocks:
-        status, detail = "ok", f"{ratio:.2%} from memory, but only {requests:,} block requests: too few to judge"
+        status, detail = "unknown", "no table or index blocks requested yet: nothing to judge"
+    elif too_small:
+        status, detail = "unknown", (f"{percent(ratio, 2)} of {requests:,} block requests served from memory, "
+                                     f"not judged: {' and '.join(too_small)}; sample too small")
     else:
         status = "critical" if ratio < t.cache_hit_critical else "warn" if ratio < t.cache_hit_warn else "ok"
-        detail = f"{ratio:.2%} of {requests:,} block requests served from memory"
+        detail = (f"{percent(ratio, 2)} of {requests:,} block requests served from memory "
+                  f"over {minutes(age)} of statistics")
     return HealthCheck(
-        name, status, ratio,
-        f"warn < {t.cache_hit_warn:.0%}, critical < {t.cache_hit_critical:.0%} (after {t.cache_min_blocks:,} requests)",
-        detail, "the data in use outgrows shared_buffers: raise it (about 25% of RAM) or add memory; "
-                "look for sequential scans of large tables")
+        name, status, ratio, threshold, detail,
+        "the data in use outgrows shared_buffers: raise it (about 25% of RAM) or add memory; "
+        "look for sequential scans of large tables")
 
 
 def _check_wraparound(name: str, run: Run) -> HealthCheck:
@@ -74,10 +100,14 @@ def _check_wraparound(name: str, run: Run) -> HealthCheck:
 
 
 def _check_database_size(name: str, run: Run) -> HealthCheck:
+    t = run.thresholds
     database, total = run.conn.execute(load("health", "database_size")).fetchone()
     largest = _table_sizes(run.conn, 3)
     tables = ", ".join(f"{r.table_name} {size(r.total_bytes)}" for r in largest.itertuples())
+    warn_at, critical_at = t.database_size_warn_gb * GB, t.database_size_critical_gb * GB
+    status = "critical" if total >= critical_at else "warn" if total >= warn_at else "ok"
     return HealthCheck(
-        name, "ok", total, "informational",
+        name, status, total, f"warn ≥ {size(warn_at)}, critical ≥ {size(critical_at)}",
         f"{database}: {size(total)}" + (f"; largest: {tables}" if tables else "; no tables"),
-        "watch the trend; the maintenance runbook finds bloat worth a VACUUM FULL")
+        "make room before the disk fills (backups, restores and VACUUM FULL need as much again): "
+        "drop or archive old data, and the maintenance runbook finds bloat worth a VACUUM FULL")

@@ -10,7 +10,8 @@ procedures.
 """
 
 from ..errors import StepFailed
+from .naming import drill_label
 from .record import MODES, Action, Event, Hold, Incident, check_id, check_mode, drill_server, incidents_dir, new_id
 
-__all__ = ["MODES", "Action", "Event", "Hold", "Incident", "StepFailed", "check_id", "check_mode", "drill_server",
-           "incidents_dir", "new_id"]
+__all__ = ["MODES", "Action", "Event", "Hold", "Incident", "StepFailed", "check_id", "check_mode", "drill_label",
+           "drill_server", "incidents_dir", "new_id"]

@@ -6,6 +6,8 @@ it, so it is the evidence. Locking it out, assessing, fixing and watching are in
 new passwords and the common-password check in passwords.py.
 """
 
+import re
+
 import pandas as pd
 import psycopg
 from psycopg import sql
@@ -99,6 +101,13 @@ def _revoke(r: dict, who: sql.Identifier) -> sql.Composed | None:
     return None  # what it owns stays: it may be evidence, and handing it to another role could arm it
 
 
+def server_wide(text: str) -> bool:
+    """Whether a statement changes a role itself (its attributes, password, memberships), which holds
+    in every database of the server, rather than a privilege on an object of this database."""
+    return text.startswith(("ALTER ROLE ", "CREATE ROLE ", "DROP ROLE ")) or (
+        text.startswith(("GRANT ", "REVOKE ")) and " ON " not in text)
+
+
 def revoke_actions(conn: psycopg.Connection, role: str) -> list[Action]:
     """The statements that take away everything `role` holds (see `holdings`), the objects it owns
     excepted, and keep the role itself (the audit log names it)."""
@@ -107,7 +116,7 @@ def revoke_actions(conn: psycopg.Connection, role: str) -> list[Action]:
         statement = _revoke(r, who)
         if statement is not None:
             actions.setdefault(statement.as_string(None), statement)
-    return [Action(text, statement) for text, statement in actions.items()]
+    return [Action(text, statement, server_wide=server_wide(text)) for text, statement in actions.items()]
 
 
 def _has_audit_log(conn: psycopg.Connection) -> bool:
@@ -134,6 +143,42 @@ def changes_per_table(entries: pd.DataFrame) -> pd.DataFrame:
     if entries.empty:
         return pd.DataFrame()
     return pd.crosstab(entries["table_name"].rename("table"), entries["operation"].rename("operation"))
+
+
+_TAKEN_ATTRIBUTES = ("NOSUPERUSER", "NOCREATEDB", "NOCREATEROLE", "NOREPLICATION", "NOBYPASSRLS")
+_REVOKE = re.compile(r'REVOKE (?P<privileges>[A-Z, ]+) ON (?P<on>ALL TABLES|ALL SEQUENCES|SCHEMA|DATABASE|'
+                     r'TABLE "(?P<schema>(?:[^"]|"")*)"\."(?P<table>(?:[^"]|"")*)")')
+_KIND_OF = {"ALL TABLES": "table", "ALL SEQUENCES": "sequence", "SCHEMA": "schema", "DATABASE": "database"}
+
+
+def _holds_what_is_revoked(held: pd.DataFrame, text: str) -> bool:
+    """Whether a plan's REVOKE takes away something the role holds now (the planner also revokes, from a
+    role that lacks everything, what its own GRANT ON ALL TABLES would give on bookkeeping tables)."""
+    found = _REVOKE.match(text)
+    if not found:
+        return True  # a statement not understood counts: better one password too many than one too few
+    kind = _KIND_OF.get(found["on"], "table")
+    rows = held[(held["kind"] == kind) & held["privilege"].isin(found["privileges"].split(", "))]
+    if found["table"] is not None:
+        rows = rows[(rows["schema"] == found["schema"].replace('""', '"')) & (rows["object"] == found["table"].replace('""', '"'))]
+    return len(rows) > 0
+
+
+def gained(conn: psycopg.Connection, steps: list[roles.Step], role_set: roles.RoleSet) -> list[str]:
+    """The roles of the set that hold more in this database than the baseline wants: a plan's statement
+    takes away something they hold (REVOKE ... FROM it), or an attribute (ALTER ROLE it WITH NOSUPERUSER
+    and the like). A missing grant is no sign of a breach (a database a role is not used in lacks them
+    all), so it is not counted."""
+    found = []
+    for name in role_set.names.values():
+        quoted = sql.Identifier(name).as_string(None)
+        revokes = [s.text for s in steps if s.text.startswith("REVOKE ") and s.text.endswith(f" FROM {quoted}")]
+        attributes = any(s.text.startswith(f"ALTER ROLE {quoted} WITH ") and set(s.text.split()) & set(_TAKEN_ATTRIBUTES)
+                         for s in steps)
+        held = holdings(conn, name) if revokes else None
+        if attributes or any(_holds_what_is_revoked(held, text) for text in revokes):
+            found.append(name)
+    return found
 
 
 def drifted(steps: list[roles.Step], role_set: roles.RoleSet) -> list[str]:

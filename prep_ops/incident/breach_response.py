@@ -13,9 +13,17 @@ import psycopg
 from .. import access, audit_log, health, roles, security_audit
 from ..scram import Secret
 from . import lockout
-from .breach import HOLDINGS, changes_per_table, drifted, held_text, holdings, log_position, revoke_actions, timeline
+from .breach import (HOLDINGS, changes_per_table, gained, held_text, holdings, log_position, revoke_actions, server_wide,
+                     timeline)
 from .passwords import Rotation, weak_passwords
-from .record import Incident
+from .record import Action, Incident
+
+
+def baseline_plan(conn: psycopg.Connection, role_set: roles.RoleSet) -> list[roles.Step]:
+    """The statements that reset the roles-as-code baseline in this database, passwords left out:
+    during a breach, passwords change only in step 4 and only for the roles it names (a password set
+    from $PREP_OPS_<ROLE>_PASSWORD here would change that role in every database of the server)."""
+    return [s for s in roles.plan(conn, role_set) if not (s.text.startswith("ALTER ROLE ") and " PASSWORD " in s.text)]
 
 @dataclass
 class Isolation:
@@ -61,8 +69,8 @@ def isolate(inc: Incident, conn: psycopg.Connection, role: str | None) -> Isolat
     before = lockout.sessions(conn, role)
     inc.found(f"{len(before)} open session(s) of {role}")
     actions, undo = lockout.lock_out(conn, role)
-    if inc.run(actions, conn):
-        inc.hold("suspect", f"role {role} locked out (NOLOGIN, CONNECTION LIMIT 0)", undo)
+    inc.change("suspect", f"role {role} locked out (NOLOGIN, CONNECTION LIMIT 0)", actions, undo, conn,
+               state=lockout.state(conn, role))
     left = _sessions_left(conn, role, 5.0 if inc.may_change else 0)
     login, limit = _role_state(conn, role)
     return Isolation(role, before, log_position(conn), login, limit, left)
@@ -79,20 +87,21 @@ class Assessment:
     weak: pd.DataFrame
     findings: pd.DataFrame
     matrix: pd.DataFrame
+    grown: list[str]                # the baseline's roles holding more here than wanted (breach.gained)
 
     @property
     def changes(self) -> pd.DataFrame:
         return changes_per_table(self.timeline)
 
     def affected(self) -> list[str]:
-        """The login roles whose passwords must change: the suspect, and the baseline's login roles
-        that drifted or have a common password; none without a suspect (then it only assesses)."""
+        """The login roles whose passwords must change: the suspect, and the baseline's login roles that
+        hold more in this database than the baseline wants (`breach.gained`); none without a suspect
+        (then it only assesses). A password is the role's in every database of the server, so a role
+        that only lacks grants here, or has a common password, is reported, not rotated."""
         if self.role is None:
             return []
         logins = [self.role_set.names[k] for k in roles.LOGIN_KINDS]
-        weak = set(self.weak.loc[self.weak["common_password"].eq(True), "role"])
-        found = [self.role] if self.role else []
-        return list(dict.fromkeys(found + [n for n in logins if n in drifted(self.drift, self.role_set) or n in weak]))
+        return list(dict.fromkeys([self.role] + [n for n in logins if n in self.grown]))
 
     def lines(self) -> list[str]:
         """What the assessment found, one sentence each (never a password)."""
@@ -127,9 +136,11 @@ def assess(conn: psycopg.Connection, role: str | None, role_set: roles.RoleSet) 
     names = ([role] if role else []) + list(role_set.names.values())
     logins = ([role] if role else []) + [role_set.names[k] for k in roles.LOGIN_KINDS]
     matrix = security_audit.privilege_matrix(security_audit.privileges(conn, names))
+    drift = baseline_plan(conn, role_set)
     return Assessment(role, role_set, audit_log.enabled(conn), timeline(conn, role),
-                      holdings(conn, role) if role else pd.DataFrame(columns=HOLDINGS), roles.plan(conn, role_set),
-                      weak_passwords(conn, logins), security_audit.as_frame(security_audit.findings(conn, role_set)), matrix)
+                      holdings(conn, role) if role else pd.DataFrame(columns=HOLDINGS), drift,
+                      weak_passwords(conn, logins), security_audit.as_frame(security_audit.findings(conn, role_set)), matrix,
+                      gained(conn, drift, role_set))
 
 
 @dataclass
@@ -150,19 +161,16 @@ class Fix:
 
 
 def fix(inc: Incident, conn: psycopg.Connection, role: str | None, role_set: roles.RoleSet) -> Fix:
-    """Revoke everything `role` holds (keeping the role), then reset the baseline with roles.apply;
+    """Revoke everything `role` holds (keeping the role), then reset the baseline (`baseline_plan`, in one
+    transaction; statements that change roles themselves are marked server-wide);
     in live mode without confirm, only show the statements. Without a suspect, change nothing."""
     if role is None:
         inc.note("no suspect role given, so only assessing: nothing revoked, the baseline not reset "
                  "(06_access_control_audit resets it)")
-        return Fix(None, pd.DataFrame(columns=HOLDINGS), roles.plan(conn, role_set))
+        return Fix(None, pd.DataFrame(columns=HOLDINGS), baseline_plan(conn, role_set))
     inc.run(revoke_actions(conn, role), conn)
-    if inc.may_change:
-        inc.ran([step.text for step in roles.apply(conn, role_set, confirm=True)])
-    else:
-        for step in roles.plan(conn, role_set):
-            inc.would(step.text)
-    return Fix(role, holdings(conn, role), roles.plan(conn, role_set))
+    inc.run([Action(s.text, s.statement, server_wide=server_wide(s.text)) for s in baseline_plan(conn, role_set)], conn)
+    return Fix(role, holdings(conn, role), baseline_plan(conn, role_set))
 
 
 @dataclass
@@ -205,4 +213,4 @@ def monitor(inc: Incident, conn: psycopg.Connection, role: str | None, role_set:
     recent = timeline(conn, after=after, limit=100)
     since = timeline(conn, role, after=after) if role else recent.iloc[0:0]
     return Watch(role, login, limit, lockout.sessions(conn, role) if role else pd.DataFrame(), attempts, since, recent,
-                 roles.plan(conn, role_set), health.sessions(conn))
+                 baseline_plan(conn, role_set), health.sessions(conn))

@@ -24,6 +24,12 @@ def _role(conn: psycopg.Connection, role: str) -> dict:
     return {"login": row[0], "limit": row[1], "superuser": row[2]}
 
 
+def state(conn: psycopg.Connection, role: str) -> dict:
+    """What the incident record keeps of a role before blocking it: its name, LOGIN and connection limit."""
+    found = _role(conn, role)
+    return {"role": role, "login": found["login"], "connection_limit": found["limit"]}
+
+
 def sessions(conn: psycopg.Connection, role: str) -> pd.DataFrame:
     """The sessions `role` has open on the server (any database), oldest first."""
     return fetch_frame(conn, load("service", "sessions"), {"role": role})
@@ -36,13 +42,14 @@ def _end_sessions(role: str) -> Action:
 
 def _limit(role: str, limit: int) -> Action:
     statement = sql.SQL("ALTER ROLE {} CONNECTION LIMIT {}").format(sql.Identifier(role), sql.Literal(int(limit)))
-    return Action(f'ALTER ROLE {sql.Identifier(role).as_string(None)} CONNECTION LIMIT {int(limit)}', statement)
+    return Action(f'ALTER ROLE {sql.Identifier(role).as_string(None)} CONNECTION LIMIT {int(limit)}', statement,
+                  server_wide=True)
 
 
 def _login(role: str, login: bool) -> Action:
     word = "LOGIN" if login else "NOLOGIN"
     statement = sql.SQL("ALTER ROLE {} " + word).format(sql.Identifier(role))
-    return Action(f"ALTER ROLE {sql.Identifier(role).as_string(None)} {word}", statement)
+    return Action(f"ALTER ROLE {sql.Identifier(role).as_string(None)} {word}", statement, server_wide=True)
 
 
 def block(conn: psycopg.Connection, role: str) -> tuple[list[Action], list[Action]]:

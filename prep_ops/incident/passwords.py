@@ -115,7 +115,10 @@ def _write_private(path: Path, passwords: dict[str, Secret]) -> None:
 def rotate(inc: Incident, conn: psycopg.Connection, names: list[str], role_set: RoleSet) -> Rotation:
     """New passwords for `names`: from $PREP_OPS_<ROLE>_PASSWORD when set, else generated and saved
     to `passwords_file(inc)` before they are set; applied as SCRAM verifiers (libpq's) in one transaction
-    on `conn` (the incident's database)."""
+    on `conn` (the incident's database). Each is the role's password in every database of the server.
+
+    `role_set` names the variables: a role of the set reads its kind's (PREP_OPS_APP_PASSWORD), any
+    other its own name's. A drill passes RoleSet(), so its roles never take the real roles' passwords."""
     if not names:
         inc.note("no role needs a new password")
     new, sources = {}, {}
@@ -138,7 +141,8 @@ def rotate(inc: Incident, conn: psycopg.Connection, names: list[str], role_set: 
         _write_private(path, generated)
         inc.fact("new passwords", f"{path} (mode 0600, generated ones only; they are never shown)")
     inc.run([Action(f"ALTER ROLE {sql.Identifier(n).as_string(None)} PASSWORD '***'",
-                    sql.SQL("ALTER ROLE {} PASSWORD {}").format(sql.Identifier(n), sql.Literal(verifiers[n])))
+                    sql.SQL("ALTER ROLE {} PASSWORD {}").format(sql.Identifier(n), sql.Literal(verifiers[n])),
+                    server_wide=True)  # a role's password is the same in every database of the server
              for n in new], conn)
     after = dict((r, v) for r, _, v in (_verifiers(conn, names) or []))
     rotated = [n for n in names if verifier_matches(new[n], after.get(n))]

@@ -3,7 +3,7 @@ indexes, monitor results, document changes, clean up.
 
 `start` makes the drill (mode="drill": a scratch database slowed down on purpose, under load, with a
 session sitting on a row lock) or takes the target (mode="live") and opens the incident; each step
-then takes what `start` returned, opens the connection it needs once, records what it found and
+then takes what `start` returned, works on the incident's one connection (`inc.conn`), records what it found and
 did, makes its checks (a SKIP with the reason for what this mode does not check) and returns what
 the notebook shows.
 """
@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import pandas as pd
 
 from .. import health
-from ..db import Target, connect
-from . import performance
+from ..db import Target
+from . import naming, performance
 from .drills import performance as performance_drill
 from .record import Incident, check_mode
 
@@ -43,10 +43,14 @@ def start(target: Target, mode: str = "drill", *, incident_id: str | None = None
           load_seconds: float = 30, sessions: int = 4) -> SlowQueries:
     """The drill made (mode="drill") or the target taken (live), and the incident opened."""
     check_mode(mode)
-    drill = performance_drill.make(target, drill_students, load_seconds=load_seconds, sessions=sessions,
-                                   repeats=repeats) if mode == "drill" else None
+    incident_id = naming.check_id(incident_id or naming.new_id("performance"))
+    drill = performance_drill.make(target, drill_students, incident_id=incident_id, load_seconds=load_seconds,
+                                   sessions=sessions, repeats=repeats) if mode == "drill" else None
     work_on = drill.target if drill else target
-    inc = Incident("performance", "Catalogue queries slow", work_on, incident_id=incident_id, mode=mode, confirm=confirm)
+    inc = Incident("performance", "Catalogue queries slow", work_on, incident_id=incident_id, mode=mode, confirm=confirm,
+                   conn=drill.conn if drill else None)
+    if drill and drill.swept:
+        inc.note(f"removed what killed drills had left: {', '.join(drill.swept)}")
     inc.fact("drill" if drill else "live", drill.summary if drill else "observing the target; changes only with confirm=True")
     return SlowQueries(inc, work_on, drill, query, float(target_ms), int(repeats))
 
@@ -58,9 +62,8 @@ def identify_bottleneck(run: SlowQueries) -> pd.DataFrame:
     inc = run.inc
     with inc.step(1, "Identify the bottleneck", next_if_failed="read the health checks and blocked sessions below; "
                                                                 "name the slow query with query=... and run again"):
-        with connect(run.target, autocommit=True) as conn:
-            run.seen = seen = performance.identify(conn, run.drill.baseline if run.drill else None,
-                                                   reported=run.query, repeats=run.repeats)
+        run.seen = seen = performance.identify(inc.conn, run.drill.baseline if run.drill else None,
+                                               reported=run.query, repeats=run.repeats)
         for line in seen.lines():
             inc.found(line)
         inc.check("bottleneck identified", seen.bottleneck is not None, seen.headline(), must_hold=inc.mode == "drill",
@@ -76,15 +79,15 @@ def optimise(run: SlowQueries) -> pd.DataFrame:
     inc = run.inc
     with inc.step(2, "Optimise", next_if_failed="EXPLAIN the query by hand (03_query_plan_analysis); end a blocking "
                                                  "session yourself with SELECT pg_terminate_backend(pid)"):
-        with connect(run.target, autocommit=True) as conn:
-            run.fix = fix = performance.optimise(conn, run.seen)
-            for line in fix.lines():
-                inc.found(line)
-            inc.run(fix.end_blockers, conn)
-            inc.check("an index is proposed for the bottleneck", bool(fix.proposed), f"{len(fix.proposed)} proposed",
-                      must_hold=inc.mode == "drill", fix="the plan has no scan an index would fix: see its findings")
-            inc.check("no session blocks another", health.blocking(conn).empty, f"{len(fix.blockers)} idle blocker(s) found",
-                      must_hold=inc.may_change, fix="end the blocking sessions (confirm=True)")
+        run.fix = fix = performance.optimise(inc.conn, run.seen)
+        for line in fix.lines():
+            inc.found(line)
+        inc.run(fix.end_blockers)
+        inc.check("an index is proposed for the bottleneck", bool(fix.proposed), f"{len(fix.proposed)} proposed",
+                  must_hold=inc.mode == "drill", fix="the plan has no scan an index would fix: see its findings")
+        inc.check("no session blocks another", (blocked := health.blocking(inc.conn)).empty,  # the detail says what was checked
+                  f"{blocked['blocked_pid'].nunique()} session(s) blocked now; {len(fix.blockers)} idle blocker(s) found before",
+                  must_hold=inc.may_change, fix="end the blocking sessions (confirm=True)")
     return fix.findings
 
 
@@ -94,11 +97,10 @@ def update_indexes(run: SlowQueries) -> list[str]:
     inc, proposed = run.inc, run.fix.proposed
     with inc.step(3, "Update indexes", next_if_failed="drop an index left INVALID (DROP INDEX CONCURRENTLY name), "
                                                        "then run the CREATE INDEX CONCURRENTLY above by hand"):
-        with connect(run.target, autocommit=True) as conn:
-            ran = performance.create_indexes(inc, conn, proposed)
-            if run.drill:
-                run.drill.load.mark("after the index")
-            missing = performance.missing_indexes(conn, proposed)
+        ran = performance.create_indexes(inc, inc.conn, proposed)
+        if run.drill:
+            run.drill.load.mark("after the index")
+        missing = performance.missing_indexes(inc.conn, proposed)
         skipped = "no index proposed" if not proposed else "" if inc.may_change else \
             "live without confirm=True: not created (statements above)"
         inc.check("proposed indexes exist and are valid", not missing, ", ".join(missing) or f"{len(proposed)} index(es)",
@@ -112,8 +114,7 @@ def monitor_results(run: SlowQueries) -> pd.DataFrame:
     inc, seen = run.inc, run.seen
     with inc.step(4, "Monitor results", next_if_failed="look at the plan again (03_query_plan_analysis): "
                                                         "the index may not be used; keep the incident open"):
-        with connect(run.target, autocommit=True) as conn:
-            run.after = after = performance.query_times(conn, seen.times.params, repeats=run.repeats)
+        run.after = after = performance.query_times(inc.conn, seen.times.params, repeats=run.repeats)
         inc.found(seen.headline(after))
         if run.drill:
             inc.found(run.drill.load.report().summary)
@@ -134,9 +135,12 @@ def document_changes(run: SlowQueries) -> None:
 
 
 def clean_up(run: SlowQueries) -> None:
-    """Step 6: in a drill, the load stopped, the lock holder ended and the drill database dropped."""
+    """Step 6: in a drill, the load stopped, the lock holder ended and the drill database dropped (its
+    own only); the incident's connection closed."""
     inc, drill = run.inc, run.drill
-    with inc.step(6, "Clean up", next_if_failed=f"drop the drill database by hand: DROP DATABASE {performance_drill.DATABASE} WITH (FORCE)"):
+    name = drill.target.database if drill else ""
+    with inc.step(6, "Clean up", next_if_failed=f"drop the drill database by hand: DROP DATABASE {name} WITH (FORCE)"):
+        inc.close()
         if drill:
             stopped = drill.drop()
             inc.did(f"stopped the load ({stopped.queries:,} queries, {stopped.errors} errors) and the lock holder; "

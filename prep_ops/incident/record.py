@@ -11,10 +11,19 @@ step runs for real; "live" works on the target, where a step that changes someth
 what it would run unless `confirm=True`.
 
 A step that fails raises `StepFailed`, naming the step and what to do next, and saying whether the
-application is still blocked (and how to undo that), so that nobody at 3 a.m. is left guessing.
+application is still blocked (and how to undo that), so that nobody at 3 a.m. is left guessing; an
+interrupted step (Ctrl-C, a stopped kernel) prints the same "STILL IN PLACE: ..." line.
+
+The record is also kept as JSON beside the report (journal.py), written before each change: what is
+held and the statements that undo it, read before the change. A re-run with the same incident_id
+takes over what the earlier (perhaps killed) run still holds, with its undo statements, so that
+resuming restores the original state. The record's target must be the same.
+
+One connection per incident: `Incident.conn`, opened on first use, opened again when the server
+dropped it, closed by `close()` (the runbooks' clean-up step). Other databases (restored copies,
+drill servers) and other roles get connections of their own.
 """
 
-import re
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -23,13 +32,14 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-from .. import notebook
-from ..db import Target, connect
+from .. import embedded, notebook
+from ..db import Target, connect, require_change
 from ..errors import CheckFailed, ParameterError, StepFailed, database_error, first_line
-from ..paths import runs_dir
+from . import journal, report
+from .naming import MODES, check_id, check_mode, drill_server, incidents_dir, new_id  # noqa: F401 (the record's API)
 
-MODES = ("drill", "live")
-_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,79}")
+SERVER_WIDE = "server-wide: roles are the same in every database of this server"
+
 
 
 @dataclass
@@ -40,6 +50,12 @@ class Action:
     text: str
     statement: sql.Composable
     params: tuple | dict | None = None
+    server_wide: bool = False  # ALTER ROLE and the like: it changes the role for every database of the server
+
+    @property
+    def shown(self) -> str:
+        """The text, with a remark when the statement reaches beyond the incident's database."""
+        return f"{self.text}  -- {SERVER_WIDE}" if self.server_wide else self.text
 
 
 @dataclass
@@ -57,6 +73,7 @@ class _Step:
     began: datetime
     ended: datetime | None = None
     failed: str = ""
+    failed_message: str = ""
 
 
 @dataclass
@@ -66,41 +83,7 @@ class Hold:
     what: str
     undo: list[Action]
     since: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
-
-
-def drill_server(target: Target) -> tuple[Target, str]:
-    """Where a drill makes its scratch database: the target's server when it is a scratch server
-    (embedded, or $PREP_OPS_SCRATCH=1), else the embedded server; and a one-line note saying which."""
-    if target.scratch:
-        return target, f"drill on the target's server ({target.masked_url})"
-    from ..verify import scratch_server
-
-    return scratch_server(), "drill on the embedded server: the target is not a scratch server, so it is left alone"
-
-
-def check_mode(mode) -> str:
-    """`mode` when it is one of MODES, else ParameterError."""
-    if mode not in MODES:
-        raise ParameterError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
-    return mode
-
-
-def incidents_dir() -> Path:
-    """Where incident reports and their executed notebooks go: runs/incidents/."""
-    return runs_dir() / "incidents"
-
-
-def check_id(incident_id) -> str:
-    """`incident_id` when it is a name (letters, digits, '.', '_', '-'; at most 80; never a path), else ParameterError."""
-    if not isinstance(incident_id, str) or not _ID.fullmatch(incident_id):
-        raise ParameterError(f"incident_id must be letters, digits, '.', '_' or '-' (at most 80, "
-                             f"starting with a letter or digit), not {str(incident_id)[:100]!r}")
-    return incident_id
-
-
-def new_id(kind: str) -> str:
-    """A fresh incident id: the time and the kind, e.g. 20261126-031502-data-recovery."""
-    return f"{datetime.now():%Y%m%d-%H%M%S}-{kind}"
+    state: dict = field(default_factory=dict)  # what was there before, as read (e.g. {"connection_limit": 7})
 
 
 def _now() -> datetime:
@@ -114,8 +97,11 @@ def _show(line: str) -> None:
 class Incident:
     """The record of one incident runbook run."""
 
+    SERVER_WIDE = SERVER_WIDE
+
     def __init__(self, kind: str, title: str, target: Target, *, incident_id: str | None = None,
-                 mode: str = "drill", confirm: bool = False, directory: Path | None = None):
+                 mode: str = "drill", confirm: bool = False, directory: Path | None = None,
+                 conn: psycopg.Connection | None = None):
         check_mode(mode)
         incident_id = incident_id or new_id(kind)
         check_id(incident_id)
@@ -128,6 +114,43 @@ class Incident:
         self.holds: dict[str, Hold] = {}
         self.facts: dict[str, str] = {}
         self._current: _Step | None = None
+        self._conn = conn  # one already open to the target (a drill's, from its creation on), else opened on first use
+        self._resume(journal.load(self.directory, incident_id))
+
+    def _resume(self, earlier: dict | None) -> None:
+        """Take over what an earlier run of this incident still holds (see journal.py)."""
+        if earlier is None:
+            return
+        if earlier.get("target") != self.target.masked_url:
+            raise ParameterError(f"incident {self.id} was opened on {earlier.get('target')}, not on "
+                                 f"{self.target.masked_url}: give this run another incident_id")
+        self.holds = journal.holds_of(earlier)
+        self.fact("re-run of", f"the run opened {earlier.get('opened', '?')} UTC, outcome: {earlier.get('outcome', '?')}")
+        if self.holds:
+            self._record("note", f"taken over from the earlier run:{self.holds_sentence()}")
+            _show(f"note: the earlier run of incident {self.id} left this in place, and this run restores it"
+                  f"{self.holds_sentence()}")
+
+    # --- the one connection -----------------------------------------------------------------------
+    @property
+    def conn(self) -> psycopg.Connection:
+        """One autocommit connection to the incident's target for the whole runbook, opened on first use,
+        opened again when it was closed or the server dropped it (an embedded server is started again)."""
+        if self._conn is not None and not self._conn.closed:
+            try:
+                self._conn.execute("SELECT 1")
+                return self._conn
+            except psycopg.OperationalError:
+                self._conn.close()
+        if self.target.embedded:
+            embedded.start()
+        self._conn = connect(self.target, autocommit=True)
+        return self._conn
+
+    def close(self) -> None:
+        """Close the incident's connection (the clean-up step's last act; safe to call twice)."""
+        if self._conn is not None and not self._conn.closed:
+            self._conn.close()
 
     # --- what a step may do ---------------------------------------------------------------------
     @property
@@ -138,6 +161,11 @@ class Incident:
     @property
     def report_path(self) -> Path:
         return self.directory / f"{self.id}.md"
+
+    @property
+    def record_path(self) -> Path:
+        """The JSON record beside the report (journal.py)."""
+        return journal.path(self.directory, self.id)
 
     def _record(self, kind: str, text: str) -> None:
         self.events.append(Event(_now(), self._current.number if self._current else None, kind, text))
@@ -167,9 +195,10 @@ class Incident:
         _show(f"WOULD (confirm=True to run): {text}")
 
     def run(self, actions: list[Action], conn: psycopg.Connection | None = None, *, autocommit: bool = False) -> list[str]:
-        """Run `actions` on `conn` (an autocommit connection; default: one opened to the incident's target)
-        in one transaction, or only record them when changes are not allowed. Returns the texts of the
-        statements run ([] when not).
+        """Run `actions` on `conn` (an autocommit connection; default: the incident's, `self.conn`) in
+        one transaction, or only record them when changes are not allowed. Returns the texts of the
+        statements run ([] when not). The record is written first, naming the statements about to run,
+        and the one guard (db.require_change) is passed.
 
         `autocommit` runs each statement on its own, for those that cannot run inside a transaction
         (CREATE INDEX CONCURRENTLY); a failure then names the statements that did take effect."""
@@ -177,32 +206,52 @@ class Incident:
             return []
         if not self.may_change:
             for action in actions:
-                self.would(action.text)
+                self.would(action.shown)
             return []
-        if conn is None:
-            with connect(self.target, autocommit=True) as own:
-                return self.run(actions, own, autocommit=autocommit)
+        conn = conn if conn is not None else self.conn
+        require_change(conn, self.confirm, f"incident {self.id}")
+        self.save(running=[a.text for a in actions])
         done = []
         try:
             if autocommit:
                 for action in actions:
                     conn.execute(action.statement, action.params)
-                    done.append(action.text)
-                    self._ran(action.text)
+                    done.append(action)
+                    self._ran(action.shown)
             else:
                 with conn.transaction():
                     for action in actions:
                         conn.execute(action.statement, action.params)
-                        done.append(action.text)
+                        done.append(action)
         except psycopg.Error as exc:
             failed = actions[len(done)].text
             kept = (f"the {len(done)} before it took effect" if done else "none took effect") if autocommit else \
                 f"none of this step's {len(actions)} statement(s) took effect"
             raise database_error(exc, f"`{failed}` failed, so {kept}") from None
         if not autocommit:
-            for text in done:
-                self._ran(text)
-        return done
+            for action in done:
+                self._ran(action.shown)
+        self.save()
+        return [a.text for a in done]
+
+    def change(self, key: str, what: str, actions: list[Action], undo: list[Action], conn: psycopg.Connection | None = None,
+               *, state: dict | None = None) -> list[str]:
+        """Run `actions`, which leave `what` in place until `undo` runs (a role blocked), as `run` does;
+        the hold is recorded on disk BEFORE they run, and dropped again when they fail (the transaction
+        rolled back). Live without confirm, only shown and nothing held. Returns the texts run."""
+        if not actions or not self.may_change:
+            return self.run(actions, conn)
+        self.hold(key, what, undo, state=state)
+        try:
+            return self.run(actions, conn)
+        except BaseException:
+            if not self.taken_over(key):  # an earlier run's hold stays: its change may still be in place
+                self.release(key)
+            raise
+
+    def taken_over(self, key: str) -> bool:
+        """Whether what `key` holds was left by an earlier run of this incident (read from its record)."""
+        return key in self.holds and self.holds[key].since < self.opened
 
     def _ran(self, text: str) -> None:
         self._record("ran", text)
@@ -225,14 +274,22 @@ class Incident:
         return notebook.check(name, passed, detail, must_hold=must_hold, fix=fix)
 
     # --- what stays in place between steps ------------------------------------------------------
-    def hold(self, key: str, what: str, undo: list[Action]) -> None:
-        """Remember that `what` stays in place (e.g. a role blocked) until `release(key)`."""
-        self.holds[key] = Hold(what, undo)
+    def hold(self, key: str, what: str, undo: list[Action], *, state: dict | None = None) -> None:
+        """Remember, on disk at once, that `what` stays in place (e.g. a role blocked) until `release(key)`.
+
+        A hold already there (an earlier run's, taken over) is kept as it is: its undo statements were
+        read before the first change, and reading them again would take the blocked state for the original."""
+        if key not in self.holds:
+            self.holds[key] = Hold(what, undo, state=dict(state or {}))
+        self.save()
 
     def release(self, key: str) -> None:
+        """What `key` held is undone: forget it, on disk at once."""
         self.holds.pop(key, None)
+        self.save()
 
-    def _holds_sentence(self) -> str:
+    def holds_sentence(self) -> str:
+        """" STILL IN PLACE: <what> (since ...; to undo: <statements>) and ...", or "" when nothing is held."""
         if not self.holds:
             return ""
         parts = []
@@ -253,14 +310,19 @@ class Incident:
             yield self
         except Exception as exc:  # any failure of the step becomes one message that says what to do
             cause = first_line(exc) if not isinstance(exc, CheckFailed) else str(exc)
-            current.failed = cause
-            message = f"step {number} ({title}) failed: {cause}. Next: {next_if_failed}.{self._holds_sentence()}"
+            self._end(current, cause, f"step {number} ({title}) failed: {cause}. Next: {next_if_failed}.{self.holds_sentence()}")
+            raise StepFailed(current.failed_message) from None
+        except BaseException:  # interrupted (Ctrl-C, the kernel stopped): say what stays, then stop
+            self._end(current, "interrupted",
+                      f"step {number} ({title}) interrupted.{self.holds_sentence() or ' Nothing is held.'}")
+            _show(current.failed_message)
+            raise
+        self._end(current)
+
+    def _end(self, current: _Step, failed: str = "", message: str = "") -> None:
+        current.failed, current.failed_message, current.ended = failed, message, _now()
+        if message:
             self._record("failed", message)
-            current.ended = _now()
-            self._current = None
-            self.write()
-            raise StepFailed(message) from None
-        current.ended = _now()
         self._current = None
         self.write()
 
@@ -275,36 +337,16 @@ class Incident:
 
     def markdown(self) -> str:
         """The report: header, the steps with what each found and did, statements, checks, timeline."""
-        mode = self.mode + ("" if self.mode == "drill" else f" (confirm={self.confirm})")
-        lines = [f"# Incident {self.id}: {self.title}", "",
-                 f"- **mode:** {mode}",
-                 f"- **target:** `{self.target.masked_url}`",
-                 f"- **opened:** {self.opened:%Y-%m-%d %H:%M:%S} UTC",
-                 f"- **written:** {_now():%Y-%m-%d %H:%M:%S} UTC",
-                 f"- **outcome:** {self.outcome()}"]
-        lines += [f"- **{name}:** {value}" for name, value in self.facts.items()]
-        if self.holds:
-            lines.append(f"- **still in place:**{self._holds_sentence().removeprefix(' STILL IN PLACE:')}")
-        for step in self.steps:
-            took = f", {(step.ended - step.began).total_seconds():.1f} s" if step.ended else ""
-            lines += ["", f"## {step.number}. {step.title}", "",
-                      f"_{step.began:%H:%M:%S} UTC{took}_" + (" — **FAILED**" if step.failed else ""), ""]
-            events = [e for e in self.events if e.step == step.number]
-            for kind, label in (("found", "Found"), ("did", "Did"), ("note", "Note"), ("would", "Would run with confirm=True"),
-                                ("check", "Check"), ("failed", "Failed")):
-                lines += [f"- {label}: {e.text}" for e in events if e.kind == kind]
-            ran = [e.text for e in events if e.kind == "ran"]
-            if ran:
-                lines += ["", "Statements executed:", "", "```sql", *[t.rstrip(";") + ";" for t in ran], "```"]
-        lines += ["", "## Timeline", "", "| time (UTC) | step | event |", "|---|---|---|"]
-        for event in self.events:
-            text = event.text.replace("|", "\\|").replace("\n", " ")
-            lines.append(f"| {event.at:%H:%M:%S} | {event.step or ''} | {event.kind}: {text} |")
-        return "\n".join(lines) + "\n"
+        return report.markdown(self)
+
+    def save(self, *, running: list[str] | None = None) -> Path:
+        """Write the JSON record (journal.py): the incident, its steps, what is held with its undo
+        statements, and the statements about to run (`running`). Returns its path."""
+        return journal.write(self.record_path, journal.record_of(self, running or []))
 
     def write(self) -> Path:
-        """Write (or rewrite) the report; returns its path."""
-        self.directory.mkdir(parents=True, exist_ok=True)
+        """Write (or rewrite) the report and the record; returns the report's path."""
+        self.save()
         self.report_path.write_text(self.markdown())
         return self.report_path
 

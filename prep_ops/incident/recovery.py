@@ -27,6 +27,7 @@ from ..sqlfiles import load
 SCOPES = ("rows", "database")  # what a restore puts back: the damaged rows, or the whole database
 EVIDENCE_SCHEMAS = ("audit",)  # never repaired from a backup
 SAMPLE_KEYS = 5  # keys of differing rows quoted per table and kind
+DIFFERENCES = ["table", "key", "missing", "changed", "added", "missing_keys", "changed_keys", "added_keys"]
 
 
 def check_scope(scope: str) -> str:
@@ -68,10 +69,13 @@ def damaged_tables(assessment: pd.DataFrame) -> list[str]:
     return list(assessment.loc[(assessment["state"] == "damaged") & ~assessment["evidence"], "table"])
 
 
-def restored_copy(backup: backups.Backup) -> tuple[Target, list[str]]:
-    """The backup restored into a fresh scratch database on the embedded server, and the roles made
-    for it (see verify.restored_copy)."""
-    return verify.restored_copy(backup.path, backup.manifest, prefix="prep_ops_recovery_")
+COPY_PREFIX = "prep_ops_recovery_"  # restored copies: <COPY_PREFIX><random>, or an incident's own prefix
+
+
+def restored_copy(backup: backups.Backup, prefix: str = COPY_PREFIX) -> tuple[Target, list[str]]:
+    """The backup restored into a fresh scratch database named `prefix`<random> on the embedded server,
+    and the roles made for it (see verify.restored_copy)."""
+    return verify.restored_copy(backup.path, backup.manifest, prefix=prefix)
 
 
 def drop_copy(copy: Target, roles: list[str] = ()) -> dict[str, str]:
@@ -87,12 +91,15 @@ class Damage:
     assessment: pd.DataFrame
     damaged: list[str]
     differences: pd.DataFrame
-    copy: Target = field(repr=False)
+    copy: Target | None = field(repr=False)  # None: nothing damaged, so no copy was made
     roles: list[str] = field(default_factory=list)  # roles the restore had to create on the copy's server
 
     def drop(self) -> dict[str, str]:
         """Drop the copy and the roles made for it; returns roles that had to stay, with why."""
-        return drop_copy(self.copy, self.roles)
+        if self.copy is None:
+            return {}
+        kept, self.copy = drop_copy(self.copy, self.roles), None
+        return kept
 
     def lines(self) -> list[str]:
         """One sentence per damaged table, for the incident record."""
@@ -101,12 +108,15 @@ class Damage:
                 for r in self.differences.itertuples()]
 
 
-def investigate(conn: psycopg.Connection, backup: backups.Backup) -> Damage:
+def investigate(conn: psycopg.Connection, backup: backups.Backup, *, copy_prefix: str = COPY_PREFIX) -> Damage:
     """Compare the connection's database with `backup`: every table by count and checksum, the damaged
-    ones row by row against the backup restored into a scratch copy."""
+    ones row by row against the backup restored into a scratch copy (named `copy_prefix`<random>);
+    with nothing damaged, no copy is made."""
     assessment = assess(conn, backup.manifest)
     damaged = damaged_tables(assessment)
-    copy, created = restored_copy(backup)
+    if not damaged:
+        return Damage(assessment, [], pd.DataFrame(columns=DIFFERENCES), None)
+    copy, created = restored_copy(backup, copy_prefix)
     try:
         with connect(copy, autocommit=True) as restored:
             differences = row_differences(conn, restored, damaged)
@@ -160,8 +170,7 @@ def row_differences(live: psycopg.Connection, restored: psycopg.Connection, tabl
                 sample = found[keys].head(SAMPLE_KEYS).itertuples(index=False, name=None)
                 row[f"{kind}_keys"] = ", ".join(str(k[0] if len(k) == 1 else k) for k in sample)
             rows.append(row)
-    return pd.DataFrame(rows, columns=["table", "key", "missing", "changed", "added",
-                                       "missing_keys", "changed_keys", "added_keys"])
+    return pd.DataFrame(rows, columns=DIFFERENCES)
 
 
 def _load_order(conn: psycopg.Connection, tables: list[str]) -> list[str]:

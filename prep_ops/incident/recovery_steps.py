@@ -2,23 +2,29 @@
 verify the data, resume service, document and clean up.
 
 `start` makes the drill (mode="drill": a scratch database damaged on purpose) or takes the target
-(mode="live") and opens the incident; each step then takes what `start` returned, opens the
-connections it needs once, records what it found and did, makes its checks (a SKIP with the reason
-for what this mode does not check) and returns what the notebook shows.
+(mode="live") and opens the incident; each step then takes what `start` returned, works on the
+incident's one connection (`inc.conn`; the restored copy has its own), records what it found and
+did, makes its checks (a SKIP with the reason for what this mode does not check) and returns what
+the notebook shows.
+
+A killed run leaves its record (runs/incidents/<id>.json): re-run with the same incident_id, step 1
+takes over the earlier block with the role's original connection limit, and step 5 puts that back;
+step 6 drops restored copies the earlier run left (they are named after the incident).
 """
 
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+from psycopg import sql
 
 from .. import restore as restores
-from .. import verify
+from .. import scratch, verify
 from ..backup import Backup
 from ..db import Target, connect
-from . import lockout, recovery
+from . import lockout, naming, recovery
 from .drills import recovery as recovery_drill
-from .record import Incident, check_mode
+from .record import Action, Incident, check_mode
 
 _NOT_CONFIRMED = "live without confirm=True"
 
@@ -37,6 +43,11 @@ class DataRecovery:
     backup: Backup | None = None
     found: recovery.Damage | None = None
 
+    @property
+    def copy_prefix(self) -> str:
+        """The names of this incident's restored copies: prep_ops_recovery_<label>_<random>."""
+        return f"{recovery.COPY_PREFIX}{naming.drill_label(self.inc.id)}_"
+
     def _repr_markdown_(self) -> str:
         return f"`{self.inc!r}`"
 
@@ -47,16 +58,22 @@ def start(target: Target, mode: str = "drill", *, incident_id: str | None = None
     """The drill made (mode="drill") or the target taken (live), and the incident opened."""
     check_mode(mode)
     recovery.check_scope(scope)
+    incident_id = naming.check_id(incident_id or naming.new_id("data-recovery"))
     backup_dir = Path(backup_dir) if backup_dir else None
-    drill = recovery_drill.prepare(target, drill_students, backup_dir=backup_dir) if mode == "drill" else None
+    drill = recovery_drill.prepare(target, drill_students, incident_id=incident_id,
+                                   backup_dir=backup_dir) if mode == "drill" else None
     work_on = drill.target if drill else target
-    inc = Incident("data-recovery", "Data recovery", work_on, incident_id=incident_id, mode=mode, confirm=confirm)
+    inc = Incident("data-recovery", "Data recovery", work_on, incident_id=incident_id, mode=mode, confirm=confirm,
+                   conn=drill.conn if drill else None)
+    if drill and drill.swept:
+        inc.note(f"removed what killed drills had left: {', '.join(drill.swept)}")
     return DataRecovery(inc, work_on, drill, drill.app_role if drill else app_role, scope, backup_dir)
 
 
 def stop_application(run: DataRecovery) -> pd.DataFrame:
-    """Step 1: the application's role blocked (connection limit 0, sessions ended), held until step 5.
-    Returns the role's sessions found before (empty without a role)."""
+    """Step 1: the application's role blocked (connection limit 0, sessions ended), held until step 5;
+    the hold, with the role's limit as it was, is on disk before the block. Returns the role's
+    sessions found before (empty without a role)."""
     inc, role = run.inc, run.role
     with inc.step(1, "Stop the application", next_if_failed="stop the application servers by hand, then re-run from step 2"):
         if run.drill:
@@ -64,19 +81,28 @@ def stop_application(run: DataRecovery) -> pd.DataFrame:
         if not role:
             inc.note("no app_role given: the application is not blocked; stop it by hand before repairing")
             return pd.DataFrame()
-        with connect(run.target, autocommit=True) as conn:
-            before = lockout.sessions(conn, role)
-            inc.found(f"{len(before)} open session(s) of {role}")
-            actions, undo = lockout.block(conn, role)
-            if inc.run(actions, conn):
-                inc.hold("application", f"role {role} blocked", undo)
-            # live: prep-ops does not hold the application's password, so no login is tried
-            connected, answer = lockout.can_connect(run.drill.app_login()) if run.drill else (False, "")
-            left = len(lockout.sessions(conn, role))
+        conn = inc.conn
+        before = lockout.sessions(conn, role)
+        inc.found(f"{len(before)} open session(s) of {role}")
+        actions, undo = lockout.block(conn, role)
+        inc.change("application", f"role {role} blocked", actions, undo, state=lockout.state(conn, role))
+        # live: prep-ops does not hold the application's password, so no login is tried
+        connected, answer = lockout.can_connect(run.drill.app_login()) if run.drill else (False, "")
+        left = len(lockout.sessions(conn, role))
         inc.check("application stopped", not connected and not left,
                   f"{role}: {left} session(s) left" + (f"; login: {answer}" if run.drill else ""),
                   skipped="" if inc.may_change else f"{_NOT_CONFIRMED}: the role was not blocked (statements above)")
         return before
+
+
+def _hold_copies(run: DataRecovery) -> None:
+    """Recorded before the restore makes them: the incident's copies on the embedded server, and how to drop them."""
+    prefix = run.copy_prefix
+    listing = sql.SQL("SELECT format('DROP DATABASE %I WITH (FORCE)', datname) FROM pg_database "
+                      "WHERE starts_with(datname, {})").format(sql.Literal(prefix))
+    run.inc.hold("copies", f"restored copies {prefix}* on the embedded server",
+                 [Action(f"{listing.as_string(None)} \\gexec  (in psql on the embedded server: prep-ops db url)", listing)],
+                 state={"prefix": prefix})
 
 
 def assess_damage(run: DataRecovery) -> recovery.Damage:
@@ -85,14 +111,17 @@ def assess_damage(run: DataRecovery) -> recovery.Damage:
     inc = run.inc
     with inc.step(2, "Assess the damage", next_if_failed="verify the newest backup by hand (prep-ops verify --latest) "
                                                           "and compare the tables with it"):
-        with connect(run.target, autocommit=True) as conn:
-            chosen = run.drill.backup if run.drill else recovery.latest_backup(conn, run.backup_dir)
-            checked = verify.verify(chosen.path)
-            run.backup = chosen
-            inc.fact("backup", f"{chosen.path.name} (finished {chosen.manifest['finished']})")
-            inc.check("backup verified by a restore", checked.ok, f"{chosen.path.name}: {len(checked.report)} checks",
-                      fix="pick an older backup with backup_dir")
-            run.found = found = recovery.investigate(conn, chosen)
+        conn = inc.conn
+        chosen = run.drill.backup if run.drill else recovery.latest_backup(conn, run.backup_dir)
+        checked = verify.verify(chosen.path)
+        run.backup = chosen
+        inc.fact("backup", f"{chosen.path.name} (finished {chosen.manifest['finished']})")
+        inc.check("backup verified by a restore", checked.ok, f"{chosen.path.name}: {len(checked.report)} checks",
+                  fix="pick an older backup with backup_dir")
+        _hold_copies(run)
+        run.found = found = recovery.investigate(conn, chosen, copy_prefix=run.copy_prefix)
+        if found.copy is None and not inc.taken_over("copies"):
+            inc.release("copies")
         for line in found.lines() or ["no table differs from the backup"]:
             inc.found(line)
         if run.drill:
@@ -108,13 +137,16 @@ def restore(run: DataRecovery) -> pd.DataFrame:
     repaired = pd.DataFrame(columns=["table", "inserted", "updated"])
     with inc.step(3, "Restore", next_if_failed="the tables are as they were before this step; fix the cause above and "
                                                 "re-run step 3, or restore with scope='database'"):
-        if run.scope == "rows" and found.damaged and inc.may_change:
-            with connect(run.target, autocommit=True) as conn, connect(found.copy, autocommit=True) as copy:
-                repaired = recovery.repair_rows(conn, copy, found.damaged, confirm=True)
+        if not found.damaged:
+            inc.note("nothing damaged: nothing to put back")
+        elif run.scope == "rows" and inc.may_change:
+            with connect(found.copy, autocommit=True) as copy:
+                repaired = recovery.repair_rows(inc.conn, copy, found.damaged, confirm=True)
             inc.did("; ".join(f"{r.table}: {r.inserted} rows inserted, {r.updated} updated" for r in repaired.itertuples()))
         elif run.scope == "database" and inc.may_change:
+            inc.close()  # the restore replaces the database this connection is on
             inc.did(str(restores.restore(run.backup.path, run.target, confirm=True)))
-        elif found.damaged:
+        else:
             inc.would(f"put back the rows above into {', '.join(found.damaged)} from {run.backup.path.name} (scope={run.scope})")
     return repaired
 
@@ -125,34 +157,44 @@ def verify_data(run: DataRecovery) -> pd.DataFrame:
     inc, found = run.inc, run.found
     with inc.step(4, "Verify the data", next_if_failed="keep the application blocked; compare the tables listed above "
                                                         "with the backup by hand"):
-        with connect(run.target, autocommit=True) as conn, connect(found.copy, autocommit=True) as copy:
-            after = recovery.assess(conn, run.backup.manifest)
-            still = recovery.row_differences(conn, copy, found.damaged)
+        after = recovery.assess(inc.conn, run.backup.manifest)
+        still = pd.DataFrame(columns=recovery.DIFFERENCES)
+        if found.damaged:
+            with connect(found.copy, autocommit=True) as copy:
+                still = recovery.row_differences(inc.conn, copy, found.damaged)
         lost = int(still["missing"].sum() + still["changed"].sum())
+        unchanged = "" if inc.may_change or not found.damaged else \
+            f"{_NOT_CONFIRMED}: nothing put back, {lost} rows still missing or changed"
         inc.check("data equals the backup (zero rows lost)", lost == 0 and not recovery.damaged_tables(after),
-                  f"{len(found.damaged)} table(s) checked, {lost} rows still missing or changed",
-                  skipped="" if inc.may_change else f"{_NOT_CONFIRMED}: nothing put back, {lost} rows still missing or changed")
+                  f"{len(found.damaged)} table(s) checked, {lost} rows still missing or changed", skipped=unchanged)
     return after
 
 
 def resume_service(run: DataRecovery) -> None:
-    """Step 5: the application's role gets its old connection limit back; in a drill, logging in as it must work."""
+    """Step 5: the application's role gets its original connection limit back (the one recorded before
+    step 1, by this run or a killed earlier one); in a drill, logging in as it must work."""
     inc = run.inc
     with inc.step(5, "Resume service", next_if_failed="put the role's connection limit back by hand (the statement is above)"):
-        if "application" in inc.holds:
-            inc.run(inc.holds["application"].undo)
+        if "application" in inc.holds and inc.run(inc.holds["application"].undo):
             inc.release("application")
         back, answer = lockout.can_connect(run.drill.app_login()) if run.drill else (False, "")
-        inc.check("application can connect again", back and not inc.holds, answer,
+        inc.check("application can connect again", back and "application" not in inc.holds, answer,
                   skipped="" if run.drill else "live: logging in as the application needs its password, which prep-ops does not hold")
 
 
 def clean_up(run: DataRecovery) -> None:
-    """Step 6: the restored copy dropped, and in a drill the drill's database, roles and backup."""
+    """Step 6: this incident's restored copies dropped (a killed earlier run's too), in a drill its
+    database, roles and backup, and the incident's connection closed."""
     inc = run.inc
-    with inc.step(6, "Document and clean up", next_if_failed="drop the prep_ops_recovery_* databases by hand"):
+    with inc.step(6, "Document and clean up", next_if_failed=f"drop the {run.copy_prefix}* databases by hand"):
         if run.found is not None:
             run.found.drop()
+        if "copies" in inc.holds:  # with what an earlier, killed run of this incident left
+            server = verify.scratch_server()
+            for name in scratch.existing(server, run.copy_prefix):
+                scratch.drop(server, name)
+            inc.release("copies")
+        inc.close()
         if run.drill:
-            recovery_drill.cleanup(run.drill.server, run.drill)
+            recovery_drill.cleanup(run.drill)
         inc.did(f"dropped the restored copy{' and the drill' if run.drill else ''}; report: {inc.report_path}")

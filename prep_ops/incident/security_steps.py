@@ -2,9 +2,15 @@
 the vulnerability, update security, monitor activity, document and clean up.
 
 `start` makes the drill (mode="drill": a scratch database with a breach injected) or takes the
-target (mode="live") and opens the incident; each step then takes what `start` returned, opens the
-connection it needs once, records what it found and did, makes its checks (a SKIP with the reason
-for what this run does not check) and returns what the notebook shows.
+target (mode="live") and opens the incident; each step then takes what `start` returned, works on the
+incident's one connection (`inc.conn`), records what it found and did, makes its checks (a SKIP with
+the reason for what this run does not check) and returns what the notebook shows.
+
+Scope: the runbook changes the target database, and roles only where it must. Passwords change only
+for the suspect and for the baseline's login roles that hold more in this database than wanted
+(breach_response.Assessment.affected); a role's password, attributes and memberships hold in every
+database of the server, so those statements are marked server-wide in the output and the report,
+and, live, run only with confirm=True.
 """
 
 from dataclasses import dataclass
@@ -12,10 +18,10 @@ from dataclasses import dataclass
 import pandas as pd
 
 from .. import roles
-from ..db import Target, connect
-from . import breach, breach_response, passwords
+from ..db import Target
+from . import breach, breach_response, naming, passwords
 from .drills import security as security_drill
-from .record import Incident
+from .record import SERVER_WIDE, Incident
 
 _NOT_CONFIRMED = "live without confirm=True: statements only shown"
 
@@ -54,12 +60,15 @@ def start(target: Target, mode: str = "drill", *, incident_id: str | None = None
           suspect_role: str | None = None, role_prefix: str = "", drill_students: int = 500) -> SecurityIncident:
     """The drill made (mode="drill") or the target taken (live), the incident opened, and the suspect
     checked (see breach.check_suspect)."""
-    drill = security_drill.for_mode(target, mode, drill_students)
+    incident_id = naming.check_id(incident_id or naming.new_id("security"))
+    drill = security_drill.for_mode(target, mode, drill_students, incident_id=incident_id)
     work_on = drill.target if drill else target
-    inc = Incident("security", "Security incident", work_on, incident_id=incident_id, mode=mode, confirm=confirm)
+    inc = Incident("security", "Security incident", work_on, incident_id=incident_id, mode=mode, confirm=confirm,
+                   conn=drill.conn if drill else None)
+    if drill and drill.swept:
+        inc.note(f"removed what killed drills had left: {', '.join(drill.swept)}")
     role_set = drill.role_set if drill else roles.RoleSet.with_prefix(role_prefix)
-    with connect(work_on, autocommit=True) as conn:
-        suspect = breach.check_suspect(conn, drill.suspect if drill else suspect_role, role_set)
+    suspect = breach.check_suspect(inc.conn, drill.suspect if drill else suspect_role, role_set)
     return SecurityIncident(inc, work_on, drill, role_set, suspect)
 
 
@@ -71,8 +80,7 @@ def isolate_system(run: SecurityIncident) -> pd.DataFrame:
                                                            "CONNECTION LIMIT 0, then end its sessions with pg_terminate_backend"):
         if run.drill:
             inc.note(f"{run.drill.note}; the drill's breach: {run.drill.summary}")
-        with connect(run.target, autocommit=True) as conn:
-            run.isolation = isolation = breach_response.isolate(inc, conn, run.suspect)
+        run.isolation = isolation = breach_response.isolate(inc, inc.conn, run.suspect)
         inc.check("compromised role locked out: no login, no session", isolation.locked_out, isolation.detail,
                   skipped=run.unchanged)
     return isolation.sessions_before
@@ -84,8 +92,7 @@ def assess_breach(run: SecurityIncident) -> breach_response.Assessment:
     inc = run.inc
     with inc.step(2, "Assess the breach", next_if_failed="read audit.log by hand (SELECT * FROM audit.log WHERE "
                                                           "login_role = '<role>' ORDER BY id) and run 06_access_control_audit"):
-        with connect(run.target, autocommit=True) as conn:
-            run.assessment = assessment = breach_response.assess(conn, run.suspect, run.role_set)
+        run.assessment = assessment = breach_response.assess(inc.conn, run.suspect, run.role_set)
         for line in assessment.lines():
             inc.found(line)
         if run.drill:
@@ -100,8 +107,7 @@ def fix_vulnerability(run: SecurityIncident) -> pd.DataFrame:
     with inc.step(3, "Fix the vulnerability", next_if_failed="the revokes, then the baseline reset, each ran whole or "
                                                               "not at all (statements shown as ran took effect); revoke "
                                                               "the rest by hand and run prep-ops roles apply"):
-        with connect(run.target, autocommit=True) as conn:
-            fixed = breach_response.fix(inc, conn, run.suspect, run.role_set)
+        fixed = breach_response.fix(inc, inc.conn, run.suspect, run.role_set)
         inc.check("compromised role holds no privilege", fixed.holds_nothing, fixed.detail,
                   fix="revoke by hand what it still holds", skipped=run.unchanged)
         inc.check("baseline restored: a second plan is empty", not fixed.plan, f"{len(fixed.plan)} statement(s) still to run",
@@ -110,11 +116,15 @@ def fix_vulnerability(run: SecurityIncident) -> pd.DataFrame:
 
 
 def update_security(run: SecurityIncident) -> pd.DataFrame:
-    """Step 4: new passwords for the affected roles (never shown). Returns per role where its new one is."""
+    """Step 4: new passwords for the affected roles (never shown): the suspect and the login roles that
+    hold more here than the baseline wants. Returns per role where its new one is."""
     inc = run.inc
     with inc.step(4, "Update security", next_if_failed="set the passwords by hand (\\password <role> in psql) and hand them on"):
-        with connect(run.target, autocommit=True) as conn:
-            run.rotation = rotation = passwords.rotate(inc, conn, run.assessment.affected(), run.role_set)
+        affected = run.assessment.affected()
+        if affected:
+            inc.note(f"new passwords for {', '.join(affected)}: {SERVER_WIDE}")
+        variables = roles.RoleSet() if run.drill else run.role_set  # a drill never reads the real roles' variables
+        run.rotation = rotation = passwords.rotate(inc, inc.conn, affected, variables)
         inc.check("passwords of the affected roles rotated", rotation.rotated == rotation.roles,
                   f"{len(rotation.rotated)} of {len(rotation.roles)}: {', '.join(rotation.roles)}",
                   skipped=run.unchanged or ("" if rotation.roles else "no role needs a new password"))
@@ -127,9 +137,8 @@ def monitor_activity(run: SecurityIncident) -> breach_response.Watch:
     inc, suspect = run.inc, run.suspect
     with inc.step(5, "Monitor activity", next_if_failed="keep the role locked out; read audit.log and "
                                                          "pg_stat_activity by hand for what it still does"):
-        with connect(run.target, autocommit=True) as conn:
-            watch = breach_response.monitor(inc, conn, suspect, run.role_set, after=run.isolation.log_position,
-                                            rotation=run.rotation, leaked=run.drill.leaked if run.drill else None)
+        watch = breach_response.monitor(inc, inc.conn, suspect, run.role_set, after=run.isolation.log_position,
+                                        rotation=run.rotation, leaked=run.drill.leaked if run.drill else None)
         no_suspect = "" if suspect else "no suspect role given"
         inc.check("the compromised role cannot log in", watch.cannot_log_in, watch.login_detail, must_hold=run.changing,
                   skipped=no_suspect)
@@ -141,14 +150,17 @@ def monitor_activity(run: SecurityIncident) -> breach_response.Watch:
 
 
 def clean_up(run: SecurityIncident) -> None:
-    """Step 6: in a drill, its database and then its roles dropped; the report written."""
+    """Step 6: the incident's connection closed; in a drill, its database and then its roles dropped
+    (its own only); the report written."""
     inc, drill = run.inc, run.drill
-    with inc.step(6, "Document and clean up", next_if_failed=f"drop database {security_drill.DATABASE} and the "
-                                                              f"{security_drill.ROLE_PREFIX}* roles by hand"):
+    name = drill.target.database if drill else ""
+    with inc.step(6, "Document and clean up", next_if_failed=f"drop database {name} and the roles "
+                                                              f"{', '.join(drill.role_names) if drill else ''} by hand"):
+        inc.close()
         if drill:
-            inc.did(security_drill.cleanup(drill.server, drill))
+            inc.did(security_drill.cleanup(drill))
             inc.release("suspect")
-            left = security_drill.leftovers(drill.server)
+            left = security_drill.leftovers(drill.server, name, drill.role_names)
             inc.check("drill cleaned up: no drill database or role left", not left,
-                      ", ".join(left) or f"{security_drill.DATABASE} and the {security_drill.ROLE_PREFIX}* roles dropped")
+                      ", ".join(left) or f"{name} and the drill's {len(drill.role_names)} roles dropped")
         inc.did(f"report: {inc.write()}")

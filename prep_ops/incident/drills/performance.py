@@ -2,6 +2,9 @@
 then the incident: the index the payment_history catalogue query needs is dropped, several sessions
 hammer that query, and a session sits on a row lock in an open transaction with a writer stuck
 behind it. Everything it starts stops by itself within `load_seconds`.
+
+Its database carries the incident's id (prep_ops_drill_performance_<label>), so two runs at once never
+share one; `drop` drops only its own, and `make` first removes what killed runs left (lifecycle.sweep).
 """
 
 from dataclasses import dataclass
@@ -9,14 +12,14 @@ from dataclasses import dataclass
 import psycopg
 from psycopg import sql
 
-from ... import scratch
-from .. import performance, record
+from .. import naming, performance
+from . import lifecycle
 from . import load as workload
 from ...db import Target, connect
 from ...errors import ParameterError
 from ...sqlfiles import load
 
-DATABASE = "prep_ops_drill_performance"
+DATABASE = "prep_ops_drill_performance"  # the prefix of the drill databases: <DATABASE>_<label>
 INDEX = "idx_tuition_payments_student_id"  # payment_history looks payments up by student with it
 QUERY = "payment_history"
 MIN_STUDENTS = 10_000  # below this a sequential scan of the payments is about as fast as the index
@@ -32,6 +35,8 @@ class Drill:
     baseline: performance.QueryTimes  # the healthy times, before the injection
     load: workload.Load
     lock: workload.LockHolder
+    conn: psycopg.Connection | None = None  # the run's own, open on the drill database from its creation on
+    swept: list[str] | None = None  # what killed drills had left, removed first
 
     @property
     def summary(self) -> str:
@@ -50,7 +55,9 @@ class Drill:
     def drop(self) -> workload.LoadReport:
         """Stop everything and drop the drill database; returns the load's report."""
         report = self.stop()
-        scratch.drop(self.server, self.target.database)
+        if self.conn is not None and not self.conn.closed:
+            self.conn.close()
+        lifecycle.drop(self.server, self.target.database, [])
         return report
 
 
@@ -61,33 +68,47 @@ def inject(conn: psycopg.Connection) -> str:
     return statement.as_string(conn)
 
 
-def exists(server: Target, name: str = DATABASE) -> bool:
-    """Whether the drill database is on the server."""
+def database_name(incident_id: str) -> str:
+    """The drill database of incident `incident_id`."""
+    return lifecycle.database_name(DATABASE, naming.drill_label(incident_id))
+
+
+def exists(server: Target, name: str) -> bool:
+    """Whether the drill database `name` is on the server."""
     with connect(server, autocommit=True) as conn:
         return conn.execute(load("workload", "database_exists"), {"name": name}).fetchone()[0]
 
 
-def make(target: Target, students: int = 50_000, *, load_seconds: float = 30.0, sessions: int = 4,
-         repeats: int = 5, name: str = DATABASE) -> Drill:
-    """Make the drill on the server `record.drill_server(target)` names: sample database, healthy
-    baseline, then the injection, the load and the lock holder."""
+def make(target: Target, students: int = 50_000, *, incident_id: str | None = None, load_seconds: float = 30.0,
+         sessions: int = 4, repeats: int = 5, name: str | None = None) -> Drill:
+    """Make the drill of `incident_id` (or in database `name`) on the server `naming.drill_server(target)`
+    names: sample database, healthy baseline, then the injection, the load and the lock holder."""
     if students < MIN_STUDENTS:
         raise ParameterError(f"the performance drill needs at least {MIN_STUDENTS:,} students, or a missing index "
                              f"costs too little to see; not {students:,}")
-    server, note = record.drill_server(target)
-    drill_db = scratch.sample_database(server, students, name=name)
-    with connect(drill_db, autocommit=True) as conn:
+    if name is None and incident_id is None:
+        raise ParameterError("a performance drill is named after its incident: give incident_id")
+    name = name or database_name(incident_id)
+    server, note = naming.drill_server(target)
+    label = name[len(DATABASE):].lstrip("_") if name.startswith(DATABASE) else None
+    drill_db, conn, swept = lifecycle.make_database(server, name, students, 42, sweep_prefix=DATABASE, roles_prefix=None,
+                                                    label=label)
+    try:
         baseline = performance.query_times(conn, repeats=repeats)
         inject(conn)
         paying = [{"student_id": r[0]} for r in conn.execute(load("workload", "students_with_payments"),
                                                                {"limit": LOAD_PARAMETERS}).fetchall()]
         locked = conn.execute(load("workload", "payment_of_student"),
                               {"student_id": baseline.params["student_id"]}).fetchone()[0]
+    except BaseException:
+        conn.close()
+        lifecycle.drop(server, name, [])
+        raise
     load_ = workload.start_load(drill_db, QUERY, paying, sessions=sessions, seconds=load_seconds)
     try:
         lock = workload.hold_lock(drill_db, "tuition_payments", locked, seconds=load_seconds)
     except Exception:
         load_.stop()
         raise
-    return Drill(drill_db, server, note, students, baseline, load_, lock)
+    return Drill(drill_db, server, note, students, baseline, load_, lock, conn, swept)
 

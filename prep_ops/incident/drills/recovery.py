@@ -1,19 +1,27 @@
 """The data-recovery drill: a scratch database with sample data, its own application role with a
 session open, a verified-able full backup, and then the damage: enrollments deleted and a column of
-tuition payments overwritten, as a bad script or a wrong WHERE clause would."""
+tuition payments overwritten, as a bad script or a wrong WHERE clause would.
 
+Its database and roles carry the incident's id (prep_ops_drill_recovery_<label>, prep_ops_recovery_<label>_app
+...), so two runs at once never share them; `cleanup` drops only its own, and `prepare` first removes
+what killed runs left (lifecycle.sweep). The drill's passwords are its own, generated: never the
+real roles' $PREP_OPS_<ROLE>_PASSWORD.
+"""
+
+import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg
 
 from ... import backup as backups
-from ... import roles, scratch
-from .. import record
-from ...db import Target, connect
+from ... import roles
+from .. import naming
+from ...db import Target
 from ...sqlfiles import load
+from . import lifecycle
 
-DATABASE = "prep_ops_drill_recovery"
+DATABASE = "prep_ops_drill_recovery"  # the prefix of the drill databases: <DATABASE>_<label>
 ROLE_PREFIX = "prep_ops_recovery_"  # roles are server-wide: the drill's never touch the real ones
 
 
@@ -27,6 +35,8 @@ class Drill:
     passwords: dict = field(repr=False)
     app: psycopg.Connection | None = field(default=None, repr=False)  # the application's open session
     damage: dict = field(default_factory=dict)  # table -> rows damaged
+    conn: psycopg.Connection | None = field(default=None, repr=False)  # the run's own, open from creation on
+    swept: list[str] = field(default_factory=list)  # what killed drills had left, removed first
 
     @property
     def app_role(self) -> str:
@@ -37,37 +47,48 @@ class Drill:
         return roles.login(self.target, self.app_role, self.passwords.get("app"))
 
 
+def names(incident_id: str) -> tuple[str, roles.RoleSet]:
+    """The drill database and role set of incident `incident_id`."""
+    label = naming.drill_label(incident_id)
+    return lifecycle.database_name(DATABASE, label), roles.RoleSet.with_prefix(lifecycle.role_prefix(ROLE_PREFIX, label))
+
+
 def _backup_dir(directory: Path | None) -> Path:
     return Path(directory) if directory else backups.backups_dir() / "drills"
 
 
-def prepare(target: Target, students: int = 2000, seed: int = 42, *, backup_dir: Path | None = None) -> Drill:
-    """Make the drill: sample database, roles, the application's session, a full backup, then the damage."""
-    server, note = record.drill_server(target)
-    cleanup(server)  # what a crashed earlier drill may have left
-    drill_db = scratch.sample_database(server, students, seed, name=DATABASE, confirm=True)
-    role_set = roles.RoleSet.with_prefix(ROLE_PREFIX)
-    passwords = roles.resolve_passwords(generate=True)
-    with connect(drill_db, autocommit=True) as conn:
+def prepare(target: Target, students: int = 2000, seed: int = 42, *, incident_id: str,
+            backup_dir: Path | None = None) -> Drill:
+    """Make the drill of `incident_id`: sample database, roles, the application's session, a full
+    backup, then the damage."""
+    server, note = naming.drill_server(target)
+    database, role_set = names(incident_id)
+    lifecycle.drop(server, database, list(role_set.names.values()))  # a re-run of the incident: its own leftovers first
+    drill_db, conn, swept = lifecycle.make_database(server, database, students, seed, sweep_prefix=DATABASE,
+                                                    roles_prefix=ROLE_PREFIX, label=naming.drill_label(incident_id))
+    passwords = roles.resolve_passwords({kind: secrets.token_urlsafe(24) for kind in roles.LOGIN_KINDS})
+    try:
         roles.apply(conn, role_set, passwords, confirm=True)
         taken = backups.backup(drill_db, "full", "custom", directory=_backup_dir(backup_dir))
-        drill = Drill(drill_db, server, note, taken, role_set, passwords)
+        drill = Drill(drill_db, server, note, taken, role_set, passwords, conn=conn, swept=swept)
         drill.app = psycopg.connect(drill.app_login().url, autocommit=True, application_name="music-school-app")
         with conn.transaction():
             deleted = conn.execute(load("drills", "recovery_delete_enrollments")).rowcount
             overwritten = conn.execute(load("drills", "recovery_overwrite_payments")).rowcount
+    except BaseException:
+        conn.close()
+        lifecycle.drop(server, database, list(role_set.names.values()))
+        raise
     drill.damage = {"public.enrollments": deleted, "public.tuition_payments": overwritten}
     return drill
 
 
-def cleanup(server: Target, drill: Drill | None = None) -> None:
-    """Drop the drill database, its roles and its backup (safe to call when there is nothing to drop)."""
-    if drill is not None and drill.app is not None and not drill.app.closed:
-        drill.app.close()
-    with connect(server, autocommit=True) as conn:
-        scratch.drop(conn, DATABASE)
-        roles.drop(conn, roles.RoleSet.with_prefix(ROLE_PREFIX), confirm=True)
-    if drill is not None:
-        for path in (drill.backup.manifest_path, drill.backup.path):
-            if path.exists():
-                path.unlink()
+def cleanup(drill: Drill) -> None:
+    """Drop the drill's database, its roles and its backup: its own only (safe to call twice)."""
+    for conn in (drill.app, drill.conn):
+        if conn is not None and not conn.closed:
+            conn.close()
+    lifecycle.drop(drill.server, drill.target.database, list(drill.role_set.names.values()))
+    for path in (drill.backup.manifest_path, drill.backup.path):
+        if path.exists():
+            path.unlink()

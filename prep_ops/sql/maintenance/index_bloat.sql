@@ -1,9 +1,10 @@
--- Estimated bloat of each btree index of the public schema, from statistics only: no index is read.
--- The index's entries (pg_class.reltuples) at the average width of their keys (pg_stats of the
+-- Estimated bloat of each btree index of every user schema, from statistics only: no index is read.
+-- The index's entries (its table's live rows as the server counts them now; the index's reltuples
+-- when the counters were reset) at the average width of their keys (pg_stats of the
 -- table's columns, or of the index itself for expression keys, plus index tuple header, null
 -- bitmap, MAXALIGN padding and line pointer) fill a number of leaf pages at the index's fillfactor
 -- (btree default 90); with the metapage and one level of internal pages that is what a fresh build
--- needs, and pages beyond it (pg_class.relpages) are counted as wasted. Deduplication (PostgreSQL
+-- needs, and the pages the index has now beyond it are counted as wasted. Deduplication (PostgreSQL
 -- 13+) can make an index smaller than this estimate; negative bloat is reported as none.
 WITH constants AS (
     SELECT current_setting('block_size')::int AS block_size,
@@ -16,8 +17,10 @@ WITH constants AS (
            70 AS internal_fillfactor  -- BTREE_NONLEAF_FILLFACTOR
 ),
 btree AS (
-    SELECT ci.oid, ci.relname AS index_name, ct.relname AS table_name, i.indrelid, i.indkey,
-           ci.relpages, ci.reltuples,
+    SELECT ci.oid, ci.relname AS index_name, ct.relname AS table_name, n.nspname, i.indrelid, i.indkey,
+           (pg_relation_size(ci.oid) / current_setting('block_size')::int)::bigint AS relpages,
+           CASE WHEN coalesce(st.n_live_tup, 0) + coalesce(st.n_dead_tup, 0) > 0 THEN st.n_live_tup::float8
+                ELSE ci.reltuples END AS reltuples,
            coalesce((SELECT substring(option FROM '^fillfactor=(\d+)$')::int
                      FROM unnest(ci.reloptions) AS option
                      WHERE option LIKE 'fillfactor=%'), 90) AS fillfactor
@@ -26,7 +29,12 @@ btree AS (
     JOIN pg_class ct ON ct.oid = i.indrelid
     JOIN pg_namespace n ON n.oid = ct.relnamespace
     JOIN pg_am am ON am.oid = ci.relam
-    WHERE n.nspname = 'public' AND ci.relkind = 'i' AND am.amname = 'btree'
+    LEFT JOIN pg_stat_all_tables st ON st.relid = ct.oid
+    WHERE ci.relkind = 'i' AND am.amname = 'btree'
+      AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+      AND n.nspname NOT LIKE 'pg\_toast%' AND n.nspname NOT LIKE 'pg\_temp\_%'
+      AND NOT EXISTS (SELECT 1 FROM pg_depend d
+                      WHERE d.classid = 'pg_class'::regclass AND d.objid = ct.oid AND d.deptype = 'e')
 ),
 keys AS (
     -- a key on a column has the column's statistics; a key on an expression has the index's own
@@ -35,7 +43,7 @@ keys AS (
     CROSS JOIN LATERAL unnest(b.indkey::int2[]) WITH ORDINALITY AS k(attnum, position)
     LEFT JOIN pg_attribute ta ON ta.attrelid = b.indrelid AND ta.attnum = k.attnum
     LEFT JOIN pg_attribute ia ON ia.attrelid = b.oid AND ia.attnum = k.position
-    LEFT JOIN pg_stats s ON s.schemaname = 'public' AND NOT s.inherited
+    LEFT JOIN pg_stats s ON s.schemaname = b.nspname AND NOT s.inherited
         AND s.tablename = CASE WHEN k.attnum = 0 THEN b.index_name ELSE b.table_name END
         AND s.attname = CASE WHEN k.attnum = 0 THEN ia.attname ELSE ta.attname END
 ),
@@ -49,7 +57,7 @@ widths AS (
     GROUP BY oid
 ),
 sized AS (
-    SELECT b.index_name, b.table_name, b.relpages, b.reltuples, b.fillfactor, w.columns, w.columns_with_stats,
+    SELECT b.index_name, b.table_name, b.nspname, b.relpages, b.reltuples, b.fillfactor, w.columns, w.columns_with_stats,
            k.block_size, k.internal_fillfactor,
            k.block_size - k.page_header - k.btree_special AS page_space,
            k.max_align * ceil((k.index_tuple_header + CASE WHEN w.has_nulls THEN k.null_bitmap ELSE 0 END
@@ -75,7 +83,7 @@ estimated AS (
     FROM leaves
 )
 SELECT 'index' AS kind,
-       table_name,
+       CASE WHEN nspname = 'public' THEN table_name ELSE nspname || '.' || table_name END AS table_name,
        index_name,
        relpages::bigint * block_size AS bytes,
        (greatest(relpages - expected_pages, 0) * block_size)::bigint AS estimated_wasted_bytes,
@@ -83,6 +91,10 @@ SELECT 'index' AS kind,
             WHEN relpages = 0 THEN 0.0
             ELSE round(100.0 * greatest(relpages - expected_pages, 0) / relpages, 1)::float8
        END AS estimated_bloat_pct,
-       CASE WHEN expected_pages IS NULL THEN 'no statistics: run ANALYZE' ELSE 'estimate' END AS note
+       NULL::bigint AS dead_rows,
+       NULL::bigint AS live_rows,
+       CASE WHEN expected_pages IS NULL THEN 'no statistics: run ANALYZE' ELSE 'estimate' END AS note,
+       nspname AS schema_name,
+       table_name AS relname
 FROM estimated
-ORDER BY table_name, index_name
+ORDER BY nspname <> 'public', nspname, table_name, index_name

@@ -11,6 +11,10 @@
 -- so joins and counts of distinct people still work). The schemas, the salt and the functions come
 -- from migration 0007_masking. Views run with their owner's privileges, so analysts need SELECT on
 -- the views only, never on the tables.
+-- Names in the views resolve in pg_catalog only (and the schemas they name): nothing a role created in
+-- a schema on the installer's search_path can stand in for a function or an operator (SET LOCAL: for
+-- this transaction).
+SET LOCAL search_path = pg_catalog, pg_temp;
 
 CREATE OR REPLACE VIEW masked.users AS
 SELECT u.id,

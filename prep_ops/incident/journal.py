@@ -1,0 +1,92 @@
+"""An incident's record on disk, runs/incidents/<id>.json, so that a killed run can be undone or resumed.
+
+The record (`Incident.save`) is written before each change the incident makes: what it holds (a role
+blocked, a restored copy kept) with the statements that undo it, read BEFORE the change (the role's
+original connection limit), and the statements about to run. It is replaced atomically (a temporary
+file, then a rename), so a kill leaves the old record or the new one, never half of one.
+
+A re-run with the same incident_id reads it back (`load`): what the earlier run held is still held,
+with the earlier run's undo statements, so the original state is what gets restored, never the
+blocked one read again.
+"""
+
+import json
+import os
+from datetime import datetime
+from pathlib import Path
+
+from psycopg import sql
+
+from ..errors import ParameterError
+
+
+def path(directory: Path, incident_id: str) -> Path:
+    """Where an incident's record is: runs/incidents/<id>.json."""
+    return Path(directory) / f"{incident_id}.json"
+
+
+def statement_text(statement: sql.Composable) -> str:
+    """A statement as SQL text, rendered without a connection (identifiers and literals quoted)."""
+    return statement.as_string(None)
+
+
+def action_data(action) -> dict:
+    """An Action as JSON data: its shown text and the statement (one without bound parameters)."""
+    if action.params:
+        raise ParameterError(f"an undo statement is stored as SQL text, so it takes no parameters: {action.text}")
+    return {"text": action.text, "sql": statement_text(action.statement), "server_wide": action.server_wide}
+
+
+def action_of(data: dict):
+    """The Action stored by `action_data`."""
+    from .record import Action
+
+    return Action(data["text"], sql.SQL(data["sql"]), server_wide=data.get("server_wide", False))
+
+
+def write(file: Path, data: dict) -> Path:
+    """Write `data` as JSON to `file` atomically: a temporary file beside it, flushed, then renamed over it."""
+    file.parent.mkdir(parents=True, exist_ok=True)
+    pending = file.with_name(f".{file.name}.{os.getpid()}.pending")
+    with open(pending, "w") as out:
+        json.dump(data, out, indent=1, default=str)
+        out.flush()
+        os.fsync(out.fileno())
+    os.replace(pending, file)
+    return file
+
+
+def load(directory: Path, incident_id: str) -> dict | None:
+    """The record an earlier run of `incident_id` left, or None."""
+    file = path(directory, incident_id)
+    if not file.exists():
+        return None
+    try:
+        return json.loads(file.read_text())
+    except ValueError:
+        raise ParameterError(f"{file} is not an incident record (not JSON): move it aside to start the incident afresh") from None
+
+
+def holds_of(record: dict) -> dict:
+    """The holds of a loaded record: key -> Hold, with their undo statements and since when."""
+    from .record import Hold
+
+    return {key: Hold(h["what"], [action_of(a) for a in h["undo"]], datetime.fromisoformat(h["since"]), h.get("state", {}))
+            for key, h in record.get("holds", {}).items()}
+
+
+def hold_data(hold) -> dict:
+    return {"what": hold.what, "since": hold.since.isoformat(), "undo": [action_data(a) for a in hold.undo],
+            "state": hold.state}
+
+
+def record_of(inc, running: list[str]) -> dict:
+    """What the record of Incident `inc` holds: the incident, its steps, what is held with its undo
+    statements, and the statements about to run."""
+    return {"id": inc.id, "kind": inc.kind, "title": inc.title, "mode": inc.mode, "confirm": inc.confirm,
+            "target": inc.target.masked_url, "opened": inc.opened.isoformat(), "written": datetime.now().astimezone().isoformat(),
+            "outcome": inc.outcome(),
+            "steps": [{"number": s.number, "title": s.title, "began": s.began.isoformat(),
+                       "ended": s.ended.isoformat() if s.ended else None, "failed": s.failed} for s in inc.steps],
+            "holds": {key: hold_data(h) for key, h in inc.holds.items()},
+            "running": running}

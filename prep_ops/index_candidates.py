@@ -1,0 +1,134 @@
+"""Indexes for one query's plan: candidates from its selective sequential scans and hash joins,
+and creating them (`apply`), with the query timed and its plan compared before and after."""
+
+import re
+import statistics
+from dataclasses import dataclass
+
+import pandas as pd
+import psycopg
+from psycopg import sql
+
+from . import plan_compare, plans
+from .db import require_change, snapshot
+from .indexes import CREATES, Advice, _served, create_index, create_statement, existing, index_name
+from .plans import Plan, findings
+from .sqlfiles import load
+
+_QUOTED = re.compile(r"'(?:[^']|'')*'")
+_REFERENCE = re.compile(r"(?:\b(\w+)\.)?\b([a-z_][a-z0-9_]*)\b(\)?(?:::[\w ]+)?\)?\s*(=|<>|<=|>=|<|>|~~|IN\b|= ANY))?")
+
+
+def _columns_in(expression: str, alias: str | None, columns: set[str]) -> tuple[str, ...]:
+    """Columns of one table named in a filter or join condition, equality comparisons first."""
+    text = _QUOTED.sub("''", expression or "")
+    equal, other = [], []
+    for qualifier, name, _, operator in _REFERENCE.findall(text):
+        if name not in columns or (qualifier and alias and qualifier != alias):
+            continue
+        bucket = equal if operator.strip() in ("=", "= ANY", "IN") else other
+        if name not in equal and name not in other:
+            bucket.append(name)
+    return tuple(equal + other)
+
+
+def _table_columns(conn: psycopg.Connection, tables: set[str]) -> dict[str, tuple[str, set[str]]]:
+    """Each relation of a plan: the schema it is in and its columns."""
+    rows = conn.execute(load("indexes", "plan_relations"), {"names": sorted(tables)}).fetchall()
+    return {name: (schema, set(columns)) for name, schema, columns in rows}
+
+
+def candidates(conn: psycopg.Connection, plan: Plan) -> list[Advice]:
+    """Indexes that would serve a slow plan: the filter columns of its selective sequential scans
+    and the join columns of sequential scans on the inner side of joins; none already served."""
+    nodes = plan.nodes
+    selective = {f.node_id for f in findings(plan) if f.kind in ("selective sequential scan", "nested loop with many loops")}
+    scans = nodes[(nodes["node_type"] == "Seq Scan") & nodes["relation"].notna()]
+    if scans.empty:
+        return []
+    with snapshot(conn):
+        columns_of = _table_columns(conn, set(scans["relation"]))
+        indexes = existing(conn)
+    proposals: dict[tuple, str] = {}
+    for _, scan in scans.iterrows():
+        table = scan["relation"]
+        schema, known = columns_of.get(table, ("public", set()))
+        wanted: tuple[str, ...] = ()
+        if scan["id"] in selective:
+            wanted = _columns_in(scan["filter"], scan["alias"], known)
+        else:  # the inner side of a hash join reading a whole table for a join key
+            parent = nodes[nodes["id"] == scan["parent"]]
+            if len(parent) and parent.iloc[0]["node_type"] == "Hash":
+                join = nodes[nodes["id"] == parent.iloc[0]["parent"]]
+                if len(join) and (scan["rows_removed_by_filter"] or 0) > (scan["actual_rows"] or 0):
+                    wanted = _columns_in(join.iloc[0]["hash_cond"], scan["alias"], known)
+        if not wanted or _served(indexes, table, wanted[:1], schema):
+            continue
+        proposals.setdefault((schema, table, wanted), f"{scan['node']} (node {scan['id']}) filters on {', '.join(wanted)}")
+    return [Advice("candidate for query", table, index_name(table, cols), cols, why,
+                   create_statement(table, cols, schema), schema=schema)
+            for (schema, table, cols), why in proposals.items()]
+
+
+def apply(conn: psycopg.Connection, items: list[Advice], *, confirm: bool = False) -> list[str]:
+    """Create the proposed indexes (CONCURRENTLY, so on the autocommit connection, outside a
+    transaction); returns the statements run. Drops are never applied here. Outside a scratch
+    database, needs `confirm`."""
+    creates = [i for i in items if i.kind in CREATES]
+    if creates:
+        require_change(conn, confirm, "creating indexes")
+    done = []
+    for item in creates:
+        conn.execute(create_index(item.table, item.columns, item.index, item.schema))
+        conn.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(item.schema, item.table)))
+        done.append(item.statement)
+    return done
+
+
+@dataclass
+class Applied:
+    """Runbook 03's apply step: the indexes created for a query (if any), and the query's plan and
+    median time before and after, compared node by node. With nothing created, "after" is the
+    same query run again, which shows whether its plan is stable."""
+
+    statements: list[str]
+    status: str
+    before_ms: float
+    after_ms: float
+    after: Plan
+    comparison: pd.DataFrame
+    in_place: bool  # every proposed index exists now (or none was proposed)
+
+    @property
+    def faster(self) -> bool:
+        return self.after_ms < self.before_ms
+
+    def verdict(self) -> dict:
+        """The compare step's check, as keyword arguments of prep_ops.check: with new indexes the
+        query must be faster; without, a plan that changes on a re-run is a warning."""
+        timing = f"{self.before_ms:.1f} ms → {self.after_ms:.1f} ms (median); {plan_compare.changes(self.comparison)}"
+        if self.statements:
+            return {"name": "query faster with the new indexes", "passed": self.faster, "detail": timing,
+                    "fix": "the new index does not serve this query: look at the plan, drop the index if unused"}
+        return {"name": "plan stable on a re-run", "passed": self.comparison["change"].eq("same").all(),
+                "detail": timing, "must_hold": False,
+                "fix": "the plan changes from run to run: ANALYZE its tables, check parameter-sensitive estimates"}
+
+
+def apply_and_compare(conn: psycopg.Connection, query: str, params: dict | None, before: Plan, proposed: list[Advice], *,
+                      create: bool = False, confirm: bool = False, runs: int = 3) -> Applied:
+    """With `create`, create the `proposed` indexes (see apply()) and EXPLAIN ANALYZE the query again;
+    either way, time it `runs` times before and after (median) and compare the plans node by node."""
+    times = [before.total_ms] + [plans.explain(conn, query, params).total_ms for _ in range(runs - 1)]
+    creates = [item for item in proposed if item.kind in CREATES]
+    statements = apply(conn, creates, confirm=confirm) if create and creates else []
+    if statements:
+        status = f"created {', '.join(item.index for item in creates)}"
+    elif creates:
+        status = f"{len(creates)} proposed ({', '.join(item.index for item in creates)}), not created"
+    else:
+        status = "none proposed for this query"
+    after_runs = [plans.explain(conn, query, params) for _ in range(runs)]
+    after = sorted(after_runs, key=lambda plan: plan.total_ms)[len(after_runs) // 2]
+    return Applied(statements, status, statistics.median(times), after.total_ms, after,
+                   plan_compare.compare(before, after), bool(statements) or not creates)

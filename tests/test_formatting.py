@@ -1,0 +1,35 @@
+"""How numbers, money, sizes and tables are shown: one helper for explore, health, the CLI and the notebooks."""
+
+import pandas as pd
+import pytest
+
+from prep_ops import formatting
+
+
+@pytest.mark.parametrize("amount, shown", [(1234.5, "US$ 1,234.50"), (0, "US$ 0.00"), (-3, "-US$ 3.00"),
+                                           (1234567.891, "US$ 1,234,567.89"), (None, ""), (float("nan"), "")])
+def test_money_shows_dollars_with_cents_and_thousands(amount, shown):
+    assert formatting.money(amount) == shown
+
+
+def test_numbers_are_rounded_with_their_units():
+    assert formatting.number(263.104396, "ms") == "263.1 ms"
+    assert formatting.number(1204331, "rows") == "1,204,331 rows"
+    assert formatting.percent(0.2053) == "20.5%" and formatting.seconds(61.25) == "61.2 s"
+    assert formatting.size(214 * 1024 * 1024) == "214 MB" and formatting.size(8192) == "8,192 bytes"
+
+
+def test_shorten_cuts_only_at_a_word_boundary():
+    text = "{'table': 'public.enrollments', 'reason': 'sequential scan'}"
+    short = formatting.shorten(text, 40)
+    assert len(short) <= 40 and short.endswith(" …") and text.startswith(short[:-2])
+    assert text.split()[len(short[:-2].split()) - 1] == short[:-2].split()[-1]  # the last word kept is whole
+    assert formatting.shorten("short enough", 40) == "short enough"
+
+
+def test_tables_hide_only_a_meaningless_index():
+    plain = pd.DataFrame({"instrument": ["piano"], "amount": [1234.5]})
+    html = formatting.table(plain, {"amount": formatting.money}).to_html()
+    assert "US$ 1,234.50" in html and "row0_col0" in html and "row_heading" not in html
+    named = plain.set_index("instrument")
+    assert "row_heading" in formatting.table(named).to_html()  # a meaningful index stays
