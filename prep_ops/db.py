@@ -152,6 +152,22 @@ def connect(target: Target, *, autocommit: bool = False, connect_timeout: int = 
     return conn
 
 
+def live(conn: "psycopg.Connection | None", target: Target) -> psycopg.Connection:
+    """`conn` if it still answers, else a new autocommit connection to `target` (the one connection a
+    runbook or an incident keeps): a connection the server dropped (a restart, a stopped embedded
+    server) is opened again, the embedded server started again first. An external server that is down
+    raises TargetError, whose one line says what to do."""
+    if conn is not None and not conn.closed:
+        try:
+            conn.execute("SELECT 1")
+            return conn
+        except psycopg.OperationalError:
+            conn.close()
+    if target.embedded:
+        embedded.ensure_database(target.database)
+    return connect(target, autocommit=True)
+
+
 @contextlib.contextmanager
 def snapshot(conn: psycopg.Connection):
     """One read-only transaction with one snapshot (REPEATABLE READ) on an autocommit connection, for a

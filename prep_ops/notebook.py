@@ -14,8 +14,7 @@ import pandas as pd
 import psycopg
 import sqlalchemy
 
-from . import embedded
-from .db import Target, connect, is_scratch, mask_url, resolve_target, server_version
+from .db import Target, connect, is_scratch, live, mask_url, resolve_target, server_version
 from .errors import CheckFailed
 from .verdicts import CHECK_MIME, STATUSES, SUMMARY_MIME, status, status_counts
 
@@ -68,18 +67,8 @@ class Session:
         """One autocommit connection to the target for the whole runbook, opened on first use: capability
         functions take it, and each reads what belongs together in one transaction of its own.
 
-        A connection the server dropped (a restart, a stopped embedded server) is opened again; the
-        embedded server is started again first. An external server that is down raises TargetError,
-        whose one line says what to do."""
-        if self._conn is not None and not self._conn.closed:
-            try:
-                self._conn.execute("SELECT 1")
-                return self._conn
-            except psycopg.OperationalError:
-                self._conn.close()
-        if self.target.embedded:
-            embedded.ensure_database(self.target.database)  # starts the server again when it was stopped
-        self._conn = connect(self.target, autocommit=True)
+        A connection the server dropped is opened again (`db.live`)."""
+        self._conn = live(self._conn, self.target)
         return self._conn
 
     def read_only(self, confirm: bool) -> str:

@@ -267,7 +267,8 @@ def run_one(notebook: Path, out_dir: Path, values: dict, *, timeout: int | None 
     if secret_url:  # papermill writes parameters into the executed notebook: a password goes by environment
         values = {k: v for k, v in values.items() if k != "database_url"}
     try:
-        with _environment("DATABASE_URL", str(url) if secret_url else None):
+        # headless: progress bars are text, not widgets a saved notebook cannot show
+        with _environment("DATABASE_URL", str(url) if secret_url else None), _environment("PREP_OPS_HEADLESS", "1"):
             papermill.execute_notebook(str(notebook), str(output), parameters=values, kernel_name="python3",
                                        cwd=str(notebook.parent), progress_bar=False, execution_timeout=timeout,
                                        # the kernel's start-up warnings are noise in a run's output

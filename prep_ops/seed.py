@@ -170,6 +170,18 @@ def _copy(conn: psycopg.Connection, table: str, data: bytes) -> None:
         copy.write(data)
 
 
+def _progress_bar(students: int, shown: bool):
+    """A progress bar: a widget in JupyterLab, plain text (a few lines, not a widget that a saved notebook
+    cannot show) where the runner executes runbooks headless ($PREP_OPS_HEADLESS=1) or in a terminal."""
+    if os.environ.get("PREP_OPS_HEADLESS") == "1":
+        from tqdm import tqdm
+
+        return tqdm(total=students, unit="students", disable=not shown, desc="seeding", ascii=True, mininterval=5)
+    from tqdm.auto import tqdm
+
+    return tqdm(total=students, unit="students", disable=not shown, desc="seeding")
+
+
 def seed(conn: psycopg.Connection, students: int = 2000, seed: int = 42, *, replace: bool = False,
          confirm: bool = False, progress: bool = False) -> SeedResult:
     """Replace the school's data with `students` generated students (and their teachers, courses,
@@ -194,10 +206,7 @@ def seed(conn: psycopg.Connection, students: int = 2000, seed: int = 42, *, repl
     result = SeedResult(students, seed)
     began = time.perf_counter()
     plan = sample.Plan(students, seed)
-    from tqdm.auto import tqdm
-
-    with _student_parts_in_order(plan) as student_parts, conn.transaction(), \
-            tqdm(total=students, unit="students", disable=not progress, desc="seeding") as bar:
+    with _student_parts_in_order(plan) as student_parts, conn.transaction(), _progress_bar(students, progress) as bar:
         school = sql.SQL(", ").join(map(sql.Identifier, TABLES))
         # no trigger may be added while we look (CREATE TRIGGER and ADD FOREIGN KEY wait for this lock):
         # code another role owns would run as us, a superuser perhaps

@@ -228,3 +228,12 @@ def test_a_broken_notebook_is_still_refused_by_validation(tmp_path):
 
     with pytest.raises(nbformat.ValidationError, match="'source' is a required property"):
         nbformat.validate(nbformat.reads(json.dumps(broken), as_version=4))
+
+
+def test_a_progress_bar_is_text_in_a_headless_run(tmp_path):
+    result = runner.run_one(FIXTURES / "96_progress.ipynb", tmp_path, {})
+    assert result.ok, result.error
+    outputs = [o for cell in json.loads((tmp_path / "96_progress.ipynb").read_text())["cells"] for o in cell["outputs"]]
+    assert not any("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in outputs)
+    text = "".join("".join(o["text"]) for o in outputs if o.get("output_type") == "stream")
+    assert "seeding: 100%" in text and "10/10" in text

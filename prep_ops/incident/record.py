@@ -32,8 +32,8 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-from .. import embedded, notebook
-from ..db import Target, connect, require_change
+from .. import notebook
+from ..db import Target, live, require_change
 from ..errors import CheckFailed, ParameterError, StepFailed, database_error, first_line
 from . import journal, report
 from .naming import MODES, check_id, check_mode, drill_server, incidents_dir, new_id  # noqa: F401 (the record's API)
@@ -135,16 +135,8 @@ class Incident:
     @property
     def conn(self) -> psycopg.Connection:
         """One autocommit connection to the incident's target for the whole runbook, opened on first use,
-        opened again when it was closed or the server dropped it (an embedded server is started again)."""
-        if self._conn is not None and not self._conn.closed:
-            try:
-                self._conn.execute("SELECT 1")
-                return self._conn
-            except psycopg.OperationalError:
-                self._conn.close()
-        if self.target.embedded:
-            embedded.start()
-        self._conn = connect(self.target, autocommit=True)
+        opened again when it was closed or the server dropped it (`db.live`)."""
+        self._conn = live(self._conn, self.target)
         return self._conn
 
     def close(self) -> None:
