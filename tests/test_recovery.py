@@ -131,3 +131,39 @@ def test_assessment_uses_the_manifests_own_checksum_method(damaged):
     old["tables"] = backup.table_checksums(conn, "row-text")
     found = recovery.assess(conn, old)
     assert set(found["state"]) == {"intact"}
+
+
+def test_repair_refuses_a_trigger_owned_by_another_role(damaged):
+    """Putting rows back runs the tables' triggers as the repairing (super)user: another role's trigger
+    is refused, by name, before anything is written, and the role never becomes superuser."""
+    import uuid
+
+    from psycopg import sql
+
+    from prep_ops.errors import ForeignTriggerError
+
+    _, taken, _, conn = damaged
+    name = f"t{uuid.uuid4().hex[:8]}_dba"
+    role = sql.Identifier(name)
+    conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN NOSUPERUSER").format(role))
+    conn.execute(sql.SQL("GRANT CREATE ON SCHEMA public TO {}").format(role))
+    conn.execute(sql.SQL("GRANT TRIGGER ON tuition_payments TO {}").format(role))
+    found = recovery.investigate(conn, taken)
+    try:
+        with conn.transaction():
+            conn.execute(sql.SQL("SET LOCAL ROLE {}").format(role))
+            conn.execute(sql.SQL("CREATE FUNCTION public.escalate() RETURNS trigger LANGUAGE plpgsql AS {}").format(
+                sql.Literal(f"BEGIN EXECUTE format('ALTER ROLE %I SUPERUSER', {sql.Literal(name).as_string(None)}); "
+                            "RETURN NULL; END")))
+            conn.execute("CREATE TRIGGER escalate BEFORE INSERT OR UPDATE ON tuition_payments "
+                         "FOR EACH STATEMENT EXECUTE FUNCTION public.escalate()")
+        before = recovery.assess(conn, taken.manifest)
+        with _copy(found) as copy, pytest.raises(ForeignTriggerError, match=f'"escalate" on "public"."tuition_payments".*{name}'):
+            recovery.repair_rows(conn, copy, found.damaged, confirm=True)
+        assert not conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = %s", (name,)).fetchone()[0]
+        assert recovery.assess(conn, taken.manifest).equals(before)  # nothing written
+    finally:
+        found.drop()
+        conn.execute("DROP FUNCTION IF EXISTS public.escalate() CASCADE")
+        conn.execute(sql.SQL("DROP OWNED BY {}").format(role))
+        conn.execute(sql.SQL("DROP ROLE {}").format(role))

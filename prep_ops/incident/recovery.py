@@ -20,6 +20,7 @@ from psycopg import sql
 
 from .. import backup as backups
 from .. import checksums, verify
+from ..catalog import refuse_foreign_triggers
 from ..db import Target, connect, require_change, snapshot
 from ..errors import ParameterError, RecoveryError, database_error
 from ..sqlfiles import load
@@ -195,6 +196,8 @@ def repair_rows(live: psycopg.Connection, source: psycopg.Connection, tables: li
     counts, table = [], ", ".join(tables)  # named in the error even when ordering the tables fails
     try:
         with snapshot(source), live.transaction():
+            # the upserts fire the tables' triggers as us (a superuser perhaps): none may be another role's code
+            refuse_foreign_triggers(live, [_split(t) for t in tables], "to repair " + ", ".join(tables))
             for table in _load_order(live, tables):
                 schema, name = _split(table)
                 keys = _key_columns(live, table)
