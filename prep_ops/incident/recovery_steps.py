@@ -90,7 +90,8 @@ def stop_application(run: DataRecovery) -> pd.DataFrame:
         connected, answer = lockout.can_connect(run.drill.app_login()) if run.drill else (False, "")
         left = len(lockout.sessions(conn, role))
         inc.check("application stopped", not connected and not left,
-                  f"{role}: {left} session(s) left" + (f"; login: {answer}" if run.drill else ""),
+                  f"{role}: {left} session(s) left" + (f"; a new login is refused ({answer})" if run.drill and not connected
+                                                        else f"; a new login got in" if run.drill else ""),
                   skipped="" if inc.may_change else f"{_NOT_CONFIRMED}: the role was not blocked (statements above)")
         return before
 
