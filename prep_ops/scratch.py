@@ -100,6 +100,17 @@ def sample_database(server: Target, students: int, seed_value: int = 42, *, name
     return target
 
 
+def lab_database(server: Target, students: int, seed_value: int = 42, *, prefix: str = "prep_ops_plans_",
+                 confirm: bool = False) -> Target:
+    """A fresh sample database of this run (`prefix` + a run id: two runs at once never share one),
+    after dropping the labs killed runs left (older, no session on them). The caller drops it when done."""
+    run = run_id()
+    with _server(server) as conn:
+        require_change(conn, confirm, f"creating scratch database {prefix}{run}")
+        remove_stale(conn, prefix, run)
+    return sample_database(server, students, seed_value, name=prefix + run, confirm=confirm)
+
+
 # --- run ids, locks, and what killed runs left ---------------------------------------------------
 def run_id(at: datetime | None = None) -> str:
     """A run's id: its start in UTC to the millisecond, then a random part (ids sort by start; no two alike)."""

@@ -14,6 +14,7 @@ import pandas as pd
 import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
 
 from . import embedded
 from .catalog import describe_code, foreign_triggers, role_exists
@@ -55,17 +56,24 @@ def privileges(conn: psycopg.Connection, roles: list[str] | None = None) -> pd.D
     """Who can do what: one row per role (and PUBLIC), object and privilege held, with how it is held
     (superuser, owner, granted, PUBLIC, member of <role>). `roles` limits it to those names ("PUBLIC" included)."""
     with snapshot(conn):
+        direct = [{k: g[k] for k in ("kind", "schema", "name", "role", "privilege")}
+                  for g in grants(conn, defaults=True) if g["role"] is not None]
         return fetch_frame(conn, load("security", "privileges"),
-                           {"roles": list(roles) if roles is not None else None,
+                           {"roles": list(roles) if roles is not None else None, "grants": Jsonb(direct),
                             "table_privileges": _table_privileges(conn)})
 
 
-def grants(conn: psycopg.Connection, schema: str | None = None, names: list[str] | None = None) -> list[dict]:
+def grants(conn: psycopg.Connection, schema: str | None = None, names: list[str] | None = None, *,
+           every_database: bool = False, system_schemas: bool = False, defaults: bool = False) -> list[dict]:
     """The privileges granted directly on this database, its schemas (`schema` only, when given) and their
     tables, views and sequences, to `names` (roles or "PUBLIC"; all when None): one dict per object,
-    grantee and privilege (kind, schema, name, role, privilege, from_extension); an object without such
-    grants once, with role and privilege None. The one query of direct grants (sql/security/grants.sql)."""
-    return _rows(conn, "grants", {"schema": schema, "names": list(names) if names is not None else None})
+    grantee and privilege (kind, schema, name, role, privilege, grantor, from_extension); an object without
+    such grants once, with role, privilege and grantor None. `every_database` adds the server's other
+    databases, `system_schemas` the catalog, toast and temporary schemas; `defaults` reads a never-changed
+    ACL as the built-in grants it stands for. The one query of direct grants (sql/security/grants.sql)."""
+    return _rows(conn, "grants", {"schema": schema, "names": list(names) if names is not None else None,
+                                  "every_database": every_database, "system_schemas": system_schemas,
+                                  "defaults": defaults})
 
 
 def privilege_matrix(frame: pd.DataFrame, kinds: tuple[str, ...] = ("database", "schema", "table", "view")) -> pd.DataFrame:
@@ -186,11 +194,13 @@ def _public_grants(conn) -> dict[tuple[str, str], set[str]]:
 
 def _privilege_findings(conn, roles: RoleSet) -> list[Finding]:
     found = []
-    for r in _rows(conn, "public_create"):
-        found.append(Finding("CREATE on a schema for PUBLIC", "high", r["schema"],
+    public_create = [g["name"] for g in grants(conn, names=["PUBLIC"], defaults=True)  # in the query's order
+                     if g["kind"] == "schema" and g["privilege"] == "CREATE"]
+    for schema in public_create:
+        found.append(Finding("CREATE on a schema for PUBLIC", "high", schema,
                              "every role, present and future, may create objects here: tables that shadow the school's, "
                              "functions that run as whoever calls them",
-                             _quoted(conn, "REVOKE CREATE ON SCHEMA {} FROM PUBLIC", sql.Identifier(r["schema"]))))
+                             _quoted(conn, "REVOKE CREATE ON SCHEMA {} FROM PUBLIC", sql.Identifier(schema))))
     for (schema, name), held in _public_grants(conn).items():
         privileges = ", ".join(sorted(held))
         writes = held - {"SELECT", "REFERENCES", "USAGE"}

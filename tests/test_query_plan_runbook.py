@@ -3,9 +3,9 @@ its scratch database and the before/after check passes; by default it changes no
 
 import pytest
 
-from prep_ops import db, indexes, runner, scratch
+from prep_ops import db, runner, scratch
 
-SCRATCH = "prep_ops_plans"  # the runbook's own scratch database
+LABS = "prep_ops_plans_"  # the runbook's own scratch databases: prep_ops_plans_<run id>, dropped at its end
 
 
 @pytest.fixture
@@ -14,7 +14,8 @@ def runbook(server):
     # the parameters this test sets must be the notebook's (a renamed one would be silently ignored)
     assert {"query", "scale", "apply"} <= set(runner.parameters(notebook))
     yield notebook
-    scratch.drop(server, SCRATCH)
+    for name in scratch.existing(server, LABS):  # what a failed run left
+        scratch.drop(server, name)
 
 
 def _outputs_of_cell_with(run, text: str) -> list:
@@ -40,10 +41,7 @@ def test_apply_creates_the_proposed_index_and_the_query_gets_faster(runbook, ser
     assert faster["passed"] and faster["must_hold"]
     assert "changed access method: Seq Scan → " in faster["detail"] and "on enrollments" in faster["detail"]
     assert any("image/png" in out.get("data", {}) for out in _outputs_of_cell_with(run, "applied.statements"))
-    with db.connect(server.with_database(SCRATCH), autocommit=True) as conn:
-        made = indexes.existing(conn).set_index("index_name")
-    assert made.loc["idx_enrollments_course_id_term", "is_valid"]
-    assert list(made.loc["idx_enrollments_course_id_term", "columns"]) == ["course_id", "term"]
+    assert scratch.existing(server, LABS) == []  # the run's lab is dropped at its end
 
 
 def test_default_run_proposes_but_creates_nothing(runbook, server, tmp_path):
@@ -57,5 +55,17 @@ def test_default_run_proposes_but_creates_nothing(runbook, server, tmp_path):
     assert not any("image/png" in out.get("data", {}) for out in _outputs_of_cell_with(run, "applied.statements"))
     # every step ends in a check: one per numbered step
     assert len(run.checks) == 7
-    with db.connect(server.with_database(SCRATCH), autocommit=True) as conn:
-        assert "idx_enrollments_course_id_term" not in set(indexes.existing(conn)["index_name"])
+    assert scratch.existing(server, LABS) == []
+
+
+def test_a_killed_runs_lab_is_dropped_by_the_next_and_a_live_one_is_kept(server):
+    old = f"{LABS}{scratch.run_id()}"
+    with db.connect(server, autocommit=True) as conn:
+        scratch.create(conn, old, confirm=True)  # as a killed run leaves it: nobody connected
+    live = scratch.lab_database(server, 10, confirm=True)
+    with db.connect(live, autocommit=True):  # a run at work on its lab
+        newer = scratch.lab_database(server, 10, confirm=True)
+        assert old not in scratch.existing(server, LABS)
+        assert {live.database, newer.database} <= set(scratch.existing(server, LABS))
+    for name in (live.database, newer.database):
+        scratch.drop(server, name)

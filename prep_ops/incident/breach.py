@@ -12,7 +12,7 @@ import pandas as pd
 import psycopg
 from psycopg import sql
 
-from .. import roles
+from .. import roles, security_audit
 from ..db import fetch_frame
 from ..errors import ParameterError
 from ..sqlfiles import load
@@ -52,7 +52,13 @@ def _what(r: dict) -> str:
 def holdings(conn: psycopg.Connection, role: str) -> pd.DataFrame:
     """What `role` holds itself: attributes beyond LOGIN, memberships, privileges on the server's
     databases and on this database's objects, default privileges, and what it owns; one row each."""
-    frame = fetch_frame(conn, load("breach", "holdings"), {"role": role})
+    rows = fetch_frame(conn, load("breach", "holdings"), {"role": role}).to_dict("records")
+    rows += [{"kind": g["kind"], "schema": g["schema"], "object": g["name"], "detail": None,
+              "privilege": g["privilege"], "grantor": g["grantor"]}
+             for g in security_audit.grants(conn, names=[role], every_database=True, system_schemas=True)
+             if g["role"] is not None]
+    rows.sort(key=lambda r: tuple((r[c] is not None, r[c] or "") for c in ("kind", "schema", "object", "detail", "privilege")))
+    frame = pd.DataFrame(rows, columns=["kind", "schema", "object", "detail", "privilege", "grantor"])
     frame = frame.astype(object).where(frame.notna(), None)  # NULL stays None, never NaN
     frame["what"] = [_what(r) for r in frame.to_dict("records")] if len(frame) else []
     return frame[HOLDINGS]

@@ -1,8 +1,8 @@
--- Everything one role holds itself, that a REVOKE (or ALTER ROLE) can take away or that must be
--- handled by hand: role attributes beyond LOGIN, memberships, privileges on the server's databases,
--- and in this database privileges on schemas, tables, views, sequences, columns and routines,
--- default privileges granted to it, and the objects it owns. One row per object and privilege.
--- What it gets through PUBLIC is left out: no REVOKE aimed at one role takes that away.
+-- What one role holds itself beyond its direct grants on databases, schemas, tables, views and
+-- sequences (those come from security/grants.sql, the one read of them; breach.holdings adds them):
+-- role attributes beyond LOGIN, memberships, privileges on columns and routines, default privileges
+-- granted to it, and the objects it owns. One row per object and privilege, in the columns of
+-- breach.holdings. What it gets through PUBLIC is left out: no REVOKE aimed at one role takes that away.
 WITH suspect AS (
     SELECT oid, rolsuper, rolcreaterole, rolcreatedb, rolreplication, rolbypassrls
     FROM pg_roles WHERE rolname = %(role)s
@@ -20,29 +20,6 @@ WITH suspect AS (
     JOIN pg_auth_members m ON m.member = s.oid
     JOIN pg_roles g ON g.oid = m.roleid
     LEFT JOIN pg_roles gr ON gr.oid = m.grantor
-    UNION ALL
-    SELECT 'database', NULL, d.datname::text, NULL, a.privilege_type, gr.rolname::text
-    FROM suspect s
-    CROSS JOIN pg_database d
-    CROSS JOIN LATERAL aclexplode(d.datacl) a
-    LEFT JOIN pg_roles gr ON gr.oid = a.grantor
-    WHERE a.grantee = s.oid
-    UNION ALL
-    SELECT 'schema', NULL, n.nspname::text, NULL, a.privilege_type, gr.rolname::text
-    FROM suspect s
-    CROSS JOIN pg_namespace n
-    CROSS JOIN LATERAL aclexplode(n.nspacl) a
-    LEFT JOIN pg_roles gr ON gr.oid = a.grantor
-    WHERE a.grantee = s.oid
-    UNION ALL
-    SELECT CASE c.relkind WHEN 'S' THEN 'sequence' ELSE 'table' END, n.nspname::text, c.relname::text, NULL,
-           a.privilege_type, gr.rolname::text
-    FROM suspect s
-    CROSS JOIN pg_class c
-    JOIN pg_namespace n ON n.oid = c.relnamespace
-    CROSS JOIN LATERAL aclexplode(c.relacl) a
-    LEFT JOIN pg_roles gr ON gr.oid = a.grantor
-    WHERE a.grantee = s.oid
     UNION ALL
     SELECT 'column', n.nspname::text, c.relname::text, t.attname::text, a.privilege_type, gr.rolname::text
     FROM suspect s
@@ -97,4 +74,3 @@ WITH suspect AS (
 )
 SELECT kind, schema, object, detail, privilege, grantor
 FROM held
-ORDER BY kind, schema NULLS FIRST, object, detail NULLS FIRST, privilege
