@@ -164,7 +164,7 @@ def live(conn: "psycopg.Connection | None", target: Target) -> psycopg.Connectio
         except psycopg.OperationalError:
             conn.close()
     if target.embedded:
-        embedded.ensure_database(target.database)
+        embedded.start()  # only the server: a database dropped meanwhile (a drill's) is not made again
     return connect(target, autocommit=True)
 
 

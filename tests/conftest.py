@@ -68,9 +68,9 @@ def scratch(server):
 
 @pytest.fixture
 def migrated(scratch):
-    """A scratch database at the latest migration."""
+    """A scratch database at the latest migration (the test's own: confirmed, whatever the server)."""
     with db.connect(scratch, autocommit=True) as conn:
-        migrate.apply(conn)
+        migrate.apply(conn, confirm=True)
     return scratch
 
 
@@ -86,8 +86,8 @@ def seeded(server):
     """A scratch database at the latest migration with 300 sample students (shared by a module)."""
     target = _create(server)
     with db.connect(target, autocommit=True) as conn:
-        migrate.apply(conn)
-        seed.seed(conn, students=300, seed=7)
+        migrate.apply(conn, confirm=True)
+        seed.seed(conn, students=300, seed=7, confirm=True)
     yield target
     _drop(server, target)
 
