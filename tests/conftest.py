@@ -158,6 +158,21 @@ def judge_as_elsewhere(monkeypatch) -> None:
     monkeypatch.setattr(db, "_SCRATCH_CONNECTIONS", _NoScratch())
 
 
+def check_statuses(run, names) -> dict[str, str]:
+    """Each check of an incident run: name -> its status word, as the timeline records it
+    ("PASS name: detail", "SKIP name — why"); `names` are the runbook's check names (a name may hold
+    a colon itself, so the detail is cut back until a known name remains)."""
+    found = {}
+    for event in run.inc.events:
+        if event.kind == "check":
+            word, _, rest = event.text.partition(" ")
+            name = rest.split(" — ")[0] if word == "SKIP" else rest
+            while name not in names and ":" in name:
+                name = name.rpartition(":")[0]
+            found[name] = word
+    return found
+
+
 def cli_env(target: db.Target | None = None, **extra) -> dict:
     env = dict(os.environ)
     if target is not None:

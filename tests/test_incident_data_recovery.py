@@ -16,7 +16,7 @@ from prep_ops.errors import ParameterError, StepFailed
 from prep_ops.incident import lockout, recovery, recovery_steps
 from prep_ops.incident.drills import recovery as recovery_drill
 
-from conftest import _create, _drop, notebook_outputs, passes_of_what_was_not_looked_at, schema_dump
+from conftest import _create, _drop, check_statuses, notebook_outputs, passes_of_what_was_not_looked_at, schema_dump
 
 NOTEBOOK = Path(__file__).parent.parent / "notebooks" / "10_incident_data_recovery.ipynb"
 
@@ -94,17 +94,7 @@ _CHECK_NAMES = ("application stopped", "backup verified by a restore", "damage f
 
 
 def _checks(run) -> dict[str, str]:
-    """Each check of the run's incident: name -> its status word, as the timeline records it
-    ("PASS name: detail", "SKIP name — why"); a name may hold a colon itself."""
-    found = {}
-    for event in run.inc.events:
-        if event.kind == "check":
-            word, _, rest = event.text.partition(" ")
-            name = rest.split(" — ")[0] if word == "SKIP" else rest
-            while name not in _CHECK_NAMES and ":" in name:
-                name = name.rpartition(":")[0]
-            found[name] = word
-    return found
+    return check_statuses(run, _CHECK_NAMES)
 
 
 def test_each_step_is_one_call_and_the_drill_recovers_every_row(tmp_path, incident_id):

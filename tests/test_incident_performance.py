@@ -13,7 +13,7 @@ from prep_ops.incident.drills import load as workload
 from prep_ops.incident.drills import performance
 from prep_ops.errors import ParameterError
 
-from conftest import _create, _drop, notebook_outputs, passes_of_what_was_not_looked_at, schema_dump
+from conftest import _create, _drop, check_statuses, notebook_outputs, passes_of_what_was_not_looked_at, schema_dump
 
 NOTEBOOK = Path(__file__).parent.parent / "notebooks" / "11_incident_performance.ipynb"
 STEPS = ("1. Identify the bottleneck", "2. Optimise", "3. Update indexes", "4. Monitor results",
@@ -165,17 +165,7 @@ _CHECK_NAMES = ("bottleneck identified", "incident reproduced: the bottleneck is
 
 
 def _statuses(run) -> dict[str, str]:
-    """Each check of the run's incident: name -> its status word, as the timeline records it
-    ("PASS name: detail", "SKIP name — why"); a name may hold a colon itself."""
-    found = {}
-    for event in run.inc.events:
-        if event.kind == "check":
-            word, _, rest = event.text.partition(" ")
-            name = rest.split(" — ")[0] if word == "SKIP" else rest
-            while name not in _CHECK_NAMES and ":" in name:
-                name = name.rpartition(":")[0]
-            found[name] = word
-    return found
+    return check_statuses(run, _CHECK_NAMES)
 
 
 def test_live_steps_with_confirm_end_the_blocker_and_bring_the_query_back(slowed_down, incident_id):
