@@ -5,20 +5,18 @@ import secrets
 import pandas as pd
 import psycopg
 from psycopg import sql
-from sqlalchemy.engine import make_url
 
-from .db import Target, connect, render
+from .catalog import columns
+from .db import Target, connect
 from .errors import ParameterError, first_line
 from .scram import Secret, reveal
-from .sqlfiles import load
 
 _PROBE_TIMEOUTS = "SET LOCAL lock_timeout = '2s'; SET LOCAL statement_timeout = '10s'"
 
 
 def login(target: Target, role: str, password: "str | Secret | None" = None) -> Target:
     """The same server and database as `target`, logging in as `role` (with `password` where the server asks)."""
-    url = make_url(target.url).set(username=role, password=reveal(password) if password is not None else None)
-    return Target(render(url), target.embedded)
+    return target.with_user(role, reveal(password) if password is not None else None)
 
 
 def try_access(login_target: Target, table: str = "users", *, column: str | None = None,
@@ -32,8 +30,8 @@ def try_access(login_target: Target, table: str = "users", *, column: str | None
     """
     with connect(login_target) as conn:
         conn.execute(_PROBE_TIMEOUTS)
-        found = conn.execute(load("access", "first_column"), {"schema": schema, "table": table}).fetchone()
-        if found is None:
+        found = columns(conn, table, schema)
+        if not found:
             raise ParameterError(f"no table {schema}.{table}")
         col, tab = sql.Identifier(column or found[0]), sql.Identifier(schema, table)
         probe = sql.Identifier(schema, f"prep_ops_probe_{secrets.token_hex(4)}")

@@ -1,6 +1,6 @@
-"""Does it exist? One small probe per kind of object (role, schema, table or view, function), row
-counts of the tables that do, and whose code a write would run: the questions every capability asks
-the catalogs before it acts."""
+"""Does it exist? One small probe per kind of object (role, database, schema, table or view, column,
+function, extension), row counts of the tables that do, and whose code a write would run: the questions
+every capability asks the catalogs before it acts. Every such probe lives here."""
 
 from collections.abc import Iterable
 
@@ -23,6 +23,11 @@ def existing_roles(conn: psycopg.Connection, names: Iterable[str]) -> list[str]:
     return [n for n in names if n in found]
 
 
+def database_exists(conn: psycopg.Connection, name: str) -> bool:
+    """True when database `name` exists on the server."""
+    return conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is not None
+
+
 def schema_exists(conn: psycopg.Connection, name: str) -> bool:
     """True when schema `name` exists in this database."""
     return conn.execute("SELECT to_regnamespace(%s)", (sql.Identifier(name).as_string(None),)).fetchone()[0] is not None
@@ -37,6 +42,27 @@ def relation_exists(conn: psycopg.Connection, name: str, schema: str = "public")
 def function_exists(conn: psycopg.Connection, signature: str) -> bool:
     """True when the function of `signature` (e.g. "audit.log_change()") exists in this database."""
     return conn.execute("SELECT to_regprocedure(%s)", (signature,)).fetchone()[0] is not None
+
+
+def function_name_exists(conn: psycopg.Connection, name: str, schema: str) -> bool:
+    """True when exactly one function `schema.name` exists, whatever its arguments (to_regproc's rule)."""
+    return conn.execute("SELECT to_regproc(%s)", (sql.Identifier(schema, name).as_string(None),)).fetchone()[0] is not None
+
+
+def columns(conn: psycopg.Connection, name: str, schema: str = "public") -> list[str]:
+    """The column names of table or view `schema.name` in column order; [] when there is no such relation."""
+    return [column for column, in conn.execute(load("catalog", "columns"), {"schema": schema, "name": name})]
+
+
+def extension(conn: psycopg.Connection, name: str) -> tuple[str, str] | None:
+    """(schema, version) of extension `name` when it is installed in this database, else None."""
+    found = conn.execute(load("catalog", "extension"), {"name": name}).fetchone()
+    return tuple(found) if found is not None else None
+
+
+def extension_available(conn: psycopg.Connection, name: str) -> bool:
+    """True when the server offers extension `name` to install (its files are there)."""
+    return conn.execute("SELECT 1 FROM pg_available_extensions WHERE name = %s", (name,)).fetchone() is not None
 
 
 def views(conn: psycopg.Connection, schema: str) -> list[str]:

@@ -1,6 +1,14 @@
 """Resolve the target database, connect to it, and find the client programs that match it.
 
 One rule for every entry point: an explicit URL, else $DATABASE_URL, else the embedded server.
+
+URLs are libpq's to read: `conninfo` hands a postgres:// or postgresql:// URL, or a key=value conninfo
+string, to libpq's own parser (`psycopg.conninfo.conninfo_to_dict`) and keeps its dict. A Target's url
+is then the URL `libpq_url` builds from that dict (every part percent-encoded, one dbname, in the path),
+because that is what users read in messages and what psql and pg_dump's `-d` take; libpq reads it back
+to the same dict. A dbname in the query string is libpq's dbname like any other, so `with_database`
+replaces it and nothing in a URL can steer a connection to another database. SQLAlchemy (the %sql magic,
+a Session's engine) gets `sqlalchemy.engine.URL.create` of the same dict, with the psycopg driver named.
 """
 
 import contextlib
@@ -10,10 +18,11 @@ import shutil
 import weakref
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 import psycopg
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
+from psycopg.conninfo import conninfo_to_dict
+from sqlalchemy.engine import URL
 
 from . import embedded
 from .errors import ConfirmationRequired, TargetError
@@ -22,6 +31,9 @@ from .errors import ConfirmationRequired, TargetError
 _PASSWORD_IN_URL = re.compile(r"(://[^:/@?#\s]*:)[^\n]*@")
 # password=... in a query string or a conninfo string, quoted ('p ss', with \' inside) or not
 _PASSWORD_PARAM = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|[^&\s]*)", re.IGNORECASE)
+# a URL's scheme; postgresql+psycopg:// (SQLAlchemy's, a driver named) is accepted as postgresql://
+_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://")
+_ENCODE_HINT = "percent-encode / @ : % and spaces in a user name or password"
 
 
 def mask_url(url: str) -> str:
@@ -29,27 +41,46 @@ def mask_url(url: str) -> str:
     return _PASSWORD_PARAM.sub(r"\1***", _PASSWORD_IN_URL.sub(r"\1***@", url))
 
 
-def _parse(url: str):
-    if url.startswith("postgres://"):  # libpq's short scheme; SQLAlchemy knows only postgresql://
-        url = "postgresql://" + url.removeprefix("postgres://")
-    try:
-        parsed = make_url(url)
-    except (ArgumentError, ValueError):
-        raise TargetError(f"not a database URL: {mask_url(url)} (expected postgresql://user:password@host:port/database)") from None
-    if parsed.get_backend_name() != "postgresql":
+def conninfo(url: str) -> dict[str, str]:
+    """libpq's reading of `url` (a postgres:// or postgresql:// URL, or a key=value conninfo string):
+    {"user": ..., "password": ..., "host": ..., "port": ..., "dbname": ..., other options}. Anything
+    else is one TargetError line with the password masked."""
+    scheme = _SCHEME.match(url)
+    if scheme and scheme.group(1).lower().split("+")[0] not in ("postgresql", "postgres"):
         raise TargetError(f"not a PostgreSQL URL: {mask_url(url)} (prep-ops works on PostgreSQL only)")
-    if "dbname" in parsed.query:
-        # libpq lets a dbname in the query string win over the path: move it to the path, so that
-        # `database` is the database libpq connects to and with_database() cannot be overridden
-        given = parsed.query["dbname"]
-        parsed = parsed.set(database=given[-1] if isinstance(given, tuple) else given).difference_update_query(["dbname"])
-    return parsed
+    if scheme and "+" in scheme.group(1):
+        url = "postgresql" + url[scheme.end(1):]
+    try:
+        params = conninfo_to_dict(url)
+    except psycopg.Error:  # libpq's message may quote a piece of the password: not shown
+        raise TargetError(f"not a database URL: {mask_url(url)} (expected postgresql://user:password@host:port/"
+                          f"database or host=... dbname=...; {_ENCODE_HINT})") from None
+    if not re.fullmatch(r"\d*(,\d*)*", params.get("port", "")):
+        raise TargetError(f"not a database URL: {mask_url(url)} (the port is not a number; {_ENCODE_HINT})")
+    return params
 
 
-def render(parsed) -> str:
-    """A SQLAlchemy URL as text with its password: SQLAlchemy leaves spaces unencoded, libpq refuses
-    them (a space is never legal in a URI), so they are percent-encoded."""
-    return parsed.render_as_string(hide_password=False).replace(" ", "%20")
+def _where(params: dict[str, str]) -> tuple[str | None, int | None, dict[str, str]]:
+    """Host and port for a URL's authority, and the options left for its query string: one TCP host
+    goes in the authority; a socket directory, several hosts or none stay in the query string."""
+    rest = {k: v for k, v in params.items() if k not in ("user", "password", "dbname")}
+    host, port = rest.get("host", ""), rest.get("port", "")
+    if not host or host[0] in "/@" or "," in host or "," in port:
+        return None, None, rest
+    rest.pop("host")
+    return host, int(port) if rest.pop("port", "") else None, rest
+
+
+def libpq_url(params: dict[str, str]) -> str:
+    """The postgresql:// URL of conninfo `params`, every part percent-encoded; libpq reads it back to `params`."""
+    host, port, rest = _where(params)
+    user = quote(params.get("user", ""), safe="")
+    if "password" in params:
+        user += ":" + quote(params["password"], safe="")
+    authority = (f"{user}@" if user else "") + (f"[{host}]" if host and ":" in host else quote(host or "", safe=""))
+    authority += f":{port}" if port is not None else ""
+    query = "&".join(f"{quote(k, safe='')}={quote(v, safe='/:,')}" for k, v in rest.items())
+    return f"postgresql://{authority}/{quote(params.get('dbname', ''), safe='')}" + (f"?{query}" if query else "")
 
 
 @dataclass(frozen=True)
@@ -65,8 +96,16 @@ class Target:
 
     @property
     def sqlalchemy_url(self) -> str:
-        """The URL with the psycopg 3 driver named, for SQLAlchemy and the %sql magic."""
-        return render(_parse(self.url).set(drivername="postgresql+psycopg"))
+        """The URL with the psycopg 3 driver named, for SQLAlchemy and the %sql magic (which splits its
+        line at spaces, so a space is percent-encoded)."""
+        params = conninfo(self.url)
+        host, port, rest = _where(params)
+        user, password = params.get("user"), params.get("password")
+        if user is None and password is not None:  # SQLAlchemy writes no password without a user name
+            rest["password"], password = password, None
+        url = URL.create("postgresql+psycopg", username=user, password=password, host=host, port=port,
+                         database=params.get("dbname"), query=rest)
+        return url.render_as_string(hide_password=False).replace(" ", "%20")
 
     @property
     def scratch(self) -> bool:
@@ -75,12 +114,17 @@ class Target:
 
     @property
     def database(self) -> str:
-        return _parse(self.url).database or ""
+        return conninfo(self.url).get("dbname", "")
 
     def with_database(self, name: str) -> "Target":
         """The same server and credentials, another database."""
-        url = render(_parse(self.url).set(database=name))
-        return Target(url, self.embedded)
+        return Target(libpq_url(conninfo(self.url) | {"dbname": name}), self.embedded)
+
+    def with_user(self, user: str, password: str | None = None) -> "Target":
+        """The same server and database, logging in as `user` with `password` (None: none in the URL)."""
+        params = conninfo(self.url) | {"user": user}
+        params.pop("password", None)
+        return Target(libpq_url(params | ({"password": password} if password is not None else {})), self.embedded)
 
 
 # the connections db.connect opened to a scratch target (the embedded default, or a copy prep-ops made
@@ -118,15 +162,13 @@ def resolve_target(database_url: str | None = None) -> Target:
     """The target: `database_url`, else $DATABASE_URL, else the embedded server (started if needed)."""
     url = database_url or os.environ.get("DATABASE_URL")
     if url:
-        parsed = _parse(url)
-        libpq = render(parsed.set(drivername="postgresql"))
-        return Target(libpq, embedded=False)
+        return Target(libpq_url(conninfo(url)), embedded=False)
     return Target(embedded.ensure_database(), embedded=True)
 
 
 def _explain(exc: psycopg.Error, target: Target) -> str:
     first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    password = _parse(target.url).password
+    password = conninfo(target.url).get("password")
     if password and len(password) >= 4:  # libpq does not echo passwords; a short one would mask ordinary words
         first_line = first_line.replace(password, "***")
     return f"cannot connect to {target.masked_url}: {first_line}"

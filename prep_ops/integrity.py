@@ -22,6 +22,7 @@ import psycopg
 from psycopg import errors, sql
 
 from . import extensions
+from .catalog import function_name_exists
 from .db import fetch_frame, is_scratch
 from .errors import ParameterError, first_line
 from .schema import resolve_tables
@@ -103,9 +104,7 @@ def _amcheck(conn: psycopg.Connection, install: bool) -> tuple[str | None, bool,
     schema, why = extensions.find(conn, "amcheck", install=install)
     if schema is None:
         return None, False, why
-    heapam = conn.execute("SELECT to_regproc(%s) IS NOT NULL",
-                          (sql.Identifier(schema, "verify_heapam").as_string(conn),)).fetchone()[0]
-    return schema, heapam, ""
+    return schema, function_name_exists(conn, "verify_heapam", schema), ""
 
 
 def _checksums(conn: psycopg.Connection) -> tuple[str, int | None]:

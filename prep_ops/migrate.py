@@ -24,7 +24,7 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-from .catalog import relation_exists, row_counts, views
+from .catalog import columns, relation_exists, row_counts, views
 from .db import is_scratch, require_change, snapshot
 from .errors import ConfirmationRequired, MigrationError, first_line
 from .paths import PACKAGE_DIR
@@ -115,8 +115,7 @@ def _applied(conn: psycopg.Connection) -> dict[int, tuple]:
 
 
 def _has_down_checksums(conn: psycopg.Connection) -> bool:
-    return conn.execute("SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass('public.prep_ops_migrations') "
-                        "AND attname = 'down_sha256' AND NOT attisdropped").fetchone() is not None
+    return "down_sha256" in columns(conn, "prep_ops_migrations")
 
 
 def status(conn: psycopg.Connection, directory: Path = MIGRATIONS_DIR) -> list[MigrationState]:

@@ -1,9 +1,13 @@
 import os
+import uuid
 
 import psycopg
 import pytest
+import sqlalchemy
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from prep_ops import db, embedded
+from prep_ops import access, backup, db, embedded
 from prep_ops.errors import ConfirmationRequired, TargetError
 
 
@@ -27,6 +31,90 @@ def test_mask_url_hides_every_password(url, masked):
 def test_postgres_scheme_is_accepted_like_libpq_does():
     target = db.resolve_target("postgres://alice:pw@h:5433/school")
     assert target.database == "school" and target.url.startswith("postgresql://")
+
+
+def test_a_conninfo_string_as_database_url_works(server, monkeypatch):
+    """libpq's key=value form is a DATABASE_URL like any other: prep-ops connects with it and shows a URL."""
+    keywords = make_conninfo(**conninfo_to_dict(server.url))  # host=... dbname=... (password=...)
+    assert "://" not in keywords
+    monkeypatch.setenv("DATABASE_URL", keywords)
+    target = db.resolve_target()
+    assert target.url.startswith("postgresql://") and not target.embedded
+    assert conninfo_to_dict(target.url) == conninfo_to_dict(server.url)
+    with db.connect(target) as conn:
+        assert conn.info.dbname == server.database
+
+
+def test_the_embedded_url_form_reads_back(server):
+    url = "postgresql://postgres@/unm_prep?host=/tmp/prep%20ops%26x"
+    target = db.resolve_target(url)
+    assert target.url == url and target.database == "unm_prep"
+    assert conninfo_to_dict(target.with_database("other").url) == {"user": "postgres", "dbname": "other",
+                                                                   "host": "/tmp/prep ops&x"}
+    engine = sqlalchemy.create_engine(target.sqlalchemy_url)
+    assert engine.dialect.create_connect_args(engine.url)[1]["host"] == "/tmp/prep ops&x"
+
+
+def test_dbname_in_the_query_string_cannot_steer_with_database():
+    target = db.resolve_target("postgresql://u:pw@h/mine?dbname=the_real_database&dbname=another")
+    assert target.database == "another"  # libpq's reading: the last dbname given
+    for moved in (target.with_database("prep_ops_x"), target.with_user("someone", "pw2").with_database("prep_ops_x")):
+        assert conninfo_to_dict(moved.url)["dbname"] == "prep_ops_x" and "dbname=" not in moved.url
+        assert sqlalchemy.engine.make_url(moved.sqlalchemy_url).database == "prep_ops_x"
+        assert conninfo_to_dict(backup.libpq_env(moved)[0])["dbname"] == "prep_ops_x"
+
+
+def test_a_service_or_options_in_the_url_cannot_redirect_with_database(scratch, tmp_path, monkeypatch):
+    """A service whose file names another database, and options, do not move a connection off the database
+    with_database names: libpq takes a service's values only for what the URL leaves unset."""
+    (tmp_path / "pg_service.conf").write_text("[elsewhere]\ndbname=postgres\n")
+    monkeypatch.setenv("PGSERVICEFILE", str(tmp_path / "pg_service.conf"))
+    params = conninfo_to_dict(scratch.url) | {"service": "elsewhere", "options": "-c search_path=elsewhere"}
+    without_dbname = db.Target(db.libpq_url({k: v for k, v in params.items() if k != "dbname"}), False)
+    with db.connect(without_dbname) as conn:
+        assert conn.info.dbname == "postgres"  # the service's file is read: its dbname fills the gap
+    sneaky = db.resolve_target(db.libpq_url(params))
+    with db.connect(sneaky.with_database(scratch.database)) as conn:
+        assert conn.info.dbname == scratch.database
+
+
+HARD_PASSWORD = "p/a@s:s w%o'r\"d#?&=+"  # every character a URL or a conninfo string treats specially
+
+
+def test_a_password_with_url_characters_logs_in_and_is_never_shown(scratch):
+    role = f"prep_ops_test_{uuid.uuid4().hex[:8]}"
+    with db.connect(scratch, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(sql.Identifier(role), sql.Literal(HARD_PASSWORD)))
+    try:
+        given = access.login(scratch, role, HARD_PASSWORD)
+        assert conninfo_to_dict(given.url)["password"] == HARD_PASSWORD
+        target = db.resolve_target(given.url)  # as a DATABASE_URL, percent-encoded as libpq asks
+        assert target.url == given.url and target.database == scratch.database
+        assert sqlalchemy.engine.make_url(target.sqlalchemy_url).password == HARD_PASSWORD
+        assert " " not in target.sqlalchemy_url  # the %sql magic splits its line at spaces
+        url, env = backup.libpq_env(target)
+        assert env["PGPASSWORD"] == HARD_PASSWORD and "password" not in conninfo_to_dict(url)
+        with db.connect(target) as conn:
+            assert conn.execute("SELECT current_user").fetchone()[0] == role
+        shown = target.masked_url + target.with_database("x").masked_url + db.mask_url(target.sqlalchemy_url)
+        assert "***" in shown and not any(piece in shown for piece in ("p/a", "s:s", "w%o", "%2Fa", "w%25o"))
+        try:  # a server that checks passwords refuses a wrong one, in a message without either
+            db.connect(given.with_user(role, "x" + HARD_PASSWORD), connect_timeout=5).close()
+        except TargetError as err:
+            assert "password authentication failed" in str(err) and "p/a@s" not in str(err)
+    finally:
+        with db.connect(scratch, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+
+
+@pytest.mark.parametrize("url", ["postgresql://admin:p@ss w0rd@h/db", "postgresql://admin:se/cret@h:5432/db",
+                                 "postgresql://admin:50%zz@h/db"])
+def test_a_password_not_percent_encoded_is_one_clear_error_without_it(url):
+    with pytest.raises(TargetError) as err:
+        db.resolve_target(url)
+    message = str(err.value)
+    assert "percent-encode" in message and "\n" not in message
+    assert not any(piece in message for piece in ("ss w0rd", "cret", "50%zz"))
 
 
 def test_explicit_url_wins_over_environment(monkeypatch):
@@ -77,9 +165,7 @@ def test_stopped_server_is_one_clear_error_without_password():
 def test_wrong_password_is_one_clear_error(server):
     if db.mask_url(server.url) == server.url:
         pytest.skip("the server under test trusts its clients (no password to get wrong)")
-    from sqlalchemy.engine import make_url
-
-    wrong = make_url(server.url).set(password="wrong-pass-123").render_as_string(hide_password=False)
+    wrong = db.libpq_url(conninfo_to_dict(server.url) | {"password": "wrong-pass-123"})
     with pytest.raises(TargetError) as err:
         db.connect(db.resolve_target(wrong))
     assert "password authentication failed" in str(err.value)

@@ -423,5 +423,5 @@ def test_runbook_output_holds_no_password(seeded, tmp_path):
     assert "PASS reporter is read-only" in outputs and "FAIL" not in outputs
     assert "SCRAM-SHA-256$" not in outputs
     if seeded.url.count(":") > 1 and "@" in seeded.url:  # the server's own password (CI) is not shown either
-        server_password = db._parse(seeded.url).password
+        server_password = db.conninfo(seeded.url).get("password")
         assert not server_password or server_password not in outputs

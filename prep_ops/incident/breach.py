@@ -13,6 +13,7 @@ import psycopg
 from psycopg import sql
 
 from .. import roles, security_audit
+from ..catalog import relation_exists, role_exists
 from ..db import fetch_frame
 from ..errors import ParameterError
 from ..sqlfiles import load
@@ -29,7 +30,7 @@ def check_suspect(conn: psycopg.Connection, role: str | None, role_set: roles.Ro
     and is not one of the baseline's roles (resetting the baseline would let it back in)."""
     if role is None:
         return None
-    if not conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone():
+    if not role_exists(conn, role):
         raise ParameterError(f"suspect_role: there is no role {role!r} on this server")
     if conn.execute("SELECT %s = current_user", (role,)).fetchone()[0]:
         raise ParameterError(f"suspect_role {role!r} is the role running this runbook: locking it out would lock you out")
@@ -126,7 +127,7 @@ def revoke_actions(conn: psycopg.Connection, role: str) -> list[Action]:
 
 
 def _has_audit_log(conn: psycopg.Connection) -> bool:
-    return conn.execute("SELECT to_regclass('audit.log')").fetchone()[0] is not None
+    return relation_exists(conn, "log", "audit")
 
 
 def log_position(conn: psycopg.Connection) -> int:

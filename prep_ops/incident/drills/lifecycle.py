@@ -22,6 +22,7 @@ import psycopg
 from psycopg import sql
 
 from ... import migrate, roles, scratch, seed
+from ...catalog import existing_roles
 from ...db import Target, connect
 from ...errors import PrepOpsError, first_line
 
@@ -67,7 +68,7 @@ def _busy(conn: psycopg.Connection, database: str | None, role_names: list[str])
 
 def drop_roles(conn: psycopg.Connection, names: list[str]) -> list[str]:
     """Drop roles a drill made (what they own in this database too); returns those dropped."""
-    present = [n for (n,) in conn.execute("SELECT rolname FROM pg_roles WHERE rolname = ANY(%s)", (names,)).fetchall()]
+    present = existing_roles(conn, names)
     if present:
         with conn.transaction():
             conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.SQL(", ").join(map(sql.Identifier, present))))

@@ -19,6 +19,7 @@ import psycopg
 from psycopg import sql
 
 from ... import audit_log, roles
+from ...catalog import database_exists, existing_roles
 from .. import naming
 from ..breach_response import Assessment
 from ...db import Target, connect
@@ -136,6 +137,4 @@ def cleanup(drill: Drill) -> str:
 def leftovers(server: Target, database: str, role_names: list[str]) -> list[str]:
     """Which of a drill's database and roles are still on the server (none after `cleanup`)."""
     with connect(server, autocommit=True) as conn:
-        found = conn.execute("SELECT datname FROM pg_database WHERE datname = %s", (database,)).fetchall()
-        found += conn.execute("SELECT rolname FROM pg_roles WHERE rolname = ANY(%s) ORDER BY 1", (role_names,)).fetchall()
-    return [name for (name,) in found]
+        return ([database] if database_exists(conn, database) else []) + sorted(existing_roles(conn, role_names))

@@ -1,0 +1,61 @@
+import uuid
+
+from psycopg import sql
+
+from prep_ops import catalog, db
+
+HOSTILE = 'we"ird. name; --'  # quotes, a dot, a semicolon: only an identifier, never SQL
+
+
+def test_database_exists(scratch):
+    with db.connect(scratch, autocommit=True) as conn:
+        assert catalog.database_exists(conn, scratch.database)
+        assert not catalog.database_exists(conn, scratch.database + "_not_there")
+
+
+def test_columns_in_order_and_none_for_a_missing_relation(scratch):
+    with db.connect(scratch, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(HOSTILE)))
+        conn.execute(sql.SQL("CREATE TABLE {} (b int, {} text, a int)").format(
+            sql.Identifier(HOSTILE, HOSTILE), sql.Identifier(HOSTILE)))
+        conn.execute(sql.SQL("ALTER TABLE {} DROP COLUMN a").format(sql.Identifier(HOSTILE, HOSTILE)))
+        assert catalog.columns(conn, HOSTILE, HOSTILE) == ["b", HOSTILE]  # a dropped column is gone
+        assert catalog.columns(conn, HOSTILE) == []  # not in public
+        assert catalog.columns(conn, "missing", HOSTILE) == []
+        assert catalog.relation_exists(conn, HOSTILE, HOSTILE) and catalog.schema_exists(conn, HOSTILE)
+
+
+def test_columns_are_read_without_usage_on_the_schema(scratch):
+    """A role that may not use a schema still learns a table's columns (try_access probes as such a role)."""
+    role = f"prep_ops_test_{uuid.uuid4().hex[:8]}"
+    with db.connect(scratch, autocommit=True) as conn:
+        conn.execute("CREATE SCHEMA closed")
+        conn.execute("CREATE TABLE closed.t (id int, name text)")
+        conn.execute(sql.SQL("CREATE ROLE {}").format(sql.Identifier(role)))
+        try:
+            with conn.transaction():
+                conn.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(role)))
+                assert catalog.columns(conn, "t", "closed") == ["id", "name"]
+        finally:
+            conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+
+
+def test_extension_installed_and_available(scratch):
+    with db.connect(scratch, autocommit=True) as conn:
+        schema, version = catalog.extension(conn, "plpgsql")
+        assert schema == "pg_catalog" and version == conn.execute(
+            "SELECT extversion FROM pg_extension WHERE extname = 'plpgsql'").fetchone()[0]
+        assert catalog.extension(conn, "prep_ops_no_such_extension") is None
+        assert catalog.extension_available(conn, "plpgsql")
+        assert not catalog.extension_available(conn, "prep_ops_no_such_extension")
+
+
+def test_function_name_exists_follows_to_regproc(scratch):
+    with db.connect(scratch, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(HOSTILE)))
+        conn.execute(sql.SQL("CREATE FUNCTION {}() RETURNS int LANGUAGE sql AS 'SELECT 1'").format(
+            sql.Identifier(HOSTILE, "one")))
+        assert catalog.function_name_exists(conn, "one", HOSTILE)
+        assert not catalog.function_name_exists(conn, "two", HOSTILE)
+        assert not catalog.function_name_exists(conn, "abs", "pg_catalog")  # several overloads: not one function
+        assert catalog.function_exists(conn, sql.Identifier(HOSTILE, "one").as_string(None) + "()")
