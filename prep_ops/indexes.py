@@ -219,7 +219,7 @@ def duplicates(conn: psycopg.Connection, indexes: pd.DataFrame | None = None) ->
     one of each pair, never both: every index proposed leaves one that does its job."""
     indexes = existing(conn) if indexes is None else indexes
     valid = _standalone(indexes)
-    valid = valid[valid["is_valid"]]
+    valid = valid[valid["is_valid"].astype(bool)]  # astype: an empty object column would select columns, not rows
     advice, reported = [], set()
     for (_schema, _table), group in valid.groupby(["schema_name", "table_name"], sort=True):
         for _, a in group.sort_values("index_oid", ascending=False).iterrows():  # the newer first

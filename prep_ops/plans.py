@@ -63,6 +63,12 @@ class Plan:
         return top["actual_rows"]
 
     @property
+    def kind(self) -> str:
+        """How it was planned, in a word or two: "ANALYZE" (it ran), "generic plan" ($1 parameters: not
+        run) or "plan only" (EXPLAIN without ANALYZE)."""
+        return "ANALYZE" if self.analyzed else "generic plan" if self.mode.startswith("generic plan") else "plan only"
+
+    @property
     def total_ms(self) -> float | None:
         if self.execution_ms is None:
             return None

@@ -7,28 +7,34 @@ import pandas as pd
 import psycopg
 from psycopg import sql
 
+from ..catalog import columns, extension
 from ..db import fetch_frame
 from ..errors import first_line
 from ..sqlfiles import load
 from ._check import QUERY_WIDTH, HealthCheck, Run, plain, reading, short
 from .sessions import _sessions
 
+HOW_TO_ENABLE = ("to rank statements by time: shared_preload_libraries = 'pg_stat_statements', restart, "
+                 "CREATE EXTENSION pg_stat_statements")
+
 
 def _statements(conn: psycopg.Connection, limit: int,
-                read_sessions: Callable[[psycopg.Connection], pd.DataFrame] = _sessions) -> tuple[pd.DataFrame, str, str]:
+                read_sessions: Callable[[psycopg.Connection], pd.DataFrame] = _sessions,
+                width: int = QUERY_WIDTH) -> tuple[pd.DataFrame, str, str]:
     """Top statements by total time, the source they came from, and why pg_stat_statements was not it."""
-    installed = conn.execute(load("health", "statements_extension")).fetchone()
+    installed = extension(conn, "pg_stat_statements")
     if installed is None:
         why = "not installed in this database"
     else:
-        schema, version, columns = installed
-        suffix = "exec_time" if "total_exec_time" in columns else "time"  # renamed in 1.8 (PostgreSQL 13)
+        schema, version = installed
+        # total_time was renamed total_exec_time in 1.8 (PostgreSQL 13)
+        suffix = "exec_time" if "total_exec_time" in columns(conn, "pg_stat_statements", schema) else "time"
         query = sql.SQL(load("health", "top_statements")).format(
             view=sql.Identifier(schema, "pg_stat_statements"),
             total=sql.Identifier(f"total_{suffix}"), mean=sql.Identifier(f"mean_{suffix}"))
         try:
             with conn.transaction():  # a savepoint: a refusal leaves the snapshot usable
-                return fetch_frame(conn, query, {"width": QUERY_WIDTH, "limit": limit}), "pg_stat_statements", ""
+                return fetch_frame(conn, query, {"width": width, "limit": limit}), "pg_stat_statements", ""
         except psycopg.Error as exc:  # most often: installed but not in shared_preload_libraries
             why = f"version {version} is installed but cannot be read: {first_line(exc)}"
     active = read_sessions(conn)
@@ -36,15 +42,17 @@ def _statements(conn: psycopg.Connection, limit: int,
     return active.reset_index(drop=True), "pg_stat_activity", why
 
 
-def top_queries(conn: psycopg.Connection, limit: int = 10) -> pd.DataFrame:
-    """The statements taking the most total time, from pg_stat_statements when it can be read.
+def top_queries(conn: psycopg.Connection, limit: int = 10, *, width: int = QUERY_WIDTH) -> pd.DataFrame:
+    """The statements taking the most total time, from pg_stat_statements when it can be read (each
+    statement's first `width` characters).
 
     Otherwise the statements active right now, from pg_stat_activity. `frame.attrs["source"]`
-    names the view used and `frame.attrs["note"]` why pg_stat_statements was not.
+    names the view used, `frame.attrs["why"]` why pg_stat_statements was not, and `frame.attrs["note"]`
+    says both in one line.
     """
     with reading(conn):
-        frame, source, why = _statements(conn, limit)
-    frame.attrs.update(source=source, note=why and f"pg_stat_statements unavailable ({why}); "
+        frame, source, why = _statements(conn, limit, width=width)
+    frame.attrs.update(source=source, why=why, note=why and f"pg_stat_statements unavailable ({why}); "
                                                   "showing the statements active now from pg_stat_activity")
     return frame
 
@@ -58,8 +66,7 @@ def _check_top_queries(name: str, run: Run) -> HealthCheck:
             name, "unknown", None, threshold,
             f"pg_stat_statements unavailable ({why}); fallback: {len(frame)} statement(s) active now "
             "from pg_stat_activity",
-            "to rank statements by time: shared_preload_libraries = 'pg_stat_statements', restart, "
-            "CREATE EXTENSION pg_stat_statements")
+            HOW_TO_ENABLE)
     slow = frame[(frame["calls"] >= t.slow_query_min_calls) & (frame["mean_ms"] >= t.slow_query_mean_ms)]
     if len(slow):
         top = slow.sort_values("mean_ms", ascending=False).iloc[0]
