@@ -1,26 +1,39 @@
-"""How fast `prep_ops.seed` loads next to the server-side ceiling, and how much memory it takes.
+"""How fast `prep_ops.seed` loads next to the raw-write rate of the same rows, and how much memory it takes.
 
-For each size (a quarter of `--students`, then `--students`), in one run, each load into a
-freshly migrated scratch database (CHECKPOINT first, so no run pays for the last one's WAL):
-1. `prep_ops.seed.seed`, in a child process of its own, so that its peak memory is this run's;
-2. the ceiling, ceiling_staff.sql + ceiling_students.sql (INSERT ... SELECT ... FROM
-   generate_series): the same tables and constraints, the same row count per table, one
-   transaction, with the students in one statement per table ("per table") and in the seed's
-   chunks ("per chunk"). The faster of the two is the ceiling the seed is compared with.
-Every timing covers the load, the commit and the ANALYZE that seed() runs after it.
+For each size (a quarter of `--students`, then `--students`), side by side in one run, `--repeat`
+times, in this order:
+1. with `--before DIR`: the seed of another source tree (DIR holds its `prep_ops/`, e.g. made with
+   `git archive HEAD prep_ops | tar -x -C DIR`), into a freshly migrated scratch database;
+2. `prep_ops.seed.seed` of this tree, into another freshly migrated scratch database;
+3. the raw write: in (2)'s database, `INSERT INTO copy SELECT * FROM table` of every school table
+   into tables made with `CREATE TABLE copy (LIKE table INCLUDING ALL)` in a schema of their own
+   (the same shape: columns, defaults, CHECKs and every index, primary keys and UNIQUE included;
+   no foreign keys), in one transaction, then ANALYZE of the copies. Same seed, same rows.
+A seed runs in a child process of its own (`python -c`, in DIR and with DIR first on PYTHONPATH for
+(1)), which times it once imported and connected: the load, its commit and the ANALYZE seed() runs.
+The raw write is timed from BEGIN to the end of its ANALYZE; its tables are made (empty) before, and
+(2)'s tables vacuumed, so that it does not pay for setting the hint bits the load left. Every step
+starts after a CHECKPOINT.
 
-While a load runs, a sampler thread reads (with psutil, every SAMPLE_SECONDS) the CPU time of
-the embedded server's processes, and the resident memory of the seeding process and its
-workers; the seeding process also reports `resource.getrusage` peaks.
+While a step runs, a sampler thread reads (psutil, every SAMPLE_SECONDS) the CPU time of the local
+server's processes, the CPU the machine spent on anything else ("other CPU": other people's work on
+shared cores) and the resident memory of the seeding process and its workers; the seeding process
+also reports `resource.getrusage` peaks. WAL volume and checkpoints come from the server's views.
 
-Run:  PREP_OPS_DATA_DIR=/work/bench-pgdata python benchmarks/seed.py [--students 1000000]
+Run:  PREP_OPS_DATA_DIR=/work/bench-pgdata python benchmarks/seed.py [--students 200000] [--before DIR]
+
+Result of one run (2026-11-30, `--repeat 3 --before` the code at git HEAD, 2 cores shared with other
+sessions' test suites: 8-38 CPU-s of other work per 200,000-student step; benchmarks/README.md,
+"Seeding"): at 200,000 students the seed went from 0.34-0.53x to 0.84-1.12x of the raw-write rate
+(target >= 0.8x), at 50,000 from 0.27-0.50x to 0.51-1.13x; peak RSS of seed and worker 253-257 MiB
+at 200,000 and 224-237 MiB at 50,000 (before: 325-329 and 292-294).
 """
 
 import argparse
-import multiprocessing
+import json
 import os
 import platform
-import resource
+import subprocess
 import sys
 import threading
 import time
@@ -36,10 +49,29 @@ from tabulate import tabulate
 from prep_ops import db, migrate, sample, scratch
 from prep_ops import seed as seeding
 
-HERE = Path(__file__).resolve().parent
-STATUSES = ("enrolled", "waitlisted", "dropped", "completed")
 SAMPLE_SECONDS = 0.25
 MIB = 2**20
+RAW = "raw_write"  # the schema of the raw write's tables
+RAW_METHOD = "raw write: INSERT … SELECT into LIKE … INCLUDING ALL"
+CHILD = """
+import json, resource, sys, time
+from prep_ops import db, seed
+
+def cpu():
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+target = db.Target(sys.argv[1], embedded=sys.argv[2] == "1")
+with db.connect(target, autocommit=True) as conn:
+    print("ready", flush=True)
+    sys.stdin.readline()  # the parent's sampler runs
+    began, cpu_before = time.perf_counter(), cpu()
+    result = seed.seed(conn, int(sys.argv[3]), int(sys.argv[4]), replace=True, confirm=True)
+    seconds = time.perf_counter() - began
+print(json.dumps({"rows": result.rows, "seconds": seconds, "source": seed.__file__, "cpu": cpu() - cpu_before,
+                  "main_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+                  "worker_kib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}))
+"""
 
 
 @dataclass
@@ -48,12 +80,12 @@ class Measurement:
     method: str
     rows: dict[str, int]
     seconds: float
-    server_cpu: float | None = None       # CPU seconds of all server processes during the load
-    peak_rss_mb: float | None = None      # the seeding process and its workers together, sampled
-    main_maxrss_mb: float | None = None   # getrusage: the seeding process
-    worker_maxrss_mb: float | None = None  # getrusage: its largest child (includes the RSS it forked from)
-    other_cpu: float | None = None        # CPU seconds the machine spent on anything else meanwhile
-    wal: tuple[float, int, int] | None = None  # WAL written meanwhile: GiB, full-page images, checkpoints
+    server_cpu: float | None = None        # CPU seconds of all server processes during the step
+    other_cpu: float | None = None         # CPU seconds the machine spent on anything else meanwhile
+    wal: tuple[float, int] = (0.0, 0)      # WAL written meanwhile: GiB, checkpoints
+    peak_rss_mb: float | None = None       # the seeding process and its workers together, sampled
+    main_maxrss_mb: float | None = None    # getrusage: the seeding process
+    worker_maxrss_mb: float | None = None  # getrusage: its largest child
 
     @property
     def total_rows(self) -> int:
@@ -65,7 +97,7 @@ class Measurement:
 
 
 class Sampler(threading.Thread):
-    """CPU seconds of the server's processes and peak RSS of a process tree, sampled until stopped."""
+    """CPU seconds of the server's processes, of the rest of the machine, and peak RSS of a process tree."""
 
     def __init__(self, postmaster: psutil.Process | None, root: int | None = None):
         super().__init__(daemon=True)
@@ -75,18 +107,16 @@ class Sampler(threading.Thread):
         self.peak_rss = 0
         self.done = threading.Event()
         self.busy_before, self.own_before = _machine_busy(), _own_cpu()
-        self._before = True
-        self._sample()  # the server's processes as they are before the load
-        self._before = False
+        self._sample(before=True)
 
-    def _sample(self) -> None:
+    def _sample(self, before: bool = False) -> None:
         if self.postmaster is not None:
             for proc in self.postmaster.children():
                 try:
                     times = proc.cpu_times()
                 except psutil.Error:
                     continue
-                self.cpu_first.setdefault(proc.pid, times.user + times.system if self._before else 0.0)
+                self.cpu_first.setdefault(proc.pid, times.user + times.system if before else 0.0)
                 self.cpu_last[proc.pid] = times.user + times.system
         if self.root is not None:
             try:
@@ -107,8 +137,8 @@ class Sampler(threading.Thread):
             self._sample()
 
     def stop(self, client_cpu: float = 0.0) -> tuple[float | None, float | None]:
-        """Stop; the server's CPU seconds since the start, and the machine's CPU seconds spent on
-        anything but the server, this process and `client_cpu` (None when the server is not local)."""
+        """Stop; the server's CPU seconds since the start, and the machine's spent on anything but the
+        server, this process and `client_cpu` (both None when the server is not local)."""
         self.done.set()
         self.join()
         self._sample()
@@ -129,35 +159,35 @@ def _own_cpu() -> float:
     return times.user + times.system
 
 
-def wal_counters(target: db.Target) -> tuple[float, int, int]:
-    """The server's WAL written so far (GiB), full-page images in it, and checkpoints."""
+def wal_counters(target: db.Target) -> tuple[float, int]:
+    """The server's WAL written so far (GiB) and its checkpoints."""
     with db.connect(target, autocommit=True) as conn:
-        wal_bytes, fpi = conn.execute("SELECT wal_bytes, wal_fpi FROM pg_stat_wal").fetchone()
+        wal_bytes = conn.execute("SELECT wal_bytes FROM pg_stat_wal").fetchone()[0]
         if db.server_version(conn) >= 17:
             checkpoints = conn.execute("SELECT num_timed + num_requested FROM pg_stat_checkpointer").fetchone()[0]
         else:
             checkpoints = conn.execute("SELECT checkpoints_timed + checkpoints_req FROM pg_stat_bgwriter").fetchone()[0]
-    return float(wal_bytes) / 2**30, fpi, checkpoints
+    return float(wal_bytes) / 2**30, checkpoints
 
 
-def _since(before: tuple[float, int, int], target: db.Target) -> tuple[float, int, int]:
+def _since(before: tuple[float, int], target: db.Target) -> tuple[float, int]:
     return tuple(after - first for after, first in zip(wal_counters(target), before))
 
 
 def postmaster(base: db.Target) -> psutil.Process | None:
-    """The server's main process, when the server runs on this machine and we may read it."""
+    """The embedded server's main process (the one server whose processes we may read)."""
     with db.connect(base, autocommit=True) as conn:
         backend = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
-        try:
-            return psutil.Process(backend).parent() if base.embedded else None
-        except psutil.Error:
-            return None
+    try:
+        return psutil.Process(backend).parent() if base.embedded else None
+    except psutil.Error:
+        return None
 
 
 @contextmanager
 def scratch_database(server: db.Target, name: str):
     """A freshly migrated scratch database `name` on `server`, dropped afterwards."""
-    target = scratch.recreate(server, name)
+    target = scratch.recreate(server, name, confirm=True)
     try:
         with db.connect(target, autocommit=True) as conn:
             migrate.apply(conn, confirm=True)  # the benchmark's own database, which it just made
@@ -167,79 +197,61 @@ def scratch_database(server: db.Target, name: str):
         scratch.drop(server, name)
 
 
-def _seed_child(target: db.Target, students: int, seed_value: int, out) -> None:
-    began = time.perf_counter()
-    result = seeding.seed(target, students, seed_value, replace=True)
-    seconds = time.perf_counter() - began
-    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
-    workers = children.ru_maxrss * 1024 / MIB or None  # ru_maxrss is in KiB; 0: no worker ran
-    out.send((result.rows, seconds, own.ru_maxrss * 1024 / MIB, workers, cpu))
-
-
-def measure_seed(target: db.Target, students: int, seed_value: int, server: psutil.Process | None) -> Measurement:
-    """seed() in a child process of its own, timed there; peaks and server CPU sampled from here."""
-    context = multiprocessing.get_context("spawn")
-    receive, send = context.Pipe(duplex=False)
-    child = context.Process(target=_seed_child, args=(target, students, seed_value, send))
+def measure_seed(target: db.Target, students: int, seed_value: int, server: psutil.Process | None,
+                 method: str, source: Path | None = None) -> Measurement:
+    """A seed of `source` (None: this tree) in a child process of its own, timed there; peaks and
+    server CPU sampled from here."""
+    tree = (source or Path(seeding.__file__).parents[1]).resolve()
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(tree), os.environ.get("PYTHONPATH")])))
     wal = wal_counters(target)
-    child.start()
+    # run in `tree`: `python -c` puts the working directory first on the path
+    child = subprocess.Popen([sys.executable, "-c", CHILD, target.url, "1" if target.embedded else "0",
+                              str(students), str(seed_value)], env=env, cwd=tree, stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True)
+    child.stdout.readline()  # imported and connected: what follows is the seed alone
     sampler = Sampler(server, child.pid)
     sampler.start()
-    send.close()
-    try:
-        rows, seconds, own, workers, client_cpu = receive.recv()
-    except EOFError:
-        child.join()
+    out, _ = child.communicate("go\n")
+    if child.returncode != 0:
         sampler.stop()
-        raise SystemExit(f"seeding failed (exit code {child.exitcode})") from None
-    child.join()
-    server_cpu, other_cpu = sampler.stop(client_cpu)
-    return Measurement(students, "prep_ops.seed", rows, seconds, server_cpu, sampler.peak_rss / MIB, own, workers,
-                       other_cpu, _since(wal, target))
+        raise SystemExit(f"{method} failed (exit code {child.returncode})")
+    got = json.loads(out.strip().splitlines()[-1])
+    if not Path(got["source"]).resolve().is_relative_to(tree):
+        raise SystemExit(f"{method} ran {got['source']}, not the seed of {tree}")
+    server_cpu, other_cpu = sampler.stop(got["cpu"])
+    return Measurement(students, method, got["rows"], got["seconds"], server_cpu, other_cpu, _since(wal, target),
+                       sampler.peak_rss / MIB, got["main_kib"] / 1024, got["worker_kib"] / 1024 or None)
 
 
-def _statements(path: Path) -> list[str]:
-    """The statements of a .sql file whose statements end with ';' at a line end."""
-    chunks = (chunk.strip() for chunk in path.read_text().split(";\n"))
-    return [c for c in chunks if any(line.strip() and not line.lstrip().startswith("--") for line in c.splitlines())]
-
-
-def measure_ceiling(target: db.Target, students: int, rows: dict[str, int], per_chunk: bool,
-                    server: psutil.Process | None) -> Measurement:
-    """The ceiling SQL filling `target` with `rows` rows per table, and the ANALYZE seed() runs."""
-    plan = sample.Plan(students, 0)
-    params = {
-        "students": students, "teachers": plan.teachers,
-        "enrollments": rows["enrollments"], "payments": rows["tuition_payments"],
-        "first_names": list(sample.FIRST), "last_names": list(sample.LAST), "domains": list(sample.DOMAINS),
-        "instruments": list(sample.INSTRUMENTS), "levels": list(sample.LEVELS), "terms": list(sample.TERMS),
-        "statuses": list(STATUSES), "methods": list(sample.METHODS),
-    }
-    staff, per_range = _statements(HERE / "ceiling_staff.sql"), _statements(HERE / "ceiling_students.sql")
-    ranges = plan.chunks() if per_chunk else [(1, students + 1)]
-    tables = sql.SQL(", ").join(map(sql.Identifier, sample.LOAD_ORDER))
+def measure_raw_write(target: db.Target, students: int, rows: dict[str, int], server: psutil.Process | None) -> Measurement:
+    """INSERT ... SELECT of every school table of `target` into a copy of the same shape, one transaction,
+    then ANALYZE of the copies; checks that the copies hold `rows`."""
+    copies = [sql.Identifier(RAW, t) for t in sample.LOAD_ORDER]
+    with db.connect(target, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(RAW)))
+        for table, copy in zip(sample.LOAD_ORDER, copies):
+            conn.execute(sql.SQL("CREATE TABLE {} (LIKE {} INCLUDING ALL)").format(copy, sql.Identifier(table)))
+        conn.execute(sql.SQL("VACUUM {}").format(sql.SQL(", ").join(map(sql.Identifier, sample.LOAD_ORDER))))
+        conn.execute("CHECKPOINT")
     wal = wal_counters(target)
     sampler = Sampler(server)
     sampler.start()
     began = time.perf_counter()
     with db.connect(target) as conn:
-        for statement in staff:
-            conn.execute(statement, params)
-        for start, stop in ranges:
-            for statement in per_range:
-                conn.execute(statement, {**params, "first_id": start, "last_id": stop - 1})
+        for table, copy in zip(sample.LOAD_ORDER, copies):
+            conn.execute(sql.SQL("INSERT INTO {} SELECT * FROM {}").format(copy, sql.Identifier(table)))
         conn.commit()
     with db.connect(target, autocommit=True) as conn:
-        conn.execute(sql.SQL("ANALYZE {}").format(tables))
+        conn.execute(sql.SQL("ANALYZE {}").format(sql.SQL(", ").join(copies)))
     seconds = time.perf_counter() - began
     server_cpu, other_cpu = sampler.stop()
     wal = _since(wal, target)
-    loaded = seeding.row_counts(target)
-    if loaded != rows:
-        raise SystemExit(f"the ceiling loaded {loaded}, not the seed's {rows}")
-    method = f"ceiling, per {sample.CHUNK_STUDENTS:,}-student chunk" if per_chunk else "ceiling, per table"
-    return Measurement(students, method, loaded, seconds, server_cpu, other_cpu=other_cpu, wal=wal)
+    with db.connect(target, autocommit=True) as conn:
+        copied = {t: conn.execute(sql.SQL("SELECT count(*) FROM {}").format(c)).fetchone()[0]
+                  for t, c in zip(sample.LOAD_ORDER, copies)}
+    if copied != rows:
+        raise SystemExit(f"the raw write copied {copied}, not the seed's {rows}")
+    return Measurement(students, RAW_METHOD, copied, seconds, server_cpu, other_cpu, wal)
 
 
 def machine(base: db.Target) -> list[tuple[str, str]]:
@@ -247,7 +259,8 @@ def machine(base: db.Target) -> list[tuple[str, str]]:
     with db.connect(base, autocommit=True) as conn:
         version = conn.execute("SHOW server_version").fetchone()[0]
         settings = ", ".join(f"{name}={conn.execute(sql.SQL('SHOW {}').format(sql.Identifier(name))).fetchone()[0]}"
-                             for name in ("shared_buffers", "max_wal_size", "wal_level", "synchronous_commit"))
+                             for name in ("shared_buffers", "max_wal_size", "maintenance_work_mem",
+                                          "max_parallel_maintenance_workers", "synchronous_commit"))
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), platform.processor())
     return [("cpus", f"{os.cpu_count()} × {cpu}"), ("memory", f"{psutil.virtual_memory().total / 2**30:.0f} GiB"),
@@ -261,7 +274,8 @@ def _figure(value: float | None, fmt: str) -> str:
 
 
 def report(results: list[Measurement]) -> str:
-    """The figures as tables, the fastest run of each method per size: speed, CPU and memory; then row counts."""
+    """Per size, the fastest run of each method (speed against the raw write's, CPU, WAL, memory); then
+    every run's ratio, and the row counts."""
     lines = []
     for students in sorted({m.students for m in results}):
         runs = [m for m in results if m.students == students]
@@ -269,18 +283,22 @@ def report(results: list[Measurement]) -> str:
         for m in runs:
             if m.method not in best or m.seconds < best[m.method].seconds:
                 best[m.method] = m
-        ceiling = max((m for m in best.values() if m.method.startswith("ceiling")), key=lambda m: m.rows_per_second)
+        raw = best[RAW_METHOD]
         repeats = len(runs) // len(best)
         lines.append(tabulate(
-            [(m.method, m.seconds, round(m.rows_per_second), f"{m.rows_per_second / ceiling.rows_per_second:.0%}",
-              _figure(m.server_cpu, ".1f"), _figure(m.server_cpu and m.server_cpu / m.seconds, ".0%"),
-              _figure(m.other_cpu, ".1f"), f"{m.wal[0]:.1f}", f"{m.wal[1]:,}", m.wal[2],
-              _figure(m.peak_rss_mb, ",.0f"), _figure(m.main_maxrss_mb, ",.0f"),
-              _figure(m.worker_maxrss_mb, ",.0f")) for m in best.values()],
+            [(m.method, m.seconds, round(m.rows_per_second), f"{m.rows_per_second / raw.rows_per_second:.2f}×",
+              _figure(m.server_cpu, ".1f"), _figure(m.other_cpu, ".1f"), f"{m.wal[0]:.2f}", m.wal[1],
+              _figure(m.peak_rss_mb, ",.0f"), _figure(m.main_maxrss_mb, ",.0f"), _figure(m.worker_maxrss_mb, ",.0f"))
+             for m in best.values()],
             headers=(f"{students:,} students, {runs[0].total_rows:,} rows" + (f", best of {repeats}" if repeats > 1 else ""),
-                     "s", "rows/s", "of ceiling", "server CPU s", "server busy", "other CPU s",
-                     "WAL GiB", "full pages", "checkpoints", "peak RSS MiB", "main maxrss", "worker maxrss"),
+                     "s", "rows/s", "× raw write", "server CPU s", "other CPU s", "WAL GiB", "checkpoints",
+                     "peak RSS MiB", "main maxrss", "worker maxrss"),
             floatfmt=".1f", intfmt=",", tablefmt="github"))
+        lines.append("")
+        raws = [m for m in runs if m.method == RAW_METHOD]
+        for method in (m for m in best if m != RAW_METHOD):
+            ratios = [m.rows_per_second / r.rows_per_second for m, r in zip((m for m in runs if m.method == method), raws)]
+            lines.append(f"{method}, each run against its round's raw write: {', '.join(f'{x:.2f}×' for x in ratios)}")
         lines.append("")
     sizes = sorted({m.students for m in results})
     rows = {m.students: m.rows for m in results}
@@ -290,19 +308,22 @@ def report(results: list[Measurement]) -> str:
 
 
 def _progress(m: Measurement) -> str:
-    server = "" if m.server_cpu is None else f", server {m.server_cpu:.1f} CPU-s, other load {m.other_cpu:.1f} CPU-s"
-    return (f"  {m.method:<36} {m.seconds:7.1f} s {m.rows_per_second:>9,.0f} rows/s{server}, "
-            f"WAL {m.wal[0]:.1f} GiB, {m.wal[2]} checkpoints")
+    server = "" if m.server_cpu is None else f", server {m.server_cpu:.1f} CPU-s, other {m.other_cpu:.1f} CPU-s"
+    memory = "" if m.peak_rss_mb is None else f", peak RSS {m.peak_rss_mb:,.0f} MiB"
+    return f"  {m.method:<55} {m.seconds:7.1f} s {m.rows_per_second:>9,.0f} rows/s{server}{memory}"
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--students", type=int, default=1_000_000, help="the larger size; the smaller is a quarter")
+    parser.add_argument("--students", type=int, default=200_000, help="the larger size; the smaller is a quarter")
     parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--repeat", type=int, default=1, help="runs of each method per size; the fastest is reported")
+    parser.add_argument("--repeat", type=int, default=1, help="rounds of every step per size; the fastest is reported")
+    parser.add_argument("--before", type=Path, help="a source tree whose seed to measure alongside (its prep_ops/)")
     args = parser.parse_args(argv)
     if not 4 <= args.students <= seeding.MAX_STUDENTS:
         parser.error(f"--students must be between 4 and {seeding.MAX_STUDENTS:,}")
+    if args.before and not (args.before / "prep_ops" / "seed.py").is_file():
+        parser.error(f"--before {args.before}: no prep_ops/seed.py there")
     base = db.resolve_target()
     server = postmaster(base)
     print(tabulate(machine(base), tablefmt="plain"), flush=True)
@@ -310,13 +331,17 @@ def main(argv: list[str] | None = None) -> None:
     for students in (args.students // 4, args.students):
         print(f"{students:,} students:", flush=True)
         for _ in range(args.repeat):
+            if args.before:
+                with scratch_database(base, "prep_ops_bench_seed_before") as target:
+                    results.append(measure_seed(target, students, args.seed, server, f"seed before ({args.before})",
+                                                args.before.resolve()))
+                print(_progress(results[-1]), flush=True)
             with scratch_database(base, "prep_ops_bench_seed") as target:
-                seeded = measure_seed(target, students, args.seed, server)
-            results.append(seeded)
-            print(_progress(seeded), flush=True)
-            for per_chunk in (False, True):
-                with scratch_database(base, "prep_ops_bench_ceiling") as target:
-                    results.append(measure_ceiling(target, students, seeded.rows, per_chunk, server))
+                results.append(measure_seed(target, students, args.seed, server, "prep_ops.seed"))
+                print(_progress(results[-1]), flush=True)
+                if args.before and results[-2].rows != results[-1].rows:
+                    raise SystemExit(f"the seed before loaded {results[-2].rows}, this one {results[-1].rows}")
+                results.append(measure_raw_write(target, students, results[-1].rows, server))
                 print(_progress(results[-1]), flush=True)
     print(f"\nload average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}\n")
     print(report(results))

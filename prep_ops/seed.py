@@ -1,42 +1,37 @@
-"""Load the sample data of `sample.py` into a database with COPY, in one transaction.
+"""Load the sample data of `sample.py` into a database with COPY, in one transaction, as pg_restore
+loads a dump: the tables' keys, indexes and foreign keys are set aside first and made again after the
+data (post_data.py), so the server indexes and checks in bulk, not row by row.
 
-The server is the bottleneck (foreign-key triggers and index upkeep on every row; see
-benchmarks/README.md), so the aim is to keep it busy from the first second to the last: for more
-than one chunk of students, worker processes start first and generate the chunks (as COPY text,
-ready to send) while this process loads the staff, then only streams. Each worker keeps at most
-PREFETCH chunks waiting, and the staff comes in parts, so memory stays flat however many
-students are loaded. A worker dies with the seeding process, however that ends (a SIGKILL too):
-see _die_with_parent.
+The aim is to keep the server busy from the first second to the last: for more than one chunk of
+students, a worker process (_seed_worker.py) starts first and generates the chunks after the first
+(as COPY text, ready to send) while this process loads the staff and the first chunk, then only
+streams. The worker keeps at most PREFETCH chunks waiting, and the staff comes in parts, so memory
+stays flat however many students are loaded. The worker dies with the seeding process, however that
+ends (a SIGKILL too).
 """
 
-import ctypes
 import itertools
 import multiprocessing
 import os
 import queue
-import signal
-import sys
-import threading
 import time
-import traceback
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pandas as pd
 import psycopg
 from psycopg import sql
 
-from . import migrate, sample
+from . import migrate, post_data, sample
+from ._seed_worker import Part, encoded, produce, student_parts
 from .catalog import refuse_foreign_triggers
 from .catalog import row_counts as _row_counts
 from .db import require_change, snapshot
-from .errors import ConfirmationRequired, MigrationError, ParameterError, SampleDataError
+from .errors import ConfirmationRequired, MigrationError, ParameterError, SampleDataError, database_error
 
-WORKERS = 1  # generation processes: one keeps ahead of the server (see benchmarks/README.md)
+WORKERS = 1  # generation processes: a second did not help on two shared cores (benchmarks/README.md)
 PREFETCH = 3  # parts each worker may have ready
 MAX_STUDENTS = 10_000_000
-_PR_SET_PDEATHSIG = 1  # linux/prctl.h
 TABLES = sample.LOAD_ORDER
 
 
@@ -70,54 +65,6 @@ def row_counts(conn: psycopg.Connection) -> dict[str, int]:
         return _row_counts(conn, TABLES)
 
 
-Part = tuple[int, dict[str, tuple[bytes, int]]]  # (students in it, {table: (COPY text, rows)})
-
-
-def _encoded(tables: dict[str, dict]) -> dict[str, tuple[bytes, int]]:
-    return {t: (sample.copy_text(t, cols), len(cols[sample.COLUMNS[t][0]])) for t, cols in tables.items()}
-
-
-def _student_parts(plan: sample.Plan, ranges: list[tuple[int, int]]):
-    """(students, {table: (COPY text, rows)}) for each range of student ids, in order."""
-    courses = sample.course_index(sample.teacher_instruments(plan))
-    for start, stop in ranges:
-        yield stop - start, _encoded(sample.students_chunk(plan, start, stop, courses))
-
-
-def _die_with_parent(parent: int) -> None:
-    """Make this worker process end when `parent` (the seeding process) does, even by SIGKILL, which
-    daemon=True cannot help with: on Linux the kernel sends us SIGKILL when the parent dies
-    (prctl PR_SET_PDEATHSIG; the parent is the thread that started us, and it waits for us in
-    _student_parts_in_order); elsewhere a watchdog thread polls the parent pid once a second. A parent
-    that died before we got here is caught by comparing os.getppid() with the pid it passed."""
-    if sys.platform == "linux":
-        libc = ctypes.CDLL(None, use_errno=True)
-        if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
-            raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
-    else:
-        def watch() -> None:
-            while os.getppid() == parent:
-                time.sleep(1)
-            os._exit(1)
-
-        threading.Thread(target=watch, daemon=True, name="parent-watchdog").start()
-    if os.getppid() != parent:  # orphaned already, before the above took hold
-        os._exit(1)
-
-
-def _produce(plan: sample.Plan, ranges: list[tuple[int, int]], out, parent: int | None = None) -> None:
-    """A worker process: put the parts of `ranges` on `out`, then None; a failure, as its traceback.
-    Dies with `parent`, the pid of the process that started it."""
-    if parent is not None:
-        _die_with_parent(parent)
-    try:
-        for part in _student_parts(plan, ranges):
-            out.put(part)
-        out.put(None)
-    except BaseException:
-        out.put(traceback.format_exc())
-
-
 def _take(source, worker) -> Part | None:
     while True:
         try:
@@ -141,22 +88,22 @@ def _streamed(chunks: int, queues: list, workers: list):
 
 @contextmanager
 def _student_parts_in_order(plan: sample.Plan):
-    """The parts of every chunk of students, in order. One chunk is generated here, on demand;
-    more by WORKERS processes, started on entry (they boot while the staff loads) and stopped
-    on exit; chunk i comes from worker i % WORKERS."""
-    ranges = plan.chunks()
-    if len(ranges) <= 1:
-        yield _student_parts(plan, ranges)
+    """The parts of every chunk of students, in order. The first chunk is generated here, on demand;
+    the others by WORKERS processes, started on entry (they boot while the staff and the first chunk
+    load) and stopped on exit; chunk i + 1 comes from worker i % WORKERS."""
+    first, ranges = plan.chunks()[:1], plan.chunks()[1:]
+    if not ranges:
+        yield student_parts(plan, first)
         return
     context = multiprocessing.get_context("spawn")  # fork is unsafe in a threaded kernel
     shares = [ranges[w::WORKERS] for w in range(min(WORKERS, len(ranges)))]
     queues = [context.Queue(PREFETCH) for _ in shares]
-    workers = [context.Process(target=_produce, args=(plan, share, q, os.getpid()), daemon=True)
+    workers = [context.Process(target=produce, args=(plan, share, q, os.getpid()), daemon=True)
                for share, q in zip(shares, queues)]
     for worker in workers:
         worker.start()
     try:
-        yield _streamed(len(ranges), queues, workers)
+        yield itertools.chain(student_parts(plan, first), _streamed(len(ranges), queues, workers))
     finally:
         for worker in workers:
             if worker.is_alive():
@@ -190,7 +137,9 @@ def seed(conn: psycopg.Connection, students: int = 2000, seed: int = 42, *, repl
     Outside a scratch database, needs `confirm`. Refuses a database whose schema is not at the latest
     migration, one that already holds data unless `replace` is true, and tables with a trigger (or
     default, CHECK or index function) of a role that is neither the connected one nor a superuser
-    (ForeignTriggerError: it would run as us). Runs in one transaction: on any error nothing changes.
+    (ForeignTriggerError: it would run as us). Runs in one transaction: on any error, or a kill, nothing
+    changes, the keys, indexes and foreign keys set aside for the load included (post_data). Rows that
+    break a constraint raise SampleDataError.
     """
     check_students(students)
     require_change(conn, confirm, "loading sample data")
@@ -206,25 +155,30 @@ def seed(conn: psycopg.Connection, students: int = 2000, seed: int = 42, *, repl
     result = SeedResult(students, seed)
     began = time.perf_counter()
     plan = sample.Plan(students, seed)
-    with _student_parts_in_order(plan) as student_parts, conn.transaction(), _progress_bar(students, progress) as bar:
-        school = sql.SQL(", ").join(map(sql.Identifier, TABLES))
-        # no trigger may be added while we look (CREATE TRIGGER and ADD FOREIGN KEY wait for this lock):
-        # code another role owns would run as us, a superuser perhaps
-        conn.execute(sql.SQL("LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE").format(school))
-        refuse_foreign_triggers(conn, TABLES, "to load sample data")
-        conn.execute(sql.SQL("TRUNCATE {} RESTART IDENTITY CASCADE").format(school))
-        result.rows = dict.fromkeys(TABLES, 0)
-        # the staff is small next to the students: generated here, while the workers boot
-        staff_parts = ((0, _encoded(part)) for part in sample.staff_chunks(plan)) if students else ()
-        for size, tables in itertools.chain(staff_parts, student_parts):
-            for table, (data, count) in tables.items():
-                _copy(conn, table, data)
-                result.rows[table] += count
-            bar.update(size)
-            tables = data = None  # free this part before the next one arrives
-        for table in ("users", "teachers", "courses", "students"):
-            conn.execute(sql.SQL("SELECT setval(pg_get_serial_sequence(%s, 'id'), coalesce(max(id), 0) + 1, false) FROM {}")
-                         .format(sql.Identifier(table)), (table,))
+    try:
+        with _student_parts_in_order(plan) as student_parts, conn.transaction(), _progress_bar(students, progress) as bar:
+            school = sql.SQL(", ").join(map(sql.Identifier, TABLES))
+            # no trigger may be added while we look (CREATE TRIGGER and ADD FOREIGN KEY wait for this lock):
+            # code another role owns would run as us, a superuser perhaps
+            conn.execute(sql.SQL("LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE").format(school))
+            refuse_foreign_triggers(conn, TABLES, "to load sample data")
+            conn.execute(sql.SQL("TRUNCATE {} RESTART IDENTITY CASCADE").format(school))
+            result.rows = dict.fromkeys(TABLES, 0)
+            # the staff is small next to the students: generated here, while the workers boot
+            staff_parts = ((0, encoded(part)) for part in sample.staff_chunks(plan)) if students else ()
+            with post_data.set_aside(conn, TABLES):
+                for size, tables in itertools.chain(staff_parts, student_parts):
+                    for table, (data, count) in tables.items():
+                        _copy(conn, table, data)
+                        result.rows[table] += count
+                    bar.update(size)
+                    tables = data = None  # free this part before the next one arrives
+            for table in ("users", "teachers", "courses", "students"):
+                conn.execute(sql.SQL("SELECT setval(pg_get_serial_sequence(%s, 'id'), coalesce(max(id), 0) + 1, false) "
+                                     "FROM {}").format(sql.Identifier(table)), (table,))
+    except psycopg.errors.IntegrityError as exc:
+        raise database_error(exc, "the sample data breaks a constraint; nothing was loaded", SampleDataError,
+                             detail=True) from None
     conn.execute(sql.SQL("ANALYZE {}").format(sql.SQL(", ").join(map(sql.Identifier, TABLES))))
     result.seconds = time.perf_counter() - began
     return result
@@ -232,6 +186,8 @@ def seed(conn: psycopg.Connection, students: int = 2000, seed: int = 42, *, repl
 
 def write_csv(directory: Path, students: int = 100, seed: int = 42) -> dict[str, Path]:
     """Write the sample for `students` students as one CSV per table; returns the files."""
+    import pandas as pd  # here only: a worker imports this module, and pandas takes a second to load
+
     check_students(students)
     directory.mkdir(parents=True, exist_ok=True)
     plan = sample.Plan(students, seed)
