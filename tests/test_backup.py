@@ -9,7 +9,7 @@ import pytest
 from psycopg import sql
 
 from prep_ops import backup, checksums, db, restore, verify
-from prep_ops.scratch import drop as drop_scratch
+from prep_ops.scratch import drop as drop_scratch, existing as scratch_names
 from prep_ops.errors import BackupError, ConfirmationRequired, NoBackups, ParameterError
 
 from conftest import rehash
@@ -203,24 +203,25 @@ def test_verify_creates_roles_the_dump_grants_to(seeded, tmp_path, server):
     try:
         made = backup.backup(seeded, "full", "plain", directory=tmp_path)
         assert role in made.manifest["roles"]
-        # against a DATABASE_URL server (CI's PostgreSQL 15) the embedded restore server lacks the role
-        there_before = role in _roles(verify.scratch_server())
+        # the verification cluster (the default restore server) lacks the role
+        assert role not in _roles(verify.verify_server())
         result = verify.verify(made.path)
         assert result.ok, result.failures.to_string()
-        assert (role in _roles(verify.scratch_server())) == there_before  # made for the restore, then dropped
+        assert role not in _roles(verify.verify_server())  # made for the restore, then dropped
     finally:
         with db.connect(seeded, autocommit=True) as conn:
             conn.execute(sql.SQL("REVOKE ALL ON students FROM {}").format(sql.Identifier(role)))
             conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
-        with db.connect(verify.scratch_server(), autocommit=True) as conn:
+        with db.connect(verify.verify_server(), autocommit=True) as conn:
             conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
 
 
 def test_verify_drops_the_roles_it_made_and_only_those(seeded, tmp_path):
     """Roles are cluster-wide: a role made on the restore server for a dump's GRANT goes when the
-    scratch database goes (not while it is kept), and a role that was there before always stays."""
+    scratch database goes (not while it is kept), and a role that was there before always stays. A
+    verification restores on the verification cluster; a kept copy on the embedded server."""
     made_for, was_there = (f"prep_ops_test_role_{uuid.uuid4().hex[:6]}" for _ in range(2))
-    restore_server = verify.scratch_server()
+    servers = (verify.verify_server(), verify.scratch_server())
     with db.connect(seeded, autocommit=True) as conn:
         for role in (made_for, was_there):
             conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(role)))
@@ -228,27 +229,29 @@ def test_verify_drops_the_roles_it_made_and_only_those(seeded, tmp_path):
     kept_scratch = None
     try:
         made = backup.backup(seeded, "full", "plain", directory=tmp_path)
-        with db.connect(seeded, autocommit=True) as conn:  # the restore server must lack this one
+        with db.connect(seeded, autocommit=True) as conn:  # the restore servers must lack this one
             conn.execute(sql.SQL("REVOKE ALL ON students FROM {}").format(sql.Identifier(made_for)))
             conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(made_for)))
-        with db.connect(restore_server, autocommit=True) as conn:  # and have this one (CI: another server)
-            if was_there not in _roles(restore_server):
-                conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(was_there)))
-        assert made_for not in _roles(restore_server)
+        for restore_server in servers:  # and have this one (the embedded server: unless it is the source's)
+            with db.connect(restore_server, autocommit=True) as conn:
+                if was_there not in _roles(restore_server):
+                    conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(was_there)))
+            assert made_for not in _roles(restore_server)
         result = verify.verify(made.path)
         assert result.ok, result.failures.to_string()
-        assert made_for not in _roles(restore_server) and was_there in _roles(restore_server)
+        assert made_for not in _roles(servers[0]) and was_there in _roles(servers[0])
 
         kept = verify.verify(made.path, keep_scratch=True)
         kept_scratch = kept.scratch_database
-        assert kept.ok and made_for in _roles(restore_server)  # the kept database's grants need it
+        assert kept.ok and made_for in _roles(servers[1])  # the kept database's grants need it
+        assert kept_scratch in scratch_names(servers[1]) and kept_scratch not in scratch_names(servers[0])
     finally:
         if kept_scratch:
-            drop_scratch(restore_server, kept_scratch)
+            drop_scratch(servers[1], kept_scratch)
         with db.connect(seeded, autocommit=True) as conn:
             conn.execute(sql.SQL("REVOKE ALL ON students FROM {}").format(sql.Identifier(was_there)))
         for role in (made_for, was_there):
-            for where in (seeded, restore_server):
+            for where in (seeded, *servers):
                 with db.connect(where, autocommit=True) as conn:
                     conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
 

@@ -320,7 +320,7 @@ def _has_role(server, role: str) -> bool:
 def test_killed_verify_leftovers_are_removed_by_the_next(server, tmp_path):
     role = f"prep_ops_test_role_{uuid.uuid4().hex[:6]}"
     source = _create(server)
-    restore_server = verify.scratch_server()
+    restore_server = verify.verify_server()
     try:
         with db.connect(source, autocommit=True) as conn:
             migrate.apply(conn)
@@ -354,7 +354,7 @@ def test_two_verifications_never_share_a_role(seeded, tmp_path):
     """Each makes the role it needs and drops it; the second waits for the first's to go, so neither
     loses its role to the other nor leaves one behind."""
     role = f"prep_ops_test_role_{uuid.uuid4().hex[:6]}"
-    restore_server = verify.scratch_server()
+    restore_server = verify.verify_server()
     made = _role_granted(seeded, tmp_path, role)
     results, owners = [], set()
 
