@@ -11,6 +11,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import pytest
+
 from prep_ops import embedded
 from prep_ops.paths import PACKAGE_DIR
 
@@ -29,6 +31,31 @@ def pytest_configure(config):
     # fixed here, so a test that moves PREP_OPS_HOME still shares the session's one embedded server
     os.environ["PREP_OPS_DATA_DIR"] = str(home / ".prep_ops" / "pg18")
     os.environ.pop("PREP_OPS_BACKUP_DIR", None)
+
+
+def _runbook_of(item) -> str | None:
+    """The runbook (stem) an nbval cell item belongs to; None for every other test."""
+    path = Path(str(getattr(item, "path", "")))
+    return path.stem if type(item).__name__ == "IPyNbCell" and path.parent == CHECKOUT / "notebooks" else None
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """The runbooks' nbval pass first: the tests that look at a runbook's default run then read that run
+    (`runbook_run` in tests/conftest.py), so each runbook executes once per server."""
+    items.sort(key=lambda item: _runbook_of(item) is None)  # stable: each group keeps its order
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Keep each runbook cell's outputs as nbval executed them, in order, with the time it took."""
+    yield
+    runbook = _runbook_of(item)
+    if runbook is None or call.when != "call":
+        return
+    runs = item.config.__dict__.setdefault("_prep_ops_nbval_runs", {})
+    run = runs.setdefault(runbook, {"outputs": [], "seconds": 0.0})
+    run["outputs"].append([dict(output) for output in (item.test_outputs or [])])
+    run["seconds"] += call.duration
 
 
 def pytest_unconfigure(config):

@@ -47,11 +47,16 @@ def main() -> None:
             began = time.perf_counter()
             subprocess.run(commands[name], capture_output=True, env=env, check=True)
             times[name].append(time.perf_counter() - began)
-    base = statistics.median(times["papermill -k python3"])
-    print("| command | median | min-max | ratio to papermill |\n|---|---|---|---|")
+    print_table(times, "command", "papermill")
+
+
+def print_table(times: dict[str, list[float]], what: str, base_name: str, digits: int = 2) -> None:
+    """A Markdown table of each entry's median and min-max, and its ratio to the first entry's median."""
+    base = statistics.median(next(iter(times.values())))
+    print(f"| {what} | median | min-max | ratio to {base_name} |\n|---|---|---|---|")
     for name, values in times.items():
         median = statistics.median(values)
-        print(f"| `{name}` | {median:.2f} s | {min(values):.2f}-{max(values):.2f} s | {median / base:.2f}x |")
+        print(f"| `{name}` | {median:.{digits}f} s | {min(values):.{digits}f}-{max(values):.{digits}f} s | {median / base:.2f}x |")
 
 
 if __name__ == "__main__":

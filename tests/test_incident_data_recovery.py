@@ -16,7 +16,7 @@ from prep_ops.errors import ParameterError, StepFailed
 from prep_ops.incident import lockout, recovery, recovery_steps
 from prep_ops.incident.drills import recovery as recovery_drill
 
-from conftest import _create, _drop, check_statuses, notebook_outputs, passes_of_what_was_not_looked_at, schema_dump
+from conftest import _create, _drop, check_statuses, incident_of, notebook_outputs, passes_of_what_was_not_looked_at, schema_dump
 
 NOTEBOOK = Path(__file__).parent.parent / "notebooks" / "10_incident_data_recovery.ipynb"
 
@@ -26,8 +26,9 @@ def _server_state(server: db.Target) -> list:
         return conn.execute("SELECT rolname, rolcanlogin, rolconnlimit FROM pg_roles ORDER BY 1").fetchall()
 
 
-def test_drill_recovers_every_row_and_leaves_nothing_behind(tmp_path, incident_id, server):
-    result = runner.run_one(NOTEBOOK, tmp_path, {"incident_id": incident_id, "backup_dir": str(tmp_path / "backups")})
+def test_drill_recovers_every_row_and_leaves_nothing_behind(runbook_run, server):
+    result = runbook_run("10")  # the runbook's default run: the drill
+    incident_id = incident_of(result)
     assert result.ok, result.error
     passed = {c["name"] for c in result.checks if c["passed"]}
     assert {"application stopped", "damage found where it was done", "data equals the backup (zero rows lost)",
@@ -37,13 +38,13 @@ def test_drill_recovers_every_row_and_leaves_nothing_behind(tmp_path, incident_i
                   "5. Resume service", "6. Document and clean up"):
         assert f"## {title}" in report
     assert "CONNECTION LIMIT 0" in report and "outcome:** all must-hold checks passed" in report
-    assert (incident.incidents_dir() / f"{incident_id}.ipynb").exists()
     with db.connect(server, autocommit=True) as conn:
         assert conn.execute("SELECT count(*) FROM pg_database WHERE datname LIKE 'prep_ops_drill_recovery%%' "
                             "OR datname LIKE 'prep_ops_recovery_%%'").fetchone()[0] == 0
         assert conn.execute("SELECT count(*) FROM pg_roles WHERE rolname LIKE %s",
                             (recovery_drill.ROLE_PREFIX + "%",)).fetchone()[0] == 0
-    assert not list((tmp_path / "backups").glob("*.dump"))
+    drill_database = recovery_drill.names(incident_id)[0]
+    assert not [p for p in (backup.backups_dir() / "drills").glob("*") if p.name.startswith(drill_database)]
 
 
 def test_live_without_confirm_changes_nothing(tmp_path, incident_id, server):

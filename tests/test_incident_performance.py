@@ -13,7 +13,7 @@ from prep_ops.incident.drills import load as workload
 from prep_ops.incident.drills import performance
 from prep_ops.errors import ParameterError
 
-from conftest import _create, _drop, check_statuses, notebook_outputs, passes_of_what_was_not_looked_at, schema_dump
+from conftest import _create, _drop, check_statuses, incident_of, notebook_outputs, passes_of_what_was_not_looked_at, schema_dump
 
 NOTEBOOK = Path(__file__).parent.parent / "notebooks" / "11_incident_performance.ipynb"
 STEPS = ("1. Identify the bottleneck", "2. Optimise", "3. Update indexes", "4. Monitor results",
@@ -56,8 +56,9 @@ def test_inject_drops_the_index_payment_history_needs(owner):
     assert performance.INDEX not in set(indexes.existing(owner)["index_name"])
 
 
-def test_drill_brings_the_query_back_under_its_target(tmp_path, incident_id):
-    result = runner.run_one(NOTEBOOK, tmp_path, {"incident_id": incident_id})
+def test_drill_brings_the_query_back_under_its_target(runbook_run):
+    result = runbook_run("11")  # the runbook's default run: the drill
+    incident_id = incident_of(result)
     assert result.ok, result.error
     checks = {c["name"]: c for c in result.checks}
     for name in ("bottleneck identified", "an index is proposed for the bottleneck", "no session blocks another",
@@ -70,7 +71,6 @@ def test_drill_brings_the_query_back_under_its_target(tmp_path, incident_id):
         assert f"## {title}" in report
     assert "outcome:** all must-hold checks passed" in report
     assert "SELECT pg_terminate_backend(" in report and "CREATE INDEX CONCURRENTLY" in report
-    assert (incident.incidents_dir() / f"{incident_id}.ipynb").exists()
     assert not performance.exists(_drill_server(), performance.database_name(incident_id))
     deadline = time.monotonic() + 10
     while _drill_sessions(_drill_server()) and time.monotonic() < deadline:

@@ -16,7 +16,7 @@ from prep_ops.incident import breach, lockout, passwords, security_steps
 from prep_ops.incident.drills import lifecycle
 from prep_ops.incident.drills import security as security_drill
 
-from conftest import passes_of_what_was_not_looked_at, schema_dump
+from conftest import incident_of, passes_of_what_was_not_looked_at, schema_dump
 
 NOTEBOOK = Path(__file__).parent.parent / "notebooks" / "12_incident_security.ipynb"
 STEPS = ("1. Isolate the system", "2. Assess the breach", "3. Fix the vulnerability", "4. Update security",
@@ -44,8 +44,9 @@ def _drill_left(server: db.Target, incident_id: str) -> list[str]:
     return security_drill.leftovers(incident.drill_server(server)[0], database, [*role_set.names.values(), suspect])
 
 
-def test_drill_locks_the_role_out_restores_the_baseline_and_shows_no_password(tmp_path, incident_id, server):
-    result = runner.run_one(NOTEBOOK, tmp_path, {"incident_id": incident_id})
+def test_drill_locks_the_role_out_restores_the_baseline_and_shows_no_password(runbook_run, server):
+    result = runbook_run("12")  # the runbook's default run: the drill
+    incident_id = incident_of(result)
     assert result.ok, result.error
     passed = {c["name"] for c in result.checks if c["passed"] and c["must_hold"]}
     assert {"compromised role locked out: no login, no session", "the drill's breach is found",
@@ -61,7 +62,7 @@ def test_drill_locks_the_role_out_restores_the_baseline_and_shows_no_password(tm
     generated = json.loads((incident.incidents_dir() / f"{incident_id}.passwords").read_text())
     _, role_set, suspect = security_drill.names(incident_id)
     assert set(generated) == {suspect, role_set.reporter}
-    shown = _executed(tmp_path / NOTEBOOK.name) + report
+    shown = _executed(Path(result.output)) + report
     for password in [security_drill.LEAKED, *generated.values()]:
         assert password not in shown
     assert _drill_left(server, incident_id) == []

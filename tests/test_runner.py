@@ -16,23 +16,27 @@ from prep_ops.errors import ParameterError
 FIXTURES = Path(__file__).parent / "fixtures"
 
 
+@pytest.mark.server_independent
 def test_finds_runbooks_by_number_stem_and_file():
     assert runner.find("01").stem == "01_schema_setup"
     assert runner.find("02_enrollment_exploration").name == "02_enrollment_exploration.ipynb"
     assert runner.find(str(FIXTURES / "91_passes.ipynb")).name == "91_passes.ipynb"
 
 
+@pytest.mark.server_independent
 def test_unknown_runbook_names_the_choices():
     with pytest.raises(ParameterError, match="no runbook named 'nope'.*01_schema_setup"):
         runner.find("nope")
 
 
+@pytest.mark.server_independent
 def test_parameters_are_typed_from_their_defaults():
     nb = FIXTURES / "91_passes.ipynb"
     assert runner.validate(nb, {"count": "3", "label": "7", "ratio": "2", "flag": "true"}) == \
         {"count": 3, "label": "7", "ratio": 2, "flag": True}
 
 
+@pytest.mark.server_independent
 @pytest.mark.parametrize("given, message", [
     ({"cuont": "3"}, "has no parameter 'cuont'"),
     ({"count": "many"}, "count must be int"),
@@ -43,12 +47,14 @@ def test_bad_parameters_are_refused_before_running(given, message):
         runner.validate(FIXTURES / "91_passes.ipynb", given)
 
 
+@pytest.mark.server_independent
 def test_passing_notebook_reports_its_checks(tmp_path):
     result = runner.run_one(FIXTURES / "91_passes.ipynb", tmp_path, {"count": 3})
     assert result.ok and [c["name"] for c in result.checks] == ["x 0", "x 1", "x 2"]
     assert (tmp_path / "91_passes.ipynb").exists()
 
 
+@pytest.mark.server_independent
 def test_failed_check_stops_the_notebook_and_fails_the_run(tmp_path):
     result = runner.run_one(FIXTURES / "92_failing_check.ipynb", tmp_path, {})
     assert not result.ok
@@ -57,12 +63,14 @@ def test_failed_check_stops_the_notebook_and_fails_the_run(tmp_path):
     assert result.failed_checks[0]["fix"] == "do something"
 
 
+@pytest.mark.server_independent
 def test_error_names_the_cell(tmp_path):
     result = runner.run_one(FIXTURES / "93_error.ipynb", tmp_path, {})
     assert not result.ok and "ZeroDivisionError" in result.error
     assert [c["name"] for c in result.checks] == ["before the error"]
 
 
+@pytest.mark.server_independent
 def test_run_writes_a_summary(tmp_path):
     out, results = runner.run([str(FIXTURES / "91_passes.ipynb"), str(FIXTURES / "93_error.ipynb")],
                               {"database_url": "x"}, out_dir=tmp_path / "run")
@@ -71,6 +79,7 @@ def test_run_writes_a_summary(tmp_path):
     assert [n["ok"] for n in summary["notebooks"]] == [True, False]
 
 
+@pytest.mark.server_independent
 def test_incident_runbooks_get_an_id_and_their_default_mode():
     notebook = runner.find("10")
     values = runner.incident_values(notebook, {})
@@ -98,6 +107,7 @@ def test_a_password_in_database_url_never_lands_in_the_executed_notebook(tmp_pat
             conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
 
 
+@pytest.mark.server_independent
 @pytest.mark.parametrize("hostile", [
     "b'\"; __import__(\"os\").system(\"touch {marker}\"); \"'",
     "{{__import__('os').system('touch {marker}')}}",
@@ -122,18 +132,21 @@ def test_parameter_value_never_runs_as_code(tmp_path, hostile):
     assert namespace["anything"] == parsed
 
 
+@pytest.mark.server_independent
 def test_a_value_papermill_would_paste_as_code_is_refused(tmp_path):
     for value in (b"x", {1, 2}, (1, 2), object()):
         with pytest.raises(ParameterError, match="must be plain data"):
             runner.run_one(FIXTURES / "91_passes.ipynb", tmp_path, {"anything": value})
 
 
+@pytest.mark.server_independent
 @pytest.mark.parametrize("hostile", ["../../notebooks/01_schema_setup", "/tmp/elsewhere", "..", "a/b", "", "x" * 81])
 def test_incident_id_cannot_leave_runs(hostile):
     with pytest.raises(ParameterError, match="incident_id must be letters, digits"):
         runner.incident_values(runner.find("10"), {"incident_id": hostile} if hostile else {"incident_id": "-x"})
 
 
+@pytest.mark.server_independent
 def test_run_folders_never_collide(tmp_path, monkeypatch):
     monkeypatch.setenv("PREP_OPS_HOME", str(tmp_path))
     (tmp_path / "notebooks").symlink_to(FIXTURES, target_is_directory=True)
@@ -169,6 +182,7 @@ class _Page(HTMLParser):
             self._cell = None
 
 
+@pytest.mark.server_independent
 def test_run_writes_an_html_index_with_every_check_and_the_rendered_notebooks(tmp_path):
     out, _ = runner.run([str(FIXTURES / "94_skips.ipynb"), str(FIXTURES / "93_error.ipynb")], {},
                         out_dir=tmp_path / "run")
@@ -186,6 +200,7 @@ def test_run_writes_an_html_index_with_every_check_and_the_rendered_notebooks(tm
     assert page.scripts == []
 
 
+@pytest.mark.server_independent
 def test_html_index_shows_a_hostile_detail_as_text(tmp_path):
     hostile = "<script>alert(1)</script><a href='javascript:x'>"
     check = {"name": "n<b>", "passed": False, "must_hold": False, "detail": hostile, "fix": "<i>x</i>",
@@ -199,6 +214,7 @@ def test_html_index_shows_a_hostile_detail_as_text(tmp_path):
     assert page.scripts == [] and "javascript:x" not in page.links
 
 
+@pytest.mark.server_independent
 @pytest.mark.parametrize("path", runner.available(), ids=lambda p: p.stem)
 def test_parameters_are_read_as_papermill_reads_them(path):
     import papermill
@@ -206,6 +222,7 @@ def test_parameters_are_read_as_papermill_reads_them(path):
     assert runner.parameters(path) == dict(papermill.inspect_notebook(str(path)))
 
 
+@pytest.mark.server_independent
 def test_unknown_runbook_is_refused_without_loading_papermill_or_pandas():
     import subprocess
     import sys
@@ -217,6 +234,7 @@ def test_unknown_runbook_is_refused_without_loading_papermill_or_pandas():
     assert loaded == "[]"
 
 
+@pytest.mark.server_independent
 def test_a_broken_notebook_is_still_refused_by_validation(tmp_path):
     broken = json.loads((FIXTURES / "91_passes.ipynb").read_text())
     del broken["cells"][-1]["source"]  # a code cell without source is not a notebook
@@ -230,6 +248,7 @@ def test_a_broken_notebook_is_still_refused_by_validation(tmp_path):
         nbformat.validate(nbformat.reads(json.dumps(broken), as_version=4))
 
 
+@pytest.mark.server_independent
 def test_a_progress_bar_is_text_in_a_headless_run(tmp_path):
     result = runner.run_one(FIXTURES / "96_progress.ipynb", tmp_path, {})
     assert result.ok, result.error
@@ -237,3 +256,66 @@ def test_a_progress_bar_is_text_in_a_headless_run(tmp_path):
     assert not any("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in outputs)
     text = "".join("".join(o["text"]) for o in outputs if o.get("output_type") == "stream")
     assert "seeding: 100%" in text and "10/10" in text
+
+
+def _waiting_notebook(folder: Path, name: str, schedule: str | None, partner: str = "") -> Path:
+    """A notebook that leaves a flag of its name in `flags` and waits (up to `wait` s) for its partner's:
+    it passes only when the partner runs at the same time, so side by side is proven without timing."""
+    nb = json.loads((FIXTURES / "91_passes.ipynb").read_text())
+    nb["cells"] = [
+        {"cell_type": "code", "execution_count": None, "id": "p", "metadata": {"tags": ["parameters"]}, "outputs": [],
+         "source": [f"flags = ''  # the folder of flags\nwait = 120  # seconds to wait for the partner"]},
+        {"cell_type": "code", "execution_count": None, "id": "w", "metadata": {}, "outputs": [], "source": [
+            "import pathlib, time\n", f"(pathlib.Path(flags) / {name!r}).touch()\n", "deadline = time.time() + wait\n",
+            f"while not (pathlib.Path(flags) / {partner!r}).exists():\n",
+            "    assert time.time() < deadline, 'the partner never ran beside this one'\n", "    time.sleep(0.1)"]}]
+    if schedule:
+        nb["metadata"]["prep_ops"] = {"schedule": schedule}
+    path = folder / f"{name}.ipynb"
+    path.write_text(json.dumps(nb))
+    return path
+
+
+@pytest.mark.server_independent
+def test_stages_run_first_then_side_by_side_then_alone(tmp_path):
+    first, a, b, alone = (_waiting_notebook(tmp_path, n, s) for n, s in
+                          [("81_first", "first"), ("82_a", "parallel"), ("83_b", "parallel"), ("84_alone", None)])
+    assert runner.stages([alone, b, first, a], jobs=2) == [[first], [b, a], [alone]]
+    assert runner.stages([alone, b, first, a], jobs=1) == [[alone], [b], [first], [a]]  # one job: as named
+
+
+@pytest.mark.server_independent
+def test_the_runbooks_schedule_keeps_01_first_and_the_changing_ones_alone():
+    stages = runner.stages(runner.available(), jobs=2)
+    assert [nb.stem for nb in stages[0]] == ["01_schema_setup"]
+    side_by_side = {nb.stem[:2] for stage in stages if len(stage) > 1 for nb in stage}
+    # 05 maintains, 06 grants, 07 migrates the target; 08 watches the whole server (the drills' locks too)
+    assert not side_by_side & {"01", "05", "06", "07", "08"} and {"10", "11", "12"} <= side_by_side
+
+
+@pytest.mark.server_independent
+def test_parallel_runbooks_run_side_by_side_and_results_keep_the_named_order(tmp_path):
+    a = _waiting_notebook(tmp_path, "82_a", "parallel", partner="83_b")
+    b = _waiting_notebook(tmp_path, "83_b", "parallel", partner="82_a")
+    seen = []
+    out, results = runner.run([str(b), str(a)], {"flags": str(tmp_path)}, out_dir=tmp_path / "run", jobs=2,
+                              on_done=lambda r: seen.append(r.notebook))
+    assert [(r.notebook, r.ok) for r in results] == [("83_b", True), ("82_a", True)], [r.error for r in results]
+    assert sorted(seen) == ["82_a", "83_b"]
+    summary = json.loads((out / "summary.json").read_text())
+    assert [n["notebook"] for n in summary["notebooks"]] == ["83_b", "82_a"] and summary["ok"] is True
+
+
+@pytest.mark.server_independent
+def test_one_job_runs_them_one_after_the_other(tmp_path):
+    a = _waiting_notebook(tmp_path, "82_a", "parallel", partner="83_b")
+    b = _waiting_notebook(tmp_path, "83_b", "parallel", partner="82_a")
+    out, results = runner.run([str(a), str(b)], {"flags": str(tmp_path), "wait": 2}, out_dir=tmp_path / "run", jobs=1)
+    # the first waited alone for a partner that had not started; the second found the first's flag
+    assert [r.ok for r in results] == [False, True] and "partner never ran" in results[0].error
+
+
+@pytest.mark.server_independent
+def test_zero_jobs_is_refused():
+    with pytest.raises(ParameterError, match="jobs must be at least 1"):
+        runner.run([str(FIXTURES / "91_passes.ipynb")], jobs=0)

@@ -39,7 +39,7 @@ class SlowQueries:
 
 
 def start(target: Target, mode: str = "drill", *, incident_id: str | None = None, confirm: bool = False,
-          query: str | None = None, target_ms: float = 1.0, repeats: int = 5, drill_students: int = 50_000,
+          query: str | None = None, target_ms: float = 1.0, repeats: int = 5, drill_students: int = 30_000,
           load_seconds: float = 30, sessions: int = 4) -> SlowQueries:
     """The drill made (mode="drill") or the target taken (live), and the incident opened."""
     check_mode(mode)

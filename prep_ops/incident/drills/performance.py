@@ -14,6 +14,7 @@ from psycopg import sql
 
 from .. import naming, performance
 from . import lifecycle
+from ...catalog import database_exists
 from . import load as workload
 from ...db import Target, connect
 from ...errors import ParameterError
@@ -76,10 +77,10 @@ def database_name(incident_id: str) -> str:
 def exists(server: Target, name: str) -> bool:
     """Whether the drill database `name` is on the server."""
     with connect(server, autocommit=True) as conn:
-        return conn.execute(load("workload", "database_exists"), {"name": name}).fetchone()[0]
+        return database_exists(conn, name)
 
 
-def make(target: Target, students: int = 50_000, *, incident_id: str | None = None, load_seconds: float = 30.0,
+def make(target: Target, students: int = 30_000, *, incident_id: str | None = None, load_seconds: float = 30.0,
          sessions: int = 4, repeats: int = 5, name: str | None = None) -> Drill:
     """Make the drill of `incident_id` (or in database `name`) on the server `naming.drill_server(target)`
     names: sample database, healthy baseline, then the injection, the load and the lock holder."""
