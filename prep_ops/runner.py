@@ -217,9 +217,13 @@ def _side_by_side(plans: list[tuple[Path, dict]], out_dir: Path, jobs: int, on_d
     done = []
     # spawn: a worker starts clean (no inherited connections or threads of this process)
     with ProcessPoolExecutor(max_workers=min(jobs, len(plans)), mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = [pool.submit(run_one, notebook, out_dir, values) for notebook, values in plans]
+        futures = {pool.submit(run_one, notebook, out_dir, values): notebook for notebook, values in plans}
         for future in as_completed(futures):
-            result = future.result()
+            try:
+                result = future.result()
+            except Exception as exc:  # a worker that died (killed, out of memory): that runbook failed, not the run
+                notebook = futures[future]
+                result = NotebookRun(notebook.stem, str(out_dir / notebook.name), False, 0.0, _error_of(exc))
             done.append(result)
             if on_done:
                 on_done(result)

@@ -14,7 +14,7 @@ CHECKOUT = PACKAGE_DIR.parent
 pytestmark = pytest.mark.server_independent  # the embedded servers' own isolation
 # a part of the suite that starts embedded servers (the session's and private ones, and the session's
 # verification cluster, which the verify test leaves running as a user's would be) and runs notebooks
-SUBSET = ["tests/test_db.py", "tests/test_embedded.py", "tests/test_runner.py",
+SUBSET = ["tests/test_db.py", "tests/test_embedded.py", "tests/test_runner.py::test_passing_notebook_reports_its_checks",
           "tests/test_verify_cluster.py::test_verify_restores_into_the_private_cluster_without_durability"]
 
 

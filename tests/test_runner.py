@@ -319,3 +319,18 @@ def test_one_job_runs_them_one_after_the_other(tmp_path):
 def test_zero_jobs_is_refused():
     with pytest.raises(ParameterError, match="jobs must be at least 1"):
         runner.run([str(FIXTURES / "91_passes.ipynb")], jobs=0)
+
+
+@pytest.mark.server_independent
+def test_a_worker_that_dies_fails_its_runbook_not_the_whole_run(tmp_path):
+    """A worker killed mid-run (out of memory, kill -9) is one FAIL with why, never a traceback; the
+    results still name every runbook, in order."""
+    killer = _waiting_notebook(tmp_path, "82_killer", "parallel")
+    nb = json.loads(killer.read_text())
+    nb["cells"][1]["source"] = ["import os, signal\n", "os.kill(os.getppid(), signal.SIGKILL)  # the worker running this kernel"]
+    killer.write_text(json.dumps(nb))
+    other = _waiting_notebook(tmp_path, "83_other", "parallel", partner="83_other")  # finds its own flag: passes
+    out, results = runner.run([str(killer), str(other)], {"flags": str(tmp_path)}, out_dir=tmp_path / "run", jobs=2)
+    assert [r.notebook for r in results] == ["82_killer", "83_other"]
+    assert not results[0].ok and "BrokenProcessPool" in results[0].error
+    assert json.loads((out / "summary.json").read_text())["ok"] is False
