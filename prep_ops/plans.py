@@ -271,17 +271,3 @@ def _generic_plan(conn: psycopg.Connection, text: str, count: int, version: int)
 
 # what a plan analyser points out: in plan_findings.py, re-exported here
 from .plan_findings import findings, findings_frame, headline  # noqa: E402, F401
-
-
-def catalogue_report(conn: psycopg.Connection, params: dict | None = None) -> pd.DataFrame:
-    """EXPLAIN ANALYZE every catalogue query: time, top node and findings per query."""
-    params = params or catalogue_params(conn)
-    rows = []
-    for name in catalogue():
-        plan = explain(conn, name, params)
-        kinds = [f.kind for f in findings(plan)]
-        slowest = plan.nodes.sort_values("self_ms", ascending=False).iloc[0]["node"]
-        rows.append({"query": name, "ms": plan.total_ms, "rows": plan.nodes["actual_rows"][0],
-                     "slowest node": slowest, "findings": len(kinds), "kinds": ", ".join(sorted(set(kinds)))})
-    return pd.DataFrame(rows)
-

@@ -4,7 +4,7 @@ import psycopg
 import pytest
 from conftest import judge_as_elsewhere
 
-from prep_ops import db, plan_compare, plans
+from prep_ops import db, plan_compare, plans, workload_queries, workload_report
 from prep_ops.errors import ConfirmationRequired, ParameterError
 
 
@@ -303,7 +303,7 @@ def test_compare_tells_a_changed_join_order(lab, conn):
 
 def test_catalogue_runs_on_sample_data(seeded):
     with db.connect(seeded, autocommit=True) as conn:
-        report = plans.catalogue_report(conn)
+        report = workload_report.report(conn, workload_queries.catalogue(), plans.catalogue_params(conn))
     assert set(report["query"]) == set(plans.catalogue())
     assert (report["ms"] > 0).all()
 
