@@ -75,13 +75,24 @@ def _postmaster(pgdata: Path):
         return None
 
 
-def status() -> ServerStatus:
-    """Whether the embedded server runs, without starting it."""
-    pgdata = data_dir()
+def status_of(pgdata: Path) -> ServerStatus:
+    """Whether a server of these binaries runs on `pgdata` (the embedded server, the verification
+    cluster), without starting it."""
+    import psutil
+
     info = _postmaster(pgdata) if pgdata.exists() else None
-    if info is None or not info.is_running():
+    try:  # a killed postmaster nobody reaped (PID 1 of a container may not) is a zombie, not a server
+        alive = info is not None and info.is_running() and info.process.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        alive = False
+    if not alive:
         return ServerStatus(False, pgdata, VERSION)
     return ServerStatus(True, pgdata, VERSION, info.pid, info.socket_dir, info.start_time.isoformat())
+
+
+def status() -> ServerStatus:
+    """Whether the embedded server runs, without starting it."""
+    return status_of(data_dir())
 
 
 def server_url(database: str) -> str:

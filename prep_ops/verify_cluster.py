@@ -43,17 +43,7 @@ def data_dir() -> Path:
 
 def status() -> embedded.ServerStatus:
     """Whether the verification cluster runs, without starting it."""
-    import psutil
-
-    pgdata = data_dir()
-    info = embedded._postmaster(pgdata) if pgdata.exists() else None
-    try:  # a killed postmaster nobody reaped (PID 1 of a container may not) is a zombie, not a server
-        alive = info is not None and info.is_running() and info.process.status() != psutil.STATUS_ZOMBIE
-    except psutil.Error:
-        alive = False
-    if not alive:
-        return embedded.ServerStatus(False, pgdata, embedded.VERSION)
-    return embedded.ServerStatus(True, pgdata, embedded.VERSION, info.pid, info.socket_dir, info.start_time.isoformat())
+    return embedded.status_of(data_dir())
 
 
 def server_url(database: str = "postgres") -> str:
