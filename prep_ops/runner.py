@@ -30,6 +30,9 @@ class NotebookRun:
     checks: list[dict] = field(default_factory=list)
     report: str = ""  # an incident runbook's Markdown report, relative to the run's folder
 
+    def __post_init__(self) -> None:
+        self.ok = self.ok and not self.failed_checks  # a failed must-hold check fails the run, whatever ran
+
     @property
     def failed_checks(self) -> list[dict]:
         return [c for c in self.checks if status(c) == "FAIL"]
@@ -73,11 +76,16 @@ def checks_of(output: Path) -> list[dict]:
     return found
 
 
+def cell_error(cell: int, ename: str, evalue) -> str:
+    """A failed cell in one line: "cell N: Error: its message's first line"."""
+    return f"cell {cell}: {ename}: {(str(evalue or '').splitlines() or [''])[0]}"
+
+
 def _error_of(exc: Exception) -> str:
     from papermill.exceptions import PapermillExecutionError
 
     if isinstance(exc, PapermillExecutionError):
-        return f"cell {exc.exec_count}: {exc.ename}: {str(exc.evalue).splitlines()[0] if exc.evalue else ''}"
+        return cell_error(exc.exec_count, exc.ename, exc.evalue)
     return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
 
 
@@ -173,11 +181,11 @@ def run_one(notebook: Path, out_dir: Path, values: dict, *, timeout: int | None 
     except Exception as exc:  # papermill raises for any failing cell; the run records it
         error = _error_of(exc)
     _beside_report(output, values)
-    run = NotebookRun(notebook.stem, str(output), not error, time.perf_counter() - began, error, checks_of(output),
-                      _report_of(out_dir, values))
-    if run.failed_checks:
-        run.ok = False
-    return run
+    return NotebookRun(notebook.stem, str(output), not error, time.perf_counter() - began, error, checks_of(output),
+                       _report_of(out_dir, values))
+
+
+SCHEDULES = ("first", "parallel", "alone")
 
 
 def schedule(notebook: Path) -> str:
@@ -189,9 +197,6 @@ def schedule(notebook: Path) -> str:
     metadata = json.loads(Path(notebook).read_text(encoding="utf-8")).get("metadata", {})
     value = metadata.get("prep_ops", {}).get("schedule", "alone")
     return value if value in SCHEDULES else "alone"
-
-
-SCHEDULES = ("first", "parallel", "alone")
 
 
 def stages(notebooks: list[Path], jobs: int) -> list[list[Path]]:
@@ -209,31 +214,31 @@ def default_jobs() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
-def _side_by_side(plans: list[tuple[Path, dict]], out_dir: Path, jobs: int, on_done) -> list[NotebookRun]:
+def _side_by_side(plans: dict[Path, dict], out_dir: Path, jobs: int, on_done) -> dict[Path, NotebookRun]:
     """Run the planned runbooks in up to `jobs` worker processes (each starts its own kernel)."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
-    done = []
+    done = {}
     # spawn: a worker starts clean (no inherited connections or threads of this process)
     with ProcessPoolExecutor(max_workers=min(jobs, len(plans)), mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = {pool.submit(run_one, notebook, out_dir, values): notebook for notebook, values in plans}
+        futures = {pool.submit(run_one, notebook, out_dir, values): notebook for notebook, values in plans.items()}
         for future in as_completed(futures):
+            notebook = futures[future]
             try:
                 result = future.result()
             except Exception as exc:  # a worker that died (killed, out of memory): that runbook failed, not the run
-                notebook = futures[future]
                 result = NotebookRun(notebook.stem, str(out_dir / notebook.name), False, 0.0, _error_of(exc))
-            done.append(result)
+            done[notebook] = result
             if on_done:
                 on_done(result)
     return done
 
 
-def _ready_server(plans: list[tuple[Path, dict]]) -> None:
+def _ready_server(plans: dict[Path, dict]) -> None:
     """Before runbooks start side by side: the embedded server up and its database made once, here,
     when any of them would use it (no `database_url` given and no $DATABASE_URL)."""
-    if os.environ.get("DATABASE_URL") or all(values.get("database_url") for _, values in plans):
+    if os.environ.get("DATABASE_URL") or all(values.get("database_url") for values in plans.values()):
         return
     from . import embedded
 
@@ -268,15 +273,13 @@ def run(names: list[str], given: dict[str, str] | None = None, *, run_all: bool 
     out_dir.mkdir(parents=True, exist_ok=True)
     by_notebook = {}
     for stage in stages(notebooks, jobs):
-        if len(stage) == 1:
-            result = run_one(stage[0], out_dir, plans[stage[0]])
-            by_notebook[stage[0]] = result
-            if on_done:
-                on_done(result)
+        if len(stage) > 1:
+            _ready_server({nb: plans[nb] for nb in stage})
+            by_notebook |= _side_by_side({nb: plans[nb] for nb in stage}, out_dir, jobs, on_done)
             continue
-        _ready_server([(nb, plans[nb]) for nb in stage])
-        for result in _side_by_side([(nb, plans[nb]) for nb in stage], out_dir, jobs, on_done):
-            by_notebook[next(nb for nb in stage if nb.stem == result.notebook)] = result
+        by_notebook[stage[0]] = run_one(stage[0], out_dir, plans[stage[0]])
+        if on_done:
+            on_done(by_notebook[stage[0]])
     results = [by_notebook[nb] for nb in notebooks]
     summary = {"started": out_dir.name, "ok": all(r.ok for r in results),
                "counts": status_counts([c for r in results for c in r.checks]),

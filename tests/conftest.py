@@ -208,12 +208,10 @@ def _nbval_run(notebook: Path, recorded: dict | None, folder: Path):
         cell["outputs"] = outputs
         failed = next((o for o in outputs if o.get("output_type") == "error"), None)
         if failed and not error:
-            error = f"cell {number}: {failed['ename']}: {(str(failed['evalue']).splitlines() or [''])[0]}"
+            error = runner.cell_error(number, failed["ename"], failed["evalue"])
     output = folder / notebook.name
     output.write_text(json.dumps(nb), encoding="utf-8")
-    run = runner.NotebookRun(notebook.stem, str(output), not error, recorded["seconds"], error, runner.checks_of(output))
-    run.ok = run.ok and not run.failed_checks
-    return run
+    return runner.NotebookRun(notebook.stem, str(output), not error, recorded["seconds"], error, runner.checks_of(output))
 
 
 @pytest.fixture(scope="session")
