@@ -209,7 +209,7 @@ def list_cmd() -> None:
 
 
 # the other commands live in modules of their own; importing them registers them on `cli`
-from . import cli_backups, cli_checks  # noqa: E402,F401
+from . import cli_archive, cli_backups, cli_checks  # noqa: E402,F401
 
 
 def main(argv: list[str] | None = None) -> None:

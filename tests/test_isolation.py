@@ -1,8 +1,10 @@
 """The suite never touches the user's state: run part of it as a user would, then look."""
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import psutil
@@ -37,15 +39,19 @@ def _state(folder: Path) -> dict:
     return found
 
 
-def _postmasters() -> set[int]:
-    """PIDs of the PostgreSQL servers running on this machine (postgres processes whose parent is not one)."""
+def _postmasters(*folders: Path) -> set[int]:
+    """PIDs of the PostgreSQL servers running on this machine (postgres processes whose parent is not one)
+    with their data directory (a postmaster's working directory) under one of `folders`: another test
+    session running meanwhile (CI runs two, one per server) has its servers elsewhere."""
     pids = set()
     for proc in psutil.process_iter(["name", "ppid", "status"]):
         try:
             if proc.info["status"] == psutil.STATUS_ZOMBIE:  # stopped, waiting for a parent to reap it
                 continue
             if proc.info["name"] == "postgres" and psutil.Process(proc.info["ppid"]).name() != "postgres":
-                pids.add(proc.pid)
+                data = Path(proc.cwd()).resolve()
+                if any(data.is_relative_to(folder.resolve()) for folder in folders):
+                    pids.add(proc.pid)
         except psutil.Error:
             continue
     return pids
@@ -59,13 +65,23 @@ def test_the_suite_leaves_the_users_folders_and_servers_alone(tmp_path):
         (user / name).write_text(content)
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREP_OPS_")}  # as the user's shell has it
     env["PREP_OPS_HOME"] = str(user)
-    before = (_state(user), _state(CHECKOUT), _postmasters())
+    # the run's own folders (its session's project folder, pytest's temporary folders) go into a folder
+    # of its own, so every server it could leave behind is found there (one the embedded servers' system
+    # user can traverse, as /tmp)
+    run_tmp = Path(tempfile.mkdtemp(prefix="prep-ops-isolation-"))
+    run_tmp.chmod(0o755)
+    env["TMPDIR"] = str(run_tmp)
+    before = (_state(user), _state(CHECKOUT), _postmasters(user, CHECKOUT))
 
-    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *SUBSET],
-                            cwd=CHECKOUT, env=env, capture_output=True, text=True, timeout=900)
+    try:
+        result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *SUBSET],
+                                cwd=CHECKOUT, env=env, capture_output=True, text=True, timeout=900)
+        left = _postmasters(user, run_tmp, CHECKOUT)
+    finally:
+        shutil.rmtree(run_tmp, ignore_errors=True)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
     assert " passed" in result.stdout
 
     assert _state(user) == before[0], "the suite changed the user's .prep_ops/, runs/ or backups/"
     assert _state(CHECKOUT) == before[1], "the suite changed the checkout's .prep_ops/, runs/ or backups/"
-    assert _postmasters() <= before[2], "the suite left a PostgreSQL server running"
+    assert left <= before[2], "the suite left a PostgreSQL server running"

@@ -1,0 +1,173 @@
+"""The WAL archive: where each WAL segment of a cluster is kept for point-in-time recovery.
+
+Layout (the contract every part of point-in-time recovery follows): `<root>/<system identifier>/`, one
+file per archived segment (and timeline history file) under PostgreSQL's own name, where <root> is
+$PREP_OPS_WAL_DIR, else `wal/` in the backups folder. A cluster's WAL never goes into another's folder.
+"""
+
+import json
+import os
+import re
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import psycopg
+
+from .errors import first_line
+from .manifest import backups_dir
+from .sqlfiles import load
+
+
+def root() -> Path:
+    """The folder holding every cluster's WAL archive: $PREP_OPS_WAL_DIR, else backups/wal."""
+    return Path(os.environ.get("PREP_OPS_WAL_DIR") or backups_dir() / "wal")
+
+
+def archive_dir(system_identifier: str | int) -> Path:
+    """The WAL archive of the cluster `system_identifier` (digits only: never a path out of root())."""
+    text = str(system_identifier)
+    if not text.isdigit():
+        from .errors import ParameterError
+
+        raise ParameterError(f"not a cluster system identifier: {text[:40]!r}")
+    return root() / text
+
+
+# --- status -------------------------------------------------------------------------------------
+SEGMENT = re.compile(r"[0-9A-F]{24}")  # a WAL segment's file name: timeline, log, segment (hex)
+BASE_MANIFEST = "prep-ops-base.json"  # in each base backup's folder: <backups dir>/base/<sysid>/<name>/
+
+
+@dataclass
+class ArchiveStatus:
+    """Whether and how a server archives its WAL, and what prep-ops' archive of it holds.
+
+    A value the connecting role may not read is None, with the reason in `unknown[<field>]`
+    ("unknown: <why>"), never a guess.
+    """
+
+    archive_mode: str | None = None
+    archive_command: str | None = None
+    archive_library: str | None = None  # None on PostgreSQL 14 and older, which have no archive_library
+    archive_timeout: int | None = None  # seconds; 0: no forced switch
+    pending_restart: bool = False  # a setting was changed and needs a restart to take effect
+    on: bool | None = None
+    archived_count: int | None = None
+    last_archived_wal: str | None = None
+    last_archived_time: datetime | None = None
+    last_archived_age: float | None = None  # seconds, by the server's clock
+    failed_count: int | None = None
+    last_failed_wal: str | None = None
+    last_failed_time: datetime | None = None
+    system_identifier: str | None = None
+    archive_dir: Path | None = None
+    segments: int | None = None  # WAL segment files in archive_dir (None: the folder is not on this machine)
+    newest_segment: str | None = None
+    oldest_base_backup: datetime | None = None  # when the oldest base backup of this cluster finished
+    window: str = ""  # the recoverable window, in words
+    config_file: str | None = None
+    unknown: dict[str, str] = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        """The status as JSON-ready values (times in ISO 8601, the system identifier a decimal string)."""
+        out = {}
+        for key, value in asdict(self).items():
+            out[key] = value.isoformat() if isinstance(value, datetime) else str(value) if isinstance(value, Path) else value
+        return out
+
+
+def _unknown(exc: Exception) -> str:
+    return f"unknown: {first_line(exc)}"
+
+
+def status(conn: psycopg.Connection) -> ArchiveStatus:
+    """The archiving status of the server `conn` is connected to: settings, pg_stat_archiver, the archive
+    folder prep-ops keeps for the cluster and the recoverable window (oldest base backup to newest
+    archived WAL). Reads only; what the role may not read is "unknown: <why>"."""
+    found = ArchiveStatus()
+    _read_settings(conn, found)
+    _read_archiver(conn, found)
+    try:
+        with conn.transaction():
+            found.system_identifier = conn.execute(
+                "SELECT system_identifier::text FROM pg_control_system()").fetchone()[0]
+    except psycopg.Error as exc:
+        found.unknown["system_identifier"] = _unknown(exc)
+    if found.system_identifier is not None:
+        found.archive_dir = archive_dir(found.system_identifier)
+        try:
+            names = sorted(p.name for p in found.archive_dir.iterdir() if SEGMENT.fullmatch(p.name))
+            found.segments, found.newest_segment = len(names), (names[-1] if names else None)
+        except FileNotFoundError:
+            found.unknown["segments"] = "unknown: no such folder on this machine"
+        except OSError as exc:
+            found.unknown["segments"] = f"unknown: {found.archive_dir}: {exc.strerror}"
+        found.oldest_base_backup = oldest_base_backup(found.system_identifier)
+    found.window = _window(found)
+    return found
+
+
+def _read_settings(conn: psycopg.Connection, found: ArchiveStatus) -> None:
+    with conn.transaction():
+        rows = {name: (setting, pending) for name, setting, pending in conn.execute(load("wal_archive", "settings"))}
+    why = "unknown: reading it needs pg_read_all_settings (or superuser)"
+    for name in ("archive_mode", "archive_command", "archive_library", "archive_timeout", "config_file"):
+        if name in rows:
+            setting, pending = rows[name]
+            setattr(found, name, int(setting) if name == "archive_timeout" else setting)
+            found.pending_restart |= bool(pending)
+        elif name != "archive_library" or conn.info.server_version >= 150000:
+            found.unknown[name] = why
+    if found.archive_mode is None:
+        return
+    if found.archive_mode == "off":
+        found.on = False
+    elif "archive_command" in found.unknown:
+        found.unknown["on"] = f"unknown: archive_mode is {found.archive_mode}, the command is unreadable ({why[9:]})"
+    else:  # archive_mode on with neither a command nor a library set archives nothing (WAL piles up)
+        found.on = bool(found.archive_command or found.archive_library)
+
+
+def _read_archiver(conn: psycopg.Connection, found: ArchiveStatus) -> None:
+    try:
+        with conn.transaction():
+            row = conn.execute(load("wal_archive", "archiver")).fetchone()
+    except psycopg.Error as exc:
+        for name in ("archived_count", "last_archived_wal", "failed_count"):
+            found.unknown[name] = _unknown(exc)
+        return
+    (found.archived_count, found.last_archived_wal, found.last_archived_time, found.last_archived_age,
+     found.failed_count, found.last_failed_wal, found.last_failed_time) = row
+
+
+def base_backups_dir(system_identifier: str | int) -> Path:
+    """The folder of the base backups of cluster `system_identifier`: <backups dir>/base/<sysid>/."""
+    return backups_dir() / "base" / archive_dir(system_identifier).name  # archive_dir checks the digits
+
+
+def oldest_base_backup(system_identifier: str | int) -> datetime | None:
+    """When the oldest base backup of cluster `system_identifier` finished (its prep-ops-base.json's
+    "finished"), or None when there is none; a manifest that cannot be read is passed over."""
+    folder = base_backups_dir(system_identifier)
+    times = []
+    for manifest in folder.glob(f"*/{BASE_MANIFEST}") if folder.is_dir() else []:
+        try:
+            finished = datetime.fromisoformat(json.loads(manifest.read_text())["finished"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        times.append(finished if finished.tzinfo else finished.astimezone())
+    return min(times) if times else None
+
+
+def _window(found: ArchiveStatus) -> str:
+    if found.system_identifier is None:
+        return "unknown: the cluster's system identifier is unreadable"
+    if found.oldest_base_backup is None:
+        return "no base backup"
+    if found.last_archived_time is None:
+        return f"no WAL archived yet (oldest base backup {found.oldest_base_backup:%Y-%m-%d %H:%M:%S %z})"
+    if found.last_archived_time < found.oldest_base_backup:
+        return (f"no WAL archived since the oldest base backup ({found.oldest_base_backup:%Y-%m-%d %H:%M:%S %z}): "
+                "recovery reaches the backup's end only")
+    return f"{found.oldest_base_backup:%Y-%m-%d %H:%M:%S %z} to {found.last_archived_time:%Y-%m-%d %H:%M:%S %z}"
