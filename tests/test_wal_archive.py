@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from psycopg import sql
 
-from prep_ops import archiving, db, embedded, wal_archive
+from prep_ops import archiving, db, embedded, health, wal_archive
 from prep_ops.archive_wal import __file__ as SCRIPT
 
 SEGMENT = 16 * 1024 * 1024
@@ -246,6 +246,18 @@ def test_archive_on_archives_each_switched_segment_and_off_restores(private_serv
     assert (folder / name).stat().st_size == SEGMENT and not [p for p in folder.iterdir() if p.name.startswith(".")]
     if os.geteuid() == 0:  # the server's system user owns the folder it writes
         assert folder.stat().st_uid == embedded.data_dir().stat().st_uid
+    with db.connect(target, autocommit=True) as conn:  # health's recovery point: nothing unarchived to speak of
+        point = health.recovery_point(conn)
+        assert point.status == "ok" and point.value is not None and point.value < 60, point.detail
+        conn.execute("ALTER SYSTEM SET archive_command = 'false'")  # archiving that fails: critical at once
+        conn.execute("SELECT pg_reload_conf()")
+        conn.execute("INSERT INTO archived_work VALUES (2)")
+        conn.execute("SELECT pg_switch_wal()")
+        deadline = time.monotonic() + 30
+        while not conn.execute("SELECT failed_count FROM pg_stat_archiver").fetchone()[0] and time.monotonic() < deadline:
+            time.sleep(0.2)
+        point = health.recovery_point(conn)
+    assert point.status == "critical" and "archiving fails" in point.detail, point.detail
     off = archiving.off(target)
     assert off.changed and off.status.archive_mode == "off" and off.status.on is False
     with db.connect(target) as conn:

@@ -11,7 +11,7 @@ began): said in one line, never `ok` for what was not judged. A check whose quer
 with the reason, never an exception.
 
 One module per subject: sessions (and the idle blockers an incident ends), tables, queries,
-server_log; what they share is in _check.
+server_log, recovery_point (WAL archiving); what they share is in _check.
 """
 
 from collections.abc import Callable
@@ -23,6 +23,7 @@ import psycopg
 from ..errors import ParameterError, first_line
 from ._check import QUERY_WIDTH, STATUSES, HealthCheck, Run, reading
 from .queries import _check_top_queries, top_queries
+from .recovery_point import _check_recovery_point
 from .server_log import _check_server_log, recent_errors
 from .sessions import IDLE_IN_TRANSACTION, _check_blocked, _check_connections, _check_idle_in_transaction, \
     _check_long_queries, blocking, end_sessions, idle_blockers, sessions
@@ -59,6 +60,8 @@ class Thresholds:
     log_errors_warn: int = 50  # ERROR and FATAL lines in that window (any PANIC is critical)
     database_size_warn_gb: float = 50.0  # the database's size on disk (GB of 1024³ bytes)
     database_size_critical_gb: float = 500.0
+    recovery_point_warn_seconds: float = 300.0  # age of the newest archived WAL with work written since
+    recovery_point_critical_seconds: float = 3600.0
 
     def __post_init__(self):
         for f in fields(self):
@@ -74,7 +77,8 @@ class Thresholds:
                                ("idle_in_transaction_warn_seconds", "idle_in_transaction_critical_seconds"),
                                ("blocked_warn_seconds", "blocked_critical_seconds"),
                                ("cache_hit_critical", "cache_hit_warn"),
-                               ("database_size_warn_gb", "database_size_critical_gb")):
+                               ("database_size_warn_gb", "database_size_critical_gb"),
+                               ("recovery_point_warn_seconds", "recovery_point_critical_seconds")):
             if getattr(self, warn) > getattr(self, critical):
                 raise ParameterError(f"threshold {warn} ({getattr(self, warn)}) must not exceed "
                                      f"{critical} ({getattr(self, critical)})")
@@ -95,6 +99,7 @@ _CHECKS: tuple[tuple[str, Callable[[str, Run], HealthCheck]], ...] = (
     ("database size", _check_database_size),
     ("top queries", _check_top_queries),
     ("server log errors", _check_server_log),
+    ("recovery point", _check_recovery_point),
 )
 CHECK_NAMES = tuple(name for name, _ in _CHECKS)
 
@@ -112,6 +117,12 @@ def run_checks(conn: psycopg.Connection, thresholds: Thresholds = Thresholds()) 
                 results.append(HealthCheck(name, "warn", None, "", f"could not check: {first_line(exc)}",
                                            "run the check as a superuser or a member of pg_monitor"))
     return results
+
+
+def recovery_point(conn: psycopg.Connection, thresholds: Thresholds = Thresholds()) -> HealthCheck:
+    """The recovery point check alone (runbook 04 shows it beside the backups): see recovery_point."""
+    with reading(conn):
+        return _check_recovery_point("recovery point", Run(conn, thresholds))
 
 
 def as_frame(checks: list[HealthCheck]) -> pd.DataFrame:

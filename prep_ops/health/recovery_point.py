@@ -1,0 +1,56 @@
+"""The recovery point: how much committed work a loss of the server would take with it now.
+
+With WAL archiving on, everything up to the newest archived segment can be replayed (point-in-time
+recovery, `prep-ops recover`); what was written since waits in the current segment. The check's value
+is the age of the newest archived segment when WAL was written after it (an upper bound of the work at
+risk), and 0 when nothing was written since. Archiving that fails is critical whatever the age: WAL
+piles up in pg_wal and nothing new becomes recoverable. With archiving off there is no point-in-time
+recovery: not judged (`unknown`), and the detail says what the recovery point is then (the newest
+logical backup, runbook 04) and how to turn archiving on.
+"""
+
+import psycopg
+
+from .. import wal_archive
+from ..sqlfiles import load
+from ._check import HealthCheck, Run, grade, seconds
+
+FIX = "see the server log for the archive_command's error, then `prep-ops archive status`"
+
+
+def _written_since(conn: psycopg.Connection, last_archived_wal: str) -> bool:
+    """Whether WAL was written after segment `last_archived_wal` (on a standby: cannot tell, say yes)."""
+    with conn.transaction():
+        current = conn.execute(load("health", "current_wal_file")).fetchone()[0]
+    return current is None or current > last_archived_wal[:24]
+
+
+def _check_recovery_point(name: str, run: Run) -> HealthCheck:
+    t = run.thresholds
+    found = wal_archive.status(run.conn)
+    threshold = f"warn ≥ {seconds(t.recovery_point_warn_seconds)}, critical ≥ {seconds(t.recovery_point_critical_seconds)}"
+    if found.on is None:
+        why = found.unknown.get("on") or found.unknown.get("archive_mode") or "archive_mode is unreadable"
+        return HealthCheck(name, "unknown", None, threshold, f"WAL archiving: {why}")
+    if not found.on:
+        return HealthCheck(name, "unknown", None, threshold,
+                           "WAL archiving is off: no point-in-time recovery; a loss takes everything since the "
+                           "newest logical backup (runbook 04 says its age); `prep-ops archive on` turns it on")
+    failing = found.last_failed_time is not None and (found.last_archived_time is None
+                                                      or found.last_failed_time > found.last_archived_time)
+    if failing:
+        return HealthCheck(name, "critical", found.last_archived_age, threshold,
+                           f"archiving fails: {found.last_failed_wal} at {found.last_failed_time:%Y-%m-%d %H:%M:%S %z} "
+                           f"({found.failed_count:,} failures); nothing newer is recoverable", FIX)
+    if found.last_archived_wal is None:
+        return HealthCheck(name, "warn", None, threshold, "archiving is on but nothing was archived yet",
+                           "SELECT pg_switch_wal() archives the current segment; then `prep-ops archive status`")
+    if not _written_since(run.conn, found.last_archived_wal):
+        return HealthCheck(name, "ok", 0.0, threshold,
+                           f"nothing written since {found.last_archived_wal} was archived: no committed work at risk")
+    age = float(found.last_archived_age or 0.0)
+    return HealthCheck(
+        name, grade(age, t.recovery_point_warn_seconds, t.recovery_point_critical_seconds), age, threshold,
+        f"work since {found.last_archived_wal}, archived {seconds(age)} ago, is not archived yet "
+        f"(archive_timeout {seconds(found.archive_timeout) if found.archive_timeout else 'off'})",
+        "lower archive_timeout (prep-ops archive on --timeout 60), or stream WAL with pg_receivewal")
