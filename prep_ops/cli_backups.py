@@ -1,4 +1,4 @@
-"""`prep-ops` commands for backups: backup, verify, restore: registered on the group in cli.py."""
+"""`prep-ops` commands for backups: backup, verify, restore, recover: registered on the group in cli.py."""
 
 import sys
 from pathlib import Path
@@ -10,23 +10,49 @@ from .cli import _target, cli
 
 # --- backup, verify, restore -------------------------------------------------------------------
 @cli.command("backup")
-@click.option("--kind", type=click.Choice(["full", "schema", "data"]), default="full", show_default=True)
+@click.option("--kind", type=click.Choice(["full", "schema", "data", "base"]), default="full", show_default=True,
+              help="base: the whole cluster with pg_basebackup (tar, gzip), for verify and recover --to.")
+@click.option("--incremental", is_flag=True, help="With --kind base: only what changed since the newest base "
+              "backup (PostgreSQL 17 and later, summarize_wal on).")
 @click.option("--format", "fmt", type=click.Choice(["plain", "custom", "directory"]), default="custom", show_default=True)
 @click.option("--dir", "directory", type=click.Path(file_okay=False), help="Folder for backups (default: backups/).")
 @click.option("--jobs", type=click.IntRange(min=1), default=2, show_default=True, help="Parallel jobs (directory format).")
 @click.option("--keep", type=click.IntRange(min=1), help="Keep only the newest N backups of this database and kind.")
 @click.pass_context
-def backup_cmd(ctx, kind, fmt, directory, jobs, keep) -> None:
-    """Back up the target with pg_dump and a manifest; the last line printed is the backup's path.
+def backup_cmd(ctx, kind, incremental, fmt, directory, jobs, keep) -> None:
+    """Back up the target with pg_dump and a manifest (--kind base: the cluster with pg_basebackup); the
+    last line printed is the backup's path.
 
     Example: verify "$(prep-ops backup --kind full | tail -n 1)"
     """
     from . import backup
 
+    if kind == "base" or incremental:
+        _base_backup(ctx, kind, incremental, directory, keep)
+        return
     made = backup.backup(_target(ctx), kind, fmt, directory=Path(directory) if directory else None, jobs=jobs, keep=keep)
     m = made.manifest
     click.echo(f"{m['kind']} {m['format']} backup of {m['database']}: {m['bytes']:,} bytes, {backup.holds(m)}, "
                f"manifest {made.manifest_path.name}")
+    click.echo(str(made.path))
+
+
+def _base_backup(ctx, kind, incremental, directory, keep) -> None:
+    from . import base_backup
+    from .db import connect
+
+    if kind != "base":
+        raise click.UsageError("--incremental is for --kind base only")
+    if keep:
+        raise click.UsageError("--keep is not available for base backups yet (their WAL must go with them)")
+    target = _target(ctx)
+    with connect(target, autocommit=True) as conn:
+        made = base_backup.take(conn, target, directory=Path(directory) if directory else None, incremental=incremental)
+    m = made.manifest
+    size = sum(f["bytes"] for f in m["files"].values())
+    click.echo(f"{'incremental ' if m['incremental_of'] else ''}base backup of cluster {m['system_identifier']} "
+               f"(PostgreSQL {m['server_major']}, timeline {m['timeline']}): {size:,} bytes, WAL {m['start_lsn']} "
+               f"to {m['end_lsn']}" + (f", incremental to {m['incremental_of']}" if m["incremental_of"] else ""))
     click.echo(str(made.path))
 
 
@@ -52,9 +78,10 @@ def _show_verification(result) -> None:
 @click.option("--keep-scratch", is_flag=True, help="Keep the scratch database for inspection (renamed prep_ops_kept_<id>).")
 @click.pass_context
 def verify_cmd(ctx, backup_path, latest, directory, max_age, min_size, same_server, keep_scratch) -> None:
-    """Restore a backup into a scratch database and compare it with its manifest; exit 1 on any
-    failure. Example: prep-ops verify --latest --max-age 26 --min-size 100000"""
-    from . import verify
+    """Restore a backup into a scratch database and compare it with its manifest (a base backup folder:
+    pg_verifybackup, restore until consistent, amcheck); exit 1 on any failure.
+    Example: prep-ops verify --latest --max-age 26 --min-size 100000"""
+    from . import base_backup, verify
 
     if bool(backup_path) == latest:
         raise click.UsageError("give a BACKUP_PATH or --latest (one of them)")
@@ -68,6 +95,10 @@ def verify_cmd(ctx, backup_path, latest, directory, max_age, min_size, same_serv
             source = backup.identity(conn)
         result = verify.verify_latest(Path(directory) if directory else None, source=source, max_age_hours=max_age,
                                       min_bytes=min_size, server=server, keep_scratch=keep_scratch)
+    elif base_backup.is_base_backup(Path(backup_path)):
+        from . import base_verify
+
+        result = base_verify.verify_base(Path(backup_path))
     else:
         result = verify.verify(Path(backup_path), server=server, keep_scratch=keep_scratch)
     _show_verification(result)
@@ -94,3 +125,31 @@ def restore_cmd(ctx, backup_path, confirm) -> None:
         click.echo(f"the replaced database is kept as {done['replaced']} until the next restore")
     for name in done["removed"]:
         click.echo(f"removed {name}, left by an earlier restore")
+
+
+@cli.command("recover")
+@click.option("--to", "to_time", help="The moment to recover to (ISO, e.g. 2026-11-30T14:05:09+00:00; naive: "
+              "local time): everything committed up to it, nothing after. Give the second before the damage.")
+@click.option("--to-lsn", "to_lsn", help="A WAL location: everything written before it (the damaging record's).")
+@click.option("--database", help="The database to recover (default: the target's).")
+@click.option("--as", "as_name", help="Name of the new database (default: <database>_at_<YYYYMMDD_HHMMSS>, UTC).")
+@click.option("--dir", "directory", type=click.Path(file_okay=False), help="Folder of backups (default: backups/).")
+@click.pass_context
+def recover_cmd(ctx, to_time, to_lsn, database, as_name, directory) -> None:
+    """Copy a database as it was at a moment into a NEW database on the target's server, from the newest
+    base backup before it and the cluster's archived WAL; the new name is the last line.
+
+    Example: prep-ops recover --to "2026-11-30 14:05:09" --database unm_prep
+    """
+    from . import pitr
+    from .db import connect
+
+    if bool(to_time) == bool(to_lsn):
+        raise click.UsageError("give --to TIMESTAMP or --to-lsn LSN (one of them)")
+    target = _target(ctx)
+    with connect(target, autocommit=True) as conn:
+        done = pitr.recover(conn, target, to_time=to_time, to_lsn=to_lsn, database=database, as_name=as_name,
+                            directory=Path(directory) if directory else None)
+    click.echo(f"recovered {done['from']} as at {done['target']} from base backup {Path(done['base_backup']).name} "
+               f"in {done['seconds']:.1f} s")
+    click.echo(done["database"])

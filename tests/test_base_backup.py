@@ -1,0 +1,183 @@
+"""backup --kind base and verify BASE, on a private archiving cluster of the embedded binaries
+(pitr_fixtures): never the suite's shared server."""
+
+import gzip
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import psycopg
+import pytest
+
+import pitr_fixtures
+from prep_ops import base_backup, base_verify, pitr, recovery_cluster
+from prep_ops.errors import BackupError, ParameterError
+from prep_ops.manifest import sha256_of
+
+pytestmark = pytest.mark.server_independent
+source_cluster = pitr_fixtures.source_cluster  # the fixture, used by name
+
+
+def _filled(source):
+    conn = source.connect()
+    conn.execute("CREATE TABLE lessons (id int PRIMARY KEY, title text)")
+    conn.execute("INSERT INTO lessons SELECT g, 'lesson ' || g FROM generate_series(1, 2000) g")
+    conn.execute("CREATE INDEX ON lessons (title)")
+    return conn
+
+
+def test_base_backup_manifest_carries_identity_lsns_and_hashes(source_cluster):
+    conn = _filled(source_cluster)
+    made = base_backup.take(conn, source_cluster.target)
+    m = made.manifest
+    assert made.path.parent == base_backup.root() / source_cluster.system_identifier
+    assert sorted(os.listdir(made.path)) == sorted([*base_backup.TARS, "backup_manifest", base_backup.MANIFEST])
+    assert m["system_identifier"] == source_cluster.system_identifier and m["timeline"] == 1
+    assert base_backup.lsn_value(m["start_lsn"]) <= base_backup.lsn_value(m["end_lsn"])
+    assert m["started"] <= m["finished"] and m["server_major"] == 18 and m["incremental_of"] is None
+    assert m["files"]["base.tar.gz"]["sha256"] == sha256_of(made.path / "base.tar.gz")
+    with gzip.open(made.path / "base.tar.gz") as tar:
+        assert tar.read(2)  # gzip, as recorded
+    assert base_backup.read(made.path) == m
+    assert [b.path for b in base_backup.listing(source_cluster.system_identifier)] == [made.path]
+
+
+def test_killed_base_backup_is_never_listed_and_removed_by_the_next(source_cluster):
+    conn = _filled(source_cluster)
+    folder = base_backup.root() / source_cluster.system_identifier
+    folder.mkdir(parents=True)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    partial = folder / f".20260101T000000Z-abcdef.partial-{dead.pid}"
+    partial.mkdir()
+    (partial / "base.tar.gz").write_bytes(b"half")
+    assert base_backup.listing(source_cluster.system_identifier) == []
+    base_backup.take(conn, source_cluster.target)
+    assert not partial.exists()
+    assert len(base_backup.listing(source_cluster.system_identifier)) == 1
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda m: m.update(files={**m["files"], "../../etc/passwd": {"bytes": 1, "sha256": "x"}}), "lists"),
+    (lambda m: m.update(system_identifier="../1"), "not digits"),
+    (lambda m: m.update(timeline="1"), "'timeline' is a string"),
+    (lambda m: m.update(end_lsn="0/1; rm -rf /"), "not an LSN"),
+    (lambda m: m.update(incremental_of="../other"), "incremental_of"),
+    (lambda m: m.update(kind="full"), "not 'base'"),
+])
+def test_base_manifest_is_data_validated_never_followed(source_cluster, change, message):
+    made = base_backup.take(_filled(source_cluster), source_cluster.target)
+    manifest = json.loads((made.path / base_backup.MANIFEST).read_text())
+    change(manifest)
+    (made.path / base_backup.MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(BackupError, match=message):
+        base_backup.read(made.path)
+    assert base_backup.listing(source_cluster.system_identifier) == []
+    result = base_verify.verify_base(made.path)
+    assert not result.ok
+
+
+def test_verify_base_passes_a_sound_backup(source_cluster):
+    made = base_backup.take(_filled(source_cluster), source_cluster.target)
+    result = base_verify.verify_base(made.path)
+    checks = dict(zip(result.report["check"], result.report["passed"]))
+    assert result.ok, result.report.to_string()
+    assert checks["pg_verifybackup"] and checks["restore until consistent"]
+    assert checks["amcheck --heapallindexed, every database"]
+    assert len(result.skipped) == 0
+    assert not recovery_cluster.home().exists() or not list(recovery_cluster.home().iterdir())
+
+
+def test_verify_base_fails_a_tampered_tar(source_cluster):
+    made = base_backup.take(_filled(source_cluster), source_cluster.target)
+    with (made.path / "base.tar.gz").open("r+b") as tar:
+        tar.seek(1000)
+        tar.write(b"tampered")
+    result = base_verify.verify_base(made.path)
+    assert not result.ok
+    assert "sha256" in set(result.failures["check"])
+    assert {"pg_verifybackup", "amcheck"} & set(result.skipped["check"])
+
+
+def test_verify_base_fails_when_pg_verifybackup_finds_a_changed_file(source_cluster):
+    """The prep-ops hashes are rewritten to match: only PostgreSQL's backup_manifest can catch it."""
+    made = base_backup.take(_filled(source_cluster), source_cluster.target)
+    work = made.path.parent / "x"
+    work.mkdir()
+    subprocess.run(["tar", "-xzf", made.path / "base.tar.gz", "-C", work], check=True)
+    (work / "PG_VERSION").write_text("18\n\n")
+    subprocess.run(["tar", "-czf", made.path / "base.tar.gz", "-C", work, "."], check=True)
+    shutil.rmtree(work)
+    manifest = base_backup.read(made.path)
+    manifest["files"]["base.tar.gz"] = {"bytes": (made.path / "base.tar.gz").stat().st_size,
+                                        "sha256": sha256_of(made.path / "base.tar.gz")}
+    (made.path / base_backup.MANIFEST).write_text(json.dumps(manifest))
+    result = base_verify.verify_base(made.path)
+    assert not result.ok
+    assert list(result.failures["check"]) == ["pg_verifybackup"]
+
+
+def test_incremental_base_backup_recovers_through_pg_combinebackup(source_cluster):
+    conn = _filled(source_cluster)
+    conn.execute("ALTER SYSTEM SET summarize_wal = on")
+    conn.execute("SELECT pg_reload_conf()")
+    base_backup.take(conn, source_cluster.target)
+    conn.execute("INSERT INTO lessons SELECT g, 'later ' || g FROM generate_series(2001, 3000) g")
+    made = base_backup.take(conn, source_cluster.target, incremental=True)
+    assert made.manifest["incremental_of"] == base_backup.listing(source_cluster.system_identifier)[1].name
+    assert [b.name for b in base_backup.chain(made)][-1] == made.name and len(base_backup.chain(made)) == 2
+    checked = base_verify.verify_base(made.path)
+    assert checked.ok, checked.report[["check", "actual"]].to_string()
+    conn.execute("INSERT INTO lessons VALUES (5000, 'after incremental')")
+    expected = conn.execute("SELECT count(*), md5(string_agg(title, ',' ORDER BY id)) FROM lessons").fetchone()
+    at = conn.execute("SELECT clock_timestamp()").fetchone()[0]
+    conn.execute("DELETE FROM lessons")
+    done = pitr.recover(conn, source_cluster.target, to_time=at, as_name="app_incremental", controlled=True)
+    assert done["base_backup"] == str(made.path)
+    with source_cluster.connect("app_incremental") as copy:
+        assert copy.execute("SELECT count(*), md5(string_agg(title, ',' ORDER BY id)) FROM lessons").fetchone() == expected
+
+
+def test_incremental_refused_without_summarize_wal(source_cluster):
+    conn = _filled(source_cluster)
+    with pytest.raises(ParameterError, match="summarize_wal"):
+        base_backup.take(conn, source_cluster.target, incremental=True)
+
+
+def test_cli_backup_base_then_verify(source_cluster):
+    _filled(source_cluster).close()
+    env = {**os.environ, "DATABASE_URL": source_cluster.url()}
+    made = subprocess.run([sys.executable, "-m", "prep_ops", "backup", "--kind", "base"], env=env, capture_output=True,
+                          text=True, timeout=300)
+    path = made.stdout.strip().splitlines()[-1]
+    assert made.returncode == 0 and base_backup.is_base_backup(path), made.stderr
+    checked = subprocess.run([sys.executable, "-m", "prep_ops", "verify", path], env=env, capture_output=True,
+                             text=True, timeout=300)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert checked.stdout.startswith("PASS ")
+    with psycopg.connect(source_cluster.url()) as conn:
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+
+
+def test_verify_base_never_extracts_outside_its_folder(source_cluster, tmp_path):
+    """A tar member leading out (hashes rewritten to match, as an attacker would) is refused, not written."""
+    import io
+    import tarfile
+
+    made = base_backup.take(_filled(source_cluster), source_cluster.target)
+    escaped = recovery_cluster.home().parent / "escaped-by-tar"
+    with tarfile.open(made.path / "base.tar.gz", "w:gz") as tar:
+        member = tarfile.TarInfo(f"../../{escaped.name}")
+        member.size = 4
+        tar.addfile(member, io.BytesIO(b"evil"))
+    manifest = base_backup.read(made.path)
+    manifest["files"]["base.tar.gz"] = {"bytes": (made.path / "base.tar.gz").stat().st_size,
+                                        "sha256": sha256_of(made.path / "base.tar.gz")}
+    (made.path / base_backup.MANIFEST).write_text(json.dumps(manifest))
+    result = base_verify.verify_base(made.path)
+    assert not result.ok
+    assert "restore until consistent" in set(result.failures["check"])
+    assert not escaped.exists() and not (recovery_cluster.home() / escaped.name).exists()
+    assert not list(recovery_cluster.home().iterdir())
