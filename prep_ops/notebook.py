@@ -97,7 +97,7 @@ def _load_sql_magic(target: Target) -> None:
         return
     import prettytable
 
-    shell.run_line_magic("load_ext", "sql")
+    shell.extension_manager.load_extension("sql")  # quietly a no-op when a second setup() finds it loaded
     # ipython-sql 0.5 looks the style up by name; prettytable 3.12 renamed DEFAULT
     style = "DEFAULT" if "DEFAULT" in vars(prettytable) else "_DEPRECATED_DEFAULT"
     shell.run_line_magic("config", f"SqlMagic.style = '{style}'")

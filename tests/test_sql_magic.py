@@ -35,3 +35,12 @@ def test_setup_session_queries_with_bound_parameters(seeded):
     frame = session.query("SELECT count(*) AS n FROM students WHERE instrument = :i", i="piano'; DROP TABLE students; --")
     assert frame["n"][0] == 0
     assert session.query("SELECT count(*) AS n FROM students")["n"][0] == 300
+
+
+def test_a_second_setup_says_nothing_about_the_loaded_extension(shell, seeded, capsys):
+    notebook.setup(seeded.url)
+    capsys.readouterr()
+    notebook.setup(seeded.url)  # a notebook's setup cell run again, as in JupyterLab
+    said = capsys.readouterr()
+    assert "already loaded" not in said.out + said.err
+    assert shell.run_line_magic("sql", "SELECT count(*) AS n FROM students").DataFrame()["n"][0] == 300
