@@ -28,7 +28,7 @@ import pandas as pd
 import psycopg
 from psycopg import sql
 
-from . import embedded, migrate, scratch, verify_cluster
+from . import catalog, embedded, migrate, scratch, verify_cluster
 from ._report import row
 from .comparison import DataComparison, compare, compare_data, rows_lost  # noqa: F401  (callers use verify.*)
 from .db import Target, connect, server_version
@@ -97,11 +97,9 @@ def missing_extensions(conn: psycopg.Connection, manifest: dict, *, where: str) 
     """Report rows, one for each extension the backup's database had that the connection's server
     (named `where`) does not offer; manifests from before objects were recorded need none."""
     needed = manifest.get("objects", {}).get("extension", {})
-    offered = {r[0] for r in conn.execute("SELECT name FROM pg_available_extensions WHERE name = ANY(%s)",
-                                          (list(needed),)).fetchall()} if needed else set()
     return [row(f"extension {name}", "offered by the restore server", "available",
                 f"{where} does not offer {name}: verify on the source's own server with --same-server", False)
-            for name in sorted(set(needed) - offered)]
+            for name in sorted(needed) if not catalog.extension_available(conn, name)]
 
 
 def _prepare_for_data(conn: psycopg.Connection, manifest: dict) -> None:
