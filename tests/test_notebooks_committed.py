@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 NOTEBOOKS = sorted((Path(__file__).parent.parent / "notebooks").glob("*.ipynb"))
+FIXTURES = sorted((Path(__file__).parent / "fixtures").glob("*.ipynb"))
 
 
 def test_there_are_runbooks():
@@ -26,3 +27,14 @@ def test_outline(path):
     tagged = [c for c in cells if "parameters" in c.get("metadata", {}).get("tags", [])]
     assert len(tagged) == 1 and "".join(tagged[0]["source"]).startswith("database_url = None")
     assert any("po.summary(" in "".join(c["source"]) for c in cells[-2:])
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS + FIXTURES, ids=lambda p: p.stem)
+def test_every_cell_has_its_own_id(path):
+    # nbformat 4.5 requires cell ids: without them every validation warns (MissingIDFieldWarning) and
+    # nbformat will make it an error; the notebook is valid by nbformat's own validator
+    import nbformat
+
+    ids = [cell.get("id") for cell in json.loads(path.read_text())["cells"]]  # as committed (nbformat adds missing ones)
+    assert None not in ids and len(set(ids)) == len(ids), ids
+    nbformat.validate(nbformat.reads(path.read_text(), as_version=4))
