@@ -12,8 +12,9 @@ seed left unset, and a CHECKPOINT), one child process per size measures, in this
              stopped and started again before (its start, or its initdb on first use, is timed apart:
              like the embedded server it stays running between verifications);
   3. in a REPEATABLE READ READ ONLY transaction (as the backup's), alternating for --rounds rounds:
-     count(*) of every table, the content checksums (column-hash-v1), the old row-text checksums,
-     and a count of every table's last column (which deforms every row: the floor of any hash).
+     count(*) of every table, the content checksums (column-hash-v2, what backups take), those of
+     column-hash-v1 (before) and the old row-text, and a count of every table's last column (which
+     deforms every row: the floor of any hash).
 The child's peak RSS (getrusage) is that of the prep_ops process doing backup and verify; the
 seeding runs in a process of its own. For every step, psutil gives the CPU seconds of the servers
 (postmaster, its live children and its reaped ones: the embedded server's and, once started, the
@@ -169,10 +170,12 @@ def measure(source: db.Target, server: db.Target, rounds: int, out) -> None:
 
         conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
         conn.execute("SELECT pg_export_snapshot()")  # as the backup does: the same kind of transaction
-        times: dict[str, list[float]] = {"count(*)": [], "column-hash-v1": [], "row-text": [], "deform": []}
+        times: dict[str, list[float]] = {"count(*)": [], "column-hash-v2": [], "column-hash-v1": [], "row-text": [],
+                                         "deform": []}
         for _ in range(rounds):
             for name, run in (("count(*)", lambda: _each_table(conn, tables, "SELECT count(*) FROM {}")),
-                              ("column-hash-v1", lambda: backup.table_checksums(conn, checksums.COLUMN_HASH)),
+                              ("column-hash-v2", lambda: backup.table_checksums(conn, checksums.COLUMN_HASH)),
+                              ("column-hash-v1", lambda: backup.table_checksums(conn, checksums.COLUMN_HASH_V1)),
                               ("deform", lambda: _last_columns(conn, tables)),
                               ("row-text", lambda: backup.table_checksums(conn, checksums.ROW_TEXT))):
                 began = time.perf_counter()

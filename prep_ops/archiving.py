@@ -110,7 +110,8 @@ def _prepare(folder: Path, user: "tuple[int, int] | None") -> None:
 
 def _probe(command: str, folder: Path, user: "tuple[int, int] | None") -> None:
     """Run `command` once as the server's user on a small file (removed after), so a command that cannot
-    work is refused before the server is restarted with it."""
+    work is refused before the server is restarted with it; the file is named relative to the folder,
+    the command's working directory, as the server names it relative to its data directory."""
     name = f".prep-ops-probe-{secrets.token_hex(4)}"
     source, copy = folder / f"{name}.source", folder / name
     source.write_bytes(b"prep-ops archive probe\n")
@@ -118,7 +119,9 @@ def _probe(command: str, folder: Path, user: "tuple[int, int] | None") -> None:
         if user is not None:
             os.chown(source, *user)
         ids = {"user": user[0], "group": user[1], "extra_groups": []} if user else {}
-        done = subprocess.run(["/bin/sh", "-c", render(command, str(source), name)], capture_output=True, text=True,
+        # %p as the server gives it: a name relative to the working directory (pg_wal/...), never a path
+        # the shell could split or expand
+        done = subprocess.run(["/bin/sh", "-c", render(command, source.name, name)], capture_output=True, text=True,
                               cwd=folder, env={"PATH": "/usr/bin:/bin"}, timeout=60, **ids)
         if done.returncode != 0 or copy.read_bytes() != source.read_bytes():
             why = (done.stderr.strip().splitlines() or [f"exit code {done.returncode}"])[-1]
@@ -157,17 +160,26 @@ def on(target: db.Target, timeout: int = DEFAULT_TIMEOUT) -> ArchiveChange:
         db.require_change(target, False, "archive on")  # the embedded server: always allowed, said once here
         user = _server_user()
         folder = archive_dir(before.system_identifier)
+        made = [f for f in [folder, *folder.parents] if not f.exists()]  # removed again when refused
         _prepare(folder, user)
-        if user is not None and not _anyone_can_run(SCRIPT):
-            raise TargetError(f"{SCRIPT} is not readable by the server's system user: make it (and its folders) "
-                              "readable by all; nothing changed")
-        wanted = {"archive_mode": "on", "archive_command": command_line(folder, interpreter(user is not None)),
-                  "archive_timeout": str(timeout)}
-        current = {"archive_mode": before.archive_mode, "archive_command": before.archive_command,
-                   "archive_timeout": str(before.archive_timeout)}
-        if current == wanted and not before.archive_library and not before.pending_restart:
-            return ArchiveChange(False, wanted, "", before)
-        _probe(wanted["archive_command"], folder, user)
+        try:
+            if user is not None and not _anyone_can_run(SCRIPT):
+                raise TargetError(f"{SCRIPT} is not readable by the server's system user: make it (and its "
+                                  "folders) readable by all; nothing changed")
+            wanted = {"archive_mode": "on", "archive_command": command_line(folder, interpreter(user is not None)),
+                      "archive_timeout": str(timeout)}
+            current = {"archive_mode": before.archive_mode, "archive_command": before.archive_command,
+                       "archive_timeout": str(before.archive_timeout)}
+            if current == wanted and not before.archive_library and not before.pending_restart:
+                return ArchiveChange(False, wanted, "", before)
+            _probe(wanted["archive_command"], folder, user)
+        except TargetError:
+            for empty in made:  # the folders `on` made, innermost first, while empty
+                try:
+                    empty.rmdir()
+                except OSError:
+                    break
+            raise
         _apply(conn, wanted, ["archive_library"] if before.archive_library else [])
     return ArchiveChange(True, wanted, "", _restarted(target))
 

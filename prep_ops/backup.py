@@ -6,6 +6,15 @@ Consistency: one REPEATABLE READ transaction exports its snapshot, pg_dump runs 
 `--snapshot` on it, and the same transaction computes the checksums while pg_dump works, so the
 manifest describes exactly the data in the dump.
 
+Where that snapshot is in the WAL ("snapshot" in the manifest, for verify --chain: see chain_verify):
+the WAL insert position read in the snapshot's own first statement, right after the snapshot is taken
+("lsn"), one read just before it ("lsn_before"), the time, and the snapshot's transactions ("xids":
+xmin:xmax:in-progress). A transaction's commit record is written before it becomes visible, so every
+commit the snapshot sees lies before "lsn": replaying the WAL up to it holds all of the snapshot, plus
+any commit that wrote its record but was not yet visible when the snapshot was taken, or that came in
+the microseconds between the two (chain_verify finds those and cuts before them). On a standby, which
+writes no WAL of its own, nothing is recorded.
+
 A data-only backup carries a schema-only dump (custom format, `<name>.schema.dump` beside it, hashed
 in the manifest's "schema_dump") taken by a second pg_dump on the same snapshot: used only to verify it
 on any server (the schema's pre-data, the data, then its post-data), never by a restore into a named
@@ -33,6 +42,7 @@ import psycopg
 from . import checksums, embedded, objects
 from .db import Target, client_program, conninfo, connect, libpq_url, server_version, snapshot
 from .errors import BackupError, ParameterError
+from .sqlfiles import load
 # the backup layer's names, importable from here as callers always have
 from .manifest import (FORMATS, KINDS, Backup, backups_dir, check_files, file_hashes, identity, latest,  # noqa: F401
                        listing, manifest_path, of_database, read_manifest, same_database, schema_dump_path,
@@ -135,8 +145,10 @@ def backup(target: Target, kind: str = "full", fmt: str = "custom", *, directory
         major = server_version(conn)
         pg_dump = client_program("pg_dump", target, major)
         source = identity(conn)
+        before = conn.execute("SELECT CASE WHEN pg_is_in_recovery() THEN NULL "
+                              "ELSE pg_current_wal_insert_lsn()::text END").fetchone()[0]
         with snapshot(conn):
-            exported = conn.execute("SELECT pg_export_snapshot()").fetchone()[0]
+            exported, lsn, taken, xids = conn.execute(load("manifest", "snapshot_position")).fetchone()
             command = [str(pg_dump), "--format", FORMATS[fmt][0], "--file", str(path), "--snapshot", exported,
                        "--no-password", *KINDS[kind], "--dbname", url]
             if fmt == "directory" and jobs > 1:
@@ -171,6 +183,8 @@ def backup(target: Target, kind: str = "full", fmt: str = "custom", *, directory
         "schema": contents["schema"], "objects": contents["objects"],
         "bytes": sum(f["bytes"] for f in files.values()),
     }
+    if lsn is not None:  # where the snapshot is in the WAL (see the module's docstring): verify --chain
+        manifest["snapshot"] = {"lsn": lsn, "lsn_before": before, "time": taken.isoformat(), "xids": xids}
     if kind == "data":
         manifest["schema_dump"] = {"file": schema.name, "bytes": schema.stat().st_size, "sha256": sha256_of(schema)}
         _private(schema)

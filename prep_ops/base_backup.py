@@ -6,7 +6,9 @@ pg_wal.tar.gz, backup_manifest and MANIFEST (prep-ops-base.json): the source's i
 identifier, timeline), start and end LSN (from backup_manifest's WAL-Ranges), times taken around
 pg_basebackup, the server's major, the backup it is incremental to (or null), and the size and SHA-256
 of every file. A backup is written under a dot-name (`.<name>.partial-<pid>`) and renamed when complete,
-so a killed one is never listed; the next backup removes what a dead process left.
+so a killed one is never listed; the next backup removes what a dead process left. pg_basebackup gets
+a parent-death signal (a killed take leaves no WAL streamer holding a slot); one still running on a
+dead process's folder anyway is ended by the next take before the folder is removed.
 
 A manifest is data: `manifest_problem` checks every field's type, and no file name may lead out of the
 backup's folder. Restoring a base backup is recovery_cluster's; `--incremental` (PostgreSQL 17 and later)
@@ -25,7 +27,7 @@ from pathlib import Path, PurePosixPath
 
 import psycopg
 
-from . import pg_binaries
+from . import orphans, pg_binaries
 from .backup import libpq_env
 from .db import Target, server_version
 from .errors import BackupError, ParameterError
@@ -102,7 +104,8 @@ def take(conn: psycopg.Connection, target: Target, *, directory: Path | None = N
     if previous is not None:
         command.append(f"--incremental={previous.path / 'backup_manifest'}")
     try:
-        done = subprocess.run(command, env={**env, "LC_ALL": "C"}, capture_output=True, text=True)
+        done = subprocess.run(command, env={**env, "LC_ALL": "C"}, capture_output=True, text=True,
+                              preexec_fn=orphans.die_with_parent())  # a killed take leaves no streamer
         if done.returncode != 0:
             lines = done.stderr.strip().splitlines()
             raise BackupError(f"pg_basebackup failed: {lines[-1] if lines else done.returncode}")
@@ -129,11 +132,13 @@ def take(conn: psycopg.Connection, target: Target, *, directory: Path | None = N
 
 
 def remove_partial(folder: Path) -> list[Path]:
-    """Remove the unfinished backups in `folder` whose process is gone (a killed backup); returns them."""
+    """Remove the unfinished backups in `folder` whose process is gone (a killed backup), ending first any
+    pg_basebackup still writing there (its -D is that folder); returns them."""
     removed = []
     for stale in folder.glob(".*.partial-*"):
         pid = stale.name.rpartition("-")[2]
         if pid.isdigit() and not _alive(int(pid)):
+            orphans.terminate("pg_basebackup", stale)
             shutil.rmtree(stale, ignore_errors=True)
             removed.append(stale)
     return removed

@@ -9,6 +9,8 @@ Checks, each a report row like every other verification's (PASS, FAIL, or SKIP s
    WAL it carries only (no archive is needed);
 4. pg_amcheck --heapallindexed on every database there (amcheck installed where missing: the cluster is
    thrown away), then the cluster is stopped and removed.
+Before 2, the extracted pg_control's system identifier must be the manifest's ("cluster identity"): a
+backup of another cluster relabelled (its prep-ops-base.json edited, hashes rewritten) FAILs there.
 """
 
 import os
@@ -21,7 +23,7 @@ import pandas as pd
 from . import base_backup, pg_binaries
 from ._report import row
 from .errors import PrepOpsError, first_line
-from .recovery_cluster import recovered
+from .recovery_cluster import NotThisCluster, recovered
 from .verify import Verification
 
 
@@ -61,7 +63,9 @@ def _restore_and_check(chain: list) -> list[dict]:
     major = chain[-1].manifest["server_major"]
     rows = []
 
-    def verify_files(cluster) -> None:
+    def verify_files(cluster) -> None:  # runs once recovered() found pg_control naming the manifest's cluster
+        rows.append(row(chain[-1].path.name, "cluster identity (pg_control)", chain[-1].manifest["system_identifier"],
+                        chain[-1].manifest["system_identifier"], True))
         manifest = [] if len(chain) > 1 else ["-m", chain[-1].path / "backup_manifest"]  # combined: its own
         done = _run([pg_binaries.program("pg_verifybackup", major), *manifest, cluster.data])
         rows.append(row(chain[-1].path.name, "pg_verifybackup", "backup verified",
@@ -74,6 +78,12 @@ def _restore_and_check(chain: list) -> list[dict]:
                          "--no-password", "-h", cluster.socket_dir, "-U", cluster.superuser, "-d", "postgres"])
             rows.append(row(chain[-1].path.name, "amcheck --heapallindexed, every database", "no corruption",
                             "no corruption" if done.returncode == 0 else _last_line(done), done.returncode == 0))
+    except NotThisCluster as exc:
+        rows.append(row(chain[-1].path.name, "cluster identity (pg_control)", chain[-1].manifest["system_identifier"],
+                        first_line(exc), False))
+        for what in ("pg_verifybackup", "restore until consistent", "amcheck"):
+            rows.append(row(chain[-1].path.name, what, "run", "not run: the backup is of another cluster", True,
+                            skipped=True))
     except PrepOpsError as exc:
         rows.append(row(chain[-1].path.name, "restore until consistent", "consistent", first_line(exc), False))
     if not any(r["check"] == "pg_verifybackup" for r in rows):

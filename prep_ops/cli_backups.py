@@ -17,7 +17,8 @@ from .cli import _target, cli
 @click.option("--format", "fmt", type=click.Choice(["plain", "custom", "directory"]), default="custom", show_default=True)
 @click.option("--dir", "directory", type=click.Path(file_okay=False), help="Folder for backups (default: backups/).")
 @click.option("--jobs", type=click.IntRange(min=1), default=2, show_default=True, help="Parallel jobs (directory format).")
-@click.option("--keep", type=click.IntRange(min=1), help="Keep only the newest N backups of this database and kind.")
+@click.option("--keep", type=click.IntRange(min=1), help="Keep only the newest N backups of this database and kind "
+              "(--kind base: of this cluster, with the backups their incrementals need and the WAL they need).")
 @click.pass_context
 def backup_cmd(ctx, kind, incremental, fmt, directory, jobs, keep) -> None:
     """Back up the target with pg_dump and a manifest (--kind base: the cluster with pg_basebackup); the
@@ -43,21 +44,35 @@ def _base_backup(ctx, kind, incremental, directory, keep) -> None:
 
     if kind != "base":
         raise click.UsageError("--incremental is for --kind base only")
-    if keep:
-        raise click.UsageError("--keep is not available for base backups yet (their WAL must go with them)")
     target = _target(ctx)
     with connect(target, autocommit=True) as conn:
         made = base_backup.take(conn, target, directory=Path(directory) if directory else None, incremental=incremental)
+        if keep:  # after a successful backup only: the older ones and the WAL only they needed
+            from . import base_retention
+            from .errors import BackupError, PrepOpsError, first_line
+
+            try:
+                pruned = base_retention.prune(conn, keep, directory=Path(directory) if directory else None)
+            except PrepOpsError as exc:
+                raise BackupError(f"base backup {made.path} was made, but --keep failed: {first_line(exc)}") from None
     m = made.manifest
     size = sum(f["bytes"] for f in m["files"].values())
     click.echo(f"{'incremental ' if m['incremental_of'] else ''}base backup of cluster {m['system_identifier']} "
                f"(PostgreSQL {m['server_major']}, timeline {m['timeline']}): {size:,} bytes, WAL {m['start_lsn']} "
                f"to {m['end_lsn']}" + (f", incremental to {m['incremental_of']}" if m["incremental_of"] else ""))
+    if keep:
+        click.echo(f"kept {len(pruned.kept)} base backup(s), removed {len(pruned.removed)}"
+                   f"{' (' + ', '.join(pruned.removed) + ')' if pruned.removed else ''} and {len(pruned.wal_removed)} "
+                   f"archived WAL file(s)" + (f" before {pruned.oldest_wal_kept}" if pruned.oldest_wal_kept else ""))
     click.echo(str(made.path))
 
 
 def _show_verification(result) -> None:
     failed, skipped = result.failures, result.skipped
+    if len(skipped) == len(result.report) > 0:  # nothing was checked: no PASS for it
+        for row in skipped.itertuples():
+            click.echo(f"SKIP {result.backup}: {row.check}: {row.actual}")
+        return
     click.echo(f"{'PASS' if result.ok else 'FAIL'} {result.backup}: {len(result.report) - len(skipped)} checks, "
                f"{len(failed)} failed, {len(skipped)} not compared ({result.seconds:.1f} s)")
     for row in skipped.itertuples():
@@ -76,17 +91,40 @@ def _show_verification(result) -> None:
 @click.option("--same-server", is_flag=True, help="Restore into a scratch database on the target's server, "
               "not on the embedded one.")
 @click.option("--keep-scratch", is_flag=True, help="Keep the scratch database for inspection (renamed prep_ops_kept_<id>).")
+@click.option("--chain", is_flag=True, help="Recover the newest logical backup's snapshot from base backup and "
+              "archived WAL, and compare every table's checksum with its manifest.")
 @click.pass_context
-def verify_cmd(ctx, backup_path, latest, directory, max_age, min_size, same_server, keep_scratch) -> None:
+def verify_cmd(ctx, backup_path, latest, directory, max_age, min_size, same_server, keep_scratch, chain) -> None:
     """Restore a backup into a scratch database and compare it with its manifest (a base backup folder:
-    pg_verifybackup, restore until consistent, amcheck); exit 1 on any failure.
+    pg_verifybackup, restore until consistent, amcheck; --chain: base backup + WAL against the newest
+    logical backup); exit 1 on any failure.
     Example: prep-ops verify --latest --max-age 26 --min-size 100000"""
     from . import base_backup, verify
 
-    if bool(backup_path) == latest:
-        raise click.UsageError("give a BACKUP_PATH or --latest (one of them)")
+    if bool(backup_path) + latest + chain != 1:
+        raise click.UsageError("give a BACKUP_PATH, --latest or --chain (one of them)")
+    if backup_path and not latest and not chain and base_backup.is_base_backup(Path(backup_path)):
+        from . import base_verify  # a base backup folder needs no server: its own private cluster only
+
+        result = base_verify.verify_base(Path(backup_path))
+        _show_verification(result)
+        if not result.ok:
+            sys.exit(1)
+        return
     target = _target(ctx)
     server = target.with_database("postgres") if same_server else None
+    if chain:
+        from . import chain_verify
+        from .db import connect
+
+        with connect(target, autocommit=True) as conn:
+            result = chain_verify.verify_chain(conn, target, Path(directory) if directory else None)
+        _show_verification(result)
+        for row in result.report[result.report["check"].isin(chain_verify.SHOWN)].itertuples():
+            click.echo(f"{row.check}: {row.actual}")  # where the replay stopped, and what lies between
+        if not result.ok:
+            sys.exit(1)
+        return
     if latest:  # the newest backup of the target's database (its cluster and name), like every other command
         from . import backup
         from .db import connect
@@ -95,10 +133,6 @@ def verify_cmd(ctx, backup_path, latest, directory, max_age, min_size, same_serv
             source = backup.identity(conn)
         result = verify.verify_latest(Path(directory) if directory else None, source=source, max_age_hours=max_age,
                                       min_bytes=min_size, server=server, keep_scratch=keep_scratch)
-    elif base_backup.is_base_backup(Path(backup_path)):
-        from . import base_verify
-
-        result = base_verify.verify_base(Path(backup_path))
     else:
         result = verify.verify(Path(backup_path), server=server, keep_scratch=keep_scratch)
     _show_verification(result)
@@ -134,8 +168,10 @@ def restore_cmd(ctx, backup_path, confirm) -> None:
 @click.option("--database", help="The database to recover (default: the target's).")
 @click.option("--as", "as_name", help="Name of the new database (default: <database>_at_<YYYYMMDD_HHMMSS>, UTC).")
 @click.option("--dir", "directory", type=click.Path(file_okay=False), help="Folder of backups (default: backups/).")
+@click.option("--no-owner", is_flag=True, help="Restore without owners and grants (everything owned by the "
+              "connecting role): for a database whose roles the server no longer has.")
 @click.pass_context
-def recover_cmd(ctx, to_time, to_lsn, database, as_name, directory) -> None:
+def recover_cmd(ctx, to_time, to_lsn, database, as_name, directory, no_owner) -> None:
     """Copy a database as it was at a moment into a NEW database on the target's server, from the newest
     base backup before it and the cluster's archived WAL; the new name is the last line.
 
@@ -149,7 +185,14 @@ def recover_cmd(ctx, to_time, to_lsn, database, as_name, directory) -> None:
     target = _target(ctx)
     with connect(target, autocommit=True) as conn:
         done = pitr.recover(conn, target, to_time=to_time, to_lsn=to_lsn, database=database, as_name=as_name,
-                            directory=Path(directory) if directory else None)
+                            directory=Path(directory) if directory else None, no_owner=no_owner)
+        user = conn.info.user
+    for why in done["skipped"]:
+        click.echo(f"passed over base backup {why}")
+    if done["no_owner"]:
+        lacking = f"; roles it referred to that this server lacks: {', '.join(done['lacking_roles'])}" \
+            if done["lacking_roles"] else ""
+        click.echo(f"restored without owners and grants (--no-owner): every object is owned by {user}{lacking}")
     click.echo(f"recovered {done['from']} as at {done['target']} from base backup {Path(done['base_backup']).name} "
                f"in {done['seconds']:.1f} s")
     click.echo(done["database"])

@@ -27,6 +27,10 @@ class BackupError(PrepOpsError):
     """pg_dump or pg_restore failed, a backup is not where it should be, or its file is not a dump."""
 
 
+class NotThisCluster(BackupError):
+    """An extracted base backup's data directory is of another cluster than its manifest says."""
+
+
 class NoBackups(BackupError):
     """There is no backup (of that database and kind) in the folder: nothing to verify, restore or recover from."""
 

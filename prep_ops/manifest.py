@@ -8,6 +8,7 @@ checksums, and the objects of the database. Nothing here runs pg_dump (see backu
 import hashlib
 import json
 import os
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path, PurePosixPath
@@ -23,6 +24,8 @@ from .sqlfiles import load
 KINDS = {"full": [], "schema": ["--schema-only"], "data": ["--data-only"]}  # with the pg_dump options of each
 FORMATS = {"plain": ("p", ".sql"), "custom": ("c", ".dump"), "directory": ("d", ".dir")}
 MANIFEST_SUFFIX = ".manifest.json"
+_LSN = re.compile(r"[0-9A-F]{1,8}/[0-9A-F]{1,8}")
+_XIDS = re.compile(r"\d+:\d+:(\d+(,\d+)*)?")  # pg_snapshot's text: xmin:xmax:in-progress,...
 
 
 @dataclass
@@ -230,7 +233,7 @@ def manifest_problem(manifest, path: Path | None = None) -> str | None:
             datetime.fromisoformat(manifest[key])
         except ValueError:
             return f"its {key!r} is not a date and time: {manifest[key][:40]!r}"
-    return _files_problem(manifest, path) or _tables_problem(manifest)
+    return _files_problem(manifest, path) or _tables_problem(manifest) or _snapshot_problem(manifest)
 
 
 def _files_problem(manifest: dict, path: Path | None) -> str | None:
@@ -266,4 +269,22 @@ def _tables_problem(manifest: dict) -> str | None:
     for name, entry in manifest["schema"].items():
         if not (isinstance(entry, dict) and all(isinstance(entry.get(k), dict) for k in ("columns", "constraint", "index"))):
             return f"the schema of table {name!r} has no columns, constraints and indexes"
+    return None
+
+
+def _snapshot_problem(manifest: dict) -> str | None:
+    """The snapshot's place in the WAL (backups from before it was recorded have none: still valid)."""
+    snap = manifest.get("snapshot")
+    if snap is None:
+        return None
+    def lsn(value) -> bool:
+        return isinstance(value, str) and _LSN.fullmatch(value) is not None
+
+    if not (isinstance(snap, dict) and lsn(snap.get("lsn")) and isinstance(snap.get("xids"), str)
+            and _XIDS.fullmatch(snap["xids"]) and (snap.get("lsn_before") is None or lsn(snap["lsn_before"]))):
+        return "its 'snapshot' has no WAL location (lsn) and transactions (xids)"
+    try:
+        datetime.fromisoformat(snap.get("time"))
+    except (TypeError, ValueError):
+        return f"its snapshot's 'time' is not a date and time: {str(snap.get('time'))[:40]!r}"
     return None

@@ -10,12 +10,28 @@ dropped by the next run (scratch.remove_stale), its recovery cluster stopped and
 The moment: `--to T` is "as it was at T": every transaction committed at or before T (to the
 microsecond), none after (recovery_target_inclusive = on), so give the second before the damage.
 `--to-lsn L` is "before WAL location L": nothing from L on is replayed (inclusive = off), so give the
-damaging record's LSN (pg_walinspect). A naive time is this machine's local time.
+damaging record's LSN (pg_walinspect). A naive time is this machine's local time; one a clock change
+makes ambiguous (it happened twice) or skips is refused in one line naming both offsets. `--as ""` is
+refused (not the default name). The window is shown to the microsecond: a moment it shows is inside.
 
 Window: from the oldest base backup's end to the newest archived WAL. On a server prep-ops controls
 (the embedded one), the WAL holding the target is archived first: one small transaction (its commit
 record, stamped after the target, is where a time-targeted replay can stop on a quiet database), then
 pg_switch_wal(), then a wait until that segment is in the archive.
+
+Nothing is relied on unproven (pitr_checks): every archived segment from the backup's start to the
+target must carry this cluster's WAL page header for its own position (another cluster's segment under
+the same name, or garbage, is refused naming the segment: for a moment, every segment up to the newest
+archived is needed, as a file's time cannot tell whether the target lies before it); each base backup
+tried has every file of its chain as its manifest records, and its pg_control names this cluster
+(recovery_cluster.NotThisCluster): one that does not is passed over for the next older one, each passed
+over said in one line, and none left is a one-line refusal.
+Roles: a database whose objects are owned by or granted to roles the server no longer has (the damage
+dropped one) is refused in one line naming them, before anything is made; `--no-owner` restores it
+(and anything) without owners and grants (pg_restore --no-owner --no-privileges: every object the
+connecting role's), and the output says so. A failed pg_restore is reported by its ERROR line.
+pg_dump and pg_restore die with this process (a parent-death signal); the next run stops a killed run's
+recovery cluster first, ends the sessions on its half-made copy, then drops it.
 """
 
 import re
@@ -27,10 +43,10 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-from . import base_backup, pg_binaries, scratch, wal_archive
+from . import base_backup, orphans, pg_binaries, pitr_checks, recovery_cluster, scratch, wal_archive
 from .backup import libpq_env
 from .db import Target
-from .errors import BackupError, ParameterError, TargetError
+from .errors import BackupError, ParameterError, RecoveryError, TargetError, first_line
 from .recovery_cluster import recovered
 
 PREFIX = "prep_ops_recover_"  # + run id: a copy being made; renamed when complete
@@ -39,12 +55,32 @@ ARCHIVE_WAIT = 120.0  # seconds to wait for the segment holding the target to be
 
 
 def parse_moment(text: str) -> datetime:
-    """An ISO date and time as an aware datetime (a naive one is this machine's local time)."""
+    """An ISO date and time as an aware datetime (a naive one is this machine's local time; one a clock
+    change makes ambiguous or skips is refused, naming both offsets)."""
     try:
         moment = datetime.fromisoformat(str(text).strip())
     except ValueError:
         raise ParameterError(f"not a date and time: {str(text)[:40]!r} (e.g. 2026-11-30T14:05:09+00:00)") from None
-    return moment if moment.tzinfo else moment.astimezone()
+    return moment if moment.tzinfo else local(moment)
+
+
+def _offset(moment: datetime) -> str:
+    minutes = int(moment.utcoffset().total_seconds() // 60)
+    return f"{'-' if minutes < 0 else '+'}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
+
+
+def local(naive: datetime) -> datetime:
+    """A naive time as this machine's local time; ParameterError when a clock change makes it ambiguous
+    (it happened twice) or skips it (it never happened)."""
+    early, late = naive.replace(fold=0).astimezone(), naive.replace(fold=1).astimezone()
+    if early.utcoffset() == late.utcoffset():
+        return early
+    shown = naive.isoformat(timespec="seconds")
+    if early.replace(tzinfo=None) == late.replace(tzinfo=None) == naive:
+        raise ParameterError(f"{shown} happened twice in this machine's local time (clocks went back): it is "
+                             f"{shown}{_offset(early)} or {shown}{_offset(late)}; give the offset")
+    raise ParameterError(f"{shown} never happened in this machine's local time (clocks went forward): give the "
+                         f"offset, {_offset(early)} or {_offset(late)}")
 
 
 def default_name(database: str, to_time: datetime | None, to_lsn: str | None) -> str:
@@ -86,18 +122,21 @@ def archive_now(conn: psycopg.Connection, archive: Path, seconds: float = ARCHIV
 
 
 def _window_text(backups: list, segments: dict) -> str:
+    """The recoverable window in words, to the microsecond (a moment shown is a moment inside it)."""
     oldest = min(b.manifest["finished"] for b in backups) if backups else None
     newest = max(f.stat().st_mtime for f in segments.values()) if segments else None
     if oldest is None:
         return "no base backup of this cluster: the recoverable window is empty (take one with backup --kind base)"
-    end = datetime.fromtimestamp(newest, timezone.utc).isoformat(timespec="seconds") if newest else "no archived WAL"
-    return f"the recoverable window is {datetime.fromisoformat(oldest).isoformat(timespec='seconds')} to {end}"
+    end = datetime.fromtimestamp(newest, timezone.utc).isoformat() if newest else "no archived WAL"
+    return f"the recoverable window is {datetime.fromisoformat(oldest).isoformat()} to {end}"
 
 
-def choose(backups: list, segments: dict, segment_bytes: int, *, to_time: datetime | None,
-           to_lsn: str | None) -> "base_backup.BaseBackup":
-    """The newest base backup ending before the target whose WAL, from its start to the target, is all
-    archived; ParameterError stating the recoverable window when there is none."""
+def candidates(backups: list, segments: dict, segment_bytes: int, *, to_time: datetime | None,
+               to_lsn: str | None, system_identifier: str | None = None) -> list:
+    """The base backups ending before the target whose WAL, from their start to the target, is all
+    archived, newest first; with `system_identifier`, each segment's header is checked first
+    (pitr_checks.segment_problem): BackupError naming the first that is not this cluster's WAL. None
+    fitting: ParameterError stating the recoverable window."""
     if to_time is not None:
         fitting = [b for b in backups if datetime.fromisoformat(b.manifest["finished"]) < to_time]
         newest_wal = max((f.stat().st_mtime for f in segments.values()), default=None)
@@ -108,13 +147,30 @@ def choose(backups: list, segments: dict, segment_bytes: int, *, to_time: dateti
         fitting = [b for b in backups if base_backup.lsn_value(b.manifest["end_lsn"]) <= target]
         last = target // segment_bytes
         covered = last in segments
-    if fitting and covered:
-        for candidate in fitting:  # newest first
-            first = base_backup.lsn_value(candidate.manifest["start_lsn"]) // segment_bytes
-            if all(n in segments for n in range(first, last + 1)):
-                return candidate
-    what = to_time.isoformat(timespec="seconds") if to_time else to_lsn
-    raise ParameterError(f"{what} is outside the recoverable window: {_window_text(backups, segments)}")
+    what = to_time.isoformat() if to_time else to_lsn
+    found, problems = [], {}
+    for candidate in fitting if covered else []:  # newest first
+        first = base_backup.lsn_value(candidate.manifest["start_lsn"]) // segment_bytes
+        if not all(n in segments for n in range(first, last + 1)):
+            continue
+        for n in range(first, last + 1) if system_identifier else []:
+            if n not in problems:
+                problems[n] = pitr_checks.segment_problem(segments[n], n, segment_bytes, system_identifier)
+            if problems[n] is not None:
+                raise BackupError(f"archived WAL segment {segments[n].name} in {segments[n].parent} is not this "
+                                  f"cluster's WAL: {problems[n]}; replay cannot pass it to reach {what} (replace it "
+                                  "with this cluster's own segment of that name)")
+        found.append(candidate)
+    if not found:
+        raise ParameterError(f"{what} is outside the recoverable window: {_window_text(backups, segments)}")
+    return found
+
+
+def choose(backups: list, segments: dict, segment_bytes: int, *, to_time: datetime | None,
+           to_lsn: str | None, system_identifier: str | None = None) -> "base_backup.BaseBackup":
+    """The newest of `candidates`."""
+    return candidates(backups, segments, segment_bytes, to_time=to_time, to_lsn=to_lsn,
+                      system_identifier=system_identifier)[0]
 
 
 def _exists(conn: psycopg.Connection, name: str) -> bool:
@@ -123,18 +179,23 @@ def _exists(conn: psycopg.Connection, name: str) -> bool:
 
 def recover(conn: psycopg.Connection, target: Target, *, to_time: str | datetime | None = None,
             to_lsn: str | None = None, database: str | None = None, as_name: str | None = None,
-            directory: Path | None = None, controlled: bool | None = None) -> dict:
+            directory: Path | None = None, controlled: bool | None = None, no_owner: bool = False) -> dict:
     """Copy database `database` (default: the target's) as it was at `to_time` / before `to_lsn` into a
-    new database `as_name` on the target's server; returns what was done ("database": the new name).
-    `controlled` (default: the target is the embedded server): archive the WAL holding the target first."""
+    new database `as_name` on the target's server; returns what was done ("database": the new name,
+    "skipped": the newer base backups passed over and why, "lacking_roles": roles it refers to that the
+    server lacks, restored without under `no_owner`). `controlled` (default: the target is the embedded
+    server): archive the WAL holding the target first. `no_owner`: no owners and no grants restored
+    (pg_restore --no-owner --no-privileges: everything owned by the connecting role)."""
     if (to_time is None) == (to_lsn is None):
         raise ParameterError("give a moment (--to) or a WAL location (--to-lsn), one of them")
     started = time.monotonic()
     moment = parse_moment(to_time) if isinstance(to_time, str) else to_time
     if moment is not None and moment.tzinfo is None:
-        moment = moment.astimezone()
+        moment = local(moment)
     if to_lsn is not None:
         base_backup.lsn_value(to_lsn)
+    if as_name is not None and not as_name:
+        raise ParameterError("--as needs a name: an empty one is not a database name")
     database = database or target.database
     name = as_name or default_name(database, moment, to_lsn)
     if len(name.encode()) > 63 or not name:
@@ -142,52 +203,97 @@ def recover(conn: psycopg.Connection, target: Target, *, to_time: str | datetime
     if _exists(conn, name):
         raise ParameterError(f"database {name} already exists: recover never overwrites; choose another with --as")
     source = base_backup.source_of(conn)
-    archive = wal_archive.archive_dir(source["system_identifier"])
+    sysid = source["system_identifier"]
+    archive = wal_archive.archive_dir(sysid)
     if moment is not None and moment > datetime.now(timezone.utc):
         raise ParameterError(f"{moment.isoformat(timespec='seconds')} is in the future: nothing to recover yet")
     if controlled if controlled is not None else target.embedded:
         archive_now(conn, archive)
     segment_bytes = int(conn.execute("SELECT setting::bigint FROM pg_settings WHERE name = 'wal_segment_size'").fetchone()[0])
-    backups = base_backup.listing(source["system_identifier"], directory)
-    chosen = choose(backups, archived_segments(archive, segment_bytes), segment_bytes, to_time=moment, to_lsn=to_lsn)
+    segments = archived_segments(archive, segment_bytes)
+    fitting = candidates(base_backup.listing(sysid, directory), segments, segment_bytes, to_time=moment, to_lsn=to_lsn,
+                         system_identifier=sysid)
     run = scratch.run_id()
     scratch.claim(conn, run)
+    recovery_cluster.remove_stale()  # first: a killed run's server feeds its orphan pg_dump
+    _end_stale_copies(conn, run)
     scratch.remove_stale(conn, PREFIX, run)
-    with recovered(base_backup.chain(chosen), archive=archive, **_targets(moment, to_lsn)) as cluster:
-        with psycopg.connect(cluster.url(), autocommit=True) as there:
-            if not _exists(there, database):
-                raise ParameterError(f"database {database} did not exist at {moment or to_lsn} "
-                                     f"(base backup {chosen.name})")
-        _copy(cluster, database, target, conn, PREFIX + run, source["server_major"])
+    skipped, chosen, lacking = [], None, []
+    for candidate in fitting:  # newest first; one whose files or cluster are not as recorded is passed over
+        why = pitr_checks.backup_problem(candidate)
+        if why:
+            skipped.append(f"{candidate.name}: {why}")
+            continue
+        try:
+            with recovered(base_backup.chain(candidate), archive=archive, **_targets(moment, to_lsn)) as cluster:
+                lacking = _check_database(cluster, database, conn, moment or to_lsn, candidate, no_owner)
+                _copy(cluster, database, target, conn, PREFIX + run, source["server_major"], no_owner=no_owner)
+        except recovery_cluster.NotThisCluster as exc:
+            skipped.append(first_line(exc))
+            continue
+        chosen = candidate
+        break
+    if chosen is None:
+        raise BackupError(f"no usable base backup of this cluster for {moment or to_lsn}: {'; '.join(skipped)}"[:600])
     try:
         conn.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(sql.Identifier(PREFIX + run), sql.Identifier(name)))
     except psycopg.errors.DuplicateDatabase:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(PREFIX + run)))
         raise ParameterError(f"database {name} was made by someone else meanwhile: recover never overwrites") from None
     return {"database": name, "from": database, "base_backup": str(chosen.path), "target": str(moment or to_lsn),
-            "seconds": time.monotonic() - started}
+            "seconds": time.monotonic() - started, "skipped": skipped, "no_owner": no_owner, "lacking_roles": lacking}
 
 
 def _targets(moment: datetime | None, to_lsn: str | None) -> dict:
     return {"target_time": moment.isoformat() if moment else None, "target_lsn": to_lsn}
 
 
-def _copy(cluster, database: str, target: Target, conn: psycopg.Connection, into: str, major: int) -> None:
+def _end_stale_copies(conn: psycopg.Connection, run: str) -> None:
+    """End the sessions on the half-made copies of killed runs (older run id, run lock free): an orphan
+    pg_restore would keep scratch.remove_stale from dropping them."""
+    pattern = re.compile(re.escape(PREFIX) + r"(\d{17}_[0-9a-f]{6})$")
+    for name, in conn.execute("SELECT datname FROM pg_database WHERE starts_with(datname, %s)", (PREFIX,)).fetchall():
+        found = pattern.match(name)
+        if found and found.group(1)[:17] < run[:17] and scratch._free(conn, scratch._RUN_LOCK, found.group(1)):
+            conn.execute("SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity WHERE datname = %s", (name,))
+
+
+def _check_database(cluster, database: str, conn: psycopg.Connection, when, backup, no_owner: bool) -> list[str]:
+    """That `database` existed then, and the roles it refers to that this server lacks: RecoveryError
+    naming them unless `no_owner`; returns them."""
+    with psycopg.connect(cluster.url(), autocommit=True) as there:
+        if not _exists(there, database):
+            raise ParameterError(f"database {database} did not exist at {when} (base backup {backup.name})")
+    with psycopg.connect(cluster.url(database), autocommit=True) as there:
+        lacking = pitr_checks.missing_roles(there, conn)
+    if lacking and not no_owner:
+        raise RecoveryError(f"database {database} as at {when} refers to roles this server no longer has: "
+                            f"{', '.join(lacking)[:200]} (owners or grantees of its objects): create them and run "
+                            f"recover again, or add --no-owner to restore it without owners and grants")
+    return lacking
+
+
+def _copy(cluster, database: str, target: Target, conn: psycopg.Connection, into: str, major: int, *,
+          no_owner: bool = False) -> None:
     """pg_dump -Fc of `database` on the recovery cluster piped into pg_restore of a new database `into`
-    on the target's server; `into` is dropped when anything fails."""
+    on the target's server (`no_owner`: --no-owner --no-privileges); both die with this process;
+    `into` is dropped when anything fails."""
     conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(into)))
     try:
         url, env = libpq_env(target.with_database(into))
         dump = subprocess.Popen([str(pg_binaries.program("pg_dump", major)), "-Fc", "--no-password",
-                                 "-d", cluster.url(database)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                                 "-d", cluster.url(database)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                preexec_fn=orphans.die_with_parent())
         load = subprocess.run([str(pg_binaries.program("pg_restore", major)), "--exit-on-error", "--no-password",
-                               "-d", url], stdin=dump.stdout, capture_output=True, text=True, env=env)
+                               *(["--no-owner", "--no-privileges"] if no_owner else []), "-d", url],
+                              stdin=dump.stdout, capture_output=True, text=True, env=env,
+                              preexec_fn=orphans.die_with_parent())
         dump.stdout.close()
         dumped = dump.wait()
-        problem = dump.stderr.read().decode(errors="replace").strip() if dumped else load.stderr.strip()
+        problem = dump.stderr.read().decode(errors="replace") if dumped else load.stderr
         if dumped or load.returncode:
             raise BackupError(f"copying {database} out of the recovery cluster failed: "
-                              f"{(problem.splitlines() or ['?'])[-1]}")
+                              f"{pitr_checks.error_line(problem)}")
     except BaseException:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(into)))
         raise

@@ -14,10 +14,17 @@ As root, PostgreSQL refuses to run: the cluster belongs to the WAL archive's own
 writes its segments 0600), else embedded.SYSTEM_USER, whatever the major.
 A run killed meanwhile leaves its folder (and maybe its server): the next run stops that server (only a
 postgres process whose data directory is that folder) and removes the folder (`remove_stale`).
+
+A backup's manifest is not proof of its cluster: after extraction, pg_controldata's system identifier of
+the data directory must be the manifest's (NotThisCluster otherwise: verify BASE fails it, recover passes
+to an older backup). When replay stops on WAL that is not this cluster's or not WAL at all (another
+cluster's segment under the same name, garbage), the error names the segment instead of "the archived WAL
+ends before the target".
 """
 
 import contextlib
 import os
+import re
 import secrets
 import shlex
 import shutil
@@ -34,8 +41,9 @@ from pathlib import Path
 import psycopg
 
 from . import embedded, pg_binaries
+from .pitr_checks import foreign_wal
 from .db import libpq_url
-from .errors import BackupError, TargetError, first_line
+from .errors import BackupError, NotThisCluster, TargetError, first_line  # noqa: F401 (NotThisCluster: callers use recovery_cluster.*)
 
 MARKER = "PREP_OPS_RECOVERY_CLUSTER"  # in the folder: prep-ops made it and may remove it
 WAIT_SECONDS = 3600.0  # the longest replay waited for
@@ -202,7 +210,23 @@ def _unpack(chain: list, folder: Path) -> None:
     data.chmod(0o700)
 
 
-def _quoted(value: str) -> str:
+def system_identifier(data: Path, major: int) -> str | None:
+    """The system identifier pg_controldata reads from the data directory `data`, or None."""
+    done = subprocess.run([str(pg_binaries.program("pg_controldata", major)), "-D", str(data)], capture_output=True,
+                          text=True, env={**os.environ, "LC_ALL": "C"})
+    found = re.search(r"^Database system identifier:\s*(\d+)", done.stdout, re.M)
+    return found.group(1) if found else None
+
+
+def _check_identity(chain: list, data: Path) -> None:
+    wanted = chain[-1].manifest["system_identifier"]
+    found = system_identifier(data, chain[-1].manifest["server_major"])
+    if found != wanted:
+        raise NotThisCluster(f"{chain[-1].name} is not a backup of cluster {wanted}: its pg_control says "
+                             f"{found or 'nothing readable'}")
+
+
+def conf_string(value: str) -> str:
     """A postgresql.conf string value."""
     return "'" + value.replace("\\", "\\\\").replace("'", "''") + "'"
 
@@ -229,7 +253,7 @@ def _configure(cluster: RecoveryCluster, archive: Path | None, target_time: str 
     if not (cluster.data / "postgresql.conf").exists():  # Debian keeps it in /etc: not in the backup
         (cluster.data / "postgresql.conf").touch()
     with (cluster.data / "postgresql.auto.conf").open("a") as conf:
-        conf.write("\n# prep-ops recovery cluster\n" + "".join(f"{k} = {_quoted(v)}\n" for k, v in settings.items()))
+        conf.write("\n# prep-ops recovery cluster\n" + "".join(f"{k} = {conf_string(v)}\n" for k, v in settings.items()))
 
 
 def _socket_dir(folder: Path) -> Path:
@@ -250,6 +274,9 @@ def _wait(cluster: RecoveryCluster, seconds: float) -> None:
         started = pid is not None
         if started and not _alive(pid) or not started and (cluster.folder / "log").exists() and \
                 "FATAL" in (cluster.folder / "log").read_text(errors="replace"):
+            foreign = foreign_wal(cluster.folder / "log")
+            if foreign:
+                raise TargetError(foreign)
             if "before configured recovery target was reached" in cluster.log_tail():
                 raise TargetError("the archived WAL ends before the target: no commit after it is archived yet "
                                   "(wait for the next segment, see archive_timeout, or run SELECT pg_switch_wal())")
@@ -279,6 +306,7 @@ def recovered(chain: list, *, archive: Path | None = None, target_time: str | No
         (folder / MARKER).write_text("a prep-ops recovery cluster: thrown away when its run ends\n")
         cluster = RecoveryCluster(folder, major, last.get("superuser") or "postgres", _socket_dir(folder))
         _unpack(chain, folder)
+        _check_identity(chain, cluster.data)
         if before_start is not None:
             before_start(cluster)
         _configure(cluster, archive, target_time, target_lsn)

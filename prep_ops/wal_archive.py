@@ -3,13 +3,18 @@
 Layout (the contract every part of point-in-time recovery follows): `<root>/<system identifier>/`, one
 file per archived segment (and timeline history file) under PostgreSQL's own name, where <root> is
 $PREP_OPS_WAL_DIR, else `wal/` in the backups folder. A cluster's WAL never goes into another's folder.
+
+`status`'s recoverable window is the one recover uses: from the oldest listed base backup's end
+(base_backup.listing: complete backups of this cluster only) to the newest segment file in the folder
+(not pg_stat_archiver's last archived, which may have gone elsewhere); an archive_command that does not
+name the folder is said in the window.
 """
 
-import json
 import os
 import re
+import shlex
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 
 import psycopg
@@ -64,6 +69,8 @@ class ArchiveStatus:
     archive_dir: Path | None = None
     segments: int | None = None  # WAL segment files in archive_dir (None: the folder is not on this machine)
     newest_segment: str | None = None
+    newest_segment_time: datetime | None = None  # when the newest segment file in archive_dir was written
+    command_writes_elsewhere: bool | None = None  # archiving on with a command that does not name archive_dir
     oldest_base_backup: datetime | None = None  # when the oldest base backup of this cluster finished
     window: str = ""  # the recoverable window, in words
     config_file: str | None = None
@@ -99,11 +106,16 @@ def status(conn: psycopg.Connection) -> ArchiveStatus:
         try:
             names = sorted(p.name for p in found.archive_dir.iterdir() if SEGMENT.fullmatch(p.name))
             found.segments, found.newest_segment = len(names), (names[-1] if names else None)
+            if names:  # what recover reads: the folder's newest file, not pg_stat_archiver's word
+                newest = max((found.archive_dir / n).stat().st_mtime for n in names)
+                found.newest_segment_time = datetime.fromtimestamp(newest, timezone.utc)
         except FileNotFoundError:
             found.unknown["segments"] = "unknown: no such folder on this machine"
         except OSError as exc:
             found.unknown["segments"] = f"unknown: {found.archive_dir}: {exc.strerror}"
         found.oldest_base_backup = oldest_base_backup(found.system_identifier)
+        if found.on and found.archive_command:
+            found.command_writes_elsewhere = not _names_folder(found.archive_command, found.archive_dir)
     found.window = _window(found)
     return found
 
@@ -147,27 +159,33 @@ def base_backups_dir(system_identifier: str | int) -> Path:
 
 
 def oldest_base_backup(system_identifier: str | int) -> datetime | None:
-    """When the oldest base backup of cluster `system_identifier` finished (its prep-ops-base.json's
-    "finished"), or None when there is none; a manifest that cannot be read is passed over."""
-    folder = base_backups_dir(system_identifier)
-    times = []
-    for manifest in folder.glob(f"*/{BASE_MANIFEST}") if folder.is_dir() else []:
-        try:
-            finished = datetime.fromisoformat(json.loads(manifest.read_text())["finished"])
-        except (OSError, ValueError, KeyError, TypeError):
-            continue
-        times.append(finished if finished.tzinfo else finished.astimezone())
-    return min(times) if times else None
+    """When the oldest base backup of cluster `system_identifier` finished, or None when there is none:
+    the complete backups with a valid manifest of that cluster only (base_backup.listing), as recover
+    reads them (no partial copy, no other cluster's manifest)."""
+    from . import base_backup  # not at the top: base_backup's imports reach back here
+
+    backups = base_backup.listing(archive_dir(system_identifier).name)
+    return min((datetime.fromisoformat(b.manifest["finished"]) for b in backups), default=None)
+
+
+def _names_folder(command: str, folder: Path) -> bool:
+    """Whether the archive command writes into `folder`: its path (plain, or quoted as prep-ops writes it)."""
+    quoted = shlex.quote(str(folder) + "/").replace("%", "%%")
+    return f"{folder}/" in command or quoted in command or f"{folder}/".replace("%", "%%") in command
 
 
 def _window(found: ArchiveStatus) -> str:
+    """From the oldest base backup's end to the newest segment in the archive folder (what recover reads)."""
     if found.system_identifier is None:
         return "unknown: the cluster's system identifier is unreadable"
+    elsewhere = (f"; the archive_command does not write into {found.archive_dir}, the only folder recovery "
+                 "reads" if found.command_writes_elsewhere else "")
     if found.oldest_base_backup is None:
-        return "no base backup"
-    if found.last_archived_time is None:
-        return f"no WAL archived yet (oldest base backup {found.oldest_base_backup:%Y-%m-%d %H:%M:%S %z})"
-    if found.last_archived_time < found.oldest_base_backup:
-        return (f"no WAL archived since the oldest base backup ({found.oldest_base_backup:%Y-%m-%d %H:%M:%S %z}): "
-                "recovery reaches the backup's end only")
-    return f"{found.oldest_base_backup:%Y-%m-%d %H:%M:%S %z} to {found.last_archived_time:%Y-%m-%d %H:%M:%S %z}"
+        return "no base backup" + elsewhere
+    oldest = found.oldest_base_backup.isoformat()
+    if found.newest_segment_time is None:
+        return f"no WAL in {found.archive_dir} (oldest base backup {oldest})" + elsewhere
+    if found.newest_segment_time < found.oldest_base_backup:
+        return (f"no WAL archived since the oldest base backup ({oldest}): recovery reaches the backup's end "
+                "only" + elsewhere)
+    return f"{oldest} to {found.newest_segment_time.isoformat()}" + elsewhere

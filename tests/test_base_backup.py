@@ -5,14 +5,17 @@ import gzip
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 
+import psutil
 import psycopg
 import pytest
 
 import pitr_fixtures
-from prep_ops import base_backup, base_verify, pitr, recovery_cluster
+from prep_ops import base_backup, base_verify, pg_binaries, pitr, recovery_cluster
 from prep_ops.errors import BackupError, ParameterError
 from prep_ops.manifest import sha256_of
 
@@ -181,3 +184,66 @@ def test_verify_base_never_extracts_outside_its_folder(source_cluster, tmp_path)
     assert "restore until consistent" in set(result.failures["check"])
     assert not escaped.exists() and not (recovery_cluster.home() / escaped.name).exists()
     assert not list(recovery_cluster.home().iterdir())
+
+
+def _streamers(folder) -> list:
+    return [p for p in psutil.process_iter(["name", "cmdline", "status"]) if p.info["name"] == "pg_basebackup"
+            and str(folder) in (p.info["cmdline"] or []) and p.info["status"] != psutil.STATUS_ZOMBIE]
+
+
+def test_a_killed_base_backup_leaves_no_wal_streamer(source_cluster):
+    conn = _filled(source_cluster)
+    conn.execute("CREATE TABLE bulk AS SELECT g AS id, md5(g::text) || md5((g * 7)::text) AS pad "
+                 "FROM generate_series(1, 2500000) g")
+    folder = base_backup.root() / source_cluster.system_identifier
+    env = {**os.environ, "DATABASE_URL": source_cluster.url()}
+    run = subprocess.Popen([sys.executable, "-m", "prep_ops", "backup", "--kind", "base"], env=env,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    deadline, partial = time.monotonic() + 60, None
+    while time.monotonic() < deadline and partial is None and run.poll() is None:
+        partial = next(iter(folder.glob(f".*.partial-{run.pid}")), None) if folder.is_dir() else None
+        time.sleep(0.01)
+    assert partial is not None, run.communicate()
+    deadline = time.monotonic() + 10
+    while not _streamers(partial) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert _streamers(partial), "pg_basebackup ended before the kill: nothing to prove"
+    os.kill(run.pid, signal.SIGKILL)  # python only: pg_basebackup must not outlive it
+    run.wait()
+    deadline = time.monotonic() + 1.5  # SIGTERM at once: far less than the rest of the backup takes
+    while _streamers(partial) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _streamers(partial)
+    deadline = time.monotonic() + 10
+    while conn.execute("SELECT count(*) FROM pg_stat_replication").fetchone()[0] and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert conn.execute("SELECT count(*) FROM pg_replication_slots").fetchone()[0] == 0
+    assert conn.execute("SELECT count(*) FROM pg_stat_replication").fetchone()[0] == 0
+
+
+def test_remove_partial_ends_a_pg_basebackup_still_writing_a_dead_runs_folder(source_cluster):
+    conn = _filled(source_cluster)
+    conn.execute("CREATE TABLE bulk AS SELECT g AS id, md5(g::text) AS pad FROM generate_series(1, 300000) g")
+    folder = base_backup.root() / source_cluster.system_identifier
+    folder.mkdir(parents=True)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = folder / f".20260101T000000Z-abcdef.partial-{dead.pid}"
+    orphan = subprocess.Popen([str(pg_binaries.program("pg_basebackup", 18)), "-D", str(stale), "-Ft", "-X", "stream",
+                               "--max-rate=32", "-d", source_cluster.url()], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)  # another system's, slow: no parent-death signal
+    deadline = time.monotonic() + 20
+    while not stale.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert orphan.poll() is None and stale.exists()
+    assert base_backup.remove_partial(folder) == [stale]
+    assert orphan.wait(15) is not None and not stale.exists() and not _streamers(stale)
+
+
+def test_cli_verify_of_a_base_backup_needs_no_server(source_cluster):
+    made = base_backup.take(_filled(source_cluster), source_cluster.target)
+    env = {**os.environ, "DATABASE_URL": "postgresql://nobody@127.0.0.1:1/nowhere", "PREP_OPS_SCRATCH": "0"}
+    checked = subprocess.run([sys.executable, "-m", "prep_ops", "verify", str(made.path)], env=env,
+                             capture_output=True, text=True, timeout=300)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert checked.stdout.startswith("PASS ") and "cluster identity" not in checked.stdout

@@ -2,6 +2,7 @@
 the tests compute themselves. Every test runs on a private archiving cluster (pitr_fixtures), never on the
 suite's shared server."""
 
+import json
 import os
 import shutil
 import signal
@@ -16,9 +17,9 @@ from psycopg import sql
 
 import pitr_fixtures
 from pitr_fixtures import make_source, stop_source
-from prep_ops import base_backup, pitr, recovery_cluster, wal_archive
+from prep_ops import base_backup, pitr, pitr_checks, recovery_cluster, wal_archive
 from prep_ops.scratch import run_id
-from prep_ops.errors import ParameterError
+from prep_ops.errors import BackupError, ParameterError, RecoveryError
 
 independent = pytest.mark.server_independent  # every test but the last: a private cluster of their own
 source_cluster = pitr_fixtures.source_cluster  # the fixture, used by name
@@ -230,3 +231,220 @@ def test_suite_server_base_backup_verify_and_recover_with_its_own_binaries(scrat
             assert str(made.manifest["server_major"]) == major
         finally:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(done["database"])))
+
+
+# --- what the adversarial review found --------------------------------------------------------------
+@independent
+def test_recover_after_a_dropped_role_names_it_in_one_line_and_no_owner_restores_without_it(source_cluster):
+    conn = prepared(source_cluster)
+    conn.execute("CREATE ROLE clerk")
+    conn.execute("CREATE TABLE owned (id int)")
+    conn.execute("ALTER TABLE owned OWNER TO clerk")
+    conn.execute("GRANT SELECT ON lessons TO clerk")
+    t3 = moment(conn)
+    at_t3 = checksums(conn)
+    conn.execute("DROP OWNED BY clerk")
+    conn.execute("DROP ROLE clerk")
+    with pytest.raises(RecoveryError, match="refers to roles this server no longer has: clerk") as caught:
+        pitr.recover(conn, source_cluster.target, to_time=t3, as_name="beforedrop", controlled=True)
+    assert "\n" not in str(caught.value) and "--no-owner" in str(caught.value)
+    names = {r[0] for r in conn.execute("SELECT datname FROM pg_database").fetchall()}
+    assert "beforedrop" not in names and not [n for n in names if n.startswith(pitr.PREFIX)]
+
+    done = pitr.recover(conn, source_cluster.target, to_time=t3, as_name="beforedrop", no_owner=True)
+    assert done["no_owner"] and done["lacking_roles"] == ["clerk"]
+    with source_cluster.connect("beforedrop") as copy:
+        assert checksums(copy) == at_t3
+        assert copy.execute("SELECT tableowner FROM pg_tables WHERE tablename = 'owned'").fetchone()[0] == "postgres"
+
+
+def test_a_failed_pg_restore_is_reported_by_its_error_line():
+    stderr = ('pg_restore: error: could not execute query: ERROR:  role "clerk" does not exist\n'
+              "Command was: ALTER TABLE public.owned OWNER TO clerk;\n")
+    assert pitr_checks.error_line(stderr) == ('ERROR: role "clerk" does not exist (Command was: ALTER TABLE '
+                                             'public.owned OWNER TO clerk;)')
+
+
+def _corrupt_hash(backup) -> None:
+    manifest = base_backup.read(backup.path)
+    manifest["files"]["base.tar.gz"]["sha256"] = "0" * 64
+    (backup.path / base_backup.MANIFEST).write_text(json.dumps(manifest))
+
+
+@independent
+def test_recover_never_uses_a_base_backup_whose_files_do_not_match(source_cluster):
+    conn = prepared(source_cluster)
+    older = base_backup.listing(source_cluster.system_identifier)[0]
+    work(conn, 901, 950)
+    newer = base_backup.take(conn, source_cluster.target)
+    t1 = moment(conn)
+    at_t1 = checksums(conn)
+    damage(conn)
+    _corrupt_hash(newer)
+    done = pitr.recover(conn, source_cluster.target, to_time=t1, as_name="app_older", controlled=True)
+    assert done["base_backup"] == str(older.path)
+    assert done["skipped"] == [f"{newer.name}: {newer.name}/base.tar.gz: its SHA-256 differs from the backup's manifest"]
+    with source_cluster.connect("app_older") as copy:
+        assert checksums(copy) == at_t1
+    _corrupt_hash(older)  # none usable left: refused, naming each file
+    with pytest.raises(BackupError, match=f"no usable base backup.*{older.name}/base.tar.gz") as caught:
+        pitr.recover(conn, source_cluster.target, to_time=t1, as_name="app_none")
+    assert "\n" not in str(caught.value)
+    assert not [n for n, in conn.execute("SELECT datname FROM pg_database").fetchall()
+                if n == "app_none" or n.startswith(pitr.PREFIX)]
+
+
+@independent
+def test_a_base_backup_of_another_cluster_relabelled_is_refused(source_cluster):
+    from prep_ops import base_verify
+
+    conn = prepared(source_cluster)
+    genuine = base_backup.listing(source_cluster.system_identifier)[0]
+    other = make_source(source_cluster.folder.parent / "two")
+    try:
+        with other.connect() as theirs:
+            theirs.execute("CREATE TABLE lessons (id int PRIMARY KEY, title text, fee numeric)")
+            theirs_backup = base_backup.take(theirs, other.target)
+    finally:
+        stop_source(other)
+    t1 = moment(conn)
+    at_t1 = checksums(conn)
+    # cluster B's backup in A's folder, newer, its JSON relabelled A's (hashes of its files still valid)
+    fake = genuine.path.parent / "20260101T000000Z-abcdef"
+    newest = max(b.manifest["finished"] for b in base_backup.listing(source_cluster.system_identifier))
+    shutil.copytree(theirs_backup.path, fake)
+    manifest = base_backup.read(fake)
+    manifest.update(system_identifier=source_cluster.system_identifier, start_lsn=genuine.manifest["start_lsn"],
+                    end_lsn=genuine.manifest["end_lsn"])
+    manifest["finished"] = (datetime.fromisoformat(newest) + timedelta(microseconds=1)).isoformat()
+    (fake / base_backup.MANIFEST).write_text(json.dumps(manifest))
+    assert base_backup.listing(source_cluster.system_identifier)[0].path == fake  # it would be chosen first
+
+    verified = base_verify.verify_base(fake)
+    assert not verified.ok
+    failed = dict(zip(verified.failures["check"], verified.failures["actual"]))
+    assert f"its pg_control says {other.system_identifier}" in failed["cluster identity (pg_control)"]
+
+    damage(conn)
+    done = pitr.recover(conn, source_cluster.target, to_time=t1, as_name="app_genuine", controlled=True)
+    assert done["base_backup"] == str(genuine.path)
+    assert len(done["skipped"]) == 1 and "is not a backup of cluster" in done["skipped"][0]
+    with source_cluster.connect("app_genuine") as copy:
+        assert checksums(copy) == at_t1
+
+
+@independent
+@pytest.mark.parametrize("kind", ["garbage", "foreign"])
+def test_foreign_or_garbage_wal_is_named_not_waited_for(source_cluster, kind):
+    conn = prepared(source_cluster)
+    conn.execute("SELECT pg_switch_wal()")
+    work(conn, 901, 950)
+    conn.execute("SELECT pg_switch_wal()")
+    work(conn, 951, 999)
+    t1 = moment(conn)
+    pitr.archive_now(conn, source_cluster.archive)
+    backup = base_backup.listing(source_cluster.system_identifier)[0]
+    first = base_backup.lsn_value(backup.manifest["start_lsn"]) // (16 * 1024 * 1024)
+    segments = pitr.archived_segments(source_cluster.archive, 16 * 1024 * 1024)
+    victim = segments[first + 1]
+    if kind == "garbage":
+        victim.write_bytes(os.urandom(16 * 1024 * 1024))
+        said = "it has no WAL segment header"
+    else:
+        other = make_source(source_cluster.folder.parent / "two")
+        try:
+            theirs = pitr.archived_segments(other.archive, 16 * 1024 * 1024)
+            if not theirs:
+                with other.connect() as c:
+                    pitr.archive_now(c, other.archive)
+                theirs = pitr.archived_segments(other.archive, 16 * 1024 * 1024)
+            victim.write_bytes(next(iter(theirs.values())).read_bytes())
+        finally:
+            stop_source(other)
+        said = f"it is from another cluster (system identifier {other.system_identifier})"
+    with pytest.raises(BackupError) as caught:
+        pitr.recover(conn, source_cluster.target, to_time=t1, as_name="app_x")
+    message = str(caught.value)
+    assert f"archived WAL segment {victim.name} in {source_cluster.archive} is not this cluster's WAL: {said}" in message
+    assert "pg_switch_wal" not in message and "\n" not in message
+    assert not recovery_cluster.home().exists() or not list(recovery_cluster.home().iterdir())
+
+
+def test_replay_stopping_on_foreign_wal_names_the_segment(tmp_path):
+    log = tmp_path / "log"
+    log.write_text('LOG:  restored log file "000000010000000000000004" from archive\n'
+                   'LOG:  restored log file "000000010000000000000005" from archive\n'
+                   "LOG:  WAL file is from different database system: WAL file database system identifier is 1, "
+                   "pg_control database system identifier is 2\n"
+                   "FATAL:  recovery ended before configured recovery target was reached\n")
+    said = pitr_checks.foreign_wal(log)
+    assert said.startswith("archived WAL segment 000000010000000000000005 is not this cluster's WAL (WAL file is from")
+    log.write_text('LOG:  restored log file "000000010000000000000005" from archive\n'
+                   "LOG:  invalid magic number 0000 in WAL segment 000000010000000000000006, LSN 0/6000000, offset 0\n")
+    assert pitr_checks.foreign_wal(log) is None  # a zeroed page: the ordinary end of WAL
+
+
+@independent
+def test_killed_during_the_copy_leaves_no_pg_dump_or_pg_restore_and_the_next_run_drops_the_half_copy(source_cluster):
+    conn = prepared(source_cluster)
+    conn.execute("CREATE TABLE bulk AS SELECT g AS id, repeat(md5(g::text), 8) AS pad FROM generate_series(1, 1200000) g")
+    t1 = moment(conn)
+    pitr.archive_now(conn, source_cluster.archive)
+    run = _cli(source_cluster, "--to", t1.isoformat(), "--as", "app_killed_copy")
+    deadline, copying = time.monotonic() + 180, None
+    while time.monotonic() < deadline and copying is None and run.poll() is None:
+        copying = conn.execute("SELECT datname FROM pg_database WHERE starts_with(datname, %s)",
+                               (pitr.PREFIX,)).fetchone()
+        time.sleep(0.02)
+    assert copying is not None, run.communicate()
+    time.sleep(0.3)  # pg_restore is connected and loading
+    copiers = [p for p in psutil.Process(run.pid).children() if p.name() in ("pg_dump", "pg_restore")]
+    assert len(copiers) == 2, copiers
+    os.kill(run.pid, signal.SIGKILL)  # the python process only: its children must not outlive it
+    run.wait()
+    deadline = time.monotonic() + 1.5  # SIGTERM at once: far less than the rest of the copy takes
+    while time.monotonic() < deadline and _running(copiers):
+        time.sleep(0.2)
+    assert not _running(copiers)
+    done = pitr.recover(conn, source_cluster.target, to_time=t1, as_name="app_after_kill")
+    assert done["database"] == "app_after_kill"
+    names = {r[0] for r in conn.execute("SELECT datname FROM pg_database").fetchall()}
+    assert not [n for n in names if n.startswith(pitr.PREFIX)] and "app_killed_copy" not in names
+    assert not list(recovery_cluster.home().iterdir())
+
+
+def _running(processes: list) -> list:
+    alive = []
+    for process in processes:
+        try:
+            if process.is_running() and process.status() != psutil.STATUS_ZOMBIE:
+                alive.append(process)
+        except psutil.NoSuchProcess:
+            pass
+    return alive
+
+
+@independent
+def test_window_text_shows_microseconds_so_a_moment_it_shows_is_inside(source_cluster):
+    conn = prepared(source_cluster)
+    finished = base_backup.listing(source_cluster.system_identifier)[0].manifest["finished"]
+    with pytest.raises(ParameterError) as caught:
+        pitr.recover(conn, source_cluster.target, to_time=datetime.fromisoformat(finished), controlled=True)
+    assert f"the recoverable window is {datetime.fromisoformat(finished).isoformat()} to " in str(caught.value)
+    with pytest.raises(ParameterError, match="--as needs a name"):
+        pitr.recover(conn, source_cluster.target, to_time=moment(conn), as_name="")
+
+
+@pytest.mark.parametrize("naive, said", [("2026-10-25T02:30:00", "happened twice"),
+                                         ("2026-03-29T02:30:00", "never happened")])
+def test_a_naive_time_a_clock_change_makes_ambiguous_is_refused_naming_both_offsets(monkeypatch, naive, said):
+    monkeypatch.setenv("TZ", "Europe/Berlin")
+    time.tzset()
+    try:
+        with pytest.raises(ParameterError, match=said) as caught:
+            pitr.parse_moment(naive)
+        assert "+01:00" in str(caught.value) and "+02:00" in str(caught.value)
+        assert pitr.parse_moment("2026-07-01T12:00:00").utcoffset() == timedelta(hours=2)
+    finally:
+        monkeypatch.undo()
+        time.tzset()

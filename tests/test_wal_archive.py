@@ -127,24 +127,72 @@ def test_status_reads_the_servers_archiving_as_it_runs(server):
         assert found.on is True and found.segments is not None, found
 
 
+def _base_manifest(folder: Path, sysid: str, finished: str) -> None:
+    folder.mkdir(parents=True)
+    files = {name: {"bytes": 1, "sha256": "0" * 64} for name in ("backup_manifest", "base.tar.gz", "pg_wal.tar.gz")}
+    (folder / wal_archive.BASE_MANIFEST).write_text(json.dumps({
+        "kind": "base", "system_identifier": sysid, "timeline": 1, "start_lsn": "0/2000028", "end_lsn": "0/2000100",
+        "started": finished, "finished": finished, "server_major": 18, "files": files}))
+
+
 def test_status_window_runs_from_the_oldest_base_backup_to_the_newest_archived_wal(server, tmp_path, monkeypatch):
+    """The window recover would use: listed base backups only (no partial copy, no other cluster's manifest)
+    to the newest segment file in the archive folder (not pg_stat_archiver's word)."""
     monkeypatch.setenv("PREP_OPS_BACKUP_DIR", str(tmp_path))
+    monkeypatch.setenv("PREP_OPS_WAL_DIR", str(tmp_path / "wal"))
     with db.connect(server) as conn:
         sysid = wal_archive.status(conn).system_identifier
-        assert wal_archive.status(conn).window == "no base backup"
-        for name, finished in [("b2", "2026-03-02T10:00:00+00:00"), ("b1", "2026-03-01T09:30:00+00:00")]:
-            folder = wal_archive.base_backups_dir(sysid) / name
-            folder.mkdir(parents=True)
-            (folder / wal_archive.BASE_MANIFEST).write_text(json.dumps({"finished": finished}))
-        other = tmp_path / "base" / "1234567" / "b0"  # another cluster's, older: never this one's window
-        other.mkdir(parents=True)
-        (other / wal_archive.BASE_MANIFEST).write_text(json.dumps({"finished": "2020-01-01T00:00:00+00:00"}))
+        assert wal_archive.status(conn).window.startswith("no base backup")
+        mine = wal_archive.base_backups_dir(sysid)
+        _base_manifest(mine / "20260302T100000Z-aaaaaa", sysid, "2026-03-02T10:00:00+00:00")
+        _base_manifest(mine / "20260301T093000Z-bbbbbb", sysid, "2026-03-01T09:30:00.250000+00:00")
+        _base_manifest(mine / ".20200101T000000Z-cccccc.partial-1", sysid, "2001-01-01T00:00:00+00:00")
+        _base_manifest(mine / "20200101T000000Z-dddddd", "1234567", "2001-01-01T00:00:00+00:00")  # a foreign copy
+        _base_manifest(tmp_path / "base" / "1234567" / "20200101T000000Z-eeeeee", "1234567", "2001-01-01T00:00:00+00:00")
+        assert "no WAL in" in wal_archive.status(conn).window
+        archive = wal_archive.archive_dir(sysid)
+        archive.mkdir(parents=True)
+        for name, at in [("000000010000000000000003", 1788000000.5), ("000000010000000000000002", 1788000100.25)]:
+            (archive / name).write_bytes(b"x")
+            os.utime(archive / name, (at, at))
         found = wal_archive.status(conn)
-    assert found.oldest_base_backup.isoformat() == "2026-03-01T09:30:00+00:00"
-    if found.last_archived_time is None:
-        assert found.window == "no WAL archived yet (oldest base backup 2026-03-01 09:30:00 +0000)"
-    else:
-        assert found.window.startswith("2026-03-01 09:30:00 +0000 to ")
+    assert found.oldest_base_backup.isoformat() == "2026-03-01T09:30:00.250000+00:00"
+    assert found.newest_segment_time.timestamp() == 1788000100.25
+    assert found.window.startswith("2026-03-01T09:30:00.250000+00:00 to 2026-08-29T")
+    assert found.window.split(" to ")[1][:32] == found.newest_segment_time.isoformat()[:32]
+
+
+@pytest.mark.server_independent
+def test_status_flags_an_archive_command_that_does_not_write_into_the_archive_folder(tmp_path):
+    folder = tmp_path / "wal dir" / "123"
+    ours = archiving.command_line(folder, Path(sys.executable))
+    assert wal_archive._names_folder(ours, folder)
+    assert wal_archive._names_folder(f"cp %p {folder}/%f", folder)
+    assert not wal_archive._names_folder("cp %p /mnt/elsewhere/%f", folder)
+    found = wal_archive.ArchiveStatus(system_identifier="123", archive_dir=folder, command_writes_elsewhere=True)
+    assert wal_archive._window(found) == (f"no base backup; the archive_command does not write into {folder}, "
+                                          "the only folder recovery reads")
+
+
+@pytest.mark.server_independent
+def test_archive_probe_accepts_a_folder_with_a_space_and_runs_nothing_from_its_name(tmp_path):
+    folder = tmp_path / "wal dir $(touch hacked)" / "123"
+    folder.mkdir(parents=True)
+    archiving._probe(archiving.command_line(folder, Path(sys.executable)), folder, None)  # no TargetError
+    assert not (tmp_path / "hacked").exists() and not any(tmp_path.rglob("hacked"))
+    assert list(folder.iterdir()) == []  # the probe's files removed
+
+
+@pytest.mark.server_independent
+def test_archive_on_refused_removes_the_folder_it_made(private_server, monkeypatch):
+    monkeypatch.setenv("PREP_OPS_WAL_DIR", str(private_server.parent / "wal root"))
+    monkeypatch.setattr(archiving, "command_line", lambda folder, python: "exit 3")
+    target = db.resolve_target()
+    with pytest.raises(archiving.TargetError, match="does not work as the server's user"):
+        archiving.on(target, timeout=30)
+    assert not (private_server.parent / "wal root").exists()
+    with db.connect(target) as conn:
+        assert wal_archive.status(conn).on is False
 
 
 def test_status_says_unknown_for_what_a_role_may_not_read(server, scratch):

@@ -25,7 +25,8 @@ from ..db import Target, connect, require_change, snapshot
 from ..errors import ParameterError, RecoveryError, database_error
 from ..sqlfiles import load
 
-SCOPES = ("rows", "database")  # what a restore puts back: the damaged rows, or the whole database
+SCOPES = ("rows", "database", "point-in-time")  # what a restore puts back: the damaged rows from the dump, the whole
+# database, or the damaged rows as they were just before the damage (point_in_time.py)
 EVIDENCE_SCHEMAS = ("audit",)  # never repaired from a backup
 SAMPLE_KEYS = 5  # keys of differing rows quoted per table and kind
 DIFFERENCES = ["table", "key", "missing", "changed", "added", "missing_keys", "changed_keys", "added_keys"]
@@ -134,7 +135,8 @@ def _split(table: str) -> tuple[str, str]:
     return schema, name
 
 
-def _key_columns(conn: psycopg.Connection, table: str) -> list[str]:
+def key_columns(conn: psycopg.Connection, table: str) -> list[str]:
+    """The primary-key columns of `table` (schema.table); RecoveryError when it has none."""
     schema, name = _split(table)
     keys = [r[0] for r in conn.execute(load("recovery", "primary_key"), {"schema": schema, "table": name}).fetchall()]
     if not keys:
@@ -142,7 +144,8 @@ def _key_columns(conn: psycopg.Connection, table: str) -> list[str]:
     return keys
 
 
-def _hashes(conn: psycopg.Connection, table: str, keys: list[str]) -> pd.DataFrame:
+def row_hashes(conn: psycopg.Connection, table: str, keys: list[str]) -> pd.DataFrame:
+    """Every row of `table`: its `keys` and a 64-bit hash of the whole row's text."""
     query = sql.SQL(load("recovery", "row_hashes")).format(
         keys=sql.SQL(", ").join(sql.Identifier(k) for k in keys), table=sql.Identifier(*_split(table)))
     with conn.cursor() as cur:
@@ -159,8 +162,8 @@ def row_differences(live: psycopg.Connection, restored: psycopg.Connection, tabl
         for conn in (live, restored):
             conn.execute("SET LOCAL TimeZone = 'UTC'")
         for table in tables:
-            keys = _key_columns(live, table)
-            now, then = _hashes(live, table, keys), _hashes(restored, table, keys)
+            keys = key_columns(live, table)
+            now, then = row_hashes(live, table, keys), row_hashes(restored, table, keys)
             both = then.merge(now, on=keys, how="outer", suffixes=("_backup", "_now"), indicator=True)
             kinds = {"missing": both[both["_merge"] == "left_only"],
                      "changed": both[(both["_merge"] == "both") & (both["row_hash_backup"] != both["row_hash_now"])],
@@ -200,7 +203,7 @@ def repair_rows(live: psycopg.Connection, source: psycopg.Connection, tables: li
             refuse_foreign_triggers(live, [_split(t) for t in tables], "to repair " + ", ".join(tables))
             for table in _load_order(live, tables):
                 schema, name = _split(table)
-                keys = _key_columns(live, table)
+                keys = key_columns(live, table)
                 columns = [r[0] for r in live.execute(load("recovery", "columns"), {"schema": schema, "table": name}).fetchall()]
                 staged = sql.Identifier(f"prep_ops_repair_{name}")
                 cols = sql.SQL(", ").join(map(sql.Identifier, columns))

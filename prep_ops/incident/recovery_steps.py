@@ -10,9 +10,15 @@ the notebook shows.
 A killed run leaves its record (runs/incidents/<id>.json): re-run with the same incident_id, step 1
 takes over the earlier block with the role's original connection limit, and step 5 puts that back;
 step 6 drops restored copies the earlier run left (they are named after the incident).
+
+scope="point-in-time" takes the missing and changed rows from the database as it was just before the
+damage (point_in_time.py: pitr.recover into a new database beside it, from the server's base backups
+and WAL archive) instead of the dump, so the work done after the last dump is kept. Its drill runs on a
+private archiving cluster of its own (drills/pitr_cluster.py).
 """
 
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import pandas as pd
@@ -22,7 +28,7 @@ from .. import restore as restores
 from .. import scratch, verify
 from ..backup import Backup
 from ..db import Target, connect
-from . import lockout, naming, recovery
+from . import lockout, naming, point_in_time, recovery
 from .drills import recovery as recovery_drill
 from .record import Action, Incident, check_mode
 
@@ -42,6 +48,14 @@ class DataRecovery:
     backup_dir: Path | None
     backup: Backup | None = None
     found: recovery.Damage | None = None
+    recover_to: object = None    # point-in-time: the moment given, or None (found from the audit log or WAL)
+    point: point_in_time.Copy | None = None  # point-in-time: the copy as it was just before the damage
+    lost_after: dict | None = None  # point-in-time: rows still missing or changed per table after step 3
+
+    @property
+    def pitr_name(self) -> str:
+        """The point-in-time copy's database: prep_ops_recovery_<label>_pitr, on the target's server."""
+        return f"{self.copy_prefix}pitr"
 
     @property
     def copy_prefix(self) -> str:
@@ -54,20 +68,28 @@ class DataRecovery:
 
 def start(target: Target, mode: str = "drill", *, incident_id: str | None = None, confirm: bool = False,
           app_role: str | None = None, scope: str = "rows", backup_dir: Path | str | None = None,
-          drill_students: int = 2000) -> DataRecovery:
-    """The drill made (mode="drill") or the target taken (live), and the incident opened."""
+          drill_students: int = 2000, recover_to=None, drill_audit_log: bool = True) -> DataRecovery:
+    """The drill made (mode="drill") or the target taken (live), and the incident opened. `recover_to`
+    (scope="point-in-time"): the moment to recover to; None: just before the first damaging change."""
     check_mode(mode)
     recovery.check_scope(scope)
+    if recover_to is not None:
+        point_in_time.given(recover_to)  # a bad value refused before anything is made
     incident_id = naming.check_id(incident_id or naming.new_id("data-recovery"))
     backup_dir = Path(backup_dir) if backup_dir else None
-    drill = recovery_drill.prepare(target, drill_students, incident_id=incident_id,
-                                   backup_dir=backup_dir) if mode == "drill" else None
+    if mode != "drill":
+        drill = None
+    elif scope == "point-in-time":
+        drill = recovery_drill.prepare_point_in_time(drill_students, incident_id=incident_id, audit=drill_audit_log)
+    else:
+        drill = recovery_drill.prepare(target, drill_students, incident_id=incident_id, backup_dir=backup_dir)
     work_on = drill.target if drill else target
     inc = Incident("data-recovery", "Data recovery", work_on, incident_id=incident_id, mode=mode, confirm=confirm,
                    conn=drill.conn if drill else None)
     if drill and drill.swept:
         inc.note(f"removed what killed drills had left: {', '.join(drill.swept)}")
-    return DataRecovery(inc, work_on, drill, drill.app_role if drill else app_role, scope, backup_dir)
+    return DataRecovery(inc, work_on, drill, drill.app_role if drill else app_role, scope, backup_dir,
+                        recover_to=recover_to)
 
 
 def stop_application(run: DataRecovery) -> pd.DataFrame:
@@ -128,12 +150,52 @@ def assess_damage(run: DataRecovery) -> recovery.Damage:
         if run.drill:
             inc.check("damage found where it was done", set(found.damaged) == set(run.drill.damage),
                       ", ".join(f"{t}: {n} rows" for t, n in run.drill.damage.items()))
+        if run.scope == "point-in-time" and found.damaged:
+            _recover_point_in_time(run)
         return found
 
 
+def _recover_point_in_time(run: DataRecovery) -> None:
+    """Step 2, scope="point-in-time": the database as it was just before the damage, beside it."""
+    inc, found = run.inc, run.found
+    directory = run.drill.backups_dir if run.drill else run.backup_dir
+    why_not = point_in_time.unavailable(inc.conn, directory)
+    if why_not or not inc.may_change:
+        inc.check("point-in-time copy made", False, skipped=why_not or f"{_NOT_CONFIRMED}: no database was recovered "
+                  "beside the target")
+        return
+    drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(run.pitr_name))
+    if inc.taken_over("pitr copy"):  # a killed earlier run's copy goes first: recover never overwrites
+        inc.run(inc.holds["pitr copy"].undo, autocommit=True)
+        inc.release("pitr copy")
+    inc.hold("pitr copy", f"database {run.pitr_name} (the point-in-time copy) on the target's server",
+             [Action(drop.as_string(None), drop)])
+    point = point_in_time.recover_copy(
+        inc.conn, run.target, found.copy, found.damaged, name=run.pitr_name, recover_to=run.recover_to,
+        since=datetime.fromisoformat(run.backup.manifest["started"]), directory=directory,
+        controlled=True if run.drill else None)
+    run.point = point
+    inc.fact("recovered to", f"{point.moment.text} ({point.moment.source})")
+    if point.moment.detail:
+        inc.found(point.moment.detail)
+    inc.did(f"recovered {run.target.database} as it was at {point.moment.text} into {run.pitr_name} "
+            f"({point.seconds:.1f} s)")
+    for r in point.differences.itertuples():
+        inc.found(f"{r.table}: {r.missing} rows missing, {r.changed} changed, {r.added} added against the "
+                  "point-in-time copy")
+    inc.found(f"the dump-based scope would lose {point.dump_would_lose} rows (the work after the last dump it "
+              "does not hold); point-in-time puts them back")
+    inc.check("point-in-time copy made", True, f"{run.pitr_name}, as at {point.moment.text}")
+
+
+def _repaired(repaired: pd.DataFrame) -> str:
+    return "; ".join(f"{r.table}: {r.inserted} rows inserted, {r.updated} updated" for r in repaired.itertuples())
+
+
 def restore(run: DataRecovery) -> pd.DataFrame:
-    """Step 3: the damaged rows put back from the backup (scope="rows"), or the whole database restored
-    (scope="database"); live without confirm, only said. Returns rows inserted and updated per table."""
+    """Step 3: the damaged rows put back from the backup (scope="rows") or from the point-in-time copy
+    (scope="point-in-time"), or the whole database restored (scope="database"); live without confirm,
+    only said. Returns rows inserted and updated per table."""
     inc, found = run.inc, run.found
     repaired = pd.DataFrame(columns=["table", "inserted", "updated"])
     with inc.step(3, "Restore", next_if_failed="the tables are as they were before this step; fix the cause above and "
@@ -143,22 +205,34 @@ def restore(run: DataRecovery) -> pd.DataFrame:
         elif run.scope == "rows" and inc.may_change:
             with connect(found.copy, autocommit=True) as copy:
                 repaired = recovery.repair_rows(inc.conn, copy, found.damaged, confirm=True)
-            inc.did("; ".join(f"{r.table}: {r.inserted} rows inserted, {r.updated} updated" for r in repaired.itertuples()))
+            inc.did(_repaired(repaired))
+        elif run.scope == "point-in-time" and run.point is not None:
+            with connect(run.point.target, autocommit=True) as copy:
+                repaired = recovery.repair_rows(inc.conn, copy, found.damaged, confirm=True)
+            inc.did(f"{_repaired(repaired)} (from the point-in-time copy, as at {run.point.moment.text})")
         elif run.scope == "database" and inc.may_change:
             inc.close()  # the restore replaces the database this connection is on
             inc.did(str(restores.restore(run.backup.path, run.target, confirm=True)))
+        elif run.scope == "point-in-time" and inc.may_change:
+            inc.note("no point-in-time copy (step 2 says why): nothing put back")
+        elif run.scope == "point-in-time":
+            inc.would(f"put back the rows above into {', '.join(found.damaged)} from the database as it was just "
+                      "before the damage (scope=point-in-time)")
         else:
             inc.would(f"put back the rows above into {', '.join(found.damaged)} from {run.backup.path.name} (scope={run.scope})")
     return repaired
 
 
 def verify_data(run: DataRecovery) -> pd.DataFrame:
-    """Step 4: every table compared with the backup again; the damaged ones must equal it row by row.
-    Returns the per-table comparison."""
+    """Step 4: every table compared with the backup again; the damaged ones must equal it (scope
+    "point-in-time": the point-in-time copy) row by row. Returns the per-table comparison with the backup."""
     inc, found = run.inc, run.found
     with inc.step(4, "Verify the data", next_if_failed="keep the application blocked; compare the tables listed above "
                                                         "with the backup by hand"):
         after = recovery.assess(inc.conn, run.backup.manifest)
+        if run.scope == "point-in-time":
+            _verify_point_in_time(run)
+            return after
         still = pd.DataFrame(columns=recovery.DIFFERENCES)
         if found.damaged:
             with connect(found.copy, autocommit=True) as copy:
@@ -169,6 +243,35 @@ def verify_data(run: DataRecovery) -> pd.DataFrame:
         inc.check("data equals the backup (zero rows lost)", lost == 0 and not recovery.damaged_tables(after),
                   f"{len(found.damaged)} table(s) checked, {lost} rows still missing or changed", skipped=unchanged)
     return after
+
+
+def _verify_point_in_time(run: DataRecovery) -> None:
+    """Step 4, scope="point-in-time": the damaged tables equal the point-in-time copy row by row."""
+    inc, found, point = run.inc, run.found, run.point
+    name = "zero rows lost, including the work after the last logical backup"
+    if not found.damaged:
+        inc.check(name, True, "no table differs from the backup")
+        return
+    if point is None:
+        inc.check(name, False, skipped="no point-in-time copy (step 2 says why): nothing put back")
+        return
+    with connect(point.target, autocommit=True) as copy:
+        still = recovery.row_differences(inc.conn, copy, found.damaged)
+    lost = int(still["missing"].sum() + still["changed"].sum())
+    run.lost_after = dict(zip(still["table"], still["missing"] + still["changed"]))
+    inc.found(f"rows lost: {lost} with point-in-time, {point.dump_would_lose} with the dump-based scope")
+    inc.check(name, lost == 0, f"{len(found.damaged)} table(s) equal the copy as at {point.moment.text}: "
+              f"{lost} rows lost (the dump-based scope would lose {point.dump_would_lose})")
+
+
+def losses(run: DataRecovery) -> pd.DataFrame | None:
+    """Per damaged table (scope="point-in-time", after step 4): rows the dump-based scope would lose and
+    rows lost with point-in-time, with a few keys of the first; None for the other scopes."""
+    if run.point is None or run.lost_after is None:
+        return None
+    frame = run.point.dump_lost.rename(columns={"lost": "lost_with_dump", "lost_keys": "e.g. (dump)"})
+    frame.insert(2, "lost_with_point_in_time", frame["table"].map(run.lost_after).astype(int))
+    return frame.set_index("table")
 
 
 def resume_service(run: DataRecovery) -> None:
@@ -190,6 +293,8 @@ def clean_up(run: DataRecovery) -> None:
     with inc.step(6, "Document and clean up", next_if_failed=f"drop the {run.copy_prefix}* databases by hand"):
         if run.found is not None:
             run.found.drop()
+        if "pitr copy" in inc.holds and inc.run(inc.holds["pitr copy"].undo, autocommit=True):
+            inc.release("pitr copy")
         if "copies" in inc.holds:  # with what an earlier, killed run of this incident left
             server = verify.scratch_server()
             for name in scratch.existing(server, run.copy_prefix):

@@ -4,13 +4,22 @@
 --   'record':   the same function, through hash_record_extended(ROW(column)), where it does not take
 --               the column's type in SQL (PostgreSQL 15 hashes boolean with hashcharextended("char"));
 --   'text':     the column's text form, for types not in the list given (json, arrays, enums, ...).
+-- not_null: declared NOT NULL (what column-hash-v1 went by); valid_not_null: and no NULL can be there,
+-- which on PostgreSQL 18 a NOT VALID not-null constraint does not promise (column-hash-v2 goes by it).
+-- collatable: the type takes a collation (text-like, or the text form).
 SELECT n.nspname AS schema_name, c.relname AS table_name, a.attname AS column_name,
        CASE WHEN fn.proname IS NULL THEN 'text' WHEN fn.direct THEN 'function' ELSE 'record' END AS hashing,
        a.attnotnull AS not_null,
-       fn.nspname AS function_schema, fn.proname AS function_name
+       fn.nspname AS function_schema, fn.proname AS function_name,
+       a.attnotnull AND NOT EXISTS (
+           SELECT 1 FROM pg_constraint nn
+           WHERE nn.conrelid = c.oid AND nn.contype = 'n' AND NOT nn.convalidated AND nn.conkey = ARRAY[a.attnum]
+       ) AS valid_not_null,
+       ty.typcollation <> 0 AS collatable
 FROM pg_attribute a
 JOIN pg_class c ON c.oid = a.attrelid
 JOIN pg_namespace n ON n.oid = c.relnamespace
+JOIN pg_type ty ON ty.oid = a.atttypid
 LEFT JOIN LATERAL (
     SELECT pn.nspname, pr.proname, pr.proargtypes[0] = oc.opcintype AS direct
     FROM pg_opclass oc

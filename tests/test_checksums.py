@@ -1,0 +1,173 @@
+"""Content checksums: the same on every server version, changed by any change of content, blind to
+physical row order; and backups whose manifests carry an older method still verify."""
+
+import json
+
+import psycopg
+import pytest
+
+from prep_ops import backup, checksums, db, verify
+
+EVERY_TYPE = """
+CREATE TABLE public.every_type (
+    i2 smallint, i4 integer NOT NULL, i8 bigint, num numeric(10,2), r real, d double precision, b boolean,
+    gone integer, t text, vc varchar(20), c char(5), nm name, dt date, tm time, ttz timetz, ts timestamp,
+    tstz timestamptz, iv interval, by bytea, jb jsonb, u uuid, o oid, ip inet, mac macaddr, js json, arr integer[]);
+ALTER TABLE public.every_type DROP COLUMN gone;
+INSERT INTO public.every_type VALUES
+    (1, 2, 3, 4.50, 1.5, 0.1, true, 'text', 'vc', 'c', 'nm', '2024-05-01', '12:34:56', '12:34:56+02',
+     '2024-05-01 12:34:56.789', '2024-05-01 12:34:56+02', '1 day 02:03:04', '\\x00ff', '{"b": 1, "a": [1, 2]}',
+     'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', 42, '192.168.0.1/24', '08:00:2b:01:02:03', '{"b": 1, "a": [1, 2]}', '{1,2,NULL}'),
+    (-1, -2, -3, -4.05, -1.5, -1e300, false, 'Zoë 🎻', '', '', '', '1900-01-01', '00:00', '00:00-05',
+     '1900-01-01 00:00', '1900-01-01 00:00+00', '-1 mon', '\\x', '[]', '00000000-0000-0000-0000-000000000000', 0,
+     '::1', '00:00:00:00:00:00', '[]', '{}'),
+    (NULL, 0, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+     NULL, NULL, NULL, NULL, NULL, NULL);
+-- every column NOT NULL: column-hash-v2 chains them all, through each path (PostgreSQL 15 hashes
+-- boolean, date, timestamptz and bytea by hash_record_extended, 18 by their own functions)
+CREATE TABLE public.every_type_not_null (LIKE public.every_type);
+INSERT INTO public.every_type_not_null SELECT * FROM public.every_type WHERE i2 IS NOT NULL;
+ALTER TABLE public.every_type_not_null ALTER i2 SET NOT NULL, ALTER i8 SET NOT NULL, ALTER num SET NOT NULL,
+    ALTER r SET NOT NULL, ALTER d SET NOT NULL, ALTER b SET NOT NULL, ALTER t SET NOT NULL, ALTER vc SET NOT NULL,
+    ALTER c SET NOT NULL, ALTER nm SET NOT NULL, ALTER dt SET NOT NULL, ALTER tm SET NOT NULL,
+    ALTER ttz SET NOT NULL, ALTER ts SET NOT NULL, ALTER tstz SET NOT NULL, ALTER iv SET NOT NULL,
+    ALTER by SET NOT NULL, ALTER jb SET NOT NULL, ALTER u SET NOT NULL, ALTER o SET NOT NULL, ALTER ip SET NOT NULL,
+    ALTER mac SET NOT NULL, ALTER js SET NOT NULL, ALTER arr SET NOT NULL;
+"""
+# the checksums of EVERY_TYPE by each method, the same on every server (PostgreSQL 15.18 and 18.6)
+EVERY_TYPE_CHECKSUMS = {
+    checksums.COLUMN_HASH: {"public.every_type": {"rows": 3, "checksum": "-3643424189517326399"},
+                            "public.every_type_not_null": {"rows": 2, "checksum": "6673269470044965351"}},
+    checksums.COLUMN_HASH_V1: {"public.every_type": {"rows": 3, "checksum": "-3643424189517326399"},
+                               "public.every_type_not_null": {"rows": 2, "checksum": "-7853382496239166041"}},
+}
+
+
+@pytest.mark.parametrize("method", [checksums.COLUMN_HASH, checksums.COLUMN_HASH_V1])
+def test_column_hash_checksum_is_the_same_on_every_server_version_and_setting(scratch, method):
+    want = EVERY_TYPE_CHECKSUMS[method]
+    with db.connect(scratch, autocommit=True) as conn:
+        conn.execute(EVERY_TYPE)
+        assert checksums.table_checksums(conn, method) == want
+        conn.execute("SET TimeZone = 'America/New_York'")
+        conn.execute("SET DateStyle = 'SQL, DMY'")
+        conn.execute("SET extra_float_digits = 0")
+        assert checksums.table_checksums(conn, method) == want
+    with db.connect(scratch) as conn:  # in the caller's transaction, whose settings stay as they were
+        conn.execute("SET LOCAL TimeZone = 'Asia/Kolkata'")
+        assert checksums.table_checksums(conn, method) == want
+        assert conn.execute("SHOW TimeZone").fetchone()[0] == "Asia/Kolkata"
+        assert conn.execute("SHOW DateStyle").fetchone()[0] != "ISO, YMD"
+
+
+ROWS = [("x", "y", "c", 1), ("p", "q", None, None), ("u", "v", "", 3)]
+
+
+def _checksum(target, rows, method) -> str:
+    """The checksum of table `pair` holding `rows`, inserted in that order (its physical order)."""
+    with db.connect(target, autocommit=True) as conn:
+        conn.execute("DROP TABLE IF EXISTS pair")
+        conn.execute("CREATE TABLE pair (a text NOT NULL, b text NOT NULL, c text, n integer)")
+        with conn.cursor().copy("COPY pair FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+        return checksums.table_checksums(conn, method)["public.pair"]["checksum"]
+
+
+@pytest.fixture(params=[checksums.COLUMN_HASH, checksums.COLUMN_HASH_V1])
+def pair(request, scratch):
+    """(the checksum of table `pair` holding `rows` by the method, that of ROWS, the method)."""
+    def checksum(rows):
+        return _checksum(scratch, rows, request.param)
+    return checksum, checksum(ROWS), request.param
+
+
+def test_checksum_ignores_the_physical_order_of_rows(pair, scratch):
+    checksum, same, method = pair
+    assert checksum(list(reversed(ROWS))) == same
+    assert checksum([ROWS[1], ROWS[2], ROWS[0]]) == same
+    with db.connect(scratch, autocommit=True) as conn:  # an UPDATE moves a row to the end of the heap
+        conn.execute("UPDATE pair SET a = a WHERE a = 'x'")
+        assert conn.execute("SELECT a FROM pair ORDER BY ctid DESC LIMIT 1").fetchone()[0] == "x"
+        assert checksums.table_checksums(conn, method)["public.pair"]["checksum"] == same
+
+
+def test_checksum_changes_with_one_value(pair):
+    checksum, same, _ = pair
+    for changed in ([("x", "y", "c", 2), *ROWS[1:]], [("x", "Y", "c", 1), *ROWS[1:]],
+                    [ROWS[0], ("p", "q", "z", None), ROWS[2]], [ROWS[0], ("p", "q", None, 0), ROWS[2]]):
+        assert checksum(changed) != same, changed
+
+
+def test_checksum_changes_between_null_and_empty_string(pair):
+    checksum, same, _ = pair
+    assert checksum([ROWS[0], ("p", "q", "", None), ROWS[2]]) != same  # NULL to ''
+    assert checksum([*ROWS[:2], ("u", "v", None, 3)]) != same  # '' to NULL
+
+
+def test_checksum_changes_with_values_swapped_between_columns(pair):
+    checksum, same, _ = pair
+    assert checksum([("y", "x", "c", 1), *ROWS[1:]]) != same  # two NOT NULL columns (chained in v2)
+    assert checksum([("x", "c", "y", 1), *ROWS[1:]]) != same  # a NOT NULL and a nullable one
+    assert checksum([("x", "q", "c", 1), ("p", "y", None, None), ROWS[2]]) != same  # between rows
+
+
+def test_checksum_changes_with_a_duplicated_row(pair):
+    checksum, same, _ = pair
+    assert checksum([*ROWS, ROWS[1]]) != same
+    assert checksum([*ROWS, ROWS[1], ROWS[1]]) != same
+
+
+def test_v2_checksum_changes_with_case_in_a_case_insensitive_column(scratch):
+    """v1 hashed under the column's collation, where 'Cello' equals 'cello'; v2 hashes the bytes."""
+    with db.connect(scratch, autocommit=True) as conn:
+        try:
+            conn.execute("CREATE COLLATION nocase (provider = icu, locale = 'und-u-ks-level2', deterministic = false)")
+        except psycopg.Error as exc:
+            pytest.skip(f"no ICU collation on this server: {exc}")
+        conn.execute("CREATE TABLE t (name text COLLATE nocase NOT NULL, other text COLLATE nocase)")
+        conn.execute("INSERT INTO t VALUES ('cello', 'viola')")
+        before = {m: checksums.table_checksums(conn, m)["public.t"] for m in (checksums.COLUMN_HASH, checksums.COLUMN_HASH_V1)}
+        conn.execute("UPDATE t SET name = 'Cello', other = 'Viola'")
+        assert checksums.table_checksums(conn, checksums.COLUMN_HASH)["public.t"] != before[checksums.COLUMN_HASH]
+        assert checksums.table_checksums(conn, checksums.COLUMN_HASH_V1)["public.t"] == before[checksums.COLUMN_HASH_V1]
+
+
+def test_v2_counts_a_null_under_a_not_valid_not_null_constraint(scratch):
+    """PostgreSQL 18 allows NOT NULL ... NOT VALID over existing NULLs: v2 must not chain that column
+    (a NULL would make the whole row's hash NULL and the sum skip the row)."""
+    with db.connect(scratch, autocommit=True) as conn:
+        if db.server_version(conn) < 18:
+            pytest.skip("NOT VALID not-null constraints came with PostgreSQL 18")
+        conn.execute("CREATE TABLE t (id integer NOT NULL, note text)")
+        conn.execute("INSERT INTO t VALUES (1, NULL), (2, NULL)")
+        conn.execute("ALTER TABLE t ADD CONSTRAINT note_nn NOT NULL note NOT VALID")
+        assert checksums.table_checksums(conn, checksums.COLUMN_HASH_V1)["public.t"]["checksum"] == "0"  # v1's blind spot
+        both = checksums.table_checksums(conn)["public.t"]
+        conn.execute("DELETE FROM t WHERE id = 2")
+        one = checksums.table_checksums(conn)["public.t"]
+        assert "0" not in (both["checksum"], one["checksum"]) and one["checksum"] != both["checksum"]
+
+
+def test_a_column_hash_v1_manifest_is_verified_with_v1(seeded, tmp_path):
+    """Backups taken before v2 carry column-hash-v1 checksums: verify computes v1 for them."""
+    made = backup.backup(seeded, "full", "custom", directory=tmp_path)
+    assert made.manifest["checksum_method"] == checksums.COLUMN_HASH
+    with db.connect(seeded) as conn:
+        v1_sums = checksums.table_checksums(conn, checksums.COLUMN_HASH_V1)
+    differing = {t for t, sums in v1_sums.items() if sums != made.manifest["tables"][t]}
+    assert "public.students" in differing  # v1 and v2 differ where a table has two NOT NULL columns
+    path = backup.manifest_path(made.path)
+
+    def rewrite(**fields):
+        manifest = json.loads(path.read_text())
+        path.write_text(json.dumps({**manifest, **fields}))
+
+    rewrite(checksum_method=checksums.COLUMN_HASH_V1, tables=v1_sums)
+    result = verify.verify(made.path)
+    assert result.ok, result.failures.to_string()
+    assert set(result.report.loc[result.report["check"] == "content checksum", "object"]) == set(v1_sums)
+
+    rewrite(tables=made.manifest["tables"])  # v2 sums labelled v1: caught
+    failed = verify.verify(made.path).failures
+    assert set(failed["check"]) == {"content checksum"} and set(failed["object"]) == differing

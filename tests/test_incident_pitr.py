@@ -1,0 +1,203 @@
+"""Runbook 10, scope="point-in-time": the drill on a private archiving cluster loses no row, where the
+dump-based scope would lose the work done after the last dump; the moment comes from the audit log, the
+WAL, or recover_to; nothing of the drill is left behind, also after a kill; live without archiving or a
+base backup, SKIP with the reason.
+
+The drills run on a private cluster of the embedded binaries (pitr_cluster), whatever the server under
+test, so they run once in CI (server_independent); the live test uses the server under test."""
+
+import os
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import psutil
+import pytest
+
+import pitr_fixtures
+from prep_ops import backup, db, incident, migrate, runner, seed
+from prep_ops.base_backup import lsn_value
+from prep_ops.errors import ParameterError
+from prep_ops.incident import point_in_time, recovery_steps
+from prep_ops.incident.drills import pitr_cluster
+
+from conftest import _create, _drop, check_statuses
+
+NOTEBOOK = Path(__file__).parent.parent / "notebooks" / "10_incident_data_recovery.ipynb"
+ZERO_LOST = "zero rows lost, including the work after the last logical backup"
+source_cluster = pitr_fixtures.source_cluster  # the fixture, used by name
+independent = pytest.mark.server_independent
+
+
+def _postgres_on(folder: Path) -> list[psutil.Process]:
+    """The postgres processes whose command line names a folder under `folder`."""
+    found = []
+    for process in psutil.process_iter(["name", "cmdline"]):
+        if "postgres" in (process.info["name"] or "") and str(folder) in " ".join(process.info["cmdline"] or []):
+            found.append(process)
+    return found
+
+
+def _drill_folders() -> list[Path]:
+    return sorted(pitr_cluster.home().glob("*")) if pitr_cluster.home().exists() else []
+
+
+def _nothing_left(run) -> None:
+    cluster = run.drill.cluster
+    assert not cluster.folder.exists() and not cluster.archive.exists()
+    assert not _postgres_on(cluster.folder)
+    assert _drill_folders() == []
+    with db.connect(db.resolve_target(), autocommit=True) as conn:  # the dump's copy on the embedded server
+        assert conn.execute("SELECT count(*) FROM pg_database WHERE starts_with(datname, %s)",
+                            (run.copy_prefix,)).fetchone()[0] == 0
+
+
+def _run_steps(run) -> None:
+    try:
+        recovery_steps.stop_application(run)
+        recovery_steps.assess_damage(run)
+        recovery_steps.restore(run)
+        recovery_steps.verify_data(run)
+        recovery_steps.resume_service(run)
+    finally:
+        recovery_steps.clean_up(run)
+
+
+@independent
+def test_point_in_time_drill_passes_with_zero_rows_lost_where_the_dump_would_lose_some(tmp_path, incident_id):
+    result = runner.run_one(NOTEBOOK, tmp_path, {"incident_id": incident_id, "scope": "point-in-time",
+                                                 "drill_students": 300})
+    assert result.ok, result.error
+    status = {c["name"]: c["status"] for c in result.checks}
+    for name in ("application stopped", "damage found where it was done", "point-in-time copy made", ZERO_LOST,
+                 "application can connect again"):
+        assert status[name] == "PASS", name
+    report = (incident.incidents_dir() / f"{incident_id}.md").read_text()
+    would_lose = int(re.search(r"rows lost: 0 with point-in-time, (\d+) with the dump-based scope", report).group(1))
+    assert would_lose > 0
+    assert "the first damaging change: DELETE of public.enrollments" in report  # from the audit log
+    assert "outcome:** all must-hold checks passed" in report
+    assert _drill_folders() == []
+
+
+@independent
+def test_the_dump_would_lose_the_work_after_it_and_point_in_time_keeps_it(incident_id):
+    run = recovery_steps.start(db.resolve_target(), "drill", incident_id=incident_id, scope="point-in-time",
+                               drill_students=200)
+    _run_steps(run)
+    statuses = check_statuses(run, ("point-in-time copy made", ZERO_LOST))
+    assert statuses["point-in-time copy made"] == statuses[ZERO_LOST] == "PASS"
+    assert run.point.moment.source == "audit log"
+    table = recovery_steps.losses(run)
+    assert (table["lost_with_point_in_time"] == 0).all()
+    # every card payment made or changed after the dump is lost by the dump-based scope
+    assert table.loc["public.tuition_payments", "lost_with_dump"] >= run.drill.after_dump["changed_payments"]
+    assert table.loc["public.enrollments", "lost_with_dump"] > 0
+    _nothing_left(run)
+
+
+@independent
+def test_recover_to_given_explicitly_is_the_moment_used(incident_id):
+    run = recovery_steps.start(db.resolve_target(), "drill", incident_id=incident_id, scope="point-in-time",
+                               drill_students=200, drill_audit_log=False)
+    run.recover_to = run.drill.before_damage[0].isoformat()  # the DBA knows when it happened
+    _run_steps(run)
+    assert run.point.moment.source == "given"
+    assert run.point.moment.to_time == run.drill.before_damage[0]
+    assert check_statuses(run, (ZERO_LOST,))[ZERO_LOST] == "PASS"
+    assert run.point.dump_would_lose > 0
+    _nothing_left(run)
+
+
+@independent
+def test_without_an_audit_log_the_damaging_change_is_found_in_the_wal(incident_id):
+    run = recovery_steps.start(db.resolve_target(), "drill", incident_id=incident_id, scope="point-in-time",
+                               drill_students=200, drill_audit_log=False)
+    _run_steps(run)
+    moment = run.point.moment
+    assert moment.source == "WAL (pg_walinspect)"
+    # the first damaging record is after the WAL position read just before the damage began
+    assert lsn_value(moment.to_lsn) >= lsn_value(run.drill.before_damage[1])
+    assert check_statuses(run, (ZERO_LOST,))[ZERO_LOST] == "PASS"
+    _nothing_left(run)
+
+
+@independent
+def test_start_refuses_a_bad_recover_to_before_making_anything():
+    before = _drill_folders()
+    for bad in ("yesterday at noon", "0/XYZ"):
+        with pytest.raises(ParameterError, match="not a date and time|not a WAL location"):
+            recovery_steps.start(db.resolve_target(), "drill", scope="point-in-time", recover_to=bad)
+    assert _drill_folders() == before
+
+
+@independent
+def test_neither_audit_log_nor_wal_asks_for_recover_to_in_one_line(source_cluster):
+    with source_cluster.connect() as conn:
+        conn.execute("CREATE TABLE lessons (id int PRIMARY KEY, fee numeric)")
+        conn.execute("INSERT INTO lessons SELECT g, g FROM generate_series(1, 50) g")
+        start = conn.execute("SELECT pg_current_wal_insert_lsn()::text").fetchone()[0]
+        conn.execute("DELETE FROM lessons WHERE id > 40")
+        damaged = {"public.lessons": {"missing": {(str(i),) for i in range(41, 51)}, "changed": set()}}
+        # no audit log and no pg_walinspect in this database: nothing can say when the damage began
+        with pytest.raises(ParameterError, match="give recover_to") as asked:
+            point_in_time.find_moment(conn, damaged, since=source_cluster_started(conn), start_lsn=start)
+        assert "\n" not in str(asked.value)
+        conn.execute("CREATE EXTENSION pg_walinspect")  # with it, the DELETE's record is found
+        found = point_in_time.find_moment(conn, damaged, since=source_cluster_started(conn), start_lsn=start)
+        assert found.source == "WAL (pg_walinspect)"
+        assert lsn_value(found.to_lsn) >= lsn_value(start)
+
+
+def source_cluster_started(conn):
+    return conn.execute("SELECT pg_postmaster_start_time()").fetchone()[0]
+
+
+_KILLED_AFTER_MAKING_THE_CLUSTER = """
+import os, signal
+from prep_ops.incident.drills import pitr_cluster
+cluster = pitr_cluster.make(pitr_cluster.new_folder(), database="killed", scratch=True)
+print(cluster.folder, cluster.archive, flush=True)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+@independent
+def test_a_killed_drills_cluster_is_removed_by_the_next_run(tmp_path):
+    killed = subprocess.run([sys.executable, "-c", _KILLED_AFTER_MAKING_THE_CLUSTER], capture_output=True, text=True,
+                            timeout=300, env={**os.environ, "PREP_OPS_WAL_DIR": str(tmp_path / "wal")})
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    folder, archive = (Path(p) for p in killed.stdout.split())
+    assert folder.is_dir() and archive.is_dir() and _postgres_on(folder)  # left running by the kill
+    removed = pitr_cluster.remove_stale()
+    assert folder in removed
+    assert not folder.exists() and not archive.exists() and not _postgres_on(folder)
+
+
+def test_live_point_in_time_without_archiving_or_a_base_backup_skips_with_the_reason(server, tmp_path, incident_id):
+    target = _create(server)
+    try:
+        with db.connect(target, autocommit=True) as conn:
+            migrate.apply(conn, confirm=True)
+            seed.seed(conn, students=100, seed=3, confirm=True)
+        backup.backup(target, "full", "custom", directory=tmp_path)
+        with db.connect(target, autocommit=True) as conn:
+            conn.execute("DELETE FROM enrollments WHERE id % 5 = 0")
+        run = recovery_steps.start(target, "live", incident_id=incident_id, confirm=True, scope="point-in-time",
+                                   backup_dir=tmp_path)
+        recovery_steps.assess_damage(run)
+        recovery_steps.restore(run)
+        recovery_steps.verify_data(run)
+        recovery_steps.clean_up(run)
+        events = [e.text for e in run.inc.events if e.kind == "check"]
+        skip = next(t for t in events if t.startswith("SKIP point-in-time copy made"))
+        assert "WAL archiving is off" in skip or "no base backup of this cluster" in skip
+        assert any(t.startswith(f"SKIP {ZERO_LOST}") for t in events)
+        with db.connect(target, autocommit=True) as conn:  # nothing put back, nothing recovered beside it
+            assert conn.execute("SELECT count(*) FROM enrollments WHERE id % 5 = 0").fetchone()[0] == 0
+            assert conn.execute("SELECT count(*) FROM pg_database WHERE datname = %s",
+                                (run.pitr_name,)).fetchone()[0] == 0
+    finally:
+        _drop(server, target)
