@@ -14,13 +14,17 @@ backups folder; archiving with prep-ops' own archive_wal.py, archive_timeout = 1
      restore of the same base backup: `tar -xzf` of base.tar.gz and pg_wal.tar.gz, recovery.signal,
      restore_command = cp from the archive, recovery_target_time = T, promote, pg_ctl start, timed until
      pg_is_in_recovery() is false. Both clusters get the same settings (fsync off, archive_mode off, a
-     socket of their own); the copy the hand-run leaves out is timed apart inside recover;
+     socket of their own). recover's phases (extraction, until promoted, the copy) are timed inside it,
+     the replay from the server log; the hand-run then makes the same copy by hand (pg_dump -Fc piped into
+     pg_restore into a new database on the source), timed apart: the whole of what recover does;
   3. recovery point, --kills rounds: a fresh base backup, then per round a steady insert load (one
      client, one row per transaction, each commit acknowledged with synchronous_commit on and timed by
      the client) killed after a random 4-12 s with `pg_ctl stop -m immediate`; the newest base backup
      is recovered to the end of the archived WAL (recovery_cluster.recovered, no target) and the newest
      row there is compared with the newest acknowledged commit: committed work lost = the client's ack
-     time of the last acknowledged commit minus that of the last recovered one.
+     time of the last acknowledged commit minus that of the last recovered one. After every start the
+     server is sent a reload: until its checkpointer first wakes, archive_timeout is not applied
+     (benchmarks/README.md). --kills 0 leaves this part out.
 Prints Markdown tables. Everything it made is removed at the end (--keep-folder leaves it).
 """
 
@@ -167,7 +171,7 @@ def hand_run(chain_backup, archive: Path, target_time: str, copy_into: "Source")
         conf.write(f"restore_command = 'cp {archive}/%f %p'\nrecovery_target_time = '{target_time}'\n"
                    f"recovery_target_action = 'promote'\narchive_mode = 'off'\nlisten_addresses = ''\n"
                    f"unix_socket_directories = '{sock}'\nfsync = 'off'\nshared_buffers = '128MB'\n")
-    owner = recovery_cluster._owner(archive)
+    owner = recovery_cluster.cluster_owner(archive)
     hand_over(folder, owner)
     run_server_program([BINS / "pg_ctl", "-D", data, "-l", folder / "log", "-W", "start"], owner=owner)
     url = libpq_url({"user": "postgres", "dbname": "postgres", "host": str(sock)})

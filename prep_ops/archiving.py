@@ -21,6 +21,7 @@ from psycopg import sql
 from . import db, embedded
 from .errors import ParameterError, TargetError
 from .paths import PACKAGE_DIR
+from .recovery_cluster import conf_string
 from .wal_archive import ArchiveStatus, archive_dir, root, status
 
 SCRIPT = PACKAGE_DIR / "archive_wal.py"
@@ -128,6 +129,8 @@ def _probe(command: str, folder: Path, user: "tuple[int, int] | None") -> None:
             raise TargetError(f"the archive command does not work as the server's user ({why}): nothing changed")
     except FileNotFoundError:
         raise TargetError("the archive command wrote no copy as the server's user: nothing changed") from None
+    except subprocess.TimeoutExpired:
+        raise TargetError("the archive command did not finish within 60 s as the server's user: nothing changed") from None
     finally:
         for path in (source, copy):
             path.unlink(missing_ok=True)
@@ -207,11 +210,6 @@ def _where(found: ArchiveStatus) -> str:
     return "the server's postgresql.conf (SHOW config_file as a superuser says where)"
 
 
-def _quoted(value: str) -> str:
-    """A postgresql.conf string value: in single quotes, each one inside doubled."""
-    return "'" + value.replace("'", "''") + "'"
-
-
 def _instructions_on(found: ArchiveStatus, timeout: int) -> tuple[dict[str, str], str]:
     """The settings archiving needs on a server prep-ops does not run, and the text that says where."""
     folder = archive_dir(found.system_identifier) if found.system_identifier else \
@@ -223,12 +221,14 @@ def _instructions_on(found: ArchiveStatus, timeout: int) -> tuple[dict[str, str]
              "# 1. make that folder on the server's machine, writable by the server's system user; the",
              f"#    command runs {SCRIPT}: on another machine, copy it to the same path there",
              f"# 2. set these in {_where(found)} (or with ALTER SYSTEM SET):"]
-    lines += [f"{name} = {_quoted(value) if name == 'archive_command' else value}" for name, value in wanted.items()]
-    lines.append("# 3. restart the server (archive_mode takes effect only then); then: prep-ops archive status")
+    lines += [f"{name} = {conf_string(value) if name == 'archive_command' else value}" for name, value in wanted.items()]
+    lines.append("# 3. restart the server (archive_mode takes effect only then), then SELECT pg_reload_conf(): after a "
+                 "start, archive_timeout applies only once the checkpointer first wakes, up to checkpoint_timeout later; "
+                 "then: prep-ops archive status")
     if found.on:
         now = found.archive_command or f"archive_library = {found.archive_library}"
         into = "into that folder already" if f"{folder}/" in now else f"but prep-ops needs each segment in {folder}"
-        lines.append(f"# now archiving is on with {_quoted(now)}, {into}; the command above also never replaces "
+        lines.append(f"# now archiving is on with {conf_string(now)}, {into}; the command above also never replaces "
                      "a different file and writes each one atomically")
     return wanted, "\n".join(lines)
 

@@ -32,6 +32,7 @@ from .backup import libpq_env
 from .db import Target, server_version
 from .errors import BackupError, ParameterError
 from .manifest import _check_file, _json_type, backups_dir, file_hashes
+from .private_cluster import alive
 from .sqlfiles import load
 
 MANIFEST = "prep-ops-base.json"
@@ -104,8 +105,9 @@ def take(conn: psycopg.Connection, target: Target, *, directory: Path | None = N
     if previous is not None:
         command.append(f"--incremental={previous.path / 'backup_manifest'}")
     try:
-        done = subprocess.run(command, env={**env, "LC_ALL": "C"}, capture_output=True, text=True,
-                              preexec_fn=orphans.die_with_parent())  # a killed take leaves no streamer
+        # a killed take leaves no pg_basebackup, nor the WAL streamer it forks (its own process group)
+        done = subprocess.run(orphans.as_group(command), env={**env, "LC_ALL": "C"}, capture_output=True, text=True,
+                              start_new_session=True, preexec_fn=orphans.die_with_parent())
         if done.returncode != 0:
             lines = done.stderr.strip().splitlines()
             raise BackupError(f"pg_basebackup failed: {lines[-1] if lines else done.returncode}")
@@ -137,21 +139,11 @@ def remove_partial(folder: Path) -> list[Path]:
     removed = []
     for stale in folder.glob(".*.partial-*"):
         pid = stale.name.rpartition("-")[2]
-        if pid.isdigit() and not _alive(int(pid)):
+        if pid.isdigit() and not alive(int(pid)):
             orphans.terminate("pg_basebackup", stale)
             shutil.rmtree(stale, ignore_errors=True)
             removed.append(stale)
     return removed
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 # --- reading them ----------------------------------------------------------------------------------
@@ -233,6 +225,8 @@ def chain(backup: BaseBackup) -> list[BaseBackup]:
     links = [backup]
     while links[0].manifest.get("incremental_of"):
         previous = links[0].path.parent / links[0].manifest["incremental_of"]
+        if any(link.path.name == previous.name for link in links):  # a manifest is data: it may loop
+            raise BackupError(f"{backup.name}'s chain of incremental backups loops at {previous.name}")
         if not is_base_backup(previous):
             raise BackupError(f"{backup.name} is incremental to {previous.name}, which is missing")
         manifest = read(previous)

@@ -28,6 +28,7 @@ import psycopg
 
 from . import base_backup, pg_binaries, wal_archive
 from .errors import BackupError, ParameterError
+from .pitr import segment_name, wal_segment_bytes
 
 _BACKUP_FILE = re.compile(r"[0-9A-F]{24}\.[0-9A-F]{8}\.backup")  # a backup history file
 _START = re.compile(r"^START WAL LOCATION: ([0-9A-F]+/[0-9A-F]+) \(file ([0-9A-F]{24})\)$", re.M)
@@ -47,10 +48,8 @@ def prune(conn: psycopg.Connection, keep: int, *, directory: Path | None = None)
     """Keep the newest `keep` base backups of the cluster `conn` is on (and the backups their incremental
     chains need), remove the older ones and the archived WAL only they needed; returns what was done."""
     source = base_backup.source_of(conn)
-    segment_bytes = int(conn.execute(
-        "SELECT setting::bigint FROM pg_settings WHERE name = 'wal_segment_size'").fetchone()[0])
     return prune_cluster(source["system_identifier"], keep, major=source["server_major"],
-                         segment_bytes=segment_bytes, directory=directory)
+                         segment_bytes=wal_segment_bytes(conn), directory=directory)
 
 
 def prune_cluster(system_identifier: str, keep: int, *, major: int, segment_bytes: int,
@@ -103,13 +102,6 @@ def start_segment(backup: "base_backup.BaseBackup", archive: Path, segment_bytes
         if found and base_backup.lsn_value(found.group(1)) == base_backup.lsn_value(start):
             return found.group(2)
     return segment_name(_start_timeline(backup), base_backup.lsn_value(start), segment_bytes)
-
-
-def segment_name(timeline: int, lsn: int, segment_bytes: int) -> str:
-    """The file name of the WAL segment holding `lsn` on `timeline` (as pg_walfile_name gives)."""
-    segment = lsn // segment_bytes
-    per_id = 0x100000000 // segment_bytes
-    return f"{timeline:08X}{segment // per_id:08X}{segment % per_id:08X}"
 
 
 def _start_timeline(backup: "base_backup.BaseBackup") -> int:

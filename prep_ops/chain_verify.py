@@ -29,6 +29,12 @@ differs FAILs, named, and the row of commits between says which commits may expl
 SKIP, with the reason: the manifest records no snapshot position (older backups, or taken on a
 standby), no base backup of the cluster ends before the snapshot, or the WAL is not archived up to it.
 On a server prep-ops controls (the embedded one), the segment holding the snapshot is archived first.
+A SKIP never hides damaged WAL: every archived segment replay needs must carry this cluster's header for
+its position (pitr_checks.segment_problem; FAIL naming it otherwise), and replay that ends before the
+snapshot's LSN FAILs when the archive held the WAL it needed: when it stopped in a segment before the one
+holding the snapshot's LSN, or when the archive holds the segment after that one too. Only replay that
+ran out in the very segment of the snapshot, with nothing archived after it (the record there may run
+into the next segment), is a SKIP.
 """
 
 import re
@@ -40,11 +46,11 @@ from pathlib import Path
 import pandas as pd
 import psycopg
 
-from . import base_backup, pg_binaries, pitr, wal_archive
+from . import base_backup, pg_binaries, pitr, pitr_checks, wal_archive
 from ._report import row
 from .comparison import compare_data
 from .db import Target
-from .errors import TargetError
+from .errors import TargetError, WalEndedEarly
 from .manifest import Backup, identity, latest, of_database
 from .recovery_cluster import recovered
 from .verify import Verification
@@ -103,11 +109,6 @@ def _newest_logical(directory: Path | None, source: dict) -> Backup:
         if found.manifest["kind"] in ("full", "data"):
             return found
     return latest(directory, source, "full")  # raises NoBackups, saying so in the one usual way
-
-
-def _segment_name(timeline: int, number: int, segment_bytes: int) -> str:
-    per_id = 0x100000000 // segment_bytes
-    return f"{timeline:08X}{number // per_id:08X}{number % per_id:08X}"
 
 
 def commits_in_wal(archive: Path, segments: dict, segment_bytes: int, major: int, position: Position,
@@ -183,6 +184,12 @@ def _skip(path: Path, check: str, why: str, began: float) -> Verification:
     return Verification(path, True, report, None, time.perf_counter() - began)
 
 
+def _failed(path: Path, why: str, began: float) -> Verification:
+    report = pd.DataFrame([row(path.name, "base backup and WAL up to the snapshot", "this cluster's WAL, whole",
+                               why, False)])
+    return Verification(path, False, report, None, time.perf_counter() - began)
+
+
 def _choose(backups: list, segments: dict, segment_bytes: int, lsn: str) -> tuple[object, str | None]:
     """(the newest base backup ending before `lsn` with all its WAL to `lsn` archived, None), or (None, why not)."""
     value = base_backup.lsn_value(lsn)
@@ -198,9 +205,32 @@ def _choose(backups: list, segments: dict, segment_bytes: int, lsn: str) -> tupl
         missing[candidate.name] = [n for n in range(first, last + 1) if n not in segments]
         if not missing[candidate.name]:
             return candidate, None
-    name = _segment_name(fitting[0].manifest["timeline"], missing[fitting[0].name][-1], segment_bytes)
+    name = pitr.segment_name(fitting[0].manifest["timeline"], missing[fitting[0].name][-1] * segment_bytes, segment_bytes)
     return None, (f"the WAL is not archived up to the snapshot's LSN {lsn}: segment {name} is not in the archive "
                   "yet (see archive_timeout, or SELECT pg_switch_wal())")
+
+
+def _bad_segment(segments: dict, first: int, last: int, segment_bytes: int, sysid: str) -> str | None:
+    """Why one of the archived segments `first`..`last` is not this cluster's WAL for its position, or None."""
+    for n in range(first, last + 1):
+        problem = pitr_checks.segment_problem(segments[n], n, segment_bytes, sysid)
+        if problem:
+            return f"archived WAL segment {segments[n].name} is not this cluster's WAL: {problem}"
+    return None
+
+
+def _ended_early(exc: WalEndedEarly, segments: dict, last: int, segment_bytes: int) -> str | None:
+    """When replay ended before the snapshot's LSN although the archive held the WAL it needed: why
+    the WAL is damaged (a FAIL); None when the WAL at the snapshot may not be archived yet (a SKIP)."""
+    stopped = exc.last_restored
+    number = int(stopped[8:16], 16) * (0x100000000 // segment_bytes) + int(stopped[16:], 16) if stopped else None
+    if number is not None and number < last:
+        return (f"replay ended in archived segment {stopped}, before {segments[last].name} which holds the "
+                f"snapshot's LSN and is archived: the WAL in {stopped} is damaged")
+    if last + 1 in segments:
+        return (f"replay ended before the snapshot's LSN although the archive holds the WAL past it (up to "
+                f"{segments[max(segments)].name}): the WAL in {stopped or segments[last].name} is damaged")
+    return None
 
 
 def verify_chain(conn: psycopg.Connection, target: Target, directory: Path | None = None, *,
@@ -220,8 +250,7 @@ def verify_chain(conn: psycopg.Connection, target: Target, directory: Path | Non
     if not sysid:
         return _skip(path, "cluster", "the manifest does not know its cluster's system identifier", began)
     archive = wal_archive.archive_dir(sysid)
-    segment_bytes = int(conn.execute("SELECT setting::bigint FROM pg_settings WHERE name = 'wal_segment_size'")
-                        .fetchone()[0])
+    segment_bytes = pitr.wal_segment_bytes(conn)
     segments = pitr.archived_segments(archive, segment_bytes)
     if (controlled if controlled is not None else target.embedded) and \
             base_backup.lsn_value(position.lsn) // segment_bytes not in segments:
@@ -233,6 +262,11 @@ def verify_chain(conn: psycopg.Connection, target: Target, directory: Path | Non
     chosen, why_not = _choose(base_backup.listing(sysid, directory), segments, segment_bytes, position.lsn)
     if chosen is None:
         return _skip(path, "base backup and WAL up to the snapshot", why_not, began)
+    first = base_backup.lsn_value(chosen.manifest["start_lsn"]) // segment_bytes
+    last = base_backup.lsn_value(position.lsn) // segment_bytes
+    bad = _bad_segment(segments, first, last, segment_bytes, sysid)
+    if bad:
+        return _failed(path, bad, began)
     major = chosen.manifest["server_major"]
     commits = commits_in_wal(archive, segments, segment_bytes, major, position)
     stop, why = recovery_target(position, commits)
@@ -254,10 +288,11 @@ def verify_chain(conn: psycopg.Connection, target: Target, directory: Path | Non
                     compared = compare_data(there, manifest)
                 rows += [{**r, "skipped": False} for r in compared.report.to_dict("records")]
                 tables_equal = compared.ok
-    except TargetError as exc:
-        if str(exc).startswith("the archived WAL ends before the target"):
-            return _skip(path, "base backup and WAL up to the snapshot", str(exc), began)
-        raise
+    except WalEndedEarly as exc:
+        damaged = _ended_early(exc, segments, last, segment_bytes)
+        if damaged:
+            return _failed(path, damaged, began)
+        return _skip(path, "base backup and WAL up to the snapshot", str(exc), began)
     rows.append(_between_row(path.name, between, commits, tables_equal))
     report = pd.DataFrame(rows)
     return Verification(path, bool(report["passed"].all()), report, None, time.perf_counter() - began)

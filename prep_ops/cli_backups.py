@@ -29,6 +29,7 @@ def backup_cmd(ctx, kind, incremental, fmt, directory, jobs, keep) -> None:
     from . import backup
 
     if kind == "base" or incremental:
+        _refuse_given(ctx, ("fmt", "jobs"), "with --kind base (a base backup is pg_basebackup's tar, one job)")
         _base_backup(ctx, kind, incremental, directory, keep)
         return
     made = backup.backup(_target(ctx), kind, fmt, directory=Path(directory) if directory else None, jobs=jobs, keep=keep)
@@ -36,6 +37,16 @@ def backup_cmd(ctx, kind, incremental, fmt, directory, jobs, keep) -> None:
     click.echo(f"{m['kind']} {m['format']} backup of {m['database']}: {m['bytes']:,} bytes, {backup.holds(m)}, "
                f"manifest {made.manifest_path.name}")
     click.echo(str(made.path))
+
+
+def _refuse_given(ctx, names: tuple[str, ...], why: str) -> None:
+    """A usage error naming the options of `names` given on the command line, which do not apply `why`."""
+    from click.core import ParameterSource
+
+    given = [p.opts[0] for p in ctx.command.params
+             if p.name in names and ctx.get_parameter_source(p.name) == ParameterSource.COMMANDLINE]
+    if given:
+        raise click.UsageError(f"{', '.join(given)} do{'es' if len(given) == 1 else ''} not apply {why}")
 
 
 def _base_backup(ctx, kind, incremental, directory, keep) -> None:
@@ -106,6 +117,8 @@ def verify_cmd(ctx, backup_path, latest, directory, max_age, min_size, same_serv
     if backup_path and not latest and not chain and base_backup.is_base_backup(Path(backup_path)):
         from . import base_verify  # a base backup folder needs no server: its own private cluster only
 
+        _refuse_given(ctx, ("max_age", "min_size", "same_server", "keep_scratch"), "to a base backup folder")
+
         result = base_verify.verify_base(Path(backup_path))
         _show_verification(result)
         if not result.ok:
@@ -116,6 +129,8 @@ def verify_cmd(ctx, backup_path, latest, directory, max_age, min_size, same_serv
     if chain:
         from . import chain_verify
         from .db import connect
+
+        _refuse_given(ctx, ("max_age", "min_size", "same_server", "keep_scratch"), "with --chain")
 
         with connect(target, autocommit=True) as conn:
             result = chain_verify.verify_chain(conn, target, Path(directory) if directory else None)

@@ -177,7 +177,19 @@ def start() -> ServerStatus:
     current = _wait_running(5.0)
     if not current.running:
         raise TargetError(f"the embedded PostgreSQL server in {pgdata} did not report ready")
+    _wake_archive_timeout(current)
     return _with_preload(current)
+
+
+def _wake_archive_timeout(state: ServerStatus) -> None:
+    """Right after a start, make archive_timeout work: the checkpointer computes its first sleep while the
+    server is still starting, without archive_timeout, and forces no WAL switch until it first wakes (up
+    to checkpoint_timeout later: minutes of committed work unarchived). A reload wakes it."""
+    import psycopg
+
+    with psycopg.connect(_url(state.socket_dir, "postgres"), autocommit=True) as conn:
+        if conn.execute("SHOW archive_mode").fetchone()[0] != "off":
+            conn.execute("SELECT pg_reload_conf()")
 
 
 def _with_preload(state: ServerStatus) -> ServerStatus:
@@ -222,6 +234,7 @@ def restart() -> ServerStatus:
     current = _wait_running(10.0)
     if not current.running:
         raise TargetError(f"the embedded PostgreSQL server in {pgdata} did not come back after a restart")
+    _wake_archive_timeout(current)
     return current
 
 

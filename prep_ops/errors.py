@@ -11,6 +11,15 @@ class TargetError(PrepOpsError):
     """The database cannot be reached: bad URL, wrong password, stopped server."""
 
 
+class WalEndedEarly(TargetError):
+    """Replay stopped before its recovery target: the archived WAL ends (or is damaged) before it.
+    `last_restored`: the last segment replay took from the archive (None when it took none)."""
+
+    def __init__(self, message: str, last_restored: str | None = None):
+        super().__init__(message)
+        self.last_restored = last_restored
+
+
 class MigrationError(PrepOpsError):
     """A migration failed, was edited after it was applied, or cannot be found."""
 

@@ -15,7 +15,7 @@ def _major_of(folder: Path) -> int | None:
     """The major version of the `postgres` program in `folder`, or None when there is none."""
     try:
         out = subprocess.run([str(folder / "postgres"), "--version"], capture_output=True, text=True, timeout=30).stdout
-    except OSError:
+    except (OSError, subprocess.SubprocessError):  # missing, not a program, or hanging: not that major
         return None
     found = re.search(r"\(PostgreSQL\) (\d+)", out)
     return int(found.group(1)) if found else None

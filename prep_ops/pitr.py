@@ -101,6 +101,18 @@ def archived_segments(archive: Path, segment_bytes: int) -> dict[int, Path]:
     return found
 
 
+def wal_segment_bytes(conn: psycopg.Connection) -> int:
+    """The size of the server's WAL segments, in bytes."""
+    return int(conn.execute("SELECT setting::bigint FROM pg_settings WHERE name = 'wal_segment_size'").fetchone()[0])
+
+
+def segment_name(timeline: int, lsn: int, segment_bytes: int) -> str:
+    """The file name of the WAL segment holding `lsn` on `timeline` (as pg_walfile_name gives)."""
+    segment = lsn // segment_bytes
+    per_id = 0x100000000 // segment_bytes
+    return f"{timeline:08X}{segment // per_id:08X}{segment % per_id:08X}"
+
+
 def archive_now(conn: psycopg.Connection, archive: Path, seconds: float = ARCHIVE_WAIT) -> str:
     """On a server prep-ops controls: commit one transaction, switch WAL, and wait until the segment
     just finished is in `archive` (the folder recovery reads, rather than pg_stat_archiver's word);
@@ -209,7 +221,7 @@ def recover(conn: psycopg.Connection, target: Target, *, to_time: str | datetime
         raise ParameterError(f"{moment.isoformat(timespec='seconds')} is in the future: nothing to recover yet")
     if controlled if controlled is not None else target.embedded:
         archive_now(conn, archive)
-    segment_bytes = int(conn.execute("SELECT setting::bigint FROM pg_settings WHERE name = 'wal_segment_size'").fetchone()[0])
+    segment_bytes = wal_segment_bytes(conn)
     segments = archived_segments(archive, segment_bytes)
     fitting = candidates(base_backup.listing(sysid, directory), segments, segment_bytes, to_time=moment, to_lsn=to_lsn,
                          system_identifier=sysid)
@@ -290,7 +302,8 @@ def _copy(cluster, database: str, target: Target, conn: psycopg.Connection, into
                               preexec_fn=orphans.die_with_parent())
         dump.stdout.close()
         dumped = dump.wait()
-        problem = dump.stderr.read().decode(errors="replace") if dumped else load.stderr
+        # pg_restore's error first: when it stops (--exit-on-error), pg_dump only dies of the broken pipe
+        problem = load.stderr if load.returncode else dump.stderr.read().decode(errors="replace")
         if dumped or load.returncode:
             raise BackupError(f"copying {database} out of the recovery cluster failed: "
                               f"{pitr_checks.error_line(problem)}")

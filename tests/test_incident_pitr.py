@@ -8,18 +8,21 @@ test, so they run once in CI (server_independent); the live test uses the server
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
+from datetime import datetime, timezone
 from pathlib import Path
 
 import psutil
 import pytest
+from psycopg import sql
 
 import pitr_fixtures
-from prep_ops import backup, db, incident, migrate, runner, seed
+from prep_ops import backup, base_backup, db, incident, migrate, runner, seed
 from prep_ops.base_backup import lsn_value
-from prep_ops.errors import ParameterError
+from prep_ops.errors import ParameterError, StepFailed
 from prep_ops.incident import point_in_time, recovery_steps
 from prep_ops.incident.drills import pitr_cluster
 
@@ -165,7 +168,8 @@ os.kill(os.getpid(), signal.SIGKILL)
 
 
 @independent
-def test_a_killed_drills_cluster_is_removed_by_the_next_run(tmp_path):
+def test_a_killed_drills_cluster_is_removed_by_the_next_run(tmp_path, monkeypatch):
+    monkeypatch.setenv("PREP_OPS_WAL_DIR", str(tmp_path / "wal"))  # the next run's configuration is the killed one's
     killed = subprocess.run([sys.executable, "-c", _KILLED_AFTER_MAKING_THE_CLUSTER], capture_output=True, text=True,
                             timeout=300, env={**os.environ, "PREP_OPS_WAL_DIR": str(tmp_path / "wal")})
     assert killed.returncode == -signal.SIGKILL, killed.stderr
@@ -191,13 +195,95 @@ def test_live_point_in_time_without_archiving_or_a_base_backup_skips_with_the_re
         recovery_steps.restore(run)
         recovery_steps.verify_data(run)
         recovery_steps.clean_up(run)
+        with db.connect(target, autocommit=True) as conn:
+            archiving = conn.execute("SHOW archive_mode").fetchone()[0]
+            sysid = base_backup.source_of(conn)["system_identifier"]
+        expected = ("WAL archiving is off on this server" if archiving == "off"  # the embedded server
+                    else f"no base backup of this cluster in {base_backup.root(tmp_path) / sysid}")  # CI's PG 15
         events = [e.text for e in run.inc.events if e.kind == "check"]
         skip = next(t for t in events if t.startswith("SKIP point-in-time copy made"))
-        assert "WAL archiving is off" in skip or "no base backup of this cluster" in skip
-        assert any(t.startswith(f"SKIP {ZERO_LOST}") for t in events)
+        assert skip.startswith(f"SKIP point-in-time copy made — nothing to recover from: {expected}"), skip
+        assert any(t.startswith(f"SKIP {ZERO_LOST} — nothing to recover from: {expected}") for t in events)
         with db.connect(target, autocommit=True) as conn:  # nothing put back, nothing recovered beside it
             assert conn.execute("SELECT count(*) FROM enrollments WHERE id % 5 = 0").fetchone()[0] == 0
             assert conn.execute("SELECT count(*) FROM pg_database WHERE datname = %s",
                                 (run.pitr_name,)).fetchone()[0] == 0
     finally:
         _drop(server, target)
+
+
+# --- the second review ------------------------------------------------------------------------------
+@independent
+def test_a_drill_without_its_base_backup_fails_the_point_in_time_copy_rather_than_skipping(incident_id):
+    run = recovery_steps.start(db.resolve_target(), "drill", incident_id=incident_id, scope="point-in-time",
+                               drill_students=200)
+    gone = base_backup.root(run.drill.backups_dir) / run.drill.cluster.system_identifier
+    shutil.rmtree(gone)  # a drill always makes one: without it, nothing can be recovered and the drill failed
+    with pytest.raises(StepFailed, match="step 2"):
+        _run_steps(run)
+    assert check_statuses(run, ("point-in-time copy made",))["point-in-time copy made"] == "FAIL"
+    failed = next(e.text for e in run.inc.events if e.text.startswith("FAIL point-in-time copy made"))
+    assert failed == f"FAIL point-in-time copy made: nothing to recover from: no base backup of this cluster in {gone} " \
+                     "(prep-ops backup --kind base)"
+    _nothing_left(run)
+
+
+@independent
+def test_a_copy_from_after_the_damage_fails_zero_rows_lost_against_the_dump(incident_id):
+    """The copy holds the damage too, so the tables equal it: only the dump itself shows the rows lost."""
+    run = recovery_steps.start(db.resolve_target(), "drill", incident_id=incident_id, scope="point-in-time",
+                               drill_students=200, drill_audit_log=False)
+    run.recover_to = datetime.now(timezone.utc)  # after the damage
+    with pytest.raises(StepFailed, match="step 4"):
+        _run_steps(run)
+    statuses = check_statuses(run, ("point-in-time copy made", ZERO_LOST))
+    assert (statuses["point-in-time copy made"], statuses[ZERO_LOST]) == ("PASS", "FAIL")
+    # the damage deleted these rows of the dump (and some added after it); nothing put them back
+    deleted = int(run.found.differences.set_index("table").loc["public.enrollments", "missing"])
+    assert deleted > 0
+    failed = next(e.text for e in run.inc.events if e.text.startswith(f"FAIL {ZERO_LOST}"))
+    assert f"0 rows lost, {deleted} rows of the last logical backup missing" in failed
+    assert any(e.text.startswith(f"rows of the last logical backup still missing: public.enrollments: {deleted} ")
+               for e in run.inc.events)
+    _nothing_left(run)
+
+
+@independent
+def test_an_ordinary_delete_between_the_base_backup_and_the_dump_is_not_taken_for_the_damage(source_cluster):
+    with source_cluster.connect() as conn:
+        conn.execute("CREATE EXTENSION pg_walinspect")
+        conn.execute("CREATE TABLE lessons (id int PRIMARY KEY, fee numeric)")
+        conn.execute("INSERT INTO lessons SELECT g, g FROM generate_series(1, 100) g")
+        base = base_backup.take(conn, source_cluster.target)
+        conn.execute("DELETE FROM lessons WHERE id > 90")  # ordinary work, before the dump: the dump lacks them
+        dump = backup.backup(source_cluster.target)
+        conn.execute("INSERT INTO lessons SELECT g, g FROM generate_series(101, 120) g")  # the work after the dump
+        before_damage = conn.execute("SELECT pg_current_wal_insert_lsn()::text").fetchone()[0]
+        conn.execute("DELETE FROM lessons WHERE id <= 10")
+        damaged = {"public.lessons": {"missing": {(str(i),) for i in range(1, 11)}, "changed": set()}}
+        since = datetime.fromisoformat(dump.manifest["started"])
+        found = point_in_time.find_moment(conn, damaged, since=since, start_lsn=base.manifest["start_lsn"],
+                                          snapshot=dump.manifest["snapshot"])
+        assert found.source == "WAL (pg_walinspect)"
+        assert lsn_value(found.to_lsn) >= lsn_value(before_damage)  # the damage, not the delete before the dump
+        # every DELETE since the base backup, as before: the ordinary one, a copy too old to keep the work
+        too_old = point_in_time.find_moment(conn, damaged, since=since, start_lsn=base.manifest["start_lsn"])
+        assert lsn_value(too_old.to_lsn) < lsn_value(dump.manifest["snapshot"]["lsn_before"])
+
+
+@independent
+def test_a_table_name_that_needs_quoting_is_found_in_the_wal(source_cluster):
+    name = "Fee Lessons.v2"  # capitals, a space and a dot: no regclass text parses it
+    table = sql.Identifier("public", name)
+    with source_cluster.connect() as conn:
+        conn.execute("CREATE EXTENSION pg_walinspect")
+        conn.execute(sql.SQL("CREATE TABLE {} (id int PRIMARY KEY, fee numeric)").format(table))
+        conn.execute(sql.SQL("INSERT INTO {} SELECT g, g FROM generate_series(1, 50) g").format(table))
+        start = conn.execute("SELECT pg_current_wal_insert_lsn()::text").fetchone()[0]
+        conn.execute(sql.SQL("UPDATE {} SET fee = 0 WHERE id <= 5").format(table))
+        conn.execute(sql.SQL("DELETE FROM {} WHERE id > 40").format(table))
+        for kind, keys in (("changed", range(1, 6)), ("missing", range(41, 51))):
+            damaged = {f"public.{name}": {"missing": set(), "changed": set(), kind: {(str(i),) for i in keys}}}
+            found = point_in_time.find_moment(conn, damaged, since=source_cluster_started(conn), start_lsn=start)
+            assert found.source == "WAL (pg_walinspect)" and f"public.{name}" in found.detail, kind
+            assert lsn_value(found.to_lsn) >= lsn_value(start)

@@ -68,7 +68,7 @@ def test_the_suite_leaves_the_users_folders_and_servers_alone(tmp_path):
     # the run's own folders (its session's project folder, pytest's temporary folders) go into a folder
     # of its own, so every server it could leave behind is found there (one the embedded servers' system
     # user can traverse, as /tmp)
-    run_tmp = Path(tempfile.mkdtemp(prefix="prep-ops-isolation-"))
+    run_tmp = Path(tempfile.mkdtemp(prefix="poi-", dir="/tmp"))  # short: a socket path has at most 107 bytes
     run_tmp.chmod(0o755)
     env["TMPDIR"] = str(run_tmp)
     before = (_state(user), _state(CHECKOUT), _postmasters(user, CHECKOUT))

@@ -8,8 +8,10 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import psutil
 import pytest
@@ -448,3 +450,76 @@ def test_a_naive_time_a_clock_change_makes_ambiguous_is_refused_naming_both_offs
     finally:
         monkeypatch.undo()
         time.tzset()
+
+
+# --- the second review ---------------------------------------------------------------------------------
+def _dead_pid() -> int:
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    return gone.pid
+
+
+@independent
+def test_removing_a_killed_runs_folder_never_follows_a_path_written_into_it(tmp_path, monkeypatch):
+    """As root the server's system user owns the folder and may write into it: a note naming another
+    folder must not make the next run remove that folder."""
+    from prep_ops import private_cluster
+    from prep_ops.incident.drills import pitr_cluster
+
+    monkeypatch.setenv("PREP_OPS_WAL_DIR", str(tmp_path / "wal"))
+    victims = [tmp_path / "precious", tmp_path / "12345"]  # 12345: named like an archive, outside the WAL root
+    for victim in victims:
+        victim.mkdir()
+        (victim / "keep").write_text("mine")
+    pid = _dead_pid()
+    for home_dir, marker in ((tmp_path / "rc", recovery_cluster.MARKER), (tmp_path / "drills", pitr_cluster.MARKER)):
+        folder = home_dir / f"20260101T000000-{pid}-abcdef"
+        folder.mkdir(parents=True)
+        (folder / marker).write_text("")
+        (folder / "socket_dir").write_text(str(victims[0]))
+        (folder / "archive").write_text(str(victims[1]))
+        (folder / "system_identifier").write_text(f"../{victims[1].name}")
+        assert private_cluster.stale_folders(home_dir, marker) == [folder]
+    recovery_cluster._remove(tmp_path / "rc" / f"20260101T000000-{pid}-abcdef")
+    pitr_cluster.remove_folder(tmp_path / "drills" / f"20260101T000000-{pid}-abcdef")
+    assert all((victim / "keep").read_text() == "mine" for victim in victims)
+    assert not list((tmp_path / "rc").iterdir()) and not list((tmp_path / "drills").iterdir())
+
+    # a folder too deep for a socket path gets a short one, named from its own path, and it goes with it
+    deep = tmp_path / ("d" * 120)
+    deep.mkdir()
+    short = private_cluster.socket_dir(deep, "prep-ops-rc-")
+    assert short.parent == Path(tempfile.gettempdir()) and short.name.startswith("prep-ops-rc-")
+    assert private_cluster.socket_dir(tmp_path / "rc", "prep-ops-rc-") == tmp_path / "rc" / "sock"
+    private_cluster.remove_socket_dir(deep, "prep-ops-rc-")
+    assert not short.exists()
+
+
+@independent
+def test_a_recovery_cluster_pg_ctl_cannot_start_is_one_line_not_a_traceback(source_cluster):
+    from prep_ops.errors import TargetError
+
+    conn = prepared(source_cluster)
+    made = base_backup.listing(source_cluster.system_identifier)[0]
+    with pytest.raises(TargetError, match="starting the recovery cluster failed: .*is not a database cluster "
+                                          "directory") as caught:
+        with recovery_cluster.recovered(base_backup.chain(made), before_start=lambda c: (c.data / "PG_VERSION").unlink()):
+            pass
+    assert "\n" not in str(caught.value)
+    assert not list(recovery_cluster.home().iterdir())
+    conn.close()
+
+
+@independent
+def test_an_archiving_cluster_initdb_cannot_make_is_one_line_and_leaves_nothing(tmp_path, monkeypatch):
+    from prep_ops.errors import TargetError
+
+    monkeypatch.setenv("PREP_OPS_WAL_DIR", str(tmp_path / "wal"))
+    folder = tmp_path / "cluster"
+    (folder / "data").mkdir(parents=True)
+    (folder / "data" / "someone's file").write_text("")
+    with pytest.raises(TargetError, match="initdb of the archiving cluster failed: initdb: error: directory .* exists "
+                                          "but is not empty") as caught:
+        make_source(folder)
+    assert "\n" not in str(caught.value)
+    assert not folder.exists() and not (tmp_path / "wal").exists()

@@ -305,7 +305,14 @@ def test_archive_on_archives_each_switched_segment_and_off_restores(private_serv
         while not conn.execute("SELECT failed_count FROM pg_stat_archiver").fetchone()[0] and time.monotonic() < deadline:
             time.sleep(0.2)
         point = health.recovery_point(conn)
-    assert point.status == "critical" and "archiving fails" in point.detail, point.detail
+        assert point.status == "critical" and "archiving fails" in point.detail, point.detail
+        conn.execute("ALTER SYSTEM SET archive_command = ''")  # on, with nothing to archive with: critical too
+        conn.execute("SELECT pg_reload_conf()")
+        deadline = time.monotonic() + 10
+        while conn.execute("SHOW archive_command").fetchone()[0] not in ("", "(disabled)") and time.monotonic() < deadline:
+            time.sleep(0.1)
+        point = health.recovery_point(conn)
+    assert point.status == "critical" and "neither archive_command nor archive_library" in point.detail, point.detail
     off = archiving.off(target)
     assert off.changed and off.status.archive_mode == "off" and off.status.on is False
     with db.connect(target) as conn:
@@ -313,3 +320,22 @@ def test_archive_on_archives_each_switched_segment_and_off_restores(private_serv
         auto = conn.execute("SELECT pg_read_file('postgresql.auto.conf')").fetchone()[0]
     assert "archive_" not in auto
     assert not archiving.off(target).changed  # off twice: nothing to do
+
+
+@pytest.mark.server_independent
+def test_archive_timeout_switches_segments_right_after_a_start(private_server, monkeypatch):
+    # the checkpointer ignores archive_timeout until it first wakes after a start (up to checkpoint_timeout,
+    # 5 min): without the reload embedded.restart/start do, no segment would be archived within the wait
+    monkeypatch.setenv("PREP_OPS_WAL_DIR", str(private_server.parent / "wal"))
+    monkeypatch.setenv("PREP_OPS_BACKUP_DIR", str(private_server.parent / "backups"))
+    target = db.resolve_target()
+    change = archiving.on(target, timeout=1)  # restarts the server
+    assert change.changed and change.status.archive_timeout == 1
+    with db.connect(target, autocommit=True) as conn:
+        conn.execute("CREATE TABLE timed_work (id int)")
+        conn.execute("INSERT INTO timed_work VALUES (1)")
+        deadline = time.monotonic() + 20
+        while not conn.execute("SELECT archived_count FROM pg_stat_archiver").fetchone()[0]:
+            assert time.monotonic() < deadline, "no segment archived 20 s after a write with archive_timeout = 1 s"
+            time.sleep(0.2)
+    archiving.off(target)

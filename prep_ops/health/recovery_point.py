@@ -32,6 +32,10 @@ def _check_recovery_point(name: str, run: Run) -> HealthCheck:
     if found.on is None:
         why = found.unknown.get("on") or found.unknown.get("archive_mode") or "archive_mode is unreadable"
         return HealthCheck(name, "unknown", None, threshold, f"WAL archiving: {why}")
+    if not found.on and found.archive_mode not in (None, "off"):  # on, with nothing to archive with
+        return HealthCheck(name, "critical", None, threshold,
+                           f"archive_mode is {found.archive_mode} but neither archive_command nor archive_library "
+                           "is set: WAL piles up in pg_wal and nothing is archived", FIX)
     if not found.on:
         return HealthCheck(name, "unknown", None, threshold,
                            "WAL archiving is off: no point-in-time recovery; a loss takes everything since the "

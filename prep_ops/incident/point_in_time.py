@@ -7,9 +7,14 @@ it), read from:
 1. the audit log (prep_ops.audit_log), when it logs every damaged table: each row's last entry since
    the dump began; the moment is one microsecond before the earliest of them;
 2. else the WAL (pg_walinspect, PostgreSQL 16+, where it is installed): the heap records of the damaged
-   tables since the base backup the recovery starts from; a changed row's last record is the one that
-   wrote its present version (matched by its ctid), a missing row's the tables' DELETE records; the
-   target is the earliest record of those transactions (recovery stops just before it);
+   tables since the dump's snapshot (its manifest's "snapshot": from "lsn_before"; a manifest without
+   one: since the base backup the recovery starts from); a changed row's last record is the one that
+   wrote its present version (matched by its ctid), a missing row's the tables' DELETE records; of
+   those transactions, the ones the dump's snapshot sees are left out (committed before the dump, they
+   cannot have damaged a row against it: an ordinary delete between base backup and dump is no damage);
+   the target is the earliest record of the others (recovery stops just before it). A transaction
+   already in progress at the snapshot whose records all lie before it is not seen here: the moment
+   found is then too late, and step 4 says so (rows the dump held still missing);
 3. else neither can say: ParameterError, one line asking for `recover_to`.
 A row changed after the dump on purpose and not damaged since also differs from the dump, so it is
 taken for damage (nothing in the data tells them apart): the moment found is then too early, and the
@@ -31,6 +36,7 @@ from psycopg import sql
 
 from .. import audit_log, base_backup, pitr, wal_archive
 from ..catalog import relation_exists
+from ..chain_verify import Position
 from ..db import Target, connect
 from ..errors import ParameterError
 from ..sqlfiles import load
@@ -148,13 +154,20 @@ def _flushed(conn: psycopg.Connection, seconds: float = 10.0) -> str:
     return end
 
 
-def from_wal(conn: psycopg.Connection, damaged: dict[str, dict[str, set]], start_lsn: str) -> Moment | None:
+def _filenode(conn: psycopg.Connection, table: str) -> int:
+    schema, name = recovery._split(table)
+    return conn.execute(load("point_in_time", "relfilenode"), {"schema": schema, "table": name}).fetchone()[0]
+
+
+def from_wal(conn: psycopg.Connection, damaged: dict[str, dict[str, set]], start_lsn: str,
+             snapshot: dict | None = None) -> Moment | None:
     """The WAL location of the earliest record of the transactions that last wrote (or deleted) a
-    damaged row since `start_lsn`, from pg_walinspect where installed; else None."""
+    damaged row since `start_lsn`, from pg_walinspect where installed; else None. With the dump's
+    `snapshot` (its manifest's), transactions it sees are left out: they came before the dump."""
     tables = [t for t, kinds in damaged.items() if kinds["missing"] or kinds["changed"]]
     if not tables or not _walinspect(conn):
         return None
-    nodes = {conn.execute("SELECT pg_relation_filenode(%s::regclass)::bigint", (t,)).fetchone()[0]: t for t in tables}
+    nodes = {_filenode(conn, t): t for t in tables}
     end = _flushed(conn)
     try:
         with conn.transaction():
@@ -175,11 +188,14 @@ def from_wal(conn: psycopg.Connection, damaged: dict[str, dict[str, set]], start
         if changed:
             keys = recovery.key_columns(conn, table)
             located = sql.SQL(load("point_in_time", "row_locations")).format(
-                keys=sql.SQL(", ").join(map(sql.Identifier, keys)), table=sql.Identifier(*table.split(".", 1)))
+                keys=sql.SQL(", ").join(map(sql.Identifier, keys)), table=sql.Identifier(*recovery._split(table)))
             where = {tuple(map(str, k[:-2])): (k[-2], k[-1]) for k in conn.execute(located).fetchall()}
             written = mine[mine["kind"] != "DELETE"].drop_duplicates(["block", "off"], keep="last")
             last = {(b, o): x for b, o, x in written[["block", "off", "xid"]].itertuples(index=False, name=None)}
             xids |= {last[where[k]] for k in changed if k in where and where[k] in last}
+    if snapshot is not None:
+        position = Position.of({"snapshot": snapshot})
+        xids = {x for x in xids if not position.sees(position.full_xid(int(x)))}
     if not xids:
         return None
     first = records[records["xid"].isin(xids)].iloc[0]
@@ -189,10 +205,13 @@ def from_wal(conn: psycopg.Connection, damaged: dict[str, dict[str, set]], start
 
 
 def find_moment(conn: psycopg.Connection, damaged: dict[str, dict[str, set]], *, since: datetime,
-                start_lsn: str | None) -> Moment:
-    """The moment just before the first damaging change: from the audit log, else the WAL; else
-    ParameterError asking for recover_to in one line."""
-    found = from_audit_log(conn, damaged, since) or (from_wal(conn, damaged, start_lsn) if start_lsn else None)
+                start_lsn: str | None, snapshot: dict | None = None) -> Moment:
+    """The moment just before the first damaging change: from the audit log, else the WAL (from the
+    dump's `snapshot` when its manifest records one, else from `start_lsn`); else ParameterError asking
+    for recover_to in one line."""
+    if snapshot is not None:
+        start_lsn = snapshot.get("lsn_before") or snapshot["lsn"]
+    found = from_audit_log(conn, damaged, since) or (from_wal(conn, damaged, start_lsn, snapshot) if start_lsn else None)
     if found is None:
         raise ParameterError("the first damaging change is in neither the audit log nor the WAL pg_walinspect "
                              f"reads: {ASK}")
@@ -243,10 +262,11 @@ class Copy:
 
 
 def recover_copy(conn: psycopg.Connection, target: Target, dump_copy: Target, tables: list[str], *,
-                 name: str, recover_to=None, since: datetime, directory=None, controlled: bool | None = None) -> Copy:
-    """The connection's database as it was just before the damage (`recover_to`, else `find_moment`),
-    recovered into a new database `name` on its server (pitr.recover), compared with the live `tables`
-    and with the dump (restored as `dump_copy`)."""
+                 name: str, recover_to=None, since: datetime, snapshot: dict | None = None, directory=None,
+                 controlled: bool | None = None) -> Copy:
+    """The connection's database as it was just before the damage (`recover_to`, else `find_moment`;
+    `snapshot`: the dump manifest's), recovered into a new database `name` on its server (pitr.recover),
+    compared with the live `tables` and with the dump (restored as `dump_copy`)."""
     with connect(dump_copy, autocommit=True) as dump_conn:
         dump = frames(dump_conn, tables)
     live = frames(conn, tables)
@@ -254,7 +274,8 @@ def recover_copy(conn: psycopg.Connection, target: Target, dump_copy: Target, ta
         moment = given(recover_to)
     else:
         backups = base_backups(conn, directory)
-        moment = find_moment(conn, damaged_keys(live, dump), since=since, start_lsn=start_lsn(backups, since))
+        moment = find_moment(conn, damaged_keys(live, dump), since=since, start_lsn=start_lsn(backups, since),
+                             snapshot=snapshot)
     done = pitr.recover(conn, target, to_time=moment.to_time, to_lsn=moment.to_lsn, as_name=name,
                         directory=directory, controlled=controlled)
     copy = target.with_database(done["database"])

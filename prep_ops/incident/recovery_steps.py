@@ -14,7 +14,11 @@ step 6 drops restored copies the earlier run left (they are named after the inci
 scope="point-in-time" takes the missing and changed rows from the database as it was just before the
 damage (point_in_time.py: pitr.recover into a new database beside it, from the server's base backups
 and WAL archive) instead of the dump, so the work done after the last dump is kept. Its drill runs on a
-private archiving cluster of its own (drills/pitr_cluster.py).
+private archiving cluster of its own (drills/pitr_cluster.py). No copy is a SKIP only where nothing was
+to be made: live without confirm, or a live server without WAL archiving or a base backup (the reason
+said); a drill, or a confirmed live run that could recover, without a copy FAILs. Step 4 checks the
+repaired tables against the copy and, independently of it, against the last logical backup: no row
+that backup holds may still be missing (a copy from after the damage would pass the first alone).
 """
 
 from dataclasses import dataclass
@@ -51,6 +55,7 @@ class DataRecovery:
     recover_to: object = None    # point-in-time: the moment given, or None (found from the audit log or WAL)
     point: point_in_time.Copy | None = None  # point-in-time: the copy as it was just before the damage
     lost_after: dict | None = None  # point-in-time: rows still missing or changed per table after step 3
+    pitr_skipped: str = ""  # point-in-time: why step 2 made no copy, where that is no failure (live)
 
     @property
     def pitr_name(self) -> str:
@@ -139,8 +144,10 @@ def assess_damage(run: DataRecovery) -> recovery.Damage:
         checked = verify.verify(chosen.path)
         run.backup = chosen
         inc.fact("backup", f"{chosen.path.name} (finished {chosen.manifest['finished']})")
-        inc.check("backup verified by a restore", checked.ok, f"{chosen.path.name}: {len(checked.report)} checks",
-                  fix="pick an older backup with backup_dir")
+        failed = checked.failures.head(2)  # what failed, in the check's own line (the report may be gone)
+        why = "; ".join(f"{r.object} {r.check}: {r.actual}" for r in failed.itertuples())
+        inc.check("backup verified by a restore", checked.ok, f"{chosen.path.name}: {len(checked.report)} checks"
+                  + (f", {len(checked.failures)} failed: {why}" if why else ""), fix="pick an older backup with backup_dir")
         _hold_copies(run)
         run.found = found = recovery.investigate(conn, chosen, copy_prefix=run.copy_prefix)
         if found.copy is None and not inc.taken_over("copies"):
@@ -160,10 +167,13 @@ def _recover_point_in_time(run: DataRecovery) -> None:
     inc, found = run.inc, run.found
     directory = run.drill.backups_dir if run.drill else run.backup_dir
     why_not = point_in_time.unavailable(inc.conn, directory)
-    if why_not or not inc.may_change:
-        inc.check("point-in-time copy made", False, skipped=why_not or f"{_NOT_CONFIRMED}: no database was recovered "
-                  "beside the target")
+    if not inc.may_change or why_not and not run.drill:  # live: nothing to make, or nothing to make it from
+        run.pitr_skipped = (f"{_NOT_CONFIRMED}: no database was recovered beside the target" if not inc.may_change
+                            else f"nothing to recover from: {why_not}")
+        inc.check("point-in-time copy made", False, skipped=run.pitr_skipped)
         return
+    if why_not:  # a drill always has archiving and a base backup: without them, it failed
+        inc.check("point-in-time copy made", False, f"nothing to recover from: {why_not}")
     drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(run.pitr_name))
     if inc.taken_over("pitr copy"):  # a killed earlier run's copy goes first: recover never overwrites
         inc.run(inc.holds["pitr copy"].undo, autocommit=True)
@@ -172,8 +182,8 @@ def _recover_point_in_time(run: DataRecovery) -> None:
              [Action(drop.as_string(None), drop)])
     point = point_in_time.recover_copy(
         inc.conn, run.target, found.copy, found.damaged, name=run.pitr_name, recover_to=run.recover_to,
-        since=datetime.fromisoformat(run.backup.manifest["started"]), directory=directory,
-        controlled=True if run.drill else None)
+        since=datetime.fromisoformat(run.backup.manifest["started"]), snapshot=run.backup.manifest.get("snapshot"),
+        directory=directory, controlled=True if run.drill else None)
     run.point = point
     inc.fact("recovered to", f"{point.moment.text} ({point.moment.source})")
     if point.moment.detail:
@@ -246,22 +256,34 @@ def verify_data(run: DataRecovery) -> pd.DataFrame:
 
 
 def _verify_point_in_time(run: DataRecovery) -> None:
-    """Step 4, scope="point-in-time": the damaged tables equal the point-in-time copy row by row."""
+    """Step 4, scope="point-in-time": the damaged tables equal the point-in-time copy row by row, and
+    hold every row of the last logical backup (checked against the backup itself, not the copy)."""
     inc, found, point = run.inc, run.found, run.point
     name = "zero rows lost, including the work after the last logical backup"
     if not found.damaged:
         inc.check(name, True, "no table differs from the backup")
         return
+    with connect(found.copy, autocommit=True) as dump:
+        against_dump = recovery.row_differences(inc.conn, dump, found.damaged)
+    dump_missing = int(against_dump["missing"].sum())
     if point is None:
-        inc.check(name, False, skipped="no point-in-time copy (step 2 says why): nothing put back")
+        inc.check(name, False, f"no point-in-time copy, nothing put back: {dump_missing} rows of the last logical "
+                  "backup still missing", skipped=run.pitr_skipped)
         return
     with connect(point.target, autocommit=True) as copy:
         still = recovery.row_differences(inc.conn, copy, found.damaged)
     lost = int(still["missing"].sum() + still["changed"].sum())
     run.lost_after = dict(zip(still["table"], still["missing"] + still["changed"]))
     inc.found(f"rows lost: {lost} with point-in-time, {point.dump_would_lose} with the dump-based scope")
-    inc.check(name, lost == 0, f"{len(found.damaged)} table(s) equal the copy as at {point.moment.text}: "
-              f"{lost} rows lost (the dump-based scope would lose {point.dump_would_lose})")
+    if dump_missing:
+        inc.found("rows of the last logical backup still missing: " + "; ".join(
+            f"{r.table}: {r.missing} (e.g. {r.key} {r.missing_keys})" for r in against_dump.itertuples() if r.missing)
+            + f"; a row deleted before {point.moment.text} is not in the copy either: when the damage deleted it, "
+            "that moment is too late")
+    inc.check(name, lost == 0 and dump_missing == 0,
+              f"{len(found.damaged)} table(s) equal the copy as at {point.moment.text}: {lost} rows lost, "
+              f"{dump_missing} rows of the last logical backup missing (the dump-based scope would lose "
+              f"{point.dump_would_lose})", fix="give recover_to: the moment just before the damage")
 
 
 def losses(run: DataRecovery) -> pd.DataFrame | None:

@@ -6,28 +6,26 @@ archives with prep-ops' own archive command (archive_wal.py: atomic, never over 
 wal_archive.archive_dir(<its system identifier>), listens on a Unix socket of its own only, and starts it
 with one database (`app` unless told). `remove` stops it at once and removes its folder and its WAL
 archive. A drill's cluster lives in `home()/<stamp>-<pid>-<hex>`: when its run is killed, the next one
-stops and removes it (`remove_stale`), archive included (the folder says where that is).
+stops and removes it (`remove_stale`), archive included: the folder notes the cluster's system
+identifier (digits, nothing else is accepted), so the archive removed is always wal_archive.root()/<digits>,
+never a path read from the folder (as root, the server's system user owns it and could rewrite a note).
 """
 
 import contextlib
-import os
-import secrets
 import shutil
-import subprocess
-import tempfile
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 
 import psycopg
 
-from ... import archiving, embedded, wal_archive
+from ... import archiving, embedded, private_cluster, wal_archive
 from ...db import Target, libpq_url
-from ...recovery_cluster import _alive, _owner, _stop_server, conf_string, hand_over, run_server_program
+from ...errors import TargetError
+from ...private_cluster import cluster_owner, conf_string, hand_over, run_or_fail, run_server_program
 
 MARKER = "PREP_OPS_PITR_CLUSTER"  # in the folder: prep-ops made it and may remove it
-_ARCHIVE_NOTE = "archive"  # in the folder: the path of its WAL archive, removed with it
-_SOCKET_NOTE = "socket_dir"  # in the folder: a socket folder in /tmp when folder/sock is too long a path
+_SYSID_NOTE = "system_identifier"  # in the folder: its cluster's, whose WAL archive goes with it
+_SOCKET_PREFIX = "prep-ops-pitr-"  # a short socket folder in the temporary folder: see private_cluster.socket_dir
 
 
 @dataclass
@@ -62,19 +60,7 @@ def home() -> Path:
 
 def new_folder() -> Path:
     """A fresh folder for one cluster under home(), named after this process (see remove_stale)."""
-    home().mkdir(parents=True, exist_ok=True, mode=0o700)
-    folder = home() / f"{datetime.now(timezone.utc):%Y%m%dT%H%M%S}-{os.getpid()}-{secrets.token_hex(3)}"
-    folder.mkdir(mode=0o700)
-    return folder
-
-
-def _socket_dir(folder: Path) -> Path:
-    if len(str(folder / "sock" / ".s.PGSQL.5432")) < 100:
-        (folder / "sock").mkdir(mode=0o700)
-        return folder / "sock"
-    short = Path(tempfile.mkdtemp(prefix="prep-ops-pitr-"))
-    (folder / _SOCKET_NOTE).write_text(str(short))
-    return short
+    return private_cluster.new_folder(home())
 
 
 def make(folder: Path, extra: dict | None = None, database: str = "app", *, scratch: bool = False) -> SourceCluster:
@@ -85,18 +71,18 @@ def make(folder: Path, extra: dict | None = None, database: str = "app", *, scra
     (folder / MARKER).write_text("a prep-ops archiving cluster: removed when its run ends\n")
     data = folder / "data"
     try:
-        socket_dir = _socket_dir(folder)
-        owner = _owner()
+        socket_dir = private_cluster.socket_dir(folder, _SOCKET_PREFIX)
+        owner = cluster_owner()
         hand_over(folder, owner)
         hand_over(socket_dir, owner)
         bins = embedded.bin_dir()
-        run_server_program([bins / "initdb", "-D", data, "-U", "postgres", "--auth=trust", "--encoding=UTF8", "--no-sync"])
-        out = subprocess.run([bins / "pg_controldata", "-D", data], capture_output=True, text=True, check=True,
-                             env={"LC_ALL": "C"}).stdout
-        sysid = next(line.split(":")[1].strip() for line in out.splitlines()
-                     if line.startswith("Database system identifier"))
+        run_or_fail([bins / "initdb", "-D", data, "-U", "postgres", "--auth=trust", "--encoding=UTF8", "--no-sync"],
+                    "initdb of the archiving cluster")
+        sysid = private_cluster.system_identifier(data, embedded.VERSION)
+        if sysid is None:
+            raise TargetError(f"pg_controldata reads no system identifier from {data}: initdb left no cluster there")
+        (folder / _SYSID_NOTE).write_text(sysid)
         archive = wal_archive.archive_dir(sysid)
-        (folder / _ARCHIVE_NOTE).write_text(str(archive))
         archive.mkdir(parents=True)
         hand_over(archive, owner)
         command = archiving.command_line(archive, archiving.interpreter(owner is not None))
@@ -105,7 +91,7 @@ def make(folder: Path, extra: dict | None = None, database: str = "app", *, scra
                     "shared_preload_libraries": "", **(extra or {})}
         with (data / "postgresql.conf").open("a") as conf:
             conf.write("".join(f"{k} = {conf_string(str(v))}\n" for k, v in settings.items()))  # quotes doubled
-        run_server_program([bins / "pg_ctl", "-D", data, "-l", folder / "log", "-w", "start"])
+        run_or_fail([bins / "pg_ctl", "-D", data, "-l", folder / "log", "-w", "start"], "starting the archiving cluster")
         url = libpq_url({"user": "postgres", "dbname": database, "host": str(socket_dir)})
         cluster = SourceCluster(folder, data, sysid, archive, Target(url, scratch), socket_dir)
         with cluster.connect("postgres") as conn:
@@ -123,19 +109,19 @@ def stop(cluster: SourceCluster) -> None:
 
 def remove_folder(folder: Path) -> None:
     """Stop the server of `folder` (only a postgres whose data directory it is), then remove its WAL
-    archive (a cluster folder under wal_archive.root() as noted), its socket folder and the folder."""
-    if not (folder / MARKER).is_file():
+    archive (wal_archive.root()/<the system identifier noted>), its socket folder and the folder."""
+    if folder.is_symlink() or not (folder / MARKER).is_file():
         return
-    _stop_server(folder / "data")
-    for note in (_ARCHIVE_NOTE, _SOCKET_NOTE):
-        path = folder / note
-        if path.is_file():
-            where = Path(path.read_text().strip())
-            if note == _SOCKET_NOTE or where.name.isdigit():  # an archive is always <root>/<system identifier>
-                shutil.rmtree(where, ignore_errors=True)
-            if note == _ARCHIVE_NOTE:
-                with contextlib.suppress(OSError):  # the archive root, when nothing else is in it
-                    where.parent.rmdir()
+    private_cluster.stop_server(folder / "data")
+    note = folder / _SYSID_NOTE
+    sysid = note.read_text().strip() if note.is_file() and not note.is_symlink() else ""
+    if sysid.isdigit() and sysid.isascii():
+        archive = wal_archive.archive_dir(sysid)
+        if not archive.is_symlink():
+            shutil.rmtree(archive, ignore_errors=True)
+        with contextlib.suppress(OSError):  # the archive root, when nothing else is in it
+            archive.parent.rmdir()
+    private_cluster.remove_socket_dir(folder, _SOCKET_PREFIX)
     shutil.rmtree(folder, ignore_errors=True)
 
 
@@ -148,10 +134,11 @@ def remove(cluster: SourceCluster) -> None:
 
 def remove_stale() -> list[Path]:
     """Stop and remove the drill clusters of runs that are gone (their pid is in the name); returns them."""
-    removed = []
-    for folder in sorted(home().glob("*-*-*")) if home().is_dir() else []:
-        pid = folder.name.split("-")[1]
-        if pid.isdigit() and not _alive(int(pid)) and (folder / MARKER).is_file():
+    removed = private_cluster.stale_folders(home(), MARKER)
+    for folder in removed:
+        if (folder / MARKER).is_file():
             remove_folder(folder)
-            removed.append(folder)
+        else:  # killed before it was marked: still empty
+            with contextlib.suppress(OSError):
+                folder.rmdir()
     return removed
