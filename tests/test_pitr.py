@@ -490,7 +490,11 @@ def test_removing_a_killed_runs_folder_never_follows_a_path_written_into_it(tmp_
     deep.mkdir()
     short = private_cluster.socket_dir(deep, "prep-ops-rc-")
     assert short.parent == Path(tempfile.gettempdir()) and short.name.startswith("prep-ops-rc-")
-    assert private_cluster.socket_dir(tmp_path / "rc", "prep-ops-rc-") == tmp_path / "rc" / "sock"
+    near = Path(tempfile.mkdtemp(prefix="rc-", dir="/tmp"))  # short wherever TMPDIR (and tmp_path) is
+    try:
+        assert private_cluster.socket_dir(near, "prep-ops-rc-") == near / "sock"
+    finally:
+        shutil.rmtree(near)
     private_cluster.remove_socket_dir(deep, "prep-ops-rc-")
     assert not short.exists()
 
