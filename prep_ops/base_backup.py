@@ -31,14 +31,13 @@ from . import orphans, pg_binaries
 from .backup import libpq_env
 from .db import Target, server_version
 from .errors import BackupError, ParameterError
-from .manifest import _check_file, _json_type, backups_dir, file_hashes
+from .manifest import _LSN, _check_file, _json_type, backups_dir, file_hashes
 from .private_cluster import alive
 from .sqlfiles import load
 
 MANIFEST = "prep-ops-base.json"
 TARS = ("base.tar.gz", "pg_wal.tar.gz")  # what pg_basebackup -Ft -z writes without tablespaces
 _NAME = re.compile(r"\d{8}T\d{6}Z-[0-9a-f]{6}")
-_LSN = re.compile(r"[0-9A-F]{1,8}/[0-9A-F]{1,8}")
 _FIELDS = {"kind": str, "system_identifier": str, "timeline": int, "start_lsn": str, "end_lsn": str,
            "started": str, "finished": str, "server_major": int, "files": dict}
 

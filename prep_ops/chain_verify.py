@@ -46,7 +46,7 @@ from pathlib import Path
 import pandas as pd
 import psycopg
 
-from . import base_backup, pg_binaries, pitr, pitr_checks, wal_archive
+from . import base_backup, catalog, pg_binaries, pitr, pitr_checks, wal_archive
 from ._report import row
 from .comparison import compare_data
 from .db import Target
@@ -278,9 +278,8 @@ def verify_chain(conn: psycopg.Connection, target: Target, directory: Path | Non
                             f"{stop}: {why}", True))
             with psycopg.connect(cluster.url(), autocommit=True) as there:
                 between = commits_between(there, position)
-                present = there.execute("SELECT 1 FROM pg_database WHERE datname = %s",
-                                        (manifest["database"],)).fetchone()
-            if present is None:
+                present = catalog.database_exists(there, manifest["database"])
+            if not present:
                 rows.append(row(manifest["database"], "database present", "present", "absent", False))
                 tables_equal = False
             else:

@@ -43,7 +43,7 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-from . import base_backup, orphans, pg_binaries, pitr_checks, recovery_cluster, scratch, wal_archive
+from . import base_backup, catalog, orphans, pg_binaries, pitr_checks, recovery_cluster, scratch, wal_archive
 from .backup import libpq_env
 from .db import Target
 from .errors import BackupError, ParameterError, RecoveryError, TargetError, first_line
@@ -185,10 +185,6 @@ def choose(backups: list, segments: dict, segment_bytes: int, *, to_time: dateti
                       system_identifier=system_identifier)[0]
 
 
-def _exists(conn: psycopg.Connection, name: str) -> bool:
-    return conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is not None
-
-
 def recover(conn: psycopg.Connection, target: Target, *, to_time: str | datetime | None = None,
             to_lsn: str | None = None, database: str | None = None, as_name: str | None = None,
             directory: Path | None = None, controlled: bool | None = None, no_owner: bool = False) -> dict:
@@ -212,7 +208,7 @@ def recover(conn: psycopg.Connection, target: Target, *, to_time: str | datetime
     name = as_name or default_name(database, moment, to_lsn)
     if len(name.encode()) > 63 or not name:
         raise ParameterError(f"{name[:70]!r} is not a database name PostgreSQL keeps whole (1 to 63 bytes)")
-    if _exists(conn, name):
+    if catalog.database_exists(conn, name):
         raise ParameterError(f"database {name} already exists: recover never overwrites; choose another with --as")
     source = base_backup.source_of(conn)
     sysid = source["system_identifier"]
@@ -264,7 +260,7 @@ def _end_stale_copies(conn: psycopg.Connection, run: str) -> None:
     """End the sessions on the half-made copies of killed runs (older run id, run lock free): an orphan
     pg_restore would keep scratch.remove_stale from dropping them."""
     pattern = re.compile(re.escape(PREFIX) + r"(\d{17}_[0-9a-f]{6})$")
-    for name, in conn.execute("SELECT datname FROM pg_database WHERE starts_with(datname, %s)", (PREFIX,)).fetchall():
+    for name in scratch.existing(conn, PREFIX):
         found = pattern.match(name)
         if found and found.group(1)[:17] < run[:17] and scratch._free(conn, scratch._RUN_LOCK, found.group(1)):
             conn.execute("SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity WHERE datname = %s", (name,))
@@ -274,7 +270,7 @@ def _check_database(cluster, database: str, conn: psycopg.Connection, when, back
     """That `database` existed then, and the roles it refers to that this server lacks: RecoveryError
     naming them unless `no_owner`; returns them."""
     with psycopg.connect(cluster.url(), autocommit=True) as there:
-        if not _exists(there, database):
+        if not catalog.database_exists(there, database):
             raise ParameterError(f"database {database} did not exist at {when} (base backup {backup.name})")
     with psycopg.connect(cluster.url(database), autocommit=True) as there:
         lacking = pitr_checks.missing_roles(there, conn)
