@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from prep_ops import base_backup, wal_archive
 from prep_ops.incident.drills import pitr_cluster
 from prep_ops.incident.drills.pitr_cluster import SourceCluster  # noqa: F401 (the tests' type)
 
@@ -30,3 +31,24 @@ def source_cluster(monkeypatch):
     yield source
     stop_source(source)
     shutil.rmtree(folder, ignore_errors=True)
+
+
+def work(conn, first: int, last: int) -> None:
+    """Rows `first`..`last` into the two tables `on_an_archiving_suite_server` (or a test) made."""
+    conn.execute("INSERT INTO lessons SELECT g, 'lesson ' || g, g * 1.5 FROM generate_series(%s::int, %s::int) g", (first, last))
+    conn.execute("INSERT INTO notes SELECT g, md5(g::text) FROM generate_series(%s::int, %s::int) g", (first, last))
+
+
+def on_an_archiving_suite_server(conn, scratch, monkeypatch, tmp_path) -> Path:
+    """Skip unless the suite's server archives into its folder of the WAL archive (CI's PostgreSQL 15,
+    PREP_OPS_WAL_DIR exported); then keep that archive while backups go to `tmp_path`, and make the two
+    tables `work` fills in `scratch` (which `conn` is connected to); returns the cluster's archive folder."""
+    archiving = conn.execute("SHOW archive_mode").fetchone()[0]
+    archive = wal_archive.archive_dir(base_backup.source_of(conn)["system_identifier"])
+    if scratch.embedded or archiving == "off" or not archive.is_dir():
+        pytest.skip(f"the server under test does not archive into {archive} (archive_mode {archiving})")
+    monkeypatch.setenv("PREP_OPS_WAL_DIR", str(wal_archive.root()))  # kept while the backups go elsewhere
+    monkeypatch.setenv("PREP_OPS_BACKUP_DIR", str(tmp_path / "backups"))
+    conn.execute("CREATE TABLE lessons (id int PRIMARY KEY, title text, fee numeric)")
+    conn.execute("CREATE TABLE notes (id int PRIMARY KEY, body text)")
+    return archive

@@ -113,10 +113,7 @@ def test_verify_base_fails_when_pg_verifybackup_finds_a_changed_file(source_clus
     (work / "PG_VERSION").write_text("18\n\n")
     subprocess.run(["tar", "-czf", made.path / "base.tar.gz", "-C", work, "."], check=True)
     shutil.rmtree(work)
-    manifest = base_backup.read(made.path)
-    manifest["files"]["base.tar.gz"] = {"bytes": (made.path / "base.tar.gz").stat().st_size,
-                                        "sha256": sha256_of(made.path / "base.tar.gz")}
-    (made.path / base_backup.MANIFEST).write_text(json.dumps(manifest))
+    _rehash(made, "base.tar.gz")
     result = base_verify.verify_base(made.path)
     assert not result.ok
     assert list(result.failures["check"]) == ["pg_verifybackup"]
@@ -175,15 +172,19 @@ def test_verify_base_never_extracts_outside_its_folder(source_cluster, tmp_path)
         member = tarfile.TarInfo(f"../../{escaped.name}")
         member.size = 4
         tar.addfile(member, io.BytesIO(b"evil"))
-    manifest = base_backup.read(made.path)
-    manifest["files"]["base.tar.gz"] = {"bytes": (made.path / "base.tar.gz").stat().st_size,
-                                        "sha256": sha256_of(made.path / "base.tar.gz")}
-    (made.path / base_backup.MANIFEST).write_text(json.dumps(manifest))
+    _rehash(made, "base.tar.gz")
     result = base_verify.verify_base(made.path)
     assert not result.ok
     assert "restore until consistent" in set(result.failures["check"])
     assert not escaped.exists() and not (recovery_cluster.home() / escaped.name).exists()
     assert not list(recovery_cluster.home().iterdir())
+
+
+def _rehash(made, name: str) -> None:
+    """The manifest's size and SHA-256 of file `name` made to match its tampered content (an attacker would)."""
+    manifest = base_backup.read(made.path)
+    manifest["files"][name] = {"bytes": (made.path / name).stat().st_size, "sha256": sha256_of(made.path / name)}
+    (made.path / base_backup.MANIFEST).write_text(json.dumps(manifest))
 
 
 def _streamers(folder) -> list:

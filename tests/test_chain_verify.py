@@ -19,9 +19,7 @@ source_cluster = pitr_fixtures.source_cluster  # the fixture, used by name
 TABLES = {"public.lessons", "public.notes"}
 
 
-def work(conn, first: int, last: int) -> None:
-    conn.execute("INSERT INTO lessons SELECT g, 'lesson ' || g, g * 1.5 FROM generate_series(%s::int, %s::int) g", (first, last))
-    conn.execute("INSERT INTO notes SELECT g, md5(g::text) FROM generate_series(%s::int, %s::int) g", (first, last))
+work = pitr_fixtures.work
 
 
 def prepared(source, *, base: bool = True):
@@ -257,18 +255,10 @@ def test_recovery_target_cuts_only_where_the_wal_order_allows():
 def test_suite_server_verify_chain_with_its_own_binaries(scratch, monkeypatch, tmp_path):
     """CI's PostgreSQL 15 pass (archiving on, PREP_OPS_WAL_DIR exported): the snapshot recorded by a backup
     of that server, replayed with its own major's binaries and pg_waldump. Not server_independent."""
-    from prep_ops import wal_archive
     from prep_ops.db import connect
 
     with connect(scratch, autocommit=True) as conn:
-        archiving = conn.execute("SHOW archive_mode").fetchone()[0]
-        archive = wal_archive.archive_dir(base_backup.source_of(conn)["system_identifier"])
-        if scratch.embedded or archiving == "off" or not archive.is_dir():
-            pytest.skip(f"the server under test does not archive into {archive} (archive_mode {archiving})")
-        monkeypatch.setenv("PREP_OPS_WAL_DIR", str(wal_archive.root()))  # kept while the backups go elsewhere
-        monkeypatch.setenv("PREP_OPS_BACKUP_DIR", str(tmp_path / "backups"))
-        conn.execute("CREATE TABLE lessons (id int PRIMARY KEY, title text, fee numeric)")
-        conn.execute("CREATE TABLE notes (id int PRIMARY KEY, body text)")
+        archive = pitr_fixtures.on_an_archiving_suite_server(conn, scratch, monkeypatch, tmp_path)
         work(conn, 1, 300)
         base_backup.take(conn, scratch)
         work(conn, 301, 600)

@@ -19,7 +19,7 @@ from psycopg import sql
 
 import pitr_fixtures
 from pitr_fixtures import make_source, stop_source
-from prep_ops import base_backup, pitr, pitr_checks, recovery_cluster, wal_archive
+from prep_ops import base_backup, pitr, pitr_checks, recovery_cluster
 from prep_ops.scratch import run_id
 from prep_ops.errors import BackupError, ParameterError, RecoveryError
 
@@ -35,9 +35,7 @@ def checksums(conn, tables=("lessons", "notes")) -> dict:
     return {t: conn.execute(CHECKSUM.format(t)).fetchone()[0] if t in present else None for t in tables}
 
 
-def work(conn, first: int, last: int) -> None:
-    conn.execute("INSERT INTO lessons SELECT g, 'lesson ' || g, g * 1.5 FROM generate_series(%s::int, %s::int) g", (first, last))
-    conn.execute("INSERT INTO notes SELECT g, md5(g::text) FROM generate_series(%s::int, %s::int) g", (first, last))
+work = pitr_fixtures.work
 
 
 def prepared(source):
@@ -208,14 +206,7 @@ def test_suite_server_base_backup_verify_and_recover_with_its_own_binaries(scrat
     from prep_ops.db import connect
 
     with connect(scratch, autocommit=True) as conn:
-        archiving = conn.execute("SHOW archive_mode").fetchone()[0]
-        archive = wal_archive.archive_dir(base_backup.source_of(conn)["system_identifier"])
-        if scratch.embedded or archiving == "off" or not archive.is_dir():
-            pytest.skip(f"the server under test does not archive into {archive} (archive_mode {archiving})")
-        monkeypatch.setenv("PREP_OPS_WAL_DIR", str(wal_archive.root()))  # kept while the backups go elsewhere
-        monkeypatch.setenv("PREP_OPS_BACKUP_DIR", str(tmp_path / "backups"))
-        conn.execute("CREATE TABLE lessons (id int PRIMARY KEY, title text, fee numeric)")
-        conn.execute("CREATE TABLE notes (id int PRIMARY KEY, body text)")
+        archive = pitr_fixtures.on_an_archiving_suite_server(conn, scratch, monkeypatch, tmp_path)
         work(conn, 1, 300)
         made = base_backup.take(conn, scratch)
         verified = base_verify.verify_base(made.path)
