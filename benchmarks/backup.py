@@ -11,10 +11,13 @@ seed left unset, and a CHECKPOINT), one child process per size measures, in this
              verification cluster, schema and checksum comparison); the verification cluster is
              stopped and started again before (its start, or its initdb on first use, is timed apart:
              like the embedded server it stays running between verifications);
-  3. in a REPEATABLE READ READ ONLY transaction (as the backup's), alternating for --rounds rounds:
-     count(*) of every table, the content checksums (column-hash-v2, what backups take), those of
-     column-hash-v1 (before) and the old row-text, and a count of every table's last column (which
-     deforms every row: the floor of any hash).
+  3. in a REPEATABLE READ READ ONLY transaction that has exported its snapshot (as the backup's),
+     alternating for --rounds rounds: count(*) of every table on one connection (what the target is
+     measured against) and on one connection per CPU importing the snapshot (checksums.each_table:
+     what the concurrency alone is worth); the content checksums as backup and verify take them
+     (column-hash-v2, one connection per CPU) and on one connection (before); column-hash-v1 and the
+     old row-text on one connection; and a count of every table's last column (which deforms every
+     row: the floor of any hash).
 The child's peak RSS (getrusage) is that of the prep_ops process doing backup and verify; the
 seeding runs in a process of its own. For every step, psutil gives the CPU seconds of the servers
 (postmaster, its live children and its reaped ones: the embedded server's and, once started, the
@@ -45,6 +48,8 @@ from tabulate import tabulate
 from prep_ops import backup, checksums, db, migrate, objects, scratch, verify, verify_cluster
 
 DATABASE = "prep_ops_bench_backup"
+COUNT = "count(*)"  # of every table, on one connection: what the checksums' target is measured against
+OURS = "column-hash-v2 as backup and verify take it"  # on one connection per CPU
 MIB = 2**20
 
 
@@ -106,11 +111,6 @@ def _postmaster(target: db.Target) -> psutil.Process | None:
             return None
 
 
-def _each_table(conn, tables, template: str):
-    for s, t in tables:
-        conn.execute(sql.SQL(template).format(sql.Identifier(s, t))).fetchone()
-
-
 def _last_columns(conn, tables) -> None:
     for s, t in tables:
         last = conn.execute("SELECT attname FROM pg_attribute WHERE attrelid = %s::regclass AND attnum > 0 "
@@ -168,26 +168,32 @@ def measure(source: db.Target, server: db.Target, rounds: int, out) -> None:
         assert result.ok, result.failures.to_string()
         peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
-        conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-        conn.execute("SELECT pg_export_snapshot()")  # as the backup does: the same kind of transaction
-        times: dict[str, list[float]] = {"count(*)": [], "column-hash-v2": [], "column-hash-v1": [], "row-text": [],
-                                         "deform": []}
-        for _ in range(rounds):
-            for name, run in (("count(*)", lambda: _each_table(conn, tables, "SELECT count(*) FROM {}")),
-                              ("column-hash-v2", lambda: backup.table_checksums(conn, checksums.COLUMN_HASH)),
-                              ("column-hash-v1", lambda: backup.table_checksums(conn, checksums.COLUMN_HASH_V1)),
-                              ("deform", lambda: _last_columns(conn, tables)),
-                              ("row-text", lambda: backup.table_checksums(conn, checksums.ROW_TEXT))):
-                began = time.perf_counter()
-                run()
-                times[name].append(time.perf_counter() - began)
-        largest = max(tables, key=lambda t: made.manifest["tables"][f"{t[0]}.{t[1]}"]["rows"])
-        workers = _workers(conn, largest)
-        conn.rollback()
+        jobs, load_before = os.cpu_count(), os.getloadavg()[0]
+        counts = {(s, t): sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(s, t)) for s, t in tables}
+        conn.autocommit = True
+        with db.snapshot(conn):  # the backup's kind of transaction
+            conn.execute("SELECT pg_export_snapshot()")
+            runs = {COUNT: lambda: checksums.each_table(conn, counts),
+                    f"count(*), {jobs} connections": lambda: checksums.each_table(conn, counts, target=source),
+                    OURS: lambda: checksums.table_checksums(conn, checksums.COLUMN_HASH, target=source),
+                    "column-hash-v2, one connection (before)": lambda: checksums.table_checksums(conn),
+                    "column-hash-v1, one connection": lambda: checksums.table_checksums(conn, checksums.COLUMN_HASH_V1),
+                    "count of the last column (deforms every row)": lambda: _last_columns(conn, tables),
+                    "row-text, one connection": lambda: checksums.table_checksums(conn, checksums.ROW_TEXT)}
+            assert runs[OURS]() == checksums.table_checksums(conn) == made.manifest["tables"]  # the same sums
+            times: dict[str, list[float]] = {name: [] for name in runs}
+            for _ in range(rounds):
+                for name, run in runs.items():
+                    began = time.perf_counter()
+                    run()
+                    times[name].append(time.perf_counter() - began)
+            load = (load_before, os.getloadavg()[0])
+            largest = max(tables, key=lambda t: made.manifest["tables"][f"{t[0]}.{t[1]}"]["rows"])
+            workers = _workers(conn, largest)
         clock.mark("checksum rounds")
     out.send({"rows": rows, "tables": len(tables), "major": major, "dump_bytes": made.manifest["bytes"],
               "compression": made.manifest["compression"], "bare_bytes": bare_bytes,
-              "steps": clock.steps, "times": times, "workers": f"{largest[1]}: {workers}",
+              "steps": clock.steps, "times": times, "load": load, "workers": f"{largest[1]}: {workers}",
               "baseline_rss": baseline_rss, "peak_rss": peak_rss})
 
 
@@ -213,7 +219,7 @@ def report(students: int, seeded_s: float, m: dict) -> str:
     bare = steps["bare pg_dump -Fc"]["s"] + steps["bare pg_restore --jobs 2"]["s"]
     ours = steps["prep-ops backup"]["s"] + steps["prep-ops verify"]["s"]
     cold = steps["verification cluster start"]["s"]
-    count = statistics.median(times["count(*)"])
+    count = statistics.median(times[COUNT])
     lines = [f"### {students:,} students: {m['rows']:,} rows in {m['tables']} tables, PostgreSQL {m['major']}, "
              f"bare dump {m['bare_bytes'] / MIB:,.0f} MiB (pg_dump's default), prep-ops' {m['dump_bytes'] / MIB:,.0f} MiB "
              f"({m['compression']}) (seeded in {seeded_s:.0f} s)", ""]
@@ -229,9 +235,16 @@ def report(students: int, seeded_s: float, m: dict) -> str:
     lines.append("")
     rows = [(name, f"{statistics.median(v):.2f}", f"{statistics.median(v) / count:.2f}×", ", ".join(f"{x:.2f}" for x in v))
             for name, v in times.items()]
-    lines.append(tabulate(rows, headers=(f"every table, median of {len(times['count(*)'])}", "s", "of count(*)", "runs"),
+    lines.append(tabulate(rows, headers=(f"every table, median of {len(times[COUNT])}", "s", "× count(*)", "runs"),
                           tablefmt="github", disable_numparse=True, colalign=("left", "right", "right", "left")))
-    lines.append(f"\nchecksum rounds: {steps['checksum rounds']['other CPU s']:.1f} other CPU-s in "
+    ours_x = statistics.median(times[OURS]) / count
+    paired = statistics.median(o / c for o, c in zip(times[OURS], times[COUNT]))
+    concurrent = next(v for k, v in times.items() if k.startswith(f"{COUNT}, "))
+    lines.append(f"\n**checksums as backup and verify take them: {ours_x:.2f}× count(*) (target ≤ 3×: "
+                 f"{'met' if ours_x <= 3 else 'not met'})**; median of the rounds' own ratios {paired:.2f}×; "
+                 f"{statistics.median(times[OURS]) / statistics.median(concurrent):.2f}× count(*) run the same concurrent way")
+    lines.append(f"checksum rounds: load average {m['load'][0]:.1f} before, {m['load'][1]:.1f} after; "
+                 f"{steps['checksum rounds']['other CPU s']:.1f} other CPU-s in "
                  f"{steps['checksum rounds']['s']:.1f} s; parallel: {m['workers']}")
     lines.append(f"peak RSS of the prep_ops process: {m['peak_rss']:.0f} MiB (after imports: {m['baseline_rss']:.0f} MiB)")
     return "\n".join(lines)

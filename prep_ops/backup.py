@@ -64,15 +64,16 @@ def libpq_env(target: Target) -> tuple[str, dict]:
     return libpq_url(params), env
 
 
-def _contents(conn: psycopg.Connection) -> dict:
-    """The manifest's description of the database, read in the caller's snapshot: per-table checksums,
-    schema, applied migrations, roles and every other object."""
+def _contents(conn: psycopg.Connection, target: Target) -> dict:
+    """The manifest's description of the database, read in the caller's snapshot: per-table checksums
+    (on several connections to `target` importing that snapshot), schema, applied migrations, roles and
+    every other object."""
     versions = {}
     if ("public", "schema_version") in objects.tables(conn):
         versions = {str(k): v for k, v in conn.execute("SELECT version, description FROM schema_version").fetchall()}
     roles = [r[0] for r in conn.execute("SELECT rolname FROM pg_roles WHERE rolname !~ '^pg_' ORDER BY 1").fetchall()]
     return {"schema_versions": versions, "roles": roles, "checksum_method": checksums.COLUMN_HASH,
-            "tables": checksums.table_checksums(conn), "schema": objects.schema_summary(conn),
+            "tables": checksums.table_checksums(conn, target=target), "schema": objects.schema_summary(conn),
             "objects": objects.snapshot(conn)}
 
 
@@ -162,7 +163,7 @@ def backup(target: Target, kind: str = "full", fmt: str = "custom", *, directory
                                                exported, "--no-password", "--schema-only", "--dbname", url],
                                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True))
             try:  # the checksums read the same snapshot while pg_dump works
-                contents = _contents(conn)
+                contents = _contents(conn, target)
             finally:
                 errors = [dump.communicate()[1] for dump in dumps]
     failed = [(dump, err) for dump, err in zip(dumps, errors) if dump.returncode != 0]

@@ -22,15 +22,23 @@ and used ROW_TEXT.
   numeric column count as the same content.
 - ROW_TEXT ("row-text"): the sum of `hashtextextended(row::text, 0)`. Several times slower: every
   value is converted to text first.
+
+Backup and verify pass the database they read (`target`): the tables are then summed on one
+connection per CPU at once, each importing the snapshot of the caller's transaction (`each_table`),
+which takes about half the time on two cores and changes no sum.
 """
 
+import os
+import queue
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
 from typing import NamedTuple
 
 import psycopg
 from psycopg import sql
 
-from .errors import PrepOpsError
+from .db import APPLICATION_NAME, Target, connect, snapshot
+from .errors import PrepOpsError, TargetError, database_error
 from .objects import tables
 from .sqlfiles import load
 
@@ -119,33 +127,115 @@ def row_hash(columns: list[HashColumn]) -> sql.Composable:
     return sql.SQL(" # ").join(parts) if parts else sql.SQL("0::bigint")
 
 
-def _queries(conn: psycopg.Connection, method: str) -> dict[str, sql.Composed]:
+def _queries(conn: psycopg.Connection, method: str) -> dict[tuple[str, str], sql.Composed]:
     if method == ROW_TEXT:
         template = sql.SQL(load("checksums", "table_checksum_text"))
-        return {f"{s}.{t}": template.format(table=sql.Identifier(s, t)) for s, t in tables(conn, parents=False)}
+        return {(s, t): template.format(table=sql.Identifier(s, t)) for s, t in tables(conn, parents=False)}
     if method in (COLUMN_HASH, COLUMN_HASH_V1):
         columns = hash_columns(conn)
         expression = row_hash if method == COLUMN_HASH else row_hash_v1
         template = sql.SQL(load("checksums", "table_checksum_hash"))
-        return {f"{s}.{t}": template.format(table=sql.Identifier(s, t), row_hash=expression(columns.get((s, t), [])))
+        return {(s, t): template.format(table=sql.Identifier(s, t), row_hash=expression(columns.get((s, t), [])))
                 for s, t in tables(conn, parents=False)}
     raise PrepOpsError(f"unknown checksum method {method!r}; this prep-ops knows {', '.join(METHODS)}")
 
 
-def table_checksums(conn: psycopg.Connection, method: str = COLUMN_HASH) -> dict[str, dict]:
+def table_checksums(conn: psycopg.Connection, method: str = COLUMN_HASH, *, target: Target | None = None,
+                    jobs: int | None = None) -> dict[str, dict]:
     """{"schema.table": {"rows": n, "checksum": "..."}} for every user table, in the current
-    transaction's snapshot (a connection in autocommit mode gets a transaction of its own)."""
+    transaction's snapshot (outside a transaction, in a REPEATABLE READ one of its own).
+
+    With `target`, the database `conn` is connected to, the tables are summed on up to `jobs`
+    connections at once (default: one per CPU), as `each_table` does: the same snapshot, the same
+    sums, in about half the time on two cores.
+    """
     queries = _queries(conn, method)
-    result = {}
-    with conn.transaction() if conn.autocommit else nullcontext():
-        names = list(TEXT_SETTINGS) if method in (COLUMN_HASH, COLUMN_HASH_V1) else []
-        saved = [r[0] for r in conn.execute("SELECT current_setting(name) FROM unnest(%s::text[]) AS name", (names,))]
-        conn.execute(_SET_LOCAL, (names, list(TEXT_SETTINGS.values())[:len(names)]))
-        for table, query in queries.items():
-            rows, checksum = conn.execute(query).fetchone()
-            result[table] = {"rows": rows, "checksum": checksum}
-        conn.execute(_SET_LOCAL, (names, saved))  # the caller's transaction goes on as it was
-    return result
+    settings = TEXT_SETTINGS if method in (COLUMN_HASH, COLUMN_HASH_V1) else {}
+    idle = conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE  # no transaction of the caller's
+    with snapshot(conn) if idle else nullcontext():
+        rows = each_table(conn, queries, target=target, jobs=jobs, settings=settings)
+    return {f"{s}.{t}": {"rows": n, "checksum": checksum} for (s, t), (n, checksum) in rows.items()}
+
+
+def each_table(conn: psycopg.Connection, queries: dict[tuple[str, str], sql.Composable], *,
+               target: Target | None = None, jobs: int | None = None, settings: dict[str, str] | None = None
+               ) -> dict[tuple[str, str], tuple]:
+    """{(schema, table): the first row of its query}, every query run with `settings` set for the
+    transaction (the caller's own values back afterwards), in `conn`'s current transaction's snapshot.
+
+    With `target` (the database `conn` is connected to), on up to `jobs` connections at once (default:
+    one per CPU), largest table first, each next table to the first connection free: `conn` itself and
+    connections to `target` whose transaction imports `conn`'s snapshot (pg_export_snapshot, SET
+    TRANSACTION SNAPSHOT, as pg_dump --jobs does), so they read exactly what `conn` reads; a snapshot of
+    another database or server cannot be imported. Only `conn` when its transaction has written (an
+    imported snapshot does not see that transaction's own changes), and for what no other connection
+    could be opened for. `conn`'s transaction must not be in a savepoint (no snapshot is exported there).
+    """
+    settings = settings or {}
+    names, values = list(settings), list(settings.values())
+    saved = [r[0] for r in conn.execute("SELECT current_setting(name) FROM unnest(%s::text[]) AS name", (names,))]
+    conn.execute(_SET_LOCAL, (names, values))
+    jobs = min(jobs or os.cpu_count() or 1, len(queries))
+    if target is None or jobs < 2 or _has_written(conn):
+        rows = {table: conn.execute(query).fetchone() for table, query in queries.items()}
+    else:
+        rows = _concurrently(conn, queries, target, jobs, (names, values))
+    conn.execute(_SET_LOCAL, (names, saved))  # the caller's transaction goes on as it was
+    return rows
+
+
+def _has_written(conn: psycopg.Connection) -> bool:
+    """Whether the connection's transaction has a transaction id: it has written (an imported snapshot
+    would not see those changes)."""
+    function = "pg_current_xact_id_if_assigned" if conn.info.server_version >= 130000 else "txid_current_if_assigned"
+    return conn.execute(sql.SQL("SELECT {}() IS NOT NULL").format(sql.Identifier("pg_catalog", function))).fetchone()[0]
+
+
+def _concurrently(conn: psycopg.Connection, queries: dict[tuple[str, str], sql.Composable], target: Target,
+                  jobs: int, settings: tuple[list[str], list[str]]) -> dict[tuple[str, str], tuple]:
+    exported = conn.execute("SELECT pg_export_snapshot()").fetchone()[0]
+    schemas, names = zip(*queries)
+    sizes = dict(((s, t), size) for s, t, size in conn.execute(load("checksums", "table_sizes"), (list(schemas), list(names))))
+    pending: queue.SimpleQueue = queue.SimpleQueue()
+    for table in sorted(queries, key=lambda table: -sizes[table]):
+        pending.put(table)
+    rows: dict[tuple[str, str], tuple] = {}
+
+    def work(on: psycopg.Connection) -> None:
+        while True:
+            try:
+                table = pending.get_nowait()
+            except queue.Empty:
+                return
+            rows[table] = on.execute(queries[table]).fetchone()
+
+    def helper() -> None:
+        try:
+            other = connect(target, application_name=f"{APPLICATION_NAME}:checksums")
+        except TargetError:  # no connection to spare (max_connections): conn does the rest
+            return
+        with other:
+            other.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            try:
+                other.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(exported)))
+            except psycopg.Error as exc:  # another database, or another server
+                raise database_error(exc, f"cannot read {target.masked_url} in the snapshot of the "
+                                          "checksums' connection") from None
+            other.execute(_SET_LOCAL, settings)
+            work(other)
+            other.rollback()
+
+    with ThreadPoolExecutor(jobs - 1) as pool:
+        helpers = [pool.submit(helper) for _ in range(jobs - 1)]
+        try:
+            work(conn)
+        except BaseException:
+            while not pending.empty():  # the helpers stop after the table they are on
+                pending.get_nowait()
+            raise
+        for done in helpers:
+            done.result()  # a helper's error is raised here
+    return rows
 
 
 def row_counts(conn: psycopg.Connection) -> dict[str, int]:

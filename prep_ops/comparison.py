@@ -14,7 +14,7 @@ import psycopg
 
 from . import checksums, objects
 from ._report import row
-from .db import server_version, snapshot
+from .db import Target, server_version, snapshot
 
 _CAST = re.compile(r"::(character varying|timestamp without time zone|timestamp with time zone|"
                    r"time without time zone|double precision|bit varying|\"?[a-z_][a-z0-9_]*\"?)(\[\])?")
@@ -65,12 +65,13 @@ def _table_schema(table: str, want: dict, got: dict) -> list[dict]:
     return rows
 
 
-def compare(conn: psycopg.Connection, manifest: dict) -> list[dict]:
+def compare(conn: psycopg.Connection, manifest: dict, *, target: Target | None = None) -> list[dict]:
     """Report rows: schema, every other object the dump carries, row counts and checksums of the
-    (restored) database against the manifest."""
+    (restored) database against the manifest; the checksums on several connections when `target`
+    (`conn`'s database) is given (see checksums.each_table)."""
     with snapshot(conn):
         summary = objects.schema_summary(conn)
-        sums = checksums.table_checksums(conn, checksums.method_of(manifest))
+        sums = checksums.table_checksums(conn, checksums.method_of(manifest), target=target)
         found = objects.snapshot(conn)
     rows = []
     if "objects" in manifest:

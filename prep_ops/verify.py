@@ -125,7 +125,7 @@ def _restore_and_compare(path: Path, copy: Target, manifest: dict, *, major: int
             restore_into(path, copy, manifest, major=major, schema=schema)
         except BackupError as exc:
             return [row(path.name, "restore", "restored", str(exc), False)]
-        return [row(path.name, "restore", "restored", "restored", True), *compare(conn, manifest)]
+        return [row(path.name, "restore", "restored", "restored", True), *compare(conn, manifest, target=copy)]
 
 
 def restored_copy(path: Path, manifest: dict, *, prefix: str = "prep_ops_copy_",

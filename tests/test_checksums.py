@@ -2,11 +2,14 @@
 physical row order; and backups whose manifests carry an older method still verify."""
 
 import json
+import secrets
 
 import psycopg
 import pytest
+from psycopg import sql
 
 from prep_ops import backup, checksums, db, verify
+from prep_ops.errors import PrepOpsError
 
 EVERY_TYPE = """
 CREATE TABLE public.every_type (
@@ -53,6 +56,7 @@ def test_column_hash_checksum_is_the_same_on_every_server_version_and_setting(sc
         conn.execute("SET DateStyle = 'SQL, DMY'")
         conn.execute("SET extra_float_digits = 0")
         assert checksums.table_checksums(conn, method) == want
+        assert checksums.table_checksums(conn, method, target=scratch, jobs=2) == want  # as backup and verify do
     with db.connect(scratch) as conn:  # in the caller's transaction, whose settings stay as they were
         conn.execute("SET LOCAL TimeZone = 'Asia/Kolkata'")
         assert checksums.table_checksums(conn, method) == want
@@ -171,3 +175,107 @@ def test_a_column_hash_v1_manifest_is_verified_with_v1(seeded, tmp_path):
     rewrite(tables=made.manifest["tables"])  # v2 sums labelled v1: caught
     failed = verify.verify(made.path).failures
     assert set(failed["check"]) == {"content checksum"} and set(failed["object"]) == differing
+
+
+# Several connections (checksums.each_table): backup and verify pass the database, and the tables are
+# summed on one connection per CPU, each importing the snapshot of the caller's transaction.
+SMALL = [f"small_{i}" for i in range(6)]
+
+
+@pytest.fixture
+def tables(scratch):
+    """A table that keeps the first connection busy (handed out first: the largest) while another
+    connects and takes the small ones; and a writer, to change them beside the caller's transaction."""
+    with db.connect(scratch, autocommit=True) as writer:
+        writer.execute("CREATE TABLE big AS SELECT g AS id, jsonb_build_object('n', g, 's', md5(g::text)) AS doc "
+                       "FROM generate_series(1, 300000) AS g")
+        for name in SMALL:
+            writer.execute(sql.SQL("CREATE TABLE {} (id integer NOT NULL, note text)").format(sql.Identifier(name)))
+            writer.execute(sql.SQL("INSERT INTO {} SELECT g, g::text FROM generate_series(1, 100) AS g")
+                           .format(sql.Identifier(name)))
+        writer.execute("VACUUM ANALYZE")
+        yield writer
+
+
+@pytest.fixture
+def helpers(monkeypatch):
+    """The checksum queries each connection that checksums opened ran (a list per connection)."""
+    summed: list[list] = []
+
+    def connect(target, **kwargs):
+        conn = db.connect(target, **kwargs)
+        mine: list = []
+        summed.append(mine)
+
+        class Recording(psycopg.Cursor):
+            def execute(self, query, *args, **kwargs):
+                if isinstance(query, sql.Composable) and "sum(" in query.as_string(None):
+                    mine.append(query)
+                return super().execute(query, *args, **kwargs)
+
+        conn.cursor_factory = Recording
+        return conn
+
+    monkeypatch.setattr(checksums, "connect", connect)
+    return summed
+
+
+def test_checksums_on_several_connections_equal_those_on_one(scratch, tables, helpers):
+    with db.connect(scratch, autocommit=True) as conn:
+        for method in checksums.METHODS:
+            one = checksums.table_checksums(conn, method)
+            assert checksums.table_checksums(conn, method, target=scratch, jobs=3) == one
+            assert set(one) == {"public.big", *(f"public.{t}" for t in SMALL)}
+    assert len(helpers) == 2 * len(checksums.METHODS)
+
+
+def test_other_connections_read_the_callers_snapshot(scratch, tables, helpers):
+    """Rows committed after the caller's snapshot are in no table's checksum, whichever connection summed it."""
+    for _ in range(3):  # until another connection has summed a small table (it connects while big is summed)
+        helpers.clear()
+        with db.connect(scratch, autocommit=True) as conn:
+            conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            before = checksums.table_checksums(conn)  # one connection: the snapshot's own sums
+            for name in SMALL:
+                tables.execute(sql.SQL("UPDATE {} SET note = 'changed' WHERE id = 1").format(sql.Identifier(name)))
+            assert checksums.table_checksums(conn, target=scratch, jobs=2) == before
+            conn.rollback()
+            after = checksums.table_checksums(conn, target=scratch, jobs=2)
+        assert {t for t in after if after[t] != before[t]} == {f"public.{t}" for t in SMALL}  # the change shows
+        if helpers and helpers[0]:
+            break
+    assert helpers and helpers[0], "no other connection summed a table in 3 tries"
+
+
+def test_a_transaction_that_has_written_sums_on_its_own_connection(scratch, tables, helpers):
+    """An imported snapshot does not see the exporting transaction's own changes: those are summed by it."""
+    with db.connect(scratch) as conn:
+        conn.execute(sql.SQL("INSERT INTO {} VALUES (101, 'new')").format(sql.Identifier(SMALL[0])))
+        sums = checksums.table_checksums(conn, target=scratch, jobs=2)
+        assert all(sums[f"public.{t}"]["rows"] == (101 if t == SMALL[0] else 100) for t in SMALL)
+        conn.rollback()
+    assert helpers == []
+
+
+def test_no_connection_to_spare_leaves_every_table_to_the_first(scratch, tables, helpers):
+    """A role at its connection limit (or a server at max_connections): the caller's connection sums them all."""
+    role, password = f"ck_limited_{secrets.token_hex(4)}", secrets.token_hex(12)
+    tables.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {} CONNECTION LIMIT 1").format(
+        sql.Identifier(role), sql.Literal(password)))
+    try:
+        tables.execute(sql.SQL("GRANT SELECT ON ALL TABLES IN SCHEMA public TO {}").format(sql.Identifier(role)))
+        limited = scratch.with_user(role, password)
+        with db.connect(limited, autocommit=True) as conn:
+            one = checksums.table_checksums(conn)
+            assert checksums.table_checksums(conn, target=limited, jobs=2) == one
+        assert helpers == []  # none could connect
+    finally:
+        tables.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
+        tables.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+
+
+def test_another_database_cannot_lend_its_connections(scratch, server, tables):
+    """A snapshot belongs to its database: `target` naming another one is refused, not summed there."""
+    with db.connect(scratch, autocommit=True) as conn:
+        with pytest.raises(PrepOpsError, match="in the snapshot of the checksums' connection"):
+            checksums.table_checksums(conn, target=server, jobs=2)
