@@ -1,6 +1,6 @@
 """Point-in-time recovery at scale: base backups, recover --to and the recovery point, side by side.
 
-    python benchmarks/pitr.py --students 250000 1000000 [--rounds 2] [--kills 6]
+    python benchmarks/pitr.py --students 250000 1000000 [--rounds 2] [--kills 6] [--stream]
 
 For each size, in a private cluster of the embedded binaries (its own folder, socket, WAL archive and
 backups folder; archiving with prep-ops' own archive_wal.py, archive_timeout = 1 s, fsync on), database
@@ -9,14 +9,17 @@ backups folder; archiving with prep-ops' own archive_wal.py, archive_timeout = 1
      manifest with hashes) against bare `pg_dump -Fc -f FILE app` (pg_dump's default compression);
   2. recovery: a base backup, work after it (INSERTs of students/2 rows into a table of its own), a
      moment T, as much work after T, the WAL archived; then --rounds alternating rounds of
-     `pitr.recover(to_time=T)` (extract in Python, replay into a private cluster, promote, pg_dump |
-     pg_restore of `app` into a new database on the source, cluster removed) against the hand-run
+     `pitr.recover(to_time=T)` (extract in Python, replay into a private cluster, promote, the copy of
+     `app` into a new database on the source: recovery_copy's pg_dump -Fd --jobs into the cluster's
+     folder, then pg_restore --jobs; cluster removed) against the hand-run
      restore of the same base backup: `tar -xzf` of base.tar.gz and pg_wal.tar.gz, recovery.signal,
      restore_command = cp from the archive, recovery_target_time = T, promote, pg_ctl start, timed until
      pg_is_in_recovery() is false. Both clusters get the same settings (fsync off, archive_mode off, a
      socket of their own). recover's phases (extraction, until promoted, the copy) are timed inside it,
-     the replay from the server log; the hand-run then makes the same copy by hand (pg_dump -Fc piped into
-     pg_restore into a new database on the source), timed apart: the whole of what recover does;
+     the replay from the server log; the hand-run then makes, timed apart, the same copy by hand (pg_dump
+     -Fd --jobs N -Z 0 --no-sync into a folder, pg_restore --jobs N into a new database on the source, N =
+     recovery_copy.JOBS): the whole of what recover does; and, in alternating order with it, the copy recover
+     made before (pg_dump -Fc piped into a one-job pg_restore), the "before" of the copy in the same run;
   3. recovery point, --kills rounds: a fresh base backup, then per round a steady insert load (one
      client, one row per transaction, each commit acknowledged with synchronous_commit on and timed by
      the client) killed after a random 4-12 s with `pg_ctl stop -m immediate`; the newest base backup
@@ -24,7 +27,11 @@ backups folder; archiving with prep-ops' own archive_wal.py, archive_timeout = 1
      row there is compared with the newest acknowledged commit: committed work lost = the client's ack
      time of the last acknowledged commit minus that of the last recovered one. After every start the
      server is sent a reload: until its checkpointer first wakes, archive_timeout is not applied
-     (benchmarks/README.md). --kills 0 leaves this part out.
+     (benchmarks/README.md). --kills 0 leaves this part out. --stream: this part only, its kills
+     alternating between pg_receivewal streaming into the archive (--synchronous, no slot, as
+     `archive on --stream` runs it; started before the load, stopped after the kill) and archive_timeout
+     = 1 s alone (the streamed `.partial` files removed first); the recovery takes a `.partial` where its
+     segment is missing (recovery_cluster's restore_command).
 Prints Markdown tables. Everything it made is removed at the end (--keep-folder leaves it).
 """
 
@@ -33,6 +40,7 @@ import os
 import random
 import re
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -50,7 +58,8 @@ os.environ.update(PREP_OPS_WAL_DIR=str(ROOT / "wal"), PREP_OPS_BACKUP_DIR=str(RO
                   PREP_OPS_DATA_DIR=str(ROOT / "embedded" / "pg18"))  # recovery clusters go to ROOT/embedded/recovery
 os.environ.pop("DATABASE_URL", None)
 
-from prep_ops import archiving, base_backup, embedded, migrate, pitr, recovery_cluster, wal_archive  # noqa: E402
+from prep_ops import (archiving, base_backup, embedded, migrate, pitr, recovery_cluster, recovery_copy,  # noqa: E402
+                      wal_archive, wal_stream)
 from prep_ops.db import Target, libpq_url  # noqa: E402
 from prep_ops.recovery_cluster import hand_over, run_server_program  # noqa: E402
 
@@ -154,10 +163,11 @@ def work(conn, first: int, rows: int) -> None:
                      "FROM generate_series(%s::bigint, %s::bigint) g", (start, min(start + 49_999, first + rows - 1)))
 
 
-def hand_run(chain_backup, archive: Path, target_time: str, copy_into: "Source") -> tuple[float, float, float, float]:
+def hand_run(chain_backup, archive: Path, target_time: str, copy_into: "Source", pipe_first: bool) -> tuple:
     """What a DBA types: tar -xzf, recovery.signal, restore_command, pg_ctl start; seconds until promoted,
-    of the extraction and of the replay; then, timed apart, the copy recover makes (pg_dump -Fc piped into
-    pg_restore of `app` into a new database of `copy_into`)."""
+    of the extraction and of the replay; then, timed apart, the copy recover makes (pg_dump -Fd --jobs,
+    pg_restore --jobs of `app` into a new database of `copy_into`) and the one it made before (pg_dump -Fc
+    piped into pg_restore), `pipe_first` or not."""
     folder = ROOT / f"hand-{time.time_ns()}"
     data, sock = folder / "data", folder / "sock"
     began = time.perf_counter()
@@ -184,22 +194,29 @@ def hand_run(chain_backup, archive: Path, target_time: str, copy_into: "Source")
             pass
         time.sleep(0.2)
     seconds = time.perf_counter() - began
-    copied = time.perf_counter()
-    with psycopg.connect(copy_into.url("postgres"), autocommit=True) as conn:
-        conn.execute("CREATE DATABASE app_hand TEMPLATE template0")
-    dump = subprocess.Popen([BINS / "pg_dump", "-Fc", "-d", libpq_url({"user": "postgres", "dbname": "app",
-                                                                       "host": str(sock)})], stdout=subprocess.PIPE)
-    subprocess.run([BINS / "pg_restore", "--exit-on-error", "-d", copy_into.url("app_hand")], stdin=dump.stdout,
-                   check=True)
-    dump.stdout.close()
-    assert dump.wait() == 0
-    copied = time.perf_counter() - copied
-    with psycopg.connect(copy_into.url("postgres"), autocommit=True) as conn:
-        conn.execute("DROP DATABASE app_hand")
+    copied, app = {}, libpq_url({"user": "postgres", "dbname": "app", "host": str(sock)})
+    for how in ("pipe", "folder") if pipe_first else ("folder", "pipe"):
+        began_copy = time.perf_counter()
+        with psycopg.connect(copy_into.url("postgres"), autocommit=True) as conn:
+            conn.execute("CREATE DATABASE app_hand TEMPLATE template0")
+        if how == "pipe":  # recover's copy before: one job, pg_dump's default compression
+            dump = subprocess.Popen([BINS / "pg_dump", "-Fc", "-d", app], stdout=subprocess.PIPE)
+            subprocess.run([BINS / "pg_restore", "--exit-on-error", "-d", copy_into.url("app_hand")], stdin=dump.stdout,
+                           check=True)
+            dump.stdout.close()
+            assert dump.wait() == 0
+        else:  # recover's copy now (recovery_copy)
+            jobs, out = f"--jobs={recovery_copy.JOBS}", folder / "dump"
+            subprocess.run([BINS / "pg_dump", "-Fd", jobs, "-Z", "0", "--no-sync", "-f", out, "-d", app], check=True)
+            subprocess.run([BINS / "pg_restore", "--exit-on-error", jobs, "-d", copy_into.url("app_hand"), out], check=True)
+            shutil.rmtree(out)
+        copied[how] = time.perf_counter() - began_copy
+        with psycopg.connect(copy_into.url("postgres"), autocommit=True) as conn:
+            conn.execute("DROP DATABASE app_hand")
     run_server_program([BINS / "pg_ctl", "-D", data, "-m", "immediate", "stop"], owner=owner, check=False)
     replayed = redo_seconds(folder / "log")
     shutil.rmtree(folder)
-    return seconds, extracted, replayed, copied
+    return seconds, extracted, replayed, copied["folder"], copied["pipe"]
 
 
 def redo_seconds(log: Path) -> float:
@@ -210,7 +227,7 @@ def redo_seconds(log: Path) -> float:
 
 def recoveries(source: Source, students: int, rounds: int) -> dict:
     phases = {"until promoted": [], "copy out": [], "extract": [], "hand extract": [], "replay": [], "hand replay": [],
-              "hand copy": []}
+              "hand copy": [], "hand pipe": []}
     original_wait, original_copy, original_unpack = recovery_cluster._wait, pitr._copy, recovery_cluster._unpack
 
     def unpack(*args, **kwargs):
@@ -249,11 +266,13 @@ def recoveries(source: Source, students: int, rounds: int) -> dict:
                     pitr.recover(conn, source.target, to_time=moment, as_name="app_recovered", controlled=False)
 
                 def theirs():
-                    seconds, extracted, replayed, copied = hand_run(made, source.archive, moment.isoformat(), source)
+                    seconds, extracted, replayed, copied, piped = hand_run(made, source.archive, moment.isoformat(),
+                                                                           source, pipe_first=r % 2 == 1)
                     times["hand-run restore + replay, until promoted"].append(seconds)
                     phases["hand extract"].append(extracted)
                     phases["hand replay"].append(replayed)
                     phases["hand copy"].append(copied)
+                    phases["hand pipe"].append(piped)
 
                 def ours_timed():
                     times["prep-ops recover --to"].append(timed(ours))
@@ -279,13 +298,30 @@ def load(url: str, acks: list, stop: threading.Event) -> None:
         pass  # the kill
 
 
-def recovery_points(source: Source, kills: int) -> list[dict]:
+def receiver(source: Source) -> subprocess.Popen:
+    """pg_receivewal streaming into the source's archive as `archive on --stream` runs it, once streaming."""
+    command = wal_stream.command_line(source.archive, wal_stream.dsn_of(source.url("postgres")), BINS / "pg_receivewal")
+    owner = recovery_cluster.cluster_owner(source.archive)
+    ids = {"user": owner[0], "group": owner[1], "extra_groups": []} if owner else {}
+    child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True, **ids)
+    with source.connect("postgres") as conn:
+        assert wal_stream.wait_streaming(conn, 30), "pg_receivewal is not streaming"
+    return child
+
+
+def recovery_points(source: Source, kills: int, stream: bool = False) -> list[dict]:
     with source.connect() as conn:
         conn.execute("CREATE TABLE pitr_bench_load (id bigserial PRIMARY KEY, at timestamptz)")
         latest = base_backup.take(conn, source.target)
         pitr.archive_now(conn, source.archive)
     results = []
-    for _ in range(kills):
+    for kill in range(kills):
+        streaming = stream and kill % 2 == 0
+        if streaming:
+            streamer = receiver(source)
+        else:
+            for partial in source.archive.glob("*.partial"):  # an earlier round's: archive_timeout alone here
+                partial.unlink()
         acks: list[tuple[int, float]] = []
         stop = threading.Event()
         client = threading.Thread(target=load, args=(source.url(), acks, stop))
@@ -295,6 +331,9 @@ def recovery_points(source: Source, kills: int) -> list[dict]:
         source.kill()
         stop.set()
         client.join()
+        if streaming:  # what it flushed stays; it would only retry the connection
+            streamer.send_signal(signal.SIGINT)
+            streamer.wait(30)
         began = time.perf_counter()
         with recovery_cluster.recovered(base_backup.chain(latest), archive=source.archive) as cluster:
             with psycopg.connect(cluster.url("app"), autocommit=True) as there:
@@ -304,7 +343,7 @@ def recovery_points(source: Source, kills: int) -> list[dict]:
         last_id, last_ack = acks[-1]
         kept = [t for i, t in acks if i <= newest]
         lost_s = last_ack - (kept[-1] if kept else acks[0][1])
-        results.append({"load s": last_ack - acks[0][1], "commits acknowledged": len(acks),
+        results.append({"streaming": streaming, "load s": last_ack - acks[0][1], "commits acknowledged": len(acks),
                         "lost commits": sum(1 for i in acked if i > newest), "lost s": lost_s,
                         "last ack after kill issued s": last_ack - kill_issued, "recovery s": recovered_s})
         source.start()  # crash recovery; the partial segment is archived when it is finished
@@ -332,26 +371,40 @@ def report(students: int, seeded: float, b: dict, r: dict, p: list[dict]) -> str
                              f"{statistics.median(r['phases']['until promoted']) / statistics.median(theirs):.2f}x"),
                             ("    of which extraction (tarfile, Python)", _med(r["phases"]["extract"]), ""),
                             ("    of which replay (the log's redo elapsed)", _med(r["phases"]["replay"]), ""),
-                            ("  of which pg_dump piped into pg_restore of app", _med(r["phases"]["copy out"]), ""),
+                            (f"  of which the copy (pg_dump -Fd --jobs {recovery_copy.JOBS}, pg_restore --jobs "
+                             f"{recovery_copy.JOBS})", _med(r["phases"]["copy out"]), ""),
                             ("hand-run: tar -xzf, recovery.signal, pg_ctl start, until promoted", _med(theirs), "1.00x"),
                             ("  of which extraction (tar -xzf)", _med(r["phases"]["hand extract"]), ""),
                             ("  of which replay (the log's redo elapsed)", _med(r["phases"]["hand replay"]), ""),
-                            ("hand-run, then the same copy by hand (pg_dump -Fc piped into pg_restore)",
+                            ("hand-run, then the same copy by hand (pg_dump -Fd --jobs, pg_restore --jobs)",
                              _med([a + b for a, b in zip(theirs, r["phases"]["hand copy"])]),
                              f"{statistics.median(ours) / statistics.median([a + b for a, b in zip(theirs, r['phases']['hand copy'])]):.2f}x "
-                             "(recover's ratio to it)")],
+                             "(recover's ratio to it)"),
+                            ("  the copy by hand alone", _med(r["phases"]["hand copy"]), ""),
+                            ("  the copy recover made before, by hand (pg_dump -Fc piped into pg_restore, one job)",
+                             _med(r["phases"]["hand pipe"]),
+                             f"{statistics.median(r['phases']['hand pipe']) / statistics.median(r['phases']['hand copy']):.2f}x "
+                             "(of the copy now)")],
                            headers=(f"recovery to T, {r['replay_bytes'] / MIB:,.0f} MiB of WAL replayed, median of "
                                     f"{len(ours)}", "time (min-max)", "ratio"), tablefmt="github", disable_numparse=True)]
     if not p:
         return "\n".join(lines)
-    lost = [x["lost s"] for x in p]
-    lines += ["", tabulate([(i + 1, f"{x['load s']:.1f}", x["commits acknowledged"], x["lost commits"],
-                             f"{x['lost s']:.2f}", f"{x['last ack after kill issued s'] * 1000:.0f}", f"{x['recovery s']:.1f}")
-                            for i, x in enumerate(p)],
-                           headers=("kill", "load s", "commits acked", "lost commits", "lost s", "last ack after kill issued, ms",
-                                    "recover latest s"), tablefmt="github"),
-              f"\ncommitted work lost (archive_timeout = 1 s): median {statistics.median(lost):.2f} s, max "
-              f"{max(lost):.2f} s; {sum(1 for x in lost if x <= 1.0)} of {len(lost)} kills within 1 s"]
+    return "\n".join(lines + ["", points_report(p)])
+
+
+def points_report(p: list[dict]) -> str:
+    """The kills' table and, per way of archiving, the committed work lost (median, max, kills within 1 s)."""
+    lines = [tabulate([(i + 1, "pg_receivewal + archive_timeout 1 s" if x.get("streaming") else "archive_timeout 1 s",
+                        f"{x['load s']:.1f}", x["commits acknowledged"], x["lost commits"], f"{x['lost s']:.3f}",
+                        f"{x['last ack after kill issued s'] * 1000:.0f}", f"{x['recovery s']:.1f}")
+                       for i, x in enumerate(p)],
+                      headers=("kill", "archiving", "load s", "commits acked", "lost commits", "lost s",
+                               "last ack after kill issued, ms", "recover latest s"), tablefmt="github")]
+    for name, streamed in (("archive_timeout = 1 s", False), ("pg_receivewal streaming", True)):
+        lost = [x["lost s"] for x in p if bool(x.get("streaming")) == streamed]
+        if lost:
+            lines.append(f"committed work lost ({name}): median {statistics.median(lost):.3f} s, max {max(lost):.3f} s; "
+                         f"{sum(1 for x in lost if x <= 1.0)} of {len(lost)} kills within 1 s")
     return "\n".join(lines)
 
 
@@ -360,6 +413,8 @@ def main() -> None:
     parser.add_argument("--students", type=int, nargs="+", default=[250_000, 1_000_000])
     parser.add_argument("--rounds", type=int, default=2, help="alternating rounds of backups and of recoveries")
     parser.add_argument("--kills", type=int, default=6, help="kills under load for the recovery point")
+    parser.add_argument("--stream", action="store_true", help="the recovery point only, kills alternating between "
+                        "pg_receivewal streaming and archive_timeout = 1 s alone")
     parser.add_argument("--keep-folder", action="store_true", help=f"leave {ROOT} (clusters stopped)")
     args = parser.parse_args()
     print(f"cpus {os.cpu_count()}, load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}, started "
@@ -372,6 +427,10 @@ def main() -> None:
             try:
                 seeded = seed(source, students)
                 print(f"seeded {students:,} students in {seeded:.0f} s", flush=True)
+                if args.stream:
+                    print(f"### {students:,} students, recovery point\n\n{points_report(recovery_points(source, args.kills, True))}",
+                          flush=True)
+                    continue
                 b = backups(source, args.rounds)
                 print(f"backups: {b['times']}", flush=True)
                 r = recoveries(source, students, args.rounds)

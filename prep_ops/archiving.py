@@ -3,8 +3,11 @@ server prep-ops does not run, by saying exactly what to set and where, changing 
 
 Archiving copies each finished WAL segment into wal_archive.archive_dir(<system identifier>) with
 archive_wal.py (atomic, never replacing a different file), run by the server's own system user with a
-Python that user can run. Unlike the other capabilities these functions take the Target, not a
-connection: turning archiving on or off restarts the server, which ends every connection to it.
+Python that user can run. `stream=True` adds pg_receivewal streaming into the same folder (wal_stream):
+started on the embedded server, the one command line to run as a service elsewhere; `on` without it
+and `off` stop the embedded server's receiver. Unlike the other capabilities these functions take the
+Target, not a connection: turning archiving on or off restarts the server, which ends every connection
+to it.
 """
 
 import os
@@ -13,12 +16,12 @@ import shlex
 import stat
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from psycopg import sql
 
-from . import db, embedded
+from . import db, embedded, wal_stream
 from .errors import ParameterError, TargetError
 from .paths import PACKAGE_DIR
 from .recovery_cluster import conf_string
@@ -39,6 +42,7 @@ class ArchiveChange:
     settings: dict[str, str]
     instructions: str
     status: ArchiveStatus
+    stream: str = ""  # the embedded server's receiver: "started", "running" (already), "stopped" or ""
 
 
 # --- the command ------------------------------------------------------------------------------
@@ -150,16 +154,17 @@ def _restarted(target: db.Target) -> ArchiveStatus:
         return status(conn)
 
 
-def on(target: db.Target, timeout: int = DEFAULT_TIMEOUT) -> ArchiveChange:
+def on(target: db.Target, timeout: int = DEFAULT_TIMEOUT, stream: bool = False) -> ArchiveChange:
     """Archiving on: on the embedded server, archive_mode, archive_command (into archive_dir(<sysid>))
-    and archive_timeout set and the server restarted (nothing done when they are already in effect); on
-    any other server, the lines to set and where, nothing changed."""
+    and archive_timeout set and the server restarted (nothing done when they are already in effect), and
+    pg_receivewal streaming into the same folder started (`stream`) or stopped; on any other server, the
+    lines to set and where (with `stream`, the pg_receivewal command too), nothing changed."""
     if timeout < 0:
         raise ParameterError(f"--timeout must be 0 (no forced switch) or more seconds, not {timeout}")
     with db.connect(target, autocommit=True) as conn:
         before = status(conn)
         if not target.embedded:
-            return ArchiveChange(False, *_instructions_on(before, timeout), before)
+            return ArchiveChange(False, *_instructions_on(before, timeout, target.url if stream else None), before)
         db.require_change(target, False, "archive on")  # the embedded server: always allowed, said once here
         user = _server_user()
         folder = archive_dir(before.system_identifier)
@@ -174,7 +179,7 @@ def on(target: db.Target, timeout: int = DEFAULT_TIMEOUT) -> ArchiveChange:
             current = {"archive_mode": before.archive_mode, "archive_command": before.archive_command,
                        "archive_timeout": str(before.archive_timeout)}
             if current == wanted and not before.archive_library and not before.pending_restart:
-                return ArchiveChange(False, wanted, "", before)
+                return _streaming(target, ArchiveChange(False, wanted, "", before), stream)
             _probe(wanted["archive_command"], folder, user)
         except TargetError:
             for empty in made:  # the folders `on` made, innermost first, while empty
@@ -184,7 +189,26 @@ def on(target: db.Target, timeout: int = DEFAULT_TIMEOUT) -> ArchiveChange:
                     break
             raise
         _apply(conn, wanted, ["archive_library"] if before.archive_library else [])
-    return ArchiveChange(True, wanted, "", _restarted(target))
+    return _streaming(target, ArchiveChange(True, wanted, "", _restarted(target)), stream)
+
+
+def _streaming(target: db.Target, change: ArchiveChange, stream: bool) -> ArchiveChange:
+    """The embedded server's receiver started (and streaming within 15 s) or stopped, as `stream` asks,
+    and the setting recorded for its next starts; `change` with the status after."""
+    wal_stream.record(stream)
+    if not stream:
+        return replace(change, stream="stopped") if wal_stream.stop() else change
+    from .pitr import archive_now
+
+    was = wal_stream.running_pid()
+    with db.connect(target, autocommit=True) as conn:
+        if was is None:  # a first start streams after the newest complete segment: make it the current one's
+            archive_now(conn, change.status.archive_dir)  # predecessor, which the server still has
+        pid = wal_stream.resume(embedded.status().socket_dir)
+        if pid is None or not wal_stream.wait_streaming(conn):
+            raise TargetError(f"pg_receivewal is not streaming (it tries again every 5 s while the setting "
+                              f"stays on; `archive on` without --stream stops it): {wal_stream.log_tail()}")
+        return replace(change, status=status(conn), stream="running" if was == pid else "started")
 
 
 def off(target: db.Target) -> ArchiveChange:
@@ -196,11 +220,13 @@ def off(target: db.Target) -> ArchiveChange:
         if not target.embedded:
             return ArchiveChange(False, wanted, _instructions_off(before), before)
         db.require_change(target, False, "archive off")
+        wal_stream.record(False)
+        stopped = "stopped" if wal_stream.stop() else ""
         _apply(conn, {}, list(SETTINGS))
         if before.archive_mode == "off" and not before.pending_restart:  # off already: no restart needed
             conn.execute("SELECT pg_reload_conf()")  # the command shows as "(disabled)" while off: reset anyway
-            return ArchiveChange(False, wanted, "", before)
-    return ArchiveChange(True, wanted, "", _restarted(target))
+            return ArchiveChange(False, wanted, "", before, stopped)
+    return ArchiveChange(True, wanted, "", _restarted(target), stopped)
 
 
 # --- on a server prep-ops does not run ---------------------------------------------------------------
@@ -210,8 +236,9 @@ def _where(found: ArchiveStatus) -> str:
     return "the server's postgresql.conf (SHOW config_file as a superuser says where)"
 
 
-def _instructions_on(found: ArchiveStatus, timeout: int) -> tuple[dict[str, str], str]:
-    """The settings archiving needs on a server prep-ops does not run, and the text that says where."""
+def _instructions_on(found: ArchiveStatus, timeout: int, stream_from: str | None = None) -> tuple[dict[str, str], str]:
+    """The settings archiving needs on a server prep-ops does not run, and the text that says where; with
+    `stream_from` (the server's URL), the pg_receivewal command that streams into the same folder."""
     folder = archive_dir(found.system_identifier) if found.system_identifier else \
         root() / "<system identifier: SELECT system_identifier FROM pg_control_system()>"
     command = command_line(folder, interpreter(True))
@@ -230,7 +257,22 @@ def _instructions_on(found: ArchiveStatus, timeout: int) -> tuple[dict[str, str]
         into = "into that folder already" if f"{folder}/" in now else f"but prep-ops needs each segment in {folder}"
         lines.append(f"# now archiving is on with {conf_string(now)}, {into}; the command above also never replaces "
                      "a different file and writes each one atomically")
+    if stream_from is not None:
+        lines += _stream_instructions(folder, stream_from)
     return wanted, "\n".join(lines)
+
+
+def _stream_instructions(folder: Path, url: str) -> list[str]:
+    """The lines that say how to stream this cluster's WAL into `folder` with pg_receivewal, as a service."""
+    command = wal_stream.command_line(folder, wal_stream.dsn_of(url))
+    return ["# 4. stream WAL into the same folder (the recovery point becomes the receiver's lag), with the server's",
+            "#    own major's pg_receivewal, run as a service (systemd: Restart=always) by the user that owns the",
+            "#    folder, on its machine; it needs the REPLICATION attribute and a `replication` line in pg_hba.conf,",
+            "#    no password on the command line (~/.pgpass); no replication slot: a dead receiver's slot would",
+            "#    fill the server's disk, and archive_command stays the backstop for complete segments (the one",
+            "#    above: a segment the receiver completed first has the same bytes, which it takes as success; a",
+            "#    `test ! -f ... && cp` command would fail on it):",
+            shlex.join(command)]
 
 
 def _instructions_off(found: ArchiveStatus) -> str:

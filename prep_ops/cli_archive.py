@@ -1,6 +1,7 @@
 """`prep-ops archive status|on|off`: WAL archiving for point-in-time recovery, registered on the group in cli.py."""
 
 import json
+from datetime import datetime, timezone
 
 import click
 
@@ -42,7 +43,31 @@ def _lines(st) -> list[str]:
         lines.append(f"archive folder: {st.archive_dir} ({held})")
     else:
         lines.append(f"archive folder: {unknown.get('system_identifier', 'unknown')}")
+    lines += _stream_lines(st)
     lines.append(f"recoverable window: {st.window}")
+    return lines
+
+
+def _stream_lines(st) -> list[str]:
+    """What status knows of WAL streaming (pg_receivewal): the process here, the receiver the server sees,
+    the newest streamed partial segment; nothing when none of them is there."""
+    if st.stream_pid is None and st.receiver is None and st.newest_partial is None and "receiver" not in st.unknown:
+        return []
+    process = f"pg_receivewal running here (pid {st.stream_pid})" if st.stream_pid else "no pg_receivewal running here"
+    if "receiver" in st.unknown:
+        seen = f"receiver: {st.unknown['receiver']}"
+    elif st.receiver is None:
+        seen = "no receiver connected to the server"
+    else:
+        r = st.receiver
+        lag = "unknown (needs pg_read_all_stats)" if st.stream_lag is None else f"{st.stream_lag:.2f} s"
+        behind = f", {r['lag_bytes']:,.0f} bytes behind" if r.get("lag_bytes") is not None else ""
+        seen = (f"receiver {r['state']} (server pid {r['pid']}): sent up to {r['sent_lsn'] or 'unknown'}, "
+                f"flushed up to {r['flush_lsn'] or 'unknown'}{behind}; lag {lag}")
+    lines = [f"streaming: {process}; {seen}"]
+    if st.newest_partial:
+        lines.append(f"newest streamed partial: {st.newest_partial} ({_when(st.newest_partial_time)}"
+                     f"{_age((datetime.now(timezone.utc) - st.newest_partial_time).total_seconds())})")
     return lines
 
 
@@ -65,35 +90,41 @@ def archive_status(ctx: click.Context, as_json: bool) -> None:
 
 def _show(change, as_json: bool) -> None:
     if as_json:
-        click.echo(json.dumps({"changed": change.changed, "settings": change.settings,
+        click.echo(json.dumps({"changed": change.changed, "settings": change.settings, "stream": change.stream,
                                "instructions": change.instructions, "status": change.status.as_dict()}, indent=2))
         return
     if change.instructions:
         click.echo(change.instructions)
         return
     click.echo("settings changed and the server restarted" if change.changed else "already so: nothing changed")
+    if change.stream:
+        click.echo(f"WAL streaming (pg_receivewal): {change.stream}")
     click.echo("\n".join(_lines(change.status)))
 
 
 @archive_group.command("on")
 @click.option("--timeout", "timeout", type=click.IntRange(min=0), default=60, show_default=True,
               help="archive_timeout in seconds: the longest committed work waits before its segment is archived.")
+@click.option("--stream", is_flag=True, help="Also stream WAL with pg_receivewal into the archive folder (recovery "
+              "point: the receiver's lag); without it, the embedded server's receiver is stopped.")
 @click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON.")
 @click.pass_context
-def archive_on(ctx: click.Context, timeout: int, as_json: bool) -> None:
+def archive_on(ctx: click.Context, timeout: int, stream: bool, as_json: bool) -> None:
     """Turn archiving on: on the embedded server, set archive_mode, archive_command and archive_timeout and
-    restart it; on another server, print what to set and where, changing nothing. Example: prep-ops archive on --timeout 30"""
+    restart it, and with --stream run pg_receivewal into the same folder (again after every start of the
+    server); on another server, print what to set and where (with --stream, the pg_receivewal command to run
+    as a service), changing nothing. Example: prep-ops archive on --timeout 30 --stream"""
     from . import archiving
 
-    _show(archiving.on(_target(ctx.parent), timeout), as_json)
+    _show(archiving.on(_target(ctx.parent), timeout, stream), as_json)
 
 
 @archive_group.command("off")
 @click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON.")
 @click.pass_context
 def archive_off(ctx: click.Context, as_json: bool) -> None:
-    """Turn archiving off: on the embedded server, reset the archive settings and restart it; on another
-    server, print what to change, changing nothing. Example: prep-ops archive off"""
+    """Turn archiving off: on the embedded server, stop WAL streaming, reset the archive settings and restart
+    it; on another server, print what to change, changing nothing. Example: prep-ops archive off"""
     from . import archiving
 
     _show(archiving.off(_target(ctx.parent)), as_json)

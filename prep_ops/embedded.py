@@ -177,8 +177,17 @@ def start() -> ServerStatus:
     current = _wait_running(5.0)
     if not current.running:
         raise TargetError(f"the embedded PostgreSQL server in {pgdata} did not report ready")
-    _wake_archive_timeout(current)
+    _after_start(current)
     return _with_preload(current)
+
+
+def _after_start(state: ServerStatus) -> None:
+    """After every start and restart: archive_timeout woken, and the WAL receiver started where streaming
+    is recorded as on (wal_stream.resume: a failure goes to its log, the start stands)."""
+    from . import wal_stream
+
+    _wake_archive_timeout(state)
+    wal_stream.resume(state.socket_dir)
 
 
 def _wake_archive_timeout(state: ServerStatus) -> None:
@@ -234,7 +243,7 @@ def restart() -> ServerStatus:
     current = _wait_running(10.0)
     if not current.running:
         raise TargetError(f"the embedded PostgreSQL server in {pgdata} did not come back after a restart")
-    _wake_archive_timeout(current)
+    _after_start(current)
     return current
 
 
@@ -251,11 +260,12 @@ def _wait_running(seconds: float) -> ServerStatus:
 
 
 def stop() -> bool:
-    """Stop the embedded server, and the private cluster verifications restore into (verify_cluster) with
-    it; returns False when the embedded server was not running."""
-    from . import verify_cluster
+    """Stop the embedded server, and with it the private cluster verifications restore into (verify_cluster)
+    and the WAL receiver (wal_stream); returns False when the embedded server was not running."""
+    from . import verify_cluster, wal_stream
 
     verify_cluster.stop()
+    wal_stream.stop()  # its setting stays: the next start starts it again
     pgdata = data_dir()
     if not status().running:
         return False

@@ -3,9 +3,10 @@
 `recover` picks the newest base backup of the target's cluster that finished before the target, replays
 that cluster's archived WAL (wal_archive.archive_dir(<its system identifier>) only) into a private
 recovery cluster (recovery_cluster) up to the target, and copies the database from there into a NEW
-database on the target server (pg_dump -Fc | pg_restore into `prep_ops_recover_<run id>`, renamed to its
-final name when complete). Nothing existing is ever overwritten; a killed run's half-made database is
-dropped by the next run (scratch.remove_stale), its recovery cluster stopped and removed.
+database on the target server (recovery_copy: pg_dump -Fd --jobs into the recovery cluster's folder,
+pg_restore --jobs into `prep_ops_recover_<run id>`, renamed to its final name when complete). Nothing
+existing is ever overwritten; a killed run's half-made database is dropped by the next run
+(scratch.remove_stale), its recovery cluster stopped and removed.
 
 The moment: `--to T` is "as it was at T": every transaction committed at or before T (to the
 microsecond), none after (recovery_target_inclusive = on), so give the second before the damage.
@@ -31,11 +32,10 @@ dropped one) is refused in one line naming them, before anything is made; `--no-
 (and anything) without owners and grants (pg_restore --no-owner --no-privileges: every object the
 connecting role's), and the output says so. A failed pg_restore is reported by its ERROR line.
 pg_dump and pg_restore die with this process (a parent-death signal); the next run stops a killed run's
-recovery cluster first, ends the sessions on its half-made copy, then drops it.
+recovery cluster first (its dump folder goes with it), ends the sessions on its half-made copy, then drops it.
 """
 
 import re
-import subprocess
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -43,8 +43,7 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-from . import base_backup, catalog, orphans, pg_binaries, pitr_checks, recovery_cluster, scratch, wal_archive
-from .backup import libpq_env
+from . import base_backup, catalog, pitr_checks, recovery_cluster, recovery_copy, scratch, wal_archive
 from .db import Target
 from .errors import BackupError, ParameterError, RecoveryError, TargetError, first_line
 from .recovery_cluster import recovered
@@ -90,15 +89,18 @@ def default_name(database: str, to_time: datetime | None, to_lsn: str | None) ->
     return head + tail
 
 
-def archived_segments(archive: Path, segment_bytes: int) -> dict[int, Path]:
-    """{segment number: file} of the WAL segments in `archive` (any timeline; the highest kept)."""
+def archived_segments(archive: Path, segment_bytes: int, *, partial: bool = False) -> dict[int, Path]:
+    """{segment number: file} of the WAL segments in `archive` (any timeline; the highest kept); with
+    `partial`, a streamed `<segment>.partial` (wal_stream) where that segment is not there, as
+    recovery_cluster's restore_command takes it (the window then ends at its last write)."""
     per_id = 0x100000000 // segment_bytes
-    found = {}
+    found, streamed = {}, {}
     for file in sorted(archive.iterdir()) if archive.is_dir() else []:
-        match = _SEGMENT.fullmatch(file.name)
+        match = _SEGMENT.fullmatch(file.name.removesuffix(".partial") if partial else file.name)
         if match:
-            found[int(match.group(2), 16) * per_id + int(match.group(3), 16)] = file
-    return found
+            number = int(match.group(2), 16) * per_id + int(match.group(3), 16)
+            (streamed if file.name.endswith(".partial") else found)[number] = file
+    return {**streamed, **found}  # a complete segment wins over its partial
 
 
 def wal_segment_bytes(conn: psycopg.Connection) -> int:
@@ -218,7 +220,7 @@ def recover(conn: psycopg.Connection, target: Target, *, to_time: str | datetime
     if controlled if controlled is not None else target.embedded:
         archive_now(conn, archive)
     segment_bytes = wal_segment_bytes(conn)
-    segments = archived_segments(archive, segment_bytes)
+    segments = archived_segments(archive, segment_bytes, partial=True)
     fitting = candidates(base_backup.listing(sysid, directory), segments, segment_bytes, to_time=moment, to_lsn=to_lsn,
                          system_identifier=sysid)
     run = scratch.run_id()
@@ -283,26 +285,5 @@ def _check_database(cluster, database: str, conn: psycopg.Connection, when, back
 
 def _copy(cluster, database: str, target: Target, conn: psycopg.Connection, into: str, major: int, *,
           no_owner: bool = False) -> None:
-    """pg_dump -Fc of `database` on the recovery cluster piped into pg_restore of a new database `into`
-    on the target's server (`no_owner`: --no-owner --no-privileges); both die with this process;
-    `into` is dropped when anything fails."""
-    conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(into)))
-    try:
-        url, env = libpq_env(target.with_database(into))
-        dump = subprocess.Popen([str(pg_binaries.program("pg_dump", major)), "-Fc", "--no-password",
-                                 "-d", cluster.url(database)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                preexec_fn=orphans.die_with_parent())
-        load = subprocess.run([str(pg_binaries.program("pg_restore", major)), "--exit-on-error", "--no-password",
-                               *(["--no-owner", "--no-privileges"] if no_owner else []), "-d", url],
-                              stdin=dump.stdout, capture_output=True, text=True, env=env,
-                              preexec_fn=orphans.die_with_parent())
-        dump.stdout.close()
-        dumped = dump.wait()
-        # pg_restore's error first: when it stops (--exit-on-error), pg_dump only dies of the broken pipe
-        problem = load.stderr if load.returncode else dump.stderr.read().decode(errors="replace")
-        if dumped or load.returncode:
-            raise BackupError(f"copying {database} out of the recovery cluster failed: "
-                              f"{pitr_checks.error_line(problem)}")
-    except BaseException:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(into)))
-        raise
+    """`database` copied out of the recovery cluster into a new database `into` (recovery_copy)."""
+    recovery_copy.copy_database(cluster, database, target, conn, into, major, no_owner=no_owner)

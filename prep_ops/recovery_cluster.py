@@ -6,7 +6,8 @@ are ever removed, then starts it with the binaries of the backup's major: a Unix
 (`listen_addresses = ''`), a pg_hba.conf of its own (trust on that socket, nothing else), archiving OFF
 (the source's archive_command is in the backup: it must never write into the source's archive), no
 preloaded libraries, fsync off (nothing in it outlives the operation). With a recovery target it replays
-WAL from one archive folder only (`restore_command` copies from it), until the target, then promotes;
+WAL from one archive folder only (`restore_command` copies from it, a segment's streamed `.partial`
+where the segment itself is missing: wal_stream), until the target, then promotes;
 without one it replays the WAL the backup carries until consistent. Yielded once it accepts connections,
 stopped (immediate: it is thrown away) and removed afterwards, also when the operation fails.
 
@@ -135,6 +136,14 @@ def _check_identity(chain: list, data: Path) -> None:
                              f"{found or 'nothing readable'}")
 
 
+def restore_command(archive: Path) -> str:
+    """The restore_command that copies each WAL file from `archive`: the segment itself, else the
+    `<segment>.partial` pg_receivewal is streaming (wal_stream: zeros after its last record, where replay
+    ends); with neither the command fails, and the archive ends there."""
+    source = shlex.quote(str(archive).replace("%", "%%"))  # %-escapes are its own: a % in the name is doubled
+    return f"if [ -f {source}/%f ]; then cp {source}/%f %p; else cp {source}/%f.partial %p; fi"
+
+
 def _configure(cluster: RecoveryCluster, archive: Path | None, target_time: str | None, target_lsn: str | None) -> None:
     """Settings appended to postgresql.auto.conf (read last: they win over the source's)."""
     (cluster.folder / "pg_hba.conf").write_text("local all all trust\n")
@@ -143,9 +152,7 @@ def _configure(cluster: RecoveryCluster, archive: Path | None, target_time: str 
                 "shared_preload_libraries": "", "fsync": "off", "synchronous_commit": "off", "ssl": "off",
                 "logging_collector": "off", "shared_buffers": "128MB", "autovacuum": "off", "hot_standby": "on"}
     if archive is not None:
-        # %-escapes are restore_command's own; a % in the folder's name is doubled
-        source = shlex.quote(str(archive).replace("%", "%%"))
-        settings["restore_command"] = f"cp {source}/%f %p"
+        settings["restore_command"] = restore_command(archive)
         settings["recovery_target_action"] = "promote"
         if target_time is not None:
             # "as it was at T": every transaction committed up to and including T (microseconds), none after

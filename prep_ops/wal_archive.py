@@ -6,8 +6,10 @@ $PREP_OPS_WAL_DIR, else `wal/` in the backups folder. A cluster's WAL never goes
 
 `status`'s recoverable window is the one recover uses: from the oldest listed base backup's end
 (base_backup.listing: complete backups of this cluster only) to the newest segment file in the folder
-(not pg_stat_archiver's last archived, which may have gone elsewhere); an archive_command that does not
-name the folder is said in the window.
+(not pg_stat_archiver's last archived, which may have gone elsewhere), or the newest `<segment>.partial`
+pg_receivewal streams (wal_stream) whose complete segment is not there yet; an archive_command that does
+not name the folder is said in the window. With streaming, status also shows the receiver as the server
+sees it (pg_stat_replication) and the pg_receivewal process on this machine writing into the folder.
 """
 
 import os
@@ -41,6 +43,7 @@ def archive_dir(system_identifier: str | int) -> Path:
 
 # --- status -------------------------------------------------------------------------------------
 SEGMENT = re.compile(r"[0-9A-F]{24}")  # a WAL segment's file name: timeline, log, segment (hex)
+PARTIAL = re.compile(r"[0-9A-F]{24}\.partial")  # the segment pg_receivewal is streaming into
 BASE_MANIFEST = "prep-ops-base.json"  # in each base backup's folder: <backups dir>/base/<sysid>/<name>/
 
 
@@ -72,6 +75,11 @@ class ArchiveStatus:
     newest_segment_time: datetime | None = None  # when the newest segment file in archive_dir was written
     command_writes_elsewhere: bool | None = None  # archiving on with a command that does not name archive_dir
     oldest_base_backup: datetime | None = None  # when the oldest base backup of this cluster finished
+    newest_partial: str | None = None  # the newest streamed `<segment>.partial` whose segment is not archived
+    newest_partial_time: datetime | None = None  # when it was last written
+    stream_pid: int | None = None  # a pg_receivewal on this machine streaming into archive_dir
+    receiver: dict | None = None  # the server's view of prep-ops' receiver (wal_stream.receiver_row), None: none
+    stream_lag: float | None = None  # seconds of committed work the receiver does not hold yet (0: none)
     window: str = ""  # the recoverable window, in words
     config_file: str | None = None
     unknown: dict[str, str] = field(default_factory=dict)
@@ -104,11 +112,16 @@ def status(conn: psycopg.Connection) -> ArchiveStatus:
     if found.system_identifier is not None:
         found.archive_dir = archive_dir(found.system_identifier)
         try:
-            names = sorted(p.name for p in found.archive_dir.iterdir() if SEGMENT.fullmatch(p.name))
+            files = {p.name: p for p in found.archive_dir.iterdir()}
+            names = sorted(n for n in files if SEGMENT.fullmatch(n))
             found.segments, found.newest_segment = len(names), (names[-1] if names else None)
             if names:  # what recover reads: the folder's newest file, not pg_stat_archiver's word
-                newest = max((found.archive_dir / n).stat().st_mtime for n in names)
+                newest = max(files[n].stat().st_mtime for n in names)
                 found.newest_segment_time = datetime.fromtimestamp(newest, timezone.utc)
+            partials = sorted(n for n in files if PARTIAL.fullmatch(n) and n[:24] not in files)  # else superseded
+            if partials:
+                found.newest_partial = partials[-1]
+                found.newest_partial_time = datetime.fromtimestamp(files[partials[-1]].stat().st_mtime, timezone.utc)
         except FileNotFoundError:
             found.unknown["segments"] = "unknown: no such folder on this machine"
         except OSError as exc:
@@ -116,6 +129,10 @@ def status(conn: psycopg.Connection) -> ArchiveStatus:
         found.oldest_base_backup = oldest_base_backup(found.system_identifier)
         if found.on and found.archive_command:
             found.command_writes_elsewhere = not _names_folder(found.archive_command, found.archive_dir)
+        from . import wal_stream  # not at the top: wal_stream reaches back here
+
+        found.stream_pid = wal_stream.local_receiver(found.archive_dir)
+    _read_receiver(conn, found)
     found.window = _window(found)
     return found
 
@@ -153,6 +170,18 @@ def _read_archiver(conn: psycopg.Connection, found: ArchiveStatus) -> None:
      found.failed_count, found.last_failed_wal, found.last_failed_time) = row
 
 
+def _read_receiver(conn: psycopg.Connection, found: ArchiveStatus) -> None:
+    from . import wal_stream
+
+    try:
+        found.receiver = wal_stream.receiver_row(conn)
+    except psycopg.Error as exc:
+        found.unknown["receiver"] = _unknown(exc)
+        return
+    if found.receiver is not None:
+        found.stream_lag = wal_stream.lag_seconds(found.receiver)
+
+
 def base_backups_dir(system_identifier: str | int) -> Path:
     """The folder of the base backups of cluster `system_identifier`: <backups dir>/base/<sysid>/."""
     return backups_dir() / "base" / archive_dir(system_identifier).name  # archive_dir checks the digits
@@ -183,9 +212,11 @@ def _window(found: ArchiveStatus) -> str:
     if found.oldest_base_backup is None:
         return "no base backup" + elsewhere
     oldest = found.oldest_base_backup.isoformat()
-    if found.newest_segment_time is None:
+    newest = max(filter(None, (found.newest_segment_time, found.newest_partial_time)), default=None)
+    if newest is None:
         return f"no WAL in {found.archive_dir} (oldest base backup {oldest})" + elsewhere
-    if found.newest_segment_time < found.oldest_base_backup:
+    if newest < found.oldest_base_backup:
         return (f"no WAL archived since the oldest base backup ({oldest}): recovery reaches the backup's end "
                 "only" + elsewhere)
-    return f"{oldest} to {found.newest_segment_time.isoformat()}" + elsewhere
+    streamed = f" (streamed, {found.newest_partial})" if newest == found.newest_partial_time else ""
+    return f"{oldest} to {newest.isoformat()}{streamed}" + elsewhere

@@ -16,7 +16,7 @@ import pytest
 
 import pitr_fixtures
 from pitr_fixtures import make_source, stop_source
-from prep_ops import base_backup, base_retention, pitr, wal_archive
+from prep_ops import base_backup, base_retention, embedded, pitr, wal_archive
 from prep_ops.errors import BackupError, ParameterError
 
 pytestmark = pytest.mark.server_independent
@@ -190,3 +190,20 @@ def test_cli_keep_that_cannot_prune_names_the_backup_it_made_and_removes_nothing
     assert done.stderr.strip() == (f"error: base backup {made[0].path} was made, but --keep failed: nothing removed: "
                                    f"{broken.name} is incremental to 20000101T000000Z-000000, which is missing")
     assert set(archived) <= set(segments(source_cluster.archive))
+
+
+@pytest.mark.server_independent
+def test_wal_cleanup_removes_older_streamed_partials_and_keeps_newer_ones(tmp_path):
+    """pg_archivecleanup (of the embedded major and of 15, where the machine has it) treats a streamed
+    `<segment>.partial` (wal_stream) as its segment: one before the oldest kept segment goes, a newer one stays."""
+    majors = [embedded.VERSION] + ([15] if Path("/usr/lib/postgresql/15/bin/pg_archivecleanup").exists() else [])
+    for major in majors:
+        archive = tmp_path / str(major)
+        archive.mkdir()
+        names = ["000000010000000000000002", "000000010000000000000002.partial", "000000010000000000000003",
+                 "000000010000000000000004.partial"]
+        for name in names:
+            (archive / name).write_bytes(b"x")
+        removed = base_retention._archive_cleanup(archive, "000000010000000000000003", major)
+        assert removed == ["000000010000000000000002", "000000010000000000000002.partial"]
+        assert sorted(p.name for p in archive.iterdir()) == names[2:]

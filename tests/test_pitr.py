@@ -2,6 +2,7 @@
 the tests compute themselves. Every test runs on a private archiving cluster (pitr_fixtures), never on the
 suite's shared server."""
 
+import contextlib
 import json
 import os
 import shutil
@@ -19,7 +20,7 @@ from psycopg import sql
 
 import pitr_fixtures
 from pitr_fixtures import make_source, stop_source
-from prep_ops import base_backup, pitr, pitr_checks, recovery_cluster
+from prep_ops import base_backup, pitr, pitr_checks, recovery_cluster, recovery_copy
 from prep_ops.scratch import run_id
 from prep_ops.errors import BackupError, ParameterError, RecoveryError
 
@@ -378,32 +379,48 @@ def test_replay_stopping_on_foreign_wal_names_the_segment(tmp_path):
 
 
 @independent
-def test_killed_during_the_copy_leaves_no_pg_dump_or_pg_restore_and_the_next_run_drops_the_half_copy(source_cluster):
+@pytest.mark.parametrize("program", ["pg_dump", "pg_restore"])
+def test_killed_during_the_copy_leaves_no_pg_dump_or_pg_restore_and_the_next_run_drops_the_half_copy(source_cluster,
+                                                                                                      program):
     conn = prepared(source_cluster)
     conn.execute("CREATE TABLE bulk AS SELECT g AS id, repeat(md5(g::text), 8) AS pad FROM generate_series(1, 1200000) g")
     t1 = moment(conn)
     pitr.archive_now(conn, source_cluster.archive)
     run = _cli(source_cluster, "--to", t1.isoformat(), "--as", "app_killed_copy")
-    deadline, copying = time.monotonic() + 180, None
-    while time.monotonic() < deadline and copying is None and run.poll() is None:
-        copying = conn.execute("SELECT datname FROM pg_database WHERE starts_with(datname, %s)",
-                               (pitr.PREFIX,)).fetchone()
+    deadline, copiers = time.monotonic() + 180, {}
+    # the program and at least one of its --jobs workers (forked once it has read the catalog)
+    while time.monotonic() < deadline and run.poll() is None and list(copiers.values()).count(program) < 2:
+        copiers = _copiers(run.pid)
         time.sleep(0.02)
-    assert copying is not None, run.communicate()
-    time.sleep(0.3)  # pg_restore is connected and loading
-    copiers = [p for p in psutil.Process(run.pid).children() if p.name() in ("pg_dump", "pg_restore")]
-    assert len(copiers) == 2, copiers
+    assert list(copiers.values()).count(program) >= 2, (copiers, run.poll() is None or run.communicate())
+    copying = conn.execute("SELECT datname FROM pg_database WHERE starts_with(datname, %s)", (pitr.PREFIX,)).fetchone()
+    dumps = list(recovery_cluster.home().glob(f"*/{recovery_copy.DUMP_FOLDER}"))
+    assert copying is not None and len(dumps) == 1  # what the kill leaves: a half copy, the dump's folder
     os.kill(run.pid, signal.SIGKILL)  # the python process only: its children must not outlive it
     run.wait()
     deadline = time.monotonic() + 1.5  # SIGTERM at once: far less than the rest of the copy takes
     while time.monotonic() < deadline and _running(copiers):
         time.sleep(0.2)
     assert not _running(copiers)
+    assert dumps[0].is_dir()  # left behind by the kill, for the next run to remove
     done = pitr.recover(conn, source_cluster.target, to_time=t1, as_name="app_after_kill")
     assert done["database"] == "app_after_kill"
     names = {r[0] for r in conn.execute("SELECT datname FROM pg_database").fetchall()}
     assert not [n for n in names if n.startswith(pitr.PREFIX)] and "app_killed_copy" not in names
-    assert not list(recovery_cluster.home().iterdir())
+    assert not list(recovery_cluster.home().iterdir()) and not dumps[0].exists()
+
+
+def _copiers(pid: int) -> dict:
+    """{process: its name} of the pg_dump and pg_restore processes under `pid`, their --jobs workers included."""
+    found = {}
+    try:
+        for process in psutil.Process(pid).children(recursive=True):
+            with contextlib.suppress(psutil.NoSuchProcess):
+                if process.name() in ("pg_dump", "pg_restore"):
+                    found[process] = process.name()
+    except psutil.NoSuchProcess:  # recover ended meanwhile
+        pass
+    return found
 
 
 def _running(processes: list) -> list:

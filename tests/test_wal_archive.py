@@ -339,3 +339,18 @@ def test_archive_timeout_switches_segments_right_after_a_start(private_server, m
             assert time.monotonic() < deadline, "no segment archived 20 s after a write with archive_timeout = 1 s"
             time.sleep(0.2)
     archiving.off(target)
+
+
+@pytest.mark.server_independent
+def test_status_window_ends_at_a_streamed_partial_newer_than_the_newest_segment(tmp_path):
+    """recover takes a `.partial` where its segment is missing (wal_stream): the window shown ends there."""
+    from datetime import datetime, timezone
+
+    backup, segment, partial = (datetime(2026, 3, 1, 9, 0, s, tzinfo=timezone.utc) for s in (0, 10, 20))
+    found = wal_archive.ArchiveStatus(system_identifier="123", archive_dir=tmp_path, oldest_base_backup=backup,
+                                      newest_segment_time=segment, newest_partial_time=partial,
+                                      newest_partial="000000010000000000000004.partial")
+    assert wal_archive._window(found) == (f"{backup.isoformat()} to {partial.isoformat()} "
+                                          "(streamed, 000000010000000000000004.partial)")
+    found.newest_partial_time = None
+    assert wal_archive._window(found) == f"{backup.isoformat()} to {segment.isoformat()}"

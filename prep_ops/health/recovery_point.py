@@ -3,8 +3,11 @@
 With WAL archiving on, everything up to the newest archived segment can be replayed (point-in-time
 recovery, `prep-ops recover`); what was written since waits in the current segment. The check's value
 is the age of the newest archived segment when WAL was written after it (an upper bound of the work at
-risk), and 0 when nothing was written since. Archiving that fails is critical whatever the age: WAL
-piles up in pg_wal and nothing new becomes recoverable. With archiving off there is no point-in-time
+risk), and 0 when nothing was written since. Where pg_receivewal streams the WAL into the archive
+(wal_stream: a receiver of that name in pg_stat_replication), the streamed partial segment counts too:
+the value is then the receiver's lag (0 when it flushed all the server flushed). Archiving that fails is
+critical whatever the age, streaming or not: WAL piles up in pg_wal and no new complete segment becomes
+recoverable. With archiving off there is no point-in-time
 recovery: not judged (`unknown`), and the detail says what the recovery point is then (the newest
 logical backup, runbook 04) and how to turn archiving on.
 """
@@ -46,6 +49,14 @@ def _check_recovery_point(name: str, run: Run) -> HealthCheck:
         return HealthCheck(name, "critical", found.last_archived_age, threshold,
                            f"archiving fails: {found.last_failed_wal} at {found.last_failed_time:%Y-%m-%d %H:%M:%S %z} "
                            f"({found.failed_count:,} failures); nothing newer is recoverable", FIX)
+    if found.receiver is not None and found.stream_lag is not None:
+        lag = found.stream_lag
+        return HealthCheck(
+            name, grade(lag, t.recovery_point_warn_seconds, t.recovery_point_critical_seconds), lag, threshold,
+            f"pg_receivewal streams the WAL (flushed up to {found.receiver['flush_lsn']}, "
+            f"{found.receiver['lag_bytes']:,.0f} bytes behind the server): {seconds(lag)} of committed work "
+            f"not streamed yet; archive_command archives each complete segment as well",
+            "see the receiver's log (prep-ops archive status)")
     if found.last_archived_wal is None:
         return HealthCheck(name, "warn", None, threshold, "archiving is on but nothing was archived yet",
                            "SELECT pg_switch_wal() archives the current segment; then `prep-ops archive status`")
