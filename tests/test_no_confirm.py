@@ -64,9 +64,10 @@ def test_no_confirm_fingerprint_of_every_command_and_incident_runbook(someones_d
                               timeout=600)
         assert done.returncode == 1 and "--confirm" in done.stderr, (what, done.stdout, done.stderr)
     for args in (["migrate"], ["integrity"], ["audit"], ["indexes"], ["health"], ["verify", str(taken.path)],
-                 ["run", "10", "-p", "mode", "live", "-p", "app_role", app, "-p", "backup_dir", str(tmp_path / "backups")],
-                 ["run", "11", "-p", "mode", "live"],
-                 ["run", "12", "-p", "mode", "live", "-p", "suspect_role", app]):
+                 # the three drills side by side in one run, as `run --all` runs them (each parameter goes to the
+                 # runbook that declares it); the fingerprint after it names the run, its log which runbook
+                 ["run", "10", "11", "12", "-j", "2", "-p", "mode", "live", "-p", "app_role", app,
+                  "-p", "backup_dir", str(tmp_path / "backups"), "-p", "suspect_role", app]):
         done = subprocess.run([sys.executable, "-m", "prep_ops", *args], capture_output=True, text=True, env=env,
                               timeout=900)
         assert "Traceback" not in done.stdout + done.stderr, (args, done.stderr)

@@ -93,7 +93,8 @@ def test_runbooks_without_confirm_skip_what_they_did_not_do(seeded, tmp_path, mo
     with db.connect(seeded) as conn:
         before = backup.table_checksums(conn)
     dump = schema_dump(seeded)
-    out, results = runner.run(READ_ONLY_RUN, {"database_url": seeded.url, "scale": 0}, out_dir=tmp_path / "run")
+    out, results = runner.run(READ_ONLY_RUN, {"database_url": seeded.url, "scale": 0}, out_dir=tmp_path / "run",
+                              jobs=2)  # as `run --all` runs them: 02-04 side by side
     assert all(r.ok for r in results), [(r.notebook, r.error) for r in results if not r.ok]
     with db.connect(seeded) as conn:
         assert backup.table_checksums(conn) == before
