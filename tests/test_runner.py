@@ -334,3 +334,183 @@ def test_a_worker_that_dies_fails_its_runbook_not_the_whole_run(tmp_path):
     assert [r.notebook for r in results] == ["82_killer", "83_other"]
     assert not results[0].ok and "BrokenProcessPool" in results[0].error
     assert json.loads((out / "summary.json").read_text())["ok"] is False
+
+
+def _notebook(folder: Path, name: str, source: list[str], schedule: str | None = None) -> Path:
+    """A runbook of a parameters cell (`flags`, `database_url`) and one code cell."""
+    nb = json.loads((FIXTURES / "91_passes.ipynb").read_text())
+    nb["cells"] = [
+        {"cell_type": "code", "execution_count": None, "id": "p", "metadata": {"tags": ["parameters"]}, "outputs": [],
+         "source": ["database_url = None  # the target\n", "flags = ''  # the folder of flags"]},
+        {"cell_type": "code", "execution_count": None, "id": "c", "metadata": {}, "outputs": [], "source": source}]
+    if schedule:
+        nb["metadata"]["prep_ops"] = {"schedule": schedule}
+    path = folder / f"{name}.ipynb"
+    path.write_text(json.dumps(nb))
+    return path
+
+
+_SEEN = ["import os, sys\n", "print(sorted(m for m in ('pandas', 'sqlalchemy', 'sql', 'prep_ops.notebook', 'matplotlib.pyplot') if m in sys.modules))\n",
+         "print(sorted(k for k in dir() if not k.startswith('_')))\n", "print(os.getcwd())\n",
+         "print(sorted((k, v) for k, v in os.environ.items() if k != 'JPY_PARENT_PID'))\n", "print(os.getpid())"]
+
+
+def _printed(output: Path) -> list[str]:
+    cells = [c for c in json.loads(output.read_text())["cells"] if c["cell_type"] == "code"]
+    assert [c["execution_count"] for c in cells] == list(range(1, len(cells) + 1))  # silent preload: 1..n
+    return "".join(o["text"] if isinstance(o["text"], str) else "".join(o["text"])
+                   for o in cells[-1]["outputs"] if o.get("output_type") == "stream").splitlines()
+
+
+def _kernels_below(pid: int) -> set[int]:
+    """The ipykernel processes among the descendants of `pid`."""
+    import psutil
+
+    found = set()
+    for child in psutil.Process(pid).children(recursive=True):
+        try:
+            if any("ipykernel" in part for part in child.cmdline()):
+                found.add(child.pid)
+        except psutil.Error:
+            continue
+    return found
+
+
+def _running(pids: set[int]) -> set[int]:
+    import psutil
+
+    alive = set()
+    for pid in pids:
+        try:
+            if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+                alive.add(pid)
+        except psutil.Error:
+            continue
+    return alive
+
+
+@pytest.mark.server_independent
+def test_runbooks_run_in_kernels_started_ahead_with_the_environment_of_a_cold_one(tmp_path):
+    """In a run, each runbook's kernel was started ahead (the first one's while papermill is imported, the
+    next one's while the one before runs): its imports are done before its first cell, its cells are still
+    numbered 1..n, its namespace holds only what it made, and its folder and environment (the secret URL
+    by $DATABASE_URL, headless) are those of the kernel papermill starts cold for the same runbook."""
+    first, second = _notebook(tmp_path, "81_first", _SEEN), _notebook(tmp_path, "82_second", _SEEN)
+    url = "postgresql://someone:s3cret-pw@localhost:1/nowhere"
+    (tmp_path / "cold").mkdir()
+    cold = runner.run_one(first, tmp_path / "cold", {"database_url": url})  # papermill starts the kernel
+    out, results = runner.run([str(first), str(second)], {"database_url": url}, out_dir=tmp_path / "run", jobs=1)
+    assert cold.ok and [r.ok for r in results] == [True, True], [cold.error] + [r.error for r in results]
+    seen_cold = _printed(tmp_path / "cold" / "81_first.ipynb")
+    assert seen_cold[0] == "[]"  # a cold kernel has imported none of them
+    for name in ("81_first", "82_second"):
+        seen = _printed(out / f"{name}.ipynb")
+        assert seen[0] == "['matplotlib.pyplot', 'pandas', 'prep_ops.notebook', 'sql', 'sqlalchemy']", name
+        assert seen[1] == seen_cold[1]  # the same names in the namespace: the preload bound none
+        assert seen[2] == seen_cold[2] == str(tmp_path)
+        assert seen[3] == seen_cold[3] and "('DATABASE_URL', " in seen[3] and "('PREP_OPS_HEADLESS', '1')" in seen[3]
+        assert "s3cret" not in (out / f"{name}.ipynb").read_text().replace(seen[3], "")
+    assert _printed(out / "81_first.ipynb")[4] != _printed(out / "82_second.ipynb")[4]  # a kernel per runbook
+
+
+@pytest.mark.server_independent
+def test_side_by_side_runbooks_run_in_kernels_their_workers_started_ahead(tmp_path):
+    a, b = _notebook(tmp_path, "82_a", _SEEN, "parallel"), _notebook(tmp_path, "83_b", _SEEN, "parallel")
+    out, results = runner.run([str(a), str(b)], out_dir=tmp_path / "run", jobs=2)
+    assert [r.ok for r in results] == [True, True], [r.error for r in results]
+    for name in ("82_a", "83_b"):
+        seen = _printed(out / f"{name}.ipynb")
+        assert seen[0] == "['matplotlib.pyplot', 'pandas', 'prep_ops.notebook', 'sql', 'sqlalchemy']", name
+        assert seen[2] == str(tmp_path) and "('PREP_OPS_HEADLESS', '1')" in seen[3]
+    assert (out / "82_a.html").exists() and (out / "83_b.html").exists()  # rendered while the run went on
+    assert not _kernels_below(os.getpid())
+
+
+@pytest.mark.server_independent
+def test_a_dead_or_different_kernel_started_ahead_means_a_cold_start(tmp_path):
+    from prep_ops import warm_kernels
+
+    spares = warm_kernels.Spares()
+    env = {**os.environ, "PREP_OPS_HEADLESS": "1"}
+    try:
+        spares.prepare(env, str(tmp_path))
+        spares.prepare(env, str(tmp_path))
+        first, second = spares.pids()
+        assert spares.take({**env, "PREP_OPS_HEADLESS": "0"}, str(tmp_path)) is None  # another environment
+        assert spares.take(env, str(tmp_path.parent)) is None  # another folder
+        os.kill(first, 9)  # the first spare died
+        assert spares.take(env, str(tmp_path)) is None and not _running({first})
+        manager = spares.take(env, str(tmp_path))  # the second is alive and ready
+        assert manager is not None and manager.provisioner.process.pid == second and spares.taken == 1
+        spares.finish(manager)
+        assert not _running({second})
+    finally:
+        spares.close()
+    assert spares.pids() == [] and not _kernels_below(os.getpid())
+
+
+@pytest.mark.server_independent
+def test_no_kernel_outlives_a_run_whose_runbook_fails(tmp_path):
+    before = _kernels_below(os.getpid())
+    failing = _notebook(tmp_path, "81_fails", ["raise RuntimeError('on purpose')"])
+    out, results = runner.run([str(failing), str(FIXTURES / "91_passes.ipynb")], out_dir=tmp_path / "run", jobs=1)
+    assert [r.ok for r in results] == [False, True] and "on purpose" in results[0].error
+    assert _kernels_below(os.getpid()) <= before
+
+
+_INTERRUPTED = """
+import sys
+from pathlib import Path
+import psutil
+from prep_ops import runner
+try:
+    runner.run(sys.argv[2:], {"flags": sys.argv[1]}, out_dir=Path(sys.argv[1]) / "run", jobs=2)
+except BaseException as exc:  # still alive here: what is left was left by run, not reaped by a parent's death
+    left = []
+    for child in psutil.Process().children(recursive=True):
+        try:
+            line = " ".join(child.cmdline())
+            if child.status() != psutil.STATUS_ZOMBIE and ("ipykernel" in line or "spawn_main" in line):
+                left.append(line)
+        except psutil.Error:
+            pass
+    print(type(exc).__name__, "left:", left, flush=True)
+    sys.exit(3)
+"""
+
+
+@pytest.mark.server_independent
+@pytest.mark.parametrize("signum", ["SIGTERM", "SIGINT"])
+def test_an_interrupted_run_leaves_no_kernel_and_no_worker(tmp_path, signum):
+    """Interrupted while its first runbook runs, with the side-by-side workers' kernels started ahead and a
+    kernel started for the runbook after: every kernel and worker is gone when `run` has returned."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import psutil
+
+    waits = ["import pathlib, time\n", "(pathlib.Path(flags) / 'started').touch()\n", "time.sleep(120)"]
+    names = [_notebook(tmp_path, "81_first", waits, "first"), _notebook(tmp_path, "82_alone", waits),
+             _notebook(tmp_path, "83_alone", waits), _notebook(tmp_path, "84_a", ["1"], "parallel"),
+             _notebook(tmp_path, "85_b", ["1"], "parallel")]
+    names = [names[0], names[3], names[4], names[1], names[2]]
+    process = subprocess.Popen([sys.executable, "-c", _INTERRUPTED, str(tmp_path), *map(str, names)],
+                               stdout=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 180
+        while len(_kernels_below(process.pid)) < 3 or not (tmp_path / "started").exists():
+            assert time.monotonic() < deadline and process.poll() is None, "the run never had its kernels up"
+            time.sleep(0.2)
+        everything = {p.pid for p in psutil.Process(process.pid).children(recursive=True)  # kernels and workers
+                      if any("ipykernel" in part or "spawn_main" in part for part in p.cmdline())}
+        assert len(everything) >= 5  # the first runbook's kernel, two workers, their two kernels started ahead
+        process.send_signal(getattr(signal, signum))
+        printed, _ = process.communicate(timeout=120)
+        expected = {"SIGTERM": "SystemExit", "SIGINT": "KeyboardInterrupt"}[signum]
+        assert process.returncode == 3 and f"{expected} left: []" in printed, printed
+        assert not _running(everything), "a kernel or worker outlived the interrupted run"
+    finally:
+        if process.poll() is None:
+            process.kill()
