@@ -145,15 +145,19 @@ def table_checksums(conn: psycopg.Connection, method: str = COLUMN_HASH, *, targ
     """{"schema.table": {"rows": n, "checksum": "..."}} for every user table, in the current
     transaction's snapshot (outside a transaction, in a REPEATABLE READ one of its own).
 
-    With `target`, the database `conn` is connected to, the tables are summed on up to `jobs`
-    connections at once (default: one per CPU), as `each_table` does: the same snapshot, the same
-    sums, in about half the time on two cores.
+    With `target`, the database `conn` is connected to, the column-hash methods sum the tables on up to
+    `jobs` connections at once (default: one per CPU), as `each_table` does: the same snapshot, the same
+    sums, in about half the time on two cores (row-text stays on `conn`: its sums depend on the session's
+    settings).
     """
     queries = _queries(conn, method)
     settings = TEXT_SETTINGS if method in (COLUMN_HASH, COLUMN_HASH_V1) else {}
     idle = conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE  # no transaction of the caller's
+    # row-text sums depend on the session's DateStyle, TimeZone and the like, which a connection of its own
+    # would not share: only the column-hash methods, whose settings each connection sets, go concurrent
+    concurrent = target if settings else None
     with snapshot(conn) if idle else nullcontext():
-        rows = each_table(conn, queries, target=target, jobs=jobs, settings=settings)
+        rows = each_table(conn, queries, target=concurrent, jobs=jobs, settings=settings)
     return {f"{s}.{t}": {"rows": n, "checksum": checksum} for (s, t), (n, checksum) in rows.items()}
 
 

@@ -25,6 +25,7 @@ from . import orphans, pg_binaries, pitr_checks
 from .backup import libpq_env
 from .db import Target
 from .errors import BackupError
+from .sqlfiles import load
 
 DUMP_FOLDER = "dump"  # inside the recovery cluster's folder
 # one job per core, at least 2 (a dump job and the server that feeds it overlap even on one core), at
@@ -40,6 +41,7 @@ def copy_database(cluster, database: str, target: Target, conn: psycopg.Connecti
     folder removed when anything fails."""
     conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(into)))
     folder = Path(cluster.folder) / DUMP_FOLDER
+    jobs = restore_jobs(conn, jobs)
     try:
         url, env = libpq_env(target.with_database(into))
         _run([pg_binaries.program("pg_dump", major), "--format=directory", f"--jobs={jobs}", "--compress=0",
@@ -51,6 +53,14 @@ def copy_database(cluster, database: str, target: Target, conn: psycopg.Connecti
         raise
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def restore_jobs(conn: psycopg.Connection, jobs: int) -> int:
+    """`jobs`, or fewer when the server or the connecting role has fewer connections to spare:
+    pg_restore --jobs N opens N + 1 (its leader and N workers), and a copy that fails on "too many
+    clients" where one job would have worked helps no one at 3 a.m. At least 1."""
+    spare = conn.execute(load("pitr", "spare_connections")).fetchone()[0]
+    return max(1, min(jobs, (spare if spare is not None else jobs + 1) - 1))
 
 
 def _run(command: list, database: str, env: dict) -> None:

@@ -226,7 +226,21 @@ def test_checksums_on_several_connections_equal_those_on_one(scratch, tables, he
             one = checksums.table_checksums(conn, method)
             assert checksums.table_checksums(conn, method, target=scratch, jobs=3) == one
             assert set(one) == {"public.big", *(f"public.{t}" for t in SMALL)}
-    assert len(helpers) == 2 * len(checksums.METHODS)
+    # the column-hash methods on 3 connections (the caller's and 2 more); row-text on the caller's only
+    assert len(helpers) == 2 * (len(checksums.METHODS) - 1)
+
+
+def test_row_text_sums_never_depend_on_which_connection_summed_a_table(scratch, tables, helpers):
+    """row-text hashes each row's text form, which the session's DateStyle, TimeZone and the like shape: a
+    connection of its own would not share the caller's, so row-text stays on the caller's connection."""
+    tables.execute("CREATE TABLE dated AS SELECT g AS id, date '2026-11-30' + g AS day, "
+                   "timestamptz '2026-11-30 12:00+00' + g * interval '1 hour' AS at FROM generate_series(1, 50) AS g")
+    with db.connect(scratch, autocommit=True) as conn:
+        conn.execute("SET DateStyle = 'SQL, DMY'")
+        conn.execute("SET TimeZone = 'Pacific/Chatham'")
+        one = checksums.table_checksums(conn, checksums.ROW_TEXT)
+        assert checksums.table_checksums(conn, checksums.ROW_TEXT, target=scratch, jobs=2) == one
+    assert helpers == []
 
 
 def test_other_connections_read_the_callers_snapshot(scratch, tables, helpers):

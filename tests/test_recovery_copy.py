@@ -2,6 +2,7 @@
 --jobs into a new database). Here the suite's server plays both sides (a folder of the test's own stands for
 the recovery cluster's); recover's own tests (test_pitr.py) run it out of real recovery clusters, killed too."""
 
+import secrets
 import uuid
 from types import SimpleNamespace
 
@@ -86,3 +87,19 @@ def test_a_failed_pg_dump_is_reported_in_one_line_and_leaves_no_copy_or_dump_fol
     assert 'database "prep_ops_test_no_such_db" does not exist' in said and "\n" not in said
     assert into not in _databases(server)
     assert not (cluster.folder / recovery_copy.DUMP_FOLDER).exists()
+
+
+def test_a_role_with_connections_to_spare_for_one_job_only_copies_with_one(server):
+    """pg_restore --jobs N opens N + 1 connections: a role under a CONNECTION LIMIT (or a server near
+    max_connections) gets the jobs it can open, never a copy failing on "too many clients"."""
+    role, password = f"rc_limited_{uuid.uuid4().hex[:8]}", secrets.token_hex(12)
+    with db.connect(server, autocommit=True) as conn:
+        assert recovery_copy.restore_jobs(conn, 2) == 2  # the suite's role has slots to spare
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {} CONNECTION LIMIT 2").format(
+            sql.Identifier(role), sql.Literal(password)))
+    try:
+        with db.connect(server.with_user(role, password), autocommit=True) as limited:
+            assert recovery_copy.restore_jobs(limited, 4) == 1  # one slot left: pg_restore's leader alone
+    finally:
+        with db.connect(server, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
