@@ -1,6 +1,6 @@
 """`prep-ops run --all`, sequential and side by side, beside eleven bare papermill runs of an empty notebook.
 
-    python benchmarks/run_all.py [--repeat 2] [--before DIR]
+    python benchmarks/run_all.py [--repeat 2]
 
 In a temporary project folder (PREP_OPS_HOME) with a copy of notebooks/ and an embedded server of its
 own, started once before the first round (so no round pays initdb), each round runs, alternating the
@@ -9,9 +9,7 @@ order, in fresh processes, wall time from spawn to exit:
      print): issue 16's yardstick for `run --all`;
   2. `prep-ops run --all -j 1`: every runbook one after the other (the order before `-j`);
   3. `prep-ops run --all`: the default, `-j` the number of cores (01 first, the parallel runbooks side by
-     side, then the ones that change the target or watch the whole server alone);
-  4. with `--before DIR`: `prep-ops run --all` of another source tree (DIR holds its `prep_ops/`, e.g.
-     `git archive HEAD prep_ops | tar -x -C DIR`), first on PYTHONPATH, so its kernels import it too.
+     side, then the ones that change the target or watch the whole server alone).
 Every `run --all` must pass (exit 0), else the benchmark stops. The load average before and after each
 step is printed: a busy machine shows there. Prints a Markdown table of medians and ratios.
 """
@@ -34,11 +32,7 @@ from one_runbook import NOTEBOOK, print_table  # noqa: E402
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=2)
-    parser.add_argument("--before", type=Path, help="a source tree whose `run --all` to time alongside (its prep_ops/)")
-    args = parser.parse_args()
-    repeat = args.repeat
-    if args.before and not (args.before / "prep_ops" / "runner.py").is_file():
-        parser.error(f"--before {args.before}: no prep_ops/runner.py there")
+    repeat = parser.parse_args().repeat
     folder = Path(tempfile.mkdtemp(prefix="prep-ops-bench-all-"))
     shutil.copytree(HERE.parent / "notebooks", folder / "notebooks")
     trivial = folder / "99_trivial.ipynb"
@@ -48,15 +42,11 @@ def main() -> None:
     prep_ops = [sys.executable, "-m", "prep_ops"]
     papermill = [str(Path(sys.executable).parent / "papermill"), "-k", "python3", "--no-progress-bar",
                  str(trivial), str(folder / "out.ipynb")]
-    jobs = len(os.sched_getaffinity(0))
     steps = {
-        "11 x bare papermill, empty notebook": [(papermill, env)] * 11,
-        "prep-ops run --all -j 1": [(prep_ops + ["run", "--all", "-j", "1"], env)],
-        f"prep-ops run --all (-j {jobs})": [(prep_ops + ["run", "--all"], env)],
+        "11 x bare papermill, empty notebook": [papermill] * 11,
+        "prep-ops run --all -j 1": [prep_ops + ["run", "--all", "-j", "1"]],
+        f"prep-ops run --all (-j {len(os.sched_getaffinity(0))})": [prep_ops + ["run", "--all"]],
     }
-    if args.before:
-        before_env = {**env, "PYTHONPATH": os.pathsep.join([str(args.before.resolve()), env.get("PYTHONPATH", "")])}
-        steps[f"before: prep-ops run --all (-j {jobs})"] = [(prep_ops + ["run", "--all"], before_env)]
     subprocess.run(prep_ops + ["db", "start"], env=env, check=True, capture_output=True)
     times = {name: [] for name in steps}
     try:
@@ -64,9 +54,8 @@ def main() -> None:
             for name in steps if round_ % 2 == 0 else reversed(steps):
                 load = os.getloadavg()[0]
                 began = time.perf_counter()
-                for command, command_env in steps[name]:
-                    # in the project folder: the checkout's own prep_ops/ is not first on sys.path (--before)
-                    done = subprocess.run(command, env=command_env, cwd=folder, capture_output=True, text=True)
+                for command in steps[name]:
+                    done = subprocess.run(command, env=env, capture_output=True, text=True)
                     if done.returncode:
                         sys.exit(f"{name} failed:\n{done.stdout[-3000:]}\n{done.stderr[-2000:]}")
                 times[name].append(time.perf_counter() - began)

@@ -24,14 +24,13 @@ def render_notebook(executed: Path) -> Path | None:
     return html
 
 
-def write_index(out_dir: Path, summary: dict, rendered: dict[str, Path | None] | None = None) -> Path:
-    """runs/<ts>/index.html for a run's summary (as in summary.json); renders each notebook beside it,
-    unless `rendered` (an executed notebook's path: its page) holds it already."""
+def write_index(out_dir: Path, summary: dict) -> Path:
+    """runs/<ts>/index.html for a run's summary (as in summary.json); renders each notebook beside it."""
     from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-    notebooks, rendered = [], rendered or {}
+    notebooks = []
     for entry in summary["notebooks"]:
-        html = rendered[entry["output"]] if entry["output"] in rendered else render_notebook(Path(entry["output"]))
+        html = render_notebook(Path(entry["output"]))
         notebooks.append({**entry, "html": html.name if html else ""})
     env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html", "j2"]))
     page = env.get_template("run_index.html.j2").render(**{**summary, "notebooks": notebooks})

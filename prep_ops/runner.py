@@ -14,7 +14,6 @@ from pathlib import Path
 from .errors import ParameterError
 from .parameters import default_value, is_data, kind_of, parameters, parse_value, validate  # noqa: F401 (runner.parameters etc. as before)
 from .paths import notebooks_dir, runs_dir
-from .stages import SCHEDULES, default_jobs, run_stages, schedule, stages  # noqa: F401 (runner.stages etc. as before)
 from .verdicts import CHECK_MIME, status, status_counts
 
 # papermill, nbformat (2.5 s of imports), the incident record and psycopg are imported where a run
@@ -130,37 +129,19 @@ def _report_of(out_dir: Path, values: dict) -> str:
 
 
 @contextmanager
-def _environment(changes: dict[str, str]):
-    """The environment variables `changes` set for the kernels started inside, then as they were."""
-    saved = {name: os.environ.get(name) for name in changes}
-    os.environ.update(changes)
+def _environment(name: str, value: str | None):
+    """$name set to `value` (when not None) for the kernels started inside, then as it was."""
+    saved = os.environ.get(name)
+    if value is not None:
+        os.environ[name] = value
     try:
         yield
     finally:
-        for name, value in saved.items():
-            if value is None:
+        if value is not None:
+            if saved is None:
                 os.environ.pop(name, None)
             else:
-                os.environ[name] = value
-
-
-def _kernel_settings(notebook: Path, values: dict) -> tuple[dict, dict, str]:
-    """papermill's parameters, and the environment changes and folder of the runbook's kernel: headless
-    (progress bars are text, not widgets a saved notebook cannot show); a password in `database_url`
-    goes by $DATABASE_URL, never into the parameters papermill writes into the executed notebook."""
-    from .db import mask_url
-
-    changes = {"PREP_OPS_HEADLESS": "1"}
-    url = values.get("database_url")
-    if url is not None and mask_url(str(url)) != str(url):
-        values, changes["DATABASE_URL"] = {k: v for k, v in values.items() if k != "database_url"}, str(url)
-    return values, changes, str(notebook.parent)
-
-
-def kernel_environment(notebook: Path, values: dict) -> tuple[dict, str]:
-    """The environment and folder a kernel for this runbook starts with now (as papermill would start it)."""
-    _, changes, cwd = _kernel_settings(notebook, values)
-    return {**os.environ, **changes}, cwd
+                os.environ[name] = saved
 
 
 def _skip_iri_grammar() -> None:
@@ -172,13 +153,12 @@ def _skip_iri_grammar() -> None:
         sys.modules.setdefault("rfc3987_syntax", None)
 
 
-def run_one(notebook: Path, out_dir: Path, values: dict, *, timeout: int | None = 1800, kernels=None,
-            then: tuple[Path, dict] | None = None) -> NotebookRun:
-    """Execute one runbook with papermill; never raises for a failure inside the notebook. With `kernels`
-    (warm_kernels.Spares) it runs in a kernel started ahead when one fits, and starts one for `then`
-    (the runbook, and its values, that runs next in this process)."""
+def run_one(notebook: Path, out_dir: Path, values: dict, *, timeout: int | None = 1800) -> NotebookRun:
+    """Execute one runbook with papermill; never raises for a failure inside the notebook."""
     _skip_iri_grammar()
     import papermill
+
+    from .db import mask_url
 
     values = incident_values(notebook, values)
     for name, value in values.items():  # papermill pastes other types into the code as they are
@@ -187,24 +167,82 @@ def run_one(notebook: Path, out_dir: Path, values: dict, *, timeout: int | None 
     output = out_dir / notebook.name
     began = time.perf_counter()
     error = ""
-    values_in, changes, cwd = _kernel_settings(notebook, values)
-    kernel = kernels.take({**os.environ, **changes}, cwd) if kernels else None  # None: papermill starts one
+    url = values.get("database_url")
+    secret_url = url is not None and mask_url(str(url)) != str(url)
+    if secret_url:  # papermill writes parameters into the executed notebook: a password goes by environment
+        values = {k: v for k, v in values.items() if k != "database_url"}
     try:
-        if kernels and then:
-            kernels.prepare(*kernel_environment(*then))
-        with _environment(changes):
-            papermill.execute_notebook(str(notebook), str(output), parameters=values_in, kernel_name="python3",
-                                       cwd=cwd, progress_bar=False, execution_timeout=timeout, km=kernel,
+        # headless: progress bars are text, not widgets a saved notebook cannot show
+        with _environment("DATABASE_URL", str(url) if secret_url else None), _environment("PREP_OPS_HEADLESS", "1"):
+            papermill.execute_notebook(str(notebook), str(output), parameters=values, kernel_name="python3",
+                                       cwd=str(notebook.parent), progress_bar=False, execution_timeout=timeout,
                                        # the kernel's start-up warnings are noise in a run's output
                                        extra_arguments=["--IPKernelApp.log_level=ERROR"])
     except Exception as exc:  # papermill raises for any failing cell; the run records it
         error = _error_of(exc)
-    finally:
-        if kernel is not None:
-            kernels.finish(kernel)
     _beside_report(output, values)
     return NotebookRun(notebook.stem, str(output), not error, time.perf_counter() - began, error, checks_of(output),
                        _report_of(out_dir, values))
+
+
+SCHEDULES = ("first", "parallel", "alone")
+
+
+def schedule(notebook: Path) -> str:
+    """When a runbook may run in `run -j N`, from its notebook metadata `prep_ops.schedule`:
+    "first" (alone, before every other: 01 makes the data the others read), "parallel" (beside the
+    other parallel ones: it reads the target or works in scratch databases and roles of its own), or
+    "alone" (the default: it changes the target or watches the whole server, so it runs by itself,
+    after the parallel ones)."""
+    metadata = json.loads(Path(notebook).read_text(encoding="utf-8")).get("metadata", {})
+    value = metadata.get("prep_ops", {}).get("schedule", "alone")
+    return value if value in SCHEDULES else "alone"
+
+
+def stages(notebooks: list[Path], jobs: int) -> list[list[Path]]:
+    """The order of a run: lists run one after the other, the runbooks inside one list side by side.
+    With one job, every runbook alone, in the order given; else the "first" ones alone, then the
+    "parallel" ones together (longest first is not known: name order), then the "alone" ones one by one."""
+    if jobs <= 1:
+        return [[nb] for nb in notebooks]
+    by = {kind: [nb for nb in notebooks if schedule(nb) == kind] for kind in SCHEDULES}
+    return [[nb] for nb in by["first"]] + ([by["parallel"]] if by["parallel"] else []) + [[nb] for nb in by["alone"]]
+
+
+def default_jobs() -> int:
+    """`run -j`'s default: the cores this process may use."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def _side_by_side(plans: dict[Path, dict], out_dir: Path, jobs: int, on_done) -> dict[Path, NotebookRun]:
+    """Run the planned runbooks in up to `jobs` worker processes (each starts its own kernel)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    done = {}
+    # spawn: a worker starts clean (no inherited connections or threads of this process)
+    with ProcessPoolExecutor(max_workers=min(jobs, len(plans)), mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = {pool.submit(run_one, notebook, out_dir, values): notebook for notebook, values in plans.items()}
+        for future in as_completed(futures):
+            notebook = futures[future]
+            try:
+                result = future.result()
+            except Exception as exc:  # a worker that died (killed, out of memory): that runbook failed, not the run
+                result = NotebookRun(notebook.stem, str(out_dir / notebook.name), False, 0.0, _error_of(exc))
+            done[notebook] = result
+            if on_done:
+                on_done(result)
+    return done
+
+
+def _ready_server(plans: dict[Path, dict]) -> None:
+    """Before runbooks start side by side: the embedded server up and its database made once, here,
+    when any of them would use it (no `database_url` given and no $DATABASE_URL)."""
+    if os.environ.get("DATABASE_URL") or all(values.get("database_url") for values in plans.values()):
+        return
+    from . import embedded
+
+    embedded.ensure_database()
 
 
 def run(names: list[str], given: dict[str, str] | None = None, *, run_all: bool = False,
@@ -233,11 +271,19 @@ def run(names: list[str], given: dict[str, str] | None = None, *, run_all: bool 
         out_dir = runs_dir() / f"{datetime.now():%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
         out_dir.mkdir(parents=True)
     out_dir.mkdir(parents=True, exist_ok=True)
-    by_notebook, rendered = run_stages(stages(notebooks, jobs), plans, out_dir, jobs, on_done)
+    by_notebook = {}
+    for stage in stages(notebooks, jobs):
+        if len(stage) > 1:
+            _ready_server({nb: plans[nb] for nb in stage})
+            by_notebook |= _side_by_side({nb: plans[nb] for nb in stage}, out_dir, jobs, on_done)
+            continue
+        by_notebook[stage[0]] = run_one(stage[0], out_dir, plans[stage[0]])
+        if on_done:
+            on_done(by_notebook[stage[0]])
     results = [by_notebook[nb] for nb in notebooks]
     summary = {"started": out_dir.name, "ok": all(r.ok for r in results),
                "counts": status_counts([c for r in results for c in r.checks]),
                "notebooks": [{**asdict(r), "counts": r.counts} for r in results]}
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
-    html_report.write_index(out_dir, summary, rendered)
+    html_report.write_index(out_dir, summary)
     return out_dir, results
