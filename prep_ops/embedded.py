@@ -158,6 +158,9 @@ def start() -> ServerStatus:
     if current.running:
         return _with_preload(current)
 
+    from . import wal_stream
+
+    wal_stream.stop()  # a receiver of a stopped server is stale: left running, it would follow the next one
     pgdata = data_dir()
     pgdata.parent.mkdir(parents=True, exist_ok=True)
     _check_version(pgdata)

@@ -138,7 +138,7 @@ def archive_now(conn: psycopg.Connection, archive: Path, seconds: float = ARCHIV
 def _window_text(backups: list, segments: dict) -> str:
     """The recoverable window in words, to the microsecond (a moment shown is a moment inside it)."""
     oldest = min(b.manifest["finished"] for b in backups) if backups else None
-    newest = max(f.stat().st_mtime for f in segments.values()) if segments else None
+    newest = max(filter(None, map(wal_archive.modified, segments.values())), default=None)  # gone: skipped
     if oldest is None:
         return "no base backup of this cluster: the recoverable window is empty (take one with backup --kind base)"
     end = datetime.fromtimestamp(newest, timezone.utc).isoformat() if newest else "no archived WAL"
@@ -153,7 +153,7 @@ def candidates(backups: list, segments: dict, segment_bytes: int, *, to_time: da
     fitting: ParameterError stating the recoverable window."""
     if to_time is not None:
         fitting = [b for b in backups if datetime.fromisoformat(b.manifest["finished"]) < to_time]
-        newest_wal = max((f.stat().st_mtime for f in segments.values()), default=None)
+        newest_wal = max(filter(None, map(wal_archive.modified, segments.values())), default=None)
         covered = newest_wal is not None and to_time.timestamp() <= newest_wal
         last = max(segments, default=-1)
     else:

@@ -8,6 +8,7 @@ then xlp_sysid (uint64, 24), xlp_seg_size (uint32, 32), xlp_xlog_blcksz (uint32,
 byte order. A segment of another cluster, of another position, or garbage fails one of these.
 """
 
+import os
 import re
 import struct
 from pathlib import Path
@@ -22,12 +23,21 @@ _LONG_HEADER = struct.Struct("=HHIQI4xQII")
 _XLP_LONG_HEADER = 0x0002
 
 
+def _head(path: Path) -> tuple[int, bytes]:
+    """The file's size and its first bytes (a long page header's worth)."""
+    with path.open("rb") as file:
+        return os.fstat(file.fileno()).st_size, file.read(_LONG_HEADER.size)
+
+
 def segment_problem(path: Path, number: int, segment_bytes: int, system_identifier: str) -> str | None:
     """Why the archived file `path` is not segment `number` of cluster `system_identifier`, or None."""
     try:
-        size = path.stat().st_size
-        with path.open("rb") as file:
-            head = file.read(_LONG_HEADER.size)
+        try:
+            size, head = _head(path)
+        except FileNotFoundError:
+            if not path.name.endswith(".partial"):
+                raise
+            size, head = _head(path.with_name(path.name[:24]))  # completed meanwhile: renamed to its segment
     except OSError as exc:
         return f"it cannot be read ({exc.strerror})"
     if size != segment_bytes or len(head) < _LONG_HEADER.size:

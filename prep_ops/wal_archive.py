@@ -113,19 +113,12 @@ def status(conn: psycopg.Connection) -> ArchiveStatus:
         found.archive_dir = archive_dir(found.system_identifier)
         try:
             files = {p.name: p for p in found.archive_dir.iterdir()}
-            names = sorted(n for n in files if SEGMENT.fullmatch(n))
-            found.segments, found.newest_segment = len(names), (names[-1] if names else None)
-            if names:  # what recover reads: the folder's newest file, not pg_stat_archiver's word
-                newest = max(files[n].stat().st_mtime for n in names)
-                found.newest_segment_time = datetime.fromtimestamp(newest, timezone.utc)
-            partials = sorted(n for n in files if PARTIAL.fullmatch(n) and n[:24] not in files)  # else superseded
-            if partials:
-                found.newest_partial = partials[-1]
-                found.newest_partial_time = datetime.fromtimestamp(files[partials[-1]].stat().st_mtime, timezone.utc)
         except FileNotFoundError:
             found.unknown["segments"] = "unknown: no such folder on this machine"
         except OSError as exc:
             found.unknown["segments"] = f"unknown: {found.archive_dir}: {exc.strerror}"
+        else:
+            _read_folder(files, found)
         found.oldest_base_backup = oldest_base_backup(found.system_identifier)
         if found.on and found.archive_command:
             found.command_writes_elsewhere = not _names_folder(found.archive_command, found.archive_dir)
@@ -135,6 +128,30 @@ def status(conn: psycopg.Connection) -> ArchiveStatus:
     _read_receiver(conn, found)
     found.window = _window(found)
     return found
+
+
+def modified(path: Path) -> float | None:
+    """When the file `path` was last written, or None when it is gone: a `.partial` pg_receivewal renamed
+    to its segment after the folder was listed."""
+    try:
+        return path.stat().st_mtime
+    except FileNotFoundError:
+        return None
+
+
+def _read_folder(files: dict[str, Path], found: ArchiveStatus) -> None:
+    """The segments and the newest streamed `.partial` among the archive folder's `files` (name: path)."""
+    names = sorted(n for n in files if SEGMENT.fullmatch(n))
+    found.segments, found.newest_segment = len(names), (names[-1] if names else None)
+    times = [t for t in map(modified, (files[n] for n in names)) if t is not None]
+    if times:  # what recover reads: the folder's newest file, not pg_stat_archiver's word
+        found.newest_segment_time = datetime.fromtimestamp(max(times), timezone.utc)
+    partials = sorted(n for n in files if PARTIAL.fullmatch(n) and n[:24] not in files)  # else superseded
+    for name in reversed(partials):  # the newest one still there
+        written = modified(files[name])
+        if written is not None:
+            found.newest_partial, found.newest_partial_time = name, datetime.fromtimestamp(written, timezone.utc)
+            break
 
 
 def _read_settings(conn: psycopg.Connection, found: ArchiveStatus) -> None:

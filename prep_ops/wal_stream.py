@@ -19,11 +19,13 @@ the streamed tail is lost for that while, never a segment.
 
 The receiver is a detached process (a session of its own, the server's system user as root) whose pid
 file lives in `<data directory>-wal-stream/` beside the data directory (`.prep_ops/pg18-wal-stream/`),
-with its log and `on`, the recorded setting. `start` runs it unless the pid file names a live
-pg_receivewal (checked against the process's start time and command line, under a lock: two starts never
-run two). It loops on a lost connection (pg_receivewal's default: again every 5 s), so a restart of the
-server needs nothing; every start of the embedded server (embedded._after_start) calls `resume`, which
-starts it where the setting is on; `archive off`, `archive on` without --stream and `db stop` stop it.
+with its log (the previous run's in `log.1`) and `on`, the recorded setting. `start` runs it unless the
+pid file names a live pg_receivewal into the same folder (checked against the process's start time and
+command line, under a lock: two starts never run two); one into another folder is stopped first, and
+embedded.start stops any before starting a stopped server, so none follows a new cluster. It loops on a
+lost connection (pg_receivewal's default: again every 5 s), so a restart of the server needs nothing;
+every start of the embedded server (embedded._after_start) calls `resume`, which starts it where the
+setting is on; `archive off`, `archive on` without --stream and `db stop` stop it.
 
 On a server prep-ops does not run, `command_line` is the one pg_receivewal command to run as a service.
 """
@@ -74,18 +76,29 @@ def command_line(folder: Path, dsn: str, program: str | Path = "pg_receivewal") 
     return [str(program), "-D", str(folder), "--synchronous", "--no-password", "--verbose", "-d", dsn]
 
 
+# the connection keys a printed pg_receivewal command may carry: where and how to connect, never a secret
+# (password, sslpassword, an OAuth secret) nor a database; any other key of the URL is left out
+DSN_KEYS = ("host", "hostaddr", "port", "user", "passfile", "service", "connect_timeout", "client_encoding",
+            "keepalives", "keepalives_idle", "keepalives_interval", "keepalives_count", "tcp_user_timeout",
+            "sslmode", "sslnegotiation", "sslcompression", "sslcert", "sslkey", "sslcertmode", "sslrootcert",
+            "sslcrl", "sslcrldir", "sslsni", "ssl_min_protocol_version", "ssl_max_protocol_version",
+            "requirepeer", "require_auth", "channel_binding", "gssencmode", "krbsrvname", "gsslib",
+            "target_session_attrs", "load_balance_hosts")
+
+
 def dsn_of(url: str) -> str:
-    """The libpq connection string pg_receivewal needs for the server of `url`: no password (a
-    ~/.pgpass or trust), no database, application_name APPLICATION."""
-    params = {k: v for k, v in conninfo.conninfo_to_dict(url).items() if k not in ("password", "dbname")}
+    """The libpq connection string pg_receivewal needs for the server of `url`: the keys of DSN_KEYS only
+    (no password or other secret: a ~/.pgpass or trust; no database), application_name APPLICATION."""
+    params = {k: v for k, v in conninfo.conninfo_to_dict(url).items() if k in DSN_KEYS}
     return conninfo.make_conninfo(**params, application_name=APPLICATION)
 
 
 # --- the receiver's process ------------------------------------------------------------------------
 def _read_pid_file() -> dict | None:
+    """What the pid file notes: the folder, written before the receiver runs, then its pid and start time."""
     try:
         found = json.loads((state_dir() / "pid").read_text())
-        return found if isinstance(found, dict) and isinstance(found.get("pid"), int) else None
+        return found if isinstance(found, dict) else None
     except (OSError, ValueError):
         return None
 
@@ -95,7 +108,7 @@ def _receiver(noted: dict | None):
     line streaming into the folder noted); else None."""
     import psutil
 
-    if noted is None:
+    if noted is None or not isinstance(noted.get("pid"), int):
         return None
     try:
         process = psutil.Process(noted["pid"])
@@ -125,44 +138,67 @@ def _locked():
 
 def start(socket_dir: Path, folder: Path, user: "tuple[int, int] | None") -> int:
     """Run pg_receivewal of the embedded major into `folder` from the embedded server on `socket_dir`
-    (as `user`, (uid, gid), when given), detached, unless it runs already; returns its pid."""
+    (as `user`, (uid, gid), when given), detached, unless it runs already into that folder; returns its
+    pid. One streaming into another folder (a cluster since replaced) is stopped first."""
     with _locked():
-        process = _receiver(_read_pid_file())
-        if process is not None:
+        noted = _read_pid_file()
+        process = _receiver(noted)
+        if process is not None and str(noted.get("folder")) == str(folder):
             return process.pid
+        _stop_locked()
         dsn = conninfo.make_conninfo(host=str(socket_dir), user="postgres", application_name=APPLICATION)
         command = command_line(folder, dsn, pg_binaries.program("pg_receivewal", embedded.VERSION))
         ids = {"user": user[0], "group": user[1], "extra_groups": []} if user else {}
-        with open(state_dir() / "log", "ab") as log:
-            child = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=log, cwd="/",
+        # the folder first: a receiver killed with us before its pid is noted is still found by stop()
+        (state_dir() / "pid").write_text(json.dumps({"folder": str(folder)}))
+        log = state_dir() / "log"
+        if log.exists():  # --verbose writes a line per segment and reconnection: one earlier run kept
+            log.replace(state_dir() / "log.1")
+        with open(log, "wb") as out:
+            child = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=out, stderr=out, cwd="/",
                                      start_new_session=True, env={**os.environ, "LC_ALL": "C"}, **ids)
-        import psutil
-
-        created = psutil.Process(child.pid).create_time()
-        (state_dir() / "pid").write_text(json.dumps({"pid": child.pid, "created": created, "folder": str(folder)}))
+        _note(child.pid, folder)
         return child.pid
+
+
+def _note(pid: int, folder: Path) -> None:
+    import psutil
+
+    created = psutil.Process(pid).create_time()
+    (state_dir() / "pid").write_text(json.dumps({"pid": pid, "created": created, "folder": str(folder)}))
 
 
 def stop() -> bool:
     """Stop the embedded server's receiver (SIGINT: it flushes and exits; SIGKILL after STOP_SECONDS);
     False when none ran."""
-    import psutil
-
     if not (state_dir() / "pid").exists():  # never started here: nothing made, nothing to stop
         return False
     with _locked():
-        process = _receiver(_read_pid_file())
-        (state_dir() / "pid").unlink(missing_ok=True)
-        if process is None:
-            return False
+        return _stop_locked()
+
+
+def _stop_locked() -> bool:
+    """stop(), under the lock: the receiver the pid file notes, or, when its pid was never noted (killed
+    between starting it and noting it), the pg_receivewal streaming into the folder it notes."""
+    import psutil
+
+    noted = _read_pid_file()
+    process = _receiver(noted)
+    if process is None and noted is not None and "pid" not in noted and noted.get("folder"):
         with contextlib.suppress(psutil.Error):
-            process.send_signal(signal.SIGINT)
-            try:
-                process.wait(STOP_SECONDS)
-            except psutil.TimeoutExpired:
-                process.kill()
-                process.wait(STOP_SECONDS)
-        return True
+            found = local_receiver(Path(str(noted["folder"])))
+            process = psutil.Process(found) if found else None
+    (state_dir() / "pid").unlink(missing_ok=True)
+    if process is None:
+        return False
+    with contextlib.suppress(psutil.Error):
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(STOP_SECONDS)
+        except psutil.TimeoutExpired:
+            process.kill()
+            process.wait(STOP_SECONDS)
+    return True
 
 
 def resume(socket_dir: Path) -> int | None:
@@ -198,14 +234,38 @@ def log_tail() -> str:
 
 
 def wait_streaming(conn: psycopg.Connection, seconds: float = 15.0) -> bool:
-    """Whether a receiver named APPLICATION is streaming from the server of `conn` within `seconds`."""
+    """Whether the embedded server's receiver streams the WAL of the server of `conn` into its cluster's
+    archive folder within `seconds` (streaming_problem, with the local process)."""
+    with conn.transaction():
+        sysid = conn.execute("SELECT system_identifier::text FROM pg_control_system()").fetchone()[0]
+    folder = wal_archive.archive_dir(sysid)
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        if conn.execute("SELECT 1 FROM pg_stat_replication WHERE application_name = %s AND state = 'streaming'",
-                        (APPLICATION,)).fetchone():
+        if streaming_problem(conn, folder, local=True) is None:
             return True
         time.sleep(0.2)
     return False
+
+
+def streaming_problem(conn: psycopg.Connection, folder: Path, local: bool) -> str | None:
+    """Why no receiver named APPLICATION is seen streaming the WAL of the server of `conn` into `folder`, or
+    None when one is: the segment of its flush position (pg_walfile_name), or that segment's `.partial`,
+    is in `folder`, and, with `local` (the embedded server), a pg_receivewal here streams into `folder`.
+    A name in pg_stat_replication alone proves nothing: a leftover receiver may write elsewhere."""
+    with conn.transaction():
+        segments = [row[0] for row in conn.execute(load("wal_archive", "receiver_segment"),
+                                                   {"application": APPLICATION})]
+    if not segments:
+        return f"no receiver named {APPLICATION} is streaming from the server"
+    if all(name is None for name in segments):
+        return ("the receiver's flush position is unreadable (pg_read_all_stats), or the server is a standby: "
+                f"cannot tell that it writes into {folder}")
+    if not any((folder / name).exists() or (folder / f"{name}.partial").exists() for name in segments if name):
+        return (f"the segment of the receiver's flush position ({', '.join(filter(None, segments))}) is not in "
+                f"{folder}: it writes elsewhere")
+    if local and local_receiver(folder) is None:
+        return f"no pg_receivewal on this machine streams into {folder}"
+    return None
 
 
 # --- what status shows ---------------------------------------------------------------------------------

@@ -293,3 +293,123 @@ def test_archive_on_stream_elsewhere_prints_the_receivewal_command_and_changes_n
     assert f"application_name={wal_stream.APPLICATION}" in commands[0] and " -S " not in commands[0]
     assert "password=" not in commands[0] and "dbname" not in commands[0]
     assert "\narchive_mode = on\n" in change.instructions  # archiving stays the backstop
+
+
+# --- the reviewer's findings ------------------------------------------------------------------------------------
+def _owner() -> "tuple[int, int] | None":
+    """The (uid, gid) the embedded server runs as when we are root (what resume hands the receiver)."""
+    owner = embedded.data_dir().stat()
+    return (owner.st_uid, owner.st_gid) if os.geteuid() == 0 else None
+
+
+@pytest.mark.server_independent
+def test_a_leftover_receiver_does_not_follow_a_new_cluster_into_the_old_clusters_folder(streaming_server,
+                                                                                        private_server):
+    old = archiving.on(streaming_server, timeout=60, stream=True).status.archive_dir
+    leftover = wal_stream.running_pid()
+    _lose_the_server()  # the receiver of the lost server keeps running, trying to reconnect
+    private_server.rename(private_server.parent / "pgdata.lost")
+    embedded.start()  # a new cluster in the same data directory
+    assert not psutil.pid_exists(leftover) or psutil.Process(leftover).status() == psutil.STATUS_ZOMBIE
+    assert _receivers(old) == [] and wal_stream.running_pid() is None
+    change = archiving.on(db.resolve_target(), timeout=60, stream=True)
+    new = change.status.archive_dir
+    assert new != old and change.stream in ("started", "running")  # running: the restart's resume started it
+    assert _receivers(new) == [wal_stream.running_pid()] and _receivers(old) == []
+    with db.connect(db.resolve_target(), autocommit=True) as conn:
+        _wait_flushed(conn, _commit_row(conn))
+        assert health.recovery_point(conn).status == "ok"
+    assert not [p for p in old.iterdir() if p.name.endswith(".partial") and p.stat().st_mtime > time.time() - 2]
+
+
+@pytest.mark.server_independent
+def test_a_receiver_named_prep_ops_streaming_into_another_folder_is_not_an_ok_recovery_point(streaming_server):
+    archive = archiving.on(streaming_server, timeout=60, stream=True).status.archive_dir
+    first = wal_stream.running_pid()
+    elsewhere = archive.parent / "elsewhere"
+    elsewhere.mkdir()
+    if _owner():
+        os.chown(elsewhere, *_owner())
+    with db.connect(streaming_server, autocommit=True) as conn:
+        conn.execute("SELECT pg_switch_wal()")  # the first receiver's .partial is a whole segment behind
+        other = wal_stream.start(embedded.status().socket_dir, elsewhere, _owner())
+        assert other != first and not psutil.pid_exists(first) and _receivers(archive) == []  # folder differs
+        _wait_flushed(conn, _commit_row(conn))
+        assert conn.execute("SELECT count(*) FROM pg_stat_replication WHERE application_name = %s",
+                            (wal_stream.APPLICATION,)).fetchone()[0] == 1
+        point = health.recovery_point(conn)
+        assert point.status in ("warn", "critical") and "pg_receivewal not counted" in point.detail, point
+        assert "it writes elsewhere" in point.detail and "pg_receivewal streams the WAL" not in point.detail
+        assert not wal_stream.wait_streaming(conn, 2)
+        assert wal_stream.start(embedded.status().socket_dir, archive, _owner()) != other  # back: streams here
+        assert not psutil.pid_exists(other) and _receivers(elsewhere) == []
+        assert wal_stream.wait_streaming(conn)
+        _wait_flushed(conn, conn.execute("SELECT pg_current_wal_flush_lsn()::text").fetchone()[0])
+        assert health.recovery_point(conn).status == "ok"
+
+
+def test_the_printed_receivewal_command_never_carries_sslpassword_or_password(tmp_path):
+    url = ("postgresql://ops:pw-SECRET-1@db.example:5433/app?sslmode=verify-full&sslrootcert=/etc/ca.pem"
+           "&sslcert=/etc/c.pem&sslkey=/etc/k.pem&sslpassword=ssl-SECRET-2&connect_timeout=5&options=-c%20x%3Dy")
+    command = archiving._stream_instructions(tmp_path, url)[-1]  # the command line, after the comments
+    assert command.startswith("pg_receivewal ")
+    assert "SECRET" not in command and "password=" not in command and "options" not in command
+    for kept in ("host=db.example", "port=5433", "user=ops", "sslmode=verify-full", "sslrootcert=/etc/ca.pem",
+                 "sslkey=/etc/k.pem", "connect_timeout=5", f"application_name={wal_stream.APPLICATION}"):
+        assert kept in command, (kept, command)
+    assert "dbname" not in wal_stream.dsn_of(url)
+
+
+def test_a_partial_renamed_between_listing_and_stat_is_skipped_not_a_missing_folder(tmp_path):
+    sysid = "7123456789012345678"
+    gone = tmp_path / "000000010000000000000004.partial"  # listed, then renamed to its segment
+    (tmp_path / "000000010000000000000003").write_bytes(b"x")
+    found = wal_archive.ArchiveStatus(system_identifier=sysid)
+    wal_archive._read_folder({p.name: p for p in [tmp_path / "000000010000000000000003", gone]}, found)
+    assert found.segments == 1 and found.newest_segment_time is not None and found.newest_partial is None
+    assert "segments" not in found.unknown
+    # pitr's window and candidates read the same dict: a vanished file is skipped, never FileNotFoundError
+    assert pitr._window_text([], {4: gone}) .startswith("no base backup of this cluster")
+    with pytest.raises(pitr.ParameterError):
+        pitr.candidates([], {4: gone}, SEGMENT, to_time=pitr.datetime.now(pitr.timezone.utc), to_lsn=None)
+    # the segment check reads the completed segment the .partial became
+    from prep_ops import pitr_checks
+
+    header = pitr_checks._LONG_HEADER.pack(0xD118, pitr_checks._XLP_LONG_HEADER, 1, 4 * SEGMENT, 0, int(sysid),
+                                           SEGMENT, 8192)
+    with open(tmp_path / "000000010000000000000004", "wb") as segment:
+        segment.write(header)
+        segment.truncate(SEGMENT)
+    assert pitr_checks.segment_problem(gone, 4, SEGMENT, sysid) is None
+
+
+@pytest.mark.server_independent
+def test_a_receiver_killed_with_us_before_its_pid_was_noted_is_stopped_by_db_stop(streaming_server, monkeypatch):
+    archive = archiving.on(streaming_server, timeout=60).status.archive_dir
+    wal_stream.record(True)
+
+    def killed(pid, folder):
+        raise KeyboardInterrupt("killed between Popen and the pid file's write")
+
+    with monkeypatch.context() as patched, pytest.raises(KeyboardInterrupt):
+        patched.setattr(wal_stream, "_note", killed)
+        wal_stream.start(embedded.status().socket_dir, archive, _owner())
+    orphan = _receivers(archive)
+    assert len(orphan) == 1 and wal_stream.running_pid() is None
+    done = subprocess.run([sys.executable, "-m", "prep_ops", "db", "stop"], capture_output=True, text=True,
+                          env={k: v for k, v in os.environ.items() if k != "DATABASE_URL"})
+    assert done.returncode == 0, done.stderr
+    assert _receivers(archive) == [] and not (wal_stream.state_dir() / "pid").exists()
+
+
+@pytest.mark.server_independent
+def test_the_receivers_log_is_rotated_at_each_start_not_grown_without_bound(streaming_server):
+    archiving.on(streaming_server, timeout=60, stream=True)
+    log = wal_stream.state_dir() / "log"
+    with open(log, "a") as out:
+        out.write("x" * 100_000 + " an earlier run's lines\n")
+    wal_stream.stop()
+    embedded.restart()  # resume starts it again
+    assert wal_stream.running_pid() is not None
+    assert "an earlier run's lines" not in log.read_text() and log.stat().st_size < 10_000
+    assert "an earlier run's lines" in (wal_stream.state_dir() / "log.1").read_text()

@@ -5,12 +5,17 @@ recovery, `prep-ops recover`); what was written since waits in the current segme
 is the age of the newest archived segment when WAL was written after it (an upper bound of the work at
 risk), and 0 when nothing was written since. Where pg_receivewal streams the WAL into the archive
 (wal_stream: a receiver of that name in pg_stat_replication), the streamed partial segment counts too:
-the value is then the receiver's lag (0 when it flushed all the server flushed). Archiving that fails is
+the value is then the receiver's lag (0 when it flushed all the server flushed). The name alone proves
+nothing (a leftover receiver may write elsewhere): it counts only when the segment of its flush position
+is in this cluster's archive folder (and, on the embedded server, a receiver here streams into it); else
+the archive's age decides, at least warn, and the detail says why. Archiving that fails is
 critical whatever the age, streaming or not: WAL piles up in pg_wal and no new complete segment becomes
 recoverable. With archiving off there is no point-in-time
 recovery: not judged (`unknown`), and the detail says what the recovery point is then (the newest
 logical backup, runbook 04) and how to turn archiving on.
 """
+
+from dataclasses import replace
 
 import psycopg
 
@@ -49,7 +54,8 @@ def _check_recovery_point(name: str, run: Run) -> HealthCheck:
         return HealthCheck(name, "critical", found.last_archived_age, threshold,
                            f"archiving fails: {found.last_failed_wal} at {found.last_failed_time:%Y-%m-%d %H:%M:%S %z} "
                            f"({found.failed_count:,} failures); nothing newer is recoverable", FIX)
-    if found.receiver is not None and found.stream_lag is not None:
+    unproven = _stream_problem(run.conn, found) if found.receiver is not None else None
+    if found.receiver is not None and found.stream_lag is not None and unproven is None:
         lag = found.stream_lag
         return HealthCheck(
             name, grade(lag, t.recovery_point_warn_seconds, t.recovery_point_critical_seconds), lag, threshold,
@@ -57,6 +63,29 @@ def _check_recovery_point(name: str, run: Run) -> HealthCheck:
             f"{found.receiver['lag_bytes']:,.0f} bytes behind the server): {seconds(lag)} of committed work "
             f"not streamed yet; archive_command archives each complete segment as well",
             "see the receiver's log (prep-ops archive status)")
+    judged = _by_archive_age(name, run, found, threshold)
+    if unproven is None:
+        return judged
+    status = judged.status if judged.status == "critical" else "warn"
+    return replace(judged, status=status, detail=f"pg_receivewal not counted ({unproven}); {judged.detail}",
+                   fix=judged.fix or "see the receiver's log (prep-ops archive status); prep-ops archive on --stream")
+
+
+def _stream_problem(conn: psycopg.Connection, found) -> str | None:
+    """Why the receiver the server names is not counted (wal_stream.streaming_problem: its flush position's
+    segment is not in this cluster's archive folder, or, on the embedded server, no receiver here
+    streams into it), or None."""
+    from .. import embedded, wal_stream
+
+    if found.archive_dir is None:
+        return "the cluster's archive folder is unknown"
+    here = embedded.status()
+    local = here.running and here.socket_dir is not None and conn.info.host == str(here.socket_dir)
+    return wal_stream.streaming_problem(conn, found.archive_dir, local)
+
+
+def _by_archive_age(name: str, run: Run, found, threshold: str) -> HealthCheck:
+    t = run.thresholds
     if found.last_archived_wal is None:
         return HealthCheck(name, "warn", None, threshold, "archiving is on but nothing was archived yet",
                            "SELECT pg_switch_wal() archives the current segment; then `prep-ops archive status`")
