@@ -223,7 +223,7 @@ def _ended_early(exc: WalEndedEarly, segments: dict, last: int, segment_bytes: i
     """When replay ended before the snapshot's LSN although the archive held the WAL it needed: why
     the WAL is damaged (a FAIL); None when the WAL at the snapshot may not be archived yet (a SKIP)."""
     stopped = exc.last_restored
-    number = int(stopped[8:16], 16) * (0x100000000 // segment_bytes) + int(stopped[16:], 16) if stopped else None
+    number = pitr.segment_number(stopped, segment_bytes) if stopped else None
     if number is not None and number < last:
         return (f"replay ended in archived segment {stopped}, before {segments[last].name} which holds the "
                 f"snapshot's LSN and is archived: the WAL in {stopped} is damaged")

@@ -93,14 +93,21 @@ def archived_segments(archive: Path, segment_bytes: int, *, partial: bool = Fals
     """{segment number: file} of the WAL segments in `archive` (any timeline; the highest kept); with
     `partial`, a streamed `<segment>.partial` (wal_stream) where that segment is not there, as
     recovery_cluster's restore_command takes it (the window then ends at its last write)."""
-    per_id = 0x100000000 // segment_bytes
     found, streamed = {}, {}
     for file in sorted(archive.iterdir()) if archive.is_dir() else []:
-        match = _SEGMENT.fullmatch(file.name.removesuffix(".partial") if partial else file.name)
-        if match:
-            number = int(match.group(2), 16) * per_id + int(match.group(3), 16)
+        number = segment_number(file.name.removesuffix(".partial") if partial else file.name, segment_bytes)
+        if number is not None:
             (streamed if file.name.endswith(".partial") else found)[number] = file
     return {**streamed, **found}  # a complete segment wins over its partial
+
+
+def segment_number(name: str, segment_bytes: int) -> int | None:
+    """The position of WAL segment file `name` (any timeline) counted in segments, or None when `name` is
+    not a segment's file name; segment_name's inverse, timeline aside."""
+    match = _SEGMENT.fullmatch(name)
+    if match is None:
+        return None
+    return int(match.group(2), 16) * (0x100000000 // segment_bytes) + int(match.group(3), 16)
 
 
 def wal_segment_bytes(conn: psycopg.Connection) -> int:

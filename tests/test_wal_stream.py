@@ -17,6 +17,7 @@ import psutil
 import psycopg
 import pytest
 from psycopg import sql
+from test_wal_archive import _everything as _archive_everything
 
 from prep_ops import archiving, base_backup, db, embedded, health, pitr, recovery_cluster, wal_archive, wal_stream
 
@@ -270,10 +271,8 @@ def test_archived_segments_count_a_partial_only_for_recover_and_only_where_the_s
 
 # --- a server prep-ops does not run ---------------------------------------------------------------------------
 def _everything(conn) -> tuple:
-    return (conn.execute("SELECT name, setting, pending_restart FROM pg_settings ORDER BY name").fetchall(),
-            conn.execute("SELECT pg_read_file('postgresql.auto.conf')").fetchone()[0],
-            conn.execute("SELECT pg_postmaster_start_time()").fetchone()[0],
-            conn.execute("SELECT count(*) FROM pg_stat_replication").fetchone()[0])
+    """What `archive on` could have changed (test_wal_archive's), and the receivers the server has."""
+    return (*_archive_everything(conn), conn.execute("SELECT count(*) FROM pg_stat_replication").fetchone()[0])
 
 
 def test_archive_on_stream_elsewhere_prints_the_receivewal_command_and_changes_nothing(server):
