@@ -41,6 +41,12 @@ def archive_dir(system_identifier: str | int) -> Path:
     return root() / text
 
 
+def system_identifier(conn: psycopg.Connection) -> str:
+    """The system identifier of the cluster `conn` is connected to (pg_control_system), as text: the name
+    of its folder in the archive (archive_dir)."""
+    return conn.execute("SELECT system_identifier::text FROM pg_control_system()").fetchone()[0]
+
+
 # --- status -------------------------------------------------------------------------------------
 SEGMENT = re.compile(r"[0-9A-F]{24}")  # a WAL segment's file name: timeline, log, segment (hex)
 PARTIAL = re.compile(r"[0-9A-F]{24}\.partial")  # the segment pg_receivewal is streaming into
@@ -105,8 +111,7 @@ def status(conn: psycopg.Connection) -> ArchiveStatus:
     _read_archiver(conn, found)
     try:
         with conn.transaction():
-            found.system_identifier = conn.execute(
-                "SELECT system_identifier::text FROM pg_control_system()").fetchone()[0]
+            found.system_identifier = system_identifier(conn)
     except psycopg.Error as exc:
         found.unknown["system_identifier"] = _unknown(exc)
     if found.system_identifier is not None:

@@ -212,8 +212,7 @@ def resume(socket_dir: Path) -> int | None:
                              autocommit=True) as conn:
             if conn.execute("SHOW archive_mode").fetchone()[0] == "off":
                 return None
-            sysid = conn.execute("SELECT system_identifier::text FROM pg_control_system()").fetchone()[0]
-        folder = wal_archive.archive_dir(sysid)
+            folder = wal_archive.archive_dir(wal_archive.system_identifier(conn))
         if not folder.is_dir():
             raise TargetError(f"the archive folder {folder} is missing: run `prep-ops archive on --stream` again")
         owner = embedded.data_dir().stat()
@@ -237,8 +236,7 @@ def wait_streaming(conn: psycopg.Connection, seconds: float = 15.0) -> bool:
     """Whether the embedded server's receiver streams the WAL of the server of `conn` into its cluster's
     archive folder within `seconds` (streaming_problem, with the local process)."""
     with conn.transaction():
-        sysid = conn.execute("SELECT system_identifier::text FROM pg_control_system()").fetchone()[0]
-    folder = wal_archive.archive_dir(sysid)
+        folder = wal_archive.archive_dir(wal_archive.system_identifier(conn))
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if streaming_problem(conn, folder, local=True) is None:
