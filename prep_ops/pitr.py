@@ -268,11 +268,8 @@ def _targets(moment: datetime | None, to_lsn: str | None) -> dict:
 def _end_stale_copies(conn: psycopg.Connection, run: str) -> None:
     """End the sessions on the half-made copies of killed runs (older run id, run lock free): an orphan
     pg_restore would keep scratch.remove_stale from dropping them."""
-    pattern = re.compile(re.escape(PREFIX) + r"(\d{17}_[0-9a-f]{6})$")
-    for name in scratch.existing(conn, PREFIX):
-        found = pattern.match(name)
-        if found and found.group(1)[:17] < run[:17] and scratch._free(conn, scratch._RUN_LOCK, found.group(1)):
-            conn.execute("SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity WHERE datname = %s", (name,))
+    for name in scratch.abandoned(conn, PREFIX, run):
+        conn.execute("SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity WHERE datname = %s", (name,))
 
 
 def _check_database(cluster, database: str, conn: psycopg.Connection, when, backup, no_owner: bool) -> list[str]:

@@ -135,6 +135,14 @@ def _older(other: str, run: str) -> bool:
     return other[:17] < run[:17]
 
 
+def abandoned(conn: psycopg.Connection, prefix: str, run: str) -> list[str]:
+    """The databases named `prefix` + a run id older than `run` whose run holds no lock: what killed runs
+    left, whether a session (an orphaned pg_restore, say) still uses them or not."""
+    pattern = re.compile(re.escape(prefix) + _RUN + r"(_.*)?$")
+    return [name for name in existing(conn, prefix)
+            if (found := pattern.match(name)) and _older(found.group(1), run) and _free(conn, _RUN_LOCK, found.group(1))]
+
+
 def remove_stale(conn: psycopg.Connection, prefix: str, run: str, *, comment: str | None = None) -> list[str]:
     """Drop the databases named `prefix` + a run id older than `run` (with `comment`, when given) that no
     session uses and whose run holds no lock: what killed runs left. Returns the names dropped."""
