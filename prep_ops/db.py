@@ -22,7 +22,6 @@ from urllib.parse import quote
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
-from sqlalchemy.engine import URL
 
 from . import embedded
 from .errors import ConfirmationRequired, TargetError
@@ -98,6 +97,8 @@ class Target:
     def sqlalchemy_url(self) -> str:
         """The URL with the psycopg 3 driver named, for SQLAlchemy and the %sql magic (which splits its
         line at spaces, so a space is percent-encoded)."""
+        from sqlalchemy.engine import URL  # here: `import prep_ops.db` stays without SQLAlchemy
+
         params = conninfo(self.url)
         host, port, rest = _where(params)
         user, password = params.get("user"), params.get("password")

@@ -1,4 +1,7 @@
-"""What a runbook calls: `setup()` to connect and load %sql, `check()` per step, `summary()` at the end.
+"""What a runbook calls: `setup()` to connect and make %sql ready, `check()` per step, `summary()` at the end.
+
+SQLAlchemy and ipython-sql are imported on first use (`Session.engine`, the first `%sql`): a runbook
+that uses neither starts its kernel without them.
 
 Each check is shown as one line (`PASS ...`, `FAIL ... — fix`, `WARN ...`, `SKIP ... — why`) and
 also emitted with the MIME type CHECK_MIME, which `prep-ops run` reads back from the executed
@@ -12,7 +15,6 @@ from datetime import datetime, timezone
 
 import pandas as pd
 import psycopg
-import sqlalchemy
 
 from .db import Target, connect, is_scratch, live, mask_url, resolve_target, server_version
 from .errors import CheckFailed
@@ -57,10 +59,19 @@ class Session:
     """What a runbook works with after `setup()`."""
 
     target: Target
-    engine: sqlalchemy.Engine
     server_version: int
 
     _conn: psycopg.Connection | None = None
+    _engine: "sqlalchemy.Engine | None" = None  # noqa: F821 (imported on first use)
+
+    @property
+    def engine(self) -> "sqlalchemy.Engine":  # noqa: F821
+        """A SQLAlchemy engine for the target, made on first use."""
+        if self._engine is None:
+            import sqlalchemy
+
+            self._engine = sqlalchemy.create_engine(self.target.sqlalchemy_url, pool_pre_ping=True)
+        return self._engine
 
     @property
     def conn(self) -> psycopg.Connection:
@@ -78,6 +89,8 @@ class Session:
 
     def query(self, sql: str, **params) -> pd.DataFrame:
         """The result of one SQL statement with bound parameters, as a DataFrame."""
+        import sqlalchemy
+
         with self.engine.connect() as conn:
             return pd.read_sql_query(sqlalchemy.text(sql), conn, params=params)
 
@@ -87,17 +100,32 @@ class Session:
 
 
 def _load_sql_magic(target: Target) -> None:
-    """Load ipython-sql into the running IPython, connected to `target`, failing loudly."""
+    """Make `%sql` / `%%sql` ready in the running IPython for `target`: a stand-in magic that, on its
+    first use, loads ipython-sql (connected to `target`, failing loudly) and hands over to it."""
     try:
         from IPython import get_ipython
+        from IPython.core.magic import needs_local_scope
     except ImportError:
         return
     shell = get_ipython()
     if shell is None:
         return
-    import prettytable
 
-    shell.extension_manager.load_extension("sql")  # quietly a no-op when a second setup() finds it loaded
+    @needs_local_scope
+    def sql(line: str = "", cell: str | None = None, local_ns: dict | None = None):
+        return _ipython_sql(shell, target.sqlalchemy_url)(line, cell or "", local_ns)
+
+    shell.register_magic_function(sql, "line_cell", "sql")  # over ipython-sql's after an earlier setup()
+
+
+def _ipython_sql(shell, url: str):
+    """ipython-sql's magic (its `execute`), registered in `shell` and connected to `url`."""
+    import prettytable
+    from sql.magic import SqlMagic
+
+    shell.extension_manager.load_extension("sql")  # quietly a no-op when an earlier setup() loaded it
+    if not isinstance(getattr(shell.find_line_magic("sql"), "__self__", None), SqlMagic):
+        shell.register_magics(SqlMagic)  # a later setup()'s stand-in had taken its place
     # ipython-sql 0.5 looks the style up by name; prettytable 3.12 renamed DEFAULT
     style = "DEFAULT" if "DEFAULT" in vars(prettytable) else "_DEPRECATED_DEFAULT"
     shell.run_line_magic("config", f"SqlMagic.style = '{style}'")
@@ -106,19 +134,19 @@ def _load_sql_magic(target: Target) -> None:
     # the connection string is never shown (it may carry a password)
     shell.run_line_magic("config", "SqlMagic.displaycon = False")
     shell.run_line_magic("config", "SqlMagic.feedback = False")
-    shell.run_line_magic("sql", target.sqlalchemy_url)
+    shell.run_line_magic("sql", url)
+    return shell.find_line_magic("sql")
 
 
 def setup(database_url: str | None = None, *, sql_magic: bool = True) -> Session:
-    """Connect to the target (checking it answers), load the %sql magic, and return a Session."""
+    """Connect to the target (checking it answers), make the %sql magic ready, and return a Session."""
     _checks.clear()
     target = resolve_target(database_url)
     with connect(target) as conn:
         version = server_version(conn)
-    engine = sqlalchemy.create_engine(target.sqlalchemy_url, pool_pre_ping=True)
     if sql_magic:
         _load_sql_magic(target)
-    return Session(target, engine, version)
+    return Session(target, version)
 
 
 def _emit(result: CheckResult) -> None:

@@ -44,3 +44,34 @@ def test_a_second_setup_says_nothing_about_the_loaded_extension(shell, seeded, c
     said = capsys.readouterr()
     assert "already loaded" not in said.out + said.err
     assert shell.run_line_magic("sql", "SELECT count(*) AS n FROM students").DataFrame()["n"][0] == 300
+
+
+def test_a_later_setup_points_sql_at_its_own_target(shell, seeded, migrated):
+    notebook.setup(seeded.url)
+    assert shell.run_line_magic("sql", "SELECT current_database() AS d").DataFrame()["d"][0] == seeded.database
+    notebook.setup(migrated.url)  # ipython-sql loaded already: the stand-in hands over to it, now connected here
+    assert shell.run_line_magic("sql", "SELECT current_database() AS d").DataFrame()["d"][0] == migrated.database
+    assert shell.run_cell("%%sql\nSELECT 1 AS one").success  # the cell magic too
+
+
+_KERNEL_WITHOUT_SQLALCHEMY = """
+import sys
+from IPython.testing.globalipapp import start_ipython
+shell = start_ipython()
+import prep_ops as po
+session = po.setup(sys.argv[1])
+print("sqlalchemy" in sys.modules)
+n = 7
+print(shell.run_line_magic("sql", "SELECT :n + 1 AS m").DataFrame()["m"][0])  # the user's variables bound
+print("sqlalchemy" in sys.modules, type(session.engine).__name__)
+"""
+
+
+def test_setup_leaves_sqlalchemy_and_ipython_sql_unimported_until_first_used(seeded):
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", _KERNEL_WITHOUT_SQLALCHEMY, seeded.url], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["False", "8", "True", "Engine"]
