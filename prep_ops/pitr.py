@@ -152,12 +152,17 @@ def _window_text(backups: list, segments: dict) -> str:
     return f"the recoverable window is {datetime.fromisoformat(oldest).isoformat()} to {end}"
 
 
+def _lsn_text(value: int) -> str:
+    return f"{value >> 32:X}/{value & 0xFFFFFFFF:X}"
+
+
 def candidates(backups: list, segments: dict, segment_bytes: int, *, to_time: datetime | None,
                to_lsn: str | None, system_identifier: str | None = None) -> list:
     """The base backups ending before the target whose WAL, from their start to the target, is all
     archived, newest first; with `system_identifier`, each segment's header is checked first
     (pitr_checks.segment_problem): BackupError naming the first that is not this cluster's WAL. None
     fitting: ParameterError stating the recoverable window."""
+    streamed_end = None
     if to_time is not None:
         fitting = [b for b in backups if datetime.fromisoformat(b.manifest["finished"]) < to_time]
         newest_wal = max(filter(None, map(wal_archive.modified, segments.values())), default=None)
@@ -168,6 +173,9 @@ def candidates(backups: list, segments: dict, segment_bytes: int, *, to_time: da
         fitting = [b for b in backups if base_backup.lsn_value(b.manifest["end_lsn"]) <= target]
         last = target // segment_bytes
         covered = last in segments
+        streamed_end = pitr_checks.written_end(segments[last], last, segment_bytes) \
+            if covered and segments[last].name.endswith(".partial") else None
+        covered = covered and (streamed_end is None or target <= streamed_end)
     what = to_time.isoformat() if to_time else to_lsn
     found, problems = [], {}
     for candidate in fitting if covered else []:  # newest first
@@ -183,7 +191,8 @@ def candidates(backups: list, segments: dict, segment_bytes: int, *, to_time: da
                                   "with this cluster's own segment of that name)")
         found.append(candidate)
     if not found:
-        raise ParameterError(f"{what} is outside the recoverable window: {_window_text(backups, segments)}")
+        streamed = f"; the WAL streamed so far ends at {_lsn_text(streamed_end)}" if to_lsn and streamed_end else ""
+        raise ParameterError(f"{what} is outside the recoverable window: {_window_text(backups, segments)}{streamed}")
     return found
 
 

@@ -52,6 +52,32 @@ def segment_problem(path: Path, number: int, segment_bytes: int, system_identifi
     return None
 
 
+def written_end(path: Path, number: int, segment_bytes: int) -> int | None:
+    """The WAL position where the written pages of `path`, a streamed `<segment>.partial` of segment
+    `number`, end: pg_receivewal writes in order and the rest of the file is zeros, so replay reaches no
+    further. None when it cannot be read (renamed to its complete segment meanwhile, say)."""
+    try:
+        with path.open("rb") as file:
+            head = file.read(_LONG_HEADER.size)
+            block = _LONG_HEADER.unpack(head)[-1] if len(head) == _LONG_HEADER.size else 0
+            if not block or segment_bytes % block:
+                return None
+
+            def written(page: int) -> bool:  # a page header's xlp_magic is never 0
+                file.seek(page * block)
+                return file.read(2) not in (b"", b"\0", b"\0\0")
+
+            if not written(0):
+                return number * segment_bytes
+            low, high = 0, segment_bytes // block  # page `low` written; none from page `high` on
+            while high - low > 1:
+                middle = (low + high) // 2
+                low, high = (middle, high) if written(middle) else (low, middle)
+            return number * segment_bytes + high * block
+    except OSError:
+        return None
+
+
 def backup_problem(backup: "base_backup.BaseBackup") -> str | None:
     """Why `backup` (with every backup its chain needs) cannot be used: a file not as its manifest
     records (size or SHA-256), or a missing link; None when all are as recorded."""

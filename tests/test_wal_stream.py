@@ -19,7 +19,8 @@ import pytest
 from psycopg import sql
 from test_wal_archive import _everything as _archive_everything
 
-from prep_ops import archiving, base_backup, db, embedded, health, pitr, recovery_cluster, wal_archive, wal_stream
+from prep_ops import archiving, base_backup, db, embedded, health, pitr, pitr_checks, recovery_cluster, wal_archive, wal_stream
+from prep_ops.errors import ParameterError
 
 SEGMENT = 16 * 1024 * 1024
 
@@ -90,6 +91,21 @@ def test_a_commit_the_receiver_flushed_survives_the_loss_of_the_server(streaming
     _lose_the_server()  # archive_timeout is 60 s: the row's segment is not archived, only streamed
     assert not (archive / found.newest_partial[:24]).exists()
     assert _rows_recovered(backup, archive) == [(1, "committed just before the loss")]
+    _a_location_past_the_streamed_wal_is_outside_the_window(backup, archive, lsn)
+
+
+def _a_location_past_the_streamed_wal_is_outside_the_window(backup, archive: Path, flushed: str) -> None:
+    """Where the newest WAL is a .partial, the window for --to-lsn ends where its written pages end: a
+    location past that is refused in the window check, not found short in replay."""
+    segments = pitr.archived_segments(archive, SEGMENT, partial=True)
+    last = max(segments)
+    assert segments[last].name.endswith(".partial")
+    end = pitr_checks.written_end(segments[last], last, SEGMENT)
+    assert base_backup.lsn_value(flushed) <= end < (last + 1) * SEGMENT
+    assert pitr.candidates([backup], segments, SEGMENT, to_time=None, to_lsn=flushed) == [backup]
+    beyond = end + 1
+    with pytest.raises(ParameterError, match="outside the recoverable window.*the WAL streamed so far ends at"):
+        pitr.candidates([backup], segments, SEGMENT, to_time=None, to_lsn=f"{beyond >> 32:X}/{beyond & 0xFFFFFFFF:X}")
 
 
 @pytest.mark.server_independent
