@@ -14,6 +14,7 @@ from pathlib import Path
 from .errors import ParameterError
 from .parameters import default_value, is_data, kind_of, parameters, parse_value, validate  # noqa: F401 (runner.parameters etc. as before)
 from .paths import notebooks_dir, runs_dir
+from .schedule import SCHEDULES, Dispatch, schedule  # noqa: F401 (runner.schedule as before)
 from .verdicts import CHECK_MIME, status, status_counts
 
 # papermill, nbformat (2.5 s of imports), the incident record and psycopg are imported where a run
@@ -185,53 +186,34 @@ def run_one(notebook: Path, out_dir: Path, values: dict, *, timeout: int | None 
                        _report_of(out_dir, values))
 
 
-SCHEDULES = ("first", "parallel", "alone")
-
-
-def schedule(notebook: Path) -> str:
-    """When a runbook may run in `run -j N`, from its notebook metadata `prep_ops.schedule`:
-    "first" (alone, before every other: 01 makes the data the others read), "parallel" (beside the
-    other parallel ones: it reads the target or works in scratch databases and roles of its own), or
-    "alone" (the default: it changes the target or watches the whole server, so it runs by itself,
-    after the parallel ones)."""
-    metadata = json.loads(Path(notebook).read_text(encoding="utf-8")).get("metadata", {})
-    value = metadata.get("prep_ops", {}).get("schedule", "alone")
-    return value if value in SCHEDULES else "alone"
-
-
-def stages(notebooks: list[Path], jobs: int) -> list[list[Path]]:
-    """The order of a run: lists run one after the other, the runbooks inside one list side by side.
-    With one job, every runbook alone, in the order given; else the "first" ones alone, then the
-    "parallel" ones together (longest first is not known: name order), then the "alone" ones one by one."""
-    if jobs <= 1:
-        return [[nb] for nb in notebooks]
-    by = {kind: [nb for nb in notebooks if schedule(nb) == kind] for kind in SCHEDULES}
-    return [[nb] for nb in by["first"]] + ([by["parallel"]] if by["parallel"] else []) + [[nb] for nb in by["alone"]]
-
-
 def default_jobs() -> int:
     """`run -j`'s default: the cores this process may use."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def _side_by_side(plans: dict[Path, dict], out_dir: Path, jobs: int, on_done) -> dict[Path, NotebookRun]:
-    """Run the planned runbooks in up to `jobs` worker processes (each starts its own kernel)."""
+    """Run the planned runbooks in up to `jobs` worker processes (each starts its own kernel), each as
+    soon as its schedule allows (schedule.Dispatch)."""
     import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
-    done = {}
+    done, dispatch, running = {}, Dispatch(list(plans), jobs), {}
     # spawn: a worker starts clean (no inherited connections or threads of this process)
     with ProcessPoolExecutor(max_workers=min(jobs, len(plans)), mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = {pool.submit(run_one, notebook, out_dir, values): notebook for notebook, values in plans.items()}
-        for future in as_completed(futures):
-            notebook = futures[future]
-            try:
-                result = future.result()
-            except Exception as exc:  # a worker that died (killed, out of memory): that runbook failed, not the run
-                result = NotebookRun(notebook.stem, str(out_dir / notebook.name), False, 0.0, _error_of(exc))
-            done[notebook] = result
-            if on_done:
-                on_done(result)
+        while not dispatch.finished:
+            for notebook in dispatch.ready():
+                running[pool.submit(run_one, notebook, out_dir, plans[notebook])] = notebook
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in finished:
+                notebook = running.pop(future)
+                try:
+                    result = future.result()
+                except Exception as exc:  # a worker that died (killed, out of memory): that runbook failed, not the run
+                    result = NotebookRun(notebook.stem, str(out_dir / notebook.name), False, 0.0, _error_of(exc))
+                done[notebook] = result
+                dispatch.done(notebook)
+                if on_done:
+                    on_done(result)
     return done
 
 
@@ -251,7 +233,8 @@ def run(names: list[str], given: dict[str, str] | None = None, *, run_all: bool 
 
     Every name and parameter is checked before anything runs. Parameters go to each notebook
     that declares them; a parameter that no chosen notebook declares is an error. With `jobs` > 1 the
-    runbooks run in `stages()`: the results (and summary.json) keep the order they were named in.
+    runbooks run side by side as their schedules allow (schedule.py): the results (and summary.json) keep
+    the order they were named in.
     """
     from . import html_report
 
@@ -272,14 +255,14 @@ def run(names: list[str], given: dict[str, str] | None = None, *, run_all: bool 
         out_dir.mkdir(parents=True)
     out_dir.mkdir(parents=True, exist_ok=True)
     by_notebook = {}
-    for stage in stages(notebooks, jobs):
-        if len(stage) > 1:
-            _ready_server({nb: plans[nb] for nb in stage})
-            by_notebook |= _side_by_side({nb: plans[nb] for nb in stage}, out_dir, jobs, on_done)
-            continue
-        by_notebook[stage[0]] = run_one(stage[0], out_dir, plans[stage[0]])
-        if on_done:
-            on_done(by_notebook[stage[0]])
+    if jobs > 1 and len(notebooks) > 1:
+        _ready_server(plans)
+        by_notebook = _side_by_side(plans, out_dir, jobs, on_done)
+    else:  # one job: one after the other, as named, in this process
+        for notebook in notebooks:
+            by_notebook[notebook] = run_one(notebook, out_dir, plans[notebook])
+            if on_done:
+                on_done(by_notebook[notebook])
     results = [by_notebook[nb] for nb in notebooks]
     summary = {"started": out_dir.name, "ok": all(r.ok for r in results),
                "counts": status_counts([c for r in results for c in r.checks]),

@@ -138,8 +138,8 @@ def _stand_in(folder: Path, name: str, schedule: str | None, source: str) -> Non
 @pytest.mark.server_independent
 def test_run_all_runs_every_runbook_first_side_by_side_then_alone(tmp_path):
     """`run --all -j 2` on stand-in runbooks (the real ones execute once each, in the nbval
-    pass; their checks are judged in test_runbooks.py): 01 first, the parallel ones side by side, the
-    others alone after them, results in name order, and a failing one fails the run."""
+    pass; their checks are judged in test_runbooks.py): 01 first with a drill beside it, the parallel
+    ones side by side, the others alone after them, results in name order, and a failing one fails the run."""
     notebooks = tmp_path / "notebooks"
     notebooks.mkdir()
     flags = tmp_path / "flags"
@@ -148,7 +148,9 @@ def test_run_all_runs_every_runbook_first_side_by_side_then_alone(tmp_path):
             "assert all(not (flags / n).exists() for n in {later!r}), 'ran before the runbooks it precedes'\n"
             "deadline = time.time() + 120\nwhile not (flags / {partner!r}).exists():\n"
             "    assert time.time() < deadline, 'not side by side'\n    time.sleep(0.1)")
-    _stand_in(notebooks, "01_first", "first", wait.format(flags=str(flags), me="01", later=["02", "03", "04"], partner="01"))
+    # 01 passes only with the drill beside it: a drill never waits for the target's runbooks
+    _stand_in(notebooks, "01_first", "first", wait.format(flags=str(flags), me="01", later=["02", "03", "04"], partner="06"))
+    _stand_in(notebooks, "06_drill", "drill", wait.format(flags=str(flags), me="06", later=[], partner="01"))
     _stand_in(notebooks, "02_a", "parallel", wait.format(flags=str(flags), me="02", later=["04"], partner="03"))
     _stand_in(notebooks, "03_b", "parallel", wait.format(flags=str(flags), me="03", later=["04"], partner="02"))
     _stand_in(notebooks, "04_alone", None, "import pathlib\nassert (pathlib.Path(%r) / '03').exists()" % str(flags))
@@ -156,7 +158,7 @@ def test_run_all_runs_every_runbook_first_side_by_side_then_alone(tmp_path):
     result = prep_ops("run", "--all", "-j", "2", env=env)
     assert result.returncode == 0, result.stdout + result.stderr
     summary = json.loads(next((tmp_path / "runs").glob("*/summary.json")).read_text())
-    assert [n["notebook"] for n in summary["notebooks"]] == ["01_first", "02_a", "03_b", "04_alone"]
+    assert [n["notebook"] for n in summary["notebooks"]] == ["01_first", "02_a", "03_b", "04_alone", "06_drill"]
     assert summary["ok"] is True and (next((tmp_path / "runs").glob("*/index.html"))).exists()
     _stand_in(notebooks, "05_fails", "parallel", "1 / 0")
     shutil.rmtree(flags)

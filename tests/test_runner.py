@@ -1,6 +1,7 @@
 """papermill runs of small fixture notebooks, one per outcome."""
 
 import json
+import random
 import os
 import re
 import uuid
@@ -10,7 +11,7 @@ from pathlib import Path
 import pytest
 from psycopg import sql
 
-from prep_ops import db, html_report, runner
+from prep_ops import db, html_report, runner, schedule
 from prep_ops.errors import ParameterError
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -277,20 +278,55 @@ def _waiting_notebook(folder: Path, name: str, schedule: str | None, partner: st
 
 
 @pytest.mark.server_independent
-def test_stages_run_first_then_side_by_side_then_alone(tmp_path):
-    first, a, b, alone = (_waiting_notebook(tmp_path, n, s) for n, s in
-                          [("81_first", "first"), ("82_a", "parallel"), ("83_b", "parallel"), ("84_alone", None)])
-    assert runner.stages([alone, b, first, a], jobs=2) == [[first], [b, a], [alone]]
-    assert runner.stages([alone, b, first, a], jobs=1) == [[alone], [b], [first], [a]]  # one job: as named
+def test_dispatch_starts_first_with_a_drill_then_the_readers_then_one_changer_at_a_time_and_alone_last(tmp_path):
+    names = [("81_first", "first"), ("82_a", "parallel"), ("83_b", "parallel"), ("84_t1", "target"), ("85_t2", "target"),
+             ("86_alone", None), ("87_d1", "drill"), ("88_d2", "drill")]
+    first, a, b, t1, t2, alone, d1, d2 = (_waiting_notebook(tmp_path, n, s) for n, s in names)
+    dispatch = schedule.Dispatch([alone, d2, b, first, a, t1, d1, t2], jobs=2)
+    assert dispatch.ready() == [first, d2]  # the target's chain first, a drill in the free slot
+    dispatch.done(first)
+    assert dispatch.ready() == [b]
+    dispatch.done(d2)
+    assert dispatch.ready() == [a]  # the readers side by side
+    dispatch.done(b)
+    assert dispatch.ready() == [d1]  # a changer waits for every reader: the drill goes
+    dispatch.done(a)
+    assert dispatch.ready() == [t1]
+    dispatch.done(d1)
+    assert dispatch.ready() == []  # one changer at a time, and "alone" beside nothing
+    dispatch.done(t1)
+    assert dispatch.ready() == [t2]
+    dispatch.done(t2)
+    assert dispatch.ready() == [alone]
+    assert dispatch.ready() == [] and not dispatch.finished
+    dispatch.done(alone)
+    assert dispatch.finished and dispatch.ready() == []
+
+
+def _together(notebooks: list, jobs: int, seed: int) -> list[set[str]]:
+    """Every set of runbooks running at once while a Dispatch runs them to the end, each next end
+    chosen at random: what the run could see whatever their lengths."""
+    rng, dispatch, seen, order = random.Random(seed), schedule.Dispatch(notebooks, jobs), [], []
+    while not dispatch.finished:
+        started = dispatch.ready()
+        order += [nb.stem[:2] for nb in started]
+        seen.append({nb.stem[:2] for nb in dispatch.running})
+        dispatch.done(rng.choice(sorted(dispatch.running)))
+    assert sorted(order) == sorted(nb.stem[:2] for nb in notebooks)  # each started once
+    return seen
 
 
 @pytest.mark.server_independent
-def test_the_runbooks_schedule_keeps_01_first_and_the_changing_ones_alone():
-    stages = runner.stages(runner.available(), jobs=2)
-    assert [nb.stem for nb in stages[0]] == ["01_schema_setup"]
-    side_by_side = {nb.stem[:2] for stage in stages if len(stage) > 1 for nb in stage}
-    # 05 maintains, 06 grants, 07 migrates the target; 08 watches the whole server (the drills' locks too)
-    assert not side_by_side & {"01", "05", "06", "07", "08"} and {"10", "11", "12"} <= side_by_side
+def test_the_runbooks_schedule_never_puts_a_changer_beside_a_reader_or_anything_beside_06_and_08():
+    kinds = {nb.stem[:2]: runner.schedule(nb) for nb in runner.available()}
+    assert kinds == {"01": "first", "02": "parallel", "03": "parallel", "04": "parallel", "05": "target", "06": "alone",
+                     "07": "target", "08": "alone", "10": "drill", "11": "drill", "12": "drill"}
+    for seed in range(50):
+        for running in _together(runner.available(), 2, seed) + _together(runner.available(), 4, seed):
+            on_target = running - {"10", "11", "12"}
+            # 05 maintains, 07 migrates the target; 06 grants server-wide roles, 08 watches every session
+            assert len(on_target & {"01", "05", "07"}) == 0 or len(on_target) == 1, running
+            assert not running & {"06", "08"} or len(running) == 1, running
 
 
 @pytest.mark.server_independent
