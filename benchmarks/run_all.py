@@ -8,8 +8,9 @@ order, in fresh processes, wall time from spawn to exit:
   1. eleven sequential `papermill -k python3` runs of a trivial notebook (a parameters cell and one
      print): issue 16's yardstick for `run --all`;
   2. `prep-ops run --all -j 1`: every runbook one after the other (the order before `-j`);
-  3. `prep-ops run --all`: the default, `-j` the number of cores (01 first, the parallel runbooks side by
-     side, then the ones that change the target or watch the whole server alone).
+  3. `prep-ops run --all`: the default, `-j` the number of cores (prep_ops/schedule.py: 01 first, then
+     the readers side by side, then the target's changers one at a time, the drills filling the free
+     slots beside all of those, and last, with nothing beside them, the ones that watch the whole server).
 Every `run --all` must pass (exit 0), else the benchmark stops. The load average before and after each
 step is printed: a busy machine shows there. Prints a Markdown table of medians and ratios.
 """
