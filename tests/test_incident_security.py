@@ -295,11 +295,23 @@ def test_security_drill_works_with_password_variables_set(incident_id, server, m
     assert _drill_left(server, incident_id) == []
 
 
+def _wait_gone(server: db.Target, pids: list[int], seconds: float = 30) -> None:
+    """Until the server's backends `pids` have exited (a closed connection's backend exits a moment later,
+    and a loaded CI machine makes that moment long: the run lock it held is free only then)."""
+    deadline = time.monotonic() + seconds
+    with db.connect(server, autocommit=True) as conn:
+        while conn.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(%s)", (pids,)).fetchone()[0]:
+            assert time.monotonic() < deadline, f"backends {pids} still there after {seconds} s"
+            time.sleep(0.05)
+
+
 def test_killed_security_drill_contractor_is_removed_next_run(incident_id, server):
     killed_id = f"{incident_id}-killed"
     killed = security_drill.prepare(server, students=30, incident_id=killed_id)
+    backends = [killed.session.info.backend_pid, killed.conn.info.backend_pid]
     killed.session.close()  # the run's process is gone: so are its sessions
     killed.conn.close()
+    _wait_gone(incident.drill_server(server)[0], backends)  # as a killed process's: their locks end only when the backends exit
     legacy = security_drill.ROLE_PREFIX + "contractor"  # as a killed run of an earlier version left it
     with db.connect(server, autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(sql.Identifier(legacy),
