@@ -193,28 +193,46 @@ def default_jobs() -> int:
 
 def _side_by_side(plans: dict[Path, dict], out_dir: Path, jobs: int, on_done) -> dict[Path, NotebookRun]:
     """Run the planned runbooks in up to `jobs` worker processes (each starts its own kernel), each as
-    soon as its schedule allows (schedule.Dispatch)."""
-    import multiprocessing
-    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    soon as its schedule allows (schedule.Dispatch). A worker that dies (killed, out of memory) fails the
+    runbooks running at that moment, never the run: the rest go on in new workers."""
+    from concurrent.futures import FIRST_COMPLETED, wait
+    from concurrent.futures.process import BrokenProcessPool
 
-    done, dispatch, running = {}, Dispatch(list(plans), jobs), {}
-    # spawn: a worker starts clean (no inherited connections or threads of this process)
-    with ProcessPoolExecutor(max_workers=min(jobs, len(plans)), mp_context=multiprocessing.get_context("spawn")) as pool:
+    done, dispatch, running, pool = {}, Dispatch(list(plans), jobs), {}, None
+    try:
         while not dispatch.finished:
             for notebook in dispatch.ready():
-                running[pool.submit(run_one, notebook, out_dir, plans[notebook])] = notebook
+                while True:
+                    pool = pool or _pool(min(jobs, len(plans)))
+                    try:
+                        running[pool.submit(run_one, notebook, out_dir, plans[notebook])] = notebook
+                        break
+                    except BrokenProcessPool:  # broke before this one started: it runs in new workers
+                        pool.shutdown(wait=True)
+                        pool = None
             finished, _ = wait(running, return_when=FIRST_COMPLETED)
             for future in finished:
                 notebook = running.pop(future)
                 try:
                     result = future.result()
-                except Exception as exc:  # a worker that died (killed, out of memory): that runbook failed, not the run
+                except Exception as exc:  # its worker died: that runbook failed, not the run
                     result = NotebookRun(notebook.stem, str(out_dir / notebook.name), False, 0.0, _error_of(exc))
                 done[notebook] = result
                 dispatch.done(notebook)
                 if on_done:
                     on_done(result)
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True)
     return done
+
+
+def _pool(workers: int):
+    """Worker processes for runbooks; spawned, so that each starts clean (no inherited connections or threads)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
 
 
 def _ready_server(plans: dict[Path, dict]) -> None:

@@ -366,7 +366,10 @@ def test_a_worker_that_dies_fails_its_runbook_not_the_whole_run(tmp_path):
     nb["cells"][1]["source"] = ["import os, signal\n", "os.kill(os.getppid(), signal.SIGKILL)  # the worker running this kernel"]
     killer.write_text(json.dumps(nb))
     other = _waiting_notebook(tmp_path, "83_other", "parallel", partner="83_other")  # finds its own flag: passes
-    out, results = runner.run([str(killer), str(other)], {"flags": str(tmp_path)}, out_dir=tmp_path / "run", jobs=2)
-    assert [r.notebook for r in results] == ["82_killer", "83_other"]
+    after = _waiting_notebook(tmp_path, "84_after", None, partner="84_after")  # alone, after both: new workers
+    out, results = runner.run([str(killer), str(other), str(after)], {"flags": str(tmp_path)}, out_dir=tmp_path / "run",
+                              jobs=2)
+    assert [r.notebook for r in results] == ["82_killer", "83_other", "84_after"]
     assert not results[0].ok and "BrokenProcessPool" in results[0].error
+    assert results[2].ok, results[2].error  # the run went on after the dead worker
     assert json.loads((out / "summary.json").read_text())["ok"] is False
