@@ -25,11 +25,15 @@ def render_notebook(executed: Path) -> Path | None:
 
 
 def write_index(out_dir: Path, summary: dict) -> Path:
-    """runs/<ts>/index.html for a run's summary (as in summary.json); renders each notebook beside it."""
+    """runs/<ts>/index.html for a run's summary (as in summary.json); renders each notebook beside it that
+    its run did not render already (`html`, the page's file name)."""
     from jinja2 import Environment, FileSystemLoader, select_autoescape
 
     notebooks = []
     for entry in summary["notebooks"]:
+        if entry.get("html") and (Path(entry["output"]).parent / entry["html"]).exists():
+            notebooks.append(entry)
+            continue
         html = render_notebook(Path(entry["output"]))
         notebooks.append({**entry, "html": html.name if html else ""})
     env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html", "j2"]))

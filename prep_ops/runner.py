@@ -30,6 +30,7 @@ class NotebookRun:
     error: str = ""
     checks: list[dict] = field(default_factory=list)
     report: str = ""  # an incident runbook's Markdown report, relative to the run's folder
+    html: str = ""  # the executed notebook rendered as HTML beside it (its file name), "" when it could not be
 
     def __post_init__(self) -> None:
         self.ok = self.ok and not self.failed_checks  # a failed must-hold check fails the run, whatever ran
@@ -155,9 +156,12 @@ def _skip_iri_grammar() -> None:
 
 
 def run_one(notebook: Path, out_dir: Path, values: dict, *, timeout: int | None = 1800) -> NotebookRun:
-    """Execute one runbook with papermill; never raises for a failure inside the notebook."""
+    """Execute one runbook with papermill, and render it as HTML beside it; never raises for a failure
+    inside the notebook."""
     _skip_iri_grammar()
     import papermill
+
+    from . import html_report
 
     from .db import mask_url
 
@@ -182,8 +186,10 @@ def run_one(notebook: Path, out_dir: Path, values: dict, *, timeout: int | None 
     except Exception as exc:  # papermill raises for any failing cell; the run records it
         error = _error_of(exc)
     _beside_report(output, values)
-    return NotebookRun(notebook.stem, str(output), not error, time.perf_counter() - began, error, checks_of(output),
-                       _report_of(out_dir, values))
+    seconds = time.perf_counter() - began
+    html = html_report.render_notebook(output)  # here: in a worker, beside the other runbooks still running
+    return NotebookRun(notebook.stem, str(output), not error, seconds, error, checks_of(output),
+                       _report_of(out_dir, values), html.name if html else "")
 
 
 def default_jobs() -> int:
