@@ -141,12 +141,7 @@ def check(conn: psycopg.Connection, tables: Iterable[str] | None = None, *, inst
     amcheck when `install` is true and it is missing; None: on a scratch database).
 
     Each relation is checked in a transaction of its own: one snapshot for the whole run would hold
-    back VACUUM for as long as amcheck reads, and would hide the checksum failures it provokes. A
-    relation with a finding is checked a second time, and only what the second pass finds counts:
-    verify_heapam decides at its start which old row versions' TOAST it may still read, and pruning
-    that sessions ending meanwhile allow can remove that TOAST under it ("toast value ... not found in
-    toast table" on pg_statistic after an ANALYZE, seen with runbooks side by side); damage is there
-    both times, and the first pass's finding is kept in the notes.
+    back VACUUM for as long as amcheck reads, and would hide the checksum failures it provokes.
     `on_progress(done, total)` is called after each relation.
     """
     oids = _table_oids(conn, tables)
@@ -162,12 +157,6 @@ def check(conn: psycopg.Connection, tables: Iterable[str] | None = None, *, inst
         for done, row in enumerate(relations.itertuples(), start=1):
             began = time.perf_counter()
             status, block, detail = _check_one(conn, schema, row)
-            if status == "corrupt":  # checked again: real damage stays, a concurrent change's trace is gone
-                first = detail
-                status, block, detail = _check_one(conn, schema, row)
-                if status == "ok":
-                    notes.append(f"{row.relation}: a finding of the first pass was gone on a second, so it came "
-                                 f"from a change made meanwhile, not damage ({first})")
             rows.append((row.relation, row.kind, row.table_name, "bt_index_check" if row.kind == "index" else "verify_heapam",
                          status, block, detail, round(time.perf_counter() - began, 3)))
             if on_progress:
