@@ -95,6 +95,45 @@ def test_integrity_finds_flipped_bytes_in_an_index_and_names_it(private_server):
     assert [r["relation"] for r in as_json["relations"] if r["status"] == "corrupt"] == ["marks_pkey"]
 
 
+def _zero(path) -> None:
+    """Every page of a relation file all zeros (PostgreSQL reads such a page as new and empty)."""
+    path.write_bytes(bytes(path.stat().st_size))
+
+
+def test_missing_toast_of_a_live_row_is_corruption_of_a_deleted_version_only_a_note(private_server):
+    """verify_heapam follows the TOAST of a row version deleted after the oldest transaction still running
+    (in any database); where that TOAST is gone (VACUUM, whose horizon leaves other databases out, removed
+    it: seen while other databases were created and dropped) no new query can read the row: a note. A row
+    a new query sees, with its TOAST gone, is corruption. Here the TOAST pages are zeroed on disk."""
+    target = db.resolve_target()
+    files = {}
+    with db.connect(target, autocommit=True) as conn:
+        for table in ("live_notes", "deleted_notes"):
+            conn.execute(sql.SQL("CREATE TABLE {} (id int PRIMARY KEY, body text)").format(sql.Identifier(table)))
+            conn.execute(sql.SQL("ALTER TABLE {} ALTER COLUMN body SET STORAGE EXTERNAL").format(sql.Identifier(table)))
+            conn.execute(sql.SQL("INSERT INTO {} SELECT 1, string_agg(md5(g::text), '') FROM generate_series(1, 1000) g")
+                         .format(sql.Identifier(table)))
+            files[table] = conn.execute("SELECT pg_relation_filepath(reltoastrelid) FROM pg_class WHERE oid = %s::regclass",
+                                        (table,)).fetchone()[0]
+        conn.execute("CHECKPOINT")
+    embedded.stop()  # the server is stopped before its files are touched
+    for path in files.values():
+        _zero(private_server / path)
+    with db.connect(db.resolve_target(), autocommit=True) as holder, \
+            db.connect(db.resolve_target(), autocommit=True) as conn:
+        holder.execute("BEGIN")
+        holder.execute("SELECT pg_current_xact_id()").fetchone()  # a transaction running from before the DELETE
+        conn.execute("DELETE FROM deleted_notes")
+        report = integrity.check(conn, install=True)
+        holder.execute("ROLLBACK")
+    by = report.relations.set_index("relation")
+    assert by.loc["live_notes", "status"] == "corrupt" and "not found in toast table" in by.loc["live_notes", "detail"]
+    assert by.loc["deleted_notes", "status"] == "ok", by.loc["deleted_notes", "detail"]
+    assert "only on deleted row versions" in by.loc["deleted_notes", "detail"]
+    assert any(n.startswith("deleted_notes: 1 TOAST finding(s) only on deleted row versions") for n in report.notes)
+    assert report.outcome == "corrupt" and "live_notes" in report.summary and "deleted_notes" not in report.summary
+
+
 def test_integrity_command_passes_on_a_clean_database(migrated):
     result = prep_ops("integrity", "--tables", "public.users", env=cli_env(migrated))
     assert result.returncode == 0, result.stderr
