@@ -4,15 +4,13 @@ dispatcher that starts runbooks as slots free up.
 The kinds, by what a runbook touches:
 - "first": makes the data the others read (01). Alone among the target's runbooks, before them.
 - "parallel": reads the target (02, 03, 04). Beside each other, after the "first" ones.
-- "target": changes the target, nothing else (07 migrates it). One at a time, after the "parallel"
-  ones, with no other runbook of the target beside it.
+- "target": changes the target, nothing else (05 maintains it, 07 migrates it). One at a time, after
+  the "parallel" ones, with no other runbook of the target beside it.
 - "drill": works only in scratch databases and roles of its own, never the target (10, 11, 12).
   Beside any runbook except an "alone" one; it fills the slots the target's runbooks leave free.
 - "alone" (the default: a runbook that says nothing): changes or watches the whole server (06 grants
-  server-wide roles and audits them, 08 reports every session and lock), or must not share it (05: its
-  amcheck of the target, beside a drill, twice in four runs found the TOAST of old pg_statistic rows
-  missing, "toast value ... not found in toast table", on a second pass too; alone it never did, and
-  the cause is not known). Last, one by one, with nothing beside it.
+  server-wide roles and audits them, 08 reports every session and lock). Last, one by one, with nothing
+  beside it.
 
 The target's runbooks keep that order (first, parallel, target, alone; within a kind, the order
 given), and they go before a drill when both could take a free slot: they are the longer chain.

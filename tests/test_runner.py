@@ -317,17 +317,16 @@ def _together(notebooks: list, jobs: int, seed: int) -> list[set[str]]:
 
 
 @pytest.mark.server_independent
-def test_the_runbooks_schedule_never_puts_a_changer_beside_a_reader_or_anything_beside_05_06_and_08():
+def test_the_runbooks_schedule_never_puts_a_changer_beside_a_reader_or_anything_beside_06_and_08():
     kinds = {nb.stem[:2]: runner.schedule(nb) for nb in runner.available()}
-    assert kinds == {"01": "first", "02": "parallel", "03": "parallel", "04": "parallel", "05": "alone", "06": "alone",
+    assert kinds == {"01": "first", "02": "parallel", "03": "parallel", "04": "parallel", "05": "target", "06": "alone",
                      "07": "target", "08": "alone", "10": "drill", "11": "drill", "12": "drill"}
     for seed in range(50):
         for running in _together(runner.available(), 2, seed) + _together(runner.available(), 4, seed):
             on_target = running - {"10", "11", "12"}
-            # 07 migrates the target; 05 maintains and amchecks it, 06 grants server-wide roles, 08 watches
-            # every session: nothing beside those three
-            assert len(on_target & {"01", "07"}) == 0 or len(on_target) == 1, running
-            assert not running & {"05", "06", "08"} or len(running) == 1, running
+            # 05 maintains, 07 migrates the target; 06 grants server-wide roles, 08 watches every session
+            assert len(on_target & {"01", "05", "07"}) == 0 or len(on_target) == 1, running
+            assert not running & {"06", "08"} or len(running) == 1, running
 
 
 @pytest.mark.server_independent
