@@ -31,7 +31,7 @@ from .sqlfiles import load
 # SQLSTATE class XX: data_corrupted (XX001, also a checksum failure) and index_corrupted (XX002)
 _CORRUPTION = (errors.DataCorrupted, errors.IndexCorrupted)
 _BLOCK = re.compile(r"\bblock (\d+)|tid=\((\d+),")
-_TOAST_MISSING = re.compile(r"toast value \d+ not found in toast table")
+_TOAST_FINDING = re.compile(r"toast value \d+ ")  # "... not found in toast table", "... index scan returned chunk ..."
 COLUMNS = ["relation", "kind", "table_name", "check", "status", "block", "detail", "seconds"]
 
 
@@ -143,15 +143,16 @@ def _check_one(conn: psycopg.Connection, schema: str, row) -> tuple[str, int | N
 
 
 def _on_deleted_versions(conn: psycopg.Connection, relation: str, problems: list) -> tuple[list, list]:
-    """`problems` split into those that stand and the missing TOAST of row versions a new snapshot does not
+    """`problems` split into those that stand and the TOAST findings of row versions a new snapshot does not
     see (deleted or updated away, and committed).
 
     verify_heapam follows the TOAST of a row version deleted after its own snapshot's xmin, the oldest
     transaction then running in any database of the server; VACUUM's horizon in this database leaves the
     other databases' transactions out, so it may already have removed that TOAST. Seen as "toast value ...
     not found in toast table" on old pg_statistic rows after an ANALYZE while another database was being
-    created (1 check in 8, reproduced on purpose). What no new query can read is not damage to the data;
-    a row a new query sees whose TOAST is missing is, and stays a finding."""
+    created (1 check in 8, reproduced on purpose), or, with VACUUM removing it while verify_heapam read,
+    "toast value ... index scan returned chunk 1 when expecting chunk 0". What no new query can read is
+    not damage to the data; a row a new query sees whose TOAST is missing or broken is, and stays a finding."""
     schema, name = conn.execute("SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
                                 "WHERE c.oid = %s::regclass", (relation,)).fetchone()
     visible = sql.SQL("SELECT EXISTS (SELECT FROM {} WHERE ctid = %s::tid)").format(sql.Identifier(schema, name))
@@ -159,7 +160,7 @@ def _on_deleted_versions(conn: psycopg.Connection, relation: str, problems: list
     for problem in problems:
         block, offset, _column, message = problem
         deleted = False
-        if block is not None and offset is not None and _TOAST_MISSING.search(message or ""):
+        if block is not None and offset is not None and _TOAST_FINDING.match(message or ""):
             try:
                 with conn.transaction():  # a snapshot of its own, taken now
                     deleted = not conn.execute(visible, (f"({block},{offset})",)).fetchone()[0]
