@@ -74,6 +74,11 @@ def lsn_value(text: str) -> int:
     return (int(high, 16) << 32) | int(low, 16)
 
 
+def lsn_text(value: int) -> str:
+    """A WAL location as PostgreSQL writes it ('16/B374D848'); lsn_value's inverse."""
+    return f"{value >> 32:X}/{value & 0xFFFFFFFF:X}"
+
+
 # --- taking one ------------------------------------------------------------------------------------
 def take(conn: psycopg.Connection, target: Target, *, directory: Path | None = None,
          incremental: bool = False) -> BaseBackup:

@@ -152,10 +152,6 @@ def _window_text(backups: list, segments: dict) -> str:
     return f"the recoverable window is {datetime.fromisoformat(oldest).isoformat()} to {end}"
 
 
-def _lsn_text(value: int) -> str:
-    return f"{value >> 32:X}/{value & 0xFFFFFFFF:X}"
-
-
 def candidates(backups: list, segments: dict, segment_bytes: int, *, to_time: datetime | None,
                to_lsn: str | None, system_identifier: str | None = None) -> list:
     """The base backups ending before the target whose WAL, from their start to the target, is all
@@ -191,7 +187,7 @@ def candidates(backups: list, segments: dict, segment_bytes: int, *, to_time: da
                                   "with this cluster's own segment of that name)")
         found.append(candidate)
     if not found:
-        streamed = f"; the WAL streamed so far ends at {_lsn_text(streamed_end)}" if to_lsn and streamed_end else ""
+        streamed = f"; the WAL streamed so far ends at {base_backup.lsn_text(streamed_end)}" if to_lsn and streamed_end else ""
         raise ParameterError(f"{what} is outside the recoverable window: {_window_text(backups, segments)}{streamed}")
     return found
 

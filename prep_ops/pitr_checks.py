@@ -48,7 +48,7 @@ def segment_problem(path: Path, number: int, segment_bytes: int, system_identifi
     if str(sysid) != str(system_identifier):
         return f"it is from another cluster (system identifier {sysid})"
     if pageaddr != number * segment_bytes:
-        return f"it holds WAL of another position ({pageaddr >> 32:X}/{pageaddr & 0xFFFFFFFF:X})"
+        return f"it holds WAL of another position ({base_backup.lsn_text(pageaddr)})"
     return None
 
 

@@ -135,23 +135,24 @@ def _older(other: str, run: str) -> bool:
     return other[:17] < run[:17]
 
 
+def _of_killed_run(conn: psycopg.Connection, prefix: str, name: str, run: str) -> bool:
+    """Whether database `name` is `prefix` + the id of a run older than `run` that holds no lock."""
+    found = re.match(re.escape(prefix) + _RUN + r"(_.*)?$", name)
+    return bool(found) and _older(found.group(1), run) and _free(conn, _RUN_LOCK, found.group(1))
+
+
 def abandoned(conn: psycopg.Connection, prefix: str, run: str) -> list[str]:
     """The databases named `prefix` + a run id older than `run` whose run holds no lock: what killed runs
     left, whether a session (an orphaned pg_restore, say) still uses them or not."""
-    pattern = re.compile(re.escape(prefix) + _RUN + r"(_.*)?$")
-    return [name for name in existing(conn, prefix)
-            if (found := pattern.match(name)) and _older(found.group(1), run) and _free(conn, _RUN_LOCK, found.group(1))]
+    return [name for name in existing(conn, prefix) if _of_killed_run(conn, prefix, name, run)]
 
 
 def remove_stale(conn: psycopg.Connection, prefix: str, run: str, *, comment: str | None = None) -> list[str]:
     """Drop the databases named `prefix` + a run id older than `run` (with `comment`, when given) that no
     session uses and whose run holds no lock: what killed runs left. Returns the names dropped."""
     removed = []
-    pattern = re.compile(re.escape(prefix) + _RUN + r"(_.*)?$")
     for name, said in conn.execute(load("scratch", "unused_databases"), {"prefix": prefix}).fetchall():
-        found = pattern.match(name)
-        if not found or not _older(found.group(1), run) or (comment is not None and said != comment) \
-                or not _free(conn, _RUN_LOCK, found.group(1)):
+        if (comment is not None and said != comment) or not _of_killed_run(conn, prefix, name, run):
             continue
         try:  # without FORCE: a session that arrived meanwhile keeps it
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))

@@ -105,7 +105,7 @@ def _a_location_past_the_streamed_wal_is_outside_the_window(backup, archive: Pat
     assert pitr.candidates([backup], segments, SEGMENT, to_time=None, to_lsn=flushed) == [backup]
     beyond = end + 1
     with pytest.raises(ParameterError, match="outside the recoverable window.*the WAL streamed so far ends at"):
-        pitr.candidates([backup], segments, SEGMENT, to_time=None, to_lsn=f"{beyond >> 32:X}/{beyond & 0xFFFFFFFF:X}")
+        pitr.candidates([backup], segments, SEGMENT, to_time=None, to_lsn=base_backup.lsn_text(beyond))
 
 
 @pytest.mark.server_independent
