@@ -142,10 +142,15 @@ def archive_now(conn: psycopg.Connection, archive: Path, seconds: float = ARCHIV
     return segment
 
 
+def _newest_write(segments: dict) -> float | None:
+    """When the newest of `segments` (number: file) was last written; a file gone meanwhile is skipped."""
+    return max(filter(None, map(wal_archive.modified, segments.values())), default=None)
+
+
 def _window_text(backups: list, segments: dict) -> str:
     """The recoverable window in words, to the microsecond (a moment shown is a moment inside it)."""
     oldest = min(b.manifest["finished"] for b in backups) if backups else None
-    newest = max(filter(None, map(wal_archive.modified, segments.values())), default=None)  # gone: skipped
+    newest = _newest_write(segments)
     if oldest is None:
         return "no base backup of this cluster: the recoverable window is empty (take one with backup --kind base)"
     end = datetime.fromtimestamp(newest, timezone.utc).isoformat() if newest else "no archived WAL"
@@ -161,7 +166,7 @@ def candidates(backups: list, segments: dict, segment_bytes: int, *, to_time: da
     streamed_end = None
     if to_time is not None:
         fitting = [b for b in backups if datetime.fromisoformat(b.manifest["finished"]) < to_time]
-        newest_wal = max(filter(None, map(wal_archive.modified, segments.values())), default=None)
+        newest_wal = _newest_write(segments)
         covered = newest_wal is not None and to_time.timestamp() <= newest_wal
         last = max(segments, default=-1)
     else:
