@@ -5,6 +5,7 @@ import secrets
 import subprocess
 import sys
 
+import psycopg
 import pytest
 from psycopg import sql
 
@@ -100,6 +101,7 @@ def _zero(path) -> None:
     path.write_bytes(bytes(path.stat().st_size))
 
 
+@pytest.mark.server_independent
 def test_missing_toast_of_a_live_row_is_corruption_of_a_deleted_version_only_a_note(private_server):
     """verify_heapam follows the TOAST of a row version deleted after the oldest transaction still running
     (in any database); where that TOAST is gone (VACUUM, whose horizon leaves other databases out, removed
@@ -132,6 +134,106 @@ def test_missing_toast_of_a_live_row_is_corruption_of_a_deleted_version_only_a_n
     assert "only on deleted row versions" in by.loc["deleted_notes", "detail"]
     assert any(n.startswith("deleted_notes: 1 TOAST finding(s) only on deleted row versions") for n in report.notes)
     assert report.outcome == "corrupt" and "live_notes" in report.summary and "deleted_notes" not in report.summary
+
+
+def _toasted_table(conn, table: sql.Identifier) -> str:
+    """`table` (id, tenant, body) with one row whose body lives in TOAST; the TOAST table's file path."""
+    conn.execute(sql.SQL("CREATE TABLE {} (id int PRIMARY KEY, tenant text, body text)").format(table))
+    conn.execute(sql.SQL("ALTER TABLE {} ALTER COLUMN body SET STORAGE EXTERNAL").format(table))
+    conn.execute(sql.SQL("INSERT INTO {} SELECT 1, 'acme', string_agg(md5(g::text), '') FROM generate_series(1, 1000) g")
+                 .format(table))
+    return conn.execute("SELECT pg_relation_filepath(reltoastrelid) FROM pg_class WHERE oid = %s::regclass",
+                        (table.as_string(conn),)).fetchone()[0]
+
+
+def _unreadable(target, table: sql.Identifier) -> bool:
+    """Whether reading the table's TOASTed column fails, as the server's superuser."""
+    with db.connect(target, autocommit=True) as conn:
+        try:
+            conn.execute(sql.SQL("SELECT length(body) FROM {}").format(table)).fetchall()
+        except psycopg.Error as exc:
+            return "missing chunk" in str(exc) or "unexpected chunk" in str(exc)
+    return False
+
+
+@pytest.mark.server_independent
+def test_row_level_security_cannot_hide_a_live_rows_missing_toast_as_a_deleted_version(private_server):
+    """A policy hides the live row from the checking role: the "is it deleted?" look must not take that for
+    deleted (it runs with row_security off, which fails instead of filtering), so the finding stands."""
+    table = sql.Identifier("Tenant Data", 'odd "notes"')
+    with db.connect(db.resolve_target(), autocommit=True) as conn:
+        conn.execute("CREATE EXTENSION amcheck")
+        conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier("Tenant Data")))
+        path = _toasted_table(conn, table)
+        conn.execute(sql.SQL("ALTER TABLE {} ENABLE ROW LEVEL SECURITY").format(table))
+        conn.execute(sql.SQL("CREATE POLICY own_tenant ON {} USING (tenant = current_user)").format(table))
+        conn.execute("CREATE ROLE monitor LOGIN")
+        conn.execute(sql.SQL("GRANT USAGE ON SCHEMA {} TO monitor").format(sql.Identifier("Tenant Data")))
+        conn.execute(sql.SQL("GRANT SELECT ON {} TO monitor").format(table))
+        conn.execute("GRANT EXECUTE ON FUNCTION verify_heapam(regclass, boolean, boolean, text, bigint, bigint) TO monitor")
+        conn.execute("CHECKPOINT")
+    embedded.stop()
+    _zero(private_server / path)
+    target = db.resolve_target()
+    with psycopg.connect(target.url, user="monitor", autocommit=True) as conn:
+        report = integrity.check(conn, ['"Tenant Data"."odd ""notes"""'], install=False)
+    assert _unreadable(target, table)  # the row is live, and its TOAST gone
+    by = report.relations.set_index("relation")
+    assert by.loc['"Tenant Data"."odd ""notes"""', "status"] == "corrupt", report.notes
+    assert report.outcome == "corrupt" and not any("deleted row versions" in n for n in report.notes)
+
+
+@pytest.mark.server_independent
+def test_an_update_between_verify_heapam_and_the_deleted_look_cannot_hide_a_live_rows_missing_toast(
+        private_server, monkeypatch):
+    """The row is updated (another column) after verify_heapam read it: the version it named is gone, the
+    new one carries the same broken TOAST pointer. The second look finds it there: corruption, even when
+    the row moves again before that look too."""
+    table = sql.Identifier("public", "live_notes")
+    with db.connect(db.resolve_target(), autocommit=True) as conn:
+        path = _toasted_table(conn, table)
+        conn.execute("CHECKPOINT")
+    embedded.stop()
+    _zero(private_server / path)
+    looked = integrity._on_deleted_versions
+    updates = []
+
+    def after_an_update(conn, relation, problems):  # a client updates the row before each look
+        with db.connect(db.resolve_target(), autocommit=True) as other:
+            other.execute("UPDATE live_notes SET tenant = %s WHERE id = 1", (f"globex {len(updates)}",))
+        updates.append(relation)
+        return looked(conn, relation, problems)
+
+    monkeypatch.setattr(integrity, "_on_deleted_versions", after_an_update)
+    with db.connect(db.resolve_target(), autocommit=True) as conn:
+        report = integrity.check(conn, ["public.live_notes"], install=True)
+    assert updates == ["live_notes", "live_notes"]  # the first look took it for deleted: a second one ran
+    assert _unreadable(db.resolve_target(), table)
+    by = report.relations.set_index("relation")
+    assert by.loc["live_notes", "status"] == "corrupt", report.notes
+    assert "not found in toast table" in by.loc["live_notes", "detail"]
+
+
+@pytest.mark.server_independent
+def test_a_deleted_parent_rows_toast_is_not_matched_to_an_inheritance_childs_row_at_the_same_ctid(private_server):
+    """The deleted look reads the table ONLY: a child's live row at the same ctid is another row."""
+    with db.connect(db.resolve_target(), autocommit=True) as conn:
+        path = _toasted_table(conn, sql.Identifier("public", "parent_notes"))
+        conn.execute("CREATE TABLE child_notes () INHERITS (parent_notes)")
+        conn.execute("INSERT INTO child_notes VALUES (2, 'acme', 'short')")  # at (0,1) of the child
+        conn.execute("CHECKPOINT")
+    embedded.stop()
+    _zero(private_server / path)
+    with db.connect(db.resolve_target(), autocommit=True) as holder, \
+            db.connect(db.resolve_target(), autocommit=True) as conn:
+        holder.execute("BEGIN")
+        holder.execute("SELECT pg_current_xact_id()").fetchone()  # keeps the deleted version's TOAST checked
+        conn.execute("DELETE FROM ONLY parent_notes")
+        report = integrity.check(conn, ["public.parent_notes"], install=True)
+        holder.execute("ROLLBACK")
+    by = report.relations.set_index("relation")
+    assert by.loc["parent_notes", "status"] == "ok", by.loc["parent_notes", "detail"]
+    assert "only on deleted row versions" in by.loc["parent_notes", "detail"]
 
 
 def test_integrity_command_passes_on_a_clean_database(migrated):
