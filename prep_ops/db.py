@@ -176,6 +176,15 @@ def _explain(exc: psycopg.Error, target: Target) -> str:
 
 
 APPLICATION_NAME = "prep-ops"  # every session prep-ops opens says so (the health check's log split reads it)
+# set by the runner in a runbook's kernel (runner.run_one): its sessions say "<name> run <tag>", so that the
+# sessions of a runbook whose worker died can be found and ended before the next runbook starts
+RUN_TAG_ENV = "PREP_OPS_RUN_TAG"
+
+
+def tagged(name: str = APPLICATION_NAME) -> str:
+    """`name`, with the runbook run's tag when this process runs one."""
+    tag = os.environ.get(RUN_TAG_ENV)
+    return f"{name} run {tag}" if tag else name
 
 
 def connect(target: Target, *, autocommit: bool = False, connect_timeout: int = 10,
@@ -187,7 +196,7 @@ def connect(target: Target, *, autocommit: bool = False, connect_timeout: int = 
     """
     try:
         conn = psycopg.connect(target.url, autocommit=autocommit, connect_timeout=connect_timeout,
-                               application_name=application_name)
+                               application_name=tagged(application_name))
     except psycopg.Error as exc:
         raise TargetError(_explain(exc, target)) from None
     if target.embedded:

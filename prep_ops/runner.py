@@ -155,15 +155,17 @@ def _skip_iri_grammar() -> None:
         sys.modules.setdefault("rfc3987_syntax", None)
 
 
-def run_one(notebook: Path, out_dir: Path, values: dict, *, timeout: int | None = 1800) -> NotebookRun:
+def run_one(notebook: Path, out_dir: Path, values: dict, *, timeout: int | None = 1800,
+            tag: str | None = None) -> NotebookRun:
     """Execute one runbook with papermill, and render it as HTML beside it; never raises for a failure
-    inside the notebook."""
+    inside the notebook. With `tag`, every session its kernel opens (and the client programs it runs:
+    PGAPPNAME) names it in its application_name (db.tagged), for `_end_sessions`."""
     _skip_iri_grammar()
     import papermill
 
     from . import html_report
 
-    from .db import mask_url
+    from .db import RUN_TAG_ENV, mask_url, tagged
 
     values = incident_values(notebook, values)
     for name, value in values.items():  # papermill pastes other types into the code as they are
@@ -178,7 +180,8 @@ def run_one(notebook: Path, out_dir: Path, values: dict, *, timeout: int | None 
         values = {k: v for k, v in values.items() if k != "database_url"}
     try:
         # headless: progress bars are text, not widgets a saved notebook cannot show
-        with _environment("DATABASE_URL", str(url) if secret_url else None), _environment("PREP_OPS_HEADLESS", "1"):
+        with _environment("DATABASE_URL", str(url) if secret_url else None), _environment("PREP_OPS_HEADLESS", "1"), \
+                _environment(RUN_TAG_ENV, tag), _environment("PGAPPNAME", tagged() if tag else None):
             papermill.execute_notebook(str(notebook), str(output), parameters=values, kernel_name="python3",
                                        cwd=str(notebook.parent), progress_bar=False, execution_timeout=timeout,
                                        # the kernel's start-up warnings are noise in a run's output
@@ -204,14 +207,15 @@ def _side_by_side(plans: dict[Path, dict], out_dir: Path, jobs: int, on_done) ->
     from concurrent.futures import FIRST_COMPLETED, wait
     from concurrent.futures.process import BrokenProcessPool
 
-    done, dispatch, running, pool = {}, Dispatch(list(plans), jobs), {}, None
+    done, dispatch, running, pool = {}, Dispatch(list(plans), jobs, _live_drills(plans)), {}, None
+    tags = {notebook: secrets.token_hex(6) for notebook in plans}
     try:
         while not dispatch.finished:
             for notebook in dispatch.ready():
                 while True:
                     pool = pool or _pool(min(jobs, len(plans)))
                     try:
-                        running[pool.submit(run_one, notebook, out_dir, plans[notebook])] = notebook
+                        running[pool.submit(run_one, notebook, out_dir, plans[notebook], tag=tags[notebook])] = notebook
                         break
                     except BrokenProcessPool:  # broke before this one started: it runs in new workers
                         pool.shutdown(wait=True)
@@ -222,7 +226,10 @@ def _side_by_side(plans: dict[Path, dict], out_dir: Path, jobs: int, on_done) ->
                 try:
                     result = future.result()
                 except Exception as exc:  # its worker died: that runbook failed, not the run
-                    result = NotebookRun(notebook.stem, str(out_dir / notebook.name), False, 0.0, _error_of(exc))
+                    # its kernel exits with it, but a statement it sent runs on: ended before the next starts
+                    ended = _end_sessions(plans[notebook], tags[notebook])
+                    result = NotebookRun(notebook.stem, str(out_dir / notebook.name), False, 0.0,
+                                         f"{_error_of(exc)}; {ended}")
                 done[notebook] = result
                 dispatch.done(notebook)
                 if on_done:
@@ -231,6 +238,35 @@ def _side_by_side(plans: dict[Path, dict], out_dir: Path, jobs: int, on_done) ->
         if pool is not None:
             pool.shutdown(wait=True)
     return done
+
+
+def _live_drills(plans: dict[Path, dict]) -> set[Path]:
+    """The "drill" runbooks asked to work on the target (`mode` other than drill): scheduled "alone"."""
+    from .incident import record as incident
+
+    return {notebook for notebook, values in plans.items()
+            if schedule(notebook) == "drill" and values.get("mode", incident.MODES[0]) != incident.MODES[0]}
+
+
+def _end_sessions(values: dict, tag: str) -> str:
+    """End the sessions of a runbook run whose worker died (found by its tag), on its server, waiting up to
+    10 s for each to go; what was done, in words."""
+    import psycopg
+    from psycopg import sql
+
+    from . import db
+    from .errors import PrepOpsError, first_line
+    from .sqlfiles import load
+
+    try:
+        with db.connect(db.resolve_target(values.get("database_url")), autocommit=True, connect_timeout=5) as conn:
+            wait = sql.SQL(", 10000") if conn.info.server_version >= 140000 else sql.SQL("")
+            query = sql.SQL(load("runner", "end_sessions")).format(wait=wait)
+            ended = conn.execute(query, {"tag": f"% run {tag}"}).fetchall()
+    except (PrepOpsError, psycopg.Error) as exc:
+        return f"its sessions on the server could not be ended ({first_line(exc)})"
+    gone = sum(1 for (done,) in ended if done)
+    return f"{gone} of its session(s) on the server ended" if ended else "no session of it was left on the server"
 
 
 def _pool(workers: int):

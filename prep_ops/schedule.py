@@ -7,10 +7,11 @@ The kinds, by what a runbook touches:
 - "target": changes the target, nothing else (05 maintains it, 07 migrates it). One at a time, after
   the "parallel" ones, with no other runbook of the target beside it.
 - "drill": works only in scratch databases and roles of its own, never the target (10, 11, 12).
-  Beside any runbook except an "alone" one; it fills the slots the target's runbooks leave free.
+  Beside any runbook except an "alone" one; it fills the slots the target's runbooks leave free. Asked
+  to work on the target instead (`mode` other than drill), it is scheduled "alone".
 - "alone" (the default: a runbook that says nothing): changes or watches the whole server (06 grants
   server-wide roles and audits them, 08 reports every session and lock). Last, one by one, with nothing
-  beside it.
+  beside it. Metadata that is not an object naming a known kind counts as saying nothing.
 
 The target's runbooks keep that order (first, parallel, target, alone; within a kind, the order
 given), and they go before a drill when both could take a free slot: they are the longer chain.
@@ -25,17 +26,21 @@ _PHASES = ("first", "parallel", "target", "alone")  # the target's runbooks, in 
 
 def schedule(notebook: Path) -> str:
     """A runbook's kind (see the module's docstring); "alone" when its metadata names none it knows."""
-    metadata = json.loads(Path(notebook).read_text(encoding="utf-8")).get("metadata", {})
-    value = metadata.get("prep_ops", {}).get("schedule", "alone")
-    return value if value in SCHEDULES else "alone"
+    document = json.loads(Path(notebook).read_text(encoding="utf-8"))
+    metadata = document.get("metadata") if isinstance(document, dict) else None
+    ours = metadata.get("prep_ops") if isinstance(metadata, dict) else None
+    value = ours.get("schedule") if isinstance(ours, dict) else None
+    return value if isinstance(value, str) and value in SCHEDULES else "alone"
 
 
 class Dispatch:
     """Which runbooks to start next, for up to `jobs` at once; pure bookkeeping (no processes): call
     `ready()` for what to start now, `done(notebook)` when one ends, until `finished`."""
 
-    def __init__(self, notebooks: list[Path], jobs: int):
-        kinds = {nb: schedule(nb) for nb in notebooks}
+    def __init__(self, notebooks: list[Path], jobs: int, alone: set[Path] | frozenset = frozenset()):
+        """`alone`: runbooks scheduled "alone" whatever their metadata says (a drill asked to work on the
+        target, runner._live_drills)."""
+        kinds = {nb: "alone" if nb in alone else schedule(nb) for nb in notebooks}
         self.jobs = jobs
         # phases of the target's runbooks: each "parallel" runbook shares one phase, the others one each
         self._phases: list[tuple[str, list[Path]]] = []

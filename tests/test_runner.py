@@ -9,6 +9,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
+import psycopg
 from psycopg import sql
 
 from prep_ops import db, html_report, runner, schedule
@@ -373,3 +374,116 @@ def test_a_worker_that_dies_fails_its_runbook_not_the_whole_run(tmp_path):
     assert not results[0].ok and "BrokenProcessPool" in results[0].error
     assert results[2].ok, results[2].error  # the run went on after the dead worker
     assert json.loads((out / "summary.json").read_text())["ok"] is False
+
+
+def _notebook(folder: Path, name: str, schedule: str | None, source: list[str], parameters: str = "flags = ''") -> Path:
+    nb = json.loads((FIXTURES / "91_passes.ipynb").read_text())
+    nb["cells"] = [
+        {"cell_type": "code", "execution_count": None, "id": "p", "metadata": {"tags": ["parameters"]}, "outputs": [],
+         "source": [parameters]},
+        {"cell_type": "code", "execution_count": None, "id": "w", "metadata": {}, "outputs": [], "source": source}]
+    if schedule:
+        nb["metadata"]["prep_ops"] = {"schedule": schedule}
+    path = folder / f"{name}.ipynb"
+    path.write_text(json.dumps(nb))
+    return path
+
+
+@pytest.mark.server_independent
+def test_a_dead_workers_statements_are_ended_before_an_alone_runbook_starts(tmp_path):
+    """The worker of a drill dies; the pool's other worker, running a runbook that changes the target, dies
+    with it, but the statement that runbook sent (VACUUM FULL, a migration step: here pg_sleep) would run
+    on in the server. Its sessions, by prep-ops' connection and by a client program's (PGAPPNAME), are
+    ended before the "alone" runbook starts, which sees none of them."""
+    url = db.resolve_target().url
+    changer = _notebook(tmp_path, "84_changer", "target", [
+        "import pathlib, psycopg\n",
+        "from prep_ops import db\n",
+        "ours = db.connect(db.resolve_target(url), autocommit=True)  # prep-ops' own connection\n",
+        "other = psycopg.connect(url, autocommit=True)  # as a client program would: PGAPPNAME\n",
+        "other.execute('SELECT 1 FROM pg_sleep(0)')\n",
+        "other.pgconn.send_query(b'SELECT pg_sleep(60)')  # stands for a long VACUUM FULL\n",
+        "(pathlib.Path(flags) / 'changer').touch()\n",
+        "ours.execute('SELECT pg_sleep(60)')\n"], "flags = ''\nurl = ''")
+    killer = _notebook(tmp_path, "87_drill", "drill", [
+        "import os, pathlib, signal, time\n",
+        "while not (pathlib.Path(flags) / 'changer').exists(): time.sleep(0.1)\n",
+        "time.sleep(1)\n",
+        "os.kill(os.getppid(), signal.SIGKILL)  # this worker dies (the OOM killer)\n"])
+    alone = _notebook(tmp_path, "88_alone", None, [
+        "import json, pathlib, psycopg\n",
+        "with psycopg.connect(url, autocommit=True) as c:\n",
+        "    seen = c.execute(\"SELECT application_name, query FROM pg_stat_activity WHERE query LIKE '%pg_sleep(60)%' \"\n",
+        "                     \"AND pid <> pg_backend_pid()\").fetchall()\n",
+        "(pathlib.Path(flags) / 'seen.json').write_text(json.dumps(seen))\n"], "flags = ''\nurl = ''")
+    out, results = runner.run([str(changer), str(killer), str(alone)], {"flags": str(tmp_path), "url": url},
+                              out_dir=tmp_path / "run", jobs=2)
+    assert [(r.notebook, r.ok) for r in results][1:] == [("87_drill", False), ("88_alone", True)], [r.error for r in results]
+    assert "BrokenProcessPool" in results[1].error and "no session of it was left on the server" in results[1].error
+    # the pool fails the changer with the drill; now and then CPython's pool sees the dead worker only
+    # once the other has finished (the changer then passes, its statements done): either way, nothing of
+    # it runs beside the "alone" runbook
+    assert results[0].ok or "2 of its session(s) on the server ended" in results[0].error, results[0].error
+    assert json.loads((tmp_path / "seen.json").read_text()) == []
+
+
+def test_end_sessions_ends_the_runbook_runs_own_sessions_and_no_other(scratch, monkeypatch):
+    """The sessions of a run are found by its tag: prep-ops' connections (db.tagged) and a client
+    program's (PGAPPNAME); another run's, and a session without a tag, go on."""
+    monkeypatch.setenv(db.RUN_TAG_ENV, "aaaaaaaaaaaa")
+    ours = db.connect(scratch, autocommit=True)
+    monkeypatch.setenv("PGAPPNAME", db.tagged())
+    program = psycopg.connect(scratch.url, autocommit=True)
+    monkeypatch.setenv(db.RUN_TAG_ENV, "aaaaaaaaaaaab")  # another run whose tag only starts like it
+    theirs = db.connect(scratch, autocommit=True)
+    monkeypatch.delenv(db.RUN_TAG_ENV)
+    monkeypatch.delenv("PGAPPNAME")
+    plain = db.connect(scratch, autocommit=True)
+    for conn in (ours, program):
+        conn.pgconn.send_query(b"SELECT pg_sleep(60)")
+    try:
+        said = runner._end_sessions({"database_url": scratch.url}, "aaaaaaaaaaaa")
+        assert said == "2 of its session(s) on the server ended"
+        with db.connect(scratch, autocommit=True) as watcher:
+            names = {r[0] for r in watcher.execute("SELECT application_name FROM pg_stat_activity WHERE datname = %s",
+                                                   (scratch.database,))}
+        assert names == {"prep-ops run aaaaaaaaaaaab", "prep-ops"}, names
+        assert runner._end_sessions({"database_url": scratch.url}, "aaaaaaaaaaaa") == "no session of it was left on the server"
+    finally:
+        for conn in (ours, program, theirs, plain):
+            conn.close()
+
+
+@pytest.mark.server_independent
+@pytest.mark.parametrize("metadata", ["drill", None, 5, {"schedule": 5}, {"schedule": ["drill"]}, {"schedule": "sideways"}])
+def test_odd_schedule_metadata_counts_as_alone(tmp_path, metadata):
+    nb = json.loads((FIXTURES / "91_passes.ipynb").read_text())
+    nb["metadata"]["prep_ops"] = metadata
+    path = tmp_path / "89_odd.ipynb"
+    path.write_text(json.dumps(nb))
+    other = _notebook(tmp_path, "82_reader", "parallel", ["pass\n"])
+    assert schedule.schedule(path) == "alone"
+    dispatch = schedule.Dispatch([path, other], jobs=2)
+    assert dispatch.ready() == [other]  # the reader first, the odd one alone after it
+    dispatch.done(other)
+    assert dispatch.ready() == [path]
+
+
+@pytest.mark.server_independent
+def test_a_drill_asked_to_work_on_the_target_runs_alone():
+    """10-12 with mode=live change the target (10 restores rows, 11 makes indexes, 12 changes server-wide
+    roles): nothing beside them, not even the target's changers."""
+    by = {nb.stem[:2]: nb for nb in runner.available()}
+    plans = {nb: runner.incident_values(nb, {}) for nb in by.values()}
+    plans[by["10"]] = runner.incident_values(by["10"], {"mode": "live"})
+    plans[by["12"]] = runner.incident_values(by["12"], {"mode": "live"})
+    assert runner._live_drills(plans) == {by["10"], by["12"]}
+    chosen = [by[n] for n in ("05", "07", "10", "11", "12")]
+    dispatch = schedule.Dispatch(chosen, 4, runner._live_drills({nb: plans[nb] for nb in chosen}))
+    seen = []
+    while not dispatch.finished:
+        dispatch.ready()
+        seen.append({nb.stem[:2] for nb in dispatch.running})
+        dispatch.done(sorted(dispatch.running)[0])
+    assert {"10", "12"} & set().union(*seen)
+    assert all(len(running) == 1 for running in seen if running & {"10", "12"}), seen
