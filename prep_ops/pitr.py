@@ -227,6 +227,9 @@ def recover(conn: psycopg.Connection, target: Target, *, to_time: str | datetime
     name = as_name or default_name(database, moment, to_lsn)
     if len(name.encode()) > 63 or not name:
         raise ParameterError(f"{name[:70]!r} is not a database name PostgreSQL keeps whole (1 to 63 bytes)")
+    if scratch.marked(name):  # a later run could take it for a killed run's leftover and drop it
+        raise ParameterError(f"{name} has the shape of prep-ops' own throwaway databases ({scratch.PREFIX}..., a run "
+                             "id): choose another name with --as")
     if catalog.database_exists(conn, name):
         raise ParameterError(f"database {name} already exists: recover never overwrites; choose another with --as")
     source = base_backup.source_of(conn)
@@ -241,32 +244,34 @@ def recover(conn: psycopg.Connection, target: Target, *, to_time: str | datetime
     fitting = candidates(base_backup.listing(sysid, directory), segments, segment_bytes, to_time=moment, to_lsn=to_lsn,
                          system_identifier=sysid)
     run = scratch.run_id()
-    scratch.claim(conn, run)
-    recovery_cluster.remove_stale()  # first: a killed run's server feeds its orphan pg_dump
-    _end_stale_copies(conn, run)
-    scratch.remove_stale(conn, PREFIX, run)
-    skipped, chosen, lacking = [], None, []
-    for candidate in fitting:  # newest first; one whose files or cluster are not as recorded is passed over
-        why = pitr_checks.backup_problem(candidate)
-        if why:
-            skipped.append(f"{candidate.name}: {why}")
-            continue
+    with scratch.coordinating(target) as admin:  # held to the end: this run is alive
+        scratch.claim(admin, run)
+        recovery_cluster.remove_stale()  # first: a killed run's server feeds its orphan pg_dump
+        _end_stale_copies(admin, run)
+        scratch.remove_stale(admin, PREFIX, run)
+        skipped, chosen, lacking = [], None, []
+        for candidate in fitting:  # newest first; one whose files or cluster are not as recorded is passed over
+            why = pitr_checks.backup_problem(candidate)
+            if why:
+                skipped.append(f"{candidate.name}: {why}")
+                continue
+            try:
+                with recovered(base_backup.chain(candidate), archive=archive, **_targets(moment, to_lsn)) as cluster:
+                    lacking = _check_database(cluster, database, conn, moment or to_lsn, candidate, no_owner)
+                    _copy(cluster, database, target, conn, PREFIX + run, source["server_major"], no_owner=no_owner)
+            except recovery_cluster.NotThisCluster as exc:
+                skipped.append(first_line(exc))
+                continue
+            chosen = candidate
+            break
+        if chosen is None:
+            raise BackupError(f"no usable base backup of this cluster for {moment or to_lsn}: {'; '.join(skipped)}"[:600])
         try:
-            with recovered(base_backup.chain(candidate), archive=archive, **_targets(moment, to_lsn)) as cluster:
-                lacking = _check_database(cluster, database, conn, moment or to_lsn, candidate, no_owner)
-                _copy(cluster, database, target, conn, PREFIX + run, source["server_major"], no_owner=no_owner)
-        except recovery_cluster.NotThisCluster as exc:
-            skipped.append(first_line(exc))
-            continue
-        chosen = candidate
-        break
-    if chosen is None:
-        raise BackupError(f"no usable base backup of this cluster for {moment or to_lsn}: {'; '.join(skipped)}"[:600])
-    try:
-        conn.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(sql.Identifier(PREFIX + run), sql.Identifier(name)))
-    except psycopg.errors.DuplicateDatabase:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(PREFIX + run)))
-        raise ParameterError(f"database {name} was made by someone else meanwhile: recover never overwrites") from None
+            conn.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(sql.Identifier(PREFIX + run),
+                                                                         sql.Identifier(name)))
+        except psycopg.errors.DuplicateDatabase:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(PREFIX + run)))
+            raise ParameterError(f"database {name} was made by someone else meanwhile: recover never overwrites") from None
     return {"database": name, "from": database, "base_backup": str(chosen.path), "target": str(moment or to_lsn),
             "seconds": time.monotonic() - started, "skipped": skipped, "no_owner": no_owner, "lacking_roles": lacking}
 

@@ -29,7 +29,7 @@ from psycopg import sql
 
 from . import migrate, seed
 from .db import Target, connect, require_change
-from .errors import ParameterError
+from .errors import ParameterError, TargetError
 from .sqlfiles import load
 
 PREFIX = "prep_ops_"
@@ -118,9 +118,28 @@ def run_id(at: datetime | None = None) -> str:
     return f"{at:%Y%m%d%H%M%S}{at.microsecond // 1000:03d}_{secrets.token_hex(3)}"
 
 
+@contextlib.contextmanager
+def coordinating(target: Target):
+    """An autocommit connection to the server's maintenance database, where jobs that make throwaway
+    databases take and look for each other's run locks (advisory locks belong to one database): `postgres`,
+    or `template1` on a server without it."""
+    try:
+        conn = connect(target.with_database("postgres"), autocommit=True)
+    except TargetError:
+        conn = connect(target.with_database("template1"), autocommit=True)
+    with conn:
+        yield conn
+
+
 def claim(conn: psycopg.Connection, run: str) -> None:
     """Mark `run` as alive for as long as the connection's session lasts."""
     conn.execute("SELECT pg_advisory_lock(%s, hashtext(%s))", (_RUN_LOCK, run))
+
+
+def marked(name: str) -> bool:
+    """Whether `name` has the shape of a throwaway database of a run (prep_ops_, maybe a job's word, then a
+    run id): a later run of that job could take it for a killed run's leftover and drop it."""
+    return re.match(re.escape(PREFIX) + r"(?:[a-z0-9_]*?_)?" + _RUN, name) is not None
 
 
 def _free(conn: psycopg.Connection, key: int, name: str) -> bool:

@@ -535,3 +535,41 @@ def test_an_archiving_cluster_initdb_cannot_make_is_one_line_and_leaves_nothing(
         make_source(folder)
     assert "\n" not in str(caught.value)
     assert not folder.exists() and not (tmp_path / "wal").exists()
+
+
+def test_an_as_name_with_the_mark_of_prep_ops_leftovers_is_refused_before_anything(server):
+    """A later run would take `prep_ops_recover_<old run id>` for a killed run's half copy and drop it (and
+    end the sessions in it): such a name, given or made from the database's own, is refused up front."""
+    from prep_ops import db
+
+    with db.connect(server, autocommit=True) as conn:
+        for as_name, database in ((pitr.PREFIX + "20000101000000000_abcdef", None),
+                                  ("prep_ops_copy_20000101000000000_abcdef_x", None),
+                                  (None, "prep_ops_recover_20000101000000000_abcdef")):
+            with pytest.raises(ParameterError, match="the shape of prep-ops' own throwaway databases .* choose another"):
+                pitr.recover(conn, server, to_time="2026-01-01T00:00:00+00:00", as_name=as_name, database=database)
+
+
+@independent
+def test_two_recovers_connected_to_different_databases_never_take_each_others_copy(source_cluster):
+    """Run locks live in one database, the maintenance one, whatever database each run connects to: a
+    run started from another database sees the first run alive, and leaves its half-made copy and the
+    pg_restore session in it alone."""
+    from prep_ops import scratch
+
+    conn = prepared(source_cluster)
+    conn.execute("CREATE DATABASE other")
+    run1 = scratch.run_id()
+    with scratch.coordinating(source_cluster.target) as first:  # run 1, from `app`: alive, copying
+        scratch.claim(first, run1)
+        copy = pitr.PREFIX + run1
+        conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(copy)))
+        with source_cluster.connect(copy) as restoring, source_cluster.connect("other") as conn2:
+            done = pitr.recover(conn2, source_cluster.target.with_database("other"), to_time=moment(conn2),
+                                database="app", controlled=True)
+            assert restoring.execute("SELECT 1").fetchone() == (1,)  # its session was not ended
+            assert conn.execute("SELECT count(*) FROM pg_database WHERE datname = %s", (copy,)).fetchone()[0] == 1
+            assert done["database"].startswith("app_at_")
+    # run 1 gone (killed, its lock free): the next run removes what it left
+    pitr.recover(conn, source_cluster.target, to_time=moment(conn), as_name="app_later", controlled=True)
+    assert conn.execute("SELECT count(*) FROM pg_database WHERE datname = %s", (copy,)).fetchone()[0] == 0
