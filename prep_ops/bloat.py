@@ -95,8 +95,9 @@ def bloat_check(space: pd.DataFrame) -> dict:
                       for r in large.head(5).itertuples())
     return {"name": "no large bloat (over 50% and 10 MiB)", "passed": large.empty, "must_hold": False,
             "detail": f"{len(large)} of {len(space)} tables and indexes{': ' + named if named else ''}; "
-                      f"{int(dead.sum()):,} dead rows (pg_stat_user_tables); {space['method'].value_counts().to_dict()}; "
-                      f"{space.attrs.get('note') or 'measured'}",
+                      f"{int(dead.sum()):,} dead rows (pg_stat_user_tables); "
+                      + ", ".join(f"{n} {how}" for how, n in space["method"].value_counts().items())
+                      + f"; {space.attrs.get('note') or 'measured with pgstattuple'}",
             "fix": "REINDEX bloated indexes (reindex=True); rewrite bloated tables in a window (VACUUM FULL or pg_repack)",
             "skipped": "" if space["bloat_pct"].notna().any() else
                        "nothing measured or estimated (no statistics yet: run ANALYZE)"}

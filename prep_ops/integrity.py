@@ -77,7 +77,15 @@ class IntegrityReport:
         if len(self.errors):
             found.append(f"{len(self.errors)} relation(s) could not be checked ({self.errors.iloc[0].detail})")
         checksums = f"data checksums {self.data_checksums}"
-        return "; ".join([checked, checksums, *found] if found else [checked, checksums, "no corruption found"])
+        if found:
+            return "; ".join([checked, checksums, *found])
+        if not self.skipped:
+            clean = "no corruption found"
+        elif self.data_checksums == "on":  # only the pages something read since the counters began
+            clean = "no data-checksum failure counted; no page was read to check"
+        else:
+            clean = "nothing was checked"
+        return "; ".join([checked, checksums, clean])
 
 
 

@@ -90,14 +90,21 @@ def _status(conn: psycopg.Connection) -> pd.DataFrame:
     return frame
 
 
-def table_status(conn: psycopg.Connection) -> pd.DataFrame:
-    """Per table of every user schema (table_name: the name alone in public, else schema.name; kind p
-    for a partitioned parent): live and dead rows, dead ratio, last (auto)vacuum and (auto)analyze,
-    rows modified since the last analyze, and table, index and total size in bytes.
+def table_status(conn: psycopg.Connection, tables: str | Iterable[str] | None = None) -> pd.DataFrame:
+    """Per table of every user schema, or of `tables` (a partitioned parent with its partitions)
+    (table_name: the name alone in public, else schema.name; kind p for a partitioned parent): live and
+    dead rows, dead ratio, last (auto)vacuum and (auto)analyze, rows modified since the last analyze, and
+    table, index and total size in bytes.
 
     From the statistics views only; the counts are the server's running estimates.
     """
-    return _status(conn)
+    frame, chosen = _status(conn), _chosen(conn, tables)
+    if chosen is None:
+        return frame
+    wanted = {(t.schema, t.name) for t in chosen} | {tuple(row) for table in chosen for row in conn.execute(
+        "SELECT n.nspname, c.relname FROM pg_partition_tree(%s::regclass) t JOIN pg_class c ON c.oid = t.relid "
+        "JOIN pg_namespace n ON n.oid = c.relnamespace", (table.qualified,)).fetchall()}
+    return frame[[pair in wanted for pair in zip(frame["schema_name"], frame["relname"])]].reset_index(drop=True)
 
 
 def _chosen(conn: psycopg.Connection, tables: str | Iterable[str] | None) -> list[Table] | None:

@@ -105,6 +105,16 @@ def test_maintain_tables_schema_dot_table(sample_copy):
     assert {r["relation"] for r in checked} == {"archive.old_rentals", "archive.old_rentals_pkey"}
 
 
+def test_table_status_of_named_tables_counts_those_and_a_parents_partitions(sample_db):
+    with db.connect(sample_db("pagila"), autocommit=True) as conn:
+        everything = maintenance.table_status(conn)
+        one = maintenance.table_status(conn, ["archive.old_rentals"])
+        parent = maintenance.table_status(conn, ["payment", '"Reporting"."Monthly Sales"'])
+    assert list(one["table_name"]) == ["archive.old_rentals"]
+    assert len(parent) == 57 and list(parent.query("kind == 'p'")["table_name"]) == ["payment"]
+    assert "Reporting.Monthly Sales" in set(parent["table_name"]) and len(everything) > len(parent)
+
+
 def test_runbook_05_on_pagila_partitions(sample_copy, tmp_path, monkeypatch):
     pagila = sample_copy("pagila")
     monkeypatch.setenv("PREP_OPS_SCRATCH", "1")  # the test's own copy, declared throwaway (the kernel inherits it)

@@ -45,6 +45,9 @@ def test_integrity_skips_where_amcheck_is_not_installed(scratch):
     assert report.outcome == "skipped" and report.relations.empty
     assert "amcheck is not installed in this database" in report.skipped
     assert report.summary.startswith("amcheck skipped: ")
+    assert "no corruption found" not in report.summary  # nothing was looked at
+    assert report.summary.endswith("nothing was checked" if report.data_checksums == "off"
+                                   else "no data-checksum failure counted; no page was read to check")
 
 
 def test_integrity_skips_where_amcheck_cannot_be_created(scratch):
