@@ -38,7 +38,7 @@ class Deparsed:
 
     text: str | None = None
     error: str = ""  # the definition does not give one CHECK constraint on this server
-    unsettled: bool = False  # still changing after ROUNDS reparses: not decided either way
+    undecided: str = ""  # why neither equal nor different: still changing after ROUNDS, no probe table
 
 
 @dataclass(frozen=True)
@@ -52,7 +52,7 @@ class Decision:
 
     @property
     def decided(self) -> bool:
-        return not (self.source.unsettled or self.restored.unsettled)
+        return not (self.source.undecided or self.restored.undecided)
 
     @property
     def equal(self) -> bool:
@@ -63,7 +63,7 @@ class Decision:
     def why(self) -> str:
         """What the restore server made of the backup's definition, for a report row."""
         if not self.decided:
-            return f"not compared: no fixed point after {ROUNDS} deparses on the restore server"
+            return f"not compared: {self.source.undecided or self.restored.undecided}"
         if self.source.error:
             return f"the backup's definition does not give a CHECK constraint on the restore server: {self.source.error}"
         if self.restored.error:
@@ -109,11 +109,15 @@ def decide(conn: psycopg.Connection, table: str, pairs: dict[str, tuple[str, str
     module's docstring). Changes nothing: everything happens in a transaction that is rolled back."""
     with conn.transaction(force_rollback=True):
         found = conn.execute(load("deparse", "table_named"), {"table": table}).fetchall()
-        if len(found) != 1:
-            missing = Deparsed(error=f"{table} is not one table in the restored database")
-            return {name: Decision(name, missing, missing) for name in pairs}
-        conn.execute(sql.SQL("CREATE TEMPORARY TABLE {} (LIKE {})").format(sql.Identifier(PROBE),
-                                                                              sql.Identifier(*found[0])))
+        try:
+            if len(found) != 1:
+                raise LookupError(f"{table} is not one table in the restored database")
+            with conn.transaction():
+                conn.execute(sql.SQL("CREATE TEMPORARY TABLE {} (LIKE {})").format(sql.Identifier(PROBE),
+                                                                                      sql.Identifier(*found[0])))
+        except (LookupError, psycopg.Error) as exc:
+            why = Deparsed(undecided=f"no copy of its table to deparse it on: {first_line(exc)}")
+            return {name: Decision(name, why, why) for name in pairs}
         return {name: Decision(name, _fixed_point(conn, source), _fixed_point(conn, restored))
                 for name, (source, restored) in pairs.items()}
 
@@ -125,7 +129,7 @@ def _fixed_point(conn: psycopg.Connection, definition: str) -> Deparsed:
         if again.error or again.text == text:
             return again
         text = again.text
-    return Deparsed(text, unsettled=True)
+    return Deparsed(text, undecided=f"no fixed point after {ROUNDS} deparses on the restore server")
 
 
 def _reparsed(conn: psycopg.Connection, definition: str) -> Deparsed:

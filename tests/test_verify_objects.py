@@ -190,3 +190,13 @@ def test_a_check_definition_from_the_manifest_is_never_more_than_a_constraint(se
             "CHECK (((role)::text = ANY ((ARRAY['student'::character varying, 'admin'::character varying])::text[])))",
             "CHECK (((role)::text = ANY (ARRAY[('student'::character varying)::text, ('admin'::character varying)::text])))")})
         assert same["role"].equal, same
+
+
+def test_a_check_without_a_table_to_deparse_it_on_is_not_compared_and_says_why(seeded):
+    from prep_ops import deparse
+
+    with db.connect(seeded, autocommit=True) as conn:
+        (decision,) = deparse.decide(conn, "public.no_such_table", {"c": ("CHECK (true)", "CHECK (true)")}).values()
+    assert not decision.decided and not decision.equal
+    assert decision.why == "not compared: no copy of its table to deparse it on: public.no_such_table is not one " \
+                           "table in the restored database"
