@@ -79,15 +79,14 @@ def _base_backup(ctx, kind, incremental, directory, keep) -> None:
 
 
 def _show_verification(result) -> None:
-    failed, skipped = result.failures, result.skipped
-    if len(skipped) == len(result.report) > 0:  # nothing was checked: no PASS for it
-        for row in skipped.itertuples():
+    failed = result.failures
+    if result.nothing_checked and len(result.report):  # no PASS for it
+        for row in result.skipped.itertuples():
             click.echo(f"SKIP {result.backup}: {row.check}: {row.actual}")
         return
-    click.echo(f"{'PASS' if result.ok else 'FAIL'} {result.backup}: {len(result.report) - len(skipped)} checks, "
-               f"{len(failed)} failed, {len(skipped)} not compared ({result.seconds:.1f} s)")
-    for row in skipped.itertuples():
-        click.echo(f"SKIP {row.object}: {row.actual}")
+    click.echo(f"{'PASS' if result.ok else 'FAIL'} {result.backup}: {result.counts} ({result.seconds:.1f} s)")
+    for what, why in result.not_compared:
+        click.echo(f"SKIP {what}: {why}")
     if len(failed):
         click.echo(tabulate(failed[["object", "check", "expected", "actual"]].astype(str).values,
                             headers=["object", "check", "expected", "actual"], maxcolwidths=[30, 24, 30, 60]))

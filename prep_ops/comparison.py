@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import pandas as pd
 import psycopg
 
-from . import checksums, objects
+from . import checksums, deparse, objects
 from ._report import row
 from .db import Target, server_version, snapshot
 
@@ -22,19 +22,12 @@ VERSION_TABLES = ("public.schema_version", "public.prep_ops_migrations")  # they
 
 
 def _normal(definition: str | None) -> str | None:
-    """A constraint or index definition without casts, parentheses and spaces: PostgreSQL deparses
-    a CHECK (x IN (...)) differently after a dump and restore, with the same meaning. Never a proof
-    of equality ((a+b)*c and a+(b*c) normalise alike): only the text compared, and a definition equal
-    only after this is reported as not compared."""
+    """An index or (other than CHECK) constraint definition without casts, parentheses and spaces. Never
+    a proof of equality ((a+b)*c and a+(b*c) normalise alike): a definition equal only after this is
+    reported as not compared. CHECK constraints are decided by the restore server instead (deparse)."""
     if definition is None:
         return None
     return re.sub(r"[()\s]", "", _CAST.sub("", definition))
-
-
-def _same_table(want: dict, got: dict) -> bool:
-    return want["columns"] == got["columns"] and all(
-        {k: _normal(v) for k, v in want[kind].items()} == {k: _normal(v) for k, v in got[kind].items()}
-        for kind in ("constraint", "index"))
 
 
 def _table_data(table: str, want: dict, got: dict) -> list[dict]:
@@ -43,8 +36,31 @@ def _table_data(table: str, want: dict, got: dict) -> list[dict]:
             row(table, "content checksum", want["checksum"], got["checksum"], want["checksum"] == got["checksum"])]
 
 
-def _table_schema(table: str, want: dict, got: dict) -> list[dict]:
-    """Columns, constraints and indexes of one table, then and now: a row per difference, then one for the table."""
+def _checks_decided(conn: psycopg.Connection, table: str, want: dict, got: dict) -> dict[str, deparse.Decision]:
+    """The CHECK constraints of `table` whose text changed in the round trip, decided by the restore
+    server (see deparse): {name: decision}."""
+    pairs = {name: (a, got["constraint"][name]) for name, a in want["constraint"].items()
+             if a != got["constraint"].get(name) and deparse.is_check(a) and deparse.is_check(got["constraint"].get(name))}
+    return deparse.decide(conn, table, pairs) if pairs else {}
+
+
+def _definition_row(table: str, kind: str, name: str, a: str | None, b: str | None,
+                    decided: deparse.Decision | None) -> dict | None:
+    """The report row of a constraint or index whose text differs (None: equal as the server deparses it)."""
+    what = f"{table} {kind} {name}"
+    if decided is not None:
+        if decided.equal:
+            return None
+        return row(what, kind, a, decided.why, not decided.decided, skipped=not decided.decided)
+    if a and b and _normal(a) == _normal(b):  # equal text is the only proof; this is not one
+        return row(what, kind, a, "not compared: deparsed differently after the round trip, equal only without "
+                   "casts and parentheses", True, skipped=True)
+    return row(what, kind, a or "absent", b or "absent", False)
+
+
+def _table_schema(table: str, want: dict, got: dict, decided: dict[str, deparse.Decision]) -> list[dict]:
+    """Columns, constraints and indexes of one table, then and now: a row per difference (or per
+    definition not compared), then one for the table, passed when none differs."""
     rows = []
     for column in sorted(set(want["columns"]) | set(got["columns"])):
         a, b = want["columns"].get(column), got["columns"].get(column)
@@ -53,15 +69,14 @@ def _table_schema(table: str, want: dict, got: dict) -> list[dict]:
     for kind in ("constraint", "index"):
         for name in sorted(set(want[kind]) | set(got[kind])):
             a, b = want[kind].get(name), got[kind].get(name)
-            if a == b:
-                continue
-            if a and b and _normal(a) == _normal(b):  # equal text is the only proof; this is not one
-                rows.append(row(f"{table} {kind} {name}", kind, a, "not compared: deparsed differently after the "
-                                "round trip, equal only without casts and parentheses", True, skipped=True))
-            else:
-                rows.append(row(f"{table} {kind} {name}", kind, a or "absent", b or "absent", False))
-    rows.append(row(table, "schema", f"{len(want['columns'])} columns", f"{len(got['columns'])} columns",
-                    _same_table(want, got)))
+            if a != b:
+                found = _definition_row(table, kind, name, a, b, decided.get(name) if kind == "constraint" else None)
+                rows += [found] if found else []
+    differing = sum(not r["passed"] for r in rows)
+    unsure = sum(r["skipped"] for r in rows)
+    rows.append(row(table, "schema", f"{len(want['columns'])} columns", f"{len(got['columns'])} columns"
+                    + (f", {differing} difference(s)" if differing else "")
+                    + (f", {unsure} definition(s) not compared" if unsure else ""), differing == 0))
     return rows
 
 
@@ -86,7 +101,7 @@ def compare(conn: psycopg.Connection, manifest: dict, *, target: Target | None =
         if want is None or got is None:
             rows.append(row(table, "table present", "present" if want else "absent", "present" if got else "absent", False))
         else:
-            rows += _table_schema(table, want, got)
+            rows += _table_schema(table, want, got, _checks_decided(conn, table, want, got))
     if manifest["kind"] == "schema":
         return rows + [row(table, "rows (schema-only: none)", 0, got["rows"], got["rows"] == 0)
                        for table, got in sorted(sums.items())]

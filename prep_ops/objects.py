@@ -1,7 +1,7 @@
 """Every object a dump carries, as the server deparses it: what verify compares beyond tables.
 
 `tables(conn)` lists the user tables and `schema_summary(conn)` their columns, constraints and
-indexes. `snapshot(conn)` reads, in the caller's transaction (a backup reads it in the dump's snapshot):
+indexes (a CHECK constraint whose text changed in the round trip is decided by deparse). `snapshot(conn)` reads, in the caller's transaction (a backup reads it in the dump's snapshot):
 schemas and their privileges, extensions with versions, views and materialized views (definition,
 and whether populated), partition bounds, privileges on relations, column defaults, identity,
 generated and collation of columns, triggers, functions and procedures (definition and privileges),

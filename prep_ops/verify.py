@@ -56,6 +56,24 @@ class Verification:
             return self.report.iloc[0:0]
         return self.report[self.report["skipped"].fillna(False).astype(bool)]
 
+    @property
+    def counts(self) -> str:
+        """`N checks, F failed, S not compared`: the checks that ran (what was not compared is no check),
+        as the CLI, runbooks 04, 07 and 10 state a verification's verdict."""
+        return f"{len(self.report) - len(self.skipped)} checks, {len(self.failures)} failed, {len(self.skipped)} not compared"
+
+    @property
+    def not_compared(self) -> list[tuple[str, str]]:
+        """(what, why) of each thing not compared, for a SKIP line of its own."""
+        return [(r.object if r.check in r.object else f"{r.object} {r.check}", r.actual)
+                for r in self.skipped.itertuples()]
+
+    @property
+    def nothing_checked(self) -> str:
+        """Why no check ran ("" when one did): a verification made of SKIPs only is no PASS."""
+        return "" if len(self.skipped) < len(self.report) else "nothing was compared: " + "; ".join(
+            why for _, why in self.not_compared)
+
 
 PREFIX = "prep_ops_verify_"  # + run id: a verification's scratch database
 KEPT = "prep_ops_kept_"  # + run id: one kept for inspection (keep_scratch)

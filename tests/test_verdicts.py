@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from prep_ops import backup, db, notebook, runner
@@ -125,3 +126,37 @@ def test_revenue_agrees_like_with_like_whatever_the_filter(seeded, tmp_path, fil
     assert passes_of_what_was_not_looked_at([result]) == []
     outputs = notebook_outputs(result.output)
     assert "Traceback" not in outputs and "US$ " in outputs
+
+
+def test_runbook_04_states_what_the_cli_states_and_no_pass_for_what_was_not_compared(seeded, tmp_path, monkeypatch):
+    """04's verdict is the CLI's count (checks run, failed, not compared) for the same backup."""
+    monkeypatch.setenv("PREP_OPS_BACKUP_DIR", str(tmp_path / "backups"))
+    result = runner.run_one(runner.find("04"), tmp_path, {"database_url": seeded.url, "fmt": "plain"})
+    assert result.ok, result.error
+    verdict = next(c for c in result.checks if c["name"] == "restored copy equals the source")
+    (made,) = (tmp_path / "backups").glob("*.sql")
+    cli = subprocess.run([sys.executable, "-m", "prep_ops", "verify", str(made)], capture_output=True, text=True,
+                         env=cli_env(seeded, PREP_OPS_BACKUP_DIR=str(tmp_path / "backups")))
+    assert cli.returncode == 0, cli.stdout + cli.stderr
+    said = cli.stdout.splitlines()[0].split(": ", 1)[1].rsplit(" (", 1)[0]  # "N checks, 0 failed, S not compared"
+    assert verdict["status"] == "PASS" and verdict["detail"] == said and said.endswith(" 0 failed, 0 not compared")
+
+
+def test_a_verification_counts_what_was_not_compared_apart_and_names_each(tmp_path):
+    """What the CLI and runbooks 04, 07 and 10 state: checks that ran, failed, not compared; a SKIP each."""
+    from prep_ops._report import row
+    from prep_ops.verify import Verification
+
+    rows = [row("x.dump", "restore", "restored", "restored", True),
+            row("public.t", "schema", "2 columns", "2 columns", True),
+            row("public.t index t_expr", "index", "CREATE INDEX …", "not compared: equal only without parentheses", True,
+                skipped=True),
+            row("3 view(s)", "view", "compared", "not compared: another major version", True, skipped=True)]
+    result = Verification(tmp_path / "x.dump", True, pd.DataFrame(rows), None, 1.0)
+    assert result.counts == "2 checks, 0 failed, 2 not compared"
+    assert result.not_compared == [("public.t index t_expr", "not compared: equal only without parentheses"),
+                                   ("3 view(s)", "not compared: another major version")]
+    assert result.nothing_checked == ""
+    only_skips = Verification(tmp_path / "x.dump", True, pd.DataFrame(rows[2:]), None, 1.0)
+    assert only_skips.counts == "0 checks, 0 failed, 2 not compared" and only_skips.nothing_checked.startswith(
+        "nothing was compared: ")

@@ -112,9 +112,9 @@ def test_partition_rows_are_counted_once(rich):
     assert "public.events" in made.manifest["schema"]  # the parent's columns are still compared
 
 
-def test_a_check_changed_only_in_parentheses_is_never_passed(seeded, tmp_path, server):
-    """verify's normaliser drops casts and parentheses: (a+b)*c and a+(b*c) look alike to it, so a
-    definition equal only after normalising is reported as not compared, never as passed."""
+def test_a_check_changed_only_in_parentheses_fails_naming_it(seeded, tmp_path, server):
+    """(a+b)*c and a+(b*c) differ only in parentheses, which a normaliser would drop: the restore server
+    deparses both, and they differ."""
     with db.connect(seeded, autocommit=True) as conn:
         conn.execute("ALTER TABLE tuition_payments ADD CONSTRAINT fee_math CHECK ((amount + 1) * 2 > 0)")
     try:
@@ -125,5 +125,78 @@ def test_a_check_changed_only_in_parentheses_is_never_passed(seeded, tmp_path, s
     edited = _copy_with(made, tmp_path, lambda t: t.replace("((amount + (1)::numeric) * (2)::numeric)",
                                                               "(amount + ((1)::numeric * (2)::numeric))"))
     result = verify.verify(edited, server=server)
-    row = result.report.set_index("object").loc["public.tuition_payments constraint fee_math"]
-    assert bool(row["skipped"]) and "not compared" in row["actual"]
+    assert not result.ok and result.skipped.empty
+    failed = result.failures.set_index("object")
+    assert set(failed.index) == {"public.tuition_payments constraint fee_math", "public.tuition_payments"}
+    assert "(amount + ((1)::numeric * (2)::numeric))" in failed.loc["public.tuition_payments constraint fee_math", "actual"]
+
+
+@pytest.fixture(scope="module")
+def school_plain(seeded, tmp_path_factory):
+    """A plain full backup of the school's seeded database."""
+    return backup.backup(seeded, "full", "plain", directory=tmp_path_factory.mktemp("school"))
+
+
+@pytest.mark.parametrize("fmt", ["plain", "custom", "directory"])
+def test_the_schools_check_constraints_are_compared_on_the_verification_server(seeded, tmp_path, fmt):
+    """PostgreSQL 18 writes `CHECK (role IN (...))` on a varchar column differently after a round trip;
+    the restore server deparses the backup's definition too, so each is compared, none left out."""
+    made = backup.backup(seeded, "full", fmt, directory=tmp_path)
+    result = verify.verify(made.path)
+    assert result.ok, result.failures.to_string()
+    assert result.skipped.empty and result.counts.endswith(", 0 failed, 0 not compared"), result.skipped.to_string()
+
+
+def test_the_schools_checks_compare_beside_the_source(school_plain, server):
+    result = verify.verify(school_plain.path, server=server)
+    assert result.ok and result.skipped.empty, result.report[~result.report["passed"] | result.report["skipped"]]
+
+
+CHECK_FAULTS = {
+    "value added to an IN list": (lambda t: t.replace("'staff'::character varying", "'staff'::character varying, "
+                                                                                     "'guest'::character varying"),
+                                  "public.users constraint users_role_check"),
+    "operator changed": (lambda t: t.replace("(amount > (0)::numeric)", "(amount >= (0)::numeric)"),
+                         "public.tuition_payments constraint tuition_payments_amount_check"),
+    "constraint renamed": (lambda t: t.replace("CONSTRAINT courses_level_check CHECK", "CONSTRAINT courses_level_rule CHECK"),
+                           "public.courses constraint courses_level_check"),
+}
+
+
+@pytest.mark.parametrize("fault", list(CHECK_FAULTS))
+def test_a_changed_check_constraint_fails_naming_it(school_plain, tmp_path, fault):
+    edit, named = CHECK_FAULTS[fault]
+    result = verify.verify(_copy_with(school_plain, tmp_path, edit))
+    assert not result.ok
+    assert named in set(result.failures["object"]), result.failures[["object", "check", "actual"]].to_string()
+
+
+def test_a_check_definition_from_the_manifest_is_never_more_than_a_constraint(seeded):
+    """The backup's definition is text: whatever it holds, it makes one CHECK constraint on a throwaway
+    table or nothing, and changes nothing in the database."""
+    from prep_ops import deparse
+
+    hostile = {"two commands": "CHECK (true); CREATE TABLE public.evil ()",
+               "a second subcommand": "CHECK (true), ADD COLUMN evil int",
+               "two constraints": "CHECK (true), ADD CONSTRAINT other CHECK (false)",
+               "not a check": "FOREIGN KEY (user_id) REFERENCES public.users(id)"}
+    with db.connect(seeded, autocommit=True) as conn:
+        decided = deparse.decide(conn, "public.users", {k: (v, "CHECK (true)") for k, v in hostile.items()})
+        assert not any(d.equal for d in decided.values()), decided
+        assert {d.source.error for d in decided.values()} == {"not a CHECK constraint"}
+        assert conn.execute("SELECT to_regclass('public.evil')").fetchone()[0] is None
+        assert conn.execute("SELECT to_regclass('pg_temp.prep_ops_probe')").fetchone()[0] is None
+        same = deparse.decide(conn, "public.users", {"role": (
+            "CHECK (((role)::text = ANY ((ARRAY['student'::character varying, 'admin'::character varying])::text[])))",
+            "CHECK (((role)::text = ANY (ARRAY[('student'::character varying)::text, ('admin'::character varying)::text])))")})
+        assert same["role"].equal, same
+
+
+def test_a_check_without_a_table_to_deparse_it_on_is_not_compared_and_says_why(seeded):
+    from prep_ops import deparse
+
+    with db.connect(seeded, autocommit=True) as conn:
+        (decision,) = deparse.decide(conn, "public.no_such_table", {"c": ("CHECK (true)", "CHECK (true)")}).values()
+    assert not decision.decided and not decision.equal
+    assert decision.why == "not compared: no copy of its table to deparse it on: public.no_such_table is not one " \
+                           "table in the restored database"
