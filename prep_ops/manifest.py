@@ -185,6 +185,8 @@ def read_manifest(path: Path) -> dict:
         path = path.with_name(path.name[: -len(MANIFEST_SUFFIX)])
     mpath = manifest_path(path)
     if not mpath.exists():
+        if not path.exists():
+            raise BackupError(f"no backup at {path}: no such file or folder (nor its manifest {mpath.name})")
         raise BackupError(f"no manifest beside {path} (expected {mpath.name}); was it made by prep-ops backup?")
     try:
         manifest = json.loads(mpath.read_text())

@@ -56,6 +56,11 @@ def snapshot(conn: psycopg.Connection) -> dict[str, dict[str, str]]:
     return found
 
 
+def _counted(n: int, kind: str) -> str:
+    """`n kind(s)`, for a kind whose name is already a plural (privileges) just `n kind`."""
+    return f"{n} {kind}" if kind.endswith("s") else f"{n} {kind}(s)"
+
+
 def compare(expected: dict, actual: dict, backup_kind: str, *, same_major: bool) -> list[dict]:
     """Report rows (object, check, expected, actual, passed, skipped) for the kinds a `backup_kind`
     dump carries: one row per kind compared (passed when every object matches), one per object that
@@ -67,7 +72,7 @@ def compare(expected: dict, actual: dict, backup_kind: str, *, same_major: bool)
             want, got = {n: "present" for n in want}, {n: "present" for n in got}
         if not same_major and kind in DEPARSED:
             if want:
-                rows.append(row(f"{len(want)} {kind}(s)", kind, "compared", "not compared: another major version "
+                rows.append(row(_counted(len(want), kind), kind, "compared", "not compared: another major version "
                                 "deparses definitions differently; verify with --same-server", True, skipped=True))
             continue
         differing = 0
@@ -76,7 +81,7 @@ def compare(expected: dict, actual: dict, backup_kind: str, *, same_major: bool)
                 differing += 1
                 rows.append(row(f"{kind} {name}", kind, want.get(name, "absent"), got.get(name, "absent"), False))
         if want or got:
-            rows.append(row(f"{len(want)} {kind}(s)", kind, f"{len(want)} as in the backup",
+            rows.append(row(_counted(len(want), kind), kind, f"{len(want)} as in the backup",
                             f"{len(want) - differing} as in the backup", differing == 0))
     return rows
 

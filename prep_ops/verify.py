@@ -250,6 +250,16 @@ def verify(path: Path, *, server: Target | None = None, keep_scratch: bool = Fal
                         time.perf_counter() - began)
 
 
+def _hours(age: float, limit: float) -> str:
+    """An age in hours, with the digits that tell it from `limit` (0.0 h against ≤ 0.0001 h says nothing)."""
+    digits = 1
+    while digits < 6 and round(age, digits) == round(limit, digits) and age != limit:
+        digits += 1
+    while digits < 6 and limit < 10 ** -digits:
+        digits += 1
+    return f"{age:.{digits}f} h"
+
+
 def verify_latest(directory: Path | None = None, *, source: dict | None = None, max_age_hours: float = 26,
                   min_bytes: int = 1, server: Target | None = None, keep_scratch: bool = False) -> Verification:
     """Verify the newest backup in `directory` (of the database `source` identifies: same cluster and
@@ -258,7 +268,7 @@ def verify_latest(directory: Path | None = None, *, source: dict | None = None, 
     newest = latest(directory, source)
     result = verify(newest.path, server=server, keep_scratch=keep_scratch)
     age = (datetime.now(timezone.utc) - datetime.fromisoformat(newest.manifest["finished"])).total_seconds() / 3600
-    extra = [row(newest.path.name, "age", f"≤ {max_age_hours} h", f"{age:.1f} h", age <= max_age_hours),
+    extra = [row(newest.path.name, "age", f"≤ {max_age_hours:g} h", _hours(age, max_age_hours), age <= max_age_hours),
              row(newest.path.name, "size", f"≥ {min_bytes:,} bytes", f"{newest.manifest['bytes']:,} bytes",
                  newest.manifest["bytes"] >= min_bytes)]
     report = pd.concat([pd.DataFrame(extra), result.report], ignore_index=True)

@@ -400,3 +400,24 @@ def test_pgcrypto_which_the_embedded_server_lacks_is_named(scratch, tmp_path):
     result = verify.verify(taken.path)
     assert not result.ok
     assert "the embedded server does not offer pgcrypto" in " ".join(result.failures["actual"])
+
+
+@pytest.mark.server_independent
+def test_a_backup_that_does_not_exist_is_named_as_missing_not_as_lacking_a_manifest(tmp_path):
+    from prep_ops.errors import BackupError
+    from prep_ops.manifest import read_manifest
+
+    with pytest.raises(BackupError, match=r"no backup at .*nothing\.dump: no such file or folder"):
+        read_manifest(tmp_path / "nothing.dump")
+    (tmp_path / "bare.dump").write_bytes(b"PGDMP")
+    with pytest.raises(BackupError, match="no manifest beside .*was it made by prep-ops backup"):
+        read_manifest(tmp_path / "bare.dump")
+
+
+@pytest.mark.server_independent
+def test_an_age_is_shown_with_the_digits_that_tell_it_from_its_limit():
+    from prep_ops.verify import _hours
+
+    assert _hours(0.0034, 0.0001) == "0.0034 h"  # not "0.0 h" against "≤ 0.0001 h"
+    assert _hours(26.04, 26) == "26.04 h" and _hours(25.96, 26) == "25.96 h"
+    assert _hours(3.2, 26) == "3.2 h"
