@@ -212,7 +212,7 @@ def listing(system_identifier: str, directory: Path | None = None) -> list[BaseB
     folder = root(directory) / str(int(system_identifier))
     found = []
     for path in folder.iterdir() if folder.is_dir() else []:
-        if not _NAME.fullmatch(path.name) or not path.is_dir():
+        if not _NAME.fullmatch(path.name) or path.is_symlink() or not path.is_dir():  # a link leads out of the folder
             continue
         try:
             manifest = read(path)

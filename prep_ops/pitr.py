@@ -96,7 +96,7 @@ def archived_segments(archive: Path, segment_bytes: int, *, partial: bool = Fals
     found, streamed = {}, {}
     for file in sorted(archive.iterdir()) if archive.is_dir() else []:
         number = segment_number(file.name.removesuffix(".partial") if partial else file.name, segment_bytes)
-        if number is not None:
+        if number is not None and not file.is_symlink() and file.is_file():  # a link points out of the archive
             (streamed if file.name.endswith(".partial") else found)[number] = file
     return {**streamed, **found}  # a complete segment wins over its partial
 

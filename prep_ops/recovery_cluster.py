@@ -139,9 +139,12 @@ def _check_identity(chain: list, data: Path) -> None:
 def restore_command(archive: Path) -> str:
     """The restore_command that copies each WAL file from `archive`: the segment itself, else the
     `<segment>.partial` pg_receivewal is streaming (wal_stream: zeros after its last record, where replay
-    ends); with neither the command fails, and the archive ends there."""
+    ends); with neither (or a symbolic link in its place) the command fails, and the archive ends there."""
     source = shlex.quote(str(archive).replace("%", "%%"))  # %-escapes are its own: a % in the name is doubled
-    return f"if [ -f {source}/%f ]; then cp {source}/%f %p; else cp {source}/%f.partial %p; fi"
+    # a symbolic link is never followed: only files written into the archive are WAL of it
+    return (f"if [ -f {source}/%f ] && [ ! -L {source}/%f ]; then cp {source}/%f %p; "
+            f"elif [ -f {source}/%f.partial ] && [ ! -L {source}/%f.partial ]; then cp {source}/%f.partial %p; "
+            "else exit 1; fi")
 
 
 def _configure(cluster: RecoveryCluster, archive: Path | None, target_time: str | None, target_lsn: str | None) -> None:

@@ -271,6 +271,12 @@ def test_restore_command_takes_the_segment_else_its_partial_else_fails(tmp_path)
     assert restore("000000010000000000000004") == (0, b"streaming")
     assert restore("000000010000000000000005")[0] != 0
     assert restore("00000002.history")[0] != 0
+    outside = tmp_path / "outside"
+    outside.write_bytes(b"not of the archive")
+    (archive / "000000010000000000000006").symlink_to(outside)
+    (archive / "000000010000000000000007.partial").symlink_to(outside)
+    assert restore("000000010000000000000006")[0] != 0  # a link is never followed
+    assert restore("000000010000000000000007")[0] != 0
 
 
 @pytest.mark.server_independent
@@ -280,6 +286,8 @@ def test_archived_segments_count_a_partial_only_for_recover_and_only_where_the_s
         (tmp_path / name).write_bytes(b"x")
     complete = pitr.archived_segments(tmp_path, SEGMENT)
     assert {n: p.name for n, p in complete.items()} == {3: "000000010000000000000003"}
+    (tmp_path / "000000010000000000000006").symlink_to(tmp_path / "000000010000000000000003")  # leads elsewhere
+    (tmp_path / "000000010000000000000007").mkdir()
     streamed = pitr.archived_segments(tmp_path, SEGMENT, partial=True)
     assert {n: p.name for n, p in streamed.items()} == {3: "000000010000000000000003",
                                                         4: "000000010000000000000004.partial"}
