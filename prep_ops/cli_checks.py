@@ -112,8 +112,22 @@ def maintain_cmd(ctx, tables, reindex, confirm, dry_run) -> None:
         click.echo(f"note: {result.note}")
     for row in result.log.itertuples():
         click.echo(f"{row.seconds:7.2f} s  {row.statement}")
-    table = maintenance.before_after(result)
-    click.echo("\n" + tabulate(table.values.tolist(), headers=list(table.columns)))
+    click.echo("\n" + _before_after_text(maintenance.before_after(result)))
+
+
+def _before_after_text(table) -> str:
+    """maintenance.before_after as a terminal reads it: before → after, sizes as pg_size_pretty shows them,
+    times to the second (UTC)."""
+    from .formatting import size
+
+    def when(value) -> str:
+        return "never" if value is None or value != value else f"{value:%Y-%m-%d %H:%M:%S} UTC"
+
+    rows = [[r.table_name, f"{r.dead_tuples_before:,} → {r.dead_tuples_after:,}",
+             f"{size(r.table_bytes_before)} → {size(r.table_bytes_after)}",
+             f"{size(r.index_bytes_before)} → {size(r.index_bytes_after)}", when(r.last_vacuum), when(r.last_analyze)]
+            for r in table.itertuples()]
+    return tabulate(rows, headers=["table", "dead rows", "table size", "index size", "last vacuum", "last analyze"])
 
 
 # --- health -------------------------------------------------------------------------------------

@@ -338,6 +338,11 @@ def test_maintain_plan_run_and_bad_table(migrated):
     assert_one_error_line(prep_ops("maintain", "--tables", "enrollments", env=env), "--confirm")
     done = prep_ops("maintain", "--tables", "enrollments", "--confirm", env=env)
     assert done.returncode == 0 and 'VACUUM (ANALYZE) "public"."enrollments"' in done.stdout
+    # before → after as a terminal reads it: sizes as pg_size_pretty shows them, times to the second
+    header, _rule, row = done.stdout.splitlines()[-3:]
+    assert header.split() == ["table", "dead", "rows", "table", "size", "index", "size", "last", "vacuum", "last", "analyze"]
+    assert row.startswith("enrollments") and " → " in row and "bytes" in row and " UTC" in row
+    assert max(len(line) for line in done.stdout.splitlines()) < 160
     assert_one_error_line(prep_ops("maintain", "--tables", "users; DROP TABLE x", env=env), "unknown table")
 
 
