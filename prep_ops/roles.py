@@ -160,7 +160,7 @@ class _Planner:
         """Per schema (one for the database itself), the GRANTs and REVOKEs of `object_kind` per role."""
         mine = [g for g in grants if g["kind"] == object_kind]
         if object_kind == "database":
-            groups = [(None, [g for g in mine])] if mine else []
+            groups = [(None, mine)] if mine else []
         elif object_kind == "schema":
             groups = [(s, [g for g in mine if g["name"] == s]) for s in self.schemas]
         else:

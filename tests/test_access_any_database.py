@@ -143,3 +143,21 @@ def test_school_database_plan_stays_in_public(owner):
     assert schemas == {'"public"'}  # audit, masked and masking_private grant their own way
     with pytest.raises(ParameterError, match="no table to audit"):
         audit_log.enable(owner, "rental")
+
+
+def test_an_extensions_relations_are_left_alone(migrated, owner):
+    rs = roles.RoleSet.with_prefix(f"t{uuid.uuid4().hex[:8]}_")
+    owner.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements SCHEMA public")
+    try:
+        texts = [str(s) for s in roles.plan(owner, rs)]
+        readonly = [t for t in texts if t.startswith("GRANT SELECT ON ") and t.endswith(f'"{rs.readonly}"')]
+        assert readonly == [f'GRANT SELECT ON TABLE "public"."courses", "public"."enrollments", "public"."prep_ops_migrations", '
+                            f'"public"."schema_version", "public"."students", "public"."teachers", '
+                            f'"public"."tuition_payments", "public"."users" TO "{rs.readonly}"']
+        assert not [t for t in texts if "pg_stat_statements" in t]
+        roles.apply(owner, rs)
+        assert roles.plan(owner, rs) == []
+        assert not owner.execute("SELECT has_table_privilege(%s, 'public.pg_stat_statements', 'INSERT')",
+                                 (rs.app,)).fetchone()[0]
+    finally:
+        roles.drop(owner, rs)
