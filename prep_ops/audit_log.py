@@ -2,8 +2,10 @@
 and the values before and after (pgaudit's idea of an audit trail, kept in the database).
 
 Schema `audit` (the append-only table `audit.log` and its trigger function) comes from migration
-0006_audit_log; `enable()` puts a row trigger and a TRUNCATE trigger on each table and lets the readers
-read the log; enabling or disabling twice changes nothing.
+0006_audit_log; on a database with a schema of its own (no prep-ops migrations), `install()` makes it
+from that same file. `enable()` puts a row trigger and a TRUNCATE trigger on each table (named as in
+SQL, in any schema; a partitioned table's trigger reaches its partitions) and lets the readers read the
+log; enabling or disabling twice changes nothing.
 The trigger function runs as the log's owner, so the roles it watches hold no privilege on the log:
 they can neither read nor change it. Binary columns (audition recordings) are left out of the
 logged values; a change to one still shows in `changed_columns`.
@@ -19,6 +21,8 @@ from psycopg import sql
 from .catalog import function_exists, relation_exists
 from .db import Target, connect, fetch_frame, require_change, snapshot
 from .errors import AuditLogError, ParameterError, database_error
+from .migrate import current_version, discover
+from .schema import Table, resolve_tables
 from .sqlfiles import load
 
 SCHEMA = "audit"
@@ -55,6 +59,16 @@ def _enabled(conn: psycopg.Connection, schema: str | None = None) -> dict[tuple[
             for s, n, args in rows if schema is None or s == schema}
 
 
+def _resolve(conn: psycopg.Connection, names: list[str], schema: str) -> list[Table]:
+    """The tables `names` name (as in SQL; a bare name in `schema` when that is not public)."""
+    if schema != "public":
+        names = [n if "." in n or n.startswith('"') else sql.Identifier(schema, n).as_string(None) for n in names]
+    try:
+        return resolve_tables(conn, names)
+    except ParameterError as exc:
+        raise ParameterError(f"no table to audit: {exc}") from None
+
+
 def _arguments(conn: psycopg.Connection, qualified: sql.Composable, table: str) -> tuple[str, str]:
     try:
         with conn.transaction():
@@ -68,14 +82,40 @@ def _arguments(conn: psycopg.Connection, qualified: sql.Composable, table: str) 
 
 def _require_log(conn: psycopg.Connection) -> None:
     if not relation_exists(conn, "log", SCHEMA):
-        raise AuditLogError(f"there is no audit log in {conn.info.dbname} yet: migrate to the latest version "
-                            "(prep-ops migrate), then enable it (audit_log.enable)")
+        how = ("migrate to the latest version (prep-ops migrate)" if current_version(conn) > 0
+               else "install it (audit_log.install; runbook 06 does)")
+        raise AuditLogError(f"there is no audit log in {conn.info.dbname} yet: {how}, then enable it (audit_log.enable)")
+
+
+def install(conn: psycopg.Connection, *, confirm: bool = False) -> bool:
+    """Make the audit log (schema `audit`, migration 0006's SQL, in one transaction) in a database with a
+    schema of its own; False when it is there already. Where prep-ops' migrations are applied, the log
+    comes from them instead (AuditLogError: migrate). Outside a scratch database, needs `confirm`."""
+    if function_exists(conn, "audit.log_change()"):
+        return False
+    if current_version(conn) > 0:
+        _require_log(conn)
+        raise AuditLogError(f"the audit log's function is missing in {conn.info.dbname}: migrate to the latest version "
+                            "(prep-ops migrate)")
+    require_change(conn, confirm, "installing the audit log")
+    [migration] = [m for m in discover() if m.name == "audit_log"]
+    try:
+        with conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK,))
+            if function_exists(conn, "audit.log_change()"):  # installed meanwhile
+                return False
+            conn.execute(migration.up_sql)
+    except psycopg.Error as exc:
+        raise database_error(exc, "installing the audit log failed, nothing changed", AuditLogError) from None
+    return True
 
 
 def enable(conn: psycopg.Connection, tables: str | Iterable[str] = DEFAULT_TABLES, *, readers: Iterable[str] = (),
            schema: str = "public", confirm: bool = False) -> list[str]:
-    """Log every change to `tables` (the log itself comes from migration 0006); returns the tables whose
-    triggers were created or updated, so a second call returns []. `readers` get SELECT on the log.
+    """Log every change to `tables` (named as in SQL: `archive.old_rentals`, `"Reporting"."Monthly Sales"`,
+    or by name alone; the log itself comes from migration 0006, or `install`); returns the tables whose
+    triggers were created or updated (schema.table, by name alone in public), so a second call returns [].
+    `readers` get SELECT on the log. A name that is no table is a ParameterError listing the tables.
     Outside a scratch database, needs `confirm`."""
     names = _tables(tables)
     require_change(conn, confirm, "enabling the audit log")
@@ -85,11 +125,11 @@ def enable(conn: psycopg.Connection, tables: str | Iterable[str] = DEFAULT_TABLE
         with conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK,))
             _grant(conn, readers)
-            current = _enabled(conn, schema)
-            for table in names:
-                qualified = sql.Identifier(schema, table)
+            current = _enabled(conn)
+            for found in _resolve(conn, names, schema):
+                qualified, table = found.identifier, found.label
                 keys, left_out = _arguments(conn, qualified, table)
-                if current.get((schema, table)) == (keys, left_out):
+                if current.get((found.schema, found.name)) == (keys, left_out):
                     continue
                 conn.execute(sql.SQL("CREATE OR REPLACE TRIGGER {} AFTER INSERT OR UPDATE OR DELETE ON {} "
                                      "FOR EACH ROW EXECUTE FUNCTION audit.log_change({}, {})").format(

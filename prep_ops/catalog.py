@@ -33,6 +33,17 @@ def schema_exists(conn: psycopg.Connection, name: str) -> bool:
     return conn.execute("SELECT to_regnamespace(%s)", (sql.Identifier(name).as_string(None),)).fetchone()[0] is not None
 
 
+# prep-ops' own schemas: the audit log (migration 0006, or audit_log.install) and the masked views with
+# their salt (0007). Their grants are their modules' business, never roles-as-code's.
+OWN_SCHEMAS = ("audit", "masked", "masking_private")
+
+
+def user_schemas(conn: psycopg.Connection, *, excluded: Iterable[str] = OWN_SCHEMAS) -> list[str]:
+    """The schemas holding the database's own objects, public first: not the system schemas, not one an
+    extension made, not prep-ops' own (`excluded`)."""
+    return [name for name, in conn.execute(load("catalog", "user_schemas"), {"excluded": list(excluded)})]
+
+
 def relation_exists(conn: psycopg.Connection, name: str, schema: str = "public") -> bool:
     """True when a table, view or sequence `schema.name` exists in this database."""
     qualified = sql.Identifier(schema, name).as_string(None)

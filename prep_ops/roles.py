@@ -7,7 +7,9 @@ to do. Passwords (see role_set.resolve_passwords) become SCRAM-SHA-256 verifiers
 plans, reprs and errors.
 
 Roles are cluster-wide, grants per database: a RoleSet names the five roles, and the grants cover
-this database's `public` schema. Logging in as a role and probing what it may do is in access.py.
+every user schema of this database (catalog.user_schemas: not the system schemas, not a schema an
+extension made, not prep-ops' own `audit`, `masked` and `masking_private`), each with default privileges
+for the tables made there later; an extension's own relations are left alone. Logging in as a role and probing what it may do is in access.py.
 """
 
 from collections.abc import Mapping
@@ -17,7 +19,7 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
-from .catalog import existing_roles, role_exists
+from .catalog import existing_roles, role_exists, user_schemas
 from .security_audit import grants as grants_in
 from .db import require_change, server_version, snapshot
 from .errors import ParameterError, RoleError, database_error
@@ -85,13 +87,14 @@ class _Planner:
         self.conn, self.roles, self.passwords = conn, roles, passwords
         self.version = server_version(conn)
         self.names = list(roles.names.values())
+        self.schemas = user_schemas(conn)
         self.owner = owner or conn.execute("SELECT current_user").fetchone()[0]
         self.hidden = [p.reveal() for p in passwords.values()]
         self.steps: list[Step] = []
 
     def rows(self, name: str, **params) -> list[dict]:
         with self.conn.cursor(row_factory=dict_row) as cur:
-            return cur.execute(load("roles", name), {"names": self.names, "schema": SCHEMA, **params}).fetchall()
+            return cur.execute(load("roles", name), {"names": self.names, **params}).fetchall()
 
     def add(self, statement: sql.Composable, shown: sql.Composable | None = None) -> None:
         self.steps.append(Step((shown or statement).as_string(None), statement))
@@ -101,12 +104,13 @@ class _Planner:
             raise ParameterError(f"owner role {self.owner!r} does not exist")
         self.plan_roles()
         self.plan_memberships()
-        grants = grants_in(self.conn, SCHEMA, self.names)
+        grants = grants_in(self.conn, None, self.names)
         for object_kind, wanted in (("database", _DATABASE), ("schema", _SCHEMA), ("table", _TABLE), ("sequence", _SEQUENCE)):
             self.plan_grants(grants, object_kind, wanted)
-        defaults = self.rows("default_privileges", owner=self.owner)
-        for object_kind, wanted in (("table", _TABLE), ("sequence", _SEQUENCE)):
-            self.plan_defaults(defaults, object_kind, wanted)
+        defaults = self.rows("default_privileges", owner=self.owner, schemas=self.schemas)
+        for schema in self.schemas:
+            for object_kind, wanted in (("table", _TABLE), ("sequence", _SEQUENCE)):
+                self.plan_defaults(defaults, schema, object_kind, wanted)
         return self.steps
 
     def verifiers(self) -> dict[str, str | None] | None:
@@ -153,33 +157,64 @@ class _Planner:
                     self.add(sql.SQL("GRANT {} TO {}").format(sql.Identifier(group_name), sql.Identifier(member)))
 
     def plan_grants(self, grants: list[dict], object_kind: str, wanted_map: dict) -> None:
-        objects = {g["name"] for g in grants if g["kind"] == object_kind}
+        """Per schema (one for the database itself), the GRANTs and REVOKEs of `object_kind` per role."""
+        mine = [g for g in grants if g["kind"] == object_kind]
+        if object_kind == "database":
+            groups = [(None, mine)] if mine else []
+        elif object_kind == "schema":
+            groups = [(s, [g for g in mine if g["name"] == s]) for s in self.schemas]
+        else:
+            groups = [(s, [g for g in mine if g["schema"] == s]) for s in self.schemas]
+        for schema, rows in groups:
+            if rows:
+                self.plan_grants_on(schema, rows, object_kind, wanted_map)
+
+    def plan_grants_on(self, schema: str | None, rows: list[dict], object_kind: str, wanted_map: dict) -> None:
+        # an extension's relations are its own: neither granted nor revoked (ALL TABLES would reach them, so
+        # a schema holding any is granted table by table)
+        extension_owned = any(g["from_extension"] for g in rows)
+        objects = {g["name"] for g in rows if not g["from_extension"]}
         if not objects:
             return
         held = {}
-        for g in grants:
-            if g["kind"] == object_kind and g["role"] is not None:
+        for g in rows:
+            if g["role"] is not None and not g["from_extension"]:
                 held.setdefault((g["name"], g["role"]), set()).add(g["privilege"])
         known = set(_PRIVILEGES[object_kind])
         for kind, name in self.roles.names.items():
             wanted = set(_wanted(wanted_map, kind, self.version))
             bookkeeping = {obj: wanted & set(_BOOKKEEPING[kind]) for obj in objects
-                           if object_kind == "table" and obj in _BOOKKEEPING_TABLES and kind in _BOOKKEEPING}
-            missing, extra = set(), set()
+                           if object_kind == "table" and schema == SCHEMA and obj in _BOOKKEEPING_TABLES
+                           and kind in _BOOKKEEPING}
+            missing, extra, lacking, having = set(), set(), set(), set()
             for obj in objects - set(bookkeeping):
                 have = held.get((obj, name), set())
-                missing |= wanted - have
-                extra |= (have - wanted) & known
-            on = {"database": sql.SQL("DATABASE {}").format(sql.Identifier(next(iter(objects)))),
-                  "schema": sql.SQL("SCHEMA {}").format(sql.Identifier(SCHEMA)),
-                  "table": sql.SQL("ALL TABLES IN SCHEMA {}").format(sql.Identifier(SCHEMA)),
-                  "sequence": sql.SQL("ALL SEQUENCES IN SCHEMA {}").format(sql.Identifier(SCHEMA))}[object_kind]
+                if wanted - have:
+                    missing |= wanted - have
+                    lacking.add(obj)
+                if (have - wanted) & known:
+                    extra |= (have - wanted) & known
+                    having.add(obj)
+
+            def on(chosen: set[str]) -> sql.Composable:
+                if object_kind == "database":
+                    return sql.SQL("DATABASE {}").format(sql.Identifier(next(iter(objects))))
+                if object_kind == "schema":
+                    return sql.SQL("SCHEMA {}").format(sql.Identifier(schema))
+                if extension_owned:
+                    return sql.SQL("{} {}").format(sql.SQL("TABLE" if object_kind == "table" else "SEQUENCE"),
+                                                   sql.SQL(", ").join(sql.Identifier(schema, o) for o in sorted(chosen)))
+                return sql.SQL("ALL {} IN SCHEMA {}").format(
+                    sql.SQL("TABLES" if object_kind == "table" else "SEQUENCES"), sql.Identifier(schema))
+
             if missing:
                 self.add(sql.SQL("GRANT {} ON {} TO {}").format(
-                    _privileges(_ordered(object_kind, missing)), on, sql.Identifier(name)))
+                    _privileges(_ordered(object_kind, missing)), on(lacking), sql.Identifier(name)))
             if extra:
                 self.add(sql.SQL("REVOKE {} ON {} FROM {}").format(
-                    _privileges(_ordered(object_kind, extra)), on, sql.Identifier(name)))
+                    _privileges(_ordered(object_kind, extra)), on(having), sql.Identifier(name)))
+            if extension_owned:  # granted table by table: each bookkeeping table got exactly what it lacked
+                missing, extra = set(), set()
             # the migration bookkeeping: what it holds once the statements above ran, brought to its own wanted set
             for obj, wanted_here in sorted(bookkeeping.items()):
                 after = (held.get((obj, name), set()) | missing) - extra
@@ -191,12 +226,13 @@ class _Planner:
                     self.add(sql.SQL("REVOKE {} ON TABLE {} FROM {}").format(
                         _privileges(_ordered(object_kind, (after - wanted_here) & known)), table, sql.Identifier(name)))
 
-    def plan_defaults(self, defaults: list[dict], object_kind: str, wanted_map: dict) -> None:
+    def plan_defaults(self, defaults: list[dict], schema: str, object_kind: str, wanted_map: dict) -> None:
         for kind, name in self.roles.names.items():
             wanted = set(_wanted(wanted_map, kind, self.version))
-            have = {d["privilege"] for d in defaults if d["kind"] == object_kind and d["role"] == name}
+            have = {d["privilege"] for d in defaults
+                    if d["schema"] == schema and d["kind"] == object_kind and d["role"] == name}
             prefix = sql.SQL("ALTER DEFAULT PRIVILEGES FOR ROLE {} IN SCHEMA {} ").format(
-                sql.Identifier(self.owner), sql.Identifier(SCHEMA))
+                sql.Identifier(self.owner), sql.Identifier(schema))
             objects = sql.SQL("TABLES" if object_kind == "table" else "SEQUENCES")
             if wanted - have:
                 self.add(prefix + sql.SQL("GRANT {} ON {} TO {}").format(

@@ -17,7 +17,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from . import embedded
-from .catalog import describe_code, foreign_triggers, role_exists
+from .catalog import describe_code, foreign_triggers, role_exists, user_schemas
 from .db import fetch_frame, server_version, snapshot
 from .role_set import RoleSet
 from .sqlfiles import load
@@ -198,7 +198,7 @@ def _privilege_findings(conn, roles: RoleSet) -> list[Finding]:
                      if g["kind"] == "schema" and g["privilege"] == "CREATE"]
     for schema in public_create:
         found.append(Finding("CREATE on a schema for PUBLIC", "high", schema,
-                             "every role, present and future, may create objects here: tables that shadow the school's, "
+                             "every role, present and future, may create objects here: tables that shadow the database's own, "
                              "functions that run as whoever calls them",
                              _quoted(conn, "REVOKE CREATE ON SCHEMA {} FROM PUBLIC", sql.Identifier(schema))))
     for (schema, name), held in _public_grants(conn).items():
@@ -235,18 +235,20 @@ def _readonly_findings(conn, role: str) -> list[Finding]:
         return [Finding("read-only role", "medium", role, "there is no read-only role for reporting",
                         "prep-ops roles apply (creates readonly and reporter)")]
     found = []
-    unreadable = _rows(conn, "readonly_tables", {"role": role})
-    if unreadable:
-        names = [r["name"] for r in unreadable]
+    schemas = user_schemas(conn)
+    unreadable = _rows(conn, "readonly_tables", {"role": role, "schemas": schemas})
+    for schema in dict.fromkeys(r["schema"] for r in unreadable):  # one finding per schema, public first
+        names = [r["name"] if schema == "public" else f"{schema}.{r['name']}" for r in unreadable if r["schema"] == schema]
         found.append(Finding("tables the read-only role cannot read", "medium", role,
                              f"{len(names)} table(s): {', '.join(names[:10])}{' …' if len(names) > 10 else ''}",
-                             _quoted(conn, "GRANT SELECT ON ALL TABLES IN SCHEMA public TO {}", sql.Identifier(role))))
-    for r in _rows(conn, "readonly_defaults", {"role": role}):
+                             _quoted(conn, "GRANT SELECT ON ALL TABLES IN SCHEMA {} TO {}", sql.Identifier(schema),
+                                     sql.Identifier(role))))
+    for r in _rows(conn, "readonly_defaults", {"role": role, "schemas": schemas}):
         if not r["covered"]:
             found.append(Finding("no default privileges for the read-only role", "medium", role,
-                                 f"tables {r['owner']} creates later in public will not be readable by {role}",
-                                 _quoted(conn, "ALTER DEFAULT PRIVILEGES FOR ROLE {} IN SCHEMA public GRANT SELECT ON TABLES TO {}",
-                                         sql.Identifier(r["owner"]), sql.Identifier(role))))
+                                 f"tables {r['owner']} creates later in {r['schema']} will not be readable by {role}",
+                                 _quoted(conn, "ALTER DEFAULT PRIVILEGES FOR ROLE {} IN SCHEMA {} GRANT SELECT ON TABLES TO {}",
+                                         sql.Identifier(r["owner"]), sql.Identifier(r["schema"]), sql.Identifier(role))))
     return found
 
 

@@ -1,20 +1,26 @@
--- Roles that own tables in the public schema (or the current user when there are none), and
--- whether tables they create later will be readable by the read-only role (default privileges).
-WITH owners AS (
-    SELECT DISTINCT c.relowner AS owner
-    FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-    WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p')
+-- Per schema of %(schemas)s, the roles that own tables there (or the current user where there are
+-- none), and whether tables they create there later will be readable by the read-only role (default
+-- privileges for that schema or for every schema).
+WITH schemas AS (
+    SELECT oid, nspname FROM pg_namespace WHERE nspname = ANY(%(schemas)s)
+), owners AS (
+    SELECT DISTINCT s.oid AS schema_oid, s.nspname, c.relowner AS owner
+    FROM schemas s JOIN pg_class c ON c.relnamespace = s.oid
+    WHERE c.relkind IN ('r', 'p')
+      AND NOT EXISTS (SELECT 1 FROM pg_depend d
+                      WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')
     UNION
-    SELECT oid FROM pg_roles WHERE rolname = current_user
-      AND NOT EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-                      WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p'))
+    SELECT s.oid, s.nspname, r.oid
+    FROM schemas s, pg_roles r
+    WHERE r.rolname = current_user
+      AND NOT EXISTS (SELECT 1 FROM pg_class c WHERE c.relnamespace = s.oid AND c.relkind IN ('r', 'p'))
 )
-SELECT pg_get_userbyid(o.owner) AS owner,
+SELECT o.nspname AS schema, pg_get_userbyid(o.owner) AS owner,
        EXISTS (SELECT 1 FROM pg_default_acl d
                CROSS JOIN LATERAL aclexplode(d.defaclacl) a
                WHERE d.defaclrole = o.owner AND d.defaclobjtype = 'r'
-                 AND d.defaclnamespace IN (0, 'public'::regnamespace)
+                 AND d.defaclnamespace IN (0, o.schema_oid)
                  AND a.grantee = (SELECT oid FROM pg_roles WHERE rolname = %(role)s)
                  AND a.privilege_type = 'SELECT') AS covered
 FROM owners o
-ORDER BY 1
+ORDER BY o.nspname = 'public' DESC, o.nspname, 2
