@@ -2,12 +2,14 @@
 (`archive`, `"Reporting"`), the security audit, the read-only proof and the audit log on the database's
 own tables; the school-only steps SKIP with their reason."""
 
+import secrets
 import uuid
 
 import psycopg
 import pytest
 
 from prep_ops import access_scope, audit_log, db, roles, runner, security_audit
+from prep_ops import role_set as role_set_module
 from prep_ops.errors import ParameterError
 
 from conftest import passes_of_what_was_not_looked_at
@@ -36,6 +38,8 @@ def test_runbook_06_on_pagila_grants_every_schema_and_logs_its_tables(sample_cop
     pagila = sample_copy("pagila")
     made.append(pagila)
     monkeypatch.delenv("PREP_OPS_SCRATCH", raising=False)  # someone's database, named by a URL: confirm=True needed
+    for kind in role_set_module.LOGIN_KINDS:  # not scratch: no password is made up; a DBA gives them, as here
+        monkeypatch.setenv(role_set_module.password_variable(kind), secrets.token_urlsafe(16))
     with db.connect(pagila, autocommit=True) as conn:
         # pagila's own two high findings (PUBLIC may create in public; a SECURITY DEFINER function without a
         # fixed search_path) fail the run's audit step, as they should: their fixes are applied, as a DBA would

@@ -112,9 +112,13 @@ def test_each_step_is_one_call_and_the_drill_recovers_every_row(tmp_path, incide
         assert set(run.inc.holds) == {"copies"}  # the restored copy stays until step 6
     finally:
         recovery_steps.clean_up(run)
-    assert _checks(run) == {"application stopped": "PASS", "backup verified by a restore": "PASS",
-                            "damage found where it was done": "PASS", "data equals the backup (zero rows lost)": "PASS",
-                            "application can connect again": "PASS"}
+    checks = _checks(run)
+    assert {name: checks.pop(name, None) for name in _CHECK_NAMES if name in checks} == {
+        "application stopped": "PASS", "backup verified by a restore": "PASS", "damage found where it was done": "PASS",
+        "data equals the backup (zero rows lost)": "PASS", "application can connect again": "PASS"}
+    # what the verification could not compare (a PostgreSQL 15 backup restored on 18: the deparsed kinds),
+    # each a SKIP line of its own, never folded into the PASS above
+    assert set(checks.values()) <= {"SKIP"}, checks
     assert run.drill.target.database.startswith(recovery_drill.DATABASE + "_")
     with db.connect(run.drill.server, autocommit=True) as conn:
         assert not scratch.existing(conn, run.drill.target.database)

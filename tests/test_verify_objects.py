@@ -144,7 +144,10 @@ def test_the_schools_check_constraints_are_compared_on_the_verification_server(s
     made = backup.backup(seeded, "full", fmt, directory=tmp_path)
     result = verify.verify(made.path)
     assert result.ok, result.failures.to_string()
-    assert result.skipped.empty and result.counts.endswith(", 0 failed, 0 not compared"), result.skipped.to_string()
+    skipped = result.skipped
+    assert not (skipped["check"] == "constraint").any(), skipped.to_string()
+    # what is left out is only what another major deparses (a PostgreSQL 15 source on the embedded 18)
+    assert skipped["actual"].str.startswith("not compared: another major version").all(), skipped.to_string()
 
 
 def test_the_schools_checks_compare_beside_the_source(school_plain, server):
