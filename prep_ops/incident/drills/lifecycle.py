@@ -5,8 +5,9 @@ database `prep_ops_drill_<kind>_<label>`, roles `<role prefix><label>_<kind of r
 drops only those. What a killed run left (a database, roles with LOGIN and a known password) is
 removed by the next drill of the same kind (`sweep`), only when it is clearly dead:
 
-- its database has no session (a live drill always has one: the run's own connection stays open on
-  its database from creation to clean-up), and none of its roles has a session anywhere;
+- its database has no client session (a live drill always has one: the run's own connection stays open
+  on its database from creation to clean-up; autovacuum working there does not count), and none of its
+  roles has a session anywhere;
 - the sweep and each drill's creation (up to its first session) and clean-up take one advisory lock
   on the drill server's database, so a sweep never sees a run between CREATE DATABASE and its
   first connection, or half way through its own clean-up.
@@ -62,8 +63,10 @@ def _labels_of_roles(conn: psycopg.Connection, prefix: str, kinds: tuple[str, ..
 
 
 def _busy(conn: psycopg.Connection, database: str | None, role_names: list[str]) -> bool:
-    return conn.execute("SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE datname = %s OR usename = ANY(%s))",
-                        (database, role_names)).fetchone()[0]
+    """Whether a client (not autovacuum, which DROP DATABASE ends itself) has a session on `database` or as
+    one of `role_names`."""
+    return conn.execute("SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE backend_type = 'client backend' "
+                        "AND (datname = %s OR usename = ANY(%s)))", (database, role_names)).fetchone()[0]
 
 
 def drop_roles(conn: psycopg.Connection, names: list[str]) -> list[str]:
