@@ -319,7 +319,15 @@ def test_killed_security_drill_contractor_is_removed_next_run(incident_id, serve
     assert killed.suspect in _drill_left(server, killed_id)
     run = security_steps.start(server, "drill", incident_id=incident_id, drill_students=50)
     try:
-        assert _drill_left(server, killed_id) == []
+        left = _drill_left(server, killed_id)
+        if left:  # what kept them, for the next person reading a failure here
+            database, role_set, suspect = security_drill.names(killed_id)
+            with db.connect(incident.drill_server(server)[0], autocommit=True) as conn:
+                left.append(conn.execute(
+                    "SELECT array_agg(concat_ws(' ', pid, backend_type, datname, usename, application_name, state)) "
+                    "FROM pg_stat_activity WHERE datname = %s OR usename = ANY(%s)",
+                    (database, [*role_set.names.values(), suspect])).fetchone()[0])
+        assert left == []
         with db.connect(server, autocommit=True) as conn:
             assert not conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (legacy,)).fetchone()
         swept = [e.text for e in run.inc.events if e.text.startswith("removed what killed drills had left")]
