@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import psycopg
 
 from .audit_log import DEFAULT_TABLES
-from .catalog import relation_exists, user_schemas
+from .catalog import OWN_SCHEMAS, relation_exists, user_schemas
 from .errors import ParameterError
 from .migrate import current_version
 from .schema import Table, resolve_tables, user_tables
@@ -56,16 +56,20 @@ def _audit_tables(conn: psycopg.Connection, audit_tables, school: bool, example:
     if not names:
         return [], "audit_tables is empty: no table chosen"
     try:
-        return resolve_tables(conn, names), "audit_tables: " + ", ".join(names)
+        chosen = resolve_tables(conn, names)
     except ParameterError as exc:
         raise ParameterError(f"audit_tables: {exc}") from None
+    own = [t.label for t in chosen if t.schema in OWN_SCHEMAS]
+    if own:
+        raise ParameterError(f"audit_tables: {', '.join(own)} belong(s) to prep-ops' own schemas, never audited")
+    return chosen, "audit_tables: " + ", ".join(names)
 
 
 def scope(conn: psycopg.Connection, audit_tables: "list[str] | str | None" = None) -> Scope:
     """This database's scope for runbook 06. `audit_tables`: tables named as in SQL (`archive.old_rentals`,
     `"Reporting"."Monthly Sales"`, a name alone in public); None: the school's three where its schema
     is, else none. A name that is no table is a ParameterError listing the tables of every schema."""
-    tables = user_tables(conn)
+    tables = [t for t in user_tables(conn) if t.schema not in OWN_SCHEMAS]  # the audit log is no table of theirs
     school = current_version(conn) > 0 or not tables
     not_school = "" if school else (
         f"{conn.info.dbname} has a schema of its own (no prep-ops migrations applied): this step is for the "
@@ -76,4 +80,4 @@ def scope(conn: psycopg.Connection, audit_tables: "list[str] | str | None" = Non
     else:
         proof = plain[0] if plain else None
     audited, choice = _audit_tables(conn, audit_tables, school, proof)
-    return Scope(school, not_school, tuple(user_schemas(conn)), tuple(audited), choice, proof)
+    return Scope(school, not_school, tuple(user_schemas(conn, grantable=True)), tuple(audited), choice, proof)

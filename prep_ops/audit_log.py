@@ -18,7 +18,7 @@ import pandas as pd
 import psycopg
 from psycopg import sql
 
-from .catalog import function_exists, relation_exists
+from .catalog import OWN_SCHEMAS, function_exists, relation_exists
 from .db import Target, connect, fetch_frame, require_change, snapshot
 from .errors import AuditLogError, ParameterError, database_error
 from .migrate import current_version, discover
@@ -64,9 +64,14 @@ def _resolve(conn: psycopg.Connection, names: list[str], schema: str) -> list[Ta
     if schema != "public":
         names = [n if "." in n or n.startswith('"') else sql.Identifier(schema, n).as_string(None) for n in names]
     try:
-        return resolve_tables(conn, names)
+        found = resolve_tables(conn, names)
     except ParameterError as exc:
         raise ParameterError(f"no table to audit: {exc}") from None
+    own = [t.label for t in found if t.schema in OWN_SCHEMAS]
+    if own:  # a trigger on the log itself would log its own inserts without end
+        raise ParameterError(f"no table to audit: {', '.join(own)} belong(s) to prep-ops' own "
+                             f"{', '.join(OWN_SCHEMAS)}, never audited")
+    return found
 
 
 def _arguments(conn: psycopg.Connection, qualified: sql.Composable, table: str) -> tuple[str, str]:

@@ -38,10 +38,12 @@ def schema_exists(conn: psycopg.Connection, name: str) -> bool:
 OWN_SCHEMAS = ("audit", "masked", "masking_private")
 
 
-def user_schemas(conn: psycopg.Connection, *, excluded: Iterable[str] = OWN_SCHEMAS) -> list[str]:
+def user_schemas(conn: psycopg.Connection, *, excluded: Iterable[str] = OWN_SCHEMAS, grantable: bool = False) -> list[str]:
     """The schemas holding the database's own objects, public first: not the system schemas, not one an
-    extension made, not prep-ops' own (`excluded`)."""
-    return [name for name, in conn.execute(load("catalog", "user_schemas"), {"excluded": list(excluded)})]
+    extension made, not prep-ops' own (`excluded`); with `grantable`, only those the connecting role may
+    grant in (public, a schema of a role it is or is a member of; all for a superuser)."""
+    return [name for name, in conn.execute(load("catalog", "user_schemas"),
+                                            {"excluded": list(excluded), "grantable": grantable})]
 
 
 def relation_exists(conn: psycopg.Connection, name: str, schema: str = "public") -> bool:

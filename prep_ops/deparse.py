@@ -15,7 +15,8 @@ parentheses that change the grouping still differ.
 The backup's definition is text from the manifest, not trusted as SQL: it is only ever the tail of one
 `ALTER TABLE <probe> ADD CONSTRAINT <probe> …` statement, sent as a prepared statement (which the
 server refuses to hold two commands), on a temporary table with no rows, in a savepoint that is
-always rolled back; what does not parse there, or makes anything but one CHECK constraint, is
+always rolled back, with standard_conforming_strings on (the server reads quotes as `is_check` does)
+and a 5 s statement and lock timeout (what the server folds at ADD time stays cheap); what does not parse there, or makes anything but one CHECK constraint, is
 reported as differing.
 """
 
@@ -108,6 +109,10 @@ def decide(conn: psycopg.Connection, table: str, pairs: dict[str, tuple[str, str
     (backup, restored) definitions reparsed to a fixed point on the connection's server (see the
     module's docstring). Changes nothing: everything happens in a transaction that is rolled back."""
     with conn.transaction(force_rollback=True):
+        # the text is read as is_check read it (a backslash is a character), and an expression the server
+        # folds at ADD time (an immutable call on constants) cannot take more than a few seconds or wait on a lock
+        conn.execute("SELECT set_config('standard_conforming_strings', 'on', true), "
+                     "set_config('statement_timeout', '5s', true), set_config('lock_timeout', '5s', true)")
         found = conn.execute(load("deparse", "table_named"), {"table": table}).fetchall()
         try:
             if len(found) != 1:
@@ -140,7 +145,8 @@ def _reparsed(conn: psycopg.Connection, definition: str) -> Deparsed:
     try:
         with conn.transaction(force_rollback=True):  # a savepoint: whatever the text did is undone
             # the definition is the statement's tail (see the docstring); prepared: one command only
-            conn.execute(add + sql.SQL(definition), prepare=True)
+            # binary: the extended protocol whatever the connection's prepare_threshold (one command only)
+            conn.execute(add + sql.SQL(definition), prepare=True, binary=True)
             texts = [r[0] for r in conn.execute(load("deparse", "probe_checks"), {"probe": f"pg_temp.{PROBE}"})]
     except psycopg.Error as exc:
         return Deparsed(error=first_line(exc))

@@ -7,8 +7,10 @@ to do. Passwords (see role_set.resolve_passwords) become SCRAM-SHA-256 verifiers
 plans, reprs and errors.
 
 Roles are cluster-wide, grants per database: a RoleSet names the five roles, and the grants cover
-every user schema of this database (catalog.user_schemas: not the system schemas, not a schema an
-extension made, not prep-ops' own `audit`, `masked` and `masking_private`), each with default privileges
+every user schema of this database the connecting role may grant in (catalog.user_schemas: not the
+system schemas, not a schema an extension made, not prep-ops' own `audit`, `masked` and
+`masking_private`, not a schema of a role it is not a member of, unless it is a superuser: there a GRANT
+would fail the whole apply or be ignored with a warning), each with default privileges
 for the tables made there later; an extension's own relations are left alone. Logging in as a role and probing what it may do is in access.py.
 """
 
@@ -87,7 +89,7 @@ class _Planner:
         self.conn, self.roles, self.passwords = conn, roles, passwords
         self.version = server_version(conn)
         self.names = list(roles.names.values())
-        self.schemas = user_schemas(conn)
+        self.schemas = user_schemas(conn, grantable=True)  # another owner's schema: not ours to grant in
         self.owner = owner or conn.execute("SELECT current_user").fetchone()[0]
         self.hidden = [p.reveal() for p in passwords.values()]
         self.steps: list[Step] = []

@@ -29,7 +29,7 @@ from psycopg import sql
 
 from . import migrate, seed
 from .db import Target, connect, require_change
-from .errors import ParameterError, TargetError
+from .errors import ParameterError
 from .sqlfiles import load
 
 PREFIX = "prep_ops_"
@@ -122,12 +122,11 @@ def run_id(at: datetime | None = None) -> str:
 def coordinating(target: Target):
     """An autocommit connection to the server's maintenance database, where jobs that make throwaway
     databases take and look for each other's run locks (advisory locks belong to one database): `postgres`,
-    or `template1` on a server without it."""
-    try:
-        conn = connect(target.with_database("postgres"), autocommit=True)
-    except TargetError:
-        conn = connect(target.with_database("template1"), autocommit=True)
-    with conn:
+    or `template1` on a server without it. Chosen by what exists, never because a connection failed (two runs
+    would then lock in different databases): a connection that fails raises."""
+    with connect(target, autocommit=True) as probe:
+        has_postgres = probe.execute("SELECT EXISTS (SELECT FROM pg_database WHERE datname = 'postgres')").fetchone()[0]
+    with connect(target.with_database("postgres" if has_postgres else "template1"), autocommit=True) as conn:
         yield conn
 
 

@@ -165,3 +165,21 @@ def test_an_extensions_relations_are_left_alone(migrated, owner):
                                  (rs.app,)).fetchone()[0]
     finally:
         roles.drop(owner, rs)
+
+
+def test_prep_ops_own_audit_log_is_never_an_audited_table_nor_the_proof_table(migrated, sample_copy):
+    """A trigger on audit.log would log its own inserts without end (every audited write failing with
+    "stack depth limit exceeded"): it is refused by name, and never chosen to try writes on."""
+    with db.connect(migrated, autocommit=True) as conn:
+        with pytest.raises(ParameterError, match="never audited"):
+            audit_log.enable(conn, ["audit.log"], confirm=True)
+        with pytest.raises(ParameterError, match="never audited"):
+            access_scope.scope(conn, ["audit.log"])
+        assert audit_log.enabled(conn) == []
+    chinook = sample_copy("chinook")
+    with db.connect(chinook, autocommit=True) as conn:
+        audit_log.install(conn, confirm=True)  # the log on a database of its own schema, as 06 makes it
+        conn.execute("CREATE SCHEMA hr")  # a schema sorting after audit: the first table must not be the log
+        conn.execute('DROP SCHEMA public CASCADE')
+        found = access_scope.scope(conn)
+    assert found.proof_table is None or found.proof_table.schema != "audit", found.proof_table

@@ -425,3 +425,30 @@ def test_runbook_output_holds_no_password(seeded, tmp_path):
     if seeded.url.count(":") > 1 and "@" in seeded.url:  # the server's own password (CI) is not shown either
         server_password = db.conninfo(seeded.url).get("password")
         assert not server_password or server_password not in outputs
+
+
+def test_roles_grant_only_in_schemas_the_connecting_role_may_grant_in(scratch):
+    """A schema of another owner: a GRANT there would fail the whole apply (no USAGE) or be ignored with a
+    warning (no grant option). The plan leaves it out unless the role is a member of its owner or superuser."""
+    import uuid as _uuid
+
+    from prep_ops import catalog
+
+    owner, other = (f"t{_uuid.uuid4().hex[:8]}_{n}" for n in ("owner", "other"))
+    with db.connect(scratch, autocommit=True) as conn:
+        try:
+            for role in (owner, other):
+                conn.execute(sql.SQL("CREATE ROLE {}").format(sql.Identifier(role)))
+            conn.execute(sql.SQL("CREATE SCHEMA mine AUTHORIZATION {}").format(sql.Identifier(owner)))
+            conn.execute(sql.SQL("CREATE SCHEMA billing AUTHORIZATION {}").format(sql.Identifier(other)))
+            assert {"mine", "billing"} <= set(catalog.user_schemas(conn, grantable=True))  # a superuser: all
+            conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(owner)))
+            reachable = catalog.user_schemas(conn, grantable=True)
+            assert "mine" in reachable and "billing" not in reachable and reachable[0] == "public"
+            assert "billing" in catalog.user_schemas(conn)  # still judged by the audit
+            conn.execute("RESET ROLE")
+        finally:
+            conn.execute("RESET ROLE")
+            conn.execute("DROP SCHEMA IF EXISTS mine, billing")
+            for role in (owner, other):
+                conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))

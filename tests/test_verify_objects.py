@@ -195,6 +195,21 @@ def test_a_check_definition_from_the_manifest_is_never_more_than_a_constraint(se
         assert same["role"].equal, same
 
 
+def test_a_backslash_cannot_hide_a_second_subcommand_when_the_session_reads_backslashes_as_escapes(seeded):
+    """With standard_conforming_strings off, `'a\\'` would not end the quote where is_check ends it, and
+    `, INHERIT ...` would be a second subcommand: decide reads every text with it on."""
+    from prep_ops import deparse
+
+    hostile = "CHECK (((role)::text <> 'a\\' OR (role)::text <> ') , INHERIT public.courses -- '))"
+    assert deparse.is_check(hostile)  # to the scanner: one CHECK, its quotes closed
+    with db.connect(seeded, autocommit=True) as conn:
+        conn.execute("SET standard_conforming_strings = off")
+        (decision,) = deparse.decide(conn, "public.users", {"c": (hostile, "CHECK (true)")}).values()
+        assert not decision.equal
+        assert conn.execute("SELECT current_setting('standard_conforming_strings')").fetchone()[0] == "off"
+    assert decision.source.error == "" and "a\\" in decision.source.text  # one constraint, the backslash a character
+
+
 def test_a_check_without_a_table_to_deparse_it_on_is_not_compared_and_says_why(seeded):
     from prep_ops import deparse
 

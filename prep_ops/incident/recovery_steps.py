@@ -146,8 +146,10 @@ def assess_damage(run: DataRecovery) -> recovery.Damage:
         inc.fact("backup", f"{chosen.path.name} (finished {chosen.manifest['finished']})")
         failed = checked.failures.head(2)  # what failed, in the check's own line (the report may be gone)
         why = "; ".join(f"{r.object} {r.check}: {r.actual}" for r in failed.itertuples())
-        inc.check("backup verified by a restore", checked.ok, f"{chosen.path.name}: {checked.counts}"
-                  + (f": {why}" if why else ""), fix="pick an older backup with backup_dir", skipped=checked.nothing_checked)
+        # the restore below depends on this backup: nothing compared in it is no verified backup (FAIL, not SKIP)
+        inc.check("backup verified by a restore", checked.ok and not checked.nothing_checked,
+                  f"{chosen.path.name}: {checked.nothing_checked or checked.counts}" + (f": {why}" if why else ""),
+                  fix="pick an older backup with backup_dir")
         for what, why_not in checked.not_compared:
             inc.check(what, False, skipped=why_not)
         _hold_copies(run)
