@@ -260,22 +260,28 @@ def test_a_progress_bar_is_text_in_a_headless_run(tmp_path):
     assert "seeding: 100%" in text and "10/10" in text
 
 
-def _waiting_notebook(folder: Path, name: str, schedule: str | None, partner: str = "") -> Path:
-    """A notebook that leaves a flag of its name in `flags` and waits (up to `wait` s) for its partner's:
-    it passes only when the partner runs at the same time, so side by side is proven without timing."""
+def _notebook(folder: Path, name: str, schedule: str | None, source: list[str], parameters: str = "flags = ''") -> Path:
+    """A notebook `name` in `folder`: a parameters cell, one cell of `source`, and its schedule kind."""
     nb = json.loads((FIXTURES / "91_passes.ipynb").read_text())
     nb["cells"] = [
         {"cell_type": "code", "execution_count": None, "id": "p", "metadata": {"tags": ["parameters"]}, "outputs": [],
-         "source": [f"flags = ''  # the folder of flags\nwait = 120  # seconds to wait for the partner"]},
-        {"cell_type": "code", "execution_count": None, "id": "w", "metadata": {}, "outputs": [], "source": [
-            "import pathlib, time\n", f"(pathlib.Path(flags) / {name!r}).touch()\n", "deadline = time.time() + wait\n",
-            f"while not (pathlib.Path(flags) / {partner!r}).exists():\n",
-            "    assert time.time() < deadline, 'the partner never ran beside this one'\n", "    time.sleep(0.1)"]}]
+         "source": [parameters]},
+        {"cell_type": "code", "execution_count": None, "id": "w", "metadata": {}, "outputs": [], "source": source}]
     if schedule:
         nb["metadata"]["prep_ops"] = {"schedule": schedule}
     path = folder / f"{name}.ipynb"
     path.write_text(json.dumps(nb))
     return path
+
+
+def _waiting_notebook(folder: Path, name: str, schedule: str | None, partner: str = "") -> Path:
+    """A notebook that leaves a flag of its name in `flags` and waits (up to `wait` s) for its partner's:
+    it passes only when the partner runs at the same time, so side by side is proven without timing."""
+    return _notebook(folder, name, schedule, [
+        "import pathlib, time\n", f"(pathlib.Path(flags) / {name!r}).touch()\n", "deadline = time.time() + wait\n",
+        f"while not (pathlib.Path(flags) / {partner!r}).exists():\n",
+        "    assert time.time() < deadline, 'the partner never ran beside this one'\n", "    time.sleep(0.1)"],
+        "flags = ''  # the folder of flags\nwait = 120  # seconds to wait for the partner")
 
 
 @pytest.mark.server_independent
@@ -374,19 +380,6 @@ def test_a_worker_that_dies_fails_its_runbook_not_the_whole_run(tmp_path):
     assert not results[0].ok and "BrokenProcessPool" in results[0].error
     assert results[2].ok, results[2].error  # the run went on after the dead worker
     assert json.loads((out / "summary.json").read_text())["ok"] is False
-
-
-def _notebook(folder: Path, name: str, schedule: str | None, source: list[str], parameters: str = "flags = ''") -> Path:
-    nb = json.loads((FIXTURES / "91_passes.ipynb").read_text())
-    nb["cells"] = [
-        {"cell_type": "code", "execution_count": None, "id": "p", "metadata": {"tags": ["parameters"]}, "outputs": [],
-         "source": [parameters]},
-        {"cell_type": "code", "execution_count": None, "id": "w", "metadata": {}, "outputs": [], "source": source}]
-    if schedule:
-        nb["metadata"]["prep_ops"] = {"schedule": schedule}
-    path = folder / f"{name}.ipynb"
-    path.write_text(json.dumps(nb))
-    return path
 
 
 @pytest.mark.server_independent
