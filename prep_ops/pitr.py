@@ -244,7 +244,7 @@ def recover(conn: psycopg.Connection, target: Target, *, to_time: str | datetime
     fitting = candidates(base_backup.listing(sysid, directory), segments, segment_bytes, to_time=moment, to_lsn=to_lsn,
                          system_identifier=sysid)
     run = scratch.run_id()
-    with scratch.coordinating(target) as admin:  # held to the end: this run is alive
+    with scratch.coordinating(conn, target) as admin:  # held to the end: this run is alive
         scratch.claim(admin, run)
         recovery_cluster.remove_stale()  # first: a killed run's server feeds its orphan pg_dump
         _end_stale_copies(admin, run)

@@ -119,13 +119,13 @@ def run_id(at: datetime | None = None) -> str:
 
 
 @contextlib.contextmanager
-def coordinating(target: Target):
-    """An autocommit connection to the server's maintenance database, where jobs that make throwaway
-    databases take and look for each other's run locks (advisory locks belong to one database): `postgres`,
-    or `template1` on a server without it. Chosen by what exists, never because a connection failed (two runs
-    would then lock in different databases): a connection that fails raises."""
-    with connect(target, autocommit=True) as probe:
-        has_postgres = probe.execute("SELECT EXISTS (SELECT FROM pg_database WHERE datname = 'postgres')").fetchone()[0]
+def coordinating(conn: psycopg.Connection, target: Target):
+    """An autocommit connection to the maintenance database of `target`'s server (`conn`: any connection to
+    that server), where jobs that make throwaway databases take and look for each other's run locks
+    (advisory locks belong to one database): `postgres`, or `template1` on a server without it. Chosen by
+    what exists, never because a connection failed (two runs would then lock in different databases): a
+    connection that fails raises."""
+    has_postgres = conn.execute("SELECT EXISTS (SELECT FROM pg_database WHERE datname = 'postgres')").fetchone()[0]
     with connect(target.with_database("postgres" if has_postgres else "template1"), autocommit=True) as conn:
         yield conn
 

@@ -560,7 +560,7 @@ def test_two_recovers_connected_to_different_databases_never_take_each_others_co
     conn = prepared(source_cluster)
     conn.execute("CREATE DATABASE other")
     run1 = scratch.run_id()
-    with scratch.coordinating(source_cluster.target) as first:  # run 1, from `app`: alive, copying
+    with scratch.coordinating(conn, source_cluster.target) as first:  # run 1, from `app`: alive, copying
         scratch.claim(first, run1)
         copy = pitr.PREFIX + run1
         conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(copy)))
