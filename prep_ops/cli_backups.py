@@ -87,6 +87,8 @@ def _show_verification(result) -> None:
     click.echo(f"{'PASS' if result.ok else 'FAIL'} {result.backup}: {result.counts} ({result.seconds:.1f} s)")
     for what, why in result.not_compared:
         click.echo(f"SKIP {what}: {why}")
+    for note in result.notes.itertuples():  # housekeeping: no check, so neither PASS nor SKIP
+        click.echo(f"note {note.object}: {note.check}: {note.actual}")
     if len(failed):
         click.echo(tabulate(failed[["object", "check", "expected", "actual"]].astype(str).values,
                             headers=["object", "check", "expected", "actual"], maxcolwidths=[30, 24, 30, 60]))

@@ -6,7 +6,8 @@ text again can give another tree: `CHECK (role IN ('student', 'teacher'))` on a 
 `((role)::text = ANY ((ARRAY['student'::character varying, ...])::text[]))`, and after a dump and
 restore `((role)::text = ANY (ARRAY[('student'::character varying)::text, ...]))`, which stays as it is
 from then on. The same meaning in two texts, and another major version may write either differently
-again. So the backup's definition is put on a throwaway copy of its table in the restored database and
+again. So the backup's definition is put on a throwaway copy of its table (a temporary table of the
+same name, so that a whole-row reference `t.*` reads as before) in the restored database and
 read back, until the text no longer changes (a fixed point), and so is the restored one: both are then
 written by the same server, from trees it parsed itself, and are equal only when it deparses them
 alike. Nothing is normalised by hand: another value in an IN list, another operator or other
@@ -29,7 +30,7 @@ from psycopg import sql
 from .errors import first_line
 from .sqlfiles import load
 
-PROBE = "prep_ops_probe"  # the temporary table (and constraint) the definitions are put on
+PROBE = "prep_ops_probe"  # the constraint put on the temporary copy of the table (named as the table)
 ROUNDS = 5  # reparse at most this often: the school's constraints settle after one
 
 
@@ -117,37 +118,41 @@ def decide(conn: psycopg.Connection, table: str, pairs: dict[str, tuple[str, str
         try:
             if len(found) != 1:
                 raise LookupError(f"{table} is not one table in the restored database")
+            schema, name = found[0]
             with conn.transaction():
-                conn.execute(sql.SQL("CREATE TEMPORARY TABLE {} (LIKE {})").format(sql.Identifier(PROBE),
-                                                                                      sql.Identifier(*found[0])))
+                # named as the table: a definition that names its whole row (`CHECK ((t.* IS NOT NULL))`)
+                # reads that name, and the server deparses it back as the probe's name
+                conn.execute(sql.SQL("CREATE TEMPORARY TABLE {} (LIKE {})").format(sql.Identifier(name),
+                                                                                      sql.Identifier(schema, name)))
+                probe = conn.execute(load("deparse", "temporary_table"), {"name": name}).fetchone()[0]
         except (LookupError, psycopg.Error) as exc:
             why = Deparsed(undecided=f"no copy of its table to deparse it on: {first_line(exc)}")
             return {name: Decision(name, why, why) for name in pairs}
-        return {name: Decision(name, _fixed_point(conn, source), _fixed_point(conn, restored))
-                for name, (source, restored) in pairs.items()}
+        return {con: Decision(con, _fixed_point(conn, probe, name, source), _fixed_point(conn, probe, name, restored))
+                for con, (source, restored) in pairs.items()}
 
 
-def _fixed_point(conn: psycopg.Connection, definition: str) -> Deparsed:
+def _fixed_point(conn: psycopg.Connection, probe: int, name: str, definition: str) -> Deparsed:
     text = definition
     for _ in range(ROUNDS):
-        again = _reparsed(conn, text)
+        again = _reparsed(conn, probe, name, text)
         if again.error or again.text == text:
             return again
         text = again.text
     return Deparsed(text, undecided=f"no fixed point after {ROUNDS} deparses on the restore server")
 
 
-def _reparsed(conn: psycopg.Connection, definition: str) -> Deparsed:
-    """`definition` put on the probe table and read back as the server deparses it."""
+def _reparsed(conn: psycopg.Connection, probe: int, name: str, definition: str) -> Deparsed:
+    """`definition` put on the probe table (oid `probe`, pg_temp.`name`) and read back as the server deparses it."""
     if not is_check(definition):
         return Deparsed(error="not a CHECK constraint")
-    add = sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} ").format(sql.Identifier("pg_temp", PROBE), sql.Identifier(PROBE))
+    add = sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} ").format(sql.Identifier("pg_temp", name), sql.Identifier(PROBE))
     try:
         with conn.transaction(force_rollback=True):  # a savepoint: whatever the text did is undone
             # the definition is the statement's tail (see the docstring); prepared: one command only
             # binary: the extended protocol whatever the connection's prepare_threshold (one command only)
             conn.execute(add + sql.SQL(definition), prepare=True, binary=True)
-            texts = [r[0] for r in conn.execute(load("deparse", "probe_checks"), {"probe": f"pg_temp.{PROBE}"})]
+            texts = [r[0] for r in conn.execute(load("deparse", "probe_checks"), {"probe": probe})]
     except psycopg.Error as exc:
         return Deparsed(error=first_line(exc))
     if len(texts) != 1:

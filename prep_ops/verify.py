@@ -29,7 +29,7 @@ import psycopg
 from psycopg import sql
 
 from . import catalog, embedded, migrate, scratch, verify_cluster
-from ._report import row
+from ._report import flagged, row
 from .comparison import DataComparison, compare, compare_data, rows_lost  # noqa: F401  (callers use verify.*)
 from .db import Target, connect, server_version
 from .errors import BackupError, ParameterError
@@ -52,15 +52,19 @@ class Verification:
     @property
     def skipped(self) -> pd.DataFrame:
         """Rows of what was not compared, each saying why (neither passed nor failed)."""
-        if "skipped" not in self.report:
-            return self.report.iloc[0:0]
-        return self.report[self.report["skipped"].fillna(False).astype(bool)]
+        return flagged(self.report, "skipped")
+
+    @property
+    def notes(self) -> pd.DataFrame:
+        """Rows of housekeeping (leftovers removed, the restore's roles dropped): shown, never counted."""
+        return flagged(self.report, "note")
 
     @property
     def counts(self) -> str:
-        """`N checks, F failed, S not compared`: the checks that ran (what was not compared is no check),
-        as the CLI, runbooks 04, 07 and 10 state a verification's verdict."""
-        return f"{len(self.report) - len(self.skipped)} checks, {len(self.failures)} failed, {len(self.skipped)} not compared"
+        """`N checks, F failed, S not compared`: the checks that ran (what was not compared is no check,
+        nor is housekeeping that could not fail), as the CLI, runbooks 04, 07 and 10 state a verdict."""
+        checks = len(self.report) - len(self.skipped) - len(self.notes)
+        return f"{checks} checks, {len(self.failures)} failed, {len(self.skipped)} not compared"
 
     @property
     def not_compared(self) -> list[tuple[str, str]]:
@@ -71,7 +75,7 @@ class Verification:
     @property
     def nothing_checked(self) -> str:
         """Why no check ran ("" when one did): a verification made of SKIPs only is no PASS."""
-        return "" if len(self.skipped) < len(self.report) else "nothing was compared: " + "; ".join(
+        return "" if len(self.skipped) + len(self.notes) < len(self.report) else "nothing was compared: " + "; ".join(
             why for _, why in self.not_compared)
 
 
@@ -201,7 +205,7 @@ def _why_not_restored(path: Path, manifest: dict, server: Target, admin: psycopg
 
 def _leftovers(admin: psycopg.Connection, run: str) -> list[dict]:
     """Remove what killed verifications left on the restore server; a report row for each thing removed."""
-    return [row(name, f"{what} left by a killed verification", "removed", "removed", True)
+    return [row(name, f"{what} left by a killed verification", "removed", "removed", True, note=True)
             for what, names in (("scratch database", scratch.remove_stale(admin, PREFIX, run)),
                                 ("temporary role", scratch.remove_stale_roles(admin, run))) for name in names]
 
@@ -244,7 +248,7 @@ def verify(path: Path, *, server: Target | None = None, keep_scratch: bool = Fal
                 name = _keep(admin, name, run)
             else:
                 for role, why in _drop_with_roles(admin, name, created).items():
-                    rows.append(row(role, "role made for the restore dropped", "dropped", f"kept: {why}", True))
+                    rows.append(row(role, "role made for the restore dropped", "dropped", f"kept: {why}", True, note=True))
     report = pd.DataFrame(rows)
     return Verification(path, bool(report["passed"].all()), report, name if keep_scratch else None,
                         time.perf_counter() - began)

@@ -188,7 +188,7 @@ def test_a_check_definition_from_the_manifest_is_never_more_than_a_constraint(se
         assert not any(d.equal for d in decided.values()), decided
         assert {d.source.error for d in decided.values()} == {"not a CHECK constraint"}
         assert conn.execute("SELECT to_regclass('public.evil')").fetchone()[0] is None
-        assert conn.execute("SELECT to_regclass('pg_temp.prep_ops_probe')").fetchone()[0] is None
+        assert conn.execute("SELECT to_regclass('pg_temp.users')").fetchone()[0] is None  # the probe went
         same = deparse.decide(conn, "public.users", {"role": (
             "CHECK (((role)::text = ANY ((ARRAY['student'::character varying, 'admin'::character varying])::text[])))",
             "CHECK (((role)::text = ANY (ARRAY[('student'::character varying)::text, ('admin'::character varying)::text])))")})
@@ -208,6 +208,28 @@ def test_a_backslash_cannot_hide_a_second_subcommand_when_the_session_reads_back
         assert not decision.equal
         assert conn.execute("SELECT current_setting('standard_conforming_strings')").fetchone()[0] == "off"
     assert decision.source.error == "" and "a\\" in decision.source.text  # one constraint, the backslash a character
+
+
+def test_a_check_naming_its_whole_row_is_decided_not_failed(server):
+    """`CHECK ((num_nonnulls(t.*) > 0))` names its table: put on a probe of another name it would not
+    parse, and a constraint that never changed would fail verification. The probe bears the table's name
+    (quoted names too); a changed whole-row check still differs."""
+    from prep_ops import deparse
+
+    target = _create(server)
+    try:
+        with db.connect(target, autocommit=True) as conn:
+            conn.execute('CREATE SCHEMA "Odd Schema"; CREATE TABLE "Odd Schema"."Wide Row" (a int, b text, '
+                         'CONSTRAINT any_set CHECK (num_nonnulls("Wide Row".*) > 0))')
+            (text,) = conn.execute("SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conname = 'any_set'").fetchone()
+            assert '"Wide Row".*' in text
+            decided = deparse.decide(conn, "Odd Schema.Wide Row", {
+                "same": (text, text), "changed": (text, text.replace("> 0", "> 1"))})
+            assert decided["same"].equal and not decided["same"].source.error, decided["same"].why
+            assert decided["changed"].decided and not decided["changed"].equal, decided["changed"].why
+            assert conn.execute("""SELECT count(*) FROM pg_class WHERE relnamespace = pg_my_temp_schema()""").fetchone()[0] == 0
+    finally:
+        _drop(server, target)
 
 
 def test_a_check_without_a_table_to_deparse_it_on_is_not_compared_and_says_why(seeded):
