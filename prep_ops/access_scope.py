@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import psycopg
 
 from .audit_log import DEFAULT_TABLES
-from .catalog import OWN_SCHEMAS, relation_exists, user_schemas
+from .catalog import foreign_audit_schema, own_schemas, relation_exists, user_schemas
 from .errors import ParameterError
 from .migrate import current_version
 from .schema import Table, resolve_tables, user_tables
@@ -43,6 +43,9 @@ class Scope:
 
 
 def _audit_tables(conn: psycopg.Connection, audit_tables, school: bool, example: Table | None) -> tuple[list[Table], str]:
+    taken = foreign_audit_schema(conn)
+    if taken:
+        return [], taken
     if audit_tables is None:
         if school:
             present = [t for t in DEFAULT_TABLES if relation_exists(conn, t)]
@@ -59,7 +62,7 @@ def _audit_tables(conn: psycopg.Connection, audit_tables, school: bool, example:
         chosen = resolve_tables(conn, names)
     except ParameterError as exc:
         raise ParameterError(f"audit_tables: {exc}") from None
-    own = [t.label for t in chosen if t.schema in OWN_SCHEMAS]
+    own = [t.label for t in chosen if t.schema in own_schemas(conn)]
     if own:
         raise ParameterError(f"audit_tables: {', '.join(own)} belong(s) to prep-ops' own schemas, never audited")
     return chosen, "audit_tables: " + ", ".join(names)
@@ -69,7 +72,8 @@ def scope(conn: psycopg.Connection, audit_tables: "list[str] | str | None" = Non
     """This database's scope for runbook 06. `audit_tables`: tables named as in SQL (`archive.old_rentals`,
     `"Reporting"."Monthly Sales"`, a name alone in public); None: the school's three where its schema
     is, else none. A name that is no table is a ParameterError listing the tables of every schema."""
-    tables = [t for t in user_tables(conn) if t.schema not in OWN_SCHEMAS]  # the audit log is no table of theirs
+    ours = own_schemas(conn)
+    tables = [t for t in user_tables(conn) if t.schema not in ours]  # the audit log is no table of theirs
     school = current_version(conn) > 0 or not tables
     not_school = "" if school else (
         f"{conn.info.dbname} has a schema of its own (no prep-ops migrations applied): this step is for the "

@@ -18,7 +18,7 @@ import pandas as pd
 import psycopg
 from psycopg import sql
 
-from .catalog import OWN_SCHEMAS, function_exists, relation_exists
+from .catalog import foreign_audit_schema, function_exists, own_schemas, relation_exists
 from .db import Target, connect, fetch_frame, require_change, snapshot
 from .errors import AuditLogError, ParameterError, database_error
 from .migrate import current_version, discover
@@ -67,10 +67,11 @@ def _resolve(conn: psycopg.Connection, names: list[str], schema: str) -> list[Ta
         found = resolve_tables(conn, names)
     except ParameterError as exc:
         raise ParameterError(f"no table to audit: {exc}") from None
-    own = [t.label for t in found if t.schema in OWN_SCHEMAS]
+    ours = own_schemas(conn)
+    own = [t.label for t in found if t.schema in ours]
     if own:  # a trigger on the log itself would log its own inserts without end
         raise ParameterError(f"no table to audit: {', '.join(own)} belong(s) to prep-ops' own "
-                             f"{', '.join(OWN_SCHEMAS)}, never audited")
+                             f"{', '.join(ours)}, never audited")
     return found
 
 
@@ -102,6 +103,9 @@ def install(conn: psycopg.Connection, *, confirm: bool = False) -> bool:
         _require_log(conn)
         raise AuditLogError(f"the audit log's function is missing in {conn.info.dbname}: migrate to the latest version "
                             "(prep-ops migrate)")
+    taken = foreign_audit_schema(conn)
+    if taken:
+        raise AuditLogError(f"{conn.info.dbname}: {taken}")
     require_change(conn, confirm, "installing the audit log")
     [migration] = [m for m in discover() if m.name == "audit_log"]
     try:

@@ -33,15 +33,30 @@ def schema_exists(conn: psycopg.Connection, name: str) -> bool:
     return conn.execute("SELECT to_regnamespace(%s)", (sql.Identifier(name).as_string(None),)).fetchone()[0] is not None
 
 
-# prep-ops' own schemas: the audit log (migration 0006, or audit_log.install) and the masked views with
-# their salt (0007). Their grants are their modules' business, never roles-as-code's.
+# The names of prep-ops' own schemas: the audit log (migration 0006, or audit_log.install) and the masked
+# views with their salt (0007). Their grants are their modules' business, never roles-as-code's.
 OWN_SCHEMAS = ("audit", "masked", "masking_private")
 
 
-def user_schemas(conn: psycopg.Connection, *, excluded: Iterable[str] = OWN_SCHEMAS, grantable: bool = False) -> list[str]:
+def own_schemas(conn: psycopg.Connection) -> tuple[str, ...]:
+    """Those of OWN_SCHEMAS that are prep-ops' in this database, known by the objects prep-ops made there:
+    a database's own `audit` or `masked` schema is one of its user schemas like any other."""
+    return tuple(name for name, in conn.execute(load("catalog", "own_schemas"), {"names": list(OWN_SCHEMAS)}))
+
+
+def foreign_audit_schema(conn: psycopg.Connection) -> str:
+    """Why prep-ops' audit log cannot be made here ("" when it can): a schema `audit` of the database's own."""
+    taken = (conn.execute("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = 'audit')").fetchone()[0]
+             and "audit" not in own_schemas(conn))
+    return ("schema audit is the database's own (no prep-ops audit log in it), and prep-ops' audit log "
+            "needs that name: not made") if taken else ""
+
+
+def user_schemas(conn: psycopg.Connection, *, excluded: Iterable[str] | None = None, grantable: bool = False) -> list[str]:
     """The schemas holding the database's own objects, public first: not the system schemas, not one an
-    extension made, not prep-ops' own (`excluded`); with `grantable`, only those the connecting role may
-    grant in (public, a schema of a role it is or is a member of; all for a superuser)."""
+    extension made, not prep-ops' own (`excluded`; None: own_schemas); with `grantable`, only those the
+    connecting role may grant in (public, a schema of a role it is or is a member of; all for a superuser)."""
+    excluded = own_schemas(conn) if excluded is None else excluded
     return [name for name, in conn.execute(load("catalog", "user_schemas"),
                                             {"excluded": list(excluded), "grantable": grantable})]
 

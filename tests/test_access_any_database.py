@@ -183,3 +183,38 @@ def test_prep_ops_own_audit_log_is_never_an_audited_table_nor_the_proof_table(mi
         conn.execute('DROP SCHEMA public CASCADE')
         found = access_scope.scope(conn)
     assert found.proof_table is None or found.proof_table.schema != "audit", found.proof_table
+
+
+def test_a_databases_own_audit_and_masked_schemas_are_user_schemas_like_any_other(sample_copy, role_set):
+    """prep-ops' `audit` and `masked` are known by what prep-ops made there, not by name: a database's
+    own schemas of those names get the read-only grants, their tables may be audited, and prep-ops' audit
+    log, which needs the name `audit`, is refused in one line that says so, changing nothing."""
+    from prep_ops import catalog
+    from prep_ops.errors import AuditLogError
+
+    rs, made = role_set
+    chinook = sample_copy("chinook")
+    made.append(chinook)
+    with db.connect(chinook, autocommit=True) as conn:
+        conn.execute("CREATE SCHEMA audit; CREATE TABLE audit.events (id int PRIMARY KEY, what text); "
+                     "CREATE SCHEMA masked; CREATE VIEW masked.artists AS SELECT 1 AS id")
+        assert catalog.own_schemas(conn) == ()
+        found = access_scope.scope(conn, ["audit.events"])
+        assert {"audit", "masked"} <= set(found.schemas) and found.audited == ()
+        assert found.audit_choice.startswith("schema audit is the database's own")
+        texts = [str(s) for s in roles.plan(conn, rs)]
+        for schema in ('"audit"', '"masked"'):
+            assert f'GRANT SELECT ON ALL TABLES IN SCHEMA {schema} TO "{rs.readonly}"' in texts, texts
+        with pytest.raises(AuditLogError, match="schema audit is the database's own") as refused:
+            audit_log.install(conn, confirm=True)
+        assert "\n" not in str(refused.value)
+        assert conn.execute("SELECT to_regclass('audit.log'), to_regprocedure('audit.log_change()')").fetchone() == (None, None)
+
+    # prep-ops' own, once made: never granted by roles-as-code, never audited
+    copy = sample_copy("chinook")
+    with db.connect(copy, autocommit=True) as conn:
+        audit_log.install(conn, confirm=True)
+        assert catalog.own_schemas(conn) == ("audit",)
+        assert "audit" not in access_scope.scope(conn).schemas
+        with pytest.raises(ParameterError, match="never audited"):
+            access_scope.scope(conn, ["audit.log"])
