@@ -101,7 +101,8 @@ def test_a_manifest_pointing_outside_its_folder_is_never_read(seeded, tmp_path):
     rows = backup.check_files(made.path, backup.read_manifest(made.path))
     outside = [r for r in rows if r["object"] == "link"]
     assert outside == [{"object": "link", "check": "file inside the backup", "expected": "inside",
-                        "actual": "leads out of the backup's folder: not read", "passed": False, "skipped": False}]
+                        "actual": "leads out of the backup's folder: not read", "passed": False, "skipped": False,
+                        "note": False}]
     manifest["files"]["/etc/hostname"] = manifest["files"].pop("link")
     mpath.write_text(json.dumps(manifest))
     with pytest.raises(BackupError, match="file '/etc/hostname' is not a name inside the backup's folder"):
