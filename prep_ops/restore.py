@@ -20,9 +20,14 @@ from .manifest import identity, read_manifest, same_database
 from .sqlfiles import load
 
 
-def is_empty(conn: psycopg.Connection) -> bool:
-    """Whether the database holds no user tables at all."""
-    return not objects.tables(conn)
+def _occupied(conn: psycopg.Connection, kind: str) -> str | None:
+    """What a restore of a `kind` backup would replace in this database, in a word ("rows", "tables",
+    "objects": views, routines, types, large objects ...), or None when it would replace nothing. A data
+    backup goes into the target's own schema, so there only rows and large objects count."""
+    others, large_objects = conn.execute(load("restore", "holdings")).fetchone()
+    if kind == "data":
+        return "rows" if _holding_rows(conn) or large_objects else None
+    return "tables" if objects.tables(conn) else "objects" if others or large_objects else None
 
 
 def _holding_rows(conn: psycopg.Connection) -> list[tuple[str, str]]:
@@ -131,8 +136,8 @@ def restore(path: Path, target: Target, *, confirm: bool = False, safety_dir: Pa
     emptied first. Returns what was done: restored, into, kind, safety_backup, replaced, removed.
 
     1. The backup is checked against its manifest and its table of contents before anything is touched.
-    2. A target that holds tables (full, schema) or rows (data), or is the backup's source, is replaced
-       only with `confirm`, and a safety backup of it (full, custom format, in `safety_dir`) comes first.
+    2. A target that holds anything (full, schema: tables, views, routines, types, large objects ...)
+       or rows or large objects (data), or is the backup's source, is replaced only with `confirm`, and a safety backup of it (full, custom format, in `safety_dir`) comes first.
     3. The backup is restored into a new database beside the target, prep_ops_restore_<run id>_<target>,
        with the target's owner, encoding and locale (a data backup into the target's own schema, dumped
        now). Its row counts and checksums (a schema backup: its objects) must equal the manifest.
@@ -155,13 +160,13 @@ def restore(path: Path, target: Target, *, confirm: bool = False, safety_dir: Pa
         preflight(path, manifest, target, major=major)  # before anything is touched
         with snapshot(conn):
             its_source = same_database(identity(conn), manifest["source"])
-            occupied = bool(_holding_rows(conn)) if manifest["kind"] == "data" else not is_empty(conn)
+            held = _occupied(conn, manifest["kind"])
+            occupied = held is not None
     if its_source and not confirm:
         raise ConfirmationRequired(f"{target.database} is the database this backup was taken from; restoring over it "
                                    "replaces it: pass --confirm (confirm=True in a notebook)")
     if occupied and not confirm:
-        what = "rows" if manifest["kind"] == "data" else "tables"
-        raise ConfirmationRequired(f"{target.database} already holds {what}; restoring replaces them: pass --confirm "
+        raise ConfirmationRequired(f"{target.database} already holds {held}; restoring replaces them: pass --confirm "
                                    "(confirm=True in a notebook); a safety backup is taken first")
     require_change(target, confirm, f"restoring {path.name} into it")
     admin_db = "postgres" if target.database != "postgres" else "template1"

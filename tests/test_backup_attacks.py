@@ -247,6 +247,33 @@ def test_restore_swaps_only_after_a_complete_load(seeded, occupied, server, tmp_
     assert done["replaced"] in again["removed"] and _oid(server, done["replaced"]) is None
 
 
+def test_restore_over_a_database_without_tables_but_with_views_routines_and_large_objects_needs_confirm(
+        seeded, server, tmp_path):
+    """No table is not nothing: a view, a function, a materialized view's rows and a large object are data a
+    restore would throw away, so the target needs confirm, gets a safety backup and is kept as replaced."""
+    target = _create(server)
+    try:
+        with db.connect(target, autocommit=True) as conn:
+            conn.execute("CREATE SCHEMA \"Reports Q1\"")
+            conn.execute("CREATE FUNCTION \"Reports Q1\".answer() RETURNS int LANGUAGE sql AS 'SELECT 42'")
+            conn.execute("CREATE MATERIALIZED VIEW \"Reports Q1\".totals AS SELECT 1234.5 AS amount")
+            conn.execute("SELECT lo_from_bytea(0, 'an audition recording')")
+        made = backup.backup(seeded, "full", "custom", directory=tmp_path)
+        with pytest.raises(ConfirmationRequired, match="already holds"):
+            restore.restore(made.path, target)
+        assert _databases(server, "prep_ops_restore_") == []
+        done = restore.restore(made.path, target, confirm=True, safety_dir=tmp_path / "safety")
+        assert done["safety_backup"] and done["replaced"] and _oid(server, done["replaced"]) is not None
+        with db.connect(server.with_database(done["replaced"])) as kept:
+            assert kept.execute("SELECT \"Reports Q1\".answer(), (SELECT count(*) FROM pg_largeobject_metadata)"
+                                ).fetchone() == (42, 1)
+    finally:
+        with db.connect(server, autocommit=True) as conn:
+            for name, in conn.execute("SELECT datname FROM pg_database WHERE starts_with(datname, %s)",
+                                      (target.database,)).fetchall():
+                conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
 def test_restore_with_sessions_on_the_target_needs_confirm(seeded, server, tmp_path):
     target = _create(server)
     try:
