@@ -46,7 +46,7 @@ from .sqlfiles import load
 # the backup layer's names, importable from here as callers always have
 from .manifest import (FORMATS, KINDS, Backup, backups_dir, check_files, file_hashes, identity, latest,  # noqa: F401
                        listing, manifest_path, of_database, read_manifest, same_database, schema_dump_path,
-                       sha256_of, whose, write_manifest)
+                       sha256_of, surely_same_database, whose, write_manifest)
 
 SCHEMA_SUFFIX = ".schema.dump"  # beside a data-only backup: its schema, from the same snapshot
 # (manifest name, pg_dump --compress value), the preferred first; a bare level is gzip on every pg_dump
@@ -197,13 +197,17 @@ def backup(target: Target, kind: str = "full", fmt: str = "custom", *, directory
 
 
 def prune(directory: Path, source: dict, kind: str, keep: int) -> list[Path]:
-    """Remove all but the newest `keep` backups of the database `source` identifies (same cluster and
-    name) and `kind`; returns what was removed. Another server's backups of a same-named database stay."""
+    """Remove all but the newest `keep` backups of the database `source` identifies (surely the same
+    cluster and name: see manifest.surely_same_database) and `kind`; returns what was removed. Another
+    server's backups of a same-named database stay, and so does one whose cluster is unknown. A data
+    backup's schema dump goes with it only under the name backup() gave it (a manifest is data: the
+    file it names may be another backup)."""
     removed = []
-    for old in of_database(directory, source, kind)[keep:]:
+    ours = [b for b in of_database(directory, source, kind) if surely_same_database(b.manifest["source"], source)]
+    for old in ours[keep:]:
         _remove(old.path)
         companion = schema_dump_path(old.path, old.manifest)
-        if companion is not None:
+        if companion is not None and companion.name == old.path.name + SCHEMA_SUFFIX:
             _remove(companion)
         old.manifest_path.unlink(missing_ok=True)
         removed.append(old.path)

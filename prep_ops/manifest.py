@@ -76,6 +76,19 @@ def same_database(a: dict, b: dict) -> bool:
     return (a.get("address"), a.get("port")) == (b.get("address"), b.get("port"))
 
 
+def surely_same_database(a: dict, b: dict) -> bool:
+    """Whether two identities name the same database of the same cluster beyond doubt, as deleting a
+    backup needs (`same_database` gives a refusal the benefit of the doubt): both carry the cluster's
+    system identifier and they are equal; where neither carries one, both were reached at one TCP address
+    and port. An identity without one beside an identity with one, or two reached over Unix sockets, may
+    be another cluster's database of the same name: not surely the same."""
+    if a["database"] != b["database"]:
+        return False
+    if a.get("system_identifier") or b.get("system_identifier"):
+        return a.get("system_identifier") == b.get("system_identifier")
+    return a.get("address") is not None and (a.get("address"), a.get("port")) == (b.get("address"), b.get("port"))
+
+
 # --- the backups in a folder ----------------------------------------------------------------------
 def listing(directory: Path | None = None) -> list[Backup]:
     """Backups in `directory` that have a valid manifest, newest first."""

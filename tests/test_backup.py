@@ -161,6 +161,32 @@ def test_keep_removes_older_backups(seeded, tmp_path):
     assert len(backup.listing(tmp_path)) == 2 and made.path.exists()
 
 
+def _edit_manifest(made: backup.Backup, change) -> None:
+    manifest = json.loads(made.manifest_path.read_text())
+    change(manifest)
+    made.manifest_path.write_text(json.dumps(manifest))
+
+
+def test_keep_never_prunes_a_backup_whose_cluster_is_unknown(seeded, tmp_path):
+    """A backup taken where the system identifier was hidden (pg_control_system revoked, as on some managed
+    servers) may be another cluster's same-named database behind the same address (an SSH tunnel): --keep
+    cannot tell it is this one's, so it stays."""
+    theirs = backup.backup(seeded, "full", "custom", directory=tmp_path)
+    _edit_manifest(theirs, lambda m: m["source"].update(system_identifier=None))
+    ours = backup.backup(seeded, "full", "custom", directory=tmp_path, keep=1)
+    assert ours.path.exists() and theirs.path.exists() and theirs.manifest_path.exists()
+
+
+def test_keep_removes_only_the_schema_dump_a_data_backup_made_never_another_backup(seeded, tmp_path):
+    """A manifest is data: the schema dump it names is removed with it only when it is that backup's own."""
+    other = backup.backup(seeded, "full", "custom", directory=tmp_path / "f")
+    old = backup.backup(seeded, "data", "custom", directory=tmp_path / "f")
+    _edit_manifest(old, lambda m: m["schema_dump"].update(file=other.path.name))
+    backup.backup(seeded, "data", "custom", directory=tmp_path / "f", keep=1)
+    assert not old.path.exists() and other.path.exists()
+    assert backup.read_manifest(other.path)["kind"] == "full"
+
+
 def test_restore_refuses_a_non_empty_target_without_confirm(seeded, migrated, tmp_path):
     made = backup.backup(seeded, "full", "custom", directory=tmp_path)
     with pytest.raises(ConfirmationRequired, match="already holds tables"):
