@@ -86,6 +86,30 @@ def test_blocked_session_is_reported_with_both_pids(rooms, hold):
     assert not thread.is_alive() and not failures
 
 
+def test_an_idle_blocker_that_no_longer_blocks_is_not_ended(rooms):
+    """Runbook 11 lists the idle blockers, then ends them: a session that committed meanwhile and sits idle
+    in a new transaction blocking nobody (a pooled connection of the application, say) is left alone."""
+    with db.connect(rooms) as holder, db.connect(rooms, autocommit=True) as waiter, \
+            db.connect(rooms, autocommit=True) as conn:
+        holder.execute("UPDATE lesson_rooms SET name = 'Room 101' WHERE id = 1")
+        waiter.execute("SET statement_timeout = '20s'")
+        thread = threading.Thread(target=waiter.execute, args=("UPDATE lesson_rooms SET name = 'Room 102' WHERE id = 1",))
+        thread.start()
+        try:
+            _wait_for(rooms, waiter.info.backend_pid, "wait_event_type = 'Lock'")
+            ending = health.end_sessions(list(health.idle_blockers(conn)["pid"]))
+            assert [a.params["pid"] for a in ending] == [holder.info.backend_pid]
+        finally:
+            holder.commit()
+            thread.join(30)
+        holder.execute("SELECT 1")  # a new transaction, idle, holding nothing anyone waits for
+        _wait_for(rooms, holder.info.backend_pid, "state = 'idle in transaction'")
+        for action in ending:
+            conn.execute(action.statement, action.params)
+        assert holder.execute("SELECT 'still here'").fetchone()[0] == "still here"
+        holder.rollback()
+
+
 def test_idle_transaction_past_its_threshold_warns_with_its_pid(scratch):
     thresholds = health.Thresholds(idle_in_transaction_warn_seconds=1, idle_in_transaction_critical_seconds=60)
     with db.connect(scratch) as idle:
