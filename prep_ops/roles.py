@@ -262,10 +262,20 @@ def plan(conn: psycopg.Connection, roles: RoleSet = RoleSet(), passwords: Mappin
         raise database_error(exc, "planning roles failed", RoleError, hidden=hidden) from None
 
 
+def refuse_changing_current_role(conn: psycopg.Connection, steps: list[Step]) -> None:
+    """RoleError when a step would change the attributes of the role this session runs as: a superuser
+    that the set names (a DBA's superuser called dba) would strip itself of SUPERUSER half way through."""
+    me = conn.execute("SELECT current_user").fetchone()[0]
+    mine = [s.text for s in steps if s.text.startswith(f"ALTER ROLE {sql.Identifier(me).as_string(None)} WITH ")]
+    if mine:
+        raise RoleError(f"`{mine[0]}` would change the role this session runs as ({me}); nothing changed: apply the "
+                        "roles connected as another role, or give the set's roles other names (a prefix)")
+
+
 def apply(conn: psycopg.Connection, roles: RoleSet = RoleSet(), passwords: Mapping[str, "str | Secret"] | None = None,
           *, owner: str | None = None, confirm: bool = False) -> list[Step]:
     """Run the plan in one transaction (all or nothing); returns the steps run. Outside a scratch
-    database, needs `confirm`."""
+    database, needs `confirm`; a plan that changes the connecting role's own attributes is refused."""
     require_change(conn, confirm, "creating roles and grants")
     found = resolve_passwords(passwords)
     hidden = [p.reveal() for p in found.values()]
@@ -276,6 +286,7 @@ def apply(conn: psycopg.Connection, roles: RoleSet = RoleSet(), passwords: Mappi
             planner = _Planner(conn, roles, found, owner)
             steps = planner.plan()
             hidden = planner.hidden
+            refuse_changing_current_role(conn, steps)
             for step in steps:
                 conn.execute(step.statement)
     except psycopg.Error as exc:

@@ -12,7 +12,7 @@ from psycopg import sql
 from prep_ops import audit_log, db, roles, seed
 from prep_ops.incident import breach, breach_response, lockout, passwords
 from prep_ops.incident.drills import security as security_drill
-from prep_ops.errors import ParameterError
+from prep_ops.errors import ParameterError, RoleError
 from prep_ops.incident import Incident
 
 HOSTILE = 'con"tractor; DROP TABLE users; --'
@@ -182,6 +182,22 @@ def test_live_without_confirm_changes_nothing_and_shows_what_it_would_run(school
     assert passwords.weak_passwords(conn, [suspect])["common_password"].tolist() == [True]
     shown = capsys.readouterr().out
     assert "WOULD (confirm=True to run): ALTER ROLE" in shown and "NOLOGIN" in shown and "REVOKE ALL ON TABLE" in shown
+
+
+def test_fix_never_strips_the_role_running_the_runbook_of_its_superuser(school, conn, suspect, baseline, tmp_path):
+    """Live, confirmed, run by a superuser that the baseline names (the DBA's superuser called dba): resetting
+    the baseline would take SUPERUSER from the runbook's own role; refused before anything is revoked."""
+    dba = sql.Identifier(baseline.dba)
+    _as_superuser(school, sql.SQL("ALTER ROLE {} SUPERUSER PASSWORD {}").format(dba, sql.Literal(roles.scram_verifier(WEAK))))
+    before = breach.holdings(conn, suspect)
+    try:
+        with db.connect(roles.login(school, baseline.dba, WEAK), autocommit=True) as as_dba:
+            with pytest.raises(RoleError, match="the role this session runs as"):
+                breach_response.fix(_incident(school, tmp_path, mode="live", confirm=True), as_dba, suspect, baseline)
+        assert conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = %s", (baseline.dba,)).fetchone()[0]
+        assert breach.holdings(conn, suspect).equals(before)
+    finally:
+        _as_superuser(school, sql.SQL("ALTER ROLE {} NOSUPERUSER").format(dba))
 
 
 def test_rotation_saves_generated_passwords_privately_and_never_shows_them(school, conn, suspect, baseline, tmp_path, capsys, monkeypatch):

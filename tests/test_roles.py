@@ -17,7 +17,7 @@ from conftest import judge_as_elsewhere
 from psycopg import sql
 
 from prep_ops import audit_log, db, embedded, masking, migrate, roles
-from prep_ops.errors import ConfirmationRequired, ParameterError, TargetError
+from prep_ops.errors import ConfirmationRequired, ParameterError, RoleError, TargetError
 
 HOSTILE = 'we"ird; DROP TABLE users; --'
 HOSTILE_PASSWORD = "pa'ss\"; word\\ with spaces; DROP ROLE x; --"
@@ -201,6 +201,21 @@ def test_drifted_grants_are_revoked(applied, role_set, passwords, owner):
     assert f'ALTER ROLE "{role_set.app}" WITH NOCREATEDB' in texts
     roles.apply(owner, role_set, passwords)
     assert _allowed(roles.try_access(_as(applied, role_set, "reporter", passwords), "users")) == {"SELECT"}
+
+
+def test_apply_never_strips_the_connecting_role_of_its_superuser(applied, role_set, passwords, owner):
+    """A DBA who logs in as a superuser that the set names (a superuser called dba) and applies the roles
+    would lose SUPERUSER half way through their own session: refused, nothing changed."""
+    dba = sql.Identifier(role_set.dba)
+    owner.execute(sql.SQL("ALTER ROLE {} SUPERUSER").format(dba))
+    try:
+        with db.connect(_as(applied, role_set, "dba", passwords), autocommit=True) as conn:
+            assert f'ALTER ROLE "{role_set.dba}" WITH NOSUPERUSER' in [s.text for s in roles.plan(conn, role_set)]
+            with pytest.raises(RoleError, match=f"the role this session runs as \\({role_set.dba}\\)"):
+                roles.apply(conn, role_set, passwords, confirm=True)
+        assert owner.execute("SELECT rolsuper FROM pg_roles WHERE rolname = %s", (role_set.dba,)).fetchone()[0]
+    finally:
+        owner.execute(sql.SQL("ALTER ROLE {} NOSUPERUSER").format(dba))
 
 
 # --- passwords ------------------------------------------------------------------------------------

@@ -163,11 +163,14 @@ class Fix:
 def fix(inc: Incident, conn: psycopg.Connection, role: str | None, role_set: roles.RoleSet) -> Fix:
     """Revoke everything `role` holds (keeping the role), then reset the baseline (`baseline_plan`, in one
     transaction; statements that change roles themselves are marked server-wide);
-    in live mode without confirm, only show the statements. Without a suspect, change nothing."""
+    in live mode without confirm, only show the statements. Without a suspect, change nothing. A reset
+    that would change the attributes of the role running the runbook is refused before anything runs."""
     if role is None:
         inc.note("no suspect role given, so only assessing: nothing revoked, the baseline not reset "
                  "(06_access_control_audit resets it)")
         return Fix(None, pd.DataFrame(columns=HOLDINGS), baseline_plan(conn, role_set))
+    if inc.may_change:  # before anything is revoked: the reset must not strip the runbook's own role
+        roles.refuse_changing_current_role(conn, baseline_plan(conn, role_set))
     inc.run(revoke_actions(conn, role), conn)
     inc.run([Action(s.text, s.statement, server_wide=server_wide(s.text)) for s in baseline_plan(conn, role_set)], conn)
     return Fix(role, holdings(conn, role), baseline_plan(conn, role_set))
