@@ -181,14 +181,18 @@ def _plan(conn: psycopg.Connection, to: int | None, directory: Path) -> list[Ste
 
 
 def _require_down(conn: psycopg.Connection, steps: list[Step], confirm: bool) -> None:
-    """A down migration may drop columns and tables: over rows of the school's tables, it needs `confirm`."""
+    """A down migration may drop columns and tables: over rows of the school's tables, or entries of the
+    audit log (0006's down drops its schema: the evidence of who changed what), it needs `confirm`."""
     if confirm or not any(s.direction == "down" for s in steps):
         return
     from .sample import LOAD_ORDER  # numpy: only when a down migration is asked for
 
     rows = sum(row_counts(conn, LOAD_ORDER).values())
-    if rows:
-        raise ConfirmationRequired(f"migrating down may drop data ({rows:,} rows in the school's tables); "
+    entries = sum(row_counts(conn, ["log"], "audit").values())
+    held = [text for count, text in ((rows, f"{rows:,} rows in the school's tables"),
+                                     (entries, f"{entries:,} entries of the audit log")) if count]
+    if held:
+        raise ConfirmationRequired(f"migrating down may drop data ({', '.join(held)}); "
                                    "pass --confirm (confirm=True in a notebook) to go ahead")
 
 

@@ -127,6 +127,21 @@ def test_down_migration_over_rows_needs_confirm_even_on_scratch(conn):
     assert [s.version for s in migrate.apply(conn, to=LATEST - 1, confirm=True)] == [LATEST]
 
 
+def test_down_migration_over_audit_log_entries_needs_confirm_even_on_scratch(conn):
+    """The school's tables emptied (by the very breach the log recorded, say): the audit log still holds the
+    evidence, and a down migration past 0006 drops its schema, so it needs confirm as rows do."""
+    from prep_ops import audit_log
+
+    migrate.apply(conn)
+    audit_log.enable(conn)
+    conn.execute("INSERT INTO users (username, email, role) VALUES ('ana', 'ana@unm.edu', 'student')")
+    conn.execute("DELETE FROM users")
+    with pytest.raises(ConfirmationRequired, match=r"may drop data \(2 entries of the audit log\)"):
+        migrate.apply(conn, to=5)
+    assert migrate.current_version(conn) == LATEST
+    assert conn.execute("SELECT count(*) FROM audit.log").fetchone()[0] == 2
+
+
 def test_dropping_the_masked_views_goes_through_the_guard(conn, not_scratch):
     migrate.apply(conn, confirm=True)
     conn.execute("CREATE VIEW masked.users AS SELECT id FROM users")
