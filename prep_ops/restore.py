@@ -3,6 +3,7 @@ and the database-level helpers around it. Checking and loading a dump live in lo
 importable from here as callers always have.
 """
 
+import re
 import subprocess
 import tempfile
 import time
@@ -154,7 +155,7 @@ def restore(path: Path, target: Target, *, confirm: bool = False, safety_dir: Pa
     path = Path(path)
     manifest = read_manifest(path)
     run = scratch.run_id()
-    new, replaced = f"{RESTORING}{run}_{target.database}"[:63], f"{target.database[:63 - 34]}{REPLACED}{run}"
+    new, replaced = _cut(f"{RESTORING}{run}_{target.database}", 63), _replaced_prefix(target) + run
     with connect(target, autocommit=True) as conn:
         major = server_version(conn)
         preflight(path, manifest, target, major=major)  # before anything is touched
@@ -192,14 +193,32 @@ def restore(path: Path, target: Target, *, confirm: bool = False, safety_dir: Pa
             if isinstance(exc, (PrepOpsError, psycopg.Error)):
                 raise BackupError(f"{first_line(exc)}; {target.database} is unchanged ({kept})") from exc
             raise
-        earlier = admin.execute(load("scratch", "unused_databases"), {"prefix": target.database[:29]}).fetchall()
-        removed += [name for name, said in earlier  # what earlier restores into this target replaced
-                    if said == _replaced_comment(target) and name != replaced and _drop_old(admin, name)]
+        earlier = admin.execute(load("scratch", "unused_databases"), {"prefix": _replaced_prefix(target)}).fetchall()
+        removed += [name for name, said in earlier  # what earlier restores into this target replaced, under the
+                    if said == _replaced_comment(target) and name != replaced  # name they gave it: one a DBA
+                    and _replaced_name(target, name) and _drop_old(admin, name)]  # renamed to keep it stays
         if not occupied and not its_source:
             _drop_old(admin, replaced)
             replaced = None
     return {"restored": str(path), "into": target.masked_url, "kind": manifest["kind"],
             "safety_backup": str(safety.path) if safety else None, "replaced": replaced, "removed": removed}
+
+
+def _cut(name: str, size: int) -> str:
+    """`name` cut to at most `size` bytes between two letters: PostgreSQL cuts names at 63 bytes, not letters,
+    and a name cut here is the name the server keeps."""
+    return name.encode()[:size].decode(errors="ignore")
+
+
+def _replaced_prefix(target: Target) -> str:
+    """The name of the database a restore into `target` replaced, before the run id (63 bytes in all)."""
+    return f"{_cut(target.database, 63 - 34)}{REPLACED}"
+
+
+def _replaced_name(target: Target, name: str) -> bool:
+    """Whether `name` is the name a restore into `target` gives the database it replaced (a run id after
+    the prefix: scratch.run_id)."""
+    return re.fullmatch(re.escape(_replaced_prefix(target)) + r"\d{17}_[0-9a-f]{6}", name) is not None
 
 
 def _drop_old(admin: psycopg.Connection, name: str) -> bool:

@@ -274,6 +274,38 @@ def test_restore_over_a_database_without_tables_but_with_views_routines_and_larg
                 conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
+def test_restore_drops_only_what_earlier_restores_replaced_under_their_own_name(seeded, occupied, server, tmp_path):
+    """A DBA keeps a replaced database by renaming it: the next restore into the target leaves it alone."""
+    made = backup.backup(seeded, "full", "custom", directory=tmp_path)
+    done = restore.restore(made.path, occupied, confirm=True, safety_dir=tmp_path / "safety")
+    kept = f"{occupied.database}_before_term"
+    with db.connect(server, autocommit=True) as conn:
+        conn.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(sql.Identifier(done["replaced"]), sql.Identifier(kept)))
+    again = restore.restore(made.path, occupied, confirm=True, safety_dir=tmp_path / "safety")
+    assert kept not in again["removed"] and _oid(server, kept) is not None
+
+
+def test_restore_into_a_database_named_in_several_bytes_per_letter_names_what_it_replaced_as_it_is(
+        seeded, server, tmp_path):
+    """PostgreSQL cuts names at 63 bytes, not letters: the replaced database is reported, kept and later
+    dropped under the name the server gave it."""
+    target = server.with_database(f"prep_ops_test_música_{uuid.uuid4().hex[:10]}")
+    with db.connect(server, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(target.database)))
+    try:
+        made = backup.backup(seeded, "full", "custom", directory=tmp_path)
+        restore.restore_into(made.path, target, made.manifest)
+        done = restore.restore(made.path, target, confirm=True, safety_dir=tmp_path / "safety")
+        assert len(done["replaced"].encode()) <= 63 and _oid(server, done["replaced"]) is not None
+        again = restore.restore(made.path, target, confirm=True, safety_dir=tmp_path / "safety")
+        assert done["replaced"] in again["removed"] and _oid(server, done["replaced"]) is None
+    finally:
+        with db.connect(server, autocommit=True) as conn:
+            for name, in conn.execute("SELECT datname FROM pg_database WHERE starts_with(datname, 'prep_ops_test_música_')"
+                                      ).fetchall():
+                conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
 def test_restore_with_sessions_on_the_target_needs_confirm(seeded, server, tmp_path):
     target = _create(server)
     try:
