@@ -200,6 +200,24 @@ def test_fix_never_strips_the_role_running_the_runbook_of_its_superuser(school, 
         _as_superuser(school, sql.SQL("ALTER ROLE {} NOSUPERUSER").format(dba))
 
 
+def test_a_suspect_named_like_a_kind_of_role_never_gets_that_kind_of_role_s_password(school, conn, baseline, tmp_path,
+                                                                                   monkeypatch):
+    """A suspect role called "Dba!" reads as PREP_OPS_DBA_PASSWORD, the real dba's password: its new one is
+    generated instead, so the compromised role never shares a password with the dba (nor is handed it)."""
+    real = f"the real dba password {uuid.uuid4().hex[:6]}"
+    monkeypatch.setenv(roles.password_variable("dba"), real)
+    crafted = "Dba!"
+    assert passwords.password_variable(crafted, baseline) == "PREP_OPS_DBA_PASSWORD"
+    _as_superuser(school, sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(crafted)))
+    try:
+        rotation = passwords.rotate(_incident(school, tmp_path), conn, [crafted], baseline)
+        assert rotation.sources == {crafted: "generated"} and rotation.rotated == [crafted]
+        stored = conn.execute("SELECT rolpassword FROM pg_authid WHERE rolname = %s", (crafted,)).fetchone()[0]
+        assert not roles.verifier_matches(roles.Secret(real), stored)
+    finally:
+        _as_superuser(school, sql.SQL("DROP ROLE {}").format(sql.Identifier(crafted)))
+
+
 def test_rotation_saves_generated_passwords_privately_and_never_shows_them(school, conn, suspect, baseline, tmp_path, capsys, monkeypatch):
     given = f"given-{uuid.uuid4().hex}"
     monkeypatch.setenv(roles.password_variable("reporter"), given)

@@ -20,7 +20,7 @@ from psycopg import sql
 
 from ..errors import RotationError
 from .record import Action, Incident
-from ..role_set import RoleSet, password_variable
+from ..role_set import KINDS, RoleSet, password_variable
 from ..scram import Secret, encrypt, verifier_matches
 from ..sqlfiles import load
 
@@ -112,19 +112,30 @@ def _write_private(path: Path, passwords: dict[str, Secret]) -> None:
     os.replace(pending, path)
 
 
+def _variable(name: str, role_set: RoleSet) -> str | None:
+    """The variable a new password for `name` may come from: its kind's for a role of `role_set`, its own
+    name's for any other, but never a kind's (a suspect called "Dba!" reads as PREP_OPS_DBA_PASSWORD, the
+    real dba's password); None: generated."""
+    variable = password_variable(name, role_set)
+    if name not in role_set.names.values() and variable in {password_variable(kind) for kind in KINDS}:
+        return None
+    return variable
+
+
 def rotate(inc: Incident, conn: psycopg.Connection, names: list[str], role_set: RoleSet) -> Rotation:
     """New passwords for `names`: from $PREP_OPS_<ROLE>_PASSWORD when set, else generated and saved
     to `passwords_file(inc)` before they are set; applied as SCRAM verifiers (libpq's) in one transaction
     on `conn` (the incident's database). Each is the role's password in every database of the server.
 
     `role_set` names the variables: a role of the set reads its kind's (PREP_OPS_APP_PASSWORD), any
-    other its own name's. A drill passes RoleSet(), so its roles never take the real roles' passwords."""
+    other its own name's, unless that is a kind's (then generated). A drill passes RoleSet(), so its roles
+    never take the real roles' passwords."""
     if not names:
         inc.note("no role needs a new password")
     new, sources = {}, {}
     for name in names:
-        variable = password_variable(name, role_set)
-        given = os.environ.get(variable)
+        variable = _variable(name, role_set)
+        given = os.environ.get(variable) if variable else None
         new[name], sources[name] = (Secret(given), variable) if given else (Secret(secrets.token_urlsafe(24)), "generated")
     stored = dict((r, v) for r, _, v in (_verifiers(conn, names) or []))
     verifiers = {n: encrypt(conn, s, n) for n, s in new.items()}
