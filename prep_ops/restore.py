@@ -85,6 +85,23 @@ def _create_beside(admin: psycopg.Connection, target: Target, name: str) -> None
     admin.execute(sql.SQL("CREATE DATABASE {} ").format(sql.Identifier(name)) + sql.SQL(" ").join(options))
     admin.execute(sql.SQL("COMMENT ON DATABASE {} IS {}").format(sql.Identifier(name),
                                                                sql.Literal(_restoring_comment(target))))
+    _grant_as_on(admin, target.database, name)
+
+
+_DATABASE_PRIVILEGES = {p: sql.SQL(p) for p in ("CONNECT", "CREATE", "TEMPORARY")}  # keywords from here only
+
+
+def _grant_as_on(admin: psycopg.Connection, source: str, name: str) -> None:
+    """Who may connect to, create in and make temporary tables in database `name`: as on `source` (pg_dump
+    leaves database privileges out, and a new database lets PUBLIC connect: a target closed to PUBLIC would
+    come back open to every role of the server)."""
+    grants = admin.execute(load("restore", "grants"), {"name": source}).fetchall()
+    database = sql.Identifier(name)
+    admin.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(database))
+    for grantee, privilege, grantable in grants:
+        admin.execute(sql.SQL("GRANT {} ON DATABASE {} TO {}{}").format(
+            _DATABASE_PRIVILEGES[privilege], database, sql.SQL("PUBLIC") if grantee is None else sql.Identifier(grantee),
+            sql.SQL(" WITH GRANT OPTION") if grantable else sql.SQL("")))
 
 
 def _target_schema(target: Target, major: int, folder: Path) -> Path:
@@ -146,8 +163,9 @@ def restore(path: Path, target: Target, *, confirm: bool = False, safety_dir: Pa
        one → target. That needs no session on the target: with `confirm` the others are ended
        (pg_terminate_backend), without it the restore stops before it starts, saying how many there are.
     5. The replaced database is kept: the quickest way back (rename it) and the writes made after the
-       safety backup. The next successful restore into the same target drops it. Database-level
-       settings and grants (which pg_dump leaves out) stay with it: set them again on the new one.
+       safety backup. The next successful restore into the same target drops it. Who may connect to it
+       (its privileges, which pg_dump leaves out) is given to the new one as it was; database-level
+       settings (ALTER DATABASE ... SET) stay with the replaced one: set them again on the new one.
     A failure at any step drops the new database and leaves the target as it was; a killed restore
     leaves its new database, which the next restore into that target drops. Every outcome, failures
     included, names the safety backup.

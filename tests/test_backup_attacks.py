@@ -306,6 +306,36 @@ def test_restore_into_a_database_named_in_several_bytes_per_letter_names_what_it
                 conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
+def _database_grants(server, name: str) -> set[tuple]:
+    with db.connect(server) as conn:
+        return set(conn.execute("SELECT coalesce(nullif(a.grantee, 0)::regrole::text, 'PUBLIC'), a.privilege_type "
+                                "FROM pg_database d, aclexplode(coalesce(d.datacl, acldefault('d', d.datdba))) a "
+                                "WHERE d.datname = %s AND a.grantee <> d.datdba", (name,)).fetchall())
+
+
+def test_restore_keeps_who_may_connect_to_the_target(seeded, occupied, server, tmp_path):
+    """pg_dump leaves database privileges out: a target that PUBLIC may not connect to must not come back
+    from a restore with CONNECT and TEMPORARY for every role of the server."""
+    reader = f"prep_ops_test_reader_{uuid.uuid4().hex[:6]}"
+    with db.connect(server, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(reader)))
+        conn.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(sql.Identifier(occupied.database)))
+        conn.execute(sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(sql.Identifier(occupied.database),
+                                                                        sql.Identifier(reader)))
+    try:
+        before = _database_grants(server, occupied.database)
+        assert before == {(reader, "CONNECT")}
+        made = backup.backup(seeded, "full", "custom", directory=tmp_path)
+        restore.restore(made.path, occupied, confirm=True, safety_dir=tmp_path / "safety")
+        assert _database_grants(server, occupied.database) == before
+    finally:
+        with db.connect(server, autocommit=True) as conn:
+            for name, in conn.execute("SELECT datname FROM pg_database WHERE starts_with(datname, %s)",
+                                      (occupied.database,)).fetchall():
+                conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+            conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(reader)))
+
+
 def test_restore_with_sessions_on_the_target_needs_confirm(seeded, server, tmp_path):
     target = _create(server)
     try:
