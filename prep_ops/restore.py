@@ -207,9 +207,9 @@ def restore(path: Path, target: Target, *, confirm: bool = False, safety_dir: Pa
                 raise BackupError(f"the restored copy differs from the manifest: {'; '.join(differing[:5])}")
             _swap(admin, target, new, replaced, confirm=confirm)
         except BaseException as exc:  # Ctrl-C too; a kill -9 leaves `new` to the next restore
-            scratch.drop(admin, new)
+            left = _drop_new(admin, new)
             if isinstance(exc, (PrepOpsError, psycopg.Error)):
-                raise BackupError(f"{first_line(exc)}; {target.database} is unchanged ({kept})") from exc
+                raise BackupError(f"{first_line(exc)}; {target.database} is unchanged ({kept}){left}") from exc
             raise
         earlier = admin.execute(load("scratch", "unused_databases"), {"prefix": _replaced_prefix(target)}).fetchall()
         removed += [name for name, said in earlier  # what earlier restores into this target replaced, under the
@@ -220,6 +220,16 @@ def restore(path: Path, target: Target, *, confirm: bool = False, safety_dir: Pa
             replaced = None
     return {"restored": str(path), "into": target.masked_url, "kind": manifest["kind"],
             "safety_backup": str(safety.path) if safety else None, "replaced": replaced, "removed": removed}
+
+
+def _drop_new(admin: psycopg.Connection, name: str) -> str:
+    """Drop the new database of a failed restore: "" when it went, else why it stays until the next restore
+    into the target drops it (the server ended this session, or went down: the failure is still told)."""
+    try:
+        scratch.drop(admin, name)
+        return ""
+    except (PrepOpsError, psycopg.Error) as exc:
+        return f"; {name} stays until the next restore into it ({first_line(exc)})"
 
 
 def _cut(name: str, size: int) -> str:

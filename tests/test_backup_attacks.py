@@ -389,6 +389,26 @@ def test_killed_restore_leaves_target_unchanged(big, occupied, server, tmp_path)
         assert conn.execute("SELECT count(*) FROM students").fetchone()[0] == 20000
 
 
+def test_restore_whose_sessions_the_server_ends_says_the_target_is_unchanged(big, occupied, server, tmp_path):
+    """The server ends the restore's sessions half way (a restart, an administrator): the one line still says
+    the target is unchanged and names the safety backup; the half-loaded copy goes with the next restore."""
+    before, tag = _contents(occupied), uuid.uuid4().hex[:12]
+    process = subprocess.Popen([sys.executable, "-m", "prep_ops", "restore", str(big.path), "--confirm"],
+                               env=cli_env(occupied, PREP_OPS_BACKUP_DIR=str(tmp_path / "safety"), PREP_OPS_RUN_TAG=tag),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    _wait_for(lambda: _loading(server, "prep_ops_restore_"))
+    with db.connect(server, autocommit=True) as conn:
+        conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s "
+                     "OR starts_with(datname, 'prep_ops_restore_')", (f"prep-ops run {tag}",))
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 1 and out == "" and len(err.splitlines()) == 1, err
+    assert f"{occupied.database} is unchanged (safety backup: {tmp_path / 'safety'}" in err
+    assert _contents(occupied) == before
+    left = _databases(server, "prep_ops_restore_")
+    done = restore.restore(big.path, occupied, confirm=True, safety_dir=tmp_path / "safety")
+    assert done["removed"] == left and _databases(server, "prep_ops_restore_") == []
+
+
 def _role_granted(target, tmp_path, role: str) -> backup.Backup:
     """A backup of `target` whose dump grants to `role`, which the server no longer has afterwards."""
     with db.connect(target, autocommit=True) as conn:
