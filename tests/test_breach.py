@@ -255,6 +255,19 @@ def test_check_suspect_refuses_what_would_backfire(school, conn, suspect, baseli
         breach.check_suspect(conn, me, baseline)
 
 
+def test_check_suspect_refuses_the_role_that_logged_in_even_acting_as_another(school, suspect, baseline):
+    """A DBA who logs in as themself and acts as a group role (ALTER ROLE me SET role = admins, or SET ROLE):
+    current_user is the group, but locking out the login role would end the runbook's other sessions and
+    refuse its next connections."""
+    with db.connect(school, autocommit=True) as acting:
+        me = acting.execute("SELECT session_user").fetchone()[0]
+        acting.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(baseline.dba)))
+        assert acting.execute("SELECT current_user").fetchone()[0] == baseline.dba
+        with pytest.raises(ParameterError, match="lock you out"):
+            breach.check_suspect(acting, me, baseline)
+        assert breach.check_suspect(acting, suspect, baseline) == suspect
+
+
 def test_drifted_names_only_the_roles_a_plan_changes(school, conn, baseline):
     _as_superuser(school, sql.SQL("GRANT DELETE ON public.users TO {}").format(sql.Identifier(baseline.analyst)))
     assert breach.drifted(roles.plan(conn, baseline), baseline) == [baseline.analyst]
