@@ -263,13 +263,13 @@ def plan(conn: psycopg.Connection, roles: RoleSet = RoleSet(), passwords: Mappin
 
 
 def refuse_changing_current_role(conn: psycopg.Connection, steps: list[Step]) -> None:
-    """RoleError when a step would change the attributes of the role this session runs as: a superuser
-    that the set names (a DBA's superuser called dba) would strip itself of SUPERUSER half way through."""
-    me = conn.execute("SELECT current_user").fetchone()[0]
-    mine = [s.text for s in steps if s.text.startswith(f"ALTER ROLE {sql.Identifier(me).as_string(None)} WITH ")]
-    if mine:
-        raise RoleError(f"`{mine[0]}` would change the role this session runs as ({me}); nothing changed: apply the "
-                        "roles connected as another role, or give the set's roles other names (a prefix)")
+    """RoleError when a step would change the attributes of the role this session runs as (logged in as, or
+    acting as): a superuser that the set names (a DBA's superuser called dba) would strip itself of SUPERUSER half way through."""
+    for me in dict.fromkeys(conn.execute("SELECT current_user, session_user").fetchone()):  # acting as, logged in as
+        mine = [s.text for s in steps if s.text.startswith(f"ALTER ROLE {sql.Identifier(me).as_string(None)} WITH ")]
+        if mine:
+            raise RoleError(f"`{mine[0]}` would change the role this session runs as ({me}); nothing changed: apply "
+                            "the roles connected as another role, or give the set's roles other names (a prefix)")
 
 
 def apply(conn: psycopg.Connection, roles: RoleSet = RoleSet(), passwords: Mapping[str, "str | Secret"] | None = None,
