@@ -4,7 +4,7 @@ indexes created CONCURRENTLY through the incident record (or only recorded, live
 import pandas as pd
 import pytest
 
-from prep_ops import db, incident, indexes, plans
+from prep_ops import db, incident, indexes, plans, seed
 from prep_ops.incident import performance
 from prep_ops.errors import ParameterError
 
@@ -71,3 +71,19 @@ def test_create_indexes_in_a_drill_creates_them_concurrently(migrated, owner, tm
     assert ran[0].startswith("CREATE INDEX CONCURRENTLY") and ran[1] == 'ANALYZE "tuition_payments"'
     assert performance.missing_indexes(owner, proposed) == []
     assert [e.text for e in drill.events if e.kind == "ran"] == ran
+
+
+def test_an_index_build_a_killed_run_left_invalid_is_built_again_by_the_next(migrated, owner, tmp_path):
+    """CREATE INDEX CONCURRENTLY killed half way leaves the index INVALID under its name, and IF NOT EXISTS
+    would keep it so: the next run drops that leftover first, and the proposed index ends up valid."""
+    seed.seed(owner, students=30, seed=1)
+    proposed = [_advice()]
+    with pytest.raises(Exception, match="could not create unique index"):  # fails half way, as a killed build
+        owner.execute(f"CREATE UNIQUE INDEX CONCURRENTLY {proposed[0].index} ON tuition_payments (method, term)")
+    assert performance.missing_indexes(owner, proposed) == [proposed[0].index]  # there, but INVALID
+    drill = incident.Incident("performance", "test", migrated, mode="drill", directory=tmp_path)
+    ran = performance.create_indexes(drill, owner, proposed)
+    assert ran[0] == f'DROP INDEX CONCURRENTLY IF EXISTS "public"."{proposed[0].index}"'
+    assert performance.missing_indexes(owner, proposed) == []
+    assert not owner.execute("SELECT indisunique FROM pg_index WHERE indexrelid = %s::regclass",
+                             (proposed[0].index,)).fetchone()[0]  # the proposed index, not the leftover

@@ -15,6 +15,7 @@ from psycopg import sql
 
 from .. import health, indexes, plans
 from ..errors import ParameterError
+from ..sqlfiles import load
 from .record import Action, Incident
 from ..health import end_sessions, idle_blockers
 
@@ -180,11 +181,23 @@ def index_actions(proposed: list[indexes.Advice]) -> list[Action]:
     return actions
 
 
+def leftover_drops(conn: psycopg.Connection, proposed: list[indexes.Advice]) -> list[Action]:
+    """DROP INDEX CONCURRENTLY of each proposed index that a killed build left INVALID under its name (no
+    build of it running now): CREATE INDEX ... IF NOT EXISTS would keep the leftover, never valid."""
+    creates = [a for a in proposed if a.kind in indexes.CREATES]
+    left = conn.execute(load("indexes", "leftover_builds"), {"schemas": [a.schema for a in creates],
+                                                            "names": [a.index for a in creates]}).fetchall()
+    statements = [sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(sql.Identifier(schema, name))
+                  for schema, name in left]
+    return [Action(statement.as_string(None), statement) for statement in statements]
+
+
 def create_indexes(incident: Incident, conn: psycopg.Connection, proposed: list[indexes.Advice]) -> list[str]:
     """Step 3: create the proposed indexes CONCURRENTLY and ANALYZE their tables, each statement on
     its own (CONCURRENTLY cannot run inside a transaction), or only record them in live mode without
-    confirm. Returns the statements run."""
-    return incident.run(index_actions(proposed), conn, autocommit=True)
+    confirm; a proposed index that a killed run left INVALID is dropped first, so the step resumes.
+    Returns the statements run."""
+    return incident.run(leftover_drops(conn, proposed) + index_actions(proposed), conn, autocommit=True)
 
 
 def missing_indexes(conn: psycopg.Connection, proposed: list[indexes.Advice]) -> list[str]:
