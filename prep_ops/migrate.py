@@ -32,6 +32,7 @@ from .sqlfiles import load
 
 MIGRATIONS_DIR = PACKAGE_DIR / "migrations"
 LOCK_KEY = 7_130_001  # pg_advisory_lock key for "prep-ops migrate"
+MASKED_SINCE = 7  # migration 0007 makes the schema `masked`: below it, a schema of that name is the database's own
 _FILE = re.compile(r"^(\d{4})_(\w+)\.up\.sql$")
 
 
@@ -241,7 +242,8 @@ def _record_down_checksums(conn: psycopg.Connection, directory: Path) -> None:
 
 def _drop_derived(conn: psycopg.Connection, confirm: bool) -> list[str]:
     """Drop what prep-ops builds on the school's tables and that a down migration would trip over: the
-    masked views of 06_access_control_audit (it recreates them, with the same pseudonyms); returns them."""
+    masked views of 06_access_control_audit (it recreates them, with the same pseudonyms); returns them.
+    Only from migration MASKED_SINCE on: below it, the schema `masked` and its views are the database's own."""
     from .masking import SCHEMA as MASKED
 
     derived = views(conn, MASKED)
@@ -255,7 +257,7 @@ def _run_step(conn: psycopg.Connection, step: Step, migration: Migration, *, fir
               confirm: bool = False) -> None:
     try:
         with conn.transaction():
-            if first and step.direction == "down":
+            if first and step.direction == "down" and step.version >= MASKED_SINCE:
                 _drop_derived(conn, confirm)
             conn.execute(step.sql)
             if step.direction == "up":

@@ -142,6 +142,15 @@ def test_down_migration_over_audit_log_entries_needs_confirm_even_on_scratch(con
     assert conn.execute("SELECT count(*) FROM audit.log").fetchone()[0] == 2
 
 
+def test_a_down_migration_leaves_the_views_of_a_masked_schema_prep_ops_did_not_make(conn):
+    """Below migration 0007 a schema called masked is the database's own: a down migration never drops its views."""
+    migrate.apply(conn, to=6)
+    conn.execute("CREATE SCHEMA masked")
+    conn.execute("CREATE VIEW masked.\"Quarterly report\" AS SELECT 1 AS total")
+    migrate.apply(conn, to=5)
+    assert conn.execute("SELECT to_regclass('masked.\"Quarterly report\"')").fetchone()[0] is not None
+
+
 def test_dropping_the_masked_views_goes_through_the_guard(conn, not_scratch):
     migrate.apply(conn, confirm=True)
     conn.execute("CREATE VIEW masked.users AS SELECT id FROM users")
