@@ -274,6 +274,22 @@ def test_restore_over_a_database_without_tables_but_with_views_routines_and_larg
                 conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
+def test_restore_over_a_database_holding_only_a_foreign_server_and_its_user_mapping_needs_confirm(seeded, server, tmp_path):
+    """A foreign server with a user mapping (its password) is no table either, and as much the database's."""
+    target = _create(server)
+    try:
+        with db.connect(target, autocommit=True) as conn:
+            conn.execute("CREATE FOREIGN DATA WRAPPER \"ledger wrapper\"")
+            conn.execute("CREATE SERVER \"old ledger\" FOREIGN DATA WRAPPER \"ledger wrapper\"")
+            conn.execute("CREATE USER MAPPING FOR PUBLIC SERVER \"old ledger\" OPTIONS (password 'not in any dump file')")
+        made = backup.backup(seeded, "schema", "custom", directory=tmp_path)
+        with pytest.raises(ConfirmationRequired, match="already holds objects"):
+            restore.restore(made.path, target)
+        assert _databases(server, "prep_ops_restore_") == []
+    finally:
+        _drop(server, target)
+
+
 def test_restore_drops_only_what_earlier_restores_replaced_under_their_own_name(seeded, occupied, server, tmp_path):
     """A DBA keeps a replaced database by renaming it: the next restore into the target leaves it alone."""
     made = backup.backup(seeded, "full", "custom", directory=tmp_path)

@@ -1,7 +1,8 @@
 -- What this database holds that a restore over it would throw away, beyond user tables (read by
 -- objects.tables): any other user relation (view, materialized view, sequence, foreign table,
--- composite type), routine, domain, enum or range type, or schema besides public, an extension's
--- own objects aside; and, apart, whether it holds large objects (data no table shows).
+-- composite type), routine, domain, enum or range type, schema besides public, foreign-data wrapper,
+-- foreign server (with its user mappings), publication or event trigger, an extension's own objects
+-- aside; and, apart, whether it holds large objects (data no table shows).
 SELECT EXISTS (SELECT 1 FROM pg_namespace n
                WHERE n.nspname NOT IN ('public', 'information_schema') AND n.nspname NOT LIKE 'pg\_%'
                  AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_namespace'::regclass
@@ -19,5 +20,13 @@ SELECT EXISTS (SELECT 1 FROM pg_namespace n
                WHERE t.typtype IN ('d', 'e', 'r')
                  AND n.nspname NOT IN ('pg_catalog', 'information_schema')
                  AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_type'::regclass
-                                   AND d.objid = t.oid AND d.deptype = 'e')) AS other_objects,
+                                   AND d.objid = t.oid AND d.deptype = 'e'))
+    OR EXISTS (SELECT 1 FROM pg_foreign_data_wrapper w
+               WHERE NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_foreign_data_wrapper'::regclass
+                                   AND d.objid = w.oid AND d.deptype = 'e'))
+    OR EXISTS (SELECT 1 FROM pg_foreign_server)
+    OR EXISTS (SELECT 1 FROM pg_publication)
+    OR EXISTS (SELECT 1 FROM pg_event_trigger e
+               WHERE NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_event_trigger'::regclass
+                                   AND d.objid = e.oid AND d.deptype = 'e')) AS other_objects,
        EXISTS (SELECT 1 FROM pg_largeobject_metadata) AS large_objects
