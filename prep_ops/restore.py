@@ -155,7 +155,8 @@ def restore(path: Path, target: Target, *, confirm: bool = False, safety_dir: Pa
 
     1. The backup is checked against its manifest and its table of contents before anything is touched.
     2. A target that holds anything (full, schema: tables, views, routines, types, large objects ...)
-       or rows or large objects (data), or is the backup's source, is replaced only with `confirm`, and a safety backup of it (full, custom format, in `safety_dir`) comes first.
+       or rows or large objects (data), or is the backup's source, is replaced only with `confirm`, and a
+       safety backup of it (full, custom format, in `safety_dir`) comes first.
     3. The backup is restored into a new database beside the target, prep_ops_restore_<run id>_<target>,
        with the target's owner, encoding and locale (a data backup into the target's own schema, dumped
        now). Its row counts and checksums (a schema backup: its objects) must equal the manifest.

@@ -27,12 +27,13 @@ HOLDINGS = [*HOLDINGS_SHOWN, "schema", "object", "detail"]
 
 def check_suspect(conn: psycopg.Connection, role: str | None, role_set: roles.RoleSet) -> str | None:
     """`role` when it may be treated as compromised: it exists, is not the role running the runbook (the
-    one it logged in as, nor the one it acts as), and is not one of the baseline's roles (resetting the baseline would let it back in)."""
+    one it logged in as, nor the one it acts as), and is not one of the baseline's roles (resetting the
+    baseline would let it back in)."""
     if role is None:
         return None
     if not role_exists(conn, role):
         raise ParameterError(f"suspect_role: there is no role {role!r} on this server")
-    if conn.execute("SELECT %s IN (current_user, session_user)", (role,)).fetchone()[0]:  # logged in as it, or acting as it
+    if conn.execute("SELECT %s IN (current_user, session_user)", (role,)).fetchone()[0]:  # acting as it, logged in as it
         raise ParameterError(f"suspect_role {role!r} is the role running this runbook: locking it out would lock you out")
     if role in role_set.names.values():
         raise ParameterError(f"suspect_role {role!r} belongs to the roles-as-code baseline, which step 3 resets and so "
