@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from prep_ops import backup, db, health, incident, indexes, plans, runner, scratch
+from prep_ops.incident import performance as incident_performance
 from prep_ops.incident import performance_steps
 from prep_ops.incident.drills import load as workload
 from prep_ops.incident.drills import performance
@@ -108,7 +109,8 @@ def test_live_without_confirm_changes_nothing(tmp_path, incident_id, slowed_down
     with db.connect(target) as conn:
         before = backup.table_checksums(conn)
     dump = schema_dump(target)
-    result = runner.run_one(NOTEBOOK, tmp_path, {"database_url": target.url, "mode": "live", "incident_id": incident_id})
+    result = runner.run_one(NOTEBOOK, tmp_path, {"database_url": target.url, "mode": "live", "incident_id": incident_id,
+                                                 "min_idle_seconds": 0})
     assert result.ok, result.error
     with db.connect(target) as conn:
         assert backup.table_checksums(conn) == before
@@ -131,7 +133,8 @@ def test_live_without_confirm_changes_nothing(tmp_path, incident_id, slowed_down
 def test_live_with_confirm_ends_the_blocker_and_creates_the_index(tmp_path, incident_id, slowed_down):
     target, holder = slowed_down
     result = runner.run_one(NOTEBOOK, tmp_path, {"database_url": target.url, "mode": "live", "confirm": True,
-                                               "query": "payment_history", "incident_id": incident_id})
+                                               "query": "payment_history", "incident_id": incident_id,
+                                               "min_idle_seconds": 0})
     assert result.ok, result.error
     assert _blocking(target).empty and holder.release().startswith("got the lock")
     with db.connect(target, autocommit=True) as conn:
@@ -140,6 +143,37 @@ def test_live_with_confirm_ends_the_blocker_and_creates_the_index(tmp_path, inci
     assert {"no session blocks another", "proposed indexes exist and are valid", "query back under its target time"} <= passed
     report = (incident.incidents_dir() / f"{incident_id}.md").read_text()
     assert f"SELECT pg_terminate_backend({holder.pid});" in report and "Would run" not in report
+
+
+def test_live_never_ends_an_application_between_two_statements_of_its_transaction(slowed_down, incident_id):
+    """A session that has just gone idle in its transaction while another waits on its row is an
+    application between two statements: live with confirm, it is listed and left alone (5 s by default),
+    and the server checks that again as the statement ends it; once idle longer than min_idle_seconds it is ended."""
+    target, holder = slowed_down
+    holder._conn.execute("SELECT 1")  # the application's next statement, in its open transaction: idle again from now
+    run = performance_steps.start(target, "live", incident_id=incident_id, confirm=True, query="payment_history",
+                                  repeats=1)
+    try:
+        assert run.min_idle_seconds == performance_steps.LIVE_MIN_IDLE_SECONDS == 5
+        run.seen = incident_performance.identify(run.inc.conn, None, reported="payment_history", repeats=1)
+        fix = incident_performance.optimise(run.inc.conn, run.seen, run.min_idle_seconds)
+        assert list(fix.blockers["pid"]) == [holder.pid] and fix.to_end.empty and fix.end_blockers == []
+        assert any("left alone (idle under min_idle_seconds = 5)" in line for line in fix.lines())
+        run.inc.run(health.end_sessions([holder.pid], 5))  # as if listed: the server checks the idle time again
+        assert list(_blocking(target)["blocking_pid"]) == [holder.pid]
+        time.sleep(1.2)
+        longer = incident_performance.optimise(run.inc.conn, run.seen, 1.0)
+        assert list(longer.to_end["pid"]) == [holder.pid]
+        run.inc.run(longer.end_blockers)
+        assert _blocking(target).empty
+    finally:
+        run.inc.close()
+
+
+def test_min_idle_seconds_that_is_not_a_number_of_seconds_is_refused(server):
+    for wrong in ("5", -1, True, 10 ** 6):
+        with pytest.raises(ParameterError, match="min_idle_seconds must be a number of seconds"):
+            performance_steps.start(server, "live", min_idle_seconds=wrong)
 
 
 def test_a_failing_step_stops_the_runbook_and_says_what_next(tmp_path, incident_id):
@@ -171,7 +205,7 @@ def _statuses(run) -> dict[str, str]:
 def test_live_steps_with_confirm_end_the_blocker_and_bring_the_query_back(slowed_down, incident_id):
     target, holder = slowed_down
     run = performance_steps.start(target, "live", incident_id=incident_id, confirm=True, query="payment_history",
-                                  target_ms=1000.0, repeats=1)
+                                  target_ms=1000.0, repeats=1, min_idle_seconds=0)
     table = performance_steps.identify_bottleneck(run)
     assert run.seen.bottleneck == "payment_history" and "payment_history" in table.index
     assert "selective sequential scan" in performance_steps.optimise(run)["kind"].tolist()
@@ -192,7 +226,8 @@ def test_live_steps_with_confirm_end_the_blocker_and_bring_the_query_back(slowed
 
 def test_live_steps_without_confirm_only_show_and_skip_what_they_did_not_do(slowed_down, incident_id):
     target, holder = slowed_down
-    run = performance_steps.start(target, "live", incident_id=incident_id, query="payment_history", repeats=1)
+    run = performance_steps.start(target, "live", incident_id=incident_id, query="payment_history", repeats=1,
+                                  min_idle_seconds=0)
     performance_steps.identify_bottleneck(run)
     performance_steps.optimise(run)
     assert performance_steps.update_indexes(run) == []

@@ -35,20 +35,22 @@ def blocking(conn: psycopg.Connection) -> pd.DataFrame:
 
 def idle_blockers(conn: psycopg.Connection) -> pd.DataFrame:
     """Sessions that block others while idle in an open transaction: pid, user, seconds the
-    transaction has been open, sessions blocked. (A blocker running a statement may finish: not here.)"""
+    transaction has been open, seconds it has sat idle in it, sessions blocked. (A blocker running a
+    statement may finish: not here.)"""
     blocked = blocking(conn)
     idle = blocked[blocked["blocking_state"].isin(IDLE_IN_TRANSACTION)]
     return (idle.groupby("blocking_pid", sort=False)
             .agg(user=("blocking_user", "first"), transaction_seconds=("blocking_xact_seconds", "max"),
-                 blocked=("blocked_pid", "nunique"))
+                 idle_seconds=("blocking_idle_seconds", "min"), blocked=("blocked_pid", "nunique"))
             .rename_axis("pid").reset_index())
 
 
-def end_sessions(pids: list[int]) -> list[Action]:
-    """The statements that end each of these sessions if it is still idle in a transaction here
-    (for an incident record to run, or only record)."""
+def end_sessions(pids: list[int], min_idle_seconds: float = 0.0) -> list[Action]:
+    """The statements that end each of these sessions if it still blocks a session here while idle in a
+    transaction, and has sat idle at least `min_idle_seconds` (an application between two statements of
+    its transaction is left alone); for an incident record to run, or only record."""
     return [Action(f"SELECT pg_terminate_backend({int(pid)})", sql.SQL(load("health", "end_idle_blocker")),
-                   {"pid": int(pid)}) for pid in pids]
+                   {"pid": int(pid), "min_idle": float(min_idle_seconds)}) for pid in pids]
 
 
 # --- the checks ----------------------------------------------------------------------------------

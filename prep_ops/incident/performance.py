@@ -149,26 +149,34 @@ class Optimisation:
 
     findings: pd.DataFrame
     proposed: list[indexes.Advice]
-    blockers: pd.DataFrame  # see idle_blockers
+    blockers: pd.DataFrame  # see idle_blockers: every one found
+    min_idle_seconds: float = 0.0  # a blocker idle less long is left alone (an application between two statements)
+
+    @property
+    def to_end(self) -> pd.DataFrame:
+        """The blockers idle at least min_idle_seconds: those step 2 ends."""
+        return self.blockers[self.blockers["idle_seconds"] >= self.min_idle_seconds]
 
     @property
     def end_blockers(self) -> list[Action]:
-        return end_sessions(list(self.blockers["pid"]))
+        return end_sessions(list(self.to_end["pid"]), self.min_idle_seconds)
 
     def lines(self) -> list[str]:
         found = [f"{r.node}: {r.kind}: {r.why}" for r in self.findings.itertuples()]
         found += [f"index proposed: {a.statement} ({a.why})" for a in self.proposed] or ["no index proposed"]
-        found += [f"pid {r.pid} ({r.user}) blocks {r.blocked} session(s), idle in a transaction open "
-                  f"{r.transaction_seconds:.0f} s: to be ended" for r in self.blockers.itertuples()] or [
-            "no session blocks another while idle in a transaction"]
+        found += [f"pid {r.pid} ({r.user}) blocks {r.blocked} session(s), idle {r.idle_seconds:.1f} s in a transaction open "
+                  f"{r.transaction_seconds:.0f} s: " + ("to be ended" if r.idle_seconds >= self.min_idle_seconds else
+                                                       f"left alone (idle under min_idle_seconds = {self.min_idle_seconds:g})")
+                  for r in self.blockers.itertuples()] or ["no session blocks another while idle in a transaction"]
         return found
 
 
-def optimise(conn: psycopg.Connection, seen: Identification) -> Optimisation:
-    """Step 2: the bottleneck's findings and candidate indexes, and the statements that end idle blockers."""
+def optimise(conn: psycopg.Connection, seen: Identification, min_idle_seconds: float = 0.0) -> Optimisation:
+    """Step 2: the bottleneck's findings and candidate indexes, and the statements that end the blockers
+    idle at least `min_idle_seconds`."""
     plan = seen.times.plans.get(seen.bottleneck) if seen.bottleneck else None
     found = plans.findings_frame(plan) if plan else pd.DataFrame(columns=["node_id", "node", "kind", "why", "what_to_try"])
-    return Optimisation(found, indexes.candidates(conn, plan) if plan else [], idle_blockers(conn))
+    return Optimisation(found, indexes.candidates(conn, plan) if plan else [], idle_blockers(conn), float(min_idle_seconds))
 
 
 def index_actions(proposed: list[indexes.Advice]) -> list[Action]:

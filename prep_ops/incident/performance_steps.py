@@ -17,6 +17,9 @@ from ..db import Target
 from . import naming, performance
 from .drills import performance as performance_drill
 from .record import Incident, check_mode
+from ..errors import ParameterError
+
+LIVE_MIN_IDLE_SECONDS = 5.0  # live: how long a blocker must have sat idle in its transaction to be ended
 
 
 @dataclass
@@ -30,6 +33,7 @@ class SlowQueries:
     query: str | None           # the query reported slow; None: step 1 finds it
     target_ms: float
     repeats: int
+    min_idle_seconds: float = 0.0  # a blocker idle in its transaction less long is left alone
     seen: performance.Identification | None = None
     fix: performance.Optimisation | None = None
     after: performance.QueryTimes | None = None
@@ -40,9 +44,16 @@ class SlowQueries:
 
 def start(target: Target, mode: str = "drill", *, incident_id: str | None = None, confirm: bool = False,
           query: str | None = None, target_ms: float = 1.0, repeats: int = 5, drill_students: int = 30_000,
-          load_seconds: float = 30, sessions: int = 4) -> SlowQueries:
-    """The drill made (mode="drill") or the target taken (live), and the incident opened."""
+          load_seconds: float = 30, sessions: int = 4, min_idle_seconds: float | None = None) -> SlowQueries:
+    """The drill made (mode="drill") or the target taken (live), and the incident opened. `min_idle_seconds`:
+    live, a session blocking others is ended only once it has sat idle in its transaction this long (None:
+    LIVE_MIN_IDLE_SECONDS), so an application between two statements of a transaction is left alone; the
+    drill's own lock holder is ended at once (None: 0)."""
     check_mode(mode)
+    if min_idle_seconds is None:
+        min_idle_seconds = 0.0 if mode == "drill" else LIVE_MIN_IDLE_SECONDS
+    if not isinstance(min_idle_seconds, (int, float)) or isinstance(min_idle_seconds, bool) or not 0 <= min_idle_seconds < 86400:
+        raise ParameterError(f"min_idle_seconds must be a number of seconds from 0 to 86400, not {min_idle_seconds!r}")
     incident_id = naming.check_id(incident_id or naming.new_id("performance"))
     drill = performance_drill.make(target, drill_students, incident_id=incident_id, load_seconds=load_seconds,
                                    sessions=sessions, repeats=repeats) if mode == "drill" else None
@@ -52,7 +63,7 @@ def start(target: Target, mode: str = "drill", *, incident_id: str | None = None
     if drill and drill.swept:
         inc.note(f"removed what killed drills had left: {', '.join(drill.swept)}")
     inc.fact("drill" if drill else "live", drill.summary if drill else "observing the target; changes only with confirm=True")
-    return SlowQueries(inc, work_on, drill, query, float(target_ms), int(repeats))
+    return SlowQueries(inc, work_on, drill, query, float(target_ms), int(repeats), float(min_idle_seconds))
 
 
 def identify_bottleneck(run: SlowQueries) -> pd.DataFrame:
@@ -79,15 +90,17 @@ def optimise(run: SlowQueries) -> pd.DataFrame:
     inc = run.inc
     with inc.step(2, "Optimise", next_if_failed="EXPLAIN the query by hand (03_query_plan_analysis); end a blocking "
                                                  "session yourself with SELECT pg_terminate_backend(pid)"):
-        run.fix = fix = performance.optimise(inc.conn, run.seen)
+        run.fix = fix = performance.optimise(inc.conn, run.seen, run.min_idle_seconds)
         for line in fix.lines():
             inc.found(line)
         inc.run(fix.end_blockers)
         inc.check("an index is proposed for the bottleneck", bool(fix.proposed), f"{len(fix.proposed)} proposed",
                   must_hold=inc.mode == "drill", fix="the plan has no scan an index would fix: see its findings")
         inc.check("no session blocks another", (blocked := health.blocking(inc.conn)).empty,  # the detail says what was checked
-                  f"{blocked['blocked_pid'].nunique()} session(s) blocked now; {len(fix.blockers)} idle blocker(s) found before",
-                  must_hold=inc.may_change, fix="end the blocking sessions (confirm=True)")
+                  f"{blocked['blocked_pid'].nunique()} session(s) blocked now; {len(fix.blockers)} idle blocker(s) found before, "
+                  f"{len(fix.to_end)} idle at least {run.min_idle_seconds:g} s",
+                  must_hold=inc.may_change,
+                  fix="end the blocking sessions (confirm=True); one left alone as idle under min_idle_seconds: run step 2 again")
     return fix.findings
 
 

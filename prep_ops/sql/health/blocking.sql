@@ -6,6 +6,7 @@ SELECT w.pid AS blocked_pid, w.usename AS blocked_user,
        left(w.query, %(width)s) AS blocked_query,
        blocker.pid AS blocking_pid, b.usename AS blocking_user, b.state AS blocking_state,
        extract(epoch FROM now() - b.xact_start)::float8 AS blocking_xact_seconds,
+       extract(epoch FROM now() - b.state_change)::float8 AS blocking_idle_seconds,
        left(b.query, %(width)s) AS blocking_query
 FROM pg_stat_activity w
 CROSS JOIN LATERAL unnest(pg_blocking_pids(w.pid)) AS blocker(pid)
