@@ -1,0 +1,118 @@
+"""A database of hostile shapes nobody here designed (tests/fixtures/odd_shapes.sql): several schemas
+with spaces, dots, quotes and unicode in their names, two-level partitions (one in another schema),
+extensions in a schema of their own, a view and a materialized view, an enum, domains, identity and
+generated columns, inheritance, an unlogged table, row-level security forced on the owner, reserved
+words as columns, tables without primary keys, 1,200 columns, an empty table. Loaded once per module."""
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from prep_ops import backup, db, objects, verify
+
+from conftest import _create, _drop, rehash
+
+FIXTURE = Path(__file__).parent / "fixtures" / "odd_shapes.sql"
+
+
+@pytest.fixture(scope="module")
+def odd(server):
+    """A scratch database holding odd_shapes.sql, dropped at the end of the module. Read it only."""
+    target = _create(server)
+    with db.connect(server) as conn:
+        psql = db.client_program("psql", server, db.server_version(conn))
+    subprocess.run([str(psql), "-X", "-q", "-v", "ON_ERROR_STOP=1", "--dbname", target.url, "-f", str(FIXTURE)],
+                   check=True, capture_output=True, text=True)
+    yield target
+    _drop(server, target)
+
+
+@pytest.fixture(scope="module")
+def taken(odd, tmp_path_factory):
+    """taken(kind, fmt): the backup of the odd database, taken once per module."""
+    made: dict[tuple, backup.Backup] = {}
+    folder = tmp_path_factory.mktemp("odd")
+
+    def get(kind: str, fmt: str) -> backup.Backup:
+        if (kind, fmt) not in made:
+            made[kind, fmt] = backup.backup(odd, kind, fmt, directory=folder)
+        return made[kind, fmt]
+
+    return get
+
+
+def _edited(made: backup.Backup, tmp_path, edit) -> Path:
+    """A copy of a plain backup with `edit` applied to its text and its manifest hash remade."""
+    path = tmp_path / made.path.name
+    shutil.copyfile(made.path, path)
+    shutil.copyfile(backup.manifest_path(made.path), backup.manifest_path(path))
+    text = path.read_text()
+    changed = edit(text)
+    assert changed != text, "the fault was not put in"
+    path.write_text(changed)
+    rehash(path)
+    return path
+
+
+def _drop_line(start):
+    return lambda text: "".join(line for line in text.splitlines(keepends=True) if not line.startswith(start))
+
+
+# a fault that leaves every row and column in place, and what verification must name
+SCHEMA_FAULTS = {
+    "row security no longer enabled": (_drop_line('ALTER TABLE "Sales"."Secret" ENABLE ROW LEVEL SECURITY'),
+                                       'row security "Sales"."Secret"'),
+    "row security no longer forced": (_drop_line('ALTER TABLE ONLY "Sales"."Secret" FORCE ROW LEVEL SECURITY'),
+                                      'row security "Sales"."Secret"'),
+    "policy opened to every row": (lambda t: t.replace("USING ((owner_name = CURRENT_USER))", "USING (true)"),
+                                   'policy "Sales"."Secret"."only mine"'),
+    "domain check loosened": (lambda t: re.sub(r"CHECK \(\(VALUE > \(0\)::numeric\)\)", "CHECK ((VALUE >= (0)::numeric))", t),
+                              'domain "my schema"."positive amount"'),
+    "unlogged table made logged": (lambda t: t.replace('CREATE UNLOGGED TABLE "Sales"."Cache"', 'CREATE TABLE "Sales"."Cache"'),
+                                   'unlogged table "Sales"."Cache"'),
+}
+
+
+@pytest.mark.parametrize("kind", ["full", "schema"])
+@pytest.mark.parametrize("fault", list(SCHEMA_FAULTS))
+def test_a_dump_losing_row_security_a_policy_a_domain_check_or_unlogged_fails_verification(taken, server, tmp_path,
+                                                                                          fault, kind):
+    edit, named = SCHEMA_FAULTS[fault]
+    result = verify.verify(_edited(taken(kind, "plain"), tmp_path, edit), server=server)
+    assert not result.ok, f"{fault}: verification passed"
+    assert named in set(result.failures["object"]), result.failures[["object", "check"]].to_string()
+
+
+@pytest.mark.parametrize("fmt", ["plain", "custom", "directory"])
+@pytest.mark.parametrize("kind", ["full", "schema", "data"])
+def test_an_odd_shapes_backup_verifies_clean_comparing_every_table(taken, kind, fmt):
+    made = taken(kind, fmt)
+    result = verify.verify(made.path)
+    assert result.ok, result.failures.to_string()
+    report = result.report
+    tables = set(made.manifest["tables"])
+    assert {"Sales.Wide", "Sales.Secret", "Sales.Cache", "Sales.Empty", 'quo"te.ta"ble',
+            "my schema.Events 2026-02 all"} <= tables
+    compared = "rows (schema-only: none)" if kind == "schema" else "content checksum"
+    assert set(report.loc[report["check"] == compared, "object"]) == tables
+    if kind != "data":  # the kinds a data-only dump does not carry
+        assert {"row security", "policy", "domain", "unlogged table", "inheritance"} <= set(report["check"])
+
+
+def test_a_manifest_from_before_row_security_was_recorded_is_not_a_false_alarm(taken, tmp_path):
+    made = taken("full", "plain")
+    path = tmp_path / made.path.name
+    shutil.copyfile(made.path, path)
+    manifest = json.loads(backup.manifest_path(made.path).read_text())
+    for kind in objects.LATER_KINDS:
+        del manifest["objects"][kind]
+    backup.manifest_path(path).write_text(json.dumps(manifest))
+    result = verify.verify(path)
+    assert result.ok, result.failures.to_string()
+    skipped = result.skipped
+    assert {"row security", "policy", "domain"} <= set(skipped["check"])
+    assert all("predates" in actual for actual in skipped.loc[skipped["check"] == "policy", "actual"])
