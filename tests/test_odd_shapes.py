@@ -116,3 +116,29 @@ def test_a_manifest_from_before_row_security_was_recorded_is_not_a_false_alarm(t
     skipped = result.skipped
     assert {"row security", "policy", "domain"} <= set(skipped["check"])
     assert all("predates" in actual for actual in skipped.loc[skipped["check"] == "policy", "actual"])
+
+
+@pytest.mark.parametrize("spelling, table", [
+    ('"Sales".animal', ("Sales", "animal")),  # as regclass prints it, and integrity's report shows it
+    ('ünïcødé."Ünïcødé Tåble"', ("ünïcødé", "Ünïcødé Tåble")),
+    ('"my schema"."line item"', ("my schema", "line item")),
+    ('"quo""te"."ta""ble"', ('quo"te', 'ta"ble')),
+    ('"dotted.schema"."dotted.table"', ("dotted.schema", "dotted.table")),
+    ("Sales.Order", ("Sales", "Order")),  # schema.name unquoted, as the listing shows it
+    ("per%cent {brace}", ("public", "per%cent {brace}")),
+])
+def test_a_table_named_in_any_sql_spelling_resolves(odd, spelling, table):
+    from prep_ops import schema
+
+    with db.connect(odd, autocommit=True) as conn:
+        assert [(t.schema, t.name) for t in schema.resolve_tables(conn, [spelling])] == [table]
+
+
+def test_an_unquoted_sql_name_folds_to_lower_case_as_postgresql_does(odd):
+    from prep_ops import schema
+    from prep_ops.errors import ParameterError
+
+    with db.connect(odd, autocommit=True) as conn:
+        with pytest.raises(ParameterError, match="unknown table"):
+            schema.resolve_tables(conn, ['"Sales".ANIMAL_X'])
+        assert [t.name for t in schema.resolve_tables(conn, ['"Sales".ANIMAL'])] == ["animal"]
