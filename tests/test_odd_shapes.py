@@ -142,3 +142,20 @@ def test_an_unquoted_sql_name_folds_to_lower_case_as_postgresql_does(odd):
         with pytest.raises(ParameterError, match="unknown table"):
             schema.resolve_tables(conn, ['"Sales".ANIMAL_X'])
         assert [t.name for t in schema.resolve_tables(conn, ['"Sales".ANIMAL'])] == ["animal"]
+
+
+@pytest.mark.parametrize("where, columns", [
+    ('"Visitor ID" = 42', ("Visitor ID",)),
+    ('"user" = \'u7\' AND "ta""g" > \'t5\'', ("user", 'ta"g')),
+])
+def test_a_selective_scan_filtering_on_quoted_columns_gets_an_index_proposed(odd, where, columns):
+    from psycopg import sql
+
+    from prep_ops import indexes, plans
+
+    with db.connect(odd, autocommit=True) as conn:
+        plan = plans.explain(conn, f'SELECT * FROM "Sales"."Visits" WHERE {where}')
+        proposed = indexes.candidates(conn, plan)
+    assert [(a.schema, a.table, a.columns) for a in proposed] == [("Sales", "Visits", columns)]
+    quoted = sql.SQL(", ").join(map(sql.Identifier, columns)).as_string(None)
+    assert proposed[0].statement.endswith(f'ON "Sales"."Visits" ({quoted})')
