@@ -159,3 +159,29 @@ def test_a_selective_scan_filtering_on_quoted_columns_gets_an_index_proposed(odd
     assert [(a.schema, a.table, a.columns) for a in proposed] == [("Sales", "Visits", columns)]
     quoted = sql.SQL(", ").join(map(sql.Identifier, columns)).as_string(None)
     assert proposed[0].statement.endswith(f'ON "Sales"."Visits" ({quoted})')
+
+
+def test_a_row_text_checksum_sees_every_column_of_a_table_with_a_column_named_t(odd):
+    """The row-text method (manifests made before methods had names) hashes the row `t`; a column
+    named t would be hashed instead of the row, and a change in any other column pass unseen."""
+    from prep_ops import checksums
+
+    with db.connect(odd) as conn:
+        before = checksums.table_checksums(conn, checksums.ROW_TEXT)["Sales.Pairs"]
+        conn.execute('UPDATE "Sales"."Pairs" SET "T" = "T" + 10')
+        after = checksums.table_checksums(conn, checksums.ROW_TEXT)["Sales.Pairs"]
+        conn.rollback()
+    assert before["rows"] == after["rows"] == 2 and before["checksum"] != after["checksum"]
+
+
+def test_a_changed_row_of_a_table_with_a_column_named_t_is_found_by_its_row_hash(odd):
+    from prep_ops.incident import recovery
+
+    with db.connect(odd) as conn:
+        before = recovery.row_hashes(conn, "Sales.Pairs", ["id"])
+        conn.execute('UPDATE "Sales"."Pairs" SET "T" = "T" + 10 WHERE id = 1')
+        after = recovery.row_hashes(conn, "Sales.Pairs", ["id"])
+        conn.rollback()
+    before, after = before.set_index("id")["row_hash"], after.set_index("id")["row_hash"]
+    assert before[1] != before[2]  # the same t, different rows
+    assert before[1] != after[1] and before[2] == after[2]
