@@ -185,3 +185,12 @@ def test_a_changed_row_of_a_table_with_a_column_named_t_is_found_by_its_row_hash
     before, after = before.set_index("id")["row_hash"], after.set_index("id")["row_hash"]
     assert before[1] != before[2]  # the same t, different rows
     assert before[1] != after[1] and before[2] == after[2]
+
+
+def test_stale_statistics_of_a_table_outside_public_are_found_with_an_analyze_that_names_it(odd):
+    from prep_ops import plans
+
+    with db.connect(odd, autocommit=True) as conn:
+        plan = plans.explain(conn, 'SELECT count(*) FROM "Sales"."Stale Stats"')
+    stale = [f for f in plans.findings(plan) if f.kind == "stale statistics"]
+    assert [f.what_to_try for f in stale] == ['ANALYZE "Sales"."Stale Stats"']
