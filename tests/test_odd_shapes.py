@@ -194,3 +194,26 @@ def test_stale_statistics_of_a_table_outside_public_are_found_with_an_analyze_th
         plan = plans.explain(conn, 'SELECT count(*) FROM "Sales"."Stale Stats"')
     stale = [f for f in plans.findings(plan) if f.kind == "stale statistics"]
     assert [f.what_to_try for f in stale] == ['ANALYZE "Sales"."Stale Stats"']
+
+
+def test_an_index_proposed_on_a_long_unicode_column_is_found_in_place_once_created(server, odd):
+    """PostgreSQL cuts a name at 63 bytes, not 63 characters: the proposal's name must be the one the
+    catalog keeps, or the index just made is reported missing."""
+    from psycopg import sql
+
+    from prep_ops import indexes, plans
+    from prep_ops.incident import performance
+
+    copy = server.with_database(f"{odd.database}_idx")
+    with db.connect(server, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(copy.database),
+                                                                      sql.Identifier(odd.database)))
+    try:
+        with db.connect(copy, autocommit=True) as conn:
+            plan = plans.explain(conn, 'SELECT * FROM "Sales"."Visits" WHERE "ключ посещения клиента магазина" = 7')
+            proposed = indexes.candidates(conn, plan)
+            assert [a.columns for a in proposed] == [("ключ посещения клиента магазина",)]
+            indexes.apply(conn, proposed, confirm=True)
+            assert performance.missing_indexes(conn, proposed) == []
+    finally:
+        _drop(server, copy)
