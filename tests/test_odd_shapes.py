@@ -217,3 +217,25 @@ def test_an_index_proposed_on_a_long_unicode_column_is_found_in_place_once_creat
             assert performance.missing_indexes(conn, proposed) == []
     finally:
         _drop(server, copy)
+
+
+def test_the_password_fix_for_a_role_with_spaces_and_quotes_names_it_quoted(server, odd):
+    """psql's \\password reads its argument as SQL names it: unquoted, it would stop at the space."""
+    import uuid
+
+    from psycopg import sql
+
+    from prep_ops import security_audit
+
+    name = f'Odd "Role" ü {uuid.uuid4().hex[:6]}'
+    with db.connect(server, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(name)))
+    try:
+        with db.connect(odd, autocommit=True) as conn:
+            [finding] = [f for f in security_audit.findings(conn)
+                         if f.check == "login without a password" and f.subject == name]
+    finally:
+        with db.connect(server, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(name)))
+    quoted = sql.Identifier(name).as_string(None)
+    assert finding.fix.startswith(f"set one: \\password {quoted} in psql")
