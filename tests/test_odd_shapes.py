@@ -239,3 +239,33 @@ def test_the_password_fix_for_a_role_with_spaces_and_quotes_names_it_quoted(serv
             conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(name)))
     quoted = sql.Identifier(name).as_string(None)
     assert finding.fix.startswith(f"set one: \\password {quoted} in psql")
+
+
+def test_a_backup_refused_by_row_level_security_says_why(server, tmp_path):
+    """pg_dump run by a table's owner under FORCE ROW LEVEL SECURITY stops; its last line of output is
+    only the query it ran ("detail: Query was: COPY ..."), the reason is on the error line before it."""
+    import secrets
+    import uuid
+
+    from psycopg import sql
+
+    from prep_ops.errors import BackupError
+
+    role, password = f"prep_ops_rls_{uuid.uuid4().hex[:8]}", secrets.token_urlsafe(12)
+    with db.connect(server, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(sql.Identifier(role), sql.Literal(password)))
+    target = _create(server)
+    try:
+        with db.connect(target, autocommit=True) as conn:
+            conn.execute(sql.SQL("CREATE TABLE secret (id int, body text); ALTER TABLE secret OWNER TO {}; "
+                                 "ALTER TABLE secret ENABLE ROW LEVEL SECURITY; ALTER TABLE secret FORCE ROW LEVEL SECURITY; "
+                                 "GRANT CONNECT ON DATABASE {} TO {}").format(
+                sql.Identifier(role), sql.Identifier(target.database), sql.Identifier(role)))
+        with pytest.raises(BackupError) as error:
+            backup.backup(target.with_user(role, password), "full", "custom", directory=tmp_path)
+        assert "row-level security" in str(error.value) and "NO FORCE ROW LEVEL SECURITY" in str(error.value)
+        assert "Query was" not in str(error.value)
+    finally:
+        _drop(server, target)
+        with db.connect(server, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
