@@ -269,3 +269,17 @@ def test_a_backup_refused_by_row_level_security_says_why(server, tmp_path):
         _drop(server, target)
         with db.connect(server, autocommit=True) as conn:
             conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+
+
+def test_runbook_11_index_actions_create_and_analyze_in_the_tables_own_schema(odd):
+    """The statements run are those shown: both name "Sales"."Visits", not a Visits the search path finds."""
+    from prep_ops import indexes, plans
+    from prep_ops.incident import performance
+
+    with db.connect(odd, autocommit=True) as conn:
+        plan = plans.explain(conn, 'SELECT * FROM "Sales"."Visits" WHERE "Visitor ID" = 42')
+        actions = performance.index_actions(indexes.candidates(conn, plan))
+    assert [a.statement.as_string(None) for a in actions] == [
+        'CREATE INDEX CONCURRENTLY IF NOT EXISTS "idx_Visits_Visitor ID" ON "Sales"."Visits" ("Visitor ID")',
+        'ANALYZE "Sales"."Visits"']
+    assert [a.text for a in actions] == [a.statement.as_string(None) for a in actions]
