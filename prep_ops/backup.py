@@ -41,7 +41,7 @@ import psycopg
 
 from . import checksums, embedded, objects
 from .db import Target, client_program, conninfo, connect, libpq_url, server_version, snapshot
-from .errors import BackupError, ParameterError
+from .errors import BackupError, ParameterError, program_error
 from .sqlfiles import load
 # the backup layer's names, importable from here as callers always have
 from .manifest import (FORMATS, KINDS, Backup, backups_dir, check_files, file_hashes, identity, latest,  # noqa: F401
@@ -171,7 +171,7 @@ def backup(target: Target, kind: str = "full", fmt: str = "custom", *, directory
         _remove(path)
         _remove(schema)
         dump, err = failed[0]
-        raise BackupError(f"pg_dump failed: {err.strip().splitlines()[-1] if err.strip() else dump.returncode}")
+        raise BackupError(f"pg_dump failed: {program_error(err) if err.strip() else dump.returncode}")
     files = file_hashes(path)
     manifest = {
         "prep_ops_manifest": 1, "kind": kind, "format": fmt, "database": target.database,

@@ -87,6 +87,18 @@ def first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
+def program_error(stderr: str) -> str:
+    """What a client program (pg_dump, pg_restore, psql) says went wrong, in one line: its first error line
+    with the HINT after it, else its last line; "unknown error" when it said nothing. At most 300 characters.
+    Not the last line alone: pg_dump ends with the query it ran ("detail: Query was: COPY ..."), not why."""
+    lines = [line.strip() for line in stderr.strip().splitlines() if line.strip()]
+    at = next((i for i, line in enumerate(lines) if "ERROR" in line or "error" in line), None)
+    if at is None:
+        return (lines[-1] if lines else "unknown error")[:300]
+    hint = next((line for line in lines[at + 1:at + 3] if line.startswith("HINT:")), None)
+    return (lines[at] + (f" ({hint})" if hint else ""))[:300]
+
+
 def masked(text: str, hidden: Iterable[str]) -> str:
     """`text` with each of `hidden` (passwords, verifiers) shown as ***, the longest first."""
     for value in sorted(filter(None, hidden), key=len, reverse=True):

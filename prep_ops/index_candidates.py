@@ -16,7 +16,15 @@ from .plans import Plan, findings
 from .sqlfiles import load
 
 _QUOTED = re.compile(r"'(?:[^']|'')*'")
-_REFERENCE = re.compile(r"(?:\b(\w+)\.)?\b([a-z_][a-z0-9_]*)\b(\)?(?:::[\w ]+)?\)?\s*(=|<>|<=|>=|<|>|~~|IN\b|= ANY))?")
+# a name as the server deparses it: quoted where quote_ident quotes ("Visitor ID", "ta""g", "user"), else bare
+_NAME = r'"(?:[^"]|"")+"|[a-z_][a-z0-9_$]*'
+_REFERENCE = re.compile(rf'(?<![\w"$])(?:({_NAME})\.)?({_NAME})(?![\w"$])'
+                        r"(\)?(?:::[\w ]+)?\)?\s*(=|<>|<=|>=|<|>|~~|IN\b|= ANY))?")
+
+
+def _unquoted(name: str) -> str:
+    """A deparsed name as the catalog spells it."""
+    return name[1:-1].replace('""', '"') if name.startswith('"') else name
 
 
 def _columns_in(expression: str, alias: str | None, columns: set[str]) -> tuple[str, ...]:
@@ -24,6 +32,7 @@ def _columns_in(expression: str, alias: str | None, columns: set[str]) -> tuple[
     text = _QUOTED.sub("''", expression or "")
     equal, other = [], []
     for qualifier, name, _, operator in _REFERENCE.findall(text):
+        qualifier, name = _unquoted(qualifier), _unquoted(name)
         if name not in columns or (qualifier and alias and qualifier != alias):
             continue
         bucket = equal if operator.strip() in ("=", "= ANY", "IN") else other

@@ -65,8 +65,8 @@ def foreign_keys(conn: psycopg.Connection) -> pd.DataFrame:
 
 
 def index_name(table: str, columns: tuple[str, ...]) -> str:
-    """idx_<table>_<columns>, cut to PostgreSQL's 63-byte limit."""
-    return f"idx_{table}_{'_'.join(columns)}"[:63]
+    """idx_<table>_<columns>, cut as PostgreSQL cuts a name: to 63 bytes (UTF-8), at a character's end."""
+    return f"idx_{table}_{'_'.join(columns)}".encode()[:63].decode(errors="ignore")
 
 
 def create_index(table: str, columns: tuple[str, ...], index: str | None = None, schema: str | None = None) -> sql.Composed:

@@ -17,7 +17,7 @@ from pathlib import Path
 from . import backup as backups
 from . import plain_dump
 from .db import Target, client_program, connect, server_version
-from .errors import BackupError
+from .errors import BackupError, program_error
 from .manifest import check_files
 
 TRANSACTION_TIMEOUT = "SET transaction_timeout = 0;"
@@ -55,8 +55,7 @@ def _restore_plain(path: Path, target: Target, major: int) -> None:
 
 
 def _first_error(stderr: str) -> str:
-    lines = [line for line in stderr.strip().splitlines() if "ERROR" in line or "error" in line]
-    return (lines[0] if lines else stderr.strip().splitlines()[-1] if stderr.strip() else "unknown error")[:300]
+    return program_error(stderr)
 
 
 def _restore_archive(path: Path, target: Target, major: int, jobs: int, options: tuple[str, ...] = ()) -> None:

@@ -72,7 +72,7 @@ def findings(plan: Plan) -> list[Finding]:
             node = nodes[nodes["relation"] == relation].iloc[0]
             found.append(_finding(node, "stale statistics",
                                   f"{relation}: {'never analyzed' if never else f'{changed:,} rows changed since the last ANALYZE'}",
-                                  f"ANALYZE {relation}"))
+                                  f"ANALYZE {stat['qualified']}"))
     return found
 
 

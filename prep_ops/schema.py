@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 import psycopg
+import psycopg.errors
 from psycopg import sql
 
 from .db import fetch_frame, snapshot
@@ -85,10 +86,22 @@ def _names_of(table: Table) -> set[str]:
     return {table.qualified, f"{table.schema}.{table.name}"} | ({table.name} if table.schema == "public" else set())
 
 
+def _as_sql_parses(conn: psycopg.Connection, name: str) -> str | None:
+    """`name` read by the server as SQL reads a (schema-qualified) name, in the spelling `_names_of`
+    gives (quoted schema.name, or the bare name); None when it is no such name."""
+    try:
+        with conn.transaction():
+            parts = conn.execute("SELECT parse_ident(%s)", [name]).fetchone()[0]
+    except psycopg.errors.InvalidParameterValue:  # not a valid name in SQL
+        return None
+    return sql.Identifier(*parts).as_string(None) if len(parts) == 2 else parts[0] if len(parts) == 1 else None
+
+
 def resolve_tables(conn: psycopg.Connection, names: str | Iterable[str], *, materialized: bool = False) -> list[Table]:
     """`names` as tables of the database, duplicates dropped, in the order given.
 
-    A table is named as in SQL (`archive.old_rentals`, `"Reporting"."Monthly Sales"`), as schema.name
+    A table is named as in SQL (`archive.old_rentals`, `"Reporting"."Monthly Sales"`, `"Sales".animal`:
+    the server's parse_ident reads it, unquoted parts folded to lower case), as schema.name
     unquoted, or by its name alone: in `public` first (as the default search_path finds it), else in
     the one schema that has it. Anything else is a ParameterError listing the tables of every schema.
     """
@@ -102,6 +115,8 @@ def resolve_tables(conn: psycopg.Connection, names: str | Iterable[str], *, mate
     chosen = []
     for name in wanted:
         found = by_name.get(name, []) if isinstance(name, str) else []
+        if not found and isinstance(name, str):  # any other SQL spelling: "Sales".animal, as regclass prints it
+            found = by_name.get(_as_sql_parses(conn, name), [])
         found = list(dict.fromkeys(found))
         public = [t for t in found if t.schema == "public"]
         if len(found) > 1 and not public:

@@ -173,7 +173,8 @@ def _role_findings(conn, listening: str) -> list[Finding]:
             found.append(Finding("login without a password", severity, r["name"],
                                  "can log in but has no password: it gets in only where pg_hba.conf trusts, or uses "
                                  "peer, ident or certificates" + (" (this server takes no TCP connections)" if listening == "none" else ""),
-                                 f"set one: \\password {r['name']} in psql, or prep-ops roles apply with PREP_OPS_<ROLE>_PASSWORD"))
+                                 "set one: " + _quoted(conn, "\\password {}", role)
+                                 + " in psql, or prep-ops roles apply with PREP_OPS_<ROLE>_PASSWORD"))
         elif r["stored_as"] != "scram-sha-256":
             found.append(Finding("password not SCRAM-hashed", "high", r["name"],
                                  f"password stored as {r['stored_as']}: an md5 hash is replayable and cheap to crack, plain text worse",

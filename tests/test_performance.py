@@ -61,14 +61,14 @@ def test_create_indexes_live_without_confirm_only_records_them(migrated, owner, 
     proposed = [_advice()]
     assert performance.create_indexes(live, owner, proposed) == []
     assert performance.missing_indexes(owner, proposed) == [proposed[0].index]
-    assert [e.text for e in live.events if e.kind == "would"] == [proposed[0].statement, 'ANALYZE "tuition_payments"']
+    assert [e.text for e in live.events if e.kind == "would"] == [proposed[0].statement, 'ANALYZE "public"."tuition_payments"']
 
 
 def test_create_indexes_in_a_drill_creates_them_concurrently(migrated, owner, tmp_path):
     drill = incident.Incident("performance", "test", migrated, mode="drill", directory=tmp_path)
     proposed = [_advice()]
     ran = performance.create_indexes(drill, owner, proposed)
-    assert ran[0].startswith("CREATE INDEX CONCURRENTLY") and ran[1] == 'ANALYZE "tuition_payments"'
+    assert ran[0].startswith("CREATE INDEX CONCURRENTLY") and ran[1] == 'ANALYZE "public"."tuition_payments"'
     assert performance.missing_indexes(owner, proposed) == []
     assert [e.text for e in drill.events if e.kind == "ran"] == ran
 

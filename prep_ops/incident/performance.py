@@ -180,11 +180,12 @@ def optimise(conn: psycopg.Connection, seen: Identification, min_idle_seconds: f
 
 
 def index_actions(proposed: list[indexes.Advice]) -> list[Action]:
-    """CREATE INDEX CONCURRENTLY for each proposed index, then ANALYZE of each table it is on."""
-    actions = [Action(a.statement, indexes.create_index(a.table, a.columns, a.index))
+    """CREATE INDEX CONCURRENTLY for each proposed index, then ANALYZE of each table it is on, each table
+    named in its own schema."""
+    actions = [Action(a.statement, indexes.create_index(a.table, a.columns, a.index, a.schema))
                for a in proposed if a.kind in indexes.CREATES]
-    for table in dict.fromkeys(a.table for a in proposed if a.kind in indexes.CREATES):
-        statement = sql.SQL("ANALYZE {}").format(sql.Identifier(table))
+    for schema, table in dict.fromkeys((a.schema, a.table) for a in proposed if a.kind in indexes.CREATES):
+        statement = sql.SQL("ANALYZE {}").format(sql.Identifier(schema, table))
         actions.append(Action(statement.as_string(None), statement))
     return actions
 

@@ -2,11 +2,15 @@
 -- (kind, name, definition) deparsed by this server. Objects that belong to an extension (created by
 -- CREATE EXTENSION, not by the dump) and the system schemas are left out. Privileges are listed as
 -- grantee:privilege without the owner's own (a restore with --no-owner changes the owner).
+-- Row-level security (enabled, forced), its policies, domains with their constraints, unlogged
+-- tables and classic inheritance are listed too: a restore that loses one changes who sees what,
+-- or what a table accepts, with every row and column still in place.
 WITH user_ns AS (
     SELECT oid, nspname, nspacl, nspowner FROM pg_namespace
     WHERE nspname NOT IN ('pg_catalog', 'information_schema') AND nspname !~ '^pg_(toast|temp_|toast_temp_)'
 ), own_rel AS (
-    SELECT c.oid, c.relkind, c.relacl, c.relowner, c.relispopulated, c.relpartbound,
+    SELECT c.oid, c.relkind, c.relacl, c.relowner, c.relispopulated, c.relpartbound, c.relpersistence,
+           c.relrowsecurity, c.relforcerowsecurity,
            quote_ident(n.nspname) || '.' || quote_ident(c.relname) AS name
     FROM pg_class c JOIN user_ns n ON n.oid = c.relnamespace
     WHERE NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')
@@ -66,3 +70,38 @@ UNION ALL
 SELECT 'comment', r.name || '.' || quote_ident(a.attname), col_description(r.oid, a.attnum)
 FROM own_rel r JOIN pg_attribute a ON a.attrelid = r.oid AND a.attnum > 0 AND NOT a.attisdropped
 WHERE col_description(r.oid, a.attnum) IS NOT NULL
+UNION ALL
+SELECT 'row security', r.name,
+       concat_ws(', ', CASE WHEN r.relrowsecurity THEN 'enabled' END, CASE WHEN r.relforcerowsecurity THEN 'forced' END)
+FROM own_rel r WHERE r.relrowsecurity OR r.relforcerowsecurity
+UNION ALL
+SELECT 'policy', r.name || '.' || quote_ident(p.polname),
+       concat_ws(' ', CASE WHEN p.polpermissive THEN 'permissive' ELSE 'restrictive' END,
+                 'for ' || CASE p.polcmd WHEN 'r' THEN 'select' WHEN 'a' THEN 'insert' WHEN 'w' THEN 'update'
+                                         WHEN 'd' THEN 'delete' ELSE 'all' END,
+                 'to ' || (SELECT string_agg(CASE WHEN g = 0 THEN 'PUBLIC' ELSE pg_get_userbyid(g) END, ', ' ORDER BY 1)
+                           FROM unnest(p.polroles) g),
+                 'using (' || pg_get_expr(p.polqual, p.polrelid) || ')',
+                 'with check (' || pg_get_expr(p.polwithcheck, p.polrelid) || ')')
+FROM own_rel r JOIN pg_policy p ON p.polrelid = r.oid
+UNION ALL
+SELECT 'domain', quote_ident(n.nspname) || '.' || quote_ident(t.typname),
+       concat_ws(' ', format_type(t.typbasetype, t.typtypmod),
+                 CASE WHEN t.typcollation <> 0 AND t.typcollation <> b.typcollation
+                      THEN 'collate ' || t.typcollation::regcollation::text END,
+                 CASE WHEN t.typnotnull THEN 'not null' END,
+                 'default ' || t.typdefault,
+                 (SELECT string_agg(quote_ident(k.conname) || ' ' || pg_get_constraintdef(k.oid), ', ' ORDER BY k.conname)
+                  FROM pg_constraint k WHERE k.contypid = t.oid AND k.contype <> 'n'))
+FROM pg_type t JOIN user_ns n ON n.oid = t.typnamespace JOIN pg_type b ON b.oid = t.typbasetype
+WHERE t.typtype = 'd'
+  AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_type'::regclass AND d.objid = t.oid AND d.deptype = 'e')
+UNION ALL
+SELECT 'unlogged table', r.name, 'unlogged' FROM own_rel r WHERE r.relpersistence = 'u' AND r.relkind IN ('r', 'p')
+UNION ALL
+SELECT 'inheritance', r.name,
+       (SELECT string_agg(quote_ident(pn.nspname) || '.' || quote_ident(pc.relname), ', ' ORDER BY i.inhseqno)
+        FROM pg_inherits i JOIN pg_class pc ON pc.oid = i.inhparent JOIN pg_namespace pn ON pn.oid = pc.relnamespace
+        WHERE i.inhrelid = r.oid)
+FROM own_rel r
+WHERE r.relkind = 'r' AND EXISTS (SELECT 1 FROM pg_inherits i WHERE i.inhrelid = r.oid)

@@ -1,3 +1,4 @@
--- The primary key and a 64-bit hash of the whole row's text, for every row of one table.
-SELECT {keys}, hashtextextended(t::text, 0) AS row_hash
+-- The primary key and a 64-bit hash of the whole row's text, for every row of one table. ROW(t.*),
+-- not t: a bare t is a column where the table has one of that name.
+SELECT {keys}, hashtextextended(ROW(t.*)::text, 0) AS row_hash
 FROM {table} AS t
