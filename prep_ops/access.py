@@ -19,6 +19,17 @@ def login(target: Target, role: str, password: "str | Secret | None" = None) -> 
     return target.with_user(role, reveal(password) if password is not None else None)
 
 
+def login_refused(login_target: Target, role: str, hint: str = "") -> str:
+    """Why the server refuses a session as `role` through `login_target`, in one line ("" when it lets it
+    in): a proof that needs that login cannot run, and says so (SKIP) rather than stop the runbook with a
+    traceback. `hint` (how to give its password) is added to the reason."""
+    try:
+        with connect(login_target):
+            return ""
+    except Exception as exc:  # TargetError for a refused login; whatever else stops it is the reason given
+        return f"{role} cannot log in: {first_line(exc)}" + (f" ({hint})" if hint else "")
+
+
 def try_access(login_target: Target, table: str = "users", *, column: str | None = None,
                schema: str = "public") -> pd.DataFrame:
     """What the logged-in role may do to `table`: each operation is tried and rolled back.

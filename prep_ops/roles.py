@@ -23,12 +23,12 @@ from psycopg.rows import dict_row
 
 from .catalog import existing_roles, role_exists, user_schemas
 from .security_audit import grants as grants_in
-from .db import require_change, server_version, snapshot
+from .db import Target, require_change, server_version, snapshot
 from .errors import ParameterError, RoleError, database_error
 from .sqlfiles import load
 
 # What notebooks and tests reach as prep_ops.roles.<name>, now kept in the modules that hold it.
-from .access import access_summary, login, try_access  # noqa: F401
+from .access import access_summary, login, login_refused, try_access  # noqa: F401
 from .errors import masked as _masked  # noqa: F401
 from .role_set import KINDS, LOGIN_KINDS, RoleSet, password_variable, resolve_passwords  # noqa: F401
 from .scram import SCRAM_ITERATIONS, Secret, encrypt, scram_verifier, verifier_matches  # noqa: F401
@@ -243,6 +243,16 @@ class _Planner:
             if extra:
                 self.add(prefix + sql.SQL("REVOKE {} ON {} FROM {}").format(
                     _privileges(_ordered(object_kind, extra)), objects, sql.Identifier(name)))
+
+
+def login_as(target: Target, roles: RoleSet, kind: str, passwords: Mapping[str, "str | Secret"]) -> tuple[Target, str]:
+    """`target` logging in as the role of `kind` in `roles` with its password from `passwords` (as
+    resolve_passwords gives them), and why the server refuses that login ("" when it lets it in), naming
+    the variable its password comes from when none was given."""
+    role, password = roles.names[kind], passwords.get(kind)
+    found = login(target, role, password)
+    hint = "" if password is not None else f"no password given: set {password_variable(kind)}"
+    return found, login_refused(found, role, hint)
 
 
 def plan(conn: psycopg.Connection, roles: RoleSet = RoleSet(), passwords: Mapping[str, "str | Secret"] | None = None,

@@ -218,3 +218,32 @@ def test_a_databases_own_audit_and_masked_schemas_are_user_schemas_like_any_othe
         assert "audit" not in access_scope.scope(conn).schemas
         with pytest.raises(ParameterError, match="never audited"):
             access_scope.scope(conn, ["audit.log"])
+
+
+def test_runbook_06_without_login_passwords_skips_each_proof_that_needs_a_login(migrated, role_set, tmp_path, monkeypatch):
+    """On a server that asks for passwords, a run with confirm=True on a database not declared scratch
+    and no PREP_OPS_<ROLE>_PASSWORD cannot log in as reporter, analyst or app: each proof that needs the
+    login is SKIP, saying which variable to set, instead of a traceback that stops the runbook."""
+    rs, made = role_set
+    made.append(migrated)
+    with db.connect(migrated, autocommit=True) as conn:
+        probe = f"t{uuid.uuid4().hex[:8]}_nopass"
+        conn.execute(psycopg.sql.SQL("CREATE ROLE {} LOGIN").format(psycopg.sql.Identifier(probe)))
+        try:
+            if not roles.login_refused(roles.login(migrated, probe), probe):
+                pytest.skip("the server under test lets a role without a password log in (the embedded one trusts its socket)")
+        finally:
+            conn.execute(psycopg.sql.SQL("DROP ROLE {}").format(psycopg.sql.Identifier(probe)))
+    monkeypatch.delenv("PREP_OPS_SCRATCH", raising=False)
+    for kind in role_set_module.LOGIN_KINDS:
+        monkeypatch.delenv(role_set_module.password_variable(kind), raising=False)
+    run = runner.run_one(runner.find("06"), tmp_path, {
+        "database_url": migrated.url, "role_prefix": rs.readonly.removesuffix("readonly"), "confirm": True})
+    assert run.ok, run.error
+    checks = _statuses(run)
+    for name, kind in (("reporter is read-only", "REPORTER"), ("analyst cannot read personal columns", "ANALYST"),
+                       ("app cannot read or change the audit log", "APP")):
+        assert checks[name]["status"] == "SKIP", (name, checks[name])
+        assert "cannot log in" in checks[name]["detail"] and f"set PREP_OPS_{kind}_PASSWORD" in checks[name]["detail"]
+    assert checks["roles and grants as wanted (a second plan is empty)"]["status"] == "PASS"
+    assert passes_of_what_was_not_looked_at([run]) == []
