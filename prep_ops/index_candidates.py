@@ -11,7 +11,7 @@ from psycopg import sql
 
 from . import plan_compare, plans
 from .db import require_change, snapshot
-from .indexes import CREATES, Advice, _served, create_index, create_statement, existing, index_name
+from .indexes import CREATES, NOT_PROPOSED, Advice, _served, create_index, create_statement, existing, index_name
 from .plans import Plan, findings
 from .sqlfiles import load
 
@@ -41,15 +41,25 @@ def _columns_in(expression: str, alias: str | None, columns: set[str]) -> tuple[
     return tuple(equal + other)
 
 
-def _table_columns(conn: psycopg.Connection, tables: set[str]) -> dict[str, tuple[str, set[str]]]:
-    """Each relation of a plan: the schema it is in and its columns."""
+def _table_columns(conn: psycopg.Connection, tables: set[str]) -> dict[str, tuple[str, set[str], list[str]]]:
+    """Each relation of a plan: the schema it is in, its columns, and every user schema holding a table
+    of its name (more than one: the plan, which names no schema, does not say which the query read)."""
     rows = conn.execute(load("indexes", "plan_relations"), {"names": sorted(tables)}).fetchall()
-    return {name: (schema, set(columns)) for name, schema, columns in rows}
+    return {name: (schema, set(columns), list(schemas)) for name, schema, columns, schemas in rows}
+
+
+def _in_several_schemas(table: str, schemas: list[str], wanted: tuple[str, ...], why: str) -> Advice:
+    """Advice of an index not proposed: `table` is a table in several schemas, and the plan does not say
+    which the query read (an index on the other would change nothing, and lock a table for nothing)."""
+    return Advice(NOT_PROPOSED, table, "", wanted,
+                  f"{why}; {table} is a table in schemas {', '.join(schemas)} and the plan does not say which this "
+                  "query reads: create the index by hand on that one", "", schema="")
 
 
 def candidates(conn: psycopg.Connection, plan: Plan) -> list[Advice]:
     """Indexes that would serve a slow plan: the filter columns of its selective sequential scans
-    and the join columns of sequential scans on the inner side of joins; none already served."""
+    and the join columns of sequential scans on the inner side of joins; none already served. A table
+    whose name is a table in several schemas gets advice of kind NOT_PROPOSED instead (no statement)."""
     nodes = plan.nodes
     selective = {f.node_id for f in findings(plan) if f.kind in ("selective sequential scan", "nested loop with many loops")}
     scans = nodes[(nodes["node_type"] == "Seq Scan") & nodes["relation"].notna()]
@@ -59,9 +69,10 @@ def candidates(conn: psycopg.Connection, plan: Plan) -> list[Advice]:
         columns_of = _table_columns(conn, set(scans["relation"]))
         indexes = existing(conn)
     proposals: dict[tuple, str] = {}
+    ambiguous: dict[tuple, Advice] = {}
     for _, scan in scans.iterrows():
         table = scan["relation"]
-        schema, known = columns_of.get(table, ("public", set()))
+        schema, known, schemas = columns_of.get(table, ("public", set(), []))
         wanted: tuple[str, ...] = ()
         if scan["id"] in selective:
             wanted = _columns_in(scan["filter"], scan["alias"], known)
@@ -71,12 +82,18 @@ def candidates(conn: psycopg.Connection, plan: Plan) -> list[Advice]:
                 join = nodes[nodes["id"] == parent.iloc[0]["parent"]]
                 if len(join) and (scan["rows_removed_by_filter"] or 0) > (scan["actual_rows"] or 0):
                     wanted = _columns_in(join.iloc[0]["hash_cond"], scan["alias"], known)
-        if not wanted or _served(indexes, table, wanted[:1], schema):
+        if not wanted:
             continue
-        proposals.setdefault((schema, table, wanted), f"{scan['node']} (node {scan['id']}) filters on {', '.join(wanted)}")
+        why = f"{scan['node']} (node {scan['id']}) filters on {', '.join(wanted)}"
+        if len(schemas) > 1:
+            ambiguous.setdefault((table, wanted), _in_several_schemas(table, schemas, wanted, why))
+            continue
+        if _served(indexes, table, wanted[:1], schema):
+            continue
+        proposals.setdefault((schema, table, wanted), why)
     return [Advice("candidate for query", table, index_name(table, cols), cols, why,
                    create_statement(table, cols, schema), schema=schema)
-            for (schema, table, cols), why in proposals.items()]
+            for (schema, table, cols), why in proposals.items()] + list(ambiguous.values())
 
 
 def apply(conn: psycopg.Connection, items: list[Advice], *, confirm: bool = False) -> list[str]:

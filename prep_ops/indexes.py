@@ -31,6 +31,7 @@ from .sqlfiles import load
 
 CREATES = ("missing foreign-key index", "candidate for query")
 DROPS = ("unused", "duplicate", "redundant", "invalid")
+NOT_PROPOSED = "not proposed: table in several schemas"  # advice without a statement: why no index is proposed
 # an index looks unused only after its scans were counted over a whole cycle of the workload (weekly
 # jobs included); PREP_OPS_UNUSED_MIN_DAYS overrides it
 UNUSED_MIN_DAYS = float(os.environ.get("PREP_OPS_UNUSED_MIN_DAYS", "7"))

@@ -107,6 +107,23 @@ def test_candidate_is_not_proposed_again_once_an_index_serves_it(scratch, conn):
     assert indexes.candidates(conn, forced) == []
 
 
+def test_a_table_named_in_several_schemas_gets_no_index_on_the_wrong_one(scratch, conn):
+    """EXPLAIN names a scan's table without its schema: a query of "Sales".v with an empty public.v on the
+    search path would have got its index proposed, and created, on public.v. Advice says why none is
+    proposed instead, with no statement; apply creates nothing. A name in one schema still gets its index."""
+    run(scratch, 'CREATE SCHEMA "Sales"', 'CREATE TABLE "Sales".v (id int, a int)',
+        'INSERT INTO "Sales".v SELECT i, i % 1000 FROM generate_series(1, 50000) i', 'ANALYZE "Sales".v',
+        "CREATE TABLE public.v (id int, a int)")
+    proposed = indexes.candidates(conn, plans.explain(conn, 'SELECT * FROM "Sales".v WHERE a = 3'))
+    assert [(c.kind, c.statement) for c in proposed] == [(indexes.NOT_PROPOSED, "")], proposed
+    assert "v is a table in schemas Sales, public" in proposed[0].why
+    assert indexes.apply(conn, proposed, confirm=True) == []
+    assert conn.execute("SELECT count(*) FROM pg_indexes WHERE tablename = 'v'").fetchone()[0] == 0
+    run(scratch, "DROP TABLE public.v")
+    proposed = indexes.candidates(conn, plans.explain(conn, 'SELECT * FROM "Sales".v WHERE a = 3'))
+    assert [(c.kind, c.schema, c.columns) for c in proposed] == [("candidate for query", "Sales", ("a",))]
+
+
 def test_hostile_table_name_is_quoted(scratch, conn):
     name = 'we"ird; DROP TABLE keep; --'
     run(scratch, "CREATE TABLE keep (id int)")

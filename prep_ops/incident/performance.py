@@ -163,7 +163,8 @@ class Optimisation:
 
     def lines(self) -> list[str]:
         found = [f"{r.node}: {r.kind}: {r.why}" for r in self.findings.itertuples()]
-        found += [f"index proposed: {a.statement} ({a.why})" for a in self.proposed] or ["no index proposed"]
+        found += [f"index proposed: {a.statement} ({a.why})" if a.statement else f"no index proposed: {a.why}"
+                  for a in self.proposed] or ["no index proposed"]
         found += [f"pid {r.pid} ({r.user}) blocks {r.blocked} session(s), idle {r.idle_seconds:.1f} s in a transaction open "
                   f"{r.transaction_seconds:.0f} s: " + ("to be ended" if r.idle_seconds >= self.min_idle_seconds else
                                                        f"left alone (idle under min_idle_seconds = {self.min_idle_seconds:g})")
@@ -177,6 +178,11 @@ def optimise(conn: psycopg.Connection, seen: Identification, min_idle_seconds: f
     plan = seen.times.plans.get(seen.bottleneck) if seen.bottleneck else None
     found = plans.findings_frame(plan) if plan else pd.DataFrame(columns=["node_id", "node", "kind", "why", "what_to_try"])
     return Optimisation(found, indexes.candidates(conn, plan) if plan else [], idle_blockers(conn), float(min_idle_seconds))
+
+
+def creates(proposed: list[indexes.Advice]) -> list[indexes.Advice]:
+    """The proposed indexes that have a statement to create them (not advice of why none is proposed)."""
+    return [a for a in proposed if a.kind in indexes.CREATES]
 
 
 def index_actions(proposed: list[indexes.Advice]) -> list[Action]:
@@ -213,4 +219,4 @@ def missing_indexes(conn: psycopg.Connection, proposed: list[indexes.Advice]) ->
     """The proposed indexes that do not exist, or exist but are not valid."""
     existing = indexes.existing(conn)
     valid = set(existing.loc[existing["is_valid"], "index_name"])
-    return [a.index for a in proposed if a.index not in valid]
+    return [a.index for a in proposed if a.kind in indexes.CREATES and a.index not in valid]

@@ -94,7 +94,8 @@ def optimise(run: SlowQueries) -> pd.DataFrame:
         for line in fix.lines():
             inc.found(line)
         inc.run(fix.end_blockers)
-        inc.check("an index is proposed for the bottleneck", bool(fix.proposed), f"{len(fix.proposed)} proposed",
+        inc.check("an index is proposed for the bottleneck", bool(performance.creates(fix.proposed)),
+                  f"{len(performance.creates(fix.proposed))} proposed",
                   must_hold=inc.mode == "drill", fix="the plan has no scan an index would fix: see its findings")
         inc.check("no session blocks another", (blocked := health.blocking(inc.conn)).empty,  # the detail says what was checked
                   f"{blocked['blocked_pid'].nunique()} session(s) blocked now; {len(fix.blockers)} idle blocker(s) found before, "
@@ -107,7 +108,7 @@ def optimise(run: SlowQueries) -> pd.DataFrame:
 def update_indexes(run: SlowQueries) -> list[str]:
     """Step 3: the proposed indexes created CONCURRENTLY and their tables analysed (live without
     confirm, only shown). Returns the statements run."""
-    inc, proposed = run.inc, run.fix.proposed
+    inc, proposed = run.inc, performance.creates(run.fix.proposed)
     with inc.step(3, "Update indexes", next_if_failed="drop an index left INVALID (DROP INDEX CONCURRENTLY name), "
                                                        "then run the CREATE INDEX CONCURRENTLY above by hand"):
         ran = performance.create_indexes(inc, inc.conn, proposed)
@@ -132,7 +133,7 @@ def monitor_results(run: SlowQueries) -> pd.DataFrame:
         if run.drill:
             inc.found(run.drill.load.report().summary)
         inc.check("query back under its target time", after.ms(seen.bottleneck) < run.target_ms,
-                  f"{seen.headline(after)}; target {run.target_ms:g} ms", must_hold=inc.may_change and bool(run.fix.proposed),
+                  f"{seen.headline(after)}; target {run.target_ms:g} ms", must_hold=inc.may_change and bool(performance.creates(run.fix.proposed)),
                   fix="the fix is not enough: see step 2's findings", skipped="" if seen.bottleneck else "no bottleneck identified")
     return performance.compare_times(seen.times, after)
 
