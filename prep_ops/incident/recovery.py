@@ -210,7 +210,8 @@ def repair_rows(live: psycopg.Connection, source: psycopg.Connection, tables: li
                 live.execute(sql.SQL("CREATE TEMP TABLE {} ON COMMIT DROP AS SELECT {} FROM {} WITH NO DATA").format(
                     staged, cols, sql.Identifier(schema, name)))
                 buffer = io.BytesIO()
-                with source.cursor().copy(sql.SQL("COPY (SELECT {} FROM {}) TO STDOUT (FORMAT binary)").format(
+                # ONLY: an inheritance parent's own rows; its children's are theirs (and its key does not reach them)
+                with source.cursor().copy(sql.SQL("COPY (SELECT {} FROM ONLY {}) TO STDOUT (FORMAT binary)").format(
                         cols, sql.Identifier(schema, name))) as out:
                     for block in out:
                         buffer.write(block)
