@@ -155,7 +155,7 @@ def _flushed(conn: psycopg.Connection, seconds: float = 10.0) -> str:
 
 
 def _filenode(conn: psycopg.Connection, table: str) -> int:
-    schema, name = recovery._split(table)
+    schema, name = recovery._split(conn, table)
     return conn.execute(load("point_in_time", "relfilenode"), {"schema": schema, "table": name}).fetchone()[0]
 
 
@@ -188,7 +188,7 @@ def from_wal(conn: psycopg.Connection, damaged: dict[str, dict[str, set]], start
         if changed:
             keys = recovery.key_columns(conn, table)
             located = sql.SQL(load("point_in_time", "row_locations")).format(
-                keys=sql.SQL(", ").join(map(sql.Identifier, keys)), table=sql.Identifier(*recovery._split(table)))
+                keys=sql.SQL(", ").join(map(sql.Identifier, keys)), table=sql.Identifier(*recovery._split(conn, table)))
             where = {tuple(map(str, k[:-2])): (k[-2], k[-1]) for k in conn.execute(located).fetchall()}
             written = mine[mine["kind"] != "DELETE"].drop_duplicates(["block", "off"], keep="last")
             last = {(b, o): x for b, o, x in written[["block", "off", "xid"]].itertuples(index=False, name=None)}

@@ -128,16 +128,22 @@ def investigate(conn: psycopg.Connection, backup: backups.Backup, *, copy_prefix
     return Damage(assessment, damaged, differences, copy, created)
 
 
-def _split(table: str) -> tuple[str, str]:
-    schema, _, name = table.partition(".")
-    if not name:
+def _split(conn: psycopg.Connection, table: str) -> tuple[str, str]:
+    """(schema, name) of the table a manifest labels `schema.table`, as this database has it: a schema or
+    table name may hold a dot itself (`"dotted.schema".t`), so the label is matched against the catalog,
+    not cut at its first dot. No table, or several that fit: RecoveryError (ParameterError without a dot)."""
+    if "." not in table:
         raise ParameterError(f"tables are named schema.table, not {table!r}")
-    return schema, name
+    found = conn.execute(load("recovery", "table_named"), {"table": table}).fetchall()
+    if len(found) != 1:
+        raise RecoveryError(f"{table} names {'no table' if not found else f'{len(found)} tables'} in "
+                            f"{conn.info.dbname}: " + (", ".join(f"{s!r}.{n!r}" for s, n in found) or "not found"))
+    return found[0]
 
 
 def key_columns(conn: psycopg.Connection, table: str) -> list[str]:
     """The primary-key columns of `table` (schema.table); RecoveryError when it has none."""
-    schema, name = _split(table)
+    schema, name = _split(conn, table)
     keys = [r[0] for r in conn.execute(load("recovery", "primary_key"), {"schema": schema, "table": name}).fetchall()]
     if not keys:
         raise RecoveryError(f"{table} has no primary key, so its rows cannot be matched; restore the whole database instead")
@@ -147,7 +153,7 @@ def key_columns(conn: psycopg.Connection, table: str) -> list[str]:
 def row_hashes(conn: psycopg.Connection, table: str, keys: list[str]) -> pd.DataFrame:
     """Every row of `table`: its `keys` and a 64-bit hash of the whole row's text."""
     query = sql.SQL(load("recovery", "row_hashes")).format(
-        keys=sql.SQL(", ").join(sql.Identifier(k) for k in keys), table=sql.Identifier(*_split(table)))
+        keys=sql.SQL(", ").join(sql.Identifier(k) for k in keys), table=sql.Identifier(*_split(conn, table)))
     with conn.cursor() as cur:
         cur.execute(query)
         return pd.DataFrame(cur.fetchall(), columns=[*keys, "row_hash"])
@@ -200,9 +206,9 @@ def repair_rows(live: psycopg.Connection, source: psycopg.Connection, tables: li
     try:
         with snapshot(source), live.transaction():
             # the upserts fire the tables' triggers as us (a superuser perhaps): none may be another role's code
-            refuse_foreign_triggers(live, [_split(t) for t in tables], "to repair " + ", ".join(tables))
+            refuse_foreign_triggers(live, [_split(live, t) for t in tables], "to repair " + ", ".join(tables))
             for table in _load_order(live, tables):
-                schema, name = _split(table)
+                schema, name = _split(live, table)
                 keys = key_columns(live, table)
                 columns = [r[0] for r in live.execute(load("recovery", "columns"), {"schema": schema, "table": name}).fetchall()]
                 staged = sql.Identifier(f"prep_ops_repair_{name}")
