@@ -207,7 +207,7 @@ def prune(directory: Path, source: dict, kind: str, keep: int) -> list[Path]:
     for old in ours[keep:]:
         _remove(old.path)
         companion = schema_dump_path(old.path, old.manifest)
-        if companion is not None and companion.name == old.path.name + SCHEMA_SUFFIX:
+        if companion is not None and companion == old.path.with_name(old.path.name + SCHEMA_SUFFIX).resolve():  # beside it only
             _remove(companion)
         old.manifest_path.unlink(missing_ok=True)
         removed.append(old.path)

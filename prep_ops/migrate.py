@@ -32,6 +32,7 @@ from .sqlfiles import load
 
 MIGRATIONS_DIR = PACKAGE_DIR / "migrations"
 LOCK_KEY = 7_130_001  # pg_advisory_lock key for "prep-ops migrate"
+AUDIT_LOG_VERSION = 6  # migration 0006 makes the audit log; its down drops it
 MASKED_SINCE = 7  # migration 0007 makes the schema `masked`: below it, a schema of that name is the database's own
 _FILE = re.compile(r"^(\d{4})_(\w+)\.up\.sql$")
 
@@ -189,7 +190,8 @@ def _require_down(conn: psycopg.Connection, steps: list[Step], confirm: bool) ->
     from .sample import LOAD_ORDER  # numpy: only when a down migration is asked for
 
     rows = sum(row_counts(conn, LOAD_ORDER).values())
-    entries = sum(row_counts(conn, ["log"], "audit").values())
+    drops_log = any(s.direction == "down" and s.version == AUDIT_LOG_VERSION for s in steps)
+    entries = sum(row_counts(conn, ["log"], "audit").values()) if drops_log else 0
     held = [text for count, text in ((rows, f"{rows:,} rows in the school's tables"),
                                      (entries, f"{entries:,} entries of the audit log")) if count]
     if held:

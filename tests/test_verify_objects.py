@@ -240,3 +240,31 @@ def test_a_check_without_a_table_to_deparse_it_on_is_not_compared_and_says_why(s
     assert not decision.decided and not decision.equal
     assert decision.why == "not compared: no copy of its table to deparse it on: public.no_such_table is not one " \
                            "table in the restored database"
+
+
+def test_an_in_list_domain_and_a_policy_for_several_roles_verify_clean_and_a_changed_list_fails(server, tmp_path):
+    """A dump and restore writes an IN list on a varchar otherwise (`= ANY ((ARRAY[...])::text[])` comes back
+    as `= ANY (ARRAY[(...)::text, ...])`) and may list a policy's roles in another order: neither is a
+    difference. The domain's list given one more value still fails, naming the domain."""
+    target = _create(server)
+    roles = [f"prep_ops_fx_{uuid.uuid4().hex[:6]}_{n}" for n in ("b", "a")]
+    try:
+        with db.connect(target, autocommit=True) as conn:
+            for role in roles:
+                conn.execute(sql.SQL("CREATE ROLE {}").format(sql.Identifier(role)))
+            conn.execute("CREATE DOMAIN level AS varchar CHECK (VALUE IN ('low', 'high')); "
+                         "CREATE TABLE marks (id int PRIMARY KEY, c varchar, l level); ALTER TABLE marks ENABLE ROW LEVEL SECURITY")
+            conn.execute(sql.SQL("CREATE POLICY seen ON marks TO {}, {} USING (c IN ('x', 'y'))").format(
+                *map(sql.Identifier, roles)))
+        made = backup.backup(target, "full", "plain", directory=tmp_path)
+        result = verify.verify(made.path, server=server)
+        assert result.ok, result.failures.to_string()
+        (tmp_path / "changed").mkdir()
+        changed = _copy_with(made, tmp_path / "changed", lambda t: t.replace("'high'", "'top'"))
+        failed = verify.verify(changed, server=server)
+        assert not failed.ok and "domain public.level" in set(failed.failures["object"]), failed.failures.to_string()
+    finally:
+        _drop(server, target)
+        with db.connect(server, autocommit=True) as conn:
+            for role in roles:
+                conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))

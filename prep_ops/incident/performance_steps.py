@@ -52,7 +52,7 @@ def start(target: Target, mode: str = "drill", *, incident_id: str | None = None
     check_mode(mode)
     if min_idle_seconds is None:
         min_idle_seconds = 0.0 if mode == "drill" else LIVE_MIN_IDLE_SECONDS
-    if not isinstance(min_idle_seconds, (int, float)) or isinstance(min_idle_seconds, bool) or not 0 <= min_idle_seconds < 86400:
+    if not isinstance(min_idle_seconds, (int, float)) or isinstance(min_idle_seconds, bool) or not 0 <= min_idle_seconds <= 86400:
         raise ParameterError(f"min_idle_seconds must be a number of seconds from 0 to 86400, not {min_idle_seconds!r}")
     incident_id = naming.check_id(incident_id or naming.new_id("performance"))
     drill = performance_drill.make(target, drill_students, incident_id=incident_id, load_seconds=load_seconds,
@@ -93,7 +93,7 @@ def optimise(run: SlowQueries) -> pd.DataFrame:
         run.fix = fix = performance.optimise(inc.conn, run.seen, run.min_idle_seconds)
         for line in fix.lines():
             inc.found(line)
-        inc.run(fix.end_blockers)
+        inc.run(fix.end_blockers, autocommit=True)  # each checked again in a statement of its own: fresh pg_stat_activity
         inc.check("an index is proposed for the bottleneck", bool(performance.creates(fix.proposed)),
                   f"{len(performance.creates(fix.proposed))} proposed",
                   must_hold=inc.mode == "drill", fix="the plan has no scan an index would fix: see its findings")

@@ -79,8 +79,9 @@ SELECT 'policy', r.name || '.' || quote_ident(p.polname),
        concat_ws(' ', CASE WHEN p.polpermissive THEN 'permissive' ELSE 'restrictive' END,
                  'for ' || CASE p.polcmd WHEN 'r' THEN 'select' WHEN 'a' THEN 'insert' WHEN 'w' THEN 'update'
                                          WHEN 'd' THEN 'delete' ELSE 'all' END,
-                 'to ' || (SELECT string_agg(CASE WHEN g = 0 THEN 'PUBLIC' ELSE pg_get_userbyid(g) END, ', ' ORDER BY 1)
-                           FROM unnest(p.polroles) g),
+                 'to ' || (SELECT string_agg(x.role, ', ' ORDER BY x.role)  -- by name: a restore may list them otherwise
+                           FROM (SELECT CASE WHEN g = 0 THEN 'PUBLIC' ELSE pg_get_userbyid(g) END AS role
+                                 FROM unnest(p.polroles) g) x),
                  'using (' || pg_get_expr(p.polqual, p.polrelid) || ')',
                  'with check (' || pg_get_expr(p.polwithcheck, p.polrelid) || ')')
 FROM own_rel r JOIN pg_policy p ON p.polrelid = r.oid

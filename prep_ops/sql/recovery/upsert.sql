@@ -6,7 +6,7 @@ WITH written AS (
     OVERRIDING SYSTEM VALUE
     SELECT {columns} FROM {staged}
     ON CONFLICT ({keys}) DO UPDATE SET {assignments}
-    WHERE live::text IS DISTINCT FROM EXCLUDED::text
+    WHERE ROW(live.*)::text IS DISTINCT FROM ROW(EXCLUDED.*)::text  -- the rows, even beside a column named live
     RETURNING (xmax = 0) AS inserted
 )
 SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM written
