@@ -42,8 +42,9 @@ class Scope:
         return "" if self.proof_table else "the database has no table to try writes on"
 
 
-def _audit_tables(conn: psycopg.Connection, audit_tables, school: bool, example: Table | None) -> tuple[list[Table], str]:
-    taken = foreign_audit_schema(conn)
+def _audit_tables(conn: psycopg.Connection, audit_tables, school: bool, example: Table | None,
+                  ours: tuple[str, ...]) -> tuple[list[Table], str]:
+    taken = foreign_audit_schema(conn, ours)
     if taken:
         return [], taken
     if audit_tables is None:
@@ -62,7 +63,7 @@ def _audit_tables(conn: psycopg.Connection, audit_tables, school: bool, example:
         chosen = resolve_tables(conn, names)
     except ParameterError as exc:
         raise ParameterError(f"audit_tables: {exc}") from None
-    own = [t.label for t in chosen if t.schema in own_schemas(conn)]
+    own = [t.label for t in chosen if t.schema in ours]
     if own:
         raise ParameterError(f"audit_tables: {', '.join(own)} belong(s) to prep-ops' own schemas, never audited")
     return chosen, "audit_tables: " + ", ".join(names)
@@ -83,5 +84,5 @@ def scope(conn: psycopg.Connection, audit_tables: "list[str] | str | None" = Non
         proof = Table("public", PROOF_TABLE)
     else:
         proof = plain[0] if plain else None
-    audited, choice = _audit_tables(conn, audit_tables, school, proof)
-    return Scope(school, not_school, tuple(user_schemas(conn, grantable=True)), tuple(audited), choice, proof)
+    audited, choice = _audit_tables(conn, audit_tables, school, proof, ours)
+    return Scope(school, not_school, tuple(user_schemas(conn, excluded=ours, grantable=True)), tuple(audited), choice, proof)

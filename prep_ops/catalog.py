@@ -44,10 +44,11 @@ def own_schemas(conn: psycopg.Connection) -> tuple[str, ...]:
     return tuple(name for name, in conn.execute(load("catalog", "own_schemas"), {"names": list(OWN_SCHEMAS)}))
 
 
-def foreign_audit_schema(conn: psycopg.Connection) -> str:
-    """Why prep-ops' audit log cannot be made here ("" when it can): a schema `audit` of the database's own."""
+def foreign_audit_schema(conn: psycopg.Connection, ours: tuple[str, ...] | None = None) -> str:
+    """Why prep-ops' audit log cannot be made here ("" when it can): a schema `audit` of the database's own.
+    `ours`: own_schemas(conn), when the caller has it already."""
     taken = (conn.execute("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = 'audit')").fetchone()[0]
-             and "audit" not in own_schemas(conn))
+             and "audit" not in (own_schemas(conn) if ours is None else ours))
     return ("schema audit is the database's own (no prep-ops audit log in it), and prep-ops' audit log "
             "needs that name: not made") if taken else ""
 

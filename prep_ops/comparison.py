@@ -6,7 +6,6 @@ Each reads the database through the caller's connection, in one snapshot, and re
 (object, check, expected, actual, passed, skipped) or a summary of them.
 """
 
-import re
 from dataclasses import dataclass
 
 import pandas as pd
@@ -16,18 +15,7 @@ from . import checksums, deparse, objects
 from ._report import row
 from .db import Target, server_version, snapshot
 
-_CAST = re.compile(r"::(character varying|timestamp without time zone|timestamp with time zone|"
-                   r"time without time zone|double precision|bit varying|\"?[a-z_][a-z0-9_]*\"?)(\[\])?")
 VERSION_TABLES = ("public.schema_version", "public.prep_ops_migrations")  # they record the migrations run
-
-
-def _normal(definition: str | None) -> str | None:
-    """An index or (other than CHECK) constraint definition without casts, parentheses and spaces. Never
-    a proof of equality ((a+b)*c and a+(b*c) normalise alike): a definition equal only after this is
-    reported as not compared. CHECK constraints are decided by the restore server instead (deparse)."""
-    if definition is None:
-        return None
-    return re.sub(r"[()\s]", "", _CAST.sub("", definition))
 
 
 def _table_data(table: str, want: dict, got: dict) -> list[dict]:
@@ -52,7 +40,7 @@ def _definition_row(table: str, kind: str, name: str, a: str | None, b: str | No
         if decided.equal:
             return None
         return row(what, kind, a, decided.why, not decided.decided, skipped=not decided.decided)
-    if a and b and _normal(a) == _normal(b):  # equal text is the only proof; this is not one
+    if a and b and objects.without_casts(a) == objects.without_casts(b):  # equal text is the only proof; this is not one
         return row(what, kind, a, "not compared: deparsed differently after the round trip, equal only without "
                    "casts and parentheses", True, skipped=True)
     return row(what, kind, a or "absent", b or "absent", False)

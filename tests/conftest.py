@@ -118,6 +118,27 @@ def rehash(path) -> None:
     mpath.write_text(json.dumps(manifest))
 
 
+def edited_copy(made, folder: Path, edit) -> Path:
+    """A copy in `folder` of the plain backup `made` (a backup.Backup) with `edit` applied to its text and
+    its manifest hash remade (see rehash); the edit must change something."""
+    from prep_ops import backup
+
+    path = folder / made.path.name
+    shutil.copyfile(made.path, path)
+    shutil.copyfile(backup.manifest_path(made.path), backup.manifest_path(path))
+    text = path.read_text()
+    changed = edit(text)
+    assert changed != text, "the fault was not put in"
+    path.write_text(changed)
+    rehash(path)
+    return path
+
+
+def drop_line(start):
+    """An edit for edited_copy: every line starting with `start` (a string or a tuple of them) left out."""
+    return lambda text: "".join(line for line in text.splitlines(keepends=True) if not line.startswith(start))
+
+
 def table_checksum(target: db.Target, table: str) -> str:
     """md5 of a table's rows in id order: equal checksums, equal contents."""
     with db.connect(target) as conn:

@@ -14,7 +14,7 @@ import pytest
 
 from prep_ops import backup, db, objects, verify
 
-from conftest import _create, _drop, rehash
+from conftest import _create, _drop, drop_line, edited_copy
 
 FIXTURE = Path(__file__).parent / "fixtures" / "odd_shapes.sql"
 
@@ -45,28 +45,11 @@ def taken(odd, tmp_path_factory):
     return get
 
 
-def _edited(made: backup.Backup, tmp_path, edit) -> Path:
-    """A copy of a plain backup with `edit` applied to its text and its manifest hash remade."""
-    path = tmp_path / made.path.name
-    shutil.copyfile(made.path, path)
-    shutil.copyfile(backup.manifest_path(made.path), backup.manifest_path(path))
-    text = path.read_text()
-    changed = edit(text)
-    assert changed != text, "the fault was not put in"
-    path.write_text(changed)
-    rehash(path)
-    return path
-
-
-def _drop_line(start):
-    return lambda text: "".join(line for line in text.splitlines(keepends=True) if not line.startswith(start))
-
-
 # a fault that leaves every row and column in place, and what verification must name
 SCHEMA_FAULTS = {
-    "row security no longer enabled": (_drop_line('ALTER TABLE "Sales"."Secret" ENABLE ROW LEVEL SECURITY'),
+    "row security no longer enabled": (drop_line('ALTER TABLE "Sales"."Secret" ENABLE ROW LEVEL SECURITY'),
                                        'row security "Sales"."Secret"'),
-    "row security no longer forced": (_drop_line('ALTER TABLE ONLY "Sales"."Secret" FORCE ROW LEVEL SECURITY'),
+    "row security no longer forced": (drop_line('ALTER TABLE ONLY "Sales"."Secret" FORCE ROW LEVEL SECURITY'),
                                       'row security "Sales"."Secret"'),
     "policy opened to every row": (lambda t: t.replace("USING ((owner_name = CURRENT_USER))", "USING (true)"),
                                    'policy "Sales"."Secret"."only mine"'),
@@ -82,7 +65,7 @@ SCHEMA_FAULTS = {
 def test_a_dump_losing_row_security_a_policy_a_domain_check_or_unlogged_fails_verification(taken, server, tmp_path,
                                                                                           fault, kind):
     edit, named = SCHEMA_FAULTS[fault]
-    result = verify.verify(_edited(taken(kind, "plain"), tmp_path, edit), server=server)
+    result = verify.verify(edited_copy(taken(kind, "plain"), tmp_path, edit), server=server)
     assert not result.ok, f"{fault}: verification passed"
     assert named in set(result.failures["object"]), result.failures[["object", "check"]].to_string()
 

@@ -1,7 +1,6 @@
 """Verify compares every object a dump carries: each fault put into a plain dump (its manifest hash
 remade, as an attacker or a broken tool would) fails verification, naming the object."""
 
-import shutil
 import uuid
 from pathlib import Path
 
@@ -10,7 +9,7 @@ from psycopg import sql
 
 from prep_ops import backup, db, objects, verify
 
-from conftest import _create, _drop, rehash
+from conftest import _create, _drop, drop_line, edited_copy
 
 SCHEMA = (Path(__file__).parent / "fixtures" / "objects_schema.sql").read_text()
 
@@ -34,40 +33,24 @@ def rich(server, tmp_path_factory):
         conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(reader)))
 
 
-def _copy_with(made, tmp_path, edit) -> Path:
-    path = tmp_path / made.path.name
-    shutil.copyfile(made.path, path)
-    shutil.copyfile(backup.manifest_path(made.path), backup.manifest_path(path))
-    text = path.read_text()
-    changed = edit(text)
-    assert changed != text, "the fault was not put in"
-    path.write_text(changed)
-    rehash(path)
-    return path
-
-
-def _drop_line(start):
-    return lambda text: "".join(line for line in text.splitlines(keepends=True) if not line.startswith(start))
-
-
 FAULTS = {
     "sequence reset": (lambda t: t.replace("setval('public.fees_id_seq', 3, true)", "setval('public.fees_id_seq', 1, true)"),
                        "sequence public.fees_id_seq"),
-    "trigger dropped": (_drop_line("CREATE TRIGGER lessons_touch"), "trigger public.lessons.lessons_touch"),
+    "trigger dropped": (drop_line("CREATE TRIGGER lessons_touch"), "trigger public.lessons.lessons_touch"),
     "view changed": (lambda t: t.replace("upper(", "lower("), "view public.lesson_titles"),  # 15 writes lessons.title
     "function body changed": (lambda t: t.replace("NEW.updated := now()", "NEW.updated := clock_timestamp()"),
                               "function public.touch()"),
     "column default changed": (lambda t: t.replace("DEFAULT 'untitled'::text", "DEFAULT 'nameless'::text"),
                                "column default public.lessons.title"),
-    "grant dropped": (_drop_line("GRANT SELECT ON TABLE public.lessons TO"), "privileges public.lessons"),
-    "materialized view left unpopulated": (_drop_line("REFRESH MATERIALIZED VIEW public.lesson_count"),
+    "grant dropped": (drop_line("GRANT SELECT ON TABLE public.lessons TO"), "privileges public.lessons"),
+    "materialized view left unpopulated": (drop_line("REFRESH MATERIALIZED VIEW public.lesson_count"),
                                            "materialized view populated public.lesson_count"),
     "enum label changed": (lambda t: t.replace("'happy'", "'glad'"), "enum public.mood"),
     "comment changed": (lambda t: t.replace("IS 'weekly lessons'", "IS 'monthly lessons'"), "comment public.lessons"),
     "partition bound changed": (lambda t: t.replace("TO ('2027-01-01')", "TO ('2028-01-01')"),
                                 "partition bound public.events_2026"),
-    "schema grant dropped": (_drop_line("GRANT USAGE ON SCHEMA extra TO"), "schema extra"),
-    "extension dropped": (_drop_line(("CREATE EXTENSION IF NOT EXISTS hstore", "COMMENT ON EXTENSION hstore")),
+    "schema grant dropped": (drop_line("GRANT USAGE ON SCHEMA extra TO"), "schema extra"),
+    "extension dropped": (drop_line(("CREATE EXTENSION IF NOT EXISTS hstore", "COMMENT ON EXTENSION hstore")),
                           "extension hstore"),
     "collation changed": (lambda t: t.replace('COLLATE pg_catalog."C"', 'COLLATE pg_catalog."POSIX"'),
                           "column public.lessons.code"),
@@ -89,7 +72,7 @@ def test_the_rich_database_verifies_clean(rich, server):
 def test_a_schema_object_fault_fails_verification_naming_the_object(rich, server, tmp_path, fault):
     made, _ = rich
     edit, named = FAULTS[fault]
-    result = verify.verify(_copy_with(made, tmp_path, edit), server=server)
+    result = verify.verify(edited_copy(made, tmp_path, edit), server=server)
     assert not result.ok
     assert named in set(result.failures["object"]), result.failures[["object", "check"]].to_string()
 
@@ -122,7 +105,7 @@ def test_a_check_changed_only_in_parentheses_fails_naming_it(seeded, tmp_path, s
     finally:
         with db.connect(seeded, autocommit=True) as conn:
             conn.execute("ALTER TABLE tuition_payments DROP CONSTRAINT fee_math")
-    edited = _copy_with(made, tmp_path, lambda t: t.replace("((amount + (1)::numeric) * (2)::numeric)",
+    edited = edited_copy(made, tmp_path, lambda t: t.replace("((amount + (1)::numeric) * (2)::numeric)",
                                                               "(amount + ((1)::numeric * (2)::numeric))"))
     result = verify.verify(edited, server=server)
     assert not result.ok and result.skipped.empty
@@ -169,7 +152,7 @@ CHECK_FAULTS = {
 @pytest.mark.parametrize("fault", list(CHECK_FAULTS))
 def test_a_changed_check_constraint_fails_naming_it(school_plain, tmp_path, fault):
     edit, named = CHECK_FAULTS[fault]
-    result = verify.verify(_copy_with(school_plain, tmp_path, edit))
+    result = verify.verify(edited_copy(school_plain, tmp_path, edit))
     assert not result.ok
     assert named in set(result.failures["object"]), result.failures[["object", "check", "actual"]].to_string()
 
@@ -260,7 +243,7 @@ def test_an_in_list_domain_and_a_policy_for_several_roles_verify_clean_and_a_cha
         result = verify.verify(made.path, server=server)
         assert result.ok, result.failures.to_string()
         (tmp_path / "changed").mkdir()
-        changed = _copy_with(made, tmp_path / "changed", lambda t: t.replace("'high'", "'top'"))
+        changed = edited_copy(made, tmp_path / "changed", lambda t: t.replace("'high'", "'top'"))
         failed = verify.verify(changed, server=server)
         assert not failed.ok and "domain public.level" in set(failed.failures["object"]), failed.failures.to_string()
     finally:

@@ -188,9 +188,8 @@ def creates(proposed: list[indexes.Advice]) -> list[indexes.Advice]:
 def index_actions(proposed: list[indexes.Advice]) -> list[Action]:
     """CREATE INDEX CONCURRENTLY for each proposed index, then ANALYZE of each table it is on, each table
     named in its own schema."""
-    actions = [Action(a.statement, indexes.create_index(a.table, a.columns, a.index, a.schema))
-               for a in proposed if a.kind in indexes.CREATES]
-    for schema, table in dict.fromkeys((a.schema, a.table) for a in proposed if a.kind in indexes.CREATES):
+    actions = [Action(a.statement, indexes.create_index(a.table, a.columns, a.index, a.schema)) for a in creates(proposed)]
+    for schema, table in dict.fromkeys((a.schema, a.table) for a in creates(proposed)):
         statement = sql.SQL("ANALYZE {}").format(sql.Identifier(schema, table))
         actions.append(Action(statement.as_string(None), statement))
     return actions
@@ -199,9 +198,9 @@ def index_actions(proposed: list[indexes.Advice]) -> list[Action]:
 def leftover_drops(conn: psycopg.Connection, proposed: list[indexes.Advice]) -> list[Action]:
     """DROP INDEX CONCURRENTLY of each proposed index that a killed build left INVALID under its name (no
     build of it running now): CREATE INDEX ... IF NOT EXISTS would keep the leftover, never valid."""
-    creates = [a for a in proposed if a.kind in indexes.CREATES]
-    left = conn.execute(load("indexes", "leftover_builds"), {"schemas": [a.schema for a in creates],
-                                                            "names": [a.index for a in creates]}).fetchall()
+    made = creates(proposed)
+    left = conn.execute(load("indexes", "leftover_builds"), {"schemas": [a.schema for a in made],
+                                                            "names": [a.index for a in made]}).fetchall()
     statements = [sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(sql.Identifier(schema, name))
                   for schema, name in left]
     return [Action(statement.as_string(None), statement) for statement in statements]
@@ -219,4 +218,4 @@ def missing_indexes(conn: psycopg.Connection, proposed: list[indexes.Advice]) ->
     """The proposed indexes that do not exist, or exist but are not valid."""
     existing = indexes.existing(conn)
     valid = set(existing.loc[existing["is_valid"], "index_name"])
-    return [a.index for a in proposed if a.kind in indexes.CREATES and a.index not in valid]
+    return [a.index for a in creates(proposed) if a.index not in valid]
