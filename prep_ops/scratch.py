@@ -205,8 +205,10 @@ def temporary_roles(conn: psycopg.Connection, names: list[str], run: str) -> lis
     has it) and stays locked until `drop_temporary_roles`. One of another run found under the lock is
     that run's leftover when no database of its run is left: dropped and made again; else (a restored
     copy still uses it) it is used, not made, and never dropped here."""
-    temporary = {r[0] for r in conn.execute(load("scratch", "temporary_roles"), {"marker": ROLE_MARKER}).fetchall()}
-    real = _role_names(conn) - temporary  # used as they are; another run's temporary one is waited for
+    # used as they are; another run's temporary one is waited for. One statement: read as two (temporary
+    # roles, then all roles), a role another run made in between counted as real, was never locked, and
+    # vanished under this run's restore when that run dropped it (seen in CI: two runbook 10 at once)
+    real = {r[0] for r in conn.execute(load("scratch", "real_roles"), {"marker": ROLE_MARKER}).fetchall()}
     made = []
     for role in sorted(set(names) - real):
         conn.execute("SELECT pg_advisory_lock(%s, hashtext(%s))", (_ROLE_LOCK, role))

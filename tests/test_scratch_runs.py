@@ -1,5 +1,7 @@
 """Run ids and what killed runs left: scratch.abandoned, on the server under test."""
 
+import secrets
+import threading
 from datetime import datetime, timedelta, timezone
 
 from psycopg import sql
@@ -27,3 +29,33 @@ def test_abandoned_lists_older_runs_without_a_lock_in_use_or_not_and_never_a_liv
         finally:
             for name in names:
                 conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def test_a_role_another_run_makes_meanwhile_is_never_taken_for_a_real_one(server):
+    """CI once failed two runbook 10 at once: one verification counted a role the other made in the same
+    moment as a real role (it read temporary roles and all roles in two statements), so it neither
+    locked nor made it, and that role vanished under its restore when the other run dropped it. Here a
+    second session makes and drops the same role as fast as it can while this run asks for it again and
+    again: each time, this run makes the role itself (after waiting), never uses the other's."""
+    role = f"prep_ops_test_race_{secrets.token_hex(3)}"
+    stop = threading.Event()
+
+    def other_run():
+        with db.connect(server, autocommit=True) as conn:
+            while not stop.is_set():
+                made = scratch.temporary_roles(conn, [role], scratch.run_id())
+                scratch.drop_temporary_roles(conn, made)
+
+    other = threading.Thread(target=other_run)
+    other.start()
+    try:
+        with db.connect(server, autocommit=True) as conn:
+            for _ in range(300):
+                made = scratch.temporary_roles(conn, [role], scratch.run_id())
+                scratch.drop_temporary_roles(conn, made)
+                assert made == [role]
+    finally:
+        stop.set()
+        other.join()
+        with db.connect(server, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
