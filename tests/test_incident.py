@@ -1,6 +1,8 @@
 """The incident record: steps, statements run or only shown, failures that say what to do, the report."""
 
+import os
 import re
+import stat
 
 import psycopg
 import pytest
@@ -175,6 +177,37 @@ def test_an_interrupted_step_says_what_is_still_in_place(record, capsys):
     shown = capsys.readouterr().out
     assert 'step 2 (Assess) interrupted. STILL IN PLACE: role app blocked' in shown
     assert 'to undo: ALTER ROLE "app" CONNECTION LIMIT 7' in shown
+
+
+def test_the_record_holding_undo_sql_is_written_for_its_owner_only(record):
+    inc = record()
+    inc.hold("application", "role app blocked", [Action("SELECT 1", sql.SQL("SELECT 1"))])
+    assert stat.S_IMODE(inc.record_path.stat().st_mode) == 0o600
+
+
+@pytest.mark.parametrize("tamper", ["group_writable", "others_writable", "another_owner", "symbolic_link"])
+def test_an_incident_record_others_could_edit_is_refused_and_its_undo_sql_never_runs(record, migrated, tmp_path, tamper):
+    """A re-run executes the undo statements of the record it finds: one that someone else could have
+    written is refused in one line, before anything of it runs."""
+    inc = record()
+    planted = [Action("COMMENT ON TABLE users IS 'planted'", sql.SQL("COMMENT ON TABLE users IS 'planted'"))]
+    inc.hold("comment", "a comment on users", planted)
+    file = inc.record_path
+    if tamper == "group_writable":
+        file.chmod(0o620)
+    elif tamper == "others_writable":
+        file.chmod(0o602)
+    elif tamper == "another_owner":
+        if os.geteuid() != 0:
+            pytest.skip("giving a file to another user needs root")
+        os.chown(file, 65534, -1)  # nobody: the suite runs as root, which may give a file away
+    else:
+        moved = file.with_name("elsewhere.json")
+        file.rename(moved)
+        file.symlink_to(moved)
+    with pytest.raises(ParameterError, match=r"a re-run executes the undo statements in it, so it is not used"):
+        record()
+    assert _comment(migrated) is None
 
 
 def test_a_record_of_another_target_is_refused(record, migrated, tmp_path, server):

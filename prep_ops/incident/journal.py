@@ -8,10 +8,16 @@ file, then a rename), so a kill leaves the old record or the new one, never half
 A re-run with the same incident_id reads it back (`load`): what the earlier run held is still held,
 with the earlier run's undo statements, so the original state is what gets restored, never the
 blocked one read again.
+
+Those undo statements are SQL that a re-run executes, so the record is trusted the way ssh trusts a
+key file: it is written readable and writable by its owner only (0600), and `load` refuses, in one
+line, a record that is a symbolic link, is owned by another user, or that group or others may write
+(anyone who could edit it could make the next run execute their SQL as the incident's role).
 """
 
 import json
 import os
+import stat
 from datetime import datetime
 from pathlib import Path
 
@@ -48,7 +54,9 @@ def write(file: Path, data: dict) -> Path:
     """Write `data` as JSON to `file` atomically: a temporary file beside it, flushed, then renamed over it."""
     file.parent.mkdir(parents=True, exist_ok=True)
     pending = file.with_name(f".{file.name}.{os.getpid()}.pending")
-    with open(pending, "w") as out:
+    fd = os.open(pending, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w") as out:
+        os.fchmod(out.fileno(), 0o600)  # also when a killed run left this pending file with other modes
         json.dump(data, out, indent=1, default=str)
         out.flush()
         os.fsync(out.fileno())
@@ -59,12 +67,29 @@ def write(file: Path, data: dict) -> Path:
 def load(directory: Path, incident_id: str) -> dict | None:
     """The record an earlier run of `incident_id` left, or None."""
     file = path(directory, incident_id)
-    if not file.exists():
+    if not os.path.lexists(file):
         return None
+    _trusted(file)
     try:
         return json.loads(file.read_text())
     except ValueError:
         raise ParameterError(f"{file} is not an incident record (not JSON): move it aside to start the incident afresh") from None
+
+
+def _trusted(file: Path) -> None:
+    """Raise ParameterError unless `file` may be trusted with SQL a re-run executes: a regular file (not a
+    symbolic link), owned by the user running prep-ops, that neither group nor others may write."""
+    info = file.lstat()
+    if stat.S_ISLNK(info.st_mode) or not stat.S_ISREG(info.st_mode):
+        why = "is a symbolic link" if stat.S_ISLNK(info.st_mode) else "is not a regular file"
+    elif info.st_uid != os.geteuid():
+        why = f"is owned by user id {info.st_uid}, not by the user running prep-ops ({os.geteuid()})"
+    elif info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        why = f"may be written by others than its owner (mode {stat.S_IMODE(info.st_mode):o})"
+    else:
+        return
+    raise ParameterError(f"{file} {why}: a re-run executes the undo statements in it, so it is not used; check "
+                         "it, then make it yours with mode 600 (or move it aside to start the incident afresh)")
 
 
 def holds_of(record: dict) -> dict:
