@@ -218,5 +218,6 @@ def create_indexes(incident: Incident, conn: psycopg.Connection, proposed: list[
 def missing_indexes(conn: psycopg.Connection, proposed: list[indexes.Advice]) -> list[str]:
     """The proposed indexes that do not exist, or exist but are not valid."""
     existing = indexes.existing(conn)
-    valid = set(existing.loc[existing["is_valid"], "index_name"])
-    return [a.index for a in creates(proposed) if a.index not in valid]
+    valid = existing[existing["is_valid"].astype(bool)]
+    valid = set(zip(valid["schema_name"], valid["index_name"]))  # an index of that name in another schema is not it
+    return [a.index for a in creates(proposed) if (a.schema, a.index) not in valid]
