@@ -30,7 +30,9 @@ def indexes_cmd(ctx: click.Context, as_json: bool) -> None:
         return
     click.echo(tabulate([(i.kind, i.label, i.index, i.why) for i in items],  # nothing cut: `why` wraps
                         headers=["advice", "table", "index", "why"], maxcolwidths=[None, None, None, 70]))
-    click.echo("\n-- statements (not run):\n" + "\n".join(f"{i.statement};" for i in items))
+    statements = [f"{i.statement};" for i in items if i.statement]  # a build in progress has none: left alone
+    if statements:
+        click.echo("\n-- statements (not run):\n" + "\n".join(statements))
 
 
 # --- roles, audit -------------------------------------------------------------------------------

@@ -12,8 +12,7 @@ from psycopg import sql
 from . import plan_compare, plans
 from .db import require_change, snapshot
 from .indexes import CREATES, NOT_PROPOSED, Advice, _served, create_index, create_statement, existing, index_name
-from .plans import Plan, findings
-from .sqlfiles import load
+from .plans import Plan, findings, plan_relations
 
 _QUOTED = re.compile(r"'(?:[^']|'')*'")
 # a name as the server deparses it: quoted where quote_ident quotes ("Visitor ID", "ta""g", "user"), else bare
@@ -41,16 +40,19 @@ def _columns_in(expression: str, alias: str | None, columns: set[str]) -> tuple[
     return tuple(equal + other)
 
 
-def _table_columns(conn: psycopg.Connection, tables: set[str]) -> dict[str, tuple[str, set[str], list[str]]]:
-    """Each relation of a plan: the schema it is in, its columns, and every user schema holding a table
-    of its name (more than one: the plan, which names no schema, does not say which the query read)."""
-    rows = conn.execute(load("indexes", "plan_relations"), {"names": sorted(tables)}).fetchall()
-    return {name: (schema, set(columns), list(schemas)) for name, schema, columns, schemas in rows}
+def _table_columns(conn: psycopg.Connection, scans: pd.DataFrame) -> dict[tuple[str, str], tuple[str | None, set[str], list[str]]]:
+    """Each (schema as the plan names it, or "", relation) a plan's scans read: the schema of the one table
+    it is (None when the plan names no schema and several schemas hold a table of that name), its columns
+    (of every such table when unknown), and every user schema holding a table of its name."""
+    rows = plan_relations(conn, scans)
+    return {(row.plan_schema or "", row.relation): (row.schema_name, set(row.columns), list(row.schemas))
+            for row in rows.itertuples(index=False)}
 
 
 def _in_several_schemas(table: str, schemas: list[str], wanted: tuple[str, ...], why: str) -> Advice:
-    """Advice of an index not proposed: `table` is a table in several schemas, and the plan does not say
-    which the query read (an index on the other would change nothing, and lock a table for nothing)."""
+    """Advice of an index not proposed: `table` is a table in several schemas, and the plan names no schema
+    (made without VERBOSE), so it does not say which the query read (an index on the other would change
+    nothing, and lock a table for nothing)."""
     return Advice(NOT_PROPOSED, table, "", wanted,
                   f"{why}; {table} is a table in schemas {', '.join(schemas)} and the plan does not say which this "
                   "query reads: create the index by hand on that one", "", schema="")
@@ -58,21 +60,23 @@ def _in_several_schemas(table: str, schemas: list[str], wanted: tuple[str, ...],
 
 def candidates(conn: psycopg.Connection, plan: Plan) -> list[Advice]:
     """Indexes that would serve a slow plan: the filter columns of its selective sequential scans
-    and the join columns of sequential scans on the inner side of joins; none already served. A table
-    whose name is a table in several schemas gets advice of kind NOT_PROPOSED instead (no statement)."""
+    and the join columns of sequential scans on the inner side of joins; none already served. Each on the
+    table the scan read, in the schema the plan names; a plan that names none, for a table whose name is a
+    table in several schemas, gets advice of kind NOT_PROPOSED instead (no statement)."""
     nodes = plan.nodes
     selective = {f.node_id for f in findings(plan) if f.kind in ("selective sequential scan", "nested loop with many loops")}
     scans = nodes[(nodes["node_type"] == "Seq Scan") & nodes["relation"].notna()]
     if scans.empty:
         return []
     with snapshot(conn):
-        columns_of = _table_columns(conn, set(scans["relation"]))
+        columns_of = _table_columns(conn, scans)
         indexes = existing(conn)
     proposals: dict[tuple, str] = {}
     ambiguous: dict[tuple, Advice] = {}
     for _, scan in scans.iterrows():
         table = scan["relation"]
-        schema, known, schemas = columns_of.get(table, ("public", set(), []))
+        schema, known, schemas = columns_of.get((scan["schema"] if isinstance(scan["schema"], str) else "", table),
+                                                (None, set(), []))
         wanted: tuple[str, ...] = ()
         if scan["id"] in selective:
             wanted = _columns_in(scan["filter"], scan["alias"], known)
@@ -85,8 +89,9 @@ def candidates(conn: psycopg.Connection, plan: Plan) -> list[Advice]:
         if not wanted:
             continue
         why = f"{scan['node']} (node {scan['id']}) filters on {', '.join(wanted)}"
-        if len(schemas) > 1:
-            ambiguous.setdefault((table, wanted), _in_several_schemas(table, schemas, wanted, why))
+        if schema is None:
+            if len(schemas) > 1:
+                ambiguous.setdefault((table, wanted), _in_several_schemas(table, schemas, wanted, why))
             continue
         if _served(indexes, table, wanted[:1], schema):
             continue

@@ -26,11 +26,14 @@ import pandas as pd
 import psycopg
 from psycopg import sql
 
+from . import index_builds
 from .db import fetch_frame, snapshot
 from .sqlfiles import load
 
 CREATES = ("missing foreign-key index", "candidate for query")
 DROPS = ("unused", "duplicate", "redundant", "invalid")
+# advice without a statement about an INVALID index whose build runs now (see index_builds): never dropped
+BUILDS = {index_builds.BUILDING: "build in progress", index_builds.MAYBE_BUILDING: "build maybe in progress"}
 NOT_PROPOSED = "not proposed: table in several schemas"  # advice without a statement: why no index is proposed
 # an index looks unused only after its scans were counted over a whole cycle of the workload (weekly
 # jobs included); PREP_OPS_UNUSED_MIN_DAYS overrides it
@@ -245,12 +248,20 @@ def duplicates(conn: psycopg.Connection, indexes: pd.DataFrame | None = None) ->
     return sorted(advice, key=lambda item: (item.schema, item.table, item.index))
 
 
-def invalid(conn: psycopg.Connection, indexes: pd.DataFrame | None = None) -> list[Advice]:
-    """Indexes left invalid by a failed CREATE INDEX CONCURRENTLY: never used, still maintained."""
+def invalid(conn: psycopg.Connection, indexes: pd.DataFrame | None = None,
+            builds: pd.DataFrame | None = None) -> list[Advice]:
+    """Indexes left invalid by a failed or killed CREATE INDEX CONCURRENTLY, whoever made them: never used,
+    still maintained, a DROP proposed. An INVALID index whose build runs now (another session's too) gets
+    advice of kind BUILDS[state] instead, with no statement: it is left alone (see index_builds)."""
     indexes = existing(conn) if indexes is None else indexes
+    builds = index_builds.leftover_builds(conn) if builds is None else builds
     rows = indexes[~indexes["is_valid"] & ~indexes["is_partitioned"]]  # a parent's index is invalid until every partition has one
-    return [_advice("invalid", r, "left invalid (a failed CREATE INDEX CONCURRENTLY?): not used, still maintained",
-                    _drop_statement(r) + f"; -- then recreate: {r['definition']}") for _, r in rows.iterrows()]
+    # an index valid again by the time builds are read was a build that has ended: not advised
+    rows = rows.merge(builds[["schema_name", "index_name", "state", "pid", "built_by", "command", "phase", "owner",
+                              "may_drop"]], on=["schema_name", "index_name"])
+    return [_advice("invalid", r, index_builds.why(r), _drop_statement(r) + f"; -- then recreate: {r['definition']}")
+            if r["state"] == index_builds.LEFTOVER else _advice(BUILDS[r["state"]], r, index_builds.why(r), "")
+            for _, r in rows.iterrows()]
 
 
 def advice(conn: psycopg.Connection, *, min_days: float | None = None) -> list[Advice]:
@@ -258,9 +269,10 @@ def advice(conn: psycopg.Connection, *, min_days: float | None = None) -> list[A
     snapshot. Unused indexes only once statistics are old enough (see too_soon())."""
     with snapshot(conn):
         indexes, keys, window = existing(conn), foreign_keys(conn), stats_window(conn, min_days)
+        builds = index_builds.leftover_builds(conn)
     doubled = duplicates(conn, indexes)
     involved = {(a.schema, a.index) for a in doubled} | {(a.schema, a.covered_by) for a in doubled}
-    return (_missing_foreign_key_indexes(indexes, keys) + invalid(conn, indexes) + doubled
+    return (_missing_foreign_key_indexes(indexes, keys) + invalid(conn, indexes, builds) + doubled
             + _unused(indexes, keys, window, involved))
 
 

@@ -6,6 +6,8 @@ import pandas as pd
 from .plans import (HEAP_FETCH_MIN, HEAP_FETCH_SHARE, LARGE_TABLE_ROWS, MISESTIMATE_FACTOR, MISESTIMATE_MIN_ROWS,
                     NESTED_LOOP_LOOPS, SEQ_SCAN_REMOVED_SHARE, STALE_STATS_SHARE, Finding, Plan)
 
+STATS_NOT_CHECKED = "statistics not checked: table in several schemas"  # the plan does not say which table it read
+
 
 def _finding(row, kind: str, why: str, what: str) -> Finding:
     return Finding(int(row["id"]), row["node"], kind, why, what)
@@ -26,11 +28,36 @@ def _spill(row) -> str:
     return ""
 
 
+def _relation_of(plan: Plan, node) -> pd.Series | None:
+    """The plan_relations() row of the table a node reads, or None (a node that reads no table)."""
+    stats = plan.relation_stats
+    if not isinstance(node["relation"], str) or not len(stats):
+        return None
+    found = stats[(stats["relation"] == node["relation"]) & (stats["plan_schema"].map(_schema) == _schema(node["schema"]))]
+    return found.iloc[0] if len(found) else None
+
+
+def _schema(value) -> str:
+    """A schema as a plan node or a plan_relations() row gives it: "" when the plan names none."""
+    return value if isinstance(value, str) else ""
+
+
+def _table_name(plan: Plan, node) -> str:
+    """The table a node reads as a statement names it (schema-qualified, quoted where needed), or, where the
+    plan does not say which table of that name it is, the name and the schemas holding one."""
+    row = _relation_of(plan, node)
+    if row is not None and isinstance(row["qualified"], str):
+        return row["qualified"]
+    schemas = list(row["schemas"]) if row is not None else []
+    return f"{node['relation']} (schema unknown: in {', '.join(schemas)})" if len(schemas) > 1 else str(node["relation"])
+
+
 def findings(plan: Plan) -> list[Finding]:
-    """What a plan analyser would point out in this plan, each with why it matters and what to try."""
+    """What a plan analyser would point out in this plan, each with why it matters and what to try. A
+    table is named as the plan read it, schema-qualified; where the plan names no schema and several
+    schemas hold a table of that name, its statistics are not checked (STATS_NOT_CHECKED says why)."""
     found: list[Finding] = []
     nodes = plan.nodes
-    stats = plan.relation_stats.set_index("relation") if len(plan.relation_stats) else pd.DataFrame()
     for _, row in nodes.iterrows():
         est, actual = row["estimated_rows"] or 0, row["actual_rows"]
         loops = row["loops"] if plan.analyzed else 1
@@ -45,9 +72,9 @@ def findings(plan: Plan) -> list[Finding]:
             read = actual + row["rows_removed_by_filter"]
             if read >= LARGE_TABLE_ROWS and row["rows_removed_by_filter"] / max(read, 1) >= SEQ_SCAN_REMOVED_SHARE:
                 found.append(_finding(row, "selective sequential scan",
-                                      f"read {read:,.0f} rows of {row['relation']} to keep {actual:,.0f} "
+                                      f"read {read:,.0f} rows of {_table_name(plan, row)} to keep {actual:,.0f} "
                                       f"({row['rows_removed_by_filter'] / read:.0%} thrown away by the filter)",
-                                      f"an index on the filtered columns of {row['relation']} ({row['filter']})"))
+                                      f"an index on the filtered columns of {_table_name(plan, row)} ({row['filter']})"))
         spill = _spill(row)
         if spill:
             found.append(_finding(row, "spill to disk", f"{spill}: it did not fit in work_mem",
@@ -63,17 +90,34 @@ def findings(plan: Plan) -> list[Finding]:
             if fetches >= HEAP_FETCH_MIN and fetches >= HEAP_FETCH_SHARE * max(actual, 1):
                 found.append(_finding(row, "index-only scan visiting the heap",
                                       f"{fetches:,} heap fetches for {actual:,.0f} rows: the visibility map is behind",
-                                      f"VACUUM {row['relation']} (and check autovacuum keeps up)"))
-    for relation, stat in stats.iterrows() if len(stats) else []:
-        live = max(stat["n_live_tup"] or 0, stat["estimated_rows"] or 0, 1)
-        changed = stat["n_mod_since_analyze"] or 0
+                                      f"VACUUM {_table_name(plan, row)} (and check autovacuum keeps up)"))
+    for _, stat in plan.relation_stats.iterrows():
+        node = _first_reading(nodes, stat)
+        if not isinstance(stat["qualified"], str):  # the plan names no schema: which table it read is unknown
+            if len(stat["schemas"]) > 1:
+                found.append(_finding(node, STATS_NOT_CHECKED,
+                                      f"{stat['relation']} is a table in schemas {', '.join(stat['schemas'])} and the "
+                                      "plan names no schema: which one this query read is unknown",
+                                      "EXPLAIN (VERBOSE) names each table's schema; ANALYZE the one this query reads"))
+            continue
+        live = max(_count(stat["n_live_tup"]), _count(stat["estimated_rows"]), 1)
+        changed = _count(stat["n_mod_since_analyze"])
         never = pd.isna(stat["last_analyzed"])
         if (never and live >= LARGE_TABLE_ROWS) or changed / live >= STALE_STATS_SHARE and changed >= MISESTIMATE_MIN_ROWS:
-            node = nodes[nodes["relation"] == relation].iloc[0]
             found.append(_finding(node, "stale statistics",
-                                  f"{relation}: {'never analyzed' if never else f'{changed:,} rows changed since the last ANALYZE'}",
+                                  f"{stat['qualified']}: {'never analyzed' if never else f'{changed:,} rows changed since the last ANALYZE'}",
                                   f"ANALYZE {stat['qualified']}"))
     return found
+
+
+def _first_reading(nodes: pd.DataFrame, stat) -> pd.Series:
+    """The first node that reads the table of a plan_relations() row (same name, same schema or none)."""
+    return nodes[(nodes["relation"] == stat["relation"]) & (nodes["schema"].map(_schema) == _schema(stat["plan_schema"]))].iloc[0]
+
+
+def _count(value) -> float:
+    """A count that may be NULL (a table without statistics, a catalog's) as a number: 0 when missing."""
+    return 0 if value is None or pd.isna(value) else value
 
 
 def headline(plan: Plan) -> str:

@@ -1,6 +1,10 @@
-"""Query plans: run EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON), flatten the plan into a DataFrame of
-nodes, compute findings the way PEV2, pgMustard and explain.depesz do, and compare two plans of the
+"""Query plans: run EXPLAIN (ANALYZE, BUFFERS, VERBOSE, FORMAT JSON), flatten the plan into a DataFrame
+of nodes, compute findings the way PEV2, pgMustard and explain.depesz do, and compare two plans of the
 same query node by node.
+
+VERBOSE makes the plan name the schema of every table it reads ("Schema" beside "Relation Name"): each
+node is matched to exactly one table (`plan_relations`), never to whichever table of that name the
+search path finds.
 
 Every EXPLAIN runs inside a transaction that is rolled back, so EXPLAIN ANALYZE of a statement
 that changes data changes nothing. The query goes to the server through the extended protocol,
@@ -50,7 +54,7 @@ class Plan:
     planning_ms: float | None
     execution_ms: float | None
     server_version: int
-    relation_stats: pd.DataFrame = field(default_factory=pd.DataFrame)
+    relation_stats: pd.DataFrame = field(default_factory=pd.DataFrame)  # plan_relations() of its nodes
     wall_ms: float = 0.0
     mode: str = ""  # how it was planned: EXPLAIN ANALYZE (and how guarded), plain EXPLAIN, or a generic plan, and why
 
@@ -129,7 +133,9 @@ def _walk(node: dict, parent: int | None, depth: int, rows: list, analyzed: bool
         child_processes = processes
     row = {
         "id": node_id, "parent": parent, "depth": depth, "node": _node_label(node),
-        "node_type": node["Node Type"], "relation": node.get("Relation Name"), "alias": node.get("Alias"),
+        "node_type": node["Node Type"], "relation": node.get("Relation Name"),
+        # the relation's schema (EXPLAIN VERBOSE); a Function Scan's "Schema" is its function's, not a table's
+        "schema": node.get("Schema") if node.get("Relation Name") else None, "alias": node.get("Alias"),
         "index": node.get("Index Name"), "estimated_rows": node.get("Plan Rows"),
         "actual_rows": node.get("Actual Rows", float("nan")) * loops if analyzed else float("nan"),
         "loops": loops if analyzed else float("nan"), "cost": node.get("Total Cost"),
@@ -213,7 +219,7 @@ def explain(conn: psycopg.Connection, query: str, params: dict | None = None, *,
     else:
         mode = ("EXPLAIN ANALYZE in a transaction that is rolled back (scratch database)" if analyze
                 else "EXPLAIN without ANALYZE")
-    options = "ANALYZE, BUFFERS, FORMAT JSON" if analyze else "FORMAT JSON"
+    options = "ANALYZE, BUFFERS, VERBOSE, FORMAT JSON" if analyze else "VERBOSE, FORMAT JSON"
     try:
         # settings are SET LOCAL and hidden indexes dropped in this transaction: rolling it back
         # leaves the connection and the database as they were
@@ -241,10 +247,23 @@ def explain(conn: psycopg.Connection, query: str, params: dict | None = None, *,
         raise ParameterError(f"the query cannot run: {first_line(exc)}") from None
     result = raw[0] if isinstance(raw, list) else json.loads(raw)[0]
     nodes = nodes_frame(result, analyze)
-    relations = sorted({r for r in nodes["relation"].dropna()})
-    stats = fetch_frame(conn, load("plans", "relation_stats"), {"relations": relations})
     return Plan(text, result, nodes, analyze, result.get("Planning Time"), result.get("Execution Time"),
-                version, stats, wall, mode)
+                version, plan_relations(conn, nodes), wall, mode)
+
+
+def plan_relations(conn: psycopg.Connection, nodes: pd.DataFrame) -> pd.DataFrame:
+    """Each (schema, relation) the plan's nodes read, matched to exactly one table: its schema, name for
+    ANALYZE (`qualified`), columns and statistics. A node without a schema (a plan made without VERBOSE)
+    is matched only when one user schema holds a table of that name; else `schema_name` and `qualified`
+    are None and `schemas` lists every user schema holding one. See sql/plans/plan_relations.sql."""
+    read = nodes.loc[nodes["relation"].notna(), ["schema", "relation"]] if len(nodes) else pd.DataFrame()
+    pairs = sorted({(_text(s), r) for s, r in read.itertuples(index=False)})
+    return fetch_frame(conn, load("plans", "plan_relations"),
+                       {"schemas": [s or None for s, _ in pairs], "names": [r for _, r in pairs]})
+
+
+def _text(value) -> str:
+    return value if isinstance(value, str) else ""
 
 
 _QUOTED = re.compile(r"'(?:[^']|'')*'")
@@ -261,10 +280,10 @@ def _generic_plan(conn: psycopg.Connection, text: str, count: int, version: int)
     try:
         with conn.transaction():  # a savepoint: a failed EXPLAIN still lets DEALLOCATE run
             if version >= GENERIC_PLAN_SINCE:
-                return conn.execute(f"EXPLAIN (GENERIC_PLAN, FORMAT JSON) {text}").fetchone()[0]  # noqa: S608 (one statement: PREPARE took it)
+                return conn.execute(f"EXPLAIN (GENERIC_PLAN, VERBOSE, FORMAT JSON) {text}").fetchone()[0]  # noqa: S608 (one statement: PREPARE took it)
             conn.execute("SELECT set_config('plan_cache_mode', 'force_generic_plan', true)")
             nulls = ", ".join(["NULL"] * count)
-            return conn.execute(f"EXPLAIN (FORMAT JSON) EXECUTE prep_ops_generic({nulls})").fetchone()[0]  # noqa: S608
+            return conn.execute(f"EXPLAIN (VERBOSE, FORMAT JSON) EXECUTE prep_ops_generic({nulls})").fetchone()[0]  # noqa: S608
     finally:
         conn.execute("DEALLOCATE prep_ops_generic")
 

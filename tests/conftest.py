@@ -179,6 +179,16 @@ def judge_as_elsewhere(monkeypatch) -> None:
     monkeypatch.setattr(db, "_SCRATCH_CONNECTIONS", _NoScratch())
 
 
+def named_without_schemas(conn, plan):
+    """`plan` as a plan made without VERBOSE gives it: no node names its table's schema."""
+    import dataclasses
+
+    from prep_ops import plans
+
+    nodes = plan.nodes.assign(schema=None)
+    return dataclasses.replace(plan, nodes=nodes, relation_stats=plans.plan_relations(conn, nodes))
+
+
 def check_statuses(run, names) -> dict[str, str]:
     """Each check of an incident run: name -> its status word, as the timeline records it
     ("PASS name: detail", "SKIP name — why"); `names` are the runbook's check names (a name may hold

@@ -87,3 +87,16 @@ def test_an_index_build_a_killed_run_left_invalid_is_built_again_by_the_next(mig
     assert performance.missing_indexes(owner, proposed) == []
     assert not owner.execute("SELECT indisunique FROM pg_index WHERE indexrelid = %s::regclass",
                              (proposed[0].index,)).fetchone()[0]  # the proposed index, not the leftover
+
+
+def test_an_index_of_the_proposed_name_in_another_schema_is_not_the_proposed_one(scratch):
+    """An index is named per schema: public.idx_x_a being valid says nothing of "Sales".idx_x_a."""
+    with db.connect(scratch, autocommit=True) as conn:
+        for statement in ('CREATE SCHEMA "Sales"', 'CREATE TABLE "Sales".x (a int)', "CREATE TABLE public.x (a int)",
+                          "CREATE INDEX idx_x_a ON public.x (a)"):
+            conn.execute(statement)
+        proposed = [indexes.Advice("candidate for query", "x", "idx_x_a", ("a",), "test",
+                                   indexes.create_statement("x", ("a",), "Sales"), schema="Sales")]
+        assert performance.missing_indexes(conn, proposed) == ["idx_x_a"]
+        conn.execute('CREATE INDEX idx_x_a ON "Sales".x (a)')
+        assert performance.missing_indexes(conn, proposed) == []

@@ -2,9 +2,9 @@
 
 import psycopg
 import pytest
-from conftest import judge_as_elsewhere
+from conftest import judge_as_elsewhere, named_without_schemas
 
-from prep_ops import db, plan_compare, plans, workload_queries, workload_report
+from prep_ops import db, plan_compare, plan_findings, plans, workload_queries, workload_report
 from prep_ops.errors import ConfirmationRequired, ParameterError
 
 
@@ -105,6 +105,58 @@ def test_stale_statistics_after_many_changes(lab, conn):
     assert "stale statistics" not in kinds(plans.explain(conn, "SELECT * FROM lab WHERE id = 1"))
 
 
+@pytest.fixture
+def twins(scratch):
+    """A table named orders in two schemas: public.orders analysed; "Sales Dept".orders with 20,000 rows
+    never analysed (autovacuum off for it)."""
+    run(scratch, 'CREATE SCHEMA "Sales Dept"',
+        "CREATE TABLE public.orders (id int, a int)", 'CREATE TABLE "Sales Dept".orders (id int, a int)',
+        'ALTER TABLE "Sales Dept".orders SET (autovacuum_enabled = off)',
+        "INSERT INTO public.orders SELECT i, i % 100 FROM generate_series(1, 20000) i",
+        'INSERT INTO "Sales Dept".orders SELECT i, i % 100 FROM generate_series(1, 20000) i')
+    flush_statistics(scratch)
+    run(scratch, "ANALYZE public.orders")
+    flush_statistics(scratch)
+    return scratch
+
+
+def stale(plan):
+    return [(f.node_id, f.why, f.what_to_try) for f in plans.findings(plan) if f.kind == "stale statistics"]
+
+
+def test_stale_statistics_name_the_table_the_plan_read_of_a_name_in_two_schemas(twins):
+    """EXPLAIN names a scan's table without its schema; VERBOSE adds it. Matched by name on the search
+    path, the query of the stale "Sales Dept".orders got no advice (public.orders is analysed), and with
+    "Sales Dept" first on the search path a query of public.orders got ANALYZE of the other table."""
+    never = ('"Sales Dept".orders: never analyzed', 'ANALYZE "Sales Dept".orders')
+    with db.connect(twins, autocommit=True) as conn:
+        assert stale(plans.explain(conn, 'SELECT * FROM "Sales Dept".orders WHERE a = 1')) == [(0, *never)]
+        assert stale(plans.explain(conn, "SELECT * FROM orders WHERE a = 1")) == []  # public.orders, analysed
+        conn.execute('SET search_path = "Sales Dept", public')  # the stale one first on the search path
+        assert stale(plans.explain(conn, "SELECT * FROM public.orders WHERE a = 1")) == []
+        assert stale(plans.explain(conn, "SELECT * FROM orders WHERE a = 1")) == [(0, *never)]
+        both = plans.explain(conn, 'SELECT count(*) FROM public.orders p JOIN "Sales Dept".orders s USING (id)')
+    sales_scan = both.nodes[(both.nodes["relation"] == "orders") & (both.nodes["schema"] == "Sales Dept")]
+    assert stale(both) == [(int(sales_scan["id"].iloc[0]), *never)]
+    assert both.relation_stats[["plan_schema", "qualified"]].values.tolist() == [
+        ["Sales Dept", '"Sales Dept".orders'], ["public", "public.orders"]]
+
+
+def test_a_plan_that_names_no_schema_checks_no_statistics_of_a_name_in_two_schemas(twins):
+    """Without a schema in the plan, which of the two tables the query read is unknown: the statistics
+    of neither are judged, a finding says why, and no finding names either table as the one read."""
+    with db.connect(twins, autocommit=True) as conn:
+        plan = named_without_schemas(conn, plans.explain(conn, 'SELECT * FROM "Sales Dept".orders WHERE a = 1'))
+    found = plans.findings(plan)
+    assert [(f.kind, f.why) for f in found if "statistics" in f.kind] == [
+        (plan_findings.STATS_NOT_CHECKED, "orders is a table in schemas Sales Dept, public and the plan names no "
+                                          "schema: which one this query read is unknown")]
+    said = " ".join(f.why + f.what_to_try for f in found)
+    assert '"Sales Dept".orders' not in said and "public.orders" not in said
+    assert "rows of orders (schema unknown: in Sales Dept, public)" in said
+    assert plan.relation_stats[["plan_schema", "qualified"]].values.tolist() == [[None, None]]
+
+
 def test_explain_analyze_of_a_delete_changes_nothing(lab, conn):
     plan = plans.explain(conn, "DELETE FROM lab WHERE a = 1")
     assert plan.nodes["node"][0] == "Delete on lab"
@@ -194,7 +246,7 @@ def test_index_only_scan_with_many_heap_fetches_after_rows_changed(visibility_la
     scan = plan.nodes.iloc[0]
     assert scan["node_type"] == "Index Only Scan" and scan["heap_fetches"] >= 4999
     found = [f for f in plans.findings(plan) if f.kind == "index-only scan visiting the heap"]
-    assert [f.node_id for f in found] == [0] and "VACUUM vis" in found[0].what_to_try
+    assert [f.node_id for f in found] == [0] and "VACUUM public.vis" in found[0].what_to_try
 
 
 def test_rows_and_headline_of_a_plan(lab, conn):

@@ -13,9 +13,8 @@ import pandas as pd
 import psycopg
 from psycopg import sql
 
-from .. import health, indexes, plans
+from .. import health, index_builds, indexes, plans
 from ..errors import ParameterError
-from ..sqlfiles import load
 from .record import Action, Incident
 from ..health import end_sessions, idle_blockers
 
@@ -196,11 +195,13 @@ def index_actions(proposed: list[indexes.Advice]) -> list[Action]:
 
 
 def leftover_drops(conn: psycopg.Connection, proposed: list[indexes.Advice]) -> list[Action]:
-    """DROP INDEX CONCURRENTLY of each proposed index that a killed build left INVALID under its name (no
-    build of it running now): CREATE INDEX ... IF NOT EXISTS would keep the leftover, never valid."""
-    made = creates(proposed)
-    left = conn.execute(load("indexes", "leftover_builds"), {"schemas": [a.schema for a in made],
-                                                            "names": [a.index for a in made]}).fetchall()
+    """DROP INDEX CONCURRENTLY of each proposed index that a killed build left INVALID under its name:
+    CREATE INDEX ... IF NOT EXISTS would keep the leftover, never valid. Only a leftover: an index whose
+    build runs now, another role's too (see index_builds), is left alone."""
+    made = {(a.schema, a.index) for a in creates(proposed)}
+    builds = index_builds.leftover_builds(conn)
+    left = [(schema, name) for schema, name, state in zip(builds["schema_name"], builds["index_name"], builds["state"])
+            if state == index_builds.LEFTOVER and (schema, name) in made]
     statements = [sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(sql.Identifier(schema, name))
                   for schema, name in left]
     return [Action(statement.as_string(None), statement) for statement in statements]
@@ -217,5 +218,6 @@ def create_indexes(incident: Incident, conn: psycopg.Connection, proposed: list[
 def missing_indexes(conn: psycopg.Connection, proposed: list[indexes.Advice]) -> list[str]:
     """The proposed indexes that do not exist, or exist but are not valid."""
     existing = indexes.existing(conn)
-    valid = set(existing.loc[existing["is_valid"], "index_name"])
-    return [a.index for a in creates(proposed) if a.index not in valid]
+    valid = existing[existing["is_valid"].astype(bool)]
+    valid = set(zip(valid["schema_name"], valid["index_name"]))  # an index of that name in another schema is not it
+    return [a.index for a in creates(proposed) if (a.schema, a.index) not in valid]
