@@ -1,8 +1,9 @@
-"""What a database has outside its contents: its comment, connection limit, whether it allows
-connections, and its settings (ALTER DATABASE ... SET, ALTER ROLE ... IN DATABASE ... SET). CREATE
-DATABASE does not copy them and pg_dump without --create leaves them out. `read` takes them from one
-database, `carry` sets them on another; every statement here may run inside a transaction (verified
-on PostgreSQL 15 and 18), so a caller can make them part of a larger change.
+"""What a database has outside its contents: who may connect to it (its privileges), its comment,
+connection limit, whether it allows connections, and its settings (ALTER DATABASE ... SET, ALTER ROLE
+... IN DATABASE ... SET). CREATE DATABASE does not copy them and pg_dump without --create leaves them
+out. `grant_as_on` gives one database the privileges of another; `read` takes the rest from one
+database, `carry` sets them on another. Every statement of `carry` may run inside a transaction
+(verified on PostgreSQL 15 and 18), so a caller can make them part of a larger change.
 
 The server stores a setting flattened, as 'name=value'. The value goes back as one string literal,
 except for the variables whose list elements the server quotes as identifiers (search_path,
@@ -62,6 +63,22 @@ def carry(conn: psycopg.Connection, properties: Properties, name: str) -> None:
             who = "the database" if role is None else f"role {role}"
             raise BackupError(f"the settings of {who} in {name} read back as {given.get(role, [])}, "
                               f"not {properties.settings.get(role, [])}")
+
+
+_DATABASE_PRIVILEGES = {p: sql.SQL(p) for p in ("CONNECT", "CREATE", "TEMPORARY")}  # keywords from here only
+
+
+def grant_as_on(conn: psycopg.Connection, source: str, name: str) -> None:
+    """Who may connect to, create in and make temporary tables in database `name`: as on `source` (pg_dump
+    leaves database privileges out, and a new database lets PUBLIC connect: a target closed to PUBLIC would
+    come back open to every role of the server)."""
+    grants = conn.execute(load("restore", "grants"), {"name": source}).fetchall()
+    database = sql.Identifier(name)
+    conn.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(database))
+    for grantee, privilege, grantable in grants:
+        conn.execute(sql.SQL("GRANT {} ON DATABASE {} TO {}{}").format(
+            _DATABASE_PRIVILEGES[privilege], database, sql.SQL("PUBLIC") if grantee is None else sql.Identifier(grantee),
+            sql.SQL(" WITH GRANT OPTION") if grantable else sql.SQL("")))
 
 
 def value_of(variable: str, value: str) -> sql.Composable:

@@ -107,23 +107,7 @@ def _create_beside(admin: psycopg.Connection, target: Target, name: str) -> None
     admin.execute(sql.SQL("CREATE DATABASE {} ").format(sql.Identifier(name)) + sql.SQL(" ").join(options))
     admin.execute(sql.SQL("COMMENT ON DATABASE {} IS {}").format(sql.Identifier(name),
                                                                sql.Literal(_restoring_comment(target))))
-    _grant_as_on(admin, target.database, name)
-
-
-_DATABASE_PRIVILEGES = {p: sql.SQL(p) for p in ("CONNECT", "CREATE", "TEMPORARY")}  # keywords from here only
-
-
-def _grant_as_on(admin: psycopg.Connection, source: str, name: str) -> None:
-    """Who may connect to, create in and make temporary tables in database `name`: as on `source` (pg_dump
-    leaves database privileges out, and a new database lets PUBLIC connect: a target closed to PUBLIC would
-    come back open to every role of the server)."""
-    grants = admin.execute(load("restore", "grants"), {"name": source}).fetchall()
-    database = sql.Identifier(name)
-    admin.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(database))
-    for grantee, privilege, grantable in grants:
-        admin.execute(sql.SQL("GRANT {} ON DATABASE {} TO {}{}").format(
-            _DATABASE_PRIVILEGES[privilege], database, sql.SQL("PUBLIC") if grantee is None else sql.Identifier(grantee),
-            sql.SQL(" WITH GRANT OPTION") if grantable else sql.SQL("")))
+    database_properties.grant_as_on(admin, target.database, name)
 
 
 def _target_schema(target: Target, major: int, folder: Path) -> Path:
