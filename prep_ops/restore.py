@@ -6,6 +6,7 @@ importable from here as callers always have.
 import re
 import subprocess
 import tempfile
+import dataclasses
 import time
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import psycopg
 from psycopg import sql
 
 from . import backup as backups
-from . import objects, scratch
+from . import database_properties, objects, scratch
 from .db import Target, client_program, connect, require_change, server_version, snapshot
 from .errors import BackupError, ConfirmationRequired, PrepOpsError, first_line
 from .loading import _first_error, check_contents, preflight, restore_into  # noqa: F401
@@ -65,8 +66,29 @@ def _restoring_comment(target: Target) -> str:
     return f"prep-ops restore into {target.database}"
 
 
-def _replaced_comment(target: Target) -> str:
-    return f"prep-ops: {target.database} as it was before a restore"
+_OWN_COMMENT = "; its own comment was: "  # after the marker, the replaced database's comment, as it was
+
+
+def _replaced_comment(target: Target, own: str | None = None) -> str:
+    """The comment that marks a database as the one a restore into `target` replaced, keeping the comment
+    it had of its own (`own`, None: it had none) after the marker, word for word."""
+    marker = f"prep-ops: {target.database} as it was before a restore"
+    return marker if own is None else marker + _OWN_COMMENT + own
+
+
+def _replaced_by_a_restore(target: Target, comment: str) -> bool:
+    """Whether `comment` marks its database as one a restore into `target` replaced (see _replaced_comment)."""
+    return comment == _replaced_comment(target) or comment.startswith(_replaced_comment(target, ""))
+
+
+def _own_comment(target: Target, comment: str | None) -> str | None:
+    """The target's own comment: `comment`, or, on a replaced database a DBA renamed back to the target,
+    the one kept after the marker."""
+    if comment == _replaced_comment(target):
+        return None
+    if comment is not None and comment.startswith(_replaced_comment(target, "")):
+        return comment[len(_replaced_comment(target, "")):]
+    return comment
 
 
 def _create_beside(admin: psycopg.Connection, target: Target, name: str) -> None:
@@ -85,23 +107,7 @@ def _create_beside(admin: psycopg.Connection, target: Target, name: str) -> None
     admin.execute(sql.SQL("CREATE DATABASE {} ").format(sql.Identifier(name)) + sql.SQL(" ").join(options))
     admin.execute(sql.SQL("COMMENT ON DATABASE {} IS {}").format(sql.Identifier(name),
                                                                sql.Literal(_restoring_comment(target))))
-    _grant_as_on(admin, target.database, name)
-
-
-_DATABASE_PRIVILEGES = {p: sql.SQL(p) for p in ("CONNECT", "CREATE", "TEMPORARY")}  # keywords from here only
-
-
-def _grant_as_on(admin: psycopg.Connection, source: str, name: str) -> None:
-    """Who may connect to, create in and make temporary tables in database `name`: as on `source` (pg_dump
-    leaves database privileges out, and a new database lets PUBLIC connect: a target closed to PUBLIC would
-    come back open to every role of the server)."""
-    grants = admin.execute(load("restore", "grants"), {"name": source}).fetchall()
-    database = sql.Identifier(name)
-    admin.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(database))
-    for grantee, privilege, grantable in grants:
-        admin.execute(sql.SQL("GRANT {} ON DATABASE {} TO {}{}").format(
-            _DATABASE_PRIVILEGES[privilege], database, sql.SQL("PUBLIC") if grantee is None else sql.Identifier(grantee),
-            sql.SQL(" WITH GRANT OPTION") if grantable else sql.SQL("")))
+    database_properties.grant_as_on(admin, target.database, name)
 
 
 def _target_schema(target: Target, major: int, folder: Path) -> Path:
@@ -127,9 +133,30 @@ def _loaded_as_recorded(conn: psycopg.Connection, manifest: dict) -> list[str]:
     return [f"{r['object']}: {r['check']}" for r in failed]
 
 
+def _carry_properties(admin: psycopg.Connection, source: str, name: str, own_comment: str | None) -> None:
+    """Give database `name` the connection limit, ALLOW_CONNECTIONS and settings of database `source`,
+    with the comment `own_comment` (see database_properties), in the caller's transaction."""
+    properties = database_properties.read(admin, source)
+    database_properties.carry(admin, dataclasses.replace(properties, comment=own_comment), name)
+
+
+def _rehearse_properties(admin: psycopg.Connection, target: Target, new: str) -> None:
+    """Carry the target's properties to `new` and roll them back: a setting prep-ops may not make (a
+    superuser's, another role's) stops the restore before the load, not at the swap after it."""
+    try:
+        with admin.transaction(force_rollback=True):
+            _carry_properties(admin, target.database, new, None)
+    except psycopg.Error as exc:
+        raise BackupError(f"{target.database}'s settings cannot be given to the restored database: "
+                          f"{first_line(exc)}") from exc
+
+
 def _swap(admin: psycopg.Connection, target: Target, new: str, replaced: str, *, confirm: bool) -> None:
     """Rename target → replaced and new → target in one transaction, ending the target's sessions first
-    (with confirm); a session that slips in between is ended again, three times at most."""
+    (with confirm); a session that slips in between is ended again, three times at most. In the same
+    transaction the new one gets the target's comment, connection limit, ALLOW_CONNECTIONS and settings
+    as they are at the rename (none of them could block the load or prep-ops' checks before it), and
+    the replaced one the marker comment, its own comment kept after it."""
     for attempt in range(3):
         sessions = admin.execute(load("restore", "sessions"), {"name": target.database, "end": confirm}).fetchall()
         if sessions and not confirm:
@@ -139,9 +166,11 @@ def _swap(admin: psycopg.Connection, target: Target, new: str, replaced: str, *,
             with admin.transaction():
                 for old, name in ((target.database, replaced), (new, target.database)):
                     admin.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(sql.Identifier(old), sql.Identifier(name)))
+                # read after the rename, whose lock keeps them from changing until this transaction ends
+                own = _own_comment(target, database_properties.read(admin, replaced).comment)
+                _carry_properties(admin, replaced, target.database, own)
                 admin.execute(sql.SQL("COMMENT ON DATABASE {} IS {}").format(sql.Identifier(replaced),
-                                                                           sql.Literal(_replaced_comment(target))))
-                admin.execute(sql.SQL("COMMENT ON DATABASE {} IS NULL").format(sql.Identifier(target.database)))
+                                                                           sql.Literal(_replaced_comment(target, own))))
             return
         except psycopg.errors.ObjectInUse:
             if attempt == 2:
@@ -163,13 +192,22 @@ def restore(path: Path, target: Target, *, confirm: bool = False, safety_dir: Pa
     4. Only then are the names swapped, in one transaction: target → <target>_replaced_<run id>, the new
        one → target. That needs no session on the target: with `confirm` the others are ended
        (pg_terminate_backend), without it the restore stops before it starts, saying how many there are.
-    5. The replaced database is kept: the quickest way back (rename it) and the writes made after the
-       safety backup. The next successful restore into the same target drops it. Who may connect to it
-       (its privileges, which pg_dump leaves out) is given to the new one as it was; database-level
-       settings (ALTER DATABASE ... SET) stay with the replaced one: set them again on the new one.
-    A failure at any step drops the new database and leaves the target as it was; a killed restore
-    leaves its new database, which the next restore into that target drops. Every outcome, failures
-    included, names the safety backup.
+    5. What pg_dump leaves out comes from the target to the new one. Who may connect to it (its
+       privileges) when the new one is made; in the swap's transaction, read at the rename, its
+       comment, connection limit, ALLOW_CONNECTIONS and settings: ALTER DATABASE ... SET and ALTER ROLE
+       ... IN DATABASE ... SET, each reading back in pg_db_role_setting as it was (a connection limit,
+       a closed database or a statement_timeout on the new one earlier could have stopped the load or
+       prep-ops' checks). They are tried on the new one, and rolled back, before the load: a setting
+       prep-ops' role may not make stops the restore there. Its tablespace and IS_TEMPLATE are not carried.
+    6. The replaced database is kept as it was, settings included: the quickest way back (rename it)
+       and the writes made after the safety backup. Its comment becomes prep-ops' marker
+       ("prep-ops: <target> as it was before a restore"), by which the next successful restore into
+       the same target knows to drop it; its own comment, if it had one, follows the marker word for
+       word ("; its own comment was: ..."). A restore into a target that carries such a marker (one
+       renamed back) gives the new one the comment after the marker.
+    A failure at any step drops the new database and leaves the target as it was, comment and settings
+    included; a killed restore leaves its new database, which the next restore into that target drops.
+    Every outcome, failures included, names the safety backup.
     """
     path = Path(path)
     manifest = read_manifest(path)
@@ -199,6 +237,7 @@ def restore(path: Path, target: Target, *, confirm: bool = False, safety_dir: Pa
         kept = f"safety backup: {safety.path}" if safety else "no safety backup: the target held nothing"
         _create_beside(admin, target, new)
         try:
+            _rehearse_properties(admin, target, new)
             with tempfile.TemporaryDirectory() as folder:
                 schema = _target_schema(target, major, Path(folder)) if manifest["kind"] == "data" else None
                 restore_into(path, target.with_database(new), manifest, major=major, schema=schema)
@@ -214,7 +253,7 @@ def restore(path: Path, target: Target, *, confirm: bool = False, safety_dir: Pa
             raise
         earlier = admin.execute(load("scratch", "unused_databases"), {"prefix": _replaced_prefix(target)}).fetchall()
         removed += [name for name, said in earlier  # what earlier restores into this target replaced, under the
-                    if said == _replaced_comment(target) and name != replaced  # name they gave it: one a DBA
+                    if _replaced_by_a_restore(target, said) and name != replaced  # name they gave it: one a DBA
                     and _replaced_name(target, name) and _drop_old(admin, name)]  # renamed to keep it stays
         if not occupied and not its_source:
             _drop_old(admin, replaced)
