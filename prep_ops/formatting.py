@@ -1,18 +1,45 @@
 """How numbers, money, sizes and tables are shown to a person: one place, used by explore, health,
 the charts, the CLI and the notebooks (STYLE.md: numbers rounded with units, money as US$ 1,234.50,
 tables without a meaningless 0..N index). Values themselves stay numbers: only their display changes.
+
+A name from a database is data: `terminal` shows it as text in a terminal, so that no name (a table
+called "t\x1b[2K" or "x\nPASS") can steer what it appears in.
+pandas is imported on first use: the CLI shows names without loading it.
 """
 
 import math
+import re
 import textwrap
-
-import pandas as pd
 
 _SIZE_UNITS = ("bytes", "kB", "MB", "GB", "TB")
 
+# what a terminal, a pager or a line reader acts on instead of showing: C0 and C1 controls (ESC, CR, LF,
+# NEL ...), DEL, the line and paragraph separators, and the bidirectional controls that reorder text
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]")
+_SHORT = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
 
 def _missing(value) -> bool:
+    import pandas as pd
+
     return value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA or value is pd.NaT
+
+
+def _visible(match: re.Match) -> str:
+    char = match[0]
+    return _SHORT.get(char) or (f"\\x{ord(char):02x}" if ord(char) < 0x100 else f"\\u{ord(char):04x}")
+
+
+def terminal(text, *, lines: bool = False) -> str:
+    """`text` (a name, or a message quoting one) as a terminal shows it, on one line: each control
+    character written out as Python writes it (ESC as `\\x1b`, a line break as `\\n`), so that no name
+    moves the cursor, clears a line, recolours the output or forges a line of its own. Other text is
+    unchanged. `lines`: line breaks and tabs kept (text of several lines made by prep-ops itself)."""
+    text = str(text)
+    if lines:
+        return "\n".join(_CONTROL.sub(lambda m: m[0] if m[0] == "\t" else _visible(m), line)
+                         for line in text.split("\n"))
+    return _CONTROL.sub(_visible, text)
 
 
 def money(amount, currency: str = "US$") -> str:
@@ -63,10 +90,12 @@ def shorten(text, width: int) -> str:
     return textwrap.shorten(text, width, placeholder=" …") if " " in text[:width] else text[:width - 1] + "…"
 
 
-def table(frame: pd.DataFrame, formats=None, *, index: bool | None = None):
+def table(frame, formats=None, *, index: bool | None = None):
     """A DataFrame styled for a notebook: the 0..N index hidden (kept when it means something: named,
     or not a plain range), columns formatted with `formats` ({column: function or format string}, or
     one function for every column)."""
+    import pandas as pd
+
     meaningless = isinstance(frame.index, pd.RangeIndex) and frame.index.name is None
     styled = frame.style.format(formats or {}, na_rep="")
     return styled.hide(axis="index") if (meaningless if index is None else not index) else styled

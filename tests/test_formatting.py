@@ -33,3 +33,13 @@ def test_tables_hide_only_a_meaningless_index():
     assert "US$ 1,234.50" in html and "row0_col0" in html and "row_heading" not in html
     named = plain.set_index("instrument")
     assert "row_heading" in formatting.table(named).to_html()  # a meaningful index stays
+
+
+@pytest.mark.parametrize("name, shown", [
+    ("tuition_payments", "tuition_payments"), ("Ünïcødé Tåble", "Ünïcødé Tåble"), ('quo"te.ta ble', 'quo"te.ta ble'),
+    ("t\x1b[2K\x1b[1Ar PASS", r"t\x1b[2K\x1b[1Ar PASS"), ("evil\nPASS fine", r"evil\nPASS fine"),
+    ("a\rb\tc", r"a\rb\tc"), ("nel\x85ls\u2028", r"nel\x85ls\u2028"), ("\u202eabc", r"\u202eabc")])
+def test_a_name_shown_on_a_terminal_keeps_its_text_and_shows_its_control_characters(name, shown):
+    assert formatting.terminal(name) == shown
+    # text of several lines with the name shown in it: prep-ops' own line break kept, the name as shown
+    assert formatting.terminal(f"{shown}\nnext", lines=True) == f"{shown}\nnext"

@@ -1,0 +1,119 @@
+"""A name from a database is data: whatever a table, a role, a session's query or an error calls it,
+it never steers the output it appears in (a terminal, a notebook's HTML or Markdown, a chart, a report).
+
+The names below are made on a real server (sql.Identifier makes any of them a legal identifier), and
+the real command or runbook function is run against them.
+"""
+
+import os
+import pty
+import subprocess
+import sys
+import threading
+import time
+
+import psycopg
+import pytest
+from conftest import _create, _drop, cli_env
+from psycopg import sql
+
+from prep_ops import db
+
+ESCAPE = "t\x1b[2K\x1b[1Ar PASS"  # on a terminal: clear the line, go up one, write over it
+ESCAPE_SHOWN = r"t\x1b[2K\x1b[1Ar PASS"
+FORGED = "evil\nPASS everything is fine"  # a line of its own, if printed as it is
+FORGED_SHOWN = r"evil\nPASS everything is fine"
+MATH = "cost$^$"  # mathtext that cannot be parsed: a chart with it is never drawn
+MARKUP = "<img src=x onerror=alert(1)>|`*x*`"
+NAMES = (ESCAPE, FORGED, MATH, MARKUP)
+
+
+@pytest.fixture(scope="module")
+def hostile(server):
+    """A database whose tables are named with each of NAMES: a foreign key without an index, and a
+    duplicate index, so the index advice names each of them."""
+    target = _create(server)
+    with db.connect(target, autocommit=True) as conn:
+        conn.execute("CREATE TABLE parent (id int PRIMARY KEY)")
+        for name in NAMES:
+            conn.execute(sql.SQL("CREATE TABLE {} (id int PRIMARY KEY, parent_id int REFERENCES parent)")
+                         .format(sql.Identifier(name)))
+            conn.execute(sql.SQL("INSERT INTO {} SELECT g FROM generate_series(1, 50) g").format(sql.Identifier(name)))
+            conn.execute(sql.SQL("CREATE INDEX {} ON {} (id)").format(sql.Identifier(name + "_dup"), sql.Identifier(name)))
+            conn.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(name)))
+    yield target
+    _drop(server, target)
+
+
+def prep_ops(*args, env):
+    return subprocess.run([sys.executable, "-m", "prep_ops", *args], capture_output=True, text=True, env=env,
+                          timeout=300)
+
+
+def on_a_terminal(*args, env) -> str:
+    """What `prep-ops args` writes to a terminal (a pseudo-terminal: click strips nothing there), with
+    the terminal's own line ends (\\r\\n) made \\n again."""
+    main, child = pty.openpty()
+    process = subprocess.Popen([sys.executable, "-m", "prep_ops", *args], stdin=subprocess.DEVNULL, stdout=child,
+                               stderr=child, env=env)
+    os.close(child)
+    out = b""
+    while True:
+        try:
+            chunk = os.read(main, 65536)
+        except OSError:  # EIO: the command ended and closed its side
+            break
+        if not chunk:
+            break
+        out += chunk
+    os.close(main)
+    assert process.wait(timeout=300) == 0, out.decode(errors="replace")
+    return out.decode().replace("\r\n", "\n")
+
+
+def test_a_table_named_with_a_terminal_escape_cannot_rewrite_the_cli_output(hostile):
+    shown = on_a_terminal("indexes", env=cli_env(hostile))
+    assert "\x1b" not in shown and "\r" not in shown
+    assert ESCAPE_SHOWN in shown  # in the table and in the statements, as written
+    assert f'"{ESCAPE_SHOWN}_dup";' in shown
+
+
+@pytest.mark.parametrize("args", [("indexes",), ("maintain", "--plan", "--reindex", "--tables", f"public.{FORGED}")])
+def test_a_table_named_with_a_line_break_cannot_forge_a_line_of_the_cli_output(hostile, args):
+    done = prep_ops(*args, env=cli_env(hostile))
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert not [line for line in lines if line.lstrip().startswith("PASS everything")]
+    assert FORGED_SHOWN in done.stdout
+    if args[0] == "maintain":  # one statement a line, each ended by its semicolon
+        assert all(line.endswith(";") for line in lines)
+
+
+def test_a_query_with_a_terminal_escape_cannot_rewrite_the_health_output(hostile):
+    """Any user may write a query text: a session holding a lock after such a query, another waiting
+    for it, and `prep-ops health` on a terminal names them both."""
+    text = "SELECT 1 /* \x1b]0;owned\x07\x1b[2K\x1b[1A all sessions fine */"
+    holder = psycopg.connect(hostile.url, autocommit=True)
+    waiter = psycopg.connect(hostile.url, autocommit=True)
+    try:
+        holder.execute("BEGIN")
+        holder.execute("LOCK TABLE parent")
+        holder.execute(text)
+        waiting = threading.Thread(target=lambda: waiter.execute("SELECT count(*) FROM parent"), daemon=True)
+        waiting.start()
+        time.sleep(0.5)
+        shown = on_a_terminal("health", env=cli_env(hostile))
+    finally:
+        holder.close()
+        waiting.join(timeout=30)
+        waiter.close()
+    assert "all sessions fine" in shown  # the query was named
+    assert "\x1b" not in shown and "\x07" not in shown
+    assert r"\x1b]0;owned\x07" in shown
+
+
+def test_an_error_quoting_a_name_is_one_line_with_the_name_shown(hostile):
+    done = prep_ops("integrity", "--tables", f"public.{FORGED}\x1b[2K", env=cli_env(hostile))
+    assert done.returncode == 1
+    assert len(done.stderr.splitlines()) == 1 and done.stderr.startswith("error:"), done.stderr
+    assert "\x1b" not in done.stderr and FORGED_SHOWN in done.stderr
