@@ -2,11 +2,13 @@
 the charts, the CLI and the notebooks (STYLE.md: numbers rounded with units, money as US$ 1,234.50,
 tables without a meaningless 0..N index). Values themselves stay numbers: only their display changes.
 
-A name from a database is data: `terminal` shows it as text in a terminal, so that no name (a table
-called "t\x1b[2K" or "x\nPASS") can steer what it appears in.
+A name from a database is data: `terminal` shows it as text in a terminal and `table` in a notebook's
+HTML table, so that no name (a table called "t\x1b[2K", "x\nPASS" or "<img src=x onerror=...>") can
+steer what it appears in.
 pandas is imported on first use: the CLI shows names without loading it.
 """
 
+import html
 import math
 import re
 import textwrap
@@ -93,9 +95,23 @@ def shorten(text, width: int) -> str:
 def table(frame, formats=None, *, index: bool | None = None):
     """A DataFrame styled for a notebook: the 0..N index hidden (kept when it means something: named,
     or not a plain range), columns formatted with `formats` ({column: function or format string}, or
-    one function for every column)."""
+    one function for every column). Every value, label and name is HTML-escaped (a Styler, unlike a
+    DataFrame, writes strings into its HTML as they are): a name or a query in it is text, never markup."""
     import pandas as pd
 
     meaningless = isinstance(frame.index, pd.RangeIndex) and frame.index.name is None
-    styled = frame.style.format(formats or {}, na_rep="")
+    frame = frame.rename_axis(index=[_html(n) for n in frame.index.names], columns=[_html(n) for n in frame.columns.names])
+    for i, dtype in enumerate(frame.dtypes):  # a list of names (an array column) is escaped as the text it shows
+        if dtype == object:
+            frame.isetitem(i, frame.iloc[:, i].map(_container_text))
+    styled = (frame.style.format(formats or {}, na_rep="", escape="html")
+              .format_index(escape="html", axis=0).format_index(escape="html", axis=1))
     return styled.hide(axis="index") if (meaningless if index is None else not index) else styled
+
+
+def _html(name):
+    return html.escape(name) if isinstance(name, str) else name
+
+
+def _container_text(value):
+    return str(value) if isinstance(value, (list, tuple, dict, set)) else value

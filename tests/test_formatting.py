@@ -43,3 +43,12 @@ def test_a_name_shown_on_a_terminal_keeps_its_text_and_shows_its_control_charact
     assert formatting.terminal(name) == shown
     # text of several lines with the name shown in it: prep-ops' own line break kept, the name as shown
     assert formatting.terminal(f"{shown}\nnext", lines=True) == f"{shown}\nnext"
+
+
+def test_a_styled_table_shows_markup_in_values_labels_names_and_lists_as_text():
+    frame = pd.DataFrame({"<b>col</b>": ["<i>value</i>", ["<u>in a list</u>"]], "amount": [1234.5, 2.0]},
+                         index=pd.Index(["<s>row</s>", "plain_name"], name="<em>name</em>"))
+    html = formatting.table(frame, {"amount": formatting.money}).to_html()
+    for tag in ("b", "i", "u", "s", "em"):
+        assert f"<{tag}>" not in html and f"&lt;{tag}&gt;" in html
+    assert "US$ 1,234.50" in html and "plain_name" in html

@@ -117,3 +117,23 @@ def test_an_error_quoting_a_name_is_one_line_with_the_name_shown(hostile):
     assert done.returncode == 1
     assert len(done.stderr.splitlines()) == 1 and done.stderr.startswith("error:"), done.stderr
     assert "\x1b" not in done.stderr and FORGED_SHOWN in done.stderr
+
+
+def test_a_session_and_tables_named_with_markup_cannot_inject_html_into_the_health_runbook(hostile):
+    """Runbook 08 shows the sessions and the checks as formatting.table (a Styler, whose HTML JupyterLab
+    and runs/<ts>/08_health_check.html show as it is): any user sets their application_name and query."""
+    from prep_ops import formatting, health
+
+    other = psycopg.connect(hostile.url, autocommit=True, application_name="<img src=x onerror=alert(1)>")
+    try:
+        other.execute("SELECT 1 /* <script>alert(2)</script> */")
+        with db.connect(hostile, autocommit=True) as conn:
+            sessions = formatting.table(health.sessions(conn)).to_html()
+            checks = formatting.table(health.as_frame(health.run_checks(conn)).drop(columns="value")
+                                      .set_index("name")).to_html()
+    finally:
+        other.close()
+    assert "&lt;img src=x onerror=alert(1)&gt;" in sessions and "&lt;script&gt;alert(2)" in sessions
+    assert f"largest: {MARKUP.replace('<', '&lt;').replace('>', '&gt;')}" in checks  # the database size check names it
+    for html in (sessions, checks):
+        assert "<img" not in html and "<script" not in html
