@@ -2,9 +2,9 @@
 the charts, the CLI and the notebooks (STYLE.md: numbers rounded with units, money as US$ 1,234.50,
 tables without a meaningless 0..N index). Values themselves stay numbers: only their display changes.
 
-A name from a database is data: `terminal` shows it as text in a terminal and `table` in a notebook's
-HTML table, so that no name (a table called "t\x1b[2K", "x\nPASS" or "<img src=x onerror=...>") can
-steer what it appears in.
+A name from a database is data: `terminal` shows it as text in a terminal, `chart_label` in a
+matplotlib chart and `table` in a notebook's HTML table, so that no name (a table called "t\x1b[2K",
+"x\nPASS", "a$^$" or "<img src=x onerror=...>") can steer what it appears in.
 pandas is imported on first use: the CLI shows names without loading it.
 """
 
@@ -42,6 +42,13 @@ def terminal(text, *, lines: bool = False) -> str:
         return "\n".join(_CONTROL.sub(lambda m: m[0] if m[0] == "\t" else _visible(m), line)
                          for line in text.split("\n"))
     return _CONTROL.sub(_visible, text)
+
+
+def chart_label(text) -> str:
+    """`text` as a matplotlib label shows it literally: on one line (see `terminal`), and every `$`
+    escaped, so that no name starts mathtext (two `$` make the rest math; an invalid formula such as
+    "a$^$" stops the chart from being drawn at all)."""
+    return terminal(text).replace("$", "\\$")
 
 
 def money(amount, currency: str = "US$") -> str:

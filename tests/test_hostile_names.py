@@ -137,3 +137,23 @@ def test_a_session_and_tables_named_with_markup_cannot_inject_html_into_the_heal
     assert f"largest: {MARKUP.replace('<', '&lt;').replace('>', '&gt;')}" in checks  # the database size check names it
     for html in (sessions, checks):
         assert "<img" not in html and "<script" not in html
+
+
+def test_a_table_named_like_math_cannot_stop_runbook_08_from_drawing_its_charts(hostile):
+    """Runbook 08 on a database with a table named "cost$^$" (mathtext that cannot be parsed: its cache and
+    size charts raised ValueError at draw time and the runbook stopped), markup and a line break: it runs to
+    the end, and neither its notebook nor the HTML beside it carries the markup as HTML."""
+    import json
+    from pathlib import Path
+
+    import nbformat
+
+    done = prep_ops("run", "08_health_check", env=cli_env(hostile))
+    out_dir = Path(done.stdout.strip().splitlines()[-1].removeprefix("executed notebooks and summary.json in "))
+    (run,) = json.loads((out_dir / "summary.json").read_text())["notebooks"]
+    assert run["ok"] and done.returncode == 0, run["error"] or done.stdout
+    executed = nbformat.read(out_dir / "08_health_check.ipynb", as_version=4)
+    html = [o["data"]["text/html"] for c in executed.cells for o in c.get("outputs", []) if "text/html" in o.get("data", {})]
+    assert any("&lt;img src=x" in page for page in html)  # the tables name it, as text
+    for page in (*html, (out_dir / "08_health_check.html").read_text()):
+        assert "<img src=x" not in page and 'onerror="alert(1)"' not in page
