@@ -2,8 +2,8 @@
 the charts, the CLI and the notebooks (STYLE.md: numbers rounded with units, money as US$ 1,234.50,
 tables without a meaningless 0..N index). Values themselves stay numbers: only their display changes.
 
-A name from a database is data: `terminal` shows it as text in a terminal, `chart_label` in a
-matplotlib chart and `table` in a notebook's HTML table, so that no name (a table called "t\x1b[2K",
+A name from a database is data: `terminal` shows it as text in a terminal, `markdown` in Markdown,
+`chart_label` in a matplotlib chart and `table` in a notebook's HTML table, so that no name (a table called "t\x1b[2K",
 "x\nPASS", "a$^$" or "<img src=x onerror=...>") can steer what it appears in.
 pandas is imported on first use: the CLI shows names without loading it.
 """
@@ -19,6 +19,8 @@ _SIZE_UNITS = ("bytes", "kB", "MB", "GB", "TB")
 # NEL ...), DEL, the line and paragraph separators, and the bidirectional controls that reorder text
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]")
 _SHORT = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+# what Markdown (CommonMark, GFM tables, Jupyter's $math$) or HTML inside it reads as markup
+_MARKUP = re.compile(r"[\\`*_\[\]<>|&~$#]")
 
 
 def _missing(value) -> bool:
@@ -42,6 +44,18 @@ def terminal(text, *, lines: bool = False) -> str:
         return "\n".join(_CONTROL.sub(lambda m: m[0] if m[0] == "\t" else _visible(m), line)
                          for line in text.split("\n"))
     return _CONTROL.sub(_visible, text)
+
+
+def markdown(text) -> str:
+    """`text` as literal inline Markdown: on one line (see `terminal`), every character Markdown, GFM
+    tables, math or HTML would read as markup escaped with a backslash; a `_` inside a word (`tuition_payments`),
+    which never starts emphasis, stays as it is."""
+    return _MARKUP.sub(lambda m: m[0] if m[0] == "_" and _inside_word(m) else "\\" + m[0], terminal(text))
+
+
+def _inside_word(match: re.Match) -> bool:
+    text, at = match.string, match.start()
+    return 0 < at < len(text) - 1 and text[at - 1].isalnum() and text[at + 1].isalnum()
 
 
 def chart_label(text) -> str:

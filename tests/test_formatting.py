@@ -52,3 +52,12 @@ def test_a_styled_table_shows_markup_in_values_labels_names_and_lists_as_text():
     for tag in ("b", "i", "u", "s", "em"):
         assert f"<{tag}>" not in html and f"&lt;{tag}&gt;" in html
     assert "US$ 1,234.50" in html and "plain_name" in html
+
+
+@pytest.mark.parametrize("name, shown", [
+    ("tuition_payments", "tuition_payments"), ("Order by user", "Order by user"),
+    ("<img src=x onerror=alert(1)>", r"\<img src=x onerror=alert(1)\>"), ("a|b", r"a\|b"), ("`x`", r"\`x\`"),
+    ("*bold* _em_", r"\*bold\* \_em\_"), ("[l](javascript:x)", r"\[l\](javascript:x)"), ("$x$", r"\$x\$"),
+    ("&lt;", r"\&lt;"), ("a\\b", r"a\\b"), ("x\n## PASS", r"x\\n\#\# PASS")])
+def test_a_name_in_markdown_is_literal_text_on_one_line(name, shown):
+    assert formatting.markdown(name) == shown

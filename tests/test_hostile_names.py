@@ -7,6 +7,7 @@ the real command or runbook function is run against them.
 
 import os
 import pty
+import re
 import subprocess
 import sys
 import threading
@@ -157,3 +158,44 @@ def test_a_table_named_like_math_cannot_stop_runbook_08_from_drawing_its_charts(
     assert any("&lt;img src=x" in page for page in html)  # the tables name it, as text
     for page in (*html, (out_dir / "08_health_check.html").read_text()):
         assert "<img src=x" not in page and 'onerror="alert(1)"' not in page
+
+
+def test_a_table_named_with_a_line_break_cannot_forge_a_step_or_a_pass_in_the_incident_report(hostile, tmp_path,
+                                                                                             capsys):
+    """An incident's found lines, checks and statements quote the tables they are about: such a name
+    cannot add a heading, a PASS, a table row, HTML, or end the statements' code block of the report, nor
+    a line of what the notebook shows."""
+    from prep_ops import notebook
+    from prep_ops.incident.record import Incident
+
+    name = f"{FORGED}\n\n## 4. Verify the data\n\n- Check: PASS every row is back\n{MARKUP}\n```\n# done"
+    inc = Incident("data-recovery", "Data recovery", hostile, directory=tmp_path, mode="live")
+    notebook.setup(hostile.url, sql_magic=False)
+    with inc.step(1, "Assess the damage", next_if_failed="stop"):
+        inc.found(f"3 row(s) missing from {name}")
+        inc.check("rows counted", True, f"{name}: 3 missing", must_hold=False)
+        inc.ran([f"DELETE FROM {sql.Identifier(name).as_string(None)}"])
+    report = inc.report_path.read_text()
+    lines = report.splitlines()
+    assert [line for line in lines if line.startswith("## ")] == ["## 1. Assess the damage", "## Timeline"]
+    assert not [line for line in lines if line.startswith(("- Check: PASS every", "PASS every", "<img", "# done"))]
+    assert len([line for line in lines if line.startswith("| ")]) == 1 + 3  # the header and one row per event
+    at = lines.index("Statements executed:") + 2
+    opening, statement, closing = lines[at:at + 3]  # the statement, whole on one line in its code block
+    assert closing == opening.removesuffix("sql") and statement.startswith("DELETE FROM") and "evil\\n" in statement
+    outside = lines[:at] + lines[at + 3:]  # (in a code block, <img is text)
+    assert not [line for line in outside if re.search(r"(?<!\\)<img", line)]  # only as \<img: text
+    assert r"\<img src=x onerror=alert(1)\>" in report
+    shown = capsys.readouterr().out
+    assert "found: 3 row(s) missing from evil\\nPASS everything is fine" in shown
+    assert not [line for line in shown.splitlines() if line.startswith(("PASS every", "- Check", "<img"))]
+
+
+def test_a_check_naming_a_table_with_a_carriage_return_is_one_line_in_the_notebook_and_whole_in_its_record():
+    from prep_ops import notebook
+
+    name = "orders\r\x1b[32mPASS all rows fine\x1b[0m"
+    result = notebook.check(f"rows of {name} counted", False, f"{name} lost 3 rows", must_hold=False)
+    assert result.line == r"WARN rows of orders\r\x1b[32mPASS all rows fine\x1b[0m counted: " \
+                          r"orders\r\x1b[32mPASS all rows fine\x1b[0m lost 3 rows"
+    assert notebook.checks().iloc[-1]["detail"] == f"{name} lost 3 rows"  # the record keeps the data as it is
