@@ -11,14 +11,18 @@ import pandas as pd
 from .formatting import chart_label
 
 
+LABEL_WIDTH = 40  # characters of a table's, role's or object's name on an axis or in a legend
+
+
 def _text(value):
-    """A label value as a chart shows it literally; numbers and other values unchanged."""
-    return chart_label(value) if isinstance(value, str) else value
+    """A label value (a table, a role, an object) as a chart shows it literally, at most LABEL_WIDTH
+    characters; numbers and other values unchanged."""
+    return chart_label(value, LABEL_WIDTH) if isinstance(value, str) else value
 
 
 def _index(index: pd.Index) -> pd.Index:
     if isinstance(index, pd.MultiIndex):
-        return index.set_levels([level.map(_text) for level in index.levels]).set_names([_text(n) for n in index.names])
+        return index.map(lambda labels: tuple(map(_text, labels))).set_names([_text(n) for n in index.names])
     return index.map(_text).rename(_text(index.name))
 
 

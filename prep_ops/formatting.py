@@ -58,11 +58,16 @@ def _inside_word(match: re.Match) -> bool:
     return 0 < at < len(text) - 1 and text[at - 1].isalnum() and text[at + 1].isalnum()
 
 
-def chart_label(text) -> str:
+def chart_label(text, width: int | None = None) -> str:
     """`text` as a matplotlib label shows it literally: on one line (see `terminal`), and every `$`
     escaped, so that no name starts mathtext (two `$` make the rest math; an invalid formula such as
-    "a$^$" stops the chart from being drawn at all)."""
-    return terminal(text).replace("$", "\\$")
+    "a$^$" stops the chart from being drawn at all). With `width`, a longer text keeps its start and its
+    end around a `…` (a schema and a table name of 63 characters each would leave the figure)."""
+    text = terminal(text)
+    if width is not None and len(text) > width:
+        head = (width - 1) // 2
+        text = text[:head] + "…" + text[len(text) - (width - 1 - head):]
+    return text.replace("$", "\\$")
 
 
 def money(amount, currency: str = "US$") -> str:

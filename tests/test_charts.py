@@ -59,3 +59,18 @@ def test_a_chart_with_names_that_look_like_math_is_drawn_showing_them_as_written
     assert any("cost$^$" in text for text in shown)  # as written: no mathtext, no escape left over
     assert any("evil\\nPASS" in text for text in shown)  # a line break shown, not a second line
     assert not any("\n" in text for text in shown)
+
+
+@pytest.mark.server_independent
+def test_a_table_with_a_very_long_qualified_name_keeps_its_start_and_end_on_the_axis():
+    name = "archive_" + "s" * 55 + ".old_" + "t" * 50 + "_rentals"  # two names of 63 characters
+    fig = charts.table_sizes(pd.DataFrame({"table_name": [name, "plain"], "table_bytes": [1, 2],
+                                           "index_bytes": [1, 2], "total_bytes": [3, 5]}))
+    try:
+        labels = [label.get_text() for label in fig.axes[0].get_yticklabels()]
+        drawn = _drawn(fig)
+    finally:
+        matplotlib.pyplot.close(fig)
+    (long,) = [label for label in labels if label != "plain"]
+    assert len(long) == charts.LABEL_WIDTH and long.startswith("archive_sss") and long.endswith("tt_rentals")
+    assert "…" in long and "plain" in labels and long in drawn
