@@ -199,3 +199,30 @@ def test_a_check_naming_a_table_with_a_carriage_return_is_one_line_in_the_notebo
     assert result.line == r"WARN rows of orders\r\x1b[32mPASS all rows fine\x1b[0m counted: " \
                           r"orders\r\x1b[32mPASS all rows fine\x1b[0m lost 3 rows"
     assert notebook.checks().iloc[-1]["detail"] == f"{name} lost 3 rows"  # the record keeps the data as it is
+
+
+def test_a_bloated_table_named_with_a_carriage_return_cannot_rewrite_runbook_05s_statements(scratch):
+    """Runbook 05 prints the statements it plans, naming the tables with measured index bloat: such a
+    table's "\\r" and ESC would put its own text over the statement in the notebook."""
+    import json
+    from pathlib import Path
+
+    import nbformat
+
+    name = "orders\r\x1b[2KREINDEX done, nothing else to run"
+    with db.connect(scratch, autocommit=True) as conn:
+        conn.execute("CREATE EXTENSION IF NOT EXISTS pgstattuple")
+        table = sql.Identifier(name)
+        conn.execute(sql.SQL("CREATE TABLE {} (id int PRIMARY KEY, v text)").format(table))
+        conn.execute(sql.SQL("CREATE INDEX ON {} (v)").format(table))
+        conn.execute(sql.SQL("INSERT INTO {} SELECT g, md5(g::text) FROM generate_series(1, 60000) g").format(table))
+        conn.execute(sql.SQL("DELETE FROM {} WHERE id % 10 <> 0").format(table))
+        conn.execute(sql.SQL("VACUUM ANALYZE {}").format(table))
+    done = prep_ops("run", "05_maintenance", env=cli_env(scratch))
+    out_dir = Path(done.stdout.strip().splitlines()[-1].removeprefix("executed notebooks and summary.json in "))
+    (run,) = json.loads((out_dir / "summary.json").read_text())["notebooks"]
+    assert run["ok"], run["error"]
+    executed = nbformat.read(out_dir / "05_maintenance.ipynb", as_version=4)
+    printed = "".join(o["text"] for c in executed.cells for o in c.get("outputs", []) if o["output_type"] == "stream")
+    assert 'REINDEX TABLE CONCURRENTLY "public"."orders\\r\\x1b[2KREINDEX done' in printed  # chosen, and shown
+    assert "\r" not in printed and "\x1b" not in printed
