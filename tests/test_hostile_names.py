@@ -156,7 +156,9 @@ def test_a_table_named_like_math_cannot_stop_runbook_08_from_drawing_its_charts(
     executed = nbformat.read(out_dir / "08_health_check.ipynb", as_version=4)
     html = [o["data"]["text/html"] for c in executed.cells for o in c.get("outputs", []) if "text/html" in o.get("data", {})]
     assert any("&lt;img src=x" in page for page in html)  # the tables name it, as text
-    for page in (*html, (out_dir / "08_health_check.html").read_text()):
+    index = (out_dir / "index.html").read_text()  # the run's report: the check naming it, autoescaped
+    assert "largest: &lt;img src=x onerror=alert(1)&gt;" in index
+    for page in (*html, (out_dir / "08_health_check.html").read_text(), index):
         assert "<img src=x" not in page and 'onerror="alert(1)"' not in page
 
 
