@@ -8,9 +8,32 @@ from tabulate import tabulate
 
 from . import embedded
 from .errors import PrepOpsError
+from .formatting import terminal
 
 # Heavy modules (psycopg, pandas, SQLAlchemy, the capability modules) are imported inside the commands
 # that use them: `prep-ops --help` and argument errors answer without loading them.
+
+
+# A name from a database is data: it never steers the terminal. Everything the commands print goes
+# through these three: a line (its names, a message quoting them) with every control character shown
+# (formatting.terminal), so a table named "x\nPASS ..." forges no line and "t\x1b[1A..." rewrites none;
+# a table whose every text cell is shown so; and text of several lines prep-ops made itself (JSON,
+# statements joined one per line, each shown so), where nothing but its line breaks and tabs may act.
+def echo_line(text="", **options) -> None:
+    """Print one line; its control characters (line breaks included) shown, not acted on."""
+    click.echo(terminal(text), **options)
+
+
+def echo_text(text: str, **options) -> None:
+    """Print text of several lines that prep-ops composed (each name in it shown by `terminal`); any
+    other control character is shown, not acted on."""
+    click.echo(terminal(text, lines=True), **options)
+
+
+def text_table(rows, headers, **options) -> str:
+    """tabulate of `rows` with every text cell shown by `terminal` (one line each; a long one still wraps)."""
+    return tabulate([[terminal(cell) if isinstance(cell, str) else cell for cell in row] for row in rows],
+                    headers=headers, **options)
 
 
 def _target(ctx: click.Context):
@@ -58,13 +81,13 @@ def db_start() -> None:
     """Start the embedded server (initialising it on first use). Example: prep-ops db start"""
     state = embedded.start()
     embedded.ensure_database()
-    click.echo(f"running: PostgreSQL {state.version}, pid {state.pid}, data in {state.data_dir}")
+    echo_line(f"running: PostgreSQL {state.version}, pid {state.pid}, data in {state.data_dir}")
 
 
 @db.command("stop")
 def db_stop() -> None:
     """Stop the embedded server. Example: prep-ops db stop"""
-    click.echo("stopped" if embedded.stop() else "not running")
+    echo_line("stopped" if embedded.stop() else "not running")
 
 
 @db.command("status")
@@ -72,9 +95,9 @@ def db_status() -> None:
     """Say whether the embedded server runs; exit 1 when it does not. Example: prep-ops db status"""
     state = embedded.status()
     if state.running:
-        click.echo(f"running: PostgreSQL {state.version}, pid {state.pid}, since {state.started_at}, data in {state.data_dir}")
+        echo_line(f"running: PostgreSQL {state.version}, pid {state.pid}, since {state.started_at}, data in {state.data_dir}")
     else:
-        click.echo(f"not running: data in {state.data_dir}")
+        echo_line(f"not running: data in {state.data_dir}")
         sys.exit(1)
 
 
@@ -82,7 +105,7 @@ def db_status() -> None:
 @click.pass_context
 def db_url(ctx: click.Context) -> None:
     """Print the target's URL, password masked. Example: export DATABASE_URL=$(prep-ops db url)"""
-    click.echo(_target(ctx).masked_url)
+    echo_line(_target(ctx).masked_url)
 
 
 # --- migrate ----------------------------------------------------------------------------------
@@ -106,11 +129,11 @@ def migrate_cmd(ctx: click.Context, to: int | None, confirm: bool) -> None:
         derived = masking.views(conn) if downs else []
         done = migrate.apply(conn, to, confirm=confirm)
         if derived:
-            click.echo(f"dropped the {len(derived)} masked views first (they depend on the tables; "
+            echo_line(f"dropped the {len(derived)} masked views first (they depend on the tables; "
                        "06_access_control_audit recreates them)")
         for step in done:
-            click.echo(f"{step.direction:4} {step.version:04d}_{step.name}")
-        click.echo(f"schema at version {migrate.current_version(conn)}" + ("" if done else " (nothing to do)"))
+            echo_line(f"{step.direction:4} {step.version:04d}_{step.name}")
+        echo_line(f"schema at version {migrate.current_version(conn)}" + ("" if done else " (nothing to do)"))
 
 
 cli.add_command(migrate_cmd, "migrate")
@@ -126,7 +149,7 @@ def migrate_status(ctx: click.Context) -> None:
              s.applied_at.isoformat(sep=" ", timespec="seconds") if s.applied_at else "",
              "CHANGED since applied" if s.changed else "")
             for s in _with_conn(ctx.parent, migrate.status)]
-    click.echo(tabulate(rows, headers=["version", "name", "state", "applied at", "note"]))
+    echo_text(text_table(rows, headers=["version", "name", "state", "applied at", "note"]))
 
 
 @migrate_cmd.command("plan")
@@ -136,7 +159,7 @@ def migrate_plan(ctx: click.Context, to: int | None) -> None:
     """Print the SQL that `migrate` would run; changes nothing. Example: prep-ops migrate plan --to 0"""
     from . import migrate
 
-    click.echo(migrate.script(_with_conn(ctx.parent, migrate.plan, to)))
+    echo_text(migrate.script(_with_conn(ctx.parent, migrate.plan, to)))
 
 
 # --- seed -------------------------------------------------------------------------------------
@@ -152,8 +175,8 @@ def seed_cmd(ctx: click.Context, students: int, seed_value: int, confirm: bool) 
     seed.check_students(students)
     result = _with_conn(ctx, seed.seed, students, seed_value, replace=confirm, confirm=confirm,
                         progress=sys.stderr.isatty())
-    click.echo(tabulate(result.rows.items(), headers=["table", "rows"], intfmt=","))
-    click.echo(str(result))
+    echo_text(text_table(result.rows.items(), headers=["table", "rows"], intfmt=","))
+    echo_text(str(result))
 
 
 # --- run, list --------------------------------------------------------------------------------
@@ -168,7 +191,7 @@ def _show_run(result) -> None:
     counts = ", ".join(f"{n} {word}" for word, n in result.counts.items() if n) or "no checks"
     word = "ok  " if result.ok else "FAIL"
     line = f"{word} {result.notebook:32} {result.seconds:6.1f} s  {counts}"
-    click.echo(line + (f"  {result.error}" if result.error else ""))
+    echo_line(line + (f"  {result.error}" if result.error else ""))
 
 
 @cli.command("run")
@@ -190,9 +213,10 @@ def run_cmd(notebooks: tuple[str, ...], params: tuple[tuple[str, str], ...], run
                                   jobs=jobs or runner.default_jobs())
     rows = [(r.notebook, c["name"], _verdict(c), c["detail"]) for r in results for c in r.checks]
     if rows:  # nothing cut: long names and details wrap at word boundaries
-        click.echo("\n" + tabulate(rows, headers=["notebook", "check", "result", "detail"],
-                                    maxcolwidths=[None, 40, None, 70]))
-    click.echo(f"\nexecuted notebooks and summary.json in {out_dir}")
+        echo_text("\n" + text_table(rows, headers=["notebook", "check", "result", "detail"],
+                                      maxcolwidths=[None, 40, None, 70]))
+    echo_line()
+    echo_line(f"executed notebooks and summary.json in {out_dir}")
     if not all(r.ok for r in results):
         sys.exit(1)
 
@@ -203,9 +227,9 @@ def list_cmd() -> None:
     from . import runner
 
     for notebook in runner.available():
-        click.echo(notebook.stem)
+        echo_line(notebook.stem)
         for name, p in runner.parameters(notebook).items():
-            click.echo(f"    {name} = {p['default']}  ({runner.kind_of(p['default'])})  {p['help']}")
+            echo_line(f"    {name} = {p['default']}  ({runner.kind_of(p['default'])})  {p['help']}")
 
 
 # the other commands live in modules of their own; importing them registers them on `cli`
@@ -217,22 +241,22 @@ def main(argv: list[str] | None = None) -> None:
     try:
         code = cli.main(args=argv, prog_name="prep-ops", standalone_mode=False)
     except click.exceptions.Abort:
-        click.echo("aborted", err=True)
+        echo_line("aborted", err=True)
         code = 130
     except click.UsageError as exc:  # one line like every other error, keeping click's "Did you mean"
         path = exc.ctx.command_path if exc.ctx else "prep-ops"
         message = (exc.format_message().strip().splitlines() or ["usage error"])[0]
-        click.echo(f"error: {message} (see {path} --help)", err=True)
+        echo_line(f"error: {message} (see {path} --help)", err=True)
         code = 1
     except click.ClickException as exc:
         exc.show()
         code = exc.exit_code
     except PrepOpsError as exc:
-        click.echo(f"error: {exc}", err=True)
+        echo_line(f"error: {exc}", err=True)
         code = 1
     except OSError as exc:  # a folder that cannot be made or read: say which, no traceback
         where = f"{exc.filename}: " if exc.filename else ""
-        click.echo(f"error: {where}{exc.strerror or exc}", err=True)
+        echo_line(f"error: {where}{exc.strerror or exc}", err=True)
         code = 1
     except Exception as exc:
         psycopg = sys.modules.get("psycopg")  # loaded only by commands that connect
@@ -240,6 +264,8 @@ def main(argv: list[str] | None = None) -> None:
             raise
         from .db import mask_url
 
-        click.echo(f"error: database error: {mask_url(str(exc).strip().splitlines()[0])}", err=True)
+        # the server's message itself, whole: a name quoted in it may hold a line break (shown, not cut at)
+        message = getattr(getattr(exc, "diag", None), "message_primary", None) or str(exc).strip().splitlines()[0]
+        echo_line(f"error: database error: {mask_url(message)}", err=True)
         code = 1
     sys.exit(code or 0)

@@ -5,7 +5,8 @@ from datetime import datetime, timezone
 
 import click
 
-from .cli import _target, _with_conn, cli
+from .cli import _target, _with_conn, cli, echo_line, echo_text
+from .formatting import terminal
 
 
 def _when(value) -> str:
@@ -45,7 +46,7 @@ def _lines(st) -> list[str]:
         lines.append(f"archive folder: {unknown.get('system_identifier', 'unknown')}")
     lines += _stream_lines(st)
     lines.append(f"recoverable window: {st.window}")
-    return lines
+    return [terminal(line) for line in lines]  # each one line: a setting's value never makes another
 
 
 def _stream_lines(st) -> list[str]:
@@ -85,21 +86,21 @@ def archive_status(ctx: click.Context, as_json: bool) -> None:
     from . import wal_archive
 
     found = _with_conn(ctx.parent, wal_archive.status)
-    click.echo(json.dumps(found.as_dict(), indent=2) if as_json else "\n".join(_lines(found)))
+    echo_text(json.dumps(found.as_dict(), indent=2) if as_json else "\n".join(_lines(found)))
 
 
 def _show(change, as_json: bool) -> None:
     if as_json:
-        click.echo(json.dumps({"changed": change.changed, "settings": change.settings, "stream": change.stream,
+        echo_text(json.dumps({"changed": change.changed, "settings": change.settings, "stream": change.stream,
                                "instructions": change.instructions, "status": change.status.as_dict()}, indent=2))
         return
     if change.instructions:
-        click.echo(change.instructions)
+        echo_text(change.instructions)
         return
-    click.echo("settings changed and the server restarted" if change.changed else "already so: nothing changed")
+    echo_line("settings changed and the server restarted" if change.changed else "already so: nothing changed")
     if change.stream:
-        click.echo(f"WAL streaming (pg_receivewal): {change.stream}")
-    click.echo("\n".join(_lines(change.status)))
+        echo_line(f"WAL streaming (pg_receivewal): {change.stream}")
+    echo_text("\n".join(_lines(change.status)))
 
 
 @archive_group.command("on")

@@ -4,9 +4,8 @@ import sys
 from pathlib import Path
 
 import click
-from tabulate import tabulate
 
-from .cli import _target, cli
+from .cli import _target, cli, echo_line, echo_text, text_table
 
 # --- backup, verify, restore -------------------------------------------------------------------
 @cli.command("backup")
@@ -34,9 +33,9 @@ def backup_cmd(ctx, kind, incremental, fmt, directory, jobs, keep) -> None:
         return
     made = backup.backup(_target(ctx), kind, fmt, directory=Path(directory) if directory else None, jobs=jobs, keep=keep)
     m = made.manifest
-    click.echo(f"{m['kind']} {m['format']} backup of {m['database']}: {m['bytes']:,} bytes, {backup.holds(m)}, "
+    echo_line(f"{m['kind']} {m['format']} backup of {m['database']}: {m['bytes']:,} bytes, {backup.holds(m)}, "
                f"manifest {made.manifest_path.name}")
-    click.echo(str(made.path))
+    echo_line(str(made.path))
 
 
 def _refuse_given(ctx, names: tuple[str, ...], why: str) -> None:
@@ -68,30 +67,30 @@ def _base_backup(ctx, kind, incremental, directory, keep) -> None:
                 raise BackupError(f"base backup {made.path} was made, but --keep failed: {first_line(exc)}") from None
     m = made.manifest
     size = sum(f["bytes"] for f in m["files"].values())
-    click.echo(f"{'incremental ' if m['incremental_of'] else ''}base backup of cluster {m['system_identifier']} "
+    echo_line(f"{'incremental ' if m['incremental_of'] else ''}base backup of cluster {m['system_identifier']} "
                f"(PostgreSQL {m['server_major']}, timeline {m['timeline']}): {size:,} bytes, WAL {m['start_lsn']} "
                f"to {m['end_lsn']}" + (f", incremental to {m['incremental_of']}" if m["incremental_of"] else ""))
     if keep:
-        click.echo(f"kept {len(pruned.kept)} base backup(s), removed {len(pruned.removed)}"
+        echo_line(f"kept {len(pruned.kept)} base backup(s), removed {len(pruned.removed)}"
                    f"{' (' + ', '.join(pruned.removed) + ')' if pruned.removed else ''} and {len(pruned.wal_removed)} "
                    f"archived WAL file(s)" + (f" before {pruned.oldest_wal_kept}" if pruned.oldest_wal_kept else ""))
-    click.echo(str(made.path))
+    echo_line(str(made.path))
 
 
 def _show_verification(result) -> None:
     failed = result.failures
     if result.nothing_checked and len(result.report):  # no PASS for it
         for row in result.skipped.itertuples():
-            click.echo(f"SKIP {result.backup}: {row.check}: {row.actual}")
+            echo_line(f"SKIP {result.backup}: {row.check}: {row.actual}")
         return
-    click.echo(f"{'PASS' if result.ok else 'FAIL'} {result.backup}: {result.counts} ({result.seconds:.1f} s)")
+    echo_line(f"{'PASS' if result.ok else 'FAIL'} {result.backup}: {result.counts} ({result.seconds:.1f} s)")
     for what, why in result.not_compared:
-        click.echo(f"SKIP {what}: {why}")
+        echo_line(f"SKIP {what}: {why}")
     for note in result.notes.itertuples():  # housekeeping: no check, so neither PASS nor SKIP
-        click.echo(f"note {note.object}: {note.check}: {note.actual}")
+        echo_line(f"note {note.object}: {note.check}: {note.actual}")
     if len(failed):
-        click.echo(tabulate(failed[["object", "check", "expected", "actual"]].astype(str).values,
-                            headers=["object", "check", "expected", "actual"], maxcolwidths=[30, 24, 30, 60]))
+        echo_text(text_table(failed[["object", "check", "expected", "actual"]].astype(str).values,
+                             headers=["object", "check", "expected", "actual"], maxcolwidths=[30, 24, 30, 60]))
 
 
 @cli.command("verify")
@@ -137,7 +136,7 @@ def verify_cmd(ctx, backup_path, latest, directory, max_age, min_size, same_serv
             result = chain_verify.verify_chain(conn, target, Path(directory) if directory else None)
         _show_verification(result)
         for row in result.report[result.report["check"].isin(chain_verify.SHOWN)].itertuples():
-            click.echo(f"{row.check}: {row.actual}")  # where the replay stopped, and what lies between
+            echo_line(f"{row.check}: {row.actual}")  # where the replay stopped, and what lies between
         if not result.ok:
             sys.exit(1)
         return
@@ -168,13 +167,13 @@ def restore_cmd(ctx, backup_path, confirm) -> None:
     from . import restore
 
     done = restore.restore(Path(backup_path), _target(ctx), confirm=confirm)
-    click.echo(f"restored {done['kind']} backup into {done['into']}; "
+    echo_line(f"restored {done['kind']} backup into {done['into']}; "
                + (f"safety backup: {done['safety_backup']}" if done["safety_backup"] else
                   "no safety backup: the target held nothing"))
     if done["replaced"]:
-        click.echo(f"the replaced database is kept as {done['replaced']} until the next restore")
+        echo_line(f"the replaced database is kept as {done['replaced']} until the next restore")
     for name in done["removed"]:
-        click.echo(f"removed {name}, left by an earlier restore")
+        echo_line(f"removed {name}, left by an earlier restore")
 
 
 @cli.command("recover")
@@ -204,11 +203,11 @@ def recover_cmd(ctx, to_time, to_lsn, database, as_name, directory, no_owner) ->
                             directory=Path(directory) if directory else None, no_owner=no_owner)
         user = conn.info.user
     for why in done["skipped"]:
-        click.echo(f"passed over base backup {why}")
+        echo_line(f"passed over base backup {why}")
     if done["no_owner"]:
         lacking = f"; roles it referred to that this server lacks: {', '.join(done['lacking_roles'])}" \
             if done["lacking_roles"] else ""
-        click.echo(f"restored without owners and grants (--no-owner): every object is owned by {user}{lacking}")
-    click.echo(f"recovered {done['from']} as at {done['target']} from base backup {Path(done['base_backup']).name} "
+        echo_line(f"restored without owners and grants (--no-owner): every object is owned by {user}{lacking}")
+    echo_line(f"recovered {done['from']} as at {done['target']} from base backup {Path(done['base_backup']).name} "
                f"in {done['seconds']:.1f} s")
-    click.echo(done["database"])
+    echo_line(done["database"])

@@ -4,9 +4,9 @@ import json
 import sys
 
 import click
-from tabulate import tabulate
 
-from .cli import _connection, _with_conn, cli
+from .cli import _connection, _with_conn, cli, echo_line, echo_text, text_table
+from .formatting import terminal
 
 # --- indexes ----------------------------------------------------------------------------------
 @cli.command("indexes")
@@ -20,19 +20,19 @@ def indexes_cmd(ctx: click.Context, as_json: bool) -> None:
     with _connection(ctx) as conn:
         items, too_soon = indexes.advice(conn), indexes.too_soon(conn)
     if as_json:
-        click.echo(json.dumps([{**i.__dict__, "columns": list(i.columns)} for i in items], indent=2))
+        echo_text(json.dumps([{**i.__dict__, "columns": list(i.columns)} for i in items], indent=2))
         return
     if too_soon:
-        click.echo(f"SKIP unused indexes — {too_soon}")
+        echo_line(f"SKIP unused indexes — {too_soon}")
     if not items:
-        click.echo("no index advice: every foreign key is indexed, nothing duplicate" + ("" if too_soon else ", unused")
+        echo_line("no index advice: every foreign key is indexed, nothing duplicate" + ("" if too_soon else ", unused")
                    + " or invalid")
         return
-    click.echo(tabulate([(i.kind, i.label, i.index, i.why) for i in items],  # nothing cut: `why` wraps
-                        headers=["advice", "table", "index", "why"], maxcolwidths=[None, None, None, 70]))
-    statements = [f"{i.statement};" for i in items if i.statement]  # a build in progress has none: left alone
+    echo_text(text_table([(i.kind, i.label, i.index, i.why) for i in items],  # nothing cut: `why` wraps
+                         headers=["advice", "table", "index", "why"], maxcolwidths=[None, None, None, 70]))
+    statements = [f"{terminal(i.statement)};" for i in items if i.statement]  # a build in progress has none
     if statements:
-        click.echo("\n-- statements (not run):\n" + "\n".join(statements))
+        echo_text("\n-- statements (not run):\n" + "\n".join(statements))
 
 
 # --- roles, audit -------------------------------------------------------------------------------
@@ -51,7 +51,7 @@ def roles_plan(ctx: click.Context) -> None:
     from . import roles
 
     steps = _with_conn(ctx.parent, roles.plan)
-    click.echo("\n".join(f"{step};" for step in steps) if steps else "-- roles are in place: nothing to do")
+    echo_text("\n".join(f"{terminal(step)};" for step in steps) if steps else "-- roles are in place: nothing to do")
 
 
 @roles_group.command("apply")
@@ -62,7 +62,7 @@ def roles_apply(ctx: click.Context, confirm: bool) -> None:
     from . import roles
 
     done = _with_conn(ctx.parent, roles.apply, confirm=confirm)
-    click.echo(f"{len(done)} statement(s) run" if done else "roles already in place: nothing changed")
+    echo_line(f"{len(done)} statement(s) run" if done else "roles already in place: nothing changed")
 
 
 @cli.command("audit")
@@ -77,10 +77,10 @@ def audit_cmd(ctx: click.Context) -> None:
     found = _with_conn(ctx, security_audit.findings)
     frame = security_audit.as_frame(found)
     if frame.empty:
-        click.echo("no findings")
+        echo_line("no findings")
     else:
         shown = frame[["severity", "check", "subject", "detail", "fix"]].astype(str)  # nothing cut: long text wraps
-        click.echo(tabulate(shown.values.tolist(), headers=list(shown.columns), maxcolwidths=[None, 30, 30, 50, 50]))
+        echo_text(text_table(shown.values.tolist(), headers=list(shown.columns), maxcolwidths=[None, 30, 30, 50, 50]))
     if security_audit.has_high(found):
         sys.exit(1)
 
@@ -105,16 +105,16 @@ def maintain_cmd(ctx, tables, reindex, confirm, dry_run) -> None:
     chosen = list(tables) or None
     with _connection(ctx) as conn:
         if dry_run:
-            click.echo("\n".join(f"{s};" for s in maintenance.plan(conn, chosen, reindex)))
+            echo_text("\n".join(f"{terminal(s)};" for s in maintenance.plan(conn, chosen, reindex)))
             if reindex and not chosen:
-                click.echo(f"-- {maintenance.reindex_choice(conn)[1]}")
+                echo_line(f"-- {maintenance.reindex_choice(conn)[1]}")
             return
         result = maintenance.maintain(conn, chosen, reindex, confirm=confirm)
     if result.note:
-        click.echo(f"note: {result.note}")
+        echo_line(f"note: {result.note}")
     for row in result.log.itertuples():
-        click.echo(f"{row.seconds:7.2f} s  {row.statement}")
-    click.echo("\n" + _before_after_text(maintenance.before_after(result)))
+        echo_line(f"{row.seconds:7.2f} s  {row.statement}")
+    echo_text("\n" + _before_after_text(maintenance.before_after(result)))
 
 
 def _before_after_text(table) -> str:
@@ -129,7 +129,7 @@ def _before_after_text(table) -> str:
              f"{size(r.table_bytes_before)} → {size(r.table_bytes_after)}",
              f"{size(r.index_bytes_before)} → {size(r.index_bytes_after)}", when(r.last_vacuum), when(r.last_analyze)]
             for r in table.itertuples()]
-    return tabulate(rows, headers=["table", "dead rows", "table size", "index size", "last vacuum", "last analyze"])
+    return text_table(rows, headers=["table", "dead rows", "table size", "index size", "last vacuum", "last analyze"])
 
 
 # --- health -------------------------------------------------------------------------------------
@@ -149,12 +149,12 @@ def health_cmd(ctx: click.Context, as_json: bool) -> None:
     with _connection(ctx) as conn:
         checks = health.run_checks(conn)
     if as_json:
-        click.echo(json.dumps({"status": health.worst(checks), "checks": [asdict(c) for c in checks]}, indent=2))
+        echo_text(json.dumps({"status": health.worst(checks), "checks": [asdict(c) for c in checks]}, indent=2))
     else:
         # nothing cut: long details wrap; the fix only where there is something to fix (--json has it always)
         rows = [(c.status.upper(), c.name, c.detail + (f" — {c.fix}" if c.status in ("warn", "critical") and c.fix else ""))
                 for c in checks]
-        click.echo(tabulate(rows, headers=["status", "check", "detail"], maxcolwidths=[None, None, 90]))
+        echo_text(text_table(rows, headers=["status", "check", "detail"], maxcolwidths=[None, None, 90]))
     if health.worst(checks) == "critical":
         sys.exit(2)
 
@@ -178,17 +178,17 @@ def integrity_cmd(ctx: click.Context, tables: tuple[str, ...], as_json: bool) ->
         report = integrity.check(conn, list(tables) or None)
     word = {"ok": "PASS", "corrupt": "FAIL", "incomplete": "WARN", "skipped": "SKIP"}[report.outcome]
     if as_json:
-        click.echo(json.dumps({"outcome": report.outcome, "summary": report.summary, "skipped": report.skipped,
+        echo_text(json.dumps({"outcome": report.outcome, "summary": report.summary, "skipped": report.skipped,
                                "data_checksums": report.data_checksums, "checksum_failures": report.checksum_failures,
                                "notes": report.notes,
                                "relations": json.loads(report.relations.to_json(orient="records"))}, indent=2))
     else:
         bad = report.relations[report.relations["status"] != "ok"]
         if len(bad):
-            click.echo(tabulate(bad[["status", "kind", "relation", "block", "detail"]].values.tolist(),
-                                headers=["status", "kind", "relation", "block", "detail"]) + "\n")
+            echo_text(text_table(bad[["status", "kind", "relation", "block", "detail"]].values.tolist(),
+                                 headers=["status", "kind", "relation", "block", "detail"]) + "\n")
         for note in report.notes:
-            click.echo(f"note: {note}")
-        click.echo(f"{word} integrity: {report.summary}")
+            echo_line(f"note: {note}")
+        echo_line(f"{word} integrity: {report.summary}")
     if report.outcome == "corrupt":
         sys.exit(1)

@@ -18,6 +18,7 @@ import psycopg
 
 from .db import Target, connect, is_scratch, live, mask_url, resolve_target, server_version
 from .errors import CheckFailed
+from .formatting import terminal
 from .verdicts import CHECK_MIME, STATUSES, SUMMARY_MIME, status, status_counts
 
 NOTHING_CHANGED = "not a scratch database and confirm=False: nothing changed here"
@@ -43,12 +44,15 @@ class CheckResult:
 
     @property
     def line(self) -> str:
+        """The check as one line (a name or query in it shown with its control characters written out:
+        no name makes a second line, a carriage return over the word, or colours in the notebook)."""
         word = self.status
         if word == "SKIP":
-            return f"SKIP {self.name} — {self.detail}"
+            return terminal(f"SKIP {self.name} — {self.detail}")
         if word == "PASS":
-            return f"PASS {self.name}" + (f": {self.detail}" if self.detail else "")
-        return f"{word} {self.name}" + (f": {self.detail}" if self.detail else "") + (f" — {self.fix}" if self.fix else "")
+            return terminal(f"PASS {self.name}" + (f": {self.detail}" if self.detail else ""))
+        return terminal(f"{word} {self.name}" + (f": {self.detail}" if self.detail else "")
+                        + (f" — {self.fix}" if self.fix else ""))
 
 
 _checks: list[CheckResult] = []

@@ -33,3 +33,31 @@ def test_tables_hide_only_a_meaningless_index():
     assert "US$ 1,234.50" in html and "row0_col0" in html and "row_heading" not in html
     named = plain.set_index("instrument")
     assert "row_heading" in formatting.table(named).to_html()  # a meaningful index stays
+
+
+@pytest.mark.parametrize("name, shown", [
+    ("tuition_payments", "tuition_payments"), ("Ünïcødé Tåble", "Ünïcødé Tåble"), ('quo"te.ta ble', 'quo"te.ta ble'),
+    ("t\x1b[2K\x1b[1Ar PASS", r"t\x1b[2K\x1b[1Ar PASS"), ("evil\nPASS fine", r"evil\nPASS fine"),
+    ("a\rb\tc", r"a\rb\tc"), ("nel\x85ls\u2028", r"nel\x85ls\u2028"), ("\u202eabc", r"\u202eabc")])
+def test_a_name_shown_on_a_terminal_keeps_its_text_and_shows_its_control_characters(name, shown):
+    assert formatting.terminal(name) == shown
+    # text of several lines with the name shown in it: prep-ops' own line break kept, the name as shown
+    assert formatting.terminal(f"{shown}\nnext", lines=True) == f"{shown}\nnext"
+
+
+def test_a_styled_table_shows_markup_in_values_labels_names_and_lists_as_text():
+    frame = pd.DataFrame({"<b>col</b>": ["<i>value</i>", ["<u>in a list</u>"]], "amount": [1234.5, 2.0]},
+                         index=pd.Index(["<s>row</s>", "plain_name"], name="<em>name</em>"))
+    html = formatting.table(frame, {"amount": formatting.money}).to_html()
+    for tag in ("b", "i", "u", "s", "em"):
+        assert f"<{tag}>" not in html and f"&lt;{tag}&gt;" in html
+    assert "US$ 1,234.50" in html and "plain_name" in html
+
+
+@pytest.mark.parametrize("name, shown", [
+    ("tuition_payments", "tuition_payments"), ("Order by user", "Order by user"),
+    ("<img src=x onerror=alert(1)>", r"\<img src=x onerror=alert(1)\>"), ("a|b", r"a\|b"), ("`x`", r"\`x\`"),
+    ("*bold* _em_", r"\*bold\* \_em\_"), ("[l](javascript:x)", r"\[l\](javascript:x)"), ("$x$", r"\$x\$"),
+    ("&lt;", r"\&lt;"), ("a\\b", r"a\\b"), ("x\n## PASS", r"x\\n\#\# PASS")])
+def test_a_name_in_markdown_is_literal_text_on_one_line(name, shown):
+    assert formatting.markdown(name) == shown

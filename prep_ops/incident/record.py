@@ -35,6 +35,7 @@ from psycopg import sql
 from .. import notebook
 from ..db import Target, live, require_change
 from ..errors import CheckFailed, ParameterError, StepFailed, database_error, first_line
+from ..formatting import terminal
 from . import journal, report
 from .naming import MODES, check_id, check_mode, drill_server, incidents_dir, new_id  # noqa: F401 (the record's API)
 
@@ -91,7 +92,8 @@ def _now() -> datetime:
 
 
 def _show(line: str) -> None:
-    print(line, flush=True)
+    """Print one line of the run (in the notebook): the names in it never make another, nor act on the output."""
+    print(terminal(line), flush=True)
 
 
 class Incident:
