@@ -19,6 +19,7 @@ import psycopg
 from psycopg import sql
 
 from ..errors import RotationError
+from . import journal
 from .record import Action, Incident
 from ..role_set import KINDS, RoleSet, password_variable
 from ..scram import Secret, encrypt, verifier_matches
@@ -103,13 +104,7 @@ def _write_private(path: Path, passwords: dict[str, Secret]) -> None:
     """Add `passwords` to the JSON file at `path`, readable by its owner only, replaced atomically."""
     known = json.loads(path.read_text()) if path.exists() else {}
     known.update({role: secret.reveal() for role, secret in passwords.items()})
-    path.parent.mkdir(parents=True, exist_ok=True)
-    pending = path.with_name(path.name + ".pending")
-    fd = os.open(pending, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as out:
-        os.fchmod(out.fileno(), 0o600)
-        json.dump(known, out, indent=1)
-    os.replace(pending, path)
+    journal.write(path, known)  # owner-only (0600), replaced atomically, like an incident's record
 
 
 def _variable(name: str, role_set: RoleSet) -> str | None:
