@@ -49,7 +49,7 @@ from prep_ops import backup, checksums, db, migrate, objects, scratch, verify, v
 
 DATABASE = "prep_ops_bench_backup"
 COUNT = "count(*)"  # of every table, on one connection: what the checksums' target is measured against
-OURS = "column-hash-v2 as backup and verify take it"  # on one connection per CPU
+OURS = "column-hash-v3 as backup and verify take it"  # on one connection per CPU
 MIB = 2**20
 
 
@@ -176,7 +176,7 @@ def measure(source: db.Target, server: db.Target, rounds: int, out) -> None:
             runs = {COUNT: lambda: checksums.each_table(conn, counts),
                     f"count(*), {jobs} connections": lambda: checksums.each_table(conn, counts, target=source),
                     OURS: lambda: checksums.table_checksums(conn, checksums.COLUMN_HASH, target=source),
-                    "column-hash-v2, one connection (before)": lambda: checksums.table_checksums(conn),
+                    "column-hash-v3, one connection (before)": lambda: checksums.table_checksums(conn),
                     "column-hash-v1, one connection": lambda: checksums.table_checksums(conn, checksums.COLUMN_HASH_V1),
                     "count of the last column (deforms every row)": lambda: _last_columns(conn, tables),
                     "row-text, one connection": lambda: checksums.table_checksums(conn, checksums.ROW_TEXT)}

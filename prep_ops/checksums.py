@@ -4,7 +4,12 @@ A manifest records the method its checksums were taken with ("checksum_method"),
 verification computes with the same one. Manifests without it come from before methods had names
 and used ROW_TEXT.
 
-- COLUMN_HASH ("column-hash-v2", what new backups use): each column value goes through its type's
+- COLUMN_HASH ("column-hash-v3", what new backups use): v2's row hash over each table's own rows
+  (`FROM ONLY`). v2 summed the rows of an inheritance parent (`INHERITS`, not a partitioned table)
+  together with its children's, so those rows were counted twice: in the parent's count and sum and in
+  each child's (a row lost from a child was reported lost twice). Without inheritance, v3's sums equal
+  v2's.
+- COLUMN_HASH_V2 ("column-hash-v2", backups up to 2026-12-01): each column value goes through its type's
   built-in 64-bit extended hash function. The columns that are NOT NULL (a validated constraint) are
   chained: the first is hashed with its position (1, 2, ...) as the seed, each next one with the hash
   so far as its seed. Every other column is hashed with its position as the seed (a NULL counts as
@@ -42,10 +47,12 @@ from .errors import PrepOpsError, TargetError, database_error
 from .objects import tables
 from .sqlfiles import load
 
-COLUMN_HASH = "column-hash-v2"
+COLUMN_HASH = "column-hash-v3"
+COLUMN_HASH_V2 = "column-hash-v2"
 COLUMN_HASH_V1 = "column-hash-v1"
 ROW_TEXT = "row-text"
-METHODS = (COLUMN_HASH, COLUMN_HASH_V1, ROW_TEXT)
+METHODS = (COLUMN_HASH, COLUMN_HASH_V2, COLUMN_HASH_V1, ROW_TEXT)
+HASH_METHODS = (COLUMN_HASH, COLUMN_HASH_V2, COLUMN_HASH_V1)  # by column hashes: settings pinned, concurrent
 UNNAMED_METHOD = ROW_TEXT  # what a manifest without "checksum_method" used
 
 # Hashed by their own extended hash function: these have one, with the same values, from
@@ -112,7 +119,7 @@ def row_hash_v1(columns: list[HashColumn]) -> sql.Composable:
 
 
 def row_hash(columns: list[HashColumn]) -> sql.Composable:
-    """The COLUMN_HASH (v2) expression of one row of table alias `t`: the NOT NULL columns chained
+    """The v2 and v3 (COLUMN_HASH) expression of one row of table alias `t`: the NOT NULL columns chained
     through the seed (one call each, no XOR), the others XORed in with their position as the seed."""
     chain, parts = None, []
     for position, column in enumerate(columns, 1):
@@ -127,15 +134,26 @@ def row_hash(columns: list[HashColumn]) -> sql.Composable:
     return sql.SQL(" # ").join(parts) if parts else sql.SQL("0::bigint")
 
 
+def own_rows(method: str) -> bool:
+    """Whether `method` reads each table's own rows only (`FROM ONLY`), without an inheritance
+    parent's children: what a row count to compare with its manifest must do too."""
+    return method == COLUMN_HASH
+
+
+def _from(method: str, schema: str, table: str) -> sql.Composable:
+    only = sql.SQL("ONLY ") if own_rows(method) else sql.SQL("")
+    return sql.Composed([only, sql.Identifier(schema, table)])
+
+
 def _queries(conn: psycopg.Connection, method: str) -> dict[tuple[str, str], sql.Composed]:
     if method == ROW_TEXT:
         template = sql.SQL(load("checksums", "table_checksum_text"))
-        return {(s, t): template.format(table=sql.Identifier(s, t)) for s, t in tables(conn, parents=False)}
-    if method in (COLUMN_HASH, COLUMN_HASH_V1):
+        return {(s, t): template.format(table=_from(method, s, t)) for s, t in tables(conn, parents=False)}
+    if method in HASH_METHODS:
         columns = hash_columns(conn)
-        expression = row_hash if method == COLUMN_HASH else row_hash_v1
+        expression = row_hash_v1 if method == COLUMN_HASH_V1 else row_hash
         template = sql.SQL(load("checksums", "table_checksum_hash"))
-        return {(s, t): template.format(table=sql.Identifier(s, t), row_hash=expression(columns.get((s, t), [])))
+        return {(s, t): template.format(table=_from(method, s, t), row_hash=expression(columns.get((s, t), [])))
                 for s, t in tables(conn, parents=False)}
     raise PrepOpsError(f"unknown checksum method {method!r}; this prep-ops knows {', '.join(METHODS)}")
 
@@ -151,7 +169,7 @@ def table_checksums(conn: psycopg.Connection, method: str = COLUMN_HASH, *, targ
     settings).
     """
     queries = _queries(conn, method)
-    settings = TEXT_SETTINGS if method in (COLUMN_HASH, COLUMN_HASH_V1) else {}
+    settings = TEXT_SETTINGS if method in HASH_METHODS else {}
     idle = conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE  # no transaction of the caller's
     # row-text sums depend on the session's DateStyle, TimeZone and the like, which a connection of its own
     # would not share: only the column-hash methods, whose settings each connection sets, go concurrent
@@ -242,7 +260,7 @@ def _concurrently(conn: psycopg.Connection, queries: dict[tuple[str, str], sql.C
     return rows
 
 
-def row_counts(conn: psycopg.Connection) -> dict[str, int]:
-    """{"schema.table": rows} for every user table."""
-    return {f"{s}.{t}": conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(s, t))).fetchone()[0]
+def row_counts(conn: psycopg.Connection, method: str = COLUMN_HASH) -> dict[str, int]:
+    """{"schema.table": rows} for every user table, counted as `method` counts them (see own_rows)."""
+    return {f"{s}.{t}": conn.execute(sql.SQL("SELECT count(*) FROM {}").format(_from(method, s, t))).fetchone()[0]
             for s, t in tables(conn, parents=False)}

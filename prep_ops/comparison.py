@@ -150,6 +150,6 @@ def compare_data(conn: psycopg.Connection, manifest: dict, *, exact: bool = True
 def rows_lost(conn: psycopg.Connection, manifest: dict) -> dict[str, tuple[int, int | None]]:
     """Tables of the backup that now hold fewer rows in the database (or are gone): {table: (then, now)}."""
     with snapshot(conn):
-        now = checksums.row_counts(conn)
+        now = checksums.row_counts(conn, checksums.method_of(manifest))
     return {table: (then["rows"], now.get(table)) for table, then in manifest["tables"].items()
             if now.get(table, -1) < then["rows"]}

@@ -293,3 +293,58 @@ def test_another_database_cannot_lend_its_connections(scratch, server, tables):
     with db.connect(scratch, autocommit=True) as conn:
         with pytest.raises(PrepOpsError, match="in the snapshot of the checksums' connection"):
             checksums.table_checksums(conn, target=server, jobs=2)
+
+
+# Inheritance (INHERITS, not partitions): v3 sums each table's own rows ---------------------------------------
+INHERITANCE = """
+CREATE SCHEMA "Lessons";
+CREATE TABLE "Lessons".lesson (id integer NOT NULL, room text);
+CREATE TABLE "Lessons".group_lesson (size integer) INHERITS ("Lessons".lesson);
+INSERT INTO "Lessons".lesson VALUES (1, 'A'), (2, 'B');
+INSERT INTO "Lessons".group_lesson VALUES (3, 'C', 4), (4, 'D', 6), (5, 'E', 8);
+"""
+
+
+def test_an_inheritance_parents_rows_are_counted_once_not_again_with_its_childrens(scratch):
+    with db.connect(scratch, autocommit=True) as conn:
+        conn.execute(INHERITANCE)
+        v3 = checksums.table_checksums(conn)
+        v2 = checksums.table_checksums(conn, checksums.COLUMN_HASH_V2)
+        assert {t: s["rows"] for t, s in v3.items()} == {"Lessons.lesson": 2, "Lessons.group_lesson": 3}
+        assert v2["Lessons.lesson"]["rows"] == 5  # v2 counted the child's rows in the parent too
+        assert v2["Lessons.group_lesson"] == v3["Lessons.group_lesson"]  # a table without children: the same
+        conn.execute('DELETE FROM "Lessons".group_lesson WHERE id = 4')
+        after = checksums.table_checksums(conn)
+        assert after["Lessons.lesson"] == v3["Lessons.lesson"] and after["Lessons.group_lesson"]["rows"] == 2
+        assert checksums.row_counts(conn) == {"Lessons.lesson": 2, "Lessons.group_lesson": 2}
+
+
+def test_a_row_lost_from_an_inheritance_child_is_reported_lost_once(scratch, tmp_path):
+    from prep_ops import comparison
+
+    with db.connect(scratch, autocommit=True) as conn:
+        conn.execute(INHERITANCE)
+    made = backup.backup(scratch, "full", "custom", directory=tmp_path)
+    assert made.manifest["tables"]["Lessons.lesson"]["rows"] == 2
+    with db.connect(scratch, autocommit=True) as conn:
+        conn.execute('DELETE FROM "Lessons".group_lesson WHERE id = 4')
+        assert comparison.rows_lost(conn, made.manifest) == {"Lessons.group_lesson": (3, 2)}
+        data = comparison.compare_data(conn, made.manifest)
+    assert data.differing == ["Lessons.group_lesson"]
+
+
+def test_a_column_hash_v2_backup_of_an_inheritance_parent_still_verifies_clean(scratch, tmp_path):
+    """Backups taken before v3 summed a parent with its children: verify computes them the same way,
+    so an unchanged backup is not reported as changed content."""
+    with db.connect(scratch, autocommit=True) as conn:
+        conn.execute(INHERITANCE)
+        v2 = checksums.table_checksums(conn, checksums.COLUMN_HASH_V2)
+    made = backup.backup(scratch, "full", "custom", directory=tmp_path)
+    assert made.manifest["checksum_method"] == checksums.COLUMN_HASH
+    assert made.manifest["tables"]["Lessons.lesson"] != v2["Lessons.lesson"]
+    path = backup.manifest_path(made.path)
+    path.write_text(json.dumps({**json.loads(path.read_text()), "checksum_method": checksums.COLUMN_HASH_V2,
+                                "tables": v2}))
+    result = verify.verify(made.path)
+    assert result.ok, result.failures.to_string()
+    assert set(result.report.loc[result.report["check"] == "content checksum", "object"]) == set(v2)
