@@ -64,13 +64,20 @@ def libpq_env(target: Target) -> tuple[str, dict]:
     return libpq_url(params), env
 
 
+def _is_ours(conn: psycopg.Connection) -> bool:
+    """Whether public.schema_version has the migrations' columns (another tool's table of that name, such
+    as an old Flyway's, may not: it is then left out, not read)."""
+    return conn.execute(load("backup", "schema_version_columns")).fetchone()[0]
+
+
 def _contents(conn: psycopg.Connection, target: Target) -> dict:
     """The manifest's description of the database, read in the caller's snapshot: per-table checksums
     (on several connections to `target` importing that snapshot), schema, applied migrations, roles and
     every other object."""
     versions = {}
-    if ("public", "schema_version") in objects.tables(conn):
-        versions = {str(k): v for k, v in conn.execute("SELECT version, description FROM schema_version").fetchall()}
+    if ("public", "schema_version") in objects.tables(conn) and _is_ours(conn):
+        # qualified: the session's search_path may lack public, or name another schema's schema_version first
+        versions = {str(k): v for k, v in conn.execute("SELECT version, description FROM public.schema_version")}
     roles = [r[0] for r in conn.execute("SELECT rolname FROM pg_roles WHERE rolname !~ '^pg_' ORDER BY 1").fetchall()]
     return {"schema_versions": versions, "roles": roles, "checksum_method": checksums.COLUMN_HASH,
             "tables": checksums.table_checksums(conn, target=target), "schema": objects.schema_summary(conn),

@@ -447,3 +447,25 @@ def test_an_age_is_shown_with_the_digits_that_tell_it_from_its_limit():
     assert _hours(0.0034, 0.0001) == "0.0034 h"  # not "0.0 h" against "≤ 0.0001 h"
     assert _hours(26.04, 26) == "26.04 h" and _hours(25.96, 26) == "25.96 h"
     assert _hours(3.2, 26) == "3.2 h"
+
+
+def test_a_search_path_without_public_or_naming_another_schema_version_first_is_not_followed(migrated, tmp_path):
+    """The migrations' bookkeeping is public.schema_version: a database whose search_path lacks public
+    (or names another schema's schema_version first) still backs up, recording public's versions."""
+    with db.connect(migrated, autocommit=True) as conn:
+        want = {str(v): d for v, d in conn.execute("SELECT version, description FROM public.schema_version")}
+        conn.execute("CREATE SCHEMA app; CREATE TABLE app.schema_version (version integer, description text)")
+        conn.execute("INSERT INTO app.schema_version VALUES (999, 'not the migrations')")
+        conn.execute(sql.SQL("ALTER DATABASE {} SET search_path = app").format(sql.Identifier(conn.info.dbname)))
+    taken = backup.backup(migrated, "full", "custom", directory=tmp_path)
+    assert want and taken.manifest["schema_versions"] == want
+
+
+def test_another_tools_schema_version_table_is_not_read_as_the_migrations(scratch, tmp_path):
+    """An old Flyway's public.schema_version has other columns: it is a table like any other, not read
+    as prep-ops' migrations (which failed the backup)."""
+    with db.connect(scratch, autocommit=True) as conn:
+        conn.execute("CREATE TABLE public.schema_version (installed_rank integer PRIMARY KEY, script text)")
+        conn.execute("INSERT INTO public.schema_version VALUES (1, 'V1__init.sql')")
+    taken = backup.backup(scratch, "full", "custom", directory=tmp_path)
+    assert taken.manifest["schema_versions"] == {} and taken.manifest["tables"]["public.schema_version"]["rows"] == 1
