@@ -462,10 +462,13 @@ def test_a_search_path_without_public_or_naming_another_schema_version_first_is_
 
 
 def test_another_tools_schema_version_table_is_not_read_as_the_migrations(scratch, tmp_path):
-    """An old Flyway's public.schema_version has other columns: it is a table like any other, not read
-    as prep-ops' migrations (which failed the backup)."""
+    """An old Flyway's public.schema_version (its versions are text, such as '1.1'; a baseline's is NULL)
+    is a table like any other, not read as prep-ops' migrations; one without those columns failed the backup."""
     with db.connect(scratch, autocommit=True) as conn:
-        conn.execute("CREATE TABLE public.schema_version (installed_rank integer PRIMARY KEY, script text)")
-        conn.execute("INSERT INTO public.schema_version VALUES (1, 'V1__init.sql')")
+        conn.execute("CREATE TABLE public.schema_version (installed_rank integer PRIMARY KEY, version varchar(50),"
+                     " description varchar(200) NOT NULL, script varchar(1000) NOT NULL)")
+        conn.execute("INSERT INTO public.schema_version VALUES (1, NULL, '<< Flyway Baseline >>', 'baseline'),"
+                     " (2, '1.1', 'init', 'V1_1__init.sql')")
     taken = backup.backup(scratch, "full", "custom", directory=tmp_path)
-    assert taken.manifest["schema_versions"] == {} and taken.manifest["tables"]["public.schema_version"]["rows"] == 1
+    assert taken.manifest["schema_versions"] == {} and taken.manifest["tables"]["public.schema_version"]["rows"] == 2
+    assert verify.verify(taken.path).ok
