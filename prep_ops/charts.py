@@ -132,7 +132,8 @@ def table_sizes(sizes: pd.DataFrame):
     indexes = sizes["index_bytes"].astype(float).fillna(0)
     parts = pd.DataFrame({"table": table / mib, "indexes": indexes / mib,
                           "other": (sizes["total_bytes"].astype(float) - table - indexes).clip(lower=0) / mib})
-    parts.index = _index(pd.Index(sizes["table_name"]))
+    names = sizes["schema_name"] + "." + sizes["table_name"] if "schema_name" in sizes else sizes["table_name"]
+    parts.index = _index(pd.Index(names))  # schema-qualified: two schemas may each have a table of a name
     fig, ax = plt.subplots(figsize=(8, 1.5 + 0.35 * max(len(parts), 3)))
     if len(parts):
         parts.iloc[::-1].plot(kind="barh", stacked=True, ax=ax, width=0.8)

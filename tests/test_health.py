@@ -3,6 +3,7 @@
 import ast
 import dataclasses
 import json
+import re
 import subprocess
 import sys
 import threading
@@ -212,6 +213,15 @@ def test_table_sizes_list_the_school_tables_largest_first(seeded):
         assert len(health.table_sizes(conn, limit=2)) == 2
     assert {"students", "enrollments", "tuition_payments"} <= set(sizes["table_name"])
     assert sizes["total_bytes"].is_monotonic_decreasing and (sizes["total_bytes"] > 0).all()
+
+
+def test_the_largest_tables_are_named_with_their_schemas_where_two_schemas_share_a_table_name(scratch):
+    with db.connect(scratch, autocommit=True) as conn:
+        conn.execute('CREATE SCHEMA "Archive"; CREATE SCHEMA live')
+        for schema, rows in (('"Archive"', 20000), ("live", 10000)):
+            conn.execute(f"CREATE TABLE {schema}.lessons AS SELECT g AS id FROM generate_series(1, {rows}) g")
+        detail = _by_name(health.run_checks(conn))["database size"].detail
+    assert re.search(r"largest: Archive\.lessons \S+ kB, live\.lessons ", detail), detail
 
 
 def test_cache_hit_ratio_waits_for_enough_reads(seeded):

@@ -135,7 +135,7 @@ def test_a_session_and_tables_named_with_markup_cannot_inject_html_into_the_heal
     finally:
         other.close()
     assert "&lt;img src=x onerror=alert(1)&gt;" in sessions and "&lt;script&gt;alert(2)" in sessions
-    assert f"largest: {MARKUP.replace('<', '&lt;').replace('>', '&gt;')}" in checks  # the database size check names it
+    assert f"largest: public.{MARKUP.replace('<', '&lt;').replace('>', '&gt;')}" in checks  # the database size check names it
     for html in (sessions, checks):
         assert "<img" not in html and "<script" not in html
 
@@ -157,7 +157,7 @@ def test_a_table_named_like_math_cannot_stop_runbook_08_from_drawing_its_charts(
     html = [o["data"]["text/html"] for c in executed.cells for o in c.get("outputs", []) if "text/html" in o.get("data", {})]
     assert any("&lt;img src=x" in page for page in html)  # the tables name it, as text
     index = (out_dir / "index.html").read_text()  # the run's report: the check naming it, autoescaped
-    assert "largest: &lt;img src=x onerror=alert(1)&gt;" in index
+    assert "largest: public.&lt;img src=x onerror=alert(1)&gt;" in index
     for page in (*html, (out_dir / "08_health_check.html").read_text(), index):
         assert "<img src=x" not in page and 'onerror="alert(1)"' not in page
 

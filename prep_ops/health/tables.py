@@ -103,7 +103,7 @@ def _check_database_size(name: str, run: Run) -> HealthCheck:
     t = run.thresholds
     database, total = run.conn.execute(load("health", "database_size")).fetchone()
     largest = _table_sizes(run.conn, 3)
-    tables = ", ".join(f"{r.table_name} {size(r.total_bytes)}" for r in largest.itertuples())
+    tables = ", ".join(f"{r.schema_name}.{r.table_name} {size(r.total_bytes)}" for r in largest.itertuples())
     warn_at, critical_at = t.database_size_warn_gb * GB, t.database_size_critical_gb * GB
     status = "critical" if total >= critical_at else "warn" if total >= warn_at else "ok"
     return HealthCheck(
