@@ -81,10 +81,14 @@ class ForeignTriggerError(PrepOpsError):
     that is neither the writer nor a superuser: it would run that role's code with the writer's privileges."""
 
 
+def first_text_line(text) -> str:
+    """The first line of `text` that is not blank, stripped ("" when there is none)."""
+    return next((line.strip() for line in str(text or "").splitlines() if line.strip()), "")
+
+
 def first_line(exc: BaseException) -> str:
     """The first line of an exception's message (its type name when it has none): one line for a user."""
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+    return first_text_line(exc) or type(exc).__name__
 
 
 def program_error(stderr: str) -> str:

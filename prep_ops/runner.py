@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from .errors import ParameterError
+from .errors import ParameterError, first_text_line
 from .parameters import default_value, is_data, kind_of, parameters, parse_value, validate  # noqa: F401 (runner.parameters etc. as before)
 from .paths import notebooks_dir, runs_dir
 from .schedule import SCHEDULES, Dispatch, schedule  # noqa: F401 (runner.schedule as before)
@@ -80,7 +80,7 @@ def checks_of(output: Path) -> list[dict]:
 
 def cell_error(cell: int, ename: str, evalue) -> str:
     """A failed cell in one line: "cell N: Error: its message's first line"."""
-    return f"cell {cell}: {ename}: {(str(evalue or '').splitlines() or [''])[0]}"
+    return f"cell {cell}: {ename}: {first_text_line(evalue)}"
 
 
 def _error_of(exc: Exception) -> str:
@@ -88,7 +88,7 @@ def _error_of(exc: Exception) -> str:
 
     if isinstance(exc, PapermillExecutionError):
         return cell_error(exc.exec_count, exc.ename, exc.evalue)
-    return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+    return f"{type(exc).__name__}: {first_text_line(exc)}"
 
 
 def incident_values(notebook: Path, values: dict) -> dict:

@@ -73,6 +73,17 @@ def test_error_names_the_cell(tmp_path):
 
 
 @pytest.mark.server_independent
+def test_an_error_message_that_starts_with_a_line_break_is_shown_by_its_first_line_of_text():
+    """`raise ValueError("\\nthe table is gone")` showed as "cell 4: ValueError: " (its first line, blank)."""
+    from prep_ops.errors import first_line
+
+    assert runner.cell_error(4, "ValueError", "\n  \nthe table is gone\nmore") == "cell 4: ValueError: the table is gone"
+    assert runner.cell_error(4, "ValueError", None) == "cell 4: ValueError: "
+    assert first_line(ValueError("\n\nthe table is gone")) == "the table is gone"
+    assert first_line(ValueError("\n \n")) == "ValueError"
+
+
+@pytest.mark.server_independent
 def test_run_writes_a_summary(tmp_path):
     out, results = runner.run([str(FIXTURES / "91_passes.ipynb"), str(FIXTURES / "93_error.ipynb")],
                               {"database_url": "x"}, out_dir=tmp_path / "run")
