@@ -1,5 +1,5 @@
 """What a database has outside its contents: who may connect to it (its privileges), its comment,
-connection limit, whether it allows connections, and its settings (ALTER DATABASE ... SET, ALTER ROLE
+connection limit, whether it allows connections, whether it is a template, and its settings (ALTER DATABASE ... SET, ALTER ROLE
 ... IN DATABASE ... SET). CREATE DATABASE does not copy them and pg_dump without --create leaves them
 out. `grant_as_on` gives one database the privileges of another; `read` takes the rest from one
 database, `carry` sets them on another. Every statement of `carry` may run inside a transaction
@@ -32,24 +32,26 @@ class Properties:
     comment: str | None
     connection_limit: int  # -1: no limit
     allow_connections: bool
+    is_template: bool
     settings: dict[str | None, list[str]]  # role (None: the database's own, every role) -> ['name=value', ...]
 
 
 def read(conn: psycopg.Connection, name: str) -> Properties:
-    """The comment, connection limit, ALLOW_CONNECTIONS and settings of database `name`, as they are."""
+    """The comment, connection limit, ALLOW_CONNECTIONS, IS_TEMPLATE and settings of database `name`, as they are."""
     found = conn.execute(load("restore", "properties"), {"name": name}).fetchone()
     if found is None:
         raise BackupError(f"there is no database {name}")
-    comment, limit, allow, settings = found
-    return Properties(comment, limit, allow, {role: list(entries) for role, entries in settings})
+    comment, limit, allow, template, settings = found
+    return Properties(comment, limit, allow, template, {role: list(entries) for role, entries in settings})
 
 
 def carry(conn: psycopg.Connection, properties: Properties, name: str) -> None:
     """Give database `name` these properties (a fresh database: it has no settings of its own yet), in the
     caller's transaction if it has one. Raises BackupError when a setting does not read back as given."""
     database = sql.Identifier(name)
-    conn.execute(sql.SQL("ALTER DATABASE {} WITH CONNECTION LIMIT {} ALLOW_CONNECTIONS {}").format(
-        database, sql.Literal(properties.connection_limit), sql.Literal(properties.allow_connections)))
+    conn.execute(sql.SQL("ALTER DATABASE {} WITH CONNECTION LIMIT {} ALLOW_CONNECTIONS {} IS_TEMPLATE {}").format(
+        database, sql.Literal(properties.connection_limit), sql.Literal(properties.allow_connections),
+        sql.Literal(properties.is_template)))
     conn.execute(sql.SQL("COMMENT ON DATABASE {} IS {}").format(database, sql.Literal(properties.comment)))
     for role, entries in properties.settings.items():
         alter = (sql.SQL("ALTER DATABASE {}").format(database) if role is None else

@@ -92,13 +92,17 @@ def _own_comment(target: Target, comment: str | None) -> str | None:
 
 
 def _create_beside(admin: psycopg.Connection, target: Target, name: str) -> None:
-    """An empty database `name` with the target's owner, encoding and locale, commented as a restore's."""
+    """An empty database `name` with the target's owner, encoding, locale and default tablespace (a
+    target kept on a disk of its own is restored onto that disk, not into pg_default's), commented as a
+    restore's."""
     found = admin.execute(load("restore", "database"), {"name": target.database}).fetchone()
     if found is None:
         raise BackupError(f"there is no database {target.database} to restore into: create it first")
-    owner, encoding, info = found
+    owner, encoding, tablespace, info = found
     options = [sql.SQL("TEMPLATE template0 OWNER {} ENCODING {} LC_COLLATE {} LC_CTYPE {}").format(
         sql.Identifier(owner), sql.Literal(encoding), sql.Literal(info["datcollate"]), sql.Literal(info["datctype"]))]
+    if tablespace != "pg_default":  # template0's; named, even pg_default takes CREATE on it, which few roles have
+        options.append(sql.SQL("TABLESPACE {}").format(sql.Identifier(tablespace)))
     provider = {"i": "icu", "b": "builtin"}.get(info.get("datlocprovider"))
     if provider:
         locale = info.get("datlocale") or info.get("daticulocale")
@@ -171,6 +175,7 @@ def _swap(admin: psycopg.Connection, target: Target, new: str, replaced: str, *,
                 _carry_properties(admin, replaced, target.database, own)
                 admin.execute(sql.SQL("COMMENT ON DATABASE {} IS {}").format(sql.Identifier(replaced),
                                                                            sql.Literal(_replaced_comment(target, own))))
+                admin.execute(sql.SQL("ALTER DATABASE {} IS_TEMPLATE false").format(sql.Identifier(replaced)))
             return
         except psycopg.errors.ObjectInUse:
             if attempt == 2:
@@ -198,7 +203,10 @@ def restore(path: Path, target: Target, *, confirm: bool = False, safety_dir: Pa
        ... IN DATABASE ... SET, each reading back in pg_db_role_setting as it was (a connection limit,
        a closed database or a statement_timeout on the new one earlier could have stopped the load or
        prep-ops' checks). They are tried on the new one, and rolled back, before the load: a setting
-       prep-ops' role may not make stops the restore there. Its tablespace and IS_TEMPLATE are not carried.
+       prep-ops' role may not make stops the restore there. IS_TEMPLATE too: a template target is
+       restored as a template, and the replaced one stops being one (so that the next restore can drop
+       it, and no new database is made from the old copy by mistake). The new database is made in the
+       target's default tablespace.
     6. The replaced database is kept as it was, settings included: the quickest way back (rename it)
        and the writes made after the safety backup. Its comment becomes prep-ops' marker
        ("prep-ops: <target> as it was before a restore"), by which the next successful restore into

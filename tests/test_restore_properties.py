@@ -2,10 +2,12 @@
 contents (settings, role-in-database settings, connection limit, ALLOW_CONNECTIONS, comment), exactly as
 pg_db_role_setting, pg_database and pg_shdescription held them, and a failed restore must leave them alone."""
 
+import os
 import secrets
 import threading
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 from psycopg import sql
@@ -190,6 +192,61 @@ def test_a_target_renamed_back_from_what_a_restore_replaced_is_restored_with_its
     again = restore.restore(full.path, target, confirm=True, safety_dir=tmp_path / "safety")
     assert _properties(server, target.database)["comment"] == COMMENT
     assert _properties(server, again["replaced"])["comment"] == marked  # not a marker inside a marker
+
+
+def _template(server, name: str) -> bool:
+    with db.connect(server) as conn:
+        return conn.execute("SELECT datistemplate FROM pg_database WHERE datname = %s", (name,)).fetchone()[0]
+
+
+def test_a_template_target_is_restored_as_a_template_and_the_copy_it_replaced_stops_being_one(
+        configured, full, server, tmp_path):
+    """IS_TEMPLATE is the target's, like its settings: the restored target is a template again, and the
+    replaced copy is not (the next restore must be able to drop it: a template cannot be dropped)."""
+    target, _ = configured
+    _alter(server, sql.SQL("ALTER DATABASE {} IS_TEMPLATE true").format(sql.Identifier(target.database)))
+    try:
+        first = restore.restore(full.path, target, confirm=True, safety_dir=tmp_path / "safety")
+        assert _template(server, target.database) and not _template(server, first["replaced"])
+        again = restore.restore(full.path, target, confirm=True, safety_dir=tmp_path / "safety")
+        assert first["replaced"] in again["removed"] and _template(server, target.database)
+    finally:
+        _alter(server, sql.SQL("ALTER DATABASE {} IS_TEMPLATE false").format(sql.Identifier(target.database)))
+
+
+def _tablespace(server, tmp_name: str) -> str:
+    """A new tablespace in a folder beside the server's data directory, owned as that directory is (skips
+    where this test cannot make one: not a superuser, or a server on another machine)."""
+    with db.connect(server) as conn:
+        if not conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()[0]:
+            pytest.skip("making a tablespace takes a superuser")
+        data = Path(conn.execute("SHOW data_directory").fetchone()[0])
+    if not data.is_dir() or os.geteuid() not in (0, data.stat().st_uid):
+        pytest.skip("the server's data directory is not on this machine, or not ours to write beside")
+    folder = data.parent / tmp_name
+    folder.mkdir()
+    os.chown(folder, data.stat().st_uid, data.stat().st_gid)
+    _alter(server, sql.SQL("CREATE TABLESPACE {} LOCATION {}").format(sql.Identifier(tmp_name), sql.Literal(str(folder))))
+    return tmp_name
+
+
+def test_a_target_in_a_tablespace_of_its_own_is_restored_into_that_tablespace(full, server, tmp_path):
+    """The restored target goes where the target was (a disk of its own), not into pg_default's."""
+    name = f"prep_ops_test_space_{uuid.uuid4().hex[:6]}"
+    space = _tablespace(server, name)
+    target = _create(server)
+    try:
+        _alter(server, sql.SQL("ALTER DATABASE {} SET TABLESPACE {}").format(sql.Identifier(target.database),
+                                                                            sql.Identifier(space)))
+        restore.restore_into(full.path, target, full.manifest)
+        restore.restore(full.path, target, confirm=True, safety_dir=tmp_path / "safety")
+        with db.connect(target) as conn:
+            assert conn.execute("SELECT t.spcname FROM pg_database d JOIN pg_tablespace t ON t.oid = d.dattablespace "
+                                "WHERE d.datname = current_database()").fetchone()[0] == space
+            assert conn.execute("SELECT count(*) FROM students").fetchone()[0] > 0
+    finally:
+        _drop_all(server, target.database)
+        _alter(server, sql.SQL("DROP TABLESPACE {}").format(sql.Identifier(space)))
 
 
 def test_restore_without_a_comment_or_settings_leaves_none_and_marks_the_replaced_one_as_before(full, server, tmp_path):
