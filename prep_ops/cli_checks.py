@@ -6,7 +6,7 @@ import sys
 import click
 
 from .cli import _connection, _with_conn, cli, echo_line, echo_text, text_table
-from .formatting import terminal
+from .formatting import statement
 
 # --- indexes ----------------------------------------------------------------------------------
 @cli.command("indexes")
@@ -30,7 +30,7 @@ def indexes_cmd(ctx: click.Context, as_json: bool) -> None:
         return
     echo_text(text_table([(i.kind, i.label, i.index, i.why) for i in items],  # nothing cut: `why` wraps
                          headers=["advice", "table", "index", "why"], maxcolwidths=[None, None, None, 70]))
-    statements = [f"{terminal(i.statement)};" for i in items if i.statement]  # a build in progress has none
+    statements = [f"{statement(i.statement)};" for i in items if i.statement]  # a build in progress has none
     if statements:
         echo_text("\n-- statements (not run):\n" + "\n".join(statements))
 
@@ -51,7 +51,7 @@ def roles_plan(ctx: click.Context) -> None:
     from . import roles
 
     steps = _with_conn(ctx.parent, roles.plan)
-    echo_text("\n".join(f"{terminal(step)};" for step in steps) if steps else "-- roles are in place: nothing to do")
+    echo_text("\n".join(f"{statement(step)};" for step in steps) if steps else "-- roles are in place: nothing to do")
 
 
 @roles_group.command("apply")
@@ -105,7 +105,7 @@ def maintain_cmd(ctx, tables, reindex, confirm, dry_run) -> None:
     chosen = list(tables) or None
     with _connection(ctx) as conn:
         if dry_run:
-            echo_text("\n".join(f"{terminal(s)};" for s in maintenance.plan(conn, chosen, reindex)))
+            echo_text("\n".join(f"{statement(s)};" for s in maintenance.plan(conn, chosen, reindex)))
             if reindex and not chosen:
                 echo_line(f"-- {maintenance.reindex_choice(conn)[1]}")
             return
@@ -113,7 +113,7 @@ def maintain_cmd(ctx, tables, reindex, confirm, dry_run) -> None:
     if result.note:
         echo_line(f"note: {result.note}")
     for row in result.log.itertuples():
-        echo_line(f"{row.seconds:7.2f} s  {row.statement}")
+        echo_line(f"{row.seconds:7.2f} s  {statement(row.statement)}")
     echo_text("\n" + _before_after_text(maintenance.before_after(result)))
 
 

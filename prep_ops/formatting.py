@@ -46,6 +46,28 @@ def terminal(text, *, lines: bool = False) -> str:
     return _CONTROL.sub(_visible, text)
 
 
+# a quoted identifier or a string literal of a statement prep-ops composed (psycopg's quoting: "" and '' inside)
+_QUOTED = re.compile(r"""(?<!\w)(E)('(?:[^']|'')*')|("(?:[^"]|"")*"|'(?:[^']|'')*')""")
+
+
+def _unicode_escaped(match: re.Match) -> str:
+    prefix, quoted = match[1] or "", match[2] or match[3]
+    if not _CONTROL.search(quoted):
+        return match[0]
+    if prefix:  # E'...': its own escape \uXXXX is exact there
+        return prefix + _CONTROL.sub(lambda m: f"\\u{ord(m[0]):04x}", quoted)
+    body = quoted.replace("\\", "\\\\")
+    return "U&" + _CONTROL.sub(lambda m: f"\\{ord(m[0]):04x}", body)
+
+
+def statement(text) -> str:
+    """A SQL statement prep-ops composed, shown on one line that still runs as the same statement: a
+    quoted name or string holding control characters is written in PostgreSQL's Unicode-escape form
+    (`U&"evil\\000aPASS"`, a backslash as `\\\\`), which names exactly that object. `terminal`'s `\\n` would
+    name another one: a table literally called `evil\\nPASS`, which an attacker may have made too."""
+    return terminal(_QUOTED.sub(_unicode_escaped, str(text)))
+
+
 def markdown(text) -> str:
     """`text` as literal inline Markdown: on one line (see `terminal`), every character Markdown, GFM
     tables, math or HTML would read as markup escaped with a backslash; a `_` inside a word (`tuition_payments`),

@@ -24,6 +24,7 @@ ESCAPE = "t\x1b[2K\x1b[1Ar PASS"  # on a terminal: clear the line, go up one, wr
 ESCAPE_SHOWN = r"t\x1b[2K\x1b[1Ar PASS"
 FORGED = "evil\nPASS everything is fine"  # a line of its own, if printed as it is
 FORGED_SHOWN = r"evil\nPASS everything is fine"
+FORGED_STATEMENT = r'"public".U&"evil\000aPASS everything is fine"'  # in a statement: runnable as shown
 MATH = "cost$^$"  # mathtext that cannot be parsed: a chart with it is never drawn
 MARKUP = "<img src=x onerror=alert(1)>|`*x*`"
 NAMES = (ESCAPE, FORGED, MATH, MARKUP)
@@ -76,7 +77,7 @@ def test_a_table_named_with_a_terminal_escape_cannot_rewrite_the_cli_output(host
     shown = on_a_terminal("indexes", env=cli_env(hostile))
     assert "\x1b" not in shown and "\r" not in shown
     assert ESCAPE_SHOWN in shown  # in the table and in the statements, as written
-    assert f'"{ESCAPE_SHOWN}_dup";' in shown
+    assert f'"public".U&"{ESCAPE_SHOWN.replace(chr(92) + "x", chr(92) + "00")}_dup";' in shown  # runnable as shown
 
 
 @pytest.mark.parametrize("args", [("indexes",), ("maintain", "--plan", "--reindex", "--tables", f"public.{FORGED}")])
@@ -85,7 +86,7 @@ def test_a_table_named_with_a_line_break_cannot_forge_a_line_of_the_cli_output(h
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert not [line for line in lines if line.lstrip().startswith("PASS everything")]
-    assert FORGED_SHOWN in done.stdout
+    assert (FORGED_SHOWN if args[0] == "indexes" else FORGED_STATEMENT) in done.stdout
     if args[0] == "maintain":  # one statement a line, each ended by its semicolon
         assert all(line.endswith(";") for line in lines)
 
@@ -184,7 +185,7 @@ def test_a_table_named_with_a_line_break_cannot_forge_a_step_or_a_pass_in_the_in
     assert len([line for line in lines if line.startswith("| ")]) == 1 + 3  # the header and one row per event
     at = lines.index("Statements executed:") + 2
     opening, statement, closing = lines[at:at + 3]  # the statement, whole on one line in its code block
-    assert closing == opening.removesuffix("sql") and statement.startswith("DELETE FROM") and "evil\\n" in statement
+    assert closing == opening.removesuffix("sql") and statement.startswith("DELETE FROM") and 'U&"evil\\000a' in statement
     outside = lines[:at] + lines[at + 3:]  # (in a code block, <img is text)
     assert not [line for line in outside if re.search(r"(?<!\\)<img", line)]  # only as \<img: text
     assert r"\<img src=x onerror=alert(1)\>" in report
@@ -226,5 +227,27 @@ def test_a_bloated_table_named_with_a_carriage_return_cannot_rewrite_runbook_05s
     assert run["ok"], run["error"]
     executed = nbformat.read(out_dir / "05_maintenance.ipynb", as_version=4)
     printed = "".join(o["text"] for c in executed.cells for o in c.get("outputs", []) if o["output_type"] == "stream")
-    assert 'REINDEX TABLE CONCURRENTLY "public"."orders\\r\\x1b[2KREINDEX done' in printed  # chosen, and shown
+    assert 'REINDEX TABLE CONCURRENTLY "public".U&"orders\\000d\\001b[2KREINDEX done' in printed  # chosen, and shown
     assert "\r" not in printed and "\x1b" not in printed
+
+
+@pytest.mark.parametrize("comment", ["closed\n\x1b[2Kfor good", "a \\ backslash\n and a line break"])
+def test_a_statement_shown_for_a_name_with_a_line_break_runs_on_that_table_not_on_one_named_with_its_escape(
+        scratch, comment):
+    """A statement prep-ops shows (index advice, maintain --plan, runbook 05, incident reports) may be
+    copied and run. Shown with `\\n` for the line break, it would name another table: one literally
+    called `evil\\nx`, which whoever made the first can make too. Shown in Unicode-escape form, it runs on
+    exactly the table it was composed for, with exactly its string (an E'' one too: a backslash in it)."""
+    from prep_ops import formatting
+
+    broken, lookalike = "evil\nx", "evil\\nx"
+    with db.connect(scratch, autocommit=True) as conn:
+        for name in (broken, lookalike):
+            conn.execute(sql.SQL("CREATE TABLE {} (id int)").format(sql.Identifier(name)))
+        composed = sql.SQL("COMMENT ON TABLE {} IS {}").format(sql.Identifier("public", broken), sql.Literal(comment))
+        shown = formatting.statement(composed.as_string(conn))
+        assert "\n" not in shown and "\x1b" not in shown and formatting.terminal(shown) == shown
+        conn.execute(shown)
+        comments = dict(conn.execute("SELECT relname, obj_description(oid, 'pg_class') FROM pg_class "
+                                     "WHERE relname IN (%s, %s)", (broken, lookalike)).fetchall())
+    assert comments == {broken: comment, lookalike: None}

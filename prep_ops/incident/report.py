@@ -3,14 +3,14 @@ did, the statements executed, the checks, and the timeline.
 
 What a run recorded quotes names from the database (tables, roles, queries): each such text is written
 as literal Markdown (formatting.markdown), statements one a line in their code block
-(formatting.terminal), so that no name adds a heading, a list item, a table cell or HTML to the report.
+(formatting.statement: runnable as shown), so that no name adds a heading, a list item, a table cell or HTML to the report.
 """
 
 import re
 from datetime import datetime, timezone
 
 from ..formatting import markdown as literal
-from ..formatting import terminal
+from ..formatting import statement
 
 _KINDS = (("found", "Found"), ("did", "Did"), ("note", "Note"), ("would", "Would run with confirm=True"),
           ("check", "Check"), ("failed", "Failed"))
@@ -18,14 +18,14 @@ _KINDS = (("found", "Found"), ("did", "Did"), ("note", "Note"), ("would", "Would
 
 def _sql_line(text: str) -> str:
     """A statement as the report's SQL block shows it: with its semicolon, a remark after it as a comment."""
-    code, sep, remark = terminal(text).partition("  -- ")
+    code, sep, remark = statement(text).partition("  -- ")
     return code.rstrip(";") + ";" + (f"  -- {remark}" if sep else "")
 
 
 def _code(text: str) -> str:
     """A statement as a Markdown code span on one line: between more backticks than any run of them in it
     (CommonMark), so a name holding backticks cannot end the span and write Markdown after it."""
-    text = terminal(text)
+    text = statement(text)
     ticks = "`" * (max(map(len, re.findall("`+", text)), default=0) + 1)
     pad = " " if text.startswith("`") or text.endswith("`") else ""
     return f"{ticks}{pad}{text}{pad}{ticks}"
