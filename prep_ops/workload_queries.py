@@ -24,7 +24,6 @@ from .errors import ParameterError, PrepOpsError
 from .health import top_queries
 from .health.queries import HOW_TO_ENABLE
 from .paths import project_dir
-from .sqlfiles import load
 
 CHOICES = ("auto", "top", "catalogue")  # or a path to a .sql file
 TOP = 10  # statements taken from pg_stat_statements
@@ -120,12 +119,11 @@ def top_statements(conn: psycopg.Connection, limit: int = TOP) -> Workload:
     source = "statements taking the most time in pg_stat_statements"
     if frame.attrs["source"] != "pg_stat_statements":
         return Workload("top", source, [], f"pg_stat_statements unavailable ({frame.attrs['why']}); {HOW_TO_ENABLE}")
-    system = {name for name, in conn.execute(load("plans", "system_relations")).fetchall()}
     found: list[Statement] = []
     for row in frame.itertuples(index=False):
         if len(found) == limit:
             break
-        if explainable(row.query) and _reads_user_tables(conn, row.query, system):
+        if explainable(row.query) and _reads_user_tables(conn, row.query):
             found.append(Statement(f"top {len(found) + 1}", row.query, int(row.calls), float(row.mean_ms),
                                    float(row.total_ms)))
     why = "" if found else ("pg_stat_statements holds no statement on this database's tables yet: "
@@ -138,14 +136,19 @@ def explainable(text: str) -> bool:
     return bool(_EXPLAINABLE.match(split_comments(text)[1]))
 
 
-def _reads_user_tables(conn: psycopg.Connection, text: str, system: set[str]) -> bool:
-    """Whether the statement's plan (EXPLAIN without ANALYZE: not run) reads a relation outside the system
-    schemas. One that cannot be planned here is kept: the report says why."""
+_SYSTEM_SCHEMAS = {"pg_catalog", "information_schema", "pg_toast"}
+
+
+def _reads_user_tables(conn: psycopg.Connection, text: str) -> bool:
+    """Whether the statement's plan (EXPLAIN VERBOSE without ANALYZE: not run) reads a relation outside the
+    system schemas, by the schema each plan node names: a user's table called pg_class is a user table.
+    One that cannot be planned here is kept: the report says why."""
     try:
         plan = plans.explain(conn, text, analyze=False)
     except (PrepOpsError, psycopg.Error):
         return True
-    return bool(set(plan.nodes["relation"].dropna()) - system)
+    read = plan.nodes.loc[plan.nodes["relation"].notna(), "schema"] if len(plan.nodes) else []
+    return any(schema not in _SYSTEM_SCHEMAS for schema in read)  # None (no schema named): kept
 
 
 def split_comments(chunk: str) -> tuple[str | None, str]:
