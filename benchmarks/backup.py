@@ -15,7 +15,7 @@ seed left unset, and a CHECKPOINT), one child process per size measures, in this
      alternating for --rounds rounds: count(*) of every table on one connection (what the target is
      measured against) and on one connection per CPU importing the snapshot (checksums.each_table:
      what the concurrency alone is worth); the content checksums as backup and verify take them
-     (column-hash-v2, one connection per CPU) and on one connection (before); column-hash-v1 and the
+     (column-hash-v3, one connection per CPU; v2 where no table inherits, the same sums) and on one connection (before); column-hash-v1 and the
      old row-text on one connection; and a count of every table's last column (which deforms every
      row: the floor of any hash).
 The child's peak RSS (getrusage) is that of the prep_ops process doing backup and verify; the
