@@ -37,7 +37,7 @@ def main() -> None:
             subprocess.run(COMMANDS[name], capture_output=True)
             times[name].append(time.perf_counter() - began)
     base = statistics.median(next(iter(times.values())))
-    print(f"| command | median | min-max | ratio to baseline |\n|---|---|---|---|")
+    print("| command | median | min-max | ratio to baseline |\n|---|---|---|---|")
     for name, values in times.items():
         median = statistics.median(values)
         print(f"| `{name}` | {median:.3f} s | {min(values):.3f}-{max(values):.3f} s | {median / base:.2f}x |")

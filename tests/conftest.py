@@ -10,7 +10,6 @@ import tempfile
 import uuid
 from pathlib import Path
 
-import psycopg
 import pytest
 from psycopg import sql
 

@@ -4,7 +4,6 @@ partitioned tables, quoted mixed-case names, and advice that agrees with itself.
 import re
 
 import pytest
-from psycopg import sql
 
 from prep_ops import db, indexes, maintenance, runner
 from prep_ops.errors import ParameterError
