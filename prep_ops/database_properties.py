@@ -73,10 +73,14 @@ _DATABASE_PRIVILEGES = {p: sql.SQL(p) for p in ("CONNECT", "CREATE", "TEMPORARY"
 def grant_as_on(conn: psycopg.Connection, source: str, name: str) -> None:
     """Who may connect to, create in and make temporary tables in database `name`: as on `source` (pg_dump
     leaves database privileges out, and a new database lets PUBLIC connect: a target closed to PUBLIC would
-    come back open to every role of the server)."""
+    come back open to every role of the server). What `name` granted before is revoked first: given again
+    at the swap, a grant the DBA took back from `source` meanwhile does not stay on `name`."""
     grants = conn.execute(load("restore", "grants"), {"name": source}).fetchall()
+    held = {grantee for grantee, _, _ in conn.execute(load("restore", "grants"), {"name": name}) if grantee is not None}
     database = sql.Identifier(name)
     conn.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(database))
+    for grantee in sorted(held):
+        conn.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM {} CASCADE").format(database, sql.Identifier(grantee)))
     for grantee, privilege, grantable in grants:
         conn.execute(sql.SQL("GRANT {} ON DATABASE {} TO {}{}").format(
             _DATABASE_PRIVILEGES[privilege], database, sql.SQL("PUBLIC") if grantee is None else sql.Identifier(grantee),

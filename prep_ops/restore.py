@@ -158,8 +158,8 @@ def _rehearse_properties(admin: psycopg.Connection, target: Target, new: str) ->
 def _swap(admin: psycopg.Connection, target: Target, new: str, replaced: str, *, confirm: bool) -> None:
     """Rename target → replaced and new → target in one transaction, ending the target's sessions first
     (with confirm); a session that slips in between is ended again, three times at most. In the same
-    transaction the new one gets the target's comment, connection limit, ALLOW_CONNECTIONS and settings
-    as they are at the rename (none of them could block the load or prep-ops' checks before it), and
+    transaction the new one gets the target's privileges, comment, connection limit, ALLOW_CONNECTIONS and
+    settings as they are at the rename (none of them could block the load or prep-ops' checks before it), and
     the replaced one the marker comment, its own comment kept after it."""
     for attempt in range(3):
         sessions = admin.execute(load("restore", "sessions"), {"name": target.database, "end": confirm}).fetchall()
@@ -173,6 +173,8 @@ def _swap(admin: psycopg.Connection, target: Target, new: str, replaced: str, *,
                 # read after the rename, whose lock keeps them from changing until this transaction ends
                 own = _own_comment(target, database_properties.read(admin, replaced).comment)
                 _carry_properties(admin, replaced, target.database, own)
+                # who may connect, as at the rename too: a REVOKE made while the new one loaded must hold
+                database_properties.grant_as_on(admin, replaced, target.database)
                 admin.execute(sql.SQL("COMMENT ON DATABASE {} IS {}").format(sql.Identifier(replaced),
                                                                            sql.Literal(_replaced_comment(target, own))))
                 admin.execute(sql.SQL("ALTER DATABASE {} IS_TEMPLATE false").format(sql.Identifier(replaced)))
@@ -198,8 +200,8 @@ def restore(path: Path, target: Target, *, confirm: bool = False, safety_dir: Pa
        one → target. That needs no session on the target: with `confirm` the others are ended
        (pg_terminate_backend), without it the restore stops before it starts, saying how many there are.
     5. What pg_dump leaves out comes from the target to the new one. Who may connect to it (its
-       privileges) when the new one is made; in the swap's transaction, read at the rename, its
-       comment, connection limit, ALLOW_CONNECTIONS and settings: ALTER DATABASE ... SET and ALTER ROLE
+       privileges) when the new one is made, and again in the swap's transaction; there, read at the
+       rename, also its comment, connection limit, ALLOW_CONNECTIONS and settings: ALTER DATABASE ... SET and ALTER ROLE
        ... IN DATABASE ... SET, each reading back in pg_db_role_setting as it was (a connection limit,
        a closed database or a statement_timeout on the new one earlier could have stopped the load or
        prep-ops' checks). They are tried on the new one, and rolled back, before the load: a setting

@@ -251,3 +251,32 @@ def test_a_statement_shown_for_a_name_with_a_line_break_runs_on_that_table_not_o
         comments = dict(conn.execute("SELECT relname, obj_description(oid, 'pg_class') FROM pg_class "
                                      "WHERE relname IN (%s, %s)", (broken, lookalike)).fetchall())
     assert comments == {broken: comment, lookalike: None}
+
+
+def test_a_schema_named_with_a_carriage_return_cannot_rewrite_runbook_06s_role_plan(migrated):
+    """Runbook 06 prints the GRANT statements it plans, one per user schema: such a schema's "\\r" and ESC
+    would put its own text over the statement in the notebook. Shown as `prep-ops roles plan` shows them:
+    runnable as shown (formatting.statement)."""
+    import json
+    import uuid
+    from pathlib import Path
+
+    import nbformat
+
+    from prep_ops import roles
+
+    name, prefix = "s\r\x1b[2KPASS roles and grants as wanted", f"t{uuid.uuid4().hex[:8]}_"
+    with db.connect(migrated, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(name)))
+    try:
+        done = prep_ops("run", "06_access_control_audit", "-p", "role_prefix", prefix, env=cli_env(migrated))
+    finally:
+        with db.connect(migrated, autocommit=True) as conn:
+            roles.drop(conn, roles.RoleSet.with_prefix(prefix))
+    out_dir = Path(done.stdout.strip().splitlines()[-1].removeprefix("executed notebooks and summary.json in "))
+    (run,) = json.loads((out_dir / "summary.json").read_text())["notebooks"]
+    assert run["ok"], run["error"]
+    executed = nbformat.read(out_dir / "06_access_control_audit.ipynb", as_version=4)
+    printed = "".join(o["text"] for c in executed.cells for o in c.get("outputs", []) if o["output_type"] == "stream")
+    assert 'GRANT USAGE ON SCHEMA U&"s\\000d\\001b[2KPASS roles and grants as wanted" TO ' in printed  # runnable as shown
+    assert "\r" not in printed and "\x1b" not in printed

@@ -321,3 +321,39 @@ def test_a_setting_reads_back_in_pg_db_role_setting_as_the_source_stored_it(scra
     ("", None), ("a,", None), ("a b", None), ('"never closed', None)])
 def test_a_stored_list_splits_into_the_elements_the_server_quoted(text, elements):
     assert database_properties.split_list(text) == elements
+
+
+def _may(server, privilege: str, database: str, role: str) -> bool:
+    with db.connect(server) as conn:
+        return conn.execute("SELECT has_database_privilege(%s, %s, %s)", (role, database, privilege)).fetchone()[0]
+
+
+def test_a_target_closed_to_public_while_the_restore_loads_is_restored_closed_to_public(
+        configured, full, server, tmp_path):
+    """Who may connect is read at the swap too, like ALLOW_CONNECTIONS: a DBA who revokes CONNECT from
+    PUBLIC (and gives it to one role) and takes CREATE back from that role while the new database loads
+    must not get the restored target back open to every role of the server, nor that role's CREATE, with
+    the privileges copied when the new database was made."""
+    target, role = configured
+    name, failed = sql.Identifier(target.database), []
+    _alter(server, sql.SQL("GRANT CREATE ON DATABASE {} TO {}").format(name, sql.Identifier(role)))
+
+    def dba():
+        try:
+            _wait_for(lambda: scratches.existing(server, "prep_ops_restore_"), seconds=60)
+            _alter(server, sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(name),
+                   sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(name, sql.Identifier(role)),
+                   sql.SQL("REVOKE CREATE ON DATABASE {} FROM {}").format(name, sql.Identifier(role)))
+        except BaseException as exc:  # seen by the test's thread
+            failed.append(exc)
+
+    changing = threading.Thread(target=dba)
+    changing.start()
+    try:
+        done = restore.restore(full.path, target, confirm=True, safety_dir=tmp_path / "safety")
+    finally:
+        changing.join()
+    assert not failed
+    for database in (done["replaced"], target.database):  # the DBA's change, made before the swap, holds on both
+        assert not _may(server, "CONNECT", database, "public")
+        assert _may(server, "CONNECT", database, role) and not _may(server, "CREATE", database, role)
