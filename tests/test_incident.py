@@ -1,5 +1,6 @@
 """The incident record: steps, statements run or only shown, failures that say what to do, the report."""
 
+import json
 import os
 import re
 import stat
@@ -222,3 +223,37 @@ def test_drill_labels_are_identifiers_that_differ_per_id(incident_id):
     assert re.fullmatch(r"[a-z0-9_]{1,34}", label)
     other = incident_id[:-1] + ("y" if incident_id[-1] != "y" else "z")
     assert label != incident.drill_label(other) and label != incident.drill_label(incident_id.upper()[:79] + "-")
+
+
+@pytest.mark.server_independent
+@pytest.mark.parametrize("planted", ["symbolic_link", "group_writable", "not_json", "a_list"])
+def test_a_passwords_file_planted_or_spoilt_is_refused_in_one_line_and_never_read(tmp_path, planted):
+    """The security runbook adds the passwords it generates to runs/incidents/<id>.passwords, reading the
+    file already there first: it read it through a symbolic link (another file's contents merged into the
+    passwords file), from a file others could write, and gave a traceback for one that is not JSON."""
+    from prep_ops.incident import passwords
+    from prep_ops.scram import Secret
+
+    file = tmp_path / "inc.passwords"
+    elsewhere = tmp_path / "elsewhere.json"
+    elsewhere.write_text('{"planted": "known to someone else"}')
+    if planted == "symbolic_link":
+        file.symlink_to(elsewhere)
+    else:
+        file.write_text({"not_json": "{oops", "a_list": "[1, 2]"}.get(planted, '{"kept": "x"}'))
+        file.chmod(0o620 if planted == "group_writable" else 0o600)
+    with pytest.raises(ParameterError, match=rf"^{re.escape(str(file))} (is a symbolic link|may be written by others|is not an incident's passwords file)"):
+        passwords._write_private(file, {"app": Secret("new one")})
+    assert elsewhere.read_text() == '{"planted": "known to someone else"}'
+
+
+@pytest.mark.server_independent
+def test_a_passwords_file_of_our_own_keeps_its_passwords_and_gets_the_new_ones(tmp_path):
+    from prep_ops.incident import passwords
+    from prep_ops.scram import Secret
+
+    file = tmp_path / "inc.passwords"
+    passwords._write_private(file, {"app": Secret("first")})
+    passwords._write_private(file, {"dba": Secret("second")})
+    assert json.loads(file.read_text()) == {"app": "first", "dba": "second"}
+    assert stat.S_IMODE(file.stat().st_mode) == 0o600

@@ -66,19 +66,28 @@ def write(file: Path, data: dict) -> Path:
 
 def load(directory: Path, incident_id: str) -> dict | None:
     """The record an earlier run of `incident_id` left, or None."""
-    file = path(directory, incident_id)
+    return read_private(path(directory, incident_id), "an incident record",
+                        "a re-run executes the undo statements in it")
+
+
+def read_private(file: Path, what: str, use: str) -> dict | None:
+    """The JSON object in `file`, one of prep-ops' private files (`what`, used so: `use`), or None where
+    there is none; ParameterError, in one line, for a file it may not trust (see _trusted) or not JSON."""
     if not os.path.lexists(file):
         return None
-    _trusted(file)
+    _trusted(file, use)
     try:
-        return json.loads(file.read_text())
+        data = json.loads(file.read_text())
     except ValueError:
-        raise ParameterError(f"{file} is not an incident record (not JSON): move it aside to start the incident afresh") from None
+        data = None
+    if not isinstance(data, dict):
+        raise ParameterError(f"{file} is not {what} (not a JSON object): move it aside to start the incident afresh")
+    return data
 
 
-def _trusted(file: Path) -> None:
-    """Raise ParameterError unless `file` may be trusted with SQL a re-run executes: a regular file (not a
-    symbolic link), owned by the user running prep-ops, that neither group nor others may write."""
+def _trusted(file: Path, use: str) -> None:
+    """Raise ParameterError unless `file` may be trusted (`use`: what prep-ops does with it): a regular file
+    (not a symbolic link), owned by the user running prep-ops, that neither group nor others may write."""
     info = file.lstat()
     if stat.S_ISLNK(info.st_mode) or not stat.S_ISREG(info.st_mode):
         why = "is a symbolic link" if stat.S_ISLNK(info.st_mode) else "is not a regular file"
@@ -88,8 +97,8 @@ def _trusted(file: Path) -> None:
         why = f"may be written by others than its owner (mode {stat.S_IMODE(info.st_mode):o})"
     else:
         return
-    raise ParameterError(f"{file} {why}: a re-run executes the undo statements in it, so it is not used; check "
-                         "it, then make it yours with mode 600 (or move it aside to start the incident afresh)")
+    raise ParameterError(f"{file} {why}: {use}, so it is not used; check it, then make it yours with mode 600 "
+                         "(or move it aside to start the incident afresh)")
 
 
 def holds_of(record: dict) -> dict:

@@ -7,7 +7,6 @@ before they are set, so none is lost; never to the notebook, the report or a log
 """
 
 import hashlib
-import json
 import os
 import re
 import secrets
@@ -101,8 +100,10 @@ def passwords_file(inc: Incident) -> Path:
 
 
 def _write_private(path: Path, passwords: dict[str, Secret]) -> None:
-    """Add `passwords` to the JSON file at `path`, readable by its owner only, replaced atomically."""
-    known = json.loads(path.read_text()) if path.exists() else {}
+    """Add `passwords` to the JSON file at `path`, readable by its owner only, replaced atomically. The file
+    already there is read only where it is prep-ops' own (journal.read_private): never through a symbolic
+    link, nor one another user or group could have written."""
+    known = journal.read_private(path, "an incident's passwords file", "its passwords are kept and added to") or {}
     known.update({role: secret.reveal() for role, secret in passwords.items()})
     journal.write(path, known)  # owner-only (0600), replaced atomically, like an incident's record
 
