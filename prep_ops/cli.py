@@ -7,7 +7,7 @@ import click
 from tabulate import tabulate
 
 from . import embedded
-from .errors import PrepOpsError
+from .errors import PrepOpsError, first_line
 from .formatting import terminal
 
 # Heavy modules (psycopg, pandas, SQLAlchemy, the capability modules) are imported inside the commands
@@ -265,7 +265,7 @@ def main(argv: list[str] | None = None) -> None:
         from .db import mask_url
 
         # the server's message itself, whole: a name quoted in it may hold a line break (shown, not cut at)
-        message = getattr(getattr(exc, "diag", None), "message_primary", None) or str(exc).strip().splitlines()[0]
+        message = getattr(getattr(exc, "diag", None), "message_primary", None) or first_line(exc)
         echo_line(f"error: database error: {mask_url(message)}", err=True)
         code = 1
     sys.exit(code or 0)

@@ -63,8 +63,11 @@ def carry(conn: psycopg.Connection, properties: Properties, name: str) -> None:
     for role in properties.settings.keys() | given.keys():
         if given.get(role, []) != properties.settings.get(role, []):
             who = "the database" if role is None else f"role {role}"
-            raise BackupError(f"the settings of {who} in {name} read back as {given.get(role, [])}, "
-                              f"not {properties.settings.get(role, [])}")
+            # the variables only, not their values: a custom setting may hold a secret
+            differ = set(given.get(role, [])) ^ set(properties.settings.get(role, []))
+            names = sorted({entry.split("=", 1)[0] for entry in differ}) or ["their order"]
+            raise BackupError(f"the settings of {who} in {name} did not read back as they were set: "
+                              f"{', '.join(names)}")
 
 
 _DATABASE_PRIVILEGES = {p: sql.SQL(p) for p in ("CONNECT", "CREATE", "TEMPORARY")}  # keywords from here only

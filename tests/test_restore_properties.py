@@ -357,3 +357,18 @@ def test_a_target_closed_to_public_while_the_restore_loads_is_restored_closed_to
     for database in (done["replaced"], target.database):  # the DBA's change, made before the swap, holds on both
         assert not _may(server, "CONNECT", database, "public")
         assert _may(server, "CONNECT", database, role) and not _may(server, "CREATE", database, role)
+
+
+def test_a_setting_that_does_not_read_back_is_named_without_any_settings_value(scratch, server):
+    """carry's error line went to the CLI and the logs with every setting's value in it: a custom setting
+    may hold a secret. It names the variables that differ, not their values."""
+    copy = _create(server)
+    try:
+        given = database_properties.Properties(None, -1, True, False, {None: [
+            "app.api_key=hunter2-secret", "search_path=a,b"]})  # stored as 'a, b': not as given
+        with db.connect(server) as conn, pytest.raises(BackupError) as raised:
+            database_properties.carry(conn, given, copy.database)
+        assert str(raised.value) == f"the settings of the database in {copy.database} did not read back as they were set: search_path"
+        assert "hunter2" not in str(raised.value)
+    finally:
+        _drop(server, copy)
