@@ -105,6 +105,20 @@ def test_stale_statistics_after_many_changes(lab, conn):
     assert "stale statistics" not in kinds(plans.explain(conn, "SELECT * FROM lab WHERE id = 1"))
 
 
+def test_stale_statistics_of_a_temporary_table_are_found_though_verbose_names_its_schema_pg_temp(scratch):
+    """EXPLAIN VERBOSE names the session's temporary schema "pg_temp", not its pg_temp_N: the table was
+    matched to none, and its statistics (autovacuum never analyzes a temporary table) were never judged."""
+    with db.connect(scratch, autocommit=True) as conn:
+        conn.execute("CREATE TEMPORARY TABLE scratchpad AS SELECT i AS id, i % 100 AS a FROM generate_series(1, 20000) i")
+        if db.server_version(conn) >= 15:
+            conn.execute("SELECT pg_stat_force_next_flush()")
+        conn.execute("SELECT 1")
+        plan = plans.explain(conn, "SELECT * FROM scratchpad WHERE a = 1")
+        temp = conn.execute("SELECT nspname FROM pg_namespace WHERE oid = pg_my_temp_schema()").fetchone()[0]
+    assert plan.nodes.loc[plan.nodes["relation"] == "scratchpad", "schema"].tolist() == ["pg_temp"]
+    assert stale(plan) == [(0, f"{temp}.scratchpad: never analyzed", f"ANALYZE {temp}.scratchpad")]
+
+
 @pytest.fixture
 def twins(scratch):
     """A table named orders in two schemas: public.orders analysed; "Sales Dept".orders with 20,000 rows

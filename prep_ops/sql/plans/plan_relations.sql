@@ -13,7 +13,9 @@ WITH wanted AS (
     SELECT wanted.plan_schema, wanted.name, alike.schemas, alike.oids,
            CASE WHEN wanted.plan_schema IS NOT NULL
                 THEN (SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-                      WHERE n.nspname = wanted.plan_schema AND c.relname = wanted.name)
+                      WHERE c.relname = wanted.name
+                        -- VERBOSE names this session's temporary schema pg_temp, whatever its pg_temp_N
+                        AND (n.nspname = wanted.plan_schema OR wanted.plan_schema = 'pg_temp' AND n.oid = pg_my_temp_schema()))
                 WHEN cardinality(alike.oids) = 1 THEN alike.oids[1] END AS relation
     FROM wanted
     CROSS JOIN LATERAL (
