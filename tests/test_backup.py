@@ -472,3 +472,22 @@ def test_another_tools_schema_version_table_is_not_read_as_the_migrations(scratc
     taken = backup.backup(scratch, "full", "custom", directory=tmp_path)
     assert taken.manifest["schema_versions"] == {} and taken.manifest["tables"]["public.schema_version"]["rows"] == 2
     assert verify.verify(taken.path).ok
+
+
+@pytest.mark.parametrize("path", ["app", "''"])
+def test_a_database_search_path_does_not_make_its_own_definitions_differ_after_restore(scratch, tmp_path, path):
+    """The manifest's definitions are deparsed under the source session's search_path, and the restored
+    copy's under another (a restored database has no setting of its own): a foreign key to app.items read
+    `REFERENCES items(id)` on a database whose search_path is app, and failed the verification of its own
+    clean backup (a public table's key alike under an empty search_path)."""
+    with db.connect(scratch, autocommit=True) as conn:
+        conn.execute("CREATE SCHEMA app; CREATE TABLE app.items (id int PRIMARY KEY, name text);"
+                     " CREATE TABLE app.orders (id int PRIMARY KEY, item_id int REFERENCES app.items (id));"
+                     " CREATE TABLE public.lines (id int PRIMARY KEY, order_id int REFERENCES app.orders (id),"
+                     " line_id int REFERENCES public.lines (id));"
+                     " INSERT INTO app.items VALUES (1, 'a'); INSERT INTO app.orders VALUES (1, 1);")
+        conn.execute(sql.SQL("ALTER DATABASE {} SET search_path = " + path).format(sql.Identifier(scratch.database)))
+    taken = backup.backup(scratch, "full", "custom", directory=tmp_path)
+    result = verify.verify(taken.path)
+    assert result.ok, result.failures.to_string()
+    assert "app.orders" in set(result.report["object"])
