@@ -78,7 +78,15 @@ def _restore_archive(path: Path, target: Target, major: int, jobs: int, options:
     if (major < 17 and ignored and errors and all("transaction_timeout" in e for e in errors)
             and commands and all(c.strip() == TRANSACTION_TIMEOUT for c in commands)):
         return
-    raise BackupError(f"restore of {path.name} failed: {_first_error(result.stderr)}")
+    # the tolerated line's error comes first (pg_restore's first statement): name the one that failed it
+    told = _without_transaction_timeout(result.stderr) if major < 17 else result.stderr
+    raise BackupError(f"restore of {path.name} failed: {_first_error(told)}")
+
+
+def _without_transaction_timeout(stderr: str) -> str:
+    """pg_restore's stderr without its errors about SET transaction_timeout and their `Command was:` lines."""
+    return "\n".join(line for line in stderr.splitlines()
+                     if not ("transaction_timeout" in line and (_ERROR.match(line) or _COMMAND.match(line))))
 
 
 def _major(target: Target, major: int | None) -> int:

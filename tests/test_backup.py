@@ -491,3 +491,30 @@ def test_a_database_search_path_does_not_make_its_own_definitions_differ_after_r
     result = verify.verify(taken.path)
     assert result.ok, result.failures.to_string()
     assert "app.orders" in set(result.report["object"])
+
+
+def test_a_failed_archive_restore_into_a_server_before_17_names_its_own_error_not_transaction_timeout(scratch, server,
+                                                                                                     tmp_path):
+    """Into PostgreSQL 15, pg_restore reports pg_dump 18's `SET transaction_timeout` (tolerated) before the
+    error that failed the restore: a database owner that is not a superuser, restoring a dump holding an
+    extension only a superuser may create, was told `unrecognized configuration parameter
+    "transaction_timeout"`, not why."""
+    import secrets
+
+    with db.connect(scratch, autocommit=True) as conn:
+        conn.execute("CREATE EXTENSION pg_stat_statements; CREATE TABLE kept (id int PRIMARY KEY)")
+    taken = backup.backup(scratch, "full", "custom", directory=tmp_path)
+    owner, password = f"prep_ops_test_owner_{uuid.uuid4().hex[:6]}", secrets.token_urlsafe(12)
+    target = server.with_database(f"prep_ops_test_{uuid.uuid4().hex[:10]}")
+    with db.connect(server, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(sql.Identifier(owner), sql.Literal(password)))
+        conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(target.database), sql.Identifier(owner)))
+    try:
+        with pytest.raises(BackupError) as raised:
+            restore.restore_into(taken.path, target.with_user(owner, password), taken.manifest)
+        assert 'permission denied to create extension "pg_stat_statements"' in str(raised.value), str(raised.value)
+        assert "transaction_timeout" not in str(raised.value)
+    finally:
+        with db.connect(server, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(target.database)))
+            conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(owner)))
