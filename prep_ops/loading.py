@@ -14,6 +14,8 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+import psycopg
+
 from . import backup as backups
 from . import plain_dump
 from .db import Target, client_program, connect, server_version
@@ -97,6 +99,17 @@ def _major(target: Target, major: int | None) -> int:
         return server_version(conn)
 
 
+def _without_public(target: Target) -> None:
+    """Drop the (empty) public schema a new database comes with: the backup's database had none, and pg_dump
+    does not record that it was dropped. Left in place where it holds something or may not be dropped:
+    the comparison then reports it."""
+    with connect(target, autocommit=True) as conn:
+        try:
+            conn.execute("DROP SCHEMA IF EXISTS public RESTRICT")
+        except psycopg.Error:
+            pass
+
+
 def preflight(path: Path, manifest: dict, target: Target, *, major: int | None = None) -> None:
     """Check a backup before anything is touched: its files against the manifest, then a plain dump's
     lines (no psql command, see plain_dump) or an archive's table of contents (`pg_restore --list`).
@@ -130,6 +143,8 @@ def restore_into(path: Path, target: Target, manifest: dict, *, major: int | Non
     pre-data (types, tables, functions), the data, then its post-data (constraints, indexes, triggers),
     so no foreign key or trigger acts while the rows load."""
     major = _major(target, major)
+    if manifest["kind"] != "data" and "public" not in manifest.get("objects", {}).get("schema", {"public": ""}):
+        _without_public(target)
     if schema is not None:
         _restore_archive(schema, target, major, 1, ("--section", "pre-data"))
     if manifest["format"] == "plain":

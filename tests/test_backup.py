@@ -518,3 +518,18 @@ def test_a_failed_archive_restore_into_a_server_before_17_names_its_own_error_no
         with db.connect(server, autocommit=True) as conn:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(target.database)))
             conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(owner)))
+
+
+@pytest.mark.parametrize("fmt", ["plain", "custom"])
+def test_a_database_without_a_public_schema_is_restored_without_one(scratch, server, tmp_path, fmt):
+    """pg_dump does not record that public was dropped, and a new database has one: the copy of a database
+    without public had it back, and the verification of its own clean backup failed ("schema public:
+    absent / PUBLIC:USAGE"); a restore gave the target a schema it did not have."""
+    with db.connect(scratch, autocommit=True) as conn:
+        conn.execute("DROP SCHEMA public; CREATE SCHEMA app; CREATE TABLE app.items (id int PRIMARY KEY);"
+                     " INSERT INTO app.items VALUES (1)")
+        conn.execute(sql.SQL("ALTER DATABASE {} SET search_path = app").format(sql.Identifier(scratch.database)))
+    taken = backup.backup(scratch, "full", fmt, directory=tmp_path)
+    result = verify.verify(taken.path, server=server)
+    assert result.ok, result.failures.to_string()
+    assert "schema public" not in set(result.report["object"])
