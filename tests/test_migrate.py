@@ -303,3 +303,17 @@ def test_a_database_whose_search_path_names_another_schema_first_is_migrated_int
         assert conn.execute("SHOW search_path").fetchone()[0] == "app"  # the session's own path, as it was
         migrate.apply(conn, 0, confirm=True)
         assert migrate.current_version(conn) == 0 and conn.execute("SELECT to_regclass('public.users')").fetchone()[0] is None
+
+
+def test_sample_data_goes_into_public_whatever_the_search_path(scratch):
+    """The seed's COPY and TRUNCATE named the school's tables unqualified: with search_path = app they
+    were looked for in app."""
+    with db.connect(scratch, autocommit=True) as conn:
+        migrate.apply(conn, confirm=True)
+        conn.execute("CREATE SCHEMA app")
+        conn.execute(sql.SQL("ALTER DATABASE {} SET search_path = app").format(sql.Identifier(scratch.database)))
+    with db.connect(scratch, autocommit=True) as conn:
+        result = seed.seed(conn, students=20, seed=3, confirm=True)
+        assert result.rows["students"] == 20
+        assert conn.execute("SELECT count(*) FROM public.students").fetchone()[0] == 20
+        assert conn.execute("SHOW search_path").fetchone()[0] == "app"
