@@ -7,6 +7,9 @@ change on `users`) are SKIP with `not_school` as the reason. The generic steps a
 database really has: those named in `audit_tables`, and one table for the read-only proof.
 """
 
+import json
+import re
+import shlex
 from dataclasses import dataclass
 
 import psycopg
@@ -42,6 +45,13 @@ class Scope:
         return "" if self.proof_table else "the database has no table to try writes on"
 
 
+def _as_parameter(table: Table) -> str:
+    """`table` as the shell word of a JSON list holding its name as in SQL: the label where it reads the
+    same unquoted (`'["rental"]'`, `'["archive.old_rentals"]'`), else schema and name quoted."""
+    plain = re.fullmatch(r"[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)?", table.label)
+    return shlex.quote(json.dumps([table.label if plain else table.qualified], ensure_ascii=False))
+
+
 def _audit_tables(conn: psycopg.Connection, audit_tables, school: bool, example: Table | None,
                   ours: tuple[str, ...]) -> tuple[list[Table], str]:
     taken = foreign_audit_schema(conn, ours)
@@ -51,7 +61,7 @@ def _audit_tables(conn: psycopg.Connection, audit_tables, school: bool, example:
         if school:
             present = [t for t in DEFAULT_TABLES if relation_exists(conn, t)]
             return resolve_tables(conn, present), "audit_tables not given: " + ", ".join(present or ["none present"])
-        how = f"""e.g. -p audit_tables '["{example.label}"]'""" if example else "none: the database has no tables"
+        how = f"e.g. -p audit_tables {_as_parameter(example)}" if example else "none: the database has no tables"
         return [], f"audit_tables not given and nothing to choose by default on a database of its own schema: name tables, {how}"
     names = [audit_tables] if isinstance(audit_tables, str) else audit_tables
     if not isinstance(names, list) or not all(isinstance(n, str) and n for n in names):

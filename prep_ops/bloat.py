@@ -57,16 +57,20 @@ def bloat(conn: psycopg.Connection, *, install: bool | None = None) -> pd.DataFr
         frame = frame.rename(columns={"estimated_wasted_bytes": "wasted_bytes", "estimated_bloat_pct": "bloat_pct"})
         frame["measured_dead_rows"] = None
         frame["method"] = "estimate"
+        refused = ""
         for i, row in (frame.iterrows() if schema else ()):
             try:
                 size, wasted, dead_rows = _measure(conn, schema, row)
             except psycopg.Error as exc:  # no privilege (pg_stat_scan_tables), a lock ...: the estimate stays
+                refused = refused or first_line(exc)
                 frame.loc[i, "note"] = f"estimate: not measured ({first_line(exc)})"
                 continue
             frame.loc[i, ["bytes", "wasted_bytes", "bloat_pct", "method", "note", "measured_dead_rows"]] = [
                 size, wasted, round(100.0 * wasted / size, 1) if size else 0.0, "measured", "measured", dead_rows]
     frame["bloat_pct"] = frame["bloat_pct"].astype(float)
     frame = frame.reindex(columns=COLUMNS)
+    if refused and not (frame["method"] == "measured").any():  # installed, but it measured nothing
+        why = f"pgstattuple could not measure any relation: {refused}"
     frame.attrs["note"] = why and f"estimated from statistics: {why}"
     return frame
 

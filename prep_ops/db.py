@@ -199,9 +199,30 @@ def connect(target: Target, *, autocommit: bool = False, connect_timeout: int = 
                                application_name=tagged(application_name))
     except psycopg.Error as exc:
         raise TargetError(_explain(exc, target)) from None
+    try:
+        _builtins_first(conn)
+    except psycopg.Error as exc:
+        conn.close()
+        raise TargetError(_explain(exc, target)) from None
     if target.embedded:
         _SCRATCH_CONNECTIONS.add(conn)
     return conn
+
+
+# every name qualified: the path in force when it runs may be the one it corrects
+_BUILTINS_FIRST = ("SELECT pg_catalog.set_config('search_path', 'pg_catalog, ' OPERATOR(pg_catalog.||) "
+                   "pg_catalog.current_setting('search_path'), false) "
+                   "WHERE (pg_catalog.current_schemas(true))[1] OPERATOR(pg_catalog.<>) 'pg_catalog'::pg_catalog.name")
+
+
+def _builtins_first(conn: psycopg.Connection) -> None:
+    """pg_catalog first on the session's search_path when the database's or role's setting names it after
+    another schema (`app, pg_catalog`): that schema's owner could otherwise have a function of the same
+    name and arguments as a built-in one that prep-ops calls (now(), pg_total_relation_size()) run in its
+    place, as whoever runs prep-ops. Tables still resolve as the setting says."""
+    conn.execute(_BUILTINS_FIRST)
+    if not conn.autocommit:
+        conn.commit()  # a session setting: the caller's first transaction starts with its own statement
 
 
 def live(conn: "psycopg.Connection | None", target: Target) -> psycopg.Connection:

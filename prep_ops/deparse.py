@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import psycopg
 from psycopg import sql
 
+from . import objects
 from .errors import first_line
 from .sqlfiles import load
 
@@ -112,8 +113,10 @@ def decide(conn: psycopg.Connection, table: str, pairs: dict[str, tuple[str, str
     with conn.transaction(force_rollback=True):
         # the text is read as is_check read it (a backslash is a character), and an expression the server
         # folds at ADD time (an immutable call on constants) cannot take more than a few seconds or wait on a lock
+        # and under the search_path both texts were deparsed under (a name it finds is unqualified in them)
         conn.execute("SELECT set_config('standard_conforming_strings', 'on', true), "
-                     "set_config('statement_timeout', '5s', true), set_config('lock_timeout', '5s', true)")
+                     "set_config('statement_timeout', '5s', true), set_config('lock_timeout', '5s', true), "
+                     "set_config('search_path', %s, true)", (objects.DEPARSE_SEARCH_PATH,))
         found = conn.execute(load("deparse", "table_named"), {"table": table}).fetchall()
         try:
             if len(found) != 1:

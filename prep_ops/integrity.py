@@ -67,7 +67,8 @@ class IntegrityReport:
     @property
     def summary(self) -> str:
         """One line: what was checked and what was found."""
-        checked = f"{len(self.relations):,} relation(s) checked" if not self.skipped else f"amcheck skipped: {self.skipped}"
+        tried = f"{len(self.relations) - len(self.errors):,} of {len(self.relations):,}" if len(self.errors) else f"{len(self.relations):,}"
+        checked = f"{tried} relation(s) checked" if not self.skipped else f"amcheck skipped: {self.skipped}"
         found = []
         for row in self.corrupt.itertuples():
             where = f" block {row.block}" if pd.notna(row.block) else ""
@@ -108,12 +109,35 @@ def _table_oids(conn: psycopg.Connection, tables: Iterable[str] | None) -> list[
         {"t": table.qualified}).fetchall()]
 
 
-def _amcheck(conn: psycopg.Connection, install: bool) -> tuple[str | None, bool, str]:
-    """amcheck's schema (None: not usable), whether it has verify_heapam, and why not when it is not usable."""
+def _amcheck(conn: psycopg.Connection, install: bool) -> tuple[str | None, set[str], str, list[str]]:
+    """amcheck's schema (None: not usable), the kinds of relation (table, index) this role may check with it,
+    why it is not usable, and notes on the kind it may not check. amcheck revokes its functions from
+    PUBLIC: a database owner that is not a superuser would otherwise see every relation tried and refused."""
     schema, why = extensions.find(conn, "amcheck", install=install)
     if schema is None:
-        return None, False, why
-    return schema, function_name_exists(conn, "verify_heapam", schema), ""
+        return None, set(), why, []
+    role = sql.Identifier(conn.execute("SELECT current_user").fetchone()[0]).as_string(None)
+    grant = "a superuser may grant it EXECUTE on {} (each signature), or run the check as a superuser"
+    function = {"index": "bt_index_check", "table": "verify_heapam"}
+    named = {kind: sql.Identifier(schema, name).as_string(None) for kind, name in function.items()}
+    if not function_name_exists(conn, "verify_heapam", schema):
+        kinds, notes = {"index"}, ["this amcheck has no verify_heapam (PostgreSQL 14+): tables not checked, indexes only"]
+    else:
+        kinds, notes = {"index", "table"}, []
+    refused = {kind for kind in kinds if not _may_execute(conn, schema, function[kind])}
+    if refused == kinds:
+        return None, set(), f"amcheck's functions may not be run by {role}: " + grant.format(
+            " and ".join(named[k] for k in sorted(refused))), []
+    for kind in sorted(refused):
+        notes.append(f"{function[kind]} may not be run by {role}: {kind}s not checked ({grant.format(named[kind])})")
+    return schema, kinds - refused, "", notes
+
+
+def _may_execute(conn: psycopg.Connection, schema: str, name: str) -> bool:
+    """Whether this role may execute some function `schema.name` (whatever its arguments)."""
+    return conn.execute("SELECT coalesce(bool_or(has_function_privilege(p.oid, 'EXECUTE')), false) FROM pg_proc p "
+                        "WHERE p.proname = %s AND p.pronamespace = %s::regnamespace",
+                        (name, sql.Identifier(schema).as_string(None))).fetchone()[0]
 
 
 def _checksums(conn: psycopg.Connection) -> tuple[str, int | None]:
@@ -207,14 +231,13 @@ def check(conn: psycopg.Connection, tables: Iterable[str] | None = None, *, inst
     """
     oids = _table_oids(conn, tables)
     state, failures = _checksums(conn)
-    schema, heapam, skipped = _amcheck(conn, is_scratch(conn) if install is None else install)
+    schema, kinds, skipped, limits = _amcheck(conn, is_scratch(conn) if install is None else install)
     rows = []
     notes = [] if state == "on" else ["data checksums are off: a damaged page is only found by amcheck's own checks"]
     if schema is not None:
         relations = fetch_frame(conn, load("integrity", "relations"), {"tables": oids})
-        if not heapam:
-            notes.append("this amcheck has no verify_heapam (PostgreSQL 14+): tables not checked, indexes only")
-            relations = relations[relations["kind"] == "index"]
+        notes += limits
+        relations = relations[relations["kind"].isin(kinds)]
         for done, row in enumerate(relations.itertuples(), start=1):
             began = time.perf_counter()
             status, block, detail = _check_one(conn, schema, row)

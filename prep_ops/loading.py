@@ -14,6 +14,8 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+import psycopg
+
 from . import backup as backups
 from . import plain_dump
 from .db import Target, client_program, connect, server_version
@@ -78,7 +80,15 @@ def _restore_archive(path: Path, target: Target, major: int, jobs: int, options:
     if (major < 17 and ignored and errors and all("transaction_timeout" in e for e in errors)
             and commands and all(c.strip() == TRANSACTION_TIMEOUT for c in commands)):
         return
-    raise BackupError(f"restore of {path.name} failed: {_first_error(result.stderr)}")
+    # the tolerated line's error comes first (pg_restore's first statement): name the one that failed it
+    told = _without_transaction_timeout(result.stderr) if major < 17 else result.stderr
+    raise BackupError(f"restore of {path.name} failed: {_first_error(told)}")
+
+
+def _without_transaction_timeout(stderr: str) -> str:
+    """pg_restore's stderr without its errors about SET transaction_timeout and their `Command was:` lines."""
+    return "\n".join(line for line in stderr.splitlines()
+                     if not ("transaction_timeout" in line and (_ERROR.match(line) or _COMMAND.match(line))))
 
 
 def _major(target: Target, major: int | None) -> int:
@@ -87,6 +97,17 @@ def _major(target: Target, major: int | None) -> int:
         return major
     with connect(target) as conn:
         return server_version(conn)
+
+
+def _without_public(target: Target) -> None:
+    """Drop the (empty) public schema a new database comes with: the backup's database had none, and pg_dump
+    does not record that it was dropped. Left in place where it holds something or may not be dropped:
+    the comparison then reports it."""
+    with connect(target, autocommit=True) as conn:
+        try:
+            conn.execute("DROP SCHEMA IF EXISTS public RESTRICT")
+        except psycopg.Error:
+            pass
 
 
 def preflight(path: Path, manifest: dict, target: Target, *, major: int | None = None) -> None:
@@ -122,6 +143,8 @@ def restore_into(path: Path, target: Target, manifest: dict, *, major: int | Non
     pre-data (types, tables, functions), the data, then its post-data (constraints, indexes, triggers),
     so no foreign key or trigger acts while the rows load."""
     major = _major(target, major)
+    if manifest["kind"] != "data" and "public" not in manifest.get("objects", {}).get("schema", {"public": ""}):
+        _without_public(target)
     if schema is not None:
         _restore_archive(schema, target, major, 1, ("--section", "pre-data"))
     if manifest["format"] == "plain":

@@ -235,10 +235,11 @@ def _record_down_checksums(conn: psycopg.Connection, directory: Path) -> None:
     if not relation_exists(conn, "prep_ops_migrations"):
         return
     with conn.transaction():
+        _in_public(conn)
         if not _has_down_checksums(conn):
             conn.execute(load("migrate", "bookkeeping"))
         for m in discover(directory):
-            conn.execute("UPDATE prep_ops_migrations SET down_sha256 = %s WHERE version = %s AND sha256 = %s "
+            conn.execute("UPDATE public.prep_ops_migrations SET down_sha256 = %s WHERE version = %s AND sha256 = %s "
                          "AND down_sha256 IS NULL", (m.down_sha256, m.version, m.sha256))
 
 
@@ -255,27 +256,35 @@ def _drop_derived(conn: psycopg.Connection, confirm: bool) -> list[str]:
     return derived
 
 
+def _in_public(conn: psycopg.Connection) -> None:
+    """For the rest of the caller's transaction, the search_path the migrations are written for: their
+    unqualified names (CREATE TABLE users, INSERT INTO schema_version) are public's, whatever the database's
+    or role's setting (`app` put the school's tables there, and met another tool's app.schema_version)."""
+    conn.execute("SELECT set_config('search_path', 'public', true)")
+
+
 def _run_step(conn: psycopg.Connection, step: Step, migration: Migration, *, first: bool = False,
               confirm: bool = False) -> None:
     try:
         with conn.transaction():
+            _in_public(conn)
             if first and step.direction == "down" and step.version >= MASKED_SINCE:
                 _drop_derived(conn, confirm)
             conn.execute(step.sql)
             if step.direction == "up":
                 conn.execute(load("migrate", "bookkeeping"))
                 conn.execute(
-                    "INSERT INTO schema_version (version, description) VALUES (%s, %s)",
+                    "INSERT INTO public.schema_version (version, description) VALUES (%s, %s)",
                     (step.version, migration.description),
                 )
                 conn.execute(
-                    "INSERT INTO prep_ops_migrations (version, name, sha256, down_sha256) VALUES (%s, %s, %s, %s)",
+                    "INSERT INTO public.prep_ops_migrations (version, name, sha256, down_sha256) VALUES (%s, %s, %s, %s)",
                     (step.version, step.name, migration.sha256, migration.down_sha256),
                 )
             else:
-                conn.execute("DELETE FROM prep_ops_migrations WHERE version = %s", (step.version,))
+                conn.execute("DELETE FROM public.prep_ops_migrations WHERE version = %s", (step.version,))
                 if relation_exists(conn, "schema_version"):
-                    conn.execute("DELETE FROM schema_version WHERE version = %s", (step.version,))
+                    conn.execute("DELETE FROM public.schema_version WHERE version = %s", (step.version,))
     except psycopg.Error as exc:
         reason = first_line(exc)
         if isinstance(exc, psycopg.errors.DependentObjectsStillExist) and exc.diag.message_detail:

@@ -16,6 +16,7 @@ same object, so across majors those kinds are reported as not compared (SKIP), n
 are the kinds a manifest made before they were recorded (LATER_KINDS) has no entry for.
 """
 
+import contextlib
 import re
 
 import psycopg
@@ -42,6 +43,23 @@ CARRIED = {"full": _DEFINITIONS + ("materialized view populated", "sequence"), "
            "data": ("sequence",)}
 
 
+# the search_path definitions are deparsed under, on both sides of a comparison: the server qualifies a name
+# only when the path does not find it, so the session's path (a database's or role's setting: `app`, or
+# empty) made the source's `REFERENCES items(id)` the restored copy's `REFERENCES app.items(id)`. public,
+# as the default path reads: manifests written before this was fixed compare as they did
+DEPARSE_SEARCH_PATH = "public"
+
+
+@contextlib.contextmanager
+def deparsing(conn: psycopg.Connection):
+    """Within the caller's transaction, the search_path set to DEPARSE_SEARCH_PATH, then set back (an error
+    aborts the transaction, which sets it back too)."""
+    path = conn.execute("SELECT current_setting('search_path')").fetchone()[0]
+    conn.execute("SELECT set_config('search_path', %s, true)", (DEPARSE_SEARCH_PATH,))
+    yield conn
+    conn.execute("SELECT set_config('search_path', %s, true)", (path,))
+
+
 def tables(conn: psycopg.Connection, *, parents: bool = True) -> list[tuple[str, str]]:
     """(schema, table) of every user table; without `parents`, only those holding rows (plain tables and
     partitions, not their partitioned parents)."""
@@ -51,10 +69,13 @@ def tables(conn: psycopg.Connection, *, parents: bool = True) -> list[tuple[str,
 def schema_summary(conn: psycopg.Connection) -> dict:
     """Tables with their columns and types, constraints and indexes by name: what a restore must recreate."""
     summary: dict[str, dict] = {f"{s}.{t}": {"columns": {}, "constraint": {}, "index": {}} for s, t in tables(conn)}
-    for table, column, data_type, not_null in conn.execute(load("objects", "columns")).fetchall():
+    with deparsing(conn):
+        columns = conn.execute(load("objects", "columns")).fetchall()
+        constraints = conn.execute(load("objects", "constraints")).fetchall()
+    for table, column, data_type, not_null in columns:
         summary.setdefault(table, {"columns": {}, "constraint": {}, "index": {}})["columns"][column] = \
             data_type + (" not null" if not_null else "")
-    for table, kind, name, definition in conn.execute(load("objects", "constraints")).fetchall():
+    for table, kind, name, definition in constraints:
         summary.setdefault(table, {"columns": {}, "constraint": {}, "index": {}})[kind][name] = definition
     return summary
 
@@ -62,9 +83,10 @@ def schema_summary(conn: psycopg.Connection) -> dict:
 def snapshot(conn: psycopg.Connection) -> dict[str, dict[str, str]]:
     """{kind: {object name: definition}} of every object the dump carries beyond tables and rows."""
     found: dict[str, dict[str, str]] = {kind: {} for kind in LATER_KINDS}  # recorded, even when there is none
-    for query in ("objects", "sequences"):
-        for kind, name, definition in conn.execute(load("objects", query)).fetchall():
-            found.setdefault(kind, {})[name] = definition if definition is not None else ""
+    with deparsing(conn):
+        for query in ("objects", "sequences"):
+            for kind, name, definition in conn.execute(load("objects", query)).fetchall():
+                found.setdefault(kind, {})[name] = definition if definition is not None else ""
     return found
 
 

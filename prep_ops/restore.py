@@ -245,8 +245,8 @@ def restore(path: Path, target: Target, *, confirm: bool = False, safety_dir: Pa
             _swap(admin, target, new, replaced, confirm=False)  # raises, naming the sessions: nothing done yet
         safety = backups.backup(target, "full", "custom", directory=safety_dir) if occupied or its_source else None
         kept = f"safety backup: {safety.path}" if safety else "no safety backup: the target held nothing"
-        _create_beside(admin, target, new)
         try:
+            _create_beside(admin, target, new)  # may be refused (no CREATEDB): the failure names the safety backup
             _rehearse_properties(admin, target, new)
             with tempfile.TemporaryDirectory() as folder:
                 schema = _target_schema(target, major, Path(folder)) if manifest["kind"] == "data" else None

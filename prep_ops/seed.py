@@ -157,6 +157,8 @@ def seed(conn: psycopg.Connection, students: int = 2000, seed: int = 42, *, repl
     plan = sample.Plan(students, seed)
     try:
         with _student_parts_in_order(plan) as student_parts, conn.transaction(), _progress_bar(students, progress) as bar:
+            # the school's tables are public's (see migrate), whatever the database's or role's search_path
+            conn.execute("SELECT set_config('search_path', 'public', true)")
             school = sql.SQL(", ").join(map(sql.Identifier, TABLES))
             # no trigger may be added while we look (CREATE TRIGGER and ADD FOREIGN KEY wait for this lock):
             # code another role owns would run as us, a superuser perhaps
@@ -179,7 +181,7 @@ def seed(conn: psycopg.Connection, students: int = 2000, seed: int = 42, *, repl
     except psycopg.errors.IntegrityError as exc:
         raise database_error(exc, "the sample data breaks a constraint; nothing was loaded", SampleDataError,
                              detail=True) from None
-    conn.execute(sql.SQL("ANALYZE {}").format(sql.SQL(", ").join(map(sql.Identifier, TABLES))))
+    conn.execute(sql.SQL("ANALYZE {}").format(sql.SQL(", ").join(sql.Identifier("public", t) for t in TABLES)))
     result.seconds = time.perf_counter() - began
     return result
 

@@ -27,6 +27,7 @@ from .paths import project_dir
 
 CHOICES = ("auto", "top", "catalogue")  # or a path to a .sql file
 TOP = 10  # statements taken from pg_stat_statements
+HIDDEN = "<insufficient privilege>"  # pg_stat_statements' text of a statement the reader may not see
 CANDIDATES = 200  # pg_stat_statements' top statements looked through for TOP of the workload's own
 WHOLE = 2**31 - 1  # characters of a statement's text kept: all of it
 _NAME = re.compile(r"--\s*name:\s*(\S+)")
@@ -119,6 +120,10 @@ def top_statements(conn: psycopg.Connection, limit: int = TOP) -> Workload:
     source = "statements taking the most time in pg_stat_statements"
     if frame.attrs["source"] != "pg_stat_statements":
         return Workload("top", source, [], f"pg_stat_statements unavailable ({frame.attrs['why']}); {HOW_TO_ENABLE}")
+    hidden = frame[frame["query"] == HIDDEN]  # another role's, to a role without pg_read_all_stats
+    if len(hidden):
+        source += (f" ({len(hidden)} statement(s) of other roles not shown, {hidden['total_ms'].sum():,.0f} ms in all: "
+                   "their text needs pg_read_all_stats or a superuser)")
     found: list[Statement] = []
     for row in frame.itertuples(index=False):
         if len(found) == limit:

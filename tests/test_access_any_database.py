@@ -247,3 +247,21 @@ def test_runbook_06_without_login_passwords_skips_each_proof_that_needs_a_login(
         assert "cannot log in" in checks[name]["detail"] and f"set PREP_OPS_{kind}_PASSWORD" in checks[name]["detail"]
     assert checks["roles and grants as wanted (a second plan is empty)"]["status"] == "PASS"
     assert passes_of_what_was_not_looked_at([run]) == []
+
+
+def test_the_audit_tables_example_for_a_quoted_name_is_a_parameter_that_names_that_table(scratch):
+    """On a database whose first table is "My ""Odd"" Schema"."Odd Table", the SKIP's example read
+    `-p audit_tables '["My "Odd" Schema.Odd Table"]'`: neither JSON nor a name as in SQL. Given back to the
+    shell and the runner as shown, it must choose that table."""
+    import shlex
+
+    from prep_ops.parameters import parse_value
+
+    with db.connect(scratch, autocommit=True) as conn:
+        conn.execute('CREATE SCHEMA "My ""Odd"" Schema"; CREATE TABLE "My ""Odd"" Schema"."Odd Table" (id int)')
+        found = access_scope.scope(conn)
+        example = found.audit_choice.split("e.g. ", 1)[1]
+        words = shlex.split(example)
+        assert words[:2] == ["-p", "audit_tables"], example
+        chosen = access_scope.scope(conn, parse_value(words[2]))
+    assert [(t.schema, t.name) for t in chosen.audited] == [('My "Odd" Schema', "Odd Table")]

@@ -472,3 +472,64 @@ def test_another_tools_schema_version_table_is_not_read_as_the_migrations(scratc
     taken = backup.backup(scratch, "full", "custom", directory=tmp_path)
     assert taken.manifest["schema_versions"] == {} and taken.manifest["tables"]["public.schema_version"]["rows"] == 2
     assert verify.verify(taken.path).ok
+
+
+@pytest.mark.parametrize("path", ["app", "''"])
+def test_a_database_search_path_does_not_make_its_own_definitions_differ_after_restore(scratch, tmp_path, path):
+    """The manifest's definitions are deparsed under the source session's search_path, and the restored
+    copy's under another (a restored database has no setting of its own): a foreign key to app.items read
+    `REFERENCES items(id)` on a database whose search_path is app, and failed the verification of its own
+    clean backup (a public table's key alike under an empty search_path)."""
+    with db.connect(scratch, autocommit=True) as conn:
+        conn.execute("CREATE SCHEMA app; CREATE TABLE app.items (id int PRIMARY KEY, name text);"
+                     " CREATE TABLE app.orders (id int PRIMARY KEY, item_id int REFERENCES app.items (id));"
+                     " CREATE TABLE public.lines (id int PRIMARY KEY, order_id int REFERENCES app.orders (id),"
+                     " line_id int REFERENCES public.lines (id));"
+                     " INSERT INTO app.items VALUES (1, 'a'); INSERT INTO app.orders VALUES (1, 1);")
+        conn.execute(sql.SQL("ALTER DATABASE {} SET search_path = " + path).format(sql.Identifier(scratch.database)))
+    taken = backup.backup(scratch, "full", "custom", directory=tmp_path)
+    result = verify.verify(taken.path)
+    assert result.ok, result.failures.to_string()
+    assert "app.orders" in set(result.report["object"])
+
+
+def test_a_failed_archive_restore_into_a_server_before_17_names_its_own_error_not_transaction_timeout(scratch, server,
+                                                                                                     tmp_path):
+    """Into PostgreSQL 15, pg_restore reports pg_dump 18's `SET transaction_timeout` (tolerated) before the
+    error that failed the restore: a database owner that is not a superuser, restoring a dump holding an
+    extension only a superuser may create, was told `unrecognized configuration parameter
+    "transaction_timeout"`, not why."""
+    import secrets
+
+    with db.connect(scratch, autocommit=True) as conn:
+        conn.execute("CREATE EXTENSION pg_stat_statements; CREATE TABLE kept (id int PRIMARY KEY)")
+    taken = backup.backup(scratch, "full", "custom", directory=tmp_path)
+    owner, password = f"prep_ops_test_owner_{uuid.uuid4().hex[:6]}", secrets.token_urlsafe(12)
+    target = server.with_database(f"prep_ops_test_{uuid.uuid4().hex[:10]}")
+    with db.connect(server, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(sql.Identifier(owner), sql.Literal(password)))
+        conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(target.database), sql.Identifier(owner)))
+    try:
+        with pytest.raises(BackupError) as raised:
+            restore.restore_into(taken.path, target.with_user(owner, password), taken.manifest)
+        assert 'permission denied to create extension "pg_stat_statements"' in str(raised.value), str(raised.value)
+        assert "transaction_timeout" not in str(raised.value)
+    finally:
+        with db.connect(server, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(target.database)))
+            conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(owner)))
+
+
+@pytest.mark.parametrize("fmt", ["plain", "custom"])
+def test_a_database_without_a_public_schema_is_restored_without_one(scratch, server, tmp_path, fmt):
+    """pg_dump does not record that public was dropped, and a new database has one: the copy of a database
+    without public had it back, and the verification of its own clean backup failed ("schema public:
+    absent / PUBLIC:USAGE"); a restore gave the target a schema it did not have."""
+    with db.connect(scratch, autocommit=True) as conn:
+        conn.execute("DROP SCHEMA public; CREATE SCHEMA app; CREATE TABLE app.items (id int PRIMARY KEY);"
+                     " INSERT INTO app.items VALUES (1)")
+        conn.execute(sql.SQL("ALTER DATABASE {} SET search_path = app").format(sql.Identifier(scratch.database)))
+    taken = backup.backup(scratch, "full", fmt, directory=tmp_path)
+    result = verify.verify(taken.path, server=server)
+    assert result.ok, result.failures.to_string()
+    assert "schema public" not in set(result.report["object"])

@@ -213,3 +213,19 @@ def test_snapshot_reads_one_state_and_refuses_writes(scratch):
         assert conn.execute("SELECT count(*) FROM t").fetchone()[0] == 1
         with pytest.raises(psycopg.errors.ReadOnlySqlTransaction), db.snapshot(conn):
             conn.execute("INSERT INTO t VALUES (2)")
+
+
+@pytest.mark.parametrize("autocommit", [True, False])
+def test_a_search_path_naming_pg_catalog_after_the_owners_schema_does_not_run_the_owners_functions(scratch, autocommit):
+    """`ALTER DATABASE x SET search_path = app, pg_catalog` (the owner may) put app's functions before the
+    built-in ones in every prep-ops session: app.pg_total_relation_size(regclass) ran, as the superuser
+    that runs health or backup, inside their queries. pg_catalog comes first; tables still resolve as the
+    database's search_path says."""
+    with db.connect(scratch, autocommit=True) as conn:
+        conn.execute("CREATE SCHEMA app; CREATE TABLE app.items (id int); "
+                     "CREATE FUNCTION app.pg_total_relation_size(regclass) RETURNS bigint LANGUAGE sql AS 'SELECT -1::bigint'")
+        conn.execute(sql.SQL("ALTER DATABASE {} SET search_path = app, pg_catalog").format(sql.Identifier(scratch.database)))
+    with db.connect(scratch, autocommit=autocommit) as conn:
+        assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE  # no transaction left open
+        assert conn.execute("SELECT pg_total_relation_size('items')").fetchone()[0] == 0  # app's says -1
+        assert conn.execute("SELECT to_regclass('items') = 'app.items'::regclass").fetchone()[0]  # still app's table

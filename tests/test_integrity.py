@@ -66,6 +66,37 @@ def test_integrity_skips_where_amcheck_cannot_be_created(scratch):
             conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(name)))
 
 
+def test_integrity_skips_where_amcheck_is_installed_but_its_functions_are_not_the_roles_to_run(scratch):
+    """A superuser installed amcheck; the database's owner, not a superuser, may not execute its functions
+    (amcheck revokes them from PUBLIC). Every relation was tried and failed, and the verdict read "245
+    relation(s) checked; ...; 245 relation(s) could not be checked": nothing was checked, so SKIP, saying
+    what to grant; with bt_index_check granted, the indexes are checked and the tables said not to be."""
+    name, password = f"prep_ops_owner_{secrets.token_hex(3)}", secrets.token_hex(12)
+    with db.connect(scratch, autocommit=True) as conn:
+        conn.execute("CREATE EXTENSION IF NOT EXISTS amcheck; CREATE TABLE kept (id int PRIMARY KEY)")
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(sql.Identifier(name), sql.Literal(password)))
+        conn.execute(sql.SQL("ALTER DATABASE {} OWNER TO {}").format(sql.Identifier(scratch.database), sql.Identifier(name)))
+        conn.execute(sql.SQL("ALTER TABLE kept OWNER TO {}").format(sql.Identifier(name)))
+    try:
+        with db.connect(roles.login(scratch, name, password), autocommit=True) as conn:
+            report = integrity.check(conn, install=True)
+        assert report.outcome == "skipped" and report.relations.empty, report.summary
+        assert "may grant it EXECUTE" in report.skipped and "bt_index_check" in report.skipped, report.skipped
+        with db.connect(scratch, autocommit=True) as conn:
+            schema = conn.execute("SELECT extnamespace::regnamespace::text FROM pg_extension WHERE extname = 'amcheck'").fetchone()[0]
+            conn.execute(sql.SQL("GRANT EXECUTE ON FUNCTION {}(regclass, boolean) TO {}").format(
+                sql.Identifier(schema, "bt_index_check"), sql.Identifier(name)))
+        with db.connect(roles.login(scratch, name, password), autocommit=True) as conn:
+            report = integrity.check(conn, ["kept"], install=True)
+        assert report.outcome == "ok" and list(report.relations["relation"]) == ["kept_pkey"], report.summary
+        assert any("verify_heapam" in note and "tables not checked" in note for note in report.notes), report.notes
+    finally:
+        with db.connect(scratch, autocommit=True) as conn:
+            conn.execute(sql.SQL("ALTER DATABASE {} OWNER TO CURRENT_USER").format(sql.Identifier(scratch.database)))
+            conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(name)))
+            conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(name)))
+
+
 def _flip(path, block: int) -> None:
     """Invert 16 bytes in the middle of page `block` of a relation file."""
     data = bytearray(path.read_bytes())

@@ -298,3 +298,27 @@ def test_runbook_checks_of_bloat_and_of_a_maintenance_run(scratch, conn):
         ("last vacuum set on every chosen table", True), ("dead rows did not grow", True)]
     skipped = maintenance.result_checks(None, "not a scratch database")
     assert [(c["passed"], c["skipped"]) for c in skipped] == [(False, "not a scratch database")] * 2
+
+
+def test_bloat_that_pgstattuple_may_not_measure_is_not_said_to_be_measured_with_it(scratch):
+    """pgstattuple installed (by a superuser) but the database's owner, not a superuser, holds no
+    pg_stat_scan_tables: every relation fell back to the estimate, and runbook 05's verdict still read
+    "... 2 estimate; measured with pgstattuple", and `maintain --reindex` said "no pgstattuple"."""
+    import secrets
+
+    name, password = f"prep_ops_owner_{secrets.token_hex(3)}", secrets.token_hex(12)
+    _scores(scratch)
+    _execute(scratch, "CREATE EXTENSION IF NOT EXISTS pgstattuple", "ANALYZE scores",
+             sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(sql.Identifier(name), sql.Literal(password)),
+             sql.SQL("ALTER TABLE scores OWNER TO {}").format(sql.Identifier(name)))
+    try:
+        with db.connect(scratch.with_user(name, password), autocommit=True) as conn:
+            space = maintenance.bloat(conn, install=False)
+            chosen, why = maintenance.reindex_choice(conn, space=space)
+        assert set(space["method"]) == {"estimate"} and len(space) == 2
+        detail = maintenance.bloat_check(space)["detail"]
+        assert "measured with pgstattuple" not in detail, detail
+        assert "pgstattuple could not measure any relation: permission denied" in detail, detail
+        assert chosen == [] and "no pgstattuple" not in why and "pgstattuple could not measure" in why, why
+    finally:
+        _execute(scratch, "DROP TABLE scores", sql.SQL("DROP ROLE {}").format(sql.Identifier(name)))

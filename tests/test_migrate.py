@@ -3,6 +3,7 @@ import threading
 import uuid
 
 import pytest
+from psycopg import sql
 from conftest import schema_dump, table_checksum, judge_as_elsewhere
 
 from prep_ops import db, migrate, seed
@@ -282,3 +283,37 @@ def test_a_down_step_that_fails_says_where_the_schema_stands(migrated, migration
         before = LATEST - 4  # the down steps of LATEST..5
         assert f"the {before} step(s) before it stayed done, so the schema is at version 4" in message
         assert migrate.current_version(conn) == 4
+
+
+def test_a_database_whose_search_path_names_another_schema_first_is_migrated_into_public(scratch):
+    """ALTER DATABASE x SET search_path = app: the migrations' unqualified CREATE TABLE users made the school's
+    tables and schema_version in app, and the next status read public.schema_version: "schema at version 0",
+    every migration pending again. The school's schema is public's whatever the path; a schema_version of
+    app's (another tool's) is neither read nor written."""
+    with db.connect(scratch, autocommit=True) as conn:
+        conn.execute("CREATE SCHEMA app; CREATE TABLE app.schema_version (version varchar(50), description text);"
+                     " INSERT INTO app.schema_version VALUES ('1.1', 'flyway')")
+        conn.execute(sql.SQL("ALTER DATABASE {} SET search_path = app").format(sql.Identifier(scratch.database)))
+    with db.connect(scratch, autocommit=True) as conn:
+        done = migrate.apply(conn, confirm=True)
+        assert done and migrate.current_version(conn) == migrate.latest_version()
+        assert migrate.plan(conn) == []
+        assert conn.execute("SELECT to_regclass('public.users') IS NOT NULL AND to_regclass('app.users') IS NULL").fetchone()[0]
+        assert conn.execute("SELECT array_agg(version) FROM app.schema_version").fetchone()[0] == ["1.1"]
+        assert conn.execute("SHOW search_path").fetchone()[0] == "app"  # the session's own path, as it was
+        migrate.apply(conn, 0, confirm=True)
+        assert migrate.current_version(conn) == 0 and conn.execute("SELECT to_regclass('public.users')").fetchone()[0] is None
+
+
+def test_sample_data_goes_into_public_whatever_the_search_path(scratch):
+    """The seed's COPY and TRUNCATE named the school's tables unqualified: with search_path = app they
+    were looked for in app."""
+    with db.connect(scratch, autocommit=True) as conn:
+        migrate.apply(conn, confirm=True)
+        conn.execute("CREATE SCHEMA app")
+        conn.execute(sql.SQL("ALTER DATABASE {} SET search_path = app").format(sql.Identifier(scratch.database)))
+    with db.connect(scratch, autocommit=True) as conn:
+        result = seed.seed(conn, students=20, seed=3, confirm=True)
+        assert result.rows["students"] == 20
+        assert conn.execute("SELECT count(*) FROM public.students").fetchone()[0] == 20
+        assert conn.execute("SHOW search_path").fetchone()[0] == "app"

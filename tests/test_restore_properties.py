@@ -372,3 +372,24 @@ def test_a_setting_that_does_not_read_back_is_named_without_any_settings_value(s
         assert "hunter2" not in str(raised.value)
     finally:
         _drop(server, copy)
+
+
+def test_a_restore_by_an_owner_who_may_not_create_databases_names_its_safety_backup(full, server, tmp_path):
+    """The database's owner without CREATEDB: the safety backup was taken, then creating the new database
+    beside the target failed outside the restore's guard, and the one line said "database error: permission
+    denied to create database", neither that the target is unchanged nor where the safety backup is."""
+    owner, password = f"prep_ops_test_owner_{uuid.uuid4().hex[:6]}", secrets.token_urlsafe(12)
+    target = server.with_database(f"prep_ops_test_{uuid.uuid4().hex[:10]}")
+    _alter(server, sql.SQL("CREATE ROLE {} LOGIN NOCREATEDB PASSWORD {}").format(sql.Identifier(owner), sql.Literal(password)),
+           sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(target.database), sql.Identifier(owner)))
+    try:
+        with db.connect(target.with_user(owner, password), autocommit=True) as conn:
+            conn.execute("CREATE TABLE kept (id int PRIMARY KEY); INSERT INTO kept VALUES (1)")
+        with pytest.raises(BackupError, match=rf"permission denied to create database; {target.database} is unchanged "
+                                              r"\(safety backup: ") as raised:
+            restore.restore(full.path, target.with_user(owner, password), confirm=True, safety_dir=tmp_path / "safety")
+        safety = str(raised.value).split("safety backup: ")[1].split(")")[0]
+        assert Path(safety).is_file() and Path(safety).parent == tmp_path / "safety"
+        assert table_checksum(target, "kept") and scratches.existing(server, "prep_ops_restore_") == []
+    finally:
+        _drop_all(server, target.database, owner)

@@ -467,3 +467,42 @@ def test_roles_grant_only_in_schemas_the_connecting_role_may_grant_in(scratch):
             conn.execute("DROP SCHEMA IF EXISTS mine, billing")
             for role in (owner, other):
                 conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
+
+
+def test_a_password_the_non_superuser_owner_cannot_read_back_does_not_keep_the_second_plan_from_settling(server, passwords):
+    """The common production login: the database's owner with CREATEROLE, not a superuser, which may not
+    read pg_authid. Each plan sets the passwords again (they cannot be compared), so runbook 06's "a second
+    plan is empty" failed every run given a password; the verdict passes on the roles and grants it
+    compared and says the passwords were set but not compared."""
+    owner_role, secret = f"prep_ops_test_owner_{uuid.uuid4().hex[:6]}", secrets.token_urlsafe(12)
+    target = server.with_database(f"prep_ops_test_{uuid.uuid4().hex[:10]}")
+    rs = roles.RoleSet.with_prefix(_prefix())
+    with db.connect(server, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN CREATEROLE PASSWORD {}").format(sql.Identifier(owner_role),
+                                                                                  sql.Literal(secret)))
+        conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(target.database),
+                                                                   sql.Identifier(owner_role)))
+        # dba is a member of pg_monitor: granting it takes ADMIN on it since PostgreSQL 16
+        conn.execute(sql.SQL("GRANT pg_monitor TO {} WITH ADMIN OPTION").format(sql.Identifier(owner_role)))
+    try:
+        with db.connect(target.with_user(owner_role, secret), autocommit=True) as conn:
+            applied = roles.apply(conn, rs, passwords, confirm=True)
+            again = roles.plan(conn, rs, passwords)
+            verdict = roles.second_plan_verdict(applied, again)
+        assert again and all(step.unverified for step in again), [s.text for s in again]
+        assert {s.text for s in again} == {f"ALTER ROLE \"{rs.names[k]}\" PASSWORD '***'" for k in roles.LOGIN_KINDS}
+        assert verdict["passed"], verdict
+        assert "not compared" in verdict["detail"] and "pg_authid" in verdict["detail"]
+        for kind in roles.LOGIN_KINDS:  # the password was set: each logs in with it
+            assert roles.login_as(target, rs, kind, passwords)[1] == ""
+    finally:
+        with db.connect(server, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(target.database)))
+            roles.drop(conn, rs, confirm=True)
+            conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(owner_role)))
+
+
+def test_a_second_plan_with_a_statement_left_fails_its_verdict():
+    step = roles.Step('GRANT SELECT ON ALL TABLES IN SCHEMA "public" TO "readonly"', sql.SQL(""))
+    verdict = roles.second_plan_verdict([step], [step])
+    assert not verdict["passed"] and verdict["detail"] == "1 statement(s) run, 1 still to run"

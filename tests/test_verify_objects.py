@@ -215,6 +215,27 @@ def test_a_check_naming_its_whole_row_is_decided_not_failed(server):
         _drop(server, target)
 
 
+def test_a_check_naming_a_public_type_is_decided_whatever_the_sessions_search_path(server):
+    """The manifest's CHECK text names public's objects unqualified (objects.DEPARSE_SEARCH_PATH): read back on
+    a session whose search_path is empty (a role's setting), `(mood)::moods` named no type there, and a
+    constraint that never changed failed verification as "does not give a CHECK constraint"."""
+    from prep_ops import deparse
+
+    target = _create(server)
+    try:
+        with db.connect(target, autocommit=True) as conn:
+            conn.execute("CREATE TYPE public.moods AS ENUM ('ok', 'sad'); CREATE TABLE public.feelings (mood varchar,"
+                         " CONSTRAINT known CHECK (mood IN ('ok', 'sad') AND mood::moods IS NOT NULL))")
+            (text,) = conn.execute("SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conname = 'known'").fetchone()
+            assert "::moods" in text
+            conn.execute("SET search_path = ''")
+            (decision,) = deparse.decide(conn, "public.feelings", {"known": (text, text)}).values()
+            assert decision.equal, decision.why
+            assert conn.execute("SELECT current_setting('search_path')").fetchone()[0] == "\"\""
+    finally:
+        _drop(server, target)
+
+
 def test_a_check_without_a_table_to_deparse_it_on_is_not_compared_and_says_why(seeded):
     from prep_ops import deparse
 

@@ -2,6 +2,8 @@
 pg_stat_statements, or a .sql file read as data; each statement's kind of plan; the one looked at
 closely; and nothing left on a database that is not scratch."""
 
+import re
+
 import pandas as pd
 import pytest
 from conftest import judge_as_elsewhere, schema_dump
@@ -249,3 +251,40 @@ def test_the_schools_sample_is_dropped_when_the_run_stops_before_its_last_cell(s
     made = done.stdout.strip()
     assert done.returncode == 1 and "stopped half way" in done.stderr and made.startswith("prep_ops_plans_")
     assert made not in scratch.existing(server, "prep_ops_plans_")
+
+
+def test_top_statements_say_how_many_of_another_roles_they_could_not_see(scratch, server):
+    """As the database's owner, not a superuser (nor pg_read_all_stats), pg_stat_statements shows another
+    role's statements as `<insufficient privilege>`: the one taking the most time was left out without a
+    word, under a PASS reading "10 statements taking the most time"."""
+    import secrets
+
+    from psycopg import sql
+
+    owner, app, password = (f"prep_ops_test_{kind}_{secrets.token_hex(3)}" for kind in ("owner", "app", "pw"))
+    with db.connect(scratch, autocommit=True) as conn:
+        if not _statements_preloaded(conn):
+            pytest.skip("needs pg_stat_statements in shared_preload_libraries")
+        conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        conn.execute("CREATE TABLE lessons (id int PRIMARY KEY, minutes int)")
+        conn.execute("INSERT INTO lessons SELECT i, i % 90 FROM generate_series(1, 2000) i")
+        for role in (owner, app):
+            conn.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(sql.Identifier(role), sql.Literal(password)))
+        conn.execute(sql.SQL("GRANT SELECT ON lessons TO {}").format(sql.Identifier(app)))
+        conn.execute(sql.SQL("ALTER TABLE lessons OWNER TO {}").format(sql.Identifier(owner)))
+    try:
+        with db.connect(scratch.with_user(app, password), autocommit=True) as conn:
+            for _ in range(3):
+                conn.execute("SELECT count(*) FROM lessons a JOIN lessons b ON a.minutes < b.minutes")
+        with db.connect(scratch.with_user(owner, password), autocommit=True) as conn:
+            conn.execute("SELECT minutes FROM lessons WHERE id = 7")
+            work = workload_queries.choose(conn, "top")
+            verdict = work.verdict(conn, {})
+        assert not any("JOIN lessons b" in s.text for s in work.statements)  # its text is hidden from the owner
+        assert re.search(r"\(\d+ statement\(s\) of other roles not shown, [\d,]+ ms in all: their text needs "
+                         r"pg_read_all_stats or a superuser\)", verdict["detail"]), verdict
+    finally:
+        with db.connect(scratch, autocommit=True) as conn:
+            conn.execute("DROP TABLE lessons")
+            for role in (owner, app):
+                conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
