@@ -52,12 +52,14 @@ DEPARSE_SEARCH_PATH = "public"
 
 @contextlib.contextmanager
 def deparsing(conn: psycopg.Connection):
-    """Within the caller's transaction, the search_path set to DEPARSE_SEARCH_PATH, then set back (an error
-    aborts the transaction, which sets it back too)."""
-    path = conn.execute("SELECT current_setting('search_path')").fetchone()[0]
-    conn.execute("SELECT set_config('search_path', %s, true)", (DEPARSE_SEARCH_PATH,))
-    yield conn
-    conn.execute("SELECT set_config('search_path', %s, true)", (path,))
+    """Within the caller's transaction (or one of its own: outside any, a SET LOCAL would last one
+    statement), the search_path set to DEPARSE_SEARCH_PATH, then set back (an error aborts the
+    transaction, which sets it back too)."""
+    with conn.transaction():
+        path = conn.execute("SELECT current_setting('search_path')").fetchone()[0]
+        conn.execute("SELECT set_config('search_path', %s, true)", (DEPARSE_SEARCH_PATH,))
+        yield conn
+        conn.execute("SELECT set_config('search_path', %s, true)", (path,))
 
 
 def tables(conn: psycopg.Connection, *, parents: bool = True) -> list[tuple[str, str]]:

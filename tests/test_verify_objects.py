@@ -272,3 +272,14 @@ def test_an_in_list_domain_and_a_policy_for_several_roles_verify_clean_and_a_cha
         with db.connect(server, autocommit=True) as conn:
             for role in roles:
                 conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
+
+
+def test_definitions_are_deparsed_under_the_fixed_search_path_for_every_statement_outside_a_transaction(scratch):
+    """objects.deparsing sets the path for the transaction: on an autocommit connection outside one, a
+    SET LOCAL lasts a single statement, and the next would read under the session's path again."""
+    with db.connect(scratch, autocommit=True) as conn:
+        conn.execute("CREATE SCHEMA app; SET search_path = app")
+        with objects.deparsing(conn):
+            seen = [conn.execute("SHOW search_path").fetchone()[0] for _ in range(2)]
+        assert seen == [objects.DEPARSE_SEARCH_PATH] * 2
+        assert conn.execute("SHOW search_path").fetchone()[0] == "app"
