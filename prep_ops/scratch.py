@@ -29,7 +29,7 @@ from psycopg import sql
 
 from . import migrate, seed
 from .db import Target, connect, require_change
-from .errors import ParameterError
+from .errors import ParameterError, TargetError, first_line
 from .sqlfiles import load
 
 PREFIX = "prep_ops_"
@@ -64,7 +64,11 @@ def create(conn: psycopg.Connection, name: str, *, confirm: bool = False) -> Non
         raise ParameterError(f"{name!r} is the database being worked on; a scratch database must be another")
     require_change(conn, confirm, f"creating scratch database {name}")
     _drop(conn, name)
-    conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    except psycopg.errors.InsufficientPrivilege as exc:
+        raise TargetError(f"role {conn.info.user} may not create the scratch database {name} ({first_line(exc)}): "
+                          "use a role with CREATEDB, or the embedded server (verify without --same-server)") from None
 
 
 def recreate(server: Target, name: str, *, confirm: bool = False) -> Target:

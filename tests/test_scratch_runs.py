@@ -4,9 +4,11 @@ import secrets
 import threading
 from datetime import datetime, timedelta, timezone
 
+import pytest
 from psycopg import sql
 
 from prep_ops import db, scratch
+from prep_ops.errors import TargetError
 
 PREFIX = "prep_ops_abandontest_"
 
@@ -59,3 +61,19 @@ def test_a_role_another_run_makes_meanwhile_is_never_taken_for_a_real_one(server
         other.join()
         with db.connect(server, autocommit=True) as conn:
             conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
+
+
+def test_a_role_without_createdb_is_told_it_may_not_create_a_scratch_database_in_one_line(server):
+    """verify --same-server (and every copy on a server) as a database owner without CREATEDB said only
+    "database error: permission denied to create database"; it names the role, the database and the way out."""
+    role, password = f"prep_ops_test_nocreatedb_{secrets.token_hex(3)}", secrets.token_urlsafe(12)
+    with db.connect(server, autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE ROLE {} LOGIN NOCREATEDB PASSWORD {}").format(sql.Identifier(role), sql.Literal(password)))
+    try:
+        with db.connect(server.with_user(role, password), autocommit=True) as conn:
+            with pytest.raises(TargetError, match=rf"^role {role} may not create the scratch database prep_ops_verify_x "
+                                                  r"\(permission denied to create database\): use a role with CREATEDB"):
+                scratch.create(conn, "prep_ops_verify_x", confirm=True)
+    finally:
+        with db.connect(server, autocommit=True) as admin:
+            admin.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
