@@ -239,3 +239,14 @@ def test_an_index_serving_a_foreign_key_is_never_unused(scratch, conn):
         "CREATE INDEX child_parent ON child (parent_id)", "CREATE INDEX child_id ON child (id)")
     assert by_kind(indexes.advice(conn, min_days=0), "unused") == {"child_id"}
     assert indexes.advice(conn) == [] and indexes.too_soon(conn)  # default: statistics too young to judge
+
+
+def test_a_foreign_key_advice_names_the_referenced_tables_schema_whatever_the_search_path(scratch):
+    """The advice said "references items" for app.items where the session's search_path found app first,
+    while a table named alone is public's everywhere else in the advice (Advice.label)."""
+    with db.connect(scratch, autocommit=True) as conn:
+        conn.execute("CREATE SCHEMA app; CREATE TABLE app.items (id int PRIMARY KEY); CREATE TABLE public.items (id int PRIMARY KEY);"
+                     " CREATE TABLE orders (id int, app_item int REFERENCES app.items, item int REFERENCES public.items)")
+        conn.execute("SET search_path = app, public")
+        why = sorted(a.why.split(" without")[0] for a in indexes.missing_foreign_key_indexes(conn))
+    assert why == ["orders_app_item_fkey references app.items", "orders_item_fkey references items"]

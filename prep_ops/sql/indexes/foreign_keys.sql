@@ -4,7 +4,10 @@ SELECT n.nspname AS schema_name, t.relname AS table_name, c.conname AS constrain
        ARRAY(SELECT a.attname FROM unnest(c.conkey) WITH ORDINALITY AS k(attnum, ord)
              JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.attnum
              ORDER BY k.ord) AS columns,
-       c.confrelid::regclass::text AS references
+       -- the referenced table as the advice names tables: public's by name, any other's with its schema,
+       -- whatever this session's search_path (regclass would leave out any schema the path holds)
+       (SELECT CASE WHEN rn.nspname = 'public' THEN rc.relname::text ELSE rn.nspname || '.' || rc.relname END
+        FROM pg_class rc JOIN pg_namespace rn ON rn.oid = rc.relnamespace WHERE rc.oid = c.confrelid) AS references
 FROM pg_constraint c
 JOIN pg_class t ON t.oid = c.conrelid
 JOIN pg_namespace n ON n.oid = t.relnamespace
