@@ -148,21 +148,21 @@ def _checksums(conn: psycopg.Connection) -> tuple[str, int | None]:
 def _check_one(conn: psycopg.Connection, schema: str, row) -> tuple[str, int | None, str]:
     """Status (ok, corrupt, error), block and detail of one relation."""
     if row.kind == "index":
-        query = sql.SQL("SELECT {}(%s::regclass, true)").format(sql.Identifier(schema, "bt_index_check"))
+        query = sql.SQL("SELECT {}(%s::oid::regclass, true)").format(sql.Identifier(schema, "bt_index_check"))
     else:
-        query = sql.SQL("SELECT blkno, offnum, attnum, msg FROM {}(%s::regclass, check_toast => true)").format(
+        query = sql.SQL("SELECT blkno, offnum, attnum, msg FROM {}(%s::oid::regclass, check_toast => true)").format(
             sql.Identifier(schema, "verify_heapam"))
     try:
         with conn.transaction():
-            problems = conn.execute(query, (row.relation,)).fetchall()
+            problems = conn.execute(query, (row.relation_oid,)).fetchall()
         if row.kind != "table":  # bt_index_check: an error when it finds damage, else one empty row
             return "ok", None, ""
-        problems, gone = _on_deleted_versions(conn, row.relation, problems) if problems else ([], [])
+        problems, gone = _on_deleted_versions(conn, row.relation_oid, problems) if problems else ([], [])
         if gone and not problems:  # a second look: what stands then, or moved to another row version, stands
             with conn.transaction():
-                again = conn.execute(query, (row.relation,)).fetchall()
+                again = conn.execute(query, (row.relation_oid,)).fetchall()
             seen = {(block, offset) for block, offset, _column, _message in gone}
-            problems, gone_again = _on_deleted_versions(conn, row.relation, again)
+            problems, gone_again = _on_deleted_versions(conn, row.relation_oid, again)
             problems += [p for p in gone_again if (p[0], p[1]) not in seen]
     except _CORRUPTION as exc:
         message = first_line(exc)
@@ -180,7 +180,7 @@ def _check_one(conn: psycopg.Connection, schema: str, row) -> tuple[str, int | N
     return "ok", None, ""
 
 
-def _on_deleted_versions(conn: psycopg.Connection, relation: str, problems: list) -> tuple[list, list]:
+def _on_deleted_versions(conn: psycopg.Connection, relation: int, problems: list) -> tuple[list, list]:
     """`problems` split into those that stand and the TOAST findings of row versions a new snapshot does not
     see (deleted or updated away, and committed).
 
@@ -199,7 +199,7 @@ def _on_deleted_versions(conn: psycopg.Connection, relation: str, problems: list
     caller looks a second time (`_check_one`), and what stands then, or shows at another row version, is
     corruption."""
     schema, name = conn.execute("SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-                                "WHERE c.oid = %s::regclass", (relation,)).fetchone()
+                                "WHERE c.oid = %s::oid", (relation,)).fetchone()
     visible = sql.SQL("SELECT EXISTS (SELECT FROM ONLY {} WHERE ctid = %s::tid)").format(sql.Identifier(schema, name))
     stand, gone = [], []
     for problem in problems:
