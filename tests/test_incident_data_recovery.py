@@ -208,6 +208,35 @@ def test_killed_live_recovery_restores_original_connection_limit(app_database, i
     assert json.loads((incident.incidents_dir() / f"{incident_id}.json").read_text())["holds"] == {}
 
 
+def test_a_rerun_naming_another_app_role_than_the_killed_run_blocked_is_refused(app_database, incident_id, server,
+                                                                                 tmp_path):
+    """Killed after step 1 blocked role A, re-run with app_role B: step 1 blocked B, step 5 put back A's
+    limit and dropped the hold, and B stayed at CONNECTION LIMIT 0 after a run that said ok."""
+    target, role, login = app_database
+    killed = subprocess.run([sys.executable, "-c", _KILLED_AFTER_STEP_1, target.url, incident_id, role, str(tmp_path)],
+                            capture_output=True, text=True, timeout=300)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    other = f"prep_ops_test_other_{uuid.uuid4().hex[:6]}"
+    with db.connect(server, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN CONNECTION LIMIT 5").format(sql.Identifier(other)))
+    try:
+        run = recovery_steps.start(target, "live", incident_id=incident_id, confirm=True, app_role=other,
+                                   backup_dir=tmp_path)
+        with pytest.raises(StepFailed, match=f"its earlier run blocked role '{role}', not '{other}': re-run with app_role"):
+            recovery_steps.stop_application(run)
+        assert _limit(server, other) == 5 and _limit(server, role) == 0  # nothing changed by the refused run
+        run.inc.close()
+        again = recovery_steps.start(target, "live", incident_id=incident_id, confirm=True, app_role=role,
+                                     backup_dir=tmp_path)
+        recovery_steps.stop_application(again)
+        recovery_steps.resume_service(again)
+        again.inc.close()
+        assert _limit(server, role) == 7
+    finally:
+        with db.connect(server, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(other)))
+
+
 def test_a_failing_step_after_the_block_says_what_is_still_in_place(app_database, incident_id, tmp_path):
     target, role, login = app_database
     run = recovery_steps.start(target, "live", incident_id=incident_id, confirm=True, app_role=role,

@@ -32,6 +32,7 @@ from .. import restore as restores
 from .. import scratch, verify
 from ..backup import Backup
 from ..db import Target, connect
+from ..errors import ParameterError
 from . import lockout, naming, point_in_time, recovery
 from .drills import recovery as recovery_drill
 from .record import Action, Incident, check_mode
@@ -109,6 +110,7 @@ def stop_application(run: DataRecovery) -> pd.DataFrame:
             inc.note("no app_role given: the application is not blocked; stop it by hand before repairing")
             return pd.DataFrame()
         conn = inc.conn
+        _refuse_another_role(inc, role)
         before = lockout.sessions(conn, role)
         inc.found(f"{len(before)} open session(s) of {role}")
         actions, undo = lockout.block(conn, role)
@@ -121,6 +123,17 @@ def stop_application(run: DataRecovery) -> pd.DataFrame:
                                                         else f"; a new login got in" if run.drill else ""),
                   skipped="" if inc.may_change else f"{_NOT_CONFIRMED}: the role was not blocked (statements above)")
         return before
+
+
+def _refuse_another_role(inc: Incident, role: str) -> None:
+    """A re-run's app_role must be the role the earlier run blocked: step 5 puts back what that run read
+    (the earlier role's limit), so blocking another here would leave the other one blocked for good."""
+    held = inc.holds.get("application")
+    earlier = held.state.get("role") if held else None
+    if earlier is not None and earlier != role:
+        raise ParameterError(f"incident {inc.id}: its earlier run blocked role {earlier!r}, not {role!r}: re-run with "
+                             f"app_role {earlier!r} (step 5 unblocks it), or undo it by hand "
+                             f"({'; '.join(a.text for a in held.undo)}) and give this run another incident_id")
 
 
 def _hold_copies(run: DataRecovery) -> None:
