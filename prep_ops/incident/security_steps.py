@@ -127,7 +127,7 @@ def update_security(run: SecurityIncident) -> pd.DataFrame:
         run.rotation = rotation = passwords.rotate(inc, inc.conn, affected, variables)
         inc.check("passwords of the affected roles rotated", rotation.rotated == rotation.roles,
                   f"{len(rotation.rotated)} of {len(rotation.roles)}: {', '.join(rotation.roles)}",
-                  skipped=run.unchanged or ("" if rotation.roles else "no role needs a new password"))
+                  skipped=run.unchanged or ("" if rotation.roles else "no role needs a new password") or rotation.unread)
     return rotation.table()
 
 
