@@ -111,7 +111,7 @@ def fix_vulnerability(run: SecurityIncident) -> pd.DataFrame:
         inc.check("compromised role holds no privilege", fixed.holds_nothing, fixed.detail,
                   fix="revoke by hand what it still holds", skipped=run.unchanged)
         inc.check("baseline restored: a second plan is empty", not fixed.plan, f"{len(fixed.plan)} statement(s) still to run",
-                  skipped=run.unchanged)
+                  skipped=run.unchanged or run.assessment.no_baseline)
     return fixed.left[breach.HOLDINGS_SHOWN]
 
 
@@ -143,9 +143,10 @@ def monitor_activity(run: SecurityIncident) -> breach_response.Watch:
         inc.check("the compromised role cannot log in", watch.cannot_log_in, watch.login_detail, must_hold=run.changing,
                   skipped=no_suspect)
         inc.check("baseline restored: roles.plan is empty", not watch.plan, f"{len(watch.plan)} statement(s) to run",
-                  must_hold=run.changing)
+                  must_hold=run.changing, skipped=run.assessment.no_baseline)
+        unlogged = "" if run.assessment.logged else "no audit log in this database: what a role changes is not recorded"
         inc.check("no change by the role since step 1", watch.since.empty, f"{len(watch.since)} audit-log entries",
-                  must_hold=run.changing, skipped=no_suspect)
+                  must_hold=run.changing, skipped=no_suspect or unlogged)
     return watch
 
 
