@@ -14,7 +14,7 @@ import pandas as pd
 
 from .. import health
 from ..db import Target
-from . import naming, performance
+from . import journal, naming, performance
 from .drills import performance as performance_drill
 from .record import Incident, check_mode
 from ..errors import ParameterError
@@ -55,6 +55,7 @@ def start(target: Target, mode: str = "drill", *, incident_id: str | None = None
     if not isinstance(min_idle_seconds, (int, float)) or isinstance(min_idle_seconds, bool) or not 0 <= min_idle_seconds <= 86400:
         raise ParameterError(f"min_idle_seconds must be a number of seconds from 0 to 86400, not {min_idle_seconds!r}")
     incident_id = naming.check_id(incident_id or naming.new_id("performance"))
+    journal.claim(naming.incidents_dir(), incident_id)  # before its drill is made: a re-run drops the drill of its id
     drill = performance_drill.make(target, drill_students, incident_id=incident_id, load_seconds=load_seconds,
                                    sessions=sessions, repeats=repeats) if mode == "drill" else None
     work_on = drill.target if drill else target

@@ -117,6 +117,7 @@ class Incident:
         self.facts: dict[str, str] = {}
         self._current: _Step | None = None
         self._conn = conn  # one already open to the target (a drill's, from its creation on), else opened on first use
+        journal.claim(self.directory, incident_id)  # one run of an incident at a time
         self._resume(journal.load(self.directory, incident_id))
 
     def _resume(self, earlier: dict | None) -> None:

@@ -33,7 +33,7 @@ from .. import scratch, verify
 from ..backup import Backup
 from ..db import Target, connect
 from ..errors import ParameterError
-from . import lockout, naming, point_in_time, recovery
+from . import journal, lockout, naming, point_in_time, recovery
 from .drills import recovery as recovery_drill
 from .record import Action, Incident, check_mode
 
@@ -82,6 +82,7 @@ def start(target: Target, mode: str = "drill", *, incident_id: str | None = None
     if recover_to is not None:
         point_in_time.given(recover_to)  # a bad value refused before anything is made
     incident_id = naming.check_id(incident_id or naming.new_id("data-recovery"))
+    journal.claim(naming.incidents_dir(), incident_id)  # before its drill is made: a re-run drops the drill of its id
     backup_dir = Path(backup_dir) if backup_dir else None
     if mode != "drill":
         drill = None

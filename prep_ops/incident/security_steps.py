@@ -19,7 +19,7 @@ import pandas as pd
 
 from .. import roles
 from ..db import Target
-from . import breach, breach_response, naming, passwords
+from . import breach, breach_response, journal, naming, passwords
 from .drills import security as security_drill
 from .record import SERVER_WIDE, Incident
 
@@ -61,6 +61,7 @@ def start(target: Target, mode: str = "drill", *, incident_id: str | None = None
     """The drill made (mode="drill") or the target taken (live), the incident opened, and the suspect
     checked (see breach.check_suspect)."""
     incident_id = naming.check_id(incident_id or naming.new_id("security"))
+    journal.claim(naming.incidents_dir(), incident_id)  # before its drill is made: a re-run drops the drill of its id
     drill = security_drill.for_mode(target, mode, drill_students, incident_id=incident_id)
     work_on = drill.target if drill else target
     inc = Incident("security", "Security incident", work_on, incident_id=incident_id, mode=mode, confirm=confirm,
