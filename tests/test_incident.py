@@ -285,3 +285,20 @@ def test_a_second_run_of_the_same_incident_at_once_is_refused_and_a_killed_one_i
         first.kill()
         first.wait()
     assert record().id == "test-1"  # the killed run's lock went with it
+
+
+def test_an_incident_id_of_another_runbook_is_refused_before_its_report_is_replaced(migrated, incident_id):
+    """`prep-ops run 12 -p incident_id <a runbook 10 incident>`: the security run took over the record and
+    wrote its report and executed notebook over the data recovery's."""
+    from pathlib import Path
+
+    from prep_ops import runner
+
+    recovery = Incident("data-recovery", "Data recovery", migrated, incident_id=incident_id, mode="live")
+    report = recovery.write().read_text()
+    with pytest.raises(ParameterError, match=f"incident {incident_id} is a data-recovery incident, not security"):
+        Incident("security", "Security incident", migrated, incident_id=incident_id, mode="live")
+    security = Path(__file__).parent.parent / "notebooks" / "12_incident_security.ipynb"
+    with pytest.raises(ParameterError, match=f"12_incident_security: incident {incident_id} is a data-recovery incident"):
+        runner.incident_values(security, {"incident_id": incident_id})
+    assert recovery.report_path.read_text() == report

@@ -124,6 +124,9 @@ class Incident:
         """Take over what an earlier run of this incident still holds (see journal.py)."""
         if earlier is None:
             return
+        if earlier.get("kind") != self.kind:  # its report and notebook would be replaced by another runbook's
+            raise ParameterError(f"incident {self.id} is a {earlier.get('kind')} incident, not {self.kind}: give this "
+                                 "run another incident_id")
         if earlier.get("target") != self.target.masked_url:
             raise ParameterError(f"incident {self.id} was opened on {earlier.get('target')}, not on "
                                  f"{self.target.masked_url}: give this run another incident_id")
