@@ -207,11 +207,13 @@ def repair_rows(live: psycopg.Connection, source: psycopg.Connection, tables: li
         with snapshot(source), live.transaction():
             # the upserts fire the tables' triggers as us (a superuser perhaps): none may be another role's code
             refuse_foreign_triggers(live, [_split(live, t) for t in tables], "to repair " + ", ".join(tables))
-            for table in _load_order(live, tables):
+            for number, table in enumerate(_load_order(live, tables), 1):
                 schema, name = _split(live, table)
                 keys = key_columns(live, table)
                 columns = [r[0] for r in live.execute(load("recovery", "columns"), {"schema": schema, "table": name}).fetchall()]
-                staged = sql.Identifier(f"prep_ops_repair_{name}")
+                # numbered, not named after the table: tables of one name in two schemas (or two long names
+                # the server cuts to the same 63 bytes) would share one
+                staged = sql.Identifier(f"prep_ops_repair_{number}")
                 cols = sql.SQL(", ").join(map(sql.Identifier, columns))
                 live.execute(sql.SQL("CREATE TEMP TABLE {} ON COMMIT DROP AS SELECT {} FROM {} WITH NO DATA").format(
                     staged, cols, sql.Identifier(schema, name)))
