@@ -282,3 +282,51 @@ def test_two_runs_at_once(tmp_path, server):
     assert folders[0] != folders[1] and reports[0] != reports[1] and databases[0] != databases[1]
     with db.connect(server, autocommit=True) as conn:
         assert scratch.existing(conn, recovery_drill.DATABASE) == [] and scratch.existing(conn, recovery.COPY_PREFIX) == []
+
+
+@pytest.fixture
+def shop(scratch, tmp_path):
+    """A database that is not the school's: two tables in schema app, a full backup of it in tmp_path."""
+    with db.connect(scratch, autocommit=True) as conn:
+        conn.execute("CREATE SCHEMA app; CREATE TABLE app.items (id int PRIMARY KEY, name text); "
+                     "CREATE TABLE app.orders (id int PRIMARY KEY, item int); "
+                     "INSERT INTO app.items SELECT g, 'item ' || g FROM generate_series(1, 50) g; "
+                     "INSERT INTO app.orders SELECT g, g % 50 + 1 FROM generate_series(1, 80) g")
+    backup.backup(scratch, "full", "custom", directory=tmp_path)
+    return scratch
+
+
+def _recover(target, incident_id, tmp_path):
+    run = recovery_steps.start(target, "live", incident_id=incident_id, confirm=True, backup_dir=tmp_path)
+    try:
+        recovery_steps.stop_application(run)
+        recovery_steps.assess_damage(run)
+        recovery_steps.restore(run)
+        recovery_steps.verify_data(run)
+    finally:
+        recovery_steps.clean_up(run)
+    return run
+
+
+def test_a_dropped_table_is_never_zero_rows_lost(shop, incident_id, tmp_path):
+    """DROP TABLE app.orders (80 rows): step 2 said 'no table differs from the backup' and step 4 PASSed
+    'data equals the backup (zero rows lost): 0 table(s) checked'."""
+    with db.connect(shop, autocommit=True) as conn:
+        conn.execute("DROP TABLE app.orders")
+    with pytest.raises(StepFailed, match=r"FAIL data equals the backup \(zero rows lost\).*gone, with all their rows: app.orders"):
+        _recover(shop, incident_id, tmp_path)
+    report = (incident.incidents_dir() / f"{incident_id}.md").read_text()
+    assert "app.orders: the table is gone (80 rows in the backup)" in report
+
+
+def test_rows_added_since_the_backup_are_kept_and_zero_rows_lost_still_passes(shop, incident_id, tmp_path):
+    """Work done after the backup (a row added) beside the damage: the repair keeps it, as it should, and step 4
+    FAILed 'zero rows lost' with '0 rows still missing or changed', the table differing from the backup by it."""
+    with db.connect(shop, autocommit=True) as conn:
+        conn.execute("INSERT INTO app.items VALUES (1000, 'new work'); DELETE FROM app.items WHERE id <= 5")
+    run = _recover(shop, incident_id, tmp_path)
+    checks = {e.text.split(":")[0]: e.text for e in run.inc.events if e.kind == "check"}
+    assert checks["PASS data equals the backup (zero rows lost)"].endswith(
+        "1 table(s) checked, 0 rows still missing or changed, 1 rows added since the backup kept")
+    with db.connect(shop, autocommit=True) as conn:
+        assert conn.execute("SELECT count(*), max(id) FROM app.items").fetchone() == (51, 1000)

@@ -71,6 +71,12 @@ def damaged_tables(assessment: pd.DataFrame) -> list[str]:
     return list(assessment.loc[(assessment["state"] == "damaged") & ~assessment["evidence"], "table"])
 
 
+def missing_tables(assessment: pd.DataFrame) -> list[str]:
+    """The backup's tables that are gone now (dropped), outside the evidence schemas: no row can be put back
+    into them, and every row they held is lost."""
+    return list(assessment.loc[(assessment["state"] == "missing") & ~assessment["evidence"], "table"])
+
+
 COPY_PREFIX = "prep_ops_recovery_"  # restored copies: <COPY_PREFIX><random>, or an incident's own prefix
 
 
@@ -105,9 +111,13 @@ class Damage:
 
     def lines(self) -> list[str]:
         """One sentence per damaged table, for the incident record."""
+        gone = self.assessment.set_index("table").loc[missing_tables(self.assessment), "rows_backup"] \
+            if len(self.assessment) else {}
         return [f"{r.table}: {r.missing} rows missing, {r.changed} changed, {r.added} added since the backup"
                 + (f" (e.g. {r.key} {r.missing_keys or r.changed_keys})" if r.missing or r.changed else "")
-                for r in self.differences.itertuples()]
+                for r in self.differences.itertuples()] + \
+            [f"{table}: the table is gone ({int(rows):,} rows in the backup): no row can be put back into it; "
+             "scope='database' restores it" for table, rows in gone.items()]
 
 
 def investigate(conn: psycopg.Connection, backup: backups.Backup, *, copy_prefix: str = COPY_PREFIX) -> Damage:

@@ -265,11 +265,20 @@ def verify_data(run: DataRecovery) -> pd.DataFrame:
         if found.damaged:
             with connect(found.copy, autocommit=True) as copy:
                 still = recovery.row_differences(inc.conn, copy, found.damaged)
-        lost = int(still["missing"].sum() + still["changed"].sum())
+        lost, added = int(still["missing"].sum() + still["changed"].sum()), int(still["added"].sum())
+        # the damaged tables differ from the backup by the rows added since, which the repair keeps: compared row
+        # by row above; any other table that differs now was damaged after step 2 looked
+        later = [t for t in recovery.damaged_tables(after) if t not in found.damaged]
+        gone = recovery.missing_tables(after)  # every row of a dropped table is lost, though none was compared
         unchanged = "" if inc.may_change or not found.damaged else \
             f"{_NOT_CONFIRMED}: nothing put back, {lost} rows still missing or changed"
-        inc.check("data equals the backup (zero rows lost)", lost == 0 and not recovery.damaged_tables(after),
-                  f"{len(found.damaged)} table(s) checked, {lost} rows still missing or changed", skipped=unchanged)
+        inc.check("data equals the backup (zero rows lost)", lost == 0 and not later and not gone,
+                  f"{len(found.damaged)} table(s) checked, {lost} rows still missing or changed"
+                  + (f", {added} rows added since the backup kept" if added else "")
+                  + (f"; differing from the backup since step 2: {', '.join(later)}" if later else "")
+                  + (f"; gone, with all their rows: {', '.join(gone)}" if gone else ""),
+                  fix="restore with scope='database' (a table that is gone cannot take rows back)" if gone else "",
+                  skipped=unchanged if not gone else "")
     return after
 
 
