@@ -330,3 +330,26 @@ def test_rows_added_since_the_backup_are_kept_and_zero_rows_lost_still_passes(sh
         "1 table(s) checked, 0 rows still missing or changed, 1 rows added since the backup kept")
     with db.connect(shop, autocommit=True) as conn:
         assert conn.execute("SELECT count(*), max(id) FROM app.items").fetchone() == (51, 1000)
+
+
+def test_a_rerun_without_confirm_after_a_killed_block_says_the_application_is_still_blocked(app_database, incident_id,
+                                                                                            server, tmp_path):
+    """Killed after step 1 (confirmed) blocked the role, re-run live without confirm: it said 'the role was not
+    blocked', SKIPped 'application can connect again' and ended ok, the role still at CONNECTION LIMIT 0."""
+    target, role, login = app_database
+    killed = subprocess.run([sys.executable, "-c", _KILLED_AFTER_STEP_1, target.url, incident_id, role, str(tmp_path)],
+                            capture_output=True, text=True, timeout=300)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    run = recovery_steps.start(target, "live", incident_id=incident_id, app_role=role, backup_dir=tmp_path)
+    recovery_steps.stop_application(run)
+    assert any(e.text.startswith("SKIP application stopped — live without confirm=True: this run did not block it; an "
+                                 "earlier run's block is still in place") for e in run.inc.events if e.kind == "check")
+    with pytest.raises(StepFailed, match=f"FAIL application can connect again: role {role} blocked since .* by an earlier "
+                                         f"run of this incident; to undo: ALTER ROLE \"{role}\" CONNECTION LIMIT 7"):
+        recovery_steps.resume_service(run)
+    run.inc.close()
+    assert _limit(server, role) == 0
+    again = recovery_steps.start(target, "live", incident_id=incident_id, confirm=True, app_role=role, backup_dir=tmp_path)
+    recovery_steps.resume_service(again)
+    again.inc.close()
+    assert _limit(server, role) == 7

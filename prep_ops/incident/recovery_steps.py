@@ -122,7 +122,9 @@ def stop_application(run: DataRecovery) -> pd.DataFrame:
         inc.check("application stopped", not connected and not left,
                   f"{role}: {left} session(s) left" + (f"; a new login is refused ({answer})" if run.drill and not connected
                                                         else f"; a new login got in" if run.drill else ""),
-                  skipped="" if inc.may_change else f"{_NOT_CONFIRMED}: the role was not blocked (statements above)")
+                  skipped="" if inc.may_change else f"{_NOT_CONFIRMED}: " + (
+                      "this run did not block it; an earlier run's block is still in place" if inc.taken_over("application")
+                      else "the role was not blocked (statements above)"))
         return before
 
 
@@ -331,6 +333,11 @@ def resume_service(run: DataRecovery) -> None:
         if "application" in inc.holds and inc.run(inc.holds["application"].undo):
             inc.release("application")
         back, answer = lockout.can_connect(run.drill.app_login()) if run.drill else (False, "")
+        held = inc.holds.get("application")
+        if held is not None and not run.drill:  # an earlier (killed) run's block, not undone without confirm
+            inc.check("application can connect again", False, f"{held.what} since {held.since:%Y-%m-%d %H:%M:%S} UTC "
+                      f"by an earlier run of this incident; to undo: {'; '.join(a.text for a in held.undo)}",
+                      fix="re-run with confirm=True (step 5 unblocks it), or run the statement above by hand")
         inc.check("application can connect again", back and "application" not in inc.holds, answer,
                   skipped="" if run.drill else "live: logging in as the application needs its password, which prep-ops does not hold")
 
