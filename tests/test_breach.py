@@ -2,6 +2,7 @@
 are never shown, and the security drill that stages it all. Role names are hostile on purpose."""
 
 import json
+from re import escape as re_escape
 import stat
 import uuid
 
@@ -324,3 +325,19 @@ def test_passwords_rotated_by_a_role_that_may_not_read_pg_authid_are_not_reporte
         _as_superuser(school, sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(victim)),
                       sql.SQL("REVOKE CONNECT ON DATABASE {} FROM {}").format(sql.Identifier(school.database), sql.Identifier(admin)),
                       sql.SQL("DROP ROLE {}").format(sql.Identifier(admin)))
+
+
+def test_a_rerun_naming_another_suspect_than_the_one_locked_out_is_refused(school, conn, suspect, tmp_path, server):
+    """The earlier run of the incident locked out role A; a re-run named B: A's hold (with A's undo) was kept as
+    'suspect', B was locked out too and its LOGIN and connection limit, read before, were recorded nowhere."""
+    inc = Incident("security", "Test", school, incident_id="t-sus", directory=tmp_path)
+    breach_response.isolate(inc, conn, suspect)
+    other = f"other suspect {uuid.uuid4().hex[:6]}"
+    _as_superuser(school, sql.SQL("CREATE ROLE {} LOGIN CONNECTION LIMIT 3").format(sql.Identifier(other)))
+    try:
+        again = Incident("security", "Test", school, incident_id="t-sus", directory=tmp_path)
+        with pytest.raises(ParameterError, match=f"its earlier run locked out role '{re_escape(suspect)}', not '{other}'"):
+            breach_response.isolate(again, conn, other)
+        assert conn.execute("SELECT rolcanlogin, rolconnlimit FROM pg_roles WHERE rolname = %s", (other,)).fetchone() == (True, 3)
+    finally:
+        _as_superuser(school, sql.SQL("DROP ROLE {}").format(sql.Identifier(other)))

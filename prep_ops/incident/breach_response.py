@@ -11,6 +11,7 @@ import pandas as pd
 import psycopg
 
 from .. import access, audit_log, health, roles, security_audit
+from ..errors import ParameterError
 from ..scram import Secret
 from . import lockout
 from .breach import (HOLDINGS, changes_per_table, gained, held_text, holdings, log_position, revoke_actions, server_wide,
@@ -79,6 +80,10 @@ def isolate(inc: Incident, conn: psycopg.Connection, role: str | None) -> Isolat
     if role is None:
         inc.note("no suspect role given: nothing to isolate; the assessment covers every role")
         return Isolation(None, pd.DataFrame(), log_position(conn))
+    held = inc.holds.get("suspect")
+    if held is not None and held.state.get("role") not in (None, role):  # its undo would stand for this role's
+        raise ParameterError(f"incident {inc.id}: its earlier run locked out role {held.state['role']!r}, not {role!r}: "
+                             f"re-run with suspect_role {held.state['role']!r}, or open another incident for {role!r}")
     before = lockout.sessions(conn, role)
     inc.found(f"{len(before)} open session(s) of {role}")
     actions, undo = lockout.lock_out(conn, role)
