@@ -95,7 +95,7 @@ def bottleneck(now: QueryTimes, baseline: QueryTimes | None = None, *, reported:
     to keep a few rows (what an index fixes). None when nothing stands out."""
     if reported:
         if reported not in now.frame.index:
-            raise ParameterError(f"{reported!r} is not a query timed here; known: {', '.join(now.frame.index)}")
+            raise ParameterError(f"{reported!r} is not a catalogue query; known: {', '.join(now.frame.index)}")
         return reported
     if baseline is not None:
         factors = compare_times(baseline, now)["factor"].dropna().sort_values(ascending=False)
