@@ -100,10 +100,16 @@ def incident_values(notebook: Path, values: dict) -> dict:
     if "incident_id" not in declared:
         return values
     values = dict(values)
+    kind = notebook.stem.split("_", 1)[-1].removeprefix("incident_").replace("_", "-")
     if not values.get("incident_id"):
-        kind = notebook.stem.split("_", 1)[-1].removeprefix("incident_").replace("_", "-")
         values["incident_id"] = incident.new_id(kind)
+    elif type(values["incident_id"]) is int:  # `-p incident_id 2026` reads as JSON, a number: the digits typed are the name
+        values["incident_id"] = str(values["incident_id"])
     incident.check_id(values["incident_id"])  # a name, never a path: checked before anything runs or is written
+    earlier = incident.journal.load(incident.incidents_dir(), values["incident_id"])
+    if earlier is not None and earlier.get("kind") != kind:  # before the run: its notebook would replace that report's
+        raise ParameterError(f"{notebook.stem}: incident {values['incident_id']} is a {earlier.get('kind')} incident, "
+                             f"not {kind}: give this run another incident_id")
     if "mode" in declared and "mode" not in values:
         values["mode"] = default_value(declared["mode"]["default"])
     if values.get("mode", incident.MODES[0]) not in incident.MODES:

@@ -2,6 +2,7 @@
 are never shown, and the security drill that stages it all. Role names are hostile on purpose."""
 
 import json
+from re import escape as re_escape
 import stat
 import uuid
 
@@ -302,3 +303,41 @@ def test_drill_refuses_an_unknown_mode_before_making_anything(server):
         security_drill.for_mode(server, "dril", incident_id="x")
     assert security_drill.for_mode(server, "live", incident_id="x") is None
 
+
+
+def test_passwords_rotated_by_a_role_that_may_not_read_pg_authid_are_not_reported_unrotated(school, tmp_path, server):
+    """Runbook 12 live as a CREATEROLE role that is no superuser (a database owner): the new passwords were
+    set, but pg_authid could not be read back, and step 4 FAILed '0 of 1 rotated' and stopped the runbook."""
+    uid = uuid.uuid4().hex[:6]
+    admin, victim, password = f"prep_ops_test_admin_{uid}", f'vic"tim {uid}', uuid.uuid4().hex
+    _as_superuser(school, sql.SQL("CREATE ROLE {} LOGIN CREATEROLE PASSWORD {}").format(sql.Identifier(admin), sql.Literal(password)),
+                  sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(sql.Identifier(school.database), sql.Identifier(admin)))
+    try:
+        with db.connect(roles.login(school, admin, password), autocommit=True) as theirs:
+            theirs.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(victim)))  # CREATEROLE: it may set its password
+            rotation = passwords.rotate(_incident(school, tmp_path), theirs, [victim], roles.RoleSet())
+        assert rotation.rotated == [victim] and "not read back" in rotation.unread
+        new = json.loads(rotation.file.read_text())[victim]
+        with db.connect(school) as conn:
+            stored = conn.execute("SELECT rolpassword FROM pg_authid WHERE rolname = %s", (victim,)).fetchone()[0]
+        assert roles.verifier_matches(roles.Secret(new), stored)
+    finally:
+        _as_superuser(school, sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(victim)),
+                      sql.SQL("REVOKE CONNECT ON DATABASE {} FROM {}").format(sql.Identifier(school.database), sql.Identifier(admin)),
+                      sql.SQL("DROP ROLE {}").format(sql.Identifier(admin)))
+
+
+def test_a_rerun_naming_another_suspect_than_the_one_locked_out_is_refused(school, conn, suspect, tmp_path, server):
+    """The earlier run of the incident locked out role A; a re-run named B: A's hold (with A's undo) was kept as
+    'suspect', B was locked out too and its LOGIN and connection limit, read before, were recorded nowhere."""
+    inc = Incident("security", "Test", school, incident_id="t-sus", directory=tmp_path)
+    breach_response.isolate(inc, conn, suspect)
+    other = f"other suspect {uuid.uuid4().hex[:6]}"
+    _as_superuser(school, sql.SQL("CREATE ROLE {} LOGIN CONNECTION LIMIT 3").format(sql.Identifier(other)))
+    try:
+        again = Incident("security", "Test", school, incident_id="t-sus", directory=tmp_path)
+        with pytest.raises(ParameterError, match=f"its earlier run locked out role '{re_escape(suspect)}', not '{other}'"):
+            breach_response.isolate(again, conn, other)
+        assert conn.execute("SELECT rolcanlogin, rolconnlimit FROM pg_roles WHERE rolname = %s", (other,)).fetchone() == (True, 3)
+    finally:
+        _as_superuser(school, sql.SQL("DROP ROLE {}").format(sql.Identifier(other)))

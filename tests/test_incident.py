@@ -257,3 +257,48 @@ def test_a_passwords_file_of_our_own_keeps_its_passwords_and_gets_the_new_ones(t
     passwords._write_private(file, {"dba": Secret("second")})
     assert json.loads(file.read_text()) == {"app": "first", "dba": "second"}
     assert stat.S_IMODE(file.stat().st_mode) == 0o600
+
+
+_HOLDS_THE_INCIDENT = """
+import sys, time
+from prep_ops import db
+from prep_ops.incident import Incident
+Incident("test", "Test incident", db.Target(sys.argv[1], True), incident_id="test-1", directory=sys.argv[2])
+print("ready", flush=True)
+time.sleep(300)
+"""
+
+
+def test_a_second_run_of_the_same_incident_at_once_is_refused_and_a_killed_one_is_taken_over(record, migrated, tmp_path):
+    """Two runs of one incident_id at once: the second took over the first's holds while it still ran, wrote the
+    record under it (a role's limit read while blocked became its undo), and undid what the first still used."""
+    import subprocess
+    import sys
+
+    first = subprocess.Popen([sys.executable, "-c", _HOLDS_THE_INCIDENT, migrated.url, str(tmp_path)],
+                             stdout=subprocess.PIPE, text=True)
+    try:
+        assert first.stdout.readline().strip() == "ready"
+        with pytest.raises(ParameterError, match=rf"incident test-1 is being run by another process \(pid {first.pid}\)"):
+            record()
+    finally:
+        first.kill()
+        first.wait()
+    assert record().id == "test-1"  # the killed run's lock went with it
+
+
+def test_an_incident_id_of_another_runbook_is_refused_before_its_report_is_replaced(migrated, incident_id):
+    """`prep-ops run 12 -p incident_id <a runbook 10 incident>`: the security run took over the record and
+    wrote its report and executed notebook over the data recovery's."""
+    from pathlib import Path
+
+    from prep_ops import runner
+
+    recovery = Incident("data-recovery", "Data recovery", migrated, incident_id=incident_id, mode="live")
+    report = recovery.write().read_text()
+    with pytest.raises(ParameterError, match=f"incident {incident_id} is a data-recovery incident, not security"):
+        Incident("security", "Security incident", migrated, incident_id=incident_id, mode="live")
+    security = Path(__file__).parent.parent / "notebooks" / "12_incident_security.ipynb"
+    with pytest.raises(ParameterError, match=f"12_incident_security: incident {incident_id} is a data-recovery incident"):
+        runner.incident_values(security, {"incident_id": incident_id})
+    assert recovery.report_path.read_text() == report

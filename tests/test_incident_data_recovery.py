@@ -208,6 +208,35 @@ def test_killed_live_recovery_restores_original_connection_limit(app_database, i
     assert json.loads((incident.incidents_dir() / f"{incident_id}.json").read_text())["holds"] == {}
 
 
+def test_a_rerun_naming_another_app_role_than_the_killed_run_blocked_is_refused(app_database, incident_id, server,
+                                                                                 tmp_path):
+    """Killed after step 1 blocked role A, re-run with app_role B: step 1 blocked B, step 5 put back A's
+    limit and dropped the hold, and B stayed at CONNECTION LIMIT 0 after a run that said ok."""
+    target, role, login = app_database
+    killed = subprocess.run([sys.executable, "-c", _KILLED_AFTER_STEP_1, target.url, incident_id, role, str(tmp_path)],
+                            capture_output=True, text=True, timeout=300)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    other = f"prep_ops_test_other_{uuid.uuid4().hex[:6]}"
+    with db.connect(server, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN CONNECTION LIMIT 5").format(sql.Identifier(other)))
+    try:
+        run = recovery_steps.start(target, "live", incident_id=incident_id, confirm=True, app_role=other,
+                                   backup_dir=tmp_path)
+        with pytest.raises(StepFailed, match=f"its earlier run blocked role '{role}', not '{other}': re-run with app_role"):
+            recovery_steps.stop_application(run)
+        assert _limit(server, other) == 5 and _limit(server, role) == 0  # nothing changed by the refused run
+        run.inc.close()
+        again = recovery_steps.start(target, "live", incident_id=incident_id, confirm=True, app_role=role,
+                                     backup_dir=tmp_path)
+        recovery_steps.stop_application(again)
+        recovery_steps.resume_service(again)
+        again.inc.close()
+        assert _limit(server, role) == 7
+    finally:
+        with db.connect(server, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(other)))
+
+
 def test_a_failing_step_after_the_block_says_what_is_still_in_place(app_database, incident_id, tmp_path):
     target, role, login = app_database
     run = recovery_steps.start(target, "live", incident_id=incident_id, confirm=True, app_role=role,
@@ -253,3 +282,74 @@ def test_two_runs_at_once(tmp_path, server):
     assert folders[0] != folders[1] and reports[0] != reports[1] and databases[0] != databases[1]
     with db.connect(server, autocommit=True) as conn:
         assert scratch.existing(conn, recovery_drill.DATABASE) == [] and scratch.existing(conn, recovery.COPY_PREFIX) == []
+
+
+@pytest.fixture
+def shop(scratch, tmp_path):
+    """A database that is not the school's: two tables in schema app, a full backup of it in tmp_path."""
+    with db.connect(scratch, autocommit=True) as conn:
+        conn.execute("CREATE SCHEMA app; CREATE TABLE app.items (id int PRIMARY KEY, name text); "
+                     "CREATE TABLE app.orders (id int PRIMARY KEY, item int); "
+                     "INSERT INTO app.items SELECT g, 'item ' || g FROM generate_series(1, 50) g; "
+                     "INSERT INTO app.orders SELECT g, g % 50 + 1 FROM generate_series(1, 80) g")
+    backup.backup(scratch, "full", "custom", directory=tmp_path)
+    return scratch
+
+
+def _recover(target, incident_id, tmp_path):
+    run = recovery_steps.start(target, "live", incident_id=incident_id, confirm=True, backup_dir=tmp_path)
+    try:
+        recovery_steps.stop_application(run)
+        recovery_steps.assess_damage(run)
+        recovery_steps.restore(run)
+        recovery_steps.verify_data(run)
+    finally:
+        recovery_steps.clean_up(run)
+    return run
+
+
+def test_a_dropped_table_is_never_zero_rows_lost(shop, incident_id, tmp_path):
+    """DROP TABLE app.orders (80 rows): step 2 said 'no table differs from the backup' and step 4 PASSed
+    'data equals the backup (zero rows lost): 0 table(s) checked'."""
+    with db.connect(shop, autocommit=True) as conn:
+        conn.execute("DROP TABLE app.orders")
+    with pytest.raises(StepFailed, match=r"FAIL data equals the backup \(zero rows lost\).*gone, with all their rows: app.orders"):
+        _recover(shop, incident_id, tmp_path)
+    report = (incident.incidents_dir() / f"{incident_id}.md").read_text()
+    assert "app.orders: the table is gone (80 rows in the backup)" in report
+
+
+def test_rows_added_since_the_backup_are_kept_and_zero_rows_lost_still_passes(shop, incident_id, tmp_path):
+    """Work done after the backup (a row added) beside the damage: the repair keeps it, as it should, and step 4
+    FAILed 'zero rows lost' with '0 rows still missing or changed', the table differing from the backup by it."""
+    with db.connect(shop, autocommit=True) as conn:
+        conn.execute("INSERT INTO app.items VALUES (1000, 'new work'); DELETE FROM app.items WHERE id <= 5")
+    run = _recover(shop, incident_id, tmp_path)
+    checks = {e.text.split(":")[0]: e.text for e in run.inc.events if e.kind == "check"}
+    assert checks["PASS data equals the backup (zero rows lost)"].endswith(
+        "1 table(s) checked, 0 rows still missing or changed, 1 rows added since the backup kept")
+    with db.connect(shop, autocommit=True) as conn:
+        assert conn.execute("SELECT count(*), max(id) FROM app.items").fetchone() == (51, 1000)
+
+
+def test_a_rerun_without_confirm_after_a_killed_block_says_the_application_is_still_blocked(app_database, incident_id,
+                                                                                            server, tmp_path):
+    """Killed after step 1 (confirmed) blocked the role, re-run live without confirm: it said 'the role was not
+    blocked', SKIPped 'application can connect again' and ended ok, the role still at CONNECTION LIMIT 0."""
+    target, role, login = app_database
+    killed = subprocess.run([sys.executable, "-c", _KILLED_AFTER_STEP_1, target.url, incident_id, role, str(tmp_path)],
+                            capture_output=True, text=True, timeout=300)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    run = recovery_steps.start(target, "live", incident_id=incident_id, app_role=role, backup_dir=tmp_path)
+    recovery_steps.stop_application(run)
+    assert any(e.text.startswith("SKIP application stopped — live without confirm=True: this run did not block it; an "
+                                 "earlier run's block is still in place") for e in run.inc.events if e.kind == "check")
+    with pytest.raises(StepFailed, match=f"FAIL application can connect again: role {role} blocked since .* by an earlier "
+                                         f"run of this incident; to undo: ALTER ROLE \"{role}\" CONNECTION LIMIT 7"):
+        recovery_steps.resume_service(run)
+    run.inc.close()
+    assert _limit(server, role) == 0
+    again = recovery_steps.start(target, "live", incident_id=incident_id, confirm=True, app_role=role, backup_dir=tmp_path)
+    recovery_steps.resume_service(again)
+    again.inc.close()
+    assert _limit(server, role) == 7

@@ -242,3 +242,41 @@ def test_start_refuses_an_unknown_mode_before_making_anything(server):
     with pytest.raises(ParameterError, match="mode must be one of drill, live"):
         performance_steps.start(server, "dril")
     assert scratch.existing(_drill_server(), performance.DATABASE) == []
+
+
+def _all_steps(run) -> None:
+    performance_steps.identify_bottleneck(run)
+    performance_steps.optimise(run)
+    performance_steps.update_indexes(run)
+    performance_steps.monitor_results(run)
+    performance_steps.document_changes(run)
+    performance_steps.clean_up(run)
+
+
+def test_live_on_a_database_that_is_not_the_school_s_skips_the_catalogue_and_fixes_the_query_named(scratch, incident_id):
+    """Runbook 11 live on any database stopped at step 1 with 'relation "users" does not exist': it timed
+    only the school's catalogue. Now the catalogue is SKIP with why, and a query named as SQL is the one
+    timed, indexed (in its quoted schema) and timed again."""
+    with db.connect(scratch, autocommit=True) as conn:
+        conn.execute('CREATE SCHEMA "Odd Schema"; CREATE TABLE "Odd Schema"."Big Log" (id bigserial PRIMARY KEY, '
+                     '"Cust Name" text); INSERT INTO "Odd Schema"."Big Log" ("Cust Name") SELECT md5(g::text) '
+                     'FROM generate_series(1, 100000) g; ANALYZE "Odd Schema"."Big Log"')
+    run = performance_steps.start(scratch, "live", incident_id=incident_id, repeats=1)
+    _all_steps(run)
+    statuses = _statuses(run)
+    assert statuses["bottleneck identified"] == "SKIP" and statuses["an index is proposed for the bottleneck"] == "SKIP"
+    assert any("has none of the school's tables" in e.text for e in run.inc.events if e.kind == "check")
+    query = 'SELECT * FROM "Odd Schema"."Big Log" WHERE "Cust Name" = \'abc\''
+    named = performance_steps.start(scratch, "live", incident_id=f"{incident_id}-q", confirm=True, query=query,
+                                    target_ms=1000.0, repeats=1)
+    _all_steps(named)
+    assert named.seen.bottleneck == query
+    assert _statuses(named) | {"incident reproduced: the bottleneck is over its target time": "-"} == {
+        "bottleneck identified": "PASS", "incident reproduced: the bottleneck is over its target time": "-",
+        "an index is proposed for the bottleneck": "PASS", "no session blocks another": "PASS",
+        "proposed indexes exist and are valid": "PASS", "query back under its target time": "PASS",
+        "nothing of the drill left": "SKIP"}
+    with db.connect(scratch, autocommit=True) as conn:
+        made = conn.execute("SELECT indexrelid::regclass::text FROM pg_index WHERE indrelid = "
+                            "'\"Odd Schema\".\"Big Log\"'::regclass AND NOT indisprimary").fetchall()
+    assert len(made) == 1

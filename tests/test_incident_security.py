@@ -204,7 +204,8 @@ def test_each_step_is_one_call_and_the_drill_is_contained(incident_id, server):
 def test_steps_without_a_suspect_only_assess_and_say_why(incident_id, server):
     target = scratch.sample_database(server, 50, 5, name=f"prep_ops_sec_steps_{uuid.uuid4().hex[:6]}", confirm=True)
     try:
-        run = security_steps.start(target, "live", incident_id=incident_id, confirm=True)
+        run = security_steps.start(target, "live", incident_id=incident_id, confirm=True,  # a baseline never applied
+                                   role_prefix=f"prep_ops_nosus_{uuid.uuid4().hex[:4]}_")
         assert run.suspect is None and not run.changing and run.unchanged.startswith("no suspect role given")
         assert security_steps.isolate_system(run).empty
         assert security_steps.assess_breach(run).affected() == []
@@ -215,7 +216,8 @@ def test_steps_without_a_suspect_only_assess_and_say_why(incident_id, server):
         assert [w.split(" — ")[0] for w in skipped] == [
             "SKIP compromised role locked out: no login, no session", "SKIP compromised role holds no privilege",
             "SKIP baseline restored: a second plan is empty", "SKIP passwords of the affected roles rotated",
-            "SKIP the compromised role cannot log in", "SKIP no change by the role since step 1"]
+            "SKIP the compromised role cannot log in", "SKIP baseline restored: roles.plan is empty",
+            "SKIP no change by the role since step 1"]
         assert not [e for e in run.inc.events if e.kind == "ran"]
     finally:
         scratch.drop(server, target.database)
@@ -335,3 +337,34 @@ def test_killed_security_drill_contractor_is_removed_next_run(incident_id, serve
     finally:
         _run_all_steps(run)
     assert _drill_left(server, incident_id) == []
+
+
+def test_security_live_on_a_database_without_the_baseline_creates_no_role_and_passes_nothing_unchecked(scratch, server,
+                                                                                                      incident_id):
+    """Runbook 12 live, confirmed, on a database that is not the school's, where the roles-as-code baseline was
+    never applied: step 3's 'reset' created its login roles (app, dba, ...) server-wide, each granted every
+    table, during a breach; step 5 PASSed 'no change by the role since step 1' with no audit log to read."""
+    role_set = roles.RoleSet.with_prefix(f"prep_ops_nobase_{uuid.uuid4().hex[:4]}_")
+    suspect = f'sus"pect {uuid.uuid4().hex[:4]}'
+    with db.connect(scratch, autocommit=True) as conn:
+        conn.execute("CREATE SCHEMA app; CREATE TABLE app.items (id int PRIMARY KEY)")
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(sql.Identifier(suspect), sql.Literal(WEAK)))
+        conn.execute(sql.SQL("GRANT USAGE ON SCHEMA app TO {0}; GRANT SELECT, DELETE ON app.items TO {0}").format(
+            sql.Identifier(suspect)))
+    try:
+        run = security_steps.start(scratch, "live", incident_id=incident_id, confirm=True, suspect_role=suspect,
+                                   role_prefix=role_set.names["app"].removesuffix("app"))
+        _run_all_steps(run)
+        with db.connect(server, autocommit=True) as conn:
+            made = conn.execute("SELECT rolname FROM pg_roles WHERE rolname = ANY(%s)", (list(role_set.names.values()),))
+            assert made.fetchall() == []
+        words = _check_words(run)
+        for expected in ("SKIP baseline restored: a second plan is empty — no roles-as-code baseline",
+                         "SKIP baseline restored: roles.plan is empty — no roles-as-code baseline",
+                         "SKIP no change by the role since step 1 — no audit log", "PASS compromised role holds no privilege"):
+            assert any(w.startswith(expected) for w in words), (expected, words)
+    finally:
+        with db.connect(server, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(suspect)))
+            conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(suspect)))
+            roles.drop(conn, role_set, confirm=True)

@@ -88,3 +88,20 @@ def test_unknown_and_superuser_roles_are_refused(conn):
     me = conn.execute("SELECT current_user").fetchone()[0]
     with pytest.raises(ParameterError, match="superuser"):
         lockout.block(conn, me)
+
+
+def test_blocking_the_role_running_the_runbook_is_refused_before_anything_runs(migrated, app_role, conn):
+    """app_role (or suspect_role) naming the role the runbook connects as: its connection limit 0 locked
+    the DBA out ('too many connections for role'), so even the undo needed a superuser."""
+    name, login = app_role
+    with psycopg.connect(login.url, autocommit=True) as own:
+        for make in (lockout.block, lockout.lock_out):
+            with pytest.raises(ParameterError, match="role running this runbook: blocking it would lock you out"):
+                make(own, name)
+    conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(name)))  # acting as it is running as it too
+    try:
+        with pytest.raises(ParameterError, match="role running this runbook"):
+            lockout.block(conn, name)
+    finally:
+        conn.execute("RESET ROLE")
+    assert _limit_and_login(migrated, name) == (7, True)

@@ -221,3 +221,30 @@ def test_a_table_in_a_schema_whose_name_holds_a_dot_is_repaired_and_an_ambiguous
     finally:
         _drop(server, live)
         _drop(server, source)
+
+
+def test_tables_of_one_name_in_two_schemas_are_repaired_together(server):
+    """app.orders and "Odd Schema".orders both damaged: both staged as prep_ops_repair_orders, and the repair
+    failed with 'relation "prep_ops_repair_orders" already exists' (so did two long names sharing 47 characters)."""
+    long = "o" * 60
+    shape = ('CREATE SCHEMA app; CREATE SCHEMA "Odd Schema"; '
+             "CREATE TABLE app.orders (id int PRIMARY KEY, v text); CREATE TABLE \"Odd Schema\".orders (id int PRIMARY KEY, w int); "
+             f"CREATE TABLE app.{long}a (id int PRIMARY KEY); CREATE TABLE app.{long}b (id int PRIMARY KEY); "
+             "INSERT INTO app.orders SELECT g, 'o' || g FROM generate_series(1, 20) g; "
+             "INSERT INTO \"Odd Schema\".orders SELECT g, g FROM generate_series(1, 20) g; "
+             f"INSERT INTO app.{long}a VALUES (1), (2); INSERT INTO app.{long}b VALUES (1), (2)")
+    live, source = _create(server), _create(server)
+    tables = ["app.orders", "Odd Schema.orders", f"app.{long}a", f"app.{long}b"]
+    try:
+        for target in (live, source):
+            with db.connect(target, autocommit=True) as conn:
+                conn.execute(shape)
+        with db.connect(live, autocommit=True) as conn, db.connect(source, autocommit=True) as copy:
+            conn.execute(f'DELETE FROM app.orders WHERE id < 4; DELETE FROM "Odd Schema".orders WHERE id > 18; '
+                         f"DELETE FROM app.{long}a WHERE id = 1; DELETE FROM app.{long}b WHERE id = 2")
+            counts = recovery.repair_rows(conn, copy, tables, confirm=True).set_index("table")
+            assert counts["inserted"].to_dict() == {"app.orders": 3, "Odd Schema.orders": 2, f"app.{long}a": 1, f"app.{long}b": 1}
+            assert recovery.row_differences(conn, copy, tables)[["missing", "changed"]].sum().sum() == 0
+    finally:
+        _drop(server, live)
+        _drop(server, source)

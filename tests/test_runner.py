@@ -491,3 +491,13 @@ def test_a_drill_asked_to_work_on_the_target_runs_alone():
         dispatch.done(sorted(dispatch.running)[0])
     assert {"10", "12"} & set().union(*seen)
     assert all(len(running) == 1 for running in seen if running & {"10", "12"}), seen
+
+
+@pytest.mark.server_independent
+def test_an_incident_id_of_digits_is_its_digits_not_a_refused_number():
+    """`-p incident_id 2026` reads as JSON, the number 2026, and was refused as 'must be letters, digits …,
+    not '2026'' at 3 a.m.; a number's digits are the name typed (a bool or a float is still refused)."""
+    assert runner.incident_values(runner.find("12"), {"incident_id": 2026})["incident_id"] == "2026"
+    for value in (True, 1.5):
+        with pytest.raises(ParameterError, match="incident_id must be letters, digits"):
+            runner.incident_values(runner.find("12"), {"incident_id": value})

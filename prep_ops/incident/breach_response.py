@@ -11,6 +11,7 @@ import pandas as pd
 import psycopg
 
 from .. import access, audit_log, health, roles, security_audit
+from ..errors import ParameterError
 from ..scram import Secret
 from . import lockout
 from .breach import (HOLDINGS, changes_per_table, gained, held_text, holdings, log_position, revoke_actions, server_wide,
@@ -19,10 +20,23 @@ from .passwords import Rotation, weak_passwords
 from .record import Action, Incident
 
 
+def baseline_absent(conn: psycopg.Connection, role_set: roles.RoleSet) -> str:
+    """Why there is no roles-as-code baseline to reset on this server ("" when there is): none of its roles
+    exists. Resetting it there would create them, login roles granted every table, during a breach."""
+    names = list(role_set.names.values())
+    if conn.execute("SELECT EXISTS (SELECT FROM pg_roles WHERE rolname = ANY(%s))", (names,)).fetchone()[0]:
+        return ""
+    return (f"no roles-as-code baseline on this server (none of {', '.join(names)} exists): none is created or "
+            "reset here (06_access_control_audit sets one up)")
+
+
 def baseline_plan(conn: psycopg.Connection, role_set: roles.RoleSet) -> list[roles.Step]:
     """The statements that reset the roles-as-code baseline in this database, passwords left out:
     during a breach, passwords change only in step 4 and only for the roles it names (a password set
-    from $PREP_OPS_<ROLE>_PASSWORD here would change that role in every database of the server)."""
+    from $PREP_OPS_<ROLE>_PASSWORD here would change that role in every database of the server).
+    None where the server has no baseline (`baseline_absent`)."""
+    if baseline_absent(conn, role_set):
+        return []
     return [s for s in roles.plan(conn, role_set) if not (s.text.startswith("ALTER ROLE ") and " PASSWORD " in s.text)]
 
 @dataclass
@@ -66,6 +80,10 @@ def isolate(inc: Incident, conn: psycopg.Connection, role: str | None) -> Isolat
     if role is None:
         inc.note("no suspect role given: nothing to isolate; the assessment covers every role")
         return Isolation(None, pd.DataFrame(), log_position(conn))
+    held = inc.holds.get("suspect")
+    if held is not None and held.state.get("role") not in (None, role):  # its undo would stand for this role's
+        raise ParameterError(f"incident {inc.id}: its earlier run locked out role {held.state['role']!r}, not {role!r}: "
+                             f"re-run with suspect_role {held.state['role']!r}, or open another incident for {role!r}")
     before = lockout.sessions(conn, role)
     inc.found(f"{len(before)} open session(s) of {role}")
     actions, undo = lockout.lock_out(conn, role)
@@ -88,6 +106,7 @@ class Assessment:
     findings: pd.DataFrame
     matrix: pd.DataFrame
     grown: list[str]                # the baseline's roles holding more here than wanted (breach.gained)
+    no_baseline: str = ""           # why there is no baseline to compare with or reset (baseline_absent)
 
     @property
     def changes(self) -> pd.DataFrame:
@@ -121,8 +140,9 @@ class Assessment:
             if len(owned):
                 lines.append(f"{self.role} owns {len(owned)} object(s) ({', '.join(owned['what'][:5])}): "
                              "left as they are, inspect them by hand")
-        lines.append(f"the roles-as-code baseline has drifted, {len(self.drift)} statement(s) to reset it: "
-                     + "; ".join(s.text for s in self.drift[:6]) if self.drift else "the roles-as-code baseline is as wanted")
+        lines.append(self.no_baseline or (f"the roles-as-code baseline has drifted, {len(self.drift)} statement(s) to "
+                                          "reset it: " + "; ".join(s.text for s in self.drift[:6]) if self.drift
+                                          else "the roles-as-code baseline is as wanted"))
         lines += [f"{r}: the password is a common one" for r in self.weak.loc[self.weak["common_password"].eq(True), "role"]]
         counts = self.findings["severity"].value_counts()
         lines.append("security audit: " + (", ".join(f"{n} {s}" for s, n in counts.items()) or "no findings"))
@@ -140,7 +160,7 @@ def assess(conn: psycopg.Connection, role: str | None, role_set: roles.RoleSet) 
     return Assessment(role, role_set, audit_log.enabled(conn), timeline(conn, role),
                       holdings(conn, role) if role else pd.DataFrame(columns=HOLDINGS), drift,
                       weak_passwords(conn, logins), security_audit.as_frame(security_audit.findings(conn, role_set)), matrix,
-                      gained(conn, drift, role_set))
+                      gained(conn, drift, role_set), baseline_absent(conn, role_set))
 
 
 @dataclass

@@ -15,6 +15,7 @@ line, a record that is a symbolic link, is owned by another user, or that group 
 (anyone who could edit it could make the next run execute their SQL as the incident's role).
 """
 
+import fcntl
 import json
 import os
 import stat
@@ -24,6 +25,33 @@ from pathlib import Path
 from psycopg import sql
 
 from ..errors import ParameterError
+
+
+_CLAIMED: dict[str, int] = {}  # the lock files this process holds, open for its lifetime: a POSIX lock is the
+# process's, and closing any descriptor of the file would release it
+
+
+def claim(directory: Path, incident_id: str) -> None:
+    """Hold `incident_id` for this process until it ends; ParameterError, in one line, while another process
+    runs it. Two runs of one incident at once each took over, wrote and undid what the other held (a role's
+    limit read while blocked became its undo), and a drill's re-run drops the drill of its id. The lock ends
+    with the process, killed too, so a re-run after a kill takes over as before."""
+    file = Path(directory) / f".{incident_id}.lock"
+    key = os.path.abspath(file)
+    if key in _CLAIMED:
+        return
+    file.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(file, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    try:
+        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        holder = os.pread(fd, 20, 0).decode(errors="replace").strip()
+        os.close(fd)
+        raise ParameterError(f"incident {incident_id} is being run by another process (pid {holder or 'unknown'}): "
+                             "wait for it to end or stop it, then re-run (it takes over what that run holds)") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    _CLAIMED[key] = fd
 
 
 def path(directory: Path, incident_id: str) -> Path:

@@ -18,10 +18,19 @@ from ..sqlfiles import load
 
 
 def _role(conn: psycopg.Connection, role: str) -> dict:
-    row = conn.execute("SELECT rolcanlogin, rolconnlimit, rolsuper FROM pg_roles WHERE rolname = %s", (role,)).fetchone()
+    row = conn.execute("SELECT rolcanlogin, rolconnlimit, rolsuper, rolname IN (current_user, session_user) "
+                       "FROM pg_roles WHERE rolname = %s", (role,)).fetchone()
     if row is None:
         raise ParameterError(f"no role {role!r} on this server")
-    return {"login": row[0], "limit": row[1], "superuser": row[2]}
+    return {"login": row[0], "limit": row[1], "superuser": row[2], "running": row[3]}
+
+
+def _refuse_running(role: str, found: dict) -> None:
+    """The role this connection logged in or acts as is never blocked: its own connection limit 0 would keep
+    the runbook (and the DBA) from connecting again, and undoing it needs a connection."""
+    if found["running"]:
+        raise ParameterError(f"{role} is the role running this runbook: blocking it would lock you out (a new "
+                             "connection as it is refused); name the application's own role, or run as another")
 
 
 def state(conn: psycopg.Connection, role: str) -> dict:
@@ -59,12 +68,14 @@ def block(conn: psycopg.Connection, role: str) -> tuple[list[Action], list[Actio
     state = _role(conn, role)
     if state["superuser"]:
         raise ParameterError(f"{role} is a superuser: a connection limit does not stop it; block it with NOLOGIN by hand")
+    _refuse_running(role, state)
     return [_limit(role, 0), _end_sessions(role)], [_limit(role, state["limit"])]
 
 
 def lock_out(conn: psycopg.Connection, role: str) -> tuple[list[Action], list[Action]]:
     """Like `block`, and NOLOGIN too: for a role that must not log in again (a compromised one)."""
     state = _role(conn, role)
+    _refuse_running(role, state)
     actions = [_login(role, False), _limit(role, 0), _end_sessions(role)]
     undo = [_login(role, state["login"]), _limit(role, state["limit"])]
     return actions, undo

@@ -81,6 +81,7 @@ class Rotation:
     rotated: list[str]                      # roles whose stored hash now matches their new password
     file: Path | None                       # where the generated passwords are (None: none were set)
     _new: dict = field(default_factory=dict, repr=False)
+    unread: str = ""                        # why the stored hashes were not read back after setting them ("": read)
 
     def new_password(self, role: str) -> Secret | None:
         return self._new.get(role) if role in self.rotated else None
@@ -147,10 +148,14 @@ def rotate(inc: Incident, conn: psycopg.Connection, names: list[str], role_set: 
     if path:  # saved before they are set, so that a generated password is never lost
         _write_private(path, generated)
         inc.fact("new passwords", f"{path} (mode 0600, generated ones only; they are never shown)")
-    inc.run([Action(f"ALTER ROLE {sql.Identifier(n).as_string(None)} PASSWORD '***'",
+    ran = inc.run([Action(f"ALTER ROLE {sql.Identifier(n).as_string(None)} PASSWORD '***'",
                     sql.SQL("ALTER ROLE {} PASSWORD {}").format(sql.Identifier(n), sql.Literal(verifiers[n])),
                     server_wide=True)  # a role's password is the same in every database of the server
              for n in new], conn)
-    after = dict((r, v) for r, _, v in (_verifiers(conn, names) or []))
+    read = _verifiers(conn, names)
+    if read is None:  # set (the statements ran), but a role that is no superuser may not read pg_authid back
+        unread = "set, but not read back: reading the stored password hashes (pg_authid) needs a superuser" if ran else ""
+        return Rotation(list(names), sources, list(names) if ran else [], path, new, unread)
+    after = dict((r, v) for r, _, v in read)
     rotated = [n for n in names if verifier_matches(new[n], after.get(n))]
     return Rotation(list(names), sources, rotated, path, new)

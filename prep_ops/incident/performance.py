@@ -13,7 +13,7 @@ import pandas as pd
 import psycopg
 from psycopg import sql
 
-from .. import health, index_builds, indexes, plans
+from .. import health, index_builds, indexes, plans, workload_queries
 from ..errors import ParameterError
 from .record import Action, Incident
 from ..health import end_sessions, idle_blockers
@@ -37,6 +37,7 @@ class QueryTimes:
     frame: pd.DataFrame
     plans: dict[str, plans.Plan]
     params: dict
+    why_none: str = ""  # why no query was timed ("" when some were)
 
     def ms(self, query: str | None) -> float:
         return float(self.frame.loc[query, "median_ms"]) if query in self.frame.index else float("nan")
@@ -48,8 +49,9 @@ def query_times(conn: psycopg.Connection, params: dict | None = None, *, queries
     a passing burst of load is shared out; the median of the server's execution time counts."""
     if repeats < 1:
         raise ParameterError(f"repeats must be at least 1, not {repeats}")
-    params = params or plans.catalogue_params(conn)
-    names = list(queries or plans.catalogue())
+    names = list(queries) if queries is not None else list(plans.catalogue())
+    if params is None:
+        params = plans.catalogue_params(conn) if set(names) & set(plans.catalogue()) else {}
     runs: dict[str, list[plans.Plan]] = {name: [] for name in names}
     for _ in range(repeats):
         for name in names:
@@ -57,11 +59,27 @@ def query_times(conn: psycopg.Connection, params: dict | None = None, *, queries
     rows, last = [], {}
     for name, done in runs.items():
         ms = [p.execution_ms for p in done]
+        if None in ms:  # not run (EXPLAIN without ANALYZE): there is no time to compare
+            raise ParameterError(f"{_short_statement(name)} cannot be timed here ({done[0].mode}): name a SELECT")
         last[name] = done[-1]
         rows.append({"query": name, "median_ms": statistics.median(ms), "min_ms": min(ms), "max_ms": max(ms),
                      "runs": len(ms), "slowest_node": done[-1].nodes.sort_values("self_ms").iloc[-1]["node"],
                      "findings": ", ".join(sorted({f.kind for f in plans.findings(done[-1])}))})
-    return QueryTimes(pd.DataFrame(rows).set_index("query"), last, params)
+    columns = ["query", "median_ms", "min_ms", "max_ms", "runs", "slowest_node", "findings"]
+    return QueryTimes(pd.DataFrame(rows, columns=columns).set_index("query"), last, params)
+
+
+def workload(conn: psycopg.Connection, reported: str | None = None) -> tuple[list[str], dict | None, str]:
+    """The queries step 1 times, their parameters (None: the catalogue's, read from its data), and why there
+    are none: the statement `reported` when it is not a catalogue name (SQL: the target's own slow query),
+    else the school's catalogue where the school's tables are; on any other database none, until one is named."""
+    catalogue = plans.catalogue()
+    if reported and reported not in catalogue:
+        return [reported], {}, ""
+    if reported or workload_queries.school_schema_present(conn):
+        return list(catalogue), None, ""
+    return [], {}, (f"{conn.info.dbname} has none of the school's tables its catalogue queries read: name the "
+                    "slow statement with query='SELECT …'")
 
 
 def compare_times(before: QueryTimes, after: QueryTimes) -> pd.DataFrame:
@@ -130,6 +148,8 @@ class Identification:
             against = f" (baseline {row.baseline_ms:.2f} ms, {row.slowdown:.1f}× that)" if self.baseline is not None else ""
             found.append(f"{query}: median {row.median_ms:.2f} ms{against}; slowest node {row.slowest_node}"
                          + (f"; findings: {row.findings}" if row.findings else ""))
+        if self.times.why_none:
+            found.append(f"no query timed: {self.times.why_none}")
         found.append(f"bottleneck: {self.bottleneck}" if self.bottleneck else "no query stands out")
         return found
 
@@ -138,7 +158,10 @@ def identify(conn: psycopg.Connection, baseline: QueryTimes | None = None, *, re
              repeats: int = 5) -> Identification:
     """Step 1: the health check, blocked sessions, and every catalogue query timed with its plan."""
     checks, blocked = health.run_checks(conn), health.blocking(conn)
-    now = query_times(conn, baseline.params if baseline is not None else None, repeats=repeats)
+    names, params, why_none = (list(baseline.frame.index), baseline.params, "") if baseline is not None else \
+        workload(conn, reported)
+    now = query_times(conn, params, queries=names, repeats=repeats)
+    now.why_none = why_none
     return Identification(checks, blocked, now, baseline, bottleneck(now, baseline, reported=reported))
 
 

@@ -14,7 +14,7 @@ import pandas as pd
 
 from .. import health
 from ..db import Target
-from . import naming, performance
+from . import journal, naming, performance
 from .drills import performance as performance_drill
 from .record import Incident, check_mode
 from ..errors import ParameterError
@@ -55,6 +55,7 @@ def start(target: Target, mode: str = "drill", *, incident_id: str | None = None
     if not isinstance(min_idle_seconds, (int, float)) or isinstance(min_idle_seconds, bool) or not 0 <= min_idle_seconds <= 86400:
         raise ParameterError(f"min_idle_seconds must be a number of seconds from 0 to 86400, not {min_idle_seconds!r}")
     incident_id = naming.check_id(incident_id or naming.new_id("performance"))
+    journal.claim(naming.incidents_dir(), incident_id)  # before its drill is made: a re-run drops the drill of its id
     drill = performance_drill.make(target, drill_students, incident_id=incident_id, load_seconds=load_seconds,
                                    sessions=sessions, repeats=repeats) if mode == "drill" else None
     work_on = drill.target if drill else target
@@ -78,7 +79,8 @@ def identify_bottleneck(run: SlowQueries) -> pd.DataFrame:
         for line in seen.lines():
             inc.found(line)
         inc.check("bottleneck identified", seen.bottleneck is not None, seen.headline(), must_hold=inc.mode == "drill",
-                  fix="no query stands out: compare with a healthy run of 03_query_plan_analysis")
+                  fix="no query stands out: compare with a healthy run of 03_query_plan_analysis",
+                  skipped=seen.times.why_none)
         inc.check("incident reproduced: the bottleneck is over its target time", seen.times.ms(seen.bottleneck) > run.target_ms,
                   f"target {run.target_ms:g} ms", must_hold=False, skipped="" if seen.bottleneck else "no bottleneck identified")
     return seen.table
@@ -96,7 +98,8 @@ def optimise(run: SlowQueries) -> pd.DataFrame:
         inc.run(fix.end_blockers, autocommit=True)  # each checked again in a statement of its own: fresh pg_stat_activity
         inc.check("an index is proposed for the bottleneck", bool(performance.creates(fix.proposed)),
                   f"{len(performance.creates(fix.proposed))} proposed",
-                  must_hold=inc.mode == "drill", fix="the plan has no scan an index would fix: see its findings")
+                  must_hold=inc.mode == "drill", fix="the plan has no scan an index would fix: see its findings",
+                  skipped="" if run.seen.bottleneck else "no bottleneck identified")
         inc.check("no session blocks another", (blocked := health.blocking(inc.conn)).empty,  # the detail says what was checked
                   f"{blocked['blocked_pid'].nunique()} session(s) blocked now; {len(fix.blockers)} idle blocker(s) found before, "
                   f"{len(fix.to_end)} idle at least {run.min_idle_seconds:g} s",
@@ -128,7 +131,8 @@ def monitor_results(run: SlowQueries) -> pd.DataFrame:
     inc, seen = run.inc, run.seen
     with inc.step(4, "Monitor results", next_if_failed="look at the plan again (03_query_plan_analysis): "
                                                         "the index may not be used; keep the incident open"):
-        run.after = after = performance.query_times(inc.conn, seen.times.params, repeats=run.repeats)
+        run.after = after = performance.query_times(inc.conn, seen.times.params, queries=list(seen.times.frame.index),
+                                                    repeats=run.repeats)
         inc.found(seen.headline(after))
         if run.drill:
             inc.found(run.drill.load.report().summary)

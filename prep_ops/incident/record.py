@@ -117,12 +117,16 @@ class Incident:
         self.facts: dict[str, str] = {}
         self._current: _Step | None = None
         self._conn = conn  # one already open to the target (a drill's, from its creation on), else opened on first use
+        journal.claim(self.directory, incident_id)  # one run of an incident at a time
         self._resume(journal.load(self.directory, incident_id))
 
     def _resume(self, earlier: dict | None) -> None:
         """Take over what an earlier run of this incident still holds (see journal.py)."""
         if earlier is None:
             return
+        if earlier.get("kind") != self.kind:  # its report and notebook would be replaced by another runbook's
+            raise ParameterError(f"incident {self.id} is a {earlier.get('kind')} incident, not {self.kind}: give this "
+                                 "run another incident_id")
         if earlier.get("target") != self.target.masked_url:
             raise ParameterError(f"incident {self.id} was opened on {earlier.get('target')}, not on "
                                  f"{self.target.masked_url}: give this run another incident_id")

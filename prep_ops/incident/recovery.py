@@ -71,6 +71,12 @@ def damaged_tables(assessment: pd.DataFrame) -> list[str]:
     return list(assessment.loc[(assessment["state"] == "damaged") & ~assessment["evidence"], "table"])
 
 
+def missing_tables(assessment: pd.DataFrame) -> list[str]:
+    """The backup's tables that are gone now (dropped), outside the evidence schemas: no row can be put back
+    into them, and every row they held is lost."""
+    return list(assessment.loc[(assessment["state"] == "missing") & ~assessment["evidence"], "table"])
+
+
 COPY_PREFIX = "prep_ops_recovery_"  # restored copies: <COPY_PREFIX><random>, or an incident's own prefix
 
 
@@ -105,9 +111,13 @@ class Damage:
 
     def lines(self) -> list[str]:
         """One sentence per damaged table, for the incident record."""
+        gone = self.assessment.set_index("table").loc[missing_tables(self.assessment), "rows_backup"] \
+            if len(self.assessment) else {}
         return [f"{r.table}: {r.missing} rows missing, {r.changed} changed, {r.added} added since the backup"
                 + (f" (e.g. {r.key} {r.missing_keys or r.changed_keys})" if r.missing or r.changed else "")
-                for r in self.differences.itertuples()]
+                for r in self.differences.itertuples()] + \
+            [f"{table}: the table is gone ({int(rows):,} rows in the backup): no row can be put back into it; "
+             "scope='database' restores it" for table, rows in gone.items()]
 
 
 def investigate(conn: psycopg.Connection, backup: backups.Backup, *, copy_prefix: str = COPY_PREFIX) -> Damage:
@@ -207,11 +217,13 @@ def repair_rows(live: psycopg.Connection, source: psycopg.Connection, tables: li
         with snapshot(source), live.transaction():
             # the upserts fire the tables' triggers as us (a superuser perhaps): none may be another role's code
             refuse_foreign_triggers(live, [_split(live, t) for t in tables], "to repair " + ", ".join(tables))
-            for table in _load_order(live, tables):
+            for number, table in enumerate(_load_order(live, tables), 1):
                 schema, name = _split(live, table)
                 keys = key_columns(live, table)
                 columns = [r[0] for r in live.execute(load("recovery", "columns"), {"schema": schema, "table": name}).fetchall()]
-                staged = sql.Identifier(f"prep_ops_repair_{name}")
+                # numbered, not named after the table: tables of one name in two schemas (or two long names
+                # the server cuts to the same 63 bytes) would share one
+                staged = sql.Identifier(f"prep_ops_repair_{number}")
                 cols = sql.SQL(", ").join(map(sql.Identifier, columns))
                 live.execute(sql.SQL("CREATE TEMP TABLE {} ON COMMIT DROP AS SELECT {} FROM {} WITH NO DATA").format(
                     staged, cols, sql.Identifier(schema, name)))

@@ -32,7 +32,8 @@ from .. import restore as restores
 from .. import scratch, verify
 from ..backup import Backup
 from ..db import Target, connect
-from . import lockout, naming, point_in_time, recovery
+from ..errors import ParameterError
+from . import journal, lockout, naming, point_in_time, recovery
 from .drills import recovery as recovery_drill
 from .record import Action, Incident, check_mode
 
@@ -81,6 +82,7 @@ def start(target: Target, mode: str = "drill", *, incident_id: str | None = None
     if recover_to is not None:
         point_in_time.given(recover_to)  # a bad value refused before anything is made
     incident_id = naming.check_id(incident_id or naming.new_id("data-recovery"))
+    journal.claim(naming.incidents_dir(), incident_id)  # before its drill is made: a re-run drops the drill of its id
     backup_dir = Path(backup_dir) if backup_dir else None
     if mode != "drill":
         drill = None
@@ -109,6 +111,7 @@ def stop_application(run: DataRecovery) -> pd.DataFrame:
             inc.note("no app_role given: the application is not blocked; stop it by hand before repairing")
             return pd.DataFrame()
         conn = inc.conn
+        _refuse_another_role(inc, role)
         before = lockout.sessions(conn, role)
         inc.found(f"{len(before)} open session(s) of {role}")
         actions, undo = lockout.block(conn, role)
@@ -119,8 +122,21 @@ def stop_application(run: DataRecovery) -> pd.DataFrame:
         inc.check("application stopped", not connected and not left,
                   f"{role}: {left} session(s) left" + (f"; a new login is refused ({answer})" if run.drill and not connected
                                                         else f"; a new login got in" if run.drill else ""),
-                  skipped="" if inc.may_change else f"{_NOT_CONFIRMED}: the role was not blocked (statements above)")
+                  skipped="" if inc.may_change else f"{_NOT_CONFIRMED}: " + (
+                      "this run did not block it; an earlier run's block is still in place" if inc.taken_over("application")
+                      else "the role was not blocked (statements above)"))
         return before
+
+
+def _refuse_another_role(inc: Incident, role: str) -> None:
+    """A re-run's app_role must be the role the earlier run blocked: step 5 puts back what that run read
+    (the earlier role's limit), so blocking another here would leave the other one blocked for good."""
+    held = inc.holds.get("application")
+    earlier = held.state.get("role") if held else None
+    if earlier is not None and earlier != role:
+        raise ParameterError(f"incident {inc.id}: its earlier run blocked role {earlier!r}, not {role!r}: re-run with "
+                             f"app_role {earlier!r} (step 5 unblocks it), or undo it by hand "
+                             f"({'; '.join(a.text for a in held.undo)}) and give this run another incident_id")
 
 
 def _hold_copies(run: DataRecovery) -> None:
@@ -251,11 +267,20 @@ def verify_data(run: DataRecovery) -> pd.DataFrame:
         if found.damaged:
             with connect(found.copy, autocommit=True) as copy:
                 still = recovery.row_differences(inc.conn, copy, found.damaged)
-        lost = int(still["missing"].sum() + still["changed"].sum())
+        lost, added = int(still["missing"].sum() + still["changed"].sum()), int(still["added"].sum())
+        # the damaged tables differ from the backup by the rows added since, which the repair keeps: compared row
+        # by row above; any other table that differs now was damaged after step 2 looked
+        later = [t for t in recovery.damaged_tables(after) if t not in found.damaged]
+        gone = recovery.missing_tables(after)  # every row of a dropped table is lost, though none was compared
         unchanged = "" if inc.may_change or not found.damaged else \
             f"{_NOT_CONFIRMED}: nothing put back, {lost} rows still missing or changed"
-        inc.check("data equals the backup (zero rows lost)", lost == 0 and not recovery.damaged_tables(after),
-                  f"{len(found.damaged)} table(s) checked, {lost} rows still missing or changed", skipped=unchanged)
+        inc.check("data equals the backup (zero rows lost)", lost == 0 and not later and not gone,
+                  f"{len(found.damaged)} table(s) checked, {lost} rows still missing or changed"
+                  + (f", {added} rows added since the backup kept" if added else "")
+                  + (f"; differing from the backup since step 2: {', '.join(later)}" if later else "")
+                  + (f"; gone, with all their rows: {', '.join(gone)}" if gone else ""),
+                  fix="restore with scope='database' (a table that is gone cannot take rows back)" if gone else "",
+                  skipped=unchanged if not gone else "")
     return after
 
 
@@ -308,6 +333,11 @@ def resume_service(run: DataRecovery) -> None:
         if "application" in inc.holds and inc.run(inc.holds["application"].undo):
             inc.release("application")
         back, answer = lockout.can_connect(run.drill.app_login()) if run.drill else (False, "")
+        held = inc.holds.get("application")
+        if held is not None and not run.drill:  # an earlier (killed) run's block, not undone without confirm
+            inc.check("application can connect again", False, f"{held.what} since {held.since:%Y-%m-%d %H:%M:%S} UTC "
+                      f"by an earlier run of this incident; to undo: {'; '.join(a.text for a in held.undo)}",
+                      fix="re-run with confirm=True (step 5 unblocks it), or run the statement above by hand")
         inc.check("application can connect again", back and "application" not in inc.holds, answer,
                   skipped="" if run.drill else "live: logging in as the application needs its password, which prep-ops does not hold")
 

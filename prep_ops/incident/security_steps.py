@@ -19,7 +19,7 @@ import pandas as pd
 
 from .. import roles
 from ..db import Target
-from . import breach, breach_response, naming, passwords
+from . import breach, breach_response, journal, naming, passwords
 from .drills import security as security_drill
 from .record import SERVER_WIDE, Incident
 
@@ -61,6 +61,7 @@ def start(target: Target, mode: str = "drill", *, incident_id: str | None = None
     """The drill made (mode="drill") or the target taken (live), the incident opened, and the suspect
     checked (see breach.check_suspect)."""
     incident_id = naming.check_id(incident_id or naming.new_id("security"))
+    journal.claim(naming.incidents_dir(), incident_id)  # before its drill is made: a re-run drops the drill of its id
     drill = security_drill.for_mode(target, mode, drill_students, incident_id=incident_id)
     work_on = drill.target if drill else target
     inc = Incident("security", "Security incident", work_on, incident_id=incident_id, mode=mode, confirm=confirm,
@@ -111,7 +112,7 @@ def fix_vulnerability(run: SecurityIncident) -> pd.DataFrame:
         inc.check("compromised role holds no privilege", fixed.holds_nothing, fixed.detail,
                   fix="revoke by hand what it still holds", skipped=run.unchanged)
         inc.check("baseline restored: a second plan is empty", not fixed.plan, f"{len(fixed.plan)} statement(s) still to run",
-                  skipped=run.unchanged)
+                  skipped=run.unchanged or run.assessment.no_baseline)
     return fixed.left[breach.HOLDINGS_SHOWN]
 
 
@@ -127,7 +128,7 @@ def update_security(run: SecurityIncident) -> pd.DataFrame:
         run.rotation = rotation = passwords.rotate(inc, inc.conn, affected, variables)
         inc.check("passwords of the affected roles rotated", rotation.rotated == rotation.roles,
                   f"{len(rotation.rotated)} of {len(rotation.roles)}: {', '.join(rotation.roles)}",
-                  skipped=run.unchanged or ("" if rotation.roles else "no role needs a new password"))
+                  skipped=run.unchanged or ("" if rotation.roles else "no role needs a new password") or rotation.unread)
     return rotation.table()
 
 
@@ -143,9 +144,10 @@ def monitor_activity(run: SecurityIncident) -> breach_response.Watch:
         inc.check("the compromised role cannot log in", watch.cannot_log_in, watch.login_detail, must_hold=run.changing,
                   skipped=no_suspect)
         inc.check("baseline restored: roles.plan is empty", not watch.plan, f"{len(watch.plan)} statement(s) to run",
-                  must_hold=run.changing)
+                  must_hold=run.changing, skipped=run.assessment.no_baseline)
+        unlogged = "" if run.assessment.logged else "no audit log in this database: what a role changes is not recorded"
         inc.check("no change by the role since step 1", watch.since.empty, f"{len(watch.since)} audit-log entries",
-                  must_hold=run.changing, skipped=no_suspect)
+                  must_hold=run.changing, skipped=no_suspect or unlogged)
     return watch
 
 
