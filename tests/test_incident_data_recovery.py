@@ -319,6 +319,35 @@ def test_a_dropped_table_is_never_zero_rows_lost(shop, incident_id, tmp_path):
     assert "app.orders: the table is gone (80 rows in the backup)" in report
 
 
+def test_a_dropped_table_is_restored_by_scope_database_and_then_zero_rows_lost_passes(shop, incident_id, tmp_path):
+    """With only a table dropped, step 3 said "nothing damaged: nothing to put back" and skipped the database
+    restore that scope='database' asked for, the one scope that brings a table back; step 4 then failed."""
+    with db.connect(shop, autocommit=True) as conn:
+        conn.execute("DROP TABLE app.orders")
+    run = recovery_steps.start(shop, "live", incident_id=incident_id, confirm=True, backup_dir=tmp_path, scope="database")
+    try:
+        recovery_steps.stop_application(run)
+        recovery_steps.assess_damage(run)
+        recovery_steps.restore(run)
+        recovery_steps.verify_data(run)
+    finally:
+        recovery_steps.clean_up(run)
+    checks = [e.text for e in run.inc.events if e.kind == "check"]
+    assert any(c.startswith("PASS data equals the backup (zero rows lost)") for c in checks), checks
+    with db.connect(shop, autocommit=True) as conn:
+        assert conn.execute("SELECT count(*) FROM app.orders").fetchone() == (80,)
+
+
+def test_a_dropped_table_with_scope_rows_is_named_in_step_3_not_called_nothing_damaged(shop, incident_id, tmp_path):
+    with db.connect(shop, autocommit=True) as conn:
+        conn.execute("DROP TABLE app.orders")
+    with pytest.raises(StepFailed):
+        _recover(shop, incident_id, tmp_path)
+    report = (incident.incidents_dir() / f"{incident_id}.md").read_text()
+    assert "no rows to put back; gone, with all their rows: app.orders (only scope='database' restores a table)" in report
+    assert "nothing damaged" not in report
+
+
 def test_rows_added_since_the_backup_are_kept_and_zero_rows_lost_still_passes(shop, incident_id, tmp_path):
     """Work done after the backup (a row added) beside the damage: the repair keeps it, as it should, and step 4
     FAILed 'zero rows lost' with '0 rows still missing or changed', the table differing from the backup by it."""

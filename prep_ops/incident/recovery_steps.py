@@ -230,8 +230,10 @@ def restore(run: DataRecovery) -> pd.DataFrame:
     repaired = pd.DataFrame(columns=["table", "inserted", "updated"])
     with inc.step(3, "Restore", next_if_failed="the tables are as they were before this step; fix the cause above and "
                                                 "re-run step 3, or restore with scope='database'"):
-        if not found.damaged:
-            inc.note("nothing damaged: nothing to put back")
+        gone = recovery.missing_tables(found.assessment)  # dropped: no row goes back, only a database restore
+        if not found.damaged and not (gone and run.scope == "database"):
+            inc.note("nothing damaged: nothing to put back" if not gone else
+                     f"no rows to put back; gone, with all their rows: {', '.join(gone)} (only scope='database' restores a table)")
         elif run.scope == "rows" and inc.may_change:
             with connect(found.copy, autocommit=True) as copy:
                 repaired = recovery.repair_rows(inc.conn, copy, found.damaged, confirm=True)
