@@ -78,7 +78,8 @@ def isolate_system(run: SecurityIncident) -> pd.DataFrame:
     runbook. Returns its sessions found before."""
     inc = run.inc
     with inc.step(1, "Isolate the system", next_if_failed="lock the role out by hand: ALTER ROLE <role> NOLOGIN "
-                                                           "CONNECTION LIMIT 0, then end its sessions with pg_terminate_backend"):
+                                                           "CONNECTION LIMIT 0, then end its sessions with pg_terminate_backend "
+                                                           "(as a superuser, or a role granted pg_signal_backend)"):
         if run.drill:
             inc.note(f"{run.drill.note}; the drill's breach: {run.drill.summary}")
         run.isolation = isolation = breach_response.isolate(inc, inc.conn, run.suspect)
