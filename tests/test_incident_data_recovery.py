@@ -296,8 +296,8 @@ def shop(scratch, tmp_path):
     return scratch
 
 
-def _recover(target, incident_id, tmp_path):
-    run = recovery_steps.start(target, "live", incident_id=incident_id, confirm=True, backup_dir=tmp_path)
+def _recover(target, incident_id, tmp_path, scope: str = "rows"):
+    run = recovery_steps.start(target, "live", incident_id=incident_id, confirm=True, backup_dir=tmp_path, scope=scope)
     try:
         recovery_steps.stop_application(run)
         recovery_steps.assess_damage(run)
@@ -324,14 +324,7 @@ def test_a_dropped_table_is_restored_by_scope_database_and_then_zero_rows_lost_p
     restore that scope='database' asked for, the one scope that brings a table back; step 4 then failed."""
     with db.connect(shop, autocommit=True) as conn:
         conn.execute("DROP TABLE app.orders")
-    run = recovery_steps.start(shop, "live", incident_id=incident_id, confirm=True, backup_dir=tmp_path, scope="database")
-    try:
-        recovery_steps.stop_application(run)
-        recovery_steps.assess_damage(run)
-        recovery_steps.restore(run)
-        recovery_steps.verify_data(run)
-    finally:
-        recovery_steps.clean_up(run)
+    run = _recover(shop, incident_id, tmp_path, scope="database")
     checks = [e.text for e in run.inc.events if e.kind == "check"]
     assert any(c.startswith("PASS data equals the backup (zero rows lost)") for c in checks), checks
     with db.connect(shop, autocommit=True) as conn:

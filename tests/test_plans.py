@@ -32,12 +32,17 @@ def conn(lab):
         yield conn
 
 
+def flush_own_statistics(conn):
+    """Table statistics reach the views asynchronously; on PostgreSQL 15+ this makes those `conn` counted current."""
+    if db.server_version(conn) >= 15:
+        conn.execute("SELECT pg_stat_force_next_flush()")
+        conn.execute("SELECT 1")
+
+
 def flush_statistics(target):
-    """Table statistics reach the views asynchronously; on PostgreSQL 15+ this makes them current."""
+    """flush_own_statistics on a connection of its own to `target`."""
     with db.connect(target, autocommit=True) as conn:
-        if db.server_version(conn) >= 15:
-            conn.execute("SELECT pg_stat_force_next_flush()")
-            conn.execute("SELECT 1")
+        flush_own_statistics(conn)
 
 
 def kinds(plan):
@@ -96,9 +101,7 @@ def test_nested_loop_with_many_loops(lab, conn):
 def test_stale_statistics_after_many_changes(lab, conn):
     with db.connect(lab, autocommit=True) as writer:
         writer.execute("UPDATE lab SET b = b + 1 WHERE id <= 20000")
-        if db.server_version(writer) >= 15:
-            writer.execute("SELECT pg_stat_force_next_flush()")
-        writer.execute("SELECT 1")
+        flush_own_statistics(writer)
     plan = plans.explain(conn, "SELECT * FROM lab WHERE id = 1")
     assert "stale statistics" in kinds(plan)
     run(lab, "ANALYZE lab")
@@ -110,9 +113,7 @@ def test_stale_statistics_of_a_temporary_table_are_found_though_verbose_names_it
     matched to none, and its statistics (autovacuum never analyzes a temporary table) were never judged."""
     with db.connect(scratch, autocommit=True) as conn:
         conn.execute("CREATE TEMPORARY TABLE scratchpad AS SELECT i AS id, i % 100 AS a FROM generate_series(1, 20000) i")
-        if db.server_version(conn) >= 15:
-            conn.execute("SELECT pg_stat_force_next_flush()")
-        conn.execute("SELECT 1")
+        flush_own_statistics(conn)
         plan = plans.explain(conn, "SELECT * FROM scratchpad WHERE a = 1")
         temp = conn.execute("SELECT nspname FROM pg_namespace WHERE oid = pg_my_temp_schema()").fetchone()[0]
     assert plan.nodes.loc[plan.nodes["relation"] == "scratchpad", "schema"].tolist() == ["pg_temp"]

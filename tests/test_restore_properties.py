@@ -122,20 +122,15 @@ def _wait_for(condition, seconds: float = 120) -> None:
         time.sleep(0.05)
 
 
-def test_the_target_closed_and_reset_while_the_restore_loads_is_restored_closed_and_reset(
-        configured, full, server, tmp_path):
-    """Read at the swap, not at the start: a DBA closes the target (ALLOW_CONNECTIONS false), lowers its
-    connection limit and changes a setting once the new database is made, while it loads (a second at
-    least: pg_restore, then every table checked); the restored target gets what the DBA committed, and
-    prep-ops, past its own connections to the target, is not locked out by it."""
-    target, _ = configured
-    name, failed = sql.Identifier(target.database), []
+def _restore_while_a_dba_runs(server, full, target, tmp_path, *statements) -> dict:
+    """restore.restore of `full` into `target` while, in another thread, a DBA runs `statements` once the
+    new database is made (while it loads); what the restore returned. The DBA's failure fails the test."""
+    failed = []
 
     def dba():
         try:
             _wait_for(lambda: scratches.existing(server, "prep_ops_restore_"), seconds=60)
-            _alter(server, sql.SQL("ALTER DATABASE {} SET statement_timeout = '9s'").format(name),
-                   sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS false CONNECTION LIMIT 2").format(name))
+            _alter(server, *statements)
         except BaseException as exc:  # seen by the test's thread
             failed.append(exc)
 
@@ -146,6 +141,20 @@ def test_the_target_closed_and_reset_while_the_restore_loads_is_restored_closed_
     finally:
         changing.join()
     assert not failed
+    return done
+
+
+def test_the_target_closed_and_reset_while_the_restore_loads_is_restored_closed_and_reset(
+        configured, full, server, tmp_path):
+    """Read at the swap, not at the start: a DBA closes the target (ALLOW_CONNECTIONS false), lowers its
+    connection limit and changes a setting once the new database is made, while it loads (a second at
+    least: pg_restore, then every table checked); the restored target gets what the DBA committed, and
+    prep-ops, past its own connections to the target, is not locked out by it."""
+    target, _ = configured
+    name = sql.Identifier(target.database)
+    done = _restore_while_a_dba_runs(server, full, target, tmp_path,
+                                     sql.SQL("ALTER DATABASE {} SET statement_timeout = '9s'").format(name),
+                                     sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS false CONNECTION LIMIT 2").format(name))
     after, kept = _properties(server, target.database), _properties(server, done["replaced"])
     assert (after["allow connections"], after["connection limit"]) == (False, 2)
     assert (kept["allow connections"], kept["connection limit"]) == (False, 2)
@@ -335,25 +344,12 @@ def test_a_target_closed_to_public_while_the_restore_loads_is_restored_closed_to
     must not get the restored target back open to every role of the server, nor that role's CREATE, with
     the privileges copied when the new database was made."""
     target, role = configured
-    name, failed = sql.Identifier(target.database), []
+    name = sql.Identifier(target.database)
     _alter(server, sql.SQL("GRANT CREATE ON DATABASE {} TO {}").format(name, sql.Identifier(role)))
-
-    def dba():
-        try:
-            _wait_for(lambda: scratches.existing(server, "prep_ops_restore_"), seconds=60)
-            _alter(server, sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(name),
-                   sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(name, sql.Identifier(role)),
-                   sql.SQL("REVOKE CREATE ON DATABASE {} FROM {}").format(name, sql.Identifier(role)))
-        except BaseException as exc:  # seen by the test's thread
-            failed.append(exc)
-
-    changing = threading.Thread(target=dba)
-    changing.start()
-    try:
-        done = restore.restore(full.path, target, confirm=True, safety_dir=tmp_path / "safety")
-    finally:
-        changing.join()
-    assert not failed
+    done = _restore_while_a_dba_runs(server, full, target, tmp_path,
+                                     sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(name),
+                                     sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(name, sql.Identifier(role)),
+                                     sql.SQL("REVOKE CREATE ON DATABASE {} FROM {}").format(name, sql.Identifier(role)))
     for database in (done["replaced"], target.database):  # the DBA's change, made before the swap, holds on both
         assert not _may(server, "CONNECT", database, "public")
         assert _may(server, "CONNECT", database, role) and not _may(server, "CREATE", database, role)
