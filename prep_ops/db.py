@@ -220,9 +220,13 @@ def _builtins_first(conn: psycopg.Connection) -> None:
     another schema (`app, pg_catalog`): that schema's owner could otherwise have a function of the same
     name and arguments as a built-in one that prep-ops calls (now(), pg_total_relation_size()) run in its
     place, as whoever runs prep-ops. Tables still resolve as the setting says."""
-    conn.execute(_BUILTINS_FIRST)
-    if not conn.autocommit:
-        conn.commit()  # a session setting: the caller's first transaction starts with its own statement
+    # outside any transaction (one statement, no BEGIN and COMMIT around it): a session setting, and the
+    # caller's first transaction starts with its own statement
+    autocommit, conn.autocommit = conn.autocommit, True
+    try:
+        conn.execute(_BUILTINS_FIRST)
+    finally:
+        conn.autocommit = autocommit
 
 
 def live(conn: "psycopg.Connection | None", target: Target) -> psycopg.Connection:
