@@ -25,6 +25,7 @@ from psycopg.conninfo import conninfo_to_dict
 
 from . import embedded
 from .errors import ConfirmationRequired, TargetError
+from .sqlfiles import load
 
 # user:password@ up to the last @ of the line (a password may hold /, @ or spaces); over-masking beats a leak
 _PASSWORD_IN_URL = re.compile(r"(://[^:/@?#\s]*:)[^\n]*@")
@@ -209,12 +210,6 @@ def connect(target: Target, *, autocommit: bool = False, connect_timeout: int = 
     return conn
 
 
-# every name qualified: the path in force when it runs may be the one it corrects
-_BUILTINS_FIRST = ("SELECT pg_catalog.set_config('search_path', 'pg_catalog, ' OPERATOR(pg_catalog.||) "
-                   "pg_catalog.current_setting('search_path'), false) "
-                   "WHERE (pg_catalog.current_schemas(true))[1] OPERATOR(pg_catalog.<>) 'pg_catalog'::pg_catalog.name")
-
-
 def _builtins_first(conn: psycopg.Connection) -> None:
     """pg_catalog first on the session's search_path when the database's or role's setting names it after
     another schema (`app, pg_catalog`): that schema's owner could otherwise have a function of the same
@@ -224,7 +219,7 @@ def _builtins_first(conn: psycopg.Connection) -> None:
     # caller's first transaction starts with its own statement
     autocommit, conn.autocommit = conn.autocommit, True
     try:
-        conn.execute(_BUILTINS_FIRST)
+        conn.execute(load("db", "builtins_first"))
     finally:
         conn.autocommit = autocommit
 

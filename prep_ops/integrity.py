@@ -135,9 +135,8 @@ def _amcheck(conn: psycopg.Connection, install: bool) -> tuple[str | None, set[s
 
 def _may_execute(conn: psycopg.Connection, schema: str, name: str) -> bool:
     """Whether this role may execute some function `schema.name` (whatever its arguments)."""
-    return conn.execute("SELECT coalesce(bool_or(has_function_privilege(p.oid, 'EXECUTE')), false) FROM pg_proc p "
-                        "WHERE p.proname = %s AND p.pronamespace = %s::regnamespace",
-                        (name, sql.Identifier(schema).as_string(None))).fetchone()[0]
+    return conn.execute(load("integrity", "may_execute"),
+                        {"name": name, "schema": sql.Identifier(schema).as_string(None)}).fetchone()[0]
 
 
 def _checksums(conn: psycopg.Connection) -> tuple[str, int | None]:
