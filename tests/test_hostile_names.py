@@ -280,3 +280,33 @@ def test_a_schema_named_with_a_carriage_return_cannot_rewrite_runbook_06s_role_p
     printed = "".join(o["text"] for c in executed.cells for o in c.get("outputs", []) if o["output_type"] == "stream")
     assert 'GRANT USAGE ON SCHEMA U&"s\\000d\\001b[2KPASS roles and grants as wanted" TO ' in printed  # runnable as shown
     assert "\r" not in printed and "\x1b" not in printed
+
+
+@pytest.mark.parametrize("name", ["x\nCREATE TABLE pwned AS --", "x\rCREATE TABLE pwned AS --"])
+@pytest.mark.parametrize("where", ["table", "column"])
+def test_a_name_that_ends_a_sql_comment_cannot_turn_the_checksums_query_into_its_own_statement(scratch, name,
+                                                                                              where):
+    """The checksums' query was sent with the table's and the columns' names pasted into its leading
+    comment as well: a line break in a name ended the comment, and the rest of the name was SQL. Here,
+    `CREATE TABLE pwned AS` took the checksums' SELECT as its query, in the caller's transaction (the
+    restore's comparison and the recovery's assessment sum in a transaction that may write)."""
+    from prep_ops import checksums
+
+    table, column = (name, "a") if where == "table" else ("t", name)
+    with db.connect(scratch) as conn:
+        conn.execute(sql.SQL("CREATE TABLE {} ({} int NOT NULL)").format(sql.Identifier(table), sql.Identifier(column)))
+        conn.execute(sql.SQL("INSERT INTO {} VALUES (1), (2)").format(sql.Identifier(table)))
+        sums = checksums.table_checksums(conn)  # in the transaction the inserts opened: not read-only
+        assert sums[f"public.{table}"]["rows"] == 2
+        assert conn.execute("SELECT to_regclass('public.pwned')").fetchone()[0] is None
+
+
+def test_no_sql_file_names_a_field_in_a_comment():
+    """A `{field}` filled in with a name inside a `--` comment is the hole above: the names go into SQL,
+    never into its comments."""
+    from prep_ops.paths import PACKAGE_DIR
+
+    fields = [f"{path.relative_to(PACKAGE_DIR)}:{number}" for path in sorted((PACKAGE_DIR / "sql").rglob("*.sql"))
+              for number, line in enumerate(path.read_text().splitlines(), 1)
+              if "--" in line and re.search(r"\{\w*\}", line.split("--", 1)[1])]
+    assert fields == []

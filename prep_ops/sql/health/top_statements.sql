@@ -1,5 +1,6 @@
 -- The statements of this database that took the most time in total (ms), from pg_stat_statements.
--- {view}, {total} and {mean} are filled in with identifiers: the time columns were renamed in 13.
+-- The view and the total and mean time columns are filled in as identifiers: the columns were renamed
+-- in 13.
 SELECT left(s.query, %(width)s) AS query, s.calls, s.{total}::float8 AS total_ms,
        s.{mean}::float8 AS mean_ms, s.rows,
        (100.0 * s.{total} / nullif(sum(s.{total}) OVER (), 0))::float8 AS share_pct
