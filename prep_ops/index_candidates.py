@@ -150,7 +150,9 @@ def apply_and_compare(conn: psycopg.Connection, query: str, params: dict | None,
                       create: bool = False, confirm: bool = False, runs: int = 3) -> Applied:
     """With `create`, create the `proposed` indexes (see apply()) and EXPLAIN ANALYZE the query again;
     either way, time it `runs` times before and after (median) and compare the plans node by node."""
-    times = [before.total_ms] + [plans.explain(conn, query, params).total_ms for _ in range(runs - 1)]
+    # as `before` was planned: a top statement as its author (plans.explain)
+    times = [before.total_ms] + [plans.explain(conn, query, params, as_role=before.as_role).total_ms
+                                 for _ in range(runs - 1)]
     creates = [item for item in proposed if item.kind in CREATES]
     statements = apply(conn, creates, confirm=confirm) if create and creates else []
     if statements:
@@ -159,7 +161,7 @@ def apply_and_compare(conn: psycopg.Connection, query: str, params: dict | None,
         status = f"{len(creates)} proposed ({', '.join(item.index for item in creates)}), not created"
     else:
         status = "none proposed for this query"
-    after_runs = [plans.explain(conn, query, params) for _ in range(runs)]
+    after_runs = [plans.explain(conn, query, params, as_role=before.as_role) for _ in range(runs)]
     after = sorted(after_runs, key=lambda plan: plan.total_ms)[len(after_runs) // 2]
     return Applied(statements, status, statistics.median(times), after.total_ms, after,
                    plan_compare.compare(before, after), bool(statements) or not creates)

@@ -21,7 +21,7 @@ import psycopg
 from psycopg import sql
 
 from .db import fetch_frame, is_scratch, server_version
-from .errors import ConfirmationRequired, ParameterError, first_line
+from .errors import ConfirmationRequired, ParameterError, RoleError, first_line
 from .paths import PACKAGE_DIR
 from .sqlfiles import load
 
@@ -57,6 +57,7 @@ class Plan:
     relation_stats: pd.DataFrame = field(default_factory=pd.DataFrame)  # plan_relations() of its nodes
     wall_ms: float = 0.0
     mode: str = ""  # how it was planned: EXPLAIN ANALYZE (and how guarded), plain EXPLAIN, or a generic plan, and why
+    as_role: str | None = None  # the role it was planned as (its author's, see explain), None: the connection's own
 
     @property
     def rows(self) -> float:
@@ -187,9 +188,15 @@ def _hidden(conn: psycopg.Connection, indexes: tuple[str, ...]) -> None:
 
 
 def explain(conn: psycopg.Connection, query: str, params: dict | None = None, *, analyze: bool = True,
-            settings: dict | None = None, hide_indexes: tuple[str, ...] = ()) -> Plan:
+            settings: dict | None = None, hide_indexes: tuple[str, ...] = (), as_role: str | None = None) -> Plan:
     """EXPLAIN a query (a catalogue name or SQL with %(name)s parameters); ANALYZE runs it, in a
     transaction that is rolled back. `settings` are set for this transaction only (e.g. work_mem).
+
+    `as_role`: the role that wrote the statement (pg_stat_statements' top statements are anybody's), planned
+    and run as that role (SET LOCAL ROLE), never with this connection's rights: the functions a statement
+    calls run as whoever runs it (EXPLAIN ANALYZE of a SELECT, READ ONLY, still runs a COPY TO in one),
+    and planning alone runs an IMMUTABLE one with constant arguments. Where this connection's role may
+    not act as it ("" for a role that no longer exists), nothing is planned: RoleError says why.
 
     `hide_indexes` plans the query as if those indexes did not exist (what HypoPG's
     hypopg_hide_index does): they are dropped inside the same rolled-back transaction, which holds
@@ -229,6 +236,7 @@ def explain(conn: psycopg.Connection, query: str, params: dict | None = None, *,
                 conn.execute("SELECT set_config('statement_timeout', %s, true)", (str(ANALYZE_TIMEOUT_MS),))
             _validated_settings(conn, settings)
             _hidden(conn, tuple(hide_indexes))
+            _act_as(conn, as_role)  # last: the settings and hidden indexes above are the DBA's
             began = time.perf_counter()
             if positional:
                 raw = _generic_plan(conn, text, positional[-1], version)
@@ -247,8 +255,28 @@ def explain(conn: psycopg.Connection, query: str, params: dict | None = None, *,
         raise ParameterError(f"the query cannot run: {first_line(exc)}") from None
     result = raw[0] if isinstance(raw, list) else json.loads(raw)[0]
     nodes = nodes_frame(result, analyze)
+    mode += f", as its author {as_role}" if as_role is not None else ""
     return Plan(text, result, nodes, analyze, result.get("Planning Time"), result.get("Execution Time"),
-                version, plan_relations(conn, nodes), wall, mode)
+                version, plan_relations(conn, nodes), wall, mode, as_role)
+
+
+def _act_as(conn: psycopg.Connection, role: str | None) -> None:
+    """SET LOCAL ROLE `role` in the current transaction (None: stay the connection's own role); RoleError
+    where the server refuses it (this role is not a member of it, nor a superuser; it no longer exists)."""
+    if role is None:
+        return
+    try:
+        if not role:
+            raise psycopg.errors.UndefinedObject
+        with conn.transaction():  # a savepoint: the refusal is the server's own judgement
+            conn.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(role)))
+    except (psycopg.errors.InsufficientPrivilege, psycopg.errors.UndefinedObject):
+        me = conn.execute("SELECT current_user").fetchone()[0]
+        why = f"it was written by role {role}, which {me} may not act as (SET ROLE)" if role else \
+            "its author no longer exists"
+        raise RoleError(f"not planned: {why}; planned with {me}'s rights, it could run its author's functions "
+                        f"as {me}. Grant {me} membership in its author, or give it as query=… to plan it as "
+                        "yourself") from None
 
 
 def plan_relations(conn: psycopg.Connection, nodes: pd.DataFrame) -> pd.DataFrame:

@@ -44,6 +44,9 @@ class Statement:
     calls: int | None = None
     mean_ms: float | None = None
     total_ms: float | None = None
+    # the role that ran it (pg_stat_statements; "" where it no longer exists), planned as that role (see
+    # plans.explain); None: the runbook's own statements (the catalogue, a .sql file, query=), planned as the DBA
+    author: str | None = None
 
 
 @dataclass
@@ -58,9 +61,11 @@ class Workload:
     runs_on: str = ""
     chosen_by: str = ""  # why "auto" chose them
     texts: dict[str, str] = field(init=False, repr=False)
+    authors: dict[str, str | None] = field(init=False, repr=False)  # who each was planned as (Statement.author)
 
     def __post_init__(self) -> None:
         self.texts = {s.name: s.text for s in self.statements}
+        self.authors = {s.name: s.author for s in self.statements}
 
     def verdict(self, conn: psycopg.Connection, params: dict | None) -> dict:
         """Step 1's check, as keyword arguments of prep_ops.check: statements found, and for the catalogue
@@ -128,9 +133,9 @@ def top_statements(conn: psycopg.Connection, limit: int = TOP) -> Workload:
     for row in frame.itertuples(index=False):
         if len(found) == limit:
             break
-        if explainable(row.query) and _reads_user_tables(conn, row.query):
+        if explainable(row.query) and _reads_user_tables(conn, row.query, row.author):
             found.append(Statement(f"top {len(found) + 1}", row.query, int(row.calls), float(row.mean_ms),
-                                   float(row.total_ms)))
+                                   float(row.total_ms), row.author))
     why = "" if found else ("pg_stat_statements holds no statement on this database's tables yet: "
                             "run the workload, or name a statement with query=…")
     return Workload("top", source, found, why)
@@ -144,12 +149,12 @@ def explainable(text: str) -> bool:
 _SYSTEM_SCHEMAS = {"pg_catalog", "information_schema", "pg_toast"}
 
 
-def _reads_user_tables(conn: psycopg.Connection, text: str) -> bool:
-    """Whether the statement's plan (EXPLAIN VERBOSE without ANALYZE: not run) reads a relation outside the
-    system schemas, by the schema each plan node names: a user's table called pg_class is a user table.
-    One that cannot be planned here is kept: the report says why."""
+def _reads_user_tables(conn: psycopg.Connection, text: str, author: str) -> bool:
+    """Whether the statement's plan (EXPLAIN VERBOSE without ANALYZE, as its `author`: not run) reads a
+    relation outside the system schemas, by the schema each plan node names: a user's table called pg_class
+    is a user table. One that cannot be planned here is kept: the report says why."""
     try:
-        plan = plans.explain(conn, text, analyze=False)
+        plan = plans.explain(conn, text, analyze=False, as_role=author)
     except (PrepOpsError, psycopg.Error):
         return True
     read = plan.nodes.loc[plan.nodes["relation"].notna(), "schema"] if len(plan.nodes) else []

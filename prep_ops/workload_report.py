@@ -42,7 +42,7 @@ def _row(conn: psycopg.Connection, statement, params: dict | None) -> dict:
     row = {"query": statement.name, "calls": statement.calls, "mean ms": statement.mean_ms,
            "statement": shorten(split_comments(statement.text)[1], 80), "note": ""}
     try:
-        plan = plans.explain(conn, statement.text, params or None)
+        plan = plans.explain(conn, statement.text, params or None, as_role=statement.author)
     except (PrepOpsError, psycopg.Error) as exc:  # one statement that fails is reported, the others still planned
         return {**row, "plan": NOT_PLANNED, "note": first_line(exc)}
     found = plans.findings(plan)
@@ -175,4 +175,4 @@ def closer_look(conn: psycopg.Connection, work: Workload, frame: pd.DataFrame, q
         why = f"({work.why_none})" if work.why_none else "(none planned in step 2): name one with query=…"
         return CloserLook("", "", f"no statement to look at {why}")
     name, text, why = picked
-    return CloserLook(name, text, why, plans.explain(conn, text, params or None))
+    return CloserLook(name, text, why, plans.explain(conn, text, params or None, as_role=work.authors.get(name)))

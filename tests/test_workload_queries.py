@@ -288,3 +288,110 @@ def test_top_statements_say_how_many_of_another_roles_they_could_not_see(scratch
             conn.execute("DROP TABLE lessons")
             for role in (owner, app):
                 conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+
+
+RAN = """CREATE FUNCTION app.ran() RETURNS int LANGUAGE plpgsql AS $f$
+BEGIN
+    EXECUTE format('COPY (SELECT current_user) TO %L', {path});
+    RETURN 1;
+EXCEPTION WHEN insufficient_privilege THEN
+    RETURN 0;  -- as its own author: may not write a server file
+END $f$"""
+FOLDED = """CREATE FUNCTION app.folded() RETURNS int LANGUAGE plpgsql IMMUTABLE AS $f$
+BEGIN
+    IF current_user <> {author} THEN
+        PERFORM pg_advisory_lock(424242);  -- a mark that outlives the rolled-back transaction
+    END IF;
+    RETURN 1;
+END $f$"""
+
+
+def test_another_roles_top_statement_never_runs_its_functions_as_the_role_running_runbook_03(scratch):
+    """Runbook 03 plans the target's own top statements, whoever wrote them. A role that may create a
+    function (here: write a server file, which only a superuser or pg_write_server_files may) and call it
+    from a statement often enough to be in pg_stat_statements' top had it run by whoever ran runbook 03:
+    by EXPLAIN ANALYZE of a SELECT (READ ONLY does not stop COPY TO), and by planning alone for an
+    IMMUTABLE one (the planner folds a constant call). Its statements are now planned as their author."""
+    import os
+    import secrets
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    from psycopg import sql
+
+    folder = Path(tempfile.mkdtemp(prefix="prep-ops-marks-"))  # not under pytest's private folders
+    os.chmod(folder, 0o777)  # the server's own user may write here
+    author, password = f"prep_ops_test_author_{secrets.token_hex(3)}", secrets.token_hex(8)
+    with db.connect(scratch, autocommit=True) as conn:
+        if not _statements_preloaded(conn):
+            pytest.skip("needs pg_stat_statements in shared_preload_libraries")
+        if not conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()[0]:
+            pytest.skip("needs a superuser to run runbook 03 as")
+        conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(sql.Identifier(author), sql.Literal(password)))
+        conn.execute(sql.SQL("CREATE SCHEMA app AUTHORIZATION {}").format(sql.Identifier(author)))
+    try:
+        with db.connect(scratch.with_user(author, password), autocommit=True) as conn:
+            conn.execute("CREATE TABLE app.lessons (id int PRIMARY KEY, minutes int)")
+            conn.execute("INSERT INTO app.lessons SELECT i, i % 90 FROM generate_series(1, 50) i")
+            conn.execute(RAN.format(path=sql.Literal(str(folder / "ran")).as_string(conn)))
+            conn.execute(FOLDED.format(author=sql.Literal(author).as_string(conn)))
+            for _ in range(20):
+                conn.execute("SELECT app.ran() FROM app.lessons")
+                conn.execute("SELECT count(*) FROM app.lessons WHERE minutes < app.folded()")
+        assert list(folder.iterdir()) == []  # the author itself may not write there
+        with db.connect(scratch, autocommit=True) as conn:
+            work = workload_queries.choose(conn, "top")
+            report = workload_report.report(conn, work).set_index("statement")
+            marked = conn.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = 424242"
+                                  ).fetchone()[0]
+        texts = [s.text for s in work.statements]
+        assert "SELECT app.ran() FROM app.lessons" in texts  # they are the workload, and are planned
+        assert report.loc["SELECT app.ran() FROM app.lessons", "plan"] == "ANALYZE"
+        assert "SELECT count(*) FROM app.lessons WHERE minutes < app.folded()" in texts
+        assert sorted(p.name for p in folder.iterdir()) == [] and marked == 0  # but never with the runbook's rights
+    finally:
+        with db.connect(scratch, autocommit=True) as conn:
+            conn.execute("DROP SCHEMA app CASCADE")
+            conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(author)))
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_a_top_statement_of_a_role_the_dba_may_not_act_as_is_not_planned_and_says_why(scratch):
+    """Run by a role that is neither a superuser nor a member of the statement's author (it reads every
+    statement through pg_read_all_stats), the statement is listed, not planned, and the note says why and
+    what to do: planned with the reader's rights, the author's functions would run as the reader."""
+    import secrets
+
+    from psycopg import sql
+
+    author, reader, password = (f"prep_ops_test_{kind}_{secrets.token_hex(3)}" for kind in ("author", "reader", "pw"))
+    with db.connect(scratch, autocommit=True) as conn:
+        if not _statements_preloaded(conn):
+            pytest.skip("needs pg_stat_statements in shared_preload_libraries")
+        conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        conn.execute("CREATE TABLE lessons (id int PRIMARY KEY, minutes int)")
+        conn.execute("INSERT INTO lessons SELECT i, i % 90 FROM generate_series(1, 200) i")
+        for role in (author, reader):
+            conn.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(sql.Identifier(role), sql.Literal(password)))
+            conn.execute(sql.SQL("GRANT SELECT ON lessons TO {}").format(sql.Identifier(role)))
+        conn.execute(sql.SQL("GRANT pg_read_all_stats TO {}").format(sql.Identifier(reader)))
+    try:
+        with db.connect(scratch.with_user(author, password), autocommit=True) as conn:
+            for _ in range(5):
+                conn.execute("SELECT count(*) FROM lessons a JOIN lessons b ON a.minutes < b.minutes")
+        with db.connect(scratch.with_user(reader, password), autocommit=True) as conn:
+            work = workload_queries.choose(conn, "top")
+            report = workload_report.report(conn, work).set_index("statement")
+            verdict = workload_report.report_verdict(report.reset_index(), work)
+        joined = "SELECT count(*) FROM lessons a JOIN lessons b ON a.minutes < b.minutes"
+        assert joined in [s.text for s in work.statements]
+        assert report.loc[joined, "plan"] == workload_report.NOT_PLANNED
+        assert f"written by role {author}, which {reader} may not act as" in report.loc[joined, "note"]
+        assert "query=" in report.loc[joined, "note"] and not verdict["passed"]
+    finally:
+        with db.connect(scratch, autocommit=True) as conn:
+            conn.execute("DROP TABLE lessons")
+            for role in (author, reader):
+                conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
