@@ -21,7 +21,10 @@ and used ROW_TEXT.
 - COLUMN_HASH_V1 ("column-hash-v1", backups up to 2026-11): every column hashed with its position
   as the seed (NULL as 0) and XORed, under the column's own collation; the sum of the rows.
 - In both, types outside NATIVE_HASH_TYPES (json has no hash function) are hashed in their text
-  form, with the settings that form depends on pinned. The extended hash functions give the same
+  form, with the settings that form depends on pinned. The text form is the type's output function's
+  (`format('%s', value)`, NULL for NULL), which is what `value::text` gave for every built-in type, but
+  never a cast from pg_cast: a type's owner may declare any function of theirs its cast to text, and
+  `::text` ran it as whoever took the checksums (a superuser's backup, say). The extended hash functions give the same
   values on every major version (hash partitioning relies on it), so a backup of a PostgreSQL 15
   server verifies on 18. Values that compare equal in their type hash equal: 1.0 and 1.00 in a
   numeric column count as the same content.
@@ -100,7 +103,9 @@ def _column_hash(column: HashColumn, seed: sql.Composable, collate: bool) -> sql
     if column.hashing == "record":  # of one column: that column's own hash, 0 for NULL
         return sql.SQL("pg_catalog.hash_record_extended(ROW({}), {})").format(value, seed)
     if column.hashing == "text":
-        value = sql.SQL("{}::text").format(value)
+        # the type's output function, as `::text` calls it, but never a cast of pg_cast: the owner of a type
+        # may make its cast to text any function of theirs, which `::text` would run as whoever sums
+        value = sql.SQL("CASE WHEN pg_catalog.num_nulls({0}) = 0 THEN pg_catalog.format('%s', {0}) END").format(value)
     if collate and (column.collatable or column.hashing == "text"):
         value = sql.SQL('({} COLLATE pg_catalog."default")').format(value)
     if column.hashing == "function":
