@@ -104,10 +104,10 @@ def server_url(database: str) -> str:
     return _url(info.socket_dir, database)
 
 
-def _url(socket_dir, database: str) -> str:
+def _url(socket_dir, database: str, *, user: str = "postgres") -> str:
     from .db import libpq_url  # db imports this module: imported when first needed
 
-    return libpq_url({"user": "postgres", "dbname": database, "host": str(socket_dir)})
+    return libpq_url({"user": user, "dbname": database, "host": str(socket_dir)})
 
 
 def _run_as(pgdata: Path) -> str | None:

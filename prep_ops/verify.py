@@ -28,7 +28,7 @@ import pandas as pd
 import psycopg
 from psycopg import sql
 
-from . import catalog, embedded, migrate, scratch, verify_cluster
+from . import catalog, embedded, migrate, restore_role, scratch, verify_cluster
 from ._report import flagged, row
 from .comparison import DataComparison, compare, compare_data, rows_lost  # noqa: F401  (callers use verify.*)
 from .db import Target, connect, server_version
@@ -135,16 +135,18 @@ def _prepare_for_data(conn: psycopg.Connection, manifest: dict) -> None:
     clear(conn, "data", confirm=True)
 
 
-def _restore_and_compare(path: Path, copy: Target, manifest: dict, *, major: int) -> list[dict]:
-    """Report rows of the restore into the fresh scratch database `copy` (never the backup's source)
-    and, when it restored, of the comparison with the manifest."""
+def _restore_and_compare(path: Path, copy: Target, manifest: dict, *, major: int,
+                         restore_as: Target | None = None) -> list[dict]:
+    """Report rows of the restore into the fresh scratch database `copy` (never the backup's source),
+    logged in as `restore_as` where given (restore_role), and, when it restored, of the comparison with
+    the manifest."""
     with connect(copy, autocommit=True) as conn:
         refuse_source(conn, manifest)
         schema = schema_dump_path(path, manifest)
         if manifest["kind"] == "data" and schema is None:
             _prepare_for_data(conn, manifest)
         try:
-            restore_into(path, copy, manifest, major=major, schema=schema)
+            restore_into(path, restore_as or copy, manifest, major=major, schema=schema)
         except BackupError as exc:
             return [row(path.name, "restore", "restored", str(exc), False)]
         return [row(path.name, "restore", "restored", "restored", True), *compare(conn, manifest, target=copy)]
@@ -231,6 +233,9 @@ def verify(path: Path, *, server: Target | None = None, keep_scratch: bool = Fal
     if not all(r["passed"] for r in rows):
         rows.append(row(path.name, "restore", "restored", "not tried: the files do not match the manifest", False))
         return Verification(path, False, pd.DataFrame(rows), None, time.perf_counter() - began)
+    # the verification cluster's restores log in as a role that is not a superuser (restore_role); a copy
+    # kept on the embedded server and a server given restore as the connecting role
+    sandboxed = server is None and not keep_scratch
     server = server or (scratch_server() if keep_scratch else verify_server())
     with connect(server, autocommit=True) as admin:
         scratch.claim(admin, run)  # alive: no other verification takes this run's database or roles for leftovers
@@ -242,7 +247,13 @@ def verify(path: Path, *, server: Target | None = None, keep_scratch: bool = Fal
         created: list[str] = []
         try:
             created = create_missing_roles(admin, manifest, run)
-            rows += _restore_and_compare(path, server.with_database(name), manifest, major=server_version(admin))
+            restore_as = None
+            if sandboxed:
+                restore_as, made = restore_role.restorer(admin, server.with_database(name), manifest, path, run,
+                                                         server_version(admin))
+                created += made
+            rows += _restore_and_compare(path, server.with_database(name), manifest, major=server_version(admin),
+                                         restore_as=restore_as)
         finally:
             if keep_scratch:  # a kept scratch database still needs its roles
                 name = _keep(admin, name, run)

@@ -29,6 +29,11 @@ from . import embedded
 from .errors import TargetError
 
 MARKER = "PREP_OPS_VERIFY_CLUSTER"  # a file in the data directory: prep-ops made it, and may remove it
+# the bootstrap superuser: not `postgres`, so a role of that name a dump gives objects to is one of a run's
+# temporary roles, which the restore's own role (restore_role, not a superuser) may act as
+ADMIN = "prep_ops_verifier"
+# what MARKER says of the cluster's layout: one made before (bootstrap superuser `postgres`) is made again
+LAYOUT = f"layout 2: bootstrap superuser {ADMIN}"
 # durability off (throwaway copies); see the module's docstring and benchmarks/README.md for the figures
 SETTINGS = {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off", "wal_level": "minimal",
             "max_wal_senders": "0", "autovacuum": "off"}
@@ -49,9 +54,9 @@ def status() -> embedded.ServerStatus:
 def server_url(database: str = "postgres") -> str:
     """The libpq URL of `database` on the verification cluster; starts (or makes) the cluster if needed."""
     state = status()
-    if not state.running or state.socket_dir is None:
+    if not state.running or state.socket_dir is None or not _current(data_dir()):
         state = start()
-    return embedded._url(state.socket_dir, database)
+    return embedded._url(state.socket_dir, database, user=ADMIN)
 
 
 def _lock():
@@ -67,9 +72,11 @@ def start() -> embedded.ServerStatus:
     returns its status. A cluster that does not start is made again once."""
     with _THREADS, _lock():
         current = status()
-        if current.running:
-            return current
         pgdata = data_dir()
+        if current.running and _current(pgdata):
+            return current
+        if current.running:  # an older layout (its superuser `postgres`): stopped, then made again
+            embedded._pg_ctl(pgdata, "-m", "fast", "stop")
         if not _usable(pgdata):
             _make(pgdata)
         try:
@@ -97,6 +104,14 @@ def _ours(pgdata: Path) -> bool:
     return (pgdata / MARKER).is_file()
 
 
+def _current(pgdata: Path) -> bool:
+    """Whether the cluster at `pgdata` was made with this LAYOUT."""
+    try:
+        return LAYOUT in (pgdata / MARKER).read_text()
+    except OSError:
+        return False
+
+
 def _usable(pgdata: Path) -> bool:
     """Whether `pgdata` is a verification cluster of this major that was shut down cleanly; raises when
     the path holds something prep-ops did not make (never removed)."""
@@ -108,7 +123,7 @@ def _usable(pgdata: Path) -> bool:
         raise TargetError(f"{pgdata} is not a verification cluster prep-ops made: move it aside "
                           "(prep-ops keeps its verification cluster there)")
     version = pgdata / "PG_VERSION"
-    if not version.is_file() or version.read_text().strip() != str(embedded.VERSION):
+    if not version.is_file() or version.read_text().strip() != str(embedded.VERSION) or not _current(pgdata):
         return False
     return _cluster_state(pgdata) == "shut down"
 
@@ -170,13 +185,13 @@ def _make(pgdata: Path) -> None:
         entry = pwd.getpwnam(user)
         os.chown(new, entry.pw_uid, entry.pw_gid)
     try:
-        initdb(["--auth=trust", "--auth-local=trust", "--encoding=utf8", "-U", "postgres", "--no-data-checksums",
+        initdb(["--auth=trust", "--auth-local=trust", "--encoding=utf8", "-U", ADMIN, "--no-data-checksums",
                 "--no-sync"], pgdata=new, user=user, timeout=120)
     except (subprocess.SubprocessError, OSError) as exc:
         shutil.rmtree(new, ignore_errors=True)
         raise TargetError(f"could not make the verification cluster in {pgdata} ({exc})") from None
     (new / MARKER).write_text("prep-ops' verification cluster: throwaway copies only; removed and made again "
-                              "whenever it was not shut down cleanly\n")
+                              f"whenever it was not shut down cleanly\n{LAYOUT}\n")
     new.rename(pgdata)
 
 

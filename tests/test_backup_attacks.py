@@ -79,6 +79,48 @@ def test_a_copy_from_program_in_a_plain_dump_is_refused(seeded, tmp_path):
         plain_dump.check(made.path)
 
 
+def _server_writable_folder():
+    """A folder the restore server's own system user may write in (not under pytest's private ones)."""
+    import tempfile
+    from pathlib import Path
+
+    folder = Path(tempfile.mkdtemp(prefix="prep-ops-marks-"))
+    os.chmod(folder, 0o777)
+    return folder
+
+
+@pytest.mark.parametrize("how", ["copy over two lines", "do block", "check constraint"])
+def test_a_plain_dump_whose_own_sql_runs_a_program_runs_nothing_on_the_verification_cluster(seeded, tmp_path, how):
+    """A backup's SQL is run by the restore, and SQL can run programs too: `COPY … TO PROGRAM`, which the
+    line check sees only on one line, and any function the dump creates and has run (a DO block, a CHECK
+    constraint met by its own COPY data). Restored as a superuser of the verification cluster, all three
+    ran a shell command as its system user, and verify said OK. The restore there now logs in as a role of
+    its own that is not a superuser, so the server refuses the program, and verify fails."""
+    import shutil
+
+    folder = _server_writable_folder()
+    marker = folder / "pwned"
+    run = f"EXECUTE 'COPY (SELECT 1) TO PROGRAM ''touch {marker}'''"
+    injected = {
+        "copy over two lines": ["COPY (SELECT 1)\n", f"TO PROGRAM 'touch {marker}';\n"],
+        "do block": [f"DO $$ BEGIN {run}; END $$;\n"],
+        "check constraint": [
+            "CREATE FUNCTION public.ran(integer) RETURNS boolean LANGUAGE plpgsql AS $$\n",
+            f"BEGIN {run}; RETURN true; END $$;\n",
+            "CREATE TABLE public.checked (a integer CHECK (public.ran(a)));\n",
+            "COPY public.checked (a) FROM stdin;\n", "1\n", "\\.\n"],
+    }[how]
+    try:
+        made, _ = _crafted(seeded, tmp_path, lambda key: injected)
+        result = verify.verify(made.path)
+        assert not marker.exists()
+        assert not result.ok
+        failed = result.failures.set_index("check").loc["restore", "actual"]
+        assert "pg_execute_server_program" in failed or "permission denied" in failed, failed
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def test_restore_refuses_a_crafted_dump_before_touching_the_target(seeded, scratch, tmp_path):
     good = backup.backup(seeded, "full", "custom", directory=tmp_path / "good")
     restore.restore_into(good.path, scratch, good.manifest)

@@ -188,3 +188,38 @@ def test_pg15_pg_dump_takes_a_gzip_level_only(tmp_path):
         pytest.skip("no PostgreSQL 15 client programs on this machine")
     assert backup._supports(pg_dump, "1")
     assert not backup._supports(pg_dump, "lz4") and not backup._supports(pg_dump, "zstd:1")
+
+
+def test_a_verification_cluster_of_the_older_layout_is_made_again_with_its_superuser_not_named_postgres(
+        private_server, migrated, tmp_path):
+    """The verification cluster's superuser was `postgres`, the role that owns the objects of most dumps:
+    the restore's own role (not a superuser, see restore_role) could not give them to it. A running
+    cluster made before (its marker without LAYOUT) is stopped and made again on first use."""
+    with db.connect(verify.verify_server(), autocommit=True) as conn:
+        conn.execute("CREATE DATABASE prep_ops_layout_witness")
+        assert conn.execute("SELECT current_user").fetchone()[0] == verify_cluster.ADMIN
+    marker = verify_cluster.data_dir() / verify_cluster.MARKER
+    marker.write_text(marker.read_text().replace(verify_cluster.LAYOUT, ""))  # as an older prep-ops made it
+    assert verify_cluster.status().running
+    server = verify.verify_server()
+    assert scratch.existing(server, "prep_ops_layout_witness") == []  # a new cluster
+    with db.connect(server, autocommit=True) as conn:
+        users = {r[0]: r[1] for r in conn.execute("SELECT rolname, rolsuper FROM pg_roles WHERE rolname !~ '^pg_'")}
+    assert users == {verify_cluster.ADMIN: True}
+    made = backup.backup(migrated, "full", "plain", directory=tmp_path)
+    result = verify.verify(made.path)
+    assert result.ok, result.failures.to_string()
+
+
+def test_an_untrusted_extension_in_a_schema_of_the_dumps_own_fails_the_verification_with_the_servers_reason(
+        scratch, tmp_path):
+    """Only a superuser may create pgstattuple; the restore's role is not one. Where the dump creates it in
+    `public` it is made first for that role; in a schema the dump itself makes, it cannot be, and the
+    verification fails naming the server's reason rather than restoring it as a superuser."""
+    with db.connect(scratch, autocommit=True) as conn:
+        conn.execute("CREATE SCHEMA tools; CREATE EXTENSION pgstattuple SCHEMA tools; CREATE TABLE kept (id int)")
+    made = backup.backup(scratch, "full", "plain", directory=tmp_path)
+    result = verify.verify(made.path)
+    assert not result.ok
+    failed = result.failures.set_index("check").loc["restore", "actual"]
+    assert 'permission denied to create extension "pgstattuple"' in failed, failed
