@@ -12,8 +12,8 @@ The moment: `--to T` is "as it was at T": every transaction committed at or befo
 microsecond), none after (recovery_target_inclusive = on), so give the second before the damage.
 `--to-lsn L` is "before WAL location L": nothing from L on is replayed (inclusive = off), so give the
 damaging record's LSN (pg_walinspect). A naive time is this machine's local time; one a clock change
-makes ambiguous (it happened twice) or skips is refused in one line naming both offsets. `--as ""` is
-refused (not the default name), and so is a new name, given or made from the database's, that holds a
+makes ambiguous (it happened twice) or skips is refused in one line naming both offsets. `--as ""` and
+`--database ""` are refused (not the defaults), and so is a new name, given or made from the database's, that holds a
 control character (the last line printed would not be the name). A moment so near the calendar's ends
 that local time or UTC cannot hold it (0001-01-01, 9999-12-31) is refused in one line. The window is shown to the microsecond: a moment it
 shows is inside.
@@ -239,6 +239,8 @@ def recover(conn: psycopg.Connection, target: Target, *, to_time: str | datetime
         base_backup.lsn_value(to_lsn)
     if as_name is not None and not as_name:
         raise ParameterError("--as needs a name: an empty one is not a database name")
+    if database is not None and not database:  # not the target's database by default: a script's empty variable
+        raise ParameterError("--database needs a name: an empty one is not a database name")
     database = database or target.database
     name = as_name or default_name(database, moment, to_lsn)
     if len(name.encode()) > 63 or not name:

@@ -599,3 +599,13 @@ def test_recover_refuses_a_new_name_with_a_control_character_before_anything(ser
     with db.connect(server, autocommit=True) as conn:
         with pytest.raises(ParameterError, match="holds a control character .* choose another with --as"):
             pitr.recover(conn, server, to_time="2026-01-01T00:00:00+00:00", as_name=as_name, database=database)
+
+
+def test_recover_refuses_an_empty_database_name_rather_than_taking_the_targets(server):
+    """`--database "$DB"` with DB unset recovered the target's database, as if no --database was given, while
+    `--as ""` is refused."""
+    from prep_ops import db
+
+    with db.connect(server, autocommit=True) as conn:
+        with pytest.raises(ParameterError, match="--database needs a name"):
+            pitr.recover(conn, server, to_time="2026-01-01T00:00:00+00:00", database="")
