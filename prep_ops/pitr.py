@@ -13,10 +13,10 @@ microsecond), none after (recovery_target_inclusive = on), so give the second be
 `--to-lsn L` is "before WAL location L": nothing from L on is replayed (inclusive = off), so give the
 damaging record's LSN (pg_walinspect). A naive time is this machine's local time; one a clock change
 makes ambiguous (it happened twice) or skips is refused in one line naming both offsets. `--as ""` and
-`--database ""` are refused (not the defaults), and so is a new name, given or made from the database's, that holds a
-control character (the last line printed would not be the name). A moment so near the calendar's ends
-that local time or UTC cannot hold it (0001-01-01, 9999-12-31) is refused in one line. The window is shown to the microsecond: a moment it
-shows is inside.
+`--database ""` are refused (not the defaults), and so is a new name, given or made from the database's,
+that holds a control character (the last line printed would not be the name). A moment so near the
+calendar's ends that local time or UTC cannot hold it (0001-01-01, 9999-12-31) is refused in one line.
+The window is shown to the microsecond: a moment it shows is inside.
 
 Window: from the oldest base backup's end to the newest archived WAL. On a server prep-ops controls
 (the embedded one), the WAL holding the target is archived first: one small transaction (its commit
