@@ -12,8 +12,11 @@ The moment: `--to T` is "as it was at T": every transaction committed at or befo
 microsecond), none after (recovery_target_inclusive = on), so give the second before the damage.
 `--to-lsn L` is "before WAL location L": nothing from L on is replayed (inclusive = off), so give the
 damaging record's LSN (pg_walinspect). A naive time is this machine's local time; one a clock change
-makes ambiguous (it happened twice) or skips is refused in one line naming both offsets. `--as ""` is
-refused (not the default name). The window is shown to the microsecond: a moment it shows is inside.
+makes ambiguous (it happened twice) or skips is refused in one line naming both offsets. `--as ""` and
+`--database ""` are refused (not the defaults), and so is a new name, given or made from the database's,
+that holds a control character (the last line printed would not be the name). A moment so near the
+calendar's ends that local time or UTC cannot hold it (0001-01-01, 9999-12-31) is refused in one line.
+The window is shown to the microsecond: a moment it shows is inside.
 
 Window: from the oldest base backup's end to the newest archived WAL. On a server prep-ops controls
 (the embedded one), the WAL holding the target is archived first: one small transaction (its commit
@@ -46,6 +49,7 @@ from psycopg import sql
 from . import base_backup, catalog, pitr_checks, recovery_cluster, recovery_copy, scratch, wal_archive
 from .db import Target
 from .errors import BackupError, ParameterError, RecoveryError, TargetError, first_line
+from .formatting import terminal
 from .recovery_cluster import recovered
 
 PREFIX = "prep_ops_recover_"  # + run id: a copy being made; renamed when complete
@@ -60,7 +64,19 @@ def parse_moment(text: str) -> datetime:
         moment = datetime.fromisoformat(str(text).strip())
     except ValueError:
         raise ParameterError(f"not a date and time: {str(text)[:40]!r} (e.g. 2026-11-30T14:05:09+00:00)") from None
-    return moment if moment.tzinfo else local(moment)
+    return aware(moment)
+
+
+def aware(moment: datetime) -> datetime:
+    """`moment` with its offset (a naive one is this machine's local time: see `local`); ParameterError
+    for one so near the calendar's ends (years 1 and 9999) that local time or UTC cannot hold it."""
+    try:
+        moment = moment if moment.tzinfo else local(moment)
+        moment.astimezone(timezone.utc)  # the window, the default name and the server's target are in UTC
+    except (ValueError, OverflowError):
+        raise ParameterError(f"{moment.isoformat()} is too near the calendar's ends (years 1 and 9999) to be told "
+                             "in local time and UTC: give a moment inside the recoverable window") from None
+    return moment
 
 
 def _offset(moment: datetime) -> str:
@@ -217,16 +233,21 @@ def recover(conn: psycopg.Connection, target: Target, *, to_time: str | datetime
         raise ParameterError("give a moment (--to) or a WAL location (--to-lsn), one of them")
     started = time.monotonic()
     moment = parse_moment(to_time) if isinstance(to_time, str) else to_time
-    if moment is not None and moment.tzinfo is None:
-        moment = local(moment)
+    if moment is not None:
+        moment = aware(moment)
     if to_lsn is not None:
         base_backup.lsn_value(to_lsn)
     if as_name is not None and not as_name:
         raise ParameterError("--as needs a name: an empty one is not a database name")
+    if database is not None and not database:  # not the target's database by default: a script's empty variable
+        raise ParameterError("--database needs a name: an empty one is not a database name")
     database = database or target.database
     name = as_name or default_name(database, moment, to_lsn)
     if len(name.encode()) > 63 or not name:
         raise ParameterError(f"{name[:70]!r} is not a database name PostgreSQL keeps whole (1 to 63 bytes)")
+    if terminal(name) != name:  # the last line printed must be the name a script goes on with
+        raise ParameterError(f"{name[:70]!r} holds a control character (a line break, say): printed, it "
+                             "would not be the new database's name; choose another with --as")
     if scratch.marked(name):  # a later run could take it for a killed run's leftover and drop it
         raise ParameterError(f"{name} has the shape of prep-ops' own throwaway databases ({scratch.PREFIX}..., a run "
                              "id): choose another name with --as")

@@ -386,3 +386,17 @@ def test_a_types_owner_cannot_have_its_cast_to_text_run_by_whoever_takes_the_che
         with db.connect(scratch, autocommit=True) as conn:
             conn.execute("DROP SCHEMA app CASCADE")
             conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(author)))
+
+
+@pytest.mark.parametrize("method", [checksums.COLUMN_HASH, checksums.COLUMN_HASH_V1])
+def test_a_schema_name_with_a_line_break_runs_nothing_out_of_the_checksum_querys_comment(scratch, method):
+    """The query's comment named its {table}: a schema named "x<LF>SELECT pg_reload_conf();--" ended the
+    comment, and `prep-ops backup` ran pg_reload_conf() as its (superuser) role, then died in a traceback."""
+    name = "x\nSELECT set_config('prep_ops.injected', 'yes', false);--"
+    with db.connect(scratch, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(name)))
+        conn.execute(sql.SQL("CREATE TABLE {} (id int PRIMARY KEY)").format(sql.Identifier(name, "t")))
+        conn.execute(sql.SQL("INSERT INTO {} VALUES (1), (2)").format(sql.Identifier(name, "t")))
+        found = checksums.table_checksums(conn, method)
+        assert found[f"{name}.t"]["rows"] == 2
+        assert conn.execute("SELECT current_setting('prep_ops.injected', true)").fetchone()[0] in (None, "")

@@ -319,6 +319,17 @@ def test_a_dropped_table_is_never_zero_rows_lost(shop, incident_id, tmp_path):
     assert "app.orders: the table is gone (80 rows in the backup)" in report
 
 
+def test_a_dropped_table_with_scope_point_in_time_is_never_zero_rows_lost(shop, incident_id, tmp_path):
+    """pagila live, archive.old_rentals (3,000 rows) dropped beside deleted payments: scope='point-in-time'
+    put the payments back and step 4 PASSed 'zero rows lost' (outcome: all must-hold checks passed); with
+    the table dropped alone it PASSed 'no table differs from the backup'."""
+    with db.connect(shop, autocommit=True) as conn:
+        conn.execute("DROP TABLE app.orders")
+    with pytest.raises(StepFailed, match=r"FAIL zero rows lost, including the work after the last logical backup: "
+                                         r"gone, with all their rows: app.orders"):
+        _recover(shop, incident_id, tmp_path, scope="point-in-time")
+
+
 def test_a_dropped_table_is_restored_by_scope_database_and_then_zero_rows_lost_passes(shop, incident_id, tmp_path):
     """With only a table dropped, step 3 said "nothing damaged: nothing to put back" and skipped the database
     restore that scope='database' asked for, the one scope that brings a table back; step 4 then failed."""

@@ -21,6 +21,7 @@ from psycopg import sql
 import pitr_fixtures
 from pitr_fixtures import make_source, stop_source
 from prep_ops import base_backup, pitr, pitr_checks, recovery_cluster, recovery_copy
+from prep_ops.incident import point_in_time
 from prep_ops.scratch import run_id
 from prep_ops.errors import BackupError, ParameterError, RecoveryError
 
@@ -573,3 +574,38 @@ def test_two_recovers_connected_to_different_databases_never_take_each_others_co
     # run 1 gone (killed, its lock free): the next run removes what it left
     pitr.recover(conn, source_cluster.target, to_time=moment(conn), as_name="app_later", controlled=True)
     assert conn.execute("SELECT count(*) FROM pg_database WHERE datname = %s", (copy,)).fetchone()[0] == 0
+
+
+@pytest.mark.parametrize("moment", ["0001-01-01", "9999-12-31", "9999-12-31T23:59:59-05:00",
+                                    "0001-01-01T00:00:00+14:00"])
+def test_recover_to_at_the_calendars_end_is_one_parameter_error_not_a_traceback(server, moment):
+    """`prep-ops recover --to 0001-01-01` ended in "ValueError: year 0 is out of range" (a naive time made
+    local), and 9999-12-31T23:59:59-05:00 in "OverflowError: date value out of range" (the default name in UTC)."""
+    from prep_ops import db
+
+    with db.connect(server, autocommit=True) as conn:
+        with pytest.raises(ParameterError, match="too near the calendar's ends"):
+            pitr.recover(conn, server, to_time=moment)
+    with pytest.raises(ParameterError, match="too near the calendar's ends"):
+        point_in_time.given(moment)
+
+
+@pytest.mark.parametrize("as_name, database", [("new\nline", None), ("tab\there", None), (None, "odd\ndb")])
+def test_recover_refuses_a_new_name_with_a_control_character_before_anything(server, as_name, database):
+    """`--as $'new\\nline'` made database "new<LF>line" and printed `new\\nline` on the last line, the line a
+    script takes as the name: another database's, or none."""
+    from prep_ops import db
+
+    with db.connect(server, autocommit=True) as conn:
+        with pytest.raises(ParameterError, match="holds a control character .* choose another with --as"):
+            pitr.recover(conn, server, to_time="2026-01-01T00:00:00+00:00", as_name=as_name, database=database)
+
+
+def test_recover_refuses_an_empty_database_name_rather_than_taking_the_targets(server):
+    """`--database "$DB"` with DB unset recovered the target's database, as if no --database was given, while
+    `--as ""` is refused."""
+    from prep_ops import db
+
+    with db.connect(server, autocommit=True) as conn:
+        with pytest.raises(ParameterError, match="--database needs a name"):
+            pitr.recover(conn, server, to_time="2026-01-01T00:00:00+00:00", database="")

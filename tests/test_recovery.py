@@ -248,3 +248,33 @@ def test_tables_of_one_name_in_two_schemas_are_repaired_together(server):
     finally:
         _drop(server, live)
         _drop(server, source)
+
+
+def test_repair_leaves_undamaged_rows_alone_when_a_before_insert_trigger_rewrites_them(server):
+    """pagila's film: a BEFORE INSERT OR UPDATE trigger recomputes `fulltext`, a BEFORE UPDATE one stamps
+    `last_update`. The upsert compared each live row with EXCLUDED, the row after the BEFORE INSERT trigger,
+    so every row looked changed: one damaged film, and all of them were rewritten (stamped now)."""
+    shape = ("CREATE TABLE film (id int PRIMARY KEY, title text, words text, last_update timestamptz NOT NULL); "
+             "CREATE FUNCTION words() RETURNS trigger LANGUAGE plpgsql AS "
+             "$$ BEGIN NEW.words = upper(NEW.title); RETURN NEW; END $$; "
+             "CREATE FUNCTION stamp() RETURNS trigger LANGUAGE plpgsql AS "
+             "$$ BEGIN NEW.last_update = clock_timestamp(); RETURN NEW; END $$; "
+             "INSERT INTO film SELECT g, 'film ' || g, 'as loaded', '2022-01-01' FROM generate_series(1, 20) g; "
+             "CREATE TRIGGER words BEFORE INSERT OR UPDATE ON film FOR EACH ROW EXECUTE FUNCTION words(); "
+             "CREATE TRIGGER stamp BEFORE UPDATE ON film FOR EACH ROW EXECUTE FUNCTION stamp()")
+    live, source = _create(server), _create(server)
+    try:
+        for target in (live, source):
+            with db.connect(target, autocommit=True) as conn:
+                conn.execute(shape)
+        with db.connect(live, autocommit=True) as conn, db.connect(source, autocommit=True) as copy:
+            conn.execute("UPDATE film SET title = 'damaged' WHERE id = 7")
+            counts = recovery.repair_rows(conn, copy, ["public.film"], confirm=True).set_index("table")
+            assert counts.loc["public.film", ["inserted", "updated"]].tolist() == [0, 1]
+            untouched = conn.execute("SELECT count(*) FROM film WHERE id <> 7 AND last_update = '2022-01-01' "
+                                     "AND words = 'as loaded'").fetchone()[0]
+            assert untouched == 19
+            assert conn.execute("SELECT title FROM film WHERE id = 7").fetchone()[0] == "film 7"
+    finally:
+        _drop(server, live)
+        _drop(server, source)

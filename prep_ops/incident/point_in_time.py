@@ -64,7 +64,7 @@ class Moment:
 def given(recover_to) -> Moment:
     """`recover_to` (a datetime, an ISO date and time, or an LSN such as '0/3A2B1C0') as a Moment."""
     if isinstance(recover_to, datetime):
-        return Moment(recover_to if recover_to.tzinfo else recover_to.astimezone(), None, "given")
+        return Moment(pitr.aware(recover_to), None, "given")
     text = str(recover_to).strip()
     if "/" in text and ":" not in text:
         base_backup.lsn_value(text)  # ParameterError for anything else

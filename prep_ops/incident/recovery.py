@@ -206,6 +206,11 @@ def _load_order(conn: psycopg.Connection, tables: list[str]) -> list[str]:
     return ordered
 
 
+def _qualified(alias: str, columns: list[str]) -> sql.Composable:
+    """`alias.column, ...` for the columns."""
+    return sql.SQL(", ").join(sql.Identifier(alias, c) for c in columns)
+
+
 def repair_rows(live: psycopg.Connection, source: psycopg.Connection, tables: list[str], *,
                 confirm: bool = False) -> pd.DataFrame:
     """Write the backup's version (restored on `source`) of every missing or changed row of `tables`
@@ -235,6 +240,10 @@ def repair_rows(live: psycopg.Connection, source: psycopg.Connection, tables: li
                         buffer.write(block)
                 with live.cursor().copy(sql.SQL("COPY {} ({}) FROM STDIN (FORMAT binary)").format(staged, cols)) as into:
                     into.write(buffer.getvalue())
+                live.execute(sql.SQL(load("recovery", "unchanged")).format(
+                    staged=staged, table=sql.Identifier(schema, name),
+                    live_keys=_qualified("live", keys), staged_keys=_qualified("staged", keys),
+                    live_columns=_qualified("live", columns), staged_columns=_qualified("staged", columns)))
                 others = [c for c in columns if c not in keys]
                 statement = sql.SQL(load("recovery", "upsert")).format(
                     table=sql.Identifier(schema, name), columns=cols, staged=staged,

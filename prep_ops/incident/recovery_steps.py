@@ -263,7 +263,7 @@ def verify_data(run: DataRecovery) -> pd.DataFrame:
                                                         "with the backup by hand"):
         after = recovery.assess(inc.conn, run.backup.manifest)
         if run.scope == "point-in-time":
-            _verify_point_in_time(run)
+            _verify_point_in_time(run, recovery.missing_tables(after))
             return after
         still = pd.DataFrame(columns=recovery.DIFFERENCES)
         if found.damaged:
@@ -286,20 +286,23 @@ def verify_data(run: DataRecovery) -> pd.DataFrame:
     return after
 
 
-def _verify_point_in_time(run: DataRecovery) -> None:
+def _verify_point_in_time(run: DataRecovery, gone: list[str]) -> None:
     """Step 4, scope="point-in-time": the damaged tables equal the point-in-time copy row by row, and
-    hold every row of the last logical backup (checked against the backup itself, not the copy)."""
+    hold every row of the last logical backup (checked against the backup itself, not the copy); a
+    table that is `gone` (dropped: every row lost, none compared) fails it."""
     inc, found, point = run.inc, run.found, run.point
     name = "zero rows lost, including the work after the last logical backup"
+    dropped = f"; gone, with all their rows: {', '.join(gone)}" if gone else ""
+    fix = "restore with scope='database' (a table that is gone cannot take rows back)" if gone else ""
     if not found.damaged:
-        inc.check(name, True, "no table differs from the backup")
+        inc.check(name, not gone, "no table differs from the backup" if not gone else dropped[2:], fix=fix)
         return
     with connect(found.copy, autocommit=True) as dump:
         against_dump = recovery.row_differences(inc.conn, dump, found.damaged)
     dump_missing = int(against_dump["missing"].sum())
     if point is None:
         inc.check(name, False, f"no point-in-time copy, nothing put back: {dump_missing} rows of the last logical "
-                  "backup still missing", skipped=run.pitr_skipped)
+                  f"backup still missing{dropped}", fix=fix, skipped=run.pitr_skipped if not gone else "")
         return
     with connect(point.target, autocommit=True) as copy:
         still = recovery.row_differences(inc.conn, copy, found.damaged)
@@ -311,10 +314,11 @@ def _verify_point_in_time(run: DataRecovery) -> None:
             f"{r.table}: {r.missing} (e.g. {r.key} {r.missing_keys})" for r in against_dump.itertuples() if r.missing)
             + f"; a row deleted before {point.moment.text} is not in the copy either: when the damage deleted it, "
             "that moment is too late")
-    inc.check(name, lost == 0 and dump_missing == 0,
+    inc.check(name, lost == 0 and dump_missing == 0 and not gone,
               f"{len(found.damaged)} table(s) equal the copy as at {point.moment.text}: {lost} rows lost, "
               f"{dump_missing} rows of the last logical backup missing (the dump-based scope would lose "
-              f"{point.dump_would_lose})", fix="give recover_to: the moment just before the damage")
+              f"{point.dump_would_lose}){dropped}",
+              fix=fix if gone and not lost and not dump_missing else "give recover_to: the moment just before the damage")
 
 
 def losses(run: DataRecovery) -> pd.DataFrame | None:
