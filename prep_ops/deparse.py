@@ -14,7 +14,9 @@ alike. Nothing is normalised by hand: another value in an IN list, another opera
 parentheses that change the grouping still differ.
 
 The backup's definition is text from the manifest, not trusted as SQL: it is only ever the tail of one
-`ALTER TABLE <probe> ADD CONSTRAINT <probe> …` statement, sent as a prepared statement (which the
+`ALTER TABLE <probe> ADD CONSTRAINT <probe> …` statement, run as the table's owner (the server plans
+the constraint, which runs an IMMUTABLE function named on constants: the owner's, or the dump's, never
+with the verifier's rights), sent as a prepared statement (which the
 server refuses to hold two commands), on a temporary table with no rows, in a savepoint that is
 always rolled back, with standard_conforming_strings on (the server reads quotes as `is_check` does)
 and a 5 s statement and lock timeout (what the server folds at ADD time stays cheap); what does not parse there, or makes anything but one CHECK constraint, is
@@ -121,7 +123,8 @@ def decide(conn: psycopg.Connection, table: str, pairs: dict[str, tuple[str, str
         try:
             if len(found) != 1:
                 raise LookupError(f"{table} is not one table in the restored database")
-            schema, name = found[0]
+            schema, name, owner = found[0]
+            _as_owner(conn, owner)
             with conn.transaction():
                 # named as the table: a definition that names its whole row (`CHECK ((t.* IS NOT NULL))`)
                 # reads that name, and the server deparses it back as the probe's name
@@ -133,6 +136,21 @@ def decide(conn: psycopg.Connection, table: str, pairs: dict[str, tuple[str, str
             return {name: Decision(name, why, why) for name in pairs}
         return {con: Decision(con, _fixed_point(conn, probe, name, source), _fixed_point(conn, probe, name, restored))
                 for con, (source, restored) in pairs.items()}
+
+
+def _as_owner(conn: psycopg.Connection, owner: str) -> None:
+    """SET LOCAL ROLE the table's owner for the probe: putting a definition on it plans it, and planning
+    runs an IMMUTABLE function on constants. The definition (the backup's) and the functions it can name
+    (the restored dump's) are the dump's author's: as the owner they run with no more rights than the
+    objects' own, never the verifier's (a superuser's). LookupError where this role may not act as it."""
+    if owner == conn.info.user:
+        return
+    try:
+        with conn.transaction():
+            conn.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(owner)))
+    except psycopg.errors.InsufficientPrivilege:
+        raise LookupError(f"{conn.info.user} may not act as its owner {owner}, and as itself the definition "
+                          "could run the owner's functions with its rights") from None
 
 
 def _fixed_point(conn: psycopg.Connection, probe: int, name: str, definition: str) -> Deparsed:

@@ -1,5 +1,6 @@
--- The schema and name of the table a report names `schema.table` (as objects/constraints.sql writes it).
-SELECT n.nspname, c.relname
+-- The schema, name and owner of the table a report names `schema.table` (as objects/constraints.sql
+-- writes it).
+SELECT n.nspname, c.relname, pg_get_userbyid(c.relowner) AS owner
 FROM pg_class c
 JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE n.nspname || '.' || c.relname = %(table)s AND c.relkind IN ('r', 'p')
