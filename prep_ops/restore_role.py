@@ -67,6 +67,13 @@ def restorer(admin: psycopg.Connection, copy: Target, manifest: dict, path: Path
     return copy.with_user(role), made
 
 
+def settings_undone(admin: psycopg.Connection, database: str) -> None:
+    """Take back any setting the restore gave `database` (ALTER DATABASE … SET, which its owner's members
+    may run and pg_dump never writes without --create): the comparison's next connections, the
+    superuser's, would start with them (a search_path, a role-level setting of the dump's choosing)."""
+    admin.execute(sql.SQL("ALTER DATABASE {} RESET ALL").format(sql.Identifier(database)))
+
+
 def _superuser_extensions(copy: Target, role: str, wanted: list[tuple[str, str]]) -> None:
     """Create, as the superuser, those of `wanted` ((extension, schema), in the dump's order) that only a
     superuser may, where their schema exists already, and hand each to `role`."""

@@ -149,6 +149,8 @@ def _restore_and_compare(path: Path, copy: Target, manifest: dict, *, major: int
             restore_into(path, restore_as or copy, manifest, major=major, schema=schema)
         except BackupError as exc:
             return [row(path.name, "restore", "restored", str(exc), False)]
+        if restore_as is not None:
+            restore_role.settings_undone(conn, copy.database)
         return [row(path.name, "restore", "restored", "restored", True), *compare(conn, manifest, target=copy)]
 
 

@@ -557,3 +557,27 @@ def test_two_verifications_never_share_a_role(seeded, tmp_path):
     finally:
         with db.connect(restore_server, autocommit=True) as conn:
             conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
+
+
+def test_a_plain_dump_cannot_leave_settings_for_the_verifiers_next_connections(seeded, tmp_path, monkeypatch):
+    """The restore's role may ALTER DATABASE … SET (it belongs to the scratch database's owner): the
+    comparison's next connections, the superuser's, would start with what the dump chose. They are taken
+    back once the restore ends."""
+    from prep_ops import comparison
+
+    made, _ = _crafted(seeded, tmp_path, lambda key: [
+        "DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET application_name = %L', current_database(), "
+        "'set by the dump'); END $$;\n"])
+    seen = []
+    real = comparison.compare
+
+    def spy(conn, manifest, **kwargs):
+        target = kwargs.get("target")
+        with db.connect(target) as fresh:
+            seen.append(fresh.execute("SELECT setconfig FROM pg_db_role_setting s JOIN pg_database d "
+                                      "ON d.oid = s.setdatabase WHERE d.datname = current_database()").fetchall())
+        return real(conn, manifest, **kwargs)
+
+    monkeypatch.setattr(verify, "compare", spy)
+    verify.verify(made.path)
+    assert seen == [[]], seen  # the comparison ran, with no setting of the dump's left
