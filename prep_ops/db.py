@@ -26,12 +26,14 @@ from psycopg.conninfo import conninfo_to_dict
 from . import embedded
 from .errors import ConfirmationRequired, TargetError
 
-# user:password@ up to the last @ of the line (a password may hold /, @ or spaces); over-masking beats a leak
-_PASSWORD_IN_URL = re.compile(r"(://[^:/@?#\s]*:)[^\n]*@")
+# user:password@ up to the last @ of the line (a password may hold /, @ or spaces; a user name typed with
+# an @ in it, as in admin@server, too); over-masking beats a leak
+_PASSWORD_IN_URL = re.compile(r"(://[^:/?#\s]*:)[^\n]*@")
 # password=... in a query string or a conninfo string, quoted ('p ss', with \' inside) or not
 _PASSWORD_PARAM = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|[^&\s]*)", re.IGNORECASE)
 # a URL's scheme; postgresql+psycopg:// (SQLAlchemy's, a driver named) is accepted as postgresql://
 _SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://")
+_AT_AFTER_USERINFO = re.compile(r"[^@/]*@[^?]*@")
 _ENCODE_HINT = "percent-encode / @ : % and spaces in a user name or password"
 
 
@@ -49,6 +51,11 @@ def conninfo(url: str) -> dict[str, str]:
         raise TargetError(f"not a PostgreSQL URL: {mask_url(url)} (prep-ops works on PostgreSQL only)")
     if scheme and "+" in scheme.group(1):
         url = "postgresql" + url[scheme.end(1):]
+    # libpq ends the user name and password at the first @: a later one (unencoded in the password, or a
+    # user name like admin@server) would be read into the host or database, and shown with them
+    if scheme and _AT_AFTER_USERINFO.match(url, scheme.end()):
+        raise TargetError(f"not a database URL: {mask_url(url)} (an @ after the user name and password; "
+                          f"{_ENCODE_HINT})")
     try:
         params = conninfo_to_dict(url)
     except psycopg.Error:  # libpq's message may quote a piece of the password: not shown
