@@ -66,6 +66,16 @@ def test_failed_check_stops_the_notebook_and_fails_the_run(tmp_path):
 
 
 @pytest.mark.server_independent
+def test_a_prep_ops_error_in_a_runbook_is_one_error_line_in_the_executed_notebook_not_a_stack_trace(tmp_path):
+    """A wrong parameter, URL or password (any PrepOpsError) shows in the notebook as the CLI's one line."""
+    runner.run_one(FIXTURES / "92_failing_check.ipynb", tmp_path, {})
+    cells = json.loads((tmp_path / "92_failing_check.ipynb").read_text())["cells"]
+    errors = [out for cell in cells for out in cell.get("outputs", []) if out["output_type"] == "error"]
+    assert [e["traceback"] for e in errors] == [["error: FAIL must hold — do something"]]
+    assert errors[0]["ename"] == "CheckFailed"  # papermill and the run still see which error it was
+
+
+@pytest.mark.server_independent
 def test_error_names_the_cell(tmp_path):
     result = runner.run_one(FIXTURES / "93_error.ipynb", tmp_path, {})
     assert not result.ok and "ZeroDivisionError" in result.error
