@@ -128,6 +128,13 @@ class Target:
         """The same server and credentials, another database."""
         return Target(libpq_url(conninfo(self.url) | {"dbname": name}), self.embedded)
 
+    def read_only(self) -> "Target":
+        """The same database, every transaction of its sessions read-only unless it says otherwise
+        (default_transaction_read_only): what the analyst's %sql connects to."""
+        params = conninfo(self.url)
+        options = " ".join(filter(None, [params.get("options"), "-c default_transaction_read_only=on"]))
+        return Target(libpq_url(params | {"options": options}), self.embedded)
+
     def with_user(self, user: str, password: str | None = None) -> "Target":
         """The same server and database, logging in as `user` with `password` (None: none in the URL)."""
         params = conninfo(self.url) | {"user": user}
