@@ -175,6 +175,9 @@ def require_change(where: "Target | psycopg.Connection", confirm: bool, action: 
 
 def resolve_target(database_url: str | None = None) -> Target:
     """The target: `database_url`, else $DATABASE_URL, else the embedded server (started if needed)."""
+    if database_url is not None and not isinstance(database_url, str):  # `-p database_url 5` reads as a number
+        raise TargetError(f"database_url must be text (a postgresql:// URL or host=... dbname=...), "
+                          f"not {type(database_url).__name__}")
     url = database_url or os.environ.get("DATABASE_URL")
     if url:
         return Target(libpq_url(conninfo(url)), embedded=False)

@@ -130,6 +130,15 @@ def test_a_url_with_an_unencoded_at_is_one_error_line_without_the_password(url):
     assert not any(piece in message for piece in ("S3", "cret", "Pass", "Pa@ss"))
 
 
+@pytest.mark.parametrize("given", [5, [1], {"host": "h", "password": "S3cret"}, 0])
+def test_a_database_url_that_is_not_text_is_one_error_line(given):
+    """`-p database_url 5` (JSON: a number) stopped the runbook with "TypeError: expected string or bytes-like
+    object, got 'int'"; a 0 or [] fell back to the embedded server without a word."""
+    with pytest.raises(TargetError, match=f"^database_url must be text .*, not {type(given).__name__}$") as err:
+        db.resolve_target(given)
+    assert "S3cret" not in str(err.value)
+
+
 def test_explicit_url_wins_over_environment(monkeypatch):
     monkeypatch.setenv("DATABASE_URL", "postgresql://env@envhost/envdb")
     target = db.resolve_target("postgresql://given@givenhost/givendb")
