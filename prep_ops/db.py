@@ -27,12 +27,14 @@ from . import embedded
 from .errors import ConfirmationRequired, TargetError
 from .sqlfiles import load
 
-# user:password@ up to the last @ of the line (a password may hold /, @ or spaces); over-masking beats a leak
-_PASSWORD_IN_URL = re.compile(r"(://[^:/@?#\s]*:)[^\n]*@")
+# user:password@ up to the last @ of the line (a password may hold /, @ or spaces; a user name typed with
+# an @ in it, as in admin@server, too); over-masking beats a leak
+_PASSWORD_IN_URL = re.compile(r"(://[^:/?#\s]*:)[^\n]*@")
 # password=... in a query string or a conninfo string, quoted ('p ss', with \' inside) or not
 _PASSWORD_PARAM = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|[^&\s]*)", re.IGNORECASE)
 # a URL's scheme; postgresql+psycopg:// (SQLAlchemy's, a driver named) is accepted as postgresql://
 _SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://")
+_AT_AFTER_USERINFO = re.compile(r"[^@/]*@[^?]*@")
 _ENCODE_HINT = "percent-encode / @ : % and spaces in a user name or password"
 
 
@@ -50,6 +52,11 @@ def conninfo(url: str) -> dict[str, str]:
         raise TargetError(f"not a PostgreSQL URL: {mask_url(url)} (prep-ops works on PostgreSQL only)")
     if scheme and "+" in scheme.group(1):
         url = "postgresql" + url[scheme.end(1):]
+    # libpq ends the user name and password at the first @: a later one (unencoded in the password, or a
+    # user name like admin@server) would be read into the host or database, and shown with them
+    if scheme and _AT_AFTER_USERINFO.match(url, scheme.end()):
+        raise TargetError(f"not a database URL: {mask_url(url)} (an @ after the user name and password; "
+                          f"{_ENCODE_HINT})")
     try:
         params = conninfo_to_dict(url)
     except psycopg.Error:  # libpq's message may quote a piece of the password: not shown
@@ -122,6 +129,13 @@ class Target:
         """The same server and credentials, another database."""
         return Target(libpq_url(conninfo(self.url) | {"dbname": name}), self.embedded)
 
+    def read_only(self) -> "Target":
+        """The same database, every transaction of its sessions read-only unless it says otherwise
+        (default_transaction_read_only): what the analyst's %sql connects to."""
+        params = conninfo(self.url)
+        options = " ".join(filter(None, [params.get("options"), "-c default_transaction_read_only=on"]))
+        return Target(libpq_url(params | {"options": options}), self.embedded)
+
     def with_user(self, user: str, password: str | None = None) -> "Target":
         """The same server and database, logging in as `user` with `password` (None: none in the URL)."""
         params = conninfo(self.url) | {"user": user}
@@ -162,6 +176,9 @@ def require_change(where: "Target | psycopg.Connection", confirm: bool, action: 
 
 def resolve_target(database_url: str | None = None) -> Target:
     """The target: `database_url`, else $DATABASE_URL, else the embedded server (started if needed)."""
+    if database_url is not None and not isinstance(database_url, str):  # `-p database_url 5` reads as a number
+        raise TargetError(f"database_url must be text (a postgresql:// URL or host=... dbname=...), "
+                          f"not {type(database_url).__name__}")
     url = database_url or os.environ.get("DATABASE_URL")
     if url:
         return Target(libpq_url(conninfo(url)), embedded=False)

@@ -4,7 +4,14 @@ from collections.abc import Iterable
 
 
 class PrepOpsError(Exception):
-    """Base class: the CLI prints `error: <message>` and exits non-zero."""
+    """Base class: the CLI prints `error: <message>` and exits non-zero; a notebook shows the same line."""
+
+    def _render_traceback_(self) -> list[str]:
+        """What IPython shows for it in a notebook (JupyterLab, an executed runbook): the CLI's one line,
+        not a stack trace through prep_ops for a wrong parameter, URL or password."""
+        from .formatting import terminal  # a name quoted in the message never colours or moves the output
+
+        return [f"error: {terminal(self)}"]
 
 
 class TargetError(PrepOpsError):

@@ -64,17 +64,19 @@ class Session:
 
     target: Target
     server_version: int
+    sql_writes: bool = False  # whether %sql and query() may change the database (else read-only)
 
     _conn: psycopg.Connection | None = None
     _engine: "sqlalchemy.Engine | None" = None  # noqa: F821 (imported on first use)
 
     @property
     def engine(self) -> "sqlalchemy.Engine":  # noqa: F821
-        """A SQLAlchemy engine for the target, made on first use."""
+        """A SQLAlchemy engine for the target (read-only unless `sql_writes`), made on first use."""
         if self._engine is None:
             import sqlalchemy
 
-            self._engine = sqlalchemy.create_engine(self.target.sqlalchemy_url, pool_pre_ping=True)
+            target = self.target if self.sql_writes else self.target.read_only()
+            self._engine = sqlalchemy.create_engine(target.sqlalchemy_url, pool_pre_ping=True)
         return self._engine
 
     @property
@@ -138,19 +140,34 @@ def _ipython_sql(shell, url: str):
     # the connection string is never shown (it may carry a password)
     shell.run_line_magic("config", "SqlMagic.displaycon = False")
     shell.run_line_magic("config", "SqlMagic.feedback = False")
-    shell.run_line_magic("sql", url)
+    _use_connection(url)
     return shell.find_line_magic("sql")
 
 
-def setup(database_url: str | None = None, *, sql_magic: bool = True) -> Session:
-    """Connect to the target (checking it answers), make the %sql magic ready, and return a Session."""
+def _use_connection(url: str) -> None:
+    """ipython-sql's current connection: its own for exactly `url`, made when there is none. Not `%sql URL`:
+    that takes any connection whose URL holds the pieces of this one around its @ (`rough_dict_get`), so a
+    writable setup() after a read-only one (the same URL without the read-only option) got the read-only one."""
+    from sqlalchemy.engine import make_url
+    from sql.connection import Connection
+
+    wanted = make_url(url)
+    Connection.current = next((c for c in Connection.connections.values() if c.url == wanted), None) or Connection(url)
+
+
+def setup(database_url: str | None = None, *, sql_magic: bool = True, sql_writes: bool = False) -> Session:
+    """Connect to the target (checking it answers), make the %sql magic ready, and return a Session.
+
+    `%sql` and `Session.query` are read-only unless `sql_writes`: an analyst's statement changes nothing
+    (a guard against a slip, not a permission: a superuser may still SET default_transaction_read_only
+    off). The runbooks' own steps work through `Session.conn` and prep_ops, not through them."""
     _checks.clear()
     target = resolve_target(database_url)
     with connect(target) as conn:
         version = server_version(conn)
     if sql_magic:
-        _load_sql_magic(target)
-    return Session(target, version)
+        _load_sql_magic(target if sql_writes else target.read_only())
+    return Session(target, version, sql_writes)
 
 
 def _emit(result: CheckResult) -> None:

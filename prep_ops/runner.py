@@ -1,5 +1,6 @@
 """Run runbooks headless with papermill into runs/<timestamp>-<random>/ and summarise their checks."""
 
+import difflib
 import json
 import os
 import secrets
@@ -307,13 +308,20 @@ def run(names: list[str], given: dict[str, str] | None = None, *, run_all: bool 
     given = given or {}
     if jobs < 1:
         raise ParameterError(f"jobs must be at least 1, not {jobs}")
-    notebooks = available() if run_all else [find(n) for n in names]
+    if run_all and names:  # not one or the other silently: `run 02 --all` would run the incident drills too
+        raise ParameterError(f"name runbooks ({' '.join(names)}) or pass --all, not both")
+    # a runbook named twice (02 and 02_enrollment_exploration) runs once: both would write one output
+    notebooks = available() if run_all else list(dict.fromkeys(find(n) for n in names))
     if not notebooks:
         raise ParameterError("name at least one runbook, or pass --all")
     declared = {nb: parameters(nb) for nb in notebooks}
+    known = list(dict.fromkeys(name for d in declared.values() for name in d))
     for name in given:
-        if not any(name in d for d in declared.values()):
-            raise ParameterError(f"no chosen runbook has a parameter {name!r}")
+        if name not in known:
+            close = difflib.get_close_matches(name, known, n=1)
+            raise ParameterError(f"no chosen runbook has a parameter {name!r}"
+                                 + (f" (did you mean {close[0]!r}?)" if close else "")
+                                 + f"; their parameters: {', '.join(known) or 'none'}")
     plans = {nb: incident_values(nb, validate(nb, {k: v for k, v in given.items() if k in declared[nb]}))
              for nb in notebooks}
     if out_dir is None:  # unique: two runs started in the same second never share a folder

@@ -23,6 +23,7 @@ from prep_ops.errors import ConfirmationRequired, TargetError
     ("postgresql://admin:p@ss w0rd@h/db", "postgresql://admin:***@h/db"),  # a space in the password
     ("error: postgresql://admin:se cret@h:1/d: refused", "error: postgresql://admin:***@h:1/d: refused"),
     ("host=h password='p ss\\'x' user=u", "host=h password=*** user=u"),
+    ("postgresql://admin@myserver:S3cret@h:5432/db", "postgresql://admin@myserver:***@h:5432/db"),  # an @ in the user
 ])
 def test_mask_url_hides_every_password(url, masked):
     assert db.mask_url(url) == masked
@@ -115,6 +116,27 @@ def test_a_password_not_percent_encoded_is_one_clear_error_without_it(url):
     message = str(err.value)
     assert "percent-encode" in message and "\n" not in message
     assert not any(piece in message for piece in ("ss w0rd", "cret", "50%zz"))
+
+
+@pytest.mark.parametrize("url", ["postgresql://admin@myserver:S3cretPass@h:5432/unm_prep",
+                                 "postgresql://admin:S3@cretPass@h/db", "postgresql://admin:S3@cret/Pa@ss@h:5432/db"])
+def test_a_url_with_an_unencoded_at_is_one_error_line_without_the_password(url):
+    """libpq ends user and password at the first @: the rest of a password (or all of it, after a user name
+    like admin@server) would be read into the host or database name, and shown there."""
+    with pytest.raises(TargetError) as err:
+        db.resolve_target(url)
+    message = str(err.value)
+    assert "percent-encode" in message and "\n" not in message
+    assert not any(piece in message for piece in ("S3", "cret", "Pass", "Pa@ss"))
+
+
+@pytest.mark.parametrize("given", [5, [1], {"host": "h", "password": "S3cret"}, 0])
+def test_a_database_url_that_is_not_text_is_one_error_line(given):
+    """`-p database_url 5` (JSON: a number) stopped the runbook with "TypeError: expected string or bytes-like
+    object, got 'int'"; a 0 or [] fell back to the embedded server without a word."""
+    with pytest.raises(TargetError, match=f"^database_url must be text .*, not {type(given).__name__}$") as err:
+        db.resolve_target(given)
+    assert "S3cret" not in str(err.value)
 
 
 def test_explicit_url_wins_over_environment(monkeypatch):

@@ -50,6 +50,31 @@ def test_bad_parameters_are_refused_before_running(given, message):
 
 
 @pytest.mark.server_independent
+def test_a_misspelled_parameter_is_one_error_line_naming_the_known_ones(tmp_path):
+    with pytest.raises(ParameterError) as err:
+        runner.run([str(FIXTURES / "91_passes.ipynb")], {"cuont": "3"}, out_dir=tmp_path / "run")
+    message = str(err.value)
+    assert "'cuont'" in message and "did you mean 'count'?" in message and "\n" not in message
+    assert message.endswith("their parameters: count, label, ratio, flag, anything")
+    assert not (tmp_path / "run").exists()  # refused before anything ran
+
+
+@pytest.mark.server_independent
+def test_runbooks_named_with_all_is_one_error_line_not_every_runbook(tmp_path):
+    with pytest.raises(ParameterError, match=r"name runbooks \(02\) or pass --all, not both"):
+        runner.run(["02"], {}, run_all=True, out_dir=tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.server_independent
+def test_a_runbook_named_twice_runs_once(tmp_path):
+    fixture = FIXTURES / "91_passes.ipynb"
+    out, results = runner.run([str(fixture), str(fixture)], {}, out_dir=tmp_path / "run")
+    assert [r.notebook for r in results] == ["91_passes"]
+    assert [n["notebook"] for n in json.loads((out / "summary.json").read_text())["notebooks"]] == ["91_passes"]
+
+
+@pytest.mark.server_independent
 def test_passing_notebook_reports_its_checks(tmp_path):
     result = runner.run_one(FIXTURES / "91_passes.ipynb", tmp_path, {"count": 3})
     assert result.ok and [c["name"] for c in result.checks] == ["x 0", "x 1", "x 2"]
@@ -63,6 +88,16 @@ def test_failed_check_stops_the_notebook_and_fails_the_run(tmp_path):
     assert "CheckFailed" in result.error and "cell" in result.error
     assert [c["name"] for c in result.checks] == ["first", "must hold"]
     assert result.failed_checks[0]["fix"] == "do something"
+
+
+@pytest.mark.server_independent
+def test_a_prep_ops_error_in_a_runbook_is_one_error_line_in_the_executed_notebook_not_a_stack_trace(tmp_path):
+    """A wrong parameter, URL or password (any PrepOpsError) shows in the notebook as the CLI's one line."""
+    runner.run_one(FIXTURES / "92_failing_check.ipynb", tmp_path, {})
+    cells = json.loads((tmp_path / "92_failing_check.ipynb").read_text())["cells"]
+    errors = [out for cell in cells for out in cell.get("outputs", []) if out["output_type"] == "error"]
+    assert [e["traceback"] for e in errors] == [["error: FAIL must hold — do something"]]
+    assert errors[0]["ename"] == "CheckFailed"  # papermill and the run still see which error it was
 
 
 @pytest.mark.server_independent

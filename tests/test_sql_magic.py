@@ -30,6 +30,20 @@ def test_failing_sql_cell_fails_the_cell(shell, seeded):
     assert not outcome.success
 
 
+def test_the_analysts_sql_magic_cannot_write_by_default(shell, seeded):
+    """DESIGN: the analyst gets read-only access. %sql connected as the runbook's owner could DROP a table."""
+    notebook.setup(seeded.url)
+    for statement in ("CREATE TABLE analyst_wrote (x int)", "DELETE FROM students", "UPDATE students SET level = level"):
+        with pytest.raises(Exception, match="read-only transaction"):
+            shell.run_line_magic("sql", statement)
+    assert shell.run_line_magic("sql", "SELECT count(*) AS n FROM students").DataFrame()["n"][0] == 300
+    with pytest.raises(Exception, match="read-only transaction"):
+        notebook.setup(seeded.url, sql_magic=False).query("DELETE FROM students")
+    notebook.setup(seeded.url, sql_writes=True)  # asked for: it may
+    shell.run_line_magic("sql", "CREATE TABLE analyst_wrote (x int)")
+    shell.run_line_magic("sql", "DROP TABLE analyst_wrote")
+
+
 def test_setup_session_queries_with_bound_parameters(seeded):
     session = notebook.setup(seeded.url, sql_magic=False)
     frame = session.query("SELECT count(*) AS n FROM students WHERE instrument = :i", i="piano'; DROP TABLE students; --")
