@@ -59,3 +59,32 @@ def test_function_name_exists_follows_to_regproc(scratch):
         assert not catalog.function_name_exists(conn, "two", HOSTILE)
         assert not catalog.function_name_exists(conn, "abs", "pg_catalog")  # several overloads: not one function
         assert catalog.function_exists(conn, sql.Identifier(HOSTILE, "one").as_string(None) + "()")
+
+
+def test_code_reached_through_an_operator_or_a_domain_counts_as_code_a_write_runs(scratch):
+    """A CHECK constraint that calls a role's function through an operator of theirs, and a column of a
+    domain whose CHECK calls one, run that code with the writer's privileges as much as a trigger does;
+    the guard before seed, restore, maintenance and the recovery's repair saw only direct calls."""
+    role = f"prep_ops_test_{uuid.uuid4().hex[:8]}"
+    with db.connect(scratch, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(role)))
+        conn.execute(sql.SQL("CREATE SCHEMA app AUTHORIZATION {}").format(sql.Identifier(role)))
+        conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(role)))
+        conn.execute("CREATE FUNCTION app.same(int, int) RETURNS boolean LANGUAGE sql AS 'SELECT $1 = $2'")
+        conn.execute("CREATE OPERATOR app.=== (LEFTARG = int, RIGHTARG = int, FUNCTION = app.same)")
+        conn.execute("CREATE TABLE app.t (a int CHECK (a OPERATOR(app.===) 1))")
+        conn.execute("CREATE FUNCTION app.ok(int) RETURNS boolean LANGUAGE sql AS 'SELECT $1 > 0'")
+        conn.execute("CREATE DOMAIN app.positive AS int CHECK (app.ok(VALUE))")
+        conn.execute("CREATE DOMAIN app.small AS app.positive CHECK (VALUE < 10)")  # a domain over that domain
+        conn.execute("CREATE TABLE app.u (b app.small)")
+        conn.execute("CREATE TABLE app.v (c app.positive[])")  # an array of one
+        conn.execute("RESET ROLE")
+        try:
+            found = catalog.foreign_triggers(conn, [("app", "t"), ("app", "u"), ("app", "v")])
+        finally:
+            conn.execute("DROP SCHEMA app CASCADE")
+            conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+    seen = {(f["table"], f["kind"], f["function_name"], f["owner"]) for f in found}
+    assert ("t", "check constraint", "same", role) in seen, found
+    assert ("u", "domain check", "ok", role) in seen, found
+    assert ("v", "domain check", "ok", role) in seen, found
