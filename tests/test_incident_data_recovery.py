@@ -414,6 +414,7 @@ def test_a_database_restore_killed_after_its_safety_backup_is_not_taken_for_the_
     record = json.loads((incident.incidents_dir() / f"{incident_id}.json").read_text())
     assert record["running"] and "safety backup into" in record["running"][0]  # what it was doing, on disk
     run = _recover(shop, incident_id, tmp_path, scope="database")
+    assert any(e.text.startswith("the earlier run stopped while running: restore ") for e in run.inc.events)
     assert set(run.found.damaged) == {"app.items", "app.orders"}
     assert _contents(shop) == before
     assert backup.latest(tmp_path, kind="full").manifest["started"] < record["opened"]  # still the backup before the damage
