@@ -515,3 +515,30 @@ def test_two_verifications_never_share_a_role(seeded, tmp_path):
     finally:
         with db.connect(restore_server, autocommit=True) as conn:
             conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
+
+
+_KILLED_WITH_A_COPY = """
+import os, signal, sys
+from pathlib import Path
+from prep_ops import verify
+from prep_ops.manifest import read_manifest
+path = Path(sys.argv[1])
+verify.restored_copy(path, read_manifest(path), prefix="prep_ops_deploy_copy_")  # as runbook 07 makes it
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_a_runbook_07_copy_left_by_a_killed_run_is_dropped_by_the_next(seeded, tmp_path):
+    """Runbook 07 killed between making its restored copy and step 8 (which drops it): the copy, a whole copy of
+    the target's data, stayed on the embedded server for good; the next run made its own beside it."""
+    made = backup.backup(seeded, "full", "custom", directory=tmp_path)
+    killed = subprocess.run([sys.executable, "-c", _KILLED_WITH_A_COPY, str(made.path)], capture_output=True,
+                            text=True, timeout=300)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    server = verify.scratch_server()
+    [left] = scratch.existing(server, "prep_ops_deploy_copy_")
+    copy, roles = verify.restored_copy(made.path, made.manifest, prefix="prep_ops_deploy_copy_")
+    try:
+        assert scratch.existing(server, "prep_ops_deploy_copy_") == [copy.database] != [left]
+    finally:
+        verify.drop_copy(copy, roles)
