@@ -542,3 +542,40 @@ def test_a_runbook_07_copy_left_by_a_killed_run_is_dropped_by_the_next(seeded, t
         assert scratch.existing(server, "prep_ops_deploy_copy_") == [copy.database] != [left]
     finally:
         verify.drop_copy(copy, roles)
+
+
+@pytest.fixture
+def slow_to_load(scratch, tmp_path):
+    """A database whose one table's CHECK waits 50 ms a row where the session sets prep_ops_test.slow (PGOPTIONS),
+    and its full backup: a restore of its 200 rows takes 10 s then, and none otherwise. What restores left is
+    dropped after."""
+    with db.connect(scratch, autocommit=True) as conn:
+        conn.execute("CREATE FUNCTION public.slow_check(int) RETURNS boolean LANGUAGE sql AS $$ SELECT "
+                     "pg_catalog.current_setting('prep_ops_test.slow', true) IS DISTINCT FROM 'on' "
+                     "OR pg_catalog.pg_sleep(0.05) IS NOT NULL $$")
+        conn.execute("CREATE TABLE slow (id int PRIMARY KEY CHECK (public.slow_check(id))); "
+                     "INSERT INTO slow SELECT generate_series(1, 200)")
+    yield backup.backup(scratch, "full", "custom", directory=tmp_path / "made")
+    with db.connect(scratch.with_database("postgres"), autocommit=True) as conn:
+        for name, in conn.execute("SELECT datname FROM pg_database WHERE datname <> %s AND (starts_with(datname, %s) "
+                                  "OR starts_with(datname, 'prep_ops_restore_'))", (scratch.database, scratch.database)).fetchall():
+            conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def test_a_restore_killed_alone_leaves_no_pg_restore_loading_and_the_next_restore_drops_its_database(
+        slow_to_load, scratch, server, tmp_path):
+    """kill -9 of the restoring process alone (as a notebook's kernel ends when papermill is killed: the kernel
+    has a process group of its own): its pg_restore went on loading the new database, and the next restore found
+    that database in use, kept it and said nothing of it."""
+    process = subprocess.Popen([sys.executable, "-m", "prep_ops", "restore", str(slow_to_load.path), "--confirm"],
+                               env=cli_env(scratch, PREP_OPS_BACKUP_DIR=str(tmp_path / "safety"),
+                                           PGOPTIONS="-c prep_ops_test.slow=on"),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    _wait_for(lambda: _loading(server, "prep_ops_restore_"))
+    process.kill()  # the process only, not its group
+    process.wait()
+    _wait_for(lambda: not _loading(server, "prep_ops_restore_"), seconds=3)
+    left = _databases(server, "prep_ops_restore_")
+    assert len(left) == 1
+    done = restore.restore(slow_to_load.path, scratch, confirm=True, safety_dir=tmp_path / "safety")
+    assert done["removed"] == left and _databases(server, "prep_ops_restore_") == []
