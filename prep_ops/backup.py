@@ -39,7 +39,7 @@ from pathlib import Path
 
 import psycopg
 
-from . import checksums, embedded, objects
+from . import checksums, embedded, objects, orphans
 from .db import Target, client_program, conninfo, connect, libpq_url, server_version, snapshot
 from .errors import BackupError, ParameterError, program_error
 from .sqlfiles import load
@@ -164,11 +164,14 @@ def backup(target: Target, kind: str = "full", fmt: str = "custom", *, directory
             packed = compression(pg_dump) if fmt != "plain" else None  # a plain dump stays text psql reads
             if packed:
                 command[1:1] = ["--compress", packed[1]]
-            dumps = [subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)]
+            # pg_dump dies with us (kill -9 too), never writing on into a file no manifest will describe
+            dumps = [subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                                      preexec_fn=orphans.die_with_parent())]
             if kind == "data":  # the schema it goes into, from the same snapshot
                 dumps.append(subprocess.Popen([str(pg_dump), "--format", "c", "--file", str(schema), "--snapshot",
                                                exported, "--no-password", "--schema-only", "--dbname", url],
-                                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True))
+                                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                                              preexec_fn=orphans.die_with_parent()))
             try:  # the checksums read the same snapshot while pg_dump works
                 contents = _contents(conn, target)
             finally:

@@ -115,6 +115,10 @@ def maintain_cmd(ctx, tables, reindex, confirm, dry_run) -> None:
     for row in result.log.itertuples():
         echo_line(f"{row.seconds:7.2f} s  {statement(row.statement)}")
     echo_text("\n" + _before_after_text(maintenance.before_after(result)))
+    invalid = maintenance.invalid_check(result)
+    if not invalid["passed"]:
+        echo_line(f"FAIL {invalid['name']}: {invalid['detail']} — {invalid['fix']}")
+        sys.exit(1)
 
 
 def _before_after_text(table) -> str:

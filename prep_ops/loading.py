@@ -17,7 +17,7 @@ from pathlib import Path
 import psycopg
 
 from . import backup as backups
-from . import plain_dump
+from . import orphans, plain_dump
 from .db import Target, client_program, connect, server_version
 from .errors import BackupError, program_error
 from .manifest import check_files
@@ -38,7 +38,8 @@ def _restore_plain(path: Path, target: Target, major: int) -> None:
     drop = (TRANSACTION_TIMEOUT.encode(),) if major < 17 else ()
     # stderr into a file: a pipe nobody reads while stdin is written fills up with notices and stalls psql
     with tempfile.TemporaryFile() as stderr:
-        process = subprocess.Popen(command, env=env, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=stderr)
+        process = subprocess.Popen(command, env=env, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=stderr,
+                                   preexec_fn=orphans.die_with_parent())  # never loading on after a kill -9 of ours
         try:
             for line in plain_dump.psql_input(path, drop_lines=drop):
                 process.stdin.write(line)
@@ -68,7 +69,8 @@ def _restore_archive(path: Path, target: Target, major: int, jobs: int, options:
         command[1:1] = ["--jobs", str(jobs)]
     if major >= 17:
         command.insert(1, "--exit-on-error")
-    result = subprocess.run(command, env=env, capture_output=True, text=True)
+    # it dies with us (kill -9 too): an orphan went on loading, and kept its database from the next restore's cleanup
+    result = subprocess.run(command, env=env, capture_output=True, text=True, preexec_fn=orphans.die_with_parent())
     if result.returncode == 0:
         return
     errors = _ERROR.findall(result.stderr)

@@ -52,6 +52,7 @@ class MaintenanceResult:
     database_bytes_before: int
     database_bytes_after: int
     note: str = ""  # what was decided without being asked, e.g. why nothing was reindexed
+    invalid: pd.DataFrame = field(default_factory=pd.DataFrame)  # invalid indexes left after the run (invalid_indexes)
 
     @property
     def seconds(self) -> float:
@@ -151,6 +152,24 @@ def _reindex(tables: list[Table], concurrently: bool) -> list[sql.Composable]:
     return [sql.SQL("{} {}").format(head, _table(name)) for name in tables]
 
 
+def invalid_indexes(conn: psycopg.Connection, tables: list[Table] | None) -> pd.DataFrame:
+    """The INVALID indexes of `tables` (None: every user table), their partitions and TOAST tables: schema_name,
+    index_name, table_name, and reindex_leftover (what a killed REINDEX CONCURRENTLY left, no build of it
+    running: see sql/maintenance/invalid_indexes.sql)."""
+    return fetch_frame(conn, load("maintenance", "invalid_indexes"),
+                       {"tables": None if tables is None else [table.qualified for table in tables]})
+
+
+def _drop_leftovers(conn: psycopg.Connection, tables: list[Table]) -> list[sql.Composable]:
+    """DROP INDEX CONCURRENTLY of each index a killed or failed REINDEX CONCURRENTLY left on `tables`: the
+    next REINDEX CONCURRENTLY skips an invalid index (a warning), and a plain REINDEX makes it a valid duplicate."""
+    if not tables:
+        return []
+    found = invalid_indexes(conn, tables)
+    return [sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(sql.Identifier(row.schema_name, row.index_name))
+            for row in found.itertuples() if row.reindex_leftover]
+
+
 def _maintenance_statements(conn: psycopg.Connection, tables, reindex: bool,
                             concurrently: bool | None) -> tuple[list[Table] | None, list[sql.Composable], str]:
     """The guide's actions: VACUUM (ANALYZE) the chosen tables (or the database), then REINDEX and
@@ -160,7 +179,8 @@ def _maintenance_statements(conn: psycopg.Connection, tables, reindex: bool,
     if reindex:
         to_reindex, note = reindex_choice(conn, tables)
         # REINDEX leaves the statistics as they were; the guide follows it with ANALYZE
-        statements += _reindex(to_reindex, _concurrently(conn, concurrently)) + _analyze(to_reindex or [])
+        statements += (_drop_leftovers(conn, to_reindex) + _reindex(to_reindex, _concurrently(conn, concurrently))
+                       + _analyze(to_reindex or []))
     return chosen, statements, note
 
 
@@ -217,11 +237,11 @@ def reindex(conn: psycopg.Connection, tables: str | Iterable[str] | None = None,
     takes locks: outside a scratch database, needs `confirm`.
 
     `concurrently` None uses CONCURRENTLY when the server has it (PostgreSQL 12+): the indexes are
-    built anew beside the old ones, so reads and writes go on meanwhile. A failed concurrent
-    reindex can leave an invalid index named `*_ccnew`; drop it and run again.
+    built anew beside the old ones, so reads and writes go on meanwhile. A concurrent reindex ended
+    midway leaves invalid indexes named `*_ccnew` (or `*_ccold`): the next reindex of the table drops them first.
     """
     chosen, _note = reindex_choice(conn, tables)
-    statements = _reindex(chosen, _concurrently(conn, concurrently))
+    statements = _drop_leftovers(conn, chosen) + _reindex(chosen, _concurrently(conn, concurrently))
     require_change(conn, confirm, "REINDEX")
     return _run(conn, statements)
 
@@ -290,7 +310,7 @@ def maintain(conn: psycopg.Connection, tables: str | Iterable[str] | None = None
     executed = _run(conn, statements, on_progress)
     after, bytes_after = _after(conn, tracked, before), _database_bytes(conn)
     names = [table.label for table in chosen] if chosen is not None else list(before["table_name"])
-    return MaintenanceResult(names, before, after, executed, bytes_before, bytes_after, note)
+    return MaintenanceResult(names, before, after, executed, bytes_before, bytes_after, note, invalid_indexes(conn, chosen))
 
 
 def before_after(result: MaintenanceResult) -> pd.DataFrame:
@@ -313,7 +333,8 @@ def _vacuumed_detail(result: MaintenanceResult) -> str:
 
 def result_checks(result: MaintenanceResult | None, skipped: str = "") -> list[dict]:
     """Runbook 05's checks of what `maintain()` did, as keyword arguments of prep_ops.check: every chosen
-    table vacuumed (must hold), dead rows not grown (a warning); `skipped` (why it did not run) makes both SKIP."""
+    table vacuumed (must hold), dead rows not grown (a warning), no invalid index left on the chosen tables
+    (must hold); `skipped` (why it did not run) makes them SKIP."""
     return [
         {"name": "last vacuum set on every chosen table", "passed": result is not None and not result.not_vacuumed,
          "detail": _vacuumed_detail(result) if result else "", "skipped": skipped,
@@ -321,8 +342,22 @@ def result_checks(result: MaintenanceResult | None, skipped: str = "") -> list[d
         {"name": "dead rows did not grow", "passed": result is not None and not result.dead_tuples_grew,
          "detail": ", ".join(result.dead_tuples_grew) if result else "", "must_hold": False, "skipped": skipped,
          "fix": "other sessions wrote meanwhile, or a long transaction still needs old rows: see pg_stat_activity"},
+        invalid_check(result, skipped),
     ]
 
 
+def invalid_check(result: MaintenanceResult | None, skipped: str = "") -> dict:
+    """The check that no invalid index is left on the chosen tables (a REINDEX CONCURRENTLY killed now or
+    earlier leaves one), as keyword arguments of prep_ops.check."""
+    invalid = result.invalid if result is not None else pd.DataFrame()
+    names = [sql.Identifier(r.schema_name, r.index_name).as_string(None) for r in invalid.itertuples()]
+    return {"name": "no invalid index left", "passed": result is not None and not names,
+            "detail": f"invalid: {', '.join(names)}" if names else "every index of the chosen tables is valid",
+            "skipped": skipped,
+            "fix": f"DROP INDEX CONCURRENTLY {', '.join(names)}; then reindex again (an invalid index is never "
+                   "used and still maintained on every write)"}
+
+
 __all__ = ["Executed", "MaintenanceResult", "BLOAT_NOTE", "table_names", "table_status", "reindex_choice",
-           "bloat", "vacuum", "analyze", "reindex", "plan", "maintain", "before_after", "bloat_check", "result_checks"]
+           "bloat", "vacuum", "analyze", "reindex", "plan", "maintain", "before_after", "bloat_check", "result_checks",
+           "invalid_indexes", "invalid_check"]

@@ -158,12 +158,15 @@ def restored_copy(path: Path, manifest: dict, *, prefix: str = "prep_ops_copy_",
                   server: Target | None = None) -> tuple[Target, list[str]]:
     """A backup restored into a fresh scratch database `prefix`<run id> (on the embedded server unless
     `server`), for work on a copy; and the roles that had to be made on that server for it (they carry
-    the run id: see scratch). Drop both with `drop_copy`."""
+    the run id: see scratch). Drop both with `drop_copy`. The copies of `prefix` that killed runs left (no
+    session on them, their run's lock free) and their roles go first: nothing else would ever drop them."""
     server = server or scratch_server()
     run = scratch.run_id()
     copy = server.with_database(f"{prefix}{run}")
     with connect(server, autocommit=True) as admin:
         scratch.claim(admin, run)
+        if scratch.remove_stale(admin, prefix, run):
+            scratch.remove_stale_roles(admin, run)
         scratch.create(admin, copy.database, confirm=True)
         created: list[str] = []
         try:

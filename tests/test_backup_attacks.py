@@ -581,3 +581,67 @@ def test_a_plain_dump_cannot_leave_settings_for_the_verifiers_next_connections(s
     monkeypatch.setattr(verify, "compare", spy)
     verify.verify(made.path)
     assert seen == [[]], seen  # the comparison ran, with no setting of the dump's left
+
+
+_KILLED_WITH_A_COPY = """
+import os, signal, sys
+from pathlib import Path
+from prep_ops import verify
+from prep_ops.manifest import read_manifest
+path = Path(sys.argv[1])
+verify.restored_copy(path, read_manifest(path), prefix="prep_ops_deploy_copy_")  # as runbook 07 makes it
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_a_runbook_07_copy_left_by_a_killed_run_is_dropped_by_the_next(seeded, tmp_path):
+    """Runbook 07 killed between making its restored copy and step 8 (which drops it): the copy, a whole copy of
+    the target's data, stayed on the embedded server for good; the next run made its own beside it."""
+    made = backup.backup(seeded, "full", "custom", directory=tmp_path)
+    killed = subprocess.run([sys.executable, "-c", _KILLED_WITH_A_COPY, str(made.path)], capture_output=True,
+                            text=True, timeout=300)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    server = verify.scratch_server()
+    [left] = scratch.existing(server, "prep_ops_deploy_copy_")
+    copy, roles = verify.restored_copy(made.path, made.manifest, prefix="prep_ops_deploy_copy_")
+    try:
+        assert scratch.existing(server, "prep_ops_deploy_copy_") == [copy.database] != [left]
+    finally:
+        verify.drop_copy(copy, roles)
+
+
+@pytest.fixture
+def slow_to_load(scratch, tmp_path):
+    """A database whose one table's CHECK waits 50 ms a row where the session sets prep_ops_test.slow (PGOPTIONS),
+    and its full backup: a restore of its 200 rows takes 10 s then, and none otherwise. What restores left is
+    dropped after."""
+    with db.connect(scratch, autocommit=True) as conn:
+        conn.execute("CREATE FUNCTION public.slow_check(int) RETURNS boolean LANGUAGE sql AS $$ SELECT "
+                     "pg_catalog.current_setting('prep_ops_test.slow', true) IS DISTINCT FROM 'on' "
+                     "OR pg_catalog.pg_sleep(0.05) IS NOT NULL $$")
+        conn.execute("CREATE TABLE slow (id int PRIMARY KEY CHECK (public.slow_check(id))); "
+                     "INSERT INTO slow SELECT generate_series(1, 200)")
+    yield backup.backup(scratch, "full", "custom", directory=tmp_path / "made")
+    with db.connect(scratch.with_database("postgres"), autocommit=True) as conn:
+        for name, in conn.execute("SELECT datname FROM pg_database WHERE datname <> %s AND (starts_with(datname, %s) "
+                                  "OR starts_with(datname, 'prep_ops_restore_'))", (scratch.database, scratch.database)).fetchall():
+            conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def test_a_restore_killed_alone_leaves_no_pg_restore_loading_and_the_next_restore_drops_its_database(
+        slow_to_load, scratch, server, tmp_path):
+    """kill -9 of the restoring process alone (as a notebook's kernel ends when papermill is killed: the kernel
+    has a process group of its own): its pg_restore went on loading the new database, and the next restore found
+    that database in use, kept it and said nothing of it."""
+    process = subprocess.Popen([sys.executable, "-m", "prep_ops", "restore", str(slow_to_load.path), "--confirm"],
+                               env=cli_env(scratch, PREP_OPS_BACKUP_DIR=str(tmp_path / "safety"),
+                                           PGOPTIONS="-c prep_ops_test.slow=on"),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    _wait_for(lambda: _loading(server, "prep_ops_restore_"))
+    process.kill()  # the process only, not its group
+    process.wait()
+    _wait_for(lambda: not _loading(server, "prep_ops_restore_"), seconds=3)
+    left = _databases(server, "prep_ops_restore_")
+    assert len(left) == 1
+    done = restore.restore(slow_to_load.path, scratch, confirm=True, safety_dir=tmp_path / "safety")
+    assert done["removed"] == left and _databases(server, "prep_ops_restore_") == []

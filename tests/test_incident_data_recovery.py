@@ -386,3 +386,64 @@ def test_a_rerun_without_confirm_after_a_killed_block_says_the_application_is_st
     recovery_steps.resume_service(again)
     again.inc.close()
     assert _limit(server, role) == 7
+
+
+# --- scope='database' killed, and its drill (attacks on 'a killed operation leaves things as they were') -----
+def _contents(target) -> dict:
+    from prep_ops import checksums
+
+    with db.connect(target, autocommit=True) as conn:
+        return checksums.table_checksums(conn)
+
+
+_KILLED_AFTER_THE_SAFETY_BACKUP = """
+import os, signal, sys
+from prep_ops import db, restore
+from prep_ops.incident import recovery_steps
+def killed(*args, **kwargs):  # the safety backup is taken; the run dies before the restored database is made
+    os.kill(os.getpid(), signal.SIGKILL)
+restore._create_beside = killed
+run = recovery_steps.start(db.Target(sys.argv[1], True), "live", incident_id=sys.argv[2], confirm=True, scope="database")
+recovery_steps.stop_application(run)
+recovery_steps.assess_damage(run)
+recovery_steps.restore(run)
+"""
+
+
+def test_a_database_restore_killed_after_its_safety_backup_is_not_taken_for_the_backup_by_the_rerun(
+        shop, incident_id, tmp_path, monkeypatch):
+    """scope='database' live, killed in step 3 after the safety backup of the damaged database: that backup
+    was the newest full backup in backups/, so the re-run measured the damage against the damage itself,
+    found 'no table differs from the backup', put nothing back and PASSed 'zero rows lost'."""
+    monkeypatch.setenv("PREP_OPS_BACKUP_DIR", str(tmp_path))  # the default backups/ folder, where `shop`'s backup is
+    before = _contents(shop)
+    with db.connect(shop, autocommit=True) as conn:
+        conn.execute("DELETE FROM app.items WHERE id <= 10; UPDATE app.orders SET item = 1")
+    killed = subprocess.run([sys.executable, "-c", _KILLED_AFTER_THE_SAFETY_BACKUP, shop.url, incident_id],
+                            capture_output=True, text=True, timeout=300)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    record = json.loads((incident.incidents_dir() / f"{incident_id}.json").read_text())
+    assert record["running"] and "safety backup into" in record["running"][0]  # what it was doing, on disk
+    run = _recover(shop, incident_id, tmp_path, scope="database")
+    assert any(e.text.startswith("the earlier run stopped while running: restore ") for e in run.inc.events)
+    assert set(run.found.damaged) == {"app.items", "app.orders"}
+    assert _contents(shop) == before
+    assert backup.latest(tmp_path, kind="full").manifest["started"] < record["opened"]  # still the backup before the damage
+
+
+def test_a_drill_with_scope_database_ends_ok_and_leaves_no_database_role_or_backup(server, incident_id, tmp_path,
+                                                                                  monkeypatch):
+    """The drill with scope='database' failed at step 6 ('role ... cannot be dropped because some objects depend
+    on it'): the database the restore replaced stayed, with the drill's roles owning it, and its safety backup
+    stayed in backups/."""
+    monkeypatch.setenv("PREP_OPS_BACKUP_DIR", str(tmp_path))
+    run = recovery_steps.start(server, "drill", incident_id=incident_id, scope="database", drill_students=100)
+    for step in (recovery_steps.stop_application, recovery_steps.assess_damage, recovery_steps.restore,
+                 recovery_steps.verify_data, recovery_steps.resume_service, recovery_steps.clean_up):
+        step(run)
+    assert run.replaced is not None  # the restore ran and replaced the drill's database
+    with db.connect(server, autocommit=True) as conn:
+        assert scratch.existing(conn, recovery_drill.DATABASE) == []
+        assert conn.execute("SELECT rolname FROM pg_roles WHERE starts_with(rolname, %s)",
+                            (recovery_drill.ROLE_PREFIX,)).fetchall() == []
+    assert [p for p in tmp_path.rglob("*") if p.is_file()] == []

@@ -295,9 +295,9 @@ def test_runbook_checks_of_bloat_and_of_a_maintenance_run(scratch, conn):
     assert maintenance.bloat_check(space.assign(bloat_pct=float("nan")))["skipped"].startswith("nothing measured")
     result = maintenance.maintain(conn, "scores")
     assert [(c["name"], c["passed"]) for c in maintenance.result_checks(result)] == [
-        ("last vacuum set on every chosen table", True), ("dead rows did not grow", True)]
+        ("last vacuum set on every chosen table", True), ("dead rows did not grow", True), ("no invalid index left", True)]
     skipped = maintenance.result_checks(None, "not a scratch database")
-    assert [(c["passed"], c["skipped"]) for c in skipped] == [(False, "not a scratch database")] * 2
+    assert [(c["passed"], c["skipped"]) for c in skipped] == [(False, "not a scratch database")] * 3
 
 
 def test_bloat_that_pgstattuple_may_not_measure_is_not_said_to_be_measured_with_it(scratch):
@@ -322,3 +322,63 @@ def test_bloat_that_pgstattuple_may_not_measure_is_not_said_to_be_measured_with_
         assert chosen == [] and "no pgstattuple" not in why and "pgstattuple could not measure" in why, why
     finally:
         _execute(scratch, "DROP TABLE scores", sql.SQL("DROP ROLE {}").format(sql.Identifier(name)))
+
+
+# --- a REINDEX CONCURRENTLY killed midway ------------------------------------------------------------
+def _invalid(target) -> list[str]:
+    with db.connect(target) as conn:
+        return [r[0] for r in conn.execute("SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+                                           "WHERE NOT i.indisvalid ORDER BY 1").fetchall()]
+
+
+def _reindex_interrupted(target) -> None:
+    """`prep-ops maintain --reindex --confirm` interrupted (SIGINT: the query is cancelled, as a server restart or a
+    terminated backend ends it) while its REINDEX CONCURRENTLY waits for a writer's transaction to end before
+    it builds: `scores_pkey_ccnew` is made, INVALID, and stays."""
+    import signal
+    import subprocess
+    import sys
+
+    from conftest import cli_env
+
+    with db.connect(target) as holder:  # a writer's open transaction: the reindex waits for it to end
+        holder.execute("UPDATE scores SET points = points WHERE id = 1")
+        run = subprocess.Popen([sys.executable, "-m", "prep_ops", "maintain", "--tables", "scores", "--reindex",
+                                "--confirm"], env=cli_env(target), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 60
+        while "scores_pkey_ccnew" not in _invalid(target) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        run.send_signal(signal.SIGINT)
+        out, err = run.communicate(timeout=60)
+    assert run.returncode != 0, out + err
+    assert [name for name in _invalid(target) if not name.startswith("pg_toast_")] == ["scores_pkey_ccnew"]  # and its TOAST index's
+
+
+def test_a_reindex_killed_midway_leaves_no_invalid_index_reported_as_pass(scratch, conn):
+    """The next `maintain --reindex` skipped the invalid scores_pkey_ccnew a killed REINDEX CONCURRENTLY left (the
+    server only warns), kept it, maintained on every write and never used, and every check PASSed."""
+    _scores(scratch, rows=2000)
+    _reindex_interrupted(scratch)
+    result = maintenance.maintain(conn, "scores", reindex=True, confirm=True)
+    assert 'DROP INDEX CONCURRENTLY IF EXISTS "public"."scores_pkey_ccnew"' in [s.statement for s in result.statements]
+    assert _invalid(scratch) == []
+    assert maintenance.invalid_check(result)["passed"]
+
+
+def test_an_invalid_index_maintain_does_not_drop_fails_its_check_and_the_cli(scratch, conn):
+    """An invalid index that is not a REINDEX's leftover (a failed CREATE UNIQUE INDEX CONCURRENTLY) is not
+    dropped, but named: FAIL, and `prep-ops maintain` exits 1."""
+    import subprocess
+    import sys
+
+    from conftest import cli_env
+
+    _scores(scratch, rows=200)  # points repeat
+    with pytest.raises(psycopg.errors.UniqueViolation):
+        conn.execute("CREATE UNIQUE INDEX CONCURRENTLY scores_points ON scores (points)")
+    check = maintenance.invalid_check(maintenance.maintain(conn, "scores", reindex=True, confirm=True))
+    assert not check["passed"] and check["detail"] == 'invalid: "public"."scores_points"'
+    done = subprocess.run([sys.executable, "-m", "prep_ops", "maintain", "--tables", "scores", "--confirm"],
+                          env=cli_env(scratch), capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and 'FAIL no invalid index left: invalid: "public"."scores_points"' in done.stdout
+    assert _invalid(scratch) == ["scores_points"]

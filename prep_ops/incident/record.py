@@ -136,6 +136,8 @@ class Incident:
             self._record("note", f"taken over from the earlier run:{self.holds_sentence()}")
             _show(f"note: the earlier run of incident {self.id} left this in place, and this run restores it"
                   f"{self.holds_sentence()}")
+        if earlier.get("running"):  # it stopped while these ran: done or not, the steps below look again
+            self.note(f"the earlier run stopped while running: {'; '.join(map(str, earlier['running']))}")
 
     # --- the one connection -----------------------------------------------------------------------
     @property

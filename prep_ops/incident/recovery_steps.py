@@ -21,6 +21,7 @@ repaired tables against the copy and, independently of it, against the last logi
 that backup holds may still be missing (a copy from after the damage would pass the first alone).
 """
 
+import shutil
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -31,6 +32,7 @@ from psycopg import sql
 from .. import restore as restores
 from .. import scratch, verify
 from ..backup import Backup
+from ..manifest import backups_dir
 from ..db import Target, connect
 from ..errors import ParameterError
 from . import journal, lockout, naming, point_in_time, recovery
@@ -57,11 +59,18 @@ class DataRecovery:
     point: point_in_time.Copy | None = None  # point-in-time: the copy as it was just before the damage
     lost_after: dict | None = None  # point-in-time: rows still missing or changed per table after step 3
     pitr_skipped: str = ""  # point-in-time: why step 2 made no copy, where that is no failure (live)
+    replaced: str | None = None  # scope="database": the database the restore replaced (restore.restore keeps it)
 
     @property
     def pitr_name(self) -> str:
         """The point-in-time copy's database: prep_ops_recovery_<label>_pitr, on the target's server."""
         return f"{self.copy_prefix}pitr"
+
+    @property
+    def safety_dir(self) -> Path:
+        """Where scope="database" puts its safety backup of the target as it is (damaged): backups/safety/<id>/,
+        never the folder the newest backup is looked for in, where a re-run would take it for the backup."""
+        return backups_dir() / "safety" / self.inc.id
 
     @property
     def copy_prefix(self) -> str:
@@ -244,7 +253,10 @@ def restore(run: DataRecovery) -> pd.DataFrame:
             inc.did(f"{_repaired(repaired)} (from the point-in-time copy, as at {run.point.moment.text})")
         elif run.scope == "database" and inc.may_change:
             inc.close()  # the restore replaces the database this connection is on
-            inc.did(str(restores.restore(run.backup.path, run.target, confirm=True)))
+            inc.save(running=[f"restore {run.backup.path.name} into {run.target.database}, safety backup into {run.safety_dir}"])
+            done = restores.restore(run.backup.path, run.target, confirm=True, safety_dir=run.safety_dir)
+            run.replaced = done["replaced"]
+            inc.did(str(done))
         elif run.scope == "point-in-time" and inc.may_change:
             inc.note("no point-in-time copy (step 2 says why): nothing put back")
         elif run.scope == "point-in-time":
@@ -364,5 +376,8 @@ def clean_up(run: DataRecovery) -> None:
             inc.release("copies")
         inc.close()
         if run.drill:
+            if run.replaced:  # the drill's database as the restore found it: the drill's roles own what is in it
+                scratch.drop(run.drill.server, run.replaced)
+            shutil.rmtree(run.safety_dir, ignore_errors=True)
             recovery_drill.cleanup(run.drill)
         inc.did(f"dropped the restored copy{' and the drill' if run.drill else ''}; report: {inc.report_path}")
