@@ -93,11 +93,18 @@ def _require_log(conn: psycopg.Connection) -> None:
         raise AuditLogError(f"there is no audit log in {conn.info.dbname} yet: {how}, then enable it (audit_log.enable)")
 
 
+def _current_function(conn: psycopg.Connection) -> bool:
+    """Whether audit.log_change() is migration 0009's (it names itself in its comment)."""
+    return "(migration 0009)" in (conn.execute("SELECT obj_description('audit.log_change()'::regprocedure, 'pg_proc')"
+                                               ).fetchone()[0] or "")
+
+
 def install(conn: psycopg.Connection, *, confirm: bool = False) -> bool:
-    """Make the audit log (schema `audit`, migration 0006's SQL, in one transaction) in a database with a
-    schema of its own; False when it is there already. Where prep-ops' migrations are applied, the log
+    """Make the audit log (schema `audit`, migrations 0006's and 0009's SQL, in one transaction) in a
+    database with a schema of its own; False when it is there already (one installed before 0009 gets
+    0009's function: a table owner's cast to json never runs with its rights). Where prep-ops' migrations are applied, the log
     comes from them instead (AuditLogError: migrate). Outside a scratch database, needs `confirm`."""
-    if function_exists(conn, "audit.log_change()"):
+    if function_exists(conn, "audit.log_change()") and (current_version(conn) > 0 or _current_function(conn)):
         return False
     if current_version(conn) > 0:
         _require_log(conn)
@@ -107,13 +114,15 @@ def install(conn: psycopg.Connection, *, confirm: bool = False) -> bool:
     if taken:
         raise AuditLogError(f"{conn.info.dbname}: {taken}")
     require_change(conn, confirm, "installing the audit log")
-    [migration] = [m for m in discover() if m.name == "audit_log"]
+    made, upgrade = ([m for m in discover() if m.name == name] for name in ("audit_log", "audit_log_casts"))
     try:
         with conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK,))
-            if function_exists(conn, "audit.log_change()"):  # installed meanwhile
+            if function_exists(conn, "audit.log_change()") and _current_function(conn):  # installed meanwhile
                 return False
-            conn.execute(migration.up_sql)
+            # the log as migrations 0006 and 0009 make it; one installed before 0009 gets its function
+            for migration in ([] if function_exists(conn, "audit.log_change()") else made) + upgrade:
+                conn.execute(migration.up_sql)
     except psycopg.Error as exc:
         raise database_error(exc, "installing the audit log failed, nothing changed", AuditLogError) from None
     return True

@@ -83,7 +83,7 @@ def test_down_to_zero_leaves_only_the_bookkeeping_table(conn):
 def test_the_audit_log_and_masking_schemas_come_from_migrations(conn):
     migrate.apply(conn, to=5)
     assert conn.execute("SELECT to_regclass('audit.log'), to_regnamespace('masked')").fetchone() == (None, None)
-    assert [s.name for s in migrate.apply(conn)] == ["audit_log", "masking", "masking_search_path"]
+    assert [s.name for s in migrate.apply(conn)] == ["audit_log", "masking", "masking_search_path", "audit_log_casts"]
     assert conn.execute("SELECT to_regclass('audit.log') IS NOT NULL, to_regprocedure('audit.log_change()') IS NOT NULL, "
                         "(SELECT count(*) FROM masking_private.salt), to_regnamespace('masked') IS NOT NULL").fetchone() \
         == (True, True, 1, True)
