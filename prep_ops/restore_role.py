@@ -44,17 +44,17 @@ _NAME = r'"(?:[^"]|"")+"|[^\s";]+'
 _CREATE_EXTENSION = re.compile(rf"^CREATE EXTENSION IF NOT EXISTS ({_NAME}) WITH SCHEMA ({_NAME});\s*$")
 
 
-def restorer(admin: psycopg.Connection, copy: Target, manifest: dict, path: Path, run: str,
-             major: int) -> tuple[Target, list[str]]:
+def restorer(admin: psycopg.Connection, copy: Target, manifest: dict, path: Path, run: str, major: int,
+             members: list[str]) -> tuple[Target, list[str]]:
     """`copy` (a fresh scratch database on `admin`'s server, a superuser's connection) as the restore role
     of run `run` sees it, and the roles made for it (drop them with the run's temporary roles, after the
-    database)."""
+    database). `members`: the temporary roles this run made for the dump's roles (never another run's:
+    through them that run's restore could reach this run's database)."""
     role, owner = f"{PREFIX}{run}", f"{PREFIX}{run}_owner"
     made = scratch.temporary_roles(admin, [role, owner], run)
     admin.execute(sql.SQL("ALTER ROLE {} LOGIN").format(sql.Identifier(role)))
-    names = [name for name in manifest.get("roles", []) if name not in (role, owner)]
     members = [r[0] for r in admin.execute(load("restore_role", "temporary_members"),
-                                           {"names": names, "marker": scratch.ROLE_MARKER}).fetchall()]
+                                           {"names": list(members), "marker": scratch.ROLE_MARKER}).fetchall()]
     # the database's owner (`owner`) has what public's CREATE is granted to (pg_database_owner): the
     # dump's roles get it through `owner`, since ALTER … OWNER TO needs the new owner to have CREATE on
     # the schema; the restore role acts as each of them (never the other way round: no circle)

@@ -255,7 +255,7 @@ def verify(path: Path, *, server: Target | None = None, keep_scratch: bool = Fal
             restore_as = None
             if sandboxed:
                 restore_as, made = restore_role.restorer(admin, server.with_database(name), manifest, path, run,
-                                                         server_version(admin))
+                                                         server_version(admin), created)
                 created += made
             rows += _restore_and_compare(path, server.with_database(name), manifest, major=server_version(admin),
                                          restore_as=restore_as)
