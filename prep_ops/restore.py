@@ -18,7 +18,7 @@ from . import database_properties, objects, scratch
 from .db import Target, client_program, connect, require_change, server_version, snapshot
 from .errors import BackupError, ConfirmationRequired, PrepOpsError, first_line
 from .loading import _first_error, check_contents, preflight, restore_into  # noqa: F401
-from .manifest import identity, read_manifest, same_database
+from .manifest import backups_dir, identity, read_manifest, same_database
 from .sqlfiles import load
 
 
@@ -59,6 +59,7 @@ def clear(conn: psycopg.Connection, kind: str, *, confirm: bool = False) -> None
 
 # --- the guide's restore: into a new database, names swapped only once it is complete ------------
 RESTORING = "prep_ops_restore_"  # + run id + target: the new database while it loads
+SAFETY_FOLDER = "safety"  # in backups/: a restore's safety backups, never taken for the newest backup
 REPLACED = "_replaced_"  # target + this + run id: the database the restore replaced, kept until the next
 
 
@@ -243,7 +244,10 @@ def restore(path: Path, target: Target, *, confirm: bool = False, safety_dir: Pa
         removed = scratch.remove_stale(admin, RESTORING, run, comment=_restoring_comment(target))
         if not confirm and admin.execute(load("restore", "sessions"), {"name": target.database, "end": False}).fetchall():
             _swap(admin, target, new, replaced, confirm=False)  # raises, naming the sessions: nothing done yet
-        safety = backups.backup(target, "full", "custom", directory=safety_dir) if occupied or its_source else None
+        # never beside the backups (backups/): the newest backup of the database is looked for there
+        # (verify --latest, --keep, runbook 10), and the target as it was before is not that
+        safety = backups.backup(target, "full", "custom", directory=safety_dir or backups_dir() / SAFETY_FOLDER) \
+            if occupied or its_source else None
         kept = f"safety backup: {safety.path}" if safety else "no safety backup: the target held nothing"
         try:
             _create_beside(admin, target, new)  # may be refused (no CREATEDB): the failure names the safety backup

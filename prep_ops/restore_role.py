@@ -39,7 +39,7 @@ from .db import Target, client_program, connect
 from .manifest import schema_dump_path
 from .sqlfiles import load
 
-PREFIX = "prep_ops_restore_"
+PREFIX = "prep_ops_restorer_"
 _NAME = r'"(?:[^"]|"")+"|[^\s";]+'
 _CREATE_EXTENSION = re.compile(rf"^CREATE EXTENSION IF NOT EXISTS ({_NAME}) WITH SCHEMA ({_NAME});\s*$")
 

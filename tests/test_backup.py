@@ -4,6 +4,7 @@ fails naming the object."""
 import json
 import re
 import uuid
+from pathlib import Path
 
 import pytest
 from psycopg import sql
@@ -196,6 +197,25 @@ def test_restore_refuses_a_non_empty_target_without_confirm(seeded, migrated, tm
     with db.connect(migrated) as conn:
         assert conn.execute("SELECT count(*) FROM students").fetchone()[0] == 300
     drop_scratch(migrated.with_database("postgres"), done["replaced"])  # kept by the restore until the next
+
+
+def test_a_restores_safety_backup_is_never_taken_for_the_newest_backup_of_its_database(seeded, tmp_path,
+                                                                                         monkeypatch):
+    """`prep-ops restore --confirm` wrote its safety backup (the target as it was before) into backups/,
+    where `verify --latest`, `--keep` and runbook 10 take the newest backup of the database: after a DBA
+    restored an older dump on purpose, runbook 10 measured the database against that safety backup and
+    called every row the restore took back "lost". It goes to backups/safety/ now, as runbook 10's does."""
+    from prep_ops import manifest
+
+    monkeypatch.setenv("PREP_OPS_BACKUP_DIR", str(tmp_path / "backups"))
+    older = backup.backup(seeded, "full", "custom")
+    with db.connect(seeded) as conn:
+        conn.execute("DELETE FROM enrollments WHERE id IN (SELECT id FROM enrollments ORDER BY id LIMIT 5)")
+    done = restore.restore(older.path, seeded, confirm=True)
+    safety = Path(done["safety_backup"])
+    assert safety.parent == manifest.backups_dir() / "safety"
+    assert manifest.latest(source=older.manifest["source"]).path == older.path
+    drop_scratch(seeded.with_database("postgres"), done["replaced"])
 
 
 def test_data_restore_into_a_migrated_database(seeded, migrated, tmp_path):

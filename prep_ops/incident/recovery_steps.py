@@ -70,7 +70,7 @@ class DataRecovery:
     def safety_dir(self) -> Path:
         """Where scope="database" puts its safety backup of the target as it is (damaged): backups/safety/<id>/,
         never the folder the newest backup is looked for in, where a re-run would take it for the backup."""
-        return backups_dir() / "safety" / self.inc.id
+        return backups_dir() / restores.SAFETY_FOLDER / self.inc.id
 
     @property
     def copy_prefix(self) -> str:
