@@ -61,10 +61,11 @@ def _first_error(stderr: str) -> str:
     return program_error(stderr)
 
 
-def _restore_archive(path: Path, target: Target, major: int, jobs: int, options: tuple[str, ...] = ()) -> None:
+def _restore_archive(path: Path, target: Target, major: int, jobs: int, options: tuple[str, ...] = (), *,
+                     owners: bool = True) -> None:
     url, env = backups.libpq_env(target)
     pg_restore = client_program("pg_restore", target, major)  # the newest: older ones cannot read newer dumps
-    command = [str(pg_restore), "--no-owner", *options, "--dbname", url, str(path)]
+    command = [str(pg_restore), *([] if owners else ["--no-owner"]), *options, "--dbname", url, str(path)]
     if jobs > 1:
         command[1:1] = ["--jobs", str(jobs)]
     if major >= 17:
@@ -138,21 +139,34 @@ def check_contents(path: Path, manifest: dict, target: Target, *, major: int | N
 
 
 def restore_into(path: Path, target: Target, manifest: dict, *, major: int | None = None, jobs: int = 2,
-                 schema: Path | None = None) -> None:
+                 schema: Path | None = None, owners: bool | None = None) -> None:
     """Restore the backup at `path` into `target`; `major`: the target server's major version, when the
     caller has a connection open. A data-only backup goes into the schema already there, or, with
     `schema` (a schema-only custom archive), into an empty database in pg_restore's order: the schema's
     pre-data (types, tables, functions), the data, then its post-data (constraints, indexes, triggers),
-    so no foreign key or trigger acts while the rows load."""
+    so no foreign key or trigger acts while the rows load.
+
+    `owners`: whether an archive's objects get their owners back (a plain dump always gives them: its
+    ALTER … OWNER TO lines). None: where the restoring role is a superuser. Without them every object is
+    the restoring role's, and a SECURITY DEFINER function of an application's role would run with the
+    restoring role's rights, a superuser's perhaps; a role that is no superuser cannot give objects to
+    others, and gets them all (--no-owner)."""
     major = _major(target, major)
+    if owners is None:
+        owners = _superuser(target)
     if manifest["kind"] != "data" and "public" not in manifest.get("objects", {}).get("schema", {"public": ""}):
         _without_public(target)
     if schema is not None:
-        _restore_archive(schema, target, major, 1, ("--section", "pre-data"))
+        _restore_archive(schema, target, major, 1, ("--section", "pre-data"), owners=owners)
     if manifest["format"] == "plain":
         _restore_plain(path, target, major)
     else:
         # a data-only restore must load tables in foreign-key order: no parallel jobs
-        _restore_archive(path, target, major, 1 if manifest["kind"] == "data" else jobs)
+        _restore_archive(path, target, major, 1 if manifest["kind"] == "data" else jobs, owners=owners)
     if schema is not None:
-        _restore_archive(schema, target, major, jobs, ("--section", "post-data"))
+        _restore_archive(schema, target, major, jobs, ("--section", "post-data"), owners=owners)
+
+
+def _superuser(target: Target) -> bool:
+    with connect(target, autocommit=True) as conn:
+        return conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()[0]

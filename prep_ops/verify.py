@@ -146,7 +146,9 @@ def _restore_and_compare(path: Path, copy: Target, manifest: dict, *, major: int
         if manifest["kind"] == "data" and schema is None:
             _prepare_for_data(conn, manifest)
         try:
-            restore_into(path, restore_as or copy, manifest, major=major, schema=schema)
+            # the restore role may give objects to the dump's roles: owners as the backup has them
+            restore_into(path, restore_as or copy, manifest, major=major, schema=schema,
+                         owners=True if restore_as is not None else None)
         except BackupError as exc:
             return [row(path.name, "restore", "restored", str(exc), False)]
         if restore_as is not None:
