@@ -13,7 +13,7 @@ import psycopg
 
 from . import checksums, deparse, objects
 from ._report import row
-from .db import Target, server_version, snapshot
+from .db import Target, connect, server_version, snapshot
 
 VERSION_TABLES = ("public.schema_version", "public.prep_ops_migrations")  # they record the migrations run
 
@@ -24,12 +24,18 @@ def _table_data(table: str, want: dict, got: dict) -> list[dict]:
             row(table, "content checksum", want["checksum"], got["checksum"], want["checksum"] == got["checksum"])]
 
 
-def _checks_decided(conn: psycopg.Connection, table: str, want: dict, got: dict) -> dict[str, deparse.Decision]:
+def _checks_decided(conn: psycopg.Connection, table: str, want: dict, got: dict,
+                    probe_as: Target | None = None) -> dict[str, deparse.Decision]:
     """The CHECK constraints of `table` whose text changed in the round trip, decided by the restore
-    server (see deparse): {name: decision}."""
+    server (see deparse): {name: decision}; on a session of `probe_as` where given (see compare)."""
     pairs = {name: (a, got["constraint"][name]) for name, a in want["constraint"].items()
              if a != got["constraint"].get(name) and deparse.is_check(a) and deparse.is_check(got["constraint"].get(name))}
-    return deparse.decide(conn, table, pairs) if pairs else {}
+    if not pairs:
+        return {}
+    if probe_as is None:
+        return deparse.decide(conn, table, pairs)
+    with connect(probe_as, autocommit=True) as probing:
+        return deparse.decide(probing, table, pairs)
 
 
 def _definition_row(table: str, kind: str, name: str, a: str | None, b: str | None,
@@ -68,10 +74,14 @@ def _table_schema(table: str, want: dict, got: dict, decided: dict[str, deparse.
     return rows
 
 
-def compare(conn: psycopg.Connection, manifest: dict, *, target: Target | None = None) -> list[dict]:
+def compare(conn: psycopg.Connection, manifest: dict, *, target: Target | None = None,
+            probe_as: Target | None = None) -> list[dict]:
     """Report rows: schema, every other object the dump carries, row counts and checksums of the
     (restored) database against the manifest; the checksums on several connections when `target`
-    (`conn`'s database) is given (see checksums.each_table)."""
+    (`conn`'s database) is given (see checksums.each_table). `probe_as`: the restore's own role (see
+    restore_role), whose sessions put a CHECK definition on a probe table (deparse): a function the
+    definition names may RESET ROLE, which in a superuser's session, as the table's owner, gave it back
+    the superuser's rights."""
     with snapshot(conn):
         summary = objects.schema_summary(conn)
         sums = checksums.table_checksums(conn, checksums.method_of(manifest), target=target)
@@ -89,7 +99,7 @@ def compare(conn: psycopg.Connection, manifest: dict, *, target: Target | None =
         if want is None or got is None:
             rows.append(row(table, "table present", "present" if want else "absent", "present" if got else "absent", False))
         else:
-            rows += _table_schema(table, want, got, _checks_decided(conn, table, want, got))
+            rows += _table_schema(table, want, got, _checks_decided(conn, table, want, got, probe_as))
     if manifest["kind"] == "schema":
         return rows + [row(table, "rows (schema-only: none)", 0, got["rows"], got["rows"] == 0)
                        for table, got in sorted(sums.items())]

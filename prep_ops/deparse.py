@@ -15,8 +15,9 @@ parentheses that change the grouping still differ.
 
 The backup's definition is text from the manifest, not trusted as SQL: it is only ever the tail of one
 `ALTER TABLE <probe> ADD CONSTRAINT <probe> …` statement, run as the table's owner (the server plans
-the constraint, which runs an IMMUTABLE function named on constants: the owner's, or the dump's, never
-with the verifier's rights), sent as a prepared statement (which the
+the constraint, which runs an IMMUTABLE function named on constants: the owner's, or the dump's), on a
+connection whose session user is no superuser where the restore had a role of its own (comparison's
+`probe_as`: SET ROLE is no boundary, a function may RESET ROLE to the session user), sent as a prepared statement (which the
 server refuses to hold two commands), on a temporary table with no rows, in a savepoint that is
 always rolled back, with standard_conforming_strings on (the server reads quotes as `is_check` does)
 and a 5 s statement and lock timeout (what the server folds at ADD time stays cheap); what does not parse there, or makes anything but one CHECK constraint, is
@@ -141,8 +142,9 @@ def decide(conn: psycopg.Connection, table: str, pairs: dict[str, tuple[str, str
 def _as_owner(conn: psycopg.Connection, owner: str) -> None:
     """SET LOCAL ROLE the table's owner for the probe: putting a definition on it plans it, and planning
     runs an IMMUTABLE function on constants. The definition (the backup's) and the functions it can name
-    (the restored dump's) are the dump's author's: as the owner they run with no more rights than the
-    objects' own, never the verifier's (a superuser's). LookupError where this role may not act as it."""
+    (the restored dump's) are the dump's author's: as the owner they run with the objects' own rights, but
+    a function may RESET ROLE to the session user: a backup not trusted is probed in a session of the
+    restore's own role (comparison.compare's `probe_as`). LookupError where this role may not act as it."""
     if owner == conn.info.user:
         return
     try:

@@ -21,7 +21,9 @@ verification cluster, where every backup given to verify is restored by default:
 
 What only a superuser may restore (an untrusted extension in a schema of the dump's own, event triggers,
 C functions) fails the verification with the server's reason. The comparison afterwards runs as the
-superuser, over catalogs and tables only (checksums call no function of the dump's: see checksums).
+superuser, over catalogs and tables only (checksums call no function of the dump's: see checksums), and
+only where the dump has no function or operator named as a built-in in a schema its queries search
+(`shadowing_builtins`); a CHECK definition is probed in a session of this role (see deparse).
 A copy kept for inspection (`keep_scratch`) and `--same-server` restore as the connecting role: those
 are for backups the DBA trusts.
 """
@@ -33,7 +35,7 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-from . import scratch
+from . import objects, scratch
 from .backup import libpq_env
 from .db import Target, client_program, connect
 from .manifest import schema_dump_path
@@ -72,6 +74,20 @@ def settings_undone(admin: psycopg.Connection, database: str) -> None:
     may run and pg_dump never writes without --create): the comparison's next connections, the
     superuser's, would start with them (a search_path, a role-level setting of the dump's choosing)."""
     admin.execute(sql.SQL("ALTER DATABASE {} RESET ALL").format(sql.Identifier(database)))
+
+
+def shadowing_builtins(conn: psycopg.Connection) -> list[str]:
+    """The restored database's functions and operators, not a superuser's, named as a built-in one and in a
+    schema the comparison's queries search (its session's path, and objects.DEPARSE_SEARCH_PATH): where
+    pg_catalog has no exact match for the argument types (`name NOT LIKE unknown` looks for !~~ (name,
+    name) first), such a query runs the dump's in place of the built-in, as the verifier, a superuser.
+    The comparison must not start while there is one."""
+    schemas = conn.execute("SELECT pg_catalog.current_schemas(false)").fetchone()[0]
+    with conn.transaction():
+        conn.execute("SELECT pg_catalog.set_config('search_path', 'pg_catalog', true)")
+        found = conn.execute(load("restore_role", "shadowing_builtins"),
+                             {"schemas": sorted({*schemas, objects.DEPARSE_SEARCH_PATH})}).fetchall()
+    return [what for what, in found]
 
 
 def _superuser_extensions(copy: Target, role: str, wanted: list[tuple[str, str]]) -> None:

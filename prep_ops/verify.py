@@ -151,9 +151,15 @@ def _restore_and_compare(path: Path, copy: Target, manifest: dict, *, major: int
                          owners=True if restore_as is not None else None)
         except BackupError as exc:
             return [row(path.name, "restore", "restored", str(exc), False)]
+        restored = row(path.name, "restore", "restored", "restored", True)
         if restore_as is not None:
             restore_role.settings_undone(conn, copy.database)
-        return [row(path.name, "restore", "restored", "restored", True), *compare(conn, manifest, target=copy)]
+            shadowing = restore_role.shadowing_builtins(conn)
+            if shadowing:  # the comparison's own queries could run them as the superuser: none is run
+                return [restored, *[row(what, "named as a built-in", "none of the backup's",
+                                        "not compared: the comparison's queries, a superuser's, could run it in "
+                                        "place of the built-in", False) for what in shadowing]]
+        return [restored, *compare(conn, manifest, target=copy, probe_as=restore_as)]
 
 
 def restored_copy(path: Path, manifest: dict, *, prefix: str = "prep_ops_copy_",

@@ -121,6 +121,69 @@ def test_a_plain_dump_whose_own_sql_runs_a_program_runs_nothing_on_the_verificat
         shutil.rmtree(folder, ignore_errors=True)
 
 
+def _runs_a_program_as_its_caller(marker) -> list[str]:
+    """Plain dump lines: public.as_caller(), a function that takes back the session user's rights where it
+    can (RESET ROLE, as a query) and runs `touch marker` on the server; a failure is only a notice."""
+    return ["CREATE FUNCTION public.as_caller() RETURNS boolean LANGUAGE plpgsql AS $$\n",
+            "BEGIN PERFORM pg_catalog.set_config('role', 'none', true);\n",
+            f"EXECUTE 'COPY (SELECT 1) TO PROGRAM ''touch {marker}'''; RETURN true;\n",
+            "EXCEPTION WHEN OTHERS THEN RAISE NOTICE '%', SQLERRM; RETURN true; END $$;\n"]
+
+
+def test_a_dump_operator_named_as_a_built_in_never_runs_in_the_verifiers_comparison(seeded, tmp_path):
+    """The comparison's catalog queries run as the verification cluster's superuser with public on their
+    search_path, and `nspname NOT LIKE 'pg_toast%'` looks for an exact !~~ (name, name) first, which
+    pg_catalog lacks: the dump's own, in public, ran as the superuser (a program on the server), and the
+    verification went on. Such a function or operator now fails the verification before any comparison."""
+    import shutil
+
+    folder = _server_writable_folder()
+    marker = folder / "pwned"
+    try:
+        made, _ = _crafted(seeded, tmp_path, lambda key: [
+            *_runs_a_program_as_its_caller(marker),
+            "CREATE FUNCTION public.not_like(name, name) RETURNS boolean LANGUAGE plpgsql AS $$\n",
+            "BEGIN PERFORM public.as_caller(); RETURN pg_catalog.textnlike($1::text, $2::text); END $$;\n",
+            "CREATE OPERATOR public.!~~ (LEFTARG = name, RIGHTARG = name, FUNCTION = public.not_like);\n"])
+        result = verify.verify(made.path)
+        assert not marker.exists()
+        assert not result.ok
+        failed = result.failures.set_index("object")
+        assert list(failed.index) == ["operator public.!~~(name,name)"], failed.to_string()
+        assert failed.loc["operator public.!~~(name,name)", "check"] == "named as a built-in"
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_a_check_definition_whose_function_resets_the_role_never_gets_the_verifiers_rights(seeded, tmp_path):
+    """A CHECK definition of the manifest's is put on a probe table as the table's owner (SET ROLE), and
+    planning it runs an IMMUTABLE function it names; in the verifier's session (a superuser's) that
+    function's RESET ROLE gave back the superuser's rights and ran a program on the server. The probe now
+    runs in a session of the restore's own role, where RESET ROLE gives back that role only."""
+    import json
+    import shutil
+
+    folder = _server_writable_folder()
+    marker = folder / "pwned"
+    try:
+        made, _ = _crafted(seeded, tmp_path, lambda key: [
+            *_runs_a_program_as_its_caller(marker),
+            "CREATE FUNCTION public.folded(integer) RETURNS integer LANGUAGE plpgsql IMMUTABLE AS $$\n",
+            "BEGIN PERFORM public.as_caller(); RETURN $1; END $$;\n"])
+        manifest_file = backup.manifest_path(made.path)
+        manifest = json.loads(manifest_file.read_text())
+        checks = manifest["schema"]["public.users"]["constraint"]
+        checks["users_email_format_check"] = checks["users_email_format_check"][:-1] + " AND (public.folded(1) = 1))"
+        manifest_file.write_text(json.dumps(manifest))
+        result = verify.verify(made.path)
+        assert not marker.exists()
+        assert not result.ok
+        decided = result.failures.set_index("object").loc["public.users constraint users_email_format_check", "actual"]
+        assert "folded(1) = 1" in decided and not result.skipped["check"].eq("constraint").any()  # decided: differs
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def test_restore_refuses_a_crafted_dump_before_touching_the_target(seeded, scratch, tmp_path):
     good = backup.backup(seeded, "full", "custom", directory=tmp_path / "good")
     restore.restore_into(good.path, scratch, good.manifest)
