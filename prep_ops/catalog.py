@@ -113,7 +113,7 @@ def foreign_triggers(conn: psycopg.Connection, tables: Iterable["str | tuple[str
     """The code that writing `tables` would run with the writer's privileges although another role owns it:
     one dict (schema, table, kind, name, function_schema, function_name, function_arguments, owner) per
     enabled trigger, column default, CHECK constraint, index expression (a function called directly or
-    through an operator) or CHECK of a column's domain whose function is owned by a role that is neither a
+    through an operator) or CHECK or DEFAULT of a column's domain whose function is owned by a role that is neither a
     superuser nor (with `trust_current_user`) the connected one. Tables: "name" (in
     public) or (schema, name); None for every table. Their partitions and the tables that reference them by
     foreign key count too (TRUNCATE ... CASCADE, ON DELETE actions and row routing write those)."""

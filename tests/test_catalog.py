@@ -88,3 +88,27 @@ def test_code_reached_through_an_operator_or_a_domain_counts_as_code_a_write_run
     assert ("t", "check constraint", "same", role) in seen, found
     assert ("u", "domain check", "ok", role) in seen, found
     assert ("v", "domain check", "ok", role) in seen, found
+
+
+def test_a_domains_default_calling_a_roles_function_counts_as_code_a_write_runs(scratch):
+    """A column of a domain whose DEFAULT calls a role's function (and that has no default of its own) runs
+    it with the writer's privileges whenever a write leaves the column out (COPY or INSERT naming the other
+    columns): as much the writer's as a column default, which the guard counts."""
+    role = f"prep_ops_test_{uuid.uuid4().hex[:8]}"
+    with db.connect(scratch, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(role)))
+        conn.execute(sql.SQL("CREATE SCHEMA app AUTHORIZATION {}").format(sql.Identifier(role)))
+        conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(role)))
+        conn.execute("CREATE FUNCTION app.stamp() RETURNS int LANGUAGE sql AS 'SELECT 1'")
+        conn.execute("CREATE DOMAIN app.stamped AS int DEFAULT app.stamp()")
+        conn.execute("CREATE DOMAIN app.restamped AS app.stamped CHECK (VALUE > 0)")  # inherits that default
+        conn.execute("CREATE TABLE app.w (a int, s app.stamped, r app.restamped)")
+        conn.execute("RESET ROLE")
+        try:
+            found = catalog.foreign_triggers(conn, [("app", "w")])
+        finally:
+            conn.execute("DROP SCHEMA app CASCADE")
+            conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+    seen = {(f["table"], f["kind"], f["name"], f["function_name"], f["owner"]) for f in found}
+    assert ("w", "domain default", "stamped (column s)", "stamp", role) in seen, found
+    assert ("w", "domain default", "stamped (column r)", "stamp", role) in seen, found

@@ -1,7 +1,7 @@
 -- Code that runs with the writer's privileges when the given tables are written, owned by a role that
 -- is neither a superuser nor %(trusted)s: the functions of enabled triggers (and their WHEN clauses),
 -- column defaults, CHECK constraints and index expressions, called directly or through an operator, and
--- the CHECK constraints of the domains (and the domains under them) the tables' columns are of.
+-- the CHECK constraints and DEFAULTs of the domains (and the domains under them) the tables' columns are of.
 -- %(tables)s (regclass texts) NULL means every table of the database. Tables that reference a written
 -- table by foreign key, and partitions of it, are written too (TRUNCATE ... CASCADE, ON DELETE actions,
 -- routing of rows), so they count.
@@ -47,6 +47,11 @@ WITH RECURSIVE edges(parent, child) AS (
     SELECT dm.rel, 'domain check', con.conname::text || ' (column ' || dm.column_name || ')', d.refclassid, d.refobjid
     FROM domains dm JOIN pg_constraint con ON con.contypid = dm.domain AND con.contype = 'c'
     JOIN pg_depend d ON d.classid = 'pg_constraint'::regclass AND d.objid = con.oid
+    UNION  -- a domain's DEFAULT: run for a column a write leaves out (the domain depends on what it calls)
+    SELECT dm.rel, 'domain default', ty.typname::text || ' (column ' || dm.column_name || ')', d.refclassid, d.refobjid
+    FROM domains dm JOIN pg_type ty ON ty.oid = dm.domain
+    JOIN pg_depend d ON d.classid = 'pg_type'::regclass AND d.objid = dm.domain
+    WHERE ty.typdefaultbin IS NOT NULL
 ), code(rel, kind, name, fn) AS (
     -- a function used, or the function behind an operator used
     SELECT u.rel, u.kind, u.name, CASE WHEN u.class = 'pg_proc'::regclass THEN u.obj ELSE o.oprcode::oid END
