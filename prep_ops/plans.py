@@ -57,7 +57,7 @@ class Plan:
     relation_stats: pd.DataFrame = field(default_factory=pd.DataFrame)  # plan_relations() of its nodes
     wall_ms: float = 0.0
     mode: str = ""  # how it was planned: EXPLAIN ANALYZE (and how guarded), plain EXPLAIN, or a generic plan, and why
-    as_role: str | None = None  # the role it was planned as (its author's, see explain), None: the connection's own
+    as_role: str | None = None  # who wrote it (see explain: this role or a superuser), None: the DBA
 
     @property
     def rows(self) -> float:
@@ -192,16 +192,18 @@ def explain(conn: psycopg.Connection, query: str, params: dict | None = None, *,
     """EXPLAIN a query (a catalogue name or SQL with %(name)s parameters); ANALYZE runs it, in a
     transaction that is rolled back. `settings` are set for this transaction only (e.g. work_mem).
 
-    `as_role`: the role that wrote the statement (pg_stat_statements' top statements are anybody's), planned
-    and run as that role (SET LOCAL ROLE), never with this connection's rights: the functions a statement
-    calls run as whoever runs it (EXPLAIN ANALYZE of a SELECT, READ ONLY, still runs a COPY TO in one),
-    and planning alone runs an IMMUTABLE one with constant arguments. Where this connection's role may
-    not act as it ("" for a role that no longer exists), nothing is planned: RoleError says why.
+    `as_role`: the role that wrote the statement (pg_stat_statements' top statements are anybody's; ""
+    for one that no longer exists). The functions a statement calls run as whoever runs it (EXPLAIN
+    ANALYZE of a SELECT, READ ONLY, still runs a COPY TO in one), and planning alone runs an IMMUTABLE one
+    with constant arguments; SET ROLE to the author would not hold them (a function takes it back). So a
+    statement written by a role that is neither this connection's nor a superuser is not planned at all:
+    RoleError says why, and the DBA who has read it can give it as query=.
 
     `hide_indexes` plans the query as if those indexes did not exist (what HypoPG's
     hypopg_hide_index does): they are dropped inside the same rolled-back transaction, which holds
     a lock on their tables while the query runs, so it is refused outside a scratch database.
     """
+    _refuse_foreign_author(conn, as_role)
     text = resolve_query(query).strip().rstrip(";")
     if not text:
         raise ParameterError("the query is empty")
@@ -236,7 +238,6 @@ def explain(conn: psycopg.Connection, query: str, params: dict | None = None, *,
                 conn.execute("SELECT set_config('statement_timeout', %s, true)", (str(ANALYZE_TIMEOUT_MS),))
             _validated_settings(conn, settings)
             _hidden(conn, tuple(hide_indexes))
-            _act_as(conn, as_role)  # last: the settings and hidden indexes above are the DBA's
             began = time.perf_counter()
             if positional:
                 raw = _generic_plan(conn, text, positional[-1], version)
@@ -255,28 +256,24 @@ def explain(conn: psycopg.Connection, query: str, params: dict | None = None, *,
         raise ParameterError(f"the query cannot run: {first_line(exc)}") from None
     result = raw[0] if isinstance(raw, list) else json.loads(raw)[0]
     nodes = nodes_frame(result, analyze)
-    mode += f", as its author {as_role}" if as_role is not None else ""
+    mode += f", written by {as_role}" if as_role else ""
     return Plan(text, result, nodes, analyze, result.get("Planning Time"), result.get("Execution Time"),
                 version, plan_relations(conn, nodes), wall, mode, as_role)
 
 
-def _act_as(conn: psycopg.Connection, role: str | None) -> None:
-    """SET LOCAL ROLE `role` in the current transaction (None: stay the connection's own role); RoleError
-    where the server refuses it (this role is not a member of it, nor a superuser; it no longer exists)."""
-    if role is None:
+def _refuse_foreign_author(conn: psycopg.Connection, author: str | None) -> None:
+    """RoleError where `author` (who wrote the statement; None: the DBA) is neither this connection's role
+    nor a superuser: nothing of it is planned. Planning runs an IMMUTABLE function on constants and EXPLAIN
+    ANALYZE runs the rest, with this role's rights, and SET ROLE to the author cannot hold them: a function
+    takes it back with set_config('role', 'none', true) or RESET ROLE."""
+    if author is None:
         return
-    try:
-        if not role:
-            raise psycopg.errors.UndefinedObject
-        with conn.transaction():  # a savepoint: the refusal is the server's own judgement
-            conn.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(role)))
-    except (psycopg.errors.InsufficientPrivilege, psycopg.errors.UndefinedObject):
-        me = conn.execute("SELECT current_user").fetchone()[0]
-        why = f"it was written by role {role}, which {me} may not act as (SET ROLE)" if role else \
-            "its author no longer exists"
-        raise RoleError(f"not planned: {why}; planned with {me}'s rights, it could run its author's functions "
-                        f"as {me}. Grant {me} membership in its author, or give it as query=… to plan it as "
-                        "yourself") from None
+    me, trusted = conn.execute(load("plans", "author_trusted"), {"author": author}).fetchone()
+    if not trusted:
+        who = f"role {author}" if author else "a role that no longer exists"
+        raise RoleError(f"not planned: written by {who}, neither {me} nor a superuser; planning or running it "
+                        f"would run the functions it calls with {me}'s rights. Read it, then give it as query=… "
+                        "to plan it as yourself")
 
 
 def plan_relations(conn: psycopg.Connection, nodes: pd.DataFrame) -> pd.DataFrame:

@@ -44,8 +44,9 @@ class Statement:
     calls: int | None = None
     mean_ms: float | None = None
     total_ms: float | None = None
-    # the role that ran it (pg_stat_statements; "" where it no longer exists), planned as that role (see
-    # plans.explain); None: the runbook's own statements (the catalogue, a .sql file, query=), planned as the DBA
+    # the role that ran it (pg_stat_statements; "" where it no longer exists): planned only where it is the
+    # DBA's own role or a superuser (see plans.explain); None: the runbook's own statements (the catalogue,
+    # a .sql file, query=), planned as the DBA
     author: str | None = None
 
 
@@ -150,9 +151,9 @@ _SYSTEM_SCHEMAS = {"pg_catalog", "information_schema", "pg_toast"}
 
 
 def _reads_user_tables(conn: psycopg.Connection, text: str, author: str) -> bool:
-    """Whether the statement's plan (EXPLAIN VERBOSE without ANALYZE, as its `author`: not run) reads a
-    relation outside the system schemas, by the schema each plan node names: a user's table called pg_class
-    is a user table. One that cannot be planned here is kept: the report says why."""
+    """Whether the statement's plan (EXPLAIN VERBOSE without ANALYZE: not run) reads a relation outside the
+    system schemas, by the schema each plan node names: a user's table called pg_class is a user table. One
+    that cannot be planned here (another role's: see plans.explain) is kept: the report says why."""
     try:
         plan = plans.explain(conn, text, analyze=False, as_role=author)
     except (PrepOpsError, psycopg.Error):
