@@ -17,11 +17,11 @@ The backup's definition is text from the manifest, not trusted as SQL: it is onl
 `ALTER TABLE <probe> ADD CONSTRAINT <probe> …` statement, run as the table's owner (the server plans
 the constraint, which runs an IMMUTABLE function named on constants: the owner's, or the dump's), on a
 connection whose session user is no superuser where the restore had a role of its own (comparison's
-`probe_as`: SET ROLE is no boundary, a function may RESET ROLE to the session user), sent as a prepared statement (which the
-server refuses to hold two commands), on a temporary table with no rows, in a savepoint that is
-always rolled back, with standard_conforming_strings on (the server reads quotes as `is_check` does)
-and a 5 s statement and lock timeout (what the server folds at ADD time stays cheap); what does not parse there, or makes anything but one CHECK constraint, is
-reported as differing.
+`probe_as`: SET ROLE is no boundary, a function may RESET ROLE to the session user). It is sent as a
+prepared statement (which the server refuses to hold two commands), on a temporary table with no rows,
+in a savepoint that is always rolled back, with standard_conforming_strings on (the server reads quotes
+as `is_check` does) and a 5 s statement and lock timeout (what the server folds at ADD time stays
+cheap); what does not parse there, or makes anything but one CHECK constraint, is reported as differing.
 """
 
 import re
