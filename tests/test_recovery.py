@@ -1,6 +1,7 @@
 """Damage assessment against a real backup, row differences, and putting rows back."""
 
 import pytest
+from psycopg import sql
 
 from prep_ops import backup, db, migrate, seed
 from prep_ops.incident import recovery
@@ -278,3 +279,51 @@ def test_repair_leaves_undamaged_rows_alone_when_a_before_insert_trigger_rewrite
     finally:
         _drop(server, live)
         _drop(server, source)
+
+
+def test_the_repair_never_runs_a_key_types_owners_equality_operator(server):
+    """The repair took rows the live table holds unchanged out of its staging table by comparing keys with
+    `=`, resolved under the session's search_path: for a key of a role's enum, that role's own
+    `= (mood, mood)` in a schema on the path is an exact match and beat pg_catalog's `= (anyenum, anyenum)`,
+    so its function ran as whoever repaired (a superuser). Keys are compared by their text now."""
+    import secrets
+
+    author = f"prep_ops_test_author_{secrets.token_hex(3)}"
+    live, source = _create(server), _create(server)
+    try:
+        for target in (live, source):
+            with db.connect(target, autocommit=True) as conn:
+                if target is live:
+                    conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(author)))
+                conn.execute(sql.SQL("CREATE SCHEMA app AUTHORIZATION {}").format(sql.Identifier(author)))
+                conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(author)))
+                conn.execute("CREATE TYPE app.mood AS ENUM ('sad', 'ok', 'happy')")
+                conn.execute(sql.SQL("""CREATE FUNCTION app.same(app.mood, app.mood) RETURNS boolean
+                    LANGUAGE plpgsql IMMUTABLE AS $f$
+                    BEGIN
+                        IF current_user <> {} THEN
+                            PERFORM pg_advisory_lock(484848);  -- a mark that outlives the repair's transaction
+                        END IF;
+                        RETURN $1::text = $2::text;
+                    END $f$""").format(sql.Literal(author)))
+                conn.execute("CREATE OPERATOR app.= (LEFTARG = app.mood, RIGHTARG = app.mood, FUNCTION = app.same)")
+                conn.execute("RESET ROLE")
+                conn.execute("CREATE TABLE public.feelings (m app.mood PRIMARY KEY, note text)")
+                conn.execute("INSERT INTO public.feelings VALUES ('sad', 'a'), ('ok', 'b'), ('happy', 'c')")
+                conn.execute(sql.SQL("ALTER DATABASE {} SET search_path = app, public").format(
+                    sql.Identifier(target.database)))
+        with db.connect(live, autocommit=True) as conn, db.connect(source, autocommit=True) as copy:
+            # the test's own statements name pg_catalog's operator: the mark is the repair's alone
+            conn.execute("UPDATE public.feelings SET note = 'damaged' WHERE m OPERATOR(pg_catalog.=) 'ok'")
+            counts = recovery.repair_rows(conn, copy, ["public.feelings"], confirm=True).set_index("table")
+            marked = conn.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = 484848"
+                                  ).fetchone()[0]
+            assert marked == 0
+            assert counts.loc["public.feelings", ["inserted", "updated"]].tolist() == [0, 1]
+            assert conn.execute("SELECT note FROM public.feelings WHERE m OPERATOR(pg_catalog.=) 'ok'"
+                                ).fetchone()[0] == "b"
+    finally:
+        _drop(server, live)
+        _drop(server, source)
+        with db.connect(server, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(author)))
