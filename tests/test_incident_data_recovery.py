@@ -365,6 +365,25 @@ def test_rows_added_since_the_backup_are_kept_and_zero_rows_lost_still_passes(sh
         assert conn.execute("SELECT count(*), max(id) FROM app.items").fetchone() == (51, 1000)
 
 
+def test_rows_put_back_under_a_trigger_stamping_them_are_zero_rows_lost(shop, incident_id, tmp_path):
+    """pagila's film stamps `last_update` in a BEFORE UPDATE trigger: the rows step 3 put back were stamped
+    again on the way in, so step 4 FAILed 'zero rows lost' on the very rows it had repaired and told the
+    DBA the backup or the moment was wrong. Step 3 now holds BEFORE triggers off while it writes, and says so."""
+    with db.connect(shop, autocommit=True) as conn:
+        conn.execute("CREATE FUNCTION app.stamp() RETURNS trigger LANGUAGE plpgsql AS "
+                     "$$ BEGIN NEW.name = NEW.name || ' (edited ' || clock_timestamp() || ')'; RETURN NEW; END $$; "
+                     "CREATE TRIGGER stamp BEFORE INSERT OR UPDATE ON app.items FOR EACH ROW EXECUTE FUNCTION app.stamp(); "
+                     "UPDATE app.items SET name = 'damaged' WHERE id <= 5")
+    run = _recover(shop, incident_id, tmp_path)
+    checks = {e.text.split(":")[0]: e.text for e in run.inc.events if e.kind == "check"}
+    assert checks["PASS data equals the backup (zero rows lost)"].endswith("1 table(s) checked, 0 rows still missing or changed")
+    report = (incident.incidents_dir() / f"{incident_id}.md").read_text()
+    assert "app.items: 0 rows inserted, 5 updated (BEFORE triggers held off while writing: stamp)" in report
+    with db.connect(shop, autocommit=True) as conn:
+        assert conn.execute("SELECT name FROM app.items WHERE id = 3").fetchone() == ("item 3",)
+        assert conn.execute("SELECT tgenabled FROM pg_trigger WHERE tgname = 'stamp'").fetchone() == ("O",)
+
+
 def test_a_rerun_without_confirm_after_a_killed_block_says_the_application_is_still_blocked(app_database, incident_id,
                                                                                             server, tmp_path):
     """Killed after step 1 (confirmed) blocked the role, re-run live without confirm: it said 'the role was not

@@ -5,7 +5,7 @@ from psycopg import sql
 
 from prep_ops import backup, db, migrate, seed
 from prep_ops.incident import recovery
-from prep_ops.errors import ConfirmationRequired, ParameterError
+from prep_ops.errors import ConfirmationRequired, ParameterError, RecoveryError
 
 from conftest import _create, _drop, table_checksum, judge_as_elsewhere
 
@@ -327,3 +327,120 @@ def test_the_repair_never_runs_a_key_types_owners_equality_operator(server):
         _drop(server, source)
         with db.connect(server, autocommit=True) as conn:
             conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(author)))
+
+
+def _triggers(conn, table: str) -> dict[str, str]:
+    return dict(conn.execute("SELECT tgname, tgenabled::text FROM pg_trigger WHERE tgrelid = %s::regclass "
+                             "AND NOT tgisinternal", (table,)).fetchall())
+
+
+def test_a_repair_puts_rows_back_as_they_were_under_a_trigger_stamping_last_update(server):
+    """pagila's film: a BEFORE UPDATE trigger stamps `last_update = now()`, a BEFORE INSERT OR UPDATE one
+    recomputes a column. The repaired row was written through them, so it was stamped and recomputed and
+    still differed from the copy: runbook 10's 'zero rows lost' failed and told the DBA to pick another
+    recover_to. The repair holds the table's BEFORE triggers off (as pg_restore --disable-triggers does)
+    and puts each back as it was, ALWAYS included; AFTER triggers still fire."""
+    shape = ("CREATE TABLE film (id int PRIMARY KEY, title text, words text, last_update timestamptz NOT NULL); "
+             "CREATE TABLE after_log (id int); "
+             "CREATE FUNCTION words() RETURNS trigger LANGUAGE plpgsql AS "
+             "$$ BEGIN NEW.words = upper(NEW.title); RETURN NEW; END $$; "
+             "CREATE FUNCTION stamp() RETURNS trigger LANGUAGE plpgsql AS "
+             "$$ BEGIN NEW.last_update = clock_timestamp(); RETURN NEW; END $$; "
+             "CREATE FUNCTION logged() RETURNS trigger LANGUAGE plpgsql AS "
+             "$$ BEGIN INSERT INTO after_log VALUES (NEW.id); RETURN NULL; END $$; "
+             "INSERT INTO film SELECT g, 'film ' || g, 'as loaded', '2022-01-01' FROM generate_series(1, 20) g; "
+             "CREATE TRIGGER words BEFORE INSERT OR UPDATE ON film FOR EACH ROW EXECUTE FUNCTION words(); "
+             "CREATE TRIGGER stamp BEFORE UPDATE ON film FOR EACH ROW EXECUTE FUNCTION stamp(); "
+             "ALTER TABLE film ENABLE ALWAYS TRIGGER stamp; "
+             "CREATE TRIGGER logged AFTER INSERT OR UPDATE ON film FOR EACH ROW EXECUTE FUNCTION logged()")
+    live, source = _create(server), _create(server)
+    try:
+        for target in (live, source):
+            with db.connect(target, autocommit=True) as conn:
+                conn.execute(shape)
+        with db.connect(live, autocommit=True) as conn, db.connect(source, autocommit=True) as copy:
+            before = _triggers(conn, "film")
+            conn.execute("UPDATE film SET title = 'damaged' WHERE id = 7")
+            conn.execute("DELETE FROM film WHERE id = 8")
+            conn.execute("DELETE FROM after_log")
+            counts = recovery.repair_rows(conn, copy, ["public.film"], confirm=True).set_index("table")
+            assert counts.loc["public.film", ["inserted", "updated"]].tolist() == [1, 1]
+            assert counts.loc["public.film", "triggers_held_off"] == "stamp, words"
+            assert counts.loc["public.film", "triggers_fired"] == ""
+            rows = "SELECT id, title, words, last_update FROM film WHERE id IN (7, 8) ORDER BY id"
+            assert conn.execute(rows).fetchall() == copy.execute(rows).fetchall()
+            assert recovery.row_differences(conn, copy, ["public.film"])[["missing", "changed"]].sum().sum() == 0
+            assert _triggers(conn, "film") == before == {"words": "O", "stamp": "A", "logged": "O"}
+            assert sorted(r[0] for r in conn.execute("SELECT id FROM after_log")) == [7, 8]  # AFTER fired
+            conn.execute("UPDATE film SET title = 'later' WHERE id = 9")  # and the triggers fire again after
+            assert conn.execute("SELECT words, last_update > '2022-01-01' FROM film WHERE id = 9").fetchone() == ("LATER", True)
+    finally:
+        _drop(server, live)
+        _drop(server, source)
+
+
+def test_a_repair_of_a_partitioned_table_holds_off_its_partitions_before_triggers(server):
+    """The rows of a partitioned table are its partitions', each repaired as a table of its own, whose BEFORE
+    triggers (cloned from the parent's, or their own) fire there: those are held off too, and put back. The
+    parent itself is refused: FROM ONLY it is no rows, so its repair did nothing and said it was done."""
+    shape = ("CREATE TABLE m (id int, at date NOT NULL, note text, stamped timestamptz, PRIMARY KEY (id, at)) "
+             "PARTITION BY RANGE (at); "
+             "CREATE TABLE m_2024 PARTITION OF m FOR VALUES FROM ('2024-01-01') TO ('2025-01-01'); "
+             "CREATE TABLE m_2025 PARTITION OF m FOR VALUES FROM ('2025-01-01') TO ('2026-01-01'); "
+             "CREATE FUNCTION stamp() RETURNS trigger LANGUAGE plpgsql AS "
+             "$$ BEGIN NEW.stamped = clock_timestamp(); RETURN NEW; END $$; "
+             "INSERT INTO m SELECT g, date '2024-06-01' + g * 30, 'as loaded', '2022-01-01' FROM generate_series(1, 12) g; "
+             "CREATE TRIGGER stamp BEFORE INSERT OR UPDATE ON m FOR EACH ROW EXECUTE FUNCTION stamp(); "
+             "CREATE TRIGGER own BEFORE UPDATE ON m_2025 FOR EACH ROW EXECUTE FUNCTION stamp()")
+    live, source = _create(server), _create(server)
+    try:
+        for target in (live, source):
+            with db.connect(target, autocommit=True) as conn:
+                conn.execute(shape)
+        with db.connect(live, autocommit=True) as conn, db.connect(source, autocommit=True) as copy:
+            conn.execute("UPDATE m SET note = 'damaged' WHERE id IN (2, 10)")
+            with pytest.raises(RecoveryError, match="public.m is partitioned: its rows are in its partitions"):
+                recovery.repair_rows(conn, copy, ["public.m"], confirm=True)  # ONLY m: no rows, nothing done
+            leaves = ["public.m_2024", "public.m_2025"]  # as the manifest names them, and runbook 10 repairs them
+            counts = recovery.repair_rows(conn, copy, leaves, confirm=True).set_index("table")
+            assert counts["updated"].tolist() == [1, 1]
+            assert counts["triggers_held_off"].tolist() == ["stamp", "own, stamp"]
+            rows = "SELECT * FROM m ORDER BY id"
+            assert conn.execute(rows).fetchall() == copy.execute(rows).fetchall()
+            assert conn.execute("SELECT count(*) FROM pg_trigger WHERE NOT tgisinternal AND tgenabled <> 'O'").fetchone()[0] == 0
+    finally:
+        _drop(server, live)
+        _drop(server, source)
+
+
+def test_a_repair_by_a_role_that_cannot_alter_the_table_says_which_before_triggers_fired(server):
+    """A role that may write the table but does not own it cannot hold the triggers off: they fire, as
+    before, and the repair's report names them (the reason the rows may still differ)."""
+    import uuid
+
+    name = f"t{uuid.uuid4().hex[:8]}_writer"
+    live, source = _create(server), _create(server)
+    shape = ("CREATE TABLE film (id int PRIMARY KEY, title text, last_update timestamptz NOT NULL); "
+             "CREATE FUNCTION stamp() RETURNS trigger LANGUAGE plpgsql AS "
+             "$$ BEGIN NEW.last_update = clock_timestamp(); RETURN NEW; END $$; "
+             "INSERT INTO film SELECT g, 'film ' || g, '2022-01-01' FROM generate_series(1, 5) g; "
+             "CREATE TRIGGER stamp BEFORE UPDATE ON film FOR EACH ROW EXECUTE FUNCTION stamp()")
+    try:
+        for target in (live, source):
+            with db.connect(target, autocommit=True) as conn:
+                conn.execute(shape)
+        with db.connect(live, autocommit=True) as conn, db.connect(source, autocommit=True) as copy:
+            conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(name)))
+            conn.execute(sql.SQL("GRANT SELECT, INSERT, UPDATE ON film TO {}").format(sql.Identifier(name)))
+            conn.execute("UPDATE film SET title = 'damaged' WHERE id = 3")
+            conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(name)))
+            counts = recovery.repair_rows(conn, copy, ["public.film"], confirm=True).set_index("table")
+            conn.execute("RESET ROLE")
+            assert counts.loc["public.film", ["updated", "triggers_held_off", "triggers_fired"]].tolist() == [1, "", "stamp"]
+            assert conn.execute("SELECT title, last_update > '2022-01-01' FROM film WHERE id = 3").fetchone() == ("film 3", True)
+            assert _triggers(conn, "film") == {"stamp": "O"}
+            conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(name)))
+            conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(name)))
+    finally:
+        _drop(server, live)
+        _drop(server, source)

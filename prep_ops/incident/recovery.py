@@ -17,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 import psycopg
 from psycopg import sql
+from psycopg.rows import dict_row
 
 from .. import backup as backups
 from .. import checksums, verify
@@ -222,6 +223,12 @@ def repair_rows(live: psycopg.Connection, source: psycopg.Connection, tables: li
         with snapshot(source), live.transaction():
             # the upserts fire the tables' triggers as us (a superuser perhaps): none may be another role's code
             refuse_foreign_triggers(live, [_split(live, t) for t in tables], "to repair " + ", ".join(tables))
+            for label in tables:  # FROM ONLY a partitioned table is no rows: it would "repair" nothing
+                schema, name = _split(live, label)
+                if live.execute(load("recovery", "partitioned"), {"schema": schema, "table": name}).fetchone()[0]:
+                    raise RecoveryError(f"{label} is partitioned: its rows are in its partitions, which are "
+                                        "damaged or not each on its own; repair those")
+            held = {t: _hold_before_triggers(live, *_split(live, t)) for t in tables}
             for number, table in enumerate(_load_order(live, tables), 1):
                 schema, name = _split(live, table)
                 keys = key_columns(live, table)
@@ -252,7 +259,41 @@ def repair_rows(live: psycopg.Connection, source: psycopg.Connection, tables: li
                                                    for c in others) if others else sql.SQL("{} = EXCLUDED.{}").format(
                         sql.Identifier(keys[0]), sql.Identifier(keys[0])))
                 result = live.execute(statement).fetchone()
-                counts.append({"table": table, "inserted": result[0], "updated": result[1]})
+                off, fired = held[table]
+                counts.append({"table": table, "inserted": result[0], "updated": result[1],
+                               "triggers_held_off": ", ".join(t["named"] for t in off),
+                               "triggers_fired": ", ".join(t["named"] for t in fired)})
+            for off, _ in held.values():
+                for trigger in off:
+                    live.execute(_TRIGGER_STATE[trigger["enabled"]].format(
+                        table=sql.Identifier(trigger["schema"], trigger["table"]), trigger=sql.Identifier(trigger["trigger"])))
     except psycopg.Error as exc:
         raise database_error(exc, f"repairing {table} failed, so no table was changed", RecoveryError) from None
-    return pd.DataFrame(counts, columns=["table", "inserted", "updated"])
+    return pd.DataFrame(counts, columns=REPAIRED)
+
+
+REPAIRED = ["table", "inserted", "updated", "triggers_held_off", "triggers_fired"]
+# a trigger held off is put back in the state it had: enabled (fires in a normal session) or enabled ALWAYS
+_TRIGGER_STATE = {"O": sql.SQL("ALTER TABLE {table} ENABLE TRIGGER {trigger}"),
+                  "A": sql.SQL("ALTER TABLE {table} ENABLE ALWAYS TRIGGER {trigger}")}
+
+
+def _hold_before_triggers(conn: psycopg.Connection, schema: str, name: str) -> tuple[list[dict], list[dict]]:
+    """The table's (and its partitions') row-level BEFORE INSERT or UPDATE triggers, disabled for the
+    repair's transaction where this role may (owner or superuser), so that the rows go back exactly as
+    the copy holds them: a trigger stamping `last_update` or recomputing a column would rewrite them, and
+    the repaired rows would still differ (pagila's film), as `pg_restore --disable-triggers` holds them off
+    for a data-only restore. AFTER triggers (the audit log, replication) and foreign-key checks still run.
+    The caller enables them again before its transaction commits; a killed repair rolls the change back
+    with everything else. ALTER TABLE takes SHARE ROW EXCLUSIVE, so no other session writes the table
+    meanwhile and none writes it with the triggers off. Returns (held off, fired: not this role's to alter)."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        found = cur.execute(load("recovery", "before_triggers"), {"schema": schema, "table": name}).fetchall()
+    for trigger in found:  # named with its partition in the report where it is not on the table itself
+        trigger["named"] = trigger["trigger"] if (trigger["schema"], trigger["table"]) == (schema, name) else \
+            f"{trigger['trigger']} (on {trigger['schema']}.{trigger['table']})"
+    for trigger in (t for t in found if t["owned"]):
+        conn.execute(sql.SQL("ALTER TABLE {} DISABLE TRIGGER {}").format(
+            sql.Identifier(trigger["schema"], trigger["table"]), sql.Identifier(trigger["trigger"])))
+    return [t for t in found if t["owned"]], [t for t in found if not t["owned"]]
+

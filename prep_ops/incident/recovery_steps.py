@@ -60,6 +60,7 @@ class DataRecovery:
     lost_after: dict | None = None  # point-in-time: rows still missing or changed per table after step 3
     pitr_skipped: str = ""  # point-in-time: why step 2 made no copy, where that is no failure (live)
     replaced: str | None = None  # scope="database": the database the restore replaced (restore.restore keeps it)
+    triggers_fired: str = ""  # step 3: BEFORE triggers that rewrote the rows put back (not the role's to hold off)
 
     @property
     def pitr_name(self) -> str:
@@ -227,8 +228,23 @@ def _recover_point_in_time(run: DataRecovery) -> None:
     inc.check("point-in-time copy made", True, f"{run.pitr_name}, as at {point.moment.text}")
 
 
-def _repaired(repaired: pd.DataFrame) -> str:
-    return "; ".join(f"{r.table}: {r.inserted} rows inserted, {r.updated} updated" for r in repaired.itertuples())
+def _repaired(run: DataRecovery, repaired: pd.DataFrame) -> str:
+    """What step 3 wrote, per table, with the BEFORE triggers it held off or that fired (kept on the run:
+    step 4 names them where rows still differ)."""
+    run.triggers_fired = "; ".join(f"{r.table}: {r.triggers_fired}" for r in repaired.itertuples() if r.triggers_fired)
+    return "; ".join(
+        f"{r.table}: {r.inserted} rows inserted, {r.updated} updated"
+        + (f" (BEFORE triggers held off while writing: {r.triggers_held_off})" if r.triggers_held_off else "")
+        + (f" (BEFORE triggers fired, not yours to hold off: {r.triggers_fired})" if r.triggers_fired else "")
+        for r in repaired.itertuples())
+
+
+def _fix_for_rows_left(run: DataRecovery, fallback: str) -> str:
+    """Step 4's fix where rows still differ after the repair: the triggers that rewrote them where some fired."""
+    if run.triggers_fired:
+        return (f"the tables' BEFORE triggers rewrote the rows put back ({run.triggers_fired}): re-run step 3 as "
+                "the tables' owner or a superuser, which holds them off")
+    return fallback
 
 
 def restore(run: DataRecovery) -> pd.DataFrame:
@@ -246,11 +262,11 @@ def restore(run: DataRecovery) -> pd.DataFrame:
         elif run.scope == "rows" and inc.may_change:
             with connect(found.copy, autocommit=True) as copy:
                 repaired = recovery.repair_rows(inc.conn, copy, found.damaged, confirm=True)
-            inc.did(_repaired(repaired))
+            inc.did(_repaired(run, repaired))
         elif run.scope == "point-in-time" and run.point is not None:
             with connect(run.point.target, autocommit=True) as copy:
                 repaired = recovery.repair_rows(inc.conn, copy, found.damaged, confirm=True)
-            inc.did(f"{_repaired(repaired)} (from the point-in-time copy, as at {run.point.moment.text})")
+            inc.did(f"{_repaired(run, repaired)} (from the point-in-time copy, as at {run.point.moment.text})")
         elif run.scope == "database" and inc.may_change:
             inc.close()  # the restore replaces the database this connection is on
             inc.save(running=[f"restore {run.backup.path.name} into {run.target.database}, safety backup into {run.safety_dir}"])
@@ -293,7 +309,8 @@ def verify_data(run: DataRecovery) -> pd.DataFrame:
                   + (f", {added} rows added since the backup kept" if added else "")
                   + (f"; differing from the backup since step 2: {', '.join(later)}" if later else "")
                   + (f"; gone, with all their rows: {', '.join(gone)}" if gone else ""),
-                  fix="restore with scope='database' (a table that is gone cannot take rows back)" if gone else "",
+                  fix="restore with scope='database' (a table that is gone cannot take rows back)" if gone else
+                  _fix_for_rows_left(run, "") if lost else "",
                   skipped=unchanged if not gone else "")
     return after
 
@@ -330,7 +347,9 @@ def _verify_point_in_time(run: DataRecovery, gone: list[str]) -> None:
               f"{len(found.damaged)} table(s) equal the copy as at {point.moment.text}: {lost} rows lost, "
               f"{dump_missing} rows of the last logical backup missing (the dump-based scope would lose "
               f"{point.dump_would_lose}){dropped}",
-              fix=fix if gone and not lost and not dump_missing else "give recover_to: the moment just before the damage")
+              fix=fix if gone and not lost and not dump_missing else
+              _fix_for_rows_left(run, "give recover_to: the moment just before the damage") if lost else
+              "give recover_to: the moment just before the damage")
 
 
 def losses(run: DataRecovery) -> pd.DataFrame | None:
