@@ -20,7 +20,7 @@ import pytest
 from psycopg import sql
 
 import pitr_fixtures
-from prep_ops import backup, base_backup, db, incident, migrate, runner, seed
+from prep_ops import backup, base_backup, db, incident, migrate, pitr, runner, seed, wal_archive
 from prep_ops.base_backup import lsn_value
 from prep_ops.errors import ParameterError, StepFailed
 from prep_ops.incident import point_in_time, recovery_steps
@@ -287,3 +287,38 @@ def test_a_table_name_that_needs_quoting_is_found_in_the_wal(source_cluster):
             found = point_in_time.find_moment(conn, damaged, since=source_cluster_started(conn), start_lsn=start)
             assert found.source == "WAL (pg_walinspect)" and f"public.{name}" in found.detail, kind
             assert lsn_value(found.to_lsn) >= lsn_value(start)
+
+
+@independent
+def test_a_point_in_time_repair_of_a_table_stamping_last_update_loses_no_row(source_cluster, incident_id):
+    """pagila's film: `last_updated()` stamps `last_update = now()` in a BEFORE UPDATE trigger. The rows put
+    back from the point-in-time copy were stamped again on the way in, so step 4 FAILed 'zero rows lost' on
+    the rows it had just repaired, and told the DBA to give another recover_to. Live, on an archiving cluster:
+    base backup, dump, work after the dump, then the damage; every row comes back as it was."""
+    with source_cluster.connect() as conn:
+        conn.execute("CREATE EXTENSION pg_walinspect")
+        conn.execute("CREATE TABLE film (film_id int PRIMARY KEY, title text NOT NULL, "
+                     "last_update timestamptz NOT NULL DEFAULT now())")
+        conn.execute("CREATE FUNCTION last_updated() RETURNS trigger LANGUAGE plpgsql AS "
+                     "$$ BEGIN NEW.last_update = CURRENT_TIMESTAMP; RETURN NEW; END $$")
+        conn.execute("CREATE TRIGGER last_updated BEFORE UPDATE ON film FOR EACH ROW EXECUTE FUNCTION last_updated()")
+        conn.execute("INSERT INTO film SELECT g, 'film ' || g, '2022-02-15 09:46:10+00' FROM generate_series(1, 60) g")
+        base_backup.take(conn, source_cluster.target)
+        backup.backup(source_cluster.target)
+        conn.execute("INSERT INTO film SELECT g, 'film ' || g FROM generate_series(61, 70) g")  # work after the dump
+        conn.execute("UPDATE film SET title = 'film 5, retitled' WHERE film_id = 5")  # and a change after it
+        conn.execute("SELECT pg_sleep(1.1)")  # the damage a second later: a moment between them to find
+        expected = conn.execute("SELECT * FROM film ORDER BY film_id").fetchall()
+        conn.execute("UPDATE film SET title = 'damaged' WHERE film_id IN (3, 5, 65)")
+        # the damage's WAL archived, as archive_timeout would (a server prep-ops does not run: no switch of its own)
+        pitr.archive_now(conn, wal_archive.archive_dir(source_cluster.system_identifier))
+    run = recovery_steps.start(source_cluster.target, "live", incident_id=incident_id, confirm=True,
+                               scope="point-in-time")
+    _run_steps(run)
+    statuses = check_statuses(run, ("point-in-time copy made", ZERO_LOST))
+    assert (statuses["point-in-time copy made"], statuses[ZERO_LOST]) == ("PASS", "PASS")
+    assert any(e.text.startswith("public.film: 0 rows inserted, 3 updated (BEFORE triggers held off while writing: "
+                                 "last_updated)") for e in run.inc.events)
+    with source_cluster.connect() as conn:
+        assert conn.execute("SELECT * FROM film ORDER BY film_id").fetchall() == expected
+        assert conn.execute("SELECT tgenabled FROM pg_trigger WHERE tgname = 'last_updated'").fetchone() == ("O",)

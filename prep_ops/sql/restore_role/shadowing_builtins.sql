@@ -1,5 +1,5 @@
 -- Functions (aggregates, procedures) and operators of the restored database in a schema of the comparison's
--- search_path (%(schemas)s), named as one of pg_catalog's and owned by a role that is not a superuser: the
+-- search_path (the schemas given), named as one of pg_catalog's and owned by a role that is not a superuser: the
 -- dump's. A query of the comparison's that names the built-in could resolve to it (an exact match of the
 -- argument types where pg_catalog has none, `name NOT LIKE unknown` finding an !~~ (name, name)) and run it
 -- as the verifier, a superuser. Run under search_path pg_catalog (nothing of the dump's resolves here), with
