@@ -209,6 +209,13 @@ def candidates(backups: list, segments: dict, segment_bytes: int, *, to_time: da
         found.append(candidate)
     if not found:
         streamed = f"; the WAL streamed so far ends at {base_backup.lsn_text(streamed_end)}" if to_lsn and streamed_end else ""
+        not_yet = (to_time is not None and newest_wal is not None and to_time.timestamp() > newest_wal) or \
+            (to_lsn is not None and segments and last > max(segments))
+        if not_yet and fitting:  # past the archive's end, a base backup before it: only the WAL is missing yet
+            raise ParameterError(f"{what} is outside the recoverable window, past its end: the WAL holding it is not "
+                                 "in the archive (yet). A server archives it at its next segment switch "
+                                 "(archive_timeout); to have it now, run SELECT pg_switch_wal() on the server and try "
+                                 f"again ({_window_text(backups, segments)})")
         raise ParameterError(f"{what} is outside the recoverable window: {_window_text(backups, segments)}{streamed}")
     return found
 

@@ -609,3 +609,22 @@ def test_recover_refuses_an_empty_database_name_rather_than_taking_the_targets(s
     with db.connect(server, autocommit=True) as conn:
         with pytest.raises(ParameterError, match="--database needs a name"):
             pitr.recover(conn, server, to_time="2026-01-01T00:00:00+00:00", database="")
+
+
+@independent
+def test_a_moment_whose_wal_is_not_archived_yet_says_how_to_have_it_archived(source_cluster):
+    """On a server prep-ops does not run (no switch of its own), a moment after the newest archived WAL was
+    refused as 'outside the recoverable window: the recoverable window is T1 to T0', an end before its start
+    (the newest segment was written just before the base backup's finish was stamped): the DBA could not
+    tell that waiting for the next segment switch, or pg_switch_wal(), was all it took."""
+    conn = prepared(source_cluster)
+    conn.execute("INSERT INTO lessons VALUES (901, 'after the archive', 1)")
+    t1 = moment(conn)
+    with pytest.raises(ParameterError, match=r"outside the recoverable window, past its end: the WAL holding it is not "
+                                             r"in the archive \(yet\).*SELECT pg_switch_wal\(\)") as caught:
+        pitr.recover(conn, source_cluster.target, to_time=t1, controlled=False)
+    assert "\n" not in str(caught.value)
+    pitr.archive_now(conn, source_cluster.archive)  # what the message says to do
+    done = pitr.recover(conn, source_cluster.target, to_time=t1, controlled=False)
+    with source_cluster.connect(done["database"]) as copy:
+        assert copy.execute("SELECT title FROM lessons WHERE id = 901").fetchone() == ("after the archive",)
