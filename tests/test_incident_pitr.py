@@ -20,7 +20,7 @@ import pytest
 from psycopg import sql
 
 import pitr_fixtures
-from prep_ops import backup, base_backup, db, incident, migrate, pitr, runner, seed, wal_archive
+from prep_ops import backup, base_backup, db, incident, migrate, runner, seed
 from prep_ops.base_backup import lsn_value
 from prep_ops.errors import ParameterError, StepFailed
 from prep_ops.incident import point_in_time, recovery_steps
@@ -294,7 +294,9 @@ def test_a_point_in_time_repair_of_a_table_stamping_last_update_loses_no_row(sou
     """pagila's film: `last_updated()` stamps `last_update = now()` in a BEFORE UPDATE trigger. The rows put
     back from the point-in-time copy were stamped again on the way in, so step 4 FAILed 'zero rows lost' on
     the rows it had just repaired, and told the DBA to give another recover_to. Live, on an archiving cluster:
-    base backup, dump, work after the dump, then the damage; every row comes back as it was."""
+    base backup, dump, work after the dump, then the damage; every row comes back as it was. The cluster is not
+    one prep-ops runs, and its WAL since the dump is not archived yet: step 2, confirmed and a superuser, has it
+    archived (pg_switch_wal) instead of failing until archive_timeout comes round."""
     with source_cluster.connect() as conn:
         conn.execute("CREATE EXTENSION pg_walinspect")
         conn.execute("CREATE TABLE film (film_id int PRIMARY KEY, title text NOT NULL, "
@@ -310,8 +312,6 @@ def test_a_point_in_time_repair_of_a_table_stamping_last_update_loses_no_row(sou
         conn.execute("SELECT pg_sleep(1.1)")  # the damage a second later: a moment between them to find
         expected = conn.execute("SELECT * FROM film ORDER BY film_id").fetchall()
         conn.execute("UPDATE film SET title = 'damaged' WHERE film_id IN (3, 5, 65)")
-        # the damage's WAL archived, as archive_timeout would (a server prep-ops does not run: no switch of its own)
-        pitr.archive_now(conn, wal_archive.archive_dir(source_cluster.system_identifier))
     run = recovery_steps.start(source_cluster.target, "live", incident_id=incident_id, confirm=True,
                                scope="point-in-time")
     _run_steps(run)
