@@ -131,7 +131,7 @@ def stop_application(run: DataRecovery) -> pd.DataFrame:
         left = len(lockout.sessions(conn, role))
         inc.check("application stopped", not connected and not left,
                   f"{role}: {left} session(s) left" + (f"; a new login is refused ({answer})" if run.drill and not connected
-                                                        else f"; a new login got in" if run.drill else ""),
+                                                        else "; a new login got in" if run.drill else ""),
                   skipped="" if inc.may_change else f"{_NOT_CONFIRMED}: " + (
                       "this run did not block it; an earlier run's block is still in place" if inc.taken_over("application")
                       else "the role was not blocked (statements above)"))
