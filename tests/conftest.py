@@ -66,6 +66,24 @@ def scratch(server):
 
 
 @pytest.fixture
+def app_author(scratch):
+    """(name, password) of a login role that owns schema `app` of the scratch database, as an application's
+    own role would: what it makes there is someone else's code to prep-ops. The schema (with everything in
+    it) and the role are dropped afterwards, also where the test failed."""
+    import secrets
+
+    author, password = f"prep_ops_test_author_{secrets.token_hex(3)}", secrets.token_hex(8)
+    with db.connect(scratch, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(sql.Identifier(author), sql.Literal(password)))
+        conn.execute(sql.SQL("CREATE SCHEMA app AUTHORIZATION {}").format(sql.Identifier(author)))
+    yield author, password
+    with db.connect(scratch, autocommit=True) as conn:
+        conn.execute("DROP SCHEMA IF EXISTS app CASCADE")
+        conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(author)))
+        conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(author)))
+
+
+@pytest.fixture
 def migrated(scratch):
     """A scratch database at the latest migration (the test's own: confirmed, whatever the server)."""
     with db.connect(scratch, autocommit=True) as conn:

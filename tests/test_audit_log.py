@@ -176,38 +176,32 @@ def test_without_the_migration_the_log_is_missing_and_enable_says_what_to_do(scr
     assert audit_log.enabled(owner) == []
 
 
-def test_a_table_owners_cast_to_json_never_runs_with_the_audit_logs_rights(migrated, owner):
+def test_a_table_owners_cast_to_json_never_runs_with_the_audit_logs_rights(migrated, owner, app_author):
     """The audit function runs as its owner (SECURITY DEFINER: a superuser where the migrations ran as
     one), and to_jsonb() of a row takes a column type's own cast to json where its owner made one. The
     owner of an audited table, writing to it, had their cast function run with the log owner's rights.
     Where such a cast exists the row is recorded by its text form instead."""
-    author, password = f"prep_ops_test_author_{secrets.token_hex(3)}", secrets.token_hex(8)
-    owner.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(sql.Identifier(author), sql.Literal(password)))
-    owner.execute(sql.SQL("CREATE SCHEMA app AUTHORIZATION {}").format(sql.Identifier(author)))
-    try:
-        with db.connect(migrated.with_user(author, password), autocommit=True) as conn:
-            conn.execute("CREATE TYPE app.mood AS ENUM ('sad', 'happy')")
-            conn.execute(sql.SQL("""CREATE FUNCTION app.spoken(app.mood) RETURNS json LANGUAGE plpgsql AS $f$
-                BEGIN
-                    IF current_user <> {} THEN
-                        PERFORM pg_advisory_lock(464646);  -- a mark that outlives the transaction
-                    END IF;
-                    RETURN to_json($1::text);
-                END $f$""").format(sql.Literal(author)))
-            conn.execute("CREATE CAST (app.mood AS json) WITH FUNCTION app.spoken(app.mood)")  # what to_jsonb takes
-            conn.execute("CREATE TABLE app.feelings (id int PRIMARY KEY, m app.mood)")
-        audit_log.enable(owner, ["app.feelings"], confirm=True)
-        with db.connect(migrated.with_user(author, password), autocommit=True) as conn:
-            conn.execute("INSERT INTO app.feelings VALUES (1, 'happy')")
-            marked = conn.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = 464646"
-                                  ).fetchone()[0]
-        assert marked == 0
-        logged = owner.execute("SELECT new_values FROM audit.log WHERE schema_name = 'app' AND table_name = 'feelings'"
-                               ).fetchall()
-        assert len(logged) == 1 and "happy" in str(logged[0][0]), logged
-    finally:
-        owner.execute("DROP SCHEMA app CASCADE")
-        owner.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(author)))
+    author, password = app_author
+    with db.connect(migrated.with_user(author, password), autocommit=True) as conn:
+        conn.execute("CREATE TYPE app.mood AS ENUM ('sad', 'happy')")
+        conn.execute(sql.SQL("""CREATE FUNCTION app.spoken(app.mood) RETURNS json LANGUAGE plpgsql AS $f$
+            BEGIN
+                IF current_user <> {} THEN
+                    PERFORM pg_advisory_lock(464646);  -- a mark that outlives the transaction
+                END IF;
+                RETURN to_json($1::text);
+            END $f$""").format(sql.Literal(author)))
+        conn.execute("CREATE CAST (app.mood AS json) WITH FUNCTION app.spoken(app.mood)")  # what to_jsonb takes
+        conn.execute("CREATE TABLE app.feelings (id int PRIMARY KEY, m app.mood)")
+    audit_log.enable(owner, ["app.feelings"], confirm=True)
+    with db.connect(migrated.with_user(author, password), autocommit=True) as conn:
+        conn.execute("INSERT INTO app.feelings VALUES (1, 'happy')")
+        marked = conn.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = 464646"
+                              ).fetchone()[0]
+    assert marked == 0
+    logged = owner.execute("SELECT new_values FROM audit.log WHERE schema_name = 'app' AND table_name = 'feelings'"
+                           ).fetchall()
+    assert len(logged) == 1 and "happy" in str(logged[0][0]), logged
 
 
 def test_an_audit_log_installed_before_its_cast_guard_gets_it_from_install(scratch):

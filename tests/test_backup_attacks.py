@@ -712,17 +712,13 @@ def test_a_restore_killed_alone_leaves_no_pg_restore_loading_and_the_next_restor
 
 @pytest.mark.parametrize("fmt", ["custom", "directory", "plain"])
 def test_a_restore_as_a_superuser_gives_objects_their_owners_so_a_security_definer_function_keeps_its_rights(
-        scratch, server, tmp_path, fmt):
+        scratch, server, tmp_path, fmt, app_author):
     """pg_restore ran with --no-owner: every object of a custom or directory archive came back owned by the
     restoring role. An application role's SECURITY DEFINER function then ran with that role's rights, a
     superuser's, for everyone allowed to call it (PUBLIC by default), and the application no longer owned its
     tables. A superuser's restore now gives each object its owner, as a plain dump's always did."""
-    import secrets
-
-    author = f"prep_ops_test_author_{secrets.token_hex(3)}"
+    author, _ = app_author
     with db.connect(scratch, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(author)))
-        conn.execute(sql.SQL("CREATE SCHEMA app AUTHORIZATION {}").format(sql.Identifier(author)))
         conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(author)))
         conn.execute("CREATE FUNCTION app.whoami() RETURNS text LANGUAGE sql SECURITY DEFINER AS 'SELECT current_user::text'")
         conn.execute("CREATE TABLE app.t (a int)")
@@ -736,6 +732,3 @@ def test_a_restore_as_a_superuser_gives_objects_their_owners_so_a_security_defin
                                 "WHERE oid = 'app.t'::regclass").fetchone() == (author, author)
     finally:
         _drop(server, target)
-        with db.connect(scratch, autocommit=True) as conn:
-            conn.execute("DROP SCHEMA app CASCADE")
-            conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(author)))

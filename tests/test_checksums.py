@@ -350,42 +350,34 @@ def test_a_column_hash_v2_backup_of_an_inheritance_parent_still_verifies_clean(s
     assert set(result.report.loc[result.report["check"] == "content checksum", "object"]) == set(v2)
 
 
-def test_a_types_owner_cannot_have_its_cast_to_text_run_by_whoever_takes_the_checksums(scratch):
+def test_a_types_owner_cannot_have_its_cast_to_text_run_by_whoever_takes_the_checksums(scratch, app_author):
     """A column of a type outside NATIVE_HASH_TYPES was hashed in its `::text` form, and `::text` takes the
     type's cast from pg_cast where there is one: any function the type's owner names. Whoever took the
     checksums (a superuser's backup) ran it. The text form now comes from the type's output function."""
-    author, password = f"prep_ops_test_author_{secrets.token_hex(3)}", secrets.token_hex(8)
+    author, password = app_author
+    with db.connect(scratch.with_user(author, password), autocommit=True) as conn:
+        conn.execute("CREATE TYPE app.mood AS ENUM ('sad', 'ok', 'happy')")
+        conn.execute("CREATE TYPE app.plain AS ENUM ('sad', 'ok', 'happy')")
+        conn.execute(sql.SQL("""CREATE FUNCTION app.spoken(app.mood) RETURNS text LANGUAGE plpgsql AS $f$
+            BEGIN
+                IF current_user <> {} THEN
+                    PERFORM pg_advisory_lock(434343);  -- a mark that outlives any transaction
+                END IF;
+                RETURN 'same for all';
+            END $f$""").format(sql.Literal(author)))
+        conn.execute("CREATE CAST (app.mood AS text) WITH FUNCTION app.spoken(app.mood)")
+        conn.execute("CREATE TABLE app.feelings (id int NOT NULL, m app.mood NOT NULL, n app.mood)")
+        conn.execute("INSERT INTO app.feelings VALUES (1, 'sad', 'ok'), (2, 'happy', NULL)")
+        conn.execute("CREATE TABLE app.plain_feelings (id int NOT NULL, m app.plain NOT NULL, n app.plain)")
+        conn.execute("INSERT INTO app.plain_feelings VALUES (1, 'sad', 'ok'), (2, 'happy', NULL)")
+        assert conn.execute("SELECT 'sad'::app.mood::text").fetchone()[0] == "same for all"
     with db.connect(scratch, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(sql.Identifier(author), sql.Literal(password)))
-        conn.execute(sql.SQL("CREATE SCHEMA app AUTHORIZATION {}").format(sql.Identifier(author)))
-    try:
-        with db.connect(scratch.with_user(author, password), autocommit=True) as conn:
-            conn.execute("CREATE TYPE app.mood AS ENUM ('sad', 'ok', 'happy')")
-            conn.execute("CREATE TYPE app.plain AS ENUM ('sad', 'ok', 'happy')")
-            conn.execute(sql.SQL("""CREATE FUNCTION app.spoken(app.mood) RETURNS text LANGUAGE plpgsql AS $f$
-                BEGIN
-                    IF current_user <> {} THEN
-                        PERFORM pg_advisory_lock(434343);  -- a mark that outlives any transaction
-                    END IF;
-                    RETURN 'same for all';
-                END $f$""").format(sql.Literal(author)))
-            conn.execute("CREATE CAST (app.mood AS text) WITH FUNCTION app.spoken(app.mood)")
-            conn.execute("CREATE TABLE app.feelings (id int NOT NULL, m app.mood NOT NULL, n app.mood)")
-            conn.execute("INSERT INTO app.feelings VALUES (1, 'sad', 'ok'), (2, 'happy', NULL)")
-            conn.execute("CREATE TABLE app.plain_feelings (id int NOT NULL, m app.plain NOT NULL, n app.plain)")
-            conn.execute("INSERT INTO app.plain_feelings VALUES (1, 'sad', 'ok'), (2, 'happy', NULL)")
-            assert conn.execute("SELECT 'sad'::app.mood::text").fetchone()[0] == "same for all"
-        with db.connect(scratch, autocommit=True) as conn:
-            sums = {method: checksums.table_checksums(conn, method) for method in checksums.HASH_METHODS}
-            marked = conn.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = 434343"
-                                  ).fetchone()[0]
-        assert marked == 0
-        for method, sum_of in sums.items():  # the values' own text: as the enum without a cast gives
-            assert sum_of["app.feelings"] == sum_of["app.plain_feelings"], method
-    finally:
-        with db.connect(scratch, autocommit=True) as conn:
-            conn.execute("DROP SCHEMA app CASCADE")
-            conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(author)))
+        sums = {method: checksums.table_checksums(conn, method) for method in checksums.HASH_METHODS}
+        marked = conn.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = 434343"
+                              ).fetchone()[0]
+    assert marked == 0
+    for method, sum_of in sums.items():  # the values' own text: as the enum without a cast gives
+        assert sum_of["app.feelings"] == sum_of["app.plain_feelings"], method
 
 
 @pytest.mark.parametrize("method", [checksums.COLUMN_HASH, checksums.COLUMN_HASH_V1])

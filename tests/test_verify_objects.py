@@ -178,39 +178,29 @@ def test_a_check_definition_from_the_manifest_is_never_more_than_a_constraint(se
         assert same["role"].equal, same
 
 
-def test_a_check_definition_naming_a_table_owners_immutable_function_never_runs_it_as_the_verifier(scratch):
+def test_a_check_definition_naming_a_table_owners_immutable_function_never_runs_it_as_the_verifier(scratch, app_author):
     """Putting a CHECK definition on the probe table makes the server plan it, and planning runs an
     IMMUTABLE function on constants. The definition comes from the backup and the function from the
     restored dump: both the dump's author's. As the verification's superuser that ran their code with
     superuser rights; the probe now works as the table's owner."""
-    import secrets
-
     from prep_ops import deparse
 
-    author, password = f"prep_ops_test_author_{secrets.token_hex(3)}", secrets.token_hex(8)
+    author, password = app_author
+    with db.connect(scratch.with_user(author, password), autocommit=True) as conn:
+        conn.execute(sql.SQL("""CREATE FUNCTION app.mark() RETURNS int LANGUAGE plpgsql IMMUTABLE AS $f$
+            BEGIN
+                IF current_user <> {} THEN
+                    PERFORM pg_advisory_lock(454545);  -- a mark that outlives the rolled-back probe
+                END IF;
+                RETURN 1;
+            END $f$""").format(sql.Literal(author)))
+        conn.execute("CREATE TABLE app.t (a int CHECK (a > 0))")
     with db.connect(scratch, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(sql.Identifier(author), sql.Literal(password)))
-        conn.execute(sql.SQL("CREATE SCHEMA app AUTHORIZATION {}").format(sql.Identifier(author)))
-    try:
-        with db.connect(scratch.with_user(author, password), autocommit=True) as conn:
-            conn.execute(sql.SQL("""CREATE FUNCTION app.mark() RETURNS int LANGUAGE plpgsql IMMUTABLE AS $f$
-                BEGIN
-                    IF current_user <> {} THEN
-                        PERFORM pg_advisory_lock(454545);  -- a mark that outlives the rolled-back probe
-                    END IF;
-                    RETURN 1;
-                END $f$""").format(sql.Literal(author)))
-            conn.execute("CREATE TABLE app.t (a int CHECK (a > 0))")
-        with db.connect(scratch, autocommit=True) as conn:
-            decided = deparse.decide(conn, "app.t", {"c": ("CHECK ((app.mark() = 1))", "CHECK ((a > 0))")})
-            marked = conn.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = 454545"
-                                  ).fetchone()[0]
-        assert marked == 0
-        assert not decided["c"].equal and decided["c"].source.text == "CHECK ((app.mark() = 1))"  # still decided
-    finally:
-        with db.connect(scratch, autocommit=True) as conn:
-            conn.execute("DROP SCHEMA app CASCADE")
-            conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(author)))
+        decided = deparse.decide(conn, "app.t", {"c": ("CHECK ((app.mark() = 1))", "CHECK ((a > 0))")})
+        marked = conn.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = 454545"
+                              ).fetchone()[0]
+    assert marked == 0
+    assert not decided["c"].equal and decided["c"].source.text == "CHECK ((app.mark() = 1))"  # still decided
 
 
 def test_a_backslash_cannot_hide_a_second_subcommand_when_the_session_reads_backslashes_as_escapes(seeded):

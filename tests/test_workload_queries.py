@@ -308,7 +308,7 @@ BEGIN
 END $f$"""
 
 
-def test_another_roles_top_statement_never_runs_its_functions_as_the_role_running_runbook_03(scratch):
+def test_another_roles_top_statement_never_runs_its_functions_as_the_role_running_runbook_03(scratch, app_author):
     """Runbook 03 plans the target's own top statements, whoever wrote them. A role that may create a
     function (here: write a server file, which only a superuser or pg_write_server_files may) and call it
     from a statement often enough to be in pg_stat_statements' top had it run by whoever ran runbook 03:
@@ -316,7 +316,6 @@ def test_another_roles_top_statement_never_runs_its_functions_as_the_role_runnin
     IMMUTABLE one (the planner folds a constant call). SET ROLE to the author would not hold: each function
     here takes it back first. Its statements are listed, and not planned at all."""
     import os
-    import secrets
     import shutil
     import tempfile
     from pathlib import Path
@@ -325,15 +324,13 @@ def test_another_roles_top_statement_never_runs_its_functions_as_the_role_runnin
 
     folder = Path(tempfile.mkdtemp(prefix="prep-ops-marks-"))  # not under pytest's private folders
     os.chmod(folder, 0o777)  # the server's own user may write here
-    author, password = f"prep_ops_test_author_{secrets.token_hex(3)}", secrets.token_hex(8)
+    author, password = app_author
     with db.connect(scratch, autocommit=True) as conn:
         if not _statements_preloaded(conn):
             pytest.skip("needs pg_stat_statements in shared_preload_libraries")
         if not conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()[0]:
             pytest.skip("needs a superuser to run runbook 03 as")
         conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
-        conn.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(sql.Identifier(author), sql.Literal(password)))
-        conn.execute(sql.SQL("CREATE SCHEMA app AUTHORIZATION {}").format(sql.Identifier(author)))
     try:
         with db.connect(scratch.with_user(author, password), autocommit=True) as conn:
             conn.execute("CREATE TABLE app.lessons (id int PRIMARY KEY, minutes int)")
@@ -356,9 +353,6 @@ def test_another_roles_top_statement_never_runs_its_functions_as_the_role_runnin
         assert "SELECT count(*) FROM app.lessons WHERE minutes < app.folded()" in texts
         assert sorted(p.name for p in folder.iterdir()) == [] and marked == 0  # but never with the runbook's rights
     finally:
-        with db.connect(scratch, autocommit=True) as conn:
-            conn.execute("DROP SCHEMA app CASCADE")
-            conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(author)))
         shutil.rmtree(folder, ignore_errors=True)
 
 
