@@ -148,6 +148,24 @@ def backup(target: Target, kind: str = "full", fmt: str = "custom", *, directory
     started = datetime.now(timezone.utc)
     path = directory / _name(target.database, kind, fmt, started.astimezone())
     schema = path.with_name(path.name + SCHEMA_SUFFIX)
+    try:  # whatever stops it (a full disk, the server going away, Ctrl-C) leaves no dump without its manifest
+        manifest, source = _dump(target, kind, fmt, path, schema, started, jobs)
+    except BaseException as exc:
+        _remove(path)
+        _remove(schema)
+        if isinstance(exc, OSError):  # a full disk says neither which file nor what was being done
+            raise BackupError(f"backing up {target.database} into {directory} failed: {exc.strerror or exc}; "
+                              "nothing of it is kept") from None
+        raise
+    if keep:
+        prune(directory, source, kind, keep)
+    return Backup(path, manifest)
+
+
+def _dump(target: Target, kind: str, fmt: str, path: Path, schema: Path, started: datetime,
+          jobs: int) -> tuple[dict, dict]:
+    """pg_dump of the target into `path` (a data backup's schema into `schema`) and its manifest beside
+    it; returns the manifest and the source's identity."""
     url, env = libpq_env(target)
     with connect(target, autocommit=True) as conn:
         major = server_version(conn)
@@ -201,9 +219,7 @@ def backup(target: Target, kind: str = "full", fmt: str = "custom", *, directory
         _private(schema)
     _private(path)
     write_manifest(path, manifest)
-    if keep:
-        prune(directory, source, kind, keep)
-    return Backup(path, manifest)
+    return manifest, source
 
 
 def prune(directory: Path, source: dict, kind: str, keep: int) -> list[Path]:

@@ -184,10 +184,20 @@ def _check_file(base: Path, name: str, recorded: dict, what: str = "") -> list[d
 
 # --- the manifest ---------------------------------------------------------------------------------
 def write_manifest(path: Path, manifest: dict) -> Path:
-    """Write `manifest` beside the backup at `path`, readable by its owner only; returns where."""
+    """Write `manifest` beside the backup at `path`, readable by its owner only; returns where. It is
+    written whole under a temporary dot-name, flushed, then renamed: a full disk or a crash midway never
+    leaves a cut manifest under the final name (OSError then, the temporary file removed)."""
     mpath = manifest_path(path)
-    mpath.touch(mode=0o600)
-    mpath.write_text(json.dumps(manifest, indent=2, default=str))
+    temporary = mpath.with_name(f".{mpath.name}.tmp-{os.getpid()}")
+    try:
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(json.dumps(manifest, indent=2, default=str))
+            out.flush()
+            os.fsync(out.fileno())
+        os.rename(temporary, mpath)
+    finally:
+        temporary.unlink(missing_ok=True)
     return mpath
 
 

@@ -1,0 +1,86 @@
+"""Faults around backups other than a kill: a full disk, the server ending the backup's sessions midway,
+files in the backups folder that are not what their names say. What fails says so in one line and leaves
+nothing that a later verify --latest, backup --keep or restore could take for a backup."""
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from prep_ops import backup, db, verify
+
+from conftest import cli_env
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A tmpfs of 4 MiB mounted at tmp_path/disk, unmounted after; skipped where mount is not permitted."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m,mode=0700", "tmpfs", str(disk)],
+                             capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip() or mounted.returncode}")
+    yield disk
+    subprocess.run(["umount", "-l", str(disk)], check=True)
+
+
+def _leave_free(disk: Path, free: int) -> None:
+    """Fill `disk` so that about `free` bytes (whole pages) stay free."""
+    stats = os.statvfs(disk)
+    filler = (stats.f_bavail * stats.f_frsize - free) // stats.f_frsize * stats.f_frsize
+    with open(disk / "filler", "wb") as out:
+        out.write(b"\0" * filler)
+
+
+def test_a_backup_whose_manifest_does_not_fit_on_the_disk_leaves_no_dump_and_no_cut_manifest(seeded, tmp_path,
+                                                                                             small_disk):
+    sizes = backup.backup(seeded, "full", "plain", directory=tmp_path / "sizes")
+    dump = sizes.path.stat().st_size
+    assert sizes.manifest_path.stat().st_size > 3 * 4096  # more than the slack below
+    folder = small_disk / "backups"
+    folder.mkdir()
+    _leave_free(small_disk, (dump // 4096 + 2) * 4096)  # room for the dump, not for the manifest after it
+    done = subprocess.run([sys.executable, "-m", "prep_ops", "backup", "--format", "plain", "--dir", str(folder)],
+                          env=cli_env(seeded), capture_output=True, text=True)
+    assert done.returncode == 1 and done.stdout == "" and len(done.stderr.splitlines()) == 1, done.stderr
+    assert done.stderr.startswith(f"error: backing up {seeded.database} into {folder} failed: No space left on device")
+    assert sorted(os.listdir(folder)) == []  # no dump without a manifest, no manifest cut short
+    os.unlink(small_disk / "filler")
+    made = backup.backup(seeded, "full", "plain", directory=folder, keep=1)
+    assert sorted(os.listdir(folder)) == sorted([made.path.name, made.manifest_path.name])
+    assert verify.verify_latest(folder, source=made.manifest["source"]).ok
+
+
+def _waiting_on(server, lock_holder: int, count: int) -> bool:
+    with db.connect(server) as conn:
+        return conn.execute("SELECT count(*) >= %s FROM pg_stat_activity WHERE %s = ANY(pg_blocking_pids(pid))",
+                            (count, lock_holder)).fetchone()[0]
+
+
+def test_a_backup_whose_sessions_the_server_ends_midway_leaves_no_dump_file(seeded, server, tmp_path):
+    """pg_dump and the checksums wait on a lock; then the server ends every session of the backup, as a
+    `pg_ctl stop -m fast` or an administrator does: the dump pg_dump had begun is not left behind."""
+    folder = tmp_path / "backups"
+    with db.connect(seeded) as holder:
+        holder.execute("LOCK TABLE students IN ACCESS EXCLUSIVE MODE")
+        holder_pid = holder.info.backend_pid
+        process = subprocess.Popen([sys.executable, "-m", "prep_ops", "backup", "--dir", str(folder)],
+                                   env=cli_env(seeded), stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 60
+        while not _waiting_on(server, holder_pid, 2):  # pg_dump and prep-ops' own snapshot
+            assert time.monotonic() < deadline and process.poll() is None, process.stderr.read() if process.poll() else ""
+            time.sleep(0.05)
+        assert [p.name for p in folder.iterdir()]  # pg_dump has begun its archive (custom: opened first)
+        with db.connect(server, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> %s",
+                          (seeded.database, holder_pid))
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 1 and out == "" and len(err.splitlines()) == 1, err
+    assert err.startswith("error:")
+    assert sorted(os.listdir(folder)) == []
+
