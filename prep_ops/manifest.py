@@ -9,6 +9,7 @@ import hashlib
 import json
 import os
 import re
+import stat
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path, PurePosixPath
@@ -96,9 +97,9 @@ def listing(directory: Path | None = None) -> list[Backup]:
     found = []
     for mpath in directory.glob(f"*{MANIFEST_SUFFIX}"):
         path = mpath.with_name(mpath.name[: -len(MANIFEST_SUFFIX)])
-        try:
-            manifest = json.loads(mpath.read_text())
-        except json.JSONDecodeError:
+        try:  # anything that is not a readable manifest file is no backup, and keeps no other from being listed
+            manifest = json.loads(_manifest_text(mpath))
+        except (BackupError, json.JSONDecodeError):
             continue
         if manifest_problem(manifest, path) is None:
             found.append(Backup(path, manifest))
@@ -201,6 +202,24 @@ def write_manifest(path: Path, manifest: dict) -> Path:
     return mpath
 
 
+def _manifest_text(mpath: Path) -> str:
+    """The text of the manifest file `mpath`: BackupError when it is no regular file (a FIFO would block
+    the reader for ever, a folder is no manifest) or no UTF-8 text."""
+    try:  # O_NONBLOCK: opening a FIFO returns at once, and fstat tells it from a file
+        fd = os.open(mpath, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError as exc:
+        raise BackupError(f"the manifest {mpath} cannot be read: {exc.strerror}") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise BackupError(f"the manifest {mpath} is not a file")
+    with os.fdopen(fd, "rb") as handle:
+        data = handle.read()
+    try:
+        return data.decode()
+    except UnicodeDecodeError:
+        raise BackupError(f"the manifest {mpath} is not UTF-8 text") from None
+
+
 def read_manifest(path: Path) -> dict:
     """The manifest of the backup at `path`, or BackupError naming what is missing."""
     path = Path(path)
@@ -212,7 +231,7 @@ def read_manifest(path: Path) -> dict:
             raise BackupError(f"no backup at {path}: no such file or folder (nor its manifest {mpath.name})")
         raise BackupError(f"no manifest beside {path} (expected {mpath.name}); was it made by prep-ops backup?")
     try:
-        manifest = json.loads(mpath.read_text())
+        manifest = json.loads(_manifest_text(mpath))
     except json.JSONDecodeError as exc:
         raise BackupError(f"the manifest {mpath} is not valid JSON ({exc.msg}, line {exc.lineno})") from None
     problem = manifest_problem(manifest, path)

@@ -2,15 +2,18 @@
 files in the backups folder that are not what their names say. What fails says so in one line and leaves
 nothing that a later verify --latest, backup --keep or restore could take for a backup."""
 
+import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import pytest
 
 from prep_ops import backup, db, verify
+from prep_ops.errors import BackupError
 
 from conftest import cli_env
 
@@ -84,3 +87,25 @@ def test_a_backup_whose_sessions_the_server_ends_midway_leaves_no_dump_file(seed
     assert err.startswith("error:")
     assert sorted(os.listdir(folder)) == []
 
+
+def test_a_fifo_named_as_a_manifest_never_blocks_listing_and_a_folder_or_binary_one_is_passed_over(seeded, tmp_path):
+    made = backup.backup(seeded, "full", "custom", directory=tmp_path)
+    os.mkfifo(tmp_path / "fifo.dump.manifest.json")
+    (tmp_path / "folder.dump.manifest.json").mkdir()
+    (tmp_path / "binary.dump.manifest.json").write_bytes(b"\xff\xfe{")
+    found = []
+    reader = threading.Thread(target=lambda: found.append(backup.listing(tmp_path)), daemon=True)
+    reader.start()
+    reader.join(30)
+    if reader.is_alive():  # free the blocked reader, then fail
+        with open(tmp_path / "fifo.dump.manifest.json", "w"):
+            pass
+        pytest.fail("listing the backups blocks on a FIFO named as a manifest")
+    assert [b.path for b in found[0]] == [made.path]
+    done = subprocess.run([sys.executable, "-m", "prep_ops", "verify", "--latest", "--dir", str(tmp_path)],
+                          env=cli_env(seeded), capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.startswith(f"PASS {made.path}"), done.stdout + done.stderr
+    for name in ("fifo", "folder", "binary"):
+        with pytest.raises(BackupError, match=r"^the manifest .* is not (a file|UTF-8 text)$"):
+            backup.read_manifest(tmp_path / f"{name}.dump")
+    assert json.loads(made.manifest_path.read_text()) == made.manifest
