@@ -161,3 +161,17 @@ def test_replay_on_a_full_disk_names_the_disk_never_the_archived_wal(source_clus
     names = [r[0] for r in conn.execute("SELECT datname FROM pg_database").fetchall()]
     assert not [n for n in names if n.startswith(("app_at", pitr.PREFIX))]
 
+
+@pytest.mark.server_independent
+def test_a_base_backup_on_a_full_disk_says_the_disk_is_full_and_leaves_nothing(source_cluster, tmp_path):
+    """pg_basebackup's last line only says that it removes its folder: the error line is its error."""
+    conn = source_cluster.connect()
+    with _tmpfs(tmp_path / "disk", 2 << 20) as disk:  # the cluster's base.tar.gz is larger
+        done = subprocess.run([sys.executable, "-m", "prep_ops", "backup", "--kind", "base", "--dir", str(disk)],
+                              env=cli_env(source_cluster.target), capture_output=True, text=True)
+        assert done.returncode == 1 and done.stdout == "" and len(done.stderr.splitlines()) == 1, done.stderr
+        assert done.stderr.startswith("error: pg_basebackup failed: pg_basebackup: error: could not write to ")
+        assert done.stderr.rstrip().endswith("No space left on device")
+        assert [p.name for p in disk.rglob("*")] == ["base", source_cluster.system_identifier]  # its folder, empty
+        assert base_backup.listing(source_cluster.system_identifier, disk) == []
+    assert conn.execute("SELECT count(*) FROM pg_stat_replication").fetchone()[0] == 0
