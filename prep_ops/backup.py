@@ -224,12 +224,14 @@ def _dump(target: Target, kind: str, fmt: str, path: Path, schema: Path, started
 
 def prune(directory: Path, source: dict, kind: str, keep: int) -> list[Path]:
     """Remove all but the newest `keep` backups of the database `source` identifies (surely the same
-    cluster and name: see manifest.surely_same_database) and `kind`; returns what was removed. Another
-    server's backups of a same-named database stay, and so does one whose cluster is unknown. A data
-    backup's schema dump goes with it only under the name backup() gave it (a manifest is data: the
-    file it names may be another backup)."""
-    removed = []
-    ours = [b for b in of_database(directory, source, kind) if surely_same_database(b.manifest["source"], source)]
+    cluster and name: see manifest.surely_same_database, and the same database OID) and `kind`; returns
+    what was removed. Another server's backups of a same-named database stay, and so does one whose
+    cluster is unknown, and one of a database of that name dropped and made again since (another OID:
+    its backups may be all that is left of its data). A data backup's schema dump goes with it only under
+    the name backup() gave it (a manifest is data: the file it names may be another backup)."""
+    removed, oid = [], source.get("database_oid")
+    ours = [b for b in of_database(directory, source, kind) if surely_same_database(b.manifest["source"], source)
+            and oid is not None and b.manifest["source"].get("database_oid") == oid]
     for old in ours[keep:]:
         _remove(old.path)
         companion = schema_dump_path(old.path, old.manifest)

@@ -12,9 +12,11 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from pathlib import Path
 
 import pytest
+from psycopg import sql
 
 import pitr_fixtures
 from prep_ops import backup, base_backup, db, pitr, recovery_cluster, verify
@@ -175,3 +177,38 @@ def test_a_base_backup_on_a_full_disk_says_the_disk_is_full_and_leaves_nothing(s
         assert [p.name for p in disk.rglob("*")] == ["base", source_cluster.system_identifier]  # its folder, empty
         assert base_backup.listing(source_cluster.system_identifier, disk) == []
     assert conn.execute("SELECT count(*) FROM pg_stat_replication").fetchone()[0] == 0
+
+
+def test_a_database_dropped_and_made_again_under_its_name_keeps_the_old_ones_backups_and_fails_verify_latest(
+        server, tmp_path):
+    """Same cluster, same name, another OID: the backups of the database that was dropped may be all that is
+    left of its data. backup --keep 1 of the new one used to remove them, and verify --latest to PASS on
+    them as the new one's."""
+    name = f"prep_ops_test_{uuid.uuid4().hex[:10]}"
+    target, folder = server.with_database(name), tmp_path / "backups"
+    with db.connect(server, autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        try:
+            with db.connect(target, autocommit=True) as conn:
+                conn.execute("CREATE TABLE lessons AS SELECT g AS id FROM generate_series(1, 100) g")
+            old = backup.backup(target, "full", "custom", directory=folder)
+            admin.execute(sql.SQL("DROP DATABASE {}").format(sql.Identifier(name)))
+            admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+            with db.connect(target) as conn:
+                now = backup.identity(conn)
+            assert now["database_oid"] != old.manifest["source"]["database_oid"]
+
+            stale = verify.verify_latest(folder, source=now)
+            assert not stale.ok and list(stale.failures["check"]) == ["of this database"]
+            assert stale.failures["actual"].iloc[0].startswith(f"OID {old.manifest['source']['database_oid']}: another "
+                                                               f"database named {name}")
+
+            new = backup.backup(target, "full", "custom", directory=folder, keep=1)
+            assert old.path.exists() and old.manifest_path.exists()
+            again = backup.backup(target, "full", "custom", directory=folder, keep=1)
+            assert not new.path.exists() and again.path.exists() and old.path.exists()  # this one's older one only
+            fresh = verify.verify_latest(folder, source=now)
+            assert fresh.ok and fresh.backup == again.path
+            assert fresh.report.set_index("check").loc["of this database", "passed"]
+        finally:
+            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
