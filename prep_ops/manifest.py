@@ -9,6 +9,7 @@ import hashlib
 import json
 import os
 import re
+import secrets
 import stat
 from dataclasses import dataclass
 from datetime import datetime
@@ -189,16 +190,17 @@ def write_manifest(path: Path, manifest: dict) -> Path:
     written whole under a temporary dot-name, flushed, then renamed: a full disk or a crash midway never
     leaves a cut manifest under the final name (OSError then, the temporary file removed)."""
     mpath = manifest_path(path)
-    temporary = mpath.with_name(f".{mpath.name}.tmp-{os.getpid()}")
+    temporary = mpath.with_name(f".{mpath.name}.tmp-{secrets.token_hex(4)}")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # new: never through a link put there
     try:
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as out:
             out.write(json.dumps(manifest, indent=2, default=str))
             out.flush()
             os.fsync(out.fileno())
         os.rename(temporary, mpath)
-    finally:
+    except BaseException:
         temporary.unlink(missing_ok=True)
+        raise
     return mpath
 
 
