@@ -19,7 +19,7 @@ import pytest
 from psycopg import sql
 
 import pitr_fixtures
-from prep_ops import backup, base_backup, db, pitr, recovery_cluster, verify
+from prep_ops import backup, base_backup, db, pitr, recovery_cluster, recovery_copy, verify
 from prep_ops.errors import BackupError, TargetError
 
 from conftest import cli_env
@@ -212,3 +212,22 @@ def test_a_database_dropped_and_made_again_under_its_name_keeps_the_old_ones_bac
             assert fresh.report.set_index("check").loc["of this database", "passed"]
         finally:
             admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@pytest.mark.server_independent
+def test_a_recovery_copy_on_a_full_disk_names_the_disk_not_a_dead_worker(source_cluster):
+    """recover's pg_dump -Fd into the recovery cluster's folder runs out of room: its last line says only
+    that a worker process died; the error is its first one, the full disk."""
+    conn = source_cluster.connect()
+    conn.execute("CREATE TABLE lessons AS SELECT g AS id, repeat('x', 200) AS body FROM generate_series(1, 20000) g")
+    made = base_backup.take(conn, source_cluster.target)
+    into = f"prep_ops_test_{uuid.uuid4().hex[:10]}"
+    with recovery_cluster.recovered(base_backup.chain(made)) as cluster:  # its own WAL: consistent
+        with _tmpfs(cluster.folder / recovery_copy.DUMP_FOLDER, 1 << 20, "0755"):  # the table is 4 MiB
+            with pytest.raises(BackupError) as caught:
+                recovery_copy.copy_database(cluster, source_cluster.database, source_cluster.target, conn, into,
+                                            made.manifest["server_major"], jobs=2)
+    said = str(caught.value)
+    assert said.startswith(f"copying {source_cluster.database} out of the recovery cluster failed: pg_dump: "), said
+    assert "No space left on device" in said and "worker process died" not in said
+    assert not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (into,)).fetchone()
