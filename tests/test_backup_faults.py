@@ -19,7 +19,7 @@ import pytest
 from psycopg import sql
 
 import pitr_fixtures
-from prep_ops import backup, base_backup, db, pitr, recovery_cluster, recovery_copy, verify
+from prep_ops import backup, base_backup, db, loading, pitr, recovery_cluster, recovery_copy, verify
 from prep_ops.errors import BackupError, TargetError
 
 from conftest import cli_env
@@ -231,3 +231,23 @@ def test_a_recovery_copy_on_a_full_disk_names_the_disk_not_a_dead_worker(source_
     assert said.startswith(f"copying {source_cluster.database} out of the recovery cluster failed: pg_dump: "), said
     assert "No space left on device" in said and "worker process died" not in said
     assert not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (into,)).fetchone()
+
+
+@pytest.mark.server_independent
+def test_a_restore_into_postgresql_15_whose_server_goes_away_never_names_transaction_timeout_as_the_failure():
+    """pg_restore --jobs 2 into PostgreSQL 15 stopped with -m immediate midway: its workers' lines ran into
+    one another, and the tolerated SET transaction_timeout error, garbled, was the line the restore named
+    ('restore of X failed: pg_restore:pg_restore: error: ... "transaction_timeout"'). Two workers writing at
+    once cannot be made to interleave at will, so the stderr below is built in the shape such runs wrote
+    (pg_restore 18 into PostgreSQL 15, the server stopped): tolerated errors, one of them garbled so, then
+    the real one; no server is needed to read it."""
+    stderr = ('pg_restore: error: could not execute query: ERROR:  unrecognized configuration parameter '
+              '"transaction_timeout"\nCommand was: SET transaction_timeout = 0;\n'
+              'pg_restore:pg_restore: error: could not execute query: ERROR:  unrecognized configuration parameter '
+              '"transaction_timeout"\nCommand was: SET transaction_timeout = 0;\n'
+              'pg_restore: error: could not execute query: server closed the connection unexpectedly\n'
+              '\tThis probably means the server terminated abnormally\n'
+              '\tbefore or while processing the request.\n'
+              'Command was: ALTER TABLE ONLY public.students\n    ADD CONSTRAINT students_pkey PRIMARY KEY (id);\n')
+    said = loading._first_error(loading._without_transaction_timeout(stderr))
+    assert said == "pg_restore: error: could not execute query: server closed the connection unexpectedly"
