@@ -148,6 +148,24 @@ def backup(target: Target, kind: str = "full", fmt: str = "custom", *, directory
     started = datetime.now(timezone.utc)
     path = directory / _name(target.database, kind, fmt, started.astimezone())
     schema = path.with_name(path.name + SCHEMA_SUFFIX)
+    try:  # whatever stops it (a full disk, the server going away, Ctrl-C) leaves no dump without its manifest
+        manifest, source = _dump(target, kind, fmt, path, schema, started, jobs)
+    except BaseException as exc:
+        _remove(path)
+        _remove(schema)
+        if isinstance(exc, OSError):  # a full disk says neither which file nor what was being done
+            raise BackupError(f"backing up {target.database} into {directory} failed: {exc.strerror or exc}; "
+                              "nothing of it is kept") from None
+        raise
+    if keep:
+        prune(directory, source, kind, keep)
+    return Backup(path, manifest)
+
+
+def _dump(target: Target, kind: str, fmt: str, path: Path, schema: Path, started: datetime,
+          jobs: int) -> tuple[dict, dict]:
+    """pg_dump of the target into `path` (a data backup's schema into `schema`) and its manifest beside
+    it; returns the manifest and the source's identity."""
     url, env = libpq_env(target)
     with connect(target, autocommit=True) as conn:
         major = server_version(conn)
@@ -201,19 +219,19 @@ def backup(target: Target, kind: str = "full", fmt: str = "custom", *, directory
         _private(schema)
     _private(path)
     write_manifest(path, manifest)
-    if keep:
-        prune(directory, source, kind, keep)
-    return Backup(path, manifest)
+    return manifest, source
 
 
 def prune(directory: Path, source: dict, kind: str, keep: int) -> list[Path]:
     """Remove all but the newest `keep` backups of the database `source` identifies (surely the same
-    cluster and name: see manifest.surely_same_database) and `kind`; returns what was removed. Another
-    server's backups of a same-named database stay, and so does one whose cluster is unknown. A data
-    backup's schema dump goes with it only under the name backup() gave it (a manifest is data: the
-    file it names may be another backup)."""
-    removed = []
-    ours = [b for b in of_database(directory, source, kind) if surely_same_database(b.manifest["source"], source)]
+    cluster and name: see manifest.surely_same_database, and the same database OID) and `kind`; returns
+    what was removed. Another server's backups of a same-named database stay, and so does one whose
+    cluster is unknown, and one of a database of that name dropped and made again since (another OID:
+    its backups may be all that is left of its data). A data backup's schema dump goes with it only under
+    the name backup() gave it (a manifest is data: the file it names may be another backup)."""
+    removed, oid = [], source.get("database_oid")
+    ours = [b for b in of_database(directory, source, kind) if surely_same_database(b.manifest["source"], source)
+            and oid is not None and b.manifest["source"].get("database_oid") == oid]
     for old in ours[keep:]:
         _remove(old.path)
         companion = schema_dump_path(old.path, old.manifest)

@@ -30,7 +30,7 @@ import psycopg
 from . import orphans, pg_binaries
 from .backup import libpq_env
 from .db import Target, server_version
-from .errors import BackupError, ParameterError
+from .errors import BackupError, ParameterError, program_error
 from .manifest import _LSN, _check_file, _json_type, backups_dir, file_hashes
 from .private_cluster import alive
 from .sqlfiles import load
@@ -112,9 +112,8 @@ def take(conn: psycopg.Connection, target: Target, *, directory: Path | None = N
         # a killed take leaves no pg_basebackup, nor the WAL streamer it forks (its own process group)
         done = subprocess.run(orphans.as_group(command), env={**env, "LC_ALL": "C"}, capture_output=True, text=True,
                               start_new_session=True, preexec_fn=orphans.die_with_parent())
-        if done.returncode != 0:
-            lines = done.stderr.strip().splitlines()
-            raise BackupError(f"pg_basebackup failed: {lines[-1] if lines else done.returncode}")
+        if done.returncode != 0:  # its error line: the last one says only that it removes the folder
+            raise BackupError(f"pg_basebackup failed: {program_error(done.stderr)}")
         finished = datetime.now(timezone.utc)
         extra = sorted({p.name for p in work.iterdir()} - {"backup_manifest", *TARS})
         if extra:  # <oid>.tar.gz: a tablespace, which recovery_cluster cannot place

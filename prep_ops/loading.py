@@ -89,9 +89,11 @@ def _restore_archive(path: Path, target: Target, major: int, jobs: int, options:
 
 
 def _without_transaction_timeout(stderr: str) -> str:
-    """pg_restore's stderr without its errors about SET transaction_timeout and their `Command was:` lines."""
+    """pg_restore's stderr without its errors about SET transaction_timeout and their `Command was:` lines,
+    also where two parallel workers' lines ran into one ("pg_restore:pg_restore: error: ... transaction_timeout":
+    all of them fail at once when the server goes away)."""
     return "\n".join(line for line in stderr.splitlines()
-                     if not ("transaction_timeout" in line and (_ERROR.match(line) or _COMMAND.match(line))))
+                     if not ("transaction_timeout" in line and ("error: " in line or _COMMAND.match(line))))
 
 
 def _major(target: Target, major: int | None) -> int:

@@ -9,6 +9,8 @@ import hashlib
 import json
 import os
 import re
+import secrets
+import stat
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path, PurePosixPath
@@ -96,9 +98,9 @@ def listing(directory: Path | None = None) -> list[Backup]:
     found = []
     for mpath in directory.glob(f"*{MANIFEST_SUFFIX}"):
         path = mpath.with_name(mpath.name[: -len(MANIFEST_SUFFIX)])
-        try:
-            manifest = json.loads(mpath.read_text())
-        except json.JSONDecodeError:
+        try:  # anything that is not a readable manifest file is no backup, and keeps no other from being listed
+            manifest = json.loads(_manifest_text(mpath))
+        except (BackupError, json.JSONDecodeError):
             continue
         if manifest_problem(manifest, path) is None:
             found.append(Backup(path, manifest))
@@ -184,11 +186,40 @@ def _check_file(base: Path, name: str, recorded: dict, what: str = "") -> list[d
 
 # --- the manifest ---------------------------------------------------------------------------------
 def write_manifest(path: Path, manifest: dict) -> Path:
-    """Write `manifest` beside the backup at `path`, readable by its owner only; returns where."""
+    """Write `manifest` beside the backup at `path`, readable by its owner only; returns where. It is
+    written whole under a temporary dot-name, flushed, then renamed: a full disk or a crash midway never
+    leaves a cut manifest under the final name (OSError then, the temporary file removed)."""
     mpath = manifest_path(path)
-    mpath.touch(mode=0o600)
-    mpath.write_text(json.dumps(manifest, indent=2, default=str))
+    temporary = mpath.with_name(f".{mpath.name}.tmp-{secrets.token_hex(4)}")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # new: never through a link put there
+    try:
+        with os.fdopen(fd, "w") as out:
+            out.write(json.dumps(manifest, indent=2, default=str))
+            out.flush()
+            os.fsync(out.fileno())
+        os.rename(temporary, mpath)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
     return mpath
+
+
+def _manifest_text(mpath: Path) -> str:
+    """The text of the manifest file `mpath`: BackupError when it is no regular file (a FIFO would block
+    the reader for ever, a folder is no manifest) or no UTF-8 text."""
+    try:  # O_NONBLOCK: opening a FIFO returns at once, and fstat tells it from a file
+        fd = os.open(mpath, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError as exc:
+        raise BackupError(f"the manifest {mpath} cannot be read: {exc.strerror}") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise BackupError(f"the manifest {mpath} is not a file")
+    with os.fdopen(fd, "rb") as handle:
+        data = handle.read()
+    try:
+        return data.decode()
+    except UnicodeDecodeError:
+        raise BackupError(f"the manifest {mpath} is not UTF-8 text") from None
 
 
 def read_manifest(path: Path) -> dict:
@@ -202,7 +233,7 @@ def read_manifest(path: Path) -> dict:
             raise BackupError(f"no backup at {path}: no such file or folder (nor its manifest {mpath.name})")
         raise BackupError(f"no manifest beside {path} (expected {mpath.name}); was it made by prep-ops backup?")
     try:
-        manifest = json.loads(mpath.read_text())
+        manifest = json.loads(_manifest_text(mpath))
     except json.JSONDecodeError as exc:
         raise BackupError(f"the manifest {mpath} is not valid JSON ({exc.msg}, line {exc.lineno})") from None
     problem = manifest_problem(manifest, path)

@@ -104,14 +104,15 @@ def missing_roles(recovered: psycopg.Connection, target: psycopg.Connection) -> 
 
 def error_line(stderr: str) -> str:
     """The line of a pg_dump/pg_restore stderr that says what failed: its ERROR (with the command, when
-    it names one), else its last line."""
+    it names one), else its first own error (a full disk: the last says only that a worker died), else
+    its last line."""
     lines = [line.strip() for line in stderr.strip().splitlines() if line.strip()]
     for i, line in enumerate(lines):
         if "ERROR:" in line:
             said = " ".join(line[line.index("ERROR:"):].split())
             command = next((c for c in lines[i + 1:i + 3] if c.startswith("Command was:")), "")
             return said + (f" ({command[:100]})" if command else "")
-    return lines[-1] if lines else "?"
+    return next((line for line in lines if "error:" in line), lines[-1] if lines else "?")
 
 
 # what replay logs on a segment that is not this cluster's WAL ("invalid magic number 0000": a zeroed page,

@@ -136,15 +136,22 @@ def _check_identity(chain: list, data: Path) -> None:
                              f"{found or 'nothing readable'}")
 
 
+COPY_FAILED = 128  # restore_command's exit code when a file the archive holds cannot be copied
+
+
 def restore_command(archive: Path) -> str:
     """The restore_command that copies each WAL file from `archive`: the segment itself, else the
     `<segment>.partial` pg_receivewal is streaming (wal_stream: zeros after its last record, where replay
-    ends); with neither (or a symbolic link in its place) the command fails, and the archive ends there."""
+    ends); with neither (or a symbolic link in its place) the command fails (exit 1), and the archive ends
+    there. A file the archive holds that cannot be copied (the recovery cluster's disk is full) is exit
+    COPY_FAILED: above 125, PostgreSQL stops the recovery on it (FATAL) instead of taking it for the end of
+    the archive, which would blame the archived WAL (see _failed_copy)."""
     source = shlex.quote(str(archive).replace("%", "%%"))  # %-escapes are its own: a % in the name is doubled
     # a symbolic link is never followed: only files written into the archive are WAL of it
-    return (f"if [ -f {source}/%f ] && [ ! -L {source}/%f ]; then cp {source}/%f %p; "
-            f"elif [ -f {source}/%f.partial ] && [ ! -L {source}/%f.partial ]; then cp {source}/%f.partial %p; "
-            "else exit 1; fi")
+    return (f"if [ -f {source}/%f ] && [ ! -L {source}/%f ]; then cp {source}/%f %p || exit {COPY_FAILED}; "
+            f"elif [ -f {source}/%f.partial ] && [ ! -L {source}/%f.partial ]; then cp {source}/%f.partial %p "
+            f"|| {{ [ -f {source}/%f ] && [ ! -L {source}/%f ] && cp {source}/%f %p; }} "  # renamed meanwhile: complete
+            f"|| exit {COPY_FAILED}; else exit 1; fi")
 
 
 def _configure(cluster: RecoveryCluster, archive: Path | None, target_time: str | None, target_lsn: str | None) -> None:
@@ -181,6 +188,9 @@ def _wait(cluster: RecoveryCluster, seconds: float) -> None:
             foreign = foreign_wal(cluster.folder / "log")
             if foreign:
                 raise TargetError(foreign)
+            failed = _failed_copy(cluster.folder / "log")
+            if failed:
+                raise TargetError(failed)
             if "before configured recovery target was reached" in cluster.log_tail():
                 raise WalEndedEarly("the archived WAL ends before the target: no commit after it is archived yet "
                                     "(wait for the next segment, see archive_timeout, or run SELECT pg_switch_wal())",
@@ -192,6 +202,19 @@ def _wait(cluster: RecoveryCluster, seconds: float) -> None:
                     return
         time.sleep(0.2)
     raise TargetError(f"the recovery cluster did not finish replaying within {seconds:.0f} s: {cluster.log_tail()}")
+
+
+def _failed_copy(log: Path) -> str | None:
+    """Why replay stopped on a WAL file the archive holds but restore_command could not copy (exit
+    COPY_FAILED: a full disk, say), from the server's `log`: the file and cp's own line; else None."""
+    text = log.read_text(errors="replace")
+    name = re.search(rf'could not restore file "([^"]+)" from archive: child process exited with exit code '
+                     rf'{COPY_FAILED}', text)
+    if name is None:
+        return None
+    said = [line.strip() for line in text.splitlines() if line.startswith("cp: ")]
+    return (f"WAL file {name.group(1)} could not be copied from the archive into the recovery cluster in "
+            f"{log.parent.parent}: {said[-1] if said else 'cp failed'}")
 
 
 def _last_restored(log: Path) -> str | None:

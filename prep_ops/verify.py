@@ -288,16 +288,33 @@ def _hours(age: float, limit: float) -> str:
     return f"{age:.{digits}f} h"
 
 
+def _same_oid(newest, source: dict) -> dict:
+    """The report row: the newest backup of the database's name was taken from this very database (its
+    OID), not from one of that name dropped (or swapped out by a restore) since, whose backups prove
+    nothing about this one's."""
+    taken = newest.manifest["source"].get("database_oid")
+    if taken is None:
+        return row(newest.path.name, "of this database", f"OID {source['database_oid']}",
+                   "not compared: the manifest records no database OID", True, skipped=True)
+    same = taken == source["database_oid"]
+    return row(newest.path.name, "of this database", f"OID {source['database_oid']}", f"OID {taken}" + (
+        "" if same else f": another database named {source['database']}, dropped or replaced (by a restore, say) "
+        "since; back this one up"), same)
+
+
 def verify_latest(directory: Path | None = None, *, source: dict | None = None, max_age_hours: float = 26,
                   min_bytes: int = 1, server: Target | None = None, keep_scratch: bool = False) -> Verification:
     """Verify the newest backup in `directory` (of the database `source` identifies: same cluster and
     name; None: any); also fail when it is older than `max_age_hours` or smaller than `min_bytes` (as
-    Barman's check does), so backups that silently stopped are noticed. NoBackups when there is none."""
+    Barman's check does), so backups that silently stopped are noticed, or when it was taken from another
+    database of that name (another OID: dropped and made again since). NoBackups when there is none."""
     newest = latest(directory, source)
     result = verify(newest.path, server=server, keep_scratch=keep_scratch)
     age = (datetime.now(timezone.utc) - datetime.fromisoformat(newest.manifest["finished"])).total_seconds() / 3600
     extra = [row(newest.path.name, "age", f"≤ {max_age_hours:g} h", _hours(age, max_age_hours), age <= max_age_hours),
              row(newest.path.name, "size", f"≥ {min_bytes:,} bytes", f"{newest.manifest['bytes']:,} bytes",
                  newest.manifest["bytes"] >= min_bytes)]
+    if source is not None and source.get("database_oid") is not None:
+        extra.append(_same_oid(newest, source))
     report = pd.concat([pd.DataFrame(extra), result.report], ignore_index=True)
     return Verification(result.backup, bool(report["passed"].all()), report, result.scratch_database, result.seconds)
