@@ -228,12 +228,17 @@ def restore(path: Path, target: Target, *, confirm: bool = False, safety_dir: Pa
         major = server_version(conn)
         preflight(path, manifest, target, major=major)  # before anything is touched
         with snapshot(conn):
-            its_source = same_database(identity(conn), manifest["source"])
+            now = identity(conn)
+            its_source = same_database(now, manifest["source"])
             held = _occupied(conn, manifest["kind"])
             occupied = held is not None
     if its_source and not confirm:
-        raise ConfirmationRequired(f"{target.database} is the database this backup was taken from; restoring over it "
-                                   "replaces it: pass --confirm (confirm=True in a notebook)")
+        then = manifest["source"].get("database_oid")  # a database of that name made again since: another OID
+        which = ("is the database this backup was taken from" if then in (None, now.get("database_oid")) else
+                 f"has the name of the database this backup was taken from (OID {then}; this one is OID "
+                 f"{now.get('database_oid')}, made since)")
+        raise ConfirmationRequired(f"{target.database} {which}; restoring over it replaces it: pass --confirm "
+                                   "(confirm=True in a notebook)")
     if occupied and not confirm:
         raise ConfirmationRequired(f"{target.database} already holds {held}; restoring replaces them: pass --confirm "
                                    "(confirm=True in a notebook); a safety backup is taken first")

@@ -19,8 +19,8 @@ import pytest
 from psycopg import sql
 
 import pitr_fixtures
-from prep_ops import backup, base_backup, db, loading, pitr, recovery_cluster, recovery_copy, verify
-from prep_ops.errors import BackupError, TargetError
+from prep_ops import backup, base_backup, db, loading, pitr, recovery_cluster, recovery_copy, restore, verify
+from prep_ops.errors import BackupError, ConfirmationRequired, TargetError
 
 from conftest import cli_env
 
@@ -197,6 +197,11 @@ def test_a_database_dropped_and_made_again_under_its_name_keeps_the_old_ones_bac
             with db.connect(target) as conn:
                 now = backup.identity(conn)
             assert now["database_oid"] != old.manifest["source"]["database_oid"]
+            # a restore asks for --confirm, and no longer calls the new one the backup's own database
+            with pytest.raises(ConfirmationRequired, match=rf"{name} has the name of the database this backup was taken "
+                                                           rf"from \(OID {old.manifest['source']['database_oid']}; this "
+                                                           rf"one is OID {now['database_oid']}, made since\)"):
+                restore.restore(old.path, target)
 
             stale = verify.verify_latest(folder, source=now)
             assert not stale.ok and list(stale.failures["check"]) == ["of this database"]
