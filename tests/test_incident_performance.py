@@ -322,3 +322,14 @@ def test_live_as_a_role_that_cannot_see_other_roles_sessions_does_not_pass_no_se
     finally:
         with db.connect(scratch, autocommit=True) as conn:
             conn.execute(sql.SQL("DROP OWNED BY {}; DROP ROLE {}").format(sql.Identifier(role), sql.Identifier(role)))
+
+
+def test_runbook_11_live_on_a_database_without_the_school_s_tables_and_no_query_draws_its_chart_instead_of_failing(
+        scratch, incident_id, tmp_path):
+    """With nothing timed (no school tables, no `query`), step 4's chart failed the runbook with pandas'
+    "TypeError: no numeric data to plot" after every check had said SKIP. The chart says nothing was timed."""
+    with db.connect(scratch, autocommit=True) as conn:
+        conn.execute("CREATE TABLE lesson_rooms (id int PRIMARY KEY)")
+    result = runner.run_one(NOTEBOOK, tmp_path, {"database_url": scratch.url, "mode": "live", "incident_id": incident_id})
+    assert result.ok, result.error
+    assert {c["name"]: c["status"] for c in result.checks}["bottleneck identified"] == "SKIP"
