@@ -94,11 +94,17 @@ def bloat_check(space: pd.DataFrame) -> dict:
     many_dead = (space["kind"] == "table") & (dead > LARGE_DEAD_SHARE * (dead + live)) & (space["bytes"] > LARGE_BLOAT_BYTES)
     large = space[((space["bloat_pct"] > LARGE_BLOAT_PCT) & (space["wasted_bytes"] > LARGE_BLOAT_BYTES)) | many_dead]
     dead = dead[space["kind"] == "table"]
+    unjudged = space[space["bloat_pct"].isna() & ~space.index.isin(large.index)]  # not looked at: said so
+    names = [r.index_name or r.table_name for r in unjudged.itertuples()]
+    not_judged = (f"; {len(names)} not judged, neither measured nor estimated (no column statistics this role "
+                  f"may read, or never analysed): {', '.join(names[:5])}{', …' if len(names) > 5 else ''}"
+                  if names else "")
     named = ", ".join(f"{r.index_name or r.table_name} {r.bloat_pct:.0f}% ({r.method}"
                       + (f", {int(r.dead_rows):,} dead rows)" if pd.notna(r.dead_rows) and r.dead_rows else ")")
                       for r in large.head(5).itertuples())
     return {"name": "no large bloat (over 50% and 10 MiB)", "passed": large.empty, "must_hold": False,
-            "detail": f"{len(large)} of {len(space)} tables and indexes{': ' + named if named else ''}; "
+            "detail": f"{len(large)} of {len(space) - len(unjudged)} tables and indexes{': ' + named if named else ''}"
+                      f"{not_judged}; "
                       f"{int(dead.sum()):,} dead rows (pg_stat_user_tables); "
                       + ", ".join(f"{n} {how}" for how, n in space["method"].value_counts().items())
                       + f"; {space.attrs.get('note') or 'measured with pgstattuple'}",

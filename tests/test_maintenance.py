@@ -384,3 +384,19 @@ def test_an_invalid_index_maintain_does_not_drop_fails_its_check_and_the_cli(scr
                           env=cli_env(scratch), capture_output=True, text=True, timeout=120)
     assert done.returncode == 1 and 'FAIL no invalid index left: invalid: "public"."scores_points"' in done.stdout
     assert _invalid(scratch) == ["scores_points"]
+
+
+def test_bloat_check_does_not_count_a_table_it_could_not_estimate_as_looked_at(scratch, conn):
+    """Runbook 05 said PASS "0 of 30 tables and indexes" where 8 of them had neither a measure nor an
+    estimate (no statistics the role may read, or never analysed): they were counted as judged. The
+    detail counts only what was judged and names the rest."""
+    _scores(scratch, rows=1000)  # never analysed, autovacuum off: no column statistics
+    _scores(scratch, table="judged", rows=1000)
+    _execute(scratch, "ANALYZE judged")
+    space = maintenance.bloat(conn, install=False)
+    verdict = maintenance.bloat_check(space)
+    unjudged = space[space["bloat_pct"].isna()]
+    assert "scores" in set(unjudged["table_name"]) and "judged" not in set(unjudged["table_name"])
+    assert verdict["detail"].startswith(f"0 of {len(space) - len(unjudged)} tables and indexes; "
+                                        f"{len(unjudged)} not judged, neither measured nor estimated")
+    assert "scores" in verdict["detail"].split("not judged")[1]
