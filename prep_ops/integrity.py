@@ -32,6 +32,8 @@ from .sqlfiles import load
 _CORRUPTION = (errors.DataCorrupted, errors.IndexCorrupted)
 _BLOCK = re.compile(r"\bblock (\d+)|tid=\((\d+),")
 _TOAST_FINDING = re.compile(r"toast value \d+ ")  # "... not found in toast table", "... index scan returned chunk ..."
+# amcheck's AccessShareLock queues behind an ACCESS EXCLUSIVE one: a relation waits this long, then is not checked
+LOCK_WAIT = "5s"
 COLUMNS = ["relation", "kind", "table_name", "check", "status", "block", "detail", "seconds"]
 
 
@@ -152,8 +154,11 @@ def _check_one(conn: psycopg.Connection, schema: str, row) -> tuple[str, int | N
         query = sql.SQL("SELECT blkno, offnum, attnum, msg FROM {}(%s::oid::regclass, check_toast => true)").format(
             sql.Identifier(schema, "verify_heapam"))
     try:
-        with conn.transaction():
+        with conn.transaction():  # lock_timeout local to it, put back after (the caller may be in a transaction)
+            saved = conn.execute("SELECT current_setting('lock_timeout')").fetchone()[0]
+            conn.execute("SELECT set_config('lock_timeout', %s, true)", (LOCK_WAIT,))
             problems = conn.execute(query, (row.relation_oid,)).fetchall()
+            conn.execute("SELECT set_config('lock_timeout', %s, true)", (saved,))
         if row.kind != "table":  # bt_index_check: an error when it finds damage, else one empty row
             return "ok", None, ""
         problems, gone = _on_deleted_versions(conn, row.relation_oid, problems) if problems else ([], [])
@@ -166,6 +171,9 @@ def _check_one(conn: psycopg.Connection, schema: str, row) -> tuple[str, int | N
     except _CORRUPTION as exc:
         message = first_line(exc)
         return "corrupt", _block(message), message
+    except errors.LockNotAvailable:
+        return "error", None, (f"not checked: locked by another session (ACCESS EXCLUSIVE: VACUUM FULL, REINDEX, "
+                               f"LOCK TABLE, ALTER TABLE; gave up after {LOCK_WAIT})")
     except psycopg.Error as exc:
         return "error", None, first_line(exc)
     if problems:
