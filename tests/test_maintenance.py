@@ -8,7 +8,7 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
 from prep_ops import db, maintenance
-from prep_ops.errors import ConfirmationRequired, ParameterError, PrepOpsError
+from prep_ops.errors import ConfirmationRequired, LockBusy, ParameterError, PrepOpsError
 
 HOSTILE = "users; DROP TABLE students; --"
 ODD = 'Odd "name"; here'
@@ -400,3 +400,21 @@ def test_bloat_check_does_not_count_a_table_it_could_not_estimate_as_looked_at(s
     assert verdict["detail"].startswith(f"0 of {len(space) - len(unjudged)} tables and indexes; "
                                         f"{len(unjudged)} not judged, neither measured nor estimated")
     assert "scores" in verdict["detail"].split("not judged")[1]
+
+
+def test_bloat_behind_a_table_locked_access_exclusive_gives_up_in_one_line_instead_of_waiting(scratch, conn):
+    """Sizing a relation locks it: behind a session holding a table ACCESS EXCLUSIVE (VACUUM FULL, LOCK
+    TABLE), `maintain --reindex` without tables and runbook 05's bloat step waited as long as that
+    session. They give up after bloat.LOCK_WAIT now, in one line saying why."""
+    _scores(scratch, rows=100)
+    conn.execute("SET statement_timeout = '30s'")  # the old code waits this long, then fails otherwise
+    with db.connect(scratch) as holder:
+        holder.execute("LOCK TABLE scores IN ACCESS EXCLUSIVE MODE")
+        began = time.monotonic()
+        try:
+            with pytest.raises(LockBusy, match="a table is locked by another session"):
+                maintenance.bloat(conn, install=False)
+        finally:
+            holder.rollback()
+    assert time.monotonic() - began < 20
+    assert "scores" in set(maintenance.bloat(conn, install=False)["table_name"])  # the lock gone, it reads
