@@ -15,8 +15,8 @@ import psycopg
 from psycopg import sql
 
 from . import extensions
-from .db import fetch_frame, is_scratch, snapshot
-from .errors import LockBusy, ParameterError, first_line
+from .db import bounded_lock_wait, fetch_frame, is_scratch, snapshot
+from .errors import ParameterError, first_line
 from .schema import Table, resolve_tables
 from .sqlfiles import load
 
@@ -27,7 +27,6 @@ BLOAT_NOTE = ("measured with pgstattuple where the server has it (dead rows and 
 LARGE_BLOAT_PCT, LARGE_BLOAT_BYTES = 50, 10 * 2**20  # runbook 05 warns about bloat over both
 # `maintain(reindex=True)` without tables reindexes the tables of indexes measured over both
 REINDEX_BLOAT_PCT, REINDEX_BLOAT_BYTES = 30, 2**20
-LOCK_WAIT = "5s"  # how long reading sizes waits for a lock another session holds on a relation
 LARGE_DEAD_SHARE = 0.5  # ... or a table over 10 MiB whose dead rows are this share of its rows, whatever the space says
 COLUMNS = ["kind", "table_name", "index_name", "bytes", "wasted_bytes", "bloat_pct", "live_rows", "dead_rows",
            "measured_dead_rows", "method", "note", "schema_name", "relname"]
@@ -52,16 +51,10 @@ def bloat(conn: psycopg.Connection, *, install: bool | None = None) -> pd.DataFr
     (None: on a scratch database); `frame.attrs["note"]` says why it was not used, if it was not.
     """
     schema, why = extensions.find(conn, "pgstattuple", install=is_scratch(conn) if install is None else install)
-    with snapshot(conn):  # the estimates, the dead-row counts and the measures of one moment
-        # sizes lock each relation: behind another session's ACCESS EXCLUSIVE lock, wait LOCK_WAIT at most
-        conn.execute("SELECT set_config('lock_timeout', %s, true)", (LOCK_WAIT,))
-        try:
-            frame = pd.concat([fetch_frame(conn, load("maintenance", name)) for name in ("table_bloat", "index_bloat")],
-                              ignore_index=True)
-        except psycopg.errors.LockNotAvailable as exc:
-            raise LockBusy(f"bloat could not be read: a table is locked by another session (ACCESS EXCLUSIVE: VACUUM "
-                           f"FULL, REINDEX, LOCK TABLE, ALTER TABLE; gave up after {LOCK_WAIT}): see who holds it with "
-                           "prep-ops health, and try again when it ends") from exc
+    # the estimates, the dead-row counts and the measures of one moment; sizing a relation locks it
+    with snapshot(conn), bounded_lock_wait(conn, "bloat"):
+        frame = pd.concat([fetch_frame(conn, load("maintenance", name)) for name in ("table_bloat", "index_bloat")],
+                          ignore_index=True)
         frame = frame.rename(columns={"estimated_wasted_bytes": "wasted_bytes", "estimated_bloat_pct": "bloat_pct"})
         frame["measured_dead_rows"] = None
         frame["method"] = "estimate"

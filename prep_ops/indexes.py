@@ -27,8 +27,7 @@ import psycopg
 from psycopg import sql
 
 from . import index_builds
-from .db import fetch_frame, snapshot
-from .errors import LockBusy
+from .db import bounded_lock_wait, fetch_frame, snapshot
 from .sqlfiles import load
 
 CREATES = ("missing foreign-key index", "candidate for query")
@@ -36,7 +35,6 @@ DROPS = ("unused", "duplicate", "redundant", "invalid")
 # advice without a statement about an INVALID index whose build runs now (see index_builds): never dropped
 BUILDS = {index_builds.BUILDING: "build in progress", index_builds.MAYBE_BUILDING: "build maybe in progress"}
 NOT_PROPOSED = "not proposed: table in several schemas"  # advice without a statement: why no index is proposed
-LOCK_WAIT = "5s"  # how long reading the indexes waits for a lock another session holds on a table
 # an index looks unused only after its scans were counted over a whole cycle of the workload (weekly
 # jobs included); PREP_OPS_UNUSED_MIN_DAYS overrides it
 UNUSED_MIN_DAYS = float(os.environ.get("PREP_OPS_UNUSED_MIN_DAYS", "7"))
@@ -65,18 +63,9 @@ def existing(conn: psycopg.Connection) -> pd.DataFrame:
 
     Deparsing an index and measuring it lock its table: behind a session holding a table ACCESS
     EXCLUSIVE (the blocker of an incident, a VACUUM FULL) the read would wait as long as it, so it
-    waits LOCK_WAIT at most and says why (errors.LockBusy)."""
-    with conn.transaction():  # a savepoint inside the caller's snapshot; lock_timeout put back after
-        saved = conn.execute("SELECT current_setting('lock_timeout')").fetchone()[0]
-        conn.execute("SELECT set_config('lock_timeout', %s, true)", (LOCK_WAIT,))
-        try:
-            frame = fetch_frame(conn, load("indexes", "indexes"))
-        except psycopg.errors.LockNotAvailable as exc:
-            raise LockBusy(f"the indexes could not be read: a table is locked by another session (ACCESS "
-                           f"EXCLUSIVE: VACUUM FULL, REINDEX, LOCK TABLE, ALTER TABLE; gave up after {LOCK_WAIT}): "
-                           "see who holds it with prep-ops health, and try again when it ends") from exc
-        conn.execute("SELECT set_config('lock_timeout', %s, true)", (saved,))
-    return frame
+    waits db.LOCK_WAIT at most and says why (errors.LockBusy)."""
+    with bounded_lock_wait(conn, "the indexes"):
+        return fetch_frame(conn, load("indexes", "indexes"))
 
 
 def foreign_keys(conn: psycopg.Connection) -> pd.DataFrame:

@@ -23,7 +23,7 @@ from psycopg import errors, sql
 
 from . import extensions
 from .catalog import function_name_exists
-from .db import fetch_frame, is_scratch
+from .db import LOCK_WAIT, fetch_frame, is_scratch
 from .errors import ParameterError, first_line
 from .schema import resolve_tables
 from .sqlfiles import load
@@ -32,8 +32,6 @@ from .sqlfiles import load
 _CORRUPTION = (errors.DataCorrupted, errors.IndexCorrupted)
 _BLOCK = re.compile(r"\bblock (\d+)|tid=\((\d+),")
 _TOAST_FINDING = re.compile(r"toast value \d+ ")  # "... not found in toast table", "... index scan returned chunk ..."
-# amcheck's AccessShareLock queues behind an ACCESS EXCLUSIVE one: a relation waits this long, then is not checked
-LOCK_WAIT = "5s"
 COLUMNS = ["relation", "kind", "table_name", "check", "status", "block", "detail", "seconds"]
 
 
@@ -154,6 +152,7 @@ def _check_one(conn: psycopg.Connection, schema: str, row) -> tuple[str, int | N
         query = sql.SQL("SELECT blkno, offnum, attnum, msg FROM {}(%s::oid::regclass, check_toast => true)").format(
             sql.Identifier(schema, "verify_heapam"))
     try:
+        # amcheck's AccessShareLock queues behind an ACCESS EXCLUSIVE one: wait LOCK_WAIT, then say not checked
         with conn.transaction():  # lock_timeout local to it, put back after (the caller may be in a transaction)
             saved = conn.execute("SELECT current_setting('lock_timeout')").fetchone()[0]
             conn.execute("SELECT set_config('lock_timeout', %s, true)", (LOCK_WAIT,))

@@ -255,7 +255,7 @@ def test_a_foreign_key_advice_names_the_referenced_tables_schema_whatever_the_se
 def test_index_advice_behind_a_table_locked_access_exclusive_gives_up_in_one_line_instead_of_waiting(scratch, conn):
     """Reading the indexes deparses them, which locks their tables: behind a session holding one ACCESS
     EXCLUSIVE, `prep-ops indexes` and runbook 11 waited as long as that session (forever at 3 a.m.).
-    It gives up after indexes.LOCK_WAIT now, in one line saying why."""
+    It gives up after db.LOCK_WAIT now, in one line saying why."""
     from prep_ops.errors import LockBusy
 
     conn.execute("CREATE TABLE lesson_rooms (id int PRIMARY KEY)")

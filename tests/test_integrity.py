@@ -309,7 +309,7 @@ def test_relations_are_named_with_their_schema_whatever_the_search_path_and_chec
 def test_integrity_behind_a_table_locked_access_exclusive_says_it_was_not_checked_instead_of_waiting(scratch):
     """amcheck's AccessShareLock queues behind an ACCESS EXCLUSIVE lock (VACUUM FULL, LOCK TABLE): the
     integrity command, and runbooks 05 and 08, waited for as long as that session held it. Each relation
-    waits integrity.LOCK_WAIT now, and is listed as not checked, saying why."""
+    waits db.LOCK_WAIT now, and is listed as not checked, saying why."""
     import time
 
     with db.connect(scratch, autocommit=True) as conn, db.connect(scratch) as holder:

@@ -405,7 +405,7 @@ def test_bloat_check_does_not_count_a_table_it_could_not_estimate_as_looked_at(s
 def test_bloat_behind_a_table_locked_access_exclusive_gives_up_in_one_line_instead_of_waiting(scratch, conn):
     """Sizing a relation locks it: behind a session holding a table ACCESS EXCLUSIVE (VACUUM FULL, LOCK
     TABLE), `maintain --reindex` without tables and runbook 05's bloat step waited as long as that
-    session. They give up after bloat.LOCK_WAIT now, in one line saying why."""
+    session. They give up after db.LOCK_WAIT now, in one line saying why."""
     _scores(scratch, rows=100)
     conn.execute("SET statement_timeout = '30s'")  # the old code waits this long, then fails otherwise
     with db.connect(scratch) as holder:
@@ -418,3 +418,20 @@ def test_bloat_behind_a_table_locked_access_exclusive_gives_up_in_one_line_inste
             holder.rollback()
     assert time.monotonic() - began < 20
     assert "scores" in set(maintenance.bloat(conn, install=False)["table_name"])  # the lock gone, it reads
+
+
+def test_table_status_behind_a_table_locked_access_exclusive_gives_up_in_one_line_instead_of_waiting(scratch, conn):
+    """Runbook 05's first step sizes every table: behind a session holding one ACCESS EXCLUSIVE it waited
+    as long as that session (the runbook hung). It gives up after db.LOCK_WAIT now, saying why."""
+    _scores(scratch, rows=100)
+    conn.execute("SET statement_timeout = '30s'")  # the old code waits this long, then fails otherwise
+    with db.connect(scratch) as holder:
+        holder.execute("LOCK TABLE scores IN ACCESS EXCLUSIVE MODE")
+        began = time.monotonic()
+        try:
+            with pytest.raises(LockBusy, match="the tables' status could not be read: a table is locked"):
+                maintenance.table_status(conn)
+        finally:
+            holder.rollback()
+    assert time.monotonic() - began < 20
+    assert list(maintenance.table_status(conn)["table_name"]) == ["scores"]
