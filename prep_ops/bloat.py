@@ -15,7 +15,7 @@ import psycopg
 from psycopg import sql
 
 from . import extensions
-from .db import fetch_frame, is_scratch, snapshot
+from .db import bounded_lock_wait, fetch_frame, is_scratch, snapshot
 from .errors import ParameterError, first_line
 from .schema import Table, resolve_tables
 from .sqlfiles import load
@@ -51,7 +51,8 @@ def bloat(conn: psycopg.Connection, *, install: bool | None = None) -> pd.DataFr
     (None: on a scratch database); `frame.attrs["note"]` says why it was not used, if it was not.
     """
     schema, why = extensions.find(conn, "pgstattuple", install=is_scratch(conn) if install is None else install)
-    with snapshot(conn):  # the estimates, the dead-row counts and the measures of one moment
+    # the estimates, the dead-row counts and the measures of one moment; sizing a relation locks it
+    with snapshot(conn), bounded_lock_wait(conn, "bloat"):
         frame = pd.concat([fetch_frame(conn, load("maintenance", name)) for name in ("table_bloat", "index_bloat")],
                           ignore_index=True)
         frame = frame.rename(columns={"estimated_wasted_bytes": "wasted_bytes", "estimated_bloat_pct": "bloat_pct"})
@@ -94,11 +95,17 @@ def bloat_check(space: pd.DataFrame) -> dict:
     many_dead = (space["kind"] == "table") & (dead > LARGE_DEAD_SHARE * (dead + live)) & (space["bytes"] > LARGE_BLOAT_BYTES)
     large = space[((space["bloat_pct"] > LARGE_BLOAT_PCT) & (space["wasted_bytes"] > LARGE_BLOAT_BYTES)) | many_dead]
     dead = dead[space["kind"] == "table"]
+    unjudged = space[space["bloat_pct"].isna() & ~space.index.isin(large.index)]  # not looked at: said so
+    names = [r.index_name or r.table_name for r in unjudged.itertuples()]
+    not_judged = (f"; {len(names)} not judged, neither measured nor estimated (no column statistics this role "
+                  f"may read, or never analysed): {', '.join(names[:5])}{', …' if len(names) > 5 else ''}"
+                  if names else "")
     named = ", ".join(f"{r.index_name or r.table_name} {r.bloat_pct:.0f}% ({r.method}"
                       + (f", {int(r.dead_rows):,} dead rows)" if pd.notna(r.dead_rows) and r.dead_rows else ")")
                       for r in large.head(5).itertuples())
     return {"name": "no large bloat (over 50% and 10 MiB)", "passed": large.empty, "must_hold": False,
-            "detail": f"{len(large)} of {len(space)} tables and indexes{': ' + named if named else ''}; "
+            "detail": f"{len(large)} of {len(space) - len(unjudged)} tables and indexes{': ' + named if named else ''}"
+                      f"{not_judged}; "
                       f"{int(dead.sum()):,} dead rows (pg_stat_user_tables); "
                       + ", ".join(f"{n} {how}" for how, n in space["method"].value_counts().items())
                       + f"; {space.attrs.get('note') or 'measured with pgstattuple'}",

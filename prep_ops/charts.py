@@ -78,9 +78,13 @@ def plan_self_time(nodes: pd.DataFrame, title: str):
 
 def before_after(ms_before: pd.Series, ms_after: pd.Series, title: str):
     """Time before and after a change, side by side per item."""
-    frame = _labelled(pd.DataFrame({"before": ms_before, "after": ms_after}))
+    frame = _labelled(pd.DataFrame({"before": ms_before, "after": ms_after}).astype(float))
     fig, ax = plt.subplots(figsize=(8, 4))
-    frame.plot(kind="bar", ax=ax, color=["tab:red", "tab:green"])
+    if frame.notna().any().any():
+        frame.plot(kind="bar", ax=ax, color=["tab:red", "tab:green"])
+    else:  # nothing timed (a database without the school's tables, no query named): say so, pandas cannot plot it
+        ax.set_xticks([])
+        ax.text(0.5, 0.5, "nothing timed", transform=ax.transAxes, ha="center", va="center")
     ax.set_title(chart_label(title))
     ax.set_ylabel("time (ms)")
     ax.tick_params(axis="x", rotation=20)

@@ -24,7 +24,7 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
 from . import embedded
-from .errors import ConfirmationRequired, TargetError
+from .errors import ConfirmationRequired, LockBusy, TargetError
 from .sqlfiles import load
 
 # user:password@ up to the last @ of the line (a password may hold /, @ or spaces; a user name typed with
@@ -264,6 +264,27 @@ def snapshot(conn: psycopg.Connection):
     with conn.transaction():
         conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         yield conn
+
+
+LOCK_WAIT = "5s"  # how long a read of sizes or definitions waits for a lock another session holds
+
+
+@contextlib.contextmanager
+def bounded_lock_wait(conn: psycopg.Connection, what: str):
+    """A read that sizes or deparses relations (which locks them), waiting LOCK_WAIT at most behind
+    another session's ACCESS EXCLUSIVE lock (VACUUM FULL, REINDEX, LOCK TABLE, ALTER TABLE) rather than
+    for as long as it runs; then errors.LockBusy names `what`. lock_timeout is local to a savepoint (or
+    transaction) of its own and put back after; yields the connection."""
+    try:
+        with conn.transaction():
+            saved = conn.execute("SELECT current_setting('lock_timeout')").fetchone()[0]
+            conn.execute("SELECT set_config('lock_timeout', %s, true)", (LOCK_WAIT,))
+            yield conn
+            conn.execute("SELECT set_config('lock_timeout', %s, true)", (saved,))
+    except psycopg.errors.LockNotAvailable as exc:
+        raise LockBusy(f"{what} could not be read: a table is locked by another session (ACCESS EXCLUSIVE: VACUUM "
+                       f"FULL, REINDEX, LOCK TABLE, ALTER TABLE; gave up after {LOCK_WAIT}): see who holds it with "
+                       "prep-ops health, and try again when it ends") from exc
 
 
 def server_version(conn: psycopg.Connection) -> int:

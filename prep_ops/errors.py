@@ -27,6 +27,11 @@ class WalEndedEarly(TargetError):
         self.last_restored = last_restored
 
 
+class LockBusy(PrepOpsError):
+    """A read gave up waiting for a lock another session holds (ACCESS EXCLUSIVE: VACUUM FULL, REINDEX,
+    LOCK TABLE, most ALTER TABLE) rather than wait behind it for as long as that session runs."""
+
+
 class MigrationError(PrepOpsError):
     """A migration failed, was edited after it was applied, or cannot be found."""
 

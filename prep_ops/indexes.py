@@ -27,7 +27,7 @@ import psycopg
 from psycopg import sql
 
 from . import index_builds
-from .db import fetch_frame, snapshot
+from .db import bounded_lock_wait, fetch_frame, snapshot
 from .sqlfiles import load
 
 CREATES = ("missing foreign-key index", "candidate for query")
@@ -59,8 +59,13 @@ class Advice:
 
 def existing(conn: psycopg.Connection) -> pd.DataFrame:
     """Every index of every user schema with columns, operator classes, predicate, validity, use, and
-    its place in a partition tree (see sql/indexes/indexes.sql)."""
-    return fetch_frame(conn, load("indexes", "indexes"))
+    its place in a partition tree (see sql/indexes/indexes.sql).
+
+    Deparsing an index and measuring it lock its table: behind a session holding a table ACCESS
+    EXCLUSIVE (the blocker of an incident, a VACUUM FULL) the read would wait as long as it, so it
+    waits db.LOCK_WAIT at most and says why (errors.LockBusy)."""
+    with bounded_lock_wait(conn, "the indexes"):
+        return fetch_frame(conn, load("indexes", "indexes"))
 
 
 def foreign_keys(conn: psycopg.Connection) -> pd.DataFrame:

@@ -23,7 +23,7 @@ import psycopg
 from psycopg import sql
 
 from .bloat import BLOAT_NOTE, bloat, bloat_check, reindex_choice  # noqa: F401  (re-exported for runbook 05)
-from .db import fetch_frame, require_change, server_version
+from .db import bounded_lock_wait, fetch_frame, require_change, server_version
 from .errors import ParameterError, PrepOpsError, first_line
 from .schema import Table, resolve_tables, user_tables
 from .sqlfiles import load
@@ -84,7 +84,8 @@ def table_names(conn: psycopg.Connection) -> list[str]:
 
 
 def _status(conn: psycopg.Connection) -> pd.DataFrame:
-    frame = fetch_frame(conn, load("maintenance", "table_status"))
+    with bounded_lock_wait(conn, "the tables' status"):  # their sizes: behind another session's lock, not for long
+        frame = fetch_frame(conn, load("maintenance", "table_status"))
     for column in _TIMESTAMPS:
         frame[column] = pd.to_datetime(frame[column], utc=True)
     frame["dead_ratio"] = frame["dead_ratio"].astype(float)

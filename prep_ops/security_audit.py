@@ -339,3 +339,14 @@ def as_frame(items: list[Finding]) -> pd.DataFrame:
 def has_high(items: list[Finding]) -> bool:
     """True when any finding is of high severity (`prep-ops audit` then exits non-zero)."""
     return any(f.severity == "high" for f in items)
+
+
+def audit_check(found: pd.DataFrame) -> dict:
+    """Runbook 06's check of an `as_frame` of findings, as keyword arguments of prep_ops.check: no high
+    finding; the detail counts them by severity and names what was not checked (a role that is no
+    superuser cannot read pg_authid or pg_hba_file_rules), so a pass never covers what was not looked at."""
+    counts = ", ".join(f"{n} {s}" for s, n in found["severity"].value_counts().items()) or "no findings"
+    unchecked = found[found["detail"].str.startswith("not checked")]
+    skipped = "; ".join(f"{r.check} {r.detail}" for r in unchecked.itertuples())
+    return {"name": "no high-severity finding", "passed": not (found["severity"] == "high").any(),
+            "detail": counts + (f"; {skipped}" if skipped else ""), "fix": "apply the fix of each high finding below"}

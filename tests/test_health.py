@@ -477,6 +477,45 @@ def test_an_unprivileged_role_gets_every_check_and_a_reason_for_the_log(unprivil
     assert note.startswith("server log not readable")
 
 
+def test_health_as_a_role_that_cannot_see_other_roles_sessions_does_not_call_them_ok(rooms, unprivileged):
+    """A role without pg_read_all_stats sees other roles' sessions in pg_stat_activity with every detail
+    empty: health said "ok" to long-running statements, idle transactions and blocked sessions it could
+    not see, and counted only its own connections. Those checks are unknown now, saying why."""
+    failures = []
+    zero = health.Thresholds(long_query_warn_seconds=0, idle_in_transaction_warn_seconds=0, blocked_warn_seconds=0,
+                             **IGNORE_LOG)
+    names = ("long-running queries", "idle in transaction", "blocked sessions")
+    with db.connect(rooms) as holder, db.connect(rooms, autocommit=True) as waiter:
+        holder.execute("LOCK TABLE lesson_rooms IN ACCESS EXCLUSIVE MODE")  # idle in its transaction, blocking
+        waiter.execute("SET statement_timeout = '20s'")
+
+        def wait_for_the_lock():
+            try:
+                waiter.execute("SELECT * FROM lesson_rooms")
+            except psycopg.Error as exc:
+                failures.append(exc)
+
+        thread = threading.Thread(target=wait_for_the_lock)
+        thread.start()
+        try:
+            _wait_for(rooms, waiter.info.backend_pid, "wait_event_type = 'Lock'")
+            with db.connect(rooms, autocommit=True) as conn:
+                seen = _by_name(health.run_checks(conn, zero))
+            with db.connect(unprivileged, autocommit=True) as conn:
+                blind = _by_name(health.run_checks(conn, zero))
+        finally:
+            holder.rollback()
+            thread.join(30)
+    assert not thread.is_alive() and not failures
+    assert [seen[name].status for name in names] == ["warn"] * 3  # the superuser sees all three
+    for name in names:
+        assert blind[name].status == "unknown", (name, blind[name].detail)
+        hidden = re.search(r"(\d+) session\(s\) of other roles in this database not seen", blind[name].detail)
+        assert hidden and int(hidden.group(1)) >= 2 and "pg_read_all_stats" in blind[name].skipped
+    hidden = re.search(r", (\d+) of other roles in a state this role may not see", blind["connections"].detail)
+    assert hidden and int(hidden.group(1)) >= 2  # the holder and the waiter counted, though not seen
+
+
 def test_a_mistyped_password_statement_is_never_quoted_from_the_log(scratch):
     secret = "Tops3cret" + uuid.uuid4().hex[:8]
     with db.connect(scratch, autocommit=True) as conn:

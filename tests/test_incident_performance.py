@@ -280,3 +280,56 @@ def test_live_on_a_database_that_is_not_the_school_s_skips_the_catalogue_and_fix
         made = conn.execute("SELECT indexrelid::regclass::text FROM pg_index WHERE indrelid = "
                             "'\"Odd Schema\".\"Big Log\"'::regclass AND NOT indisprimary").fetchall()
     assert len(made) == 1
+
+
+def test_live_as_a_role_that_cannot_see_other_roles_sessions_does_not_pass_no_session_blocks_another(scratch, incident_id):
+    """Step 2 said PASS "0 session(s) blocked now" to a role without pg_read_all_stats while another
+    role's session waited behind a third's lock: pg_stat_activity hides both from it. SKIP now, saying why."""
+    import threading
+
+    from psycopg import sql
+    from sqlalchemy.engine import make_url
+
+    role, password = f"prep_ops_test_{uuid.uuid4().hex[:10]}", uuid.uuid4().hex
+    with db.connect(scratch, autocommit=True) as conn:
+        conn.execute("CREATE TABLE lesson_rooms (id int); INSERT INTO lesson_rooms VALUES (1)")
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(sql.Identifier(role), sql.Literal(password)))
+    unprivileged = db.Target(make_url(scratch.url).set(username=role, password=password).render_as_string(hide_password=False),
+                             scratch.embedded)
+    try:
+        with db.connect(scratch) as holder, db.connect(scratch, autocommit=True) as waiter:
+            holder.execute("SELECT * FROM lesson_rooms FOR UPDATE")  # a row lock, as an application holds one
+            waiter.execute("SET statement_timeout = '30s'")
+            thread = threading.Thread(target=lambda: waiter.execute("UPDATE lesson_rooms SET id = 2"))
+            thread.start()
+            try:
+                with db.connect(scratch, autocommit=True) as conn:
+                    deadline = time.monotonic() + 10
+                    while not conn.execute("SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = %s",
+                                           (waiter.info.backend_pid,)).fetchone()[0]:
+                        assert time.monotonic() < deadline
+                        time.sleep(0.05)
+                run = performance_steps.start(unprivileged, "live", incident_id=incident_id, repeats=1)
+                performance_steps.identify_bottleneck(run)
+                performance_steps.optimise(run)
+            finally:
+                holder.rollback()
+                thread.join(30)
+        performance_steps.clean_up(run)
+        assert _statuses(run)["no session blocks another"] == "SKIP"
+        skipped = next(e.text for e in run.inc.events if e.kind == "check" and "no session blocks another" in e.text)
+        assert "session(s) of other roles in this database not seen" in skipped and "pg_read_all_stats" in skipped
+    finally:
+        with db.connect(scratch, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP OWNED BY {}; DROP ROLE {}").format(sql.Identifier(role), sql.Identifier(role)))
+
+
+def test_runbook_11_live_on_a_database_without_the_school_s_tables_and_no_query_draws_its_chart_instead_of_failing(
+        scratch, incident_id, tmp_path):
+    """With nothing timed (no school tables, no `query`), step 4's chart failed the runbook with pandas'
+    "TypeError: no numeric data to plot" after every check had said SKIP. The chart says nothing was timed."""
+    with db.connect(scratch, autocommit=True) as conn:
+        conn.execute("CREATE TABLE lesson_rooms (id int PRIMARY KEY)")
+    result = runner.run_one(NOTEBOOK, tmp_path, {"database_url": scratch.url, "mode": "live", "incident_id": incident_id})
+    assert result.ok, result.error
+    assert {c["name"]: c["status"] for c in result.checks}["bottleneck identified"] == "SKIP"

@@ -250,3 +250,23 @@ def test_a_foreign_key_advice_names_the_referenced_tables_schema_whatever_the_se
         conn.execute("SET search_path = app, public")
         why = sorted(a.why.split(" without")[0] for a in indexes.missing_foreign_key_indexes(conn))
     assert why == ["orders_app_item_fkey references app.items", "orders_item_fkey references items"]
+
+
+def test_index_advice_behind_a_table_locked_access_exclusive_gives_up_in_one_line_instead_of_waiting(scratch, conn):
+    """Reading the indexes deparses them, which locks their tables: behind a session holding one ACCESS
+    EXCLUSIVE, `prep-ops indexes` and runbook 11 waited as long as that session (forever at 3 a.m.).
+    It gives up after db.LOCK_WAIT now, in one line saying why."""
+    from prep_ops.errors import LockBusy
+
+    conn.execute("CREATE TABLE lesson_rooms (id int PRIMARY KEY)")
+    conn.execute("SET statement_timeout = '30s'")  # the old code waits this long, then fails otherwise
+    with db.connect(scratch) as holder:
+        holder.execute("LOCK TABLE lesson_rooms IN ACCESS EXCLUSIVE MODE")
+        began = time.monotonic()
+        with pytest.raises(LockBusy, match="a table is locked by another session"):
+            indexes.advice(conn)
+        waited = time.monotonic() - began
+        holder.rollback()
+    assert waited < 20
+    assert conn.execute("SELECT current_setting('lock_timeout')").fetchone()[0] == "0"  # the caller's, as it was
+    assert [a.kind for a in indexes.advice(conn)] == []  # the lock gone, it reads

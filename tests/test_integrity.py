@@ -304,3 +304,26 @@ def test_relations_are_named_with_their_schema_whatever_the_search_path_and_chec
     assert set(checked.index) == {"app.items", "app.items_pkey", "items", "items_pkey", '"Odd Schema"."My Items"',
                                   '"Odd Schema"."My Items_pkey"'}
     assert checked.loc["app.items_pkey", "table_name"] == "app.items" and (checked["status"] == "ok").all()
+
+
+def test_integrity_behind_a_table_locked_access_exclusive_says_it_was_not_checked_instead_of_waiting(scratch):
+    """amcheck's AccessShareLock queues behind an ACCESS EXCLUSIVE lock (VACUUM FULL, LOCK TABLE): the
+    integrity command, and runbooks 05 and 08, waited for as long as that session held it. Each relation
+    waits db.LOCK_WAIT now, and is listed as not checked, saying why."""
+    import time
+
+    with db.connect(scratch, autocommit=True) as conn, db.connect(scratch) as holder:
+        conn.execute("CREATE TABLE lesson_rooms (id int PRIMARY KEY); CREATE TABLE scores (id int)")
+        conn.execute("SET statement_timeout = '20s'")  # the old code waits this long on each, then fails otherwise
+        holder.execute("LOCK TABLE lesson_rooms IN ACCESS EXCLUSIVE MODE")
+        began = time.monotonic()
+        try:
+            report = integrity.check(conn, ["lesson_rooms", "scores"], install=True)
+        finally:
+            holder.rollback()
+        waited = time.monotonic() - began
+        assert conn.execute("SELECT current_setting('lock_timeout')").fetchone()[0] == "0"  # as it was
+    assert report.outcome == "incomplete" and waited < 30
+    assert set(report.errors["relation"]) == {"lesson_rooms", "lesson_rooms_pkey"}
+    assert report.errors["detail"].str.startswith("not checked: locked by another session").all()
+    assert report.relations.set_index("relation").loc["scores", "status"] == "ok"

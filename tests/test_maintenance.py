@@ -8,7 +8,7 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
 from prep_ops import db, maintenance
-from prep_ops.errors import ConfirmationRequired, ParameterError, PrepOpsError
+from prep_ops.errors import ConfirmationRequired, LockBusy, ParameterError, PrepOpsError
 
 HOSTILE = "users; DROP TABLE students; --"
 ODD = 'Odd "name"; here'
@@ -384,3 +384,54 @@ def test_an_invalid_index_maintain_does_not_drop_fails_its_check_and_the_cli(scr
                           env=cli_env(scratch), capture_output=True, text=True, timeout=120)
     assert done.returncode == 1 and 'FAIL no invalid index left: invalid: "public"."scores_points"' in done.stdout
     assert _invalid(scratch) == ["scores_points"]
+
+
+def test_bloat_check_does_not_count_a_table_it_could_not_estimate_as_looked_at(scratch, conn):
+    """Runbook 05 said PASS "0 of 30 tables and indexes" where 8 of them had neither a measure nor an
+    estimate (no statistics the role may read, or never analysed): they were counted as judged. The
+    detail counts only what was judged and names the rest."""
+    _scores(scratch, rows=1000)  # never analysed, autovacuum off: no column statistics
+    _scores(scratch, table="judged", rows=1000)
+    _execute(scratch, "ANALYZE judged")
+    space = maintenance.bloat(conn, install=False)
+    verdict = maintenance.bloat_check(space)
+    unjudged = space[space["bloat_pct"].isna()]
+    assert "scores" in set(unjudged["table_name"]) and "judged" not in set(unjudged["table_name"])
+    assert verdict["detail"].startswith(f"0 of {len(space) - len(unjudged)} tables and indexes; "
+                                        f"{len(unjudged)} not judged, neither measured nor estimated")
+    assert "scores" in verdict["detail"].split("not judged")[1]
+
+
+def test_bloat_behind_a_table_locked_access_exclusive_gives_up_in_one_line_instead_of_waiting(scratch, conn):
+    """Sizing a relation locks it: behind a session holding a table ACCESS EXCLUSIVE (VACUUM FULL, LOCK
+    TABLE), `maintain --reindex` without tables and runbook 05's bloat step waited as long as that
+    session. They give up after db.LOCK_WAIT now, in one line saying why."""
+    _scores(scratch, rows=100)
+    conn.execute("SET statement_timeout = '30s'")  # the old code waits this long, then fails otherwise
+    with db.connect(scratch) as holder:
+        holder.execute("LOCK TABLE scores IN ACCESS EXCLUSIVE MODE")
+        began = time.monotonic()
+        try:
+            with pytest.raises(LockBusy, match="a table is locked by another session"):
+                maintenance.bloat(conn, install=False)
+        finally:
+            holder.rollback()
+    assert time.monotonic() - began < 20
+    assert "scores" in set(maintenance.bloat(conn, install=False)["table_name"])  # the lock gone, it reads
+
+
+def test_table_status_behind_a_table_locked_access_exclusive_gives_up_in_one_line_instead_of_waiting(scratch, conn):
+    """Runbook 05's first step sizes every table: behind a session holding one ACCESS EXCLUSIVE it waited
+    as long as that session (the runbook hung). It gives up after db.LOCK_WAIT now, saying why."""
+    _scores(scratch, rows=100)
+    conn.execute("SET statement_timeout = '30s'")  # the old code waits this long, then fails otherwise
+    with db.connect(scratch) as holder:
+        holder.execute("LOCK TABLE scores IN ACCESS EXCLUSIVE MODE")
+        began = time.monotonic()
+        try:
+            with pytest.raises(LockBusy, match="the tables' status could not be read: a table is locked"):
+                maintenance.table_status(conn)
+        finally:
+            holder.rollback()
+    assert time.monotonic() - began < 20
+    assert list(maintenance.table_status(conn)["table_name"]) == ["scores"]

@@ -233,6 +233,20 @@ def test_without_superuser_the_audit_says_what_it_could_not_check(migrated, role
     assert "needs superuser" in info["password storage"] and "needs superuser" in info["pg_hba.conf"]
 
 
+def test_runbook_06s_audit_pass_as_a_role_that_is_no_superuser_names_what_it_did_not_check(migrated, role_set, passwords,
+                                                                                           owner):
+    """Runbook 06 said PASS "no high-severity finding: 3 info, 1 medium, 1 low" as a role that may not read
+    pg_authid or pg_hba_file_rules, where trust rules (a high finding) were never looked at. The detail
+    names the checks that were not run."""
+    roles.apply(owner, role_set, passwords)
+    with db.connect(roles.login(migrated, role_set.reporter, passwords["reporter"]), autocommit=True) as reporter:
+        verdict = security_audit.audit_check(security_audit.as_frame(security_audit.findings(reporter, role_set)))
+    assert "password storage not checked: reading pg_authid needs superuser" in verdict["detail"]
+    assert "pg_hba.conf not checked: reading pg_hba_file_rules needs superuser" in verdict["detail"]
+    superuser = security_audit.audit_check(security_audit.as_frame(security_audit.findings(owner, role_set)))
+    assert "not checked" not in superuser["detail"] and superuser["name"] == "no high-severity finding"
+
+
 def test_findings_frame_and_order(migrated, temporary_role, owner):
     temporary_role("SUPERUSER NOLOGIN")
     found = security_audit.findings(owner)

@@ -393,3 +393,17 @@ def test_a_top_statement_of_another_role_is_not_planned_and_says_why(scratch):
             conn.execute("DROP TABLE lessons")
             for role in (author, reader):
                 conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+
+
+def test_the_school_schema_check_does_not_wait_behind_a_table_locked_access_exclusive(scratch):
+    """Runbook 03's and 11's first question, whether the school's tables are here, measured every table
+    of public: behind a session holding one ACCESS EXCLUSIVE (an incident's blocker) runbook 11 live
+    hung in step 1 for as long as that session ran. It reads names from the catalog only now."""
+    with db.connect(scratch, autocommit=True) as conn, db.connect(scratch) as holder:
+        conn.execute("CREATE TABLE lesson_rooms (id int)")
+        holder.execute("LOCK TABLE lesson_rooms IN ACCESS EXCLUSIVE MODE")
+        try:
+            conn.execute("SET statement_timeout = '5s'")  # the old code waits this long, then fails
+            assert workload_queries.school_schema_present(conn) is False
+        finally:
+            holder.rollback()

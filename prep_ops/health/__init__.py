@@ -26,7 +26,7 @@ from .queries import _check_top_queries, top_queries
 from .recovery_point import _check_recovery_point
 from .server_log import _check_server_log, recent_errors
 from .sessions import IDLE_IN_TRANSACTION, _check_blocked, _check_connections, _check_idle_in_transaction, \
-    _check_long_queries, blocking, end_sessions, idle_blockers, sessions
+    _check_long_queries, blocking, end_sessions, hidden_sessions, idle_blockers, sessions, unseen
 from .tables import _check_cache_hit, _check_database_size, _check_wraparound, cache_hit_ratios, statistics_age, \
     table_sizes
 
@@ -140,5 +140,5 @@ def worst(checks: list[HealthCheck]) -> str:
 
 
 __all__ = ["STATUSES", "QUERY_WIDTH", "CHECK_NAMES", "IDLE_IN_TRANSACTION", "Thresholds", "HealthCheck",
-           "run_checks", "as_frame", "worst", "sessions", "blocking", "idle_blockers", "end_sessions", "table_sizes",
-           "cache_hit_ratios", "statistics_age", "top_queries", "recent_errors"]
+           "run_checks", "as_frame", "worst", "sessions", "hidden_sessions", "unseen", "blocking", "idle_blockers",
+           "end_sessions", "table_sizes", "cache_hit_ratios", "statistics_age", "top_queries", "recent_errors"]

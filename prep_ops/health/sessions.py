@@ -21,6 +21,28 @@ def _blocking(conn: psycopg.Connection) -> pd.DataFrame:
     return fetch_frame(conn, load("health", "blocking"), {"width": QUERY_WIDTH})
 
 
+def hidden_sessions(conn: psycopg.Connection) -> tuple[int, int]:
+    """Sessions of other roles whose state, statement and locks this role may not see (it lacks
+    pg_read_all_stats and is no superuser): how many on the server, how many in this database."""
+    on_server, here = conn.execute(load("health", "hidden_sessions")).fetchone()
+    return int(on_server), int(here)
+
+
+def unseen(hidden_here: int) -> str:
+    """What a check of this database's sessions could not look at, for its detail ("" when nothing)."""
+    return (f"{hidden_here} session(s) of other roles in this database not seen: their state, statements and "
+            "locks need pg_read_all_stats (GRANT pg_read_all_stats TO this role) or a superuser"
+            if hidden_here else "")
+
+
+def _not_seen(status: str, detail: str, hidden_here: int) -> tuple[str, str]:
+    """A sessions check's status and detail where other roles' sessions are hidden from this role: what
+    it saw is judged, but an `ok` of the sessions it could see is not judged (unknown), saying why."""
+    if not hidden_here:
+        return status, detail
+    return ("unknown" if status == "ok" else status), f"{detail} among this role's own sessions; {unseen(hidden_here)}"
+
+
 def sessions(conn: psycopg.Connection) -> pd.DataFrame:
     """Client sessions in the connection's database (the asking one left out): state, waits, ages in seconds, query."""
     with reading(conn):
@@ -58,12 +80,15 @@ def end_sessions(pids: list[int], min_idle_seconds: float = 0.0) -> list[Action]
 def _check_connections(name: str, run: Run) -> HealthCheck:
     t = run.thresholds
     used, maximum, active, idle, idle_in_tx = run.conn.execute(load("health", "connections")).fetchone()
+    hidden, _here = run.once("hidden sessions", hidden_sessions)
+    used += hidden  # counted, though their state is not to be seen: at most, with any workers among them
     share = used / maximum
     return HealthCheck(
         name, grade(share, t.connections_warn, t.connections_critical), share,
         f"warn ≥ {t.connections_warn:.0%}, critical ≥ {t.connections_critical:.0%} of max_connections",
         f"{used} of {maximum} connections in use ({share:.0%}): {active} active, {idle} idle, "
-        f"{idle_in_tx} idle in transaction",
+        f"{idle_in_tx} idle in transaction" + (f", {hidden} of other roles in a state this role may not see "
+                                               "(pg_read_all_stats shows it)" if hidden else ""),
         "close idle sessions; put a connection pooler (PgBouncer) in front rather than raise max_connections")
 
 
@@ -79,8 +104,10 @@ def _check_long_queries(name: str, run: Run) -> HealthCheck:
     else:
         detail = f"{len(over)} statement(s) active too long: " + "; ".join(
             f"pid {r.pid} for {seconds(r.query_seconds)} ({short(r.query)})" for r in over.head(3).itertuples())
+    status, detail = _not_seen(grade(longest, t.long_query_warn_seconds, t.long_query_critical_seconds), detail,
+                               run.once("hidden sessions", hidden_sessions)[1])
     return HealthCheck(
-        name, grade(longest, t.long_query_warn_seconds, t.long_query_critical_seconds), longest,
+        name, status, longest,
         f"warn ≥ {seconds(t.long_query_warn_seconds)}, critical ≥ {seconds(t.long_query_critical_seconds)}",
         detail, "look at the statement and its plan; stop it with SELECT pg_cancel_backend(pid) if it should not run")
 
@@ -98,8 +125,10 @@ def _check_idle_in_transaction(name: str, run: Run) -> HealthCheck:
         detail = f"{len(over)} session(s) idle in an open transaction: " + "; ".join(
             f"pid {r.pid} ({r.user_name}, {r.application_name or 'no application name'}) idle "
             f"{seconds(r.state_seconds)} after {short(r.query)}" for r in over.head(3).itertuples())
+    status, detail = _not_seen(grade(longest, t.idle_in_transaction_warn_seconds, t.idle_in_transaction_critical_seconds),
+                               detail, run.once("hidden sessions", hidden_sessions)[1])
     return HealthCheck(
-        name, grade(longest, t.idle_in_transaction_warn_seconds, t.idle_in_transaction_critical_seconds), longest,
+        name, status, longest,
         f"warn ≥ {seconds(t.idle_in_transaction_warn_seconds)}, "
         f"critical ≥ {seconds(t.idle_in_transaction_critical_seconds)}",
         detail, "the application must commit or roll back; end the session with SELECT pg_terminate_backend(pid) "
@@ -122,8 +151,10 @@ def _check_blocked(name: str, run: Run) -> HealthCheck:
             waits.append(f"pid {pid} ({short(first.blocked_query)}) has waited {seconds(first.wait_seconds)} "
                          f"for {blockers}")
         detail = f"{frame['blocked_pid'].nunique()} session(s) blocked: " + "; ".join(waits[:3])
+    status, detail = _not_seen(grade(longest, t.blocked_warn_seconds, t.blocked_critical_seconds), detail,
+                               run.once("hidden sessions", hidden_sessions)[1])
     return HealthCheck(
-        name, grade(longest, t.blocked_warn_seconds, t.blocked_critical_seconds), longest,
+        name, status, longest,
         f"warn ≥ {seconds(t.blocked_warn_seconds)}, critical ≥ {seconds(t.blocked_critical_seconds)} waiting",
         detail, "end the blocking transaction (commit it, or SELECT pg_terminate_backend(blocking pid)); "
                 "keep transactions short")

@@ -100,11 +100,13 @@ def optimise(run: SlowQueries) -> pd.DataFrame:
                   f"{len(performance.creates(fix.proposed))} proposed",
                   must_hold=inc.mode == "drill", fix="the plan has no scan an index would fix: see its findings",
                   skipped="" if run.seen.bottleneck else "no bottleneck identified")
-        inc.check("no session blocks another", (blocked := health.blocking(inc.conn)).empty,  # the detail says what was checked
+        blocked, hidden = health.blocking(inc.conn), health.hidden_sessions(inc.conn)[1]
+        inc.check("no session blocks another", blocked.empty,  # the detail says what was checked
                   f"{blocked['blocked_pid'].nunique()} session(s) blocked now; {len(fix.blockers)} idle blocker(s) found before, "
                   f"{len(fix.to_end)} idle at least {run.min_idle_seconds:g} s",
                   must_hold=inc.may_change,
-                  fix="end the blocking sessions (confirm=True); one left alone as idle under min_idle_seconds: run step 2 again")
+                  fix="end the blocking sessions (confirm=True); one left alone as idle under min_idle_seconds: run step 2 again",
+                  skipped=health.unseen(hidden) if blocked.empty else "")  # other roles' locks: not looked at
     return fix.findings
 
 
