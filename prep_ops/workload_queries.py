@@ -30,7 +30,7 @@ TOP = 10  # statements taken from pg_stat_statements
 HIDDEN = "<insufficient privilege>"  # pg_stat_statements' text of a statement the reader may not see
 CANDIDATES = 200  # pg_stat_statements' top statements looked through for TOP of the workload's own
 WHOLE = 2**31 - 1  # characters of a statement's text kept: all of it
-_NAME = re.compile(r"--\s*name:\s*(\S+)")
+_NAME = re.compile(r"--\s*name:\s*(\S(?:.*\S)?)\s*$")  # the rest of the line: a name may hold spaces
 # what EXPLAIN plans: the other statements pg_stat_statements records (SET, COPY, VACUUM, EXPLAIN …) are not workload
 _EXPLAINABLE = re.compile(r"[(\s]*(select|with|values|table|insert|update|delete|merge)\b", re.IGNORECASE)
 

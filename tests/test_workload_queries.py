@@ -62,6 +62,13 @@ def test_a_relative_sql_path_is_read_from_the_project_folder(tmp_path, monkeypat
     assert list(workload_queries.from_file("work.sql").texts) == ["work 1", "two"]
 
 
+def test_a_statement_named_with_spaces_keeps_its_whole_name(tmp_path):
+    """`-- name: events in a day` was cut at its first space ('events'), so asking for it by its name fell back
+    to the slowest statement, with a WARN."""
+    _write(tmp_path / "work.sql", "-- name: events in a day  \nSELECT 1;\n--name:two\nSELECT 2")
+    assert list(workload_queries.from_file(tmp_path / "work.sql").texts) == ["events in a day", "two"]
+
+
 @pytest.mark.parametrize("value, message", [
     ("tpo", "queries must be one of auto, top, catalogue or a path to a .sql file, not 'tpo'"),
     ("", "queries must be one of"),
