@@ -109,7 +109,11 @@ def maintain_cmd(ctx, tables, reindex, confirm, dry_run) -> None:
             if reindex and not chosen:
                 echo_line(f"-- {maintenance.reindex_choice(conn)[1]}")
             return
-        result = maintenance.maintain(conn, chosen, reindex, confirm=confirm)
+        # at a terminal, each statement as it starts: a REINDEX CONCURRENTLY waiting for another session's
+        # transaction would otherwise show nothing for as long as that runs
+        started = (lambda text, number, total: echo_line(f"[{number}/{total}] running {statement(text)}", err=True)) \
+            if sys.stderr.isatty() else None
+        result = maintenance.maintain(conn, chosen, reindex, confirm=confirm, on_start=started)
     if result.note:
         echo_line(f"note: {result.note}")
     for row in result.log.itertuples():

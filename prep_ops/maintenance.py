@@ -186,9 +186,11 @@ def _maintenance_statements(conn: psycopg.Connection, tables, reindex: bool,
 
 
 def _run(conn: psycopg.Connection, statements: list[sql.Composable],
-         on_progress: Callable[[Executed, int, int], None] | None = None) -> list[Executed]:
+         on_progress: Callable[[Executed, int, int], None] | None = None,
+         on_start: Callable[[str, int, int], None] | None = None) -> list[Executed]:
     """Run each statement on the autocommit connection `conn`, timing it and keeping its notices; a
-    statement the server refuses (not the owner, lock timeout, ...) raises PrepOpsError naming it."""
+    statement the server refuses (not the owner, lock timeout, ...) raises PrepOpsError naming it.
+    `on_start(text, number, total)` is called before each statement, `on_progress` after it."""
     notices: list[str] = []
 
     def keep(diag) -> None:
@@ -200,6 +202,8 @@ def _run(conn: psycopg.Connection, statements: list[sql.Composable],
         for statement in statements:
             notices.clear()
             text, began = statement.as_string(conn), time.perf_counter()
+            if on_start:
+                on_start(text, len(done) + 1, len(statements))
             try:
                 conn.execute(statement)
             except psycopg.Error as exc:
@@ -295,20 +299,23 @@ def _unchanged(before: pd.DataFrame, after: pd.DataFrame, column: str) -> list[s
 
 def maintain(conn: psycopg.Connection, tables: str | Iterable[str] | None = None, reindex: bool = False,
              confirm: bool = False, on_progress: Callable[[Executed, int, int], None] | None = None, *,
-             concurrently: bool | None = None) -> MaintenanceResult:
+             concurrently: bool | None = None, on_start: Callable[[str, int, int], None] | None = None
+             ) -> MaintenanceResult:
     """Run the guide's maintenance between two snapshots of `table_status()`; returns both and each
     statement with its time.
 
     `VACUUM (ANALYZE)` on each of `tables` (None: the whole database); with `reindex`, then
     `REINDEX TABLE` and `ANALYZE` on them (None: those with measured index bloat; `note` says which,
     or why none). On a database that is not scratch it runs only with `confirm=True`; `plan()` shows
-    the statements without running them. `on_progress(executed, done, total)` is called after each statement.
+    the statements without running them. `on_start(text, number, total)` is called before each statement
+    (a REINDEX CONCURRENTLY may wait minutes for other sessions' transactions: say which statement runs),
+    `on_progress(executed, done, total)` after it.
     """
     chosen, statements, note = _maintenance_statements(conn, tables, reindex, concurrently)
     require_change(conn, confirm, "maintenance")
     tracked = _tracked(conn, chosen)
     before, bytes_before = _snapshot(conn, tracked), _database_bytes(conn)
-    executed = _run(conn, statements, on_progress)
+    executed = _run(conn, statements, on_progress, on_start)
     after, bytes_after = _after(conn, tracked, before), _database_bytes(conn)
     names = [table.label for table in chosen] if chosen is not None else list(before["table_name"])
     return MaintenanceResult(names, before, after, executed, bytes_before, bytes_after, note, invalid_indexes(conn, chosen))

@@ -435,3 +435,46 @@ def test_table_status_behind_a_table_locked_access_exclusive_gives_up_in_one_lin
             holder.rollback()
     assert time.monotonic() - began < 20
     assert list(maintenance.table_status(conn)["table_name"]) == ["scores"]
+
+
+def test_maintain_at_a_terminal_says_each_statement_as_it_starts(scratch, conn):
+    """`maintain --reindex --confirm` printed nothing until every statement had run: a REINDEX CONCURRENTLY
+    waiting for another session's transaction showed a silent terminal for 576 s (the sweep of stop 29). At
+    a terminal, each statement is named on stderr as it starts; piped, the output is as before."""
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    from conftest import cli_env
+
+    _scores(scratch, rows=500)
+    started = []
+    result = maintenance.maintain(conn, "scores", reindex=True, confirm=True,
+                                  on_start=lambda text, number, total: started.append((number, total, text)))
+    assert [text for _, _, text in started] == [s.statement for s in result.statements]  # each, in order
+    assert [number for number, _, _ in started] == list(range(1, len(started) + 1))
+    parent, child = pty.openpty()
+    try:
+        done = subprocess.run([sys.executable, "-m", "prep_ops", "maintain", "--tables", "scores", "--confirm"],
+                              env=cli_env(scratch), stdout=subprocess.PIPE, stderr=child, text=True, timeout=120)
+        os.close(child)
+        child = None
+        said = b""
+        while True:
+            try:
+                chunk = os.read(parent, 4096)
+            except OSError:  # the terminal's other end is closed: all read
+                break
+            if not chunk:
+                break
+            said += chunk
+    finally:
+        if child is not None:
+            os.close(child)
+        os.close(parent)
+    assert done.returncode == 0, done.stdout
+    assert '[1/1] running VACUUM (ANALYZE) "public"."scores"' in said.decode(), said
+    piped = subprocess.run([sys.executable, "-m", "prep_ops", "maintain", "--tables", "scores", "--confirm"],
+                           env=cli_env(scratch), capture_output=True, text=True, timeout=120)
+    assert piped.returncode == 0 and "running" not in piped.stderr, piped.stderr
