@@ -1,11 +1,13 @@
 """`prep-ops` commands that look at a database: indexes, roles, audit, maintain, health, integrity: registered on the group in cli.py."""
 
+import contextlib
 import json
 import sys
 
 import click
 
-from .cli import _connection, _with_conn, cli, echo_line, echo_text, text_table
+from . import lock_watch
+from .cli import _connection, _target, _with_conn, cli, echo_line, echo_text, text_table
 from .formatting import statement
 
 # --- indexes ----------------------------------------------------------------------------------
@@ -109,11 +111,12 @@ def maintain_cmd(ctx, tables, reindex, confirm, dry_run) -> None:
             if reindex and not chosen:
                 echo_line(f"-- {maintenance.reindex_choice(conn)[1]}")
             return
-        # at a terminal, each statement as it starts: a REINDEX CONCURRENTLY waiting for another session's
-        # transaction would otherwise show nothing for as long as that runs
-        started = (lambda text, number, total: echo_line(f"[{number}/{total}] running {statement(text)}", err=True)) \
-            if sys.stderr.isatty() else None
-        result = maintenance.maintain(conn, chosen, reindex, confirm=confirm, on_start=started)
+        # at a terminal, each statement as it starts and, while it waits on a lock, whom it waits for: a REINDEX
+        # CONCURRENTLY waiting for another session's transaction would otherwise show nothing for as long as that runs
+        tty = sys.stderr.isatty()
+        started = (lambda text, number, total: _say(f"[{number}/{total}] running {statement(text)}")) if tty else None
+        with lock_watch.watching(_target(ctx), conn.info.backend_pid, _say) if tty else contextlib.nullcontext():
+            result = maintenance.maintain(conn, chosen, reindex, confirm=confirm, on_start=started)
     if result.note:
         echo_line(f"note: {result.note}")
     for row in result.log.itertuples():
@@ -123,6 +126,10 @@ def maintain_cmd(ctx, tables, reindex, confirm, dry_run) -> None:
     if not invalid["passed"]:
         echo_line(f"FAIL {invalid['name']}: {invalid['detail']} — {invalid['fix']}")
         sys.exit(1)
+
+
+def _say(line: str) -> None:
+    echo_line(line, err=True)
 
 
 def _before_after_text(table) -> str:

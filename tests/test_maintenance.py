@@ -478,3 +478,48 @@ def test_maintain_at_a_terminal_says_each_statement_as_it_starts(scratch, conn):
     piped = subprocess.run([sys.executable, "-m", "prep_ops", "maintain", "--tables", "scores", "--confirm"],
                            env=cli_env(scratch), capture_output=True, text=True, timeout=120)
     assert piped.returncode == 0 and "running" not in piped.stderr, piped.stderr
+
+
+def test_a_reindex_waiting_at_a_terminal_names_the_session_it_waits_for(scratch):
+    """REINDEX CONCURRENTLY waits for every transaction that could see the table to end. At a terminal,
+    `maintain` now says every few seconds which session it waits for, and how to end it."""
+    import os
+    import pty
+    import select
+    import subprocess
+    import sys
+
+    from conftest import cli_env
+
+    _scores(scratch, rows=500)
+    parent, child = pty.openpty()
+    said = b""
+    with db.connect(scratch) as holder:  # an open transaction that has written the table
+        holder.execute("UPDATE scores SET points = points WHERE id = 1")
+        holder_pid = holder.info.backend_pid
+        run = subprocess.Popen([sys.executable, "-m", "prep_ops", "maintain", "--tables", "scores", "--reindex",
+                                "--confirm"], env=cli_env(scratch), stdout=subprocess.PIPE, stderr=child, text=True)
+        os.close(child)
+        try:
+            deadline = time.monotonic() + 60
+            while f"for pid {holder_pid} ".encode() not in said and time.monotonic() < deadline:
+                if select.select([parent], [], [], 1)[0]:  # never blocks past the deadline
+                    said += os.read(parent, 4096)
+        finally:
+            holder.rollback()  # the reindex goes on and ends
+        out, _ = run.communicate(timeout=120)
+    while True:  # the rest of what it said, up to its end
+        try:
+            chunk = os.read(parent, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        said += chunk
+    os.close(parent)
+    text = said.decode()
+    assert run.returncode == 0, out + text
+    assert "running REINDEX TABLE CONCURRENTLY" in text, text
+    line = next(l for l in text.splitlines() if f"for pid {holder_pid} " in l)
+    assert "idle in transaction for" in line and f"SELECT pg_terminate_backend({holder_pid})" in line, line
+
