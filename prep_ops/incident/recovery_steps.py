@@ -242,7 +242,7 @@ def _repaired(run: DataRecovery, repaired: pd.DataFrame) -> str:
     return "; ".join(
         f"{r.table}: {r.inserted} rows inserted, {r.updated} updated"
         + (f" (BEFORE triggers held off while writing: {r.triggers_held_off})" if r.triggers_held_off else "")
-        + (f" (BEFORE triggers fired, not yours to hold off: {r.triggers_fired})" if r.triggers_fired else "")
+        + (f" (BEFORE triggers fired, not held off: {r.triggers_fired})" if r.triggers_fired else "")
         for r in repaired.itertuples())
 
 
@@ -250,7 +250,8 @@ def _fix_for_rows_left(run: DataRecovery, fallback: str) -> str:
     """Step 4's fix where rows still differ after the repair: the triggers that rewrote them where some fired."""
     if run.triggers_fired:
         return (f"the tables' BEFORE triggers rewrote the rows put back ({run.triggers_fired}): re-run step 3 as "
-                "the tables' owner or a superuser, which holds them off")
+                "the tables' owner or a superuser, which holds them off (one whose holding off was refused: allow "
+                "its ALTER TABLE … DISABLE TRIGGER first)")
     return fallback
 
 
