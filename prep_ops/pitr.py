@@ -51,6 +51,7 @@ from .db import Target
 from .errors import BackupError, ParameterError, RecoveryError, TargetError, first_line
 from .formatting import terminal
 from .recovery_cluster import recovered
+from .sqlfiles import load
 
 PREFIX = "prep_ops_recover_"  # + run id: a copy being made; renamed when complete
 _SEGMENT = re.compile(r"([0-9A-F]{8})([0-9A-F]{8})([0-9A-F]{8})")
@@ -265,6 +266,11 @@ def recover(conn: psycopg.Connection, target: Target, *, to_time: str | datetime
     archive = wal_archive.archive_dir(sysid)
     if moment is not None and moment > datetime.now(timezone.utc):
         raise ParameterError(f"{moment.isoformat(timespec='seconds')} is in the future: nothing to recover yet")
+    if to_lsn is not None:  # a location the server has not written yet: no segment switch brings it to the archive
+        written = conn.execute(load("pitr", "wal_written")).fetchone()[0]
+        if written is not None and base_backup.lsn_value(to_lsn) > base_backup.lsn_value(written):
+            raise ParameterError(f"{to_lsn} is past the end of this server's WAL ({written}): nothing was written "
+                                 "there yet, so nothing to recover")
     if controlled if controlled is not None else target.embedded:
         archive_now(conn, archive)
     segment_bytes = wal_segment_bytes(conn)

@@ -628,3 +628,17 @@ def test_a_moment_whose_wal_is_not_archived_yet_says_how_to_have_it_archived(sou
     done = pitr.recover(conn, source_cluster.target, to_time=t1, controlled=False)
     with source_cluster.connect(done["database"]) as copy:
         assert copy.execute("SELECT title FROM lessons WHERE id = 901").fetchone() == ("after the archive",)
+
+
+@independent
+def test_a_wal_location_the_server_has_not_written_yet_is_never_said_to_be_waiting_for_a_segment_switch(source_cluster):
+    """--to-lsn past the end of the server's WAL (a typo, a location of another cluster) was answered 'the WAL
+    holding it is not in the archive (yet) ... run SELECT pg_switch_wal() on the server and try again': no
+    switch ever archives a location the server has not written. It is refused as a moment in the future is."""
+    conn = prepared(source_cluster)
+    with pytest.raises(ParameterError, match=r"7F/0 is past the end of this server's WAL \([0-9A-F]+/[0-9A-F]+\): "
+                                             r"nothing was written there yet") as caught:
+        pitr.recover(conn, source_cluster.target, to_lsn="7F/0", controlled=False)
+    assert "pg_switch_wal" not in str(caught.value) and "\n" not in str(caught.value)
+    names = {r[0] for r in conn.execute("SELECT datname FROM pg_database").fetchall()}
+    assert not [n for n in names if n.startswith(("app_at", pitr.PREFIX))]
