@@ -139,18 +139,25 @@ def segment_name(timeline: int, lsn: int, segment_bytes: int) -> str:
     return f"{timeline:08X}{segment // per_id:08X}{segment % per_id:08X}"
 
 
-def archive_now(conn: psycopg.Connection, archive: Path, seconds: float = ARCHIVE_WAIT) -> str:
+def archive_now(conn: psycopg.Connection, archive: Path, seconds: float = ARCHIVE_WAIT, *,
+                until_failed: bool = False) -> str:
     """On a server prep-ops controls: commit one transaction, switch WAL, and wait until the segment
     just finished is in `archive` (the folder recovery reads, rather than pg_stat_archiver's word);
-    returns its name."""
+    returns its name. `until_failed` (a server prep-ops does not run): stop waiting as soon as the
+    server's archiver says it failed on that segment (TargetError with its word)."""
     if conn.execute("SHOW archive_mode").fetchone()[0] == "off":
         raise TargetError("WAL archiving is off on this server: nothing after a base backup can be recovered "
                           "(turn it on with `prep-ops archive on`)")
     with conn.transaction():
         conn.execute("SELECT pg_current_xact_id()")  # a commit record stamped now: replay can stop at it
+    switched = conn.execute("SELECT clock_timestamp()").fetchone()[0]
     segment = conn.execute("SELECT pg_walfile_name(pg_switch_wal())").fetchone()[0]
     deadline = time.monotonic() + seconds
     while not (archive / segment).exists():
+        if until_failed and conn.execute("SELECT last_failed_wal = %s AND last_failed_time >= %s FROM pg_stat_archiver",
+                                         (segment, switched)).fetchone()[0]:
+            raise TargetError(f"the server's archiver failed on WAL segment {segment} (pg_stat_archiver): it is "
+                              f"not in {archive}")
         if time.monotonic() > deadline:
             failed = conn.execute("SELECT failed_count, last_failed_wal FROM pg_stat_archiver").fetchone()
             raise TargetError(f"WAL segment {segment} was not archived into {archive} within {seconds:.0f} s "
