@@ -181,6 +181,13 @@ def _window_text(backups: list, segments: dict) -> str:
     return f"the recoverable window is {datetime.fromisoformat(oldest).isoformat()} to {end}"
 
 
+def _archive_end(segments: dict) -> str:
+    """When the newest of `segments` was written, to the microsecond (not a window: a base backup whose finish
+    was stamped after it would make one end before it starts)."""
+    newest = _newest_write(segments)
+    return datetime.fromtimestamp(newest, timezone.utc).isoformat() if newest else "never"
+
+
 def candidates(backups: list, segments: dict, segment_bytes: int, *, to_time: datetime | None,
                to_lsn: str | None, system_identifier: str | None = None) -> list:
     """The base backups ending before the target whose WAL, from their start to the target, is all
@@ -223,7 +230,7 @@ def candidates(backups: list, segments: dict, segment_bytes: int, *, to_time: da
             raise ParameterError(f"{what} is outside the recoverable window, past its end: the WAL holding it is not "
                                  "in the archive (yet). A server archives it at its next segment switch "
                                  "(archive_timeout); to have it now, run SELECT pg_switch_wal() on the server and try "
-                                 f"again ({_window_text(backups, segments)})")
+                                 f"again (the newest archived WAL was written at {_archive_end(segments)})")
         raise ParameterError(f"{what} is outside the recoverable window: {_window_text(backups, segments)}{streamed}")
     return found
 

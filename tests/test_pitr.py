@@ -5,6 +5,7 @@ suite's shared server."""
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -642,3 +643,18 @@ def test_a_wal_location_the_server_has_not_written_yet_is_never_said_to_be_waiti
     assert "pg_switch_wal" not in str(caught.value) and "\n" not in str(caught.value)
     names = {r[0] for r in conn.execute("SELECT datname FROM pg_database").fetchall()}
     assert not [n for n in names if n.startswith(("app_at", pitr.PREFIX))]
+
+
+@independent
+def test_a_moment_past_the_archive_never_shows_a_window_ending_before_it_starts(source_cluster):
+    """f1b2189 gave a moment past the newest archived WAL its own message, but still ended it with the window,
+    '(the recoverable window is T1 to T0)', T0 before T1 where the newest segment was written just before the
+    base backup's finish was stamped: the very text it meant to end. It names when the newest archived WAL
+    was written instead."""
+    conn = prepared(source_cluster)
+    conn.execute("INSERT INTO lessons VALUES (901, 'after the archive', 1)")
+    with pytest.raises(ParameterError, match=r"not in the archive \(yet\)") as caught:
+        pitr.recover(conn, source_cluster.target, to_time=moment(conn), controlled=False)
+    said = str(caught.value)
+    assert "recoverable window is" not in said
+    assert re.search(r"\(the newest archived WAL was written at 20\d\d-\d\d-\d\dT[\d:.]+\+00:00\)$", said), said
