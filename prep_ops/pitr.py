@@ -51,6 +51,7 @@ from .db import Target
 from .errors import BackupError, ParameterError, RecoveryError, TargetError, first_line
 from .formatting import terminal
 from .recovery_cluster import recovered
+from .sqlfiles import load
 
 PREFIX = "prep_ops_recover_"  # + run id: a copy being made; renamed when complete
 _SEGMENT = re.compile(r"([0-9A-F]{8})([0-9A-F]{8})([0-9A-F]{8})")
@@ -138,18 +139,25 @@ def segment_name(timeline: int, lsn: int, segment_bytes: int) -> str:
     return f"{timeline:08X}{segment // per_id:08X}{segment % per_id:08X}"
 
 
-def archive_now(conn: psycopg.Connection, archive: Path, seconds: float = ARCHIVE_WAIT) -> str:
+def archive_now(conn: psycopg.Connection, archive: Path, seconds: float = ARCHIVE_WAIT, *,
+                until_failed: bool = False) -> str:
     """On a server prep-ops controls: commit one transaction, switch WAL, and wait until the segment
     just finished is in `archive` (the folder recovery reads, rather than pg_stat_archiver's word);
-    returns its name."""
+    returns its name. `until_failed` (a server prep-ops does not run): stop waiting as soon as the
+    server's archiver says it failed on that segment (TargetError with its word)."""
     if conn.execute("SHOW archive_mode").fetchone()[0] == "off":
         raise TargetError("WAL archiving is off on this server: nothing after a base backup can be recovered "
                           "(turn it on with `prep-ops archive on`)")
     with conn.transaction():
         conn.execute("SELECT pg_current_xact_id()")  # a commit record stamped now: replay can stop at it
+    switched = conn.execute("SELECT clock_timestamp()").fetchone()[0]
     segment = conn.execute("SELECT pg_walfile_name(pg_switch_wal())").fetchone()[0]
     deadline = time.monotonic() + seconds
     while not (archive / segment).exists():
+        if until_failed and conn.execute("SELECT last_failed_wal = %s AND last_failed_time >= %s FROM pg_stat_archiver",
+                                         (segment, switched)).fetchone()[0]:
+            raise TargetError(f"the server's archiver failed on WAL segment {segment} (pg_stat_archiver): it is "
+                              f"not in {archive}")
         if time.monotonic() > deadline:
             failed = conn.execute("SELECT failed_count, last_failed_wal FROM pg_stat_archiver").fetchone()
             raise TargetError(f"WAL segment {segment} was not archived into {archive} within {seconds:.0f} s "
@@ -171,6 +179,13 @@ def _window_text(backups: list, segments: dict) -> str:
         return "no base backup of this cluster: the recoverable window is empty (take one with backup --kind base)"
     end = datetime.fromtimestamp(newest, timezone.utc).isoformat() if newest else "no archived WAL"
     return f"the recoverable window is {datetime.fromisoformat(oldest).isoformat()} to {end}"
+
+
+def _archive_end(segments: dict) -> str:
+    """When the newest of `segments` was written, to the microsecond (not a window: a base backup whose finish
+    was stamped after it would make one end before it starts)."""
+    newest = _newest_write(segments)
+    return datetime.fromtimestamp(newest, timezone.utc).isoformat() if newest else "never"
 
 
 def candidates(backups: list, segments: dict, segment_bytes: int, *, to_time: datetime | None,
@@ -215,7 +230,7 @@ def candidates(backups: list, segments: dict, segment_bytes: int, *, to_time: da
             raise ParameterError(f"{what} is outside the recoverable window, past its end: the WAL holding it is not "
                                  "in the archive (yet). A server archives it at its next segment switch "
                                  "(archive_timeout); to have it now, run SELECT pg_switch_wal() on the server and try "
-                                 f"again ({_window_text(backups, segments)})")
+                                 f"again (the newest archived WAL was written at {_archive_end(segments)})")
         raise ParameterError(f"{what} is outside the recoverable window: {_window_text(backups, segments)}{streamed}")
     return found
 
@@ -265,6 +280,11 @@ def recover(conn: psycopg.Connection, target: Target, *, to_time: str | datetime
     archive = wal_archive.archive_dir(sysid)
     if moment is not None and moment > datetime.now(timezone.utc):
         raise ParameterError(f"{moment.isoformat(timespec='seconds')} is in the future: nothing to recover yet")
+    if to_lsn is not None:  # a location the server has not written yet: no segment switch brings it to the archive
+        written = conn.execute(load("pitr", "wal_written")).fetchone()[0]
+        if written is not None and base_backup.lsn_value(to_lsn) > base_backup.lsn_value(written):
+            raise ParameterError(f"{to_lsn} is past the end of this server's WAL ({written}): nothing was written "
+                                 "there yet, so nothing to recover")
     if controlled if controlled is not None else target.embedded:
         archive_now(conn, archive)
     segment_bytes = wal_segment_bytes(conn)

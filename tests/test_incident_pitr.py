@@ -322,3 +322,43 @@ def test_a_point_in_time_repair_of_a_table_stamping_last_update_loses_no_row(sou
     with source_cluster.connect() as conn:
         assert conn.execute("SELECT * FROM film ORDER BY film_id").fetchall() == expected
         assert conn.execute("SELECT tgenabled FROM pg_trigger WHERE tgname = 'last_updated'").fetchone() == ("O",)
+
+
+@independent
+def test_a_live_point_in_time_repair_on_a_server_whose_archiver_now_fails_recovers_from_what_is_archived(
+        source_cluster, incident_id):
+    """Live, confirmed, as a superuser, on a cluster prep-ops does not run: step 2 has the WAL since the damage
+    archived (pg_switch_wal) where it can. The damage's WAL was archived already, then the archiver broke (a
+    full archive disk, a changed command): step 2 waited 120 s for a segment that never came and FAILed
+    'was not archived ... is archiving on?', where the archive held all the point-in-time copy needs. Archiving
+    now is an attempt on a live server: the copy is made from what is archived, and the report says so."""
+    with source_cluster.connect() as conn:
+        conn.execute("CREATE EXTENSION pg_walinspect")
+        conn.execute("CREATE TABLE film (film_id int PRIMARY KEY, title text NOT NULL)")
+        conn.execute("INSERT INTO film SELECT g, 'film ' || g FROM generate_series(1, 60) g")
+        base_backup.take(conn, source_cluster.target)
+        backup.backup(source_cluster.target)
+        conn.execute("INSERT INTO film SELECT g, 'film ' || g FROM generate_series(61, 70) g")  # work after the dump
+        conn.execute("SELECT pg_sleep(1.1)")
+        expected = conn.execute("SELECT * FROM film ORDER BY film_id").fetchall()
+        conn.execute("UPDATE film SET title = 'damaged' WHERE film_id IN (3, 5, 65)")
+        conn.execute("SELECT pg_sleep(1.1)")
+        conn.execute("SELECT pg_current_xact_id()")  # a commit after the damage: replay stops at the damage's
+        segment = conn.execute("SELECT pg_walfile_name(pg_switch_wal())").fetchone()[0]
+        deadline = datetime.now(timezone.utc).timestamp() + 60
+        while not (source_cluster.archive / segment).exists():
+            assert datetime.now(timezone.utc).timestamp() < deadline, "the damage's WAL was never archived"
+            conn.execute("SELECT pg_sleep(0.2)")
+        conn.execute("ALTER SYSTEM SET archive_command = 'false'")  # the archiver breaks
+        conn.execute("SELECT pg_reload_conf()")
+    started = datetime.now(timezone.utc)
+    run = recovery_steps.start(source_cluster.target, "live", incident_id=incident_id, confirm=True,
+                               scope="point-in-time")
+    _run_steps(run)
+    statuses = check_statuses(run, ("point-in-time copy made", ZERO_LOST))
+    assert (statuses["point-in-time copy made"], statuses[ZERO_LOST]) == ("PASS", "PASS")
+    assert (datetime.now(timezone.utc) - started).total_seconds() < 100
+    assert any(e.text.startswith("the WAL since the damage could not be archived now (the server's archiver failed on "
+                                 "WAL segment") for e in run.inc.events)
+    with source_cluster.connect() as conn:
+        assert conn.execute("SELECT * FROM film ORDER BY film_id").fetchall() == expected

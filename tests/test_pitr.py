@@ -5,6 +5,7 @@ suite's shared server."""
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -628,3 +629,32 @@ def test_a_moment_whose_wal_is_not_archived_yet_says_how_to_have_it_archived(sou
     done = pitr.recover(conn, source_cluster.target, to_time=t1, controlled=False)
     with source_cluster.connect(done["database"]) as copy:
         assert copy.execute("SELECT title FROM lessons WHERE id = 901").fetchone() == ("after the archive",)
+
+
+@independent
+def test_a_wal_location_the_server_has_not_written_yet_is_never_said_to_be_waiting_for_a_segment_switch(source_cluster):
+    """--to-lsn past the end of the server's WAL (a typo, a location of another cluster) was answered 'the WAL
+    holding it is not in the archive (yet) ... run SELECT pg_switch_wal() on the server and try again': no
+    switch ever archives a location the server has not written. It is refused as a moment in the future is."""
+    conn = prepared(source_cluster)
+    with pytest.raises(ParameterError, match=r"7F/0 is past the end of this server's WAL \([0-9A-F]+/[0-9A-F]+\): "
+                                             r"nothing was written there yet") as caught:
+        pitr.recover(conn, source_cluster.target, to_lsn="7F/0", controlled=False)
+    assert "pg_switch_wal" not in str(caught.value) and "\n" not in str(caught.value)
+    names = {r[0] for r in conn.execute("SELECT datname FROM pg_database").fetchall()}
+    assert not [n for n in names if n.startswith(("app_at", pitr.PREFIX))]
+
+
+@independent
+def test_a_moment_past_the_archive_never_shows_a_window_ending_before_it_starts(source_cluster):
+    """f1b2189 gave a moment past the newest archived WAL its own message, but still ended it with the window,
+    '(the recoverable window is T1 to T0)', T0 before T1 where the newest segment was written just before the
+    base backup's finish was stamped: the very text it meant to end. It names when the newest archived WAL
+    was written instead."""
+    conn = prepared(source_cluster)
+    conn.execute("INSERT INTO lessons VALUES (901, 'after the archive', 1)")
+    with pytest.raises(ParameterError, match=r"not in the archive \(yet\)") as caught:
+        pitr.recover(conn, source_cluster.target, to_time=moment(conn), controlled=False)
+    said = str(caught.value)
+    assert "recoverable window is" not in said
+    assert re.search(r"\(the newest archived WAL was written at 20\d\d-\d\d-\d\dT[\d:.]+\+00:00\)$", said), said

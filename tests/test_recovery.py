@@ -408,3 +408,27 @@ def test_a_repair_by_a_role_that_cannot_alter_the_table_says_which_before_trigge
     finally:
         with db.connect(server, autocommit=True) as admin:
             admin.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(name)))
+
+
+def test_an_event_trigger_refusing_alter_table_no_longer_stops_the_repair_and_the_report_says_why(server):
+    """A DDL freeze (an event trigger raising on ALTER TABLE, as production servers often have) refused the
+    repair's ALTER TABLE … DISABLE TRIGGER, and the whole repair failed, 'DDL is frozen in production',
+    where before the hold-off it put the rows back: a DBA could repair nothing. The trigger now fires, as
+    one the role may not alter, and the report says why it was not held off."""
+    shape = ("CREATE TABLE film (id int PRIMARY KEY, title text, last_update timestamptz NOT NULL); "
+             "CREATE FUNCTION stamp() RETURNS trigger LANGUAGE plpgsql AS "
+             "$$ BEGIN NEW.last_update = clock_timestamp(); RETURN NEW; END $$; "
+             "INSERT INTO film SELECT g, 'film ' || g, '2022-01-01' FROM generate_series(1, 5) g; "
+             "CREATE TRIGGER stamp BEFORE UPDATE ON film FOR EACH ROW EXECUTE FUNCTION stamp(); "
+             "CREATE FUNCTION frozen() RETURNS event_trigger LANGUAGE plpgsql AS "
+             "$$ BEGIN RAISE EXCEPTION 'DDL is frozen in production'; END $$")
+    with _twins(server, shape) as (conn, copy):
+        conn.execute("CREATE EVENT TRIGGER frozen ON ddl_command_start WHEN TAG IN ('ALTER TABLE') "
+                     "EXECUTE FUNCTION frozen()")  # in the live database only: dropped with it
+        conn.execute("UPDATE film SET title = 'damaged' WHERE id = 3")
+        counts = recovery.repair_rows(conn, copy, ["public.film"], confirm=True).set_index("table")
+        assert counts.loc["public.film", ["updated", "triggers_held_off"]].tolist() == [1, ""]
+        assert counts.loc["public.film", "triggers_fired"] == \
+            "stamp (holding it off was refused: DDL is frozen in production)"
+        assert conn.execute("SELECT title, last_update > '2022-01-01' FROM film WHERE id = 3").fetchone() == ("film 3", True)
+        assert _triggers(conn, "film") == {"stamp": "O"}

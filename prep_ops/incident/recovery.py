@@ -23,7 +23,7 @@ from .. import backup as backups
 from .. import checksums, verify
 from ..catalog import refuse_foreign_triggers
 from ..db import Target, connect, require_change, snapshot
-from ..errors import ParameterError, RecoveryError, database_error
+from ..errors import ParameterError, RecoveryError, database_error, first_line
 from ..sqlfiles import load
 
 SCOPES = ("rows", "database", "point-in-time")  # what a restore puts back: the damaged rows from the dump, the whole
@@ -286,14 +286,25 @@ def _hold_before_triggers(conn: psycopg.Connection, schema: str, name: str) -> t
     for a data-only restore. AFTER triggers (the audit log, replication) and foreign-key checks still run.
     The caller enables them again before its transaction commits; a killed repair rolls the change back
     with everything else. ALTER TABLE takes SHARE ROW EXCLUSIVE, so no other session writes the table
-    meanwhile and none writes it with the triggers off. Returns (held off, fired: not this role's to alter)."""
+    meanwhile and none writes it with the triggers off. Returns (held off, fired: not this role's to alter,
+    or its ALTER TABLE refused by an event trigger, the reason in the trigger's name for the report)."""
     with conn.cursor(row_factory=dict_row) as cur:
         found = cur.execute(load("recovery", "before_triggers"), {"schema": schema, "table": name}).fetchall()
     for trigger in found:  # named with its partition in the report where it is not on the table itself
         trigger["named"] = trigger["trigger"] if (trigger["schema"], trigger["table"]) == (schema, name) else \
             f"{trigger['trigger']} (on {trigger['schema']}.{trigger['table']})"
+    held, fired = [], [t for t in found if not t["owned"]]
     for trigger in (t for t in found if t["owned"]):
-        conn.execute(sql.SQL("ALTER TABLE {} DISABLE TRIGGER {}").format(
-            sql.Identifier(trigger["schema"], trigger["table"]), sql.Identifier(trigger["trigger"])))
-    return [t for t in found if t["owned"]], [t for t in found if not t["owned"]]
+        try:  # a savepoint: an event trigger refusing the ALTER TABLE (a DDL freeze) fails it alone
+            with conn.transaction():
+                conn.execute(sql.SQL("ALTER TABLE {} DISABLE TRIGGER {}").format(
+                    sql.Identifier(trigger["schema"], trigger["table"]), sql.Identifier(trigger["trigger"])))
+        except psycopg.OperationalError:  # a lock timeout, a cancel, the server gone: the repair's failure
+            raise
+        except psycopg.Error as exc:  # it fires, as one this role may not alter, and the report says why
+            trigger["named"] += f" (holding it off was refused: {first_line(exc)[:120]})"
+            fired.append(trigger)
+        else:
+            held.append(trigger)
+    return held, fired
 

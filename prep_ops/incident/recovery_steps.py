@@ -30,11 +30,11 @@ import pandas as pd
 from psycopg import sql
 
 from .. import restore as restores
-from .. import scratch, verify
+from .. import base_backup, pitr, scratch, verify, wal_archive
 from ..backup import Backup
 from ..manifest import backups_dir
 from ..db import Target, connect
-from ..errors import ParameterError
+from ..errors import ParameterError, TargetError, first_line
 from . import journal, lockout, naming, point_in_time, recovery
 from .drills import recovery as recovery_drill
 from .record import Action, Incident, check_mode
@@ -204,6 +204,13 @@ def _recover_point_in_time(run: DataRecovery) -> None:
         return
     if why_not:  # a drill always has archiving and a base backup: without them, it failed
         inc.check("point-in-time copy made", False, f"nothing to recover from: {why_not}")
+    if not run.drill and _may_switch_wal(inc.conn):  # an attempt: what the archive holds may be all the copy needs
+        try:
+            pitr.archive_now(inc.conn, wal_archive.archive_dir(base_backup.source_of(inc.conn)["system_identifier"]),
+                             until_failed=True)
+        except TargetError as exc:
+            inc.found(f"the WAL since the damage could not be archived now ({first_line(exc)}); the copy is made "
+                      "from what the archive holds")
     drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(run.pitr_name))
     if inc.taken_over("pitr copy"):  # a killed earlier run's copy goes first: recover never overwrites
         inc.run(inc.holds["pitr copy"].undo, autocommit=True)
@@ -213,7 +220,7 @@ def _recover_point_in_time(run: DataRecovery) -> None:
     point = point_in_time.recover_copy(
         inc.conn, run.target, found.copy, found.damaged, name=run.pitr_name, recover_to=run.recover_to,
         since=datetime.fromisoformat(run.backup.manifest["started"]), snapshot=run.backup.manifest.get("snapshot"),
-        directory=directory, controlled=True if run.drill else _may_switch_wal(inc.conn))
+        directory=directory, controlled=bool(run.drill))
     run.point = point
     inc.fact("recovered to", f"{point.moment.text} ({point.moment.source})")
     if point.moment.detail:
@@ -231,7 +238,8 @@ def _recover_point_in_time(run: DataRecovery) -> None:
 def _may_switch_wal(conn) -> bool:
     """Whether this role may call pg_switch_wal() (a superuser, or granted it): then a confirmed live run has the
     WAL holding the damage archived now (pitr.archive_now: one small commit, a segment switch, a wait for the
-    archive), as a DBA would, rather than failing step 2 until the server's archive_timeout comes round."""
+    archive), as a DBA would, rather than failing step 2 until the server's archive_timeout comes round. An
+    attempt only: an archiver failing now (its disk full) keeps no copy from what is archived already."""
     return conn.execute("SELECT has_function_privilege('pg_catalog.pg_switch_wal()', 'EXECUTE')").fetchone()[0]
 
 
@@ -242,7 +250,7 @@ def _repaired(run: DataRecovery, repaired: pd.DataFrame) -> str:
     return "; ".join(
         f"{r.table}: {r.inserted} rows inserted, {r.updated} updated"
         + (f" (BEFORE triggers held off while writing: {r.triggers_held_off})" if r.triggers_held_off else "")
-        + (f" (BEFORE triggers fired, not yours to hold off: {r.triggers_fired})" if r.triggers_fired else "")
+        + (f" (BEFORE triggers fired, not held off: {r.triggers_fired})" if r.triggers_fired else "")
         for r in repaired.itertuples())
 
 
@@ -250,7 +258,8 @@ def _fix_for_rows_left(run: DataRecovery, fallback: str) -> str:
     """Step 4's fix where rows still differ after the repair: the triggers that rewrote them where some fired."""
     if run.triggers_fired:
         return (f"the tables' BEFORE triggers rewrote the rows put back ({run.triggers_fired}): re-run step 3 as "
-                "the tables' owner or a superuser, which holds them off")
+                "the tables' owner or a superuser, which holds them off (one whose holding off was refused: allow "
+                "its ALTER TABLE … DISABLE TRIGGER first)")
     return fallback
 
 
