@@ -192,8 +192,13 @@ def _dump(target: Target, kind: str, fmt: str, path: Path, schema: Path, started
                                               preexec_fn=orphans.die_with_parent()))
             try:  # the checksums read the same snapshot while pg_dump works
                 contents = _contents(conn, target)
-            finally:
                 errors = [dump.communicate()[1] for dump in dumps]
+            except BaseException:  # failed or interrupted (Ctrl-C, SIGTERM): pg_dump is stopped, never waited for
+                for dump in dumps:  # (it may wait on another session's lock for as long as that runs)
+                    dump.terminate()
+                for dump in dumps:
+                    dump.communicate()
+                raise
     failed = [(dump, err) for dump, err in zip(dumps, errors) if dump.returncode != 0]
     if failed:
         _remove(path)

@@ -1,6 +1,7 @@
 """The `prep-ops` command: argument parsing and errors to exit codes; the work is in the package."""
 
 import os
+import signal
 import sys
 
 import click
@@ -236,8 +237,17 @@ def list_cmd() -> None:
 from . import cli_archive, cli_backups, cli_checks  # noqa: E402,F401
 
 
+def _terminated(signum, frame) -> None:
+    """SIGTERM (`kill`, `timeout`, systemd stopping a job) ends a command as Ctrl-C does: the cleanup each
+    operation has for an interruption runs (a backup removes its half-written dump, pg_dump and pg_restore
+    are stopped), where the default action ended Python on the spot and left them behind."""
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: user errors become one `error:` line and exit code 1, never a traceback."""
+    """Entry point: user errors become one `error:` line and exit code 1, never a traceback. SIGTERM is
+    taken as Ctrl-C (`aborted`, exit 130)."""
+    signal.signal(signal.SIGTERM, _terminated)
     try:
         code = cli.main(args=argv, prog_name="prep-ops", standalone_mode=False)
     except click.exceptions.Abort:

@@ -106,6 +106,35 @@ def test_a_backup_whose_sessions_the_server_ends_midway_leaves_no_dump_file(seed
     assert sorted(os.listdir(folder)) == []
 
 
+@pytest.mark.parametrize("stop", ["SIGTERM", "SIGINT"])
+def test_a_backup_stopped_with_sigterm_or_ctrl_c_ends_at_once_and_leaves_no_dump_file(seeded, server, tmp_path, stop):
+    """`kill`, `timeout` or systemd stop a job with SIGTERM, whose default action ended Python on the spot: the
+    cleanup that removes a stopped backup's dump never ran, and the half-written dump stayed (0644, no
+    manifest). SIGTERM is taken as Ctrl-C now. And Ctrl-C while pg_dump waited on another session's lock
+    hung: the interrupted backup waited for pg_dump to finish, for as long as the lock was held; pg_dump
+    is stopped now."""
+    import signal
+
+    folder = tmp_path / "backups"
+    with db.connect(seeded) as holder:
+        holder.execute("LOCK TABLE students IN ACCESS EXCLUSIVE MODE")
+        holder_pid = holder.info.backend_pid
+        process = subprocess.Popen([sys.executable, "-m", "prep_ops", "backup", "--dir", str(folder)],
+                                   env=cli_env(seeded), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 60
+        while not _waiting_on(server, holder_pid, 2):  # pg_dump and prep-ops' own snapshot
+            assert time.monotonic() < deadline and process.poll() is None, process.stderr.read() if process.poll() else ""
+            time.sleep(0.05)
+        assert [p.name for p in folder.iterdir()]  # pg_dump has begun its archive
+        process.send_signal(getattr(signal, stop))
+        out, err = process.communicate(timeout=30)  # the lock is still held: it ends without waiting for it
+    assert process.returncode == 130 and err.strip() == "aborted", (process.returncode, out, err)
+    assert sorted(os.listdir(folder)) == []
+    with db.connect(server, autocommit=True) as admin:  # and its pg_dump is gone with it
+        assert admin.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND application_name = "
+                             "'pg_dump'", (seeded.database,)).fetchone()[0] == 0
+
+
 def test_a_fifo_named_as_a_manifest_never_blocks_listing_and_a_folder_or_binary_one_is_passed_over(seeded, tmp_path):
     made = backup.backup(seeded, "full", "custom", directory=tmp_path)
     os.mkfifo(tmp_path / "fifo.dump.manifest.json")
