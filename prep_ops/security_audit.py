@@ -344,9 +344,12 @@ def has_high(items: list[Finding]) -> bool:
 def audit_check(found: pd.DataFrame) -> dict:
     """Runbook 06's check of an `as_frame` of findings, as keyword arguments of prep_ops.check: no high
     finding; the detail counts them by severity and names what was not checked (a role that is no
-    superuser cannot read pg_authid or pg_hba_file_rules), so a pass never covers what was not looked at."""
+    superuser cannot read pg_authid or pg_hba_file_rules). No high finding where something was not checked
+    is SKIP, not PASS: a trust rule in pg_hba.conf, never read, would be one."""
     counts = ", ".join(f"{n} {s}" for s, n in found["severity"].value_counts().items()) or "no findings"
     unchecked = found[found["detail"].str.startswith("not checked")]
     skipped = "; ".join(f"{r.check} {r.detail}" for r in unchecked.itertuples())
-    return {"name": "no high-severity finding", "passed": not (found["severity"] == "high").any(),
-            "detail": counts + (f"; {skipped}" if skipped else ""), "fix": "apply the fix of each high finding below"}
+    high = (found["severity"] == "high").any()
+    return {"name": "no high-severity finding", "passed": not high,
+            "detail": counts + (f"; {skipped}" if skipped else ""), "fix": "apply the fix of each high finding below",
+            "skipped": f"{counts} in what was checked; {skipped}" if skipped and not high else ""}

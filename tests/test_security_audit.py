@@ -243,8 +243,10 @@ def test_runbook_06s_audit_pass_as_a_role_that_is_no_superuser_names_what_it_did
         verdict = security_audit.audit_check(security_audit.as_frame(security_audit.findings(reporter, role_set)))
     assert "password storage not checked: reading pg_authid needs superuser" in verdict["detail"]
     assert "pg_hba.conf not checked: reading pg_hba_file_rules needs superuser" in verdict["detail"]
+    assert "pg_hba.conf not checked" in verdict["skipped"]  # no high finding, but not all looked at: SKIP, not PASS
     superuser = security_audit.audit_check(security_audit.as_frame(security_audit.findings(owner, role_set)))
     assert "not checked" not in superuser["detail"] and superuser["name"] == "no high-severity finding"
+    assert superuser["skipped"] == ""
 
 
 def test_findings_frame_and_order(migrated, temporary_role, owner):
