@@ -119,8 +119,10 @@ def test_a_backup_stopped_with_sigterm_or_ctrl_c_ends_at_once_and_leaves_no_dump
     with db.connect(seeded) as holder:
         holder.execute("LOCK TABLE students IN ACCESS EXCLUSIVE MODE")
         holder_pid = holder.info.backend_pid
+        # Ctrl-C as at a terminal: a background job (CI runs pytest as one) ignores SIGINT, and so would the CLI
         process = subprocess.Popen([sys.executable, "-m", "prep_ops", "backup", "--dir", str(folder)],
-                                   env=cli_env(seeded), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                   env=cli_env(seeded), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                   preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         deadline = time.monotonic() + 60
         while not _waiting_on(server, holder_pid, 2):  # pg_dump and prep-ops' own snapshot
             assert time.monotonic() < deadline and process.poll() is None, process.stderr.read() if process.poll() else ""
