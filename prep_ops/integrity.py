@@ -23,8 +23,8 @@ from psycopg import errors, sql
 
 from . import extensions
 from .catalog import function_name_exists
-from .db import LOCK_WAIT, fetch_frame, is_scratch
-from .errors import ParameterError, first_line
+from .db import LOCK_WAIT, bounded_lock_wait, fetch_frame, is_scratch
+from .errors import LockBusy, ParameterError, first_line
 from .schema import resolve_tables
 from .sqlfiles import load
 
@@ -153,11 +153,8 @@ def _check_one(conn: psycopg.Connection, schema: str, row) -> tuple[str, int | N
             sql.Identifier(schema, "verify_heapam"))
     try:
         # amcheck's AccessShareLock queues behind an ACCESS EXCLUSIVE one: wait LOCK_WAIT, then say not checked
-        with conn.transaction():  # lock_timeout local to it, put back after (the caller may be in a transaction)
-            saved = conn.execute("SELECT current_setting('lock_timeout')").fetchone()[0]
-            conn.execute("SELECT set_config('lock_timeout', %s, true)", (LOCK_WAIT,))
+        with bounded_lock_wait(conn, row.relation):
             problems = conn.execute(query, (row.relation_oid,)).fetchall()
-            conn.execute("SELECT set_config('lock_timeout', %s, true)", (saved,))
         if row.kind != "table":  # bt_index_check: an error when it finds damage, else one empty row
             return "ok", None, ""
         problems, gone = _on_deleted_versions(conn, row.relation_oid, problems) if problems else ([], [])
@@ -170,7 +167,7 @@ def _check_one(conn: psycopg.Connection, schema: str, row) -> tuple[str, int | N
     except _CORRUPTION as exc:
         message = first_line(exc)
         return "corrupt", _block(message), message
-    except errors.LockNotAvailable:
+    except LockBusy:
         return "error", None, (f"not checked: locked by another session (ACCESS EXCLUSIVE: VACUUM FULL, REINDEX, "
                                f"LOCK TABLE, ALTER TABLE; gave up after {LOCK_WAIT})")
     except psycopg.Error as exc:

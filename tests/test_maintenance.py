@@ -437,6 +437,21 @@ def test_table_status_behind_a_table_locked_access_exclusive_gives_up_in_one_lin
     assert list(maintenance.table_status(conn)["table_name"]) == ["scores"]
 
 
+def _rest_of_terminal(parent: int) -> bytes:
+    """What a pseudo-terminal's other end wrote, up to its close (the program under test has ended)."""
+    import os
+
+    said = b""
+    while True:
+        try:
+            chunk = os.read(parent, 4096)
+        except OSError:  # the other end is closed: all read
+            return said
+        if not chunk:
+            return said
+        said += chunk
+
+
 def test_maintain_at_a_terminal_says_each_statement_as_it_starts(scratch, conn):
     """`maintain --reindex --confirm` printed nothing until every statement had run: a REINDEX CONCURRENTLY
     waiting for another session's transaction showed a silent terminal for 576 s (the sweep of stop 29). At
@@ -460,15 +475,7 @@ def test_maintain_at_a_terminal_says_each_statement_as_it_starts(scratch, conn):
                               env=cli_env(scratch), stdout=subprocess.PIPE, stderr=child, text=True, timeout=120)
         os.close(child)
         child = None
-        said = b""
-        while True:
-            try:
-                chunk = os.read(parent, 4096)
-            except OSError:  # the terminal's other end is closed: all read
-                break
-            if not chunk:
-                break
-            said += chunk
+        said = _rest_of_terminal(parent)
     finally:
         if child is not None:
             os.close(child)
@@ -508,14 +515,7 @@ def test_a_reindex_waiting_at_a_terminal_names_the_session_it_waits_for(scratch)
         finally:
             holder.rollback()  # the reindex goes on and ends
         out, _ = run.communicate(timeout=120)
-    while True:  # the rest of what it said, up to its end
-        try:
-            chunk = os.read(parent, 4096)
-        except OSError:
-            break
-        if not chunk:
-            break
-        said += chunk
+    said += _rest_of_terminal(parent)  # the rest of what it said, up to its end
     os.close(parent)
     text = said.decode()
     assert run.returncode == 0, out + text
