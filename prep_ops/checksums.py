@@ -33,11 +33,17 @@ and used ROW_TEXT.
 
 Backup and verify pass the database they read (`target`): the tables are then summed on one
 connection per CPU at once, each importing the snapshot of the caller's transaction (`each_table`),
-which takes about half the time on two cores and changes no sum.
+which takes about half the time on two cores and changes no sum. Those connections wait for a lock as
+long as the caller's session would (its lock_timeout), and are never left summing on their own: when the
+caller's sums end early (Ctrl-C, SIGTERM, an error on any connection), each one's running query is
+cancelled and the connection closed before `each_table` returns or raises.
 """
 
 import os
 import queue
+import threading
+import time
+from concurrent import futures
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
 from typing import NamedTuple
@@ -55,6 +61,8 @@ COLUMN_HASH_V2 = "column-hash-v2"
 COLUMN_HASH_V1 = "column-hash-v1"
 ROW_TEXT = "row-text"
 METHODS = (COLUMN_HASH, COLUMN_HASH_V2, COLUMN_HASH_V1, ROW_TEXT)
+HELPER_NAME = f"{APPLICATION_NAME}:checksums"  # the application_name of the connections each_table opens
+STOP_WAIT = 10.0  # seconds at most for stopped helpers to end, their queries cancelled, before the caller's error goes on
 HASH_METHODS = (COLUMN_HASH, COLUMN_HASH_V2, COLUMN_HASH_V1)  # by column hashes: settings pinned, concurrent
 UNNAMED_METHOD = ROW_TEXT  # what a manifest without "checksum_method" used
 
@@ -164,14 +172,14 @@ def _queries(conn: psycopg.Connection, method: str) -> dict[tuple[str, str], sql
 
 
 def table_checksums(conn: psycopg.Connection, method: str = COLUMN_HASH, *, target: Target | None = None,
-                    jobs: int | None = None) -> dict[str, dict]:
+                    jobs: int | None = None, application_name: str = HELPER_NAME) -> dict[str, dict]:
     """{"schema.table": {"rows": n, "checksum": "..."}} for every user table, in the current
     transaction's snapshot (outside a transaction, in a REPEATABLE READ one of its own).
 
     With `target`, the database `conn` is connected to, the column-hash methods sum the tables on up to
     `jobs` connections at once (default: one per CPU), as `each_table` does: the same snapshot, the same
     sums, in about half the time on two cores (row-text stays on `conn`: its sums depend on the session's
-    settings).
+    settings), each of those connections named `application_name`.
     """
     queries = _queries(conn, method)
     settings = TEXT_SETTINGS if method in HASH_METHODS else {}
@@ -180,13 +188,14 @@ def table_checksums(conn: psycopg.Connection, method: str = COLUMN_HASH, *, targ
     # would not share: only the column-hash methods, whose settings each connection sets, go concurrent
     concurrent = target if settings else None
     with snapshot(conn) if idle else nullcontext():
-        rows = each_table(conn, queries, target=concurrent, jobs=jobs, settings=settings)
+        rows = each_table(conn, queries, target=concurrent, jobs=jobs, settings=settings,
+                          application_name=application_name)
     return {f"{s}.{t}": {"rows": n, "checksum": checksum} for (s, t), (n, checksum) in rows.items()}
 
 
 def each_table(conn: psycopg.Connection, queries: dict[tuple[str, str], sql.Composable], *,
-               target: Target | None = None, jobs: int | None = None, settings: dict[str, str] | None = None
-               ) -> dict[tuple[str, str], tuple]:
+               target: Target | None = None, jobs: int | None = None, settings: dict[str, str] | None = None,
+               application_name: str = HELPER_NAME) -> dict[tuple[str, str], tuple]:
     """{(schema, table): the first row of its query}, every query run with `settings` set for the
     transaction (the caller's own values back afterwards), in `conn`'s current transaction's snapshot.
 
@@ -197,6 +206,9 @@ def each_table(conn: psycopg.Connection, queries: dict[tuple[str, str], sql.Comp
     another database or server cannot be imported. Only `conn` when its transaction has written (an
     imported snapshot does not see that transaction's own changes), and for what no other connection
     could be opened for. `conn`'s transaction must not be in a savepoint (no snapshot is exported there).
+    The other connections (named `application_name`) take `conn`'s lock_timeout: behind another session's
+    lock they wait no longer than `conn` would. Whatever ends the sums early (an error on any connection,
+    KeyboardInterrupt) cancels every other connection's running query and closes it before this raises.
     """
     settings = settings or {}
     names, values = list(settings), list(settings.values())
@@ -206,7 +218,7 @@ def each_table(conn: psycopg.Connection, queries: dict[tuple[str, str], sql.Comp
     if target is None or jobs < 2 or _has_written(conn):
         rows = {table: conn.execute(query).fetchone() for table, query in queries.items()}
     else:
-        rows = _concurrently(conn, queries, target, jobs, (names, values))
+        rows = _concurrently(conn, queries, target, jobs, (names, values), application_name)
     conn.execute(_SET_LOCAL, (names, saved))  # the caller's transaction goes on as it was
     return rows
 
@@ -219,17 +231,22 @@ def _has_written(conn: psycopg.Connection) -> bool:
 
 
 def _concurrently(conn: psycopg.Connection, queries: dict[tuple[str, str], sql.Composable], target: Target,
-                  jobs: int, settings: tuple[list[str], list[str]]) -> dict[tuple[str, str], tuple]:
+                  jobs: int, settings: tuple[list[str], list[str]], application_name: str) -> dict[tuple[str, str], tuple]:
     exported = conn.execute("SELECT pg_export_snapshot()").fetchone()[0]
+    # the helpers wait for a lock no longer than the caller would (a backup bounds its wait so)
+    lock_timeout = conn.execute("SELECT current_setting('lock_timeout')").fetchone()[0]
+    settings = ([*settings[0], "lock_timeout"], [*settings[1], lock_timeout])
     schemas, names = zip(*queries)
     sizes = dict(((s, t), size) for s, t, size in conn.execute(load("checksums", "table_sizes"), (list(schemas), list(names))))
     pending: queue.SimpleQueue = queue.SimpleQueue()
     for table in sorted(queries, key=lambda table: -sizes[table]):
         pending.put(table)
     rows: dict[tuple[str, str], tuple] = {}
+    stopping = threading.Event()
+    opened: list[psycopg.Connection] = []  # the helpers' connections, to cancel from this thread
 
     def work(on: psycopg.Connection) -> None:
-        while True:
+        while not stopping.is_set():
             try:
                 table = pending.get_nowait()
             except queue.Empty:
@@ -237,10 +254,13 @@ def _concurrently(conn: psycopg.Connection, queries: dict[tuple[str, str], sql.C
             rows[table] = on.execute(queries[table]).fetchone()
 
     def helper() -> None:
+        if stopping.is_set():
+            return
         try:
-            other = connect(target, application_name=f"{APPLICATION_NAME}:checksums")
+            other = connect(target, application_name=application_name)
         except TargetError:  # no connection to spare (max_connections): conn does the rest
             return
+        opened.append(other)
         with other:
             other.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             try:
@@ -252,17 +272,34 @@ def _concurrently(conn: psycopg.Connection, queries: dict[tuple[str, str], sql.C
             work(other)
             other.rollback()
 
-    with ThreadPoolExecutor(jobs - 1) as pool:
-        helpers = [pool.submit(helper) for _ in range(jobs - 1)]
-        try:
-            work(conn)
-        except BaseException:
-            while not pending.empty():  # the helpers stop after the table they are on
-                pending.get_nowait()
-            raise
+    pool = ThreadPoolExecutor(jobs - 1, thread_name_prefix="prep-ops checksums")
+    helpers = [pool.submit(helper) for _ in range(jobs - 1)]
+    try:
+        work(conn)
         for done in helpers:
             done.result()  # a helper's error is raised here
+    except BaseException:  # an error here or in a helper, Ctrl-C, SIGTERM: no helper sums on alone
+        _stop_helpers(stopping, helpers, opened)
+        raise
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
     return rows
+
+
+def _stop_helpers(stopping: threading.Event, helpers: list, opened: list[psycopg.Connection]) -> None:
+    """Stop the helpers: none takes another table, and each one's running query is cancelled (again, until
+    its thread has ended: a helper may start its query just after a cancel), its connection then closed by
+    its own thread (a connection is closed by the thread using it, never from here under its query)."""
+    stopping.set()
+    deadline = time.monotonic() + STOP_WAIT
+    while not all(done.done() for done in helpers) and time.monotonic() < deadline:
+        for other in list(opened):
+            if not other.closed:
+                try:
+                    other.cancel_safe(timeout=2)
+                except Exception:  # noqa: BLE001 (a connection that cannot be reached has nothing running)
+                    pass
+        futures.wait(helpers, timeout=0.2)
 
 
 def row_counts(conn: psycopg.Connection, method: str = COLUMN_HASH) -> dict[str, int]:

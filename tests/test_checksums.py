@@ -2,7 +2,11 @@
 physical row order; and backups whose manifests carry an older method still verify."""
 
 import json
+import os
 import secrets
+import signal
+import threading
+import time
 
 import psycopg
 import pytest
@@ -293,6 +297,93 @@ def test_another_database_cannot_lend_its_connections(scratch, server, tables):
     with db.connect(scratch, autocommit=True) as conn:
         with pytest.raises(PrepOpsError, match="in the snapshot of the checksums' connection"):
             checksums.table_checksums(conn, target=server, jobs=2)
+
+
+def _checksum_sessions(server) -> list[tuple]:
+    """(pid, state, wait_event_type) of every session the checksums opened beside the caller's, server-wide."""
+    with db.connect(server, autocommit=True) as admin:
+        return admin.execute("SELECT pid, state, wait_event_type FROM pg_stat_activity WHERE application_name = %s",
+                             (db.tagged(checksums.HELPER_NAME),)).fetchall()
+
+
+@pytest.fixture
+def locked_when_helping(scratch, tables, monkeypatch):
+    """Once the checksums' first other connection is open, another session takes ACCESS EXCLUSIVE locks on the
+    small tables (the ones that connection is handed: the caller sums `big` first) in an open transaction, as a
+    VACUUM FULL or an ALTER TABLE would, for at most 10 s: a query of that connection then runs (waits) on the
+    server until it is cancelled. Yields the holder's connection."""
+    holder = db.connect(scratch)
+    connect, locked = checksums.connect, []
+
+    def locking_connect(target, **kwargs):
+        if not locked:
+            locked.append(True)
+            holder.execute(sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(
+                sql.SQL(", ").join(sql.Identifier(name) for name in SMALL)))
+        return connect(target, **kwargs)
+
+    def release() -> None:  # a bound: a helper that is not cancelled waits no longer than this
+        with db.connect(scratch, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (holder.info.backend_pid,))
+
+    monkeypatch.setattr(checksums, "connect", locking_connect)
+    timer = threading.Timer(10, release)
+    timer.start()
+    yield holder
+    timer.cancel()
+    holder.close()
+
+
+def _interrupt_when(condition, seconds: float = 10):
+    """A thread that sends this process SIGINT (Ctrl-C) once `condition()` holds (looked at every 0.05 s, for
+    at most `seconds`): the KeyboardInterrupt lands in the main thread, wherever it waits."""
+    def watch():
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline and not condition():
+            time.sleep(0.05)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_ctrl_c_mid_checksum_cancels_every_helper_connections_query_and_closes_it(scratch, server, locked_when_helping,
+                                                                                   monkeypatch):
+    """Ctrl-C (or SIGTERM, which the CLI takes as Ctrl-C) while the tables are summed on several connections:
+    the caller's query was cancelled (psycopg does that), but each other connection's query ran on (here:
+    waited on another session's lock) and the interrupted command waited for it, then left it running on the
+    server. Each is cancelled and its connection closed before the KeyboardInterrupt goes on."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # a background job's pytest ignores it
+    try:
+        def helper_waits() -> bool:
+            return any(wait == "Lock" for _, _, wait in _checksum_sessions(server))
+
+        with db.connect(scratch, autocommit=True) as conn:
+            started = time.monotonic()
+            watcher = _interrupt_when(helper_waits)
+            with pytest.raises(KeyboardInterrupt):
+                checksums.table_checksums(conn, target=scratch, jobs=2)
+            took = time.monotonic() - started
+            watcher.join()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert took < 8, f"the interrupted checksums took {took:.1f} s: they waited for a helper's query"
+    deadline = time.monotonic() + 3
+    while _checksum_sessions(server) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _checksum_sessions(server) == []
+
+
+def test_the_helper_connections_wait_for_a_lock_no_longer_than_the_callers_lock_timeout(scratch, locked_when_helping):
+    """A backup bounds its wait behind another session's lock with lock_timeout on its own session: its helper
+    connections, opened by the checksums, had none and waited for as long as the lock was held."""
+    with db.connect(scratch, autocommit=True) as conn:
+        conn.execute("SET lock_timeout = '1s'")
+        started = time.monotonic()
+        with pytest.raises(psycopg.errors.LockNotAvailable):
+            checksums.table_checksums(conn, target=scratch, jobs=2)
+    assert time.monotonic() - started < 6
 
 
 # Inheritance (INHERITS, not partitions): v3 sums each table's own rows ---------------------------------------
