@@ -26,8 +26,25 @@ third of the time for a file 29 % larger (benchmarks/README.md). zstd:1 and lz4 
 when built with them) compress faster still at sizes near gzip's, and come first in COMPRESSIONS, but
 only when the embedded build (whose pg_restore restores every verification, and which is built without
 them today) reads them too. The manifest records the one used ("compression").
+
+Behind another session's lock (LOCK_WAIT): pg_dump takes an ACCESS SHARE lock on every table it dumps,
+and the checksums read every table, so an ACCESS EXCLUSIVE lock held by another session (VACUUM FULL,
+REINDEX, LOCK TABLE, most ALTER TABLE, or a transaction left open after one) stops the backup until it
+ends. Waiting for ever was the old way, silently: a nightly job sat for hours, held its snapshot open (so
+vacuum could remove nothing anywhere) and its ACCESS SHARE locks on the tables it had locked (so the next
+ALTER TABLE queued behind it, and every query behind that), and reported nothing until the holder ended.
+The decision, a DBA's: wait `lock_wait` seconds (LOCK_WAIT, 120, by default: a short DDL or REINDEX of a
+small table ends in that time; a VACUUM FULL of a large one, or a session left idle in its transaction,
+does not) for any one lock (pg_dump's --lock-wait-timeout; lock_timeout on the snapshot's connection,
+which the checksums' connections take too), then fail: the dump begun is removed, nothing is reported
+made, and one BackupError line names the table(s) and the session holding them (pid, application, user,
+state, since when its transaction is open), exit non-zero for cron. A backup that waited would be one
+that did not finish; a failed one is seen by morning and taken again once the lock is gone. `lock_wait=0`
+waits as long as it takes (for a known long VACUUM FULL). With `say` (the CLI at a terminal), every
+lock_watch.EVERY seconds of waiting says which session the backup waits for.
 """
 
+import contextlib
 import functools
 import os
 import re
@@ -39,8 +56,8 @@ from pathlib import Path
 
 import psycopg
 
-from . import checksums, embedded, objects, orphans
-from .db import Target, client_program, conninfo, connect, libpq_url, server_version, snapshot
+from . import checksums, embedded, lock_watch, objects, orphans
+from .db import Target, client_program, conninfo, connect, libpq_url, server_version, snapshot, tagged
 from .errors import BackupError, ParameterError, program_error
 from .sqlfiles import load
 # the backup layer's names, importable from here as callers always have
@@ -51,6 +68,7 @@ from .manifest import (FORMATS, KINDS, Backup, backups_dir, check_files, file_ha
 SCHEMA_SUFFIX = ".schema.dump"  # beside a data-only backup: its schema, from the same snapshot
 # (manifest name, pg_dump --compress value), the preferred first; a bare level is gzip on every pg_dump
 COMPRESSIONS = (("zstd:1", "zstd:1"), ("lz4", "lz4"), ("gzip:1", "1"))
+LOCK_WAIT = 120.0  # seconds a backup waits for any one lock another session holds (see the module's docstring)
 
 table_checksums = checksums.table_checksums  # {"schema.table": {"rows": n, "checksum": "..."}}
 
@@ -70,17 +88,18 @@ def _is_ours(conn: psycopg.Connection) -> bool:
     return conn.execute(load("backup", "schema_version_columns")).fetchone()[0]
 
 
-def _contents(conn: psycopg.Connection, target: Target) -> dict:
+def _contents(conn: psycopg.Connection, target: Target, application_name: str = checksums.HELPER_NAME) -> dict:
     """The manifest's description of the database, read in the caller's snapshot: per-table checksums
-    (on several connections to `target` importing that snapshot), schema, applied migrations, roles and
-    every other object."""
+    (on several connections to `target` importing that snapshot, named `application_name`), schema,
+    applied migrations, roles and every other object."""
     versions = {}
     if ("public", "schema_version") in objects.tables(conn) and _is_ours(conn):
         # qualified: the session's search_path may lack public, or name another schema's schema_version first
         versions = {str(k): v for k, v in conn.execute("SELECT version, description FROM public.schema_version")}
     roles = [r[0] for r in conn.execute("SELECT rolname FROM pg_roles WHERE rolname !~ '^pg_' ORDER BY 1").fetchall()]
     return {"schema_versions": versions, "roles": roles, "checksum_method": checksums.COLUMN_HASH,
-            "tables": checksums.table_checksums(conn, target=target), "schema": objects.schema_summary(conn),
+            "tables": checksums.table_checksums(conn, target=target, application_name=application_name),
+            "schema": objects.schema_summary(conn),
             "objects": objects.snapshot(conn)}
 
 
@@ -125,23 +144,28 @@ def _remove(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
 
 
-def _check_options(kind: str, fmt: str, keep: int | None) -> None:
+def _check_options(kind: str, fmt: str, keep: int | None, lock_wait: float = LOCK_WAIT) -> None:
     if kind not in KINDS:
         raise ParameterError(f"backup kind must be one of {', '.join(KINDS)}, not {kind!r}")
     if fmt not in FORMATS:
         raise ParameterError(f"backup format must be one of {', '.join(FORMATS)}, not {fmt!r}")
     if keep is not None and keep < 1:
         raise ParameterError(f"keep must be 1 or more, not {keep}")
+    if not isinstance(lock_wait, (int, float)) or isinstance(lock_wait, bool) or not 0 <= lock_wait < 86400:
+        raise ParameterError(f"lock_wait must be seconds from 0 (no limit) to a day, not {lock_wait!r}")
 
 
 def backup(target: Target, kind: str = "full", fmt: str = "custom", *, directory: Path | None = None,
-           jobs: int = 2, keep: int | None = None) -> Backup:
+           jobs: int = 2, keep: int | None = None, lock_wait: float = LOCK_WAIT, say=None) -> Backup:
     """Dump the target with pg_dump and write the manifest beside the dump; returns both.
 
     `jobs` parallel dump jobs apply to the directory format. `keep` removes all but the newest
-    `keep` backups of this database and kind from the folder afterwards.
+    `keep` backups of this database and kind from the folder afterwards. Behind another session's lock
+    the backup waits `lock_wait` seconds (0: no limit) for any one lock, then raises BackupError naming
+    the table and the session holding it, and keeps nothing (see the module's docstring); with `say`, it
+    says every few seconds meanwhile which session it waits for.
     """
-    _check_options(kind, fmt, keep)
+    _check_options(kind, fmt, keep, lock_wait)
     directory = Path(directory) if directory else backups_dir()
     if not directory.exists():
         directory.mkdir(parents=True, mode=0o700)
@@ -149,7 +173,7 @@ def backup(target: Target, kind: str = "full", fmt: str = "custom", *, directory
     path = directory / _name(target.database, kind, fmt, started.astimezone())
     schema = path.with_name(path.name + SCHEMA_SUFFIX)
     try:  # whatever stops it (a full disk, the server going away, Ctrl-C) leaves no dump without its manifest
-        manifest, source = _dump(target, kind, fmt, path, schema, started, jobs)
+        manifest, source = _dump(target, kind, fmt, path, schema, started, jobs, lock_wait, say)
     except BaseException as exc:
         _remove(path)
         _remove(schema)
@@ -163,48 +187,62 @@ def backup(target: Target, kind: str = "full", fmt: str = "custom", *, directory
 
 
 def _dump(target: Target, kind: str, fmt: str, path: Path, schema: Path, started: datetime,
-          jobs: int) -> tuple[dict, dict]:
+          jobs: int, lock_wait: float = LOCK_WAIT, say=None) -> tuple[dict, dict]:
     """pg_dump of the target into `path` (a data backup's schema into `schema`) and its manifest beside
     it; returns the manifest and the source's identity."""
     url, env = libpq_env(target)
-    with connect(target, autocommit=True) as conn:
+    # every session of this backup carries one name (its pg_dump's by PGAPPNAME): the lock watch finds them all
+    name = f"prep-ops:backup {secrets.token_hex(3)}"
+    env["PGAPPNAME"] = tagged(name)
+    wait_ms = round(lock_wait * 1000)
+    with connect(target, autocommit=True, application_name=name) as conn:
         major = server_version(conn)
         pg_dump = client_program("pg_dump", target, major)
         source = identity(conn)
         before = conn.execute("SELECT CASE WHEN pg_is_in_recovery() THEN NULL "
                               "ELSE pg_current_wal_insert_lsn()::text END").fetchone()[0]
-        with snapshot(conn):
-            exported, lsn, taken, xids = conn.execute(load("manifest", "snapshot_position")).fetchone()
-            command = [str(pg_dump), "--format", FORMATS[fmt][0], "--file", str(path), "--snapshot", exported,
-                       "--no-password", *KINDS[kind], "--dbname", url]
-            if fmt == "directory" and jobs > 1:
-                command += ["--jobs", str(jobs)]
-            packed = compression(pg_dump) if fmt != "plain" else None  # a plain dump stays text psql reads
-            if packed:
-                command[1:1] = ["--compress", packed[1]]
-            # pg_dump dies with us (kill -9 too), never writing on into a file no manifest will describe
-            dumps = [subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                                      preexec_fn=orphans.die_with_parent())]
-            if kind == "data":  # the schema it goes into, from the same snapshot
-                dumps.append(subprocess.Popen([str(pg_dump), "--format", "c", "--file", str(schema), "--snapshot",
-                                               exported, "--no-password", "--schema-only", "--dbname", url],
-                                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                                              preexec_fn=orphans.die_with_parent()))
-            try:  # the checksums read the same snapshot while pg_dump works
-                contents = _contents(conn, target)
-                errors = [dump.communicate()[1] for dump in dumps]
-            except BaseException:  # failed or interrupted (Ctrl-C, SIGTERM): pg_dump is stopped, never waited for
-                for dump in dumps:  # (it may wait on another session's lock for as long as that runs)
-                    dump.terminate()
-                for dump in dumps:
-                    dump.communicate()
-                raise
-    failed = [(dump, err) for dump, err in zip(dumps, errors) if dump.returncode != 0]
-    if failed:
-        _remove(path)
-        _remove(schema)
-        dump, err = failed[0]
-        raise BackupError(f"pg_dump failed: {program_error(err) if err.strip() else dump.returncode}")
+        watch = (lock_watch.watching(target, conn.info.backend_pid, say, lock_watch.EVERY,
+                                     application_name=tagged(name)) if say else contextlib.nullcontext())
+        try:
+            with snapshot(conn), watch:
+                exported, lsn, taken, xids = conn.execute(load("manifest", "snapshot_position")).fetchone()
+                # after the snapshot's first statement (it takes the snapshot); the checksums' connections take it too
+                conn.execute("SELECT set_config('lock_timeout', %s, true)", (f"{wait_ms}ms",))
+                waits = ["--lock-wait-timeout", str(wait_ms)] if wait_ms else []
+                command = [str(pg_dump), "--format", FORMATS[fmt][0], "--file", str(path), "--snapshot", exported,
+                           "--no-password", *waits, *KINDS[kind], "--dbname", url]
+                if fmt == "directory" and jobs > 1:
+                    command += ["--jobs", str(jobs)]
+                packed = compression(pg_dump) if fmt != "plain" else None  # a plain dump stays text psql reads
+                if packed:
+                    command[1:1] = ["--compress", packed[1]]
+                # pg_dump dies with us (kill -9 too), never writing on into a file no manifest will describe
+                dumps = [subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                          text=True, preexec_fn=orphans.die_with_parent())]
+                if kind == "data":  # the schema it goes into, from the same snapshot
+                    dumps.append(subprocess.Popen([str(pg_dump), "--format", "c", "--file", str(schema), "--snapshot",
+                                                   exported, "--no-password", *waits, "--schema-only", "--dbname", url],
+                                                  env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                                                  preexec_fn=orphans.die_with_parent()))
+                try:  # the checksums read the same snapshot while pg_dump works
+                    contents = _contents(conn, target, name)
+                    errors = [dump.communicate()[1] for dump in dumps]
+                except BaseException:  # failed or interrupted (Ctrl-C, SIGTERM): pg_dump is stopped, never waited for
+                    for dump in dumps:  # (it may wait on another session's lock for as long as that runs)
+                        dump.terminate()
+                    for dump in dumps:
+                        dump.communicate()
+                    raise
+        except psycopg.errors.LockNotAvailable:  # the checksums' or the definitions' read gave up (the snapshot ended)
+            raise BackupError(_locked(conn, target, lock_wait)) from None
+        failed = [(dump, err) for dump, err in zip(dumps, errors) if dump.returncode != 0]
+        if failed:
+            _remove(path)
+            _remove(schema)
+            dump, err = failed[0]
+            if any(_gave_up_on_a_lock(err) for _, err in failed):
+                raise BackupError(_locked(conn, target, lock_wait))
+            raise BackupError(f"pg_dump failed: {program_error(err) if err.strip() else dump.returncode}")
     files = file_hashes(path)
     manifest = {
         "prep_ops_manifest": 1, "kind": kind, "format": fmt, "database": target.database,
@@ -225,6 +263,23 @@ def _dump(target: Target, kind: str, fmt: str, path: Path, schema: Path, started
     _private(path)
     write_manifest(path, manifest)
     return manifest, source
+
+
+def _gave_up_on_a_lock(stderr: str) -> bool:
+    """Whether pg_dump ended because its --lock-wait-timeout ran out while it locked the tables (its
+    statement_timeout cancelled a LOCK TABLE)."""
+    return "statement timeout" in stderr and "LOCK TABLE" in stderr
+
+
+def _locked(conn: psycopg.Connection, target: Target, lock_wait: float) -> str:
+    """The one line of a backup that gave up behind another session's lock: which tables, who holds them."""
+    holders = lock_watch.exclusive_holders(conn)
+    who = (f"{lock_watch.held(holders)} holds an ACCESS EXCLUSIVE lock" if holders
+           else "a table was locked by another session (ACCESS EXCLUSIVE), released since")
+    first = next((h.pid for h in holders if h.pid is not None), None)
+    end = f", or end that session (SELECT pg_terminate_backend({first}))" if first is not None else ""
+    return (f"backup of {target.database} stopped after waiting {lock_wait:g} s for a lock (--lock-wait): {who}; "
+            f"no backup was made and nothing of it is kept: take it again when that ends{end}")
 
 
 def prune(directory: Path, source: dict, kind: str, keep: int) -> list[Path]:

@@ -18,20 +18,28 @@ from .cli import _target, cli, echo_line, echo_text, text_table
 @click.option("--jobs", type=click.IntRange(min=1), default=2, show_default=True, help="Parallel jobs (directory format).")
 @click.option("--keep", type=click.IntRange(min=1), help="Keep only the newest N backups of this database and kind "
               "(--kind base: of this cluster, with the backups their incrementals need and the WAL they need).")
+@click.option("--lock-wait", "lock_wait", type=click.FloatRange(min=0, max=86399), default=120.0,  # backup.LOCK_WAIT
+              show_default=True,
+              metavar="SECONDS", help="How long to wait for a table another session holds locked (VACUUM FULL, "
+              "REINDEX, LOCK TABLE, ALTER TABLE) before failing with the table and that session named; 0: no limit.")
 @click.pass_context
-def backup_cmd(ctx, kind, incremental, fmt, directory, jobs, keep) -> None:
+def backup_cmd(ctx, kind, incremental, fmt, directory, jobs, keep, lock_wait) -> None:
     """Back up the target with pg_dump and a manifest (--kind base: the cluster with pg_basebackup); the
-    last line printed is the backup's path.
+    last line printed is the backup's path. Behind another session's table lock it waits --lock-wait
+    seconds (saying whom it waits for, at a terminal), then fails and keeps nothing.
 
     Example: verify "$(prep-ops backup --kind full | tail -n 1)"
     """
     from . import backup
 
     if kind == "base" or incremental:
-        _refuse_given(ctx, ("fmt", "jobs"), "with --kind base (a base backup is pg_basebackup's tar, one job)")
+        _refuse_given(ctx, ("fmt", "jobs", "lock_wait"), "with --kind base (a base backup is pg_basebackup's tar, "
+                      "one job, and takes no table lock)")
         _base_backup(ctx, kind, incremental, directory, keep)
         return
-    made = backup.backup(_target(ctx), kind, fmt, directory=Path(directory) if directory else None, jobs=jobs, keep=keep)
+    say = (lambda line: echo_line(f"backup: {line}", err=True)) if sys.stderr.isatty() else None
+    made = backup.backup(_target(ctx), kind, fmt, directory=Path(directory) if directory else None, jobs=jobs, keep=keep,
+                         lock_wait=lock_wait, say=say)
     m = made.manifest
     echo_line(f"{m['kind']} {m['format']} backup of {m['database']}: {m['bytes']:,} bytes, {backup.holds(m)}, "
                f"manifest {made.manifest_path.name}")

@@ -3,17 +3,27 @@ behind a lock), say every few seconds which sessions it waits for: the DBA at a 
 nothing moves and whom to look at, rather than a silent prompt for as long as the holder runs.
 
 `watching(target, pid, say)` is a context: a thread of its own, on a connection of its own to `target`,
-asks every EVERY seconds whether session `pid` waits on a lock (health.blocking: pg_blocking_pids) and
-calls `say(line)` for each session it waits for. It only reads pg_stat_activity and pg_locks; a failure
-of its own (the server gone, no connection to spare) ends the watch quietly: the statement it watches
-reports its own errors.
+asks every EVERY seconds whether session `pid` (or any session named `application_name`: a backup's
+pg_dump and checksum connections) waits on a lock (health.blocking: pg_blocking_pids) and calls
+`say(line)` for each session it waits for. It only reads pg_stat_activity and pg_locks; a failure of its
+own (the server gone, no connection to spare) ends the watch quietly: the statement it watches reports
+its own errors.
+
+`exclusive_holders(conn)` names, after a wait gave up, which relations another session holds an ACCESS
+EXCLUSIVE lock on and who that is (`held` says it in one line): the waiting session is gone by then, so
+it is asked of the database, not of the session.
 """
 
 import contextlib
 import threading
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+import psycopg
 
 from .db import Target, connect
 from .formatting import seconds, shorten
+from .sqlfiles import load
 
 EVERY = 5.0  # seconds between two looks
 
@@ -31,8 +41,9 @@ def describe(row) -> str:
 
 
 @contextlib.contextmanager
-def watching(target: Target, pid: int, say, every: float = EVERY):
-    """Call `say(line)` every `every` seconds, while the block runs, for each session `pid` waits for."""
+def watching(target: Target, pid: int | None, say, every: float = EVERY, *, application_name: str | None = None):
+    """Call `say(line)` every `every` seconds, while the block runs, for each session `pid` (or a session
+    whose application_name is `application_name`) waits for; a session waited for by several of them once."""
     from .health import blocking
 
     stop = threading.Event()
@@ -42,8 +53,13 @@ def watching(target: Target, pid: int, say, every: float = EVERY):
             with connect(target, autocommit=True) as conn:
                 while not stop.wait(every):
                     frame = blocking(conn)
-                    for row in frame[frame["blocked_pid"] == pid].itertuples():
-                        if not stop.is_set():
+                    ours = frame["blocked_pid"] == pid
+                    if application_name is not None:
+                        ours |= frame["blocked_application"] == application_name
+                    said = set()
+                    for row in frame[ours].itertuples():  # the longest wait first
+                        if not stop.is_set() and row.blocking_pid not in said:
+                            said.add(row.blocking_pid)
                             say(describe(row))
         except Exception:  # noqa: BLE001 (a watch that cannot look says nothing; the statement speaks for itself)
             return
@@ -55,3 +71,43 @@ def watching(target: Target, pid: int, say, every: float = EVERY):
     finally:
         stop.set()
         thread.join(timeout=every + 5)
+
+
+@dataclass(frozen=True)
+class Holder:
+    """A relation another session holds an ACCESS EXCLUSIVE lock on, and that session (pid None: a
+    prepared transaction)."""
+
+    relation: str
+    pid: int | None
+    application_name: str | None
+    user_name: str | None
+    state: str | None
+    xact_start: datetime | None
+    xact_seconds: float | None
+
+
+def exclusive_holders(conn: psycopg.Connection) -> list[Holder]:
+    """The relations of `conn`'s database another session holds an ACCESS EXCLUSIVE lock on, with who holds
+    each, the oldest transaction first. Never waits on those locks (catalogs and pg_locks only)."""
+    return [Holder(*row) for row in conn.execute(load("lock_watch", "exclusive_holders")).fetchall()]
+
+
+def held(holders: list[Holder]) -> str:
+    """The holders in one line: which relations, by which session, in what state, since when."""
+    by_session: dict[int | None, list[Holder]] = {}
+    for holder in holders:
+        by_session.setdefault(holder.pid, []).append(holder)
+    parts = []
+    for pid, locks in by_session.items():
+        relations = ", ".join(h.relation for h in locks)
+        first = locks[0]
+        if pid is None:
+            parts.append(f"{relations} by a prepared transaction (see pg_prepared_xacts)")
+            continue
+        since = (f", transaction open since {first.xact_start.astimezone(timezone.utc):%Y-%m-%d %H:%M:%S} UTC, "
+                 f"{seconds(first.xact_seconds)} ago"
+                 if first.xact_start is not None else "")
+        parts.append(f"{relations} by pid {pid} (application {first.application_name or 'unnamed'!s}, user "
+                     f"{first.user_name or 'unknown'}, {first.state or 'state not visible'}{since})")
+    return "; ".join(parts)

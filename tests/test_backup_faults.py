@@ -132,9 +132,72 @@ def test_a_backup_stopped_with_sigterm_or_ctrl_c_ends_at_once_and_leaves_no_dump
         out, err = process.communicate(timeout=30)  # the lock is still held: it ends without waiting for it
     assert process.returncode == 130 and err.strip() == "aborted", (process.returncode, out, err)
     assert sorted(os.listdir(folder)) == []
-    with db.connect(server, autocommit=True) as admin:  # and its pg_dump is gone with it
-        assert admin.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND application_name = "
-                             "'pg_dump'", (seeded.database,)).fetchone()[0] == 0
+    with db.connect(server, autocommit=True) as admin:  # and its pg_dump is gone with it: every session but the holder
+        assert admin.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND pid <> %s",
+                             (seeded.database, holder_pid)).fetchone()[0] == 0
+
+
+# Behind another session's ACCESS EXCLUSIVE lock: a bounded wait, then one line naming the table and its holder
+LOCKS = {"a table the checksums read too": ("CREATE TABLE ledger (id int)", "LOCK TABLE ledger", "public.ledger"),
+         "a partitioned table only pg_dump locks": (
+             "CREATE TABLE parted (id int) PARTITION BY RANGE (id); "
+             "CREATE TABLE parted_1 PARTITION OF parted FOR VALUES FROM (0) TO (10)",
+             "LOCK TABLE ONLY parted", "public.parted")}
+
+
+@contextlib.contextmanager
+def _held(target, made: str, lock: str):
+    """A session named holder-app holding `lock` IN ACCESS EXCLUSIVE MODE on what `made` made, in an open
+    transaction (as a VACUUM FULL, a REINDEX or a session left idle after an ALTER TABLE holds it); yields its pid."""
+    with db.connect(target, autocommit=True) as conn:
+        conn.execute(made)
+    with db.connect(target, application_name="holder-app") as holder:
+        holder.execute(f"{lock} IN ACCESS EXCLUSIVE MODE")
+        yield holder.info.backend_pid
+
+
+@pytest.mark.parametrize("lock", list(LOCKS))
+def test_a_backup_behind_another_sessions_exclusive_lock_gives_up_after_lock_wait_naming_the_table_and_its_holder(
+        migrated, server, tmp_path, lock):
+    """`prep-ops backup` waited silently for as long as another session held a table locked: pg_dump and the
+    checksums blocked on it, for hours behind a VACUUM FULL or a session left idle in its transaction. It
+    waits --lock-wait seconds now, then fails with one line naming the table and the session holding it,
+    keeps nothing and leaves no session of its own behind."""
+    made, statement, table = LOCKS[lock]
+    folder = tmp_path / "backups"
+    with _held(migrated, made, statement) as holder_pid:
+        started = time.monotonic()
+        done = subprocess.run([sys.executable, "-m", "prep_ops", "backup", "--dir", str(folder), "--lock-wait", "2"],
+                              env=cli_env(migrated), capture_output=True, text=True, timeout=90)
+        took = time.monotonic() - started
+        with db.connect(server, autocommit=True) as admin:
+            left = admin.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND pid <> %s",
+                                 (migrated.database, holder_pid)).fetchone()[0]
+    assert done.returncode == 1 and done.stdout == "" and len(done.stderr.splitlines()) == 1, done
+    line = done.stderr
+    assert line.startswith(f"error: backup of {migrated.database} stopped after waiting 2 s for a lock"), line
+    assert f"{table} by pid {holder_pid} (application holder-app" in line and "idle in transaction" in line, line
+    assert "transaction open since" in line and "no backup was made" in line, line
+    assert took < 45, f"{took:.1f} s"
+    assert not folder.exists() or os.listdir(folder) == []
+    assert left == 0
+
+
+def test_a_backup_waiting_on_a_lock_says_whom_it_waits_for_then_gives_up(migrated, tmp_path, monkeypatch):
+    """At a terminal the backup says, every few seconds while it waits, which session it waits for (as
+    `maintain` does): the DBA sees why nothing moves, rather than a silent prompt."""
+    from prep_ops import lock_watch
+    from prep_ops.errors import BackupError
+
+    monkeypatch.setattr(lock_watch, "EVERY", 0.3)
+    said: list[str] = []
+    folder = tmp_path / "backups"
+    made, statement, table = LOCKS["a table the checksums read too"]
+    with _held(migrated, made, statement) as holder_pid:
+        with pytest.raises(BackupError, match=f"{table} by pid {holder_pid}"):
+            backup.backup(migrated, directory=folder, lock_wait=3, say=said.append)
+    assert said and all(f"for pid {holder_pid} (" in line for line in said), said
+    assert os.listdir(folder) == []
 
 
 def test_a_fifo_named_as_a_manifest_never_blocks_listing_and_a_folder_or_binary_one_is_passed_over(seeded, tmp_path):

@@ -1,7 +1,7 @@
 -- Who blocks whom in this database: one row per waiting session and session it waits for.
 -- pg_blocking_pids is only asked about sessions waiting on a lock (it is not free).
 -- A blocker with pid 0 is a prepared transaction: it has no row in pg_stat_activity.
-SELECT w.pid AS blocked_pid, w.usename AS blocked_user,
+SELECT w.pid AS blocked_pid, w.usename AS blocked_user, w.application_name AS blocked_application,
        extract(epoch FROM now() - coalesce(l.wait_start, w.query_start))::float8 AS wait_seconds,
        left(w.query, %(width)s) AS blocked_query,
        blocker.pid AS blocking_pid, b.usename AS blocking_user, b.state AS blocking_state,
