@@ -284,7 +284,7 @@ def bounded_lock_wait(conn: psycopg.Connection, what: str):
     except psycopg.errors.LockNotAvailable as exc:
         raise LockBusy(f"{what} could not be read: a table is locked by another session (ACCESS EXCLUSIVE: VACUUM "
                        f"FULL, REINDEX, LOCK TABLE, ALTER TABLE; gave up after {LOCK_WAIT}): see who holds it with "
-                       "prep-ops health, and try again when it ends") from exc
+                       "prep-ops health, and try again when it ends", what) from exc
 
 
 def server_version(conn: psycopg.Connection) -> int:

@@ -29,7 +29,12 @@ class WalEndedEarly(TargetError):
 
 class LockBusy(PrepOpsError):
     """A read gave up waiting for a lock another session holds (ACCESS EXCLUSIVE: VACUUM FULL, REINDEX,
-    LOCK TABLE, most ALTER TABLE) rather than wait behind it for as long as that session runs."""
+    LOCK TABLE, most ALTER TABLE) rather than wait behind it for as long as that session runs. `what`:
+    what could not be read ("the indexes"), for a SKIP that says so (lock_watch.not_read)."""
+
+    def __init__(self, message: str, what: str = ""):
+        super().__init__(message)
+        self.what = what
 
 
 class MigrationError(PrepOpsError):

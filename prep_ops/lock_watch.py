@@ -111,3 +111,15 @@ def held(holders: list[Holder]) -> str:
         parts.append(f"{relations} by pid {pid} (application {first.application_name or 'unnamed'!s}, user "
                      f"{first.user_name or 'unknown'}, {first.state or 'state not visible'}{since})")
     return "; ".join(parts)
+
+
+def not_read(conn: psycopg.Connection, busy) -> str:
+    """Why a read gave up behind another session's lock (an errors.LockBusy), in one line for a SKIP or an
+    error: what could not be read, which relation is locked and by whom (asked now: the read is over)."""
+    from .db import LOCK_WAIT
+
+    holders = exclusive_holders(conn)
+    who = (f"{held(holders)} holds an ACCESS EXCLUSIVE lock" if holders
+           else "a table was locked by another session (ACCESS EXCLUSIVE), released since")
+    return (f"{busy.what or 'a table'} could not be read within {LOCK_WAIT}: {who}; "
+            "try again when that ends")

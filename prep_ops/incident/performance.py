@@ -13,8 +13,8 @@ import pandas as pd
 import psycopg
 from psycopg import sql
 
-from .. import health, index_builds, indexes, plans, workload_queries
-from ..errors import ParameterError
+from .. import health, index_builds, indexes, lock_watch, plans, workload_queries
+from ..errors import LockBusy, ParameterError
 from .record import Action, Incident
 from ..health import end_sessions, idle_blockers
 
@@ -173,6 +173,7 @@ class Optimisation:
     proposed: list[indexes.Advice]
     blockers: pd.DataFrame  # see idle_blockers: every one found
     min_idle_seconds: float = 0.0  # a blocker idle less long is left alone (an application between two statements)
+    not_read: str = ""  # why no index could be proposed: the indexes could not be read (behind another session's lock)
 
     @property
     def to_end(self) -> pd.DataFrame:
@@ -186,7 +187,7 @@ class Optimisation:
     def lines(self) -> list[str]:
         found = [f"{r.node}: {r.kind}: {r.why}" for r in self.findings.itertuples()]
         found += [f"index proposed: {a.statement} ({a.why})" if a.statement else f"no index proposed: {a.why}"
-                  for a in self.proposed] or ["no index proposed"]
+                  for a in self.proposed] or [f"no index proposed: {self.not_read}" if self.not_read else "no index proposed"]
         found += [f"pid {r.pid} ({r.user}) blocks {r.blocked} session(s), idle {r.idle_seconds:.1f} s in a transaction open "
                   f"{r.transaction_seconds:.0f} s: " + ("to be ended" if r.idle_seconds >= self.min_idle_seconds else
                                                        f"left alone (idle under min_idle_seconds = {self.min_idle_seconds:g})")
@@ -199,7 +200,11 @@ def optimise(conn: psycopg.Connection, seen: Identification, min_idle_seconds: f
     idle at least `min_idle_seconds`."""
     plan = seen.times.plans.get(seen.bottleneck) if seen.bottleneck else None
     found = plans.findings_frame(plan) if plan else pd.DataFrame(columns=["node_id", "node", "kind", "why", "what_to_try"])
-    return Optimisation(found, indexes.candidates(conn, plan) if plan else [], idle_blockers(conn), float(min_idle_seconds))
+    try:  # the indexes are deparsed, which locks their tables: behind another session's lock, not for long
+        proposed, not_read = (indexes.candidates(conn, plan) if plan else []), ""
+    except LockBusy as busy:
+        proposed, not_read = [], lock_watch.not_read(conn, busy)
+    return Optimisation(found, proposed, idle_blockers(conn), float(min_idle_seconds), not_read)
 
 
 def creates(proposed: list[indexes.Advice]) -> list[indexes.Advice]:
@@ -239,7 +244,10 @@ def create_indexes(incident: Incident, conn: psycopg.Connection, proposed: list[
 
 
 def missing_indexes(conn: psycopg.Connection, proposed: list[indexes.Advice]) -> list[str]:
-    """The proposed indexes that do not exist, or exist but are not valid."""
+    """The proposed indexes that do not exist, or exist but are not valid (errors.LockBusy when the indexes
+    cannot be read behind another session's lock)."""
+    if not creates(proposed):
+        return []
     existing = indexes.existing(conn)
     valid = existing[existing["is_valid"].astype(bool)]
     valid = set(zip(valid["schema_name"], valid["index_name"]))  # an index of that name in another schema is not it

@@ -12,12 +12,12 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from .. import health
+from .. import health, lock_watch
 from ..db import Target
 from . import journal, naming, performance
 from .drills import performance as performance_drill
 from .record import Incident, check_mode
-from ..errors import ParameterError
+from ..errors import LockBusy, ParameterError
 
 LIVE_MIN_IDLE_SECONDS = 5.0  # live: how long a blocker must have sat idle in its transaction to be ended
 
@@ -99,7 +99,7 @@ def optimise(run: SlowQueries) -> pd.DataFrame:
         inc.check("an index is proposed for the bottleneck", bool(performance.creates(fix.proposed)),
                   f"{len(performance.creates(fix.proposed))} proposed",
                   must_hold=inc.mode == "drill", fix="the plan has no scan an index would fix: see its findings",
-                  skipped="" if run.seen.bottleneck else "no bottleneck identified")
+                  skipped=fix.not_read if run.seen.bottleneck else "no bottleneck identified")
         blocked, hidden = health.blocking(inc.conn), health.hidden_sessions(inc.conn)[1]
         inc.check("no session blocks another", blocked.empty,  # the detail says what was checked
                   f"{blocked['blocked_pid'].nunique()} session(s) blocked now; {len(fix.blockers)} idle blocker(s) found before, "
@@ -119,9 +119,13 @@ def update_indexes(run: SlowQueries) -> list[str]:
         ran = performance.create_indexes(inc, inc.conn, proposed)
         if run.drill:
             run.drill.load.mark("after the index")
-        missing = performance.missing_indexes(inc.conn, proposed)
-        skipped = "no index proposed" if not proposed else "" if inc.may_change else \
+        skipped = (f"no index proposed: {run.fix.not_read}" if run.fix.not_read else "no index proposed") if not proposed \
+            else "" if inc.may_change else \
             "live without confirm=True: not created (statements above)"
+        try:  # deparsing the indexes locks their tables: behind another session's lock, a SKIP saying so
+            missing = performance.missing_indexes(inc.conn, proposed) if not skipped else []
+        except LockBusy as busy:
+            missing, skipped = [], lock_watch.not_read(inc.conn, busy)
         inc.check("proposed indexes exist and are valid", not missing, ", ".join(missing) or f"{len(proposed)} index(es)",
                   fix="create them by hand (statements above)", skipped=skipped)
     return ran
