@@ -6,12 +6,14 @@ import pandas as pd
 import psycopg
 from psycopg import sql
 
+from . import lock_watch
 from .catalog import columns
 from .db import Target, connect
-from .errors import ParameterError, first_line
+from .errors import LockBusy, ParameterError, first_line
 from .scram import Secret, reveal
 
-_PROBE_TIMEOUTS = "SET LOCAL lock_timeout = '2s'; SET LOCAL statement_timeout = '10s'"
+PROBE_LOCK_WAIT = "2s"  # how long an operation tried waits for a lock another session holds on the table
+_PROBE_TIMEOUTS = f"SET LOCAL lock_timeout = '{PROBE_LOCK_WAIT}'; SET LOCAL statement_timeout = '10s'"
 
 
 def login(target: Target, role: str, password: "str | Secret | None" = None) -> Target:
@@ -38,6 +40,11 @@ def try_access(login_target: Target, table: str = "users", *, column: str | None
     in the schema and ALTER TABLE. `allowed` means the privilege check passed; an operation that
     passes it and then fails on a constraint is allowed (the detail says why it stopped). Nothing
     is kept: every attempt runs in a savepoint that is rolled back, and so is the transaction.
+
+    Behind another session's ACCESS EXCLUSIVE lock on the table (VACUUM FULL, LOCK TABLE, ALTER TABLE) a
+    statement waits for the lock before its privileges are checked: a lock timeout says nothing of what the
+    role may do (it was taken for "permitted, then stopped", a denied INSERT shown allowed), so it raises
+    errors.LockBusy naming the table and the session holding it (see `tried`).
     """
     with connect(login_target) as conn:
         conn.execute(_PROBE_TIMEOUTS)
@@ -63,12 +70,27 @@ def try_access(login_target: Target, table: str = "users", *, column: str | None
                     raise psycopg.Rollback()
             except psycopg.errors.InsufficientPrivilege as exc:
                 rows.append((operation, False, first_line(exc)))
+            except psycopg.errors.LockNotAvailable:  # neither allowed nor denied: not tried
+                busy = LockBusy("", what=f"what {conn.info.user} may do to {schema}.{table} ({operation})")
+                raise LockBusy(lock_watch.not_read(conn, busy, PROBE_LOCK_WAIT), what=busy.what) from None
             except psycopg.Error as exc:
                 rows.append((operation, True, f"permitted, then stopped: {first_line(exc)}"))
             else:
                 rows.append((operation, True, "permitted (rolled back)"))
         conn.rollback()
     return pd.DataFrame(rows, columns=["operation", "allowed", "detail"])
+
+
+def tried(login_target: Target, table: str = "users", *, column: str | None = None, schema: str = "public",
+          unless: str = "") -> tuple[pd.DataFrame | None, str]:
+    """(try_access's attempts, "") or, not tried, (None, why): `unless` when given (a reason not to try),
+    or the table locked by another session (errors.LockBusy's line): a runbook's SKIP, never a verdict."""
+    if unless:
+        return None, unless
+    try:
+        return try_access(login_target, table, column=column, schema=schema), ""
+    except LockBusy as busy:
+        return None, str(busy)
 
 
 def access_summary(attempts: pd.DataFrame) -> str:

@@ -18,8 +18,9 @@ from psycopg import sql
 
 from .catalog import role_exists, schema_exists
 from .catalog import views as catalog_views
-from .db import Target, connect, fetch_frame, require_change, snapshot
-from .errors import MaskingError, ParameterError, database_error
+from . import lock_watch
+from .db import Target, bounded_lock_wait, connect, fetch_frame, require_change, snapshot
+from .errors import LockBusy, MaskingError, ParameterError, database_error
 from .roles import RoleSet
 from .sqlfiles import load
 
@@ -69,11 +70,21 @@ def remove(conn: psycopg.Connection, *, confirm: bool = False) -> bool:
 
 def leaks(conn: psycopg.Connection) -> pd.DataFrame:
     """Per personal column, how many rows the masked views show unchanged (all 0 when masking works).
-    Reads the tables, so run it as their owner, not as the analyst."""
-    with snapshot(conn):
+    Reads the tables, so run it as their owner, not as the analyst. Behind another session's ACCESS
+    EXCLUSIVE lock on one of them it waits db.LOCK_WAIT at most, then raises errors.LockBusy (see `unmasked`)."""
+    with snapshot(conn), bounded_lock_wait(conn, "the masked views' personal columns"):
         frame = fetch_frame(conn, load("masking", "leaks"))
     frame["unmasked"] = frame["unmasked"].astype(int)
     return frame
+
+
+def unmasked(conn: psycopg.Connection) -> tuple[pd.DataFrame | None, str]:
+    """(leaks, "") or, where a table behind the views is locked by another session, (None, why): a SKIP
+    naming the table and its holder, never a verdict on views that were not read."""
+    try:
+        return leaks(conn), ""
+    except LockBusy as busy:
+        return None, lock_watch.not_read(conn, busy)
 
 
 def preview(conn: psycopg.Connection, view: str = "students", limit: int = 5) -> pd.DataFrame:

@@ -28,7 +28,7 @@ from .errors import ParameterError, RoleError, database_error
 from .sqlfiles import load
 
 # What notebooks and tests reach as prep_ops.roles.<name>, now kept in the modules that hold it.
-from .access import access_summary, login, login_refused, try_access  # noqa: F401
+from .access import access_summary, login, login_refused, tried, try_access  # noqa: F401
 from .errors import masked as _masked  # noqa: F401
 from .role_set import KINDS, LOGIN_KINDS, RoleSet, password_variable, resolve_passwords  # noqa: F401
 from .scram import SCRAM_ITERATIONS, Secret, encrypt, scram_verifier, verifier_matches  # noqa: F401

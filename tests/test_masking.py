@@ -3,6 +3,7 @@
 import hashlib
 import re
 import secrets
+import time
 import uuid
 
 import psycopg
@@ -70,6 +71,24 @@ def test_no_personal_value_shows_unchanged(masked):
     owner, _, _ = masked
     leaks = masking.leaks(owner)
     assert len(leaks) == 6 and leaks["unmasked"].sum() == 0, leaks.to_string()
+
+
+def test_the_leak_check_behind_another_sessions_exclusive_lock_gives_up_naming_the_table_never_waits(masked, seeded):
+    """Runbook 06's "masked views hide every personal value" reads the tables behind the views: behind another
+    session's ACCESS EXCLUSIVE lock on one (a VACUUM FULL of users) it waited for as long as the lock was held.
+    It gives up after db.LOCK_WAIT now, and `unmasked` says why (the runbook's SKIP), naming the table and holder."""
+    owner, _, _ = masked
+    with db.connect(seeded, application_name="holder-app") as holder:
+        holder.execute("LOCK TABLE users IN ACCESS EXCLUSIVE MODE")
+        started = time.monotonic()
+        leaks, why = masking.unmasked(owner)
+        took = time.monotonic() - started
+        pid = holder.info.backend_pid
+    assert leaks is None and f"public.users by pid {pid} (application holder-app" in why, why
+    assert why.startswith(f"the masked views' personal columns could not be read within {db.LOCK_WAIT}"), why
+    assert took < 15
+    leaks, why = masking.unmasked(owner)  # the lock gone: read, and judged
+    assert why == "" and leaks["unmasked"].sum() == 0
 
 
 def test_masks_keep_the_shape(masked, as_analyst):

@@ -17,7 +17,7 @@ from conftest import judge_as_elsewhere
 from psycopg import sql
 
 from prep_ops import audit_log, db, embedded, masking, migrate, roles
-from prep_ops.errors import ConfirmationRequired, ParameterError, RoleError, TargetError
+from prep_ops.errors import ConfirmationRequired, LockBusy, ParameterError, RoleError, TargetError
 
 HOSTILE = 'we"ird; DROP TABLE users; --'
 HOSTILE_PASSWORD = "pa'ss\"; word\\ with spaces; DROP ROLE x; --"
@@ -101,6 +101,25 @@ def test_reporter_reads_but_cannot_write_or_change_the_schema(applied, role_set,
         denied = attempts[~attempts["allowed"]]["detail"]
         assert denied.str.contains("permission denied|must be owner").all()
     assert roles.access_summary(attempts) == "allowed SELECT; denied INSERT, UPDATE, DELETE, TRUNCATE, CREATE TABLE, ALTER TABLE"
+
+
+def test_an_operation_tried_behind_another_sessions_exclusive_lock_is_not_tried_never_shown_allowed(
+        applied, role_set, passwords):
+    """Behind another session's ACCESS EXCLUSIVE lock (a VACUUM FULL, a LOCK TABLE), a statement waits for the
+    lock before its privileges are checked: the lock timeout was read as "permitted, then stopped", so the
+    reporter was shown allowed to INSERT, UPDATE and DELETE, and runbook 06 failed "reporter is read-only"
+    for a lock. It is not tried now: errors.LockBusy naming the table and its holder (`tried`: a SKIP's reason)."""
+    reporter = _as(applied, role_set, "reporter", passwords)
+    with db.connect(applied, application_name="holder-app") as holder:
+        holder.execute("LOCK TABLE students IN ACCESS EXCLUSIVE MODE")
+        with pytest.raises(LockBusy, match=f"public.students by pid {holder.info.backend_pid} "
+                                           r"\(application holder-app"):
+            roles.try_access(reporter, "students")
+        attempts, why = roles.tried(reporter, "students")
+    assert attempts is None and why.startswith(f"what {role_set.names['reporter']} may do to public.students"), why
+    attempts, why = roles.tried(reporter, "students")  # the lock gone: tried, and only SELECT allowed
+    assert why == "" and _allowed(attempts) == {"SELECT"}
+    assert roles.tried(reporter, "students", unless="not asked") == (None, "not asked")
 
 
 def test_readonly_cannot_log_in_and_cannot_write(applied, role_set, passwords):
