@@ -461,6 +461,46 @@ def test_runbook_output_holds_no_password(seeded, tmp_path):
         assert not server_password or server_password not in outputs
 
 
+def test_runbook_06_live_behind_another_sessions_exclusive_lock_skips_what_it_could_not_read_and_completes(
+        migrated, role_set, passwords, owner, tmp_path, monkeypatch):
+    """Runbook 06 live without confirm (a read-only audit) while another session holds users ACCESS EXCLUSIVE
+    (a VACUUM FULL): the leak check's read of the masked views waited for as long as the lock was held, then
+    PASSed. It is SKIP now, naming the table and its holder, and the runbook completes within seconds."""
+    import threading
+    import time
+
+    from prep_ops import masking, runner
+
+    roles.apply(owner, role_set, passwords)
+    masking.apply(owner, role_set)
+    monkeypatch.delenv("PREP_OPS_SCRATCH", raising=False)  # a server someone named: the audit changes nothing
+    notebook = Path(__file__).parent.parent / "notebooks" / "06_access_control_audit.ipynb"
+    holder = db.connect(migrated, application_name="holder-app")
+    holder.execute("LOCK TABLE users IN ACCESS EXCLUSIVE MODE")
+    pid = holder.info.backend_pid
+
+    def release() -> None:  # a bound for a runbook that waits: the lock ends after 60 s
+        with db.connect(migrated, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+
+    timer = threading.Timer(60, release)
+    timer.start()
+    try:
+        started = time.monotonic()
+        result = runner.run_one(notebook, tmp_path, {"database_url": migrated.url,
+                                                     "role_prefix": role_set.readonly.removesuffix("readonly")})
+        took = time.monotonic() - started
+    finally:
+        timer.cancel()
+        holder.close()
+    assert result.ok, result.error
+    checks = {c["name"]: c for c in result.checks}
+    leaks = checks["masked views hide every personal value"]
+    assert leaks["status"] == "SKIP" and f"public.users by pid {pid} (application holder-app" in leaks["detail"], leaks
+    assert "FAIL" not in {c["status"] for c in result.checks}
+    assert took < 50, f"{took:.0f} s"
+
+
 def test_roles_grant_only_in_schemas_the_connecting_role_may_grant_in(scratch):
     """A schema of another owner: a GRANT there would fail the whole apply (no USAGE) or be ignored with a
     warning (no grant option). The plan leaves it out unless the role is a member of its owner or superuser."""
