@@ -113,14 +113,14 @@ def held(holders: list[Holder]) -> str:
     return "; ".join(parts)
 
 
-def not_read(conn: psycopg.Connection, busy, waited: str | None = None) -> str:
+def not_read(conn: psycopg.Connection, busy, waited: str | None = None, done: str = "read") -> str:
     """Why a read gave up behind another session's lock (an errors.LockBusy), in one line for a SKIP or an
-    error: what could not be read, which relation is locked and by whom (asked now: the read is over).
-    `waited`: how long it waited (db.LOCK_WAIT unless said)."""
+    error: what could not be read (`done`), which relation is locked and by whom (asked now: the read is
+    over). `waited`: how long it waited (db.LOCK_WAIT unless said)."""
     from .db import LOCK_WAIT
 
     holders = exclusive_holders(conn)
     who = (f"{held(holders)} holds an ACCESS EXCLUSIVE lock" if holders
            else "a table was locked by another session (ACCESS EXCLUSIVE), released since")
-    return (f"{busy.what or 'a table'} could not be read within {waited or LOCK_WAIT}: {who}; "
+    return (f"{busy.what or 'a table'} could not be {done} within {waited or LOCK_WAIT}: {who}; "
             "try again when that ends")

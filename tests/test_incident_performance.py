@@ -1,6 +1,7 @@
 """Runbook 11 and its drill: the drill slows a query down for real and the runbook brings it back under
 its target; live mode without confirm changes nothing; a failing step says which and what next."""
 
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -12,7 +13,7 @@ from prep_ops.incident import performance as incident_performance
 from prep_ops.incident import performance_steps
 from prep_ops.incident.drills import load as workload
 from prep_ops.incident.drills import performance
-from prep_ops.errors import ParameterError
+from prep_ops.errors import ParameterError, StepFailed
 
 from conftest import _create, _drop, check_statuses, incident_of, notebook_outputs, passes_of_what_was_not_looked_at, schema_dump
 
@@ -150,6 +151,42 @@ def test_live_without_confirm_behind_an_exclusive_lock_skips_what_it_could_not_r
         assert f"the indexes could not be read within {db.LOCK_WAIT}: public.schema_version by pid {holder_pid} " \
                "(application holder-app" in check["detail"], check
     assert passes_of_what_was_not_looked_at([result]) == []
+
+
+def test_live_step_1_behind_an_exclusive_lock_on_the_slow_querys_table_stops_in_one_line_naming_it(
+        incident_id, slowed_down):
+    """Step 1 times the queries with EXPLAIN ANALYZE: behind another session's ACCESS EXCLUSIVE lock on a table
+    they read (a VACUUM FULL of tuition_payments, a session left idle after LOCK TABLE) it waited, silently, for
+    as long as the lock was held. It gives up after db.LOCK_WAIT now: the step fails in one line naming the
+    table and the session holding it (whom to end), never a hang."""
+    target, row_holder = slowed_down
+    row_holder.release()  # its row lock would hold LOCK TABLE back for as long as it runs
+    holder = db.connect(target, application_name="holder-app")
+    holder.execute("LOCK TABLE tuition_payments IN ACCESS EXCLUSIVE MODE")
+    pid = holder.info.backend_pid
+
+    def release() -> None:  # a bound for a step that waits: the lock ends after 40 s
+        with db.connect(target, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+
+    timer = threading.Timer(40, release)
+    timer.start()
+    try:
+        run = performance_steps.start(target, "live", incident_id=incident_id, query="payment_history", repeats=1,
+                                      min_idle_seconds=0)
+        started = time.monotonic()
+        with pytest.raises(StepFailed, match=rf"step 1 \(Identify the bottleneck\) failed: the queries to time could "
+                                             rf"not be run within {db.LOCK_WAIT}: public.tuition_payments by pid {pid} "
+                                             r"\(application holder-app, user \S+, idle in transaction"):
+            performance_steps.identify_bottleneck(run)
+        took = time.monotonic() - started
+        run.inc.close()
+    finally:
+        timer.cancel()
+        holder.close()
+    assert took < 30, f"{took:.0f} s"
+    with db.connect(target, autocommit=True) as conn:  # the incident's session keeps no bound of its own after
+        assert conn.execute("SHOW lock_timeout").fetchone()[0] == "0"
 
 
 def test_live_with_confirm_ends_the_blocker_and_creates_the_index(tmp_path, incident_id, slowed_down):

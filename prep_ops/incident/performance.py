@@ -6,6 +6,7 @@ Times are the server's own: the median "Execution Time" of EXPLAIN ANALYZE over 
 busy client machine does not count as a slow query.
 """
 
+import contextlib
 import statistics
 from dataclasses import dataclass
 
@@ -14,6 +15,7 @@ import psycopg
 from psycopg import sql
 
 from .. import health, index_builds, indexes, lock_watch, plans, workload_queries
+from ..db import LOCK_WAIT
 from ..errors import LockBusy, ParameterError
 from .record import Action, Incident
 from ..health import end_sessions, idle_blockers
@@ -43,19 +45,39 @@ class QueryTimes:
         return float(self.frame.loc[query, "median_ms"]) if query in self.frame.index else float("nan")
 
 
+@contextlib.contextmanager
+def _lock_wait_bounded(conn: psycopg.Connection, what: str):
+    """The session's lock waits bounded by db.LOCK_WAIT while the block runs (a session setting: the
+    statements run in transactions of their own, EXPLAIN ANALYZE's rolled back), put back after; a wait
+    that gives up raises errors.LockBusy naming the locked table and the session holding it."""
+    saved = conn.execute("SELECT current_setting('lock_timeout')").fetchone()[0]
+    conn.execute("SELECT set_config('lock_timeout', %s, false)", (LOCK_WAIT,))
+    try:
+        yield
+    except psycopg.errors.LockNotAvailable:
+        raise LockBusy(lock_watch.not_read(conn, LockBusy("", what), done="run"), what) from None
+    finally:
+        conn.execute("SELECT set_config('lock_timeout', %s, false)", (saved,))
+
+
 def query_times(conn: psycopg.Connection, params: dict | None = None, *, queries: list[str] | None = None,
                 repeats: int = 5) -> QueryTimes:
     """Each catalogue query (or `queries`) run `repeats` times with EXPLAIN ANALYZE, in rounds so that
-    a passing burst of load is shared out; the median of the server's execution time counts."""
+    a passing burst of load is shared out; the median of the server's execution time counts. Behind
+    another session's ACCESS EXCLUSIVE lock on a table they read (a VACUUM FULL, a session left idle
+    after LOCK TABLE) they would wait for as long as it is held, silently: a lock is waited for
+    db.LOCK_WAIT at most, then errors.LockBusy names the table and its holder (a slow query is not cut
+    short: only its wait for a lock is bounded)."""
     if repeats < 1:
         raise ParameterError(f"repeats must be at least 1, not {repeats}")
     names = list(queries) if queries is not None else list(plans.catalogue())
-    if params is None:
-        params = plans.catalogue_params(conn) if set(names) & set(plans.catalogue()) else {}
     runs: dict[str, list[plans.Plan]] = {name: [] for name in names}
-    for _ in range(repeats):
-        for name in names:
-            runs[name].append(plans.explain(conn, name, params))
+    with _lock_wait_bounded(conn, "the queries to time"):
+        if params is None:
+            params = plans.catalogue_params(conn) if set(names) & set(plans.catalogue()) else {}
+        for _ in range(repeats):
+            for name in names:
+                runs[name].append(plans.explain(conn, name, params))
     rows, last = [], {}
     for name, done in runs.items():
         ms = [p.execution_ms for p in done]
