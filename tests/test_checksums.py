@@ -336,25 +336,33 @@ def locked_when_helping(scratch, tables, monkeypatch):
 
 def _interrupt_when(condition, seconds: float = 10):
     """A thread that sends this process SIGINT (Ctrl-C) once `condition()` holds (looked at every 0.05 s, for
-    at most `seconds`): the KeyboardInterrupt lands in the main thread, wherever it waits."""
+    at most `seconds`; never when it does not hold): the KeyboardInterrupt lands in the main thread, wherever
+    it waits."""
     def watch():
         deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline and not condition():
+        while time.monotonic() < deadline:
+            if condition():
+                os.kill(os.getpid(), signal.SIGINT)
+                return
             time.sleep(0.05)
-        os.kill(os.getpid(), signal.SIGINT)
 
     thread = threading.Thread(target=watch, daemon=True)
     thread.start()
     return thread
 
 
-def test_ctrl_c_mid_checksum_cancels_every_helper_connections_query_and_closes_it(scratch, server, locked_when_helping,
-                                                                                   monkeypatch):
+def test_ctrl_c_mid_checksum_cancels_every_helper_connections_query_and_closes_it(scratch, server, locked_when_helping):
     """Ctrl-C (or SIGTERM, which the CLI takes as Ctrl-C) while the tables are summed on several connections:
     the caller's query was cancelled (psycopg does that), but each other connection's query ran on (here:
     waited on another session's lock) and the interrupted command waited for it, then left it running on the
     server. Each is cancelled and its connection closed before the KeyboardInterrupt goes on."""
-    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # a background job's pytest ignores it
+    armed = threading.Event()  # a SIGINT outside the checksums (too late) is ignored, never ends the test session
+
+    def interrupted(signum, frame):
+        if armed.is_set():
+            raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, interrupted)  # a background job's pytest ignores SIGINT: its own here
     try:
         def helper_waits() -> bool:
             return any(wait == "Lock" for _, _, wait in _checksum_sessions(server))
@@ -362,8 +370,12 @@ def test_ctrl_c_mid_checksum_cancels_every_helper_connections_query_and_closes_i
         with db.connect(scratch, autocommit=True) as conn:
             started = time.monotonic()
             watcher = _interrupt_when(helper_waits)
-            with pytest.raises(KeyboardInterrupt):
-                checksums.table_checksums(conn, target=scratch, jobs=2)
+            armed.set()
+            try:
+                with pytest.raises(KeyboardInterrupt):
+                    checksums.table_checksums(conn, target=scratch, jobs=2)
+            finally:
+                armed.clear()
             took = time.monotonic() - started
             watcher.join()
     finally:
