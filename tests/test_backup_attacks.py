@@ -732,3 +732,49 @@ def test_a_restore_as_a_superuser_gives_objects_their_owners_so_a_security_defin
                                 "WHERE oid = 'app.t'::regclass").fetchone() == (author, author)
     finally:
         _drop(server, target)
+
+
+def test_a_second_restore_into_a_target_another_restore_is_loading_is_refused_and_changes_nothing(
+        seeded, occupied, server, tmp_path):
+    """Two restores into one target at once: the second would swap its copy in over the first's without a
+    word, and its clean-up would drop the database the first replaced (the writes made after the safety
+    backups). The first here waits in its safety backup behind a lock; the second is refused at once,
+    naming the first's session, before any safety backup, new database or swap; the first then ends well."""
+    made = backup.backup(seeded, "full", "custom", directory=tmp_path / "made")
+    with db.connect(occupied, autocommit=True) as conn:  # the target's own writes: unlike the backup
+        conn.execute("DELETE FROM tuition_payments WHERE id IN (SELECT id FROM tuition_payments ORDER BY id LIMIT 3)")
+    before, oid = _contents(occupied), _oid(server, occupied.database)
+    assert before != _contents(seeded)
+    env = cli_env(occupied, PREP_OPS_BACKUP_DIR=str(tmp_path / "backups"))
+    with db.connect(occupied) as holder:
+        holder.execute("LOCK TABLE students IN ACCESS EXCLUSIVE MODE")
+        first = subprocess.Popen([sys.executable, "-m", "prep_ops", "restore", str(made.path), "--confirm"],
+                                 env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            deadline = time.monotonic() + 60
+            with db.connect(server, autocommit=True) as watch:  # the first's safety backup waits on the lock
+                while not watch.execute("SELECT EXISTS (SELECT FROM pg_stat_activity WHERE datname = %s AND "
+                                        "wait_event_type = 'Lock' AND pid <> %s)",
+                                        (occupied.database, holder.info.backend_pid)).fetchone()[0]:
+                    assert time.monotonic() < deadline and first.poll() is None, first.communicate()
+                    time.sleep(0.05)
+            safety_files = sorted((tmp_path / "backups").rglob("*"))
+            # without the guard it would wait behind the same lock in its own safety backup: 60 s, then fail
+            second = subprocess.run([sys.executable, "-m", "prep_ops", "restore", str(made.path), "--confirm"],
+                                    env=cli_env(occupied, PREP_OPS_BACKUP_DIR=str(tmp_path / "second")),
+                                    capture_output=True, text=True, timeout=60)
+            assert second.returncode == 1 and second.stdout == "", second.stdout + second.stderr
+            assert re.fullmatch(rf"error: another restore into {occupied.database} is running \(session \d+ of "
+                                r"\w+, connected since [^)]+\); nothing was done: wait for it to end, then restore "
+                                r"again if you still need to\n", second.stderr), second.stderr
+            assert not (tmp_path / "second").exists()  # no safety backup begun
+            assert sorted((tmp_path / "backups").rglob("*")) == safety_files
+            assert len(_databases(server, "prep_ops_restore_")) == 0  # the first has not made its copy yet
+            assert _oid(server, occupied.database) == oid
+        finally:
+            holder.rollback()
+    out, err = first.communicate(timeout=300)
+    assert first.returncode == 0, out + err
+    assert _oid(server, occupied.database) != oid and _contents(occupied) == _contents(seeded)
+    (replaced,) = _databases(server, f"{occupied.database}_replaced_")
+    assert _oid(server, replaced) == oid and _contents(server.with_database(replaced)) == before
