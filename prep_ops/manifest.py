@@ -11,7 +11,7 @@ import os
 import re
 import secrets
 import stat
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path, PurePosixPath
 
@@ -31,9 +31,38 @@ _XIDS = re.compile(r"\d+:\d+:(\d+(,\d+)*)?")  # pg_snapshot's text: xmin:xmax:in
 
 
 @dataclass
+class Pruned:
+    """What `backup --keep` did in a folder: the backups of this database (same cluster, name and OID) and
+    kind it removed, and those of a database of the same name on the same cluster under another OID that it
+    left ("left": their paths by OID; None where the manifest recorded none). Those come from before a
+    restore (which swaps in a new database) or a DROP and CREATE of that name: the backups of a dropped
+    database may be all that is left of its data, so only a person removes them."""
+
+    directory: Path
+    database: str
+    kind: str
+    oid: int | None
+    removed: list[Path] = field(default_factory=list)
+    left: dict[int | None, list[Path]] = field(default_factory=dict)
+
+    def note(self) -> str | None:
+        """The backups left, in one line for the DBA (None: none left)."""
+        count = sum(len(paths) for paths in self.left.values())
+        if not count:
+            return None
+        oids = ", ".join("OID not recorded" if oid is None else str(oid)
+                         for oid in sorted(self.left, key=lambda o: (o is None, o or 0)))
+        return (f"left {count} {self.kind} backup{'s' if count != 1 else ''} of another database named "
+                f"{self.database} on this cluster ({oids}), from before a restore or a drop and create of that "
+                f"name: --keep removes only this database's (OID {self.oid}); remove them by hand from "
+                f"{self.directory} once they are not needed")
+
+
+@dataclass
 class Backup:
     path: Path
     manifest: dict
+    pruned: Pruned | None = None  # what --keep did after this backup was made (None: no --keep)
 
     @property
     def manifest_path(self) -> Path:
