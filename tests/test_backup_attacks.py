@@ -208,6 +208,10 @@ def test_a_manifest_pointing_outside_its_folder_is_never_read(seeded, tmp_path):
     assert outside == [{"object": "link", "check": "file inside the backup", "expected": "inside",
                         "actual": "leads out of the backup's folder: not read", "passed": False, "skipped": False,
                         "note": False}]
+    (made.path / "loop").symlink_to("loop")  # round a loop of links: a row, no RuntimeError traceback
+    looped = backup.check_files(made.path, {**manifest, "files": {"loop": {"bytes": 1, "sha256": "00"}}})
+    assert [(r["check"], r["actual"]) for r in looped] == [("file inside the backup",
+                                                            "leads out of the backup's folder: not read")]
     manifest["files"]["/etc/hostname"] = manifest["files"].pop("link")
     mpath.write_text(json.dumps(manifest))
     with pytest.raises(BackupError, match="file '/etc/hostname' is not a name inside the backup's folder"):
