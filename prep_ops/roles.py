@@ -137,7 +137,7 @@ class _Planner:
             return None
         return {r["name"]: r["verifier"] for r in self.rows("verifiers")}
 
-    # --- what the connecting role may not run (PostgreSQL's own rules, read in user.c; "" where it may) --
+    # --- what the connecting role may not run ("" where it may): the server's rules, as PostgreSQL 15 and 18 refuse ---
     def _who(self, name: str) -> str:
         return sql.Identifier(name).as_string(None)  # quoted as in the statements: shown safely with them
 
@@ -338,9 +338,9 @@ def plan_lines(steps: list[Step]) -> list[str]:
     a statement the connecting role may not run carries `-- refused: why`, and one comment line first
     says how many, and that apply would then run none of them."""
     refused = [s for s in steps if s.refused]
-    head = [f"-- {len(refused)} of {len(steps)} statements would be refused for the connecting role (marked "
-            "`-- refused:`), so `roles apply` would refuse the whole plan (it runs all or nothing): apply it as a "
-            "role that may run them all, such as a superuser"] if refused else []
+    head = [f"-- the connecting role may not run {len(refused)} of these {len(steps)} statements (marked `-- refused:`): "
+            "`roles apply` runs all or nothing, so it would refuse the whole plan; apply it as a role that may run "
+            "them all, such as a superuser"] if refused else []
     return head + [f"{s.text};" + (f"  -- refused: {s.refused}" if s.refused else "") for s in steps]
 
 
@@ -349,9 +349,10 @@ def refuse_what_the_role_may_not_run(steps: list[Step]) -> None:
     the first one and why, as `roles plan` marks it."""
     refused = [s for s in steps if s.refused]
     if refused:
-        raise RoleError(f"{len(refused)} of {len(steps)} statements would be refused for the connecting role, so "
-                        f"none ran: `{refused[0].text}`: {refused[0].refused}; apply the roles as a role that may "
-                        "run them all, such as a superuser (`prep-ops roles plan` marks each)")
+        raise RoleError(f"applying roles refused before it began, nothing changed: the connecting role may not run "
+                        f"{len(refused)} of {len(steps)} statements, `{refused[0].text}` first: {refused[0].refused}; "
+                        "apply them as a role that may run them all, such as a superuser (`prep-ops roles plan` "
+                        "marks each `-- refused:`)") from None  # chains nothing (a password could ride along)
 
 
 def second_plan_verdict(applied: list[Step], again: list[Step]) -> dict:

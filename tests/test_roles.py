@@ -305,7 +305,7 @@ def test_no_password_in_errors(applied, role_set, passwords):
     with db.connect(reporter, autocommit=True) as conn, pytest.raises(roles.RoleError) as failed:
         roles.apply(conn, other, new_passwords, confirm=True)
     shown = "".join(traceback.format_exception(failed.value))
-    assert "permission denied" in str(failed.value) and "nothing changed" in str(failed.value)
+    assert "may not run" in str(failed.value) and "nothing changed" in str(failed.value)  # said before the server
     for password in list(new_passwords.values()) + list(passwords.values()):
         assert password not in shown
     assert "SCRAM-SHA-256$" not in shown
@@ -540,11 +540,12 @@ def test_plan_by_a_role_without_createrole_marks_what_apply_would_refuse_and_app
             assert refused == creates | grants
             assert not [s for s in steps if s.refused and not s.text.startswith(("CREATE ROLE", "GRANT \""))]
             lines = roles.plan_lines(steps)
-            assert lines[0].startswith(f"-- 8 of {len(steps)} statements would be refused for the connecting role")
+            assert lines[0].startswith(f"-- the connecting role may not run 8 of these {len(steps)} statements")
             assert lines[1].endswith(f";  -- refused: {quoted} has no CREATEROLE, which creating a role needs")
-            with pytest.raises(RoleError, match=rf"^8 of {len(steps)} statements would be refused for the connecting "
-                                                rf"role, so none ran: `CREATE ROLE \"{rs.readonly}\" WITH .*`: "
-                                                rf"{quoted} has no CREATEROLE, which creating a role needs; "):
+            with pytest.raises(RoleError, match=rf"^applying roles refused before it began, nothing changed: the "
+                                                rf"connecting role may not run 8 of {len(steps)} statements, `CREATE "
+                                                rf"ROLE \"{rs.readonly}\" WITH .*` first: {quoted} has no CREATEROLE, "
+                                                "which creating a role needs; "):
                 roles.apply(conn, rs, passwords, confirm=True)
             assert conn.execute("SELECT count(*) FROM pg_roles WHERE rolname = ANY(%s)",
                                 (list(rs.names.values()),)).fetchone()[0] == 0
