@@ -55,12 +55,14 @@ class Pruned:
         count = sum(len(paths) for paths in self.left.values())
         if not count:
             return None
-        oids = ", ".join("OID not recorded" if oid is None else str(oid)
-                         for oid in sorted(self.left, key=lambda o: (o is None, o or 0)))
-        return (f"left {count} {self.kind} backup{'s' if count != 1 else ''} of another database named "
+        known = sorted(oid for oid in self.left if oid is not None)
+        oids = "; ".join(([f"OID{'s' if len(known) > 1 else ''} {', '.join(map(str, known))}"] if known else [])
+                         + (["no OID recorded"] if None in self.left else []))
+        return (f"left {count} {self.kind} backup{'s' if count != 1 else ''} of "
+                f"{'another database' if len(self.left) == 1 else 'other databases'} named "
                 f"{self.database} on this cluster ({oids}), from before a restore or a drop and create of that "
-                f"name: --keep removes only this database's (OID {self.oid}); remove them by hand from "
-                f"{self.directory} once they are not needed")
+                f"name: --keep removes only this database's (OID {self.oid}); remove {'it' if count == 1 else 'them'} "
+                f"by hand from {self.directory} once {'it is' if count == 1 else 'they are'} not needed")
 
 
 @dataclass

@@ -215,7 +215,7 @@ def test_keep_after_a_restore_leaves_the_backups_from_before_it_and_says_how_man
         lines = ran.stdout.splitlines()
         assert len(lines) == 3 and Path(lines[-1]).exists() and not first.path.exists()  # this database's older one: removed
         assert lines[1] == (f"left 2 full backups of another database named {migrated.database} on this cluster "
-                            f"({old_oid}), from before a restore or a drop and create of that name: --keep removes "
+                            f"(OID {old_oid}), from before a restore or a drop and create of that name: --keep removes "
                             f"only this database's (OID {new_oid}); remove them by hand from {folder} once they are "
                             "not needed")
         assert all(b.path.exists() and b.manifest_path.exists() for b in older)
