@@ -208,10 +208,83 @@ def test_a_manifest_pointing_outside_its_folder_is_never_read(seeded, tmp_path):
     assert outside == [{"object": "link", "check": "file inside the backup", "expected": "inside",
                         "actual": "leads out of the backup's folder: not read", "passed": False, "skipped": False,
                         "note": False}]
+    (made.path / "loop").symlink_to("loop")  # round a loop of links: a row, no RuntimeError traceback
+    looped = backup.check_files(made.path, {**manifest, "files": {"loop": {"bytes": 1, "sha256": "00"}}})
+    assert [(r["check"], r["actual"]) for r in looped] == [("file inside the backup",
+                                                            "leads out of the backup's folder: not read")]
     manifest["files"]["/etc/hostname"] = manifest["files"].pop("link")
     mpath.write_text(json.dumps(manifest))
     with pytest.raises(BackupError, match="file '/etc/hostname' is not a name inside the backup's folder"):
         verify.verify(made.path)
+
+
+def test_a_huge_file_or_a_link_to_one_as_a_manifest_is_refused_without_being_read_whole(seeded, tmp_path):
+    """A manifest was read whole into memory: a link named as a manifest to a disk image or a log (here a
+    sparse file of twice the cap: 128 MiB, 256 MiB once decoded) took all of it. Now at most the cap and
+    one byte are ever read, and a manifest that is a link out of its backup's folder is not read at all,
+    as a backup's files are not (a loop of links is no traceback)."""
+    import tracemalloc
+
+    from prep_ops import manifest
+
+    folder = tmp_path / "backups"
+    made = backup.backup(seeded, "full", "custom", directory=folder)
+    huge = folder / "huge.dump"
+    huge.write_bytes(b"")
+    with open(backup.manifest_path(huge), "wb") as out:
+        out.truncate(2 * manifest.MANIFEST_MAX_BYTES)  # sparse: costs no disk
+    outside = tmp_path / "elsewhere.manifest.json"
+    outside.write_text(made.manifest_path.read_text())  # a valid manifest of the backup, out of its folder
+    made.manifest_path.unlink()
+    made.manifest_path.symlink_to(outside)
+    looped = folder / "loop.dump"
+    looped.write_bytes(b"")
+    backup.manifest_path(looped).symlink_to(backup.manifest_path(looped))
+    tracemalloc.start()
+    try:
+        with pytest.raises(BackupError, match=r"^the manifest .*huge\.dump\.manifest\.json is larger than 64 MiB, "
+                                              r"the most a manifest may be: not read$"):
+            backup.read_manifest(huge)
+        with pytest.raises(BackupError, match=r"^the manifest .* is a link leading out of its backup's folder "
+                                              r"\(or round a loop\): not read$"):
+            backup.read_manifest(made.path)
+        with pytest.raises(BackupError, match=r"^the manifest .*loop\.dump\.manifest\.json is a link leading out"):
+            backup.read_manifest(looped)
+        assert backup.listing(folder) == []
+        assert tracemalloc.get_traced_memory()[1] < 8 << 20  # nothing near the file's size was held
+    finally:
+        tracemalloc.stop()
+    with open(backup.manifest_path(huge), "r+b") as out:  # one byte over the cap is refused
+        out.truncate(manifest.MANIFEST_MAX_BYTES)
+        out.seek(manifest.MANIFEST_MAX_BYTES)
+        out.write(b" ")
+    with pytest.raises(BackupError, match="is larger than 64 MiB"):
+        backup.read_manifest(huge)
+    done = subprocess.run([sys.executable, "-m", "prep_ops", "verify", str(made.path)], env=cli_env(seeded),
+                          capture_output=True, text=True)
+    assert done.returncode == 1 and done.stdout == "" and done.stderr == (
+        f"error: the manifest {made.manifest_path} is a link leading out of its backup's folder (or round a loop): "
+        "not read\n")
+    made.manifest_path.unlink()
+    made.manifest_path.symlink_to("inside.json")  # a link that stays inside the folder is read as before
+    os.rename(outside, folder / "inside.json")
+    assert backup.read_manifest(made.path) == made.manifest
+
+
+def test_a_manifest_too_large_to_be_read_back_is_never_written_and_its_backup_not_kept(seeded, tmp_path,
+                                                                                          monkeypatch):
+    """Reading is capped (MANIFEST_MAX_BYTES): a backup whose manifest would pass the cap would be one no
+    verify or restore could read. It fails in one line and leaves nothing."""
+    from prep_ops import manifest
+
+    sizes = backup.backup(seeded, "full", "custom", directory=tmp_path / "sizes")
+    monkeypatch.setattr(manifest, "MANIFEST_MAX_BYTES", sizes.manifest_path.stat().st_size - 1)
+    folder = tmp_path / "backups"
+    cap = manifest.MANIFEST_MAX_BYTES
+    with pytest.raises(BackupError, match=rf"^the manifest of .*\.dump would be [\d,]+ bytes, more than the {cap:,} "
+                                          r"prep-ops reads: the backup is not kept$"):
+        backup.backup(seeded, "full", "custom", directory=folder)
+    assert list(folder.iterdir()) == []
 
 
 def test_dbname_in_the_query_string_cannot_redirect_the_scratch_restore(server):
