@@ -61,7 +61,7 @@ from .db import Target, client_program, conninfo, connect, libpq_url, server_ver
 from .errors import BackupError, ParameterError, program_error
 from .sqlfiles import load
 # the backup layer's names, importable from here as callers always have
-from .manifest import (FORMATS, KINDS, Backup, backups_dir, check_files, file_hashes, identity, latest,  # noqa: F401
+from .manifest import (FORMATS, KINDS, Backup, Pruned, backups_dir, check_files, file_hashes, identity, latest,  # noqa: F401
                        listing, manifest_path, of_database, read_manifest, same_database, schema_dump_path,
                        sha256_of, surely_same_database, whose, write_manifest)
 
@@ -160,10 +160,12 @@ def backup(target: Target, kind: str = "full", fmt: str = "custom", *, directory
     """Dump the target with pg_dump and write the manifest beside the dump; returns both.
 
     `jobs` parallel dump jobs apply to the directory format. `keep` removes all but the newest
-    `keep` backups of this database and kind from the folder afterwards. Behind another session's lock
-    the backup waits `lock_wait` seconds (0: no limit) for any one lock, then raises BackupError naming
-    the table and the session holding it, and keeps nothing (see the module's docstring); with `say`, it
-    says every few seconds meanwhile which session it waits for.
+    `keep` backups of this database (same cluster, name and OID) and kind from the folder afterwards; the
+    returned Backup's `pruned` says what it removed and which backups of a same-named database under
+    another OID it left (see prune). Behind another session's lock the backup waits `lock_wait` seconds
+    (0: no limit) for any one lock, then raises BackupError naming the table and the session holding it,
+    and keeps nothing (see the module's docstring); with `say`, it says every few seconds meanwhile which
+    session it waits for.
     """
     _check_options(kind, fmt, keep, lock_wait)
     directory = Path(directory) if directory else backups_dir()
@@ -181,9 +183,8 @@ def backup(target: Target, kind: str = "full", fmt: str = "custom", *, directory
             raise BackupError(f"backing up {target.database} into {directory} failed: {exc.strerror or exc}; "
                               "nothing of it is kept") from None
         raise
-    if keep:
-        prune(directory, source, kind, keep)
-    return Backup(path, manifest)
+    pruned = prune(directory, source, kind, keep) if keep else None
+    return Backup(path, manifest, pruned)
 
 
 def _dump(target: Target, kind: str, fmt: str, path: Path, schema: Path, started: datetime,
@@ -282,24 +283,36 @@ def _locked(conn: psycopg.Connection, target: Target, lock_wait: float) -> str:
             f"no backup was made and nothing of it is kept: take it again when that ends{end}")
 
 
-def prune(directory: Path, source: dict, kind: str, keep: int) -> list[Path]:
+def prune(directory: Path, source: dict, kind: str, keep: int) -> Pruned:
     """Remove all but the newest `keep` backups of the database `source` identifies (surely the same
     cluster and name: see manifest.surely_same_database, and the same database OID) and `kind`; returns
-    what was removed. Another server's backups of a same-named database stay, and so does one whose
-    cluster is unknown, and one of a database of that name dropped and made again since (another OID:
-    its backups may be all that is left of its data). A data backup's schema dump goes with it only under
-    the name backup() gave it (a manifest is data: the file it names may be another backup)."""
-    removed, oid = [], source.get("database_oid")
-    ours = [b for b in of_database(directory, source, kind) if surely_same_database(b.manifest["source"], source)
-            and oid is not None and b.manifest["source"].get("database_oid") == oid]
+    what was removed, and what was left that a person must decide on.
+
+    Another server's backups of a same-named database stay, and so does one whose cluster is unknown, and
+    one of a database of that name on this cluster under another OID: one dropped and made again since, or
+    the one a restore swapped out (a restore loads into a new database and swaps names, so the restored
+    database has a new OID). Its backups may be all that is left of its data, so --keep never removes them;
+    it counts them by OID in `Pruned.left` (the CLI and runbook 04 say so in one line, naming the folder),
+    so that they do not pile up unseen. A data backup's schema dump goes with it only under the name
+    backup() gave it (a manifest is data: the file it names may be another backup)."""
+    oid = source.get("database_oid")
+    done = Pruned(directory, source["database"], kind, oid)
+    ours = []
+    for found in of_database(directory, source, kind):
+        if not surely_same_database(found.manifest["source"], source):
+            continue  # another server's, or one whose cluster is unknown: neither removed nor counted
+        if oid is not None and found.manifest["source"].get("database_oid") == oid:
+            ours.append(found)
+        else:
+            done.left.setdefault(found.manifest["source"].get("database_oid"), []).append(found.path)
     for old in ours[keep:]:
         _remove(old.path)
         companion = schema_dump_path(old.path, old.manifest)
         if companion is not None and companion == old.path.with_name(old.path.name + SCHEMA_SUFFIX).resolve():  # beside it only
             _remove(companion)
         old.manifest_path.unlink(missing_ok=True)
-        removed.append(old.path)
-    return removed
+        done.removed.append(old.path)
+    return done
 
 
 def holds(manifest: dict) -> str:

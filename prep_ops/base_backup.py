@@ -31,7 +31,7 @@ from . import orphans, pg_binaries
 from .backup import libpq_env
 from .db import Target, server_version
 from .errors import BackupError, ParameterError, program_error
-from .manifest import _LSN, _check_file, _json_type, backups_dir, file_hashes
+from .manifest import _LSN, _check_file, _json_type, _manifest_text, backups_dir, file_hashes
 from .private_cluster import alive
 from .sqlfiles import load
 
@@ -159,11 +159,11 @@ def read(path: Path) -> dict:
     """The validated prep-ops manifest of the base backup folder `path`; BackupError saying what is wrong."""
     path = Path(path)
     file = path / MANIFEST
-    if not file.is_file():
+    if not file.is_file() and not file.is_symlink():
         raise BackupError(f"{path} is not a base backup: it holds no {MANIFEST}")
-    try:
-        manifest = json.loads(file.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    try:  # as a logical backup's: only inside its folder, and at most MANIFEST_MAX_BYTES of it
+        manifest = json.loads(_manifest_text(file))
+    except json.JSONDecodeError as exc:
         raise BackupError(f"{file} is not valid JSON ({exc})") from None
     problem = manifest_problem(manifest)
     if problem:

@@ -57,6 +57,9 @@ def _with_conn(ctx: click.Context, function, *args, **kwargs):
         return function(conn, *args, **kwargs)
 
 
+_running: list[str] = []  # the command `main` runs ("backup"), named in an error line it ends with
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--database-url", metavar="URL", help="Target database (default: $DATABASE_URL, else the embedded server).")
 @click.pass_context
@@ -67,6 +70,7 @@ def cli(ctx: click.Context, database_url: str | None) -> None:
     """
     ctx.ensure_object(dict)
     ctx.obj["database_url"] = database_url
+    _running[:] = [ctx.invoked_subcommand] if ctx.invoked_subcommand else []
     if database_url:  # notebook kernels started by `run` inherit it
         os.environ["DATABASE_URL"] = database_url
 
@@ -244,10 +248,27 @@ def _terminated(signum, frame) -> None:
     raise KeyboardInterrupt
 
 
+def _command_failed() -> str:
+    """"prep-ops backup failed: " for the command `main` ran, "" before one was chosen."""
+    return f"prep-ops {_running[0]} failed: " if _running else ""
+
+
+def _connection_lost(exc: Exception) -> str:
+    """What a lost session means, for the psycopg error `exc` a command ended with: "" when the session
+    was not lost. SQLSTATE class 57 (the server shutting down, or an administrator ending the session) and
+    class 08 (connection failures), and a connection psycopg found closed, which carries no SQLSTATE."""
+    state = getattr(exc, "sqlstate", None) or ""
+    if state.startswith(("57P", "08")) or (not state and "connection" in str(exc).lower()):
+        return (" (the server ended the session: it was stopped or restarted, or an administrator ended it; "
+                "the command stopped at that point: run it again once the server is up)")
+    return ""
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: user errors become one `error:` line and exit code 1, never a traceback. SIGTERM is
     taken as Ctrl-C (`aborted`, exit 130)."""
     signal.signal(signal.SIGTERM, _terminated)
+    _running.clear()
     try:
         code = cli.main(args=argv, prog_name="prep-ops", standalone_mode=False)
     except click.exceptions.Abort:
@@ -276,6 +297,6 @@ def main(argv: list[str] | None = None) -> None:
 
         # the server's message itself, whole: a name quoted in it may hold a line break (shown, not cut at)
         message = getattr(getattr(exc, "diag", None), "message_primary", None) or first_line(exc)
-        echo_line(f"error: database error: {mask_url(message)}", err=True)
+        echo_line(f"error: {_command_failed()}database error: {mask_url(message)}{_connection_lost(exc)}", err=True)
         code = 1
     sys.exit(code or 0)

@@ -16,8 +16,10 @@ from .cli import _target, cli, echo_line, echo_text, text_table
 @click.option("--format", "fmt", type=click.Choice(["plain", "custom", "directory"]), default="custom", show_default=True)
 @click.option("--dir", "directory", type=click.Path(file_okay=False), help="Folder for backups (default: backups/).")
 @click.option("--jobs", type=click.IntRange(min=1), default=2, show_default=True, help="Parallel jobs (directory format).")
-@click.option("--keep", type=click.IntRange(min=1), help="Keep only the newest N backups of this database and kind "
-              "(--kind base: of this cluster, with the backups their incrementals need and the WAL they need).")
+@click.option("--keep", type=click.IntRange(min=1), help="Keep only the newest N backups of this database (same "
+              "cluster, name and OID) and kind, and say how many of a same-named database under another OID "
+              "(before a restore or a re-create) it left to remove by hand (--kind base: of this cluster, with "
+              "the backups their incrementals need and the WAL they need).")
 @click.option("--lock-wait", "lock_wait", type=click.FloatRange(min=0, max=86399), default=120.0,  # backup.LOCK_WAIT
               show_default=True,
               metavar="SECONDS", help="How long to wait for a table another session holds locked (VACUUM FULL, "
@@ -43,6 +45,8 @@ def backup_cmd(ctx, kind, incremental, fmt, directory, jobs, keep, lock_wait) ->
     m = made.manifest
     echo_line(f"{m['kind']} {m['format']} backup of {m['database']}: {m['bytes']:,} bytes, {backup.holds(m)}, "
                f"manifest {made.manifest_path.name}")
+    if made.pruned and made.pruned.note():  # backups --keep may not remove: said, so they do not pile up unseen
+        echo_line(made.pruned.note())
     echo_line(str(made.path))
 
 

@@ -49,11 +49,13 @@ def roles_group() -> None:
 @roles_group.command("plan")
 @click.pass_context
 def roles_plan(ctx: click.Context) -> None:
-    """Print the statements `roles apply` would run (passwords elided). Example: prep-ops roles plan"""
+    """Print the statements `roles apply` would run (passwords elided); one the connecting role may not run
+    is marked `-- refused: why` (apply would then run none). Example: prep-ops roles plan"""
     from . import roles
 
     steps = _with_conn(ctx.parent, roles.plan)
-    echo_text("\n".join(f"{statement(step)};" for step in steps) if steps else "-- roles are in place: nothing to do")
+    echo_text("\n".join(statement(line) for line in roles.plan_lines(steps)) if steps
+              else "-- roles are in place: nothing to do")
 
 
 @roles_group.command("apply")

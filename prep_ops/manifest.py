@@ -11,7 +11,7 @@ import os
 import re
 import secrets
 import stat
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path, PurePosixPath
 
@@ -26,14 +26,50 @@ from .sqlfiles import load
 KINDS = {"full": [], "schema": ["--schema-only"], "data": ["--data-only"]}  # with the pg_dump options of each
 FORMATS = {"plain": ("p", ".sql"), "custom": ("c", ".dump"), "directory": ("d", ".dir")}
 MANIFEST_SUFFIX = ".manifest.json"
+# The most of a manifest ever read (and written). Measured: about 700 bytes a table (2,000 tables with a
+# key, an index and a CHECK: 1.3 MiB; pagila, 71 tables and its functions: 92 KiB); 64 MiB holds some
+# 90,000 such tables. A bigger "manifest" (a link to a disk image, a log that grew there) is refused
+# after reading at most this much plus one byte, never loaded whole.
+MANIFEST_MAX_BYTES = 64 << 20
 _LSN = re.compile(r"[0-9A-F]{1,8}/[0-9A-F]{1,8}")
 _XIDS = re.compile(r"\d+:\d+:(\d+(,\d+)*)?")  # pg_snapshot's text: xmin:xmax:in-progress,...
+
+
+@dataclass
+class Pruned:
+    """What `backup --keep` did in a folder: the backups of this database (same cluster, name and OID) and
+    kind it removed, and those of a database of the same name on the same cluster under another OID that it
+    left ("left": their paths by OID; None where the manifest recorded none). Those come from before a
+    restore (which swaps in a new database) or a DROP and CREATE of that name: the backups of a dropped
+    database may be all that is left of its data, so only a person removes them."""
+
+    directory: Path
+    database: str
+    kind: str
+    oid: int | None
+    removed: list[Path] = field(default_factory=list)
+    left: dict[int | None, list[Path]] = field(default_factory=dict)
+
+    def note(self) -> str | None:
+        """The backups left, in one line for the DBA (None: none left)."""
+        count = sum(len(paths) for paths in self.left.values())
+        if not count:
+            return None
+        known = sorted(oid for oid in self.left if oid is not None)
+        oids = "; ".join(([f"OID{'s' if len(known) > 1 else ''} {', '.join(map(str, known))}"] if known else [])
+                         + (["no OID recorded"] if None in self.left else []))
+        return (f"left {count} {self.kind} backup{'s' if count != 1 else ''} of "
+                f"{'another database' if len(self.left) == 1 else 'other databases'} named "
+                f"{self.database} on this cluster ({oids}), from before a restore or a drop and create of that "
+                f"name: --keep removes only this database's (OID {self.oid}); remove {'it' if count == 1 else 'them'} "
+                f"by hand from {self.directory} once {'it is' if count == 1 else 'they are'} not needed")
 
 
 @dataclass
 class Backup:
     path: Path
     manifest: dict
+    pruned: Pruned | None = None  # what --keep did after this backup was made (None: no --keep)
 
     @property
     def manifest_path(self) -> Path:
@@ -150,9 +186,13 @@ def schema_dump_path(path: Path, manifest: dict) -> Path | None:
 
 
 def _inside(base: Path, name: str) -> Path | None:
-    """The file `name` of a backup under `base`, or None when it would lead out of that folder."""
-    file = (base / name).resolve()
-    return file if file.is_relative_to(base.resolve()) else None
+    """The file `name` of a backup under `base`, or None when it would lead out of that folder (or round a
+    loop of links, which Python 3.11 raises RuntimeError for)."""
+    try:
+        file = (base / name).resolve()
+        return file if file.is_relative_to(base.resolve()) else None
+    except (OSError, RuntimeError):
+        return None
 
 
 def check_files(path: Path, manifest: dict) -> list[dict]:
@@ -188,13 +228,18 @@ def _check_file(base: Path, name: str, recorded: dict, what: str = "") -> list[d
 def write_manifest(path: Path, manifest: dict) -> Path:
     """Write `manifest` beside the backup at `path`, readable by its owner only; returns where. It is
     written whole under a temporary dot-name, flushed, then renamed: a full disk or a crash midway never
-    leaves a cut manifest under the final name (OSError then, the temporary file removed)."""
+    leaves a cut manifest under the final name (OSError then, the temporary file removed). One larger than
+    MANIFEST_MAX_BYTES, which no reader would load, is a BackupError, and nothing is written."""
     mpath = manifest_path(path)
+    text = json.dumps(manifest, indent=2, default=str).encode()
+    if len(text) > MANIFEST_MAX_BYTES:  # none is written that no prep-ops would read back
+        raise BackupError(f"the manifest of {path.name} would be {len(text):,} bytes, more than the "
+                          f"{MANIFEST_MAX_BYTES:,} prep-ops reads: the backup is not kept")
     temporary = mpath.with_name(f".{mpath.name}.tmp-{secrets.token_hex(4)}")
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # new: never through a link put there
     try:
-        with os.fdopen(fd, "w") as out:
-            out.write(json.dumps(manifest, indent=2, default=str))
+        with os.fdopen(fd, "wb") as out:
+            out.write(text)
             out.flush()
             os.fsync(out.fileno())
         os.rename(temporary, mpath)
@@ -205,17 +250,30 @@ def write_manifest(path: Path, manifest: dict) -> Path:
 
 
 def _manifest_text(mpath: Path) -> str:
-    """The text of the manifest file `mpath`: BackupError when it is no regular file (a FIFO would block
-    the reader for ever, a folder is no manifest) or no UTF-8 text."""
+    """The text of the manifest file `mpath`: BackupError when it leads out of its folder (a link
+    elsewhere: a manifest is read only where its backup is, as a backup's files are), is no regular file
+    (a FIFO would block the reader for ever, a folder is no manifest), is larger than MANIFEST_MAX_BYTES
+    (at most that and one byte are read) or is no UTF-8 text."""
+    inside = _inside(mpath.parent, mpath.name)
+    if inside is None:
+        raise BackupError(f"the manifest {mpath} is a link leading out of its backup's folder (or round a loop): "
+                          "not read")
     try:  # O_NONBLOCK: opening a FIFO returns at once, and fstat tells it from a file
-        fd = os.open(mpath, os.O_RDONLY | os.O_NONBLOCK)
+        fd = os.open(inside, os.O_RDONLY | os.O_NONBLOCK)
     except OSError as exc:
         raise BackupError(f"the manifest {mpath} cannot be read: {exc.strerror}") from None
     if not stat.S_ISREG(os.fstat(fd).st_mode):
         os.close(fd)
         raise BackupError(f"the manifest {mpath} is not a file")
-    with os.fdopen(fd, "rb") as handle:
-        data = handle.read()
+    too_large = BackupError(f"the manifest {mpath} is larger than {MANIFEST_MAX_BYTES >> 20} MiB, the most a "
+                            "manifest may be: not read")
+    if os.fstat(fd).st_size > MANIFEST_MAX_BYTES:
+        os.close(fd)
+        raise too_large
+    with os.fdopen(fd, "rb") as handle:  # the size told may be wrong (a file still growing): read no more
+        data = handle.read(MANIFEST_MAX_BYTES + 1)
+    if len(data) > MANIFEST_MAX_BYTES:
+        raise too_large
     try:
         return data.decode()
     except UnicodeDecodeError:
@@ -228,7 +286,7 @@ def read_manifest(path: Path) -> dict:
     if path.name.endswith(MANIFEST_SUFFIX):
         path = path.with_name(path.name[: -len(MANIFEST_SUFFIX)])
     mpath = manifest_path(path)
-    if not mpath.exists():
+    if not mpath.exists() and not mpath.is_symlink():  # a link to nothing, or round a loop: said by _manifest_text
         if not path.exists():
             raise BackupError(f"no backup at {path}: no such file or folder (nor its manifest {mpath.name})")
         raise BackupError(f"no manifest beside {path} (expected {mpath.name}); was it made by prep-ops backup?")

@@ -231,8 +231,33 @@ def candidates(backups: list, segments: dict, segment_bytes: int, *, to_time: da
                                  "in the archive (yet). A server archives it at its next segment switch "
                                  "(archive_timeout); to have it now, run SELECT pg_switch_wal() on the server and try "
                                  f"again (the newest archived WAL was written at {_archive_end(segments)})")
+        if to_lsn is not None:
+            _refuse_inside_a_base_backup(backups, segments, segment_bytes, to_lsn)
         raise ParameterError(f"{what} is outside the recoverable window: {_window_text(backups, segments)}{streamed}")
     return found
+
+
+def _refuse_inside_a_base_backup(backups: list, segments: dict, segment_bytes: int, to_lsn: str) -> None:
+    """ParameterError where `to_lsn` lies inside a base backup (from its start LSN to before its end): a
+    backup's files are consistent only once replay has reached its end, so no recovery stops inside it.
+    Says which backup, its start and end, and the earliest location recover --to-lsn can reach: the end
+    of the oldest base backup whose WAL, from its start to its end, is all archived."""
+    target = base_backup.lsn_value(to_lsn)
+
+    def span(b) -> tuple[int, int]:
+        return base_backup.lsn_value(b.manifest["start_lsn"]), base_backup.lsn_value(b.manifest["end_lsn"])
+
+    inside = sorted((b for b in backups if span(b)[0] <= target < span(b)[1]), key=lambda b: span(b)[0])
+    if not inside:
+        return
+    usable = [span(b)[1] for b in backups
+              if all(n in segments for n in range(span(b)[0] // segment_bytes, span(b)[1] // segment_bytes + 1))]
+    holding, (start, end) = inside[0], span(inside[0])
+    earliest = (f"the earliest location that can be recovered to is {base_backup.lsn_text(min(usable))}" if usable
+                else "no base backup of this cluster has all its WAL archived yet, so no location can be recovered to")
+    raise ParameterError(f"{to_lsn} lies inside base backup {holding.name} (WAL {base_backup.lsn_text(start)} to "
+                         f"{base_backup.lsn_text(end)}): a base backup is consistent only from its end LSN, so recovery "
+                         f"cannot stop before {base_backup.lsn_text(end)}; {earliest}")
 
 
 def choose(backups: list, segments: dict, segment_bytes: int, *, to_time: datetime | None,

@@ -22,6 +22,9 @@ from .manifest import backups_dir, identity, read_manifest, same_database
 from .sqlfiles import load
 
 
+_TARGET_LOCK = 7203  # with hashtext(<target's name>): the two-key advisory lock of a restore into it (scratch: 7201, 7202)
+
+
 def _occupied(conn: psycopg.Connection, kind: str) -> str | None:
     """What a restore of a `kind` backup would replace in this database, in a word ("rows", "tables",
     "objects": views, routines, types, large objects ...), or None when it would replace nothing. A data
@@ -246,6 +249,7 @@ def restore(path: Path, target: Target, *, confirm: bool = False, safety_dir: Pa
     admin_db = "postgres" if target.database != "postgres" else "template1"
     with connect(target.with_database(admin_db), autocommit=True) as admin:
         scratch.claim(admin, run)
+        _one_restore_at_a_time(admin, target)
         removed = scratch.remove_stale(admin, RESTORING, run, comment=_restoring_comment(target))
         if not confirm and admin.execute(load("restore", "sessions"), {"name": target.database, "end": False}).fetchall():
             _swap(admin, target, new, replaced, confirm=False)  # raises, naming the sessions: nothing done yet
@@ -279,6 +283,19 @@ def restore(path: Path, target: Target, *, confirm: bool = False, safety_dir: Pa
             replaced = None
     return {"restored": str(path), "into": target.masked_url, "kind": manifest["kind"],
             "safety_backup": str(safety.path) if safety else None, "replaced": replaced, "removed": removed}
+
+
+def _one_restore_at_a_time(admin: psycopg.Connection, target: Target) -> None:
+    """Hold, for as long as `admin`'s session lasts, the lock a restore into `target` takes; BackupError
+    naming the session of the restore that has it, before anything is done. Two restores into one target
+    at once would each swap its copy in, the second replacing the first's without a word, and the second's
+    clean-up would drop what the first replaced, with the writes made after the safety backups were taken."""
+    if admin.execute("SELECT pg_try_advisory_lock(%s, hashtext(%s))", (_TARGET_LOCK, target.database)).fetchone()[0]:
+        return
+    other = admin.execute(load("restore", "other_restore"), {"key": _TARGET_LOCK, "name": target.database}).fetchone()
+    who = (f" (session {other[0]} of {other[1]}, connected since {other[2]:%Y-%m-%d %H:%M:%S %Z})" if other else "")
+    raise BackupError(f"another restore into {target.database} is running{who}; nothing was done: wait for it to "
+                      "end, then restore again if you still need to")
 
 
 def _drop_new(admin: psycopg.Connection, name: str) -> str:

@@ -62,11 +62,14 @@ _ATTRIBUTES = {"superuser": "SUPERUSER", "createdb": "CREATEDB", "createrole": "
 @dataclass(frozen=True)
 class Step:
     """One statement of a plan: `text` as shown (passwords elided), `statement` as run; `unverified`: why
-    the plan holds it whatever the catalogs say (a password it cannot compare), "" for a gap it found."""
+    the plan holds it whatever the catalogs say (a password it cannot compare), "" for a gap it found;
+    `refused`: why the connecting role may not run it (no CREATEROLE, no ADMIN OPTION on a role ...), ""
+    when it may, so that apply, which runs all or nothing, refuses the whole plan before running any."""
 
     text: str
     statement: sql.Composable = field(repr=False, compare=False)
     unverified: str = field(default="", compare=False)
+    refused: str = field(default="", compare=False)
 
     def __str__(self) -> str:
         return self.text
@@ -100,17 +103,23 @@ class _Planner:
         self.owner = owner or conn.execute("SELECT current_user").fetchone()[0]
         self.hidden = [p.reveal() for p in passwords.values()]
         self.steps: list[Step] = []
+        self.powers: dict[str, dict] = {}
+        self.me: dict = {}
 
     def rows(self, name: str, **params) -> list[dict]:
         with self.conn.cursor(row_factory=dict_row) as cur:
             return cur.execute(load("roles", name), {"names": self.names, **params}).fetchall()
 
-    def add(self, statement: sql.Composable, shown: sql.Composable | None = None, unverified: str = "") -> None:
-        self.steps.append(Step((shown or statement).as_string(None), statement, unverified))
+    def add(self, statement: sql.Composable, shown: sql.Composable | None = None, unverified: str = "",
+            refused: str = "") -> None:
+        self.steps.append(Step((shown or statement).as_string(None), statement, unverified, refused))
 
     def plan(self) -> list[Step]:
         if not role_exists(self.conn, self.owner):
             raise ParameterError(f"owner role {self.owner!r} does not exist")
+        groups = [g for groups in _MEMBER_OF.values() for g in groups if g not in self.roles.names]
+        self.powers = {r["name"]: r for r in self.rows("powers", names=self.names + groups)}
+        self.me = next(r for r in self.powers.values() if r["me"])
         self.plan_roles()
         self.plan_memberships()
         grants = grants_in(self.conn, None, self.names)
@@ -128,6 +137,49 @@ class _Planner:
             return None
         return {r["name"]: r["verifier"] for r in self.rows("verifiers")}
 
+    # --- what the connecting role may not run ("" where it may): the server's rules, as PostgreSQL 15 and 18 refuse ---
+    def _who(self, name: str) -> str:
+        return sql.Identifier(name).as_string(None)  # quoted as in the statements: shown safely with them
+
+    def refused_create(self) -> str:
+        if self.me["superuser"] or self.me["createrole"]:
+            return ""
+        return f"{self._who(self.me['name'])} has no CREATEROLE, which creating a role needs"
+
+    def refused_alter(self, name: str, changed: list[str] | None = None) -> str:
+        """Why the current role may not change `changed` attributes (None: the password) of the role `name`."""
+        me, role, target = self.me, self._who(self.me["name"]), self.powers.get(name, {})
+        if me["superuser"] or (changed is None and name == me["name"]):  # anyone may set their own password
+            return ""
+        if target.get("superuser"):
+            return f"{self._who(name)} is a superuser, which only a superuser may alter"
+        what = "altering another role" if changed else "setting the password of another role"
+        if not me["createrole"]:
+            return f"{role} has no CREATEROLE, which {what} needs"
+        if self.version >= 16 and not target.get("admin", True):  # a role it creates in this plan: admin
+            return f"{role} has no ADMIN OPTION on {self._who(name)}, which {what} needs besides CREATEROLE since PostgreSQL 16"
+        for attribute in [a for a in ("replication", "bypassrls", "createdb") if a in (changed or ())]:
+            if self.version < 16 and attribute != "createdb":
+                return f"only a superuser may change {_ATTRIBUTES[attribute]} before PostgreSQL 16"
+            if self.version >= 16 and not me[attribute]:
+                return f"{role} has no {_ATTRIBUTES[attribute]}, which changing it on another role needs"
+        if self.version < 16 and target.get("replication"):
+            return f"{self._who(name)} has REPLICATION, which only a superuser may alter before PostgreSQL 16"
+        return ""
+
+    def refused_grant(self, group: str, created: bool) -> str:
+        """Why the current role may not grant membership in `group` (`created`: made by this plan)."""
+        me, role, target = self.me, self._who(self.me["name"]), self.powers.get(group, {})
+        if me["superuser"]:
+            return ""
+        if self.version >= 16:  # ADMIN OPTION only; a role it creates with CREATEROLE comes with it
+            if (created and me["createrole"]) or target.get("admin"):
+                return ""
+            return f"{role} has no ADMIN OPTION on {self._who(group)}, which granting it needs since PostgreSQL 16"
+        if (me["createrole"] and not target.get("superuser")) or target.get("admin"):
+            return ""
+        return f"{role} has neither CREATEROLE nor ADMIN OPTION on {self._who(group)}, which granting it needs"
+
     def plan_roles(self) -> None:
         existing = {r["name"]: r for r in self.rows("roles")}
         stored = self.verifiers()
@@ -139,23 +191,23 @@ class _Planner:
                 options = sql.SQL(" ").join(sql.SQL(_ATTRIBUTES[a] if v else "NO" + _ATTRIBUTES[a]) for a, v in wanted.items())
                 statement = sql.SQL("CREATE ROLE {} WITH {}").format(role, options)
                 if password is None:
-                    self.add(statement)
+                    self.add(statement, refused=self.refused_create())
                 else:
                     verifier = encrypt(self.conn, password, name)
                     self.hidden.append(verifier)
                     self.add(statement + sql.SQL(" PASSWORD {}").format(sql.Literal(verifier)),
-                             statement + sql.SQL(" PASSWORD '***'"))
+                             statement + sql.SQL(" PASSWORD '***'"), refused=self.refused_create())
                 continue
             differ = [a for a, v in wanted.items() if existing[name][a] != v]
             if differ:
                 options = sql.SQL(" ").join(sql.SQL(_ATTRIBUTES[a] if wanted[a] else "NO" + _ATTRIBUTES[a]) for a in differ)
-                self.add(sql.SQL("ALTER ROLE {} WITH {}").format(role, options))
+                self.add(sql.SQL("ALTER ROLE {} WITH {}").format(role, options), refused=self.refused_alter(name, differ))
             if password is not None and not (stored is not None and verifier_matches(password, stored.get(name))):
                 verifier = encrypt(self.conn, password, name)
                 self.hidden.append(verifier)
                 self.add(sql.SQL("ALTER ROLE {} PASSWORD {}").format(role, sql.Literal(verifier)),
                          sql.SQL("ALTER ROLE {} PASSWORD '***'").format(role),
-                         "" if stored is not None else _UNREADABLE_PASSWORDS)
+                         "" if stored is not None else _UNREADABLE_PASSWORDS, refused=self.refused_alter(name))
 
     def plan_memberships(self) -> None:
         held = {(r["member"], r["role"]) for r in self.rows("memberships")}
@@ -164,7 +216,8 @@ class _Planner:
             for group in groups:
                 group_name = self.roles.names.get(group, group)
                 if (member, group_name) not in held:
-                    self.add(sql.SQL("GRANT {} TO {}").format(sql.Identifier(group_name), sql.Identifier(member)))
+                    self.add(sql.SQL("GRANT {} TO {}").format(sql.Identifier(group_name), sql.Identifier(member)),
+                             refused=self.refused_grant(group_name, created=group_name not in self.powers))
 
     def plan_grants(self, grants: list[dict], object_kind: str, wanted_map: dict) -> None:
         """Per schema (one for the database itself), the GRANTs and REVOKEs of `object_kind` per role."""
@@ -280,6 +333,28 @@ def plan(conn: psycopg.Connection, roles: RoleSet = RoleSet(), passwords: Mappin
         raise database_error(exc, "planning roles failed", RoleError, hidden=hidden) from None
 
 
+def plan_lines(steps: list[Step]) -> list[str]:
+    """The plan as lines of SQL, as `roles plan` and runbook 06 show it (each through formatting.statement):
+    a statement the connecting role may not run carries `-- refused: why`, and one comment line first
+    says how many, and that apply would then run none of them."""
+    refused = [s for s in steps if s.refused]
+    head = [f"-- the connecting role may not run {len(refused)} of these {len(steps)} statements (marked `-- refused:`): "
+            "`roles apply` runs all or nothing, so it would refuse the whole plan; apply it as a role that may run "
+            "them all, such as a superuser"] if refused else []
+    return head + [f"{s.text};" + (f"  -- refused: {s.refused}" if s.refused else "") for s in steps]
+
+
+def refuse_what_the_role_may_not_run(steps: list[Step]) -> None:
+    """RoleError, before anything runs, when the connecting role may not run some steps (see Step.refused):
+    the first one and why, as `roles plan` marks it."""
+    refused = [s for s in steps if s.refused]
+    if refused:
+        raise RoleError(f"applying roles refused before it began, nothing changed: the connecting role may not run "
+                        f"{len(refused)} of {len(steps)} statements, `{refused[0].text}` first: {refused[0].refused}; "
+                        "apply them as a role that may run them all, such as a superuser (`prep-ops roles plan` "
+                        "marks each `-- refused:`)") from None  # chains nothing (a password could ride along)
+
+
 def second_plan_verdict(applied: list[Step], again: list[Step]) -> dict:
     """po.check's arguments for "roles and grants as wanted": the plan made after `applied` ran is empty,
     but for the passwords it sets whatever is stored because it cannot read them (not a superuser): those
@@ -306,7 +381,9 @@ def refuse_changing_current_role(conn: psycopg.Connection, steps: list[Step]) ->
 def apply(conn: psycopg.Connection, roles: RoleSet = RoleSet(), passwords: Mapping[str, "str | Secret"] | None = None,
           *, owner: str | None = None, confirm: bool = False) -> list[Step]:
     """Run the plan in one transaction (all or nothing); returns the steps run. Outside a scratch
-    database, needs `confirm`; a plan that changes the connecting role's own attributes is refused."""
+    database, needs `confirm`; a plan that changes the connecting role's own attributes is refused, and so
+    is one holding a statement the connecting role may not run (a role without CREATEROLE creating roles:
+    Step.refused, marked by `roles plan`), before any runs."""
     require_change(conn, confirm, "creating roles and grants")
     found = resolve_passwords(passwords)
     hidden = [p.reveal() for p in found.values()]
@@ -317,6 +394,7 @@ def apply(conn: psycopg.Connection, roles: RoleSet = RoleSet(), passwords: Mappi
             planner = _Planner(conn, roles, found, owner)
             steps = planner.plan()
             hidden = planner.hidden
+            refuse_what_the_role_may_not_run(steps)
             refuse_changing_current_role(conn, steps)
             for step in steps:
                 conn.execute(step.statement)

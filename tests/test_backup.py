@@ -188,6 +188,42 @@ def test_keep_removes_only_the_schema_dump_a_data_backup_made_never_another_back
     assert backup.read_manifest(other.path)["kind"] == "full"
 
 
+def test_keep_after_a_restore_leaves_the_backups_from_before_it_and_says_how_many_with_their_oid(seeded, migrated,
+                                                                                                 tmp_path):
+    """A restore loads into a new database and swaps names: the restored one has another OID. --keep never
+    removes the backups of the one it replaced (they may be all that is left of its data), and used to leave
+    them without a word, to pile up for ever: it now names how many, their OID and the folder, on the line
+    before the path (still the last line)."""
+    import subprocess
+    import sys
+
+    from conftest import cli_env
+
+    folder = tmp_path / "backups"
+    older = [backup.backup(migrated, "full", "custom", directory=folder) for _ in range(2)]
+    old_oid = older[0].manifest["source"]["database_oid"]
+    done = restore.restore(backup.backup(seeded, "full", "custom", directory=tmp_path / "other").path, migrated,
+                           confirm=True, safety_dir=tmp_path / "safety")
+    try:
+        first = backup.backup(migrated, "full", "custom", directory=folder, keep=1)
+        new_oid = first.manifest["source"]["database_oid"]
+        assert new_oid != old_oid and first.pruned.removed == []
+        assert {oid: sorted(paths) for oid, paths in first.pruned.left.items()} == {old_oid: sorted(b.path for b in older)}
+        ran = subprocess.run([sys.executable, "-m", "prep_ops", "backup", "--dir", str(folder), "--keep", "1"],
+                             env=cli_env(migrated), capture_output=True, text=True)
+        assert ran.returncode == 0, ran.stderr
+        lines = ran.stdout.splitlines()
+        assert len(lines) == 3 and Path(lines[-1]).exists() and not first.path.exists()  # this database's older one: removed
+        assert lines[1] == (f"left 2 full backups of another database named {migrated.database} on this cluster "
+                            f"(OID {old_oid}), from before a restore or a drop and create of that name: --keep removes "
+                            f"only this database's (OID {new_oid}); remove them by hand from {folder} once they are "
+                            "not needed")
+        assert all(b.path.exists() and b.manifest_path.exists() for b in older)
+        assert backup.backup(migrated, "schema", "plain", directory=folder, keep=1).pruned.note() is None  # another kind
+    finally:
+        drop_scratch(migrated.with_database("postgres"), done["replaced"])
+
+
 def test_restore_refuses_a_non_empty_target_without_confirm(seeded, migrated, tmp_path):
     made = backup.backup(seeded, "full", "custom", directory=tmp_path)
     with pytest.raises(ConfirmationRequired, match="already holds tables"):

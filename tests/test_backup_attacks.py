@@ -208,10 +208,83 @@ def test_a_manifest_pointing_outside_its_folder_is_never_read(seeded, tmp_path):
     assert outside == [{"object": "link", "check": "file inside the backup", "expected": "inside",
                         "actual": "leads out of the backup's folder: not read", "passed": False, "skipped": False,
                         "note": False}]
+    (made.path / "loop").symlink_to("loop")  # round a loop of links: a row, no RuntimeError traceback
+    looped = backup.check_files(made.path, {**manifest, "files": {"loop": {"bytes": 1, "sha256": "00"}}})
+    assert [(r["check"], r["actual"]) for r in looped] == [("file inside the backup",
+                                                            "leads out of the backup's folder: not read")]
     manifest["files"]["/etc/hostname"] = manifest["files"].pop("link")
     mpath.write_text(json.dumps(manifest))
     with pytest.raises(BackupError, match="file '/etc/hostname' is not a name inside the backup's folder"):
         verify.verify(made.path)
+
+
+def test_a_huge_file_or_a_link_to_one_as_a_manifest_is_refused_without_being_read_whole(seeded, tmp_path):
+    """A manifest was read whole into memory: a link named as a manifest to a disk image or a log (here a
+    sparse file of twice the cap: 128 MiB, 256 MiB once decoded) took all of it. Now at most the cap and
+    one byte are ever read, and a manifest that is a link out of its backup's folder is not read at all,
+    as a backup's files are not (a loop of links is no traceback)."""
+    import tracemalloc
+
+    from prep_ops import manifest
+
+    folder = tmp_path / "backups"
+    made = backup.backup(seeded, "full", "custom", directory=folder)
+    huge = folder / "huge.dump"
+    huge.write_bytes(b"")
+    with open(backup.manifest_path(huge), "wb") as out:
+        out.truncate(2 * manifest.MANIFEST_MAX_BYTES)  # sparse: costs no disk
+    outside = tmp_path / "elsewhere.manifest.json"
+    outside.write_text(made.manifest_path.read_text())  # a valid manifest of the backup, out of its folder
+    made.manifest_path.unlink()
+    made.manifest_path.symlink_to(outside)
+    looped = folder / "loop.dump"
+    looped.write_bytes(b"")
+    backup.manifest_path(looped).symlink_to(backup.manifest_path(looped))
+    tracemalloc.start()
+    try:
+        with pytest.raises(BackupError, match=r"^the manifest .*huge\.dump\.manifest\.json is larger than 64 MiB, "
+                                              r"the most a manifest may be: not read$"):
+            backup.read_manifest(huge)
+        with pytest.raises(BackupError, match=r"^the manifest .* is a link leading out of its backup's folder "
+                                              r"\(or round a loop\): not read$"):
+            backup.read_manifest(made.path)
+        with pytest.raises(BackupError, match=r"^the manifest .*loop\.dump\.manifest\.json is a link leading out"):
+            backup.read_manifest(looped)
+        assert backup.listing(folder) == []
+        assert tracemalloc.get_traced_memory()[1] < 8 << 20  # nothing near the file's size was held
+    finally:
+        tracemalloc.stop()
+    with open(backup.manifest_path(huge), "r+b") as out:  # one byte over the cap is refused
+        out.truncate(manifest.MANIFEST_MAX_BYTES)
+        out.seek(manifest.MANIFEST_MAX_BYTES)
+        out.write(b" ")
+    with pytest.raises(BackupError, match="is larger than 64 MiB"):
+        backup.read_manifest(huge)
+    done = subprocess.run([sys.executable, "-m", "prep_ops", "verify", str(made.path)], env=cli_env(seeded),
+                          capture_output=True, text=True)
+    assert done.returncode == 1 and done.stdout == "" and done.stderr == (
+        f"error: the manifest {made.manifest_path} is a link leading out of its backup's folder (or round a loop): "
+        "not read\n")
+    made.manifest_path.unlink()
+    made.manifest_path.symlink_to("inside.json")  # a link that stays inside the folder is read as before
+    os.rename(outside, folder / "inside.json")
+    assert backup.read_manifest(made.path) == made.manifest
+
+
+def test_a_manifest_too_large_to_be_read_back_is_never_written_and_its_backup_not_kept(seeded, tmp_path,
+                                                                                          monkeypatch):
+    """Reading is capped (MANIFEST_MAX_BYTES): a backup whose manifest would pass the cap would be one no
+    verify or restore could read. It fails in one line and leaves nothing."""
+    from prep_ops import manifest
+
+    sizes = backup.backup(seeded, "full", "custom", directory=tmp_path / "sizes")
+    monkeypatch.setattr(manifest, "MANIFEST_MAX_BYTES", sizes.manifest_path.stat().st_size - 1)
+    folder = tmp_path / "backups"
+    cap = manifest.MANIFEST_MAX_BYTES
+    with pytest.raises(BackupError, match=rf"^the manifest of .*\.dump would be [\d,]+ bytes, more than the {cap:,} "
+                                          r"prep-ops reads: the backup is not kept$"):
+        backup.backup(seeded, "full", "custom", directory=folder)
+    assert list(folder.iterdir()) == []
 
 
 def test_dbname_in_the_query_string_cannot_redirect_the_scratch_restore(server):
@@ -732,3 +805,49 @@ def test_a_restore_as_a_superuser_gives_objects_their_owners_so_a_security_defin
                                 "WHERE oid = 'app.t'::regclass").fetchone() == (author, author)
     finally:
         _drop(server, target)
+
+
+def test_a_second_restore_into_a_target_another_restore_is_loading_is_refused_and_changes_nothing(
+        seeded, occupied, server, tmp_path):
+    """Two restores into one target at once: the second would swap its copy in over the first's without a
+    word, and its clean-up would drop the database the first replaced (the writes made after the safety
+    backups). The first here waits in its safety backup behind a lock; the second is refused at once,
+    naming the first's session, before any safety backup, new database or swap; the first then ends well."""
+    made = backup.backup(seeded, "full", "custom", directory=tmp_path / "made")
+    with db.connect(occupied, autocommit=True) as conn:  # the target's own writes: unlike the backup
+        conn.execute("DELETE FROM tuition_payments WHERE id IN (SELECT id FROM tuition_payments ORDER BY id LIMIT 3)")
+    before, oid = _contents(occupied), _oid(server, occupied.database)
+    assert before != _contents(seeded)
+    env = cli_env(occupied, PREP_OPS_BACKUP_DIR=str(tmp_path / "backups"))
+    with db.connect(occupied) as holder:
+        holder.execute("LOCK TABLE students IN ACCESS EXCLUSIVE MODE")
+        first = subprocess.Popen([sys.executable, "-m", "prep_ops", "restore", str(made.path), "--confirm"],
+                                 env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            deadline = time.monotonic() + 60
+            with db.connect(server, autocommit=True) as watch:  # the first's safety backup waits on the lock
+                while not watch.execute("SELECT EXISTS (SELECT FROM pg_stat_activity WHERE datname = %s AND "
+                                        "wait_event_type = 'Lock' AND pid <> %s)",
+                                        (occupied.database, holder.info.backend_pid)).fetchone()[0]:
+                    assert time.monotonic() < deadline and first.poll() is None, first.communicate()
+                    time.sleep(0.05)
+            safety_files = sorted((tmp_path / "backups").rglob("*"))
+            # without the guard it would wait behind the same lock in its own safety backup: 60 s, then fail
+            second = subprocess.run([sys.executable, "-m", "prep_ops", "restore", str(made.path), "--confirm"],
+                                    env=cli_env(occupied, PREP_OPS_BACKUP_DIR=str(tmp_path / "second")),
+                                    capture_output=True, text=True, timeout=60)
+            assert second.returncode == 1 and second.stdout == "", second.stdout + second.stderr
+            assert re.fullmatch(rf"error: another restore into {occupied.database} is running \(session \d+ of "
+                                r"\w+, connected since [^)]+\); nothing was done: wait for it to end, then restore "
+                                r"again if you still need to\n", second.stderr), second.stderr
+            assert not (tmp_path / "second").exists()  # no safety backup begun
+            assert sorted((tmp_path / "backups").rglob("*")) == safety_files
+            assert len(_databases(server, "prep_ops_restore_")) == 0  # the first has not made its copy yet
+            assert _oid(server, occupied.database) == oid
+        finally:
+            holder.rollback()
+    out, err = first.communicate(timeout=300)
+    assert first.returncode == 0, out + err
+    assert _oid(server, occupied.database) != oid and _contents(occupied) == _contents(seeded)
+    (replaced,) = _databases(server, f"{occupied.database}_replaced_")
+    assert _oid(server, replaced) == oid and _contents(server.with_database(replaced)) == before

@@ -102,7 +102,11 @@ def test_a_backup_whose_sessions_the_server_ends_midway_leaves_no_dump_file(seed
                           (seeded.database, holder_pid))
     out, err = process.communicate(timeout=120)
     assert process.returncode == 1 and out == "" and len(err.splitlines()) == 1, err
-    assert err.startswith("error:")
+    # the line names the command that failed and what the lost session means (the server's own words alone
+    # said neither: "error: database error: terminating connection due to administrator command")
+    assert err.startswith("error: prep-ops backup failed: database error: terminating connection due to "
+                          "administrator command (the server ended the session: "), err
+    assert "the command stopped at that point" in err
     assert sorted(os.listdir(folder)) == []
 
 

@@ -82,6 +82,32 @@ def test_base_manifest_is_data_validated_never_followed(source_cluster, change, 
     assert not result.ok
 
 
+@pytest.mark.parametrize("how", ["link out of the folder", "huge file"])
+def test_a_base_backup_manifest_linked_out_of_its_folder_or_huge_is_refused_without_being_read_whole(tmp_path, how):
+    """A base backup's prep-ops-base.json was read whole (read_text): a link named so to a disk image or a
+    log took all of it. It is read as a logical backup's manifest is: only inside its folder, at most the
+    cap and one byte."""
+    import tracemalloc
+
+    from prep_ops import manifest
+
+    folder = tmp_path / "base" / "20261201T000000Z-abcdef"
+    folder.mkdir(parents=True)
+    huge = (tmp_path / "elsewhere.json") if how == "link out of the folder" else folder / base_backup.MANIFEST
+    with open(huge, "wb") as out:
+        out.truncate(2 * manifest.MANIFEST_MAX_BYTES)  # sparse: costs no disk
+    if how == "link out of the folder":
+        (folder / base_backup.MANIFEST).symlink_to(huge)
+    said = "is a link leading out of its backup's folder" if how == "link out of the folder" else "is larger than 64 MiB"
+    tracemalloc.start()
+    try:
+        with pytest.raises(BackupError, match=f"^the manifest {folder / base_backup.MANIFEST} {said}"):
+            base_backup.read(folder)
+        assert tracemalloc.get_traced_memory()[1] < 8 << 20
+    finally:
+        tracemalloc.stop()
+
+
 def test_verify_base_passes_a_sound_backup(source_cluster):
     made = base_backup.take(_filled(source_cluster), source_cluster.target)
     result = base_verify.verify_base(made.path)

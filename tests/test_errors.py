@@ -32,3 +32,26 @@ def test_database_error_adds_the_servers_detail_when_asked(scratch):
     assert "\n" not in str(database_error(failed.value, "adding failed", detail=True))
     assert str(database_error(failed.value, "adding failed", detail=True)).endswith("Key (id)=(1) already exists.")
     assert "Key (id)" not in str(database_error(failed.value, "adding failed"))
+
+
+def test_only_a_lost_session_is_explained_as_one_never_a_cancelled_statement_or_a_bad_query(scratch, server):
+    """The CLI's line for a session the server ended says so; a statement_timeout (SQLSTATE 57014, the same
+    class 57 as a shutdown) or an ordinary error gets no such words."""
+    from prep_ops.cli import _connection_lost
+
+    with db.connect(scratch, autocommit=True) as conn:
+        with pytest.raises(psycopg.Error) as cancelled:
+            conn.execute("SET statement_timeout = '50ms'; SELECT pg_sleep(5)")
+        with pytest.raises(psycopg.Error) as bad:
+            conn.execute("SELECT 1/0")
+        pid = conn.info.backend_pid
+        with db.connect(server, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s, 5000)", (pid,))
+        with pytest.raises(psycopg.Error) as ended:
+            conn.execute("SELECT 1")
+        with pytest.raises(psycopg.Error) as closed:  # psycopg's own: no SQLSTATE
+            conn.execute("SELECT 1")
+    assert cancelled.value.sqlstate == "57014" and _connection_lost(cancelled.value) == ""
+    assert _connection_lost(bad.value) == ""
+    assert ended.value.sqlstate == "57P01" and "the server ended the session" in _connection_lost(ended.value)
+    assert closed.value.sqlstate is None and "the server ended the session" in _connection_lost(closed.value)

@@ -384,6 +384,60 @@ def test_rows_put_back_under_a_trigger_stamping_them_are_zero_rows_lost(shop, in
         assert conn.execute("SELECT tgenabled FROM pg_trigger WHERE tgname = 'stamp'").fetchone() == ("O",)
 
 
+_FROZEN = ("CREATE FUNCTION app.frozen() RETURNS event_trigger LANGUAGE plpgsql AS "
+           "$$ BEGIN RAISE EXCEPTION 'DDL is frozen'; END $$; "
+           "CREATE EVENT TRIGGER frozen ON ddl_command_start WHEN TAG IN ('ALTER TABLE') EXECUTE FUNCTION app.frozen(); ")
+
+
+def _step_4_failure(shop, incident_id, tmp_path, after_step_3: str) -> str:
+    """Steps 1 to 4 (scope rows, live, confirmed) with `after_step_3` run between the repair and its check;
+    the line step 4 failed with."""
+    run = recovery_steps.start(shop, "live", incident_id=incident_id, confirm=True, backup_dir=tmp_path)
+    try:
+        recovery_steps.stop_application(run)
+        recovery_steps.assess_damage(run)
+        recovery_steps.restore(run)
+        with db.connect(shop, autocommit=True) as conn:
+            conn.execute(after_step_3)
+        with pytest.raises(StepFailed) as failed:
+            recovery_steps.verify_data(run)
+    finally:
+        recovery_steps.clean_up(run)
+    return str(failed.value)
+
+
+def test_step_4_blames_the_before_triggers_only_when_rows_are_left_in_a_table_where_they_fired(shop, incident_id,
+                                                                                               tmp_path):
+    """A BEFORE trigger fired on app.items (a DDL freeze refused holding it off) but changed nothing there,
+    and the rows left over are in app.orders, deleted again after step 3: step 4's fix blamed the triggers
+    whenever one had fired. It now gives the generic next step; a trigger that did rewrite the rows put back
+    is still named, with its table."""
+    with db.connect(shop, autocommit=True) as conn:
+        conn.execute("CREATE FUNCTION app.same() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END $$; "
+                     "CREATE TRIGGER same BEFORE INSERT OR UPDATE ON app.items FOR EACH ROW EXECUTE FUNCTION app.same(); "
+                     + _FROZEN + "UPDATE app.items SET name = 'damaged' WHERE id <= 5; DELETE FROM app.orders WHERE id <= 3")
+    line = _step_4_failure(shop, incident_id, tmp_path, "DELETE FROM app.orders WHERE id = 10")
+    assert "FAIL data equals the backup (zero rows lost): 2 table(s) checked, 1 rows still missing or changed" in line
+    assert "trigger" not in line and "Next: keep the application blocked; compare the tables listed above" in line
+    report = (incident.incidents_dir() / f"{incident_id}.md").read_text()
+    assert "(BEFORE triggers fired, not held off: same (holding it off was refused: DDL is frozen))" in report
+
+
+def test_step_4_blames_the_before_triggers_that_rewrote_the_rows_put_back_naming_their_table(shop, incident_id,
+                                                                                             tmp_path):
+    with db.connect(shop, autocommit=True) as conn:
+        conn.execute("CREATE FUNCTION app.stamp() RETURNS trigger LANGUAGE plpgsql AS "
+                     "$$ BEGIN NEW.name = NEW.name || ' (edited)'; RETURN NEW; END $$; "
+                     "CREATE TRIGGER stamp BEFORE INSERT OR UPDATE ON app.items FOR EACH ROW EXECUTE FUNCTION app.stamp(); "
+                     + _FROZEN + "UPDATE app.items SET name = 'damaged' WHERE id <= 5; DELETE FROM app.orders WHERE id <= 3")
+    line = _step_4_failure(shop, incident_id, tmp_path, "DELETE FROM app.orders WHERE id = 10")
+    assert "2 table(s) checked, 6 rows still missing or changed" in line
+    assert ("the tables' BEFORE triggers rewrote the rows put back (app.items: stamp (holding it off was refused: DDL "
+            "is frozen)): re-run step 3 as the tables' owner or a superuser") in line
+    assert line.split(" — ", 1)[1].split(". Next:")[0].endswith(
+        "; rows are left in app.orders too, where no BEFORE trigger fired")
+
+
 def test_a_rerun_without_confirm_after_a_killed_block_says_the_application_is_still_blocked(app_database, incident_id,
                                                                                             server, tmp_path):
     """Killed after step 1 (confirmed) blocked the role, re-run live without confirm: it said 'the role was not

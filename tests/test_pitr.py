@@ -113,6 +113,28 @@ def test_recover_refuses_a_moment_outside_the_window(source_cluster):
 
 
 @independent
+def test_recover_to_an_lsn_inside_a_base_backup_names_the_backup_and_the_earliest_lsn_it_can_reach(source_cluster):
+    """--to-lsn of a location between a base backup's start and end LSN (no consistent point: replay must
+    pass the backup's end first) was refused as 'outside the recoverable window: the recoverable window is
+    T1 to T2', times for a location given in LSN, which never said why. It names the base backup, its WAL
+    span, and the earliest location that can be recovered to (its end); that location recovers."""
+    conn = prepared(source_cluster)
+    (made,) = base_backup.listing(source_cluster.system_identifier)
+    start, end = made.manifest["start_lsn"], made.manifest["end_lsn"]
+    assert base_backup.lsn_value(start) < base_backup.lsn_value(end)
+    for inside in (start, base_backup.lsn_text(base_backup.lsn_value(end) - 1)):
+        with pytest.raises(ParameterError) as caught:
+            pitr.recover(conn, source_cluster.target, to_lsn=inside, controlled=True)
+        assert str(caught.value) == (
+            f"{inside} lies inside base backup {made.name} (WAL {start} to {end}): a base backup is consistent only "
+            f"from its end LSN, so recovery cannot stop before {end}; the earliest location that can be recovered "
+            f"to is {end}")
+    done = pitr.recover(conn, source_cluster.target, to_lsn=end, as_name="at the backup's end", controlled=True)
+    with source_cluster.connect(done["database"]) as copy:
+        assert copy.execute("SELECT count(*) FROM lessons").fetchone()[0] == 500  # the base backup's rows only
+
+
+@independent
 def test_recover_refuses_an_existing_database_name(source_cluster):
     conn = prepared(source_cluster)
     with pytest.raises(ParameterError, match="already exists"):

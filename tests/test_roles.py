@@ -324,7 +324,7 @@ def test_no_password_in_errors(applied, role_set, passwords):
     with db.connect(reporter, autocommit=True) as conn, pytest.raises(roles.RoleError) as failed:
         roles.apply(conn, other, new_passwords, confirm=True)
     shown = "".join(traceback.format_exception(failed.value))
-    assert "permission denied" in str(failed.value) and "nothing changed" in str(failed.value)
+    assert "may not run" in str(failed.value) and "nothing changed" in str(failed.value)  # said before the server
     for password in list(new_passwords.values()) + list(passwords.values()):
         assert password not in shown
     assert "SCRAM-SHA-256$" not in shown
@@ -565,3 +565,58 @@ def test_a_second_plan_with_a_statement_left_fails_its_verdict():
     step = roles.Step('GRANT SELECT ON ALL TABLES IN SCHEMA "public" TO "readonly"', sql.SQL(""))
     verdict = roles.second_plan_verdict([step], [step])
     assert not verdict["passed"] and verdict["detail"] == "1 statement(s) run, 1 still to run"
+
+
+def test_plan_by_a_role_without_createrole_marks_what_apply_would_refuse_and_apply_refuses_before_running_any(
+        server, passwords):
+    """`roles plan` run by a login role without CREATEROLE (the owner of its database, as an application's
+    deploy role often is) listed CREATE ROLE and GRANT role statements as if they would run; apply then
+    failed at the first. The plan now marks each with why, and apply refuses with the same reason before
+    running any. A role with CREATEROLE but no ADMIN OPTION on pg_monitor may grant it before PostgreSQL 16
+    only."""
+
+    login_role, secret = f"prep_ops_test_norole_{uuid.uuid4().hex[:6]}", secrets.token_urlsafe(12)
+    target = server.with_database(f"prep_ops_test_{uuid.uuid4().hex[:10]}")
+    rs = roles.RoleSet.with_prefix(_prefix())
+    quoted = sql.Identifier(login_role).as_string(None)
+    with db.connect(server, autocommit=True) as conn:
+        major = db.server_version(conn)
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(sql.Identifier(login_role), sql.Literal(secret)))
+        conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(target.database),
+                                                                   sql.Identifier(login_role)))
+    try:
+        as_it = target.with_user(login_role, secret)
+        with db.connect(as_it, autocommit=True) as conn:
+            migrate.apply(conn, confirm=True)
+            steps = roles.plan(conn, rs, passwords)
+            refused = {s.text.split(" WITH ")[0]: s.refused for s in steps if s.refused}
+            creates = {f'CREATE ROLE "{name}"': f"{quoted} has no CREATEROLE, which creating a role needs"
+                       for name in rs.names.values()}
+            grants = {f'GRANT "{group}" TO "{rs.names[kind]}"': (
+                f"{quoted} has no ADMIN OPTION on \"{group}\", which granting it needs since PostgreSQL 16" if major >= 16
+                else f"{quoted} has neither CREATEROLE nor ADMIN OPTION on \"{group}\", which granting it needs")
+                for kind, groups in (("reporter", (rs.readonly,)), ("dba", (rs.app, "pg_monitor"))) for group in groups}
+            assert refused == creates | grants
+            assert not [s for s in steps if s.refused and not s.text.startswith(("CREATE ROLE", "GRANT \""))]
+            lines = roles.plan_lines(steps)
+            assert lines[0].startswith(f"-- the connecting role may not run 8 of these {len(steps)} statements")
+            assert lines[1].endswith(f";  -- refused: {quoted} has no CREATEROLE, which creating a role needs")
+            with pytest.raises(RoleError, match=rf"^applying roles refused before it began, nothing changed: the "
+                                                rf"connecting role may not run 8 of {len(steps)} statements, `CREATE "
+                                                rf"ROLE \"{rs.readonly}\" WITH .*` first: {quoted} has no CREATEROLE, "
+                                                "which creating a role needs; "):
+                roles.apply(conn, rs, passwords, confirm=True)
+            assert conn.execute("SELECT count(*) FROM pg_roles WHERE rolname = ANY(%s)",
+                                (list(rs.names.values()),)).fetchone()[0] == 0
+        with db.connect(server, autocommit=True) as conn:  # with CREATEROLE: only pg_monitor, since 16
+            conn.execute(sql.SQL("ALTER ROLE {} CREATEROLE").format(sql.Identifier(login_role)))
+        with db.connect(as_it, autocommit=True) as conn:
+            refused = [s.text for s in roles.plan(conn, rs, passwords) if s.refused]
+            assert refused == ([f'GRANT "pg_monitor" TO "{rs.dba}"'] if major >= 16 else [])
+            if major < 16:  # and what the plan says may run, runs
+                assert roles.apply(conn, rs, passwords, confirm=True)
+    finally:
+        with db.connect(server, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(target.database)))
+            roles.drop(conn, rs, confirm=True)
+            conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(login_role)))

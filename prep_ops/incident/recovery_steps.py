@@ -22,7 +22,7 @@ that backup holds may still be missing (a copy from after the damage would pass 
 """
 
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
@@ -60,7 +60,8 @@ class DataRecovery:
     lost_after: dict | None = None  # point-in-time: rows still missing or changed per table after step 3
     pitr_skipped: str = ""  # point-in-time: why step 2 made no copy, where that is no failure (live)
     replaced: str | None = None  # scope="database": the database the restore replaced (restore.restore keeps it)
-    triggers_fired: str = ""  # step 3: BEFORE triggers that rewrote the rows put back (not the role's to hold off)
+    # step 3: per table, the BEFORE triggers that fired on the rows put back (not the role's to hold off)
+    triggers_fired: dict[str, str] = field(default_factory=dict)
 
     @property
     def pitr_name(self) -> str:
@@ -246,7 +247,7 @@ def _may_switch_wal(conn) -> bool:
 def _repaired(run: DataRecovery, repaired: pd.DataFrame) -> str:
     """What step 3 wrote, per table, with the BEFORE triggers it held off or that fired (kept on the run:
     step 4 names them where rows still differ)."""
-    run.triggers_fired = "; ".join(f"{r.table}: {r.triggers_fired}" for r in repaired.itertuples() if r.triggers_fired)
+    run.triggers_fired = {r.table: r.triggers_fired for r in repaired.itertuples() if r.triggers_fired}
     return "; ".join(
         f"{r.table}: {r.inserted} rows inserted, {r.updated} updated"
         + (f" (BEFORE triggers held off while writing: {r.triggers_held_off})" if r.triggers_held_off else "")
@@ -254,13 +255,21 @@ def _repaired(run: DataRecovery, repaired: pd.DataFrame) -> str:
         for r in repaired.itertuples())
 
 
-def _fix_for_rows_left(run: DataRecovery, fallback: str) -> str:
-    """Step 4's fix where rows still differ after the repair: the triggers that rewrote them where some fired."""
-    if run.triggers_fired:
-        return (f"the tables' BEFORE triggers rewrote the rows put back ({run.triggers_fired}): re-run step 3 as "
-                "the tables' owner or a superuser, which holds them off (one whose holding off was refused: allow "
-                "its ALTER TABLE … DISABLE TRIGGER first)")
-    return fallback
+def _fix_for_rows_left(run: DataRecovery, still: pd.DataFrame, fallback: str) -> str:
+    """Step 4's fix where rows still differ after the repair (`still`: recovery.row_differences): the BEFORE
+    triggers that fired, for the tables where they fired and rows are left (they may have rewritten them);
+    `fallback` for rows left in tables where none fired, and alone when no such trigger touched a table with
+    rows left (a trigger that fired where every row came back equal is not the cause)."""
+    left = [r.table for r in still.itertuples() if r.missing + r.changed]
+    blamed = {table: run.triggers_fired[table] for table in left if table in run.triggers_fired}
+    if not blamed:
+        return fallback
+    others = [table for table in left if table not in blamed]
+    return (f"the tables' BEFORE triggers rewrote the rows put back ({'; '.join(f'{t}: {n}' for t, n in blamed.items())}): "
+            "re-run step 3 as the tables' owner or a superuser, which holds them off (one whose holding off was "
+            "refused: allow its ALTER TABLE … DISABLE TRIGGER first)"
+            + (f"; rows are left in {', '.join(others)} too, where no BEFORE trigger fired"
+               + (f": {fallback}" if fallback else "") if others else ""))
 
 
 def restore(run: DataRecovery) -> pd.DataFrame:
@@ -326,7 +335,7 @@ def verify_data(run: DataRecovery) -> pd.DataFrame:
                   + (f"; differing from the backup since step 2: {', '.join(later)}" if later else "")
                   + (f"; gone, with all their rows: {', '.join(gone)}" if gone else ""),
                   fix="restore with scope='database' (a table that is gone cannot take rows back)" if gone else
-                  _fix_for_rows_left(run, "") if lost else "",
+                  _fix_for_rows_left(run, still, "") if lost else "",
                   skipped=unchanged if not gone else "")
     return after
 
@@ -364,7 +373,7 @@ def _verify_point_in_time(run: DataRecovery, gone: list[str]) -> None:
               f"{dump_missing} rows of the last logical backup missing (the dump-based scope would lose "
               f"{point.dump_would_lose}){dropped}",
               fix=fix if gone and not lost and not dump_missing else
-              _fix_for_rows_left(run, "give recover_to: the moment just before the damage") if lost else
+              _fix_for_rows_left(run, still, "give recover_to: the moment just before the damage") if lost else
               "give recover_to: the moment just before the damage")
 
 
