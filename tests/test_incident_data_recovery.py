@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from psycopg import sql
 
-from prep_ops import backup, db, incident, migrate, roles, runner, scratch, seed
-from prep_ops.errors import ParameterError, StepFailed
+from prep_ops import backup, db, incident, migrate, roles, runner, scratch, seed, verify
+from prep_ops.errors import ParameterError, StepFailed, StepOutOfOrder
 from prep_ops.incident import lockout, recovery, recovery_steps
 from prep_ops.incident.drills import recovery as recovery_drill
 
@@ -466,3 +466,106 @@ def test_a_drill_with_scope_database_ends_ok_and_leaves_no_database_role_or_back
         assert conn.execute("SELECT rolname FROM pg_roles WHERE starts_with(rolname, %s)",
                             (recovery_drill.ROLE_PREFIX,)).fetchall() == []
     assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
+
+
+# --- cells run again and out of order, as a DBA does in JupyterLab ----------------------------------------------
+def test_a_repair_run_again_after_service_resumed_is_refused_and_never_writes_over_the_applications_new_work(
+        app_database, incident_id, tmp_path):
+    """Runbook 10 in JupyterLab: steps 1 to 5 run, the application back at work, then step 3's cell run again. It
+    put the backup's version of every row step 2 had found changed back over what the application had written
+    since ('1 updated', a payment's new amount gone), with the application unblocked. It is now refused in one
+    line, and runs again only once the application is blocked (step 1) and the damage assessed anew (step 2)."""
+    target, role, login = app_database
+    with db.connect(target, autocommit=True) as conn:
+        conn.execute("UPDATE tuition_payments SET amount = amount + 100 WHERE id <= 10")
+        conn.execute(sql.SQL("GRANT UPDATE, SELECT ON tuition_payments TO {}").format(sql.Identifier(role)))
+    run = recovery_steps.start(target, "live", incident_id=incident_id, confirm=True, app_role=role, backup_dir=tmp_path)
+    try:
+        recovery_steps.stop_application(run)
+        recovery_steps.assess_damage(run)
+        assert recovery_steps.restore(run).set_index("table").loc["public.tuition_payments", "updated"] == 10
+        recovery_steps.verify_data(run)
+        recovery_steps.resume_service(run)
+        with db.connect(login, autocommit=True) as app:  # the application's work after the incident
+            amount = app.execute("UPDATE tuition_payments SET amount = amount + 1 WHERE id = 1 RETURNING amount").fetchone()
+        with pytest.raises(StepOutOfOrder, match=r"^step 3 \(Restore\) not run: step 5 \(Resume service, .* UTC\) undid "
+                                                 r"step 1 \(Stop the application\): run step 1 again first$"):
+            recovery_steps.restore(run)
+        recovery_steps.stop_application(run)
+        with pytest.raises(StepOutOfOrder, match=r"^step 3 \(Restore\) not run again: it already ran at .* UTC on what "
+                                                 r"step\(s\) 2 found before it, which may no longer hold; run step\(s\) 2 "
+                                                 r"again first, then this one$"):
+            recovery_steps.restore(run)
+        with db.connect(target, autocommit=True) as conn:
+            assert conn.execute("SELECT amount FROM tuition_payments WHERE id = 1").fetchone() == amount
+        assert not [s for s in run.inc.steps if s.failed]  # a refusal is no failed step
+        recovery_steps.assess_damage(run)  # assessed anew: the application's change is what step 2 now shows
+        assert run.found.differences.set_index("table").loc["public.tuition_payments", "changed"] == 1
+        recovery_steps.restore(run)  # allowed: the DBA saw it, with the application blocked
+    finally:
+        recovery_steps.clean_up(run)
+
+
+def test_a_database_restore_run_again_is_refused_not_restored_twice(shop, incident_id, tmp_path):
+    """scope='database', step 3's cell run a second time: the whole database was restored from the backup again,
+    the rows written since the first restore gone, and the database the first restore replaced no longer named
+    in the run (run.replaced taken by the second)."""
+    with db.connect(shop, autocommit=True) as conn:
+        conn.execute("DELETE FROM app.items WHERE id <= 5")
+    run = recovery_steps.start(shop, "live", incident_id=incident_id, confirm=True, backup_dir=tmp_path, scope="database")
+    try:
+        recovery_steps.stop_application(run)
+        recovery_steps.assess_damage(run)
+        recovery_steps.restore(run)
+        first = run.replaced
+        with db.connect(shop, autocommit=True) as conn:
+            conn.execute("INSERT INTO app.items VALUES (1000, 'written after the restore')")
+        with pytest.raises(StepOutOfOrder, match=r"step 3 \(Restore\) not run again"):
+            recovery_steps.restore(run)
+        assert run.replaced == first
+        with db.connect(shop, autocommit=True) as conn:
+            assert conn.execute("SELECT count(*), max(id) FROM app.items").fetchone() == (51, 1000)
+    finally:
+        recovery_steps.clean_up(run)
+        with db.connect(db.resolve_target(), autocommit=True) as conn:
+            for name in scratch.existing(conn, shop.database + "_"):
+                conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def test_steps_run_out_of_order_say_which_step_to_run_first_and_none_runs_after_the_clean_up(shop, incident_id, tmp_path):
+    """Step 3's cell before step 2's: "step 3 (Restore) failed: 'NoneType' object has no attribute 'assessment'",
+    and the incident's report said STOPPED at step 3. Step 3 after step 6: the copy it reads from was dropped."""
+    with db.connect(shop, autocommit=True) as conn:
+        conn.execute("DELETE FROM app.items WHERE id <= 5")
+    run = recovery_steps.start(shop, "live", incident_id=incident_id, confirm=True, backup_dir=tmp_path)
+    recovery_steps.stop_application(run)
+    with pytest.raises(StepOutOfOrder, match=r"^step 3 \(Restore\) not run: it works from what step 2 finds, and step 2 "
+                                             r"has not ended well in this run: run step 2's cell first$"):
+        recovery_steps.restore(run)
+    with pytest.raises(StepOutOfOrder, match=r"step 4 \(Verify the data\) not run: .* run step 2's cell first"):
+        recovery_steps.verify_data(run)
+    assert [s.number for s in run.inc.steps] == [1] and "STOPPED" not in run.inc.outcome()
+    recovery_steps.assess_damage(run)
+    recovery_steps.clean_up(run)
+    with pytest.raises(StepOutOfOrder, match=r"^step 3 \(Restore\) not run: this run of incident .* was ended by step 6 "
+                                             r"\(Document and clean up\) at .* UTC; run the runbook's setup cell again"):
+        recovery_steps.restore(run)
+    with db.connect(shop, autocommit=True) as conn:
+        assert conn.execute("SELECT count(*) FROM app.items").fetchone() == (45,)
+
+
+def test_assessing_again_after_the_repair_drops_the_copy_the_first_assessment_made(shop, incident_id, tmp_path, server):
+    """Step 2's cell run again after step 3 (nothing differs any more): the restored copy of the first assessment
+    was left on the embedded server for good, step 6 dropping only the second's (none) and the hold released."""
+    with db.connect(shop, autocommit=True) as conn:
+        conn.execute("DELETE FROM app.items WHERE id <= 5")
+    run = recovery_steps.start(shop, "live", incident_id=incident_id, confirm=True, backup_dir=tmp_path)
+    try:
+        recovery_steps.stop_application(run)
+        recovery_steps.assess_damage(run)
+        recovery_steps.restore(run)
+        assert recovery_steps.assess_damage(run).copy is None  # nothing damaged now
+    finally:
+        recovery_steps.clean_up(run)
+    with db.connect(verify.scratch_server(), autocommit=True) as conn:
+        assert scratch.existing(conn, run.copy_prefix) == []

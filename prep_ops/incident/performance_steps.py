@@ -91,7 +91,7 @@ def optimise(run: SlowQueries) -> pd.DataFrame:
     others while idle in a transaction are ended (live without confirm, only shown). Returns the findings."""
     inc = run.inc
     with inc.step(2, "Optimise", next_if_failed="EXPLAIN the query by hand (03_query_plan_analysis); end a blocking "
-                                                 "session yourself with SELECT pg_terminate_backend(pid)"):
+                                                 "session yourself with SELECT pg_terminate_backend(pid)", after=(1,)):
         run.fix = fix = performance.optimise(inc.conn, run.seen, run.min_idle_seconds)
         for line in fix.lines():
             inc.found(line)
@@ -115,7 +115,7 @@ def update_indexes(run: SlowQueries) -> list[str]:
     confirm, only shown). Returns the statements run."""
     inc, proposed = run.inc, performance.creates(run.fix.proposed)
     with inc.step(3, "Update indexes", next_if_failed="drop an index left INVALID (DROP INDEX CONCURRENTLY name), "
-                                                       "then run the CREATE INDEX CONCURRENTLY above by hand"):
+                                                       "then run the CREATE INDEX CONCURRENTLY above by hand", after=(2,), once=True):
         ran = performance.create_indexes(inc, inc.conn, proposed)
         if run.drill:
             run.drill.load.mark("after the index")
@@ -132,7 +132,7 @@ def monitor_results(run: SlowQueries) -> pd.DataFrame:
     (must hold whenever an index was created). Returns median ms per query before and after."""
     inc, seen = run.inc, run.seen
     with inc.step(4, "Monitor results", next_if_failed="look at the plan again (03_query_plan_analysis): "
-                                                        "the index may not be used; keep the incident open"):
+                                                        "the index may not be used; keep the incident open", after=(1, 2)):
         run.after = after = performance.query_times(inc.conn, seen.times.params, queries=list(seen.times.frame.index),
                                                     repeats=run.repeats)
         inc.found(seen.headline(after))
@@ -147,7 +147,8 @@ def monitor_results(run: SlowQueries) -> pd.DataFrame:
 def document_changes(run: SlowQueries) -> None:
     """Step 5: the bottleneck and the statements executed written into the report's header."""
     inc = run.inc
-    with inc.step(5, "Document changes", next_if_failed="copy the timeline above into the incident ticket by hand"):
+    with inc.step(5, "Document changes", next_if_failed="copy the timeline above into the incident ticket by hand",
+                  after=(1,)):
         ran = [e.text for e in inc.events if e.kind == "ran"]
         inc.fact("bottleneck", f"{run.seen.headline(run.after)} (target {run.target_ms:g} ms)")
         inc.fact("changes", f"{len(ran)} statement(s) executed, listed under their steps" if ran else "none")
@@ -159,7 +160,8 @@ def clean_up(run: SlowQueries) -> None:
     own only); the incident's connection closed."""
     inc, drill = run.inc, run.drill
     name = drill.target.database if drill else ""
-    with inc.step(6, "Clean up", next_if_failed=f"drop the drill database by hand: DROP DATABASE {name} WITH (FORCE)"):
+    with inc.step(6, "Clean up", next_if_failed=f"drop the drill database by hand: DROP DATABASE {name} WITH (FORCE)",
+                  closes=True):
         inc.close()
         if drill:
             stopped = drill.drop()

@@ -178,6 +178,8 @@ def assess_damage(run: DataRecovery) -> recovery.Damage:
                   fix="pick an older backup with backup_dir")
         for what, why_not in checked.not_compared:
             inc.check(what, False, skipped=why_not)
+        if run.found is not None:  # assessed again: the copy the earlier assessment compared with goes first
+            run.found.drop()
         _hold_copies(run)
         run.found = found = recovery.investigate(conn, chosen, copy_prefix=run.copy_prefix)
         if found.copy is None and not inc.taken_over("copies"):
@@ -270,7 +272,8 @@ def restore(run: DataRecovery) -> pd.DataFrame:
     inc, found = run.inc, run.found
     repaired = pd.DataFrame(columns=["table", "inserted", "updated"])
     with inc.step(3, "Restore", next_if_failed="the tables are as they were before this step; fix the cause above and "
-                                                "re-run step 3, or restore with scope='database'"):
+                                                "re-run step 3, or restore with scope='database'",
+                  after=(1, 2), once=True):  # the block in place, and an assessment no repair has used yet
         gone = recovery.missing_tables(found.assessment)  # dropped: no row goes back, only a database restore
         if not found.damaged and not (gone and run.scope == "database"):
             inc.note("nothing damaged: nothing to put back" if not gone else
@@ -304,7 +307,7 @@ def verify_data(run: DataRecovery) -> pd.DataFrame:
     "point-in-time": the point-in-time copy) row by row. Returns the per-table comparison with the backup."""
     inc, found = run.inc, run.found
     with inc.step(4, "Verify the data", next_if_failed="keep the application blocked; compare the tables listed above "
-                                                        "with the backup by hand"):
+                                                        "with the backup by hand", after=(2,)):
         after = recovery.assess(inc.conn, run.backup.manifest)
         if run.scope == "point-in-time":
             _verify_point_in_time(run, recovery.missing_tables(after))
@@ -382,7 +385,8 @@ def resume_service(run: DataRecovery) -> None:
     """Step 5: the application's role gets its original connection limit back (the one recorded before
     step 1, by this run or a killed earlier one); in a drill, logging in as it must work."""
     inc = run.inc
-    with inc.step(5, "Resume service", next_if_failed="put the role's connection limit back by hand (the statement is above)"):
+    with inc.step(5, "Resume service", next_if_failed="put the role's connection limit back by hand (the statement is above)",
+                  undoes=(1,)):
         if "application" in inc.holds and inc.run(inc.holds["application"].undo):
             inc.release("application")
         back, answer = lockout.can_connect(run.drill.app_login()) if run.drill else (False, "")
@@ -399,7 +403,8 @@ def clean_up(run: DataRecovery) -> None:
     """Step 6: this incident's restored copies dropped (a killed earlier run's too), in a drill its
     database, roles and backup, and the incident's connection closed."""
     inc = run.inc
-    with inc.step(6, "Document and clean up", next_if_failed=f"drop the {run.copy_prefix}* databases by hand"):
+    with inc.step(6, "Document and clean up", next_if_failed=f"drop the {run.copy_prefix}* databases by hand",
+                  closes=True):
         if run.found is not None:
             run.found.drop()
         if "pitr copy" in inc.holds and inc.run(inc.holds["pitr copy"].undo, autocommit=True):
