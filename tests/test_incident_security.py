@@ -12,7 +12,7 @@ import pytest
 from psycopg import sql
 
 from prep_ops import audit_log, backup, db, incident, roles, runner, scratch
-from prep_ops.errors import ParameterError
+from prep_ops.errors import ParameterError, StepOutOfOrder
 from prep_ops.incident import breach, lockout, passwords, security_steps
 from prep_ops.incident.drills import lifecycle
 from prep_ops.incident.drills import security as security_drill
@@ -368,3 +368,31 @@ def test_security_live_on_a_database_without_the_baseline_creates_no_role_and_pa
             conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(suspect)))
             conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(suspect)))
             roles.drop(conn, role_set, confirm=True)
+
+
+def test_update_security_run_again_never_rotates_the_passwords_a_second_time(incident_id, server):
+    """Runbook 12 in JupyterLab, step 4's cell run a second time: every affected role got another new password,
+    the ones in runs/incidents/<id>.passwords replaced, so a password already handed on to the application's
+    owners stopped working. It is now refused in one line, the passwords as the first run set them."""
+    run = security_steps.start(server, "drill", incident_id=incident_id, drill_students=50)
+    try:
+        security_steps.isolate_system(run)
+        affected = security_steps.assess_breach(run).affected()
+        security_steps.fix_vulnerability(run)
+        security_steps.update_security(run)
+        file = passwords.passwords_file(run.inc)
+        handed_on = json.loads(file.read_text())
+
+        def stored() -> list:
+            return run.inc.conn.execute("SELECT rolname, rolpassword FROM pg_authid WHERE rolname = ANY(%s) ORDER BY 1",
+                                        (affected,)).fetchall()
+
+        first = stored()
+        with pytest.raises(StepOutOfOrder, match=r"^step 4 \(Update security\) not run again: it already ran at .* UTC "
+                                                 r"on what step\(s\) 2 found before it"):
+            security_steps.update_security(run)
+        assert stored() == first and json.loads(file.read_text()) == handed_on
+        security_steps.monitor_activity(run)
+    finally:
+        security_steps.clean_up(run)
+    assert _drill_left(server, incident_id) == []
