@@ -7,7 +7,7 @@ from psycopg import sql
 from conftest import _create, _drop, schema_dump, table_checksum, judge_as_elsewhere
 
 from prep_ops import db, migrate, seed
-from prep_ops.errors import ConfirmationRequired, MigrationError
+from prep_ops.errors import ConfirmationRequired, MigrationError, PlanChanged
 
 LATEST = migrate.latest_version()
 
@@ -332,13 +332,13 @@ def test_a_deployment_runs_only_the_migrations_its_copy_ran_never_a_to_version_c
             tried = migrate.apply(on_copy, None, confirm=True)
         assert [s.version for s in tried] == list(range(4, LATEST + 1))
         for changed in (5, 2):  # up to a version not tested, and down
-            with pytest.raises(MigrationError, match=rf"^the migrations to run now \((up|down) 000\d.*\) are not the ones "
+            with pytest.raises(PlanChanged, match=rf"^the migrations to run now \((up|down) 000\d.*\) are not the ones "
                                                      rf"tested on the copy \(up 0004, .*\): nothing ran; plan, back up and test again"):
                 migrate.apply(conn, changed, confirm=True, tested=tried)
             assert migrate.current_version(conn) == 3
         assert migrate.apply(conn, None, confirm=True, tested=tried) == tried
         assert migrate.apply(conn, None, confirm=True, tested=tried) == []  # run again: already applied, nothing runs
-        with pytest.raises(MigrationError, match=r"are not the ones tested on the copy"):
+        with pytest.raises(PlanChanged, match=r"are not the ones tested on the copy"):
             migrate.apply(conn, 5, confirm=True, tested=tried)  # the cell run again after to_version changed
         assert migrate.current_version(conn) == LATEST
     finally:
