@@ -23,6 +23,7 @@ import psycopg
 from psycopg import sql
 
 from .bloat import BLOAT_NOTE, bloat, bloat_check, reindex_choice  # noqa: F401  (re-exported for runbook 05)
+from . import formatting
 from .db import bounded_lock_wait, fetch_frame, require_change, server_version
 from .errors import ParameterError, PlanChanged, PrepOpsError, first_line
 from .schema import Table, resolve_tables, user_tables
@@ -299,17 +300,10 @@ def _unchanged(before: pd.DataFrame, after: pd.DataFrame, column: str) -> list[s
 
 def _refuse_unplanned(statements: list[str], planned: list[str]) -> None:
     """PlanChanged unless `statements` (what maintain would run now) are the `planned` ones that were shown."""
-    if statements == planned:
-        return
-
-    def some(texts: list[str]) -> str:
-        return ", ".join(texts[:3]) + (f" and {len(texts) - 3} more" if len(texts) > 3 else "")
-
-    added, gone = [s for s in statements if s not in planned], [s for s in planned if s not in statements]
-    said = "; ".join([f"now also {some(added)}"] * bool(added) + [f"no longer {some(gone)}"] * bool(gone)) \
-        or "the same statements in another order"
-    raise PlanChanged(f"the maintenance to run now is not the plan shown ({len(planned)} statement(s)): {said}; "
-                      "nothing ran: show the plan again (runbook 05 step 3), then run it")
+    if statements != planned:
+        raise PlanChanged(f"the maintenance to run now is not the plan shown ({len(planned)} statement(s)): "
+                          f"{formatting.plan_difference(statements, planned)}; nothing ran: show the plan again "
+                          "(runbook 05 step 3), then run it")
 
 
 def maintain(conn: psycopg.Connection, tables: str | Iterable[str] | None = None, reindex: bool = False,
