@@ -569,3 +569,33 @@ def test_assessing_again_after_the_repair_drops_the_copy_the_first_assessment_ma
         recovery_steps.clean_up(run)
     with db.connect(verify.scratch_server(), autocommit=True) as conn:
         assert scratch.existing(conn, run.copy_prefix) == []
+
+
+def test_a_restarted_kernel_with_a_new_incident_never_takes_the_block_for_the_roles_own_limit(app_database, incident_id,
+                                                                                               server, tmp_path):
+    """Runbook 10 live, confirmed, incident_id=None: step 1 blocked the application, then 'Restart Kernel and Run
+    All' opened a new incident, whose step 1 read CONNECTION LIMIT 0 as the role's own and whose step 5 'resumed
+    service' with ALTER ROLE ... CONNECTION LIMIT 0: the application stayed blocked, the run ending with a SKIP.
+    Step 1 now refuses, naming the incident that holds the block; carried on under that id, step 5 puts 7 back."""
+    target, role, login = app_database
+    first = recovery_steps.start(target, "live", incident_id=incident_id, confirm=True, app_role=role, backup_dir=tmp_path)
+    recovery_steps.stop_application(first)
+    first.inc.close()  # the kernel restarted: the first run is gone, its record stays
+    restarted = recovery_steps.start(target, "live", incident_id=f"{incident_id}-restarted", confirm=True, app_role=role,
+                                     backup_dir=tmp_path)
+    with pytest.raises(ParameterError, match=rf"^role {role} is still blocked by incident {incident_id} \(since .* UTC, "
+                                             rf"connection limit 7 before it\); .* carry on that incident with "
+                                             rf"incident_id='{incident_id}' \(its step 5 unblocks it\), or undo it "
+                                             rf'\(ALTER ROLE "{role}" CONNECTION LIMIT 7\) and run again$'):
+        recovery_steps.stop_application(restarted)
+    assert not restarted.inc.steps and _limit(server, role) == 0
+    restarted.inc.close()
+    unconfirmed = recovery_steps.start(target, "live", incident_id=f"{incident_id}-look", app_role=role, backup_dir=tmp_path)
+    recovery_steps.stop_application(unconfirmed)  # changes nothing here: it says so and goes on
+    assert any(e.text.startswith(f"role {role} is still blocked by incident {incident_id}") for e in unconfirmed.inc.events)
+    unconfirmed.inc.close()
+    again = recovery_steps.start(target, "live", incident_id=incident_id, confirm=True, app_role=role, backup_dir=tmp_path)
+    recovery_steps.stop_application(again)
+    recovery_steps.resume_service(again)
+    again.inc.close()
+    assert _limit(server, role) == 7

@@ -9,7 +9,9 @@ the notebook shows.
 
 A killed run leaves its record (runs/incidents/<id>.json): re-run with the same incident_id, step 1
 takes over the earlier block with the role's original connection limit, and step 5 puts that back;
-step 6 drops restored copies the earlier run left (they are named after the incident).
+step 6 drops restored copies the earlier run left (they are named after the incident). A run under
+another incident_id (a kernel restarted with incident_id=None) finds the role blocked by the earlier
+one's record and, confirmed, refuses step 1, naming the incident to carry on.
 
 scope="point-in-time" takes the missing and changed rows from the database as it was just before the
 damage (point_in_time.py: pitr.recover into a new database beside it, from the server's base backups
@@ -114,6 +116,8 @@ def stop_application(run: DataRecovery) -> pd.DataFrame:
     the hold, with the role's limit as it was, is on disk before the block. Returns the role's
     sessions found before (empty without a role)."""
     inc, role = run.inc, run.role
+    if role:  # before the step: a wrong incident_id is no failure of it, and its "next" would mislead
+        _refuse_a_block_held_elsewhere(inc, role)
     with inc.step(1, "Stop the application", next_if_failed="stop the application servers by hand, then re-run from step 2"):
         if run.drill:
             inc.note(run.drill.note)
@@ -147,6 +151,24 @@ def _refuse_another_role(inc: Incident, role: str) -> None:
         raise ParameterError(f"incident {inc.id}: its earlier run blocked role {earlier!r}, not {role!r}: re-run with "
                              f"app_role {earlier!r} (step 5 unblocks it), or undo it by hand "
                              f"({'; '.join(a.text for a in held.undo)}) and give this run another incident_id")
+
+
+def _refuse_a_block_held_elsewhere(inc: Incident, role: str) -> None:
+    """The role blocked by another incident's run (a kernel restarted with incident_id=None opens a new incident):
+    blocking it again here would read its connection limit 0 as the one to put back, and step 5 would leave the
+    application blocked for good, live saying only SKIP. A confirmed run is refused, naming the incident to carry
+    on; without confirm (nothing blocked here), it is said."""
+    if inc.holds.get("application"):
+        return  # this incident's own earlier run holds it (taken over): its limit is the one kept
+    for other, record in journal.held_elsewhere(inc.directory, inc.id, "application", role, inc.target.masked_url):
+        hold = record["holds"]["application"]
+        said = (f"role {role} is still blocked by incident {other} (since {hold['since'][:19]} UTC, connection limit "
+                f"{hold['state'].get('connection_limit')} before it); blocking it here would take limit 0 for the one "
+                f"to put back: carry on that incident with incident_id={other!r} (its step 5 unblocks it), or undo it "
+                f"({'; '.join(a['text'] for a in hold['undo'])}) and run again")
+        if inc.may_change:
+            raise ParameterError(said)
+        inc.note(said)
 
 
 def _hold_copies(run: DataRecovery) -> None:
