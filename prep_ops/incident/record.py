@@ -387,7 +387,10 @@ class Incident:
 
     # --- the report -----------------------------------------------------------------------------
     def outcome(self) -> str:
-        failed = [s for s in self.steps if s.failed]
+        """STOPPED at the first step whose latest attempt failed (a step that failed, then was run again and
+        ended well, in JupyterLab, did not stop the run), else what the checks say."""
+        latest = {s.number: s for s in self.steps}
+        failed = sorted((s for s in latest.values() if s.failed), key=lambda s: s.number)
         if failed:
             return f"STOPPED at step {failed[0].number} ({failed[0].title})"
         frame = notebook.checks()
