@@ -295,7 +295,7 @@ def restore(run: DataRecovery) -> pd.DataFrame:
     repaired = pd.DataFrame(columns=["table", "inserted", "updated"])
     with inc.step(3, "Restore", next_if_failed="the tables are as they were before this step; fix the cause above and "
                                                 "re-run step 3, or restore with scope='database'",
-                  after=(1, 2), once=True):  # the block in place, and an assessment no repair has used yet
+                  after=(1, 2) if run.role else (2,), once=True):  # the block in place, and an assessment no repair used
         gone = recovery.missing_tables(found.assessment)  # dropped: no row goes back, only a database restore
         if not found.damaged and not (gone and run.scope == "database"):
             inc.note("nothing damaged: nothing to put back" if not gone else
