@@ -599,3 +599,35 @@ def test_a_restarted_kernel_with_a_new_incident_never_takes_the_block_for_the_ro
     recovery_steps.resume_service(again)
     again.inc.close()
     assert _limit(server, role) == 7
+
+
+def test_a_step_run_after_its_parameter_changed_without_the_setup_cell_is_refused(shop, incident_id, tmp_path, lab_kernel):
+    """Runbook 10 in JupyterLab, live: steps 1 and 2 run with confirm=True, then the DBA set confirm=False (to see
+    what step 3 would do first) and ran the parameter cell and step 3's cell only: the run had been set up with
+    confirm=True, so step 3 put the rows back. A step now refuses while a parameter in the notebook differs from
+    the one its run was set up with."""
+    with db.connect(shop, autocommit=True) as conn:
+        conn.execute("DELETE FROM app.items WHERE id <= 5")
+    cells = {n: c for n, c in enumerate(json.loads(NOTEBOOK.read_text())["cells"])}
+
+    def run_cell(number: int) -> list[str]:
+        return lab_kernel.run(cells[number]["id"], "".join(cells[number]["source"]))
+
+    setup, step_1, step_2, step_3 = (next(n for n, c in cells.items() if "".join(c["source"]).startswith(start))
+                                     for start in ("import prep_ops", "steps.stop_application", "found = steps.assess_damage",
+                                                   "steps.restore"))
+    run_cell(1)
+    given = f"database_url, mode, confirm, incident_id, backup_dir = {shop.url!r}, 'live', True, {incident_id!r}, {str(tmp_path)!r}"
+    lab_kernel.run("injected-parameters", given)
+    for number in (setup, step_1, step_2):
+        assert not [line for line in run_cell(number) if line.startswith("error:")]
+    lab_kernel.run("injected-parameters", given.replace("'live', True", "'live', False"))
+    shown = run_cell(step_3)
+    assert shown == ["error: step 3 (Restore) not run: confirm is False in the notebook now, and this run was set up with "
+                     "True: run the setup cell again (then the steps from step 1) for the change to take effect, or put "
+                     "the parameter back"], shown
+    with db.connect(shop, autocommit=True) as conn:
+        assert conn.execute("SELECT count(*) FROM app.items").fetchone() == (45,)
+    lab_kernel.run("injected-parameters", given)  # put back: step 3 runs
+    assert any(line.startswith("did: app.items: 5 rows inserted") for line in "".join(run_cell(step_3)).splitlines())
+    lab_kernel.run("clean-up", "steps.clean_up(run)")

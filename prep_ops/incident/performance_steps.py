@@ -49,6 +49,9 @@ def start(target: Target, mode: str = "drill", *, incident_id: str | None = None
     live, a session blocking others is ended only once it has sat idle in its transaction this long (None:
     LIVE_MIN_IDLE_SECONDS), so an application between two statements of a transaction is left alone; the
     drill's own lock holder is ended at once (None: 0)."""
+    parameters = dict(mode=mode, incident_id=incident_id, confirm=confirm, query=query, target_ms=target_ms,  # as given
+                      repeats=repeats, drill_students=drill_students, load_seconds=load_seconds, sessions=sessions,
+                      min_idle_seconds=min_idle_seconds)
     check_mode(mode)
     if min_idle_seconds is None:
         min_idle_seconds = 0.0 if mode == "drill" else LIVE_MIN_IDLE_SECONDS
@@ -63,6 +66,7 @@ def start(target: Target, mode: str = "drill", *, incident_id: str | None = None
                    conn=drill.conn if drill else None)
     if drill and drill.swept:
         inc.note(f"removed what killed drills had left: {', '.join(drill.swept)}")
+    inc.given(**parameters)  # a step refuses to run once one of them is changed in the notebook (setup not run again)
     inc.fact("drill" if drill else "live", drill.summary if drill else "observing the target; changes only with confirm=True")
     return SlowQueries(inc, work_on, drill, query, float(target_ms), int(repeats), float(min_idle_seconds))
 

@@ -104,6 +104,15 @@ class Hold:
     state: dict = field(default_factory=dict)  # what was there before, as read (e.g. {"connection_limit": 7})
 
 
+def _same(now, given) -> bool:
+    """Whether a parameter's value in the notebook is the one given (a value that cannot be compared is taken as
+    the same: the check is there to catch an edited parameter cell, not to judge odd objects)."""
+    try:
+        return bool(now == given)
+    except Exception:
+        return True
+
+
 def _now() -> datetime:
     return datetime.now(timezone.utc)
 
@@ -135,6 +144,7 @@ class Incident:
         self._current: _Step | None = None
         self._ended: dict[int, _Ended] = {}  # each step's last good end in this run (see `step`)
         self._closed_by: str = ""  # the step that ended the run (its clean-up), once it ended well
+        self._given: dict = {}  # the runbook's parameters this run was set up with (see `given`)
         self._conn = conn  # one already open to the target (a drill's, from its creation on), else opened on first use
         journal.claim(self.directory, incident_id)  # one run of an incident at a time
         self._resume(journal.load(self.directory, incident_id))
@@ -318,9 +328,31 @@ class Incident:
         return " STILL IN PLACE: " + " and ".join(parts) + "."
 
     # --- steps ----------------------------------------------------------------------------------
+    def given(self, **parameters) -> None:
+        """The runbook's parameters as this run was set up with them (`start`), by their names in the notebook."""
+        self._given = dict(parameters)
+
+    def _changed_parameters(self) -> list[str]:
+        """The parameters whose value in the notebook (the running IPython's namespace) is not the one this run
+        was set up with: the parameter cell changed and run again, the setup cell not."""
+        try:
+            from IPython import get_ipython
+        except ImportError:
+            return []
+        shell = get_ipython()
+        if shell is None:
+            return []
+        names = shell.user_ns
+        return [f"{name} is {names[name]!r} in the notebook now, and this run was set up with {value!r}"
+                for name, value in self._given.items() if name in names and not _same(names[name], value)]
+
     def _refuse_out_of_order(self, number: int, title: str, after: tuple[int, ...], once: bool) -> None:
         """StepOutOfOrder when the step may not start now (see `step`); nothing recorded, nothing run."""
         this = f"step {number} ({title})"
+        changed = self._changed_parameters()
+        if changed:
+            raise StepOutOfOrder(f"{this} not run: {'; '.join(changed)}: run the setup cell again (then the steps "
+                                 "from step 1) for the change to take effect, or put the parameter back")
         if self._closed_by:
             raise StepOutOfOrder(f"{this} not run: this run of incident {self.id} was ended by {self._closed_by}; "
                                  "run the runbook's setup cell again for a new run (the same incident_id takes over "

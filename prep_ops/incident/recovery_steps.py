@@ -93,6 +93,8 @@ def start(target: Target, mode: str = "drill", *, incident_id: str | None = None
     recovery.check_scope(scope)
     if recover_to is not None:
         point_in_time.given(recover_to)  # a bad value refused before anything is made
+    parameters = dict(mode=mode, incident_id=incident_id, confirm=confirm, app_role=app_role, scope=scope,
+                      recover_to=recover_to, backup_dir=backup_dir, drill_students=drill_students)
     incident_id = naming.check_id(incident_id or naming.new_id("data-recovery"))
     journal.claim(naming.incidents_dir(), incident_id)  # before its drill is made: a re-run drops the drill of its id
     backup_dir = Path(backup_dir) if backup_dir else None
@@ -107,6 +109,7 @@ def start(target: Target, mode: str = "drill", *, incident_id: str | None = None
                    conn=drill.conn if drill else None)
     if drill and drill.swept:
         inc.note(f"removed what killed drills had left: {', '.join(drill.swept)}")
+    inc.given(**parameters)  # a step refuses to run once one of them is changed in the notebook (setup not run again)
     return DataRecovery(inc, work_on, drill, drill.app_role if drill else app_role, scope, backup_dir,
                         recover_to=recover_to)
 

@@ -60,6 +60,8 @@ def start(target: Target, mode: str = "drill", *, incident_id: str | None = None
           suspect_role: str | None = None, role_prefix: str = "", drill_students: int = 500) -> SecurityIncident:
     """The drill made (mode="drill") or the target taken (live), the incident opened, and the suspect
     checked (see breach.check_suspect)."""
+    parameters = dict(mode=mode, incident_id=incident_id, confirm=confirm, suspect_role=suspect_role,
+                      role_prefix=role_prefix, drill_students=drill_students)
     incident_id = naming.check_id(incident_id or naming.new_id("security"))
     journal.claim(naming.incidents_dir(), incident_id)  # before its drill is made: a re-run drops the drill of its id
     drill = security_drill.for_mode(target, mode, drill_students, incident_id=incident_id)
@@ -68,6 +70,7 @@ def start(target: Target, mode: str = "drill", *, incident_id: str | None = None
                    conn=drill.conn if drill else None)
     if drill and drill.swept:
         inc.note(f"removed what killed drills had left: {', '.join(drill.swept)}")
+    inc.given(**parameters)  # a step refuses to run once one of them is changed in the notebook (setup not run again)
     role_set = drill.role_set if drill else roles.RoleSet.with_prefix(role_prefix)
     suspect = breach.check_suspect(inc.conn, drill.suspect if drill else suspect_role, role_set)
     return SecurityIncident(inc, work_on, drill, role_set, suspect)
