@@ -396,3 +396,27 @@ def test_update_security_run_again_never_rotates_the_passwords_a_second_time(inc
     finally:
         security_steps.clean_up(run)
     assert _drill_left(server, incident_id) == []
+
+
+def test_a_restarted_kernel_with_a_new_incident_keeps_the_suspects_own_state_to_undo(scratch, incident_id):
+    """Runbook 12 live, confirmed, incident_id=None: step 1 locked the suspect out, then 'Restart Kernel and Run All'
+    opened a new incident, whose step 1 read NOLOGIN and CONNECTION LIMIT 0 as the role's own: its report's 'to undo'
+    was 'ALTER ROLE ... NOLOGIN; ... CONNECTION LIMIT 0', which lets nobody back in. It keeps the first's now."""
+    suspect = f"prep_ops_test_suspect_{uuid.uuid4().hex[:6]}"
+    with db.connect(scratch, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN CONNECTION LIMIT 3").format(sql.Identifier(suspect)))
+    try:
+        runs = []
+        for number, name in enumerate((incident_id, f"{incident_id}-restarted")):
+            run = security_steps.start(scratch, "live", incident_id=name, confirm=True, suspect_role=suspect)
+            security_steps.isolate_system(run)
+            run.inc.close()
+            runs.append(run)
+        undo = [a.text for a in runs[1].inc.holds["suspect"].undo]
+        assert undo == [f'ALTER ROLE "{suspect}" LOGIN', f'ALTER ROLE "{suspect}" CONNECTION LIMIT 3'], undo
+        assert runs[1].inc.holds["suspect"].state["connection_limit"] == 3
+        assert any(e.text.startswith(f"role {suspect} is locked out already by incident {incident_id}")
+                   for e in runs[1].inc.events)
+    finally:
+        with db.connect(scratch, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(suspect)))
