@@ -14,12 +14,8 @@ A step that fails raises `StepFailed`, naming the step and what to do next, and 
 application is still blocked (and how to undo that), so that nobody at 3 a.m. is left guessing; an
 interrupted step (Ctrl-C, a stopped kernel) prints the same "STILL IN PLACE: ..." line.
 
-A person in JupyterLab runs cells again and out of order: each step names the steps whose results it
-works from (`after`), whether it changes something once on them (`once`), which steps' effects it
-undoes (`undoes`: resuming service undoes the block) and whether it ends the run (`closes`). A step
-whose ground does not hold is refused in one line (StepOutOfOrder) before it does anything: a repair
-run a second time on an assessment made before the application came back would write the backup's
-rows over the application's new work.
+A person in JupyterLab runs cells again and out of order: each step says what it works from, and a
+step whose ground does not hold is refused in one line before it does anything (step_order.py).
 
 The record is also kept as JSON beside the report (journal.py), written before each change: what is
 held and the statements that undo it, read before the change. A re-run with the same incident_id
@@ -41,10 +37,11 @@ from psycopg import sql
 
 from .. import notebook
 from ..db import Target, live, require_change
-from ..errors import CheckFailed, ParameterError, StepFailed, StepOutOfOrder, database_error, first_line
+from ..errors import CheckFailed, ParameterError, StepFailed, database_error, first_line
 from ..formatting import terminal
 from . import journal, report
 from .naming import MODES, check_id, check_mode, drill_server, incidents_dir, new_id  # noqa: F401 (the record's API)
+from .step_order import StepOrder
 
 SERVER_WIDE = "server-wide: roles are the same in every database of this server"
 
@@ -85,16 +82,6 @@ class _Step:
 
 
 @dataclass
-class _Ended:
-    """A step that ended well in this run: when, in which order, and what undid it since (if anything)."""
-
-    title: str
-    at: datetime
-    order: int
-    undone_by: str = ""
-
-
-@dataclass
 class Hold:
     """Something a step left in place on purpose (a blocked role) and the statements that undo it."""
 
@@ -102,15 +89,6 @@ class Hold:
     undo: list[Action]
     since: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
     state: dict = field(default_factory=dict)  # what was there before, as read (e.g. {"connection_limit": 7})
-
-
-def _same(now, given) -> bool:
-    """Whether a parameter's value in the notebook is the one given (a value that cannot be compared is taken as
-    the same: the check is there to catch an edited parameter cell, not to judge odd objects)."""
-    try:
-        return bool(now == given)
-    except Exception:
-        return True
 
 
 def _now() -> datetime:
@@ -142,9 +120,7 @@ class Incident:
         self.holds: dict[str, Hold] = {}
         self.facts: dict[str, str] = {}
         self._current: _Step | None = None
-        self._ended: dict[int, _Ended] = {}  # each step's last good end in this run (see `step`)
-        self._closed_by: str = ""  # the step that ended the run (its clean-up), once it ended well
-        self._given: dict = {}  # the runbook's parameters this run was set up with (see `given`)
+        self.order = StepOrder(incident_id)  # which step may run now (see `step`)
         self._conn = conn  # one already open to the target (a drill's, from its creation on), else opened on first use
         journal.claim(self.directory, incident_id)  # one run of an incident at a time
         self._resume(journal.load(self.directory, incident_id))
@@ -329,48 +305,9 @@ class Incident:
 
     # --- steps ----------------------------------------------------------------------------------
     def given(self, **parameters) -> None:
-        """The runbook's parameters as this run was set up with them (`start`), by their names in the notebook."""
-        self._given = dict(parameters)
-
-    def _changed_parameters(self) -> list[str]:
-        """The parameters whose value in the notebook (the running IPython's namespace) is not the one this run
-        was set up with: the parameter cell changed and run again, the setup cell not."""
-        try:
-            from IPython import get_ipython
-        except ImportError:
-            return []
-        shell = get_ipython()
-        if shell is None:
-            return []
-        names = shell.user_ns
-        return [f"{name} is {names[name]!r} in the notebook now, and this run was set up with {value!r}"
-                for name, value in self._given.items() if name in names and not _same(names[name], value)]
-
-    def _refuse_out_of_order(self, number: int, title: str, after: tuple[int, ...], once: bool) -> None:
-        """StepOutOfOrder when the step may not start now (see `step`); nothing recorded, nothing run."""
-        this = f"step {number} ({title})"
-        changed = self._changed_parameters()
-        if changed:
-            raise StepOutOfOrder(f"{this} not run: {'; '.join(changed)}: run the setup cell again (then the steps "
-                                 "from step 1) for the change to take effect, or put the parameter back")
-        if self._closed_by:
-            raise StepOutOfOrder(f"{this} not run: this run of incident {self.id} was ended by {self._closed_by}; "
-                                 "run the runbook's setup cell again for a new run (the same incident_id takes over "
-                                 "what is still held)")
-        for needed in after:
-            ended = self._ended.get(needed)
-            if ended is None:
-                raise StepOutOfOrder(f"{this} not run: it works from what step {needed} finds, and step {needed} has "
-                                     f"not ended well in this run: run step {needed}'s cell first")
-            if ended.undone_by:
-                raise StepOutOfOrder(f"{this} not run: {ended.undone_by} undid step {needed} ({ended.title}): "
-                                     f"run step {needed} again first")
-        done = self._ended.get(number)
-        if once and done is not None and any(self._ended[n].order < done.order for n in after):
-            stale = [n for n in after if self._ended[n].order < done.order]
-            raise StepOutOfOrder(f"{this} not run again: it already ran at {done.at:%H:%M:%S} UTC on what step(s) "
-                                 f"{', '.join(map(str, stale))} found before it, which may no longer hold; run step(s) "
-                                 f"{', '.join(map(str, stale))} again first, then this one")
+        """The runbook's parameters as this run was set up with them (`start`), by their names in the notebook:
+        a step refuses to run while one of them differs there (the parameter cell changed, setup not run again)."""
+        self.order.given = dict(parameters)
 
     @contextmanager
     def step(self, number: int, title: str, *, next_if_failed: str, after: tuple[int, ...] = (), once: bool = False,
@@ -384,7 +321,7 @@ class Incident:
         block). `closes`: the run's clean-up; after it ends well, no step runs in this run. A step refused
         raises StepOutOfOrder before anything runs. A step that fails or is interrupted no longer counts as
         ended well."""
-        self._refuse_out_of_order(number, title, tuple(after), once)
+        self.order.refuse(number, title, tuple(after), once)
         current = _Step(number, title, _now())
         self.steps.append(current)
         self._current = current
@@ -401,17 +338,12 @@ class Incident:
             _show(current.failed_message)
             raise
         self._end(current)
-        self._ended[number] = _Ended(title, current.ended, len(self.steps))
-        for undone in undoes:
-            if undone in self._ended:
-                self._ended[undone].undone_by = f"step {number} ({title}, {current.ended:%H:%M:%S} UTC)"
-        if closes:
-            self._closed_by = f"step {number} ({title}) at {current.ended:%H:%M:%S} UTC"
+        self.order.ended_well(number, title, current.ended, undoes=tuple(undoes), closes=closes)
 
     def _end(self, current: _Step, failed: str = "", message: str = "") -> None:
         current.failed, current.failed_message, current.ended = failed, message, _now()
-        if failed:  # what it found or did before is no ground for the steps after it
-            self._ended.pop(current.number, None)
+        if failed:
+            self.order.failed(current.number)
         if message:
             self._record("failed", message)
         self._current = None
