@@ -119,6 +119,7 @@ class Incident:
         self.steps: list[_Step] = []
         self.holds: dict[str, Hold] = {}
         self.facts: dict[str, str] = {}
+        self._checks: list[notebook.CheckResult] = []  # this incident's checks (the notebook's list holds others too)
         self._current: _Step | None = None
         self.order = StepOrder(incident_id)  # which step may run now (see `step`)
         self._conn = conn  # one already open to the target (a drill's, from its creation on), else opened on first use
@@ -273,10 +274,14 @@ class Incident:
         (why it was not checked), SKIP: neither passed nor failed."""
         if skipped:
             self._record("check", f"SKIP {name} — {skipped}")
+        else:
+            word = "PASS" if passed else ("FAIL" if must_hold else "WARN")
+            self._record("check", f"{word} {name}" + (f": {detail}" if detail else ""))
+        made = len(notebook._checks)
+        try:  # a failed must-hold check raises, after it is recorded
             return notebook.check(name, passed, detail, must_hold=must_hold, fix=fix, skipped=skipped)
-        word = "PASS" if passed else ("FAIL" if must_hold else "WARN")
-        self._record("check", f"{word} {name}" + (f": {detail}" if detail else ""))
-        return notebook.check(name, passed, detail, must_hold=must_hold, fix=fix)
+        finally:
+            self._checks.extend(notebook._checks[made:])
 
     # --- what stays in place between steps ------------------------------------------------------
     def hold(self, key: str, what: str, undo: list[Action], *, state: dict | None = None) -> None:
@@ -357,9 +362,9 @@ class Incident:
         failed = sorted((s for s in latest.values() if s.failed), key=lambda s: s.number)
         if failed:
             return f"STOPPED at step {failed[0].number} ({failed[0].title})"
-        frame = notebook.checks()
-        bad = frame[~frame["passed"] & frame["must_hold"]] if len(frame) else frame
-        return "all must-hold checks passed" if len(bad) == 0 else f"{len(bad)} must-hold check(s) failed"
+        standing = {id(c) for c in notebook._checks}  # a cell run again drops its earlier run's checks
+        bad = [c for c in self._checks if id(c) in standing and c.status == "FAIL"]
+        return "all must-hold checks passed" if not bad else f"{len(bad)} must-hold check(s) failed"
 
     def markdown(self) -> str:
         """The report: header, the steps with what each found and did, statements, checks, timeline."""
