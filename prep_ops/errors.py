@@ -93,6 +93,17 @@ class StepFailed(PrepOpsError):
     """An incident runbook step failed: the message names the step, the cause and what to do next."""
 
 
+class PlanChanged(PrepOpsError):
+    """What a change would run now is not the plan that was shown, backed up for or tested (a parameter changed
+    since, an interrupted run left something, another session changed the database): nothing ran."""
+
+
+class StepOutOfOrder(PrepOpsError):
+    """An incident runbook step was run (a notebook cell run again, or out of order) where what it works
+    from does not hold: a step it needs has not ended well in this run, was undone since, or it changed
+    something already on what those steps found. Refused before anything runs; nothing is recorded as failed."""
+
+
 class ForeignTriggerError(PrepOpsError):
     """A write would fire a trigger (or run a default, CHECK or index function) whose function a role owns
     that is neither the writer nor a superuser: it would run that role's code with the writer's privileges."""

@@ -68,6 +68,17 @@ def statement(text) -> str:
     return terminal(_QUOTED.sub(_unicode_escaped, str(text)))
 
 
+def plan_difference(now: list[str], shown: list[str], *, listed: int = 3) -> str:
+    """How the statements a change would run `now` differ from the plan `shown`, in one phrase: "now also A, B;
+    no longer C" (the first `listed` of each, and how many more), or that only their order differs."""
+    def some(texts: list[str]) -> str:
+        return ", ".join(texts[:listed]) + (f" and {len(texts) - listed} more" if len(texts) > listed else "")
+
+    added, gone = [s for s in now if s not in shown], [s for s in shown if s not in now]
+    return "; ".join([f"now also {some(added)}"] * bool(added) + [f"no longer {some(gone)}"] * bool(gone)) \
+        or "the same statements in another order"
+
+
 def markdown(text) -> str:
     """`text` as literal inline Markdown: on one line (see `terminal`), every character Markdown, GFM
     tables, math or HTML would read as markup escaped with a backslash; a `_` inside a word (`tuition_payments`),

@@ -23,8 +23,9 @@ import psycopg
 from psycopg import sql
 
 from .bloat import BLOAT_NOTE, bloat, bloat_check, reindex_choice  # noqa: F401  (re-exported for runbook 05)
+from . import formatting
 from .db import bounded_lock_wait, fetch_frame, require_change, server_version
-from .errors import ParameterError, PrepOpsError, first_line
+from .errors import ParameterError, PlanChanged, PrepOpsError, first_line
 from .schema import Table, resolve_tables, user_tables
 from .sqlfiles import load
 
@@ -297,10 +298,18 @@ def _unchanged(before: pd.DataFrame, after: pd.DataFrame, column: str) -> list[s
     return list(both.loc[both[f"{column}_after"] <= both[f"{column}_before"], "table_name"])
 
 
+def _refuse_unplanned(statements: list[str], planned: list[str]) -> None:
+    """PlanChanged unless `statements` (what maintain would run now) are the `planned` ones that were shown."""
+    if statements != planned:
+        raise PlanChanged(f"the maintenance to run now is not the plan shown ({len(planned)} statement(s)): "
+                          f"{formatting.plan_difference(statements, planned)}; nothing ran: show the plan again "
+                          "(runbook 05 step 3), then run it")
+
+
 def maintain(conn: psycopg.Connection, tables: str | Iterable[str] | None = None, reindex: bool = False,
              confirm: bool = False, on_progress: Callable[[Executed, int, int], None] | None = None, *,
-             concurrently: bool | None = None, on_start: Callable[[str, int, int], None] | None = None
-             ) -> MaintenanceResult:
+             concurrently: bool | None = None, on_start: Callable[[str, int, int], None] | None = None,
+             planned: list[str] | None = None) -> MaintenanceResult:
     """Run the guide's maintenance between two snapshots of `table_status()`; returns both and each
     statement with its time.
 
@@ -309,9 +318,13 @@ def maintain(conn: psycopg.Connection, tables: str | Iterable[str] | None = None
     or why none). On a database that is not scratch it runs only with `confirm=True`; `plan()` shows
     the statements without running them. `on_start(text, number, total)` is called before each statement
     (a REINDEX CONCURRENTLY may wait minutes for other sessions' transactions: say which statement runs),
-    `on_progress(executed, done, total)` after it.
+    `on_progress(executed, done, total)` after it. `planned`: the statements shown (what `plan()` gave);
+    the ones to run now must be those, else PlanChanged and nothing runs (`tables` changed since, or an
+    interrupted REINDEX CONCURRENTLY left indexes to drop first).
     """
     chosen, statements, note = _maintenance_statements(conn, tables, reindex, concurrently)
+    if planned is not None:
+        _refuse_unplanned([s.as_string(conn) for s in statements], list(planned))
     require_change(conn, confirm, "maintenance")
     tracked = _tracked(conn, chosen)
     before, bytes_before = _snapshot(conn, tracked), _database_bytes(conn)

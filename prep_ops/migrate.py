@@ -26,7 +26,7 @@ from psycopg import sql
 
 from .catalog import columns, relation_exists, row_counts, views
 from .db import is_scratch, require_change, snapshot
-from .errors import ConfirmationRequired, MigrationError, first_line
+from .errors import ConfirmationRequired, MigrationError, PlanChanged, first_line
 from .paths import PACKAGE_DIR
 from .sqlfiles import load
 
@@ -199,17 +199,33 @@ def _require_down(conn: psycopg.Connection, steps: list[Step], confirm: bool) ->
                                    "pass --confirm (confirm=True in a notebook) to go ahead")
 
 
+def _refuse_untested(steps: list[Step], tested: list[Step]) -> None:
+    """PlanChanged unless `steps` (planned under the lock) are the `tested` ones, or nothing: a deployment runs
+    what its restored copy ran, never what a parameter changed since (runbook 07's apply cell run again with
+    another to_version, the copy and the backup made for the one before) or another session's migration made
+    of the plan."""
+    if steps and steps != tested:
+        shown = lambda run: ", ".join(f"{s.direction} {s.version:04d}" for s in run) or "nothing"  # noqa: E731
+        raise PlanChanged(f"the migrations to run now ({shown(steps)}) are not the ones tested on the copy "
+                             f"({shown(tested)}): nothing ran; plan, back up and test again (runbook 07 from step 1) "
+                             "with the version wanted")
+
+
 def apply(conn: psycopg.Connection, to: int | None = None, directory: Path = MIGRATIONS_DIR, *,
-          confirm: bool = False) -> list[Step]:
+          confirm: bool = False, tested: list[Step] | None = None) -> list[Step]:
     """Migrate up or down to version `to` (latest when None); returns the steps run.
 
     Outside a scratch database, needs `confirm`; so does a down migration over rows of the school's
     tables, anywhere. Each step runs in its own transaction together with its schema_version record,
-    so a failing step leaves schema and data as they were before it.
+    so a failing step leaves schema and data as they were before it. `tested`: the steps a restored
+    copy ran (what `apply` returned there); the steps planned here under the lock must be those, or none
+    (already applied), else PlanChanged and nothing runs.
     """
     conn.execute("SELECT pg_advisory_lock(%s)", (LOCK_KEY,))
     try:
         steps = _plan(conn, to, directory)  # read again under the lock
+        if tested is not None:
+            _refuse_untested(steps, list(tested))
         if steps:
             require_change(conn, confirm, f"migrating ({len(steps)} step(s))")
         _require_down(conn, steps, confirm)

@@ -8,6 +8,11 @@ also emitted with the MIME type CHECK_MIME, which `prep-ops run` reads back from
 notebook to print a summary table for a whole run, even when the notebook stopped half way.
 A PASS is only ever given for something that was looked at: what a run did not do or could not
 see is a SKIP with the reason (`check(..., skipped=why)`), never a pass and never a failure.
+
+In JupyterLab a person runs a cell again: its checks of the run before no longer stand (the cell may
+fail before reaching them this time, or judge something else), so when a cell starts, the checks its
+earlier run recorded are dropped; `checks()` and `summary()` hold each cell's latest run only. A cell
+is known by the id JupyterLab sends with it, else by its text.
 """
 
 from dataclasses import asdict, dataclass, field
@@ -33,14 +38,20 @@ class CheckResult:
     fix: str = ""
     skipped: bool = False  # not checked: `detail` says why; neither passed nor failed
     at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    cell: str = field(default="", repr=False, compare=False)  # the cell run that made it ("" outside IPython)
 
     def _ipython_display_(self) -> None:
         """Shown once already by check(): a check as a cell's last line displays nothing more."""
 
     @property
+    def record(self) -> dict:
+        """The check as recorded in the executed notebook (CHECK_MIME): its fields but the cell."""
+        return {k: v for k, v in asdict(self).items() if k != "cell"}
+
+    @property
     def status(self) -> str:
         """PASS, WARN, FAIL or SKIP."""
-        return status(asdict(self))
+        return status(self.record)
 
     @property
     def line(self) -> str:
@@ -56,6 +67,25 @@ class CheckResult:
 
 
 _checks: list[CheckResult] = []
+_cell = {"key": ""}  # the cell running now (its id, else its text), set by _cell_started
+
+
+def _cell_started(info) -> None:
+    """IPython's pre_run_cell: this cell's checks from its earlier run are dropped (see the module's doc)."""
+    key = getattr(info, "cell_id", None) or f"text:{getattr(info, 'raw_cell', '')}"
+    _cell["key"] = key
+    _checks[:] = [c for c in _checks if c.cell != key]
+
+
+def _watch_cells() -> None:
+    """Have IPython (a kernel, JupyterLab) tell `_cell_started` when a cell starts; once per shell."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return
+    shell = get_ipython()
+    if shell is not None and _cell_started not in shell.events.callbacks["pre_run_cell"]:
+        shell.events.register("pre_run_cell", _cell_started)
 
 
 @dataclass
@@ -162,6 +192,7 @@ def setup(database_url: str | None = None, *, sql_magic: bool = True, sql_writes
     (a guard against a slip, not a permission: a superuser may still SET default_transaction_read_only
     off). The runbooks' own steps work through `Session.conn` and prep_ops, not through them."""
     _checks.clear()
+    _watch_cells()
     target = resolve_target(database_url)
     with connect(target) as conn:
         version = server_version(conn)
@@ -176,7 +207,7 @@ def _emit(result: CheckResult) -> None:
     except ImportError:
         print(result.line)
         return
-    display({"text/plain": result.line, CHECK_MIME: asdict(result)}, raw=True)
+    display({"text/plain": result.line, CHECK_MIME: result.record}, raw=True)
 
 
 def check(name: str, passed: bool, detail: str = "", *, must_hold: bool = True, fix: str = "",
@@ -187,7 +218,7 @@ def check(name: str, passed: bool, detail: str = "", *, must_hold: bool = True, 
     """
     if skipped:
         return skip(name, skipped)
-    result = CheckResult(name, bool(passed), str(detail), must_hold, fix)
+    result = CheckResult(name, bool(passed), str(detail), must_hold, fix, cell=_cell["key"])
     _checks.append(result)
     _emit(result)
     if must_hold and not result.passed:
@@ -197,7 +228,7 @@ def check(name: str, passed: bool, detail: str = "", *, must_hold: bool = True, 
 
 def skip(name: str, why: str) -> CheckResult:
     """Record and show a check that was not made, with the reason: `SKIP name — why`."""
-    result = CheckResult(name, False, str(why), must_hold=False, skipped=True)
+    result = CheckResult(name, False, str(why), must_hold=False, skipped=True, cell=_cell["key"])
     _checks.append(result)
     _emit(result)
     return result
@@ -205,7 +236,7 @@ def skip(name: str, why: str) -> CheckResult:
 
 def checks() -> pd.DataFrame:
     """The checks recorded since `setup()`."""
-    return pd.DataFrame([asdict(c) for c in _checks],
+    return pd.DataFrame([c.record for c in _checks],
                         columns=["name", "passed", "detail", "must_hold", "fix", "skipped", "at"])
 
 
@@ -216,7 +247,7 @@ def summary(title: str = "") -> pd.DataFrame:
     frame.insert(1, "status", [c.status for c in _checks])
     frame["fix"] = frame["fix"].where(frame["status"].isin(["FAIL", "WARN"]), "")
     frame = frame.set_index("name")
-    counts = status_counts([asdict(c) for c in _checks])
+    counts = status_counts([c.record for c in _checks])
     failed = counts["FAIL"]
     payload = {"title": title, "checks": len(frame), "failed": failed, "skipped": counts["SKIP"],
                "at": datetime.now(timezone.utc).isoformat(timespec="seconds")}

@@ -21,10 +21,11 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
+from . import formatting
 from .catalog import existing_roles, role_exists, user_schemas
 from .security_audit import grants as grants_in
 from .db import Target, require_change, server_version, snapshot
-from .errors import ParameterError, RoleError, database_error
+from .errors import ParameterError, PlanChanged, RoleError, database_error
 from .sqlfiles import load
 
 # What notebooks and tests reach as prep_ops.roles.<name>, now kept in the modules that hold it.
@@ -378,12 +379,23 @@ def refuse_changing_current_role(conn: psycopg.Connection, steps: list[Step]) ->
                             "the roles connected as another role, or give the set's roles other names (a prefix)")
 
 
+def _refuse_unplanned(steps: list[Step], planned: list[Step]) -> None:
+    """PlanChanged unless `steps` (planned again under the lock) are the `planned` ones shown, or none."""
+    now, shown = [s.text for s in steps], [s.text for s in planned]
+    if now and now != shown:
+        raise PlanChanged(f"the roles and grants to apply now are not the plan shown ({len(shown)} statement(s)): "
+                          f"{formatting.plan_difference(now, shown)}; nothing changed: show the plan again "
+                          "(runbook 06 step 2), then apply it")
+
+
 def apply(conn: psycopg.Connection, roles: RoleSet = RoleSet(), passwords: Mapping[str, "str | Secret"] | None = None,
-          *, owner: str | None = None, confirm: bool = False) -> list[Step]:
+          *, owner: str | None = None, confirm: bool = False, planned: list[Step] | None = None) -> list[Step]:
     """Run the plan in one transaction (all or nothing); returns the steps run. Outside a scratch
     database, needs `confirm`; a plan that changes the connecting role's own attributes is refused, and so
     is one holding a statement the connecting role may not run (a role without CREATEROLE creating roles:
-    Step.refused, marked by `roles plan`), before any runs."""
+    Step.refused, marked by `roles plan`), before any runs. `planned`: the plan shown (what `plan()` gave);
+    the plan read again under the lock must be it, or nothing (applied already), else PlanChanged and
+    nothing changes (role_prefix changed since, another session granted or revoked meanwhile)."""
     require_change(conn, confirm, "creating roles and grants")
     found = resolve_passwords(passwords)
     hidden = [p.reveal() for p in found.values()]
@@ -394,6 +406,8 @@ def apply(conn: psycopg.Connection, roles: RoleSet = RoleSet(), passwords: Mappi
             planner = _Planner(conn, roles, found, owner)
             steps = planner.plan()
             hidden = planner.hidden
+            if planned is not None:
+                _refuse_unplanned(steps, list(planned))
             refuse_what_the_role_may_not_run(steps)
             refuse_changing_current_role(conn, steps)
             for step in steps:

@@ -162,6 +162,10 @@ def _restore_and_compare(path: Path, copy: Target, manifest: dict, *, major: int
         return [restored, *compare(conn, manifest, target=copy, probe_as=restore_as)]
 
 
+_MADE: dict[str, tuple[str, Target, list[str]]] = {}  # copies restored_copy made in this process and drop_copy has not
+# dropped, by database: (prefix, copy, its roles)
+
+
 def restored_copy(path: Path, manifest: dict, *, prefix: str = "prep_ops_copy_",
                   server: Target | None = None) -> tuple[Target, list[str]]:
     """A backup restored into a fresh scratch database `prefix`<run id> (on the embedded server unless
@@ -185,6 +189,7 @@ def restored_copy(path: Path, manifest: dict, *, prefix: str = "prep_ops_copy_",
         except BaseException:
             _drop_with_roles(admin, copy.database, created)
             raise
+    _MADE[copy.database] = (prefix, copy, created)
     return copy, created
 
 
@@ -195,9 +200,18 @@ def _drop_with_roles(admin: psycopg.Connection, name: str, roles: list[str]) -> 
 
 def drop_copy(copy: Target, roles: list[str] = ()) -> dict[str, str]:
     """Drop a copy made by `restored_copy` (or kept by `verify`), then the roles made for it; returns roles
-    that had to stay."""
+    that had to stay. The copies of the same prefix this process made before it and never dropped go too:
+    a notebook cell that makes a copy, run twice, replaced the first copy's variable, so only the second
+    ever reached drop_copy and runbook 07's 'scratch copy and its roles dropped' PASSed with the first left."""
+    made = _MADE.pop(copy.database, None)
+    earlier = [(other, other_roles) for name, (prefix, other, other_roles) in sorted(_MADE.items())
+               if made is not None and prefix == made[0] and name < copy.database]  # run ids sort by time
     with connect(copy.with_database("postgres"), autocommit=True) as admin:
-        return _drop_with_roles(admin, copy.database, roles)
+        kept = _drop_with_roles(admin, copy.database, roles)
+        for other, other_roles in earlier:
+            del _MADE[other.database]
+            kept.update(_drop_with_roles(admin, other.database, other_roles))
+    return kept
 
 
 def _why_not_restored(path: Path, manifest: dict, server: Target, admin: psycopg.Connection) -> list[dict]:

@@ -348,3 +348,45 @@ def sample_copy(server, sample_db):
     yield copy
     for target in copies:
         _drop(server, target)
+
+
+class LabKernel:
+    """A kernel driven as JupyterLab drives it: each cell sent with its cell id (the `cellId` JupyterLab puts in
+    an execute request's metadata), in the order a person chooses, a cell run again, another interrupted."""
+
+    def __init__(self, manager, client):
+        self.manager, self.client = manager, client
+
+    def run(self, cell_id: str, code: str, *, timeout: float = 300) -> list[str]:
+        """The cell's outputs as text: each display's text/plain, stream text, and an error as 'error: <evalue>'."""
+        content = dict(code=code, silent=False, store_history=True, user_expressions={}, allow_stdin=False,
+                       stop_on_error=False)
+        message = self.client.session.msg("execute_request", content, metadata={"cellId": cell_id})
+        self.client.shell_channel.send(message)
+        shown = []
+        while True:
+            reply = self.client.get_iopub_msg(timeout=timeout)
+            if reply["parent_header"].get("msg_id") != message["header"]["msg_id"]:
+                continue
+            kind, body = reply["msg_type"], reply["content"]
+            if kind == "stream":
+                shown.append(body["text"])
+            elif kind in ("display_data", "execute_result"):
+                shown.append(body["data"].get("text/plain", ""))
+            elif kind == "error":
+                shown.append(f"error: {body['evalue']}")
+            elif kind == "status" and body["execution_state"] == "idle":
+                return shown
+
+
+@pytest.fixture
+def lab_kernel():
+    """A LabKernel in the session's project folder (its environment inherited), shut down after the test."""
+    from jupyter_client.manager import start_new_kernel
+
+    manager, client = start_new_kernel(kernel_name="python3", startup_timeout=120)
+    try:
+        yield LabKernel(manager, client)
+    finally:
+        client.stop_channels()
+        manager.shutdown_kernel(now=True)

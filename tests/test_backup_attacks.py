@@ -746,6 +746,27 @@ def test_a_runbook_07_copy_left_by_a_killed_run_is_dropped_by_the_next(seeded, t
         verify.drop_copy(copy, roles)
 
 
+def test_runbook_07_step_3_run_twice_leaves_no_copy_once_step_8_dropped_the_second(seeded, tmp_path):
+    """Runbook 07 in JupyterLab, step 3's cell run twice: each run restored a copy, the second replacing the first's
+    `copy` and `on_copy`; step 8 dropped the second and PASSed 'scratch copy and its roles dropped' with the first,
+    a whole copy of the target's data, still on the embedded server (its session still open in the kernel)."""
+    made = backup.backup(seeded, "full", "custom", directory=tmp_path)
+    server = verify.scratch_server()
+    first, first_roles = verify.restored_copy(made.path, made.manifest, prefix="prep_ops_deploy_copy_")
+    on_first = db.connect(first, autocommit=True)  # as step 3's first run left it open
+    try:
+        copy, roles = verify.restored_copy(made.path, made.manifest, prefix="prep_ops_deploy_copy_")
+        other, other_roles = verify.restored_copy(made.path, made.manifest, prefix="prep_ops_copy_")  # another job's
+        assert verify.drop_copy(copy, roles) == {}
+        assert scratch.existing(server, "prep_ops_deploy_copy_") == []
+        assert scratch.existing(server, "prep_ops_copy_") == [other.database]
+        verify.drop_copy(other, other_roles)
+    finally:
+        on_first.close()
+        for name in scratch.existing(server, "prep_ops_deploy_copy_"):
+            scratch.drop(server, name)
+
+
 @pytest.fixture
 def slow_to_load(scratch, tmp_path):
     """A database whose one table's CHECK waits 50 ms a row where the session sets prep_ops_test.slow (PGOPTIONS),

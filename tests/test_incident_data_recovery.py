@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from psycopg import sql
 
-from prep_ops import backup, db, incident, migrate, roles, runner, scratch, seed
-from prep_ops.errors import ParameterError, StepFailed
+from prep_ops import backup, db, incident, migrate, roles, runner, scratch, seed, verify
+from prep_ops.errors import ParameterError, StepFailed, StepOutOfOrder
 from prep_ops.incident import lockout, recovery, recovery_steps
 from prep_ops.incident.drills import recovery as recovery_drill
 
@@ -520,3 +520,168 @@ def test_a_drill_with_scope_database_ends_ok_and_leaves_no_database_role_or_back
         assert conn.execute("SELECT rolname FROM pg_roles WHERE starts_with(rolname, %s)",
                             (recovery_drill.ROLE_PREFIX,)).fetchall() == []
     assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
+
+
+# --- cells run again and out of order, as a DBA does in JupyterLab ----------------------------------------------
+def test_a_repair_run_again_after_service_resumed_is_refused_and_never_writes_over_the_applications_new_work(
+        app_database, incident_id, tmp_path):
+    """Runbook 10 in JupyterLab: steps 1 to 5 run, the application back at work, then step 3's cell run again. It
+    put the backup's version of every row step 2 had found changed back over what the application had written
+    since ('1 updated', a payment's new amount gone), with the application unblocked. It is now refused in one
+    line, and runs again only once the application is blocked (step 1) and the damage assessed anew (step 2)."""
+    target, role, login = app_database
+    with db.connect(target, autocommit=True) as conn:
+        conn.execute("UPDATE tuition_payments SET amount = amount + 100 WHERE id <= 10")
+        conn.execute(sql.SQL("GRANT UPDATE, SELECT ON tuition_payments TO {}").format(sql.Identifier(role)))
+    run = recovery_steps.start(target, "live", incident_id=incident_id, confirm=True, app_role=role, backup_dir=tmp_path)
+    try:
+        recovery_steps.stop_application(run)
+        recovery_steps.assess_damage(run)
+        assert recovery_steps.restore(run).set_index("table").loc["public.tuition_payments", "updated"] == 10
+        recovery_steps.verify_data(run)
+        recovery_steps.resume_service(run)
+        with db.connect(login, autocommit=True) as app:  # the application's work after the incident
+            amount = app.execute("UPDATE tuition_payments SET amount = amount + 1 WHERE id = 1 RETURNING amount").fetchone()
+        with pytest.raises(StepOutOfOrder, match=r"^step 3 \(Restore\) not run: step 5 \(Resume service, .* UTC\) undid "
+                                                 r"step 1 \(Stop the application\): run step 1 again first$"):
+            recovery_steps.restore(run)
+        recovery_steps.stop_application(run)
+        with pytest.raises(StepOutOfOrder, match=r"^step 3 \(Restore\) not run again: it already ran at .* UTC on what "
+                                                 r"step\(s\) 2 found before it, which may no longer hold; run step\(s\) 2 "
+                                                 r"again first, then this one$"):
+            recovery_steps.restore(run)
+        with db.connect(target, autocommit=True) as conn:
+            assert conn.execute("SELECT amount FROM tuition_payments WHERE id = 1").fetchone() == amount
+        assert not [s for s in run.inc.steps if s.failed]  # a refusal is no failed step
+        recovery_steps.assess_damage(run)  # assessed anew: the application's change is what step 2 now shows
+        assert run.found.differences.set_index("table").loc["public.tuition_payments", "changed"] == 1
+        recovery_steps.restore(run)  # allowed: the DBA saw it, with the application blocked
+    finally:
+        recovery_steps.clean_up(run)
+
+
+def test_a_database_restore_run_again_is_refused_not_restored_twice(shop, incident_id, tmp_path):
+    """scope='database', step 3's cell run a second time: the whole database was restored from the backup again,
+    the rows written since the first restore gone, and the database the first restore replaced no longer named
+    in the run (run.replaced taken by the second)."""
+    with db.connect(shop, autocommit=True) as conn:
+        conn.execute("DELETE FROM app.items WHERE id <= 5")
+    run = recovery_steps.start(shop, "live", incident_id=incident_id, confirm=True, backup_dir=tmp_path, scope="database")
+    try:
+        recovery_steps.stop_application(run)
+        recovery_steps.assess_damage(run)
+        recovery_steps.restore(run)
+        first = run.replaced
+        with db.connect(shop, autocommit=True) as conn:
+            conn.execute("INSERT INTO app.items VALUES (1000, 'written after the restore')")
+        with pytest.raises(StepOutOfOrder, match=r"step 3 \(Restore\) not run again"):
+            recovery_steps.restore(run)
+        assert run.replaced == first
+        with db.connect(shop, autocommit=True) as conn:
+            assert conn.execute("SELECT count(*), max(id) FROM app.items").fetchone() == (51, 1000)
+    finally:
+        recovery_steps.clean_up(run)
+        with db.connect(db.resolve_target(), autocommit=True) as conn:
+            for name in scratch.existing(conn, shop.database + "_"):
+                conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def test_steps_run_out_of_order_say_which_step_to_run_first_and_none_runs_after_the_clean_up(shop, incident_id, tmp_path):
+    """Step 3's cell before step 2's: "step 3 (Restore) failed: 'NoneType' object has no attribute 'assessment'",
+    and the incident's report said STOPPED at step 3. Step 3 after step 6: the copy it reads from was dropped."""
+    with db.connect(shop, autocommit=True) as conn:
+        conn.execute("DELETE FROM app.items WHERE id <= 5")
+    run = recovery_steps.start(shop, "live", incident_id=incident_id, confirm=True, backup_dir=tmp_path)
+    recovery_steps.stop_application(run)
+    with pytest.raises(StepOutOfOrder, match=r"^step 3 \(Restore\) not run: it works from what step 2 finds, and step 2 "
+                                             r"has not ended well in this run: run step 2's cell first$"):
+        recovery_steps.restore(run)
+    with pytest.raises(StepOutOfOrder, match=r"step 4 \(Verify the data\) not run: .* run step 2's cell first"):
+        recovery_steps.verify_data(run)
+    assert [s.number for s in run.inc.steps] == [1] and "STOPPED" not in run.inc.outcome()
+    recovery_steps.assess_damage(run)
+    recovery_steps.clean_up(run)
+    with pytest.raises(StepOutOfOrder, match=r"^step 3 \(Restore\) not run: this run of incident .* was ended by step 6 "
+                                             r"\(Document and clean up\) at .* UTC; run the runbook's setup cell again"):
+        recovery_steps.restore(run)
+    with db.connect(shop, autocommit=True) as conn:
+        assert conn.execute("SELECT count(*) FROM app.items").fetchone() == (45,)
+
+
+def test_assessing_again_after_the_repair_drops_the_copy_the_first_assessment_made(shop, incident_id, tmp_path, server):
+    """Step 2's cell run again after step 3 (nothing differs any more): the restored copy of the first assessment
+    was left on the embedded server for good, step 6 dropping only the second's (none) and the hold released."""
+    with db.connect(shop, autocommit=True) as conn:
+        conn.execute("DELETE FROM app.items WHERE id <= 5")
+    run = recovery_steps.start(shop, "live", incident_id=incident_id, confirm=True, backup_dir=tmp_path)
+    try:
+        recovery_steps.stop_application(run)
+        recovery_steps.assess_damage(run)
+        recovery_steps.restore(run)
+        assert recovery_steps.assess_damage(run).copy is None  # nothing damaged now
+    finally:
+        recovery_steps.clean_up(run)
+    with db.connect(verify.scratch_server(), autocommit=True) as conn:
+        assert scratch.existing(conn, run.copy_prefix) == []
+
+
+def test_a_restarted_kernel_with_a_new_incident_never_takes_the_block_for_the_roles_own_limit(app_database, incident_id,
+                                                                                               server, tmp_path):
+    """Runbook 10 live, confirmed, incident_id=None: step 1 blocked the application, then 'Restart Kernel and Run
+    All' opened a new incident, whose step 1 read CONNECTION LIMIT 0 as the role's own and whose step 5 'resumed
+    service' with ALTER ROLE ... CONNECTION LIMIT 0: the application stayed blocked, the run ending with a SKIP.
+    Step 1 now refuses, naming the incident that holds the block; carried on under that id, step 5 puts 7 back."""
+    target, role, login = app_database
+    first = recovery_steps.start(target, "live", incident_id=incident_id, confirm=True, app_role=role, backup_dir=tmp_path)
+    recovery_steps.stop_application(first)
+    first.inc.close()  # the kernel restarted: the first run is gone, its record stays
+    restarted = recovery_steps.start(target, "live", incident_id=f"{incident_id}-restarted", confirm=True, app_role=role,
+                                     backup_dir=tmp_path)
+    with pytest.raises(ParameterError, match=rf"^role {role} is still blocked by incident {incident_id} \(since .* UTC, "
+                                             rf"connection limit 7 before it\); .* carry on that incident with "
+                                             rf"incident_id='{incident_id}' \(its step 5 unblocks it\), or undo it "
+                                             rf'\(ALTER ROLE "{role}" CONNECTION LIMIT 7\) and run again$'):
+        recovery_steps.stop_application(restarted)
+    assert not restarted.inc.steps and _limit(server, role) == 0
+    restarted.inc.close()
+    unconfirmed = recovery_steps.start(target, "live", incident_id=f"{incident_id}-look", app_role=role, backup_dir=tmp_path)
+    recovery_steps.stop_application(unconfirmed)  # changes nothing here: it says so and goes on
+    assert any(e.text.startswith(f"role {role} is still blocked by incident {incident_id}") for e in unconfirmed.inc.events)
+    unconfirmed.inc.close()
+    again = recovery_steps.start(target, "live", incident_id=incident_id, confirm=True, app_role=role, backup_dir=tmp_path)
+    recovery_steps.stop_application(again)
+    recovery_steps.resume_service(again)
+    again.inc.close()
+    assert _limit(server, role) == 7
+
+
+def test_a_step_run_after_its_parameter_changed_without_the_setup_cell_is_refused(shop, incident_id, tmp_path, lab_kernel):
+    """Runbook 10 in JupyterLab, live: steps 1 and 2 run with confirm=True, then the DBA set confirm=False (to see
+    what step 3 would do first) and ran the parameter cell and step 3's cell only: the run had been set up with
+    confirm=True, so step 3 put the rows back. A step now refuses while a parameter in the notebook differs from
+    the one its run was set up with."""
+    with db.connect(shop, autocommit=True) as conn:
+        conn.execute("DELETE FROM app.items WHERE id <= 5")
+    cells = {n: c for n, c in enumerate(json.loads(NOTEBOOK.read_text())["cells"])}
+
+    def run_cell(number: int) -> list[str]:
+        return lab_kernel.run(cells[number]["id"], "".join(cells[number]["source"]))
+
+    setup, step_1, step_2, step_3 = (next(n for n, c in cells.items() if "".join(c["source"]).startswith(start))
+                                     for start in ("import prep_ops", "steps.stop_application", "found = steps.assess_damage",
+                                                   "steps.restore"))
+    run_cell(1)
+    given = f"database_url, mode, confirm, incident_id, backup_dir = {shop.url!r}, 'live', True, {incident_id!r}, {str(tmp_path)!r}"
+    lab_kernel.run("injected-parameters", given)
+    for number in (setup, step_1, step_2):
+        assert not [line for line in run_cell(number) if line.startswith("error:")]
+    lab_kernel.run("injected-parameters", given.replace("'live', True", "'live', False"))
+    shown = run_cell(step_3)
+    assert shown == ["error: step 3 (Restore) not run: confirm is False in the notebook now, and this run was set up with "
+                     "True: run the setup cell again (then the steps from step 1) for the change to take effect, or put "
+                     "the parameter back"], shown
+    with db.connect(shop, autocommit=True) as conn:
+        assert conn.execute("SELECT count(*) FROM app.items").fetchone() == (45,)
+    lab_kernel.run("injected-parameters", given)  # put back: step 3 runs
+    assert any(line.startswith("did: app.items: 5 rows inserted") for line in "".join(run_cell(step_3)).splitlines())
+    lab_kernel.run("clean-up", "steps.clean_up(run)")

@@ -13,7 +13,7 @@ from prep_ops.incident import performance as incident_performance
 from prep_ops.incident import performance_steps
 from prep_ops.incident.drills import load as workload
 from prep_ops.incident.drills import performance
-from prep_ops.errors import ParameterError, StepFailed
+from prep_ops.errors import ParameterError, StepFailed, StepOutOfOrder
 
 from conftest import _create, _drop, check_statuses, incident_of, notebook_outputs, passes_of_what_was_not_looked_at, schema_dump
 
@@ -392,3 +392,27 @@ def test_runbook_11_live_on_a_database_without_the_school_s_tables_and_no_query_
     result = runner.run_one(NOTEBOOK, tmp_path, {"database_url": scratch.url, "mode": "live", "incident_id": incident_id})
     assert result.ok, result.error
     assert {c["name"]: c["status"] for c in result.checks}["bottleneck identified"] == "SKIP"
+
+
+def test_optimise_run_again_after_the_fix_asks_for_the_bottleneck_to_be_identified_again(slowed_down, incident_id):
+    """Runbook 11 in JupyterLab: steps 1 to 3 run (the index made), then step 2's cell run again: it judged the plan,
+    fixed now, of the bottleneck step 1 had found before the fix, and in a drill FAILed 'an index is proposed for the
+    bottleneck: 0 proposed — the plan has no scan an index would fix', stopping a run that had worked."""
+    target, holder = slowed_down
+    run = performance_steps.start(target, "live", incident_id=incident_id, confirm=True, query="payment_history",
+                                  target_ms=1000.0, repeats=1, min_idle_seconds=0)
+    try:
+        performance_steps.identify_bottleneck(run)
+        performance_steps.optimise(run)
+        performance_steps.update_indexes(run)
+        with pytest.raises(StepOutOfOrder, match=r"^step 2 \(Optimise\) not run again: it already ran at .* UTC on what "
+                                                 r"step\(s\) 1 found before it, which may no longer hold; run step\(s\) 1 "
+                                                 r"again first, then this one$"):
+            performance_steps.optimise(run)
+        with pytest.raises(StepOutOfOrder, match=r"^step 3 \(Update indexes\) not run again"):
+            performance_steps.update_indexes(run)
+        performance_steps.identify_bottleneck(run)  # identified again, on the fixed database: step 2 may run
+        performance_steps.optimise(run)
+        assert incident_performance.creates(run.fix.proposed) == []  # the index is there: nothing more proposed
+    finally:
+        performance_steps.clean_up(run)

@@ -12,7 +12,7 @@ import pytest
 from psycopg import sql
 
 from prep_ops import audit_log, backup, db, incident, roles, runner, scratch
-from prep_ops.errors import ParameterError
+from prep_ops.errors import ParameterError, StepOutOfOrder
 from prep_ops.incident import breach, lockout, passwords, security_steps
 from prep_ops.incident.drills import lifecycle
 from prep_ops.incident.drills import security as security_drill
@@ -368,3 +368,55 @@ def test_security_live_on_a_database_without_the_baseline_creates_no_role_and_pa
             conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(suspect)))
             conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(suspect)))
             roles.drop(conn, role_set, confirm=True)
+
+
+def test_update_security_run_again_never_rotates_the_passwords_a_second_time(incident_id, server):
+    """Runbook 12 in JupyterLab, step 4's cell run a second time: every affected role got another new password,
+    the ones in runs/incidents/<id>.passwords replaced, so a password already handed on to the application's
+    owners stopped working. It is now refused in one line, the passwords as the first run set them."""
+    run = security_steps.start(server, "drill", incident_id=incident_id, drill_students=50)
+    try:
+        security_steps.isolate_system(run)
+        affected = security_steps.assess_breach(run).affected()
+        security_steps.fix_vulnerability(run)
+        security_steps.update_security(run)
+        file = passwords.passwords_file(run.inc)
+        handed_on = json.loads(file.read_text())
+
+        def stored() -> list:
+            return run.inc.conn.execute("SELECT rolname, rolpassword FROM pg_authid WHERE rolname = ANY(%s) ORDER BY 1",
+                                        (affected,)).fetchall()
+
+        first = stored()
+        with pytest.raises(StepOutOfOrder, match=r"^step 4 \(Update security\) not run again: it already ran at .* UTC "
+                                                 r"on what step\(s\) 2 found before it"):
+            security_steps.update_security(run)
+        assert stored() == first and json.loads(file.read_text()) == handed_on
+        security_steps.monitor_activity(run)
+    finally:
+        security_steps.clean_up(run)
+    assert _drill_left(server, incident_id) == []
+
+
+def test_a_restarted_kernel_with_a_new_incident_keeps_the_suspects_own_state_to_undo(scratch, incident_id):
+    """Runbook 12 live, confirmed, incident_id=None: step 1 locked the suspect out, then 'Restart Kernel and Run All'
+    opened a new incident, whose step 1 read NOLOGIN and CONNECTION LIMIT 0 as the role's own: its report's 'to undo'
+    was 'ALTER ROLE ... NOLOGIN; ... CONNECTION LIMIT 0', which lets nobody back in. It keeps the first's now."""
+    suspect = f"prep_ops_test_suspect_{uuid.uuid4().hex[:6]}"
+    with db.connect(scratch, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN CONNECTION LIMIT 3").format(sql.Identifier(suspect)))
+    try:
+        runs = []
+        for number, name in enumerate((incident_id, f"{incident_id}-restarted")):
+            run = security_steps.start(scratch, "live", incident_id=name, confirm=True, suspect_role=suspect)
+            security_steps.isolate_system(run)
+            run.inc.close()
+            runs.append(run)
+        undo = [a.text for a in runs[1].inc.holds["suspect"].undo]
+        assert undo == [f'ALTER ROLE "{suspect}" LOGIN', f'ALTER ROLE "{suspect}" CONNECTION LIMIT 3'], undo
+        assert runs[1].inc.holds["suspect"].state["connection_limit"] == 3
+        assert any(e.text.startswith(f"role {suspect} is locked out already by incident {incident_id}")
+                   for e in runs[1].inc.events)
+    finally:
+        with db.connect(scratch, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(suspect)))

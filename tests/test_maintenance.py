@@ -8,7 +8,7 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
 from prep_ops import db, maintenance
-from prep_ops.errors import ConfirmationRequired, LockBusy, ParameterError, PrepOpsError
+from prep_ops.errors import ConfirmationRequired, LockBusy, ParameterError, PlanChanged, PrepOpsError
 
 HOSTILE = "users; DROP TABLE students; --"
 ODD = 'Odd "name"; here'
@@ -523,3 +523,25 @@ def test_a_reindex_waiting_at_a_terminal_names_the_session_it_waits_for(scratch)
     line = next(l for l in text.splitlines() if f"for pid {holder_pid} " in l)
     assert "idle in transaction for" in line and f"SELECT pg_terminate_backend({holder_pid})" in line, line
 
+
+
+def test_maintain_runs_only_the_plan_shown_never_one_a_changed_parameter_or_an_interrupted_reindex_made(scratch, conn):
+    """Runbook 05 in JupyterLab: step 4's cell interrupted in its REINDEX CONCURRENTLY, then run again, ran two DROP
+    INDEX statements step 3 never showed (and FAILed 'plan ran' after them); with `tables` changed and only step 4's
+    cell run again it maintained tables no plan had named. Given the plan shown, maintain now runs it or nothing."""
+    _scores(scratch, rows=2000)
+    _execute(scratch, "CREATE TABLE other (id int PRIMARY KEY)")
+    shown = maintenance.plan(conn, "scores", reindex=True)
+    with pytest.raises(PlanChanged, match=r'^the maintenance to run now is not the plan shown \(3 statement\(s\)\): now also '
+                                          r'VACUUM \(ANALYZE\) "public"."other", REINDEX TABLE CONCURRENTLY "public"."other", '
+                                          r'ANALYZE "public"."other"; nothing ran: show the plan again'):
+        maintenance.maintain(conn, ["scores", "other"], reindex=True, planned=shown)
+    assert _scalar(scratch, "SELECT vacuum_count FROM pg_stat_user_tables WHERE relname = 'other'") == 0
+    _reindex_interrupted(scratch)
+    with pytest.raises(PlanChanged, match=r'now also DROP INDEX CONCURRENTLY IF EXISTS "pg_toast"."pg_toast_\d+_index_ccnew", '
+                                          r'DROP INDEX CONCURRENTLY IF EXISTS "public"."scores_pkey_ccnew"; nothing ran'):
+        maintenance.maintain(conn, "scores", reindex=True, planned=shown)
+    assert "scores_pkey_ccnew" in _invalid(scratch)
+    shown = maintenance.plan(conn, "scores", reindex=True)  # shown again: the leftover's drop is in it
+    result = maintenance.maintain(conn, "scores", reindex=True, planned=shown)
+    assert [s.statement for s in result.statements] == shown and _invalid(scratch) == []

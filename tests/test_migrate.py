@@ -4,10 +4,10 @@ import uuid
 
 import pytest
 from psycopg import sql
-from conftest import schema_dump, table_checksum, judge_as_elsewhere
+from conftest import _create, _drop, schema_dump, table_checksum, judge_as_elsewhere
 
 from prep_ops import db, migrate, seed
-from prep_ops.errors import ConfirmationRequired, MigrationError
+from prep_ops.errors import ConfirmationRequired, MigrationError, PlanChanged
 
 LATEST = migrate.latest_version()
 
@@ -317,3 +317,29 @@ def test_sample_data_goes_into_public_whatever_the_search_path(scratch):
         assert result.rows["students"] == 20
         assert conn.execute("SELECT count(*) FROM public.students").fetchone()[0] == 20
         assert conn.execute("SHOW search_path").fetchone()[0] == "app"
+
+
+def test_a_deployment_runs_only_the_migrations_its_copy_ran_never_a_to_version_changed_since(conn, server):
+    """Runbook 07 in JupyterLab: steps 1 to 3 backed up the target and tested the pending migrations (to the
+    latest) on a copy; then to_version was set to 5 and only step 5's cell run again. The target was migrated
+    to 5, a plan never shown, backed up for or tested, and 'target migrated' FAILed after the fact; a to_version
+    below the target's took it down, confirmed, dropping tables. Now nothing runs and the error says why."""
+    migrate.apply(conn, 3)
+    copy = _create(server)
+    try:
+        with db.connect(copy, autocommit=True) as on_copy:
+            migrate.apply(on_copy, 3)
+            tried = migrate.apply(on_copy, None, confirm=True)
+        assert [s.version for s in tried] == list(range(4, LATEST + 1))
+        for changed in (5, 2):  # up to a version not tested, and down
+            with pytest.raises(PlanChanged, match=rf"^the migrations to run now \((up|down) 000\d.*\) are not the ones "
+                                                     rf"tested on the copy \(up 0004, .*\): nothing ran; plan, back up and test again"):
+                migrate.apply(conn, changed, confirm=True, tested=tried)
+            assert migrate.current_version(conn) == 3
+        assert migrate.apply(conn, None, confirm=True, tested=tried) == tried
+        assert migrate.apply(conn, None, confirm=True, tested=tried) == []  # run again: already applied, nothing runs
+        with pytest.raises(PlanChanged, match=r"are not the ones tested on the copy"):
+            migrate.apply(conn, 5, confirm=True, tested=tried)  # the cell run again after to_version changed
+        assert migrate.current_version(conn) == LATEST
+    finally:
+        _drop(server, copy)

@@ -39,3 +39,22 @@ def test_session_connection_survives_a_stopped_embedded_server(private_server):
     assert session.conn.execute("SELECT 1").fetchone() == (1,)  # the server was started again
     assert session.conn is not first and first.closed
     session.conn.close()
+
+
+def test_a_cell_run_again_drops_the_verdicts_of_its_earlier_run_from_the_summary(lab_kernel, scratch):
+    """In JupyterLab a check cell that PASSed, run again after a parameter changed and failing before its check
+    (an unknown table, a step refused): the summary still listed the earlier PASS for a cell whose latest run
+    showed an error; run again and judged anew, it listed the PASS and the WARN side by side."""
+    lab_kernel.run("setup", f"import prep_ops as po\nsession = po.setup({scratch.url!r})")
+    lab_kernel.run("parameters", "tables = 3")
+    assert lab_kernel.run("check", "po.check('tables to maintain', tables > 0, f'{tables} table(s)', must_hold=False)") \
+        == ["PASS tables to maintain: 3 table(s)"]
+    lab_kernel.run("parameters", "tables = None")  # the parameter cell changed, the check cell run again
+    assert lab_kernel.run("check", "po.check('tables to maintain', tables > 0, f'{tables} table(s)', must_hold=False)") \
+        == ["error: '>' not supported between instances of 'NoneType' and 'int'"]
+    assert lab_kernel.run("summary", "po.summary('t');")[0] == "t: 0 checks"
+    lab_kernel.run("parameters", "tables = 0")
+    assert lab_kernel.run("check", "po.check('tables to maintain', tables > 0, f'{tables} table(s)', must_hold=False)") \
+        == ["WARN tables to maintain: 0 table(s)"]
+    lab_kernel.run("other", "po.check('another check', True)")
+    assert lab_kernel.run("summary", "po.summary('t');")[0] == "t: 2 checks (1 PASS, 1 WARN)"

@@ -17,7 +17,7 @@ from conftest import judge_as_elsewhere
 from psycopg import sql
 
 from prep_ops import audit_log, db, embedded, masking, migrate, roles
-from prep_ops.errors import ConfirmationRequired, LockBusy, ParameterError, RoleError, TargetError
+from prep_ops.errors import ConfirmationRequired, LockBusy, ParameterError, PlanChanged, RoleError, TargetError
 
 HOSTILE = 'we"ird; DROP TABLE users; --'
 HOSTILE_PASSWORD = "pa'ss\"; word\\ with spaces; DROP ROLE x; --"
@@ -620,3 +620,30 @@ def test_plan_by_a_role_without_createrole_marks_what_apply_would_refuse_and_app
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(target.database)))
             roles.drop(conn, rs, confirm=True)
             conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(login_role)))
+
+
+def test_apply_applies_only_the_plan_shown_never_one_a_changed_prefix_or_another_session_made(applied, role_set, passwords,
+                                                                                                 owner):
+    """Runbook 06 in JupyterLab: step 2 showed an empty plan, then another session granted readonly DELETE (or
+    role_prefix was changed and step 1 run again) and only step 3's cell was run again: it applied what the
+    plan under its lock said, a REVOKE (or five new roles with their grants) no plan had shown. Given the plan
+    shown, it now applies that or, where it is done already, nothing; anything else is refused, nothing changed."""
+    shown = roles.plan(owner, role_set, passwords)
+    assert shown == []
+    with db.connect(applied, autocommit=True) as conn:
+        conn.execute(sql.SQL("GRANT DELETE ON users TO {}").format(sql.Identifier(role_set.readonly)))
+    with pytest.raises(PlanChanged, match=r'^the roles and grants to apply now are not the plan shown \(0 statement\(s\)\): '
+                                          rf'now also REVOKE DELETE ON ALL TABLES IN SCHEMA "public" FROM "{role_set.readonly}"; '
+                                          r'nothing changed: show the plan again'):
+        roles.apply(owner, role_set, passwords, planned=shown)
+    assert roles.plan(owner, role_set, passwords) != []  # the grant is still there: nothing ran
+    other = roles.RoleSet.with_prefix(_prefix())
+    try:
+        with pytest.raises(PlanChanged, match=rf'now also CREATE ROLE "{other.readonly}"'):
+            roles.apply(owner, other, passwords, planned=shown)
+        assert not roles.existing_roles(owner, other.names.values())
+        shown = roles.plan(owner, role_set, passwords)
+        assert roles.apply(owner, role_set, passwords, planned=shown) == shown
+        assert roles.apply(owner, role_set, passwords, planned=shown) == []  # run again: done already, nothing to do
+    finally:
+        roles.drop(owner, other)

@@ -13,7 +13,7 @@ import psycopg
 from .. import access, audit_log, health, roles, security_audit
 from ..errors import ParameterError
 from ..scram import Secret
-from . import lockout
+from . import journal, lockout
 from .breach import (HOLDINGS, changes_per_table, gained, held_text, holdings, log_position, revoke_actions, server_wide,
                      timeline)
 from .passwords import Rotation, weak_passwords
@@ -87,11 +87,26 @@ def isolate(inc: Incident, conn: psycopg.Connection, role: str | None) -> Isolat
     before = lockout.sessions(conn, role)
     inc.found(f"{len(before)} open session(s) of {role}")
     actions, undo = lockout.lock_out(conn, role)
-    inc.change("suspect", f"role {role} locked out (NOLOGIN, CONNECTION LIMIT 0)", actions, undo, conn,
-               state=lockout.state(conn, role))
+    undo, state = _undo_of_an_earlier_lock_out(inc, role) or (undo, lockout.state(conn, role))
+    inc.change("suspect", f"role {role} locked out (NOLOGIN, CONNECTION LIMIT 0)", actions, undo, conn, state=state)
     left = _sessions_left(conn, role, 5.0 if inc.may_change else 0)
     login, limit = _role_state(conn, role)
     return Isolation(role, before, log_position(conn), login, limit, left)
+
+
+def _undo_of_an_earlier_lock_out(inc: Incident, role: str) -> tuple[list[Action], dict] | None:
+    """The undo statements and state another incident's record keeps for `role` locked out (a kernel restarted
+    with incident_id=None opens a new incident): locking it out again reads NOLOGIN and limit 0 as its own, and
+    this report's 'to undo' would put back the lock-out. None where no other incident holds it (or this one does)."""
+    if "suspect" in inc.holds:
+        return None
+    for other, record in journal.held_elsewhere(inc.directory, inc.id, "suspect", role, inc.target.masked_url):
+        hold = record["holds"]["suspect"]
+        undo = [journal.action_of(a) for a in hold["undo"]]
+        inc.note(f"role {role} is locked out already by incident {other} (since {hold['since'][:19]} UTC): what it read "
+                 f"before that is kept to undo it ({'; '.join(a.text for a in undo)})")
+        return undo, dict(hold.get("state", {}))
+    return None
 
 
 @dataclass

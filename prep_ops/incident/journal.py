@@ -98,6 +98,37 @@ def load(directory: Path, incident_id: str) -> dict | None:
                         "a re-run executes the undo statements in it")
 
 
+def _server(url: str) -> dict:
+    """The server part of a (masked) database URL: what names the server, not the database on it."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        found = conninfo_to_dict(url)
+    except Exception:  # a record written by hand or by another version: its server is not known
+        return {"unknown": url}
+    return {k: v for k, v in found.items() if k not in ("dbname", "password")}
+
+
+def held_elsewhere(directory: Path, incident_id: str, key: str, role: str, target_url: str) -> list[tuple[str, dict]]:
+    """The other incidents (their id and record) whose record says they hold `key` for `role` on the server of
+    `target_url`: a block an earlier run left in place, under an incident_id this run was not given (a kernel
+    restarted with incident_id=None makes a new one). Records that cannot be trusted or read are passed over:
+    nothing of them runs here."""
+    found = []
+    for file in sorted(Path(directory).glob("*.json")):
+        other = file.stem
+        if other == incident_id:
+            continue
+        try:
+            record = load(directory, other)
+        except ParameterError:
+            continue
+        hold = (record or {}).get("holds", {}).get(key)
+        if hold and hold.get("state", {}).get("role") == role and _server(record.get("target", "")) == _server(target_url):
+            found.append((other, record))
+    return found
+
+
 def read_private(file: Path, what: str, use: str) -> dict | None:
     """The JSON object in `file`, one of prep-ops' private files (`what`, used so: `use`), or None where
     there is none; ParameterError, in one line, for a file it may not trust (see _trusted) or not JSON."""

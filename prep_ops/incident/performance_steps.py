@@ -49,6 +49,9 @@ def start(target: Target, mode: str = "drill", *, incident_id: str | None = None
     live, a session blocking others is ended only once it has sat idle in its transaction this long (None:
     LIVE_MIN_IDLE_SECONDS), so an application between two statements of a transaction is left alone; the
     drill's own lock holder is ended at once (None: 0)."""
+    parameters = dict(mode=mode, incident_id=incident_id, confirm=confirm, query=query, target_ms=target_ms,  # as given
+                      repeats=repeats, drill_students=drill_students, load_seconds=load_seconds, sessions=sessions,
+                      min_idle_seconds=min_idle_seconds)
     check_mode(mode)
     if min_idle_seconds is None:
         min_idle_seconds = 0.0 if mode == "drill" else LIVE_MIN_IDLE_SECONDS
@@ -63,6 +66,7 @@ def start(target: Target, mode: str = "drill", *, incident_id: str | None = None
                    conn=drill.conn if drill else None)
     if drill and drill.swept:
         inc.note(f"removed what killed drills had left: {', '.join(drill.swept)}")
+    inc.given(**parameters)  # a step refuses to run once one of them is changed in the notebook (setup not run again)
     inc.fact("drill" if drill else "live", drill.summary if drill else "observing the target; changes only with confirm=True")
     return SlowQueries(inc, work_on, drill, query, float(target_ms), int(repeats), float(min_idle_seconds))
 
@@ -91,7 +95,9 @@ def optimise(run: SlowQueries) -> pd.DataFrame:
     others while idle in a transaction are ended (live without confirm, only shown). Returns the findings."""
     inc = run.inc
     with inc.step(2, "Optimise", next_if_failed="EXPLAIN the query by hand (03_query_plan_analysis); end a blocking "
-                                                 "session yourself with SELECT pg_terminate_backend(pid)"):
+                                                 "session yourself with SELECT pg_terminate_backend(pid)", after=(1,), once=True):
+        # once on step 1's bottleneck: run again after step 3, it judged the fixed plan by the query identified
+        # before the fix ("FAIL an index is proposed: 0 proposed" in a drill), and ended sessions on that ground
         run.fix = fix = performance.optimise(inc.conn, run.seen, run.min_idle_seconds)
         for line in fix.lines():
             inc.found(line)
@@ -115,7 +121,7 @@ def update_indexes(run: SlowQueries) -> list[str]:
     confirm, only shown). Returns the statements run."""
     inc, proposed = run.inc, performance.creates(run.fix.proposed)
     with inc.step(3, "Update indexes", next_if_failed="drop an index left INVALID (DROP INDEX CONCURRENTLY name), "
-                                                       "then run the CREATE INDEX CONCURRENTLY above by hand"):
+                                                       "then run the CREATE INDEX CONCURRENTLY above by hand", after=(2,), once=True):
         ran = performance.create_indexes(inc, inc.conn, proposed)
         if run.drill:
             run.drill.load.mark("after the index")
@@ -136,7 +142,7 @@ def monitor_results(run: SlowQueries) -> pd.DataFrame:
     (must hold whenever an index was created). Returns median ms per query before and after."""
     inc, seen = run.inc, run.seen
     with inc.step(4, "Monitor results", next_if_failed="look at the plan again (03_query_plan_analysis): "
-                                                        "the index may not be used; keep the incident open"):
+                                                        "the index may not be used; keep the incident open", after=(1, 2)):
         run.after = after = performance.query_times(inc.conn, seen.times.params, queries=list(seen.times.frame.index),
                                                     repeats=run.repeats)
         inc.found(seen.headline(after))
@@ -151,7 +157,8 @@ def monitor_results(run: SlowQueries) -> pd.DataFrame:
 def document_changes(run: SlowQueries) -> None:
     """Step 5: the bottleneck and the statements executed written into the report's header."""
     inc = run.inc
-    with inc.step(5, "Document changes", next_if_failed="copy the timeline above into the incident ticket by hand"):
+    with inc.step(5, "Document changes", next_if_failed="copy the timeline above into the incident ticket by hand",
+                  after=(1,)):
         ran = [e.text for e in inc.events if e.kind == "ran"]
         inc.fact("bottleneck", f"{run.seen.headline(run.after)} (target {run.target_ms:g} ms)")
         inc.fact("changes", f"{len(ran)} statement(s) executed, listed under their steps" if ran else "none")
@@ -163,7 +170,8 @@ def clean_up(run: SlowQueries) -> None:
     own only); the incident's connection closed."""
     inc, drill = run.inc, run.drill
     name = drill.target.database if drill else ""
-    with inc.step(6, "Clean up", next_if_failed=f"drop the drill database by hand: DROP DATABASE {name} WITH (FORCE)"):
+    with inc.step(6, "Clean up", next_if_failed=f"drop the drill database by hand: DROP DATABASE {name} WITH (FORCE)",
+                  closes=True):
         inc.close()
         if drill:
             stopped = drill.drop()

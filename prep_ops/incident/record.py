@@ -14,6 +14,9 @@ A step that fails raises `StepFailed`, naming the step and what to do next, and 
 application is still blocked (and how to undo that), so that nobody at 3 a.m. is left guessing; an
 interrupted step (Ctrl-C, a stopped kernel) prints the same "STILL IN PLACE: ..." line.
 
+A person in JupyterLab runs cells again and out of order: each step says what it works from, and a
+step whose ground does not hold is refused in one line before it does anything (step_order.py).
+
 The record is also kept as JSON beside the report (journal.py), written before each change: what is
 held and the statements that undo it, read before the change. A re-run with the same incident_id
 takes over what the earlier (perhaps killed) run still holds, with its undo statements, so that
@@ -38,6 +41,7 @@ from ..errors import CheckFailed, ParameterError, StepFailed, database_error, fi
 from ..formatting import terminal
 from . import journal, report
 from .naming import MODES, check_id, check_mode, drill_server, incidents_dir, new_id  # noqa: F401 (the record's API)
+from .step_order import StepOrder
 
 SERVER_WIDE = "server-wide: roles are the same in every database of this server"
 
@@ -115,7 +119,9 @@ class Incident:
         self.steps: list[_Step] = []
         self.holds: dict[str, Hold] = {}
         self.facts: dict[str, str] = {}
+        self._checks: list[notebook.CheckResult] = []  # this incident's checks (the notebook's list holds others too)
         self._current: _Step | None = None
+        self.order = StepOrder(incident_id)  # which step may run now (see `step`)
         self._conn = conn  # one already open to the target (a drill's, from its creation on), else opened on first use
         journal.claim(self.directory, incident_id)  # one run of an incident at a time
         self._resume(journal.load(self.directory, incident_id))
@@ -268,10 +274,14 @@ class Incident:
         (why it was not checked), SKIP: neither passed nor failed."""
         if skipped:
             self._record("check", f"SKIP {name} — {skipped}")
+        else:
+            word = "PASS" if passed else ("FAIL" if must_hold else "WARN")
+            self._record("check", f"{word} {name}" + (f": {detail}" if detail else ""))
+        made = len(notebook._checks)
+        try:  # a failed must-hold check raises, after it is recorded
             return notebook.check(name, passed, detail, must_hold=must_hold, fix=fix, skipped=skipped)
-        word = "PASS" if passed else ("FAIL" if must_hold else "WARN")
-        self._record("check", f"{word} {name}" + (f": {detail}" if detail else ""))
-        return notebook.check(name, passed, detail, must_hold=must_hold, fix=fix)
+        finally:
+            self._checks.extend(notebook._checks[made:])
 
     # --- what stays in place between steps ------------------------------------------------------
     def hold(self, key: str, what: str, undo: list[Action], *, state: dict | None = None) -> None:
@@ -299,9 +309,24 @@ class Incident:
         return " STILL IN PLACE: " + " and ".join(parts) + "."
 
     # --- steps ----------------------------------------------------------------------------------
+    def given(self, **parameters) -> None:
+        """The runbook's parameters as this run was set up with them (`start`), by their names in the notebook:
+        a step refuses to run while one of them differs there (the parameter cell changed, setup not run again)."""
+        self.order.given = dict(parameters)
+
     @contextmanager
-    def step(self, number: int, title: str, *, next_if_failed: str):
-        """A numbered step: timed and recorded; on failure, StepFailed says which step, why, and what next."""
+    def step(self, number: int, title: str, *, next_if_failed: str, after: tuple[int, ...] = (), once: bool = False,
+             undoes: tuple[int, ...] = (), closes: bool = False):
+        """A numbered step: timed and recorded; on failure, StepFailed says which step, why, and what next.
+
+        `after`: the steps whose results this one works from; each must have ended well in this run and not
+        been undone since. `once`: the step changes something on those results, so it runs again only after
+        each of them ran again (it would act on what they found before it, which may no longer hold).
+        `undoes`: the steps whose effect this one takes back when it ends well (resuming service undoes the
+        block). `closes`: the run's clean-up; after it ends well, no step runs in this run. A step refused
+        raises StepOutOfOrder before anything runs. A step that fails or is interrupted no longer counts as
+        ended well."""
+        self.order.refuse(number, title, tuple(after), once)
         current = _Step(number, title, _now())
         self.steps.append(current)
         self._current = current
@@ -318,9 +343,12 @@ class Incident:
             _show(current.failed_message)
             raise
         self._end(current)
+        self.order.ended_well(number, title, current.ended, undoes=tuple(undoes), closes=closes)
 
     def _end(self, current: _Step, failed: str = "", message: str = "") -> None:
         current.failed, current.failed_message, current.ended = failed, message, _now()
+        if failed:
+            self.order.failed(current.number)
         if message:
             self._record("failed", message)
         self._current = None
@@ -328,12 +356,15 @@ class Incident:
 
     # --- the report -----------------------------------------------------------------------------
     def outcome(self) -> str:
-        failed = [s for s in self.steps if s.failed]
+        """STOPPED at the first step whose latest attempt failed (a step that failed, then was run again and
+        ended well, in JupyterLab, did not stop the run), else what the checks say."""
+        latest = {s.number: s for s in self.steps}
+        failed = sorted((s for s in latest.values() if s.failed), key=lambda s: s.number)
         if failed:
             return f"STOPPED at step {failed[0].number} ({failed[0].title})"
-        frame = notebook.checks()
-        bad = frame[~frame["passed"] & frame["must_hold"]] if len(frame) else frame
-        return "all must-hold checks passed" if len(bad) == 0 else f"{len(bad)} must-hold check(s) failed"
+        standing = {id(c) for c in notebook._checks}  # a cell run again drops its earlier run's checks
+        bad = [c for c in self._checks if id(c) in standing and c.status == "FAIL"]
+        return "all must-hold checks passed" if not bad else f"{len(bad)} must-hold check(s) failed"
 
     def markdown(self) -> str:
         """The report: header, the steps with what each found and did, statements, checks, timeline."""

@@ -9,7 +9,9 @@ the notebook shows.
 
 A killed run leaves its record (runs/incidents/<id>.json): re-run with the same incident_id, step 1
 takes over the earlier block with the role's original connection limit, and step 5 puts that back;
-step 6 drops restored copies the earlier run left (they are named after the incident).
+step 6 drops restored copies the earlier run left (they are named after the incident). A run under
+another incident_id (a kernel restarted with incident_id=None) finds the role blocked by the earlier
+one's record and, confirmed, refuses step 1, naming the incident to carry on.
 
 scope="point-in-time" takes the missing and changed rows from the database as it was just before the
 damage (point_in_time.py: pitr.recover into a new database beside it, from the server's base backups
@@ -92,6 +94,8 @@ def start(target: Target, mode: str = "drill", *, incident_id: str | None = None
     recovery.check_scope(scope)
     if recover_to is not None:
         point_in_time.given(recover_to)  # a bad value refused before anything is made
+    parameters = dict(mode=mode, incident_id=incident_id, confirm=confirm, app_role=app_role, scope=scope,
+                      recover_to=recover_to, backup_dir=backup_dir, drill_students=drill_students)
     incident_id = naming.check_id(incident_id or naming.new_id("data-recovery"))
     journal.claim(naming.incidents_dir(), incident_id)  # before its drill is made: a re-run drops the drill of its id
     backup_dir = Path(backup_dir) if backup_dir else None
@@ -106,6 +110,7 @@ def start(target: Target, mode: str = "drill", *, incident_id: str | None = None
                    conn=drill.conn if drill else None)
     if drill and drill.swept:
         inc.note(f"removed what killed drills had left: {', '.join(drill.swept)}")
+    inc.given(**parameters)  # a step refuses to run once one of them is changed in the notebook (setup not run again)
     return DataRecovery(inc, work_on, drill, drill.app_role if drill else app_role, scope, backup_dir,
                         recover_to=recover_to)
 
@@ -115,6 +120,8 @@ def stop_application(run: DataRecovery) -> pd.DataFrame:
     the hold, with the role's limit as it was, is on disk before the block. Returns the role's
     sessions found before (empty without a role)."""
     inc, role = run.inc, run.role
+    if role:  # before the step: a wrong incident_id is no failure of it, and its "next" would mislead
+        _refuse_a_block_held_elsewhere(inc, role)
     with inc.step(1, "Stop the application", next_if_failed="stop the application servers by hand, then re-run from step 2"):
         if run.drill:
             inc.note(run.drill.note)
@@ -150,6 +157,24 @@ def _refuse_another_role(inc: Incident, role: str) -> None:
                              f"({'; '.join(a.text for a in held.undo)}) and give this run another incident_id")
 
 
+def _refuse_a_block_held_elsewhere(inc: Incident, role: str) -> None:
+    """The role blocked by another incident's run (a kernel restarted with incident_id=None opens a new incident):
+    blocking it again here would read its connection limit 0 as the one to put back, and step 5 would leave the
+    application blocked for good, live saying only SKIP. A confirmed run is refused, naming the incident to carry
+    on; without confirm (nothing blocked here), it is said."""
+    if inc.holds.get("application"):
+        return  # this incident's own earlier run holds it (taken over): its limit is the one kept
+    for other, record in journal.held_elsewhere(inc.directory, inc.id, "application", role, inc.target.masked_url):
+        hold = record["holds"]["application"]
+        said = (f"role {role} is still blocked by incident {other} (since {hold['since'][:19]} UTC, connection limit "
+                f"{hold['state'].get('connection_limit')} before it); blocking it here would take limit 0 for the one "
+                f"to put back: carry on that incident with incident_id={other!r} (its step 5 unblocks it), or undo it "
+                f"({'; '.join(a['text'] for a in hold['undo'])}) and run again")
+        if inc.may_change:
+            raise ParameterError(said)
+        inc.note(said)
+
+
 def _hold_copies(run: DataRecovery) -> None:
     """Recorded before the restore makes them: the incident's copies on the embedded server, and how to drop them."""
     prefix = run.copy_prefix
@@ -179,6 +204,8 @@ def assess_damage(run: DataRecovery) -> recovery.Damage:
                   fix="pick an older backup with backup_dir")
         for what, why_not in checked.not_compared:
             inc.check(what, False, skipped=why_not)
+        if run.found is not None:  # assessed again: the copy the earlier assessment compared with goes first
+            run.found.drop()
         _hold_copies(run)
         run.found = found = recovery.investigate(conn, chosen, copy_prefix=run.copy_prefix)
         if found.copy is None and not inc.taken_over("copies"):
@@ -279,7 +306,8 @@ def restore(run: DataRecovery) -> pd.DataFrame:
     inc, found = run.inc, run.found
     repaired = pd.DataFrame(columns=["table", "inserted", "updated"])
     with inc.step(3, "Restore", next_if_failed="the tables are as they were before this step; fix the cause above and "
-                                                "re-run step 3, or restore with scope='database'"):
+                                                "re-run step 3, or restore with scope='database'",
+                  after=(1, 2) if run.role else (2,), once=True):  # the block in place, and an assessment no repair used
         gone = recovery.missing_tables(found.assessment)  # dropped: no row goes back, only a database restore
         if not found.damaged and not (gone and run.scope == "database"):
             inc.note("nothing damaged: nothing to put back" if not gone else
@@ -313,7 +341,7 @@ def verify_data(run: DataRecovery) -> pd.DataFrame:
     "point-in-time": the point-in-time copy) row by row. Returns the per-table comparison with the backup."""
     inc, found = run.inc, run.found
     with inc.step(4, "Verify the data", next_if_failed="keep the application blocked; compare the tables listed above "
-                                                        "with the backup by hand"):
+                                                        "with the backup by hand", after=(2,)):
         after = recovery.assess(inc.conn, run.backup.manifest)
         if run.scope == "point-in-time":
             _verify_point_in_time(run, recovery.missing_tables(after))
@@ -391,7 +419,8 @@ def resume_service(run: DataRecovery) -> None:
     """Step 5: the application's role gets its original connection limit back (the one recorded before
     step 1, by this run or a killed earlier one); in a drill, logging in as it must work."""
     inc = run.inc
-    with inc.step(5, "Resume service", next_if_failed="put the role's connection limit back by hand (the statement is above)"):
+    with inc.step(5, "Resume service", next_if_failed="put the role's connection limit back by hand (the statement is above)",
+                  undoes=(1,)):
         if "application" in inc.holds and inc.run(inc.holds["application"].undo):
             inc.release("application")
         back, answer = lockout.can_connect(run.drill.app_login()) if run.drill else (False, "")
@@ -408,7 +437,8 @@ def clean_up(run: DataRecovery) -> None:
     """Step 6: this incident's restored copies dropped (a killed earlier run's too), in a drill its
     database, roles and backup, and the incident's connection closed."""
     inc = run.inc
-    with inc.step(6, "Document and clean up", next_if_failed=f"drop the {run.copy_prefix}* databases by hand"):
+    with inc.step(6, "Document and clean up", next_if_failed=f"drop the {run.copy_prefix}* databases by hand",
+                  closes=True):
         if run.found is not None:
             run.found.drop()
         if "pitr copy" in inc.holds and inc.run(inc.holds["pitr copy"].undo, autocommit=True):

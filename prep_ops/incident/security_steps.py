@@ -60,6 +60,8 @@ def start(target: Target, mode: str = "drill", *, incident_id: str | None = None
           suspect_role: str | None = None, role_prefix: str = "", drill_students: int = 500) -> SecurityIncident:
     """The drill made (mode="drill") or the target taken (live), the incident opened, and the suspect
     checked (see breach.check_suspect)."""
+    parameters = dict(mode=mode, incident_id=incident_id, confirm=confirm, suspect_role=suspect_role,
+                      role_prefix=role_prefix, drill_students=drill_students)
     incident_id = naming.check_id(incident_id or naming.new_id("security"))
     journal.claim(naming.incidents_dir(), incident_id)  # before its drill is made: a re-run drops the drill of its id
     drill = security_drill.for_mode(target, mode, drill_students, incident_id=incident_id)
@@ -68,6 +70,7 @@ def start(target: Target, mode: str = "drill", *, incident_id: str | None = None
                    conn=drill.conn if drill else None)
     if drill and drill.swept:
         inc.note(f"removed what killed drills had left: {', '.join(drill.swept)}")
+    inc.given(**parameters)  # a step refuses to run once one of them is changed in the notebook (setup not run again)
     role_set = drill.role_set if drill else roles.RoleSet.with_prefix(role_prefix)
     suspect = breach.check_suspect(inc.conn, drill.suspect if drill else suspect_role, role_set)
     return SecurityIncident(inc, work_on, drill, role_set, suspect)
@@ -108,7 +111,8 @@ def fix_vulnerability(run: SecurityIncident) -> pd.DataFrame:
     inc = run.inc
     with inc.step(3, "Fix the vulnerability", next_if_failed="the revokes, then the baseline reset, each ran whole or "
                                                               "not at all (statements shown as ran took effect); revoke "
-                                                              "the rest by hand and run prep-ops roles apply"):
+                                                              "the rest by hand and run prep-ops roles apply",
+                  after=(1, 2)):
         fixed = breach_response.fix(inc, inc.conn, run.suspect, run.role_set)
         inc.check("compromised role holds no privilege", fixed.holds_nothing, fixed.detail,
                   fix="revoke by hand what it still holds", skipped=run.unchanged)
@@ -121,7 +125,8 @@ def update_security(run: SecurityIncident) -> pd.DataFrame:
     """Step 4: new passwords for the affected roles (never shown): the suspect and the login roles that
     hold more here than the baseline wants. Returns per role where its new one is."""
     inc = run.inc
-    with inc.step(4, "Update security", next_if_failed="set the passwords by hand (\\password <role> in psql) and hand them on"):
+    with inc.step(4, "Update security", next_if_failed="set the passwords by hand (\\password <role> in psql) and hand them on",
+                  after=(2,), once=True):  # a second rotation would make the passwords handed on worthless
         affected = run.assessment.affected()
         if affected:
             inc.note(f"new passwords for {', '.join(affected)}: {SERVER_WIDE}")
@@ -138,7 +143,7 @@ def monitor_activity(run: SecurityIncident) -> breach_response.Watch:
     and the audit log shows nothing by it since step 1."""
     inc, suspect = run.inc, run.suspect
     with inc.step(5, "Monitor activity", next_if_failed="keep the role locked out; read audit.log and "
-                                                         "pg_stat_activity by hand for what it still does"):
+                                                         "pg_stat_activity by hand for what it still does", after=(1, 2)):
         watch = breach_response.monitor(inc, inc.conn, suspect, run.role_set, after=run.isolation.log_position,
                                         rotation=run.rotation, leaked=run.drill.leaked if run.drill else None)
         no_suspect = "" if suspect else "no suspect role given"
@@ -158,7 +163,7 @@ def clean_up(run: SecurityIncident) -> None:
     inc, drill = run.inc, run.drill
     name = drill.target.database if drill else ""
     with inc.step(6, "Document and clean up", next_if_failed=f"drop database {name} and the roles "
-                                                              f"{', '.join(drill.role_names) if drill else ''} by hand"):
+                                                              f"{', '.join(drill.role_names) if drill else ''} by hand", closes=True):
         inc.close()
         if drill:
             inc.did(security_drill.cleanup(drill))
