@@ -230,26 +230,15 @@ def restore(path: Path, target: Target, *, confirm: bool = False, safety_dir: Pa
     with connect(target, autocommit=True) as conn:
         major = server_version(conn)
         preflight(path, manifest, target, major=major)  # before anything is touched
-        with snapshot(conn):
-            now = identity(conn)
-            its_source = same_database(now, manifest["source"])
-            held = _occupied(conn, manifest["kind"])
-            occupied = held is not None
-    if its_source and not confirm:
-        then = manifest["source"].get("database_oid")  # a database of that name made again since: another OID
-        which = ("is the database this backup was taken from" if then in (None, now.get("database_oid")) else
-                 f"has the name of the database this backup was taken from (OID {then}; this one is OID "
-                 f"{now.get('database_oid')}, made since)")
-        raise ConfirmationRequired(f"{target.database} {which}; restoring over it replaces it: pass --confirm "
-                                   "(confirm=True in a notebook)")
-    if occupied and not confirm:
-        raise ConfirmationRequired(f"{target.database} already holds {held}; restoring replaces them: pass --confirm "
-                                   "(confirm=True in a notebook); a safety backup is taken first")
+    _what_it_replaces(target, manifest, confirm)  # refused early, before the server's lock is asked for
     require_change(target, confirm, f"restoring {path.name} into it")
     admin_db = "postgres" if target.database != "postgres" else "template1"
     with connect(target.with_database(admin_db), autocommit=True) as admin:
         scratch.claim(admin, run)
         _one_restore_at_a_time(admin, target)
+        # read again under the lock: another restore into the target may have ended while this one checked
+        # the file (the target then holds its copy, which needs confirm and a safety backup like any data)
+        its_source, occupied = _what_it_replaces(target, manifest, confirm)
         removed = scratch.remove_stale(admin, RESTORING, run, comment=_restoring_comment(target))
         if not confirm and admin.execute(load("restore", "sessions"), {"name": target.database, "end": False}).fetchall():
             _swap(admin, target, new, replaced, confirm=False)  # raises, naming the sessions: nothing done yet
@@ -283,6 +272,26 @@ def restore(path: Path, target: Target, *, confirm: bool = False, safety_dir: Pa
             replaced = None
     return {"restored": str(path), "into": target.masked_url, "kind": manifest["kind"],
             "safety_backup": str(safety.path) if safety else None, "replaced": replaced, "removed": removed}
+
+
+def _what_it_replaces(target: Target, manifest: dict, confirm: bool) -> tuple[bool, bool]:
+    """(whether the target is the backup's source, whether it holds anything the restore would replace),
+    read in one snapshot; ConfirmationRequired for either without `confirm`."""
+    with connect(target, autocommit=True) as conn, snapshot(conn):
+        now = identity(conn)
+        its_source = same_database(now, manifest["source"])
+        held = _occupied(conn, manifest["kind"])
+    if its_source and not confirm:
+        then = manifest["source"].get("database_oid")  # a database of that name made again since: another OID
+        which = ("is the database this backup was taken from" if then in (None, now.get("database_oid")) else
+                 f"has the name of the database this backup was taken from (OID {then}; this one is OID "
+                 f"{now.get('database_oid')}, made since)")
+        raise ConfirmationRequired(f"{target.database} {which}; restoring over it replaces it: pass --confirm "
+                                   "(confirm=True in a notebook)")
+    if held is not None and not confirm:
+        raise ConfirmationRequired(f"{target.database} already holds {held}; restoring replaces them: pass --confirm "
+                                   "(confirm=True in a notebook); a safety backup is taken first")
+    return its_source, held is not None
 
 
 def _one_restore_at_a_time(admin: psycopg.Connection, target: Target) -> None:

@@ -872,3 +872,31 @@ def test_a_second_restore_into_a_target_another_restore_is_loading_is_refused_an
     assert _oid(server, occupied.database) != oid and _contents(occupied) == _contents(seeded)
     (replaced,) = _databases(server, f"{occupied.database}_replaced_")
     assert _oid(server, replaced) == oid and _contents(server.with_database(replaced)) == before
+
+
+def test_a_restore_that_found_its_target_empty_reads_it_again_under_the_lock_once_another_restore_filled_it(
+        seeded, server, tmp_path, monkeypatch):
+    """Restore B finds the target empty, and before it takes the one-restore-per-target lock, restore A fills
+    the target and ends. B used to go on with what it had read before the lock: no confirm asked, no safety
+    backup, A's copy swapped out and dropped as 'nothing'. Now what the target holds is read again under the
+    lock: B is refused for want of confirm, and A's restore stays in place. (A runs, whole and real, at the
+    moment B asks whether the target may be changed: between its first read and the lock.)"""
+    made = backup.backup(seeded, "full", "custom", directory=tmp_path / "made")
+    target = _create(server)
+    try:
+        real_require_change = restore.require_change
+        a_done = {}
+
+        def require_change_while_a_restores(*args, **kwargs):
+            real_require_change(*args, **kwargs)
+            monkeypatch.setattr(restore, "require_change", real_require_change)
+            a_done.update(restore.restore(made.path, target, confirm=True, safety_dir=tmp_path / "a-safety"))
+
+        monkeypatch.setattr(restore, "require_change", require_change_while_a_restores)
+        with pytest.raises(ConfirmationRequired, match=rf"^{target.database} already holds "):
+            restore.restore(made.path, target, safety_dir=tmp_path / "b-safety")
+        assert a_done["into"] and a_done["safety_backup"] is None  # A found it empty, as B had
+        assert _contents(target) == _contents(seeded)  # A's restore is in place, not swapped out by B
+        assert not (tmp_path / "b-safety").exists() and _databases(server, "prep_ops_restore_") == []
+    finally:
+        _drop(server, target)
