@@ -254,6 +254,13 @@ def _concurrently(conn: psycopg.Connection, queries: dict[tuple[str, str], sql.C
             rows[table] = on.execute(queries[table]).fetchone()
 
     def helper() -> None:
+        try:
+            helping()
+        except BaseException:  # a lock_timeout, an error: the caller's connection takes no further table
+            stopping.set()  # either, and the error is raised as soon as the table it is on is summed
+            raise
+
+    def helping() -> None:
         if stopping.is_set():
             return
         try:

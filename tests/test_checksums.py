@@ -495,3 +495,37 @@ def test_a_schema_name_with_a_line_break_runs_nothing_out_of_the_checksum_querys
         found = checksums.table_checksums(conn, method)
         assert found[f"{name}.t"]["rows"] == 2
         assert conn.execute("SELECT current_setting('prep_ops.injected', true)").fetchone()[0] in (None, "")
+
+
+def test_a_helper_that_fails_stops_the_callers_connection_after_the_table_it_is_on(scratch, monkeypatch):
+    """A helper connection's error (here its lock_timeout behind another session's lock) was raised only once
+    the caller's connection had summed every table left: behind a VACUUM FULL, a backup that gives up after
+    --lock-wait still read the rest of the database first, its snapshot held open. The caller's connection now
+    takes no further table. Each query takes a session advisory lock on the caller's side as its mark."""
+    with db.connect(scratch, autocommit=True) as conn:
+        conn.execute("CREATE TABLE big AS SELECT g AS id FROM generate_series(1, 60000) AS g")
+        conn.execute("CREATE TABLE locked AS SELECT g AS id FROM generate_series(1, 30000) AS g")
+        for n in range(8):
+            conn.execute(sql.SQL("CREATE TABLE {} (id int)").format(sql.Identifier(f"small_{n}")))
+    names = ["big", "locked"] + [f"small_{n}" for n in range(8)]
+    queries = {("public", name): sql.SQL("SELECT (SELECT count(*) FROM {t}), pg_advisory_lock(4242, {k}), "
+                                         "pg_sleep({s})").format(t=sql.Identifier(name), k=sql.Literal(k),
+                                                                 s=sql.Literal(1.0 if name == "big" else 0.3))
+               for k, name in enumerate(names)}
+    queries[("public", "locked")] = sql.SQL("SELECT count(*) FROM locked")  # the helper's: it waits on the lock
+    with db.connect(scratch) as holder, db.connect(scratch, autocommit=True) as conn:
+        connect = checksums.connect
+
+        def locking_connect(target, **kwargs):  # once the tables are sized and handed out, as a VACUUM FULL
+            holder.execute("LOCK TABLE locked IN ACCESS EXCLUSIVE MODE")  # starting then would
+            return connect(target, **kwargs)
+
+        monkeypatch.setattr(checksums, "connect", locking_connect)
+        conn.execute("SET lock_timeout = '1s'")
+        with db.snapshot(conn):
+            with pytest.raises(psycopg.errors.LockNotAvailable):
+                checksums.each_table(conn, queries, target=scratch, jobs=2)
+        summed = conn.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = 4242 "
+                              "AND pid = pg_backend_pid()").fetchone()[0]
+    # big (1 s), then the small table it was on when the helper gave up (0.3 s each): not the eight of them
+    assert 1 <= summed <= 3, summed

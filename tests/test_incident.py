@@ -335,3 +335,14 @@ def test_an_incidents_outcome_counts_its_own_checks_only(record, migrated):
         with inc.step(2, "Check it again", next_if_failed="nothing"):
             inc.check("comment set", _comment(migrated) is not None)
     assert inc.outcome() == "STOPPED at step 2 (Check it again)"
+
+
+def test_a_nan_parameter_is_the_same_parameter_not_a_changed_one():
+    """`prep-ops run 11 -p target_ms NaN`: papermill gives the notebook the very float start() was given, and
+    NaN equals nothing, itself neither: each step was refused as if the parameter had been changed."""
+    from prep_ops.incident.step_order import StepOrder, _same
+
+    nan = float("nan")
+    assert _same(nan, nan) and _same(None, None) and not _same(1.0, 2.0)
+    order = StepOrder("perf-1", given={"target_ms": nan})
+    order.refuse(1, "Identify the bottleneck")  # outside IPython no notebook: nothing compared, nothing raised

@@ -29,6 +29,8 @@ class _Ended:
 def _same(now, given) -> bool:
     """Whether a parameter's value in the notebook is the one given (a value that cannot be compared is taken as
     the same: the check is there to catch an edited parameter cell, not to judge odd objects)."""
+    if now is given:  # the very object (NaN included, which equals nothing, itself neither)
+        return True
     try:
         return bool(now == given)
     except Exception:
