@@ -12,9 +12,11 @@ see is a SKIP with the reason (`check(..., skipped=why)`), never a pass and neve
 In JupyterLab a person runs a cell again: its checks of the run before no longer stand (the cell may
 fail before reaching them this time, or judge something else), so when a cell starts, the checks its
 earlier run recorded are dropped; `checks()` and `summary()` hold each cell's latest run only. A cell
-is known by the id JupyterLab sends with it, else by its text.
+is known by the id JupyterLab sends with it, else by its text. A run refused before it did anything
+(StepOutOfOrder, PlanChanged) keeps the earlier run's checks: its work is what stands.
 """
 
+import itertools
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 
@@ -29,6 +31,9 @@ from .verdicts import CHECK_MIME, STATUSES, SUMMARY_MIME, status, status_counts
 NOTHING_CHANGED = "not a scratch database and confirm=False: nothing changed here"
 
 
+_made = itertools.count()
+
+
 @dataclass
 class CheckResult:
     name: str
@@ -39,6 +44,7 @@ class CheckResult:
     skipped: bool = False  # not checked: `detail` says why; neither passed nor failed
     at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
     cell: str = field(default="", repr=False, compare=False)  # the cell run that made it ("" outside IPython)
+    made: int = field(default_factory=lambda: next(_made), repr=False, compare=False)  # the order checks were made in
 
     def _ipython_display_(self) -> None:
         """Shown once already by check(): a check as a cell's last line displays nothing more."""
@@ -46,7 +52,7 @@ class CheckResult:
     @property
     def record(self) -> dict:
         """The check as recorded in the executed notebook (CHECK_MIME): its fields but the cell."""
-        return {k: v for k, v in asdict(self).items() if k != "cell"}
+        return {k: v for k, v in asdict(self).items() if k not in ("cell", "made")}
 
     @property
     def status(self) -> str:
@@ -70,11 +76,26 @@ _checks: list[CheckResult] = []
 _cell = {"key": ""}  # the cell running now (its id, else its text), set by _cell_started
 
 
+_set_aside: list[CheckResult] = []  # the running cell's checks from its earlier run (see _cell_ended)
+
+
 def _cell_started(info) -> None:
     """IPython's pre_run_cell: this cell's checks from its earlier run are dropped (see the module's doc)."""
     key = getattr(info, "cell_id", None) or f"text:{getattr(info, 'raw_cell', '')}"
     _cell["key"] = key
+    _set_aside[:] = [c for c in _checks if c.cell == key]
     _checks[:] = [c for c in _checks if c.cell != key]
+
+
+def _cell_ended(result) -> None:
+    """IPython's post_run_cell: a cell refused before it did anything (a step out of order, a plan changed
+    since it was shown) leaves its earlier run's checks standing, as that run's work stands: dropped, the
+    summary and the incident's outcome lost the checks of a change still in place."""
+    from .errors import PlanChanged, StepOutOfOrder
+
+    if isinstance(getattr(result, "error_in_exec", None), (StepOutOfOrder, PlanChanged)) and _set_aside:
+        _checks[:] = sorted(_checks + _set_aside, key=lambda c: c.made)  # in the order they were made
+    _set_aside.clear()
 
 
 def _watch_cells() -> None:
@@ -86,6 +107,7 @@ def _watch_cells() -> None:
     shell = get_ipython()
     if shell is not None and _cell_started not in shell.events.callbacks["pre_run_cell"]:
         shell.events.register("pre_run_cell", _cell_started)
+        shell.events.register("post_run_cell", _cell_ended)
 
 
 @dataclass

@@ -58,3 +58,17 @@ def test_a_cell_run_again_drops_the_verdicts_of_its_earlier_run_from_the_summary
         == ["WARN tables to maintain: 0 table(s)"]
     lab_kernel.run("other", "po.check('another check', True)")
     assert lab_kernel.run("summary", "po.summary('t');")[0] == "t: 2 checks (1 PASS, 1 WARN)"
+
+
+def test_a_cell_refused_when_run_again_keeps_the_checks_of_the_run_that_did_the_work(lab_kernel, scratch):
+    """Step 3's cell run again by accident is refused before it does anything (StepOutOfOrder): its first run's
+    checks vanished from the summary and the incident's outcome, while the rows it put back stayed put. A
+    refusal keeps them; any other error in the cell still drops them (its latest run shows no verdict)."""
+    lab_kernel.run("setup", f"import prep_ops as po\nfrom prep_ops.errors import StepOutOfOrder\nsession = po.setup({scratch.url!r})")
+    assert lab_kernel.run("step3", "po.check('rows put back', True, '3 rows')") == ["PASS rows put back: 3 rows"]
+    lab_kernel.run("other", "po.check('another check', True)")
+    assert lab_kernel.run("step3", "raise StepOutOfOrder('step 3 not run again')") == ["error: step 3 not run again"]
+    assert lab_kernel.run("summary", "po.summary('t');")[0] == "t: 2 checks (2 PASS)"
+    assert lab_kernel.run("names", "print(list(po.checks()['name']))") == ["['rows put back', 'another check']\n"]
+    assert lab_kernel.run("step3", "raise RuntimeError('a bug this time')") == ["error: a bug this time"]
+    assert lab_kernel.run("summary", "po.summary('t');")[0] == "t: 1 checks (1 PASS)"
