@@ -13,7 +13,8 @@ from .errors import LockBusy, ParameterError, first_line
 from .scram import Secret, reveal
 
 PROBE_LOCK_WAIT = "2s"  # how long an operation tried waits for a lock another session holds on the table
-_PROBE_TIMEOUTS = f"SET LOCAL lock_timeout = '{PROBE_LOCK_WAIT}'; SET LOCAL statement_timeout = '10s'"
+_PROBE_TIMEOUTS = ("SELECT set_config('lock_timeout', %s, true), set_config('statement_timeout', '10s', true)",
+                   (PROBE_LOCK_WAIT,))
 
 
 def login(target: Target, role: str, password: "str | Secret | None" = None) -> Target:
@@ -47,7 +48,7 @@ def try_access(login_target: Target, table: str = "users", *, column: str | None
     errors.LockBusy naming the table and the session holding it (see `tried`).
     """
     with connect(login_target) as conn:
-        conn.execute(_PROBE_TIMEOUTS)
+        conn.execute(*_PROBE_TIMEOUTS)
         found = columns(conn, table, schema)
         if not found:
             raise ParameterError(f"no table {schema}.{table}")
