@@ -4,9 +4,11 @@ Every test that touches data gets its own scratch database, dropped afterwards. 
 a project folder of its own (see the conftest.py at the top of the checkout).
 """
 
+import contextlib
 import os
 import shutil
 import tempfile
+import threading
 import uuid
 from pathlib import Path
 
@@ -227,6 +229,28 @@ def cli_env(target: db.Target | None = None, **extra) -> dict:
         env["DATABASE_URL"] = target.url
     env.update(extra)
     return env
+
+
+@contextlib.contextmanager
+def held_exclusive(target: db.Target, table: str, *, at_most: float):
+    """A session named holder-app holding `table` ACCESS EXCLUSIVE in an open transaction (a VACUUM FULL, a
+    session left idle after LOCK TABLE); yields its pid. The server ends that session after `at_most` seconds
+    if the test has not: a bound for code under test that would wait for the lock, never a hung suite."""
+    holder = db.connect(target, application_name="holder-app")
+    holder.execute(sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(sql.Identifier(table)))
+    pid = holder.info.backend_pid
+
+    def end() -> None:
+        with db.connect(target, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+
+    timer = threading.Timer(at_most, end)
+    timer.start()
+    try:
+        yield pid
+    finally:
+        timer.cancel()
+        holder.close()
 
 
 @pytest.fixture

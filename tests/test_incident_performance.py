@@ -1,7 +1,6 @@
 """Runbook 11 and its drill: the drill slows a query down for real and the runbook brings it back under
 its target; live mode without confirm changes nothing; a failing step says which and what next."""
 
-import threading
 import time
 import uuid
 from pathlib import Path
@@ -15,7 +14,7 @@ from prep_ops.incident.drills import load as workload
 from prep_ops.incident.drills import performance
 from prep_ops.errors import ParameterError, StepFailed, StepOutOfOrder
 
-from conftest import _create, _drop, check_statuses, incident_of, notebook_outputs, passes_of_what_was_not_looked_at, schema_dump
+from conftest import _create, _drop, check_statuses, held_exclusive, incident_of, notebook_outputs, passes_of_what_was_not_looked_at, schema_dump
 
 NOTEBOOK = Path(__file__).parent.parent / "notebooks" / "11_incident_performance.ipynb"
 STEPS = ("1. Identify the bottleneck", "2. Optimise", "3. Update indexes", "4. Monitor results",
@@ -161,17 +160,7 @@ def test_live_step_1_behind_an_exclusive_lock_on_the_slow_querys_table_stops_in_
     table and the session holding it (whom to end), never a hang."""
     target, row_holder = slowed_down
     row_holder.release()  # its row lock would hold LOCK TABLE back for as long as it runs
-    holder = db.connect(target, application_name="holder-app")
-    holder.execute("LOCK TABLE tuition_payments IN ACCESS EXCLUSIVE MODE")
-    pid = holder.info.backend_pid
-
-    def release() -> None:  # a bound for a step that waits: the lock ends after 40 s
-        with db.connect(target, autocommit=True) as admin:
-            admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
-
-    timer = threading.Timer(40, release)
-    timer.start()
-    try:
+    with held_exclusive(target, "tuition_payments", at_most=40) as pid:  # a bound for a step that waits
         run = performance_steps.start(target, "live", incident_id=incident_id, query="payment_history", repeats=1,
                                       min_idle_seconds=0)
         started = time.monotonic()
@@ -181,9 +170,6 @@ def test_live_step_1_behind_an_exclusive_lock_on_the_slow_querys_table_stops_in_
             performance_steps.identify_bottleneck(run)
         took = time.monotonic() - started
         run.inc.close()
-    finally:
-        timer.cancel()
-        holder.close()
     assert took < 30, f"{took:.0f} s"
     with db.connect(target, autocommit=True) as conn:  # the incident's session keeps no bound of its own after
         assert conn.execute("SHOW lock_timeout").fetchone()[0] == "0"

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from conftest import judge_as_elsewhere
+from conftest import held_exclusive, judge_as_elsewhere
 from psycopg import sql
 
 from prep_ops import audit_log, db, embedded, masking, migrate, roles
@@ -466,7 +466,6 @@ def test_runbook_06_live_behind_another_sessions_exclusive_lock_skips_what_it_co
     """Runbook 06 live without confirm (a read-only audit) while another session holds users ACCESS EXCLUSIVE
     (a VACUUM FULL): the leak check's read of the masked views waited for as long as the lock was held, then
     PASSed. It is SKIP now, naming the table and its holder, and the runbook completes within seconds."""
-    import threading
     import time
 
     from prep_ops import masking, runner
@@ -475,24 +474,11 @@ def test_runbook_06_live_behind_another_sessions_exclusive_lock_skips_what_it_co
     masking.apply(owner, role_set)
     monkeypatch.delenv("PREP_OPS_SCRATCH", raising=False)  # a server someone named: the audit changes nothing
     notebook = Path(__file__).parent.parent / "notebooks" / "06_access_control_audit.ipynb"
-    holder = db.connect(migrated, application_name="holder-app")
-    holder.execute("LOCK TABLE users IN ACCESS EXCLUSIVE MODE")
-    pid = holder.info.backend_pid
-
-    def release() -> None:  # a bound for a runbook that waits: the lock ends after 60 s
-        with db.connect(migrated, autocommit=True) as admin:
-            admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
-
-    timer = threading.Timer(60, release)
-    timer.start()
-    try:
+    with held_exclusive(migrated, "users", at_most=60) as pid:  # a bound for a runbook that waits
         started = time.monotonic()
         result = runner.run_one(notebook, tmp_path, {"database_url": migrated.url,
                                                      "role_prefix": role_set.readonly.removesuffix("readonly")})
         took = time.monotonic() - started
-    finally:
-        timer.cancel()
-        holder.close()
     assert result.ok, result.error
     checks = {c["name"]: c for c in result.checks}
     leaks = checks["masked views hide every personal value"]
