@@ -14,6 +14,11 @@ fail before reaching them this time, or judge something else), so when a cell st
 earlier run recorded are dropped; `checks()` and `summary()` hold each cell's latest run only. A cell
 is known by the id JupyterLab sends with it, else by its text. A run refused before it did anything
 (StepOutOfOrder, PlanChanged) keeps the earlier run's checks: its work is what stands.
+
+An error of the server (psycopg.Error) shows in one line in a notebook, as the CLI shows it ("error:
+database error: ..."), as prep_ops' own errors do (PrepOpsError._render_traceback_), not as a traceback
+through prep_ops' insides; any other exception, a bug, keeps its whole traceback. The kernel still
+reports the cell as failed (papermill, nbval and `prep-ops run` see the error's name and message).
 """
 
 import itertools
@@ -24,7 +29,7 @@ import pandas as pd
 import psycopg
 
 from .db import Target, connect, is_scratch, live, mask_url, resolve_target, server_version
-from .errors import CheckFailed
+from .errors import CheckFailed, first_line
 from .formatting import terminal
 from .verdicts import CHECK_MIME, STATUSES, SUMMARY_MIME, status, status_counts
 
@@ -108,6 +113,22 @@ def _watch_cells() -> None:
     if shell is not None and _cell_started not in shell.events.callbacks["pre_run_cell"]:
         shell.events.register("pre_run_cell", _cell_started)
         shell.events.register("post_run_cell", _cell_ended)
+    if shell is not None and hasattr(shell, "set_custom_exc"):
+        shell.set_custom_exc((psycopg.Error,), _database_error_in_one_line)
+
+
+CLOSED_HINT = ("a later cell closed it (runbook 07's step 8 closes its copy's); run the runbook again from "
+               "the cell that opened it")
+
+
+def _database_error_in_one_line(shell, etype, value, tb, tb_offset=None) -> None:
+    """IPython's handler for the server's errors (psycopg.Error): shown in one line, "database error: ...",
+    the way IPython shows an exception that renders its own traceback (as PrepOpsError does)."""
+    text = first_line(value)
+    if isinstance(value, psycopg.OperationalError) and text == "the connection is closed":
+        text += f": {CLOSED_HINT}"
+    value._render_traceback_ = lambda: [f"error: database error: {terminal(text)}"]
+    shell.showtraceback((etype, value, tb), tb_offset=tb_offset)
 
 
 @dataclass

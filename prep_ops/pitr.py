@@ -231,10 +231,27 @@ def candidates(backups: list, segments: dict, segment_bytes: int, *, to_time: da
                                  "in the archive (yet). A server archives it at its next segment switch "
                                  "(archive_timeout); to have it now, run SELECT pg_switch_wal() on the server and try "
                                  f"again (the newest archived WAL was written at {_archive_end(segments)})")
+        if covered and fitting:  # a base backup ends before the target: a segment between them is missing
+            _refuse_a_gap(fitting[0], segments, segment_bytes, last, what)
         if to_lsn is not None:
             _refuse_inside_a_base_backup(backups, segments, segment_bytes, to_lsn)
         raise ParameterError(f"{what} is outside the recoverable window: {_window_text(backups, segments)}{streamed}")
     return found
+
+
+def _refuse_a_gap(backup, segments: dict, segment_bytes: int, last: int, what: str) -> None:
+    """ParameterError naming the first WAL segment missing from the archive between `backup`'s start and the
+    segment `last` holding the target: replay from it stops there (before this, a target whose LSN also lay
+    inside a newer base backup was blamed on that backup, and a moment got the window, which holds it)."""
+    first = base_backup.lsn_value(backup.manifest["start_lsn"]) // segment_bytes
+    missing = next((n for n in range(first, last + 1) if n not in segments), None)
+    if missing is None:
+        return
+    name = segment_name(int(backup.manifest.get("timeline") or 1), missing * segment_bytes, segment_bytes)
+    raise ParameterError(f"{what} cannot be reached: WAL segment {name} is missing from the archive, and replay "
+                         f"from base backup {backup.name} (the newest ending before it) needs every segment from "
+                         f"the backup's start to {what}; put that segment back (the server's pg_wal may still "
+                         "hold it) or recover to a moment before it")
 
 
 def _refuse_inside_a_base_backup(backups: list, segments: dict, segment_bytes: int, to_lsn: str) -> None:

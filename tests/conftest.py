@@ -380,6 +380,7 @@ class LabKernel:
 
     def __init__(self, manager, client):
         self.manager, self.client = manager, client
+        self.traceback: list[str] = []  # the last error's structured traceback, as JupyterLab shows it
 
     def run(self, cell_id: str, code: str, *, timeout: float = 300) -> list[str]:
         """The cell's outputs as text: each display's text/plain, stream text, and an error as 'error: <evalue>'."""
@@ -399,6 +400,7 @@ class LabKernel:
                 shown.append(body["data"].get("text/plain", ""))
             elif kind == "error":
                 shown.append(f"error: {body['evalue']}")
+                self.traceback = body["traceback"]
             elif kind == "status" and body["execution_state"] == "idle":
                 return shown
 

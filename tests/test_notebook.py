@@ -60,6 +60,23 @@ def test_a_cell_run_again_drops_the_verdicts_of_its_earlier_run_from_the_summary
     assert lab_kernel.run("summary", "po.summary('t');")[0] == "t: 2 checks (1 PASS, 1 WARN)"
 
 
+def test_a_server_error_or_a_closed_connection_in_a_cell_shows_one_line_not_a_traceback(lab_kernel, scratch):
+    """Runbook 07's rollback cell run again after step 8 closed the copy's connection showed psycopg's
+    traceback through prep_ops ("the connection is closed"); a server error did the same. They show in one
+    line, as the CLI and prep_ops' own errors do, with what to do for the closed connection; the cell still
+    fails (the error's name and message reach papermill), and a bug keeps its whole traceback."""
+    lab_kernel.run("setup", f"import prep_ops as po\nsession = po.setup({scratch.url!r})\ncopy = po.connect(session.target)")
+    lab_kernel.run("step 8", "copy.close()")
+    assert lab_kernel.run("step 7", "copy.execute('SELECT 1')") == ["error: the connection is closed"]
+    assert lab_kernel.traceback == ["error: database error: the connection is closed: " + notebook.CLOSED_HINT]
+    assert lab_kernel.run("server", "session.conn.execute('SELECT 1 / 0')") == ["error: division by zero"]
+    assert lab_kernel.traceback == ["error: database error: division by zero"]
+    assert lab_kernel.run("ours", "po.check('must hold', False)") == ["FAIL must hold", "error: FAIL must hold"]
+    assert lab_kernel.traceback == ["error: FAIL must hold"]
+    assert lab_kernel.run("bug", "{}['no such key']") == ["error: 'no such key'"]
+    assert len(lab_kernel.traceback) > 1 and "KeyError" in "".join(lab_kernel.traceback)
+
+
 def test_a_cell_refused_when_run_again_keeps_the_checks_of_the_run_that_did_the_work(lab_kernel, scratch):
     """Step 3's cell run again by accident is refused before it does anything (StepOutOfOrder): its first run's
     checks vanished from the summary and the incident's outcome, while the rows it put back stayed put. A

@@ -135,6 +135,36 @@ def test_recover_to_an_lsn_inside_a_base_backup_names_the_backup_and_the_earlies
 
 
 @independent
+def test_a_wal_segment_missing_after_an_older_base_backup_is_named_not_blamed_on_the_newer_backup(tmp_path):
+    """--to-lsn inside a newer base backup, an older one ending before it, and a WAL segment between them
+    missing from the archive: the refusal blamed the newer backup ("lies inside base backup ..., cannot stop
+    before its end"), though the older one reaches that location once the segment is back; a moment was told
+    it was "outside the recoverable window" while the window shown held it. Both name the missing segment."""
+    size = 16 * 1024 * 1024
+    lsn = base_backup.lsn_text
+
+    def made(name, start, end, finished):
+        return base_backup.BaseBackup(tmp_path / name, {"start_lsn": lsn(start), "end_lsn": lsn(end),
+                                                        "timeline": 1, "finished": finished})
+
+    older = made("older", 1 * size + 40, 1 * size + 400, "2026-12-01T10:00:00+00:00")
+    newer = made("newer", 5 * size + 40, 5 * size + 4000, "2026-12-01T11:00:00+00:00")
+    segments = {n: tmp_path / f"segment{n}" for n in (1, 2, 4, 5, 6)}  # 3 is missing
+    for path in segments.values():
+        path.write_bytes(b"")
+    with pytest.raises(ParameterError) as caught:
+        pitr.candidates([newer, older], segments, size, to_time=None, to_lsn=lsn(5 * size + 1000))
+    assert str(caught.value).startswith(f"{lsn(5 * size + 1000)} cannot be reached: WAL segment "
+                                        "000000010000000000000003 is missing from the archive, and replay from "
+                                        "base backup older (the newest ending before it) needs every segment")
+    at = datetime(2026, 12, 1, 10, 30, tzinfo=timezone.utc)
+    with pytest.raises(ParameterError, match="000000010000000000000003 is missing from the archive.*base backup older"):
+        pitr.candidates([newer, older], segments, size, to_time=at, to_lsn=None)
+    segments[3] = tmp_path / "segment3"
+    assert pitr.candidates([newer, older], segments, size, to_time=None, to_lsn=lsn(5 * size + 1000)) == [older]
+
+
+@independent
 def test_recover_refuses_an_existing_database_name(source_cluster):
     conn = prepared(source_cluster)
     with pytest.raises(ParameterError, match="already exists"):
