@@ -12,6 +12,7 @@ import html
 import math
 import re
 import textwrap
+from collections import Counter
 
 _SIZE_UNITS = ("bytes", "kB", "MB", "GB", "TB")
 
@@ -74,9 +75,18 @@ def plan_difference(now: list[str], shown: list[str], *, listed: int = 3) -> str
     def some(texts: list[str]) -> str:
         return ", ".join(texts[:listed]) + (f" and {len(texts) - listed} more" if len(texts) > listed else "")
 
-    added, gone = [s for s in now if s not in shown], [s for s in shown if s not in now]
+    def beyond(texts: list[str], other: list[str]) -> list[str]:  # each statement as often as it is in texts
+        left, extra = Counter(other), []  # and not in other: a statement planned once and now twice is added
+        for text in texts:
+            if left[text]:
+                left[text] -= 1
+            else:
+                extra.append(f"{text} (again)" if text in other else text)
+        return extra
+
+    added, gone = beyond(now, shown), beyond(shown, now)
     return "; ".join([f"now also {some(added)}"] * bool(added) + [f"no longer {some(gone)}"] * bool(gone)) \
-        or "the same statements in another order"
+        or ("the same statements in another order" if now != shown else "the same statements")
 
 
 def markdown(text) -> str:

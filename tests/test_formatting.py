@@ -61,3 +61,15 @@ def test_a_styled_table_shows_markup_in_values_labels_names_and_lists_as_text():
     ("&lt;", r"\&lt;"), ("a\\b", r"a\\b"), ("x\n## PASS", r"x\\n\#\# PASS")])
 def test_a_name_in_markdown_is_literal_text_on_one_line(name, shown):
     assert formatting.markdown(name) == shown
+
+
+@pytest.mark.parametrize("now, shown, said", [
+    (["VACUUM a", "VACUUM a", "VACUUM b"], ["VACUUM a", "VACUUM b"], "now also VACUUM a (again)"),
+    (["VACUUM b"], ["VACUUM b", "VACUUM b"], "no longer VACUUM b (again)"),
+    (["VACUUM b", "VACUUM a"], ["VACUUM a", "VACUUM b"], "the same statements in another order"),
+    (["VACUUM c", "VACUUM a"], ["VACUUM a", "VACUUM b"], "now also VACUUM c; no longer VACUUM b"),
+], ids=["one-statement-now-twice", "one-statement-no-longer-twice", "reordered", "changed"])
+def test_a_plan_differing_by_a_repeated_statement_is_not_called_the_same_in_another_order(now, shown, said):
+    """A plan whose statements differ from the one shown only by a statement repeated was refused as "the same
+    statements in another order": the repeat is named (a REINDEX run twice is not the plan shown)."""
+    assert formatting.plan_difference(now, shown) == said
