@@ -10,8 +10,9 @@ own (the server gone, no connection to spare) ends the watch quietly: the statem
 its own errors.
 
 `exclusive_holders(conn)` names, after a wait gave up, which relations another session holds an ACCESS
-EXCLUSIVE lock on and who that is (`held` says it in one line): the waiting session is gone by then, so
-it is asked of the database, not of the session.
+EXCLUSIVE lock on, or waits for one on (a queued request blocks every later read too), and who that is
+(`who` says it in one line): the waiting session is gone by then, so it is asked of the database, not of
+the session.
 """
 
 import contextlib
@@ -76,7 +77,7 @@ def watching(target: Target, pid: int | None, say, every: float = EVERY, *, appl
 @dataclass(frozen=True)
 class Holder:
     """A relation another session holds an ACCESS EXCLUSIVE lock on, and that session (pid None: a
-    prepared transaction)."""
+    prepared transaction); not `granted`: a session waiting for that lock, `behind` the sessions it waits for."""
 
     relation: str
     pid: int | None
@@ -85,6 +86,8 @@ class Holder:
     state: str | None
     xact_start: datetime | None
     xact_seconds: float | None
+    granted: bool = True
+    behind: list[int] | None = None
 
 
 def exclusive_holders(conn: psycopg.Connection) -> list[Holder]:
@@ -113,14 +116,28 @@ def held(holders: list[Holder]) -> str:
     return "; ".join(parts)
 
 
+def who(holders: list[Holder]) -> str:
+    """Who keeps a table from being read, in one clause: the sessions holding an ACCESS EXCLUSIVE lock, then
+    those queued for one (and whom they wait for: a read queues behind such a request, though no one holds
+    the lock yet); when there are none any more, that the lock was released since."""
+    granted = [h for h in holders if h.granted]
+    queued = [h for h in holders if not h.granted]
+    parts = [f"{held(granted)} holds an ACCESS EXCLUSIVE lock"] * bool(granted)
+    if queued:
+        waits_for = sorted({pid for h in queued for pid in (h.behind or [])})
+        behind = (f" behind pid{'s' * (len(waits_for) > 1)} {', '.join(map(str, waits_for))}" if waits_for
+                  else "")
+        parts.append(f"{held(queued)} waits for an ACCESS EXCLUSIVE lock{behind}, and every read of "
+                     f"{'that table' if len({h.relation for h in queued}) == 1 else 'those tables'} queues behind "
+                     "that request")
+    return "; ".join(parts) or "a table was locked by another session (ACCESS EXCLUSIVE), released since"
+
+
 def not_read(conn: psycopg.Connection, busy, waited: str | None = None, done: str = "read") -> str:
     """Why a read gave up behind another session's lock (an errors.LockBusy), in one line for a SKIP or an
     error: what could not be read (`done`), which relation is locked and by whom (asked now: the read is
     over). `waited`: how long it waited (db.LOCK_WAIT unless said)."""
     from .db import LOCK_WAIT
 
-    holders = exclusive_holders(conn)
-    who = (f"{held(holders)} holds an ACCESS EXCLUSIVE lock" if holders
-           else "a table was locked by another session (ACCESS EXCLUSIVE), released since")
-    return (f"{busy.what or 'a table'} could not be {done} within {waited or LOCK_WAIT}: {who}; "
-            "try again when that ends")
+    return (f"{busy.what or 'a table'} could not be {done} within {waited or LOCK_WAIT}: "
+            f"{who(exclusive_holders(conn))}; try again when that ends")

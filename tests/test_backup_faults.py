@@ -187,6 +187,44 @@ def test_a_backup_behind_another_sessions_exclusive_lock_gives_up_after_lock_wai
     assert left == 0
 
 
+def test_a_backup_behind_an_alter_table_queued_for_its_lock_names_the_queued_session_and_whom_it_waits_for(
+        migrated, tmp_path):
+    """An ALTER TABLE (here LOCK TABLE ... ACCESS EXCLUSIVE) queued behind a long transaction's read: no one holds
+    the table exclusively, yet pg_dump's read queues behind that request. The backup gave up saying the lock was
+    "released since", while both sessions were still there. It names the queued session and whom it waits for."""
+    with db.connect(migrated, autocommit=True) as conn:
+        conn.execute("CREATE TABLE ledger (id int)")
+    with db.connect(migrated, application_name="long-reader") as reader, \
+            db.connect(migrated, application_name="queued-alter") as alter:
+        reader.execute("SELECT count(*) FROM ledger")  # ACCESS SHARE held, idle in transaction
+        alter.execute("SET lock_timeout = '60s'")  # the bound of a failed test
+        reader_pid, alter_pid = reader.info.backend_pid, alter.info.backend_pid
+        def lock() -> None:
+            with contextlib.suppress(Exception):  # the test's asserts say what went wrong
+                alter.execute("LOCK TABLE ledger")
+
+        queued = threading.Thread(target=lock)
+        queued.start()
+        try:
+            deadline = time.monotonic() + 30
+            while not reader.execute("SELECT count(*) FROM pg_locks WHERE pid = %s AND NOT granted",
+                                     (alter_pid,)).fetchone()[0]:
+                assert time.monotonic() < deadline, "the LOCK TABLE never queued"
+                time.sleep(0.05)
+            done = subprocess.run([sys.executable, "-m", "prep_ops", "backup", "--dir", str(tmp_path / "b"), "--lock-wait", "2"],
+                                  env=cli_env(migrated), capture_output=True, text=True, timeout=90)
+        finally:
+            reader.rollback()  # the ALTER gets its lock and ends
+            queued.join(timeout=30)
+    assert done.returncode == 1 and len(done.stderr.splitlines()) == 1, done
+    line = done.stderr
+    assert "released since" not in line, line
+    assert (f"public.ledger by pid {alter_pid} (application queued-alter" in line
+            and f"waits for an ACCESS EXCLUSIVE lock behind pid {reader_pid}, and every read of that "
+                "table queues behind that request" in line), line
+    assert f"pg_terminate_backend({alter_pid})" in line, line
+
+
 def test_a_backup_waiting_on_a_lock_says_whom_it_waits_for_then_gives_up(migrated, tmp_path, monkeypatch):
     """At a terminal the backup says, every few seconds while it waits, which session it waits for (as
     `maintain` does): the DBA sees why nothing moves, rather than a silent prompt."""
