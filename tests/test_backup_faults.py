@@ -22,7 +22,7 @@ import pitr_fixtures
 from prep_ops import backup, base_backup, db, loading, pitr, recovery_cluster, recovery_copy, restore, verify
 from prep_ops.errors import BackupError, ConfirmationRequired, TargetError
 
-from conftest import cli_env
+from conftest import cli_env, held_exclusive, notebook_outputs
 
 source_cluster = pitr_fixtures.source_cluster  # the fixture, used by name
 
@@ -223,6 +223,25 @@ def test_a_backup_behind_an_alter_table_queued_for_its_lock_names_the_queued_ses
             and f"waits for an ACCESS EXCLUSIVE lock behind pid {reader_pid}, and every read of that "
                 "table queues behind that request" in line), line
     assert f"pg_terminate_backend({alter_pid})" in line, line
+
+
+def test_runbook_04_behind_another_sessions_exclusive_lock_stops_after_its_lock_wait_naming_the_holder(
+        migrated, tmp_path, monkeypatch):
+    """Runbook 04 had no lock_wait: behind a VACUUM FULL it waited the library's 120 s, saying nothing. Its
+    `lock_wait` parameter bounds the wait; meanwhile it says whom it waits for, then stops in one line naming
+    the table and the session holding it."""
+    from prep_ops import runner
+
+    monkeypatch.setenv("PREP_OPS_BACKUP_DIR", str(tmp_path / "backups"))
+    with db.connect(migrated, autocommit=True) as conn:
+        conn.execute("CREATE TABLE ledger (id int)")
+    with held_exclusive(migrated, "ledger", at_most=60) as holder_pid:
+        run = runner.run_one(runner.find("04"), tmp_path, {"database_url": migrated.url, "lock_wait": 6})
+    assert not run.ok
+    assert "stopped after waiting 6 s for a lock" in run.error and f"public.ledger by pid {holder_pid}" in run.error, run.error
+    shown = notebook_outputs(run.output)
+    assert "waiting" in shown and f"for pid {holder_pid}" in shown, shown[-2000:]
+    assert "Traceback" not in shown
 
 
 def test_a_backup_waiting_on_a_lock_says_whom_it_waits_for_then_gives_up(migrated, tmp_path, monkeypatch):
