@@ -346,3 +346,21 @@ def test_a_nan_parameter_is_the_same_parameter_not_a_changed_one():
     assert _same(nan, nan) and _same(None, None) and not _same(1.0, 2.0)
     order = StepOrder("perf-1", given={"target_ms": nan})
     order.refuse(1, "Identify the bottleneck")  # outside IPython no notebook: nothing compared, nothing raised
+
+
+def test_a_notebook_variable_that_was_not_the_runs_parameter_never_refuses_a_step():
+    """A notebook of one's own driving the steps, `start(target, "live", confirm=True)` with a literal, and a
+    variable `query` of its own for something else: every step was refused ("query is '...' in the notebook
+    now, and this run was set up with None"). Only what the notebook's variables held at the start is
+    watched; a parameter cell edited after the start is still refused."""
+    from prep_ops.incident.step_order import StepOrder
+
+    notebook = {"query": "SELECT my own report", "confirm": False, "mode": "live"}
+    order = StepOrder("perf-2")
+    order.watch({"mode": "live", "confirm": True, "query": None, "repeats": 5}, names=notebook)
+    assert order.given == {"mode": "live"}
+    notebook.update(query="SELECT another report of mine", confirm=True)
+    assert order.changed_parameters(names=notebook) == []
+    notebook["mode"] = "drill"  # the parameter cell the run came from, edited
+    assert order.changed_parameters(names=notebook) == [
+        "mode is 'drill' in the notebook now, and this run was set up with 'live'"]

@@ -311,8 +311,9 @@ class Incident:
     # --- steps ----------------------------------------------------------------------------------
     def given(self, **parameters) -> None:
         """The runbook's parameters as this run was set up with them (`start`), by their names in the notebook:
-        a step refuses to run while one of them differs there (the parameter cell changed, setup not run again)."""
-        self.order.given = dict(parameters)
+        a step refuses to run while one of them differs there (the parameter cell changed, setup not run again).
+        Only those the notebook's variables of that name held at the start are watched (StepOrder.watch)."""
+        self.order.watch(parameters)
 
     @contextmanager
     def step(self, number: int, title: str, *, next_if_failed: str, after: tuple[int, ...] = (), once: bool = False,

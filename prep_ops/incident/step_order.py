@@ -57,9 +57,20 @@ class StepOrder:
     _count: int = 0
     _closed_by: str = ""  # the step that ended the run (its clean-up), once it ended well
 
-    def changed_parameters(self) -> list[str]:
-        """The parameters whose value in the notebook is not the one this run was set up with."""
-        names = _notebook_names()
+    def watch(self, parameters: dict, names: dict | None = None) -> None:
+        """The parameters this run was set up with that came from the notebook's variables of the same name
+        (`names`: the notebook's namespace, IPython's by default): those equal to that variable when the run
+        starts. A parameter given otherwise (a literal in the call, a notebook of one's own whose `query` or
+        `confirm` is a variable for something else) is not watched: a later change of that variable is no
+        change of this run's parameters. Outside IPython, every parameter is kept (nothing is compared)."""
+        names = _notebook_names() if names is None else names
+        self.given = {name: value for name, value in parameters.items()
+                      if names is None or (name in names and _same(names[name], value))}
+
+    def changed_parameters(self, names: dict | None = None) -> list[str]:
+        """The parameters whose value in the notebook (`names`, IPython's by default) is not the one this run
+        was set up with."""
+        names = _notebook_names() if names is None else names
         if names is None:
             return []
         return [f"{name} is {names[name]!r} in the notebook now, and this run was set up with {value!r}"
