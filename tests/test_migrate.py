@@ -343,3 +343,28 @@ def test_a_deployment_runs_only_the_migrations_its_copy_ran_never_a_to_version_c
         assert migrate.current_version(conn) == LATEST
     finally:
         _drop(server, copy)
+
+
+def test_a_step_behind_a_long_transaction_gives_up_after_its_lock_wait_naming_the_session_and_changes_nothing(
+        scratch, monkeypatch):
+    """A migration's CREATE INDEX or ALTER TABLE queued behind an application's open transaction waited for as
+    long as it lasted, and every later query of that table queued behind the migration: the application
+    stalled for the length of the deployment's wait. A step now waits STEP_LOCK_WAIT at most (where the
+    session sets no lock_timeout of its own), rolls back, and names the session holding the table."""
+    with db.connect(scratch, autocommit=True) as conn:
+        migrate.apply(conn, 1, confirm=True)
+    monkeypatch.setattr(migrate, "STEP_LOCK_WAIT", "1s")
+    with db.connect(scratch, application_name="long-writer") as writer:
+        writer.execute("INSERT INTO users (username, email, role) VALUES ('a', 'a@example.org', 'student')")
+        pid = writer.info.backend_pid  # its transaction stays open: ROW EXCLUSIVE on users, which CREATE INDEX waits for
+        with db.connect(scratch, autocommit=True) as conn:
+            with pytest.raises(MigrationError) as caught:
+                migrate.apply(conn, 2, confirm=True)
+            assert conn.execute("SHOW lock_timeout").fetchone()[0] == "0"  # the session's setting as it was
+            assert migrate.current_version(conn) == 1
+            assert conn.execute("SELECT count(*) FROM pg_indexes WHERE indexname = 'idx_users_email'").fetchone()[0] == 0
+        writer.rollback()
+    text = str(caught.value)
+    assert text.startswith("migration 0002_guide_indexes (up) failed: it waited 1s for a lock another session holds"), text
+    assert f"public.users by pid {pid} (application long-writer" in text and "idle in transaction" in text, text
+    assert f"pg_terminate_backend({pid})" in text and text.endswith("this step was rolled back"), text
