@@ -18,6 +18,7 @@ import pandas as pd
 import psycopg
 from psycopg import sql
 
+from . import lock_watch
 from .catalog import foreign_audit_schema, function_exists, own_schemas, relation_exists
 from .db import Target, connect, fetch_frame, require_change, snapshot
 from .errors import AuditLogError, ParameterError, database_error
@@ -139,9 +140,11 @@ def enable(conn: psycopg.Connection, tables: str | Iterable[str] = DEFAULT_TABLE
     require_change(conn, confirm, "enabling the audit log")
     _require_log(conn)
     changed = []
+    since = conn.execute("SELECT clock_timestamp()").fetchone()[0]
     try:
         with conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK,))
+            lock_watch.limit_ddl_wait(conn)  # CREATE TRIGGER queued behind a long transaction stalls the table's writers
             _grant(conn, readers)
             current = _enabled(conn)
             for found in _resolve(conn, names, schema):
@@ -156,6 +159,8 @@ def enable(conn: psycopg.Connection, tables: str | Iterable[str] = DEFAULT_TABLE
                                      "FOR EACH STATEMENT EXECUTE FUNCTION audit.log_change()").format(
                     sql.Identifier(TRUNCATE_TRIGGER), qualified))
                 changed.append(table)
+    except psycopg.errors.LockNotAvailable:
+        raise AuditLogError(f"enabling the audit log failed, nothing changed: {lock_watch.gave_up(conn, since)}") from None
     except psycopg.Error as exc:
         raise database_error(exc, "enabling the audit log failed, nothing changed", AuditLogError) from None
     return changed

@@ -27,6 +27,11 @@ from .formatting import seconds, shorten
 from .sqlfiles import load
 
 EVERY = 5.0  # seconds between two looks
+# how long a change's DDL (a migration step, the audit log's triggers) waits for a lock another session
+# holds, where the session sets no lock_timeout of its own: a CREATE INDEX, CREATE TRIGGER or ALTER TABLE
+# queued behind a long transaction queues every later query (or write) of that table behind it, so the
+# application stalls for as long as the change waits. It gives up instead, and `gave_up` says why.
+DDL_LOCK_WAIT = "10s"
 
 
 def describe(row) -> str:
@@ -141,3 +146,25 @@ def not_read(conn: psycopg.Connection, busy, waited: str | None = None, done: st
 
     return (f"{busy.what or 'a table'} could not be {done} within {waited or LOCK_WAIT}: "
             f"{who(exclusive_holders(conn))}; try again when that ends")
+
+
+def limit_ddl_wait(conn: psycopg.Connection) -> None:
+    """In the transaction under way on `conn`: its statements wait DDL_LOCK_WAIT at most for a lock
+    (lock_timeout, local to the transaction), unless the session has a lock_timeout of its own."""
+    conn.execute("SELECT set_config('lock_timeout', %s, true) WHERE current_setting('lock_timeout') = '0'",
+                 (DDL_LOCK_WAIT,))
+
+
+def gave_up(conn: psycopg.Connection, since: datetime) -> str:
+    """Why a change gave up on a lock (after limit_ddl_wait; its transaction rolled back), in words: how long
+    it waited, and the sessions holding locks on tables here in transactions older than the change
+    (`since`: when it began), the likely holders (sql/lock_watch/lock_holders.sql)."""
+    own = conn.execute("SELECT current_setting('lock_timeout')").fetchone()[0]
+    waited = DDL_LOCK_WAIT if own == "0" else own  # ours was local to the change's transaction
+    holders = [Holder(*row) for row in conn.execute(load("lock_watch", "lock_holders"), {"since": since}).fetchall()]
+    who = (f"sessions holding locks on tables here since before it: {held(holders)}" if holders
+           else "the session holding it has ended since")
+    first = next((h.pid for h in holders), None)
+    end = f", or end that session (SELECT pg_terminate_backend({first}))" if first is not None else ""
+    return (f"it waited {waited} for a lock another session holds (lock_timeout: waiting longer would queue "
+            f"the application's queries of that table behind it); {who}; run it again when that ends{end}")

@@ -24,6 +24,7 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
+from . import lock_watch
 from .catalog import columns, relation_exists, row_counts, views
 from .db import is_scratch, require_change, snapshot
 from .errors import ConfirmationRequired, MigrationError, PlanChanged, first_line
@@ -32,11 +33,6 @@ from .sqlfiles import load
 
 MIGRATIONS_DIR = PACKAGE_DIR / "migrations"
 LOCK_KEY = 7_130_001  # pg_advisory_lock key for "prep-ops migrate"
-# how long one step's statement waits for a lock another session holds (lock_timeout, where the session has
-# none of its own): an ALTER TABLE queued behind a long transaction makes every later query of that table
-# queue behind it, so the application stalls for as long as the migration waits. It gives up instead,
-# rolls the step back and names the likely holders; run it again when they end.
-STEP_LOCK_WAIT = "10s"
 AUDIT_LOG_VERSION = 6  # migration 0006 makes the audit log; its down drops it
 MASKED_SINCE = 7  # migration 0007 makes the schema `masked`: below it, a schema of that name is the database's own
 _FILE = re.compile(r"^(\d{4})_(\w+)\.up\.sql$")
@@ -250,22 +246,6 @@ def apply(conn: psycopg.Connection, to: int | None = None, directory: Path = MIG
         conn.execute("SELECT pg_advisory_unlock(%s)", (LOCK_KEY,))
 
 
-def _lock_reason(conn: psycopg.Connection, since: datetime) -> str:
-    """Why a step gave up on a lock, in words: how long it waited, and the sessions holding locks on tables
-    here in transactions older than the step (the likely holders; see sql/migrate/lock_holders.sql)."""
-    from .lock_watch import Holder, held
-
-    wait = conn.execute("SELECT current_setting('lock_timeout')").fetchone()[0]
-    wait = STEP_LOCK_WAIT if wait == "0" else wait  # ours was local to the step's transaction
-    holders = [Holder(*row) for row in conn.execute(load("migrate", "lock_holders"), {"since": since}).fetchall()]
-    who = (f"sessions holding locks on tables here since before it: {held(holders)}" if holders
-           else "the session holding it has ended since")
-    first = next((h.pid for h in holders), None)
-    end = f", or end that session (SELECT pg_terminate_backend({first}))" if first is not None else ""
-    return (f"it waited {wait} for a lock another session holds (lock_timeout: waiting longer would queue "
-            f"the application's queries of that table behind it); {who}; run it again when that ends{end}")
-
-
 def _record_down_checksums(conn: psycopg.Connection, directory: Path) -> None:
     """Upgrade the bookkeeping of an older prep-ops: add its down_sha256 column, and record the down
     checksum of each applied migration that has none (its up file checked unchanged by _plan)."""
@@ -306,8 +286,7 @@ def _run_step(conn: psycopg.Connection, step: Step, migration: Migration, *, fir
     try:
         with conn.transaction():
             _in_public(conn)
-            conn.execute("SELECT set_config('lock_timeout', %s, true) WHERE current_setting('lock_timeout') = '0'",
-                         (STEP_LOCK_WAIT,))
+            lock_watch.limit_ddl_wait(conn)  # a step queued behind a long transaction stalls its tables' queries
             if first and step.direction == "down" and step.version >= MASKED_SINCE:
                 _drop_derived(conn, confirm)
             conn.execute(step.sql)
@@ -328,7 +307,7 @@ def _run_step(conn: psycopg.Connection, step: Step, migration: Migration, *, fir
     except psycopg.Error as exc:
         reason = first_line(exc)
         if isinstance(exc, psycopg.errors.LockNotAvailable):
-            reason = _lock_reason(conn, since)
+            reason = lock_watch.gave_up(conn, since)
         if isinstance(exc, psycopg.errors.DependentObjectsStillExist) and exc.diag.message_detail:
             reason += f" ({exc.diag.message_detail.splitlines()[0]}; drop what depends on it first)"
         raise MigrationError(

@@ -216,3 +216,25 @@ def test_an_audit_log_installed_before_its_cast_guard_gets_it_from_install(scrat
         assert "(migration 0009)" in conn.execute("SELECT obj_description('audit.log_change()'::regprocedure)"
                                                   ).fetchone()[0]
         assert audit_log.install(conn, confirm=True) is False
+
+
+def test_enabling_the_log_behind_a_long_transaction_gives_up_naming_the_session_instead_of_stalling_writers(
+        migrated, owner, monkeypatch):
+    """CREATE TRIGGER on a table an application's transaction has open waited for as long as it lasted, and
+    every later write to that table queued behind it: runbook 06 with confirm stalled the application. It
+    waits lock_watch.DDL_LOCK_WAIT at most now, changes nothing and names the session holding the table."""
+    from prep_ops import lock_watch
+    from prep_ops.errors import AuditLogError
+
+    monkeypatch.setattr(lock_watch, "DDL_LOCK_WAIT", "1s")
+    with db.connect(migrated, application_name="long-writer") as writer:
+        writer.execute("INSERT INTO users (username, email, role) VALUES ('a', 'a@example.org', 'student')")
+        pid = writer.info.backend_pid
+        with pytest.raises(AuditLogError) as caught:
+            audit_log.enable(owner, ["users"])
+        assert audit_log.enabled(owner) == []
+        writer.rollback()
+    text = str(caught.value)
+    assert text.startswith("enabling the audit log failed, nothing changed: it waited 1s for a lock"), text
+    assert f"public.users by pid {pid} (application long-writer" in text, text
+    assert audit_log.enable(owner, ["users"]) == ["users"]  # the transaction over, it goes through

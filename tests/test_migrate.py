@@ -6,7 +6,7 @@ import pytest
 from psycopg import sql
 from conftest import _create, _drop, schema_dump, table_checksum, judge_as_elsewhere
 
-from prep_ops import db, migrate, seed
+from prep_ops import db, lock_watch, migrate, seed
 from prep_ops.errors import ConfirmationRequired, MigrationError, PlanChanged
 
 LATEST = migrate.latest_version()
@@ -349,11 +349,11 @@ def test_a_step_behind_a_long_transaction_gives_up_after_its_lock_wait_naming_th
         scratch, monkeypatch):
     """A migration's CREATE INDEX or ALTER TABLE queued behind an application's open transaction waited for as
     long as it lasted, and every later query of that table queued behind the migration: the application
-    stalled for the length of the deployment's wait. A step now waits STEP_LOCK_WAIT at most (where the
+    stalled for the length of the deployment's wait. A step now waits lock_watch.DDL_LOCK_WAIT at most (where the
     session sets no lock_timeout of its own), rolls back, and names the session holding the table."""
     with db.connect(scratch, autocommit=True) as conn:
         migrate.apply(conn, 1, confirm=True)
-    monkeypatch.setattr(migrate, "STEP_LOCK_WAIT", "1s")
+    monkeypatch.setattr(lock_watch, "DDL_LOCK_WAIT", "1s")
     with db.connect(scratch, application_name="long-writer") as writer:
         writer.execute("INSERT INTO users (username, email, role) VALUES ('a', 'a@example.org', 'student')")
         pid = writer.info.backend_pid  # its transaction stays open: ROW EXCLUSIVE on users, which CREATE INDEX waits for

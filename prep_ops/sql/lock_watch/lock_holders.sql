@@ -1,6 +1,6 @@
--- After a migration step gave up waiting for a lock (lock_timeout): the tables of this database on which
--- another session holds a lock in a transaction begun before the step started (%(since)s), with the
--- session: the likely reason (a long transaction, a query reading the table). The step's own wait is
+-- After a DDL statement gave up waiting for a lock (lock_timeout): the tables of this database on which
+-- another session holds a lock in a transaction begun before the change started (%(since)s), with the
+-- session: the likely reason (a long transaction, a query reading the table). The change's own wait is
 -- over, so PostgreSQL can no longer say exactly whom it waited for (pg_blocking_pids); these are the
 -- candidates, oldest transaction first. Columns as lock_watch.Holder's.
 SELECT DISTINCT ON (a.xact_start, l.pid, c.oid)
