@@ -26,7 +26,7 @@ from psycopg import sql
 
 from . import lock_watch
 from .catalog import columns, relation_exists, row_counts, views
-from .db import is_scratch, require_change, snapshot
+from .db import bounded_lock_wait, is_scratch, require_change, snapshot
 from .errors import ConfirmationRequired, MigrationError, PlanChanged, first_line
 from .paths import PACKAGE_DIR
 from .sqlfiles import load
@@ -105,15 +105,18 @@ def latest_version(directory: Path = MIGRATIONS_DIR) -> int:
 
 
 def _applied(conn: psycopg.Connection) -> dict[int, tuple]:
-    """version → (applied_at, description, up sha256, down sha256); a checksum not recorded is None."""
+    """version → (applied_at, description, up sha256, down sha256); a checksum not recorded is None. Behind
+    another session's ACCESS EXCLUSIVE lock on the bookkeeping (a migration under way elsewhere, a VACUUM
+    FULL), it waits db.LOCK_WAIT at most, then errors.LockBusy: a runbook's first cell never hangs on it."""
     if not relation_exists(conn, "schema_version"):
         return {}
-    if not relation_exists(conn, "prep_ops_migrations"):
-        rows = conn.execute(load("migrate", "applied_without_checksums")).fetchall()
-    elif not _has_down_checksums(conn):  # bookkeeping of an older prep-ops
-        rows = conn.execute(load("migrate", "applied_without_down_checksums")).fetchall()
-    else:
-        rows = conn.execute(load("migrate", "applied")).fetchall()
+    with bounded_lock_wait(conn, "the schema version (schema_version)"):
+        if not relation_exists(conn, "prep_ops_migrations"):
+            rows = conn.execute(load("migrate", "applied_without_checksums")).fetchall()
+        elif not _has_down_checksums(conn):  # bookkeeping of an older prep-ops
+            rows = conn.execute(load("migrate", "applied_without_down_checksums")).fetchall()
+        else:
+            rows = conn.execute(load("migrate", "applied")).fetchall()
     return {version: tuple(rest) for version, *rest in rows}
 
 

@@ -1,5 +1,6 @@
 import shutil
 import threading
+import time
 import uuid
 
 import pytest
@@ -368,3 +369,17 @@ def test_a_step_behind_a_long_transaction_gives_up_after_its_lock_wait_naming_th
     assert text.startswith("migration 0002_guide_indexes (up) failed: it waited 1s for a lock another session holds"), text
     assert f"public.users by pid {pid} (application long-writer" in text and "idle in transaction" in text, text
     assert f"pg_terminate_backend({pid})" in text and text.endswith("this step was rolled back"), text
+
+
+def test_reading_the_version_behind_another_sessions_exclusive_lock_gives_up_in_one_line_instead_of_waiting(migrated):
+    """Runbook 06's first step (and every runbook reading the schema version) waited for as long as another
+    session held schema_version locked (a VACUUM FULL, a migration elsewhere). It waits db.LOCK_WAIT at most."""
+    from conftest import held_exclusive
+    from prep_ops.errors import LockBusy
+
+    with held_exclusive(migrated, "schema_version", at_most=60), db.connect(migrated, autocommit=True) as conn:
+        started = time.monotonic()
+        with pytest.raises(LockBusy, match=r"^the schema version \(schema_version\) could not be read"):
+            migrate.current_version(conn)
+        assert time.monotonic() - started < 30
+        assert conn.execute("SHOW lock_timeout").fetchone()[0] == "0"
