@@ -54,6 +54,7 @@ from psycopg import sql
 from .db import APPLICATION_NAME, Target, connect, snapshot
 from .errors import PrepOpsError, TargetError, database_error
 from .objects import tables
+from .labels import label
 from .sqlfiles import load
 
 COLUMN_HASH = "column-hash-v3"
@@ -173,7 +174,7 @@ def _queries(conn: psycopg.Connection, method: str) -> dict[tuple[str, str], sql
 
 def table_checksums(conn: psycopg.Connection, method: str = COLUMN_HASH, *, target: Target | None = None,
                     jobs: int | None = None, application_name: str = HELPER_NAME) -> dict[str, dict]:
-    """{"schema.table": {"rows": n, "checksum": "..."}} for every user table, in the current
+    """{"schema.table" (labels.label): {"rows": n, "checksum": "..."}} for every user table, in the current
     transaction's snapshot (outside a transaction, in a REPEATABLE READ one of its own).
 
     With `target`, the database `conn` is connected to, the column-hash methods sum the tables on up to
@@ -190,7 +191,7 @@ def table_checksums(conn: psycopg.Connection, method: str = COLUMN_HASH, *, targ
     with snapshot(conn) if idle else nullcontext():
         rows = each_table(conn, queries, target=concurrent, jobs=jobs, settings=settings,
                           application_name=application_name)
-    return {f"{s}.{t}": {"rows": n, "checksum": checksum} for (s, t), (n, checksum) in rows.items()}
+    return {label(s, t): {"rows": n, "checksum": checksum} for (s, t), (n, checksum) in rows.items()}
 
 
 def each_table(conn: psycopg.Connection, queries: dict[tuple[str, str], sql.Composable], *,
@@ -311,5 +312,5 @@ def _stop_helpers(stopping: threading.Event, helpers: list, opened: list[psycopg
 
 def row_counts(conn: psycopg.Connection, method: str = COLUMN_HASH) -> dict[str, int]:
     """{"schema.table": rows} for every user table, counted as `method` counts them (see own_rows)."""
-    return {f"{s}.{t}": conn.execute(sql.SQL("SELECT count(*) FROM {}").format(_from(method, s, t))).fetchone()[0]
+    return {label(s, t): conn.execute(sql.SQL("SELECT count(*) FROM {}").format(_from(method, s, t))).fetchone()[0]
             for s, t in tables(conn, parents=False)}

@@ -22,6 +22,7 @@ import re
 import psycopg
 
 from ._report import row
+from .labels import label
 from .sqlfiles import load
 
 _CAST = re.compile(r"::(character varying|timestamp without time zone|timestamp with time zone|"
@@ -70,7 +71,7 @@ def tables(conn: psycopg.Connection, *, parents: bool = True) -> list[tuple[str,
 
 def schema_summary(conn: psycopg.Connection) -> dict:
     """Tables with their columns and types, constraints and indexes by name: what a restore must recreate."""
-    summary: dict[str, dict] = {f"{s}.{t}": {"columns": {}, "constraint": {}, "index": {}} for s, t in tables(conn)}
+    summary: dict[str, dict] = {label(s, t): {"columns": {}, "constraint": {}, "index": {}} for s, t in tables(conn)}
     with deparsing(conn):
         columns = conn.execute(load("objects", "columns")).fetchall()
         constraints = conn.execute(load("objects", "constraints")).fetchall()

@@ -11,6 +11,7 @@ from psycopg import sql
 
 from .db import fetch_frame, snapshot
 from .errors import ParameterError
+from .labels import label
 from .sqlfiles import load
 
 # What the latest migration must have made: checked by the schema setup runbook and the tests.
@@ -83,7 +84,8 @@ def user_tables(conn: psycopg.Connection, *, materialized: bool = False) -> list
 
 
 def _names_of(table: Table) -> set[str]:
-    return {table.qualified, f"{table.schema}.{table.name}"} | ({table.name} if table.schema == "public" else set())
+    return {table.qualified, f"{table.schema}.{table.name}", label(table.schema, table.name)} | \
+        ({table.name} if table.schema == "public" else set())
 
 
 def _as_sql_parses(conn: psycopg.Connection, name: str) -> str | None:

@@ -12,7 +12,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from prep_ops import backup, checksums, db, verify
+from prep_ops import backup, checksums, db, labels, verify
 from prep_ops.errors import PrepOpsError
 
 EVERY_TYPE = """
@@ -493,7 +493,7 @@ def test_a_schema_name_with_a_line_break_runs_nothing_out_of_the_checksum_querys
         conn.execute(sql.SQL("CREATE TABLE {} (id int PRIMARY KEY)").format(sql.Identifier(name, "t")))
         conn.execute(sql.SQL("INSERT INTO {} VALUES (1), (2)").format(sql.Identifier(name, "t")))
         found = checksums.table_checksums(conn, method)
-        assert found[f"{name}.t"]["rows"] == 2
+        assert found[labels.label(name, "t")]["rows"] == 2
         assert conn.execute("SELECT current_setting('prep_ops.injected', true)").fetchone()[0] in (None, "")
 
 

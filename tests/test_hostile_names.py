@@ -310,3 +310,27 @@ def test_no_sql_file_names_a_field_in_a_comment():
               for number, line in enumerate(path.read_text().splitlines(), 1)
               if "--" in line and re.search(r"\{\w*\}", line.split("--", 1)[1])]
     assert fields == []
+
+
+def test_two_tables_whose_names_join_to_the_same_label_are_both_backed_up_and_verified(scratch, tmp_path):
+    """Schema "a.b" with table c, and schema a with table "b.c": both were labelled a.b.c, so the manifest kept
+    one of them, and verify compared only that one while it said PASS. Each has a label of its own now
+    (`"a.b".c`, `a."b.c"`), and a value changed in the one the manifest had dropped fails, naming it."""
+    from conftest import rehash
+    from prep_ops import backup, verify
+
+    with db.connect(scratch, autocommit=True) as conn:
+        conn.execute('CREATE SCHEMA "a.b"; CREATE TABLE "a.b".c (id int, v text); CREATE SCHEMA a; '
+                     'CREATE TABLE a."b.c" (id int, v text)')
+        conn.execute("""INSERT INTO "a.b".c SELECT g, 'first' FROM generate_series(1, 10) g""")
+        conn.execute("""INSERT INTO a."b.c" SELECT g, 'second' FROM generate_series(1, 3) g""")
+    made = backup.backup(scratch, "full", "plain", directory=tmp_path)
+    assert {k: v["rows"] for k, v in made.manifest["tables"].items()} == {'"a.b".c': 10, 'a."b.c"': 3}
+    assert set(made.manifest["schema"]) == {'"a.b".c', 'a."b.c"'}
+    assert verify.verify(made.path).ok
+    text = made.path.read_text()
+    assert text.count("\tsecond\n") == 3
+    made.path.write_text(text.replace("3\tsecond\n", "3\tchanged\n", 1))
+    rehash(made.path)
+    failed = verify.verify(made.path).failures
+    assert list(zip(failed["object"], failed["check"])) == [('a."b.c"', "content checksum")]

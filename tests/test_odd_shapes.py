@@ -78,7 +78,7 @@ def test_an_odd_shapes_backup_verifies_clean_comparing_every_table(taken, kind, 
     assert result.ok, result.failures.to_string()
     report = result.report
     tables = set(made.manifest["tables"])
-    assert {"Sales.Wide", "Sales.Secret", "Sales.Cache", "Sales.Empty", 'quo"te.ta"ble',
+    assert {"Sales.Wide", "Sales.Secret", "Sales.Cache", "Sales.Empty", '"quo""te"."ta""ble"',
             "my schema.Events 2026-02 all"} <= tables
     compared = "rows (schema-only: none)" if kind == "schema" else "content checksum"
     assert set(report.loc[report["check"] == compared, "object"]) == tables

@@ -1,5 +1,5 @@
 -- Columns of the user tables with their types, in column order.
-SELECT n.nspname || '.' || c.relname AS table_name, a.attname AS column_name,
+SELECT CASE WHEN n.nspname ~ '[."]' THEN '"' || replace(n.nspname, '"', '""') || '"' ELSE n.nspname END || '.' || CASE WHEN c.relname ~ '[."]' THEN '"' || replace(c.relname, '"', '""') || '"' ELSE c.relname END AS table_name, a.attname AS column_name,
        format_type(a.atttypid, a.atttypmod) AS data_type, a.attnotnull AS not_null
 FROM pg_attribute a
 JOIN pg_class c ON c.oid = a.attrelid

@@ -1,5 +1,5 @@
 -- Foreign keys between user tables: (referencing table, referenced table), as schema.table.
-SELECT cn.nspname || '.' || c.relname AS child, pn.nspname || '.' || p.relname AS parent
+SELECT CASE WHEN cn.nspname ~ '[."]' THEN '"' || replace(cn.nspname, '"', '""') || '"' ELSE cn.nspname END || '.' || CASE WHEN c.relname ~ '[."]' THEN '"' || replace(c.relname, '"', '""') || '"' ELSE c.relname END AS child, CASE WHEN pn.nspname ~ '[."]' THEN '"' || replace(pn.nspname, '"', '""') || '"' ELSE pn.nspname END || '.' || CASE WHEN p.relname ~ '[."]' THEN '"' || replace(p.relname, '"', '""') || '"' ELSE p.relname END AS parent
 FROM pg_constraint con
 JOIN pg_class c ON c.oid = con.conrelid
 JOIN pg_namespace cn ON cn.oid = c.relnamespace
