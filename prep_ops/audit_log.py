@@ -173,9 +173,11 @@ def disable(conn: psycopg.Connection, tables: str | Iterable[str] = DEFAULT_TABL
     names = _tables(tables)
     require_change(conn, confirm, "disabling the audit log")
     changed = []
+    since = conn.execute("SELECT clock_timestamp()").fetchone()[0]
     try:
         with conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK,))
+            lock_watch.limit_ddl_wait(conn)  # DROP TRIGGER queued behind a long transaction stalls the table's writers
             current = _enabled(conn, schema)
             for table in names:
                 if (schema, table) not in current:
@@ -184,6 +186,8 @@ def disable(conn: psycopg.Connection, tables: str | Iterable[str] = DEFAULT_TABL
                     conn.execute(sql.SQL("DROP TRIGGER IF EXISTS {} ON {}").format(
                         sql.Identifier(trigger), sql.Identifier(schema, table)))
                 changed.append(table)
+    except psycopg.errors.LockNotAvailable:
+        raise AuditLogError(f"disabling the audit log failed, nothing changed: {lock_watch.gave_up(conn, since)}") from None
     except psycopg.Error as exc:
         raise database_error(exc, "disabling the audit log failed, nothing changed", AuditLogError) from None
     return changed

@@ -218,7 +218,7 @@ def test_an_audit_log_installed_before_its_cast_guard_gets_it_from_install(scrat
         assert audit_log.install(conn, confirm=True) is False
 
 
-def test_enabling_the_log_behind_a_long_transaction_gives_up_naming_the_session_instead_of_stalling_writers(
+def test_enabling_or_disabling_the_log_behind_a_long_transaction_gives_up_naming_the_session_instead_of_stalling_writers(
         migrated, owner, monkeypatch):
     """CREATE TRIGGER on a table an application's transaction has open waited for as long as it lasted, and
     every later write to that table queued behind it: runbook 06 with confirm stalled the application. It
@@ -238,3 +238,10 @@ def test_enabling_the_log_behind_a_long_transaction_gives_up_naming_the_session_
     assert text.startswith("enabling the audit log failed, nothing changed: it waited 1s for a lock"), text
     assert f"public.users by pid {pid} (application long-writer" in text, text
     assert audit_log.enable(owner, ["users"]) == ["users"]  # the transaction over, it goes through
+    with db.connect(migrated, application_name="long-writer") as writer:  # and disabling it behind one
+        writer.execute("INSERT INTO users (username, email, role) VALUES ('b', 'b@example.org', 'student')")
+        with pytest.raises(AuditLogError, match=r"^disabling the audit log failed, nothing changed: it waited 1s "
+                                                r".*public\.users.* by pid \d+ \(application long-writer"):
+            audit_log.disable(owner, ["users"])
+        writer.rollback()
+    assert audit_log.enabled(owner) == ["users"]
