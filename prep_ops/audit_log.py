@@ -22,6 +22,7 @@ from . import lock_watch
 from .catalog import foreign_audit_schema, function_exists, own_schemas, relation_exists
 from .db import Target, connect, fetch_frame, require_change, snapshot
 from .errors import AuditLogError, ParameterError, database_error
+from .labels import label
 from .migrate import current_version, discover
 from .schema import Table, resolve_tables
 from .sqlfiles import load
@@ -140,11 +141,11 @@ def enable(conn: psycopg.Connection, tables: str | Iterable[str] = DEFAULT_TABLE
     require_change(conn, confirm, "enabling the audit log")
     _require_log(conn)
     changed = []
-    since = conn.execute("SELECT clock_timestamp()").fetchone()[0]
+    wait = None
     try:
         with conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK,))
-            lock_watch.limit_ddl_wait(conn)  # CREATE TRIGGER queued behind a long transaction stalls the table's writers
+            wait = lock_watch.limit_ddl_wait(conn)  # CREATE TRIGGER queued behind a long transaction stalls the table's writers
             _grant(conn, readers)
             current = _enabled(conn)
             for found in _resolve(conn, names, schema):
@@ -159,8 +160,9 @@ def enable(conn: psycopg.Connection, tables: str | Iterable[str] = DEFAULT_TABLE
                                      "FOR EACH STATEMENT EXECUTE FUNCTION audit.log_change()").format(
                     sql.Identifier(TRUNCATE_TRIGGER), qualified))
                 changed.append(table)
+            wait.done(conn)
     except psycopg.errors.LockNotAvailable:
-        raise AuditLogError(f"enabling the audit log failed, nothing changed: {lock_watch.gave_up(conn, since)}") from None
+        raise AuditLogError(f"enabling the audit log failed, nothing changed: {lock_watch.gave_up(conn, wait)}") from None
     except psycopg.Error as exc:
         raise database_error(exc, "enabling the audit log failed, nothing changed", AuditLogError) from None
     return changed
@@ -173,11 +175,11 @@ def disable(conn: psycopg.Connection, tables: str | Iterable[str] = DEFAULT_TABL
     names = _tables(tables)
     require_change(conn, confirm, "disabling the audit log")
     changed = []
-    since = conn.execute("SELECT clock_timestamp()").fetchone()[0]
+    wait = None
     try:
         with conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK,))
-            lock_watch.limit_ddl_wait(conn)  # DROP TRIGGER queued behind a long transaction stalls the table's writers
+            wait = lock_watch.limit_ddl_wait(conn)  # DROP TRIGGER queued behind a long transaction stalls the table's writers
             current = _enabled(conn, schema)
             for table in names:
                 if (schema, table) not in current:
@@ -186,11 +188,18 @@ def disable(conn: psycopg.Connection, tables: str | Iterable[str] = DEFAULT_TABL
                     conn.execute(sql.SQL("DROP TRIGGER IF EXISTS {} ON {}").format(
                         sql.Identifier(trigger), sql.Identifier(schema, table)))
                 changed.append(table)
+            wait.done(conn)
     except psycopg.errors.LockNotAvailable:
-        raise AuditLogError(f"disabling the audit log failed, nothing changed: {lock_watch.gave_up(conn, since)}") from None
+        raise AuditLogError(f"disabling the audit log failed, nothing changed: {lock_watch.gave_up(conn, wait)}") from None
     except psycopg.Error as exc:
         raise database_error(exc, "disabling the audit log failed, nothing changed", AuditLogError) from None
     return changed
+
+
+def logged_labels(conn: psycopg.Connection) -> set[str]:
+    """The logged tables by the label a manifest keys them by (labels.label: `public.users`, `"a.b".c`)."""
+    with snapshot(conn):
+        return {label(schema, name) for schema, name in _enabled(conn)}
 
 
 def enabled(conn: psycopg.Connection) -> list[str]:

@@ -17,7 +17,7 @@ the session.
 
 import contextlib
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 
 import psycopg
@@ -148,23 +148,49 @@ def not_read(conn: psycopg.Connection, busy, waited: str | None = None, done: st
             f"{who(exclusive_holders(conn))}; try again when that ends")
 
 
-def limit_ddl_wait(conn: psycopg.Connection) -> None:
+class DdlWait:
+    """A bound on how long a change's DDL waits for a lock, in the transaction under way (limit_ddl_wait)."""
+
+    def __init__(self, conn: psycopg.Connection):
+        self.since, own = conn.execute("SELECT clock_timestamp(), current_setting('lock_timeout')").fetchone()
+        self.ours = own == "0"  # the session's own lock_timeout, where it has one, stands
+        if self.ours:
+            conn.execute("SELECT set_config('lock_timeout', %s, true)", (DDL_LOCK_WAIT,))
+
+    def done(self, conn: psycopg.Connection) -> None:
+        """The change went through: the session's lock_timeout as it was (SET LOCAL would last to the end
+        of a caller's own transaction, where this one is a savepoint in it)."""
+        if self.ours:
+            conn.execute("SELECT set_config('lock_timeout', '0', true)")
+
+
+def limit_ddl_wait(conn: psycopg.Connection) -> DdlWait:
     """In the transaction under way on `conn`: its statements wait DDL_LOCK_WAIT at most for a lock
-    (lock_timeout, local to the transaction), unless the session has a lock_timeout of its own."""
-    conn.execute("SELECT set_config('lock_timeout', %s, true) WHERE current_setting('lock_timeout') = '0'",
-                 (DDL_LOCK_WAIT,))
+    (lock_timeout), unless the session has a lock_timeout of its own; call `done` at the transaction's end."""
+    return DdlWait(conn)
 
 
-def gave_up(conn: psycopg.Connection, since: datetime) -> str:
+def gave_up(conn: psycopg.Connection, wait: "DdlWait | None") -> str:
     """Why a change gave up on a lock (after limit_ddl_wait; its transaction rolled back), in words: how long
-    it waited, and the sessions holding locks on tables here in transactions older than the change
-    (`since`: when it began), the likely holders (sql/lock_watch/lock_holders.sql)."""
-    own = conn.execute("SELECT current_setting('lock_timeout')").fetchone()[0]
-    waited = DDL_LOCK_WAIT if own == "0" else own  # ours was local to the change's transaction
-    holders = [Holder(*row) for row in conn.execute(load("lock_watch", "lock_holders"), {"since": since}).fetchall()]
-    who = (f"sessions holding locks on tables here since before it: {held(holders)}" if holders
+    it waited, and the sessions holding locks on tables here in transactions older than the change, the
+    likely holders (sql/lock_watch/lock_holders.sql); the session to end only where there is one."""
+    try:
+        own = conn.execute("SELECT current_setting('lock_timeout')").fetchone()[0]
+        since = wait.since if wait else conn.execute("SELECT clock_timestamp()").fetchone()[0]
+        rows = conn.execute(load("lock_watch", "lock_holders"), {"since": since}).fetchall()
+    except psycopg.Error as exc:  # the reason stays the lock; who holds it could not be read
+        return f"it gave up waiting for a lock another session holds (who, could not be read: {exc.sqlstate or exc})"
+    waited = DDL_LOCK_WAIT if wait is not None and wait.ours else own
+    how = f"it waited {waited} for a lock" if waited != "0" else "it could not take a lock"  # NOWAIT
+    by_session: dict[int, list[Holder]] = {}
+    for holder in (Holder(*row) for row in rows):
+        by_session.setdefault(holder.pid, []).append(holder)
+    shown = []  # a session's first three tables (a pg_dump holds every table)
+    for holders in by_session.values():
+        more = f" and {len(holders) - 3} more" if len(holders) > 3 else ""
+        shown.append(replace(holders[0], relation=", ".join(h.relation for h in holders[:3]) + more))
+    who = (f"sessions holding locks on tables here since before it: {held(shown)}" if shown
            else "the session holding it has ended since")
-    first = next((h.pid for h in holders), None)
-    end = f", or end that session (SELECT pg_terminate_backend({first}))" if first is not None else ""
-    return (f"it waited {waited} for a lock another session holds (lock_timeout: waiting longer would queue "
+    end = (f", or end that session (SELECT pg_terminate_backend({shown[0].pid}))" if len(shown) == 1 else "")
+    return (f"{how} another session holds (lock_timeout: waiting longer would queue "
             f"the application's queries of that table behind it); {who}; run it again when that ends{end}")

@@ -285,11 +285,11 @@ def _in_public(conn: psycopg.Connection) -> None:
 
 def _run_step(conn: psycopg.Connection, step: Step, migration: Migration, *, first: bool = False,
               confirm: bool = False) -> None:
-    since = conn.execute("SELECT clock_timestamp()").fetchone()[0]
+    wait = None
     try:
         with conn.transaction():
             _in_public(conn)
-            lock_watch.limit_ddl_wait(conn)  # a step queued behind a long transaction stalls its tables' queries
+            wait = lock_watch.limit_ddl_wait(conn)  # a step queued behind a long transaction stalls its tables' queries
             if first and step.direction == "down" and step.version >= MASKED_SINCE:
                 _drop_derived(conn, confirm)
             conn.execute(step.sql)
@@ -307,10 +307,11 @@ def _run_step(conn: psycopg.Connection, step: Step, migration: Migration, *, fir
                 conn.execute("DELETE FROM public.prep_ops_migrations WHERE version = %s", (step.version,))
                 if relation_exists(conn, "schema_version"):
                     conn.execute("DELETE FROM public.schema_version WHERE version = %s", (step.version,))
+            wait.done(conn)
     except psycopg.Error as exc:
         reason = first_line(exc)
         if isinstance(exc, psycopg.errors.LockNotAvailable):
-            reason = lock_watch.gave_up(conn, since)
+            reason = lock_watch.gave_up(conn, wait)
         if isinstance(exc, psycopg.errors.DependentObjectsStillExist) and exc.diag.message_detail:
             reason += f" ({exc.diag.message_detail.splitlines()[0]}; drop what depends on it first)"
         raise MigrationError(

@@ -122,12 +122,19 @@ CLOSED_HINT = ("a later cell closed it (runbook 07's step 8 closes its copy's); 
 
 
 def _database_error_in_one_line(shell, etype, value, tb, tb_offset=None) -> None:
-    """IPython's handler for the server's errors (psycopg.Error): shown in one line, "database error: ...",
-    the way IPython shows an exception that renders its own traceback (as PrepOpsError does)."""
+    """IPython's handler for psycopg.Error: the server's errors and a closed connection shown in one line,
+    "database error: ...", the way IPython shows an exception that renders its own traceback (as PrepOpsError
+    does); a client-side error or a server's syntax/undefined-object error (a bug) with its traceback."""
     text = first_line(value)
-    if isinstance(value, psycopg.OperationalError) and text == "the connection is closed":
+    closed = isinstance(value, psycopg.OperationalError) and text == "the connection is closed"
+    sqlstate = getattr(value, "sqlstate", None) or ""
+    if closed:
         text += f": {CLOSED_HINT}"
-    value._render_traceback_ = lambda: [f"error: database error: {terminal(text)}"]
+    # the server's own errors, but not class 42 (a syntax error, an undefined column: prep_ops' SQL is wrong;
+    # a permission denied, 42501, is the server's answer) nor psycopg's client-side ones (a placeholder count,
+    # a closed cursor): those are bugs, shown with their traceback
+    if closed or (sqlstate and (not sqlstate.startswith("42") or sqlstate == "42501")):
+        value._render_traceback_ = lambda: [f"error: database error: {terminal(text)}"]
     shell.showtraceback((etype, value, tb), tb_offset=tb_offset)
 
 

@@ -245,3 +245,6 @@ def test_enabling_or_disabling_the_log_behind_a_long_transaction_gives_up_naming
             audit_log.disable(owner, ["users"])
         writer.rollback()
     assert audit_log.enabled(owner) == ["users"]
+    with db.connect(migrated) as in_a_transaction:  # a caller's own transaction: the bound ends with the change
+        assert audit_log.enable(in_a_transaction, ["students"]) == ["students"]
+        assert in_a_transaction.execute("SHOW lock_timeout").fetchone()[0] == "0"

@@ -334,3 +334,24 @@ def test_two_tables_whose_names_join_to_the_same_label_are_both_backed_up_and_ve
     rehash(made.path)
     failed = verify.verify(made.path).failures
     assert list(zip(failed["object"], failed["check"])) == [('a."b.c"', "content checksum")]
+
+
+def test_the_audit_log_finds_the_first_damaging_change_of_a_table_whose_schema_name_holds_a_dot(scratch):
+    """The point-in-time repair takes its moment from the audit log when the log watches every damaged table.
+    The watched tables were named the old way (`a.b.c`), the damaged ones by their label (`"a.b".c`): a
+    logged table with a dot in a name was taken as not watched, and the moment was never found there."""
+    from datetime import datetime, timezone
+
+    from prep_ops import audit_log
+    from prep_ops.incident import point_in_time
+
+    with db.connect(scratch, autocommit=True) as conn:
+        audit_log.install(conn, confirm=True)
+        conn.execute('CREATE SCHEMA "a.b"; CREATE TABLE "a.b".c (id int PRIMARY KEY, v text)')
+        assert audit_log.enable(conn, ['"a.b".c'], confirm=True) == ["a.b.c"]
+        since = datetime.now(timezone.utc)
+        conn.execute("""INSERT INTO "a.b".c VALUES (1, 'kept'), (2, 'lost')""")
+        conn.execute('DELETE FROM "a.b".c WHERE id = 2')
+        found = point_in_time.from_audit_log(conn, {'"a.b".c': {"missing": {("2",)}, "changed": set()}}, since)
+    assert found is not None and found.source == "audit log", found
+    assert 'DELETE of "a.b".c {"id": 2}' in found.detail, found.detail

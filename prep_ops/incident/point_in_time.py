@@ -119,7 +119,7 @@ def from_audit_log(conn: psycopg.Connection, damaged: dict[str, dict[str, set]],
     tables = [t for t, kinds in damaged.items() if kinds["missing"] or kinds["changed"]]
     if not tables or not relation_exists(conn, "log", audit_log.SCHEMA):
         return None
-    watched = {t if "." in t else f"public.{t}" for t in audit_log.enabled(conn)}
+    watched = audit_log.logged_labels(conn)  # labelled as the manifest labels the damaged tables
     if not set(tables) <= watched:
         return None
     keys = {t: recovery.key_columns(conn, t) for t in tables}
