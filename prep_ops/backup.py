@@ -276,7 +276,7 @@ def _locked(conn: psycopg.Connection, target: Target, lock_wait: float) -> str:
     """The one line of a backup that gave up behind another session's lock: which tables, who holds them."""
     holders = lock_watch.exclusive_holders(conn)
     who = lock_watch.who(holders)
-    first = next((h.pid for h in holders if h.pid is not None), None)  # a holder, else a queued request
+    first = next((h.pid for h in holders if h.pid is not None and h.granted), None)  # a holder's, never a queued one's
     end = f", or end that session (SELECT pg_terminate_backend({first}))" if first is not None else ""
     return (f"backup of {target.database} stopped after waiting {lock_wait:g} s for a lock (--lock-wait): {who}; "
             f"no backup was made and nothing of it is kept: take it again when that ends{end}")

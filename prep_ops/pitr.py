@@ -232,14 +232,14 @@ def candidates(backups: list, segments: dict, segment_bytes: int, *, to_time: da
                                  "(archive_timeout); to have it now, run SELECT pg_switch_wal() on the server and try "
                                  f"again (the newest archived WAL was written at {_archive_end(segments)})")
         if covered and fitting:  # a base backup ends before the target: a segment between them is missing
-            _refuse_a_gap(fitting[0], segments, segment_bytes, last, what)
+            _refuse_a_gap(fitting[0], segments, segment_bytes, last, what, to_lsn is not None)
         if to_lsn is not None:
             _refuse_inside_a_base_backup(backups, segments, segment_bytes, to_lsn)
         raise ParameterError(f"{what} is outside the recoverable window: {_window_text(backups, segments)}{streamed}")
     return found
 
 
-def _refuse_a_gap(backup, segments: dict, segment_bytes: int, last: int, what: str) -> None:
+def _refuse_a_gap(backup, segments: dict, segment_bytes: int, last: int, what: str, at_lsn: bool) -> None:
     """ParameterError naming the first WAL segment missing from the archive between `backup`'s start and the
     segment `last` holding the target: replay from it stops there (before this, a target whose LSN also lay
     inside a newer base backup was blamed on that backup, and a moment got the window, which holds it)."""
@@ -248,10 +248,12 @@ def _refuse_a_gap(backup, segments: dict, segment_bytes: int, last: int, what: s
     if missing is None:
         return
     name = segment_name(int(backup.manifest.get("timeline") or 1), missing * segment_bytes, segment_bytes)
-    raise ParameterError(f"{what} cannot be reached: WAL segment {name} is missing from the archive, and replay "
-                         f"from base backup {backup.name} (the newest ending before it) needs every segment from "
-                         f"the backup's start to {what}; put that segment back (the server's pg_wal may still "
-                         "hold it) or recover to a moment before it")
+    needed = (f"to the one holding {what}" if at_lsn else  # which segment holds a moment, only replay finds out
+              "on to the newest archived (which one holds a moment, only replay finds out)")
+    raise ParameterError(f"{what} cannot be reached: WAL segment {name} (on the base backup's timeline) is missing "
+                         f"from the archive, and replay from base backup {backup.name} (the newest ending before "
+                         f"it) needs every segment from the backup's start {needed}; put that segment back (the "
+                         "server's pg_wal may still hold it) or recover to a point written before it")
 
 
 def _refuse_inside_a_base_backup(backups: list, segments: dict, segment_bytes: int, to_lsn: str) -> None:

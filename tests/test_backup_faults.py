@@ -222,7 +222,7 @@ def test_a_backup_behind_an_alter_table_queued_for_its_lock_names_the_queued_ses
     assert (f"public.ledger by pid {alter_pid} (application queued-alter" in line
             and f"waits for an ACCESS EXCLUSIVE lock behind pid {reader_pid}, and every read of that "
                 "table queues behind that request" in line), line
-    assert f"pg_terminate_backend({alter_pid})" in line, line
+    assert "pg_terminate_backend" not in line, line  # the queued session is not the one to end, nor always its blocker
 
 
 def test_runbook_04_behind_another_sessions_exclusive_lock_stops_after_its_lock_wait_naming_the_holder(

@@ -155,10 +155,12 @@ def test_a_wal_segment_missing_after_an_older_base_backup_is_named_not_blamed_on
     with pytest.raises(ParameterError) as caught:
         pitr.candidates([newer, older], segments, size, to_time=None, to_lsn=lsn(5 * size + 1000))
     assert str(caught.value).startswith(f"{lsn(5 * size + 1000)} cannot be reached: WAL segment "
-                                        "000000010000000000000003 is missing from the archive, and replay from "
-                                        "base backup older (the newest ending before it) needs every segment")
+                                        "000000010000000000000003 (on the base backup's timeline) is missing from "
+                                        "the archive, and replay from base backup older (the newest ending before "
+                                        "it) needs every segment from the backup's start to the one holding")
     at = datetime(2026, 12, 1, 10, 30, tzinfo=timezone.utc)
-    with pytest.raises(ParameterError, match="000000010000000000000003 is missing from the archive.*base backup older"):
+    with pytest.raises(ParameterError, match=r"000000010000000000000003 \(on the base backup.s timeline\) is missing "
+                                             r"from the archive.*base backup older.*on to the newest archived"):
         pitr.candidates([newer, older], segments, size, to_time=at, to_lsn=None)
     segments[3] = tmp_path / "segment3"
     assert pitr.candidates([newer, older], segments, size, to_time=None, to_lsn=lsn(5 * size + 1000)) == [older]

@@ -8,7 +8,7 @@
 -- temporary tables are left out (no dump or checksum reads them).
 SELECT format('%I.%I', n.nspname, c.relname) AS relation, l.pid, a.application_name, a.usename AS user_name,
        a.state, a.xact_start, extract(epoch FROM now() - a.xact_start)::float8 AS xact_seconds,
-       l.granted, CASE WHEN NOT l.granted THEN pg_blocking_pids(l.pid) END AS behind
+       l.granted, CASE WHEN NOT l.granted THEN array_remove(pg_blocking_pids(l.pid), pg_backend_pid()) END AS behind
 FROM pg_locks l
 JOIN pg_class c ON c.oid = l.relation
 JOIN pg_namespace n ON n.oid = c.relnamespace
