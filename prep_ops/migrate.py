@@ -27,7 +27,7 @@ from psycopg import sql
 from . import lock_watch
 from .catalog import columns, relation_exists, row_counts, views
 from .db import bounded_lock_wait, is_scratch, require_change, snapshot
-from .errors import ConfirmationRequired, MigrationError, PlanChanged, first_line
+from .errors import ConfirmationRequired, MigrationError, PlanChanged, PrepOpsError, first_line
 from .paths import PACKAGE_DIR
 from .sqlfiles import load
 
@@ -110,7 +110,7 @@ def _applied(conn: psycopg.Connection) -> dict[int, tuple]:
     FULL), it waits db.LOCK_WAIT at most, then errors.LockBusy: a runbook's first cell never hangs on it."""
     if not relation_exists(conn, "schema_version"):
         return {}
-    with bounded_lock_wait(conn, "the schema version (schema_version)"):
+    with bounded_lock_wait(conn, "the schema version (schema_version, prep_ops_migrations)"):
         if not relation_exists(conn, "prep_ops_migrations"):
             rows = conn.execute(load("migrate", "applied_without_checksums")).fetchall()
         elif not _has_down_checksums(conn):  # bookkeeping of an older prep-ops
@@ -241,8 +241,12 @@ def apply(conn: psycopg.Connection, to: int | None = None, directory: Path = MIG
                 _run_step(conn, step, by_version[step.version], first=not done, confirm=confirm)
             except MigrationError as exc:
                 if done:
-                    raise MigrationError(f"{exc}; the {done} step(s) before it stayed done, so the schema is at version "
-                                         f"{max(_applied(conn), default=0)}") from None
+                    try:
+                        at = f"at version {max(_applied(conn), default=0)}"
+                    except PrepOpsError:  # behind another session's lock now: the step's own error comes first
+                        last = steps[done - 1]
+                        at = f"at version {last.version if last.direction == 'up' else last.version - 1}"
+                    raise MigrationError(f"{exc}; the {done} step(s) before it stayed done, so the schema is {at}") from None
                 raise
         return steps
     finally:
