@@ -14,6 +14,7 @@ import psycopg
 from . import checksums, deparse, objects
 from ._report import row
 from .db import Target, connect, server_version, snapshot
+from .labels import as_labelled
 
 VERSION_TABLES = ("public.schema_version", "public.prep_ops_migrations")  # they record the migrations run
 
@@ -93,7 +94,7 @@ def compare(conn: psycopg.Connection, manifest: dict, *, target: Target | None =
     else:
         rows.append(row("views, functions, triggers, sequences, privileges …", "objects", "compared",
                         "not compared: this backup's manifest predates their recording", True, skipped=True))
-    expected = manifest["schema"]
+    expected = as_labelled(manifest["schema"], summary)  # an older manifest's labels, where each names one table
     for table in sorted(set(expected) | set(summary)):
         want, got = expected.get(table), summary.get(table)
         if want is None or got is None:
@@ -103,7 +104,7 @@ def compare(conn: psycopg.Connection, manifest: dict, *, target: Target | None =
     if manifest["kind"] == "schema":
         return rows + [row(table, "rows (schema-only: none)", 0, got["rows"], got["rows"] == 0)
                        for table, got in sorted(sums.items())]
-    for table, want in sorted(manifest["tables"].items()):
+    for table, want in sorted(as_labelled(manifest["tables"], sums).items()):
         if table in sums:  # a missing table is reported above
             rows += _table_data(table, want, sums[table])
     return rows
@@ -143,7 +144,7 @@ def compare_data(conn: psycopg.Connection, manifest: dict, *, exact: bool = True
     """
     with snapshot(conn):
         now = checksums.table_checksums(conn, checksums.method_of(manifest))
-    then = manifest["tables"]
+    then = as_labelled(manifest["tables"], now)
     rows: list[dict] = []
     for table in sorted(set(then) | set(now) if exact else set(now) - set(VERSION_TABLES)):
         want, got = then.get(table), now.get(table)
@@ -161,5 +162,5 @@ def rows_lost(conn: psycopg.Connection, manifest: dict) -> dict[str, tuple[int, 
     """Tables of the backup that now hold fewer rows in the database (or are gone): {table: (then, now)}."""
     with snapshot(conn):
         now = checksums.row_counts(conn, checksums.method_of(manifest))
-    return {table: (then["rows"], now.get(table)) for table, then in manifest["tables"].items()
+    return {table: (then["rows"], now.get(table)) for table, then in as_labelled(manifest["tables"], now).items()
             if now.get(table, -1) < then["rows"]}

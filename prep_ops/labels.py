@@ -21,3 +21,53 @@ def part(name: str) -> str:
 def label(schema: str, name: str) -> str:
     """The label of table `name` in `schema`."""
     return f"{part(schema)}.{part(name)}"
+
+
+def parts(text: str) -> tuple[str, str] | None:
+    """(schema, name) of a label made by `label`; None for a text that is no such label."""
+    names, at = [], 0
+    for _ in range(2):
+        if text.startswith('"', at):
+            end, name = at + 1, []
+            while True:
+                close = text.find('"', end)
+                if close < 0:
+                    return None
+                name.append(text[end:close])
+                if text.startswith('"', close + 1):  # a doubled quote inside the name
+                    name.append('"')
+                    end = close + 2
+                    continue
+                at = close + 1
+                break
+            names.append("".join(name))
+        else:
+            dot = text.find(".", at) if not names else len(text)
+            if dot < 0 or '"' in text[at:dot] or "." in text[at:dot]:
+                return None
+            names.append(text[at:dot])
+            at = dot
+        if not names[-1]:
+            return None
+        if len(names) == 1:
+            if not text.startswith(".", at):
+                return None
+            at += 1
+    return (names[0], names[1]) if at == len(text) else None
+
+
+def as_labelled(recorded: dict, current) -> dict:
+    """`recorded` (a manifest's tables or schema, by label) with each key of a manifest written before labels
+    quoted a dot (the two names joined as they are: `a.b.c`) moved to the label of the one table among
+    `current` (labels) it names; a key that fits none, or several, stays as it is."""
+    now = set(current)
+    joined: dict[str, list[str]] = {}
+    for key in now:
+        found = parts(key)
+        if found is not None:
+            joined.setdefault(f"{found[0]}.{found[1]}", []).append(key)
+    moved = {}
+    for key, value in recorded.items():
+        fits = joined.get(key, []) if key not in now and '"' not in key else []
+        moved[fits[0] if len(fits) == 1 and fits[0] not in recorded else key] = value
+    return moved

@@ -355,3 +355,31 @@ def test_the_audit_log_finds_the_first_damaging_change_of_a_table_whose_schema_n
         found = point_in_time.from_audit_log(conn, {'"a.b".c': {"missing": {("2",)}, "changed": set()}}, since)
     assert found is not None and found.source == "audit log", found
     assert 'DELETE of "a.b".c {"id": 2}' in found.detail, found.detail
+
+
+def test_a_backup_labelled_before_quoting_still_verifies_and_assesses_a_table_whose_schema_name_holds_a_dot(scratch, tmp_path):
+    """A manifest written before labels quoted a dot keys "a.b".c as a.b.c. Against the new labels, verify
+    would find the table absent, and runbook 10's assessment would call it gone and never compare its rows,
+    with that old backup the only one from before the damage. A key that names one table is read as it."""
+    import json
+
+    from prep_ops import backup, verify
+    from prep_ops.incident import recovery
+
+    with db.connect(scratch, autocommit=True) as conn:
+        conn.execute('CREATE SCHEMA "a.b"; CREATE TABLE "a.b".c (id int PRIMARY KEY, v text)')
+        conn.execute("""INSERT INTO "a.b".c SELECT g, 'row' FROM generate_series(1, 5) g""")
+    made = backup.backup(scratch, "full", "custom", directory=tmp_path)
+    path = backup.manifest_path(made.path)
+    old = json.loads(path.read_text())
+    for part in ("tables", "schema"):
+        old[part] = {("a.b.c" if key == '"a.b".c' else key): value for key, value in old[part].items()}
+    path.write_text(json.dumps(old))
+    assert "a.b.c" in old["tables"]
+    checked = verify.verify(made.path)
+    assert checked.ok, checked.failures.to_string()
+    assert '"a.b".c' in set(checked.report.loc[checked.report["check"] == "content checksum", "object"])
+    with db.connect(scratch, autocommit=True) as conn:
+        conn.execute('DELETE FROM "a.b".c WHERE id = 5')
+        assessed = recovery.assess(conn, old).set_index("table")
+    assert assessed.loc['"a.b".c', "state"] == "damaged" and assessed.loc['"a.b".c', "rows_backup"] == 5

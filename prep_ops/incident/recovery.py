@@ -24,6 +24,7 @@ from .. import checksums, verify
 from ..catalog import refuse_foreign_triggers
 from ..db import Target, connect, require_change, snapshot
 from ..errors import ParameterError, RecoveryError, database_error, first_line
+from ..labels import as_labelled
 from ..sqlfiles import load
 
 SCOPES = ("rows", "database", "point-in-time")  # what a restore puts back: the damaged rows from the dump, the whole
@@ -51,9 +52,10 @@ def assess(conn: psycopg.Connection, manifest: dict) -> pd.DataFrame:
     matches, and a state: intact, damaged, missing (table gone) or new (not in the backup)."""
     with snapshot(conn):
         now = backups.table_checksums(conn, checksums.method_of(manifest))
+    recorded = as_labelled(manifest["tables"], now)  # an older manifest's a.b.c: "a.b".c, where it names one table
     rows = []
-    for table in sorted(set(manifest["tables"]) | set(now)):
-        then, current = manifest["tables"].get(table), now.get(table)
+    for table in sorted(set(recorded) | set(now)):
+        then, current = recorded.get(table), now.get(table)
         if then is None:
             state = "new"
         elif current is None:
