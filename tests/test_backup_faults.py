@@ -236,9 +236,10 @@ def test_runbook_04_behind_another_sessions_exclusive_lock_stops_after_its_lock_
     with db.connect(migrated, autocommit=True) as conn:
         conn.execute("CREATE TABLE ledger (id int)")
     with held_exclusive(migrated, "ledger", at_most=60) as holder_pid:
-        run = runner.run_one(runner.find("04"), tmp_path, {"database_url": migrated.url, "lock_wait": 6})
+        # 12 s: the watch says whom it waits for every 5 s, from a connection of its own (slow on a busy machine)
+        run = runner.run_one(runner.find("04"), tmp_path, {"database_url": migrated.url, "lock_wait": 12})
     assert not run.ok
-    assert "stopped after waiting 6 s for a lock" in run.error and f"public.ledger by pid {holder_pid}" in run.error, run.error
+    assert "stopped after waiting 12 s for a lock" in run.error and f"public.ledger by pid {holder_pid}" in run.error, run.error
     shown = notebook_outputs(run.output)
     assert "waiting" in shown and f"for pid {holder_pid}" in shown, shown[-2000:]
     assert "Traceback" not in shown
