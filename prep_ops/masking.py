@@ -39,13 +39,18 @@ def apply(conn: psycopg.Connection, roles: RoleSet = RoleSet(), *, confirm: bool
     if not schema_exists(conn, SCHEMA):
         raise MaskingError(f"there is no schema {SCHEMA} in {conn.info.dbname}: migrate to the latest version first "
                            "(prep-ops migrate)")
+    wait = None
     try:
         with conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK,))
+            wait = lock_watch.limit_ddl_wait(conn)  # a view replaced behind an analyst's long read stalls the others'
             conn.execute(load("masking", "install"))
             conn.execute(sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(sql.Identifier(SCHEMA), sql.Identifier(analyst)))
             conn.execute(sql.SQL("GRANT SELECT ON ALL TABLES IN SCHEMA {} TO {}").format(
                 sql.Identifier(SCHEMA), sql.Identifier(analyst)))
+            wait.done(conn)
+    except psycopg.errors.LockNotAvailable:
+        raise MaskingError(f"creating the masked views failed, nothing changed: {lock_watch.gave_up(conn, wait)}") from None
     except psycopg.Error as exc:
         raise database_error(exc, "creating the masked views failed, nothing changed", MaskingError) from None
     return [f"{SCHEMA}.{v}" for v in VIEWS]

@@ -231,3 +231,25 @@ def test_masking_functions_resist_search_path_hijack(scratch):
                                for name in ("email", "initials", "phone", "pseudonym")]
         finally:
             roles.drop(owner, rs)
+
+
+def test_replacing_the_masked_views_behind_another_sessions_lock_gives_up_naming_it_and_changes_nothing(
+        masked, seeded, monkeypatch):
+    """Runbook 06 with confirm replaces the masked views: behind a VACUUM FULL of users (or an analyst's long
+    read of a view) it waited for as long as that lasted, and every later read of those views queued behind
+    it. It waits lock_watch.DDL_LOCK_WAIT at most now, changes nothing and names the session."""
+    from prep_ops import lock_watch
+    from prep_ops.errors import MaskingError
+
+    owner, rs, _ = masked
+    monkeypatch.setattr(lock_watch, "DDL_LOCK_WAIT", "1s")
+    before = owner.execute("SELECT pg_get_viewdef('masked.users'::regclass)").fetchone()[0]
+    with db.connect(seeded, application_name="holder-app") as holder:
+        holder.execute("LOCK TABLE users IN ACCESS EXCLUSIVE MODE")
+        pid = holder.info.backend_pid
+        with pytest.raises(MaskingError, match=r"^creating the masked views failed, nothing changed: it waited 1s"
+                                               rf".*public\.users by pid {pid} \(application holder-app"):
+            masking.apply(owner, rs)
+    assert owner.execute("SELECT pg_get_viewdef('masked.users'::regclass)").fetchone()[0] == before
+    assert owner.execute("SHOW lock_timeout").fetchone()[0] == "0"
+    assert masking.apply(owner, rs)  # the lock gone, it goes through
