@@ -68,6 +68,8 @@ def as_labelled(recorded: dict, current) -> dict:
             joined.setdefault(f"{found[0]}.{found[1]}", []).append(key)
     moved = {}
     for key, value in recorded.items():
-        fits = joined.get(key, []) if key not in now and '"' not in key else []
+        found = parts(key)
+        ours = found is not None and label(*found) == key  # a label as this prep-ops writes it: never moved
+        fits = joined.get(key, []) if key not in now and not ours else []
         moved[fits[0] if len(fits) == 1 and fits[0] not in recorded else key] = value
     return moved

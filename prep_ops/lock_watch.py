@@ -191,6 +191,8 @@ def gave_up(conn: psycopg.Connection, wait: "DdlWait | None") -> str:
         shown.append(replace(holders[0], relation=", ".join(h.relation for h in holders[:3]) + more))
     who = (f"sessions holding locks on tables here since before it: {held(shown)}" if shown
            else "the session holding it has ended since")
-    end = (f", or end that session (SELECT pg_terminate_backend({shown[0].pid}))" if len(shown) == 1 else "")
+    # a session to end only where it is the one candidate and its transaction is known to be older
+    sure = len(shown) == 1 and shown[0].xact_start is not None
+    end = f", or end that session (SELECT pg_terminate_backend({shown[0].pid}))" if sure else ""
     return (f"{how} another session holds (lock_timeout: waiting longer would queue "
             f"the application's queries of that table behind it); {who}; run it again when that ends{end}")

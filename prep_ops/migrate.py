@@ -15,6 +15,7 @@ steps, or on a scratch database, or with confirm). Until then their down files a
 they are (trust on first use: there is nothing older to compare them with).
 """
 
+import contextlib
 import hashlib
 import re
 from dataclasses import dataclass
@@ -243,14 +244,16 @@ def apply(conn: psycopg.Connection, to: int | None = None, directory: Path = MIG
                 if done:
                     try:
                         at = f"at version {max(_applied(conn), default=0)}"
-                    except PrepOpsError:  # behind another session's lock now: the step's own error comes first
+                    except (PrepOpsError, psycopg.Error):  # behind a lock, or the connection lost: the step's error first
                         last = steps[done - 1]
                         at = f"at version {last.version if last.direction == 'up' else last.version - 1}"
                     raise MigrationError(f"{exc}; the {done} step(s) before it stayed done, so the schema is {at}") from None
                 raise
         return steps
     finally:
-        conn.execute("SELECT pg_advisory_unlock(%s)", (LOCK_KEY,))
+        if not conn.closed:  # a connection the server ended: its session's lock went with it
+            with contextlib.suppress(psycopg.Error):
+                conn.execute("SELECT pg_advisory_unlock(%s)", (LOCK_KEY,))
 
 
 def _record_down_checksums(conn: psycopg.Connection, directory: Path) -> None:

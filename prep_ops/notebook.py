@@ -15,9 +15,10 @@ earlier run recorded are dropped; `checks()` and `summary()` hold each cell's la
 is known by the id JupyterLab sends with it, else by its text. A run refused before it did anything
 (StepOutOfOrder, PlanChanged) keeps the earlier run's checks: its work is what stands.
 
-An error of the server (psycopg.Error) shows in one line in a notebook, as the CLI shows it ("error:
-database error: ..."), as prep_ops' own errors do (PrepOpsError._render_traceback_), not as a traceback
-through prep_ops' insides; any other exception, a bug, keeps its whole traceback. The kernel still
+An error of the server or a lost connection (psycopg.Error) shows in one line in a notebook, as the CLI
+shows it ("error: database error: ..."), as prep_ops' own errors do (PrepOpsError._render_traceback_), not
+as a traceback through prep_ops' insides; any other exception, a bug (a syntax error in SQL, a psycopg
+client-side error among them), keeps its whole traceback. The kernel still
 reports the cell as failed (papermill, nbval and `prep-ops run` see the error's name and message).
 """
 
@@ -130,10 +131,12 @@ def _database_error_in_one_line(shell, etype, value, tb, tb_offset=None) -> None
     sqlstate = getattr(value, "sqlstate", None) or ""
     if closed:
         text += f": {CLOSED_HINT}"
-    # the server's own errors, but not class 42 (a syntax error, an undefined column: prep_ops' SQL is wrong;
-    # a permission denied, 42501, is the server's answer) nor psycopg's client-side ones (a placeholder count,
-    # a closed cursor): those are bugs, shown with their traceback
-    if closed or (sqlstate and (not sqlstate.startswith("42") or sqlstate == "42501")):
+    # the server's own errors and a lost connection (an OperationalError, with or without a code), but not
+    # class 42 (a syntax error, an undefined column: prep_ops' SQL is wrong; a permission denied, 42501, is
+    # the server's answer) nor psycopg's client-side ones (a placeholder count, a closed cursor): those are
+    # bugs, shown with their traceback
+    server = sqlstate and (not sqlstate.startswith("42") or sqlstate == "42501")
+    if closed or server or (isinstance(value, psycopg.OperationalError) and not sqlstate):
         value._render_traceback_ = lambda: [f"error: database error: {terminal(text)}"]
     shell.showtraceback((etype, value, tb), tb_offset=tb_offset)
 

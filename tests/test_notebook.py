@@ -75,6 +75,8 @@ def test_a_server_error_or_a_closed_connection_in_a_cell_shows_one_line_not_a_tr
     assert lab_kernel.traceback == ["error: FAIL must hold"]
     assert lab_kernel.run("bug", "{}['no such key']") == ["error: 'no such key'"]
     assert len(lab_kernel.traceback) > 1 and "KeyError" in "".join(lab_kernel.traceback)
+    lab_kernel.run("lost", "import psycopg\nraise psycopg.OperationalError('server closed the connection unexpectedly')")
+    assert lab_kernel.traceback == ["error: database error: server closed the connection unexpectedly"]
     for bug in ("session.conn.execute('SELECT no_such_column')", "session.conn.execute('SELECT %s')"):  # ours, not the server's
         lab_kernel.run("our bug", bug)
         assert len(lab_kernel.traceback) > 1, lab_kernel.traceback
