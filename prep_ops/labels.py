@@ -5,7 +5,7 @@ a dot or a double quote is written as SQL quotes it (`"a.b".c`, `a."b.c"`); ever
 (`public.users`, `public.Album`, `Reports Q1.totals`: the labels manifests have always held). Each label
 names one table: a plain part has no dot and no quote, and a quoted one ends at its closing quote.
 Before this, `a.b.c` named both tables above: the manifest kept one of them, and verify compared only
-that one while it said PASS. The SQL files build the same label (LABEL_SQL's expression, written out).
+that one while it said PASS. The SQL files that build labels write the same expression out (a CASE per part).
 """
 
 import re
@@ -58,8 +58,8 @@ def parts(text: str) -> tuple[str, str] | None:
 
 def as_labelled(recorded: dict, current) -> dict:
     """`recorded` (a manifest's tables or schema, by label) with each key of a manifest written before labels
-    quoted a dot (the two names joined as they are: `a.b.c`) moved to the label of the one table among
-    `current` (labels) it names; a key that fits none, or several, stays as it is."""
+    quoted a dot or a double quote (the two names joined as they are: `a.b.c`, `public.my"t`) moved to the
+    label of the one table among `current` (labels) it names; a key that fits none, or several, stays as it is."""
     now = set(current)
     joined: dict[str, list[str]] = {}
     for key in now:

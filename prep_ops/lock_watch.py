@@ -27,8 +27,8 @@ from .formatting import seconds, shorten
 from .sqlfiles import load
 
 EVERY = 5.0  # seconds between two looks
-# how long a change's DDL (a migration step, the audit log's triggers) waits for a lock another session
-# holds, where the session sets no lock_timeout of its own: a CREATE INDEX, CREATE TRIGGER or ALTER TABLE
+# how long a change's DDL (a migration step, the audit log's triggers, the masked views) waits for a lock
+# another session holds, where the session sets no lock_timeout of its own: a CREATE INDEX, CREATE TRIGGER or ALTER TABLE
 # queued behind a long transaction queues every later query (or write) of that table behind it, so the
 # application stalls for as long as the change waits. It gives up instead, and `gave_up` says why.
 DDL_LOCK_WAIT = "10s"
@@ -179,7 +179,7 @@ def gave_up(conn: psycopg.Connection, wait: "DdlWait | None") -> str:
         since = wait.since if wait else conn.execute("SELECT clock_timestamp()").fetchone()[0]
         rows = conn.execute(load("lock_watch", "lock_holders"), {"since": since}).fetchall()
     except psycopg.Error as exc:  # the reason stays the lock; who holds it could not be read
-        return f"it gave up waiting for a lock another session holds (who, could not be read: {exc.sqlstate or exc})"
+        return f"it gave up waiting for a lock another session holds (who holds it could not be read: {exc.sqlstate or exc})"
     waited = DDL_LOCK_WAIT if wait is not None and wait.ours else own
     how = f"it waited {waited} for a lock" if waited != "0" else "it could not take a lock"  # NOWAIT
     by_session: dict[int, list[Holder]] = {}
@@ -189,10 +189,10 @@ def gave_up(conn: psycopg.Connection, wait: "DdlWait | None") -> str:
     for holders in by_session.values():
         more = f" and {len(holders) - 3} more" if len(holders) > 3 else ""
         shown.append(replace(holders[0], relation=", ".join(h.relation for h in holders[:3]) + more))
-    who = (f"sessions holding locks on tables here since before it: {held(shown)}" if shown
-           else "the session holding it has ended since")
+    holding = (f"sessions holding locks on tables here since before it: {held(shown)}" if shown
+               else "the session holding it has ended since")
     # a session to end only where it is the one candidate and its transaction is known to be older
     sure = len(shown) == 1 and shown[0].xact_start is not None
     end = f", or end that session (SELECT pg_terminate_backend({shown[0].pid}))" if sure else ""
     return (f"{how} another session holds (lock_timeout: waiting longer would queue "
-            f"the application's queries of that table behind it); {who}; run it again when that ends{end}")
+            f"the application's queries of that table behind it); {holding}; run it again when that ends{end}")
