@@ -59,8 +59,15 @@ def find(name: str) -> Path:
     for candidate in available():
         if name in (candidate.name, candidate.stem, candidate.stem.split("_")[0]):
             return candidate
-    names = ", ".join(p.stem for p in available()) or "none"
-    raise ParameterError(f"no runbook named {name!r}; available: {names}")
+    names = ", ".join(p.stem for p in available())
+    raise ParameterError(f"no runbook named {name!r}; available: {names}" if names else
+                         f"no runbook named {name!r}: {_none_here()}")
+
+
+def _none_here() -> str:
+    """Why there is nothing to run: the project folder (PREP_OPS_HOME, where set) has no runbooks."""
+    home = " (the project folder PREP_OPS_HOME names)" if os.environ.get("PREP_OPS_HOME") else ""
+    return f"there are no runbooks (NN_name.ipynb) in {notebooks_dir()}{home}"
 
 
 def checks_of(output: Path) -> list[dict]:
@@ -313,7 +320,7 @@ def run(names: list[str], given: dict[str, str] | None = None, *, run_all: bool 
     # a runbook named twice (02 and 02_enrollment_exploration) runs once: both would write one output
     notebooks = available() if run_all else list(dict.fromkeys(find(n) for n in names))
     if not notebooks:
-        raise ParameterError("name at least one runbook, or pass --all")
+        raise ParameterError(_none_here() if run_all else "name at least one runbook, or pass --all")
     declared = {nb: parameters(nb) for nb in notebooks}
     known = list(dict.fromkeys(name for d in declared.values() for name in d))
     for name in given:

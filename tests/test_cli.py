@@ -120,6 +120,16 @@ def test_bad_input_is_one_clear_line(args, needle, scratch):
     assert_one_error_line(result, needle)
 
 
+@pytest.mark.server_independent
+def test_run_all_in_a_project_folder_without_runbooks_names_the_folder_it_looked_in(tmp_path):
+    """PREP_OPS_HOME names the project folder, runbooks included: one without them says where it looked,
+    not "name at least one runbook, or pass --all" to a user who passed --all."""
+    for args in (("run", "--all"), ("run", "02")):
+        result = prep_ops(*args, env=cli_env(PREP_OPS_HOME=str(tmp_path)))
+        assert_one_error_line(result, f"there are no runbooks (NN_name.ipynb) in {tmp_path / 'notebooks'} "
+                                      "(the project folder PREP_OPS_HOME names)")
+
+
 def test_list_shows_parameters_and_defaults():
     result = prep_ops("list")
     assert result.returncode == 0
