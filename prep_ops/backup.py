@@ -88,10 +88,11 @@ def _is_ours(conn: psycopg.Connection) -> bool:
     return conn.execute(load("backup", "schema_version_columns")).fetchone()[0]
 
 
-def _contents(conn: psycopg.Connection, target: Target, application_name: str = checksums.HELPER_NAME) -> dict:
+def _contents(conn: psycopg.Connection, target: Target, sequences: dict[str, str],
+              application_name: str = checksums.HELPER_NAME) -> dict:
     """The manifest's description of the database, read in the caller's snapshot: per-table checksums
     (on several connections to `target` importing that snapshot, named `application_name`), schema,
-    applied migrations, roles and every other object."""
+    applied migrations, roles and every other object, with `sequences` (read before the dump started)."""
     versions = {}
     if ("public", "schema_version") in objects.tables(conn) and _is_ours(conn):
         # qualified: the session's search_path may lack public, or name another schema's schema_version first
@@ -100,7 +101,7 @@ def _contents(conn: psycopg.Connection, target: Target, application_name: str = 
     return {"schema_versions": versions, "roles": roles, "checksum_method": checksums.COLUMN_HASH,
             "tables": checksums.table_checksums(conn, target=target, application_name=application_name),
             "schema": objects.schema_summary(conn),
-            "objects": objects.snapshot(conn)}
+            "objects": {**objects.snapshot(conn, sequences=False), "sequence": sequences}}
 
 
 def _tool_version(program: Path) -> str:
@@ -207,6 +208,7 @@ def _dump(target: Target, kind: str, fmt: str, path: Path, schema: Path, started
         try:
             with snapshot(conn), watch:
                 exported, lsn, taken, xids = conn.execute(load("manifest", "snapshot_position")).fetchone()
+                before_dump = objects.sequences(conn)  # and again after it: the dump's values lie between (objects.MOVED)
                 # after the snapshot's first statement (it takes the snapshot); the checksums' connections take it too
                 conn.execute("SELECT set_config('lock_timeout', %s, true)", (f"{wait_ms}ms",))
                 waits = ["--lock-wait-timeout", str(wait_ms)] if wait_ms else []
@@ -226,8 +228,11 @@ def _dump(target: Target, kind: str, fmt: str, path: Path, schema: Path, started
                                                   env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                                                   preexec_fn=orphans.die_with_parent()))
                 try:  # the checksums read the same snapshot while pg_dump works
-                    contents = _contents(conn, target, name)
+                    contents = _contents(conn, target, before_dump, name)
                     errors = [dump.communicate()[1] for dump in dumps]
+                    moved = {seq: state for seq, state in objects.sequences(conn).items() if state != before_dump.get(seq)}
+                    if moved:
+                        contents["objects"][objects.MOVED] = moved
                 except BaseException:  # failed or interrupted (Ctrl-C, SIGTERM): pg_dump is stopped, never waited for
                     for dump in dumps:  # (it may wait on another session's lock for as long as that runs)
                         dump.terminate()
