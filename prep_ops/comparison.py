@@ -76,13 +76,14 @@ def _table_schema(table: str, want: dict, got: dict, decided: dict[str, deparse.
 
 
 def compare(conn: psycopg.Connection, manifest: dict, *, target: Target | None = None,
-            probe_as: Target | None = None) -> list[dict]:
+            probe_as: Target | None = None, extension_versions: bool = True, owners: bool = True) -> list[dict]:
     """Report rows: schema, every other object the dump carries, row counts and checksums of the
     (restored) database against the manifest; the checksums on several connections when `target`
     (`conn`'s database) is given (see checksums.each_table). `probe_as`: the restore's own role (see
     restore_role), whose sessions put a CHECK definition on a probe table (deparse): a function the
     definition names may RESET ROLE, which in a superuser's session, as the table's owner, gave it back
-    the superuser's rights."""
+    the superuser's rights. Without `extension_versions`, extensions are compared by presence only; `owners`: whether the
+    restore gave objects their owners (objects.compare)."""
     with snapshot(conn):
         summary = objects.schema_summary(conn)
         sums = checksums.table_checksums(conn, checksums.method_of(manifest), target=target)
@@ -90,7 +91,8 @@ def compare(conn: psycopg.Connection, manifest: dict, *, target: Target | None =
     rows = []
     if "objects" in manifest:
         same_major = server_version(conn) == manifest.get("server_version")
-        rows += objects.compare(manifest["objects"], found, manifest["kind"], same_major=same_major)
+        rows += objects.compare(manifest["objects"], found, manifest["kind"], same_major=same_major,
+                                extension_versions=extension_versions, owners=owners)
     else:
         rows.append(row("views, functions, triggers, sequences, privileges …", "objects", "compared",
                         "not compared: this backup's manifest predates their recording", True, skipped=True))
@@ -121,6 +123,14 @@ class DataComparison:
     def differing(self) -> list[str]:
         """The tables with a failed check, in order."""
         return sorted(set(self.report.loc[~self.report["passed"], "object"]))
+
+    @property
+    def not_compared(self) -> str:
+        """Why nothing was compared, for a SKIP ('' where a table was, or where a check failed): the backup
+        held no table (an empty database's), so an equal count of none proves nothing."""
+        if not self.ok or (not self.report.empty and (self.report["check"] == "content checksum").any()):
+            return ""
+        return "the backup holds no table to compare with: nothing was compared"
 
     @property
     def detail(self) -> str:

@@ -141,8 +141,8 @@ def check_contents(path: Path, manifest: dict, target: Target, *, major: int | N
 
 
 def restore_into(path: Path, target: Target, manifest: dict, *, major: int | None = None, jobs: int = 2,
-                 schema: Path | None = None, owners: bool | None = None) -> None:
-    """Restore the backup at `path` into `target`; `major`: the target server's major version, when the
+                 schema: Path | None = None, owners: bool | None = None) -> bool:
+    """Restore the backup at `path` into `target`, and return whether its objects got their owners back; `major`: the target server's major version, when the
     caller has a connection open. A data-only backup goes into the schema already there, or, with
     `schema` (a schema-only custom archive), into an empty database in pg_restore's order: the schema's
     pre-data (types, tables, functions), the data, then its post-data (constraints, indexes, triggers),
@@ -167,6 +167,7 @@ def restore_into(path: Path, target: Target, manifest: dict, *, major: int | Non
         _restore_archive(path, target, major, 1 if manifest["kind"] == "data" else jobs, owners=owners)
     if schema is not None:
         _restore_archive(schema, target, major, jobs, ("--section", "post-data"), owners=owners)
+    return owners or manifest["format"] == "plain"
 
 
 def _superuser(target: Target) -> bool:

@@ -29,18 +29,23 @@ _CAST = re.compile(r"::(character varying|timestamp without time zone|timestamp 
                    r"time without time zone|double precision|bit varying|\"?[a-z_][a-z0-9_]*\"?)(\[\])?")  # a cast, as without_casts drops it
 # kinds whose text is the server's deparse: equal only when the same major deparsed both sides
 DEPARSED = ("view", "materialized view", "function", "procedure", "trigger", "column default", "partition bound",
-            "column", "schema", "policy", "domain")
+            "column", "schema", "policy", "domain", "partition key", "rule", "statistics", "aggregate", "operator",
+            "cast", "type", "text search configuration")
 # kinds holding an expression a dump and restore may deparse otherwise on the same major (an IN list on a
 # varchar: `= ANY ((ARRAY[...])::text[])` comes back as `= ANY (ARRAY[(...)::text, ...])`): a difference
 # that vanishes without casts and parentheses is reported as not compared (SKIP), never as equal
 ROUND_TRIPPED = ("policy", "domain")
 # recorded by backups since 2026-11-30; a manifest from before has no entry for them, not even an empty one
 LATER_KINDS = ("row security", "policy", "domain", "unlogged table", "inheritance")
+# recorded by backups since 2026-12-01 (sql/objects/more_kinds.sql), the same way
+MORE_KINDS = ("relation options", "partition key", "rule", "trigger state", "column privileges", "default privileges",
+              "aggregate", "operator", "cast", "type", "statistics", "text search configuration", "publication",
+              "event trigger", "sequence owned by", "owner")
 _DEFINITIONS = ("schema", "extension", "view", "materialized view", "partition bound", "privileges", "column default",
-                "column", "trigger", "function", "procedure", "enum", "comment") + LATER_KINDS
+                "column", "trigger", "function", "procedure", "enum", "comment") + LATER_KINDS + MORE_KINDS
 # what each kind of dump carries: a schema-only dump has no sequence values and leaves materialized
-# views unpopulated; a data-only dump sets sequences (its tables come from elsewhere)
-CARRIED = {"full": _DEFINITIONS + ("materialized view populated", "sequence"), "schema": _DEFINITIONS,
+# views unpopulated, nor large objects; a data-only dump sets sequences (its tables come from elsewhere)
+CARRIED = {"full": _DEFINITIONS + ("materialized view populated", "sequence", "large object"), "schema": _DEFINITIONS,
            "data": ("sequence",)}
 
 
@@ -86,9 +91,9 @@ def schema_summary(conn: psycopg.Connection) -> dict:
 def snapshot(conn: psycopg.Connection, *, sequences: bool = True) -> dict[str, dict[str, str]]:
     """{kind: {object name: definition}} of every object the dump carries beyond tables and rows;
     without `sequences`, all but the sequences' state (a backup reads it around its dump: see MOVED)."""
-    found: dict[str, dict[str, str]] = {kind: {} for kind in LATER_KINDS}  # recorded, even when there is none
-    with deparsing(conn):
-        for query in ("objects", "sequences") if sequences else ("objects",):
+    found: dict[str, dict[str, str]] = {kind: {} for kind in LATER_KINDS + MORE_KINDS + ("large object",)}
+    with deparsing(conn):  # (each kind recorded, even where there is none of it)
+        for query in ("objects", "more_kinds", "sequences") if sequences else ("objects", "more_kinds"):
             for kind, name, definition in conn.execute(load("objects", query)).fetchall():
                 found.setdefault(kind, {})[name] = definition if definition is not None else ""
     return found
@@ -144,19 +149,34 @@ def without_casts(definition: str | None) -> str | None:
     return re.sub(r"[()\s]", "", _CAST.sub("", definition))
 
 
-def compare(expected: dict, actual: dict, backup_kind: str, *, same_major: bool) -> list[dict]:
+def compare(expected: dict, actual: dict, backup_kind: str, *, same_major: bool,
+            extension_versions: bool = True, owners: bool = True) -> list[dict]:
     """Report rows (object, check, expected, actual, passed, skipped) for the kinds a `backup_kind`
     dump carries: one row per kind compared (passed when every object matches), one per object that
-    is missing or differs, and one SKIP row per deparsed kind when the majors differ."""
+    is missing or differs, and one SKIP row per deparsed kind when the majors differ. Extensions by
+    presence only across majors (each installs its own default version) or without `extension_versions`;
+    `owners`: whether the restore gave objects their owners (else every object is the restoring role's, and
+    owners are not compared). Large objects are compared by presence and privileges: their content is a
+    SKIP row, never a pass."""
     rows = []
     for kind in CARRIED[backup_kind]:
         want, got = expected.get(kind, {}), actual.get(kind, {})
-        if kind in LATER_KINDS and kind not in expected:
+        if kind in LATER_KINDS + MORE_KINDS + ("large object",) and kind not in expected:
             if got:
                 rows.append(row(_counted(len(got), kind), kind, "compared", "not compared: this backup's manifest "
                                 "predates their recording", True, skipped=True))
             continue
-        if not same_major and kind == "extension":  # each major installs its own default version
+        if kind == "owner" and backup_kind != "full":  # large objects come with the data
+            want, got = ({n: d for n, d in side.items() if not n.startswith("large object ")} for side in (want, got))
+        if kind == "owner" and not owners:
+            if want:
+                rows.append(row(_counted(len(want), kind), kind, "compared", "not compared: restored without owners "
+                                "(the restoring role is no superuser: every object is its own)", True, skipped=True))
+            continue
+        if kind == "large object" and want:
+            rows.append(row(_counted(len(want), kind), "large object content", "compared", "not compared: which "
+                            "large objects exist and who may read them are; their content is not", True, skipped=True))
+        if (not same_major or not extension_versions) and kind == "extension":  # each major its own default version
             want, got = {n: "present" for n in want}, {n: "present" for n in got}
         if not same_major and kind in DEPARSED:
             if want:

@@ -129,15 +129,19 @@ def _target_schema(target: Target, major: int, folder: Path) -> Path:
     return path
 
 
-def _loaded_as_recorded(conn: psycopg.Connection, manifest: dict) -> list[str]:
-    """What keeps a freshly restored database from being the backup: row counts and checksums against the
-    manifest (a schema backup: every table, column, constraint, index and object), as 'object: check'."""
+def _loaded_as_recorded(conn: psycopg.Connection, manifest: dict, loaded: Target, owners: bool) -> list[str]:
+    """What keeps a freshly restored database (`loaded`, `conn`'s) from being the backup, as 'object: check':
+    a full or schema backup's every table, column, constraint, index and object (views, functions, triggers,
+    policies, grants, sequences ...) and, for a full one, row counts and checksums, as verify compares them;
+    a data backup's (its schema is the target's own) row counts and checksums. An extension is compared by
+    presence: CREATE EXTENSION installs the server's default version, which a restore cannot choose; owners
+    where the restore gave them (`owners`)."""
     from .comparison import compare, compare_data
 
-    if manifest["kind"] == "schema":
-        failed = [r for r in compare(conn, manifest) if not r["passed"]]
-    else:
+    if manifest["kind"] == "data":
         failed = compare_data(conn, manifest).report.query("~passed").to_dict("records")
+    else:
+        failed = [r for r in compare(conn, manifest, target=loaded, extension_versions=False, owners=owners) if not r["passed"]]
     return [f"{r['object']}: {r['check']}" for r in failed]
 
 
@@ -252,9 +256,9 @@ def restore(path: Path, target: Target, *, confirm: bool = False, safety_dir: Pa
             _rehearse_properties(admin, target, new)
             with tempfile.TemporaryDirectory() as folder:
                 schema = _target_schema(target, major, Path(folder)) if manifest["kind"] == "data" else None
-                restore_into(path, target.with_database(new), manifest, major=major, schema=schema)
+                owners = restore_into(path, target.with_database(new), manifest, major=major, schema=schema)
             with connect(target.with_database(new), autocommit=True) as loaded:
-                differing = _loaded_as_recorded(loaded, manifest)
+                differing = _loaded_as_recorded(loaded, manifest, target.with_database(new), owners)
             if differing:
                 raise BackupError(f"the restored copy differs from the manifest: {'; '.join(differing[:5])}")
             _swap(admin, target, new, replaced, confirm=confirm)
