@@ -147,10 +147,11 @@ def _restore_and_compare(path: Path, copy: Target, manifest: dict, *, major: int
             _prepare_for_data(conn, manifest)
         try:
             # the restore role may give objects to the dump's roles: owners as the backup has them
-            restore_into(path, restore_as or copy, manifest, major=major, schema=schema,
-                         owners=True if restore_as is not None else None)
+            owners = restore_into(path, restore_as or copy, manifest, major=major, schema=schema,
+                                  owners=True if restore_as is not None else None)
         except BackupError as exc:
-            return [row(path.name, "restore", "restored", str(exc), False)]
+            return [row(path.name, "restore", "restored", str(exc) + (_NOT_A_SUPERUSER if restore_as is not None
+                                                                      and _needs_a_superuser(str(exc)) else ""), False)]
         restored = row(path.name, "restore", "restored", "restored", True)
         if restore_as is not None:
             restore_role.settings_undone(conn, copy.database)
@@ -159,7 +160,20 @@ def _restore_and_compare(path: Path, copy: Target, manifest: dict, *, major: int
                 return [restored, *[row(what, "named as a built-in", "none of the backup's",
                                         "not compared: the comparison's queries, a superuser's, could run it in "
                                         "place of the built-in", False) for what in shadowing]]
-        return [restored, *compare(conn, manifest, target=copy, probe_as=restore_as)]
+        return [restored, *compare(conn, manifest, target=copy, probe_as=restore_as, owners=owners)]
+
+
+# the server's words for what only a superuser may do (an event trigger, a FOR ALL TABLES publication, an
+# untrusted extension in a schema of the dump's, a GRANT made by another role: SET SESSION AUTHORIZATION)
+_SUPERUSER_ONLY = ("must be superuser", "permission denied to set session authorization",
+                   "permission denied to create event trigger", "permission denied to create extension")
+_NOT_A_SUPERUSER = ("; the verification cluster restores a backup as a role that is no superuser (a backup's SQL is "
+                    "not trusted to run as one): a backup you trust that needs one is verified with --same-server, "
+                    "which restores it as you")
+
+
+def _needs_a_superuser(error: str) -> bool:
+    return any(words in error.lower() for words in _SUPERUSER_ONLY)
 
 
 _MADE: dict[str, tuple[str, Target, list[str]]] = {}  # copies restored_copy made in this process and drop_copy has not
