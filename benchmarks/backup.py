@@ -15,7 +15,7 @@ seed left unset, and a CHECKPOINT), one child process per size measures, in this
      alternating for --rounds rounds: count(*) of every table on one connection (what the target is
      measured against) and on one connection per CPU importing the snapshot (checksums.each_table:
      what the concurrency alone is worth); the content checksums as backup and verify take them
-     (column-hash-v3, one connection per CPU; v2 where no table inherits, the same sums) and on one connection (before); column-hash-v1 and the
+     (column-hash-v4, one connection per CPU; v2 where no table inherits and none has a float or interval column, the same sums) and on one connection (before); column-hash-v1 and the
      old row-text on one connection; and a count of every table's last column (which deforms every
      row: the floor of any hash).
 The child's peak RSS (getrusage) is that of the prep_ops process doing backup and verify; the
@@ -49,7 +49,7 @@ from prep_ops import backup, checksums, db, migrate, objects, scratch, verify, v
 
 DATABASE = "prep_ops_bench_backup"
 COUNT = "count(*)"  # of every table, on one connection: what the checksums' target is measured against
-OURS = "column-hash-v3 as backup and verify take it"  # on one connection per CPU
+OURS = "column-hash-v4 as backup and verify take it"  # on one connection per CPU
 MIB = 2**20
 
 
@@ -176,7 +176,7 @@ def measure(source: db.Target, server: db.Target, rounds: int, out) -> None:
             runs = {COUNT: lambda: checksums.each_table(conn, counts),
                     f"count(*), {jobs} connections": lambda: checksums.each_table(conn, counts, target=source),
                     OURS: lambda: checksums.table_checksums(conn, checksums.COLUMN_HASH, target=source),
-                    "column-hash-v3, one connection (before)": lambda: checksums.table_checksums(conn),
+                    "column-hash-v4, one connection (before)": lambda: checksums.table_checksums(conn),
                     "column-hash-v1, one connection": lambda: checksums.table_checksums(conn, checksums.COLUMN_HASH_V1),
                     "count of the last column (deforms every row)": lambda: _last_columns(conn, tables),
                     "row-text, one connection": lambda: checksums.table_checksums(conn, checksums.ROW_TEXT)}

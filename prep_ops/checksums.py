@@ -4,7 +4,13 @@ A manifest records the method its checksums were taken with ("checksum_method"),
 verification computes with the same one. Manifests without it come from before methods had names
 and used ROW_TEXT.
 
-- COLUMN_HASH ("column-hash-v3", what new backups use): v2's row hash over each table's own rows
+- COLUMN_HASH ("column-hash-v4", what new backups use): v3's, with `real`, `double precision` and
+  `interval` values hashed in their text form (EXACT_TEXT_TYPES), not by their types' hash functions.
+  Those follow their types' equality, which holds values equal that are not the same: '1 mon' and
+  '30 days' (date '2024-01-31' + either gives another day), '1 day' and '24:00:00', 0 and -0 (1/x
+  differs). Their text forms, under the settings pinned (IntervalStyle postgres, extra_float_digits 1:
+  the shortest exact form), tell them apart. Without such columns, v4's sums equal v3's.
+- COLUMN_HASH_V3 ("column-hash-v3", backups up to 2026-12-01): v2's row hash over each table's own rows
   (`FROM ONLY`). v2 summed the rows of an inheritance parent (`INHERITS`, not a partitioned table)
   together with its children's, so those rows were counted twice: in the parent's count and sum and in
   each child's (a row lost from a child was reported lost twice). Without inheritance, v3's sums equal
@@ -57,14 +63,15 @@ from .objects import tables
 from .labels import label
 from .sqlfiles import load
 
-COLUMN_HASH = "column-hash-v3"
+COLUMN_HASH = "column-hash-v4"
+COLUMN_HASH_V3 = "column-hash-v3"
 COLUMN_HASH_V2 = "column-hash-v2"
 COLUMN_HASH_V1 = "column-hash-v1"
 ROW_TEXT = "row-text"
-METHODS = (COLUMN_HASH, COLUMN_HASH_V2, COLUMN_HASH_V1, ROW_TEXT)
+METHODS = (COLUMN_HASH, COLUMN_HASH_V3, COLUMN_HASH_V2, COLUMN_HASH_V1, ROW_TEXT)
 HELPER_NAME = f"{APPLICATION_NAME}:checksums"  # the application_name of the connections each_table opens
 STOP_WAIT = 10.0  # seconds at most for stopped helpers to end, their queries cancelled, before the caller's error goes on
-HASH_METHODS = (COLUMN_HASH, COLUMN_HASH_V2, COLUMN_HASH_V1)  # by column hashes: settings pinned, concurrent
+HASH_METHODS = (COLUMN_HASH, COLUMN_HASH_V3, COLUMN_HASH_V2, COLUMN_HASH_V1)  # by column hashes: settings pinned, concurrent
 UNNAMED_METHOD = ROW_TEXT  # what a manifest without "checksum_method" used
 
 # Hashed by their own extended hash function: these have one, with the same values, from
@@ -76,6 +83,8 @@ NATIVE_HASH_TYPES = (
     "timestamp without time zone", "timestamp with time zone", "interval", "bytea", "jsonb", "uuid",
     "oid", "inet", "macaddr",
 )
+# Hashed in their text form by COLUMN_HASH (v4): their hash functions hold values equal that are not the same.
+EXACT_TEXT_TYPES = ("real", "double precision", "interval")
 # What the text form of a value depends on, pinned for the columns hashed in text form.
 TEXT_SETTINGS = {"DateStyle": "ISO, YMD", "IntervalStyle": "postgres", "TimeZone": "UTC",
                  "extra_float_digits": "1", "bytea_output": "hex"}
@@ -98,10 +107,11 @@ class HashColumn(NamedTuple):
     collatable: bool
 
 
-def hash_columns(conn: psycopg.Connection) -> dict[tuple[str, str], list[HashColumn]]:
-    """{(schema, table): [HashColumn, ...]} in column order."""
+def hash_columns(conn: psycopg.Connection, method: str = COLUMN_HASH) -> dict[tuple[str, str], list[HashColumn]]:
+    """{(schema, table): [HashColumn, ...]} in column order, as `method` hashes them."""
     columns: dict[tuple[str, str], list[HashColumn]] = {}
-    for schema, table, *column in conn.execute(load("checksums", "hash_columns"), {"types": list(NATIVE_HASH_TYPES)}):
+    native = [t for t in NATIVE_HASH_TYPES if method != COLUMN_HASH or t not in EXACT_TEXT_TYPES]
+    for schema, table, *column in conn.execute(load("checksums", "hash_columns"), {"types": native}):
         columns.setdefault((schema, table), []).append(HashColumn(*column))
     return columns
 
@@ -133,7 +143,7 @@ def row_hash_v1(columns: list[HashColumn]) -> sql.Composable:
 
 
 def row_hash(columns: list[HashColumn]) -> sql.Composable:
-    """The v2 and v3 (COLUMN_HASH) expression of one row of table alias `t`: the NOT NULL columns chained
+    """The v2, v3 and v4 (COLUMN_HASH) expression of one row of table alias `t`: the NOT NULL columns chained
     through the seed (one call each, no XOR), the others XORed in with their position as the seed."""
     chain, parts = None, []
     for position, column in enumerate(columns, 1):
@@ -151,7 +161,7 @@ def row_hash(columns: list[HashColumn]) -> sql.Composable:
 def own_rows(method: str) -> bool:
     """Whether `method` reads each table's own rows only (`FROM ONLY`), without an inheritance
     parent's children: what a row count to compare with its manifest must do too."""
-    return method == COLUMN_HASH
+    return method in (COLUMN_HASH, COLUMN_HASH_V3)
 
 
 def _from(method: str, schema: str, table: str) -> sql.Composable:
@@ -164,7 +174,7 @@ def _queries(conn: psycopg.Connection, method: str) -> dict[tuple[str, str], sql
         template = sql.SQL(load("checksums", "table_checksum_text"))
         return {(s, t): template.format(table=_from(method, s, t)) for s, t in tables(conn, parents=False)}
     if method in HASH_METHODS:
-        columns = hash_columns(conn)
+        columns = hash_columns(conn, method)
         expression = row_hash_v1 if method == COLUMN_HASH_V1 else row_hash
         template = sql.SQL(load("checksums", "table_checksum_hash"))
         return {(s, t): template.format(table=_from(method, s, t), row_hash=expression(columns.get((s, t), [])))

@@ -27,7 +27,7 @@ def test_clean_backup_verifies(seeded, backups_folder, kind, fmt):
     made = backup.backup(seeded, kind, fmt, directory=backups_folder)
     manifest = made.manifest
     assert manifest["kind"] == kind and manifest["format"] == fmt and manifest["bytes"] > 0
-    assert manifest["checksum_method"] == "column-hash-v3"
+    assert manifest["checksum_method"] == "column-hash-v4"
     assert manifest["tables"]["public.students"]["rows"] == 300
     assert all(len(f["sha256"]) == 64 for f in manifest["files"].values())
     result = verify.verify(made.path)

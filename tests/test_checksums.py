@@ -43,14 +43,16 @@ ALTER TABLE public.every_type_not_null ALTER i2 SET NOT NULL, ALTER i8 SET NOT N
 """
 # the checksums of EVERY_TYPE by each method, the same on every server (PostgreSQL 15.18 and 18.6)
 EVERY_TYPE_CHECKSUMS = {
-    checksums.COLUMN_HASH: {"public.every_type": {"rows": 3, "checksum": "-3643424189517326399"},
-                            "public.every_type_not_null": {"rows": 2, "checksum": "6673269470044965351"}},
+    checksums.COLUMN_HASH: {"public.every_type": {"rows": 3, "checksum": "-5289923893192890278"},
+                            "public.every_type_not_null": {"rows": 2, "checksum": "5977838418999340717"}},
+    checksums.COLUMN_HASH_V3: {"public.every_type": {"rows": 3, "checksum": "-3643424189517326399"},
+                               "public.every_type_not_null": {"rows": 2, "checksum": "6673269470044965351"}},
     checksums.COLUMN_HASH_V1: {"public.every_type": {"rows": 3, "checksum": "-3643424189517326399"},
                                "public.every_type_not_null": {"rows": 2, "checksum": "-7853382496239166041"}},
 }
 
 
-@pytest.mark.parametrize("method", [checksums.COLUMN_HASH, checksums.COLUMN_HASH_V1])
+@pytest.mark.parametrize("method", [checksums.COLUMN_HASH, checksums.COLUMN_HASH_V3, checksums.COLUMN_HASH_V1])
 def test_column_hash_checksum_is_the_same_on_every_server_version_and_setting(scratch, method):
     want = EVERY_TYPE_CHECKSUMS[method]
     with db.connect(scratch, autocommit=True) as conn:
@@ -69,6 +71,27 @@ def test_column_hash_checksum_is_the_same_on_every_server_version_and_setting(sc
 
 
 ROWS = [("x", "y", "c", 1), ("p", "q", None, None), ("u", "v", "", 3)]
+
+
+@pytest.mark.parametrize("column, one, other", [
+    ("iv interval", "1 mon", "30 days"),  # date '2024-01-31' + each: 2024-02-29 and 2024-03-01
+    ("iv interval", "1 day", "24:00:00"),  # across a daylight-saving change, timestamptz + each differs
+    ("f double precision", "0", "-0"),  # 1/f: Infinity and -Infinity
+    ("r real", "0", "-0"),
+])
+def test_values_their_type_holds_equal_that_are_not_the_same_give_different_checksums(scratch, column, one, other):
+    """Seen: a dump whose '1 mon' became '30 days' verified PASS, the checksum being their type's hash,
+    which follows the type's equality. v4 hashes these types in their exact text form."""
+    sums = []
+    with db.connect(scratch, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE TABLE odd (id int PRIMARY KEY, {})").format(sql.SQL(column)))
+        for value in (one, other):
+            conn.execute("TRUNCATE odd")
+            conn.execute("INSERT INTO odd VALUES (1, %s)", (value,))
+            sums.append({m: checksums.table_checksums(conn, m)["public.odd"] for m in (checksums.COLUMN_HASH,
+                                                                                      checksums.COLUMN_HASH_V3)})
+    assert sums[0][checksums.COLUMN_HASH] != sums[1][checksums.COLUMN_HASH]
+    assert sums[0][checksums.COLUMN_HASH_V3] == sums[1][checksums.COLUMN_HASH_V3]  # what v3 could not tell apart
 
 
 def _checksum(target, rows, method) -> str:
