@@ -30,8 +30,9 @@ from .sqlfiles import load
 # user:password@ up to the last @ of the line (a password may hold /, @ or spaces; a user name typed with
 # an @ in it, as in admin@server, too); over-masking beats a leak
 _PASSWORD_IN_URL = re.compile(r"(://[^:/?#\s]*:)[^\n]*@")
-# password=... in a query string or a conninfo string, quoted ('p ss', with \' inside) or not
-_PASSWORD_PARAM = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|[^&\s]*)", re.IGNORECASE)
+# password=... in a query string or a conninfo string, quoted ('p ss', with \' inside) or not; a quote never
+# closed (a typo libpq refuses) runs to the end: all of it may be the password
+_PASSWORD_PARAM = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|'[\s\S]*|[^&\s]*)", re.IGNORECASE)
 # a URL's scheme; postgresql+psycopg:// (SQLAlchemy's, a driver named) is accepted as postgresql://
 _SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://")
 _AT_AFTER_USERINFO = re.compile(r"[^@/]*@[^?]*@")

@@ -23,6 +23,7 @@ from prep_ops.errors import ConfirmationRequired, TargetError
     ("postgresql://admin:p@ss w0rd@h/db", "postgresql://admin:***@h/db"),  # a space in the password
     ("error: postgresql://admin:se cret@h:1/d: refused", "error: postgresql://admin:***@h:1/d: refused"),
     ("host=h password='p ss\\'x' user=u", "host=h password=*** user=u"),
+    ("host=h port=5 password='s3cret PW dbname=d", "host=h port=5 password=***"),  # a quote never closed
     ("postgresql://admin@myserver:S3cret@h:5432/db", "postgresql://admin@myserver:***@h:5432/db"),  # an @ in the user
 ])
 def test_mask_url_hides_every_password(url, masked):
