@@ -455,6 +455,22 @@ def test_log_line_prefix_names_the_application_where_it_has_a(prefix, line, app)
     assert not server_log.is_own("music-school-app") and not server_log.is_own(None) and not server_log.is_own("")
 
 
+@pytest.mark.server_independent
+def test_a_drills_locked_out_role_failing_to_log_in_to_its_own_database_is_not_the_applications_error():
+    """Seen: after `run --all`, "5 error(s) from the application": the security drill's contractor refused at
+    login (the log cannot know an application_name yet: app=[unknown]) and its psql ended, in the drill's own
+    database. Each run added five; ten runs in 15 minutes would have warned of the application."""
+    from prep_ops.health import server_log
+
+    pattern = server_log.prefix_pattern("%m [%p] %q%u@%d app=%a ")
+    drill = ('2026-12-01 18:16:01.613 UTC [28852] prep_ops_security_x_contractor@prep_ops_drill_security_x '
+             'app=[unknown] FATAL:  role "prep_ops_security_x_contractor" is not permitted to log in')
+    found = pattern.match(drill)
+    assert found.group("db") == "prep_ops_drill_security_x" and server_log.is_own(found.group("app"), found.group("db"))
+    theirs = pattern.match(drill.replace("@prep_ops_drill_security_x", "@unm_prep"))
+    assert theirs.group("db") == "unm_prep" and not server_log.is_own(theirs.group("app"), theirs.group("db"))
+
+
 @pytest.fixture
 def unprivileged(scratch):
     """The scratch database reached as a new login role without any privilege beyond CONNECT."""

@@ -27,6 +27,9 @@ _SEVERITY_AT = (r"(?P<severity>DEBUG\d?|LOG|INFO|NOTICE|WARNING|ERROR|FATAL|PANI
                 r"QUERY|LOCATION):  ")
 _PREFIX_ESCAPE = re.compile(r"%-?\d*([a-zA-Z%])")  # log_line_prefix escapes, padded (%-10a) or not
 OWN_APPLICATIONS = ("prep-ops", "prep_ops")  # application_name prefixes of prep-ops' sessions (drills: "prep_ops drill …")
+# the incident drills' own databases (incident/drills/lifecycle): what fails in them is the drill's (a role it
+# locked out trying to log in, whose application_name the log cannot know yet, or a psql it runs as one)
+OWN_DATABASES = "prep_ops_drill_"
 _NO_SPLIT = "not split by application: log_line_prefix has no %a, so prep-ops' own errors count too"
 _PASSWORD_WORD = re.compile(r"\bPASSWORD\b", re.IGNORECASE)
 _QUOTED = re.compile(r"\"[^\"]*\"|'[^']*'")
@@ -59,14 +62,15 @@ def _log_tail(conn: psycopg.Connection, minutes: float) -> tuple[list[str], str,
 
 def prefix_pattern(prefix: str) -> re.Pattern | None:
     """A regex for a log line written with `prefix` (log_line_prefix) up to its severity, capturing the
-    application_name (%a) as `app`; None when the prefix does not write it.
+    application_name (%a) as `app` and, where it writes it, the database (%d) as `db`; None when the prefix
+    does not write the application_name.
 
     Every other escape matches any text; after %q (where non-session processes stop the prefix) the
     rest is optional. The severity that follows anchors the match, so an application_name with spaces
     is read whole."""
     if "a" not in [m.group(1) for m in _PREFIX_ESCAPE.finditer(prefix)]:
         return None
-    parts, position, optional, named = ["^"], 0, False, False
+    parts, position, optional, named, database = ["^"], 0, False, False, False
     for m in _PREFIX_ESCAPE.finditer(prefix):
         parts.append(re.escape(prefix[position:m.start()]))
         kind, position = m.group(1), m.end()
@@ -78,15 +82,19 @@ def prefix_pattern(prefix: str) -> re.Pattern | None:
         elif kind == "a" and not named:
             parts.append("(?P<app>.*?)")
             named = True
+        elif kind == "d" and not database:
+            parts.append("(?P<db>.*?)")
+            database = True
         else:
             parts.append(".*?")
     parts.append(re.escape(prefix[position:]) + (")?" if optional else "") + _SEVERITY_AT)
     return re.compile("".join(parts))
 
 
-def is_own(application: str | None) -> bool:
-    """Whether a session of this application_name is one of prep-ops' own."""
-    return bool(application) and application.startswith(OWN_APPLICATIONS)
+def is_own(application: str | None, database: str | None = None) -> bool:
+    """Whether a session of this application_name, or in this database, is one of prep-ops' own."""
+    return (bool(application) and application.startswith(OWN_APPLICATIONS)
+            or bool(database) and database.startswith(OWN_DATABASES))
 
 
 def _log_errors(conn: psycopg.Connection, minutes: float) -> tuple[pd.DataFrame, str, bool]:
@@ -114,8 +122,9 @@ def _log_errors(conn: psycopg.Connection, minutes: float) -> tuple[pd.DataFrame,
             continue
         prefixed = pattern.match(line) if pattern else None
         application = prefixed.group("app") if prefixed else None
+        database = prefixed.groupdict().get("db") if prefixed else None
         message = line[severity.end():].strip()
-        rows.append((stamp.group() if stamp else None, severity.group(1), application, is_own(application),
+        rows.append((stamp.group() if stamp else None, severity.group(1), application, is_own(application, database),
                      _redacted(message, lines[number + 1:number + 4])))
     return pd.DataFrame(rows, columns=found.columns), "", pattern is not None
 
