@@ -274,9 +274,13 @@ def main(argv: list[str] | None = None) -> None:
     except click.exceptions.Abort:
         echo_line("aborted", err=True)
         code = 130
+        if "prep_ops.runner" in sys.modules:  # a papermill run interrupted: its unfinished tasks say nothing more
+            sys.modules["prep_ops.runner"].silence()
     except click.UsageError as exc:  # one line like every other error, keeping click's "Did you mean"
         path = exc.ctx.command_path if exc.ctx else "prep-ops"
         message = (exc.format_message().strip().splitlines() or ["usage error"])[0]
+        if isinstance(exc, click.NoSuchOption) and exc.option_name == "--database-url" and path != "prep-ops":
+            message = message.rstrip(".") + f" here: it goes before the command (prep-ops --database-url URL {path.split(' ', 1)[1]} …)"
         echo_line(f"error: {message} (see {path} --help)", err=True)
         code = 1
     except click.ClickException as exc:

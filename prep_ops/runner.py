@@ -52,12 +52,14 @@ def available() -> list[Path]:
 
 
 def find(name: str) -> Path:
-    """The runbook called `name`: a path, a file name, a stem like 01_schema_setup, or its number."""
+    """The runbook called `name`: a path, a file name, a stem like 01_schema_setup, its number (01 or 1), or
+    its name without the number (schema_setup)."""
     path = Path(name)
     if path.suffix == ".ipynb" and path.exists():
         return path.resolve()
     for candidate in available():
-        if name in (candidate.name, candidate.stem, candidate.stem.split("_")[0]):
+        number, _, bare = candidate.stem.partition("_")
+        if name in (candidate.name, candidate.stem, number, bare) or name.isdigit() and int(name) == int(number):
             return candidate
     names = ", ".join(p.stem for p in available())
     raise ParameterError(f"no runbook named {name!r}; available: {names}" if names else
@@ -198,8 +200,11 @@ def run_one(notebook: Path, out_dir: Path, values: dict, *, timeout: int | None 
                 _environment(RUN_TAG_ENV, tag), _environment("PGAPPNAME", tagged() if tag else None):
             papermill.execute_notebook(str(notebook), str(output), parameters=values, kernel_name="python3",
                                        cwd=str(notebook.parent), progress_bar=False, execution_timeout=timeout,
-                                       # the kernel's start-up warnings are noise in a run's output
-                                       extra_arguments=["--IPKernelApp.log_level=ERROR"])
+                                       # the kernel's own log is noise in a run's output: its start-up warnings,
+                                       # and at its end, shut down with SIGINT as jupyter_client does, "ERROR |
+                                       # KeyboardInterrupt caught in kernel" in a run that passed; a cell's
+                                       # error and a kernel that died are the notebook's, and the run's
+                                       extra_arguments=["--IPKernelApp.log_level=CRITICAL"])
     except Exception as exc:  # papermill raises for any failing cell; the run records it
         error = _error_of(exc)
     _beside_report(output, values)
@@ -288,7 +293,35 @@ def _pool(workers: int):
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=quiet_when_interrupted)
+
+
+def quiet_when_interrupted() -> None:
+    """Ctrl-C at a terminal reaches every process of the run: the command says `aborted` (cli.main), and a
+    worker, or the command's own papermill, stops without a word. Their tracebacks, asyncio's "Task exception
+    was never retrieved" and multiprocessing's report of a worker that ended said nothing more, in 100 lines.
+    Where SIGINT is ignored (a background job), it stays ignored."""
+    import signal
+
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        return
+
+    def interrupted(signum, frame):
+        silence()
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, interrupted)
+
+
+def silence() -> None:
+    """From here on, what this process would print to stderr of an interruption goes nowhere: the asyncio
+    logger's "Task exception was never retrieved" (logged when an unfinished task is collected) and
+    Python's own report of the exception that ends it."""
+    import logging
+
+    logging.getLogger("asyncio").disabled = True
+    sys.stderr = open(os.devnull, "w")
 
 
 def _ready_server(plans: dict[Path, dict]) -> None:

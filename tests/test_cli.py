@@ -113,6 +113,7 @@ def test_stopped_embedded_server_starts_on_demand_or_says_why(tmp_path):
     (("run", "02", "-p", "no_such_param", "1"), "no chosen runbook has a parameter"),
     (("run", "01", "-p", "students", "many"), "students must be int"),
     (("run",), "name at least one runbook"),
+    (("migrate", "status", "--database-url", "x"), "here: it goes before the command (prep-ops --database-url URL migrate status"),
     (("migrate", "--to", "99"), "no migration 99"),
 ])
 def test_bad_input_is_one_clear_line(args, needle, scratch):
@@ -175,6 +176,41 @@ def test_run_all_runs_every_runbook_first_side_by_side_then_alone(tmp_path):
     flags.mkdir()
     failed = prep_ops("run", "--all", "-j", "2", env=env)
     assert failed.returncode == 1 and "FAIL 05_fails" in failed.stdout and "ZeroDivisionError" in failed.stdout
+
+
+@pytest.mark.server_independent
+@pytest.mark.parametrize("names", [["01_sleeps"], ["01_sleeps", "02_sleeps"]], ids=["one runbook", "side by side"])
+def test_ctrl_c_during_run_says_aborted_in_one_line_and_leaves_no_kernel_or_worker(tmp_path, names):
+    """Seen: Ctrl-C during `prep-ops run 11` printed `aborted` and then about 115 lines (asyncio's "Task
+    exception was never retrieved", nbclient's CellExecutionError, a coloured KeyboardInterrupt traceback), and
+    during `run 08` the kernel's ZMQError. A terminal sends SIGINT to the whole process group, as here."""
+    import os
+    import signal
+    import time
+
+    import psutil
+
+    notebooks = tmp_path / "notebooks"
+    notebooks.mkdir()
+    for name in names:
+        _stand_in(notebooks, name, "parallel", f"import pathlib, time\npathlib.Path({str(tmp_path)!r}, {name!r}).touch()\n"
+                                               "time.sleep(120)")
+    process = subprocess.Popen([sys.executable, "-m", "prep_ops", "run", *names, "-j", "2"], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, env=cli_env(PREP_OPS_HOME=str(tmp_path)),
+                               start_new_session=True,  # its own process group, as a terminal's foreground job
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    deadline = time.monotonic() + 180
+    while not all((tmp_path / name).exists() for name in names):  # every kernel is running its cell
+        assert time.monotonic() < deadline and process.poll() is None, process.communicate()
+        time.sleep(0.1)
+    family = [process.pid] + [child.pid for child in psutil.Process(process.pid).children(recursive=True)]
+    os.killpg(process.pid, signal.SIGINT)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 130 and err.strip() == "aborted", (process.returncode, err)
+    deadline = time.monotonic() + 15  # a kernel whose worker is gone notices within seconds
+    while [pid for pid in family if psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE]:
+        assert time.monotonic() < deadline, [psutil.Process(p).cmdline() for p in family if psutil.pid_exists(p)]
+        time.sleep(0.2)
 
 
 def test_run_without_confirm_leaves_an_external_database_alone(scratch, tmp_path):

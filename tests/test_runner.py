@@ -23,6 +23,8 @@ def test_finds_runbooks_by_number_stem_and_file():
     assert runner.find("01").stem == "01_schema_setup"
     assert runner.find("02_enrollment_exploration").name == "02_enrollment_exploration.ipynb"
     assert runner.find(str(FIXTURES / "91_passes.ipynb")).name == "91_passes.ipynb"
+    # as a user types them (`run 8`, `run health_check` were refused)
+    assert runner.find("8") == runner.find("08") == runner.find("health_check") == runner.find("08_health_check")
 
 
 @pytest.mark.server_independent
