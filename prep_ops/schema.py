@@ -51,6 +51,12 @@ def missing(conn: psycopg.Connection) -> dict[str, set[str]]:
         }
 
 
+def in_words(found: dict[str, set[str]]) -> str:
+    """What `missing` found, in one line: "all present", or "missing: tables x, y; checks z"."""
+    parts = [f"{kind} {', '.join(sorted(names))}" for kind, names in found.items() if names]
+    return "missing: " + "; ".join(parts) if parts else "all present"
+
+
 @dataclass(frozen=True)
 class Table:
     """One table of a user schema: schema and name as the catalog spells them (unquoted)."""

@@ -80,7 +80,7 @@ def report_verdict(frame: pd.DataFrame, work: Workload) -> dict:
         empty and f"no rows from {', '.join(empty)}: their plans are not the ones real data gets; "
                   "check the parameters"]))
     return {"name": name, "passed": not unplanned and not empty, "must_hold": False, "fix": fix,
-            "detail": f"{len(frame)} statements ({kinds}), {frame['findings'].sum():,.0f} findings"}
+            "detail": f"{len(frame)} statements ({kinds}), {frame['findings'].sum():,.0f} finding(s) among them"}
 
 
 def pick(work: Workload, frame: pd.DataFrame, query: str | None = None) -> tuple[str, str, str] | None:
@@ -154,7 +154,7 @@ class CloserLook:
         if self.plan is None or (self.unrun and found.empty):
             return {"name": name, "passed": False, "skipped": self.unrun + (
                 "; misestimates, spills and loops show only when it runs" if self.plan is not None else "")}
-        return {"name": name, "passed": found.empty, "detail": f"{len(found)} finding(s)", "must_hold": False,
+        return {"name": name, "passed": found.empty, "detail": f"{len(found)} finding(s) in the plan of the statement looked at", "must_hold": False,
                 "fix": "see the table below"}
 
     def apply_and_compare(self, conn: psycopg.Connection, params: dict | None, proposed: list, *,
