@@ -168,7 +168,7 @@ def verify_cmd(ctx, backup_path, latest, directory, max_age, min_size, same_serv
 
 
 @cli.command("restore")
-@click.argument("backup_path", type=click.Path(exists=True))
+@click.argument("backup_path", type=click.Path())
 @click.option("--confirm", is_flag=True, help="Replace what the target holds and end its sessions (a safety "
               "backup is taken first).")
 @click.pass_context

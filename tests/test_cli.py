@@ -115,6 +115,7 @@ def test_stopped_embedded_server_starts_on_demand_or_says_why(tmp_path):
     (("run",), "name at least one runbook"),
     (("migrate", "status", "--database-url", "x"), "here: it goes before the command (prep-ops --database-url URL migrate status"),
     (("migrate", "--to", "99"), "no migration 99"),
+    (("restore", "/nonexistent/x.dump"), "no backup at /nonexistent/x.dump"),  # as verify says it, not click's words
 ])
 def test_bad_input_is_one_clear_line(args, needle, scratch):
     result = prep_ops(*args, env=cli_env(scratch))
