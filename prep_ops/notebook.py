@@ -23,6 +23,7 @@ reports the cell as failed (papermill, nbval and `prep-ops run` see the error's 
 """
 
 import itertools
+import sys
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 
@@ -114,8 +115,19 @@ def _watch_cells() -> None:
     if shell is not None and _cell_started not in shell.events.callbacks["pre_run_cell"]:
         shell.events.register("pre_run_cell", _cell_started)
         shell.events.register("post_run_cell", _cell_ended)
-    if shell is not None and hasattr(shell, "set_custom_exc"):
-        shell.set_custom_exc((psycopg.Error,), _database_error_in_one_line)
+    if shell is not None:
+        _one_line_errors(shell)
+
+
+def _one_line_errors(shell) -> None:
+    """Have IPython show database errors in one line (_database_error_in_one_line): psycopg's, and where %sql
+    is loaded SQLAlchemy's (what a failing %sql raises). IPython keeps one such handler: both in one call."""
+    if not hasattr(shell, "set_custom_exc"):
+        return
+    kinds: tuple = (psycopg.Error,)
+    if "sqlalchemy" in sys.modules:
+        kinds += (sys.modules["sqlalchemy"].exc.DBAPIError,)
+    shell.set_custom_exc(kinds, _database_error_in_one_line)
 
 
 CLOSED_HINT = ("a later cell closed it (runbook 07's step 8 closes its copy's); run the runbook again from "
@@ -126,17 +138,22 @@ def _database_error_in_one_line(shell, etype, value, tb, tb_offset=None) -> None
     """IPython's handler for psycopg.Error: the server's errors and a closed connection shown in one line,
     "database error: ...", the way IPython shows an exception that renders its own traceback (as PrepOpsError
     does); a client-side error or a server's syntax/undefined-object error (a bug) with its traceback."""
-    text = first_line(value)
-    closed = isinstance(value, psycopg.OperationalError) and text == "the connection is closed"
-    sqlstate = getattr(value, "sqlstate", None) or ""
+    yours = not isinstance(value, psycopg.Error)  # SQLAlchemy's, of a %sql statement: the notebook's own SQL
+    error = getattr(value, "orig", None) if yours else value
+    if not isinstance(error, psycopg.Error):  # SQLAlchemy's own (a bad URL, a driver missing): as it is
+        shell.showtraceback((etype, value, tb), tb_offset=tb_offset)
+        return
+    text = first_line(error)
+    closed = isinstance(error, psycopg.OperationalError) and text == "the connection is closed"
+    sqlstate = getattr(error, "sqlstate", None) or ""
     if closed:
         text += f": {CLOSED_HINT}"
     # the server's own errors and a lost connection (an OperationalError, with or without a code), but not
     # class 42 (a syntax error, an undefined column: prep_ops' SQL is wrong; a permission denied, 42501, is
     # the server's answer) nor psycopg's client-side ones (a placeholder count, a closed cursor): those are
-    # bugs, shown with their traceback
-    server = sqlstate and (not sqlstate.startswith("42") or sqlstate == "42501")
-    if closed or server or (isinstance(value, psycopg.OperationalError) and not sqlstate):
+    # bugs, shown with their traceback. Of a %sql statement, every error the server gave: the SQL is the cell's
+    server = sqlstate and (yours or not sqlstate.startswith("42") or sqlstate == "42501")
+    if closed or server or (isinstance(error, psycopg.OperationalError) and not sqlstate):
         value._render_traceback_ = lambda: [f"error: database error: {terminal(text)}"]
     shell.showtraceback((etype, value, tb), tb_offset=tb_offset)
 
@@ -223,6 +240,7 @@ def _ipython_sql(shell, url: str):
     # the connection string is never shown (it may carry a password)
     shell.run_line_magic("config", "SqlMagic.displaycon = False")
     shell.run_line_magic("config", "SqlMagic.feedback = False")
+    _one_line_errors(shell)  # SQLAlchemy is loaded now: a failing %sql statement in one line too
     _use_connection(url)
     return shell.find_line_magic("sql")
 

@@ -80,6 +80,11 @@ def test_a_server_error_or_a_closed_connection_in_a_cell_shows_one_line_not_a_tr
     for bug in ("session.conn.execute('SELECT no_such_column')", "session.conn.execute('SELECT %s')"):  # ours, not the server's
         lab_kernel.run("our bug", bug)
         assert len(lab_kernel.traceback) > 1, lab_kernel.traceback
+    # a %sql statement's error is the cell's own SQL: one line (it was SQLAlchemy's chained traceback, 3 KB)
+    lab_kernel.run("sql", "%sql SELECT * FROM no_such_table")
+    assert lab_kernel.traceback == ['error: database error: relation "no_such_table" does not exist'], lab_kernel.traceback
+    lab_kernel.run("psycopg again", "session.conn.execute('SELECT 1 / 0')")  # the handler still takes psycopg's
+    assert lab_kernel.traceback == ["error: database error: division by zero"]
 
 
 def test_a_cell_refused_when_run_again_keeps_the_checks_of_the_run_that_did_the_work(lab_kernel, scratch):
