@@ -91,8 +91,9 @@ def compare(conn: psycopg.Connection, manifest: dict, *, target: Target | None =
     rows = []
     if "objects" in manifest:
         same_major = server_version(conn) == manifest.get("server_version")
+        restorer = None if owners else conn.execute("SELECT current_user").fetchone()[0]  # it restored, as the owner
         rows += objects.compare(manifest["objects"], found, manifest["kind"], same_major=same_major,
-                                extension_versions=extension_versions, owners=owners)
+                                extension_versions=extension_versions, owners=owners, restorer=restorer)
     else:
         rows.append(row("views, functions, triggers, sequences, privileges …", "objects", "compared",
                         "not compared: this backup's manifest predates their recording", True, skipped=True))

@@ -389,3 +389,35 @@ def test_a_restore_by_an_owner_who_may_not_create_databases_names_its_safety_bac
         assert table_checksum(target, "kept") and scratches.existing(server, "prep_ops_restore_") == []
     finally:
         _drop_all(server, target.database, owner)
+
+
+def test_a_restore_by_a_role_that_is_no_superuser_compares_what_it_could_give_and_swaps(server, tmp_path):
+    """A role with CREATEDB, no superuser, restores without owners (--no-owner): every object becomes its own,
+    and what was granted to it becomes an owner's privilege. The full restore's comparison of objects (since
+    2026-12-01) refused the swap over it ("privileges public.orders"), and over a range type's constructors (the
+    bootstrap superuser's, with EXECUTE revoked by default); neither is a difference the restore could avoid."""
+    ops, password = f"prep_ops_test_ops_{uuid.uuid4().hex[:6]}", secrets.token_urlsafe(12)
+    reader = f"prep_ops_test_reader_{uuid.uuid4().hex[:6]}"
+    source = server.with_database(f"prep_ops_test_{uuid.uuid4().hex[:10]}")
+    target = server.with_database(f"{source.database}_t")
+    _alter(server, sql.SQL("CREATE ROLE {} LOGIN CREATEDB PASSWORD {}").format(sql.Identifier(ops), sql.Literal(password)),
+           sql.SQL("CREATE ROLE {}").format(sql.Identifier(reader)),
+           sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(source.database), sql.Identifier(ops)),
+           sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(target.database), sql.Identifier(ops)))
+    try:
+        as_ops = source.with_user(ops, password)
+        with db.connect(as_ops, autocommit=True) as conn:
+            conn.execute("ALTER DEFAULT PRIVILEGES REVOKE EXECUTE ON FUNCTIONS FROM PUBLIC")
+            conn.execute("CREATE TYPE span AS RANGE (subtype = int4); "
+                         "CREATE TABLE orders (id int PRIMARY KEY, s span); INSERT INTO orders VALUES (1, '[1,2)')")
+            conn.execute(sql.SQL("GRANT SELECT ON orders TO {}").format(sql.Identifier(reader)))
+        made = backup.backup(as_ops, "full", "custom", directory=tmp_path / "backups")
+        done = restore.restore(made.path, target.with_user(ops, password), confirm=True, safety_dir=tmp_path / "safety")
+        assert done["kind"] == "full"
+        with db.connect(target) as conn:
+            assert conn.execute("SELECT id FROM orders").fetchall() == [(1,)]
+            assert conn.execute("SELECT has_table_privilege(%s, 'orders', 'SELECT')", (reader,)).fetchone()[0]
+    finally:
+        _drop_all(server, source.database)
+        _drop_all(server, target.database, ops)
+        _alter(server, sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(reader)))

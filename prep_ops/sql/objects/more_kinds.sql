@@ -5,14 +5,15 @@
 -- partitioned table's key, rules and the state of rules and triggers other than enabled, column
 -- privileges, default privileges, large objects (which exist, and their privileges: their content is
 -- not compared, see objects.compare), aggregates, operators, casts, composite and range types, extended
--- statistics, text search configurations, publications, event triggers, and the owner of each object
+-- statistics, text search configurations, event triggers, and the owner of each object (publications:
+-- publications.sql)
 -- (compared only where the restore gave objects their owners). Objects of extensions and the system
 -- schemas are left out.
 WITH user_ns AS (
     SELECT oid, nspname FROM pg_namespace
     WHERE nspname NOT IN ('pg_catalog', 'information_schema') AND nspname !~ '^pg_(toast|temp_|toast_temp_)'
 ), own_rel AS (
-    SELECT c.oid, c.relkind, c.relowner, c.reloptions, c.relreplident, c.reloftype,
+    SELECT c.oid, c.relkind, c.relowner, c.reloptions, c.relreplident, c.reloftype, c.reltoastrelid,
            quote_ident(n.nspname) || '.' || quote_ident(c.relname) AS name
     FROM pg_class c JOIN user_ns n ON n.oid = c.relnamespace
     WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S')
@@ -21,7 +22,10 @@ WITH user_ns AS (
     SELECT p.*, quote_ident(n.nspname) || '.' || quote_ident(p.proname)
                 || '(' || pg_get_function_identity_arguments(p.oid) || ')' AS name
     FROM pg_proc p JOIN user_ns n ON n.oid = p.pronamespace
-    WHERE NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e')
+    -- not an extension's, nor one the server made with a type (a range's constructors, owned by the bootstrap
+    -- superuser whoever owns the type, and given EXECUTE by no default privilege a dump could carry)
+    WHERE NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid
+                      AND d.deptype IN ('e', 'i'))
 ), own_type AS (  -- made by CREATE TYPE or CREATE DOMAIN: no array, table row type or range's multirange
     SELECT t.oid, t.typtype, t.typowner, t.typrelid, quote_ident(n.nspname) || '.' || quote_ident(t.typname) AS name
     FROM pg_type t JOIN user_ns n ON n.oid = t.typnamespace
@@ -41,11 +45,16 @@ WITH user_ns AS (
            (SELECT string_agg(quote_ident(a.attname) || concat_ws(' ', '',
                        'statistics ' || nullif(a.attstattarget::int, -1),
                        CASE WHEN a.attstorage <> t.typstorage THEN 'storage ' || a.attstorage::text END,
-                       'options ' || nullif(array_to_string(ARRAY(SELECT o FROM unnest(a.attoptions) o ORDER BY o), ', '), '')),
-                       ', ' ORDER BY a.attnum)
+                       'options ' || nullif(array_to_string(ARRAY(SELECT o FROM unnest(a.attoptions) o ORDER BY o), ', '), ''),
+                       'compression ' || nullif(a.attcompression::text, '')),
+                       ', ' ORDER BY a.attname)  -- by name: pg_dump may put an inheritance child's columns in another order
             FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
             WHERE a.attrelid = r.oid AND a.attnum > 0 AND NOT a.attisdropped
-              AND (a.attstattarget::int <> -1 OR a.attstorage <> t.typstorage OR a.attoptions IS NOT NULL))) AS definition
+              AND (a.attstattarget::int <> -1 OR a.attstorage <> t.typstorage OR a.attoptions IS NOT NULL
+                   OR a.attcompression <> '')),
+           'toast options ' || nullif(array_to_string(ARRAY(SELECT o FROM pg_class tc, unnest(tc.reloptions) o
+                                                            WHERE tc.oid = r.reltoastrelid ORDER BY o), ', '), '')
+           ) AS definition
     FROM own_rel r
 )
 SELECT 'relation options' AS kind, o.name, o.definition FROM relation_options o WHERE o.definition <> ''
@@ -86,7 +95,7 @@ SELECT 'default privileges',
        (SELECT coalesce(string_agg(item, ', ' ORDER BY item), 'none') FROM (
             SELECT CASE WHEN x.grantee = 0 THEN 'PUBLIC' ELSE pg_get_userbyid(x.grantee) END || ':' || x.privilege_type
                    || CASE WHEN x.is_grantable THEN ' with grant option' ELSE '' END AS item
-            FROM aclexplode(d.defaclacl) x) g)
+            FROM aclexplode(d.defaclacl) x WHERE x.grantee <> d.defaclrole) g)
 FROM pg_default_acl d LEFT JOIN pg_namespace n ON n.oid = d.defaclnamespace
 UNION ALL
 SELECT 'large object', l.oid::text,
@@ -99,7 +108,7 @@ UNION ALL
 SELECT 'aggregate', p.name,
        concat_ws(' ', 'kind ' || g.aggkind::text, 'transition ' || g.aggtransfn::regprocedure::text,
                  'state ' || g.aggtranstype::regtype::text, 'initially ' || quote_literal(g.agginitval),
-                 'final ' || nullif(g.aggfinalfn, 0)::regprocedure::text,
+                 'final ' || nullif(g.aggfinalfn, 0)::regprocedure::text, CASE WHEN g.aggfinalextra THEN 'extra' END,
                  'combine ' || nullif(g.aggcombinefn, 0)::regprocedure::text,
                  'sort ' || nullif(g.aggsortop, 0)::regoperator::text,
                  'moving ' || nullif(g.aggmtransfn, 0)::regprocedure::text)
@@ -140,7 +149,8 @@ SELECT 'type', t.name,
        END
 FROM own_type t WHERE t.typtype IN ('c', 'r')
 UNION ALL
-SELECT 'statistics', quote_ident(n.nspname) || '.' || quote_ident(s.stxname), pg_get_statisticsobjdef(s.oid)
+SELECT 'statistics', quote_ident(n.nspname) || '.' || quote_ident(s.stxname),
+       pg_get_statisticsobjdef(s.oid) || coalesce(' statistics ' || nullif(s.stxstattarget::int, -1), '')
 FROM pg_statistic_ext s JOIN user_ns n ON n.oid = s.stxnamespace
 UNION ALL
 SELECT 'text search configuration', quote_ident(n.nspname) || '.' || quote_ident(c.cfgname),
@@ -151,17 +161,6 @@ SELECT 'text search configuration', quote_ident(n.nspname) || '.' || quote_ident
                                 FROM pg_ts_config_map m WHERE m.mapcfg = c.oid))
 FROM pg_ts_config c JOIN user_ns n ON n.oid = c.cfgnamespace
 WHERE NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_ts_config'::regclass AND d.objid = c.oid AND d.deptype = 'e')
-UNION ALL
-SELECT 'publication', quote_ident(p.pubname),
-       concat_ws(' ', CASE WHEN p.puballtables THEN 'for all tables' END,
-                 'publishes ' || concat_ws(', ', CASE WHEN p.pubinsert THEN 'insert' END, CASE WHEN p.pubupdate THEN 'update' END,
-                                           CASE WHEN p.pubdelete THEN 'delete' END, CASE WHEN p.pubtruncate THEN 'truncate' END),
-                 CASE WHEN p.pubviaroot THEN 'via root' END,
-                 'tables ' || (SELECT string_agg(quote_ident(pn.nspname) || '.' || quote_ident(pc.relname), ', '
-                                               ORDER BY pn.nspname, pc.relname)
-                               FROM pg_publication_rel pr JOIN pg_class pc ON pc.oid = pr.prrelid
-                               JOIN pg_namespace pn ON pn.oid = pc.relnamespace WHERE pr.prpubid = p.oid))
-FROM pg_publication p
 UNION ALL
 SELECT 'event trigger', quote_ident(e.evtname),
        concat_ws(' ', 'on ' || e.evtevent, 'runs ' || e.evtfoid::regprocedure::text,
@@ -184,7 +183,21 @@ SELECT 'owner', 'type ' || t.name, pg_get_userbyid(t.typowner) FROM own_type t
 UNION ALL
 SELECT 'owner', 'large object ' || l.oid::text, pg_get_userbyid(l.lomowner) FROM pg_largeobject_metadata l
 UNION ALL
-SELECT 'owner', 'publication ' || quote_ident(p.pubname), pg_get_userbyid(p.pubowner) FROM pg_publication p
+SELECT 'owner', 'operator ' || quote_ident(n.nspname) || '.' || o.oprname || '(' || coalesce(o.oprleft::regtype::text, 'NONE')
+                || ', ' || coalesce(o.oprright::regtype::text, 'NONE') || ')', pg_get_userbyid(o.oprowner)
+FROM pg_operator o JOIN user_ns n ON n.oid = o.oprnamespace
+WHERE NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_operator'::regclass AND d.objid = o.oid AND d.deptype = 'e')
+UNION ALL
+SELECT 'owner', 'text search configuration ' || quote_ident(n.nspname) || '.' || quote_ident(c.cfgname),
+       pg_get_userbyid(c.cfgowner)
+FROM pg_ts_config c JOIN user_ns n ON n.oid = c.cfgnamespace
+WHERE NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_ts_config'::regclass AND d.objid = c.oid AND d.deptype = 'e')
 UNION ALL
 SELECT 'owner', 'event trigger ' || quote_ident(e.evtname), pg_get_userbyid(e.evtowner) FROM pg_event_trigger e
 WHERE NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_event_trigger'::regclass AND d.objid = e.oid AND d.deptype = 'e')
+UNION ALL
+SELECT 'routine made with a type', quote_ident(n.nspname) || '.' || quote_ident(p.proname)
+                                   || '(' || pg_get_function_identity_arguments(p.oid) || ')', ''
+FROM pg_proc p JOIN user_ns n ON n.oid = p.pronamespace
+WHERE EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'i'
+              AND d.refclassid = 'pg_type'::regclass)

@@ -57,7 +57,9 @@ SELECT CASE p.prokind WHEN 'p' THEN 'procedure' ELSE 'function' END,
        pg_get_functiondef(p.oid) || E'\n-- privileges: ' || (SELECT coalesce(string_agg(item, ', ' ORDER BY item), '') FROM (SELECT CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE pg_get_userbyid(a.grantee) END || ':' || a.privilege_type || CASE WHEN a.is_grantable THEN ' with grant option' ELSE '' END AS item FROM aclexplode(coalesce(p.proacl, acldefault('f', p.proowner))) a WHERE a.grantee <> p.proowner) g)
 FROM pg_proc p JOIN user_ns n ON n.oid = p.pronamespace
 WHERE p.prokind IN ('f', 'p')
-  AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e')
+  -- not an extension's, nor one the server made with a type (a range's constructors: made by CREATE TYPE,
+  -- owned by the bootstrap superuser, given EXECUTE by no default privilege a dump could carry; see MADE_WITH_A_TYPE)
+  AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype IN ('e', 'i'))
 UNION ALL
 SELECT 'enum', quote_ident(n.nspname) || '.' || quote_ident(t.typname), string_agg(e.enumlabel, ', ' ORDER BY e.enumsortorder)
 FROM pg_type t JOIN user_ns n ON n.oid = t.typnamespace JOIN pg_enum e ON e.enumtypid = t.oid
