@@ -157,7 +157,7 @@ def without_casts(definition: str | None) -> str | None:
 
 
 # kinds whose definition is a list of grantee:privilege items
-_PRIVILEGE_LISTS = ("schema", "privileges", "column privileges", "default privileges", "large object")
+_PRIVILEGE_LISTS = ("schema", "privileges", "column privileges", "default privileges")
 
 
 def _without_maintain(definition: str) -> str:
@@ -192,7 +192,7 @@ def compare(expected: dict, actual: dict, backup_kind: str, *, same_major: bool,
                                 "predates their recording", True, skipped=True))
             continue
         if kind == "owner" and backup_kind != "full":  # large objects come with the data
-            want, got = ({n: d for n, d in side.items() if not n.startswith("large object ")} for side in (want, got))
+            want, got = ({n: d for n, d in side.items() if not n.startswith("large objects of ")} for side in (want, got))
         if kind == "owner" and not owners:
             if want:
                 rows.append(row(_counted(len(want), kind), kind, "compared", "not compared: restored without owners "
@@ -204,7 +204,7 @@ def compare(expected: dict, actual: dict, backup_kind: str, *, same_major: bool,
                             "rows are what they give now, which a view refreshed before the backup may not have held",
                             True, skipped=True))
         if kind == "large object" and want:
-            rows.append(row(_counted(len(want), kind), "large object content", "compared", "not compared: which "
+            rows.append(row(_counted(sum(int(d.split()[0]) for d in want.values()), kind), "large object content", "compared", "not compared: which "
                             "large objects exist and who may read them are; their content is not", True, skipped=True))
         if kind in ("function", "procedure"):  # a range's constructors, which older manifests list as functions
             made = set(expected.get(MADE_WITH_A_TYPE, {})) | set(actual.get(MADE_WITH_A_TYPE, {}))

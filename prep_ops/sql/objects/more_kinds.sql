@@ -98,12 +98,19 @@ SELECT 'default privileges',
             FROM aclexplode(d.defaclacl) x WHERE x.grantee <> d.defaclrole) g)
 FROM pg_default_acl d LEFT JOIN pg_namespace n ON n.oid = d.defaclnamespace
 UNION ALL
-SELECT 'large object', l.oid::text,
-       (SELECT 'present' || coalesce('; privileges ' || string_agg(item, ', ' ORDER BY item), '') FROM (
-            SELECT CASE WHEN x.grantee = 0 THEN 'PUBLIC' ELSE pg_get_userbyid(x.grantee) END || ':' || x.privilege_type
-                   || CASE WHEN x.is_grantable THEN ' with grant option' ELSE '' END AS item
-            FROM aclexplode(coalesce(l.lomacl, acldefault('L', l.lomowner))) x WHERE x.grantee <> l.lomowner) g)
-FROM pg_largeobject_metadata l
+-- large objects by the privileges they give (none but their owner's: ''), each group as its count and the
+-- SHA-256 of its OIDs: a manifest stays small whatever their number (a row each made 13 MB of 200,000)
+SELECT 'large object', 'privileges ' || coalesce(nullif(g.privileges, ''), 'none'),
+       count(*) || ' large object(s), OIDs sha256 '
+       || encode(sha256(convert_to(string_agg(g.oid::text, ',' ORDER BY g.oid), 'UTF8')), 'hex')
+FROM (SELECT l.oid,
+             (SELECT coalesce(string_agg(item, ', ' ORDER BY item), '') FROM (
+                 SELECT CASE WHEN x.grantee = 0 THEN 'PUBLIC' ELSE pg_get_userbyid(x.grantee) END || ':' || x.privilege_type
+                        || CASE WHEN x.is_grantable THEN ' with grant option' ELSE '' END AS item
+                 FROM aclexplode(coalesce(l.lomacl, acldefault('L', l.lomowner))) x WHERE x.grantee <> l.lomowner) i)
+                 AS privileges
+      FROM pg_largeobject_metadata l) g
+GROUP BY g.privileges
 UNION ALL
 SELECT 'aggregate', p.name,
        concat_ws(' ', 'kind ' || g.aggkind::text, 'transition ' || g.aggtransfn::regprocedure::text,
@@ -181,7 +188,9 @@ SELECT 'owner', 'routine ' || p.name, pg_get_userbyid(p.proowner) FROM own_proc 
 UNION ALL
 SELECT 'owner', 'type ' || t.name, pg_get_userbyid(t.typowner) FROM own_type t
 UNION ALL
-SELECT 'owner', 'large object ' || l.oid::text, pg_get_userbyid(l.lomowner) FROM pg_largeobject_metadata l
+SELECT 'owner', 'large objects of ' || pg_get_userbyid(l.lomowner),
+       count(*) || ' large object(s), OIDs sha256 ' || encode(sha256(convert_to(string_agg(l.oid::text, ',' ORDER BY l.oid), 'UTF8')), 'hex')
+FROM pg_largeobject_metadata l GROUP BY l.lomowner
 UNION ALL
 SELECT 'owner', 'operator ' || quote_ident(n.nspname) || '.' || o.oprname || '(' || coalesce(o.oprleft::regtype::text, 'NONE')
                 || ', ' || coalesce(o.oprright::regtype::text, 'NONE') || ')', pg_get_userbyid(o.oprowner)
