@@ -274,7 +274,8 @@ def test_two_runs_at_once(tmp_path, server):
                              text=True) for n in (1, 2)]
     outputs = [run.communicate(timeout=900) for run in runs]
     for run, (out, err) in zip(runs, outputs):
-        assert run.returncode == 0, out[-2000:] + err[-2000:]
+        failed = [line for line in out.splitlines() if " FAIL " in line or line.startswith(("FAIL", "error"))]
+        assert run.returncode == 0, "\n".join(failed) + "\n" + out[-1500:] + err[-2000:]
     folders = [Path(re.search(r"summary\.json in (\S+)", out).group(1)) for out, _ in outputs]
     reports = [(folder / json.loads((folder / "summary.json").read_text())["notebooks"][0]["report"]).resolve()
                for folder in folders]
