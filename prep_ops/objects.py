@@ -6,8 +6,14 @@ schemas and their privileges, extensions with versions, views and materialized v
 and whether populated), partition bounds, privileges on relations, column defaults, identity,
 generated and collation of columns, triggers, functions and procedures (definition and privileges),
 enum labels, comments, row-level security (enabled, forced) and its policies, domains with their
-constraints, unlogged tables, classic inheritance, and the state of every sequence. Definitions are the server's own deparse
-(pg_get_viewdef, pg_get_functiondef, pg_get_triggerdef, pg_get_expr), never normalised text.
+constraints, unlogged tables, classic inheritance, and the state of every sequence; and since 2026-12-01
+(MORE_KINDS, sql/objects/more_kinds.sql and publications.sql) relation options, partition keys, rules, the
+state of triggers and rules, column and default privileges, large objects (by their privileges and owner, a
+count and a hash of their OIDs), aggregates, operators, casts, composite and range types, extended
+statistics, text search configurations, publications, event triggers, sequence ownership and the owner of
+each object. Definitions are the server's own deparse (pg_get_viewdef, pg_get_functiondef,
+pg_get_triggerdef, pg_get_expr), never normalised text. A backup reads the sequences before its dump and
+again after it (MOVED).
 
 `compare(expected, actual, ...)` gives one report row per difference, naming the object. Which
 kinds a dump carries depends on its kind (a schema-only dump has no sequence values, a data-only
@@ -173,6 +179,46 @@ def _without_grantee(definition: str, grantee: str) -> str:
     return head + marker + ", ".join(items) if marker else ", ".join(items)
 
 
+def _not_compared(what: str, kind: str, why: str) -> dict:
+    return row(what, kind, "compared", f"not compared: {why}", True, skipped=True)
+
+
+def _comparable(kind: str, expected: dict, actual: dict, *, backup_kind: str, same_major: bool,
+                extension_versions: bool, owners: bool, restorer: str | None) -> tuple[dict, dict, list[dict], bool]:
+    """One kind's definitions as they can be compared (what the restore could not reproduce taken out of both
+    sides), the SKIP rows of what is not compared, and whether to compare the kind at all."""
+    want, got, rows = expected.get(kind, {}), actual.get(kind, {}), []
+    if kind in LATER_KINDS + MORE_KINDS + ("large object",) and kind not in expected:
+        return want, got, [_not_compared(_counted(len(got), kind), kind, "this backup's manifest predates their "
+                                         "recording")] if got else [], False
+    if kind == "owner" and backup_kind != "full":  # large objects come with the data
+        want, got = ({n: d for n, d in side.items() if not n.startswith("large objects of ")} for side in (want, got))
+    if kind == "owner" and not owners:
+        return want, got, [_not_compared(_counted(len(want), kind), kind, "restored without owners (the restoring "
+                                         "role is no superuser: every object is its own)")] if want else [], False
+    if kind == "materialized view populated" and "true" in want.values():
+        rows.append(_not_compared(_counted(list(want.values()).count("true"), "materialized view"),
+                                  "materialized view content", "a restore refreshes a materialized view from its "
+                                  "tables, so its rows are what they give now, which a view refreshed before the "
+                                  "backup may not have held"))
+    if kind == "large object" and want:
+        rows.append(_not_compared(_counted(sum(int(d.split()[0]) for d in want.values()), kind), "large object content",
+                                  "which large objects exist and who may read them are; their content is not"))
+    if kind in ("function", "procedure"):  # a range's constructors, which older manifests list as functions
+        made = set(expected.get(MADE_WITH_A_TYPE, {})) | set(actual.get(MADE_WITH_A_TYPE, {}))
+        want, got = ({n: d for n, d in side.items() if n not in made} for side in (want, got))
+    if not owners and restorer and kind in _PRIVILEGE_LISTS + ("function", "procedure"):
+        want, got = ({n: _without_grantee(d, restorer) for n, d in side.items()} for side in (want, got))
+    if not same_major and kind in _PRIVILEGE_LISTS:  # MAINTAIN came in 17: GRANT ALL on 15 restored on 18 has it
+        want, got = ({n: _without_maintain(d) for n, d in side.items()} for side in (want, got))
+    if (not same_major or not extension_versions) and kind == "extension":  # each major its own default version
+        want, got = {n: "present" for n in want}, {n: "present" for n in got}
+    if not same_major and kind in DEPARSED:
+        return want, got, rows + ([_not_compared(_counted(len(want), kind), kind, "another major version deparses "
+                                                 "definitions differently; verify with --same-server")] if want else []), False
+    return want, got, rows, True
+
+
 def compare(expected: dict, actual: dict, backup_kind: str, *, same_major: bool,
             extension_versions: bool = True, owners: bool = True, restorer: str | None = None) -> list[dict]:
     """Report rows (object, check, expected, actual, passed, skipped) for the kinds a `backup_kind`
@@ -180,45 +226,16 @@ def compare(expected: dict, actual: dict, backup_kind: str, *, same_major: bool,
     is missing or differs, and one SKIP row per deparsed kind when the majors differ. Extensions by
     presence only across majors (each installs its own default version) or without `extension_versions`;
     `owners`: whether the restore gave objects their owners (else every object is the restoring role's, and
-    owners are not compared, nor what was granted to `restorer`, the role that restored them: it owns them all,
-    and its privileges are an owner's). Large objects are compared by presence and privileges: their content is a
-    SKIP row, never a pass."""
+    owners are not compared, nor what was granted to `restorer`, the role that restored them: it owns them
+    all, and its privileges are an owner's). Large objects are compared by which exist and their privileges,
+    a materialized view by whether it is populated: their content is a SKIP row, never a pass."""
     rows = []
     for kind in CARRIED[backup_kind]:
-        want, got = expected.get(kind, {}), actual.get(kind, {})
-        if kind in LATER_KINDS + MORE_KINDS + ("large object",) and kind not in expected:
-            if got:
-                rows.append(row(_counted(len(got), kind), kind, "compared", "not compared: this backup's manifest "
-                                "predates their recording", True, skipped=True))
-            continue
-        if kind == "owner" and backup_kind != "full":  # large objects come with the data
-            want, got = ({n: d for n, d in side.items() if not n.startswith("large objects of ")} for side in (want, got))
-        if kind == "owner" and not owners:
-            if want:
-                rows.append(row(_counted(len(want), kind), kind, "compared", "not compared: restored without owners "
-                                "(the restoring role is no superuser: every object is its own)", True, skipped=True))
-            continue
-        if kind == "materialized view populated" and "true" in want.values():
-            rows.append(row(_counted(list(want.values()).count("true"), "materialized view"), "materialized view content",
-                            "compared", "not compared: a restore refreshes a materialized view from its tables, so its "
-                            "rows are what they give now, which a view refreshed before the backup may not have held",
-                            True, skipped=True))
-        if kind == "large object" and want:
-            rows.append(row(_counted(sum(int(d.split()[0]) for d in want.values()), kind), "large object content", "compared", "not compared: which "
-                            "large objects exist and who may read them are; their content is not", True, skipped=True))
-        if kind in ("function", "procedure"):  # a range's constructors, which older manifests list as functions
-            made = set(expected.get(MADE_WITH_A_TYPE, {})) | set(actual.get(MADE_WITH_A_TYPE, {}))
-            want, got = ({n: d for n, d in side.items() if n not in made} for side in (want, got))
-        if not owners and restorer and kind in _PRIVILEGE_LISTS + ("function", "procedure"):
-            want, got = ({n: _without_grantee(d, restorer) for n, d in side.items()} for side in (want, got))
-        if not same_major and kind in _PRIVILEGE_LISTS:  # MAINTAIN came in 17: GRANT ALL on 15 restored on 18 has it
-            want, got = ({n: _without_maintain(d) for n, d in side.items()} for side in (want, got))
-        if (not same_major or not extension_versions) and kind == "extension":  # each major its own default version
-            want, got = {n: "present" for n in want}, {n: "present" for n in got}
-        if not same_major and kind in DEPARSED:
-            if want:
-                rows.append(row(_counted(len(want), kind), kind, "compared", "not compared: another major version "
-                                "deparses definitions differently; verify with --same-server", True, skipped=True))
+        want, got, skipped, compared = _comparable(kind, expected, actual, backup_kind=backup_kind,
+                                                   same_major=same_major, extension_versions=extension_versions,
+                                                   owners=owners, restorer=restorer)
+        rows += skipped
+        if not compared:
             continue
         differing = unsure = moved = 0
         for name in sorted(set(want) | set(got)):  # one the restore has and the backup had not is a difference too
