@@ -100,6 +100,7 @@ def _contents(conn: psycopg.Connection, target: Target, sequences: dict[str, str
     roles = [r[0] for r in conn.execute("SELECT rolname FROM pg_roles WHERE rolname !~ '^pg_' ORDER BY 1").fetchall()]
     return {"schema_versions": versions, "roles": roles, "checksum_method": checksums.COLUMN_HASH,
             "tables": checksums.table_checksums(conn, target=target, application_name=application_name),
+            "deparse_settings": objects.DEPARSE_SETTINGS,
             "schema": objects.schema_summary(conn),
             "objects": {**objects.snapshot(conn, sequences=False), "sequence": sequences}}
 
@@ -258,7 +259,7 @@ def _dump(target: Target, kind: str, fmt: str, path: Path, schema: Path, started
         "started": started.isoformat(), "finished": datetime.now(timezone.utc).isoformat(),
         "schema_versions": contents["schema_versions"], "roles": contents["roles"], "files": files,
         "checksum_method": contents["checksum_method"], "tables": contents["tables"],
-        "schema": contents["schema"], "objects": contents["objects"],
+        "schema": contents["schema"], "objects": contents["objects"], "deparse_settings": contents["deparse_settings"],
         "bytes": sum(f["bytes"] for f in files.values()),
     }
     if lsn is not None:  # where the snapshot is in the WAL (see the module's docstring): verify --chain

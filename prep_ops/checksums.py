@@ -9,7 +9,10 @@ and used ROW_TEXT.
   Those follow their types' equality, which holds values equal that are not the same: '1 mon' and
   '30 days' (date '2024-01-31' + either gives another day), '1 day' and '24:00:00', 0 and -0 (1/x
   differs). Their text forms, under the settings pinned (IntervalStyle postgres, extra_float_digits 1:
-  the shortest exact form), tell them apart. Without such columns, v4's sums equal v3's.
+  the shortest exact form), tell them apart. And an inheritance child's columns (INHERITS, not a partition)
+  are hashed in the order of their names: pg_dump makes such a table again with the inherited columns
+  first, so a column its parent gained later came back in another place, and its sum differed. Without
+  such columns or tables, v4's sums equal v3's.
 - COLUMN_HASH_V3 ("column-hash-v3", backups up to 2026-12-01): v2's row hash over each table's own rows
   (`FROM ONLY`). v2 summed the rows of an inheritance parent (`INHERITS`, not a partitioned table)
   together with its children's, so those rows were counted twice: in the parent's count and sum and in
@@ -105,6 +108,7 @@ class HashColumn(NamedTuple):
     function_name: str | None
     valid_not_null: bool  # and no NULL can be in it (PostgreSQL 18's NOT VALID not-null aside)
     collatable: bool
+    inherits: bool  # of an inheritance child (not a partition)
 
 
 def hash_columns(conn: psycopg.Connection, method: str = COLUMN_HASH) -> dict[tuple[str, str], list[HashColumn]]:
@@ -113,6 +117,9 @@ def hash_columns(conn: psycopg.Connection, method: str = COLUMN_HASH) -> dict[tu
     native = [t for t in NATIVE_HASH_TYPES if method != COLUMN_HASH or t not in EXACT_TEXT_TYPES]
     for schema, table, *column in conn.execute(load("checksums", "hash_columns"), {"types": native}):
         columns.setdefault((schema, table), []).append(HashColumn(*column))
+    if method == COLUMN_HASH:  # an inheritance child's columns by name: a restore gives them another order
+        columns = {key: sorted(found, key=lambda c: c.name) if found and found[0].inherits else found
+                   for key, found in columns.items()}
     return columns
 
 

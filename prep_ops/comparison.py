@@ -84,10 +84,11 @@ def compare(conn: psycopg.Connection, manifest: dict, *, target: Target | None =
     definition names may RESET ROLE, which in a superuser's session, as the table's owner, gave it back
     the superuser's rights. Without `extension_versions`, extensions are compared by presence only; `owners`: whether the
     restore gave objects their owners (objects.compare)."""
+    settings = manifest.get("deparse_settings", {})  # one written before they were pinned: the session's, as then
     with snapshot(conn):
-        summary = objects.schema_summary(conn)
+        summary = objects.schema_summary(conn, settings)
         sums = checksums.table_checksums(conn, checksums.method_of(manifest), target=target)
-        found = objects.snapshot(conn)
+        found = objects.snapshot(conn, settings=settings)
     rows = []
     if "objects" in manifest:
         same_major = server_version(conn) == manifest.get("server_version")

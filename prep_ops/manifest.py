@@ -17,7 +17,7 @@ from pathlib import Path, PurePosixPath
 
 import psycopg
 
-from . import checksums
+from . import checksums, objects
 from ._report import row
 from .errors import BackupError, NoBackups
 from .paths import project_dir
@@ -332,6 +332,10 @@ def manifest_problem(manifest, path: Path | None = None) -> str | None:
     if not (isinstance(recorded, dict) and all(isinstance(v, dict) and all(isinstance(d, str) for d in v.values())
                                                for v in recorded.values())):
         return "its 'objects' is not an object of definitions by kind"
+    pinned = manifest.get("deparse_settings", {})  # set in the verifier's session: those four names, text values
+    if not (isinstance(pinned, dict) and set(pinned) <= set(objects.DEPARSE_SETTINGS)
+            and all(isinstance(v, str) and len(v) <= 64 for v in pinned.values())):
+        return f"its 'deparse_settings' names settings other than {', '.join(objects.DEPARSE_SETTINGS)}"
     for key in ("started", "finished"):
         try:
             datetime.fromisoformat(manifest[key])

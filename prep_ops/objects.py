@@ -60,18 +60,27 @@ CARRIED = {"full": _DEFINITIONS + ("materialized view populated", "sequence", "l
 # empty) made the source's `REFERENCES items(id)` the restored copy's `REFERENCES app.items(id)`. public,
 # as the default path reads: manifests written before this was fixed compare as they did
 DEPARSE_SEARCH_PATH = "public"
+# and the settings a constant's text depends on: a partition bound, a default or a view on a timestamptz, an
+# interval or a float is written in the session's TimeZone, DateStyle, IntervalStyle and float precision, so a
+# database's or a role's own setting, or another server's, made a good restore differ from its manifest
+# ('2025-01-01 00:00:00+00' against '2024-12-31 19:00:00-05'). A manifest records them ("deparse_settings");
+# one written before did not, and is compared under the session's, as it was recorded.
+DEPARSE_SETTINGS = {"TimeZone": "UTC", "DateStyle": "ISO, YMD", "IntervalStyle": "postgres", "extra_float_digits": "1"}
 
 
 @contextlib.contextmanager
-def deparsing(conn: psycopg.Connection):
+def deparsing(conn: psycopg.Connection, settings: dict[str, str] | None = None):
     """Within the caller's transaction (or one of its own: outside any, a SET LOCAL would last one
-    statement), the search_path set to DEPARSE_SEARCH_PATH, then set back (an error aborts the
-    transaction, which sets it back too)."""
+    statement), the search_path set to DEPARSE_SEARCH_PATH and `settings` (DEPARSE_SETTINGS when None) made,
+    then set back (an error aborts the transaction, which sets them back too)."""
+    wanted = {"search_path": DEPARSE_SEARCH_PATH, **(DEPARSE_SETTINGS if settings is None else settings)}
     with conn.transaction():
-        path = conn.execute("SELECT current_setting('search_path')").fetchone()[0]
-        conn.execute("SELECT set_config('search_path', %s, true)", (DEPARSE_SEARCH_PATH,))
+        before = {name: conn.execute("SELECT current_setting(%s)", (name,)).fetchone()[0] for name in wanted}
+        for name, value in wanted.items():
+            conn.execute("SELECT set_config(%s, %s, true)", (name, value))
         yield conn
-        conn.execute("SELECT set_config('search_path', %s, true)", (path,))
+        for name, value in before.items():
+            conn.execute("SELECT set_config(%s, %s, true)", (name, value))
 
 
 def tables(conn: psycopg.Connection, *, parents: bool = True) -> list[tuple[str, str]]:
@@ -80,10 +89,11 @@ def tables(conn: psycopg.Connection, *, parents: bool = True) -> list[tuple[str,
     return [tuple(r) for r in conn.execute(load("objects", "tables"), {"parents": parents}).fetchall()]
 
 
-def schema_summary(conn: psycopg.Connection) -> dict:
-    """Tables with their columns and types, constraints and indexes by name: what a restore must recreate."""
+def schema_summary(conn: psycopg.Connection, settings: dict[str, str] | None = None) -> dict:
+    """Tables with their columns and types, constraints and indexes by name: what a restore must recreate
+    (deparsed under `settings`: see deparsing)."""
     summary: dict[str, dict] = {label(s, t): {"columns": {}, "constraint": {}, "index": {}} for s, t in tables(conn)}
-    with deparsing(conn):
+    with deparsing(conn, settings):
         columns = conn.execute(load("objects", "columns")).fetchall()
         constraints = conn.execute(load("objects", "constraints")).fetchall()
     for table, column, data_type, not_null in columns:
@@ -94,11 +104,13 @@ def schema_summary(conn: psycopg.Connection) -> dict:
     return summary
 
 
-def snapshot(conn: psycopg.Connection, *, sequences: bool = True) -> dict[str, dict[str, str]]:
-    """{kind: {object name: definition}} of every object the dump carries beyond tables and rows;
-    without `sequences`, all but the sequences' state (a backup reads it around its dump: see MOVED)."""
+def snapshot(conn: psycopg.Connection, *, sequences: bool = True,
+             settings: dict[str, str] | None = None) -> dict[str, dict[str, str]]:
+    """{kind: {object name: definition}} of every object the dump carries beyond tables and rows, deparsed
+    under `settings` (see deparsing); without `sequences`, all but the sequences' state (a backup reads it
+    around its dump: see MOVED)."""
     found: dict[str, dict[str, str]] = {kind: {} for kind in LATER_KINDS + MORE_KINDS + ("large object",)}
-    with deparsing(conn):  # (each kind recorded, even where there is none of it)
+    with deparsing(conn, settings):  # (each kind recorded, even where there is none of it)
         queries = ["objects", "more_kinds"] + (["publications"] if conn.info.server_version >= 150000 else []) + (
             ["sequences"] if sequences else [])
         for query in queries:

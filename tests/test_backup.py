@@ -392,6 +392,9 @@ def _valid_manifest() -> dict:
     (lambda m: {**m, "files": {"../d.sql": {"bytes": 3, "sha256": "ab"}}}, "file '../d.sql' is not a name inside"),
     (lambda m: {**m, "files": {"x.sql": {"bytes": 3, "sha256": "ab"}}}, "it describes 'x.sql', not 'd.sql'"),
     (lambda m: {**m, "objects": {"extension": {"citext": 1}}}, "its 'objects' is not an object of definitions by kind"),
+    # set in the verifier's session: a hostile manifest must not choose its role or anything else
+    (lambda m: {**m, "deparse_settings": {"role": "postgres"}}, "its 'deparse_settings' names settings other than"),
+    (lambda m: {**m, "deparse_settings": {"TimeZone": 5}}, "its 'deparse_settings' names settings other than"),
 ])
 def test_a_manifest_of_the_wrong_shape_is_refused_in_one_sentence(tmp_path, change, problem):
     path = tmp_path / "d.sql"

@@ -188,6 +188,34 @@ def test_a_backup_only_a_superuser_can_restore_fails_in_the_sandbox_saying_how_t
     assert verify.verify(made.path, server=server).ok
 
 
+def test_a_database_with_its_own_time_zone_and_date_styles_verifies_and_restores(server, tmp_path):
+    """A partition bound, a default or a view holding a timestamptz or an interval is deparsed in the session's
+    TimeZone, DateStyle and IntervalStyle: a database (or role, or server) with settings of its own made every
+    good restore differ from its manifest ("partition bound public.ev_2025"), even onto itself."""
+    source, target = _create(server), _create(server)
+    try:
+        with db.connect(source, autocommit=True) as conn:
+            conn.execute(sql.SQL("ALTER DATABASE {} SET timezone = 'America/New_York'").format(
+                sql.Identifier(source.database)))
+            conn.execute(sql.SQL("ALTER DATABASE {} SET datestyle = 'SQL, DMY'").format(sql.Identifier(source.database)))
+            conn.execute(sql.SQL("ALTER DATABASE {} SET intervalstyle = 'sql_standard'").format(
+                sql.Identifier(source.database)))
+        with db.connect(source, autocommit=True) as conn:  # a new session: the database's settings
+            assert conn.execute("SHOW TimeZone").fetchone()[0] == "America/New_York"
+            conn.execute("CREATE TABLE ev (at timestamptz, every interval DEFAULT '1 day 02:00:00') PARTITION BY RANGE (at); "
+                         "CREATE TABLE ev_2025 PARTITION OF ev FOR VALUES FROM ('2025-01-01 00:00+00') "
+                         "TO ('2026-01-01 00:00+00'); INSERT INTO ev VALUES ('2025-06-01 12:00+00'); "
+                         "CREATE VIEW ev_late AS SELECT * FROM ev WHERE at > '2025-03-01 00:00+00'")
+        made = backup.backup(source, "full", "custom", directory=tmp_path)
+        assert made.manifest["deparse_settings"] == objects.DEPARSE_SETTINGS
+        for result in (verify.verify(made.path, server=server), verify.verify(made.path)):
+            assert result.ok, result.failures.to_string()
+        restore.restore(made.path, target, confirm=True, safety_dir=tmp_path / "safety")
+    finally:
+        _drop(server, source)
+        _drop(server, target)
+
+
 def test_a_busy_databases_sequences_moving_while_pg_dump_runs_verify_clean(scratch, server, tmp_path):
     """nextval() is never rolled back and pg_dump reads each sequence when it gets to it, not in its
     snapshot: on a busy database the manifest's value (read before the dump, and again after) and the

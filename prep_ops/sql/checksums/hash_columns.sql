@@ -7,6 +7,8 @@
 -- not_null: declared NOT NULL (what column-hash-v1 went by); valid_not_null: and no NULL can be there,
 -- which on PostgreSQL 18 a NOT VALID not-null constraint does not promise (column-hash-v2 goes by it).
 -- collatable: the type takes a collation (text-like, or the text form).
+-- inherits: the table is an inheritance child (INHERITS, not a partition): pg_dump makes it again with the
+-- inherited columns first, so its column order is not the source's.
 SELECT n.nspname AS schema_name, c.relname AS table_name, a.attname AS column_name,
        CASE WHEN fn.proname IS NULL THEN 'text' WHEN fn.direct THEN 'function' ELSE 'record' END AS hashing,
        a.attnotnull AS not_null,
@@ -15,7 +17,8 @@ SELECT n.nspname AS schema_name, c.relname AS table_name, a.attname AS column_na
            SELECT 1 FROM pg_constraint nn
            WHERE nn.conrelid = c.oid AND nn.contype = 'n' AND NOT nn.convalidated AND nn.conkey = ARRAY[a.attnum]
        ) AS valid_not_null,
-       ty.typcollation <> 0 AS collatable
+       ty.typcollation <> 0 AS collatable,
+       NOT c.relispartition AND EXISTS (SELECT 1 FROM pg_inherits i WHERE i.inhrelid = c.oid) AS inherits
 FROM pg_attribute a
 JOIN pg_class c ON c.oid = a.attrelid
 JOIN pg_namespace n ON n.oid = c.relnamespace
