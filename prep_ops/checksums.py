@@ -200,14 +200,23 @@ def table_checksums(conn: psycopg.Connection, method: str = COLUMN_HASH, *, targ
     settings), each of those connections named `application_name`.
     """
     queries = _queries(conn, method)
-    settings = TEXT_SETTINGS if method in HASH_METHODS else {}
+    pinned = TEXT_SETTINGS if method in HASH_METHODS else {}
     idle = conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE  # no transaction of the caller's
     # row-text sums depend on the session's DateStyle, TimeZone and the like, which a connection of its own
     # would not share: only the column-hash methods, whose settings each connection sets, go concurrent
-    concurrent = target if settings else None
-    with snapshot(conn) if idle else nullcontext():
-        rows = each_table(conn, queries, target=concurrent, jobs=jobs, settings=settings,
-                          application_name=application_name)
+    concurrent = target if pinned else None
+    # every row or an error, as pg_dump reads them: a row-level security policy (on a table whose owner it
+    # binds, FORCE) made a restore by that owner count the rows it shows and refuse a good restore
+    settings = {**pinned, "row_security": "off"}
+    try:
+        with snapshot(conn) if idle else nullcontext():
+            rows = each_table(conn, queries, target=concurrent, jobs=jobs, settings=settings,
+                              application_name=application_name)
+    except psycopg.errors.InsufficientPrivilege as exc:
+        if "row-level security" not in str(exc):
+            raise
+        raise database_error(exc, "the checksums must read every row, and row-level security would hide some "
+                                  "from this role: run it as a superuser or a role with BYPASSRLS") from None
     return {label(s, t): {"rows": n, "checksum": checksum} for (s, t), (n, checksum) in rows.items()}
 
 

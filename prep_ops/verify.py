@@ -163,13 +163,14 @@ def _restore_and_compare(path: Path, copy: Target, manifest: dict, *, major: int
         return [restored, *compare(conn, manifest, target=copy, probe_as=restore_as, owners=owners)]
 
 
-# the server's words for what only a superuser may do (an event trigger, a FOR ALL TABLES publication, an
-# untrusted extension in a schema of the dump's, a GRANT made by another role: SET SESSION AUTHORIZATION)
-_SUPERUSER_ONLY = ("must be superuser", "permission denied to set session authorization",
-                   "permission denied to create event trigger", "permission denied to create extension")
+# the server's words for what the sandbox's role may not do: what only a superuser may (an event trigger, a FOR
+# ALL TABLES publication, an untrusted extension in a schema of the dump's, a GRANT made by another role: SET
+# SESSION AUTHORIZATION), and what a dump does in an order only a superuser can follow (an object given to a
+# role before the dump's GRANT CREATE on its schema; a foreign server of a wrapper it may not use)
+_SUPERUSER_ONLY = ("must be superuser", "permission denied")
 _NOT_A_SUPERUSER = ("; the verification cluster restores a backup as a role that is no superuser (a backup's SQL is "
-                    "not trusted to run as one): a backup you trust that needs one is verified with --same-server, "
-                    "which restores it as you")
+                    "not trusted to run as one): a backup you trust that it cannot restore is verified with "
+                    "--same-server, which restores it as you")
 
 
 def _needs_a_superuser(error: str) -> bool:

@@ -97,6 +97,34 @@ def test_an_inheritance_child_whose_columns_a_restore_reorders_has_the_same_chec
         _drop(server, copy)
 
 
+def test_checksums_never_count_only_the_rows_a_row_level_security_policy_shows(scratch, server):
+    """A table's owner under FORCE ROW LEVEL SECURITY sees the rows its policy lets through: a restore by that
+    owner compared 1 of 2 rows with the manifest and refused a good restore as differing. The checksums read
+    every row or say why they cannot, as pg_dump does."""
+    import secrets as _secrets
+
+    owner, password = f"prep_ops_test_rls_{_secrets.token_hex(3)}", _secrets.token_urlsafe(12)
+    with db.connect(server, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(sql.Identifier(owner), sql.Literal(password)))
+    try:
+        with db.connect(scratch, autocommit=True) as conn:
+            conn.execute(sql.SQL("CREATE TABLE t (dept text); INSERT INTO t VALUES ('a'), ('b'); "
+                                 "ALTER TABLE t OWNER TO {}; ALTER TABLE t ENABLE ROW LEVEL SECURITY; "
+                                 "ALTER TABLE t FORCE ROW LEVEL SECURITY; "
+                                 "CREATE POLICY only_a ON t USING (dept = 'a')").format(sql.Identifier(owner)))
+            assert checksums.table_checksums(conn)["public.t"]["rows"] == 2  # a superuser: every row
+        with db.connect(scratch.with_user(owner, password), autocommit=True) as conn:
+            assert conn.execute("SELECT count(*) FROM t").fetchone()[0] == 1  # what the owner sees
+            with pytest.raises(PrepOpsError, match="row-level security would hide some from this role: run it as "
+                                                   "a superuser or a role with BYPASSRLS"):
+                checksums.table_checksums(conn)
+    finally:
+        with db.connect(scratch, autocommit=True) as conn:
+            conn.execute("DROP TABLE t")
+        with db.connect(server, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(owner)))
+
+
 ROWS = [("x", "y", "c", 1), ("p", "q", None, None), ("u", "v", "", 3)]
 
 
