@@ -209,9 +209,9 @@ def _dump(target: Target, kind: str, fmt: str, path: Path, schema: Path, started
         try:
             with snapshot(conn), watch:
                 exported, lsn, taken, xids = conn.execute(load("manifest", "snapshot_position")).fetchone()
-                before_dump = objects.sequences(conn)  # and again after it: the dump's values lie between (objects.MOVED)
                 # after the snapshot's first statement (it takes the snapshot); the checksums' connections take it too
                 conn.execute("SELECT set_config('lock_timeout', %s, true)", (f"{wait_ms}ms",))
+                before_dump = objects.sequences(conn)  # and again after it: the dump's values lie between (objects.MOVED)
                 waits = ["--lock-wait-timeout", str(wait_ms)] if wait_ms else []
                 command = [str(pg_dump), "--format", FORMATS[fmt][0], "--file", str(path), "--snapshot", exported,
                            "--no-password", *waits, *KINDS[kind], "--dbname", url]

@@ -337,6 +337,13 @@ def _stop_helpers(stopping: threading.Event, helpers: list, opened: list[psycopg
 
 
 def row_counts(conn: psycopg.Connection, method: str = COLUMN_HASH) -> dict[str, int]:
-    """{"schema.table": rows} for every user table, counted as `method` counts them (see own_rows)."""
-    return {label(s, t): conn.execute(sql.SQL("SELECT count(*) FROM {}").format(_from(method, s, t))).fetchone()[0]
-            for s, t in tables(conn, parents=False)}
+    """{"schema.table": rows} for every user table, counted as `method` counts them (see own_rows): every row,
+    as the checksums read them (row_security off in a transaction of its own, or the caller's; a policy that
+    would hide rows is an error, never a count of fewer rows and rows reported lost)."""
+    with conn.transaction():
+        saved = conn.execute("SELECT current_setting('row_security')").fetchone()[0]
+        conn.execute("SELECT set_config('row_security', 'off', true)")
+        counted = {label(s, t): conn.execute(sql.SQL("SELECT count(*) FROM {}").format(_from(method, s, t))).fetchone()[0]
+                   for s, t in tables(conn, parents=False)}
+        conn.execute("SELECT set_config('row_security', %s, true)", (saved,))
+    return counted

@@ -91,10 +91,13 @@ def compare(conn: psycopg.Connection, manifest: dict, *, target: Target | None =
         found = objects.snapshot(conn, settings=settings)
     rows = []
     if "objects" in manifest:
-        same_major = server_version(conn) == manifest.get("server_version")
+        restored_on, taken_on = server_version(conn), manifest.get("server_version")
+        same_major = restored_on == taken_on
+        maintain = not isinstance(taken_on, int) or (restored_on >= 17) == (taken_on >= 17)  # MAINTAIN: 17 and later
         restorer = None if owners else conn.execute("SELECT current_user").fetchone()[0]  # it restored, as the owner
         rows += objects.compare(manifest["objects"], found, manifest["kind"], same_major=same_major,
-                                extension_versions=extension_versions, owners=owners, restorer=restorer)
+                                extension_versions=extension_versions, owners=owners, restorer=restorer,
+                                maintain=maintain)
     else:
         rows.append(row("views, functions, triggers, sequences, privileges …", "objects", "compared",
                         "not compared: this backup's manifest predates their recording", True, skipped=True))

@@ -238,11 +238,11 @@ def _builtins_first(conn: psycopg.Connection) -> None:
     autocommit, conn.autocommit = conn.autocommit, True
     try:
         conn.execute(load("db", "builtins_first"))
-        # dates and intervals written as psycopg reads them (ISO output; the order of day and month in what is
-        # read stays the database's): a database's or role's DateStyle = 'SQL, DMY' or IntervalStyle =
-        # 'sql_standard' made every date prep-ops read fail ("can't parse timestamptz with DateStyle 'SQL, DMY'")
-        conn.execute("SELECT pg_catalog.set_config('datestyle', 'ISO', false), "
-                     "pg_catalog.set_config('intervalstyle', 'postgres', false)")
+        # dates written as psycopg reads them (ISO output only: the order of day and month in what the session
+        # reads stays the database's): a database's or role's DateStyle = 'SQL, DMY' made every date prep-ops
+        # read fail ("can't parse timestamptz with DateStyle 'SQL, DMY'"). Not IntervalStyle: it changes how an
+        # interval is read too ('-1 2:03:04' under sql_standard), in a migration's statements or a notebook's
+        conn.execute("SELECT pg_catalog.set_config('datestyle', 'ISO', false)")
     finally:
         conn.autocommit = autocommit
 

@@ -65,7 +65,8 @@ DEPARSE_SEARCH_PATH = "public"
 # database's or a role's own setting, or another server's, made a good restore differ from its manifest
 # ('2025-01-01 00:00:00+00' against '2024-12-31 19:00:00-05'). A manifest records them ("deparse_settings");
 # one written before did not, and is compared under the session's, as it was recorded.
-DEPARSE_SETTINGS = {"TimeZone": "UTC", "DateStyle": "ISO, YMD", "IntervalStyle": "postgres", "extra_float_digits": "1"}
+DEPARSE_SETTINGS = {"TimeZone": "UTC", "DateStyle": "ISO, YMD", "IntervalStyle": "postgres", "extra_float_digits": "1",
+                    "bytea_output": "hex", "standard_conforming_strings": "on"}
 
 
 @contextlib.contextmanager
@@ -109,7 +110,8 @@ def snapshot(conn: psycopg.Connection, *, sequences: bool = True,
     """{kind: {object name: definition}} of every object the dump carries beyond tables and rows, deparsed
     under `settings` (see deparsing); without `sequences`, all but the sequences' state (a backup reads it
     around its dump: see MOVED)."""
-    found: dict[str, dict[str, str]] = {kind: {} for kind in LATER_KINDS + MORE_KINDS + ("large object",)}
+    found: dict[str, dict[str, str]] = {kind: {} for kind in LATER_KINDS + MORE_KINDS + ("large object",)
+                                        if kind != "publication" or conn.info.server_version >= 150000}
     with deparsing(conn, settings):  # (each kind recorded, even where there is none of it)
         queries = ["objects", "more_kinds"] + (["publications"] if conn.info.server_version >= 150000 else []) + (
             ["sequences"] if sequences else [])
@@ -196,13 +198,16 @@ def _not_compared(what: str, kind: str, why: str) -> dict:
 
 
 def _comparable(kind: str, expected: dict, actual: dict, *, backup_kind: str, same_major: bool,
-                extension_versions: bool, owners: bool, restorer: str | None) -> tuple[dict, dict, list[dict], bool]:
+                extension_versions: bool, owners: bool, restorer: str | None,
+                maintain: bool = True) -> tuple[dict, dict, list[dict], bool]:
     """One kind's definitions as they can be compared (what the restore could not reproduce taken out of both
     sides), the SKIP rows of what is not compared, and whether to compare the kind at all."""
     want, got, rows = expected.get(kind, {}), actual.get(kind, {}), []
     if kind in LATER_KINDS + MORE_KINDS + ("large object",) and kind not in expected:
         return want, got, [_not_compared(_counted(len(got), kind), kind, "this backup's manifest predates their "
                                          "recording")] if got else [], False
+    if kind == "owner" and "publication" not in expected:  # a source before 15: publications not recorded
+        want, got = ({n: d for n, d in side.items() if not n.startswith("publication ")} for side in (want, got))
     if kind == "owner" and backup_kind != "full":  # large objects come with the data
         want, got = ({n: d for n, d in side.items() if not n.startswith("large objects of ")} for side in (want, got))
     if kind == "owner" and not owners:
@@ -213,6 +218,11 @@ def _comparable(kind: str, expected: dict, actual: dict, *, backup_kind: str, sa
                                   "materialized view content", "a restore refreshes a materialized view from its "
                                   "tables, so its rows are what they give now, which a view refreshed before the "
                                   "backup may not have held"))
+    if kind == "large object" and not owners:  # privileges granted to the restoring role became an owner's
+        want, got = ({"large objects": _counted(sum(int(d.split()[0]) for d in side.values()), kind)} if side else {}
+                     for side in (want, got))
+        rows.append(_not_compared("large objects' privileges", kind, "restored without owners (the restoring role "
+                                  "is no superuser): which exist is"))
     if kind == "large object" and want:
         rows.append(_not_compared(_counted(sum(int(d.split()[0]) for d in want.values()), kind), "large object content",
                                   "which large objects exist and who may read them are; their content is not"))
@@ -221,7 +231,7 @@ def _comparable(kind: str, expected: dict, actual: dict, *, backup_kind: str, sa
         want, got = ({n: d for n, d in side.items() if n not in made} for side in (want, got))
     if not owners and restorer and kind in _PRIVILEGE_LISTS + ("function", "procedure"):
         want, got = ({n: _without_grantee(d, restorer) for n, d in side.items()} for side in (want, got))
-    if not same_major and kind in _PRIVILEGE_LISTS:  # MAINTAIN came in 17: GRANT ALL on 15 restored on 18 has it
+    if not maintain and kind in _PRIVILEGE_LISTS:  # MAINTAIN came in 17: GRANT ALL on 15 restored on 18 has it
         want, got = ({n: _without_maintain(d) for n, d in side.items()} for side in (want, got))
     if (not same_major or not extension_versions) and kind == "extension":  # each major its own default version
         want, got = {n: "present" for n in want}, {n: "present" for n in got}
@@ -232,20 +242,22 @@ def _comparable(kind: str, expected: dict, actual: dict, *, backup_kind: str, sa
 
 
 def compare(expected: dict, actual: dict, backup_kind: str, *, same_major: bool,
-            extension_versions: bool = True, owners: bool = True, restorer: str | None = None) -> list[dict]:
+            extension_versions: bool = True, owners: bool = True, restorer: str | None = None,
+            maintain: bool = True) -> list[dict]:
     """Report rows (object, check, expected, actual, passed, skipped) for the kinds a `backup_kind`
     dump carries: one row per kind compared (passed when every object matches), one per object that
     is missing or differs, and one SKIP row per deparsed kind when the majors differ. Extensions by
     presence only across majors (each installs its own default version) or without `extension_versions`;
     `owners`: whether the restore gave objects their owners (else every object is the restoring role's, and
     owners are not compared, nor what was granted to `restorer`, the role that restored them: it owns them
-    all, and its privileges are an owner's). Large objects are compared by which exist and their privileges,
+    all, and its privileges are an owner's). Without `maintain` (one side older than 17), MAINTAIN is left out
+    of privilege lists. Large objects are compared by which exist and their privileges,
     a materialized view by whether it is populated: their content is a SKIP row, never a pass."""
     rows = []
     for kind in CARRIED[backup_kind]:
         want, got, skipped, compared = _comparable(kind, expected, actual, backup_kind=backup_kind,
                                                    same_major=same_major, extension_versions=extension_versions,
-                                                   owners=owners, restorer=restorer)
+                                                   owners=owners, restorer=restorer, maintain=maintain)
         rows += skipped
         if not compared:
             continue

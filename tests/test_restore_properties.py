@@ -411,6 +411,9 @@ def test_a_restore_by_a_role_that_is_no_superuser_compares_what_it_could_give_an
             conn.execute("CREATE TYPE span AS RANGE (subtype = int4); "
                          "CREATE TABLE orders (id int PRIMARY KEY, s span); INSERT INTO orders VALUES (1, '[1,2)')")
             conn.execute(sql.SQL("GRANT SELECT ON orders TO {}").format(sql.Identifier(reader)))
+        with db.connect(source, autocommit=True) as conn:  # a large object of the superuser's, granted to ops
+            oid = conn.execute("SELECT lo_from_bytea(0, 'x')").fetchone()[0]
+            conn.execute(sql.SQL("GRANT SELECT ON LARGE OBJECT {} TO {}").format(sql.Literal(oid), sql.Identifier(ops)))
         made = backup.backup(as_ops, "full", "custom", directory=tmp_path / "backups")
         done = restore.restore(made.path, target.with_user(ops, password), confirm=True, safety_dir=tmp_path / "safety")
         assert done["kind"] == "full"

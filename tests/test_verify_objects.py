@@ -305,10 +305,11 @@ def test_a_grant_all_made_before_maintain_existed_is_as_in_the_backup_on_a_newer
     want = {"privileges": {"public.t": "dba:DELETE, dba:SELECT"}, "default privileges": {"x on tables": "dba:SELECT"}}
     got = {"privileges": {"public.t": "dba:DELETE, dba:MAINTAIN, dba:SELECT"},
            "default privileges": {"x on tables": "dba:MAINTAIN, dba:SELECT"}}
-    across = objects.compare(want, got, "full", same_major=False)
+    across = objects.compare(want, got, "full", same_major=False, maintain=False)  # 15 restored on 18
     assert all(r["passed"] for r in across if r["check"] in want), across
-    same = objects.compare(want, got, "full", same_major=True)
-    assert {r["object"] for r in same if not r["passed"]} >= {"privileges public.t", "default privileges x on tables"}
+    for same in (objects.compare(want, got, "full", same_major=True),  # 18 on 18, and 17 on 18: a MAINTAIN lost
+                 objects.compare(want, got, "full", same_major=False)):
+        assert {r["object"] for r in same if not r["passed"]} >= {"privileges public.t", "default privileges x on tables"}
 
 
 def test_across_majors_deparsed_definitions_are_not_compared_and_say_so():

@@ -7,7 +7,7 @@ SELECT 'publication' AS kind, quote_ident(p.pubname) AS name,
                                            CASE WHEN p.pubdelete THEN 'delete' END, CASE WHEN p.pubtruncate THEN 'truncate' END),
                  CASE WHEN p.pubviaroot THEN 'via root' END,
                  'tables ' || (SELECT string_agg(quote_ident(pn.nspname) || '.' || quote_ident(pc.relname)
-                                                 || coalesce(' (' || (SELECT string_agg(quote_ident(a.attname), ', ' ORDER BY a.attnum)
+                                                 || coalesce(' (' || (SELECT string_agg(quote_ident(a.attname), ', ' ORDER BY a.attname)
                                                                       FROM pg_attribute a WHERE a.attrelid = pc.oid
                                                                         AND a.attnum = ANY (pr.prattrs::int2[])) || ')', '')
                                                  || coalesce(' where ' || pg_get_expr(pr.prqual, pr.prrelid), ''),
