@@ -218,7 +218,7 @@ def _comparable(kind: str, expected: dict, actual: dict, *, backup_kind: str, sa
                                   "materialized view content", "a restore refreshes a materialized view from its "
                                   "tables, so its rows are what they give now, which a view refreshed before the "
                                   "backup may not have held"))
-    if kind == "large object" and not owners:  # privileges granted to the restoring role became an owner's
+    if kind == "large object" and not owners and (want or got):  # what was granted to the restorer: an owner's now
         want, got = ({"large objects": _counted(sum(int(d.split()[0]) for d in side.values()), kind)} if side else {}
                      for side in (want, got))
         rows.append(_not_compared("large objects' privileges", kind, "restored without owners (the restoring role "
