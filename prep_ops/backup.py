@@ -58,7 +58,7 @@ import psycopg
 
 from . import checksums, embedded, lock_watch, objects, orphans
 from .db import Target, client_program, conninfo, connect, libpq_url, server_version, snapshot, tagged
-from .errors import BackupError, ParameterError, program_error
+from .errors import BackupError, ParameterError, PrepOpsError, program_error
 from .sqlfiles import load
 # the backup layer's names, importable from here as callers always have
 from .manifest import (FORMATS, KINDS, Backup, Pruned, backups_dir, check_files, file_hashes, identity, latest,  # noqa: F401
@@ -242,6 +242,10 @@ def _dump(target: Target, kind: str, fmt: str, path: Path, schema: Path, started
                     raise
         except psycopg.errors.LockNotAvailable:  # the checksums' or the definitions' read gave up (the snapshot ended)
             raise BackupError(_locked(conn, target, lock_wait)) from None
+        except PrepOpsError as exc:  # the checksums could not read every row (row-level security): a backup's error
+            if isinstance(exc, BackupError):
+                raise
+            raise BackupError(str(exc)) from None
         failed = [(dump, err) for dump, err in zip(dumps, errors) if dump.returncode != 0]
         if failed:
             _remove(path)

@@ -61,7 +61,7 @@ import psycopg
 from psycopg import sql
 
 from .db import APPLICATION_NAME, Target, connect, snapshot
-from .errors import PrepOpsError, TargetError, database_error
+from .errors import PrepOpsError, TargetError, database_error, first_line
 from .objects import tables
 from .labels import label
 from .sqlfiles import load
@@ -215,8 +215,10 @@ def table_checksums(conn: psycopg.Connection, method: str = COLUMN_HASH, *, targ
     except psycopg.errors.InsufficientPrivilege as exc:
         if "row-level security" not in str(exc):
             raise
-        raise database_error(exc, "the checksums must read every row, and row-level security would hide some "
-                                  "from this role: run it as a superuser or a role with BYPASSRLS") from None
+        hint = getattr(exc.diag, "message_hint", None) or ""
+        raise PrepOpsError(f"the checksums must read every row, and row-level security would hide some from this "
+                           f"role: {first_line(exc)}" + (f" ({hint.rstrip('.')})" if hint else "")
+                           + "; or run it as a superuser or a role with BYPASSRLS") from None
     return {label(s, t): {"rows": n, "checksum": checksum} for (s, t), (n, checksum) in rows.items()}
 
 
