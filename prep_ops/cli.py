@@ -280,7 +280,8 @@ def main(argv: list[str] | None = None) -> None:
         path = exc.ctx.command_path if exc.ctx else "prep-ops"
         message = (exc.format_message().strip().splitlines() or ["usage error"])[0]
         if isinstance(exc, click.NoSuchOption) and exc.option_name == "--database-url" and path != "prep-ops":
-            message = message.rstrip(".") + f" here: it goes before the command (prep-ops --database-url URL {path.split(' ', 1)[1]} …)"
+            command = path.split(" ", 1)[1]
+            message = message.rstrip(".") + f" here: it goes before the command (prep-ops --database-url URL {command} …)"
         echo_line(f"error: {message} (see {path} --help)", err=True)
         code = 1
     except click.ClickException as exc:

@@ -82,8 +82,9 @@ def compare(conn: psycopg.Connection, manifest: dict, *, target: Target | None =
     (`conn`'s database) is given (see checksums.each_table). `probe_as`: the restore's own role (see
     restore_role), whose sessions put a CHECK definition on a probe table (deparse): a function the
     definition names may RESET ROLE, which in a superuser's session, as the table's owner, gave it back
-    the superuser's rights. Without `extension_versions`, extensions are compared by presence only; `owners`: whether the
-    restore gave objects their owners (objects.compare)."""
+    the superuser's rights. Without `extension_versions`, extensions are compared by presence only;
+    `owners`: whether the restore gave objects their owners (objects.compare). Definitions are read under
+    the settings the manifest records (objects.DEPARSE_SETTINGS); one written before, under the session's."""
     settings = manifest.get("deparse_settings", {})  # one written before they were pinned: the session's, as then
     with snapshot(conn):
         summary = objects.schema_summary(conn, settings)
