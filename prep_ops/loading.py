@@ -142,8 +142,8 @@ def check_contents(path: Path, manifest: dict, target: Target, *, major: int | N
 
 def restore_into(path: Path, target: Target, manifest: dict, *, major: int | None = None, jobs: int = 2,
                  schema: Path | None = None, owners: bool | None = None) -> bool:
-    """Restore the backup at `path` into `target`, and return whether its objects got their owners back; `major`: the target server's major version, when the
-    caller has a connection open. A data-only backup goes into the schema already there, or, with
+    """Restore the backup at `path` into `target`, and return whether its objects got their owners back;
+    `major`: the target server's major version, when the caller has a connection open. A data-only backup goes into the schema already there, or, with
     `schema` (a schema-only custom archive), into an empty database in pg_restore's order: the schema's
     pre-data (types, tables, functions), the data, then its post-data (constraints, indexes, triggers),
     so no foreign key or trigger acts while the rows load.

@@ -332,7 +332,7 @@ def manifest_problem(manifest, path: Path | None = None) -> str | None:
     if not (isinstance(recorded, dict) and all(isinstance(v, dict) and all(isinstance(d, str) for d in v.values())
                                                for v in recorded.values())):
         return "its 'objects' is not an object of definitions by kind"
-    pinned = manifest.get("deparse_settings", {})  # set in the verifier's session: those four names, text values
+    pinned = manifest.get("deparse_settings", {})  # set in the verifier's session: those names only, text values
     if not (isinstance(pinned, dict) and set(pinned) <= set(objects.DEPARSE_SETTINGS)
             and all(isinstance(v, str) and len(v) <= 64 for v in pinned.values())):
         return f"its 'deparse_settings' names settings other than {', '.join(objects.DEPARSE_SETTINGS)}"
