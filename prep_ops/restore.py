@@ -163,11 +163,6 @@ def _rehearse_properties(admin: psycopg.Connection, target: Target, new: str) ->
                           f"{first_line(exc)}") from exc
 
 
-def _sessions_need_confirm(target: Target, sessions: list) -> ConfirmationRequired:
-    return ConfirmationRequired(f"{len(sessions)} session(s) are connected to {target.database}; swapping in the "
-                                "restored database ends them: pass --confirm (confirm=True in a notebook)")
-
-
 def _swap(admin: psycopg.Connection, target: Target, new: str, replaced: str, *, confirm: bool) -> None:
     """Rename target → replaced and new → target in one transaction, ending the target's sessions first
     (with confirm); a session that slips in between is ended again, three times at most. In the same
@@ -177,7 +172,8 @@ def _swap(admin: psycopg.Connection, target: Target, new: str, replaced: str, *,
     for attempt in range(3):
         sessions = admin.execute(load("restore", "sessions"), {"name": target.database, "end": confirm}).fetchall()
         if sessions and not confirm:
-            raise _sessions_need_confirm(target, sessions)
+            raise ConfirmationRequired(f"{len(sessions)} session(s) are connected to {target.database}; swapping in the "
+                                       "restored database ends them: pass --confirm (confirm=True in a notebook)")
         try:
             with admin.transaction():
                 for old, name in ((target.database, replaced), (new, target.database)):
@@ -248,10 +244,8 @@ def restore(path: Path, target: Target, *, confirm: bool = False, safety_dir: Pa
         # the file (the target then holds its copy, which needs confirm and a safety backup like any data)
         its_source, occupied = _what_it_replaces(target, manifest, confirm)
         removed = scratch.remove_stale(admin, RESTORING, run, comment=_restoring_comment(target))
-        sessions = [] if confirm else admin.execute(load("restore", "sessions"),
-                                                    {"name": target.database, "end": False}).fetchall()
-        if sessions:  # refused here, nothing done yet (_swap read them again: a session that had ended meanwhile
-            raise _sessions_need_confirm(target, sessions)  # let it rename a database not made yet)
+        if not confirm and admin.execute(load("restore", "sessions"), {"name": target.database, "end": False}).fetchall():
+            _swap(admin, target, new, replaced, confirm=False)  # raises, naming the sessions: nothing done yet
         # never beside the backups (backups/): the newest backup of the database is looked for there
         # (verify --latest, --keep, runbook 10), and the target as it was before is not that
         safety = backups.backup(target, "full", "custom", directory=safety_dir or backups_dir() / SAFETY_FOLDER) \
