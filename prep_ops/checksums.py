@@ -60,7 +60,7 @@ from typing import NamedTuple
 import psycopg
 from psycopg import sql
 
-from .db import APPLICATION_NAME, SET_LOCAL, Target, connect, local_settings, snapshot
+from .db import APPLICATION_NAME, Target, connect, snapshot
 from .errors import PrepOpsError, TargetError, database_error, first_line
 from .objects import tables
 from .labels import label
@@ -91,6 +91,7 @@ EXACT_TEXT_TYPES = ("real", "double precision", "interval")
 # What the text form of a value depends on, pinned for the columns hashed in text form.
 TEXT_SETTINGS = {"DateStyle": "ISO, YMD", "IntervalStyle": "postgres", "TimeZone": "UTC",
                  "extra_float_digits": "1", "bytea_output": "hex"}
+_SET_LOCAL = "SELECT set_config(name, value, true) FROM unnest(%s::text[], %s::text[]) AS s(name, value)"
 
 
 def method_of(manifest: dict) -> str:
@@ -239,11 +240,16 @@ def each_table(conn: psycopg.Connection, queries: dict[tuple[str, str], sql.Comp
     KeyboardInterrupt) cancels every other connection's running query and closes it before this raises.
     """
     settings = settings or {}
+    names, values = list(settings), list(settings.values())
+    saved = [r[0] for r in conn.execute("SELECT current_setting(name) FROM unnest(%s::text[]) AS name", (names,))]
+    conn.execute(_SET_LOCAL, (names, values))
     jobs = min(jobs or os.cpu_count() or 1, len(queries))
-    with local_settings(conn, settings):  # the caller's transaction goes on as it was
-        if target is None or jobs < 2 or _has_written(conn):
-            return {table: conn.execute(query).fetchone() for table, query in queries.items()}
-        return _concurrently(conn, queries, target, jobs, (list(settings), list(settings.values())), application_name)
+    if target is None or jobs < 2 or _has_written(conn):
+        rows = {table: conn.execute(query).fetchone() for table, query in queries.items()}
+    else:
+        rows = _concurrently(conn, queries, target, jobs, (names, values), application_name)
+    conn.execute(_SET_LOCAL, (names, saved))  # the caller's transaction goes on as it was
+    return rows
 
 
 def _has_written(conn: psycopg.Connection) -> bool:
@@ -298,7 +304,7 @@ def _concurrently(conn: psycopg.Connection, queries: dict[tuple[str, str], sql.C
             except psycopg.Error as exc:  # another database, or another server
                 raise database_error(exc, f"cannot read {target.masked_url} in the snapshot of the "
                                           "checksums' connection") from None
-            other.execute(SET_LOCAL, settings)
+            other.execute(_SET_LOCAL, settings)
             work(other)
             other.rollback()
 
@@ -336,6 +342,10 @@ def row_counts(conn: psycopg.Connection, method: str = COLUMN_HASH) -> dict[str,
     """{"schema.table": rows} for every user table, counted as `method` counts them (see own_rows): every row,
     as the checksums read them (row_security off in a transaction of its own, or the caller's; a policy that
     would hide rows is an error, never a count of fewer rows and rows reported lost)."""
-    with conn.transaction(), local_settings(conn, {"row_security": "off"}):
-        return {label(s, t): conn.execute(sql.SQL("SELECT count(*) FROM {}").format(_from(method, s, t))).fetchone()[0]
-                for s, t in tables(conn, parents=False)}
+    with conn.transaction():
+        saved = conn.execute("SELECT current_setting('row_security')").fetchone()[0]
+        conn.execute("SELECT set_config('row_security', 'off', true)")
+        counted = {label(s, t): conn.execute(sql.SQL("SELECT count(*) FROM {}").format(_from(method, s, t))).fetchone()[0]
+                   for s, t in tables(conn, parents=False)}
+        conn.execute("SELECT set_config('row_security', %s, true)", (saved,))
+    return counted

@@ -263,21 +263,6 @@ def live(conn: "psycopg.Connection | None", target: Target) -> psycopg.Connectio
     return connect(target, autocommit=True)
 
 
-SET_LOCAL = "SELECT set_config(name, value, true) FROM unnest(%s::text[], %s::text[]) AS s(name, value)"
-
-
-@contextlib.contextmanager
-def local_settings(conn: psycopg.Connection, settings: dict[str, str]):
-    """`settings` made for the rest of the transaction under way on `conn` (set_config local), and the values
-    they had set back when the block ends without an error (a SET LOCAL would last to the end of a caller's
-    transaction, where this block is a part of it; an error aborts the transaction, which sets them back)."""
-    names, values = list(settings), list(settings.values())
-    saved = [r[0] for r in conn.execute("SELECT current_setting(name) FROM unnest(%s::text[]) AS name", (names,))]
-    conn.execute(SET_LOCAL, (names, values))
-    yield conn
-    conn.execute(SET_LOCAL, (names, saved))
-
-
 @contextlib.contextmanager
 def snapshot(conn: psycopg.Connection):
     """One read-only transaction with one snapshot (REPEATABLE READ) on an autocommit connection, for a

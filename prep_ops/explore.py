@@ -13,9 +13,9 @@ from .sqlfiles import load
 def missing_tables(conn: psycopg.Connection) -> list[str]:
     """The school's tables (schema.EXPECTED_TABLES) this database lacks in public, by name: the exploration
     reads them, and on another database says so instead of failing on its first query."""
-    from .schema import missing_tables
+    from .schema import EXPECTED_TABLES, tables
 
-    return sorted(missing_tables(conn))
+    return sorted(EXPECTED_TABLES - set(tables(conn)["table_name"]))
 
 
 def _validate(term: str | None, instrument: str | None) -> dict:

@@ -28,7 +28,6 @@ import re
 import psycopg
 
 from ._report import row
-from .db import local_settings
 from .labels import label
 from .sqlfiles import load
 
@@ -76,8 +75,13 @@ def deparsing(conn: psycopg.Connection, settings: dict[str, str] | None = None):
     statement), the search_path set to DEPARSE_SEARCH_PATH and `settings` (DEPARSE_SETTINGS when None) made,
     then set back (an error aborts the transaction, which sets them back too)."""
     wanted = {"search_path": DEPARSE_SEARCH_PATH, **(DEPARSE_SETTINGS if settings is None else settings)}
-    with conn.transaction(), local_settings(conn, wanted):
+    with conn.transaction():
+        before = {name: conn.execute("SELECT current_setting(%s)", (name,)).fetchone()[0] for name in wanted}
+        for name, value in wanted.items():
+            conn.execute("SELECT set_config(%s, %s, true)", (name, value))
         yield conn
+        for name, value in before.items():
+            conn.execute("SELECT set_config(%s, %s, true)", (name, value))
 
 
 def tables(conn: psycopg.Connection, *, parents: bool = True) -> list[tuple[str, str]]:
@@ -189,16 +193,6 @@ def _without_grantee(definition: str, grantee: str) -> str:
     return head + marker + ", ".join(items) if marker else ", ".join(items)
 
 
-def _both(change, want: dict, got: dict) -> tuple[dict, dict]:
-    """`change` (a dict to a dict) made to both sides of a comparison."""
-    return change(want), change(got)
-
-
-def _large_objects(side: dict[str, str]) -> int:
-    """How many large objects a side's groups hold (each definition starts with its count)."""
-    return sum(int(definition.split()[0]) for definition in side.values())
-
-
 def _not_compared(what: str, kind: str, why: str) -> dict:
     return row(what, kind, "compared", f"not compared: {why}", True, skipped=True)
 
@@ -213,10 +207,9 @@ def _comparable(kind: str, expected: dict, actual: dict, *, backup_kind: str, sa
         return want, got, [_not_compared(_counted(len(got), kind), kind, "this backup's manifest predates their "
                                          "recording")] if got else [], False
     if kind == "owner" and "publication" not in expected:  # a source before 15: publications not recorded
-        want, got = _both(lambda side: {n: d for n, d in side.items() if not n.startswith("publication ")}, want, got)
+        want, got = ({n: d for n, d in side.items() if not n.startswith("publication ")} for side in (want, got))
     if kind == "owner" and backup_kind != "full":  # large objects come with the data
-        want, got = _both(lambda side: {n: d for n, d in side.items() if not n.startswith("large objects of ")},
-                          want, got)
+        want, got = ({n: d for n, d in side.items() if not n.startswith("large objects of ")} for side in (want, got))
     if kind == "owner" and not owners:
         return want, got, [_not_compared(_counted(len(want), kind), kind, "restored without owners (the restoring "
                                          "role is no superuser: every object is its own)")] if want else [], False
@@ -226,26 +219,25 @@ def _comparable(kind: str, expected: dict, actual: dict, *, backup_kind: str, sa
                                   "tables, so its rows are what they give now, which a view refreshed before the "
                                   "backup may not have held"))
     if kind == "large object" and not owners and (want or got):  # what was granted to the restorer: an owner's now
-        want, got = _both(lambda side: {"large objects": _counted(_large_objects(side), kind)} if side else {},
-                          want, got)
+        want, got = ({"large objects": _counted(sum(int(d.split()[0]) for d in side.values()), kind)} if side else {}
+                     for side in (want, got))
         rows.append(_not_compared("large objects' privileges", kind, "restored without owners (the restoring role "
                                   "is no superuser): which exist is"))
     if kind == "large object" and want:
-        rows.append(_not_compared(_counted(_large_objects(want), kind), "large object content",
+        rows.append(_not_compared(_counted(sum(int(d.split()[0]) for d in want.values()), kind), "large object content",
                                   "which large objects exist and who may read them are; their content is not"))
     if kind in ("function", "procedure"):  # a range's constructors, which older manifests list as functions
         made = set(expected.get(MADE_WITH_A_TYPE, {})) | set(actual.get(MADE_WITH_A_TYPE, {}))
-        want, got = _both(lambda side: {n: d for n, d in side.items() if n not in made}, want, got)
+        want, got = ({n: d for n, d in side.items() if n not in made} for side in (want, got))
     if not owners and restorer and kind in _PRIVILEGE_LISTS + ("function", "procedure"):
-        want, got = _both(lambda side: {n: _without_grantee(d, restorer) for n, d in side.items()}, want, got)
+        want, got = ({n: _without_grantee(d, restorer) for n, d in side.items()} for side in (want, got))
     if not maintain and kind in _PRIVILEGE_LISTS:  # MAINTAIN came in 17: GRANT ALL on 15 restored on 18 has it
-        want, got = _both(lambda side: {n: _without_maintain(d) for n, d in side.items()}, want, got)
+        want, got = ({n: _without_maintain(d) for n, d in side.items()} for side in (want, got))
     if (not same_major or not extension_versions) and kind == "extension":  # each major its own default version
-        want, got = _both(lambda side: {n: "present" for n in side}, want, got)
+        want, got = {n: "present" for n in want}, {n: "present" for n in got}
     if not same_major and kind in DEPARSED:
-        skipped = [_not_compared(_counted(len(want), kind), kind, "another major version deparses definitions "
-                                 "differently; verify with --same-server")] if want else []
-        return want, got, rows + skipped, False
+        return want, got, rows + ([_not_compared(_counted(len(want), kind), kind, "another major version deparses "
+                                                 "definitions differently; verify with --same-server")] if want else []), False
     return want, got, rows, True
 
 

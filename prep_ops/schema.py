@@ -40,17 +40,12 @@ def indexes(conn: psycopg.Connection) -> pd.DataFrame:
     return fetch_frame(conn, load("schema", "indexes"))
 
 
-def missing_tables(conn: psycopg.Connection) -> set[str]:
-    """The expected tables the database's public schema lacks."""
-    return EXPECTED_TABLES - set(tables(conn)["table_name"])
-
-
 def missing(conn: psycopg.Connection) -> dict[str, set[str]]:
     """Expected tables, indexes and check constraints that the database lacks (empty sets: all there),
     read in one snapshot."""
     with snapshot(conn):
         return {
-            "tables": missing_tables(conn),
+            "tables": EXPECTED_TABLES - set(tables(conn)["table_name"]),
             "indexes": EXPECTED_INDEXES - set(indexes(conn)["index_name"]),
             "checks": EXPECTED_CHECKS - set(constraints(conn)["constraint_name"]),
         }
